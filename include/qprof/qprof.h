@@ -1,0 +1,29 @@
+/*
+ * qprof: where database time goes. The only header applications include.
+ *
+ * Areas: status codes (status.h), hooks and versions (core.h), options
+ * (config.h), SQL normalization (sql.h), profiles and stores (profile.h,
+ * store.h), the connection pool (pool.h).
+ */
+#ifndef QPROF_QPROF_H
+#define QPROF_QPROF_H
+
+#include "qprof/version.h"
+#include "export.h"
+#include "status.h"
+#include "core.h"
+#include "config.h"
+#if __has_include("sql.h")
+#include "sql.h"
+#endif
+#if __has_include("profile.h")
+#include "profile.h"
+#endif
+#if __has_include("store.h")
+#include "store.h"
+#endif
+#if __has_include("pool.h")
+#include "pool.h"
+#endif
+
+#endif

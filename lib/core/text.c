@@ -1,0 +1,149 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+void qp__buf_init(qp_buf *b, const qp_hooks *h) {
+  memset(b, 0, sizeof *b);
+  b->hooks = h;
+}
+
+void qp__buf_free(qp_buf *b) {
+  qp__free(b->hooks, b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+bool qp__buf_reserve(qp_buf *b, size_t extra) {
+  if (b->failed) return false;
+  if (b->len + extra + 1 <= b->cap) return true;
+  size_t cap = b->cap ? b->cap : 64;
+  while (cap < b->len + extra + 1) {
+    if (cap > SIZE_MAX / 2) {
+      b->failed = true;
+      return false;
+    }
+    cap *= 2;
+  }
+  char *d = qp__realloc(b->hooks, b->data, cap);
+  if (d == NULL) {
+    b->failed = true;
+    return false;
+  }
+  b->data = d;
+  b->cap = cap;
+  return true;
+}
+
+bool qp__buf_append(qp_buf *b, const void *p, size_t n) {
+  if (!qp__buf_reserve(b, n)) return false;
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return true;
+}
+
+bool qp__buf_puts(qp_buf *b, const char *s) { return qp__buf_append(b, s, strlen(s)); }
+
+bool qp__buf_printf(qp_buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char small[256];
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  va_end(ap);
+  if (n < 0) return false;
+  if ((size_t)n < sizeof small) return qp__buf_append(b, small, (size_t)n);
+  if (!qp__buf_reserve(b, (size_t)n)) return false;
+  va_start(ap, fmt);
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+  return true;
+}
+
+const char *qp__buf_cstr(qp_buf *b) { return b->data ? b->data : ""; }
+
+/* Copies at most `n` bytes of src to the output, keeping it terminated. */
+static void out_put(char *buf, size_t len, size_t *pos, const char *src, size_t n) {
+  while (n-- > 0 && *pos + 1 < len) buf[(*pos)++] = *src++;
+  buf[*pos] = '\0';
+}
+
+void qp__dsn_redact(const char *dsn, char *buf, size_t len) {
+  if (len == 0) return;
+  buf[0] = '\0';
+  if (dsn == NULL) return;
+  size_t pos = 0;
+  const char *p = dsn;
+  if (strncmp(p, "postgresql://", 13) == 0 || strncmp(p, "postgres://", 11) == 0) {
+    /* URI: scheme://[user[:password]@]host... and ?password=... */
+    const char *auth = strstr(p, "://") + 3;
+    const char *end = auth + strcspn(auth, "/?");
+    const char *at = NULL;
+    for (const char *q = auth; q < end; q++)
+      if (*q == '@') at = q;
+    out_put(buf, len, &pos, p, (size_t)(auth - p));
+    if (at != NULL) {
+      const char *colon = memchr(auth, ':', (size_t)(at - auth));
+      if (colon != NULL) {
+        out_put(buf, len, &pos, auth, (size_t)(colon - auth));
+        out_put(buf, len, &pos, ":***", 4);
+      } else {
+        out_put(buf, len, &pos, auth, (size_t)(at - auth));
+      }
+      p = at;
+    } else {
+      p = auth;
+    }
+    /* The rest, with any password= query parameter masked. */
+    while (*p) {
+      if ((p[-1] == '?' || p[-1] == '&') && strncmp(p, "password=", 9) == 0) {
+        out_put(buf, len, &pos, "password=***", 12);
+        p += 9;
+        p += strcspn(p, "&");
+        continue;
+      }
+      out_put(buf, len, &pos, p, 1);
+      p++;
+    }
+    return;
+  }
+  /* keyword=value pairs; values may be 'quoted' with \ escapes. */
+  while (*p) {
+    const char *kw = p;
+    while (*p && *p != '=' && *p != ' ' && *p != '\t') p++;
+    size_t kwlen = (size_t)(p - kw);
+    const char *sp = p;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p != '=') {
+      out_put(buf, len, &pos, kw, (size_t)(p - kw));
+      if (*p) {
+        out_put(buf, len, &pos, p, 1);
+        p++;
+      }
+      continue;
+    }
+    p++;
+    while (*p == ' ' || *p == '\t') p++;
+    const char *val = p;
+    if (*p == '\'') {
+      p++;
+      while (*p && *p != '\'') {
+        if (*p == '\\' && p[1]) p++;
+        p++;
+      }
+      if (*p == '\'') p++;
+    } else {
+      while (*p && *p != ' ' && *p != '\t') p++;
+    }
+    bool secret = kwlen == 8 && strncmp(kw, "password", 8) == 0;
+    out_put(buf, len, &pos, kw, (size_t)(sp - kw));
+    out_put(buf, len, &pos, "=", 1);
+    if (secret) out_put(buf, len, &pos, "***", 3);
+    else out_put(buf, len, &pos, val, (size_t)(p - val));
+    while (*p == ' ' || *p == '\t') {
+      out_put(buf, len, &pos, p, 1);
+      p++;
+    }
+  }
+}

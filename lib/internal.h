@@ -1,0 +1,89 @@
+/*
+ * qp__ helpers shared inside the library. Never installed; nothing here is API.
+ */
+#ifndef QPROF_INTERNAL_H
+#define QPROF_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qprof/config.h"
+#include "qprof/core.h"
+#include "qprof/status.h"
+
+#define QP_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define QP_UNUSED(x) ((void)(x))
+#define QP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define QP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- allocation (lib/core/alloc.c) -------------------------------------
+ * Every allocation in the library goes through these, so that a hook can
+ * fail the Nth one and out-of-memory is a tested path. `h` may be NULL
+ * (plain malloc). qp__free(h, NULL) is a no-op. */
+void *qp__malloc(const qp_hooks *h, size_t n);
+void *qp__calloc(const qp_hooks *h, size_t count, size_t size);
+void *qp__realloc(const qp_hooks *h, void *p, size_t n);
+void qp__free(const qp_hooks *h, void *p);
+char *qp__strdup(const qp_hooks *h, const char *s);
+char *qp__strndup(const qp_hooks *h, const char *s, size_t n);
+/* Copies *src into *dst, or the defaults when src is NULL. */
+void qp__hooks_init(qp_hooks *dst, const qp_hooks *src);
+
+/* ---- errors (lib/core/error.c) -----------------------------------------
+ * Each handle embeds one qp_err: the status and message of its last call. */
+#define QP_ERRMSG_MAX 512
+typedef struct qp_err {
+  qp_status code;
+  char msg[QP_ERRMSG_MAX];
+} qp_err;
+
+void qp__err_clear(qp_err *e);
+/* Sets code and a formatted message; returns code, so that callers can
+ * `return qp__err_set(&h->err, QP_INVALID, "...")`. */
+qp_status qp__err_set(qp_err *e, qp_status code, const char *fmt, ...) QP_PRINTF(3, 4);
+qp_status qp__err_vset(qp_err *e, qp_status code, const char *fmt, va_list ap) QP_PRINTF(3, 0);
+/* Formats into a caller's error buffer (may be NULL or zero-sized); returns code. */
+qp_status qp__errbuf_set(char *buf, size_t len, qp_status code, const char *fmt, ...) QP_PRINTF(4, 5);
+
+/* ---- logging (lib/core/log.c) ------------------------------------------ */
+void qp__log(const qp_hooks *h, qp_log_level level, const char *fmt, ...) QP_PRINTF(3, 4);
+static inline bool qp__log_enabled(const qp_hooks *h, qp_log_level level) {
+  return h != NULL && h->log_fn != NULL && level >= h->log_min_level;
+}
+
+/* ---- clocks (lib/core/clock.c) -----------------------------------------
+ * Durations are measured on CLOCK_MONOTONIC; timestamps that are stored or
+ * shown are CLOCK_REALTIME. Both in nanoseconds. */
+uint64_t qp__now_ns(void);
+int64_t qp__wall_ns(void);
+/* ISO 8601 UTC with milliseconds, "2026-11-22T00:30:42.123Z"; buf >= 32 bytes. */
+void qp__format_iso8601(int64_t wall_ns, char *buf, size_t len);
+/* Parses ISO 8601 ("2026-11-22", "2026-11-22T10:00", "...:00Z", "+01:00"),
+ * a Unix time ("@1700000000") or a relative time ("-15m", "-2h", "-1d", "now").
+ * Returns false on anything else. */
+bool qp__parse_time(const char *text, int64_t now_wall_ns, int64_t *out_wall_ns);
+
+/* ---- text helpers (lib/core/text.c) ------------------------------------ */
+/* Growable byte buffer on the hooks' allocator. */
+typedef struct qp_buf {
+  char *data;
+  size_t len, cap;
+  const qp_hooks *hooks;
+  bool failed; /* sticky: an append ran out of memory */
+} qp_buf;
+void qp__buf_init(qp_buf *b, const qp_hooks *h);
+void qp__buf_free(qp_buf *b);
+bool qp__buf_reserve(qp_buf *b, size_t extra);
+bool qp__buf_append(qp_buf *b, const void *p, size_t n);
+bool qp__buf_puts(qp_buf *b, const char *s);
+bool qp__buf_printf(qp_buf *b, const char *fmt, ...) QP_PRINTF(2, 3);
+/* Returns the NUL-terminated contents (never NULL: "" when empty). */
+const char *qp__buf_cstr(qp_buf *b);
+
+/* Removes the password from a libpq DSN (keyword=value or URI) into buf, for
+ * messages and logs. Never fails: on a malformed DSN it writes a placeholder. */
+void qp__dsn_redact(const char *dsn, char *buf, size_t len);
+
+#endif

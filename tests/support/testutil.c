@@ -1,0 +1,68 @@
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+bool qpt_pg_env_load(void) {
+  const char *path = getenv("QP_TEST_PGENV");
+  if (path == NULL) return false;
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return false;
+  char line[1024];
+  while (fgets(line, sizeof line, f) != NULL) {
+    line[strcspn(line, "\r\n")] = '\0';
+    char *eq = strchr(line, '=');
+    if (eq == NULL) continue;
+    *eq = '\0';
+    setenv(line, eq + 1, 1);
+  }
+  fclose(f);
+  return getenv("PGHOST") != NULL;
+}
+
+const char *qpt_pg_dsn(void) {
+  static char dsn[512];
+  if (!qpt_pg_env_load()) return NULL;
+  snprintf(dsn, sizeof dsn, "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
+           getenv("PGPORT"), getenv("PGUSER"), getenv("PGDATABASE"));
+  return dsn;
+}
+
+int qpt_system(const char *fmt, ...) {
+  char cmd[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  int st = system(cmd);
+  if (st == -1 || !WIFEXITED(st)) return -1;
+  return WEXITSTATUS(st);
+}
+
+const char *qpt_tempdir(void) {
+  static char bufs[16][64];
+  static int next;
+  char *b = bufs[next++ % 16];
+  snprintf(b, 64, "/tmp/qprof-test.XXXXXX");
+  return mkdtemp(b);
+}
+
+char *qpt_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    free(buf);
+    fclose(f);
+    return NULL;
+  }
+  buf[n] = '\0';
+  fclose(f);
+  if (len) *len = (size_t)n;
+  return buf;
+}

@@ -1,0 +1,30 @@
+/*
+ * Helpers shared by the tests. Include after <cmocka.h>'s prerequisites.
+ */
+#ifndef QP_TESTUTIL_H
+#define QP_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdbool.h>
+
+#include "qprof/qprof.h"
+
+/* Loads the PG fixture's env file (PGHOST, PGPORT, ...) into the environment.
+ * Returns false when there is none (the test should then fail: the fixture is
+ * required). */
+bool qpt_pg_env_load(void);
+/* "host=... port=... user=postgres dbname=postgres" for the fixture cluster;
+ * static buffer. Calls qpt_pg_env_load(). */
+const char *qpt_pg_dsn(void);
+/* Runs a shell command; returns its exit status (or -1). */
+int qpt_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A fresh temporary directory (mkdtemp under /tmp); static buffer per call index. */
+const char *qpt_tempdir(void);
+/* Reads a whole file (malloc'd, NUL-terminated); NULL on error. */
+char *qpt_read_file(const char *path, size_t *len);
+
+#endif

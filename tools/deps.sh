@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs what qprof needs to build, test, fuzz and benchmark on Debian 12.
+# Idempotent; does nothing when everything is already there. Run as root
+# (or with sudo available).
+set -eu
+PKGS="build-essential cmake pkg-config git
+  libpq-dev libsqlite3-dev libpcre2-dev libxxhash-dev libjansson-dev libcmocka-dev
+  clang libclang-rt-14-dev
+  postgresql postgresql-contrib postgresql-15-hypopg pgbouncer
+  sqlite3 python3 python3-psycopg2
+  libpg-query-dev"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,78 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+int cli_usage_error(const char *verb, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "qprof %s: ", verb);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry 'qprof %s --help'.\n", verb);
+  return QP_EXIT_USAGE;
+}
+
+int cli_fail(const char *verb, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "qprof %s: ", verb);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return QP_EXIT_FAIL;
+}
+
+bool cli_use_color(FILE *f) {
+  const char *nc = getenv("NO_COLOR");
+  if (nc != NULL && nc[0] != '\0') return false;
+  const char *term = getenv("TERM");
+  if (term != NULL && strcmp(term, "dumb") == 0) return false;
+  return isatty(fileno(f));
+}
+
+int cli_term_width(void) {
+  const char *cols = getenv("COLUMNS");
+  if (cols != NULL && atoi(cols) > 0) return atoi(cols);
+  if (!isatty(STDOUT_FILENO)) return 0;
+  struct winsize ws;
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return 80;
+}
+
+char *cli_read_all(const char *path, size_t *len) {
+  FILE *f = (path == NULL || strcmp(path, "-") == 0) ? stdin : fopen(path, "rb");
+  if (f == NULL) return NULL;
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  if (buf == NULL) goto fail;
+  for (;;) {
+    if (n == cap) {
+      char *nb = realloc(buf, cap * 2 + 1);
+      if (nb == NULL) goto fail;
+      buf = nb;
+      cap *= 2;
+    }
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (got == 0) break;
+  }
+  if (ferror(f)) {
+    errno = EIO;
+    goto fail;
+  }
+  if (f != stdin) fclose(f);
+  buf[n] = '\0';
+  *len = n;
+  return buf;
+fail:;
+  int saved = errno;
+  free(buf);
+  if (f != NULL && f != stdin) fclose(f);
+  errno = saved;
+  return NULL;
+}

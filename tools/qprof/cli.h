@@ -1,0 +1,43 @@
+/*
+ * Shared pieces of the qprof CLI: the verb table and exit-code conventions.
+ *
+ * Exit codes: 0 success, 1 runtime failure (message names what failed),
+ * 2 usage error (one-line hint), 3 a gate failed (qprof diff --fail-above).
+ */
+#ifndef QPROF_CLI_H
+#define QPROF_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "qprof/qprof.h"
+
+enum { QP_EXIT_OK = 0, QP_EXIT_FAIL = 1, QP_EXIT_USAGE = 2, QP_EXIT_GATE = 3 };
+
+typedef struct cli_verb {
+  const char *name;
+  int (*run)(int argc, char **argv); /* argv[0] is the verb */
+  const char *summary;
+} cli_verb;
+
+/* One function per verb, each in its own cmd_<verb>.c. */
+int cmd_config(int argc, char **argv);
+int cmd_normalize(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+/* Prints "qprof VERB: message" to stderr and returns QP_EXIT_USAGE with a hint
+ * to run `qprof VERB --help`. */
+int cli_usage_error(const char *verb, const char *fmt, ...) QP_PRINTF(2, 3);
+/* Prints "qprof VERB: message" to stderr and returns QP_EXIT_FAIL. */
+int cli_fail(const char *verb, const char *fmt, ...) QP_PRINTF(2, 3);
+/* True when colour may be used on `f`: a terminal and NO_COLOR unset. */
+bool cli_use_color(FILE *f);
+/* Terminal width of stdout, or 0 when not a terminal (COLUMNS wins if set). */
+int cli_term_width(void);
+/* Reads a whole file ("-" or NULL: stdin) into a malloc'd buffer. Returns
+ * NULL with errno set on failure. */
+char *cli_read_all(const char *path, size_t *len);
+
+#endif

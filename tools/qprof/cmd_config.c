@@ -1,0 +1,93 @@
+/* qprof config: the options table, as defaults, environment and current values. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *type_name(qp_opt_type t) {
+  switch (t) {
+  case QP_OPT_BOOL: return "bool";
+  case QP_OPT_INT: return "int";
+  case QP_OPT_DOUBLE: return "number";
+  case QP_OPT_STRING: return "string";
+  }
+  return "?";
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "Usage: qprof config [--list] [--format text|json]\n\n"
+             "Lists every option with its type, default, QPROF_* environment variable,\n"
+             "the value in effect here (defaults overridden by the environment) and a\n"
+             "one-line description.\n");
+}
+
+static void json_string(const char *s) {
+  putchar('"');
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') printf("\\%c", c);
+    else if (c == '\n') printf("\\n");
+    else if (c < 0x20) printf("\\u%04x", c);
+    else putchar(c);
+  }
+  putchar('"');
+}
+
+int cmd_config(int argc, char **argv) {
+  static const struct option longopts[] = {{"list", no_argument, NULL, 'l'},
+                                           {"format", required_argument, NULL, 'f'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
+  const char *format = "text";
+  int c;
+  while ((c = getopt_long(argc, argv, "lf:h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'l': break;
+    case 'f': format = optarg; break;
+    case 'h': usage(stdout); return QP_EXIT_OK;
+    default: return cli_usage_error("config", "unknown option");
+    }
+  }
+  if (optind < argc) return cli_usage_error("config", "unexpected argument '%s'", argv[optind]);
+  bool json = strcmp(format, "json") == 0;
+  if (!json && strcmp(format, "text") != 0)
+    return cli_usage_error("config", "--format must be text or json, not '%s'", format);
+
+  qp_config *cfg;
+  if (qp_config_new(&cfg, NULL) != QP_OK) return cli_fail("config", "out of memory");
+  if (qp_config_load_env(cfg) != QP_OK) {
+    int rc = cli_fail("config", "%s", qp_config_errmsg(cfg));
+    qp_config_free(cfg);
+    return rc;
+  }
+  if (json) printf("[");
+  for (size_t i = 0; i < qp_option_count(); i++) {
+    const qp_option_info *o = qp_option_at(i);
+    if (json) {
+      printf("%s\n {\"name\":", i ? "," : "");
+      json_string(o->name);
+      printf(",\"env\":");
+      json_string(o->env);
+      printf(",\"type\":\"%s\",\"default\":", type_name(o->type));
+      json_string(o->default_value);
+      printf(",\"value\":");
+      json_string(qp_config_text(cfg, o->name));
+      printf(",\"unit\":");
+      json_string(o->unit);
+      printf(",\"doc\":");
+      json_string(o->doc);
+      printf("}");
+    } else {
+      const char *value = qp_config_text(cfg, o->name);
+      printf("%-26s %-6s default=%-10s value=%-10s %s\n    %s", o->name, type_name(o->type),
+             o->default_value[0] ? o->default_value : "''", value[0] ? value : "''", o->env,
+             o->doc);
+      if (o->unit[0]) printf(" (%s)", o->unit);
+      printf("\n");
+    }
+  }
+  if (json) printf("\n]\n");
+  qp_config_free(cfg);
+  return QP_EXIT_OK;
+}

@@ -1,0 +1,48 @@
+/* qprof: the command-line tool. One verb per cmd_<verb>.c; this file only dispatches. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_verb verbs[] = {
+    /* VERBS: keep sorted by how often people use them. */
+    {"config", cmd_config, "list options, their defaults, QPROF_* variables and current values"},
+};
+
+static void print_usage(FILE *f) {
+  fprintf(f, "Usage: qprof VERB [options]\n\nWhere database time goes.\n\nVerbs:\n");
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+    fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
+  fprintf(f, "\nOptions:\n  -h, --help     this text\n  -V, --version  versions of qprof and "
+             "the libraries it runs with\n\n'qprof VERB --help' describes each verb.\n");
+}
+
+static void print_version(void) {
+  printf("qprof %s\nlibpq %s\nSQLite %s\nPCRE2 %s\n", qp_version(), qp_libpq_version(),
+         qp_sqlite_version(), qp_pcre2_version());
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    print_usage(stderr);
+    return QP_EXIT_USAGE;
+  }
+  const char *verb = argv[1];
+  if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "help") == 0) {
+    print_usage(stdout);
+    return QP_EXIT_OK;
+  }
+  if (strcmp(verb, "-V") == 0 || strcmp(verb, "--version") == 0 || strcmp(verb, "version") == 0) {
+    print_version();
+    return QP_EXIT_OK;
+  }
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+    if (strcmp(verbs[i].name, verb) == 0) {
+      optind = 1; /* each verb parses its own options from argv[1..] */
+      return verbs[i].run(argc - 1, argv + 1);
+    }
+  }
+  fprintf(stderr, "qprof: unknown verb '%s'\nTry 'qprof --help'.\n", verb);
+  return QP_EXIT_USAGE;
+}

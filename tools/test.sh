@@ -1,0 +1,81 @@
+#!/bin/bash
+# The whole test suite, as CI runs it. From a fresh Debian 12 machine:
+#   bash tools/test.sh
+# Stages (each must pass):
+#   1. build with -Wall -Wextra -Werror, run every test (unit, integration
+#      against a throwaway PostgreSQL cluster, real clients under the shim)
+#   2. build with ASan+UBSan, run every test again
+#   3. build with TSan, run the concurrency tests
+#   4. build the libFuzzer targets with clang, run each for QP_FUZZ_SECONDS (60)
+#   5. install to a temporary prefix and build the example service against it
+#      with pkg-config and with find_package(qprof)
+# QP_STAGES="1 2" limits the run to some stages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+jobs=$(nproc 2>/dev/null || echo 2)
+stages=${QP_STAGES:-"1 2 3 4 5"}
+fuzz_seconds=${QP_FUZZ_SECONDS:-60}
+
+bash tools/deps.sh
+
+want() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
+banner() { printf '\n==== %s ====\n' "$*"; }
+
+configure_build() { # dir, extra cmake args...
+  local dir=$1
+  shift
+  cmake -S "$root" -B "$dir" -DQPROF_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs" 2>&1 | grep -vE '^\[ *[0-9]+%\]|^-- ' || true
+  # grep hides progress; fail here if the build did not succeed
+  cmake --build "$dir" -j "$jobs" >/dev/null
+}
+
+if want 1; then
+  banner "1/5 build -Werror and run all tests"
+  configure_build build/ci-release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  (cd build/ci-release && ctest -j "$jobs" --output-on-failure)
+fi
+
+if want 2; then
+  banner "2/5 ASan+UBSan: all tests"
+  configure_build build/ci-asan -DCMAKE_BUILD_TYPE=Debug -DQPROF_SANITIZE=address,undefined \
+    -DQPROF_BUILD_BENCH=OFF
+  (cd build/ci-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j "$jobs" --output-on-failure)
+fi
+
+if want 3; then
+  banner "3/5 TSan: concurrency tests"
+  configure_build build/ci-tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+    -DQPROF_SANITIZE=thread -DQPROF_BUILD_BENCH=OFF
+  # TSan needs a non-randomized address layout on recent kernels.
+  (cd build/ci-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    setarch "$(uname -m)" -R ctest -j "$jobs" -L concurrency --output-on-failure)
+fi
+
+if want 4; then
+  banner "4/5 fuzz targets, ${fuzz_seconds}s each"
+  configure_build build/ci-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+    -DQPROF_BUILD_FUZZ=ON -DQPROF_BUILD_BENCH=OFF -DBUILD_TESTING=ON
+  for f in build/ci-fuzz/tests/fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    name=$(basename "$f")
+    corpus=$(mktemp -d)
+    seeds="$root/tests/fuzz/seeds/${name#fuzz_}"
+    echo "fuzzing $name"
+    "$f" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+      "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) 2>&1 | tail -n 4
+    rm -rf "$corpus"
+  done
+fi
+
+if want 5; then
+  banner "5/5 install and build the example against it"
+  prefix=$(mktemp -d)
+  cmake --install build/ci-release --prefix "$prefix" >/dev/null
+  bash tools/check-install.sh "$prefix"
+  rm -rf "$prefix"
+fi
+
+banner "all stages passed: $stages"
