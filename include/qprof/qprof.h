@@ -13,17 +13,8 @@
 #include "status.h"
 #include "core.h"
 #include "config.h"
-#if __has_include("sql.h")
 #include "sql.h"
-#endif
-#if __has_include("profile.h")
 #include "profile.h"
-#endif
-#if __has_include("store.h")
 #include "store.h"
-#endif
-#if __has_include("pool.h")
-#include "pool.h"
-#endif
 
 #endif

@@ -1,0 +1,96 @@
+/*
+ * Profiles: statistics per query fingerprint, recorded in memory by any
+ * number of threads and flushed to a store (store.h).
+ *
+ * Every recording path (the pool, the LD_PRELOAD shim) reports one
+ * qp_query_event per executed statement; the profile normalizes it, finds
+ * its fingerprint and adds it to that fingerprint's statistics for the
+ * current time bucket.
+ */
+#ifndef QPROF_PROFILE_H
+#define QPROF_PROFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "sql.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct qp_profile qp_profile;
+typedef struct qp_store qp_store;
+
+typedef enum qp_backend { QP_BACKEND_POSTGRES = 0, QP_BACKEND_SQLITE = 1 } qp_backend;
+
+/* "postgres" or "sqlite". Static. */
+QP_EXPORT const char *qp_backend_name(qp_backend backend);
+
+typedef struct qp_profile_options {
+  const qp_hooks *hooks;      /* copied; NULL for defaults */
+  int64_t bucket_s;           /* width of a time bucket; 0 means 60 */
+  const char *const *rules;   /* normalization rules (see qp_normalizer_new); borrowed */
+  size_t nrules;
+  const char *ignore;         /* PCRE2 pattern on normalized text: not recorded; NULL/"" none */
+  bool sample;                /* keep one sample statement (with literals) per fingerprint */
+  const char *const *redact;  /* PATTERN=REPLACEMENT rules applied to samples; borrowed */
+  size_t nredact;
+} qp_profile_options;
+
+/*
+ * Creates an empty profile. `opts` may be NULL (all defaults); what it points
+ * to is only read during the call. Errors: QP_PATTERN / QP_INVALID for a bad
+ * rule or pattern (errbuf names it), QP_NOMEM. On error *out is NULL.
+ */
+QP_EXPORT qp_status qp_profile_new(qp_profile **out, const qp_profile_options *opts, char *errbuf,
+                                   size_t errlen);
+
+/* Frees the profile and whatever was not flushed; NULL is a no-op. */
+QP_EXPORT void qp_profile_free(qp_profile *p);
+
+typedef struct qp_query_event {
+  qp_backend backend;
+  const char *database;   /* database name or SQLite file path; NULL if unknown; borrowed */
+  const char *sql;        /* raw statement text; borrowed for the call */
+  size_t sql_len;
+  /* When the caller already normalized the statement (a prepared statement
+   * is normalized once at prepare), it passes the result here and the
+   * profile skips normalizing; `sql` is then only used for the sample. */
+  const char *normalized; /* NULL: normalize sql */
+  size_t normalized_len;
+  uint64_t fingerprint;   /* used only when normalized != NULL */
+  uint64_t duration_ns;   /* monotonic-clock duration */
+  int64_t rows;           /* rows returned or affected; -1 when unknown */
+  /* NULL on success; else the SQLSTATE ("23505") or the SQLite extended
+   * result code name ("SQLITE_CONSTRAINT_UNIQUE"); borrowed. */
+  const char *error;
+  int64_t end_wall_ns;    /* wall-clock end time; 0 means now */
+} qp_query_event;
+
+/*
+ * Records one executed statement. Thread-safe; cheap on a hot fingerprint
+ * (no allocation once the fingerprint has been seen in the current bucket).
+ * Errors: QP_NOMEM (the event is dropped and counted as lost), QP_INVALID.
+ */
+QP_EXPORT qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev);
+
+/*
+ * Moves everything recorded so far into `store`, in one transaction, and
+ * empties the profile. Recording may go on in other threads meanwhile: an
+ * event is either in this flush or in a later one, never in both or none.
+ * On error the statistics stay in the profile for the next flush.
+ * Errors: those of the store (qp_store_errmsg tells more), QP_NOMEM.
+ */
+QP_EXPORT qp_status qp_profile_flush(qp_profile *p, qp_store *store);
+
+/* Events recorded / dropped (out of memory) since creation. Thread-safe. */
+QP_EXPORT uint64_t qp_profile_recorded(const qp_profile *p);
+QP_EXPORT uint64_t qp_profile_lost(const qp_profile *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
