@@ -16,5 +16,6 @@
 #include "sql.h"
 #include "profile.h"
 #include "store.h"
+#include "pool.h"
 
 #endif

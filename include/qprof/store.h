@@ -44,6 +44,54 @@ QP_EXPORT void qp_store_close(qp_store *s);
 /* Message about the last failed call on `s`; "" after a success. Owned by `s`. */
 QP_EXPORT const char *qp_store_errmsg(const qp_store *s);
 
+/* The location the store was opened with, with any password removed. Owned by `s`. */
+QP_EXPORT const char *qp_store_location(const qp_store *s);
+
+/* The store schema version this qprof writes (older stores are migrated to it
+ * when opened with QP_STORE_WRITE). */
+QP_EXPORT int qp_store_schema_version(void);
+
+/*
+ * Statistics of one query (fingerprint, backend, database) over a time
+ * window, as qp_store_summarize hands them out. Times are nanoseconds;
+ * wall-clock times are since the Unix epoch (UTC). Every pointer is owned by
+ * the store and valid only during the callback.
+ */
+typedef struct qp_query_summary {
+  uint64_t fingerprint;
+  const char *backend;     /* "postgres" or "sqlite" */
+  const char *database;    /* "" when the recorder did not know it */
+  const char *query;       /* normalized text */
+  const char *sample;      /* redacted sample statement, or NULL (only with opt-in sampling) */
+  const char *error_codes; /* "CODE:count,CODE:count", sorted by code; "" when no errors */
+  uint64_t calls;
+  uint64_t errors;
+  int64_t rows;            /* rows returned or affected, summed over events that reported them */
+  uint64_t total_ns, min_ns, max_ns;
+  double mean_ns;
+  double stddev_ns;        /* population standard deviation */
+  /* Percentiles from the log-bucket histogram: within 2% (relative) of the
+   * exact value at rank floor(q * (calls - 1)) of the sorted durations. */
+  double p50_ns, p90_ns, p95_ns, p99_ns, p999_ns;
+  int64_t first_seen_ns, last_seen_ns;
+} qp_query_summary;
+
+/* Called once per query; return non-zero to stop (qp_store_summarize then
+ * returns QP_OK). */
+typedef int (*qp_summary_fn)(const qp_query_summary *q, void *ud);
+
+/*
+ * Merges the statistics of the time buckets that start in [since_ns, until_ns)
+ * (wall clock; INT64_MIN / INT64_MAX for no bound) per query and calls `fn`
+ * for each, in no particular order. Histograms merge exactly, so percentiles
+ * are those of the queries in the window. Windows are answered from hourly,
+ * daily and all-time roll-ups kept at flush time, plus single buckets at the
+ * edges. Errors: QP_INVALID, QP_IO (read failed), QP_NOMEM; `s` keeps the
+ * message.
+ */
+QP_EXPORT qp_status qp_store_summarize(qp_store *s, int64_t since_ns, int64_t until_ns,
+                                       qp_summary_fn fn, void *ud);
+
 #ifdef __cplusplus
 }
 #endif

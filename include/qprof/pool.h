@@ -1,0 +1,349 @@
+/*
+ * The connection pool: PostgreSQL (libpq) and SQLite connections behind one
+ * timed, thread-safe API.
+ *
+ * A qp_pool hands out qp_conn leases. Any thread may acquire and release; a
+ * lease is used by one thread at a time. Waiters are served first in, first
+ * out. Every statement run through a lease is timed on the monotonic clock
+ * and, when the pool was given a profile, recorded into it under its
+ * fingerprint; statements slower than the slow threshold are logged.
+ *
+ * DSNs: PostgreSQL in libpq's forms ("host=/tmp dbname=app user=u",
+ * "postgresql://u:pw@host:5432/app?sslmode=disable"); SQLite as
+ * "sqlite:///abs/path/file.db", "sqlite:relative/file.db" or
+ * "sqlite::memory:". A DSN's password never appears in any message or log
+ * line of the pool.
+ *
+ * Errors: every call returns a qp_status. The three that tell a service what
+ * went wrong with a query path are
+ *   QP_EXHAUSTED   every connection was busy for the whole acquire timeout;
+ *   QP_UNAVAILABLE the database cannot be reached (or was lost mid-call): the
+ *                  message has the last connect error and its SQLSTATE;
+ *   QP_QUERY       the statement failed: qp_conn_sqlstate() has the code.
+ * Handles: qp_pool_close(NULL), qp_pool_release(NULL) and
+ * qp_result_free(NULL) are no-ops.
+ */
+#ifndef QPROF_POOL_H
+#define QPROF_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "core.h"
+#include "profile.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct qp_pool qp_pool;
+typedef struct qp_conn qp_conn;
+typedef struct qp_result qp_result;
+
+/* What happens to a session's state (SET, PREPARE, LISTEN, temporary
+ * tables, advisory locks, SET ROLE, PRAGMA, ATTACH) when a lease ends. */
+typedef enum qp_reset_policy {
+  QP_RESET_AUTO = 0,   /* reset only connections whose session state changed */
+  QP_RESET_ALWAYS = 1, /* reset every connection on release (DISCARD ALL on PostgreSQL) */
+  QP_RESET_NEVER = 2   /* never reset; the application owns session state */
+} qp_reset_policy;
+
+/*
+ * Everything a pool is opened from. Initialize with qp_pool_options_init()
+ * (the defaults of the pool.* rows of the options table), then set fields.
+ * Durations are milliseconds; 0 means "off" where noted.
+ */
+typedef struct qp_pool_options {
+  const char *dsn;             /* required; copied */
+  int min_size;                /* connections kept open when idle (opened in the background) */
+  int max_size;                /* most connections open at once (>= 1, >= min_size) */
+  int64_t acquire_timeout_ms;  /* default wait of qp_pool_acquire (0: never wait) */
+  int64_t connect_timeout_ms;  /* one connection attempt (>= 1) */
+  int64_t max_lifetime_ms;     /* retire connections older than this minus up to 2.5%; 0 = never */
+  int64_t idle_timeout_ms;     /* close idle connections above min_size after this; 0 = never */
+  int64_t validation_ms;       /* check a connection idle for longer than this before use */
+  int64_t leak_ms;             /* log a lease held longer than this, once; 0 = off */
+  double slow_ms;              /* log statements slower than this; <= 0 = off */
+  qp_reset_policy reset;
+  qp_profile *profile;         /* borrowed; NULL = do not record. Must outlive the pool. */
+  const qp_hooks *hooks;       /* copied (allocator and log callback); NULL = defaults */
+  /* Called on every new connection before first use (e.g. SET search_path),
+   * from whichever thread opened it. A non-OK return discards the
+   * connection. Statements run here are timed and recorded like any other;
+   * session state they set survives QP_RESET_AUTO but not a reset. */
+  qp_status (*on_connect)(qp_conn *conn, void *ud);
+  void *on_connect_ud;
+} qp_pool_options;
+
+/* Fills *o with the defaults (pool.* rows of the options table), dsn NULL. */
+QP_EXPORT void qp_pool_options_init(qp_pool_options *o);
+
+/*
+ * Sets the pool.* fields of *o from `cfg` (pool.min_size, pool.max_size,
+ * pool.acquire_timeout_ms, pool.connect_timeout_ms, pool.max_lifetime_ms,
+ * pool.idle_timeout_ms, pool.validation_ms, pool.leak_ms, pool.reset, and
+ * slow_ms). dsn, profile, hooks and on_connect are left alone.
+ * Errors: QP_INVALID when pool.reset is not auto|always|never (errbuf says so).
+ */
+QP_EXPORT qp_status qp_pool_options_from_config(qp_pool_options *o, const qp_config *cfg,
+                                                char *errbuf, size_t errlen);
+
+/*
+ * Opens a pool. `opts` is only read during the call (dsn copied, hooks
+ * copied, profile borrowed). Opens min_size connections in the background
+ * and starts one maintenance thread (idle timeout, lifetime, leak detection).
+ * Does not connect in the caller's thread: a database that is down is
+ * reported by the first acquire, not here.
+ * Errors: QP_INVALID (missing or malformed DSN, bad sizes or durations),
+ * QP_NOMEM, QP_ERROR (a thread could not be started). On error *out is NULL
+ * and errbuf (may be NULL) holds the message, with any password removed.
+ * Thread-safety: the pool may be used by any number of threads at once.
+ */
+QP_EXPORT qp_status qp_pool_open(qp_pool **out, const qp_pool_options *opts, char *errbuf,
+                                 size_t errlen);
+
+/*
+ * Closes every connection and frees the pool; NULL is a no-op. Every lease
+ * must have been released and no call may be running on the pool; results
+ * may outlive it. In a child process after fork() it frees the memory but
+ * never closes the parent's connections (see qp_pool_acquire).
+ */
+QP_EXPORT void qp_pool_close(qp_pool *pool);
+
+/*
+ * Acquires a lease, waiting at most `timeout_ms` (< 0: the pool's
+ * acquire_timeout_ms; 0: do not wait). `file`, `line` name the holder for
+ * leak reports (use the macros below). Idle connections are reused most
+ * recently used first; if none is idle and fewer than max_size are open, the
+ * calling thread opens one (bounded by connect_timeout_ms and the time left).
+ * Waiters are served in arrival order: a released connection goes straight
+ * to the longest waiter.
+ *
+ * Errors:
+ *   QP_EXHAUSTED   all max_size connections stayed busy until the timeout;
+ *   QP_WOULDBLOCK  timeout 0 and no connection free right now (a try-acquire
+ *                  never connects; it asks the maintenance thread to open one
+ *                  when the pool is below max_size);
+ *   QP_UNAVAILABLE a connection attempt failed (refused, authentication,
+ *                  unknown database...). "The database system is starting up"
+ *                  (57P03) and "too many connections" (53300) are retried
+ *                  with backoff until the timeout instead; then this code;
+ *   QP_CLOSED      the pool is closing;
+ *   QP_NOMEM.
+ * On error *conn is NULL; qp_pool_errmsg() copies the message.
+ * After fork(), the first call in the child drops the parent's connections
+ * without touching their sessions (PostgreSQL: the socket is closed without
+ * a Terminate message; SQLite: the handle is leaked on purpose, as SQLite
+ * forbids using or closing it in the child) and opens new ones as needed.
+ * Thread-safe.
+ */
+QP_EXPORT qp_status qp_pool_acquire_at(qp_pool *pool, qp_conn **conn, int64_t timeout_ms,
+                                       const char *file, int line);
+
+/* Acquire with the pool's acquire timeout, naming the call site. */
+#define qp_pool_acquire(pool, conn) qp_pool_acquire_at((pool), (conn), -1, __FILE__, __LINE__)
+/* Acquire waiting at most ms milliseconds. */
+#define qp_pool_acquire_timeout(pool, conn, ms) \
+  qp_pool_acquire_at((pool), (conn), (ms), __FILE__, __LINE__)
+/* Non-blocking acquire: QP_WOULDBLOCK when nothing is free. */
+#define qp_pool_try_acquire(pool, conn) qp_pool_acquire_at((pool), (conn), 0, __FILE__, __LINE__)
+
+/*
+ * Ends a lease; NULL is a no-op. The connection goes back to the pool after:
+ * a rollback if it was left inside a transaction; a session reset (DISCARD
+ * ALL on PostgreSQL, reopening on SQLite) if its session state changed and
+ * the policy is auto, or always with QP_RESET_ALWAYS; nothing more when it
+ * is healthy. A connection that broke, could not be rolled back or reset, or
+ * outlived max_lifetime_ms is closed and its place freed. `conn` is invalid
+ * after the call. Thread-safe (any thread may release a lease).
+ */
+QP_EXPORT void qp_pool_release(qp_conn *conn);
+
+/*
+ * Copies the message of the pool's most recent failed acquire (from any
+ * thread) into buf (NUL-terminated, cut to len). Returns buf. Thread-safe.
+ */
+QP_EXPORT const char *qp_pool_errmsg(qp_pool *pool, char *buf, size_t len);
+
+/* ---- statements -------------------------------------------------------- */
+
+typedef enum qp_param_type {
+  QP_PARAM_NULL = 0,
+  QP_PARAM_TEXT = 1,   /* text / len bytes (len SIZE_MAX: NUL-terminated) */
+  QP_PARAM_INT64 = 2,  /* i */
+  QP_PARAM_DOUBLE = 3, /* d */
+  QP_PARAM_BLOB = 4    /* text / len raw bytes: bytea (sent in binary) / BLOB */
+} qp_param_type;
+
+/* One statement parameter ($1.. on PostgreSQL, ?/?N/:name in order on SQLite).
+ * Pointers are borrowed for the call. */
+typedef struct qp_param {
+  qp_param_type type;
+  const char *text;
+  size_t len;
+  int64_t i;
+  double d;
+  uint32_t pg_type; /* PostgreSQL type OID for TEXT (e.g. 1082 date); 0 = inferred; SQLite ignores */
+} qp_param;
+
+static inline qp_param qp_param_null(void) {
+  qp_param p = {QP_PARAM_NULL, NULL, 0, 0, 0.0, 0};
+  return p;
+}
+static inline qp_param qp_param_text(const char *s) {
+  qp_param p = {QP_PARAM_TEXT, s, (size_t)-1, 0, 0.0, 0};
+  return p;
+}
+static inline qp_param qp_param_int(int64_t v) {
+  qp_param p = {QP_PARAM_INT64, NULL, 0, v, 0.0, 0};
+  return p;
+}
+static inline qp_param qp_param_double(double v) {
+  qp_param p = {QP_PARAM_DOUBLE, NULL, 0, 0, v, 0};
+  return p;
+}
+static inline qp_param qp_param_blob(const void *data, size_t len) {
+  qp_param p = {QP_PARAM_BLOB, (const char *)data, len, 0, 0.0, 0};
+  return p;
+}
+
+/*
+ * Runs one statement with `nparams` parameters (params may be NULL when 0)
+ * and, when `out` is not NULL, returns its result (caller frees with
+ * qp_result_free; it does not depend on the lease or the pool). The
+ * statement is prepared once per connection and cached by its text (256
+ * statements per connection), re-prepared transparently if the server lost
+ * it (DEALLOCATE ALL, DISCARD ALL: SQLSTATE 26000). One statement only: use
+ * qp_conn_exec_script for several. The call is timed and recorded.
+ * Errors: QP_QUERY (qp_conn_sqlstate/qp_conn_errmsg tell which), QP_INVALID
+ * (wrong parameter count for SQLite, bad parameter type, several statements),
+ * QP_UNAVAILABLE (the connection was lost; it will be replaced on release),
+ * QP_NOMEM. On error *out is NULL.
+ * Thread-safety: one thread at a time per lease.
+ */
+QP_EXPORT qp_status qp_conn_exec(qp_conn *conn, const char *sql, const qp_param *params,
+                                 size_t nparams, qp_result **out);
+
+/*
+ * Runs a script of one or more statements without parameters and without
+ * results (simple query protocol on PostgreSQL, sqlite3_exec on SQLite).
+ * Each call is timed and recorded as one event. Errors as qp_conn_exec.
+ */
+QP_EXPORT qp_status qp_conn_exec_script(qp_conn *conn, const char *sql);
+
+/*
+ * Asks the server to cancel the statement running on `conn`. The one call
+ * that may come from another thread than the lease holder's, while the
+ * holder is inside qp_conn_exec; the caller must know the lease is still
+ * held. The running call then fails with QP_QUERY (57014 / SQLITE_INTERRUPT).
+ * Errors: QP_UNAVAILABLE when the cancel request could not be sent.
+ */
+QP_EXPORT qp_status qp_conn_cancel(qp_conn *conn);
+
+/* Message of the last failed call on the lease; "" after a success. Owned by
+ * the lease; valid until its next call or release. */
+QP_EXPORT const char *qp_conn_errmsg(const qp_conn *conn);
+/* SQLSTATE ("23505") or SQLite extended result code name
+ * ("SQLITE_CONSTRAINT_UNIQUE") of the last failed call; "" after a success. */
+QP_EXPORT const char *qp_conn_sqlstate(const qp_conn *conn);
+
+typedef enum qp_txn_status {
+  QP_TXN_IDLE = 0,     /* not in a transaction */
+  QP_TXN_ACTIVE = 1,   /* a statement is running */
+  QP_TXN_INTRANS = 2,  /* inside a transaction block */
+  QP_TXN_INERROR = 3,  /* inside a failed transaction block */
+  QP_TXN_UNKNOWN = 4   /* the connection is broken */
+} qp_txn_status;
+
+/* Transaction state of the lease's connection (no round trip). */
+QP_EXPORT qp_txn_status qp_conn_txn_status(const qp_conn *conn);
+
+/* Server identity, owned by the lease (valid until release): the backend,
+ * the server version ("15.5", "3.40.1"), the database (name, or file path
+ * for SQLite) and the user ("" for SQLite). */
+QP_EXPORT qp_backend qp_conn_backend(const qp_conn *conn);
+QP_EXPORT const char *qp_conn_server_version(const qp_conn *conn);
+QP_EXPORT const char *qp_conn_database(const qp_conn *conn);
+QP_EXPORT const char *qp_conn_user(const qp_conn *conn);
+
+/* ---- results (owned by the caller; any thread, one at a time) ---------- */
+
+/* Frees a result; NULL is a no-op. */
+QP_EXPORT void qp_result_free(qp_result *res);
+/* Rows returned and columns per row. */
+QP_EXPORT size_t qp_result_rows(const qp_result *res);
+QP_EXPORT size_t qp_result_cols(const qp_result *res);
+/* Rows inserted, updated or deleted; -1 for statements that return rows or
+ * do not report a count. */
+QP_EXPORT int64_t qp_result_affected(const qp_result *res);
+/* Column name, owned by the result; NULL when col is out of range. */
+QP_EXPORT const char *qp_result_colname(const qp_result *res, size_t col);
+/* True for SQL NULL (and for a row/column out of range). */
+QP_EXPORT bool qp_result_isnull(const qp_result *res, size_t row, size_t col);
+/* The value in text form, NUL-terminated, owned by the result; *len (may be
+ * NULL) gets its length. NULL for SQL NULL or out of range. bytea comes in
+ * PostgreSQL's text form (\x...): use qp_result_blob for the bytes. */
+QP_EXPORT const char *qp_result_value(const qp_result *res, size_t row, size_t col, size_t *len);
+/* The value as raw bytes: decoded bytea on PostgreSQL, the BLOB (or text)
+ * bytes on SQLite. Owned by the result. NULL for SQL NULL, out of range or
+ * out of memory. Not thread-safe for one result (decodes lazily). */
+QP_EXPORT const void *qp_result_blob(qp_result *res, size_t row, size_t col, size_t *len);
+/* The value as a 64-bit integer. Errors: QP_INVALID (NULL or not an
+ * integer), QP_RANGE. */
+QP_EXPORT qp_status qp_result_int64(const qp_result *res, size_t row, size_t col, int64_t *out);
+
+/* ---- metrics ----------------------------------------------------------- */
+
+/* Fixed log2 histogram: bucket i counts durations d (microseconds) with
+ * 2^(i-1) <= d < 2^i (bucket 0: d < 1 us); the last bucket is open-ended. */
+#define QP_POOL_HIST_BUCKETS 32
+
+typedef struct qp_pool_stats {
+  /* PgBouncer SHOW POOLS / SHOW STATS names */
+  int64_t cl_active;            /* leases held right now */
+  int64_t cl_waiting;           /* acquires waiting right now */
+  int64_t sv_active;            /* connections in use (== cl_active) */
+  int64_t sv_idle;              /* idle connections, recently used */
+  int64_t sv_used;              /* idle connections past validation_ms: checked before reuse */
+  int64_t sv_login;             /* connections being opened */
+  int64_t maxwait_us;           /* how long the oldest current waiter has waited */
+  uint64_t total_query_count;   /* statements run through the pool */
+  uint64_t total_query_time_us; /* their summed duration */
+  uint64_t total_error_count;   /* of which failed */
+  uint64_t total_xact_count;    /* leases ended (one per acquire/release) */
+  uint64_t total_wait_time_us;  /* summed time acquires spent waiting */
+  /* pool events */
+  uint64_t acquires, timeouts, wouldblocks, unavailable;
+  uint64_t connects, connect_failures, closed, broken, expired, idle_closed;
+  uint64_t rollbacks, resets, validation_failures, leaks, reprepares, fork_drops;
+  /* histograms (microseconds) */
+  uint64_t acquire_hist[QP_POOL_HIST_BUCKETS];
+  uint64_t hold_hist[QP_POOL_HIST_BUCKETS];
+  uint64_t connect_hist[QP_POOL_HIST_BUCKETS];
+} qp_pool_stats;
+
+/* Fills *out with a consistent snapshot. Thread-safe. */
+QP_EXPORT void qp_pool_stats_get(qp_pool *pool, qp_pool_stats *out);
+
+/*
+ * Renders the stats as Prometheus text exposition (metrics prefixed
+ * "qprof_pool_", histograms in seconds with cumulative "le" buckets) into
+ * buf[0..cap) with snprintf semantics: *needed (may be NULL) gets the full
+ * length without the NUL. Errors: QP_TOOBIG when cap <= that length (buf then
+ * holds a cut prefix). `labels` (may be NULL) is added to every sample, e.g.
+ * "pool=\"main\"". Thread-safe.
+ */
+QP_EXPORT qp_status qp_pool_prometheus(qp_pool *pool, const char *labels, char *buf, size_t cap,
+                                       size_t *needed);
+
+/* Same, into a string allocated with the pool's allocator; free it with
+ * qp_pool_string_free(pool, s). Errors: QP_NOMEM. */
+QP_EXPORT qp_status qp_pool_prometheus_alloc(qp_pool *pool, const char *labels, char **out);
+QP_EXPORT void qp_pool_string_free(qp_pool *pool, char *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,152 @@
+/*
+ * Backends: one table of functions per database client library, so that the
+ * pool, timing, the cache and the advisor never branch on the backend.
+ * Private to the library.
+ *
+ * A backend connection (qp__bconn) is used by one thread at a time, except
+ * for `cancel`, which may come from any thread while another one is inside
+ * `exec`. Every failing call fills a qp__berr: status, code (SQLSTATE or
+ * SQLite extended result code name) and a message with any DSN password
+ * removed.
+ */
+#ifndef QPROF_BACKEND_H
+#define QPROF_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "qprof/pool.h"
+#include "qprof/profile.h"
+
+typedef struct qp__bconn qp__bconn;
+typedef struct qp__backend_ops qp__backend_ops;
+typedef struct qp__stmt_entry qp__stmt_entry;
+
+/* The error of the last failed backend call. */
+typedef struct qp__berr {
+  qp_status status;
+  char code[40];            /* "23505", "SQLITE_BUSY", "" when none */
+  char msg[QP_ERRMSG_MAX];  /* never holds a password */
+  bool transient;           /* connect: worth retrying soon (57P03, 53300) */
+} qp__berr;
+
+void qp__berr_clear(qp__berr *e);
+qp_status qp__berr_set(qp__berr *e, qp_status st, const char *code, const char *fmt, ...)
+    QP_PRINTF(4, 5);
+
+/*
+ * Results: every backend allocates its result as a struct that begins with
+ * this header; the public qp_result_* functions dispatch through `ops`.
+ */
+typedef struct qp__result_ops {
+  void (*free)(qp_result *r);
+  size_t (*rows)(const qp_result *r);
+  size_t (*cols)(const qp_result *r);
+  int64_t (*affected)(const qp_result *r);
+  const char *(*colname)(const qp_result *r, size_t col);
+  bool (*isnull)(const qp_result *r, size_t row, size_t col);
+  const char *(*value)(const qp_result *r, size_t row, size_t col, size_t *len);
+  const void *(*blob)(qp_result *r, size_t row, size_t col, size_t *len);
+} qp__result_ops;
+
+struct qp_result {
+  const qp__result_ops *ops;
+  qp_hooks hooks; /* a copy: results outlive leases and pools */
+};
+
+/* Per-connection options the pool passes to connect. */
+typedef struct qp__bconnect_opts {
+  const qp_hooks *hooks;    /* borrowed for the connection's lifetime */
+  int64_t timeout_ms;       /* for the whole connection attempt */
+  size_t stmt_cache_max;    /* prepared statements kept per connection */
+} qp__bconnect_opts;
+
+struct qp__backend_ops {
+  const char *name;
+  qp_backend kind;
+  /* Whether this backend handles `dsn` (decided by prefix only). */
+  bool (*accepts)(const char *dsn);
+  /* Checks a DSN without connecting. QP_INVALID with a message if malformed. */
+  qp_status (*check_dsn)(const char *dsn, qp__berr *err);
+  /* Connects (non-blocking with a deadline on PostgreSQL). On failure *out
+   * is NULL; err->transient tells whether a retry soon may succeed. */
+  qp_status (*connect)(const char *dsn, const qp__bconnect_opts *o, qp__bconn **out,
+                       qp__berr *err);
+  /* One statement, prepared and cached by text. *out may be NULL (result
+   * discarded); *rows gets rows returned or affected (-1 unknown).
+   * *reprepared is set when a lost prepared statement was prepared again.
+   * *entry gets the statement's cache entry (NULL when not cached), valid
+   * until the next call on the connection. `sql` must be NUL-terminated at
+   * len. */
+  qp_status (*exec)(qp__bconn *b, const char *sql, size_t len, const qp_param *params,
+                    size_t nparams, qp_result **out, int64_t *rows, bool *reprepared,
+                    qp__stmt_entry **entry, qp__berr *err);
+  /* Several statements, no parameters, no result. */
+  qp_status (*exec_script)(qp__bconn *b, const char *sql, qp__berr *err);
+  /* Prepares `sql` into the statement cache without running it. */
+  qp_status (*prepare)(qp__bconn *b, const char *sql, size_t len, qp__berr *err);
+  qp_txn_status (*txn_status)(const qp__bconn *b);
+  /* True once the connection is known to be unusable (no I/O). */
+  bool (*is_broken)(const qp__bconn *b);
+  /* Cheap local check before a lease's first statement: notices a peer that
+   * went away while the connection was idle (poll without waiting). Returns
+   * false when the connection is broken. */
+  bool (*precheck)(qp__bconn *b);
+  /* A round trip proving the connection works (validation). */
+  qp_status (*ping)(qp__bconn *b, int64_t timeout_ms, qp__berr *err);
+  qp_status (*cancel)(qp__bconn *b, qp__berr *err);
+  /* Rolls back an open transaction. */
+  qp_status (*rollback)(qp__bconn *b, qp__berr *err);
+  /* Discards all session state (DISCARD ALL; SQLite reopens the file) and
+   * the statement cache. */
+  qp_status (*reset)(qp__bconn *b, qp__berr *err);
+  /* Closes the connection politely and frees it; NULL is a no-op. */
+  void (*close)(qp__bconn *b);
+  /* In a child after fork(): frees what can be freed without touching the
+   * session the parent still uses (never sends anything to the server). */
+  void (*abandon)(qp__bconn *b);
+  /* Identity; owned by the connection. */
+  const char *(*server_version)(const qp__bconn *b);
+  const char *(*database)(const qp__bconn *b);
+  const char *(*user)(const qp__bconn *b);
+};
+
+extern const qp__backend_ops qp__backend_pg;
+extern const qp__backend_ops qp__backend_sqlite;
+
+/* The backend for a DSN: SQLite for "sqlite:..." and PostgreSQL otherwise. */
+const qp__backend_ops *qp__backend_for_dsn(const char *dsn);
+
+/* Prepared-statement cache shared by the backends: SQL text -> a backend
+ * handle (a statement name or an sqlite3_stmt). Open addressing on XXH3. */
+struct qp__stmt_entry {
+  uint64_t hash;
+  char *sql;   /* owned; NULL marks a free slot */
+  size_t len;
+  void *handle;
+  int64_t nparams; /* -1 unknown */
+  /* The statement's normalized text and fingerprint, filled once by the
+   * pool so that recording never normalizes a cached statement again. */
+  char *norm;      /* owned; NULL until filled */
+  size_t norm_len;
+  uint64_t fp;
+};
+
+typedef struct qp__stmt_cache {
+  const qp_hooks *hooks;
+  qp__stmt_entry *slots;
+  size_t cap, count, max; /* cap a power of two; max entries kept */
+} qp__stmt_cache;
+
+void qp__stmt_cache_init(qp__stmt_cache *c, const qp_hooks *h, size_t max);
+/* Finds the entry for sql, or NULL. */
+qp__stmt_entry *qp__stmt_cache_find(qp__stmt_cache *c, const char *sql, size_t len);
+/* Adds an entry (sql copied); NULL when the cache is full or out of memory. */
+qp__stmt_entry *qp__stmt_cache_add(qp__stmt_cache *c, const char *sql, size_t len, void *handle);
+/* Calls fn on every handle, then empties the cache (keeps its memory). */
+void qp__stmt_cache_clear(qp__stmt_cache *c, void (*fn)(void *handle, void *ud), void *ud);
+void qp__stmt_cache_free(qp__stmt_cache *c, void (*fn)(void *handle, void *ud), void *ud);
+
+#endif

@@ -1,0 +1,577 @@
+/*
+ * The SQLite backend over sqlite3: "sqlite:///abs/path.db", "sqlite:rel.db",
+ * "sqlite::memory:". Every connection runs in WAL mode with a busy timeout,
+ * caches its prepared statements by SQL text and keeps SQLite's extended
+ * result codes (by name) with every error.
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backend.h"
+
+#define SQ_BUSY_TIMEOUT_MS 5000
+
+/* Extended result code names, as the profile stores them. */
+#define SQ_NAMES(N) \
+    N(SQLITE_ERROR) \
+    N(SQLITE_INTERNAL) \
+    N(SQLITE_PERM) \
+    N(SQLITE_ABORT) \
+    N(SQLITE_BUSY) \
+    N(SQLITE_LOCKED) \
+    N(SQLITE_NOMEM) \
+    N(SQLITE_READONLY) \
+    N(SQLITE_INTERRUPT) \
+    N(SQLITE_IOERR) \
+    N(SQLITE_CORRUPT) \
+    N(SQLITE_NOTFOUND) \
+    N(SQLITE_FULL) \
+    N(SQLITE_CANTOPEN) \
+    N(SQLITE_PROTOCOL) \
+    N(SQLITE_EMPTY) \
+    N(SQLITE_SCHEMA) \
+    N(SQLITE_TOOBIG) \
+    N(SQLITE_CONSTRAINT) \
+    N(SQLITE_MISMATCH) \
+    N(SQLITE_MISUSE) \
+    N(SQLITE_NOLFS) \
+    N(SQLITE_AUTH) \
+    N(SQLITE_FORMAT) \
+    N(SQLITE_RANGE) \
+    N(SQLITE_NOTADB) \
+    N(SQLITE_NOTICE) \
+    N(SQLITE_WARNING) \
+    N(SQLITE_ERROR_MISSING_COLLSEQ) \
+    N(SQLITE_ERROR_RETRY) \
+    N(SQLITE_ERROR_SNAPSHOT) \
+    N(SQLITE_IOERR_READ) \
+    N(SQLITE_IOERR_SHORT_READ) \
+    N(SQLITE_IOERR_WRITE) \
+    N(SQLITE_IOERR_FSYNC) \
+    N(SQLITE_IOERR_DIR_FSYNC) \
+    N(SQLITE_IOERR_TRUNCATE) \
+    N(SQLITE_IOERR_FSTAT) \
+    N(SQLITE_IOERR_UNLOCK) \
+    N(SQLITE_IOERR_RDLOCK) \
+    N(SQLITE_IOERR_DELETE) \
+    N(SQLITE_IOERR_BLOCKED) \
+    N(SQLITE_IOERR_NOMEM) \
+    N(SQLITE_IOERR_ACCESS) \
+    N(SQLITE_IOERR_CHECKRESERVEDLOCK) \
+    N(SQLITE_IOERR_LOCK) \
+    N(SQLITE_IOERR_CLOSE) \
+    N(SQLITE_IOERR_DIR_CLOSE) \
+    N(SQLITE_IOERR_SHMOPEN) \
+    N(SQLITE_IOERR_SHMSIZE) \
+    N(SQLITE_IOERR_SHMLOCK) \
+    N(SQLITE_IOERR_SHMMAP) \
+    N(SQLITE_IOERR_SEEK) \
+    N(SQLITE_IOERR_DELETE_NOENT) \
+    N(SQLITE_IOERR_MMAP) \
+    N(SQLITE_IOERR_GETTEMPPATH) \
+    N(SQLITE_IOERR_CONVPATH) \
+    N(SQLITE_IOERR_VNODE) \
+    N(SQLITE_IOERR_AUTH) \
+    N(SQLITE_IOERR_BEGIN_ATOMIC) \
+    N(SQLITE_IOERR_COMMIT_ATOMIC) \
+    N(SQLITE_IOERR_ROLLBACK_ATOMIC) \
+    N(SQLITE_IOERR_DATA) \
+    N(SQLITE_IOERR_CORRUPTFS) \
+    N(SQLITE_LOCKED_SHAREDCACHE) \
+    N(SQLITE_LOCKED_VTAB) \
+    N(SQLITE_BUSY_RECOVERY) \
+    N(SQLITE_BUSY_SNAPSHOT) \
+    N(SQLITE_BUSY_TIMEOUT) \
+    N(SQLITE_CANTOPEN_NOTEMPDIR) \
+    N(SQLITE_CANTOPEN_ISDIR) \
+    N(SQLITE_CANTOPEN_FULLPATH) \
+    N(SQLITE_CANTOPEN_CONVPATH) \
+    N(SQLITE_CANTOPEN_DIRTYWAL) \
+    N(SQLITE_CANTOPEN_SYMLINK) \
+    N(SQLITE_CORRUPT_VTAB) \
+    N(SQLITE_CORRUPT_SEQUENCE) \
+    N(SQLITE_CORRUPT_INDEX) \
+    N(SQLITE_READONLY_RECOVERY) \
+    N(SQLITE_READONLY_CANTLOCK) \
+    N(SQLITE_READONLY_ROLLBACK) \
+    N(SQLITE_READONLY_DBMOVED) \
+    N(SQLITE_READONLY_CANTINIT) \
+    N(SQLITE_READONLY_DIRECTORY) \
+    N(SQLITE_ABORT_ROLLBACK) \
+    N(SQLITE_CONSTRAINT_CHECK) \
+    N(SQLITE_CONSTRAINT_COMMITHOOK) \
+    N(SQLITE_CONSTRAINT_FOREIGNKEY) \
+    N(SQLITE_CONSTRAINT_FUNCTION) \
+    N(SQLITE_CONSTRAINT_NOTNULL) \
+    N(SQLITE_CONSTRAINT_PRIMARYKEY) \
+    N(SQLITE_CONSTRAINT_TRIGGER) \
+    N(SQLITE_CONSTRAINT_UNIQUE) \
+    N(SQLITE_CONSTRAINT_VTAB) \
+    N(SQLITE_CONSTRAINT_ROWID) \
+    N(SQLITE_CONSTRAINT_PINNED) \
+    N(SQLITE_CONSTRAINT_DATATYPE) \
+    N(SQLITE_NOTICE_RECOVER_WAL) \
+    N(SQLITE_NOTICE_RECOVER_ROLLBACK) \
+    N(SQLITE_WARNING_AUTOINDEX) \
+    N(SQLITE_AUTH_USER) \
+
+static const char *sq_code_name(int rc) {
+  switch (rc) {
+#define N(name) \
+  case name: return #name;
+    SQ_NAMES(N)
+#undef N
+  default: break;
+  }
+  switch (rc & 0xff) { /* an extended code this build does not know */
+#define N(name) \
+  case name: return #name;
+    N(SQLITE_ERROR) N(SQLITE_BUSY) N(SQLITE_LOCKED) N(SQLITE_IOERR) N(SQLITE_CONSTRAINT)
+    N(SQLITE_CANTOPEN) N(SQLITE_CORRUPT) N(SQLITE_READONLY) N(SQLITE_ABORT)
+#undef N
+  default: return "SQLITE_ERROR";
+  }
+}
+
+struct qp__bconn {
+  const qp_hooks *hooks;
+  sqlite3 *db;
+  char *path;        /* as passed to sqlite3_open_v2; owned */
+  bool memory;
+  bool broken;
+  qp__stmt_cache cache;
+};
+
+/* ---- results ------------------------------------------------------------ */
+
+typedef struct sq_cell {
+  size_t off, len;
+  bool null;
+} sq_cell;
+
+typedef struct sq_result {
+  qp_result base;
+  size_t nrows, ncols, cap_cells;
+  int64_t affected;
+  sq_cell *cells;   /* ncols column names first, then nrows * ncols values */
+  qp_buf data;
+} sq_result;
+
+static void sqr_free(qp_result *r) {
+  sq_result *s = (sq_result *)r;
+  qp__free(&r->hooks, s->cells);
+  qp__buf_free(&s->data);
+  qp__free(&r->hooks, s);
+}
+static size_t sqr_rows(const qp_result *r) { return ((const sq_result *)r)->nrows; }
+static size_t sqr_cols(const qp_result *r) { return ((const sq_result *)r)->ncols; }
+static int64_t sqr_affected(const qp_result *r) { return ((const sq_result *)r)->affected; }
+static const sq_cell *sqr_cell(const qp_result *r, size_t row, size_t col) {
+  const sq_result *s = (const sq_result *)r;
+  return &s->cells[s->ncols + row * s->ncols + col];
+}
+static const char *sqr_colname(const qp_result *r, size_t col) {
+  const sq_result *s = (const sq_result *)r;
+  return s->data.data + s->cells[col].off;
+}
+static bool sqr_isnull(const qp_result *r, size_t row, size_t col) {
+  return sqr_cell(r, row, col)->null;
+}
+static const char *sqr_value(const qp_result *r, size_t row, size_t col, size_t *len) {
+  const sq_cell *c = sqr_cell(r, row, col);
+  if (len) *len = c->len;
+  return ((const sq_result *)r)->data.data + c->off;
+}
+static const void *sqr_blob(qp_result *r, size_t row, size_t col, size_t *len) {
+  return sqr_value(r, row, col, len);
+}
+
+static const qp__result_ops sq_result_ops = {sqr_free,   sqr_rows,   sqr_cols,  sqr_affected,
+                                             sqr_colname, sqr_isnull, sqr_value, sqr_blob};
+
+static sq_result *sqr_new(const qp_hooks *h, size_t ncols) {
+  sq_result *s = qp__calloc(h, 1, sizeof *s);
+  if (s == NULL) return NULL;
+  s->base.ops = &sq_result_ops;
+  s->base.hooks = *h;
+  s->ncols = ncols;
+  s->affected = -1;
+  qp__buf_init(&s->data, &s->base.hooks);
+  s->cap_cells = ncols * 2 + 1;
+  s->cells = qp__calloc(h, s->cap_cells, sizeof *s->cells);
+  if (s->cells == NULL || !qp__buf_reserve(&s->data, 128)) {
+    sqr_free(&s->base);
+    return NULL;
+  }
+  return s;
+}
+
+/* Appends bytes plus a NUL to the data buffer; false on out of memory. */
+static bool sqr_put(sq_result *s, sq_cell *c, const void *p, size_t n) {
+  c->off = s->data.len;
+  c->len = n;
+  if (!qp__buf_append(&s->data, p, n)) return false;
+  s->data.len++; /* keep the NUL that qp__buf_append wrote */
+  return true;
+}
+
+static bool sqr_add_row(sq_result *s, sqlite3_stmt *st) {
+  size_t need = s->ncols * (s->nrows + 2);
+  if (need > s->cap_cells) {
+    size_t cap = s->cap_cells * 2;
+    while (cap < need) cap *= 2;
+    sq_cell *nc = qp__realloc(&s->base.hooks, s->cells, cap * sizeof *nc);
+    if (nc == NULL) return false;
+    s->cells = nc;
+    s->cap_cells = cap;
+  }
+  sq_cell *row = &s->cells[s->ncols + s->nrows * s->ncols];
+  for (size_t i = 0; i < s->ncols; i++) {
+    int t = sqlite3_column_type(st, (int)i);
+    row[i].null = t == SQLITE_NULL;
+    bool ok;
+    if (t == SQLITE_NULL) ok = sqr_put(s, &row[i], "", 0);
+    else if (t == SQLITE_BLOB) {
+      const void *p = sqlite3_column_blob(st, (int)i);
+      ok = sqr_put(s, &row[i], p ? p : "", (size_t)sqlite3_column_bytes(st, (int)i));
+    } else {
+      const unsigned char *p = sqlite3_column_text(st, (int)i);
+      if (p == NULL) return false; /* out of memory inside SQLite */
+      ok = sqr_put(s, &row[i], p, (size_t)sqlite3_column_bytes(st, (int)i));
+    }
+    if (!ok) return false;
+  }
+  s->nrows++;
+  return true;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static bool sq_accepts(const char *dsn) { return dsn != NULL && strncmp(dsn, "sqlite:", 7) == 0; }
+
+/* The file name in a sqlite: DSN, or NULL when there is none. */
+static const char *sq_path(const char *dsn) {
+  const char *p = dsn + 7;
+  if (strcmp(p, ":memory:") == 0) return p;
+  if (strncmp(p, "//", 2) == 0) p += 2;
+  return *p ? p : NULL;
+}
+
+static qp_status sq_check_dsn(const char *dsn, qp__berr *err) {
+  if (!sq_accepts(dsn) || sq_path(dsn) == NULL)
+    return qp__berr_set(err, QP_INVALID, "", "malformed SQLite DSN '%s': expected "
+                        "sqlite:///path/to/file.db or sqlite::memory:", dsn ? dsn : "(null)");
+  return QP_OK;
+}
+
+static qp_status sq_error(qp__bconn *b, int rc, qp__berr *err, const char *what) {
+  int ext = b->db ? sqlite3_extended_errcode(b->db) : rc;
+  if ((ext & 0xff) != (rc & 0xff)) ext = rc;
+  qp_status st = QP_QUERY;
+  if ((rc & 0xff) == SQLITE_NOMEM) st = QP_NOMEM;
+  return qp__berr_set(err, st, sq_code_name(ext), "%s: %s (%s)", what,
+                      b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc), sq_code_name(ext));
+}
+
+static void finalize_handle(void *handle, void *ud) {
+  (void)ud;
+  sqlite3_finalize(handle);
+}
+
+static qp_status sq_open_db(qp__bconn *b, qp__berr *err) {
+  int rc = sqlite3_open_v2(b->path, &b->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    qp__berr_set(err, rc == SQLITE_NOMEM ? QP_NOMEM : QP_UNAVAILABLE,
+                 sq_code_name(b->db ? sqlite3_extended_errcode(b->db) : rc),
+                 "cannot open SQLite database '%s': %s", b->path,
+                 b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc));
+    sqlite3_close_v2(b->db);
+    b->db = NULL;
+    return err->status;
+  }
+  sqlite3_extended_result_codes(b->db, 1);
+  sqlite3_busy_timeout(b->db, SQ_BUSY_TIMEOUT_MS);
+  /* WAL lets readers run beside one writer; NORMAL sync is WAL's usual
+   * pairing (durable at checkpoints, never corrupt). Both are no-ops for
+   * :memory:. */
+  char *msg = NULL;
+  rc = sqlite3_exec(b->db, b->memory ? "PRAGMA foreign_keys=ON"
+                                     : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                                       "PRAGMA foreign_keys=ON",
+                    NULL, NULL, &msg);
+  if (rc != SQLITE_OK) {
+    qp__berr_set(err, QP_UNAVAILABLE, sq_code_name(sqlite3_extended_errcode(b->db)),
+                 "cannot set up SQLite database '%s': %s", b->path, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    sqlite3_close_v2(b->db);
+    b->db = NULL;
+    return err->status;
+  }
+  return QP_OK;
+}
+
+static qp_status sq_connect(const char *dsn, const qp__bconnect_opts *o, qp__bconn **out,
+                            qp__berr *err) {
+  *out = NULL;
+  qp_status st = sq_check_dsn(dsn, err);
+  if (st != QP_OK) return st;
+  qp__bconn *b = qp__calloc(o->hooks, 1, sizeof *b);
+  if (b == NULL) return qp__berr_set(err, QP_NOMEM, "", "out of memory");
+  b->hooks = o->hooks;
+  b->path = qp__strdup(o->hooks, sq_path(dsn));
+  if (b->path == NULL) {
+    qp__free(o->hooks, b);
+    return qp__berr_set(err, QP_NOMEM, "", "out of memory");
+  }
+  b->memory = strcmp(b->path, ":memory:") == 0;
+  qp__stmt_cache_init(&b->cache, o->hooks, o->stmt_cache_max);
+  st = sq_open_db(b, err);
+  if (st != QP_OK) {
+    qp__free(o->hooks, b->path);
+    qp__free(o->hooks, b);
+    return st;
+  }
+  *out = b;
+  return QP_OK;
+}
+
+static void sq_close(qp__bconn *b) {
+  if (b == NULL) return;
+  qp__stmt_cache_free(&b->cache, finalize_handle, NULL);
+  sqlite3_close_v2(b->db);
+  qp__free(b->hooks, b->path);
+  qp__free(b->hooks, b);
+}
+
+/* SQLite forbids using, or even closing, a connection carried across fork():
+ * closing could release the parent's POSIX locks. The handle and its
+ * statements are leaked on purpose; only qprof's own memory is freed. */
+static void sq_abandon(qp__bconn *b) {
+  if (b == NULL) return;
+  qp__stmt_cache_free(&b->cache, NULL, NULL);
+  qp__free(b->hooks, b->path);
+  qp__free(b->hooks, b);
+}
+
+static qp_status sq_bind(qp__bconn *b, sqlite3_stmt *st, const qp_param *params, size_t n,
+                         qp__berr *err) {
+  int expected = sqlite3_bind_parameter_count(st);
+  if ((size_t)expected != n)
+    return qp__berr_set(err, QP_INVALID, "SQLITE_RANGE",
+                        "statement has %d parameter%s, %zu given", expected,
+                        expected == 1 ? "" : "s", n);
+  for (size_t i = 0; i < n; i++) {
+    const qp_param *p = &params[i];
+    int idx = (int)i + 1, rc;
+    switch (p->type) {
+    case QP_PARAM_NULL: rc = sqlite3_bind_null(st, idx); break;
+    case QP_PARAM_TEXT: {
+      if (p->text == NULL)
+        return qp__berr_set(err, QP_INVALID, "", "parameter %zu: text is NULL", i + 1);
+      size_t len = p->len == (size_t)-1 ? strlen(p->text) : p->len;
+      rc = sqlite3_bind_text64(st, idx, p->text, len, SQLITE_STATIC, SQLITE_UTF8);
+      break;
+    }
+    case QP_PARAM_INT64: rc = sqlite3_bind_int64(st, idx, p->i); break;
+    case QP_PARAM_DOUBLE: rc = sqlite3_bind_double(st, idx, p->d); break;
+    case QP_PARAM_BLOB:
+      if (p->text == NULL && p->len > 0)
+        return qp__berr_set(err, QP_INVALID, "", "parameter %zu: blob is NULL", i + 1);
+      rc = sqlite3_bind_blob64(st, idx, p->text ? (const void *)p->text : "", p->len,
+                               SQLITE_STATIC);
+      break;
+    default:
+      return qp__berr_set(err, QP_INVALID, "", "parameter %zu: unknown type %d", i + 1,
+                          (int)p->type);
+    }
+    if (rc != SQLITE_OK) return sq_error(b, rc, err, "cannot bind parameter");
+  }
+  return QP_OK;
+}
+
+static bool only_space(const char *p, const char *end) {
+  for (; p < end; p++)
+    if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != ';') return false;
+  return true;
+}
+
+/* The cached statement for sql, prepared now if needed. *owned is set when
+ * the cache is full and the caller must finalize the statement. */
+static qp_status sq_get_stmt(qp__bconn *b, const char *sql, size_t len, sqlite3_stmt **out,
+                             bool *owned, qp__stmt_entry **entry, qp__berr *err) {
+  *owned = false;
+  qp__stmt_entry *e = qp__stmt_cache_find(&b->cache, sql, len);
+  *entry = e;
+  if (e != NULL) {
+    *out = e->handle;
+    return QP_OK;
+  }
+  sqlite3_stmt *st = NULL;
+  const char *tail = NULL;
+  if (len > (size_t)0x7fffffff) return qp__berr_set(err, QP_TOOBIG, "", "statement too long");
+  int rc = sqlite3_prepare_v3(b->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &st, &tail);
+  if (rc != SQLITE_OK) return sq_error(b, rc, err, "prepare failed");
+  if (st == NULL)
+    return qp__berr_set(err, QP_INVALID, "", "empty statement");
+  if (tail != NULL && !only_space(tail, sql + len)) {
+    sqlite3_finalize(st);
+    return qp__berr_set(err, QP_INVALID, "",
+                        "several statements in one call: use qp_conn_exec_script");
+  }
+  *entry = qp__stmt_cache_add(&b->cache, sql, len, st);
+  if (*entry == NULL) *owned = true;
+  *out = st;
+  return QP_OK;
+}
+
+static qp_status sq_exec(qp__bconn *b, const char *sql, size_t len, const qp_param *params,
+                         size_t nparams, qp_result **out, int64_t *rows, bool *reprepared,
+                         qp__stmt_entry **entry, qp__berr *err) {
+  *reprepared = false;
+  *rows = -1;
+  if (out) *out = NULL;
+  sqlite3_stmt *st;
+  bool owned;
+  qp_status s = sq_get_stmt(b, sql, len, &st, &owned, entry, err);
+  if (s != QP_OK) return s;
+  s = sq_bind(b, st, params, nparams, err);
+  sq_result *res = NULL;
+  size_t ncols = (size_t)sqlite3_column_count(st);
+  if (s == QP_OK && out != NULL) {
+    res = sqr_new(b->hooks, ncols);
+    if (res == NULL) s = qp__berr_set(err, QP_NOMEM, "", "out of memory");
+    for (size_t i = 0; s == QP_OK && i < ncols; i++) {
+      const char *name = sqlite3_column_name(st, (int)i);
+      if (name == NULL) name = "?";
+      if (!sqr_put(res, &res->cells[i], name, strlen(name)))
+        s = qp__berr_set(err, QP_NOMEM, "", "out of memory");
+    }
+  }
+  int64_t nrows = 0;
+  int rc = SQLITE_OK;
+  while (s == QP_OK) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      nrows++;
+      if (res != NULL && !sqr_add_row(res, st))
+        s = qp__berr_set(err, QP_NOMEM, "", "out of memory");
+      continue;
+    }
+    if (rc != SQLITE_DONE) s = sq_error(b, rc, err, "statement failed");
+    break;
+  }
+  if (s == QP_OK) {
+    if (ncols == 0 && !sqlite3_stmt_readonly(st)) {
+      int64_t ch = sqlite3_changes64(b->db);
+      *rows = ch;
+      if (res) res->affected = ch;
+    } else {
+      *rows = nrows;
+    }
+  }
+  sqlite3_reset(st);
+  if (nparams > 0) sqlite3_clear_bindings(st);
+  if (owned) sqlite3_finalize(st);
+  if (s != QP_OK) {
+    if (res) sqr_free(&res->base);
+    return s;
+  }
+  if (out) *out = &res->base;
+  return QP_OK;
+}
+
+static qp_status sq_exec_script(qp__bconn *b, const char *sql, qp__berr *err) {
+  char *msg = NULL;
+  int rc = sqlite3_exec(b->db, sql, NULL, NULL, &msg);
+  if (rc == SQLITE_OK) return QP_OK;
+  int ext = sqlite3_extended_errcode(b->db);
+  qp__berr_set(err, (rc & 0xff) == SQLITE_NOMEM ? QP_NOMEM : QP_QUERY, sq_code_name(ext),
+               "statement failed: %s (%s)", msg ? msg : sqlite3_errstr(rc), sq_code_name(ext));
+  sqlite3_free(msg);
+  return err->status;
+}
+
+static qp_status sq_prepare(qp__bconn *b, const char *sql, size_t len, qp__berr *err) {
+  sqlite3_stmt *st;
+  bool owned;
+  qp__stmt_entry *e;
+  qp_status s = sq_get_stmt(b, sql, len, &st, &owned, &e, err);
+  if (s == QP_OK && owned) sqlite3_finalize(st);
+  return s;
+}
+
+static qp_txn_status sq_txn_status(const qp__bconn *b) {
+  if (b->broken || b->db == NULL) return QP_TXN_UNKNOWN;
+  return sqlite3_get_autocommit(b->db) ? QP_TXN_IDLE : QP_TXN_INTRANS;
+}
+
+static bool sq_is_broken(const qp__bconn *b) { return b->broken || b->db == NULL; }
+
+static bool sq_precheck(qp__bconn *b) { return !sq_is_broken(b); }
+
+static qp_status sq_ping(qp__bconn *b, int64_t timeout_ms, qp__berr *err) {
+  (void)timeout_ms;
+  if (sq_is_broken(b)) return qp__berr_set(err, QP_UNAVAILABLE, "", "connection is closed");
+  return sq_exec_script(b, "SELECT 1", err);
+}
+
+static qp_status sq_cancel(qp__bconn *b, qp__berr *err) {
+  (void)err;
+  sqlite3_interrupt(b->db); /* thread-safe while the connection is open */
+  return QP_OK;
+}
+
+static qp_status sq_rollback(qp__bconn *b, qp__berr *err) {
+  if (sqlite3_get_autocommit(b->db)) return QP_OK;
+  return sq_exec_script(b, "ROLLBACK", err);
+}
+
+/* A file database is reopened: that drops temporary tables, ATTACHed files,
+ * PRAGMAs and cached statements at once. An in-memory database would lose
+ * its data that way, so it only loses its statement cache. */
+static qp_status sq_reset(qp__bconn *b, qp__berr *err) {
+  qp_status st = sq_rollback(b, err);
+  if (st != QP_OK) return st;
+  qp__stmt_cache_clear(&b->cache, finalize_handle, NULL);
+  if (b->memory) return QP_OK;
+  sqlite3_close_v2(b->db);
+  b->db = NULL;
+  st = sq_open_db(b, err);
+  if (st != QP_OK) b->broken = true;
+  return st;
+}
+
+static const char *sq_server_version(const qp__bconn *b) {
+  (void)b;
+  return sqlite3_libversion();
+}
+static const char *sq_database(const qp__bconn *b) { return b->path; }
+static const char *sq_user(const qp__bconn *b) {
+  (void)b;
+  return "";
+}
+
+const qp__backend_ops qp__backend_sqlite = {
+    .name = "sqlite",
+    .kind = QP_BACKEND_SQLITE,
+    .accepts = sq_accepts,
+    .check_dsn = sq_check_dsn,
+    .connect = sq_connect,
+    .exec = sq_exec,
+    .exec_script = sq_exec_script,
+    .prepare = sq_prepare,
+    .txn_status = sq_txn_status,
+    .is_broken = sq_is_broken,
+    .precheck = sq_precheck,
+    .ping = sq_ping,
+    .cancel = sq_cancel,
+    .rollback = sq_rollback,
+    .reset = sq_reset,
+    .close = sq_close,
+    .abandon = sq_abandon,
+    .server_version = sq_server_version,
+    .database = sq_database,
+    .user = sq_user,
+};

@@ -1,0 +1,293 @@
+/*
+ * Statements on a lease: timing, recording into the profile, the slow-query
+ * log, session-change tracking, and the lease's error and identity.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pool_int.h"
+
+/* ---- session tracking --------------------------------------------------- */
+
+static size_t skip_space_comments(const char *s, size_t len, size_t i) {
+  while (i < len) {
+    if (isspace((unsigned char)s[i]) || s[i] == '(') i++;
+    else if (s[i] == '-' && i + 1 < len && s[i + 1] == '-') {
+      while (i < len && s[i] != '\n') i++;
+    } else if (s[i] == '/' && i + 1 < len && s[i + 1] == '*') {
+      i += 2;
+      while (i + 1 < len && !(s[i] == '*' && s[i + 1] == '/')) i++;
+      i += 2;
+    } else break;
+  }
+  return i;
+}
+
+static size_t word_at(const char *s, size_t len, size_t i, char *out, size_t cap) {
+  size_t n = 0;
+  while (i < len && (isalpha((unsigned char)s[i]) || s[i] == '_')) {
+    if (n + 1 < cap) out[n++] = (char)tolower((unsigned char)s[i]);
+    i++;
+  }
+  out[n] = '\0';
+  return i;
+}
+
+static bool contains_ci(const char *s, size_t len, const char *needle) {
+  size_t n = strlen(needle);
+  char first = needle[0];
+  for (size_t i = 0; i + n <= len; i++) {
+    if (tolower((unsigned char)s[i]) != first) continue;
+    size_t k = 1;
+    while (k < n && tolower((unsigned char)s[i + k]) == needle[k]) k++;
+    if (k == n) return true;
+  }
+  return false;
+}
+
+/*
+ * Whether a statement changes session state that would leak into the next
+ * lease: SET (not LOCAL / TRANSACTION), RESET, PREPARE, LISTEN, LOAD,
+ * DECLARE ... WITH HOLD cursors, CREATE TEMP objects, SET ROLE / SESSION
+ * AUTHORIZATION, advisory locks, set_config(); SQLite's PRAGMA, ATTACH and
+ * DETACH. Over-approximates on purpose: a needless reset costs one round
+ * trip, a missed one leaks state between users.
+ */
+bool qp__pool_changes_session(const char *sql, size_t len) {
+  char w1[16], w2[16];
+  size_t i = skip_space_comments(sql, len, 0);
+  i = word_at(sql, len, i, w1, sizeof w1);
+  i = skip_space_comments(sql, len, i);
+  word_at(sql, len, i, w2, sizeof w2);
+  switch (w1[0]) {
+  case 'a':
+    if (strcmp(w1, "attach") == 0) return true;
+    break;
+  case 'c':
+    if (strcmp(w1, "create") == 0 &&
+        (strcmp(w2, "temp") == 0 || strcmp(w2, "temporary") == 0 || strcmp(w2, "local") == 0 ||
+         strcmp(w2, "global") == 0))
+      return true;
+    break;
+  case 'd':
+    if (strcmp(w1, "declare") == 0 || strcmp(w1, "detach") == 0) return true;
+    break;
+  case 'l':
+    if (strcmp(w1, "listen") == 0 || strcmp(w1, "load") == 0) return true;
+    break;
+  case 'p':
+    if (strcmp(w1, "pragma") == 0) return true;
+    if (strcmp(w1, "prepare") == 0 && strcmp(w2, "transaction") != 0) return true;
+    break;
+  case 'r':
+    if (strcmp(w1, "reset") == 0) return true;
+    break;
+  case 's':
+    if (strcmp(w1, "set") == 0)
+      return strcmp(w2, "local") != 0 && strcmp(w2, "transaction") != 0 &&
+             strcmp(w2, "constraints") != 0;
+    break;
+  default: break;
+  }
+  /* session-level advisory locks (the _xact_ ones end with the transaction) */
+  return contains_ci(sql, len, "advisory_lock") || contains_ci(sql, len, "set_config");
+}
+
+/* ---- statements --------------------------------------------------------- */
+
+static qp_status lease_fail(qp_conn *c, const qp__berr *e) {
+  c->err.code = e->status;
+  memcpy(c->err.msg, e->msg, sizeof c->err.msg);
+  memcpy(c->sqlstate, e->code, sizeof c->sqlstate);
+  return e->status;
+}
+
+/* A lease's first statement: if the server went away while the connection
+ * sat idle (pg_terminate_backend, a restart), reconnect in place before
+ * anything is sent, so that no statement is ever retried. */
+static qp_status ensure_alive(qp_conn *c) {
+  qp_pool *p = c->pool;
+  c->fresh = false;
+  if (p->ops->precheck(c->b)) return QP_OK;
+  qp__bconnect_opts bo = {&p->hooks, p->o.connect_timeout_ms, QP_POOL_STMT_CACHE_MAX};
+  qp__bconn *nb = NULL;
+  qp__berr err;
+  qp__berr_clear(&err);
+  qp_status st = p->ops->connect(p->dsn, &bo, &nb, &err);
+  pthread_mutex_lock(&p->mu);
+  p->c.broken++;
+  if (st == QP_OK) p->c.connects++;
+  else p->c.connect_failures++;
+  pthread_mutex_unlock(&p->mu);
+  if (st != QP_OK) {
+    qp__log(&p->hooks, QP_LOG_WARN, "pool %s: lost an idle connection and cannot reconnect: %s",
+            p->dsn_safe, err.msg);
+    return lease_fail(c, &err); /* the broken connection is replaced on release */
+  }
+  qp__log(&p->hooks, QP_LOG_INFO, "pool %s: an idle connection was lost; reconnected",
+          p->dsn_safe);
+  p->ops->close(c->b);
+  c->b = nb;
+  c->session_dirty = false;
+  if (p->o.on_connect != NULL) {
+    st = p->o.on_connect(c, p->o.on_connect_ud);
+    c->session_dirty = false;
+    if (st != QP_OK) return st;
+  }
+  return QP_OK;
+}
+
+static void record(qp_conn *c, const char *sql, size_t len, const qp__stmt_entry *e,
+                   uint64_t dur_ns, int64_t rows, const char *error) {
+  qp_pool *p = c->pool;
+  bool slow = p->o.slow_ms > 0 && (double)dur_ns > p->o.slow_ms * 1e6;
+  if (p->o.profile == NULL && !slow) return;
+  qp_query_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.backend = p->ops->kind;
+  ev.database = p->ops->database(c->b);
+  ev.sql = sql;
+  ev.sql_len = len;
+  if (e != NULL && e->norm != NULL) {
+    ev.normalized = e->norm;
+    ev.normalized_len = e->norm_len;
+    ev.fingerprint = e->fp;
+  }
+  ev.duration_ns = dur_ns;
+  ev.rows = rows;
+  ev.error = error;
+  if (p->o.profile != NULL) qp_profile_record(p->o.profile, &ev);
+  if (slow && qp__log_enabled(&p->hooks, QP_LOG_WARN)) {
+    uint64_t fp = ev.fingerprint;
+    char norm[512];
+    if (ev.normalized == NULL) {
+      qp_normalize(p->norm, sql, len, norm, sizeof norm, NULL, &fp);
+    } else {
+      snprintf(norm, sizeof norm, "%.*s", (int)(ev.normalized_len < 511 ? ev.normalized_len : 511),
+               ev.normalized);
+    }
+    char hex[QP_FINGERPRINT_HEX_SIZE];
+    qp_fingerprint_hex(fp, hex);
+    qp__log(&p->hooks, QP_LOG_WARN,
+            "slow query: %.3f ms (threshold %.3f ms) fingerprint %s rows %" PRId64 "%s%s: %s",
+            (double)dur_ns / 1e6, p->o.slow_ms, hex, rows, error ? " error " : "",
+            error ? error : "", norm);
+  }
+}
+
+/* Normalizes a cached statement once, so that recording it never does. */
+static void fill_norm(qp_pool *p, qp__stmt_entry *e, const char *sql, size_t len) {
+  char buf[QP_NORMALIZED_MAX];
+  size_t n = 0;
+  uint64_t fp = 0;
+  if (qp_normalize(p->norm, sql, len, buf, sizeof buf, &n, &fp) != QP_OK) return;
+  e->norm = qp__strndup(&p->hooks, buf, n);
+  if (e->norm == NULL) return; /* recording normalizes instead */
+  e->norm_len = n;
+  e->fp = fp;
+}
+
+qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size_t nparams,
+                       qp_result **out) {
+  if (out) *out = NULL;
+  if (c == NULL) return QP_INVALID;
+  qp__err_clear(&c->err);
+  c->sqlstate[0] = '\0';
+  if (sql == NULL || (params == NULL && nparams > 0))
+    return qp__err_set(&c->err, QP_INVALID, "sql is NULL or params missing");
+  if (c->b == NULL) return qp__err_set(&c->err, QP_CLOSED, "connection dropped (fork or close)");
+  if (c->fresh) {
+    qp_status st = ensure_alive(c);
+    if (st != QP_OK) return st;
+  }
+  qp_pool *p = c->pool;
+  size_t len = strlen(sql);
+  if (p->o.reset == QP_RESET_AUTO && !c->session_dirty)
+    c->session_dirty = qp__pool_changes_session(sql, len);
+  qp__berr err;
+  err.status = QP_OK;
+  int64_t rows = -1;
+  bool reprepared = false;
+  qp__stmt_entry *e = NULL;
+  uint64_t t0 = qp__now_ns();
+  qp_status st = p->ops->exec(c->b, sql, len, params, nparams, out, &rows, &reprepared, &e, &err);
+  uint64_t dur = qp__now_ns() - t0;
+  atomic_fetch_add_explicit(&p->q_count, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->q_time_us, dur / 1000, memory_order_relaxed);
+  if (reprepared) atomic_fetch_add_explicit(&p->reprepares, 1, memory_order_relaxed);
+  if (st != QP_OK) {
+    atomic_fetch_add_explicit(&p->q_errors, 1, memory_order_relaxed);
+    lease_fail(c, &err);
+    /* statements that never reached the server are not recorded */
+    if (st == QP_QUERY || st == QP_UNAVAILABLE)
+      record(c, sql, len, NULL, dur, -1, c->sqlstate[0] ? c->sqlstate : "ERROR");
+    return st;
+  }
+  if (e != NULL && e->norm == NULL && (p->o.profile != NULL || p->o.slow_ms > 0))
+    fill_norm(p, e, sql, len);
+  record(c, sql, len, e, dur, rows, NULL);
+  return QP_OK;
+}
+
+qp_status qp_conn_exec_script(qp_conn *c, const char *sql) {
+  if (c == NULL) return QP_INVALID;
+  qp__err_clear(&c->err);
+  c->sqlstate[0] = '\0';
+  if (sql == NULL) return qp__err_set(&c->err, QP_INVALID, "sql is NULL");
+  if (c->b == NULL) return qp__err_set(&c->err, QP_CLOSED, "connection dropped (fork or close)");
+  if (c->fresh) {
+    qp_status st = ensure_alive(c);
+    if (st != QP_OK) return st;
+  }
+  qp_pool *p = c->pool;
+  size_t len = strlen(sql);
+  /* a script may hold several statements: scan each */
+  if (p->o.reset == QP_RESET_AUTO && !c->session_dirty) {
+    qp_dialect d = p->ops->kind == QP_BACKEND_SQLITE ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES;
+    size_t pos = 0, start, slen;
+    while (!c->session_dirty && qp_sql_split_next(d, sql, len, &pos, &start, &slen))
+      c->session_dirty = qp__pool_changes_session(sql + start, slen);
+  }
+  qp__berr err;
+  err.status = QP_OK;
+  uint64_t t0 = qp__now_ns();
+  qp_status st = p->ops->exec_script(c->b, sql, &err);
+  uint64_t dur = qp__now_ns() - t0;
+  atomic_fetch_add_explicit(&p->q_count, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->q_time_us, dur / 1000, memory_order_relaxed);
+  if (st != QP_OK) {
+    atomic_fetch_add_explicit(&p->q_errors, 1, memory_order_relaxed);
+    lease_fail(c, &err);
+  }
+  record(c, sql, len, NULL, dur, -1, st == QP_OK ? NULL : (c->sqlstate[0] ? c->sqlstate : "ERROR"));
+  return st;
+}
+
+qp_status qp_conn_cancel(qp_conn *c) {
+  if (c == NULL || c->b == NULL) return QP_INVALID;
+  qp__berr err;
+  err.status = QP_OK;
+  /* no lease state is touched: the holder may be inside exec right now */
+  return c->pool->ops->cancel(c->b, &err);
+}
+
+const char *qp_conn_errmsg(const qp_conn *c) { return c ? c->err.msg : "no connection"; }
+const char *qp_conn_sqlstate(const qp_conn *c) { return c ? c->sqlstate : ""; }
+
+qp_txn_status qp_conn_txn_status(const qp_conn *c) {
+  if (c == NULL || c->b == NULL) return QP_TXN_UNKNOWN;
+  return c->pool->ops->txn_status(c->b);
+}
+
+qp_backend qp_conn_backend(const qp_conn *c) {
+  return c ? c->pool->ops->kind : QP_BACKEND_POSTGRES;
+}
+const char *qp_conn_server_version(const qp_conn *c) {
+  return c && c->b ? c->pool->ops->server_version(c->b) : "";
+}
+const char *qp_conn_database(const qp_conn *c) {
+  return c && c->b ? c->pool->ops->database(c->b) : "";
+}
+const char *qp_conn_user(const qp_conn *c) { return c && c->b ? c->pool->ops->user(c->b) : ""; }

@@ -1,0 +1,107 @@
+/* The pool's private structures, shared by pool.c, conn.c and metrics.c. */
+#ifndef QPROF_POOL_INT_H
+#define QPROF_POOL_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "backend/backend.h"
+#include "internal.h"
+#include "qprof/pool.h"
+#include "qprof/sql.h"
+
+/* Prepared statements cached per connection. */
+#define QP_POOL_STMT_CACHE_MAX 256
+
+/* Where a pool slot is. A slot without a connection is FREE. */
+typedef enum conn_state {
+  CS_FREE = 0,       /* no connection; may be opened */
+  CS_CONNECTING = 1, /* being opened (by an acquirer or the maintenance thread) */
+  CS_IDLE = 2,       /* open, in the idle stack */
+  CS_IN_USE = 3,     /* leased, or being validated / reset */
+  CS_ORPHAN = 4      /* held by a parent's thread at fork(): dead in the child */
+} conn_state;
+
+struct qp_conn {
+  qp_pool *pool;
+  qp__bconn *b;
+  conn_state state;
+  uint64_t created_ns, retire_ns, idle_since_ns, acquired_ns;
+  const char *holder_file;
+  int holder_line;
+  unsigned long holder_thread;
+  bool leak_reported;
+  bool fresh;         /* no statement yet in this lease: precheck first */
+  bool session_dirty; /* session state changed: reset before reuse (policy auto) */
+  qp_conn *next_idle;
+  qp_err err;
+  char sqlstate[40];
+};
+
+typedef struct waiter {
+  struct waiter *next, *prev;
+  pthread_cond_t cond;
+  qp_conn *conn;  /* handed over by a release */
+  uint64_t since; /* when the acquire started */
+  bool queued;
+} waiter;
+
+/* Counters kept under the pool mutex. */
+typedef struct pool_counters {
+  uint64_t acquires, timeouts, wouldblocks, unavailable;
+  uint64_t connects, connect_failures, closed, broken, expired, idle_closed;
+  uint64_t rollbacks, resets, validation_failures, leaks, fork_drops, xacts;
+  uint64_t wait_us;
+  uint64_t acquire_hist[QP_POOL_HIST_BUCKETS];
+  uint64_t hold_hist[QP_POOL_HIST_BUCKETS];
+  uint64_t connect_hist[QP_POOL_HIST_BUCKETS];
+} pool_counters;
+
+struct qp_pool {
+  qp_hooks hooks;
+  const qp__backend_ops *ops;
+  char *dsn;           /* owned */
+  char dsn_safe[256];  /* password removed, for messages */
+  qp_pool_options o;   /* copy; o.dsn and o.hooks point into this pool */
+  qp_normalizer *norm; /* for fingerprints of slow statements and recording */
+
+  pthread_mutex_t mu;
+  qp_conn *slots; /* o.max_size of them */
+  qp_conn *retired_slots; /* slot arrays replaced after fork, chained via [0].next_idle */
+  qp_conn *idle;  /* LIFO stack */
+  int n_open, n_connecting, n_in_use, n_idle;
+  waiter *wq_head, *wq_tail;
+  int n_waiting;
+  bool closing;
+
+  /* connection failures: backoff and the last error */
+  uint64_t next_connect_ns, backoff_ms;
+  bool have_connect_err;
+  qp__berr last_connect_err;
+  char errmsg[QP_ERRMSG_MAX]; /* last failed acquire */
+  uint64_t rng;
+
+  /* maintenance thread */
+  pthread_t maint;
+  bool maint_running;
+  pthread_cond_t maint_cond;
+  bool maint_kick;     /* wake up now */
+  bool maint_want_one; /* a try-acquire found nothing: open one connection */
+
+  _Atomic int pid; /* the process that owns the connections */
+  pool_counters c;
+  atomic_uint_fast64_t q_count, q_time_us, q_errors, reprepares;
+};
+
+/* log2 bucket of a duration in nanoseconds (microsecond resolution). */
+static inline int qp__pool_bucket(uint64_t ns) {
+  uint64_t us = ns / 1000;
+  int b = us == 0 ? 0 : 64 - __builtin_clzll(us);
+  return b >= QP_POOL_HIST_BUCKETS ? QP_POOL_HIST_BUCKETS - 1 : b;
+}
+
+/* Statement text changes session state that must be reset before reuse. */
+bool qp__pool_changes_session(const char *sql, size_t len);
+
+#endif

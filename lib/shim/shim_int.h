@@ -1,0 +1,123 @@
+/*
+ * Private to the LD_PRELOAD shim (libqprof_preload.so). Never installed.
+ *
+ * The shim is the only part of qprof with process-wide state: it lives in
+ * someone else's process, where there is no handle to keep state in. It
+ * is split in three files:
+ *   shim_core.c    configuration, the profile and its store, the flush thread,
+ *                  fork and exit handling, logging, real-symbol lookup and the
+ *                  pointer maps that hold per-connection and per-statement state
+ *   shim_pq.c      the interposed libpq functions
+ *   shim_sqlite.c  the interposed sqlite3 functions
+ */
+#ifndef QPROF_SHIM_INT_H
+#define QPROF_SHIM_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "qprof/profile.h"
+#include "qprof/sql.h"
+
+/* The interposed functions are the only symbols the shim exports (the
+ * version script exports.map says the same thing to the linker). */
+#define SHIM_EXPORT __attribute__((visibility("default")))
+
+/* Initial-exec TLS: the shim is loaded at start-up (LD_PRELOAD), so its
+ * thread-locals live in the static TLS block and cost one load, with no call
+ * to __tls_get_addr (which may allocate) on the hot path. */
+#define SHIM_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* Non-zero while this thread runs qprof's own code (recording, flushing to
+ * the store, which uses sqlite3 or libpq itself): every interposed function
+ * then passes straight through to the real one. */
+extern SHIM_TLS unsigned shim_t_inside;
+
+/* ---- real symbols --------------------------------------------------------
+ * The real function behind an interposed one, resolved on first use:
+ * dlsym(RTLD_NEXT), and when that finds nothing because the library was
+ * dlopen'ed after the shim, dlopen(soname, RTLD_NOLOAD) + dlsym. Racing
+ * threads resolve the same address; the slot is atomic. NULL only if the
+ * library is not loaded at all, which cannot happen for a function the
+ * program just called through it. */
+void *shim_real(_Atomic(void *) *slot, const char *name, const char *soname);
+
+#define SHIM_REAL_DECL(lib, ret, name, params)                                       \
+  typedef ret(*name##_fn) params;                                                    \
+  static _Atomic(void *) name##_slot;                                                \
+  static inline name##_fn real_##name(void) {                                        \
+    void *p = atomic_load_explicit(&name##_slot, memory_order_acquire);              \
+    if (QP_UNLIKELY(p == NULL)) p = shim_real(&name##_slot, #name, lib);             \
+    return (name##_fn)p;                                                             \
+  }
+
+#define SHIM_SONAME_PQ "libpq.so.5"
+#define SHIM_SONAME_SQLITE "libsqlite3.so.0"
+
+/* ---- activity ------------------------------------------------------------ */
+enum { SHIM_UNINIT = 0, SHIM_READY = 1, SHIM_DISABLED = 2 };
+extern _Atomic int shim_state;
+bool shim_init_slow(void);
+
+/* True when the shim records: configured without error and not disabled
+ * since (an unwritable store disables it). Initializes on first call. */
+static inline bool shim_active(void) {
+  int s = atomic_load_explicit(&shim_state, memory_order_acquire);
+  if (QP_LIKELY(s == SHIM_READY)) return true;
+  if (s == SHIM_DISABLED) return false;
+  return shim_init_slow();
+}
+
+/* Normalizer for a dialect, built with the user's QPROF_RULES; valid once
+ * shim_active() returned true. Immutable, shared by all threads. */
+const qp_normalizer *shim_normalizer(qp_dialect dialect);
+
+/* Records one event (called with shim_t_inside set). Starts the profile, the
+ * flush thread and the exit flush on the first event of a process. */
+void shim_record(const qp_query_event *ev);
+
+/* Diagnostics to QPROF_LOG; nothing when it is unset. errno is preserved. */
+void shim_log(qp_log_level level, const char *fmt, ...) QP_PRINTF(2, 3);
+bool shim_log_enabled(void);
+
+static inline uint64_t shim_now_ns(void) { return qp__now_ns(); }
+
+/* ---- pointer maps ----------------------------------------------------------
+ * key (a PGconn *, sqlite3 *, sqlite3_stmt *) -> value (a malloc'd state
+ * struct). Sharded, each shard under its own mutex, so threads working on
+ * different objects rarely meet. A value is used, outside the lock, only by
+ * the thread that uses its key object (libpq and SQLite both require that a
+ * connection or statement is used by one thread at a time). */
+#define SHIM_MAP_SHARDS 64
+typedef struct shim_map_slot {
+  const void *key;
+  void *value;
+} shim_map_slot;
+typedef struct shim_map_shard {
+  pthread_mutex_t mu;
+  shim_map_slot *slots;
+  size_t cap, len;
+} shim_map_shard;
+typedef struct shim_map {
+  shim_map_shard shards[SHIM_MAP_SHARDS];
+} shim_map;
+
+/* The maps of shim_pq.c and shim_sqlite.c, registered so that fork handling
+ * can hold every shard lock across fork(). */
+extern shim_map shim_pq_conns, shim_sq_dbs, shim_sq_stmts;
+
+void *shim_map_get(shim_map *m, const void *key);
+/* Inserts or replaces; returns the value replaced (caller frees) or NULL.
+ * On out of memory the value is not stored and *stored is false. */
+void *shim_map_put(shim_map *m, const void *key, void *value, bool *stored);
+/* Removes and returns the value (caller frees), or NULL. */
+void *shim_map_take(shim_map *m, const void *key);
+
+/* Name of an SQLite (extended) result code, "SQLITE_CONSTRAINT_UNIQUE". */
+const char *shim_sqlite_code_name(int code);
+
+#endif

@@ -1,0 +1,581 @@
+/*
+ * The interposed libpq functions.
+ *
+ * The asynchronous primitives are the ground truth: every PQsend* that
+ * succeeds appends an entry (start time, what was sent) to its connection's
+ * FIFO, and PQgetResult attributes each result to the entry at the head.
+ * A result ends one statement, except COPY_IN/COPY_OUT/COPY_BOTH (the
+ * statement goes on until its final result) and SINGLE_TUPLE (one row of
+ * single-row mode). The NULL that follows an entry's results pops it.
+ * PGRES_PIPELINE_SYNC belongs to no entry.
+ *
+ * A simple query may hold several statements ("BEGIN; UPDATE ...; COMMIT"):
+ * the server answers with one result per statement, so each result is
+ * recorded under the next statement of the text, timed from the previous
+ * result. In pipeline mode an entry's time starts when it was sent or when
+ * the previous entry finished, whichever is later.
+ *
+ * PQexec & co. call the PQsend* functions and PQgetResult internally; when
+ * those calls come through the shim (they do with Debian's libpq), the
+ * synchronous function records nothing itself. When they do not (a libpq
+ * linked with -Bsymbolic), it records the statement from its own timing.
+ *
+ * Prepared statements are normalized once, at PQsendPrepare/PQprepare, and
+ * their executions are recorded under that fingerprint. Preparing itself is
+ * not recorded as an execution of the statement.
+ */
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim_int.h"
+
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQconnectdb, (const char *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQconnectdbParams,
+               (const char *const *, const char *const *, int))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQconnectStart, (const char *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQconnectStartParams,
+               (const char *const *, const char *const *, int))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQsetdbLogin,
+               (const char *, const char *, const char *, const char *, const char *,
+                const char *, const char *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, void, PQfinish, (PGconn *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, void, PQreset, (PGconn *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQresetStart, (PGconn *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendQuery, (PGconn *, const char *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendQueryParams,
+               (PGconn *, const char *, int, const Oid *, const char *const *, const int *,
+                const int *, int))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendPrepare,
+               (PGconn *, const char *, const char *, int, const Oid *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendQueryPrepared,
+               (PGconn *, const char *, int, const char *const *, const int *, const int *, int))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendDescribePrepared, (PGconn *, const char *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendDescribePortal, (PGconn *, const char *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQgetResult, (PGconn *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQexec, (PGconn *, const char *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQexecParams,
+               (PGconn *, const char *, int, const Oid *, const char *const *, const int *,
+                const int *, int))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQprepare,
+               (PGconn *, const char *, const char *, int, const Oid *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQexecPrepared,
+               (PGconn *, const char *, int, const char *const *, const int *, const int *, int))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQdescribePrepared, (PGconn *, const char *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQdescribePortal, (PGconn *, const char *))
+/* Not interposed, but called through the same lookup, so that the shim does
+ * not pull libpq into every process it is preloaded into. */
+SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQdb, (const PGconn *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, ExecStatusType, PQresultStatus, (const PGresult *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQntuples, (const PGresult *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQcmdTuples, (PGresult *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQresultErrorField, (const PGresult *, int))
+
+/* Depth of synchronous calls (PQexec & co.) on this thread, and whether an
+ * asynchronous call made inside the innermost one came through the shim. */
+static SHIM_TLS unsigned t_sync;
+static SHIM_TLS bool t_sync_seen;
+
+/* A prepared statement: name -> normalized text. Shared by reference with
+ * the FIFO entries that execute it, so that re-preparing a name while an
+ * execution is in flight (pipeline mode) frees nothing in use. */
+typedef struct pq_prep {
+  struct pq_prep *next;
+  unsigned refs;
+  uint64_t fp;
+  size_t norm_len;
+  char *name;
+  char *sql; /* as prepared, for the sample */
+  char norm[];
+} pq_prep;
+
+typedef enum pq_kind { PQK_QUERY, PQK_PARAMS, PQK_EXECUTE, PQK_PREPARE, PQK_DESCRIBE } pq_kind;
+
+typedef struct pq_entry {
+  struct pq_entry *next;
+  pq_kind kind;
+  bool has_result; /* some result of this entry was seen: the next NULL pops it */
+  bool started;    /* mark_ns set */
+  uint64_t start_ns, mark_ns;
+  int64_t rows; /* rows of the current statement so far (single-row mode) */
+  pq_prep *prep;  /* PQK_EXECUTE */
+  size_t sql_len; /* PQK_QUERY, PQK_PARAMS */
+  size_t split_pos;
+  char sql[];
+} pq_entry;
+
+#define PREP_BUCKETS 32
+
+typedef struct pq_conn {
+  pq_entry *head, *tail;
+  uint64_t last_end_ns;
+  char *dbname;
+  pq_prep *preps[PREP_BUCKETS];
+} pq_conn;
+
+static inline bool should_record(void) { return shim_t_inside == 0 && shim_active(); }
+
+static void prep_unref(pq_prep *p) {
+  if (p != NULL && --p->refs == 0) {
+    qp__free(NULL, p->name);
+    qp__free(NULL, p->sql);
+    qp__free(NULL, p);
+  }
+}
+
+static void conn_clear(pq_conn *c) {
+  for (pq_entry *e = c->head, *n; e != NULL; e = n) {
+    n = e->next;
+    prep_unref(e->prep);
+    qp__free(NULL, e);
+  }
+  c->head = c->tail = NULL;
+  for (size_t i = 0; i < PREP_BUCKETS; i++) {
+    for (pq_prep *p = c->preps[i], *n; p != NULL; p = n) {
+      n = p->next;
+      prep_unref(p);
+    }
+    c->preps[i] = NULL;
+  }
+}
+
+static void conn_free(pq_conn *c) {
+  if (c == NULL) return;
+  conn_clear(c);
+  qp__free(NULL, c->dbname);
+  qp__free(NULL, c);
+}
+
+/* The state of `conn`, created on first use. NULL on out of memory. */
+static pq_conn *conn_get(PGconn *conn) {
+  pq_conn *c = shim_map_get(&shim_pq_conns, conn);
+  if (c != NULL) return c;
+  c = qp__calloc(NULL, 1, sizeof *c);
+  if (c == NULL) return NULL;
+  const char *db = real_PQdb()(conn);
+  c->dbname = qp__strdup(NULL, db != NULL ? db : "");
+  bool stored;
+  conn_free(shim_map_put(&shim_pq_conns, conn, c, &stored));
+  if (!stored) {
+    conn_free(c);
+    return NULL;
+  }
+  return c;
+}
+
+static size_t name_hash(const char *s) {
+  size_t h = 5381;
+  for (; *s; s++) h = h * 33 + (unsigned char)*s;
+  return h % PREP_BUCKETS;
+}
+
+static pq_prep *prep_find(pq_conn *c, const char *name) {
+  for (pq_prep *p = c->preps[name_hash(name)]; p != NULL; p = p->next)
+    if (strcmp(p->name, name) == 0) return p;
+  return NULL;
+}
+
+/* Remembers name -> normalized `sql`, replacing an earlier statement of that name. */
+static void prep_add(pq_conn *c, const char *name, const char *sql) {
+  if (name == NULL || sql == NULL) return;
+  char *norm = qp__malloc(NULL, QP_NORMALIZED_MAX);
+  if (norm == NULL) return;
+  size_t len = 0;
+  uint64_t fp = 0;
+  qp_normalize(shim_normalizer(QP_DIALECT_POSTGRES), sql, strlen(sql), norm, QP_NORMALIZED_MAX,
+               &len, &fp);
+  pq_prep *p = qp__malloc(NULL, sizeof *p + len + 1);
+  if (p == NULL) goto out;
+  p->refs = 1;
+  p->fp = fp;
+  p->norm_len = len;
+  memcpy(p->norm, norm, len);
+  p->norm[len] = '\0';
+  p->name = qp__strdup(NULL, name);
+  p->sql = qp__strdup(NULL, sql);
+  if (p->name == NULL || p->sql == NULL) {
+    prep_unref(p);
+    goto out;
+  }
+  size_t b = name_hash(name);
+  for (pq_prep **pp = &c->preps[b]; *pp != NULL; pp = &(*pp)->next) {
+    if (strcmp((*pp)->name, name) == 0) {
+      pq_prep *old = *pp;
+      *pp = old->next;
+      prep_unref(old);
+      break;
+    }
+  }
+  p->next = c->preps[b];
+  c->preps[b] = p;
+out:
+  qp__free(NULL, norm);
+}
+
+/* Appends a FIFO entry after a successful send. */
+static void push(PGconn *conn, pq_kind kind, uint64_t start, const char *sql, pq_prep *prep) {
+  pq_conn *c = conn_get(conn);
+  if (c == NULL) return;
+  size_t len = sql != NULL ? strlen(sql) : 0;
+  pq_entry *e = qp__malloc(NULL, sizeof *e + len + 1);
+  if (e == NULL) return;
+  memset(e, 0, sizeof *e);
+  e->kind = kind;
+  e->start_ns = start;
+  e->sql_len = len;
+  if (sql != NULL) memcpy(e->sql, sql, len);
+  e->sql[len] = '\0';
+  e->prep = prep;
+  if (prep != NULL) prep->refs++;
+  if (c->tail != NULL) c->tail->next = e;
+  else c->head = e;
+  c->tail = e;
+}
+
+static void pop(pq_conn *c) {
+  pq_entry *e = c->head;
+  c->head = e->next;
+  if (c->head == NULL) c->tail = NULL;
+  prep_unref(e->prep);
+  qp__free(NULL, e);
+}
+
+/* Records the statement of `e` that `r` ends. */
+static void end_statement(pq_conn *c, pq_entry *e, const PGresult *r, ExecStatusType status,
+                          uint64_t now) {
+  int64_t rows = e->rows;
+  e->rows = 0;
+  uint64_t dur = now - e->mark_ns;
+  e->mark_ns = now;
+  c->last_end_ns = now;
+  if (e->kind == PQK_PREPARE || e->kind == PQK_DESCRIBE || status == PGRES_EMPTY_QUERY) return;
+  const char *error = NULL;
+  if (status == PGRES_TUPLES_OK) {
+    rows += real_PQntuples()(r);
+  } else if (status == PGRES_COMMAND_OK) {
+    const char *ct = real_PQcmdTuples()((PGresult *)r);
+    rows += ct != NULL && ct[0] != '\0' ? strtoll(ct, NULL, 10) : 0;
+  } else if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
+             status == PGRES_NONFATAL_ERROR) {
+    error = real_PQresultErrorField()(r, PG_DIAG_SQLSTATE);
+    if (error == NULL || error[0] == '\0') error = "08000"; /* client-side: connection trouble */
+  }
+  qp_query_event ev = {
+      .backend = QP_BACKEND_POSTGRES,
+      .database = c->dbname,
+      .duration_ns = dur,
+      .rows = rows,
+      .error = error,
+  };
+  if (e->kind == PQK_EXECUTE && e->prep != NULL) {
+    ev.sql = e->prep->sql;
+    ev.sql_len = strlen(e->prep->sql);
+    ev.normalized = e->prep->norm;
+    ev.normalized_len = e->prep->norm_len;
+    ev.fingerprint = e->prep->fp;
+  } else if (e->kind == PQK_QUERY) {
+    /* The next statement of a (possibly multi-statement) simple query. */
+    size_t start, len;
+    if (qp_sql_split_next(QP_DIALECT_POSTGRES, e->sql, e->sql_len, &e->split_pos, &start, &len)) {
+      ev.sql = e->sql + start;
+      ev.sql_len = len;
+    } else {
+      ev.sql = e->sql;
+      ev.sql_len = e->sql_len;
+    }
+  } else {
+    ev.sql = e->sql;
+    ev.sql_len = e->sql_len;
+  }
+  shim_record(&ev);
+}
+
+static void on_result(PGconn *conn, PGresult *r) {
+  pq_conn *c = shim_map_get(&shim_pq_conns, conn);
+  if (c == NULL || c->head == NULL) return;
+  pq_entry *e = c->head;
+  if (r == NULL) {
+    if (e->has_result) pop(c);
+    return;
+  }
+  ExecStatusType status = real_PQresultStatus()(r);
+  if (status == PGRES_PIPELINE_SYNC) return;
+  uint64_t now = shim_now_ns();
+  if (!e->started) {
+    e->started = true;
+    e->mark_ns = e->start_ns > c->last_end_ns ? e->start_ns : c->last_end_ns;
+  }
+  e->has_result = true;
+  switch (status) {
+  case PGRES_PIPELINE_ABORTED: /* never ran: not recorded */
+    c->last_end_ns = now;
+    return;
+  case PGRES_COPY_IN:
+  case PGRES_COPY_OUT:
+  case PGRES_COPY_BOTH: /* the statement goes on until its final result */
+    return;
+  case PGRES_SINGLE_TUPLE:
+    e->rows++;
+    return;
+  default:
+    end_statement(c, e, r, status, now);
+  }
+}
+
+/* ---- connections --------------------------------------------------------- */
+/* A new PGconn may reuse the address of one freed without PQfinish's
+ * knowledge (impossible through the API, but cheap to be sure of). */
+static PGconn *connected(PGconn *conn) {
+  if (conn != NULL && atomic_load_explicit(&shim_state, memory_order_relaxed) != SHIM_UNINIT) {
+    int e = errno;
+    conn_free(shim_map_take(&shim_pq_conns, conn));
+    errno = e;
+  }
+  return conn;
+}
+
+SHIM_EXPORT PGconn *PQconnectdb(const char *conninfo) {
+  return connected(real_PQconnectdb()(conninfo));
+}
+SHIM_EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
+                                      int expand_dbname) {
+  return connected(real_PQconnectdbParams()(keywords, values, expand_dbname));
+}
+SHIM_EXPORT PGconn *PQconnectStart(const char *conninfo) {
+  return connected(real_PQconnectStart()(conninfo));
+}
+SHIM_EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
+                                         int expand_dbname) {
+  return connected(real_PQconnectStartParams()(keywords, values, expand_dbname));
+}
+SHIM_EXPORT PGconn *PQsetdbLogin(const char *host, const char *port, const char *options,
+                                 const char *tty, const char *db, const char *user,
+                                 const char *pwd) {
+  return connected(real_PQsetdbLogin()(host, port, options, tty, db, user, pwd));
+}
+
+SHIM_EXPORT void PQfinish(PGconn *conn) {
+  /* The state goes first: once freed, the address may be reused. */
+  connected(conn);
+  real_PQfinish()(conn);
+}
+
+/* After a reset the server has forgotten prepared statements and pending
+ * queries; so do we. */
+static void forget(PGconn *conn) {
+  if (conn == NULL || atomic_load_explicit(&shim_state, memory_order_relaxed) == SHIM_UNINIT)
+    return;
+  int e = errno;
+  pq_conn *c = shim_map_get(&shim_pq_conns, conn);
+  if (c != NULL) conn_clear(c);
+  errno = e;
+}
+
+SHIM_EXPORT void PQreset(PGconn *conn) {
+  forget(conn);
+  real_PQreset()(conn);
+}
+
+SHIM_EXPORT int PQresetStart(PGconn *conn) {
+  forget(conn);
+  return real_PQresetStart()(conn);
+}
+
+/* ---- asynchronous primitives --------------------------------------------- */
+/* Bookkeeping after a send: `ok` is the real call's result. */
+#define AFTER_SEND(ok, ...)    \
+  do {                         \
+    if (ok) {                  \
+      int e_ = errno;          \
+      shim_t_inside++;         \
+      if (t_sync) t_sync_seen = true; \
+      __VA_ARGS__;             \
+      shim_t_inside--;         \
+      errno = e_;              \
+    }                          \
+  } while (0)
+
+SHIM_EXPORT int PQsendQuery(PGconn *conn, const char *query) {
+  if (!should_record()) return real_PQsendQuery()(conn, query);
+  uint64_t t0 = shim_now_ns();
+  int ok = real_PQsendQuery()(conn, query);
+  AFTER_SEND(ok, push(conn, PQK_QUERY, t0, query, NULL));
+  return ok;
+}
+
+SHIM_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nParams,
+                                  const Oid *paramTypes, const char *const *paramValues,
+                                  const int *paramLengths, const int *paramFormats,
+                                  int resultFormat) {
+  if (!should_record())
+    return real_PQsendQueryParams()(conn, command, nParams, paramTypes, paramValues,
+                                    paramLengths, paramFormats, resultFormat);
+  uint64_t t0 = shim_now_ns();
+  int ok = real_PQsendQueryParams()(conn, command, nParams, paramTypes, paramValues,
+                                    paramLengths, paramFormats, resultFormat);
+  AFTER_SEND(ok, push(conn, PQK_PARAMS, t0, command, NULL));
+  return ok;
+}
+
+SHIM_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *query, int nParams,
+                              const Oid *paramTypes) {
+  if (!should_record())
+    return real_PQsendPrepare()(conn, stmtName, query, nParams, paramTypes);
+  uint64_t t0 = shim_now_ns();
+  int ok = real_PQsendPrepare()(conn, stmtName, query, nParams, paramTypes);
+  AFTER_SEND(ok, {
+    pq_conn *c = conn_get(conn);
+    if (c != NULL) prep_add(c, stmtName, query);
+    push(conn, PQK_PREPARE, t0, NULL, NULL);
+  });
+  return ok;
+}
+
+/* The prepared statement `name`, or a stand-in for one prepared where the
+ * shim did not see it (an SQL-level PREPARE); NULL on out of memory.
+ * Borrowed: whoever keeps it takes a reference. */
+static pq_prep *prep_for_execute(pq_conn *c, const char *name) {
+  pq_prep *p = prep_find(c, name);
+  if (p != NULL) return p;
+  char sql[300];
+  snprintf(sql, sizeof sql, "EXECUTE %.280s", name);
+  prep_add(c, name, sql);
+  return prep_find(c, name);
+}
+
+SHIM_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nParams,
+                                    const char *const *paramValues, const int *paramLengths,
+                                    const int *paramFormats, int resultFormat) {
+  if (!should_record())
+    return real_PQsendQueryPrepared()(conn, stmtName, nParams, paramValues, paramLengths,
+                                      paramFormats, resultFormat);
+  uint64_t t0 = shim_now_ns();
+  int ok = real_PQsendQueryPrepared()(conn, stmtName, nParams, paramValues, paramLengths,
+                                      paramFormats, resultFormat);
+  AFTER_SEND(ok, {
+    pq_conn *c = conn_get(conn);
+    pq_prep *p = c != NULL && stmtName != NULL ? prep_for_execute(c, stmtName) : NULL;
+    /* Without a statement the entry is still queued, unrecorded, so that the
+     * results that follow are attributed to the right queries. */
+    push(conn, p != NULL ? PQK_EXECUTE : PQK_DESCRIBE, t0, NULL, p);
+  });
+  return ok;
+}
+
+SHIM_EXPORT int PQsendDescribePrepared(PGconn *conn, const char *stmt) {
+  if (!should_record()) return real_PQsendDescribePrepared()(conn, stmt);
+  int ok = real_PQsendDescribePrepared()(conn, stmt);
+  AFTER_SEND(ok, push(conn, PQK_DESCRIBE, 0, NULL, NULL));
+  return ok;
+}
+
+SHIM_EXPORT int PQsendDescribePortal(PGconn *conn, const char *portal) {
+  if (!should_record()) return real_PQsendDescribePortal()(conn, portal);
+  int ok = real_PQsendDescribePortal()(conn, portal);
+  AFTER_SEND(ok, push(conn, PQK_DESCRIBE, 0, NULL, NULL));
+  return ok;
+}
+
+SHIM_EXPORT PGresult *PQgetResult(PGconn *conn) {
+  PGresult *r = real_PQgetResult()(conn);
+  if (conn == NULL || shim_t_inside != 0 ||
+      atomic_load_explicit(&shim_state, memory_order_acquire) != SHIM_READY)
+    return r;
+  int e = errno;
+  shim_t_inside++;
+  on_result(conn, r);
+  shim_t_inside--;
+  errno = e;
+  return r;
+}
+
+/* ---- synchronous functions ----------------------------------------------- */
+/* Records a synchronous call whose inner asynchronous calls were not seen. */
+static void sync_fallback(PGconn *conn, pq_kind kind, const char *sql, const char *name,
+                          uint64_t t0, const PGresult *r) {
+  pq_conn *c = conn_get(conn);
+  if (c == NULL) return;
+  if (kind == PQK_PREPARE) {
+    if (r != NULL && real_PQresultStatus()(r) == PGRES_COMMAND_OK) prep_add(c, name, sql);
+    return;
+  }
+  pq_entry e = {.kind = kind, .started = true, .mark_ns = t0};
+  pq_entry *ep = &e;
+  pq_entry *heap = NULL;
+  if (kind == PQK_EXECUTE) {
+    e.prep = name != NULL ? prep_for_execute(c, name) : NULL;
+    if (e.prep == NULL) return;
+    e.prep->refs++;
+  } else if (sql != NULL) {
+    size_t len = strlen(sql);
+    heap = qp__malloc(NULL, sizeof *heap + len + 1);
+    if (heap == NULL) return;
+    *heap = e;
+    memcpy(heap->sql, sql, len + 1);
+    heap->sql_len = len;
+    heap->kind = PQK_PARAMS; /* one event for the whole text: only its last result is known */
+    ep = heap;
+  }
+  ExecStatusType status = r != NULL ? real_PQresultStatus()(r) : PGRES_FATAL_ERROR;
+  if (r != NULL) end_statement(c, ep, r, status, shim_now_ns());
+  prep_unref(e.prep);
+  qp__free(NULL, heap);
+}
+
+#define SYNC_BODY(kind, sql, name, call)                   \
+  do {                                                     \
+    if (!should_record()) return call;                     \
+    bool outer_seen = t_sync_seen;                         \
+    t_sync++;                                              \
+    t_sync_seen = false;                                   \
+    uint64_t t0 = shim_now_ns();                           \
+    PGresult *r = call;                                    \
+    int e = errno;                                         \
+    t_sync--;                                              \
+    bool seen = t_sync_seen;                               \
+    t_sync_seen = outer_seen;                              \
+    if (!seen && conn != NULL) {                           \
+      shim_t_inside++;                                     \
+      sync_fallback(conn, kind, sql, name, t0, r);         \
+      shim_t_inside--;                                     \
+    }                                                      \
+    errno = e;                                             \
+    return r;                                              \
+  } while (0)
+
+SHIM_EXPORT PGresult *PQexec(PGconn *conn, const char *query) {
+  SYNC_BODY(PQK_QUERY, query, NULL, real_PQexec()(conn, query));
+}
+
+SHIM_EXPORT PGresult *PQexecParams(PGconn *conn, const char *command, int nParams,
+                                   const Oid *paramTypes, const char *const *paramValues,
+                                   const int *paramLengths, const int *paramFormats,
+                                   int resultFormat) {
+  SYNC_BODY(PQK_PARAMS, command, NULL,
+            real_PQexecParams()(conn, command, nParams, paramTypes, paramValues, paramLengths,
+                                paramFormats, resultFormat));
+}
+
+SHIM_EXPORT PGresult *PQprepare(PGconn *conn, const char *stmtName, const char *query,
+                                int nParams, const Oid *paramTypes) {
+  SYNC_BODY(PQK_PREPARE, query, stmtName,
+            real_PQprepare()(conn, stmtName, query, nParams, paramTypes));
+}
+
+SHIM_EXPORT PGresult *PQexecPrepared(PGconn *conn, const char *stmtName, int nParams,
+                                     const char *const *paramValues, const int *paramLengths,
+                                     const int *paramFormats, int resultFormat) {
+  SYNC_BODY(PQK_EXECUTE, NULL, stmtName,
+            real_PQexecPrepared()(conn, stmtName, nParams, paramValues, paramLengths,
+                                  paramFormats, resultFormat));
+}
+
+SHIM_EXPORT PGresult *PQdescribePrepared(PGconn *conn, const char *stmt) {
+  SYNC_BODY(PQK_DESCRIBE, NULL, stmt, real_PQdescribePrepared()(conn, stmt));
+}
+
+SHIM_EXPORT PGresult *PQdescribePortal(PGconn *conn, const char *portal) {
+  SYNC_BODY(PQK_DESCRIBE, NULL, portal, real_PQdescribePortal()(conn, portal));
+}

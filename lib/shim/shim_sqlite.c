@@ -1,0 +1,441 @@
+/*
+ * The interposed sqlite3 functions.
+ *
+ * A statement is normalized once, when it is prepared; its state (normalized
+ * text, fingerprint, database name) lives in shim_sq_stmts until it is
+ * finalized. One execution runs from the first sqlite3_step after prepare or
+ * reset until SQLITE_DONE, an error, or the next reset/finalize; its duration
+ * is the sum of the time spent inside sqlite3_step (not the application's
+ * time between steps), its rows the SQLITE_ROW count, or sqlite3_changes()
+ * for a write that returns no rows.
+ *
+ * sqlite3_exec prepares and steps through the public API, and so do
+ * SQLite's own internals (schema loading, FTS shadow tables): a per-thread
+ * depth counter makes every sqlite3 call made from inside a timed real call
+ * pass straight through, so nothing is counted twice. sqlite3_exec itself is
+ * timed only when its statements did not come through the shim (a libsqlite3
+ * whose internal calls are not interposable).
+ */
+#include <errno.h>
+#include <sqlite3.h>
+#include <string.h>
+
+#include "shim_int.h"
+
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_open, (const char *, sqlite3 **))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_open16, (const void *, sqlite3 **))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_open_v2, (const char *, sqlite3 **, int, const char *))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_close, (sqlite3 *))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_close_v2, (sqlite3 *))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare,
+               (sqlite3 *, const char *, int, sqlite3_stmt **, const char **))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare_v2,
+               (sqlite3 *, const char *, int, sqlite3_stmt **, const char **))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare_v3,
+               (sqlite3 *, const char *, int, unsigned int, sqlite3_stmt **, const char **))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare16,
+               (sqlite3 *, const void *, int, sqlite3_stmt **, const void **))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare16_v2,
+               (sqlite3 *, const void *, int, sqlite3_stmt **, const void **))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare16_v3,
+               (sqlite3 *, const void *, int, unsigned int, sqlite3_stmt **, const void **))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_step, (sqlite3_stmt *))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_reset, (sqlite3_stmt *))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_finalize, (sqlite3_stmt *))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_exec,
+               (sqlite3 *, const char *, int (*)(void *, int, char **, char **), void *, char **))
+
+/* Inside a real sqlite3 call made for a recorded one: nested calls pass through. */
+static SHIM_TLS unsigned t_depth;
+/* Inside an interposed sqlite3_exec, and whether a statement of it was seen. */
+static SHIM_TLS unsigned t_exec;
+static SHIM_TLS bool t_exec_seen;
+
+typedef struct sq_stmt {
+  uint64_t fp;
+  uint64_t elapsed_ns;
+  int64_t rows;
+  int changes0;  /* sqlite3_total_changes() before the first step */
+  bool writes;   /* no result columns and not read-only: rows come from changes() */
+  bool running;  /* stepped since prepare/reset, not yet done */
+  size_t norm_len;
+  const char *db_name; /* points into text[] */
+  char text[];         /* normalized text, NUL, database name, NUL */
+} sq_stmt;
+
+#define CODE_NAME_MAX 64
+
+const char *shim_sqlite_code_name(int code) {
+  switch (code) {
+#define SHIM_CODE(c) \
+  case c: return #c;
+#include "sqlite_codes.h"
+#undef SHIM_CODE
+  default: return "SQLITE_ERROR";
+  }
+}
+
+static inline bool should_record(void) {
+  return shim_t_inside == 0 && t_depth == 0 && shim_active();
+}
+
+/* UTF-16 (native order) [s, s + nbytes) to a malloc'd UTF-8 string. */
+static char *utf16_to_utf8(const void *s, size_t nbytes, size_t *out_len) {
+  const uint16_t *u = s;
+  size_t n = nbytes / 2;
+  char *out = qp__malloc(NULL, n * 3 + 1);
+  if (out == NULL) return NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t c = u[i];
+    if (c >= 0xD800 && c <= 0xDBFF && i + 1 < n && u[i + 1] >= 0xDC00 && u[i + 1] <= 0xDFFF) {
+      c = 0x10000 + ((c - 0xD800) << 10) + (u[i + 1] - 0xDC00);
+      i++;
+    } else if (c >= 0xD800 && c <= 0xDFFF) {
+      c = 0xFFFD;
+    }
+    if (c < 0x80) {
+      out[o++] = (char)c;
+    } else if (c < 0x800) {
+      out[o++] = (char)(0xC0 | (c >> 6));
+      out[o++] = (char)(0x80 | (c & 0x3F));
+    } else if (c < 0x10000) {
+      out[o++] = (char)(0xE0 | (c >> 12));
+      out[o++] = (char)(0x80 | ((c >> 6) & 0x3F));
+      out[o++] = (char)(0x80 | (c & 0x3F));
+    } else {
+      out[o++] = (char)(0xF0 | (c >> 18));
+      out[o++] = (char)(0x80 | ((c >> 12) & 0x3F));
+      out[o++] = (char)(0x80 | ((c >> 6) & 0x3F));
+      out[o++] = (char)(0x80 | (c & 0x3F));
+    }
+  }
+  out[o] = '\0';
+  *out_len = o;
+  return out;
+}
+
+static size_t utf16_len(const void *s) {
+  const uint16_t *u = s;
+  size_t n = 0;
+  while (u[n] != 0) n++;
+  return n * 2;
+}
+
+/* ---- databases ----------------------------------------------------------- */
+static void after_open(int rc, sqlite3 **ppdb, const char *name8, const void *name16) {
+  if (rc != SQLITE_OK || ppdb == NULL || *ppdb == NULL) return;
+  if (!shim_active()) return;
+  shim_t_inside++;
+  const char *f = sqlite3_db_filename(*ppdb, "main");
+  char *name = NULL;
+  if (f != NULL && f[0] != '\0') {
+    name = qp__strdup(NULL, f); /* the absolute path */
+  } else if (name8 != NULL) {
+    name = qp__strdup(NULL, name8); /* ":memory:" or "" (a temporary database) */
+  } else if (name16 != NULL) {
+    size_t len;
+    name = utf16_to_utf8(name16, utf16_len(name16), &len);
+  }
+  if (name != NULL) {
+    bool stored;
+    qp__free(NULL, shim_map_put(&shim_sq_dbs, *ppdb, name, &stored));
+    if (!stored) qp__free(NULL, name);
+  }
+  shim_t_inside--;
+}
+
+SHIM_EXPORT int sqlite3_open(const char *filename, sqlite3 **ppdb) {
+  int rc = real_sqlite3_open()(filename, ppdb);
+  if (shim_t_inside == 0) {
+    int e = errno;
+    after_open(rc, ppdb, filename, NULL);
+    errno = e;
+  }
+  return rc;
+}
+
+SHIM_EXPORT int sqlite3_open16(const void *filename, sqlite3 **ppdb) {
+  int rc = real_sqlite3_open16()(filename, ppdb);
+  if (shim_t_inside == 0) {
+    int e = errno;
+    after_open(rc, ppdb, NULL, filename);
+    errno = e;
+  }
+  return rc;
+}
+
+SHIM_EXPORT int sqlite3_open_v2(const char *filename, sqlite3 **ppdb, int flags, const char *vfs) {
+  int rc = real_sqlite3_open_v2()(filename, ppdb, flags, vfs);
+  if (shim_t_inside == 0) {
+    int e = errno;
+    after_open(rc, ppdb, filename, NULL);
+    errno = e;
+  }
+  return rc;
+}
+
+static int close_common(sqlite3 *db, bool v2) {
+  char *name = NULL;
+  if (db != NULL && atomic_load_explicit(&shim_state, memory_order_relaxed) != SHIM_UNINIT)
+    name = shim_map_take(&shim_sq_dbs, db);
+  int rc = v2 ? real_sqlite3_close_v2()(db) : real_sqlite3_close()(db);
+  if (name != NULL) {
+    int e = errno;
+    if (rc != SQLITE_OK) { /* still open (unfinalized statements): keep its name */
+      bool stored;
+      shim_map_put(&shim_sq_dbs, db, name, &stored);
+      if (!stored) qp__free(NULL, name);
+    } else {
+      qp__free(NULL, name);
+    }
+    errno = e;
+  }
+  return rc;
+}
+
+SHIM_EXPORT int sqlite3_close(sqlite3 *db) { return close_common(db, false); }
+SHIM_EXPORT int sqlite3_close_v2(sqlite3 *db) { return close_common(db, true); }
+
+/* ---- statements ---------------------------------------------------------- */
+/* Creates the state of a statement just prepared from [sql, end) (UTF-16 when
+ * `utf16`). Called with shim_t_inside set. */
+static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, const void *end,
+                          int nbyte, bool utf16) {
+  const char *text = sqlite3_sql(stmt); /* UTF-8, kept by prepare_v2/v3 */
+  size_t text_len = 0;
+  char *converted = NULL;
+  if (text != NULL) {
+    text_len = strlen(text);
+  } else if (sql != NULL) {
+    size_t bytes;
+    if (end != NULL) bytes = (size_t)((const char *)end - (const char *)sql);
+    else if (nbyte >= 0) bytes = (size_t)nbyte;
+    else bytes = utf16 ? utf16_len(sql) : strlen(sql);
+    if (utf16) {
+      converted = utf16_to_utf8(sql, bytes, &text_len);
+      if (converted == NULL) return;
+      text = converted;
+    } else {
+      text = sql;
+      text_len = bytes;
+      const char *nul = memchr(text, '\0', text_len);
+      if (nul != NULL) text_len = (size_t)(nul - text);
+    }
+  } else {
+    return;
+  }
+  char *norm = qp__malloc(NULL, QP_NORMALIZED_MAX);
+  if (norm == NULL) goto out;
+  size_t norm_len = 0;
+  uint64_t fp = 0;
+  qp_normalize(shim_normalizer(QP_DIALECT_SQLITE), text, text_len, norm, QP_NORMALIZED_MAX,
+               &norm_len, &fp);
+  const char *dbn = shim_map_get(&shim_sq_dbs, db);
+  if (dbn == NULL) dbn = sqlite3_db_filename(db, "main");
+  if (dbn == NULL) dbn = "";
+  size_t dbn_len = strlen(dbn);
+  sq_stmt *st = qp__malloc(NULL, sizeof *st + norm_len + 1 + dbn_len + 1);
+  if (st != NULL) {
+    memset(st, 0, sizeof *st);
+    st->fp = fp;
+    st->norm_len = norm_len;
+    memcpy(st->text, norm, norm_len);
+    st->text[norm_len] = '\0';
+    memcpy(st->text + norm_len + 1, dbn, dbn_len + 1);
+    st->db_name = st->text + norm_len + 1;
+    st->writes = sqlite3_column_count(stmt) == 0 && !sqlite3_stmt_readonly(stmt);
+    bool stored;
+    qp__free(NULL, shim_map_put(&shim_sq_stmts, stmt, st, &stored));
+    if (!stored) qp__free(NULL, st);
+  }
+  qp__free(NULL, norm);
+out:
+  qp__free(NULL, converted);
+}
+
+/* The common tail of every prepare variant. */
+static void prepared(int rc, sqlite3 *db, sqlite3_stmt **pp, const void *sql, const void *tail,
+                     int nbyte, bool utf16) {
+  if (rc != SQLITE_OK || pp == NULL || *pp == NULL) return;
+  int e = errno;
+  shim_t_inside++;
+  if (t_exec) t_exec_seen = true;
+  after_prepare(db, *pp, sql, tail, nbyte, utf16);
+  shim_t_inside--;
+  errno = e;
+}
+
+#define PREPARE_BODY(fn, tailtype, utf16, ...)                                          \
+  do {                                                                                   \
+    if (!should_record()) return real_##fn()(__VA_ARGS__);                               \
+    tailtype own_tail = NULL;                                                            \
+    tailtype *tp = tail != NULL ? tail : &own_tail;                                      \
+    t_depth++;                                                                           \
+    int rc = real_##fn()(ARGS_WITH(tp));                                                 \
+    t_depth--;                                                                           \
+    prepared(rc, db, pp, sql, rc == SQLITE_OK && pp != NULL && *pp != NULL ? *tp : NULL, \
+             nbyte, utf16);                                                              \
+    return rc;                                                                           \
+  } while (0)
+
+#define ARGS_WITH(tp) db, sql, nbyte, pp, tp
+SHIM_EXPORT int sqlite3_prepare(sqlite3 *db, const char *sql, int nbyte, sqlite3_stmt **pp,
+                                const char **tail) {
+  PREPARE_BODY(sqlite3_prepare, const char *, false, db, sql, nbyte, pp, tail);
+}
+SHIM_EXPORT int sqlite3_prepare_v2(sqlite3 *db, const char *sql, int nbyte, sqlite3_stmt **pp,
+                                   const char **tail) {
+  PREPARE_BODY(sqlite3_prepare_v2, const char *, false, db, sql, nbyte, pp, tail);
+}
+SHIM_EXPORT int sqlite3_prepare16(sqlite3 *db, const void *sql, int nbyte, sqlite3_stmt **pp,
+                                  const void **tail) {
+  PREPARE_BODY(sqlite3_prepare16, const void *, true, db, sql, nbyte, pp, tail);
+}
+SHIM_EXPORT int sqlite3_prepare16_v2(sqlite3 *db, const void *sql, int nbyte, sqlite3_stmt **pp,
+                                     const void **tail) {
+  PREPARE_BODY(sqlite3_prepare16_v2, const void *, true, db, sql, nbyte, pp, tail);
+}
+#undef ARGS_WITH
+#define ARGS_WITH(tp) db, sql, nbyte, flags, pp, tp
+SHIM_EXPORT int sqlite3_prepare_v3(sqlite3 *db, const char *sql, int nbyte, unsigned int flags,
+                                   sqlite3_stmt **pp, const char **tail) {
+  PREPARE_BODY(sqlite3_prepare_v3, const char *, false, db, sql, nbyte, flags, pp, tail);
+}
+SHIM_EXPORT int sqlite3_prepare16_v3(sqlite3 *db, const void *sql, int nbyte, unsigned int flags,
+                                     sqlite3_stmt **pp, const void **tail) {
+  PREPARE_BODY(sqlite3_prepare16_v3, const void *, true, db, sql, nbyte, flags, pp, tail);
+}
+#undef ARGS_WITH
+
+/* Ends one execution and records it. `rc` is the step's result: SQLITE_DONE
+ * or SQLITE_OK (ended early by reset/finalize) is a success. Called with
+ * shim_t_inside set. */
+static void finish(sq_stmt *st, sqlite3_stmt *stmt, int rc) {
+  st->running = false;
+  sqlite3 *db = sqlite3_db_handle(stmt);
+  int64_t rows = st->rows;
+  if (st->writes && rows == 0 && db != NULL)
+    rows = sqlite3_total_changes(db) != st->changes0 ? sqlite3_changes(db) : 0;
+  const char *error = NULL;
+  if (rc != SQLITE_DONE && rc != SQLITE_OK && rc != SQLITE_ROW) {
+    int ext = db != NULL ? sqlite3_extended_errcode(db) : rc;
+    error = shim_sqlite_code_name((ext & 0xff) == (rc & 0xff) ? ext : rc);
+  }
+  const char *sql = sqlite3_sql(stmt);
+  qp_query_event ev = {
+      .backend = QP_BACKEND_SQLITE,
+      .database = st->db_name,
+      .sql = sql != NULL ? sql : st->text,
+      .sql_len = sql != NULL ? strlen(sql) : st->norm_len,
+      .normalized = st->text,
+      .normalized_len = st->norm_len,
+      .fingerprint = st->fp,
+      .duration_ns = st->elapsed_ns,
+      .rows = rows,
+      .error = error,
+  };
+  shim_record(&ev);
+}
+
+SHIM_EXPORT int sqlite3_step(sqlite3_stmt *stmt) {
+  sqlite3_step_fn real = real_sqlite3_step();
+  if (!should_record() || stmt == NULL) return real(stmt);
+  sq_stmt *st = shim_map_get(&shim_sq_stmts, stmt);
+  if (st == NULL) return real(stmt); /* prepared where we did not look (inside qprof) */
+  int e = errno;
+  if (!st->running) {
+    st->running = true;
+    st->rows = 0;
+    st->elapsed_ns = 0;
+    if (st->writes) st->changes0 = sqlite3_total_changes(sqlite3_db_handle(stmt));
+  }
+  uint64_t t0 = shim_now_ns();
+  errno = e;
+  t_depth++;
+  int rc = real(stmt);
+  t_depth--;
+  uint64_t t1 = shim_now_ns();
+  e = errno;
+  st->elapsed_ns += t1 - t0;
+  if (rc == SQLITE_ROW) {
+    st->rows++;
+  } else {
+    shim_t_inside++;
+    finish(st, stmt, rc);
+    shim_t_inside--;
+  }
+  errno = e;
+  return rc;
+}
+
+SHIM_EXPORT int sqlite3_reset(sqlite3_stmt *stmt) {
+  if (stmt != NULL && should_record()) {
+    sq_stmt *st = shim_map_get(&shim_sq_stmts, stmt);
+    if (st != NULL && st->running) {
+      int e = errno;
+      shim_t_inside++;
+      finish(st, stmt, SQLITE_OK);
+      shim_t_inside--;
+      errno = e;
+    }
+  }
+  return real_sqlite3_reset()(stmt);
+}
+
+SHIM_EXPORT int sqlite3_finalize(sqlite3_stmt *stmt) {
+  /* The state goes before the real call: once finalized, the address may be
+   * handed to a statement another thread prepares. */
+  if (stmt != NULL && atomic_load_explicit(&shim_state, memory_order_relaxed) != SHIM_UNINIT) {
+    int e = errno;
+    sq_stmt *st = shim_map_take(&shim_sq_stmts, stmt);
+    if (st != NULL) {
+      if (st->running && should_record()) {
+        shim_t_inside++;
+        finish(st, stmt, SQLITE_OK);
+        shim_t_inside--;
+      }
+      qp__free(NULL, st);
+    }
+    errno = e;
+  }
+  return real_sqlite3_finalize()(stmt);
+}
+
+SHIM_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
+                             int (*cb)(void *, int, char **, char **), void *arg, char **errmsg) {
+  sqlite3_exec_fn real = real_sqlite3_exec();
+  if (!should_record()) return real(db, sql, cb, arg, errmsg);
+  bool outer_seen = t_exec_seen;
+  t_exec++;
+  t_exec_seen = false;
+  uint64_t t0 = shim_now_ns();
+  int rc = real(db, sql, cb, arg, errmsg);
+  uint64_t t1 = shim_now_ns();
+  int e = errno;
+  t_exec--;
+  bool seen = t_exec_seen;
+  t_exec_seen = outer_seen || seen;
+  size_t pos = 0, start, len;
+  if (!seen && sql != NULL &&
+      qp_sql_split_next(QP_DIALECT_SQLITE, sql, strlen(sql), &pos, &start, &len)) {
+    /* This libsqlite3 ran the script without our prepare/step: record the
+     * whole script as one statement. */
+    shim_t_inside++;
+    const char *dbn = shim_map_get(&shim_sq_dbs, db);
+    qp_query_event ev = {
+        .backend = QP_BACKEND_SQLITE,
+        .database = dbn,
+        .sql = sql,
+        .sql_len = strlen(sql),
+        .duration_ns = t1 - t0,
+        .rows = rc == SQLITE_OK ? sqlite3_changes(db) : 0,
+        .error = rc == SQLITE_OK || rc == SQLITE_ABORT ? NULL
+                                                       : shim_sqlite_code_name(sqlite3_extended_errcode(db)),
+    };
+    shim_record(&ev);
+    shim_t_inside--;
+  }
+  errno = e;
+  return rc;
+}

@@ -1,0 +1,608 @@
+/*
+ * The normalizer: one pass over the tokens of a statement, writing its shape
+ * into the caller's buffer and hashing it with XXH3-64.
+ *
+ * Output is bounded by the caller's buffer; when the shape is longer, the
+ * rest is still hashed (streaming state on the stack), so a cut never merges
+ * two shapes. Lists are collapsed by scanning ahead once from the opening
+ * bracket: every token is lexed at most twice, so time stays linear.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "internal.h"
+#include "sql_int.h"
+
+/* Bump when the normalized form changes: fingerprints then change too. */
+#define QP_NORMALIZER_VERSION 1
+
+/* Identifiers longer than this are not passed to user rules. */
+#define QP_RULE_WORD_MAX 512
+
+struct qp_normalizer {
+  qp_hooks hooks;
+  qp_dialect dialect;
+  uint64_t seed;
+  qp_rules *rules; /* NULL without rules */
+};
+
+/* ---- dialects and fingerprints ----------------------------------------- */
+
+bool qp_dialect_parse(const char *name, qp_dialect *out) {
+  if (name == NULL) return false;
+  if (strcasecmp(name, "postgres") == 0 || strcasecmp(name, "postgresql") == 0 ||
+      strcasecmp(name, "pg") == 0) {
+    if (out) *out = QP_DIALECT_POSTGRES;
+    return true;
+  }
+  if (strcasecmp(name, "sqlite") == 0 || strcasecmp(name, "sqlite3") == 0) {
+    if (out) *out = QP_DIALECT_SQLITE;
+    return true;
+  }
+  return false;
+}
+
+const char *qp_dialect_name(qp_dialect dialect) {
+  return dialect == QP_DIALECT_SQLITE ? "sqlite" : "postgres";
+}
+
+void qp_fingerprint_hex(uint64_t fp, char hex[QP_FINGERPRINT_HEX_SIZE]) {
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; i--) {
+    hex[i] = digits[fp & 0xf];
+    fp >>= 4;
+  }
+  hex[16] = '\0';
+}
+
+bool qp_fingerprint_parse(const char *hex, uint64_t *fp) {
+  if (hex == NULL) return false;
+  uint64_t v = 0;
+  for (int i = 0; i < 16; i++) {
+    char c = hex[i];
+    unsigned d;
+    if (c >= '0' && c <= '9')
+      d = (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      d = (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      d = (unsigned)(c - 'A' + 10);
+    else
+      return false;
+    v = (v << 4) | d;
+  }
+  if (hex[16] != '\0') return false;
+  if (fp) *fp = v;
+  return true;
+}
+
+/* The seed: XXH3-64 of "qprof-normalizer/<version>/<dialect>". */
+static uint64_t dialect_seed(qp_dialect d) {
+  char text[64];
+  int n = snprintf(text, sizeof text, "qprof-normalizer/%d/%s", QP_NORMALIZER_VERSION,
+                   qp_dialect_name(d));
+  return XXH3_64bits(text, (size_t)n);
+}
+
+qp_status qp_normalizer_new(qp_normalizer **out, qp_dialect dialect, const char *const *rules,
+                            size_t nrules, const qp_hooks *hooks, char *errbuf, size_t errlen) {
+  if (errbuf != NULL && errlen > 0) errbuf[0] = '\0';
+  if (out == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "out is NULL");
+  *out = NULL;
+  if (dialect != QP_DIALECT_POSTGRES && dialect != QP_DIALECT_SQLITE)
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID, "unknown dialect %d", (int)dialect);
+  if (nrules > 0 && rules == NULL)
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID, "rules is NULL");
+  qp_hooks h;
+  qp__hooks_init(&h, hooks);
+  qp_normalizer *n = qp__calloc(&h, 1, sizeof *n);
+  if (n == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  n->hooks = h;
+  n->dialect = dialect;
+  n->seed = dialect_seed(dialect);
+  if (nrules > 0) {
+    qp_status st = qp__rules_new(&n->rules, rules, nrules, &n->hooks, errbuf, errlen);
+    if (st != QP_OK) {
+      qp__free(&h, n);
+      return st;
+    }
+  }
+  *out = n;
+  return QP_OK;
+}
+
+void qp_normalizer_free(qp_normalizer *n) {
+  if (n == NULL) return;
+  qp_hooks h = n->hooks;
+  qp__rules_free(n->rules);
+  qp__free(&h, n);
+}
+
+qp_dialect qp_normalizer_dialect(const qp_normalizer *n) {
+  return n != NULL ? n->dialect : QP_DIALECT_POSTGRES;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+typedef struct emitter {
+  char *out;
+  size_t lim; /* cap - 1 */
+  size_t n;   /* bytes in out */
+  uint64_t seed;
+  bool overflow;
+  unsigned char first_dropped;
+  size_t spill_n;
+  XXH3_state_t st; /* used only once the output no longer fits */
+  char spill[2048];
+} emitter;
+
+static void emit_overflow(emitter *e, const char *p, size_t k) {
+  if (!e->overflow) {
+    size_t fit = e->lim - e->n;
+    memcpy(e->out + e->n, p, fit);
+    e->n += fit;
+    e->first_dropped = (unsigned char)p[fit];
+    e->overflow = true;
+    XXH3_INITSTATE(&e->st);
+    XXH3_64bits_reset_withSeed(&e->st, e->seed);
+    XXH3_64bits_update(&e->st, e->out, e->n);
+    p += fit;
+    k -= fit;
+  }
+  while (k > 0) {
+    size_t room = sizeof e->spill - e->spill_n;
+    size_t c = k < room ? k : room;
+    memcpy(e->spill + e->spill_n, p, c);
+    e->spill_n += c;
+    p += c;
+    k -= c;
+    if (e->spill_n == sizeof e->spill) {
+      XXH3_64bits_update(&e->st, e->spill, e->spill_n);
+      e->spill_n = 0;
+    }
+  }
+}
+
+static inline void emit(emitter *e, const char *p, size_t k) {
+  if (QP_LIKELY(!e->overflow && k <= e->lim - e->n)) {
+    memcpy(e->out + e->n, p, k);
+    e->n += k;
+    return;
+  }
+  emit_overflow(e, p, k);
+}
+
+static inline void emit_c(emitter *e, char c) {
+  if (QP_LIKELY(!e->overflow && e->n < e->lim)) {
+    e->out[e->n++] = c;
+    return;
+  }
+  emit_overflow(e, &c, 1);
+}
+
+static void emit_lower(emitter *e, const char *p, size_t k) {
+  if (QP_LIKELY(!e->overflow && k <= e->lim - e->n)) {
+    char *o = e->out + e->n;
+    for (size_t i = 0; i < k; i++) o[i] = (char)qp__sql_lower[(unsigned char)p[i]];
+    e->n += k;
+    return;
+  }
+  char tmp[256];
+  while (k > 0) {
+    size_t c = k < sizeof tmp ? k : sizeof tmp;
+    for (size_t i = 0; i < c; i++) tmp[i] = (char)qp__sql_lower[(unsigned char)p[i]];
+    emit_overflow(e, tmp, c);
+    p += c;
+    k -= c;
+  }
+}
+
+static uint64_t emit_finish(emitter *e) {
+  uint64_t h;
+  if (!e->overflow) {
+    h = XXH3_64bits_withSeed(e->out, e->n, e->seed);
+  } else {
+    if (e->spill_n) XXH3_64bits_update(&e->st, e->spill, e->spill_n);
+    h = XXH3_64bits_digest(&e->st);
+    /* Cut at a character boundary: when the first byte left out continues a
+     * UTF-8 sequence, drop that sequence's bytes that did fit. */
+    if ((e->first_dropped & 0xC0) == 0x80) {
+      size_t k = e->n;
+      int steps = 0;
+      while (k > 0 && steps < 3 && ((unsigned char)e->out[k - 1] & 0xC0) == 0x80) {
+        k--;
+        steps++;
+      }
+      if (k > 0 && ((unsigned char)e->out[k - 1] & 0xC0) == 0xC0) k--;
+      e->n = k;
+    }
+  }
+  e->out[e->n] = '\0';
+  return h;
+}
+
+/* ---- list scanning ----------------------------------------------------- */
+
+static inline bool is_sign(const char *s, const qp_tok *t) {
+  return t->type == QP_T_OP && t->end - t->start == 1 && (s[t->start] == '-' || s[t->start] == '+');
+}
+
+/*
+ * Scans a bracketed list from `pos` (just after its opening bracket) to the
+ * `close` token, accepting only elements made of a literal or placeholder,
+ * with optional signs, a typed-literal prefix (DATE '...') and casts
+ * (::numeric(10,2)[]). On success gives the end of the first element, the
+ * closing token and the element count.
+ */
+typedef struct list_scan {
+  size_t first_end, close_start, close_end, nelems;
+} list_scan;
+
+static bool literal_list(qp_dialect d, const char *s, size_t len, size_t pos, qp_tok_type close,
+                         bool allow_default, list_scan *ls) {
+  enum { S0, S1, STYPE, STYPE2, STMOD, SARR } st = S0;
+  bool tuple = false; /* inside one (a, b) element of a row-value list */
+  size_t last_end = pos;
+  ls->first_end = SIZE_MAX;
+  ls->nelems = 1;
+  qp_tok t;
+  for (;;) {
+    pos = qp__sql_lex_sig(d, s, len, pos, &t);
+    switch (st) {
+    case S0:
+      if (t.type == QP_T_NUMBER || t.type == QP_T_STRING || t.type == QP_T_PARAM) {
+        st = S1;
+      } else if (is_sign(s, &t)) {
+        /* stay */
+      } else if (t.type == QP_T_LPAREN && !tuple && close == QP_T_RPAREN && !allow_default) {
+        tuple = true;
+      } else if (t.type == QP_T_WORD) {
+        qp_kw kw = qp__sql_keyword(s + t.start, t.end - t.start);
+        if (kw == QP_KW_TRUE || kw == QP_KW_FALSE || kw == QP_KW_NULL ||
+            (allow_default && kw == QP_KW_DEFAULT)) {
+          st = S1;
+        } else if (!qp__sql_kw_operator(kw)) {
+          qp_tok t2;
+          size_t p2 = qp__sql_lex_sig(d, s, len, pos, &t2);
+          if (t2.type != QP_T_STRING) return false;
+          pos = p2;
+          t = t2;
+          st = S1;
+        } else {
+          return false;
+        }
+      } else {
+        return false;
+      }
+      break;
+    case S1:
+    case STYPE2:
+      if (t.type == QP_T_COMMA && tuple) {
+        st = S0;
+      } else if (t.type == QP_T_RPAREN && tuple) {
+        tuple = false;
+        st = S1;
+      } else if (t.type == QP_T_COMMA) {
+        if (ls->first_end == SIZE_MAX) ls->first_end = last_end;
+        ls->nelems++;
+        st = S0;
+      } else if (t.type == close) {
+        goto done;
+      } else if (t.type == QP_T_CAST) {
+        st = STYPE;
+      } else if (st == STYPE2 && (t.type == QP_T_WORD || t.type == QP_T_QIDENT)) {
+        /* multi-word type: timestamp with time zone */
+      } else if (st == STYPE2 && t.type == QP_T_DOT) {
+        st = STYPE;
+      } else if (st == STYPE2 && t.type == QP_T_LPAREN) {
+        st = STMOD;
+      } else if (st == STYPE2 && t.type == QP_T_LBRACK) {
+        st = SARR;
+      } else {
+        return false;
+      }
+      break;
+    case STYPE:
+      if (t.type != QP_T_WORD && t.type != QP_T_QIDENT) return false;
+      st = STYPE2;
+      break;
+    case STMOD:
+      if (t.type == QP_T_RPAREN)
+        st = STYPE2;
+      else if (t.type != QP_T_NUMBER && t.type != QP_T_COMMA)
+        return false;
+      break;
+    case SARR:
+      if (t.type == QP_T_RBRACK)
+        st = STYPE2;
+      else if (t.type != QP_T_NUMBER)
+        return false;
+      break;
+    }
+    last_end = t.end;
+  }
+done:
+  if (ls->first_end == SIZE_MAX) ls->first_end = last_end;
+  ls->close_start = t.start;
+  ls->close_end = t.end;
+  return true;
+}
+
+/* ---- the normalizer ---------------------------------------------------- */
+
+/* What the previous output token was, for spacing and for telling a unary
+ * sign from a binary one. */
+typedef enum out_cat {
+  OC_START,  /* nothing yet */
+  OC_OPEN,   /* ( [ : no space after */
+  OC_GLUE,   /* . :: and unary signs: no space after */
+  OC_FUNC,   /* identifier: a '(' after it is a call */
+  OC_KW,     /* keyword after which an expression starts */
+  OC_VALUE,  /* literal, ) ] */
+  OC_OP,     /* binary operator */
+  OC_COMMA   /* , ; */
+} out_cat;
+
+static inline bool unary_context(out_cat c) {
+  return c == OC_START || c == OC_OPEN || c == OC_KW || c == OC_OP || c == OC_COMMA ||
+         c == OC_GLUE;
+}
+
+typedef struct nstate {
+  emitter *e;
+  out_cat prev;
+  unsigned char last; /* last byte written (0 at the start) */
+  bool last_num;      /* the last token was a number kept as written (ORDER BY 1) */
+  qp_kw kw1, kw2;     /* keywords of the last two output tokens (NONE otherwise) */
+} nstate;
+
+/* Two bytes that must not touch: written side by side they would lex as
+ * one token ("- -" as a comment, ": :" as a cast, two words as one). */
+static inline bool merge_hazard(unsigned char a, unsigned char b) {
+  uint8_t ca = qp__sql_cclass[a], cb = qp__sql_cclass[b];
+  if (ca == QP_C_OP && cb == QP_C_OP) return true;
+  if (a == ':' && b == ':') return true;
+  if (qp__sql_idchar(a) && qp__sql_idchar(b)) return true;
+  if (a == '.' && cb == QP_C_DIGIT) return true;
+  return false;
+}
+
+static inline void space_before(nstate *ns, bool glue_left, unsigned char first) {
+  if (ns->prev == OC_START) return;
+  bool glued = glue_left || ns->prev == OC_OPEN || ns->prev == OC_GLUE;
+  if (!glued || merge_hazard(ns->last, first) || (ns->last_num && first == '.'))
+    emit_c(ns->e, ' ');
+}
+
+static inline void put(nstate *ns, const char *p, size_t k, bool glue_left, out_cat cat, qp_kw kw) {
+  space_before(ns, glue_left, (unsigned char)p[0]);
+  emit(ns->e, p, k);
+  ns->prev = cat;
+  ns->last = (unsigned char)p[k - 1];
+  ns->last_num = false;
+  ns->kw2 = ns->kw1;
+  ns->kw1 = kw;
+}
+
+static bool all_digits(const char *p, size_t k) {
+  for (size_t i = 0; i < k; i++)
+    if (p[i] < '0' || p[i] > '9') return false;
+  return k > 0;
+}
+
+qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, char *out, size_t cap,
+                       size_t *out_len, uint64_t *fingerprint) {
+  if (nz == NULL || (sql == NULL && len > 0) || out == NULL || cap == 0) {
+    if (out != NULL && cap > 0) out[0] = '\0';
+    if (out_len) *out_len = 0;
+    return QP_INVALID;
+  }
+  const qp_dialect d = nz->dialect;
+  const char *s = sql != NULL ? sql : "";
+  emitter e;
+  e.out = out;
+  e.lim = cap - 1;
+  e.n = 0;
+  e.seed = nz->seed;
+  e.overflow = false;
+  e.spill_n = 0;
+  nstate ns = {&e, OC_START, 0, false, QP_KW_NONE, QP_KW_NONE};
+
+  size_t pos = 0;
+  size_t depth = 0;
+  size_t skip_from = SIZE_MAX, skip_to = 0;
+  size_t order_depth = 0;  /* depth + 1 inside ORDER BY / GROUP BY, else 0 */
+  size_t no_fold_until = 0; /* signs before this position do not fold */
+  int values_stage = 0;     /* 1: expecting the first row; 2: inside it */
+  size_t values_depth = 0;
+  bool first_row_literal = false;
+  size_t pending_semi = 0;
+  qp_tok t;
+
+  for (;;) {
+    if (pos == skip_from) {
+      pos = skip_to;
+      skip_from = SIZE_MAX;
+    }
+    pos = qp__sql_lex(d, s, len, pos, &t);
+    if (t.type == QP_T_EOF) break;
+    if (t.type == QP_T_COMMENT) continue;
+    if (t.type == QP_T_SEMI) {
+      if (ns.prev != OC_START) pending_semi++;
+      continue;
+    }
+    if (pending_semi) {
+      for (; pending_semi; pending_semi--) put(&ns, ";", 1, true, OC_COMMA, QP_KW_NONE);
+      depth = 0;
+      order_depth = 0;
+      values_stage = 0;
+    }
+    if (values_stage == 1 && !(t.type == QP_T_LPAREN && depth == values_depth)) values_stage = 0;
+
+    const char *p = s + t.start;
+    size_t k = t.end - t.start;
+    switch (t.type) {
+    case QP_T_WORD: {
+      qp_kw kw = qp__sql_keyword(p, k);
+      if (kw == QP_KW_TRUE || kw == QP_KW_FALSE) {
+        put(&ns, "?", 1, false, OC_VALUE, QP_KW_NONE);
+        break;
+      }
+      if (kw == QP_KW_NULL && !(ns.kw1 == QP_KW_IS || (ns.kw1 == QP_KW_NOT && ns.kw2 == QP_KW_IS))) {
+        put(&ns, "?", 1, false, OC_VALUE, QP_KW_NONE);
+        break;
+      }
+      if (order_depth == depth + 1) {
+        switch (kw) {
+        case QP_KW_LIMIT: case QP_KW_OFFSET: case QP_KW_HAVING: case QP_KW_WINDOW:
+        case QP_KW_UNION: case QP_KW_EXCEPT: case QP_KW_INTERSECT: case QP_KW_FETCH:
+        case QP_KW_FOR: case QP_KW_RETURNING: case QP_KW_WHERE: case QP_KW_FROM:
+        case QP_KW_ON: case QP_KW_SELECT:
+          order_depth = 0;
+          break;
+        default:
+          break;
+        }
+      }
+      if (kw == QP_KW_BY && (ns.kw1 == QP_KW_ORDER || ns.kw1 == QP_KW_GROUP)) order_depth = depth + 1;
+      if (kw == QP_KW_VALUES) {
+        values_stage = 1;
+        values_depth = depth;
+      }
+      out_cat cat = qp__sql_kw_operator(kw) ? OC_KW : OC_FUNC;
+      if (nz->rules != NULL && kw == QP_KW_NONE && k < QP_RULE_WORD_MAX) {
+        char low[QP_RULE_WORD_MAX], buf[QP_RULE_WORD_MAX];
+        for (size_t i = 0; i < k; i++) low[i] = (char)qp__sql_lower[(unsigned char)p[i]];
+        size_t m = qp__rules_apply(nz->rules, low, k, buf, sizeof buf);
+        if (m > 0) put(&ns, buf, m, false, cat, kw);
+        break;
+      }
+      space_before(&ns, false, (unsigned char)p[0]);
+      emit_lower(&e, p, k);
+      ns.prev = cat;
+      ns.last = qp__sql_lower[(unsigned char)p[k - 1]];
+      ns.last_num = false;
+      ns.kw2 = ns.kw1;
+      ns.kw1 = kw;
+      break;
+    }
+    case QP_T_QIDENT:
+      put(&ns, p, k, false, OC_FUNC, QP_KW_NONE);
+      break;
+    case QP_T_NUMBER:
+      if (order_depth == depth + 1 && (ns.kw1 == QP_KW_BY || ns.prev == OC_COMMA) &&
+          all_digits(p, k)) {
+        put(&ns, p, k, false, OC_VALUE, QP_KW_NONE);
+        ns.last_num = true;
+        break;
+      }
+      /* fall through */
+    case QP_T_STRING:
+    case QP_T_PARAM:
+      put(&ns, "?", 1, false, OC_VALUE, QP_KW_NONE);
+      break;
+    case QP_T_OP:
+      if (is_sign(s, &t) && unary_context(ns.prev)) {
+        if (t.start >= no_fold_until) {
+          /* A chain of signs before a literal folds into that literal. */
+          qp_tok u;
+          size_t q = pos;
+          for (;;) {
+            q = qp__sql_lex_sig(d, s, len, q, &u);
+            if (!is_sign(s, &u)) break;
+          }
+          if (u.type == QP_T_NUMBER || u.type == QP_T_PARAM) {
+            pos = q;
+            put(&ns, "?", 1, false, OC_VALUE, QP_KW_NONE);
+            break;
+          }
+          no_fold_until = u.start;
+        }
+        /* A unary sign is glued to its operand ("-x"). */
+        put(&ns, p, 1, false, OC_GLUE, QP_KW_NONE);
+        break;
+      }
+      put(&ns, p, k, false, OC_OP, QP_KW_NONE);
+      break;
+    case QP_T_LPAREN: {
+      bool call = ns.prev == OC_FUNC;
+      if (values_stage == 1) {
+        list_scan ls;
+        first_row_literal = literal_list(d, s, len, pos, QP_T_RPAREN, true, &ls);
+        values_stage = 2;
+      } else if (ns.kw1 == QP_KW_IN) {
+        list_scan ls;
+        if (literal_list(d, s, len, pos, QP_T_RPAREN, false, &ls) && ls.nelems > 1) {
+          skip_from = ls.first_end;
+          skip_to = ls.close_start;
+        }
+      }
+      put(&ns, "(", 1, call, OC_OPEN, QP_KW_NONE);
+      depth++;
+      break;
+    }
+    case QP_T_RPAREN:
+      put(&ns, ")", 1, true, OC_VALUE, QP_KW_NONE);
+      if (depth > 0) depth--;
+      if (order_depth > depth + 1) order_depth = 0;
+      if (values_stage == 2 && depth == values_depth) {
+        values_stage = 0;
+        if (first_row_literal) {
+          /* Skip every following row of literals: , ( ... ) */
+          size_t q = pos, last = SIZE_MAX;
+          for (;;) {
+            qp_tok u;
+            q = qp__sql_lex_sig(d, s, len, q, &u);
+            if (u.type != QP_T_COMMA) break;
+            q = qp__sql_lex_sig(d, s, len, q, &u);
+            if (u.type != QP_T_LPAREN) break;
+            list_scan ls;
+            if (!literal_list(d, s, len, q, QP_T_RPAREN, true, &ls)) break;
+            q = last = ls.close_end;
+          }
+          if (last != SIZE_MAX) {
+            skip_from = pos;
+            skip_to = last;
+          }
+        }
+      }
+      break;
+    case QP_T_LBRACK:
+      if (ns.kw1 == QP_KW_ARRAY) {
+        list_scan ls;
+        if (literal_list(d, s, len, pos, QP_T_RBRACK, false, &ls) && ls.nelems > 1) {
+          skip_from = ls.first_end;
+          skip_to = ls.close_start;
+        }
+      }
+      /* a subscript or ARRAY[ is glued; a nested array after ',' is not */
+      put(&ns, "[", 1, ns.prev == OC_FUNC || ns.prev == OC_VALUE, OC_OPEN, QP_KW_NONE);
+      break;
+    case QP_T_RBRACK:
+      put(&ns, "]", 1, true, OC_VALUE, QP_KW_NONE);
+      break;
+    case QP_T_COMMA:
+      put(&ns, ",", 1, true, OC_COMMA, QP_KW_NONE);
+      break;
+    case QP_T_DOT:
+      put(&ns, ".", 1, true, OC_GLUE, QP_KW_NONE);
+      break;
+    case QP_T_CAST:
+      put(&ns, "::", 2, true, OC_GLUE, QP_KW_NONE);
+      break;
+    case QP_T_COLON:
+      put(&ns, ":", 1, false, OC_OP, QP_KW_NONE);
+      break;
+    default: /* QP_T_OTHER */
+      put(&ns, p, k, false, OC_OP, QP_KW_NONE);
+      break;
+    }
+  }
+  uint64_t h = emit_finish(&e);
+  if (out_len) *out_len = e.n;
+  if (fingerprint) *fingerprint = h;
+  return QP_OK;
+}

@@ -1,0 +1,171 @@
+/* The log-bucket latency histogram (see stats_int.h). */
+#include <math.h>
+#include <string.h>
+
+#include "stats/stats_int.h"
+
+/* Slack added on each side when the range widens, so that a spread of
+ * latencies settles after a few widenings instead of one per new bucket. */
+#define HIST_SLACK 8
+
+int32_t qp__hist_index(uint64_t v_ns) {
+  if (v_ns <= 1) return 0;
+  /* 1/ln(1.04); ceil of log_gamma(v). */
+  static const double inv_ln_gamma = 25.496731691028337;
+  double idx = ceil(log((double)v_ns) * inv_ln_gamma);
+  return (int32_t)idx;
+}
+
+double qp__hist_value(int32_t index) {
+  return 2.0 * pow(QP_HIST_GAMMA, (double)index) / (QP_HIST_GAMMA + 1.0);
+}
+
+void qp__hist_init(qp_hist *h) { memset(h, 0, sizeof *h); }
+
+void qp__hist_free(qp_hist *h, const qp_hooks *hooks) {
+  qp__free(hooks, h->counts);
+  qp__hist_init(h);
+}
+
+/* Makes [first, last] addressable. */
+static bool hist_cover(qp_hist *h, const qp_hooks *hooks, int32_t first, int32_t last) {
+  if (h->counts != NULL && first >= h->lo && last < h->lo + (int32_t)h->n) return true;
+  int32_t lo = first - HIST_SLACK, hi = last + HIST_SLACK; /* inclusive */
+  if (h->counts != NULL) {
+    if (h->lo < lo) lo = h->lo;
+    if (h->lo + (int32_t)h->n - 1 > hi) hi = h->lo + (int32_t)h->n - 1;
+  }
+  if (lo < 0) lo = 0;
+  if (hi > QP_HIST_MAX_INDEX) hi = QP_HIST_MAX_INDEX;
+  uint32_t n = (uint32_t)(hi - lo + 1);
+  uint64_t *c = qp__calloc(hooks, n, sizeof *c);
+  if (c == NULL) return false;
+  if (h->counts != NULL) {
+    memcpy(c + (h->lo - lo), h->counts, h->n * sizeof *c);
+    qp__free(hooks, h->counts);
+  }
+  h->counts = c;
+  h->lo = lo;
+  h->n = n;
+  return true;
+}
+
+bool qp__hist_add_index(qp_hist *h, const qp_hooks *hooks, int32_t index, uint64_t count) {
+  if (index < 0) index = 0;
+  if (index > QP_HIST_MAX_INDEX) index = QP_HIST_MAX_INDEX;
+  if (QP_UNLIKELY(h->counts == NULL || index < h->lo || index >= h->lo + (int32_t)h->n)) {
+    if (!hist_cover(h, hooks, index, index)) return false;
+  }
+  h->counts[index - h->lo] += count;
+  return true;
+}
+
+bool qp__hist_range(const qp_hist *h, int32_t *first, int32_t *last) {
+  if (h->counts == NULL) return false;
+  uint32_t a = 0, b = h->n;
+  while (a < b && h->counts[a] == 0) a++;
+  while (b > a && h->counts[b - 1] == 0) b--;
+  if (a == b) return false;
+  *first = h->lo + (int32_t)a;
+  *last = h->lo + (int32_t)b - 1;
+  return true;
+}
+
+bool qp__hist_merge(qp_hist *dst, const qp_hist *src, const qp_hooks *hooks) {
+  int32_t first, last;
+  if (!qp__hist_range(src, &first, &last)) return true;
+  if (!hist_cover(dst, hooks, first, last)) return false;
+  for (int32_t i = first; i <= last; i++) dst->counts[i - dst->lo] += src->counts[i - src->lo];
+  return true;
+}
+
+uint64_t qp__hist_total(const qp_hist *h) {
+  uint64_t t = 0;
+  for (uint32_t i = 0; h->counts != NULL && i < h->n; i++) t += h->counts[i];
+  return t;
+}
+
+double qp__hist_quantile(const qp_hist *h, double q, double min_ns, double max_ns) {
+  uint64_t total = qp__hist_total(h);
+  if (total == 0) return 0;
+  if (q < 0) q = 0;
+  if (q > 1) q = 1;
+  uint64_t rank = (uint64_t)floor(q * (double)(total - 1));
+  uint64_t cum = 0;
+  double v = 0;
+  for (uint32_t i = 0; i < h->n; i++) {
+    cum += h->counts[i];
+    if (cum > rank) {
+      v = qp__hist_value(h->lo + (int32_t)i);
+      break;
+    }
+  }
+  if (v < min_ns) v = min_ns;
+  if (v > max_ns) v = max_ns;
+  return v;
+}
+
+static bool put_varint(qp_buf *out, uint64_t v) {
+  unsigned char b[10];
+  size_t n = 0;
+  while (v >= 0x80) {
+    b[n++] = (unsigned char)(v | 0x80);
+    v >>= 7;
+  }
+  b[n++] = (unsigned char)v;
+  return qp__buf_append(out, b, n);
+}
+
+static bool get_varint(const unsigned char **p, const unsigned char *end, uint64_t *v) {
+  uint64_t r = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (*p >= end) return false;
+    unsigned char c = *(*p)++;
+    r |= (uint64_t)(c & 0x7f) << shift;
+    if ((c & 0x80) == 0) {
+      *v = r;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Encoding: byte version, varint first index, varint count of buckets, then
+ * one varint per bucket. An empty histogram is the version byte alone. */
+bool qp__hist_encode(const qp_hist *h, qp_buf *out) {
+  unsigned char ver = QP_HIST_ENCODING_VERSION;
+  if (!qp__buf_append(out, &ver, 1)) return false;
+  int32_t first, last;
+  if (!qp__hist_range(h, &first, &last)) return true;
+  if (!put_varint(out, (uint64_t)first) || !put_varint(out, (uint64_t)(last - first + 1)))
+    return false;
+  for (int32_t i = first; i <= last; i++)
+    if (!put_varint(out, h->counts[i - h->lo])) return false;
+  return true;
+}
+
+qp_status qp__hist_decode_add(qp_hist *h, const qp_hooks *hooks, const void *blob, size_t len) {
+  if (len == 0) return QP_OK;
+  const unsigned char *p = blob, *end = p + len;
+  if (*p++ != QP_HIST_ENCODING_VERSION) return QP_SYNTAX;
+  if (p == end) return QP_OK;
+  uint64_t first, n;
+  if (!get_varint(&p, end, &first) || !get_varint(&p, end, &n)) return QP_SYNTAX;
+  if (first > QP_HIST_MAX_INDEX || n == 0 || n > QP_HIST_MAX_INDEX + 1 - first ||
+      n > (uint64_t)(end - p))
+    return QP_SYNTAX;
+  /* Validate the whole blob before touching h. */
+  const unsigned char *q = p;
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t c = 0;
+    if (!get_varint(&q, end, &c)) return QP_SYNTAX;
+  }
+  if (q != end) return QP_SYNTAX;
+  if (!hist_cover(h, hooks, (int32_t)first, (int32_t)(first + n - 1))) return QP_NOMEM;
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t c = 0;
+    get_varint(&p, end, &c);
+    h->counts[(int32_t)(first + i) - h->lo] += c;
+  }
+  return QP_OK;
+}

@@ -1,0 +1,474 @@
+/*
+ * The in-memory profile: statistics per (fingerprint, time bucket, backend,
+ * database), recorded by any number of threads and moved to a store by flush.
+ *
+ * Recording is lock-striped by CPU: each stripe is a chained hash table with
+ * its own mutex, and a thread records into the stripe of the CPU it runs on
+ * (sched_getcpu()), so two threads on two CPUs rarely share a lock or a cache
+ * line even on one hot fingerprint. A fingerprint may so have an entry in
+ * several stripes; the store's ON CONFLICT merge adds them up. Once an entry
+ * exists, recording allocates nothing (except when a latency falls outside
+ * the histogram range seen so far, which widens it).
+ *
+ * Flush swaps each stripe's table for an empty one under that stripe's lock,
+ * then writes the detached entries without holding any recording lock. If
+ * the store fails, the entries go back into the stripes (prepended to their
+ * chains: no allocation, so putting back cannot fail), and the next flush
+ * writes them: nothing is lost and nothing is counted twice.
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "qprof/profile.h"
+#include "stats/stats_int.h"
+#include "store/store_int.h"
+
+#define STRIPES_MAX 64
+#define SLOTS_INITIAL 64
+
+typedef struct stripe {
+  pthread_mutex_t mu;
+  qp_entry **slots; /* chain heads; nslots is a power of two */
+  uint32_t nslots;
+  uint32_t count;
+  _Atomic uint64_t recorded;
+  _Atomic uint64_t lost;
+} stripe;
+
+/* One stripe per cache line pair, so that stripes never share a line. */
+typedef union stripe_pad {
+  stripe s;
+  char pad[128];
+} stripe_pad;
+
+typedef struct redact_rule {
+  pcre2_code *re;
+  char *replacement;
+} redact_rule;
+
+struct qp_profile {
+  qp_hooks hooks;
+  int64_t bucket_s;
+  qp_normalizer *norm[2]; /* by qp_backend */
+  pcre2_general_context *gctx;
+  pcre2_code *ignore;
+  bool sample;
+  redact_rule *redact;
+  size_t nredact;
+  pthread_mutex_t flush_mu;
+  uint32_t nstripes;
+  void *stripes_mem;
+  stripe_pad *stripes;
+};
+
+static void *pcre_alloc(size_t n, void *ud) { return qp__malloc((const qp_hooks *)ud, n); }
+static void pcre_free(void *p, void *ud) { qp__free((const qp_hooks *)ud, p); }
+
+static void entry_free(const qp_hooks *h, qp_entry *e) {
+  qp__stats_free(&e->st, h);
+  qp__free(h, e->database);
+  qp__free(h, e->query);
+  qp__free(h, e->sample);
+  qp__free(h, e);
+}
+
+static void free_list(const qp_hooks *h, qp_entry *e) {
+  while (e != NULL) {
+    qp_entry *next = e->next;
+    entry_free(h, e);
+    e = next;
+  }
+}
+
+/* Compiles a PCRE2 pattern with the profile's allocator; QP_PATTERN names it. */
+static qp_status compile(qp_profile *p, const char *what, const char *pat, size_t len,
+                         pcre2_code **out, char *errbuf, size_t errlen) {
+  pcre2_compile_context *cc = pcre2_compile_context_create(p->gctx);
+  if (cc == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  int err;
+  PCRE2_SIZE off;
+  *out = pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &err, &off, cc);
+  pcre2_compile_context_free(cc);
+  if (*out == NULL) {
+    if (err == PCRE2_ERROR_NOMEMORY) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(err, msg, sizeof msg);
+    return qp__errbuf_set(errbuf, errlen, QP_PATTERN, "%s pattern '%.*s' at offset %zu: %s", what,
+                          (int)len, pat, (size_t)off, (const char *)msg);
+  }
+  pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE); /* best effort: the interpreter also works */
+  return QP_OK;
+}
+
+/* Splits "PATTERN=REPLACEMENT" at the last '=' not escaped with a backslash. */
+static const char *split_rule(const char *rule) {
+  const char *at = NULL;
+  for (const char *q = rule; *q; q++)
+    if (*q == '=' && (q == rule || q[-1] != '\\')) at = q;
+  return at;
+}
+
+static qp_status redact_new(qp_profile *p, const char *rule, redact_rule *r, char *errbuf,
+                            size_t errlen) {
+  const char *eq = split_rule(rule);
+  if (eq == NULL || eq == rule)
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID,
+                          "redaction rule '%s' is not PATTERN=REPLACEMENT", rule);
+  qp_status rc = compile(p, "redaction", rule, (size_t)(eq - rule), &r->re, errbuf, errlen);
+  if (rc != QP_OK) return rc;
+  r->replacement = qp__strdup(&p->hooks, eq + 1);
+  if (r->replacement == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  return QP_OK;
+}
+
+void qp_profile_free(qp_profile *p) {
+  if (p == NULL) return;
+  qp_hooks h = p->hooks;
+  for (uint32_t i = 0; p->stripes != NULL && i < p->nstripes; i++) {
+    stripe *s = &p->stripes[i].s;
+    for (uint32_t j = 0; s->slots != NULL && j < s->nslots; j++) free_list(&h, s->slots[j]);
+    qp__free(&h, s->slots);
+    pthread_mutex_destroy(&s->mu);
+  }
+  qp__free(&h, p->stripes_mem);
+  for (size_t i = 0; i < p->nredact; i++) {
+    pcre2_code_free(p->redact[i].re);
+    qp__free(&h, p->redact[i].replacement);
+  }
+  qp__free(&h, p->redact);
+  pcre2_code_free(p->ignore);
+  pcre2_general_context_free(p->gctx);
+  qp_normalizer_free(p->norm[0]);
+  qp_normalizer_free(p->norm[1]);
+  pthread_mutex_destroy(&p->flush_mu);
+  qp__free(&h, p);
+}
+
+static uint32_t stripe_count(void) {
+  long n = sysconf(_SC_NPROCESSORS_CONF);
+  uint32_t s = 4;
+  while (s < STRIPES_MAX && (long)s < n) s *= 2;
+  return s;
+}
+
+qp_status qp_profile_new(qp_profile **out, const qp_profile_options *opts, char *errbuf,
+                         size_t errlen) {
+  if (out == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "out is NULL");
+  *out = NULL;
+  qp_profile_options defaults = {0};
+  if (opts == NULL) opts = &defaults;
+  if (opts->bucket_s < 0 || opts->bucket_s > 86400)
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID, "bucket_s %lld is not in 1..86400 seconds",
+                          (long long)opts->bucket_s);
+  if ((opts->nrules > 0 && opts->rules == NULL) || (opts->nredact > 0 && opts->redact == NULL))
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID, "rules or redact is NULL with a count");
+  qp_hooks h;
+  qp__hooks_init(&h, opts->hooks);
+  qp_profile *p = qp__calloc(&h, 1, sizeof *p);
+  if (p == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  p->hooks = h;
+  p->bucket_s = opts->bucket_s ? opts->bucket_s : 60;
+  p->sample = opts->sample;
+  pthread_mutex_init(&p->flush_mu, NULL);
+  qp_status rc = QP_OK;
+  p->gctx = pcre2_general_context_create(pcre_alloc, pcre_free, &p->hooks);
+  if (p->gctx == NULL) rc = qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  for (int d = 0; rc == QP_OK && d < 2; d++)
+    rc = qp_normalizer_new(&p->norm[d], d == 0 ? QP_DIALECT_POSTGRES : QP_DIALECT_SQLITE,
+                           opts->rules, opts->nrules, &p->hooks, errbuf, errlen);
+  if (rc == QP_OK && opts->ignore != NULL && opts->ignore[0] != '\0')
+    rc = compile(p, "ignore", opts->ignore, strlen(opts->ignore), &p->ignore, errbuf, errlen);
+  if (rc == QP_OK && opts->nredact > 0) {
+    p->redact = qp__calloc(&h, opts->nredact, sizeof *p->redact);
+    if (p->redact == NULL) rc = qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+    for (size_t i = 0; rc == QP_OK && i < opts->nredact; i++) {
+      rc = redact_new(p, opts->redact[i], &p->redact[i], errbuf, errlen);
+      p->nredact = i + 1;
+    }
+  }
+  if (rc == QP_OK) {
+    p->nstripes = stripe_count();
+    p->stripes_mem = qp__malloc(&h, p->nstripes * sizeof(stripe_pad) + 127);
+    if (p->stripes_mem == NULL) {
+      rc = qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+    } else {
+      p->stripes = (stripe_pad *)(((uintptr_t)p->stripes_mem + 127) & ~(uintptr_t)127);
+      memset(p->stripes, 0, p->nstripes * sizeof(stripe_pad));
+      for (uint32_t i = 0; i < p->nstripes; i++) pthread_mutex_init(&p->stripes[i].s.mu, NULL);
+    }
+  }
+  if (rc != QP_OK) {
+    if (p->stripes == NULL) p->nstripes = 0;
+    qp_profile_free(p);
+    return rc;
+  }
+  *out = p;
+  return QP_OK;
+}
+
+static uint64_t entry_hash(uint64_t fp, int64_t bucket, qp_backend be, const char *db, size_t dblen) {
+  uint64_t h = XXH3_64bits_withSeed(db, dblen, fp ^ ((uint64_t)be << 61));
+  h ^= (uint64_t)bucket * 0x9e3779b97f4a7c15ull;
+  h ^= h >> 32;
+  return h * 0xd6e8feb86659fd93ull;
+}
+
+static int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
+  return q;
+}
+
+/* Doubles the slot array when chains get long; best effort. */
+static void stripe_grow(const qp_hooks *h, stripe *s) {
+  uint32_t n = s->nslots * 2;
+  qp_entry **slots = qp__calloc(h, n, sizeof *slots);
+  if (slots == NULL) return;
+  for (uint32_t i = 0; i < s->nslots; i++) {
+    qp_entry *e = s->slots[i];
+    while (e != NULL) {
+      qp_entry *next = e->next;
+      uint32_t j = (uint32_t)(e->hash & (n - 1));
+      e->next = slots[j];
+      slots[j] = e;
+      e = next;
+    }
+  }
+  qp__free(h, s->slots);
+  s->slots = slots;
+  s->nslots = n;
+}
+
+/* The redacted sample of a statement, or NULL on out-of-memory. */
+static char *make_sample(qp_profile *p, const char *sql, size_t len) {
+  char *cur = qp__strndup(&p->hooks, sql, len);
+  for (size_t i = 0; cur != NULL && i < p->nredact; i++) {
+    size_t curlen = strlen(cur);
+    PCRE2_SIZE outlen = curlen * 2 + 64;
+    for (int attempt = 0; attempt < 2; attempt++) {
+      char *out = qp__malloc(&p->hooks, outlen + 1);
+      if (out == NULL) {
+        qp__free(&p->hooks, cur);
+        return NULL;
+      }
+      PCRE2_SIZE got = outlen + 1;
+      int rc = pcre2_substitute(p->redact[i].re, (PCRE2_SPTR)cur, curlen, 0,
+                                PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH, NULL,
+                                NULL, (PCRE2_SPTR)p->redact[i].replacement, PCRE2_ZERO_TERMINATED,
+                                (PCRE2_UCHAR *)out, &got);
+      if (rc >= 0) {
+        qp__free(&p->hooks, cur);
+        cur = out;
+        break;
+      }
+      qp__free(&p->hooks, out);
+      if (rc == PCRE2_ERROR_NOMEMORY && attempt == 0) {
+        outlen = got; /* the length needed */
+        continue;
+      }
+      /* A replacement that cannot apply (bad group reference...): the
+       * sample would leak what the rule was meant to hide, so drop it. */
+      qp__free(&p->hooks, cur);
+      return qp__strdup(&p->hooks, "(sample withheld: redaction failed)");
+    }
+  }
+  return cur;
+}
+
+static bool is_ignored(qp_profile *p, const char *norm, size_t len) {
+  if (p->ignore == NULL) return false;
+  pcre2_match_data *md = pcre2_match_data_create(1, p->gctx);
+  if (md == NULL) return false;
+  int rc = pcre2_match(p->ignore, (PCRE2_SPTR)norm, len, 0, 0, md, NULL);
+  pcre2_match_data_free(md);
+  return rc >= 0;
+}
+
+static qp_entry *entry_new(qp_profile *p, uint64_t hash, uint64_t fp, int64_t bucket,
+                           qp_backend be, const char *db, size_t dblen, const char *norm,
+                           size_t nlen) {
+  qp_entry *e = qp__calloc(&p->hooks, 1, sizeof *e);
+  if (e == NULL) return NULL;
+  qp__stats_init(&e->st);
+  e->hash = hash;
+  e->fingerprint = fp;
+  e->bucket = bucket;
+  e->backend = be;
+  e->database = qp__strndup(&p->hooks, db, dblen);
+  e->query = qp__strndup(&p->hooks, norm, nlen);
+  if (e->database == NULL || e->query == NULL) {
+    entry_free(&p->hooks, e);
+    return NULL;
+  }
+  e->ignored = is_ignored(p, norm, nlen);
+  return e;
+}
+
+qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev) {
+  if (p == NULL || ev == NULL) return QP_INVALID;
+  if (ev->backend != QP_BACKEND_POSTGRES && ev->backend != QP_BACKEND_SQLITE) return QP_INVALID;
+  const char *norm;
+  size_t nlen;
+  uint64_t fp;
+  char buf[QP_NORMALIZED_MAX];
+  if (ev->normalized != NULL) {
+    norm = ev->normalized;
+    nlen = ev->normalized_len;
+    fp = ev->fingerprint;
+  } else {
+    if (ev->sql == NULL) return QP_INVALID;
+    qp_status rc = qp_normalize(p->norm[ev->backend], ev->sql, ev->sql_len, buf, sizeof buf,
+                                &nlen, &fp);
+    if (rc != QP_OK) return rc;
+    norm = buf;
+  }
+  int64_t wall = ev->end_wall_ns != 0 ? ev->end_wall_ns : qp__wall_ns();
+  int64_t bucket = floor_div(floor_div(wall, 1000000000), p->bucket_s) * p->bucket_s;
+  const char *db = ev->database != NULL ? ev->database : "";
+  size_t dblen = strlen(db);
+  uint64_t hash = entry_hash(fp, bucket, ev->backend, db, dblen);
+  int cpu = sched_getcpu();
+  stripe *s = &p->stripes[(uint32_t)(cpu < 0 ? 0 : cpu) & (p->nstripes - 1)].s;
+
+  pthread_mutex_lock(&s->mu);
+  qp_entry *e = NULL;
+  if (s->slots != NULL) {
+    for (e = s->slots[hash & (s->nslots - 1)]; e != NULL; e = e->next)
+      if (e->hash == hash && e->fingerprint == fp && e->bucket == bucket &&
+          e->backend == ev->backend && memcmp(e->database, db, dblen + 1) == 0)
+        break;
+  }
+  bool ok = true;
+  if (QP_UNLIKELY(e == NULL)) {
+    if (s->slots == NULL) {
+      s->slots = qp__calloc(&p->hooks, SLOTS_INITIAL, sizeof *s->slots);
+      if (s->slots != NULL) s->nslots = SLOTS_INITIAL;
+    }
+    if (s->slots != NULL) e = entry_new(p, hash, fp, bucket, ev->backend, db, dblen, norm, nlen);
+    if (e != NULL) {
+      if (s->count >= s->nslots * 2) stripe_grow(&p->hooks, s);
+      uint32_t j = (uint32_t)(hash & (s->nslots - 1));
+      e->next = s->slots[j];
+      s->slots[j] = e;
+      s->count++;
+    } else {
+      ok = false;
+    }
+  }
+  if (ok && e->ignored) {
+    pthread_mutex_unlock(&s->mu);
+    return QP_OK;
+  }
+  if (ok) ok = qp__stats_add(&e->st, &p->hooks, ev->duration_ns, ev->rows, ev->error, wall);
+  if (ok && p->sample && ev->sql != NULL && (e->sample == NULL || ev->duration_ns > e->sample_ns)) {
+    /* Keep the slowest statement: rare after the first few events. */
+    char *smp = make_sample(p, ev->sql, ev->sql_len);
+    if (smp != NULL) {
+      qp__free(&p->hooks, e->sample);
+      e->sample = smp;
+      e->sample_ns = ev->duration_ns;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (!ok) {
+    atomic_fetch_add_explicit(&s->lost, 1, memory_order_relaxed);
+    return QP_NOMEM;
+  }
+  atomic_fetch_add_explicit(&s->recorded, 1, memory_order_relaxed);
+  return QP_OK;
+}
+
+/* Puts flushed entries back after a failed write: no allocation. */
+static void put_back(qp_profile *p, qp_entry *list) {
+  while (list != NULL) {
+    qp_entry *e = list;
+    list = e->next;
+    stripe *s = &p->stripes[e->stripe].s;
+    pthread_mutex_lock(&s->mu);
+    /* s->slots is the array installed by the swap (or a bigger one): only a
+     * flush replaces it, and flushes hold flush_mu. */
+    uint32_t j = (uint32_t)(e->hash & (s->nslots - 1));
+    e->next = s->slots[j];
+    s->slots[j] = e;
+    s->count++;
+    pthread_mutex_unlock(&s->mu);
+  }
+}
+
+qp_status qp_profile_flush(qp_profile *p, qp_store *store) {
+  if (p == NULL || store == NULL) return QP_INVALID;
+  pthread_mutex_lock(&p->flush_mu);
+  /* Fresh slot arrays first: if they cannot be had, nothing has moved. */
+  qp_entry ***fresh = qp__calloc(&p->hooks, p->nstripes, sizeof *fresh);
+  uint32_t *sizes = qp__calloc(&p->hooks, p->nstripes, sizeof *sizes);
+  qp_status rc = fresh != NULL && sizes != NULL ? QP_OK : QP_NOMEM;
+  for (uint32_t i = 0; rc == QP_OK && i < p->nstripes; i++) {
+    stripe *s = &p->stripes[i].s;
+    pthread_mutex_lock(&s->mu);
+    uint32_t n = s->nslots ? s->nslots : SLOTS_INITIAL;
+    pthread_mutex_unlock(&s->mu);
+    sizes[i] = n;
+    fresh[i] = qp__calloc(&p->hooks, n, sizeof **fresh);
+    if (fresh[i] == NULL) rc = QP_NOMEM;
+  }
+  if (rc != QP_OK) {
+    for (uint32_t i = 0; fresh != NULL && i < p->nstripes; i++) qp__free(&p->hooks, fresh[i]);
+    qp__free(&p->hooks, fresh);
+    qp__free(&p->hooks, sizes);
+    pthread_mutex_unlock(&p->flush_mu);
+    return QP_NOMEM;
+  }
+  qp_entry *list = NULL;
+  for (uint32_t i = 0; i < p->nstripes; i++) {
+    stripe *s = &p->stripes[i].s;
+    pthread_mutex_lock(&s->mu);
+    qp_entry **old = s->slots;
+    uint32_t oldn = s->nslots;
+    s->slots = fresh[i];
+    s->nslots = sizes[i];
+    s->count = 0;
+    pthread_mutex_unlock(&s->mu);
+    for (uint32_t j = 0; old != NULL && j < oldn; j++) {
+      qp_entry *e = old[j];
+      while (e != NULL) {
+        qp_entry *next = e->next;
+        e->stripe = i;
+        e->next = list;
+        list = e;
+        e = next;
+      }
+    }
+    qp__free(&p->hooks, old);
+  }
+  qp__free(&p->hooks, fresh);
+  qp__free(&p->hooks, sizes);
+  rc = list != NULL ? qp__store_write(store, list) : QP_OK;
+  if (rc == QP_OK) free_list(&p->hooks, list);
+  else put_back(p, list);
+  pthread_mutex_unlock(&p->flush_mu);
+  return rc;
+}
+
+uint64_t qp_profile_recorded(const qp_profile *p) {
+  if (p == NULL) return 0;
+  uint64_t n = 0;
+  for (uint32_t i = 0; i < p->nstripes; i++)
+    n += atomic_load_explicit(&p->stripes[i].s.recorded, memory_order_relaxed);
+  return n;
+}
+
+uint64_t qp_profile_lost(const qp_profile *p) {
+  if (p == NULL) return 0;
+  uint64_t n = 0;
+  for (uint32_t i = 0; i < p->nstripes; i++)
+    n += atomic_load_explicit(&p->stripes[i].s.lost, memory_order_relaxed);
+  return n;
+}

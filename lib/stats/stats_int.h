@@ -1,0 +1,133 @@
+/*
+ * Statistics of one fingerprint in one time bucket, and the log-bucket
+ * latency histogram behind its percentiles. Private to the library: the
+ * profile (lib/stats/profile.c) accumulates them, the store (lib/store/)
+ * writes and reads them.
+ *
+ * Everything here merges exactly: counts, sums, min/max and histogram counts
+ * add up; the variance uses Chan et al.'s pairwise combination of
+ * (n, mean, M2), which is exact up to floating-point rounding and stays stable
+ * for large values with a small spread.
+ */
+#ifndef QPROF_STATS_INT_H
+#define QPROF_STATS_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "qprof/profile.h"
+
+/* ---- histogram -------------------------------------------------------------
+ * DDSketch-style: a value v (nanoseconds, v >= 1) falls into bucket
+ * i = ceil(log_gamma(v)), which covers (gamma^(i-1), gamma^i]; it is read back
+ * as 2 gamma^i / (gamma + 1), which is within alpha = (gamma - 1)/(gamma + 1)
+ * of every value in the bucket. gamma = 1.04 gives alpha = 1.96%. */
+#define QP_HIST_GAMMA 1.04
+#define QP_HIST_ALPHA ((QP_HIST_GAMMA - 1.0) / (QP_HIST_GAMMA + 1.0))
+/* Index of 2^64 ns is 1132; anything above that is a corrupt input. */
+#define QP_HIST_MAX_INDEX 1200
+#define QP_HIST_ENCODING_VERSION 1
+
+typedef struct qp_hist {
+  int32_t lo;       /* index of counts[0] */
+  uint32_t n;       /* allocated counts */
+  uint64_t *counts; /* counts[k] is bucket lo + k; NULL when empty */
+} qp_hist;
+
+int32_t qp__hist_index(uint64_t v_ns);
+/* The value bucket `index` stands for. */
+double qp__hist_value(int32_t index);
+void qp__hist_init(qp_hist *h);
+void qp__hist_free(qp_hist *h, const qp_hooks *hooks);
+/* Adds `count` observations to bucket `index`; widens the range when needed
+ * (the only allocation). Returns false, unchanged, when out of memory. */
+bool qp__hist_add_index(qp_hist *h, const qp_hooks *hooks, int32_t index, uint64_t count);
+static inline bool qp__hist_add(qp_hist *h, const qp_hooks *hooks, uint64_t v_ns) {
+  return qp__hist_add_index(h, hooks, qp__hist_index(v_ns), 1);
+}
+/* dst += src. On out-of-memory returns false and leaves dst unchanged. */
+bool qp__hist_merge(qp_hist *dst, const qp_hist *src, const qp_hooks *hooks);
+uint64_t qp__hist_total(const qp_hist *h);
+/* The q-quantile (0 <= q <= 1) of the observations, by the rank
+ * floor(q * (N - 1)) (0-based) of the sorted values, within QP_HIST_ALPHA
+ * relative error; clamped to [min_ns, max_ns]. 0 when empty. */
+double qp__hist_quantile(const qp_hist *h, double q, double min_ns, double max_ns);
+/* Occupied range [first, last] of indexes; false when empty. */
+bool qp__hist_range(const qp_hist *h, int32_t *first, int32_t *last);
+/* Appends the compact encoding (version, occupied range, varint counts). */
+bool qp__hist_encode(const qp_hist *h, qp_buf *out);
+/* Adds an encoded histogram to *h (merging). Returns QP_SYNTAX on a malformed
+ * blob (h unchanged), QP_NOMEM, or QP_OK. An empty blob is an empty histogram. */
+qp_status qp__hist_decode_add(qp_hist *h, const qp_hooks *hooks, const void *blob, size_t len);
+
+/* ---- error codes -------------------------------------------------------- */
+#define QP_CODE_MAX 40
+typedef struct qp_code_count {
+  char code[QP_CODE_MAX];
+  uint64_t count;
+} qp_code_count;
+typedef struct qp_codes {
+  qp_code_count *v;
+  uint32_t n, cap;
+} qp_codes;
+
+void qp__codes_free(qp_codes *c, const qp_hooks *hooks);
+/* Adds `count` to `code` (truncated to QP_CODE_MAX-1 bytes; characters other
+ * than [A-Za-z0-9_] become '_'). False on out-of-memory (unchanged). */
+bool qp__codes_add(qp_codes *c, const qp_hooks *hooks, const char *code, uint64_t count);
+bool qp__codes_merge(qp_codes *dst, const qp_codes *src, const qp_hooks *hooks);
+/* "CODE:count,CODE:count" sorted by code; "" when none. */
+bool qp__codes_encode(const qp_codes *c, qp_buf *out);
+/* Adds the counts of an encoded list. QP_SYNTAX on malformed text. */
+qp_status qp__codes_decode_add(qp_codes *c, const qp_hooks *hooks, const char *text, size_t len);
+
+/* ---- moments and the whole record -------------------------------------- */
+typedef struct qp_stats {
+  uint64_t calls;
+  uint64_t errors;
+  int64_t rows;      /* sum of the rows of events that knew them */
+  uint64_t total_ns;
+  uint64_t min_ns, max_ns;
+  /* Welford's running mean is kept as shift + dmean, with shift an integer
+   * near the values (the first one): at 1e12 ns a double mean alone loses
+   * the digits a small spread lives in. */
+  uint64_t shift;
+  double dmean;
+  double m2;         /* sum of squared deviations from the mean */
+  int64_t first_ns, last_ns; /* wall-clock end times of the first and last event */
+  qp_hist hist;
+  qp_codes codes;
+} qp_stats;
+
+void qp__stats_init(qp_stats *s);
+void qp__stats_free(qp_stats *s, const qp_hooks *hooks);
+/* Adds one event. The histogram first: on out-of-memory nothing changes and
+ * false is returned. */
+bool qp__stats_add(qp_stats *s, const qp_hooks *hooks, uint64_t duration_ns, int64_t rows,
+                   const char *error, int64_t wall_ns);
+/* dst += src (Chan et al. for the variance). False on out-of-memory, dst unchanged. */
+bool qp__stats_merge(qp_stats *dst, const qp_stats *src, const qp_hooks *hooks);
+/* Sets shift and dmean from the exact totals (for rows read from a store). */
+void qp__stats_set_mean(qp_stats *s);
+double qp__stats_mean(const qp_stats *s);
+double qp__stats_stddev(const qp_stats *s);
+
+/* ---- profile entries (what a flush hands to the store) ------------------ */
+typedef struct qp_entry {
+  struct qp_entry *next;
+  uint64_t hash;
+  uint64_t fingerprint;
+  int64_t bucket;    /* start of the time bucket, seconds since the epoch */
+  qp_backend backend;
+  bool ignored;      /* matched the ignore pattern: kept only to skip it fast */
+  uint32_t stripe;   /* where it lives, to put it back after a failed flush */
+  char *database;    /* owned; "" when unknown */
+  char *query;       /* owned normalized text */
+  char *sample;      /* owned redacted sample, or NULL */
+  uint64_t sample_ns;
+  qp_stats st;
+} qp_entry;
+
+#endif

@@ -1,0 +1,593 @@
+/*
+ * The SQLite profile store: one file that any number of processes flush into
+ * at once (WAL, a long busy timeout, one IMMEDIATE transaction per flush,
+ * INSERT ... ON CONFLICT DO UPDATE merging into existing rows).
+ *
+ * A file is checked before anything can write to it: its first 100 bytes
+ * must be an SQLite header carrying qprof's application_id, so that a text
+ * file or someone else's database is refused without being opened by SQLite
+ * for writing. New stores are built under a temporary name and linked into
+ * place, so a concurrent opener never sees a half-created store.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/store_int.h"
+
+/* Long enough for 8 processes flushing large batches at once. */
+#define SQ_BUSY_TIMEOUT_MS 60000
+
+typedef struct sq_store {
+  sqlite3 *db;
+  sqlite3_stmt *up_query, *up_stats, *scan, *first, *last, *text, *ins_stats, *ins_query;
+  qp_buf hist_buf, codes_buf;
+} sq_store;
+
+static const char SQL_UP_QUERY[] =
+    "INSERT INTO qp_query (fingerprint, backend, query, sample, sample_ns, first_seen_ns, "
+    "last_seen_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+    "ON CONFLICT (fingerprint) DO UPDATE SET "
+    "first_seen_ns = min(first_seen_ns, excluded.first_seen_ns), "
+    "last_seen_ns = max(last_seen_ns, excluded.last_seen_ns), "
+    "sample = CASE WHEN excluded.sample IS NOT NULL AND (sample IS NULL OR "
+    "excluded.sample_ns > sample_ns) THEN excluded.sample ELSE sample END, "
+    "sample_ns = CASE WHEN excluded.sample IS NOT NULL AND (sample IS NULL OR "
+    "excluded.sample_ns > sample_ns) THEN excluded.sample_ns ELSE sample_ns END";
+
+/* The variance merges as in stats.c (Chan et al.), with mean = total / calls;
+ * every right-hand side sees the row as it was before the update. */
+static const char SQL_UP_STATS[] =
+    "INSERT INTO qp_stats (level, bucket, fingerprint, backend, database, calls, errors, "
+    "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
+    "ON CONFLICT (level, bucket, fingerprint, backend, database) DO UPDATE SET "
+    "m2 = m2 + excluded.m2 + "
+    "(CAST(excluded.total_ns AS REAL) / excluded.calls - CAST(total_ns AS REAL) / calls) * "
+    "(CAST(excluded.total_ns AS REAL) / excluded.calls - CAST(total_ns AS REAL) / calls) * "
+    "(CAST(calls AS REAL) * excluded.calls / (calls + excluded.calls)), "
+    "calls = calls + excluded.calls, errors = errors + excluded.errors, "
+    "error_codes = qp_codes_merge(error_codes, excluded.error_codes), "
+    "rows = rows + excluded.rows, total_ns = total_ns + excluded.total_ns, "
+    "min_ns = min(min_ns, excluded.min_ns), max_ns = max(max_ns, excluded.max_ns), "
+    "first_seen_ns = min(first_seen_ns, excluded.first_seen_ns), "
+    "last_seen_ns = max(last_seen_ns, excluded.last_seen_ns), "
+    "hist = qp_hist_merge(hist, excluded.hist)";
+
+static const char SQL_INS_STATS[] =
+    "INSERT INTO qp_stats (level, bucket, fingerprint, backend, database, calls, errors, "
+    "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+
+static const char SQL_INS_QUERY[] =
+    "INSERT OR IGNORE INTO qp_query (fingerprint, backend, query, first_seen_ns, last_seen_ns) "
+    "VALUES (?1, ?2, ?3, 0, 0)";
+
+static const char SQL_SCAN[] =
+    "SELECT fingerprint, backend, database, calls, errors, error_codes, rows, total_ns, min_ns, "
+    "max_ns, m2, first_seen_ns, last_seen_ns, hist FROM qp_stats "
+    "WHERE level = ?1 AND bucket >= ?2 AND bucket < ?3";
+
+/* ---- SQL functions that merge the encoded columns ---------------------- */
+
+static void fn_hist_merge(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  qp_store *s = sqlite3_user_data(ctx);
+  qp_hist h;
+  qp__hist_init(&h);
+  qp_status rc = QP_OK;
+  for (int i = 0; i < argc && rc == QP_OK; i++)
+    rc = qp__hist_decode_add(&h, &s->hooks, sqlite3_value_blob(argv[i]),
+                             (size_t)sqlite3_value_bytes(argv[i]));
+  qp_buf b;
+  qp__buf_init(&b, &s->hooks);
+  if (rc == QP_OK && !qp__hist_encode(&h, &b)) rc = QP_NOMEM;
+  if (rc == QP_OK) sqlite3_result_blob(ctx, b.data, (int)b.len, SQLITE_TRANSIENT);
+  else if (rc == QP_NOMEM) sqlite3_result_error_nomem(ctx);
+  else sqlite3_result_error(ctx, "qp_hist_merge: malformed histogram", -1);
+  qp__buf_free(&b);
+  qp__hist_free(&h, &s->hooks);
+}
+
+static void fn_codes_merge(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  qp_store *s = sqlite3_user_data(ctx);
+  qp_codes c = {0};
+  qp_status rc = QP_OK;
+  for (int i = 0; i < argc && rc == QP_OK; i++)
+    rc = qp__codes_decode_add(&c, &s->hooks, (const char *)sqlite3_value_text(argv[i]),
+                              (size_t)sqlite3_value_bytes(argv[i]));
+  qp_buf b;
+  qp__buf_init(&b, &s->hooks);
+  if (rc == QP_OK && !qp__codes_encode(&c, &b)) rc = QP_NOMEM;
+  if (rc == QP_OK) sqlite3_result_text(ctx, qp__buf_cstr(&b), (int)b.len, SQLITE_TRANSIENT);
+  else if (rc == QP_NOMEM) sqlite3_result_error_nomem(ctx);
+  else sqlite3_result_error(ctx, "qp_codes_merge: malformed error codes", -1);
+  qp__buf_free(&b);
+  qp__codes_free(&c, &s->hooks);
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static qp_status sq_fail(qp_store *s, sqlite3 *db, qp_status code, const char *what) {
+  int rc = db ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
+  if (rc == SQLITE_NOMEM) code = QP_NOMEM;
+  return qp__err_set(&s->err, code, "%s: %s: %s", s->display, what,
+                     db ? sqlite3_errmsg(db) : "cannot open");
+}
+
+static qp_status sq_exec(qp_store *s, sqlite3 *db, const char *sql, const char *what) {
+  if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) return sq_fail(s, db, QP_IO, what);
+  return QP_OK;
+}
+
+static qp_status sq_prepare(qp_store *s, sq_store *q, sqlite3_stmt **slot, const char *sql) {
+  if (*slot != NULL) {
+    sqlite3_reset(*slot);
+    sqlite3_clear_bindings(*slot);
+    return QP_OK;
+  }
+  if (sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK)
+    return sq_fail(s, q->db, QP_IO, "cannot prepare a statement");
+  return QP_OK;
+}
+
+static qp_status pragma_int(qp_store *s, sqlite3 *db, const char *sql, int64_t *out) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(s, db, QP_NOTSTORE, "cannot read");
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW) {
+    qp_status code = sqlite3_errcode(db) == SQLITE_NOTADB ? QP_NOTSTORE : QP_IO;
+    return sq_fail(s, db, code, "cannot read");
+  }
+  return QP_OK;
+}
+
+static uint32_t be32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Reads the SQLite header without SQLite: refuses anything that is not a
+ * qprof store before a single byte could be written to it. *empty is set for
+ * a zero-length file. */
+static qp_status check_header(qp_store *s, const char *path, bool *empty) {
+  *empty = false;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return qp__err_set(&s->err, errno == ENOENT ? QP_NOTFOUND : QP_IO, "%s: cannot open: %s",
+                       s->display, strerror(errno));
+  unsigned char h[100];
+  ssize_t n = 0;
+  while (n < (ssize_t)sizeof h) {
+    ssize_t r = read(fd, h + n, sizeof h - (size_t)n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      close(fd);
+      return qp__err_set(&s->err, QP_IO, "%s: cannot read: %s", s->display, strerror(e));
+    }
+    if (r == 0) break;
+    n += r;
+  }
+  close(fd);
+  if (n == 0) {
+    *empty = true;
+    return QP_OK;
+  }
+  if (n < (ssize_t)sizeof h || memcmp(h, "SQLite format 3", 16) != 0)
+    return qp__err_set(&s->err, QP_NOTSTORE,
+                       "%s: not a qprof store (not an SQLite database); refusing to touch it",
+                       s->display);
+  uint32_t app = be32(h + 68);
+  if (app != QP_STORE_APPLICATION_ID)
+    return qp__err_set(&s->err, QP_NOTSTORE,
+                       "%s: an SQLite database but not a qprof store (application_id 0x%08x); "
+                       "refusing to touch it",
+                       s->display, app);
+  uint32_t ver = be32(h + 60);
+  if (ver > QP_STORE_SCHEMA_VERSION)
+    return qp__err_set(&s->err, QP_SCHEMA,
+                       "%s: store schema version %u is newer than this qprof (%d); upgrade qprof",
+                       s->display, ver, QP_STORE_SCHEMA_VERSION);
+  return QP_OK;
+}
+
+/* Applies schema version 1 and the migrations up to `version` in the current transaction. */
+static qp_status apply_schema(qp_store *s, sqlite3 *db, int from, int version) {
+  qp_status rc = QP_OK;
+  if (from == 0) rc = sq_exec(s, db, qp__store_schema_v1, "cannot create the schema");
+  for (int v = from == 0 ? 1 : from; rc == QP_OK && v < version; v++)
+    rc = sq_exec(s, db, qp__store_migrations[v - 1], qp__store_migration_files[v - 1]);
+  if (rc != QP_OK) return rc;
+  char sql[64];
+  snprintf(sql, sizeof sql, "PRAGMA user_version = %d", version);
+  return sq_exec(s, db, sql, "cannot set the schema version");
+}
+
+static void register_functions(qp_store *s, sqlite3 *db) {
+  sqlite3_create_function(db, "qp_hist_merge", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, s,
+                          fn_hist_merge, NULL, NULL);
+  sqlite3_create_function(db, "qp_codes_merge", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, s,
+                          fn_codes_merge, NULL, NULL);
+}
+
+static qp_status sq_open_db(qp_store *s, const char *path, int flags, sqlite3 **out) {
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    qp_status st = sq_fail(s, db, rc == SQLITE_NOMEM ? QP_NOMEM : QP_IO, "cannot open");
+    sqlite3_close(db);
+    return st;
+  }
+  sqlite3_busy_timeout(db, SQ_BUSY_TIMEOUT_MS);
+  sqlite3_extended_result_codes(db, 1);
+  register_functions(s, db);
+  *out = db;
+  return QP_OK;
+}
+
+/* Builds a new store under a temporary name in the same directory, then links
+ * it into place: *exists is set when another process got there first. */
+static qp_status create_new(qp_store *s, const char *path, int version, bool *exists) {
+  *exists = false;
+  size_t n = strlen(path) + 64;
+  char *tmp = qp__malloc(&s->hooks, n);
+  if (tmp == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  snprintf(tmp, n, "%s.tmp-%ld-%llx", path, (long)getpid(), (unsigned long long)qp__now_ns());
+  int fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    qp_status st = qp__err_set(&s->err, QP_IO, "%s: cannot create: %s", s->display,
+                               strerror(errno));
+    qp__free(&s->hooks, tmp);
+    return st;
+  }
+  close(fd);
+  sqlite3 *db = NULL;
+  qp_status rc = sq_open_db(s, tmp, SQLITE_OPEN_READWRITE, &db);
+  if (rc == QP_OK) rc = sq_exec(s, db, "PRAGMA journal_mode = WAL", "cannot enable WAL");
+  if (rc == QP_OK) rc = sq_exec(s, db, "BEGIN", "cannot begin");
+  if (rc == QP_OK) rc = apply_schema(s, db, 0, version);
+  if (rc == QP_OK) rc = sq_exec(s, db, "COMMIT", "cannot commit the schema");
+  if (db != NULL && sqlite3_close(db) != SQLITE_OK && rc == QP_OK)
+    rc = qp__err_set(&s->err, QP_IO, "%s: cannot close the new store", s->display);
+  if (rc == QP_OK && link(tmp, path) != 0) {
+    if (errno == EEXIST) *exists = true;
+    else rc = qp__err_set(&s->err, QP_IO, "%s: cannot create: %s", s->display, strerror(errno));
+  }
+  unlink(tmp);
+  qp__free(&s->hooks, tmp);
+  return rc;
+}
+
+/* A zero-length file (e.g. from mktemp) becomes a store under an exclusive
+ * lock; whoever gets the lock second finds it initialized. */
+static qp_status init_empty(qp_store *s, sqlite3 *db, const char *path) {
+  qp_status rc = sq_exec(s, db, "BEGIN EXCLUSIVE", "cannot lock");
+  if (rc != QP_OK) return rc;
+  int64_t tables = 0, app = 0;
+  rc = pragma_int(s, db, "SELECT count(*) FROM sqlite_master", &tables);
+  if (rc == QP_OK) rc = pragma_int(s, db, "PRAGMA application_id", &app);
+  if (rc == QP_OK && tables == 0 && app == 0) {
+    rc = apply_schema(s, db, 0, QP_STORE_SCHEMA_VERSION);
+    if (rc == QP_OK && chmod(path, 0600) != 0)
+      rc = qp__err_set(&s->err, QP_IO, "%s: cannot chmod 0600: %s", s->display, strerror(errno));
+  }
+  if (rc == QP_OK) rc = sq_exec(s, db, "COMMIT", "cannot commit the schema");
+  if (rc != QP_OK) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  if (rc == QP_OK) rc = sq_exec(s, db, "PRAGMA journal_mode = WAL", "cannot enable WAL");
+  return rc;
+}
+
+/* Checks, once SQLite has the file, what the raw header suggested: the magic
+ * row and the version; migrates an older store in WRITE mode. */
+static qp_status verify_and_migrate(qp_store *s, sqlite3 *db, qp_store_mode mode) {
+  int64_t ver = 0;
+  qp_status rc = pragma_int(s, db, "PRAGMA user_version", &ver);
+  if (rc != QP_OK) return rc;
+  if (ver > QP_STORE_SCHEMA_VERSION)
+    return qp__err_set(&s->err, QP_SCHEMA,
+                       "%s: store schema version %lld is newer than this qprof (%d); upgrade qprof",
+                       s->display, (long long)ver, QP_STORE_SCHEMA_VERSION);
+  sqlite3_stmt *st;
+  bool magic = false;
+  if (sqlite3_prepare_v2(db, "SELECT value FROM qp_meta WHERE key = 'magic'", -1, &st, NULL) ==
+      SQLITE_OK) {
+    magic = sqlite3_step(st) == SQLITE_ROW &&
+            strcmp((const char *)sqlite3_column_text(st, 0), "qprof profile store") == 0;
+    sqlite3_finalize(st);
+  }
+  if (!magic || ver < 1)
+    return qp__err_set(&s->err, QP_NOTSTORE, "%s: not a qprof store (no qprof magic); refusing "
+                       "to touch it", s->display);
+  if (ver == QP_STORE_SCHEMA_VERSION || mode == QP_STORE_READ) return QP_OK;
+  rc = sq_exec(s, db, "BEGIN IMMEDIATE", "cannot lock for migration");
+  if (rc != QP_OK) return rc;
+  rc = pragma_int(s, db, "PRAGMA user_version", &ver); /* another process may have migrated */
+  if (rc == QP_OK && ver < QP_STORE_SCHEMA_VERSION)
+    rc = apply_schema(s, db, (int)ver, QP_STORE_SCHEMA_VERSION);
+  if (rc == QP_OK) rc = sq_exec(s, db, "COMMIT", "cannot commit the migration");
+  if (rc != QP_OK) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  else qp__log(&s->hooks, QP_LOG_INFO, "%s: migrated store schema from version %lld to %d",
+               s->display, (long long)ver, QP_STORE_SCHEMA_VERSION);
+  return rc;
+}
+
+static qp_status sq_open(qp_store *s, qp_store_mode mode) {
+  const char *path = s->location;
+  sq_store *q = qp__calloc(&s->hooks, 1, sizeof *q);
+  if (q == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  qp__buf_init(&q->hist_buf, &s->hooks);
+  qp__buf_init(&q->codes_buf, &s->hooks);
+  s->impl = q;
+  bool empty = false;
+  qp_status rc = check_header(s, path, &empty);
+  if (rc == QP_NOTFOUND && mode == QP_STORE_WRITE) {
+    bool exists;
+    rc = create_new(s, path, QP_STORE_SCHEMA_VERSION, &exists);
+    if (rc == QP_OK) rc = check_header(s, path, &empty);
+  }
+  if (rc == QP_NOTFOUND)
+    rc = qp__err_set(&s->err, QP_NOTFOUND, "%s: no such store", s->display);
+  if (rc == QP_OK && empty && mode == QP_STORE_READ)
+    rc = qp__err_set(&s->err, QP_NOTSTORE, "%s: empty file, not a qprof store", s->display);
+  if (rc == QP_OK)
+    rc = sq_open_db(s, path, mode == QP_STORE_READ ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE,
+                    &q->db);
+  if (rc == QP_OK && empty) rc = init_empty(s, q->db, path);
+  if (rc == QP_OK) rc = verify_and_migrate(s, q->db, mode);
+  if (rc != QP_OK) {
+    s->ops->close(s);
+    return rc;
+  }
+  return QP_OK;
+}
+
+static void sq_close(qp_store *s) {
+  sq_store *q = s->impl;
+  if (q == NULL) return;
+  sqlite3_stmt *all[] = {q->up_query, q->up_stats, q->scan,      q->first,
+                         q->last,     q->text,     q->ins_stats, q->ins_query};
+  for (size_t i = 0; i < QP_ARRAY_LEN(all); i++) sqlite3_finalize(all[i]);
+  sqlite3_close(q->db);
+  qp__buf_free(&q->hist_buf);
+  qp__buf_free(&q->codes_buf);
+  qp__free(&s->hooks, q);
+  s->impl = NULL;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static qp_status bind_stats(qp_store *s, sq_store *q, sqlite3_stmt *st, int level,
+                            const qp_entry *e) {
+  q->hist_buf.len = 0;
+  q->codes_buf.len = 0;
+  q->hist_buf.failed = q->codes_buf.failed = false;
+  if (!qp__hist_encode(&e->st.hist, &q->hist_buf) || !qp__codes_encode(&e->st.codes, &q->codes_buf))
+    return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  sqlite3_bind_int(st, 1, level);
+  sqlite3_bind_int64(st, 2, qp__level_bucket(level, e->bucket));
+  sqlite3_bind_int64(st, 3, (int64_t)e->fingerprint);
+  sqlite3_bind_text(st, 4, qp_backend_name(e->backend), -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, e->database ? e->database : "", -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 6, (int64_t)e->st.calls);
+  sqlite3_bind_int64(st, 7, (int64_t)e->st.errors);
+  sqlite3_bind_text(st, 8, qp__buf_cstr(&q->codes_buf), (int)q->codes_buf.len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 9, e->st.rows);
+  sqlite3_bind_int64(st, 10, (int64_t)e->st.total_ns);
+  sqlite3_bind_int64(st, 11, (int64_t)e->st.min_ns);
+  sqlite3_bind_int64(st, 12, (int64_t)e->st.max_ns);
+  sqlite3_bind_double(st, 13, e->st.m2);
+  sqlite3_bind_int64(st, 14, e->st.first_ns);
+  sqlite3_bind_int64(st, 15, e->st.last_ns);
+  sqlite3_bind_blob(st, 16, q->hist_buf.data, (int)q->hist_buf.len, SQLITE_STATIC);
+  return QP_OK;
+}
+
+static qp_status step_done(qp_store *s, sq_store *q, sqlite3_stmt *st, const char *what) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return sq_fail(s, q->db, QP_IO, what);
+  return QP_OK;
+}
+
+static qp_status write_entry(qp_store *s, sq_store *q, const qp_entry *e) {
+  qp_status rc = sq_prepare(s, q, &q->up_query, SQL_UP_QUERY);
+  if (rc != QP_OK) return rc;
+  sqlite3_stmt *st = q->up_query;
+  sqlite3_bind_int64(st, 1, (int64_t)e->fingerprint);
+  sqlite3_bind_text(st, 2, qp_backend_name(e->backend), -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, e->query ? e->query : "", -1, SQLITE_STATIC);
+  if (e->sample != NULL) {
+    sqlite3_bind_text(st, 4, e->sample, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, (int64_t)e->sample_ns);
+  }
+  sqlite3_bind_int64(st, 6, e->st.first_ns);
+  sqlite3_bind_int64(st, 7, e->st.last_ns);
+  rc = step_done(s, q, st, "cannot write a query");
+  for (int level = 0; rc == QP_OK && level < QP_LEVELS; level++) {
+    rc = sq_prepare(s, q, &q->up_stats, SQL_UP_STATS);
+    if (rc == QP_OK) rc = bind_stats(s, q, q->up_stats, level, e);
+    if (rc == QP_OK) rc = step_done(s, q, q->up_stats, "cannot write statistics");
+  }
+  return rc;
+}
+
+static qp_status sq_write(qp_store *s, const qp_entry *list) {
+  sq_store *q = s->impl;
+  if (s->mode != QP_STORE_WRITE)
+    return qp__err_set(&s->err, QP_INVALID, "%s: store opened read-only", s->display);
+  qp_status rc = sq_exec(s, q->db, "BEGIN IMMEDIATE", "cannot begin a flush");
+  if (rc != QP_OK) return rc;
+  for (const qp_entry *e = list; rc == QP_OK && e != NULL; e = e->next)
+    if (!e->ignored && e->st.calls > 0) rc = write_entry(s, q, e);
+  if (rc == QP_OK) rc = sq_exec(s, q->db, "COMMIT", "cannot commit a flush");
+  if (rc != QP_OK) sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+  return rc;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static qp_status sq_bucket_range(qp_store *s, int64_t *first, int64_t *last, bool *empty) {
+  sq_store *q = s->impl;
+  *empty = true;
+  qp_status rc = sq_prepare(s, q, &q->first,
+                            "SELECT bucket FROM qp_stats WHERE level = 0 ORDER BY bucket LIMIT 1");
+  if (rc == QP_OK)
+    rc = sq_prepare(s, q, &q->last,
+                    "SELECT bucket FROM qp_stats WHERE level = 0 ORDER BY bucket DESC LIMIT 1");
+  if (rc != QP_OK) return rc;
+  int r1 = sqlite3_step(q->first), r2 = sqlite3_step(q->last);
+  if (r1 == SQLITE_ROW && r2 == SQLITE_ROW) {
+    *first = sqlite3_column_int64(q->first, 0);
+    *last = sqlite3_column_int64(q->last, 0);
+    *empty = false;
+  }
+  sqlite3_reset(q->first);
+  sqlite3_reset(q->last);
+  if ((r1 != SQLITE_ROW && r1 != SQLITE_DONE) || (r2 != SQLITE_ROW && r2 != SQLITE_DONE))
+    return sq_fail(s, q->db, QP_IO, "cannot read");
+  return QP_OK;
+}
+
+static qp_status sq_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud) {
+  sq_store *q = s->impl;
+  qp_status rc = sq_prepare(s, q, &q->scan, SQL_SCAN);
+  if (rc != QP_OK) return rc;
+  sqlite3_stmt *st = q->scan;
+  sqlite3_bind_int(st, 1, level);
+  sqlite3_bind_int64(st, 2, lo);
+  sqlite3_bind_int64(st, 3, hi);
+  qp_entry row;
+  memset(&row, 0, sizeof row);
+  qp__stats_init(&row.st);
+  int r;
+  while (rc == QP_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+    /* reuse the histogram and code arrays from row to row */
+    if (row.st.hist.counts != NULL) memset(row.st.hist.counts, 0, row.st.hist.n * sizeof(uint64_t));
+    row.st.codes.n = 0;
+    row.fingerprint = (uint64_t)sqlite3_column_int64(st, 0);
+    const char *be = (const char *)sqlite3_column_text(st, 1);
+    row.backend = be != NULL && strcmp(be, "sqlite") == 0 ? QP_BACKEND_SQLITE : QP_BACKEND_POSTGRES;
+    row.database = (char *)sqlite3_column_text(st, 2);
+    if (row.database == NULL) row.database = "";
+    row.st.calls = (uint64_t)sqlite3_column_int64(st, 3);
+    row.st.errors = (uint64_t)sqlite3_column_int64(st, 4);
+    rc = qp__codes_decode_add(&row.st.codes, &s->hooks, (const char *)sqlite3_column_text(st, 5),
+                              (size_t)sqlite3_column_bytes(st, 5));
+    row.st.rows = sqlite3_column_int64(st, 6);
+    row.st.total_ns = (uint64_t)sqlite3_column_int64(st, 7);
+    row.st.min_ns = (uint64_t)sqlite3_column_int64(st, 8);
+    row.st.max_ns = (uint64_t)sqlite3_column_int64(st, 9);
+    row.st.m2 = sqlite3_column_double(st, 10);
+    row.st.first_ns = sqlite3_column_int64(st, 11);
+    row.st.last_ns = sqlite3_column_int64(st, 12);
+    qp__stats_set_mean(&row.st);
+    if (rc == QP_OK)
+      rc = qp__hist_decode_add(&row.st.hist, &s->hooks, sqlite3_column_blob(st, 13),
+                               (size_t)sqlite3_column_bytes(st, 13));
+    if (rc == QP_SYNTAX)
+      rc = qp__err_set(&s->err, QP_IO, "%s: malformed statistics row (fingerprint %016llx)",
+                       s->display, (unsigned long long)row.fingerprint);
+    else if (rc == QP_NOMEM)
+      rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
+    if (rc == QP_OK && row.st.calls > 0) rc = fn(ud, &row);
+  }
+  if (rc == QP_OK && r != SQLITE_DONE) rc = sq_fail(s, q->db, QP_IO, "cannot read statistics");
+  sqlite3_reset(st);
+  qp__stats_free(&row.st, &s->hooks);
+  return rc;
+}
+
+static qp_status sq_query_text(qp_store *s, uint64_t fingerprint, qp_buf *query, qp_buf *sample,
+                               bool *has_sample, bool *found) {
+  sq_store *q = s->impl;
+  *found = *has_sample = false;
+  qp_status rc =
+      sq_prepare(s, q, &q->text, "SELECT query, sample FROM qp_query WHERE fingerprint = ?1");
+  if (rc != QP_OK) return rc;
+  sqlite3_bind_int64(q->text, 1, (int64_t)fingerprint);
+  int r = sqlite3_step(q->text);
+  if (r == SQLITE_ROW) {
+    *found = true;
+    const char *t = (const char *)sqlite3_column_text(q->text, 0);
+    if (!qp__buf_append(query, t ? t : "", (size_t)sqlite3_column_bytes(q->text, 0)))
+      rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
+    if (rc == QP_OK && sqlite3_column_type(q->text, 1) != SQLITE_NULL) {
+      *has_sample = true;
+      if (!qp__buf_append(sample, sqlite3_column_text(q->text, 1),
+                          (size_t)sqlite3_column_bytes(q->text, 1)))
+        rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
+    }
+  } else if (r != SQLITE_DONE) {
+    rc = sq_fail(s, q->db, QP_IO, "cannot read queries");
+  }
+  sqlite3_reset(q->text);
+  return rc;
+}
+
+const qp_store_ops qp__sqlite_store_ops = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .write = sq_write,
+    .bucket_range = sq_bucket_range,
+    .scan = sq_scan,
+    .query_text = sq_query_text,
+};
+
+/* ---- for tests and benchmarks ------------------------------------------ */
+
+qp_status qp__sqlite_store_create_version(const char *path, int version, char *errbuf,
+                                          size_t errlen) {
+  if (version < 1 || version > QP_STORE_SCHEMA_VERSION)
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID, "no schema version %d", version);
+  qp_store s;
+  memset(&s, 0, sizeof s);
+  qp__hooks_init(&s.hooks, NULL);
+  s.location = (char *)path;
+  s.display = (char *)path;
+  bool exists;
+  qp_status rc = create_new(&s, path, version, &exists);
+  if (rc == QP_OK && exists) rc = qp__err_set(&s.err, QP_IO, "%s: exists", path);
+  if (rc != QP_OK) qp__errbuf_set(errbuf, errlen, rc, "%s", s.err.msg);
+  return rc;
+}
+
+static bool is_sqlite_store(const qp_store *s) { return s->ops == &qp__sqlite_store_ops; }
+
+qp_status qp__sqlite_bulk_begin(qp_store *s) {
+  if (!is_sqlite_store(s) || s->mode != QP_STORE_WRITE) return QP_INVALID;
+  sq_store *q = s->impl;
+  return sq_exec(s, q->db, "BEGIN IMMEDIATE", "cannot begin");
+}
+
+qp_status qp__sqlite_bulk_row(qp_store *s, int level, const qp_entry *row) {
+  sq_store *q = s->impl;
+  qp_status rc = sq_prepare(s, q, &q->ins_stats, SQL_INS_STATS);
+  if (rc == QP_OK) rc = bind_stats(s, q, q->ins_stats, level, row);
+  if (rc == QP_OK) rc = step_done(s, q, q->ins_stats, "cannot insert");
+  return rc;
+}
+
+qp_status qp__sqlite_bulk_query(qp_store *s, uint64_t fingerprint, qp_backend backend,
+                                const char *query) {
+  sq_store *q = s->impl;
+  qp_status rc = sq_prepare(s, q, &q->ins_query, SQL_INS_QUERY);
+  if (rc != QP_OK) return rc;
+  sqlite3_bind_int64(q->ins_query, 1, (int64_t)fingerprint);
+  sqlite3_bind_text(q->ins_query, 2, qp_backend_name(backend), -1, SQLITE_STATIC);
+  sqlite3_bind_text(q->ins_query, 3, query, -1, SQLITE_STATIC);
+  return step_done(s, q, q->ins_query, "cannot insert");
+}
+
+qp_status qp__sqlite_bulk_commit(qp_store *s) {
+  sq_store *q = s->impl;
+  return sq_exec(s, q->db, "COMMIT", "cannot commit");
+}

@@ -1,0 +1,301 @@
+/* The store API: picks an implementation by location and answers windows
+ * from the roll-up levels (see store_int.h). */
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_int.h"
+
+const char *qp_backend_name(qp_backend backend) {
+  return backend == QP_BACKEND_SQLITE ? "sqlite" : "postgres";
+}
+
+int qp_store_schema_version(void) { return QP_STORE_SCHEMA_VERSION; }
+
+static int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
+  return q;
+}
+
+int64_t qp__level_bucket(int level, int64_t bucket) {
+  switch (level) {
+  case QP_LEVEL_HOUR: return floor_div(bucket, 3600) * 3600;
+  case QP_LEVEL_DAY: return floor_div(bucket, 86400) * 86400;
+  case QP_LEVEL_ALL: return 0;
+  default: return bucket;
+  }
+}
+
+/* A libpq connection string: a URI, or keyword=value pairs starting with a
+ * libpq keyword. Anything else is a file path. */
+static bool is_pg_dsn(const char *loc) {
+  if (strncmp(loc, "postgresql://", 13) == 0 || strncmp(loc, "postgres://", 11) == 0) return true;
+  static const char *const kws[] = {"host",     "hostaddr", "port",    "dbname",
+                                    "user",     "password", "service", "sslmode",
+                                    "passfile", "options",  "application_name",
+                                    "connect_timeout"};
+  while (isspace((unsigned char)*loc)) loc++;
+  size_t n = 0;
+  while (loc[n] && (isalnum((unsigned char)loc[n]) || loc[n] == '_')) n++;
+  const char *p = loc + n;
+  while (isspace((unsigned char)*p)) p++;
+  if (*p != '=') return false;
+  for (size_t i = 0; i < QP_ARRAY_LEN(kws); i++)
+    if (strlen(kws[i]) == n && strncmp(loc, kws[i], n) == 0) return true;
+  return false;
+}
+
+qp_status qp_store_open(qp_store **out, const char *location, qp_store_mode mode,
+                        const qp_hooks *hooks, char *errbuf, size_t errlen) {
+  if (out == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "out is NULL");
+  *out = NULL;
+  if (location == NULL || location[0] == '\0')
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID, "no store location given");
+  if (mode != QP_STORE_READ && mode != QP_STORE_WRITE)
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID, "invalid store mode %d", (int)mode);
+  qp_hooks h;
+  qp__hooks_init(&h, hooks);
+  if (is_pg_dsn(location)) {
+    char red[512];
+    qp__dsn_redact(location, red, sizeof red);
+    return qp__errbuf_set(errbuf, errlen, QP_UNSUPPORTED,
+                          "%s: PostgreSQL profile stores are not supported by this qprof yet; "
+                          "use an SQLite file path",
+                          red);
+  }
+  qp_store *s = qp__calloc(&h, 1, sizeof *s);
+  if (s == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  s->hooks = h;
+  s->mode = mode;
+  s->ops = &qp__sqlite_store_ops;
+  s->location = qp__strdup(&h, location);
+  s->display = qp__strdup(&h, location);
+  if (s->location == NULL || s->display == NULL) {
+    qp_store_close(s);
+    return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  }
+  qp_status rc = s->ops->open(s, mode);
+  if (rc != QP_OK) {
+    qp__errbuf_set(errbuf, errlen, rc, "%s", s->err.msg);
+    s->impl = NULL;
+    qp_store_close(s);
+    return rc;
+  }
+  qp__err_clear(&s->err);
+  *out = s;
+  return QP_OK;
+}
+
+void qp_store_close(qp_store *s) {
+  if (s == NULL) return;
+  if (s->impl != NULL) s->ops->close(s);
+  qp_hooks h = s->hooks;
+  qp__free(&h, s->location);
+  qp__free(&h, s->display);
+  qp__free(&h, s);
+}
+
+const char *qp_store_errmsg(const qp_store *s) { return s == NULL ? "store is NULL" : s->err.msg; }
+
+const char *qp_store_location(const qp_store *s) { return s == NULL ? "" : s->display; }
+
+qp_status qp__store_write(qp_store *s, const qp_entry *list) {
+  qp__err_clear(&s->err);
+  return s->ops->write(s, list);
+}
+
+/* ---- summaries over a window -------------------------------------------- */
+
+typedef struct agg_map {
+  qp_entry **slots;
+  size_t cap, count;
+  const qp_hooks *hooks;
+} agg_map;
+
+static uint64_t key_hash(uint64_t fp, qp_backend be, const char *db) {
+  uint64_t h = fp ^ ((uint64_t)be * 0x9e3779b97f4a7c15ull);
+  for (const unsigned char *p = (const unsigned char *)db; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+  h ^= h >> 29;
+  return h * 0xbf58476d1ce4e5b9ull;
+}
+
+static bool agg_grow(agg_map *m) {
+  size_t cap = m->cap ? m->cap * 2 : 1024;
+  qp_entry **slots = qp__calloc(m->hooks, cap, sizeof *slots);
+  if (slots == NULL) return false;
+  for (size_t i = 0; i < m->cap; i++) {
+    qp_entry *e = m->slots[i];
+    if (e == NULL) continue;
+    size_t j = e->hash & (cap - 1);
+    while (slots[j] != NULL) j = (j + 1) & (cap - 1);
+    slots[j] = e;
+  }
+  qp__free(m->hooks, m->slots);
+  m->slots = slots;
+  m->cap = cap;
+  return true;
+}
+
+static void agg_free(agg_map *m) {
+  for (size_t i = 0; i < m->cap; i++) {
+    qp_entry *e = m->slots[i];
+    if (e == NULL) continue;
+    qp__stats_free(&e->st, m->hooks);
+    qp__free(m->hooks, e->database);
+    qp__free(m->hooks, e);
+  }
+  qp__free(m->hooks, m->slots);
+}
+
+typedef struct agg_ctx {
+  qp_store *s;
+  agg_map map;
+} agg_ctx;
+
+static qp_status agg_row(void *ud, const qp_entry *row) {
+  agg_ctx *c = ud;
+  agg_map *m = &c->map;
+  if ((m->count + 1) * 2 > m->cap && !agg_grow(m))
+    return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
+  uint64_t h = key_hash(row->fingerprint, row->backend, row->database);
+  size_t j = h & (m->cap - 1);
+  for (;;) {
+    qp_entry *e = m->slots[j];
+    if (e == NULL) break;
+    if (e->hash == h && e->fingerprint == row->fingerprint && e->backend == row->backend &&
+        strcmp(e->database, row->database) == 0) {
+      if (!qp__stats_merge(&e->st, &row->st, m->hooks))
+        return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
+      return QP_OK;
+    }
+    j = (j + 1) & (m->cap - 1);
+  }
+  qp_entry *e = qp__calloc(m->hooks, 1, sizeof *e);
+  if (e == NULL) return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
+  qp__stats_init(&e->st);
+  e->database = qp__strdup(m->hooks, row->database);
+  if (e->database == NULL || !qp__stats_merge(&e->st, &row->st, m->hooks)) {
+    qp__free(m->hooks, e->database);
+    qp__stats_free(&e->st, m->hooks);
+    qp__free(m->hooks, e);
+    return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
+  }
+  e->hash = h;
+  e->fingerprint = row->fingerprint;
+  e->backend = row->backend;
+  m->slots[j] = e;
+  m->count++;
+  return QP_OK;
+}
+
+/* Ceiling of ns / 1e9 without overflow at the INT64 extremes. */
+static int64_t ns_to_s_ceil(int64_t ns) {
+  int64_t q = ns / 1000000000;
+  if (ns % 1000000000 > 0) q++;
+  return q;
+}
+
+static int64_t ceil_to(int64_t v, int64_t unit) { return -floor_div(-v, unit) * unit; }
+
+typedef struct tile {
+  int level;
+  int64_t lo, hi;
+} tile;
+
+/* Covers the bucket starts [S, U) with whole days, then whole hours, then
+ * single buckets at the edges. Returns the number of tiles (at most 5). */
+static int plan_tiles(int64_t S, int64_t U, tile t[5]) {
+  int n = 0;
+  int64_t H0 = ceil_to(S, 3600), H1 = floor_div(U, 3600) * 3600;
+  if (H0 >= H1) {
+    t[n++] = (tile){QP_LEVEL_BUCKET, S, U};
+    return n;
+  }
+  int64_t D0 = ceil_to(S, 86400), D1 = floor_div(U, 86400) * 86400;
+  t[n++] = (tile){QP_LEVEL_BUCKET, S, H0};
+  if (D0 < D1) {
+    t[n++] = (tile){QP_LEVEL_HOUR, H0, D0};
+    t[n++] = (tile){QP_LEVEL_DAY, D0, D1};
+    t[n++] = (tile){QP_LEVEL_HOUR, D1, H1};
+  } else {
+    t[n++] = (tile){QP_LEVEL_HOUR, H0, H1};
+  }
+  t[n++] = (tile){QP_LEVEL_BUCKET, H1, U};
+  return n;
+}
+
+qp_status qp_store_summarize(qp_store *s, int64_t since_ns, int64_t until_ns, qp_summary_fn fn,
+                             void *ud) {
+  if (s == NULL || fn == NULL) return QP_INVALID;
+  qp__err_clear(&s->err);
+  if (since_ns >= until_ns) return QP_OK;
+  int64_t first, last;
+  bool empty;
+  qp_status rc = s->ops->bucket_range(s, &first, &last, &empty);
+  if (rc != QP_OK || empty) return rc;
+  int64_t S = since_ns == INT64_MIN ? first : ns_to_s_ceil(since_ns);
+  int64_t U = until_ns == INT64_MAX ? last + 1 : ns_to_s_ceil(until_ns);
+  if (S < first) S = first;
+  if (U > last + 1) U = last + 1;
+  if (S >= U) return QP_OK;
+
+  agg_ctx c = {.s = s, .map = {.hooks = &s->hooks}};
+  if (S == first && U == last + 1) {
+    rc = s->ops->scan(s, QP_LEVEL_ALL, 0, 1, agg_row, &c);
+  } else {
+    tile t[5];
+    int nt = plan_tiles(S, U, t);
+    for (int i = 0; rc == QP_OK && i < nt; i++)
+      if (t[i].lo < t[i].hi) rc = s->ops->scan(s, t[i].level, t[i].lo, t[i].hi, agg_row, &c);
+  }
+  qp_buf query, sample;
+  qp__buf_init(&query, &s->hooks);
+  qp__buf_init(&sample, &s->hooks);
+  for (size_t i = 0; rc == QP_OK && i < c.map.cap; i++) {
+    const qp_entry *e = c.map.slots[i];
+    if (e == NULL) continue;
+    query.len = sample.len = 0;
+    bool has_sample, found;
+    rc = s->ops->query_text(s, e->fingerprint, &query, &sample, &has_sample, &found);
+    if (rc != QP_OK) break;
+    const qp_stats *st = &e->st;
+    qp_query_summary q = {
+        .fingerprint = e->fingerprint,
+        .backend = qp_backend_name(e->backend),
+        .database = e->database,
+        .query = qp__buf_cstr(&query),
+        .sample = has_sample ? qp__buf_cstr(&sample) : NULL,
+        .calls = st->calls,
+        .errors = st->errors,
+        .rows = st->rows,
+        .total_ns = st->total_ns,
+        .min_ns = st->min_ns,
+        .max_ns = st->max_ns,
+        .mean_ns = (double)st->total_ns / (double)st->calls,
+        .stddev_ns = qp__stats_stddev(st),
+        .first_seen_ns = st->first_ns,
+        .last_seen_ns = st->last_ns,
+    };
+    double lo = (double)st->min_ns, hi = (double)st->max_ns;
+    q.p50_ns = qp__hist_quantile(&st->hist, 0.50, lo, hi);
+    q.p90_ns = qp__hist_quantile(&st->hist, 0.90, lo, hi);
+    q.p95_ns = qp__hist_quantile(&st->hist, 0.95, lo, hi);
+    q.p99_ns = qp__hist_quantile(&st->hist, 0.99, lo, hi);
+    q.p999_ns = qp__hist_quantile(&st->hist, 0.999, lo, hi);
+    qp_buf codes;
+    qp__buf_init(&codes, &s->hooks);
+    if (!qp__codes_encode(&st->codes, &codes)) {
+      rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
+    } else {
+      q.error_codes = qp__buf_cstr(&codes);
+      if (fn(&q, ud) != 0) i = c.map.cap; /* stop */
+    }
+    qp__buf_free(&codes);
+  }
+  qp__buf_free(&query);
+  qp__buf_free(&sample);
+  agg_free(&c.map);
+  return rc;
+}

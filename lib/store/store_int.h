@@ -1,0 +1,88 @@
+/*
+ * The profile store behind store.h: a table of functions per kind of store
+ * (SQLite file, later PostgreSQL), so that the profile and the reports never
+ * ask which one they talk to.
+ *
+ * Stored rows are kept at four levels of time resolution, all written in the
+ * flush's one transaction: the bucket as recorded, the hour, the UTC day and
+ * all time. A window is answered from the coarsest levels that tile it plus
+ * single buckets at its edges (store.c), so that a report over a day of
+ * one-minute buckets reads hours, not minutes.
+ */
+#ifndef QPROF_STORE_INT_H
+#define QPROF_STORE_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "qprof/store.h"
+#include "stats/stats_int.h"
+
+enum { QP_LEVEL_BUCKET = 0, QP_LEVEL_HOUR = 1, QP_LEVEL_DAY = 2, QP_LEVEL_ALL = 3, QP_LEVELS = 4 };
+
+/* Start (seconds) of the row of `level` that a bucket starting at `bucket` rolls up into. */
+int64_t qp__level_bucket(int level, int64_t bucket);
+
+/* Receives one stored row; `row->next`, `row->query` and `row->sample` are
+ * unused. Return QP_OK to go on. */
+typedef qp_status (*qp_row_fn)(void *ud, const qp_entry *row);
+
+typedef struct qp_store_ops {
+  const char *name;
+  /* Opens s->location; sets s->impl. On error sets s->err and cleans up. */
+  qp_status (*open)(qp_store *s, qp_store_mode mode);
+  void (*close)(qp_store *s);
+  /* Writes a list of entries (linked by ->next; ignored ones skipped) at
+   * every level, in one transaction: all or nothing. */
+  qp_status (*write)(qp_store *s, const qp_entry *list);
+  /* First and last bucket start (seconds) of level 0; *empty when none. */
+  qp_status (*bucket_range)(qp_store *s, int64_t *first, int64_t *last, bool *empty);
+  /* Calls fn for every row of `level` with bucket in [lo, hi). */
+  qp_status (*scan)(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud);
+  /* Normalized text and sample of a fingerprint into the buffers (sample
+   * left empty with *has_sample false when none); *found false when unknown. */
+  qp_status (*query_text)(qp_store *s, uint64_t fingerprint, qp_buf *query, qp_buf *sample,
+                          bool *has_sample, bool *found);
+} qp_store_ops;
+
+struct qp_store {
+  const qp_store_ops *ops;
+  qp_hooks hooks;
+  qp_err err;
+  qp_store_mode mode;
+  char *location;   /* as given */
+  char *display;    /* password removed */
+  void *impl;
+};
+
+extern const qp_store_ops qp__sqlite_store_ops;
+
+/* Writes a list of entries (see qp_store_ops.write). Used by qp_profile_flush. */
+qp_status qp__store_write(qp_store *s, const qp_entry *list);
+
+/* The SQL that creates schema version 1, and the migrations to each later
+ * version: step i takes a store from version i+1 to i+2. Same text as
+ * sql/store_schema.sql and sql/migrations/ (a unit test compares them). */
+extern const char qp__store_schema_v1[];
+extern const char *const qp__store_migrations[];
+extern const char *const qp__store_migration_files[];
+extern const int qp__store_nmigrations;
+#define QP_STORE_SCHEMA_VERSION 2
+/* PRAGMA application_id of a qprof store: "qprf". */
+#define QP_STORE_APPLICATION_ID 0x71707266
+
+/* Creates a store file at `path` at schema version `version` (1..latest),
+ * without migrating it further: for tests of the migration path. */
+qp_status qp__sqlite_store_create_version(const char *path, int version, char *errbuf,
+                                          size_t errlen);
+
+/* Bulk loading for benchmarks: inserts rows (plain INSERT, no merging) at
+ * one level in the current transaction. Callers bracket with begin/commit. */
+qp_status qp__sqlite_bulk_begin(qp_store *s);
+qp_status qp__sqlite_bulk_row(qp_store *s, int level, const qp_entry *row);
+qp_status qp__sqlite_bulk_query(qp_store *s, uint64_t fingerprint, qp_backend backend,
+                                const char *query);
+qp_status qp__sqlite_bulk_commit(qp_store *s);
+
+#endif

@@ -1,0 +1,218 @@
+/* `qprof diff` end to end: self-diff reports no change, a slowed query trips
+ * --fail-above (exit 3, named), --min-calls exempts it, new and vanished
+ * queries, two windows of one store, JSON, and the usage/runtime exit codes. */
+#include "testutil.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char dir[512];
+static const char *qprof;
+
+#define T0 1795168800LL /* 2026-11-20T10:00:00Z */
+
+typedef struct q {
+  uint64_t fp;
+  const char *text;
+  int calls;
+  uint64_t base_ns;
+} q;
+
+static const q qs[] = {
+    {0xaaaa000000000001ull, "select * from users where id = ?", 400, 200000},
+    {0xaaaa000000000002ull, "update carts set total = ? where id = ?", 300, 3000000},
+    {0xaaaa000000000003ull, "select count(*) from orders", 20, 90000000},
+    {0xaaaa000000000004ull, "delete from sessions where expires < ?", 100, 1000000},
+};
+
+/* which: bitmask of queries to record; slow: factor for query 2 (index 1);
+ * shift_s: offset of all times. */
+static void record(const char *path, unsigned which, double slow, int64_t shift_s) {
+  qp_profile *p;
+  char err[512];
+  assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
+    if (!(which & (1u << k))) continue;
+    for (int i = 0; i < qs[k].calls; i++) {
+      qp_query_event ev = {0};
+      ev.backend = QP_BACKEND_POSTGRES;
+      ev.database = "shop";
+      ev.normalized = qs[k].text;
+      ev.normalized_len = strlen(qs[k].text);
+      ev.fingerprint = qs[k].fp;
+      ev.duration_ns = qs[k].base_ns + (uint64_t)(i % 50) * qs[k].base_ns / 25;
+      if (k == 1) ev.duration_ns = (uint64_t)((double)ev.duration_ns * slow);
+      ev.rows = 1;
+      ev.end_wall_ns = (T0 + shift_s + i * 3) * 1000000000LL;
+      assert_int_equal(qp_profile_record(p, &ev), QP_OK);
+    }
+  }
+  assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  qp_store_close(s);
+  qp_profile_free(p);
+}
+
+static int run(const char *args, char **out, char **errout) {
+  int rc = qpt_system("cd '%s' && env -u QPROF_STORE NO_COLOR=1 COLUMNS=140 '%s' %s >'%s/out.txt' 2>'%s/err.txt'",
+                      dir, qprof, args, dir, dir);
+  char p[600];
+  size_t len;
+  snprintf(p, sizeof p, "%s/out.txt", dir);
+  char *o = qpt_read_file(p, &len);
+  snprintf(p, sizeof p, "%s/err.txt", dir);
+  char *e = qpt_read_file(p, &len);
+  if (out) *out = o;
+  else free(o);
+  if (errout) *errout = e;
+  else free(e);
+  return rc;
+}
+
+static int setup(void **state) {
+  (void)state;
+  qprof = getenv("QPROF_BIN");
+  if (qprof == NULL) return -1;
+  snprintf(dir, sizeof dir, "%s", qpt_tempdir());
+  char p[600];
+  snprintf(p, sizeof p, "%s/base.db", dir);
+  record(p, 0x7, 1.0, 0); /* queries 1-3 */
+  snprintf(p, sizeof p, "%s/new.db", dir);
+  record(p, 0xb, 1.5, 0); /* query 2 is 50% slower, 3 vanished, 4 new */
+  /* one store, two periods: day one as base, day two with query 2 slower */
+  snprintf(p, sizeof p, "%s/both.db", dir);
+  record(p, 0x7, 1.0, 0);
+  record(p, 0x7, 1.3, 86400);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  qpt_system("rm -rf '%s'", dir);
+  return 0;
+}
+
+static void test_self_diff_no_change(void **state) {
+  (void)state;
+  char *out;
+  assert_int_equal(run("diff base.db base.db --fail-above 0", &out, NULL), 0);
+  assert_non_null(strstr(out, "No change: 3 queries"));
+  free(out);
+  assert_int_equal(run("diff base.db base.db --format json --fail-above 0", &out, NULL), 0);
+  json_t *root = json_loads(out, 0, NULL);
+  assert_non_null(root);
+  json_t *c = json_object_get(root, "counts");
+  assert_int_equal(json_integer_value(json_object_get(c, "unchanged")), 3);
+  assert_int_equal(json_integer_value(json_object_get(c, "changed")), 0);
+  assert_int_equal(json_integer_value(json_object_get(c, "regressions")), 0);
+  size_t i;
+  json_t *e;
+  json_array_foreach(json_object_get(root, "queries"), i, e) {
+    assert_string_equal(json_string_value(json_object_get(e, "status")), "unchanged");
+    assert_true(json_number_value(json_object_get(e, "p95_change_pct")) == 0);
+  }
+  json_decref(root);
+  free(out);
+}
+
+static void test_regression_gate(void **state) {
+  (void)state;
+  char *out, *err;
+  assert_int_equal(run("diff base.db new.db --fail-above 20", &out, &err), 3);
+  assert_non_null(strstr(err, "aaaa000000000002"));
+  assert_non_null(strstr(err, "p95"));
+  assert_null(strstr(err, "aaaa000000000001"));
+  assert_non_null(strstr(out, "SLOWER"));
+  assert_non_null(strstr(out, "1 changed, 1 new, 1 vanished, 1 unchanged"));
+  free(out);
+  free(err);
+  /* 50% slower is not above 60% */
+  assert_int_equal(run("diff base.db new.db --fail-above 60", NULL, NULL), 0);
+  /* not enough calls to count */
+  assert_int_equal(run("diff base.db new.db --fail-above 20 --min-calls 1000", NULL, NULL), 0);
+  /* without a gate, a diff with changes still exits 0 */
+  assert_int_equal(run("diff base.db new.db", NULL, NULL), 0);
+  /* JSON: statuses and the p95 change of about +50% */
+  assert_int_equal(run("diff base.db new.db --format json --fail-above 20", &out, NULL), 3);
+  json_t *root = json_loads(out, 0, NULL);
+  assert_non_null(root);
+  size_t i;
+  json_t *e;
+  int seen = 0;
+  json_array_foreach(json_object_get(root, "queries"), i, e) {
+    const char *fp = json_string_value(json_object_get(e, "fingerprint"));
+    const char *st = json_string_value(json_object_get(e, "status"));
+    if (strcmp(fp, "aaaa000000000002") == 0) {
+      assert_string_equal(st, "changed");
+      double d = json_number_value(json_object_get(e, "p95_change_pct"));
+      assert_true(d > 45 && d < 55);
+      assert_true(json_is_true(json_object_get(e, "regression")));
+      seen |= 1;
+    } else if (strcmp(fp, "aaaa000000000003") == 0) {
+      assert_string_equal(st, "vanished");
+      assert_true(json_is_null(json_object_get(e, "new")));
+      seen |= 2;
+    } else if (strcmp(fp, "aaaa000000000004") == 0) {
+      assert_string_equal(st, "new");
+      assert_true(json_is_null(json_object_get(e, "base")));
+      seen |= 4;
+    } else {
+      assert_string_equal(st, "unchanged");
+      seen |= 8;
+    }
+  }
+  assert_int_equal(seen, 15);
+  json_decref(root);
+  free(out);
+}
+
+static void test_two_windows_of_one_store(void **state) {
+  (void)state;
+  char *out, *err;
+  assert_int_equal(run("diff both.db --base-until 2026-11-21 --new-since 2026-11-21 --fail-above 20",
+                       &out, &err),
+                   3);
+  assert_non_null(strstr(err, "aaaa000000000002"));
+  free(out);
+  free(err);
+  assert_int_equal(run("diff both.db --base-until 2026-11-21 --new-since 2026-11-21 --fail-above 40",
+                       NULL, NULL),
+                   0);
+  /* the same window on both sides: no change */
+  assert_int_equal(run("diff both.db both.db --since 2026-11-21 --fail-above 0", &out, NULL), 0);
+  assert_non_null(strstr(out, "No change"));
+  free(out);
+}
+
+static void test_exit_codes(void **state) {
+  (void)state;
+  char *err;
+  assert_int_equal(run("diff base.db nosuch.db", NULL, &err), 1);
+  assert_non_null(strstr(err, "nosuch.db"));
+  free(err);
+  assert_int_equal(run("diff base.db", NULL, NULL), 2);        /* one store, no windows */
+  assert_int_equal(run("diff", NULL, NULL), 2);
+  assert_int_equal(run("diff base.db new.db --bogus", NULL, NULL), 2);
+  assert_int_equal(run("diff base.db new.db --fail-above x", NULL, NULL), 2);
+  assert_int_equal(run("diff base.db new.db --format csv", NULL, NULL), 2);
+  assert_int_equal(run("diff base.db new.db --match '(('", NULL, &err), 2);
+  assert_non_null(strstr(err, "(("));
+  free(err);
+  char *out;
+  assert_int_equal(run("diff --help", &out, NULL), 0);
+  assert_non_null(strstr(out, "Usage: qprof diff"));
+  free(out);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_self_diff_no_change),
+      cmocka_unit_test(test_regression_gate),
+      cmocka_unit_test(test_two_windows_of_one_store),
+      cmocka_unit_test(test_exit_codes),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,380 @@
+/* `qprof report` end to end: a store recorded through the library with fixed
+ * times and durations, the CLI's text (NO_COLOR, fixed COLUMNS), JSON and
+ * CSV compared with golden files in tests/data/report/, the JSON checked
+ * against the documented fields, filters, windows and exit codes.
+ *
+ * QP_UPDATE_GOLDEN=1 rewrites the golden files from the current output. */
+#include "testutil.h"
+
+#include <jansson.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[512];
+static const char *qprof;
+
+typedef struct fixture_q {
+  uint64_t fp;
+  qp_backend backend;
+  const char *db;
+  const char *text;
+  int calls;
+  uint64_t dmin, dspan; /* durations dmin + (i * 7919 % calls) * dspan / calls */
+  int err_every;
+  const char *err;
+} fixture_q;
+
+/* 2026-11-20T10:00:00Z */
+#define T0 1795168800LL
+
+static const fixture_q fx[] = {
+    {0x1111111111111111ull, QP_BACKEND_POSTGRES, "app", "select * from users where id = ?", 1000,
+     100000, 1900000, 0, NULL},
+    {0x2222222222222222ull, QP_BACKEND_POSTGRES, "app",
+     "update accounts set balance = balance + ? where id = ?", 200, 5000000, 45000000, 50, "40001"},
+    {0x3333333333333333ull, QP_BACKEND_SQLITE, "/var/lib/app/events.db",
+     "insert into events (kind, payload) values (?, ?)", 5000, 20000, 60000, 2500, "SQLITE_BUSY"},
+    {0x4444444444444444ull, QP_BACKEND_POSTGRES, "app", "commit", 1200, 300000, 700000, 0, NULL},
+    {0x5555555555555555ull, QP_BACKEND_POSTGRES, "reports",
+     "select \"weird, name\", count(*) from orders o join customers c on c.id = o.customer_id "
+     "where o.created_at >= ? and o.created_at < ? and c.region in (?) group by \"weird, name\" "
+     "order by count(*) desc limit ?",
+     12, 900000000, 2100000000, 0, NULL},
+};
+
+static void build_store(const char *path, double slow_b, bool drop_d, bool add_f, int64_t shift_s) {
+  qp_profile *p;
+  char err[512];
+  assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  for (size_t k = 0; k < sizeof fx / sizeof fx[0]; k++) {
+    const fixture_q *q = &fx[k];
+    if (drop_d && k == 3) continue;
+    for (int i = 0; i < q->calls; i++) {
+      qp_query_event ev = {0};
+      ev.backend = q->backend;
+      ev.database = q->db;
+      ev.normalized = q->text;
+      ev.normalized_len = strlen(q->text);
+      ev.fingerprint = q->fp;
+      ev.duration_ns = q->dmin + (uint64_t)((uint64_t)i * 7919 % (uint64_t)q->calls) * q->dspan /
+                                     (uint64_t)q->calls;
+      if (k == 1) ev.duration_ns = (uint64_t)((double)ev.duration_ns * slow_b);
+      ev.rows = k == 3 ? -1 : (int64_t)(i % 3);
+      ev.error = q->err_every && i % q->err_every == 0 ? q->err : NULL;
+      /* spread over two hours */
+      ev.end_wall_ns = (T0 + shift_s + (int64_t)i * 7200 / q->calls) * 1000000000LL + 250000000;
+      assert_int_equal(qp_profile_record(p, &ev), QP_OK);
+    }
+  }
+  if (add_f) {
+    for (int i = 0; i < 50; i++) {
+      qp_query_event ev = {0};
+      ev.backend = QP_BACKEND_POSTGRES;
+      ev.database = "app";
+      ev.normalized = "select * from audit_log where user_id = ?";
+      ev.normalized_len = strlen(ev.normalized);
+      ev.fingerprint = 0x6666666666666666ull;
+      ev.duration_ns = 3000000 + (uint64_t)i * 1000;
+      ev.rows = 10;
+      ev.end_wall_ns = (T0 + shift_s + i * 60) * 1000000000LL;
+      assert_int_equal(qp_profile_record(p, &ev), QP_OK);
+    }
+  }
+  assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  qp_store_close(s);
+  qp_profile_free(p);
+}
+
+/* Runs `qprof ARGS` in dir with env; captures stdout and stderr. */
+static int run(const char *env, const char *args, char **out, char **errout) {
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && env -u QPROF_STORE %s '%s' %s >'%s/out.txt' 2>'%s/err.txt'", dir,
+           env ? env : "", qprof, args, dir, dir);
+  int rc = qpt_system("%s", cmd);
+  char p[600];
+  size_t len;
+  snprintf(p, sizeof p, "%s/out.txt", dir);
+  char *o = qpt_read_file(p, &len);
+  snprintf(p, sizeof p, "%s/err.txt", dir);
+  char *e = qpt_read_file(p, &len);
+  if (out) *out = o;
+  else free(o);
+  if (errout) *errout = e;
+  else free(e);
+  return rc;
+}
+
+static void golden(const char *name, const char *got) {
+  char p[600];
+  snprintf(p, sizeof p, "%s/report/%s", QP_TEST_DATA_DIR, name);
+  if (getenv("QP_UPDATE_GOLDEN") != NULL) {
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    fputs(got, f);
+    fclose(f);
+  }
+  size_t len;
+  char *want = qpt_read_file(p, &len);
+  if (want == NULL) fail_msg("missing golden file %s (run with QP_UPDATE_GOLDEN=1)", p);
+  if (strcmp(want, got) != 0) {
+    fprintf(stderr, "--- golden %s\n%s\n--- got\n%s\n", p, want, got);
+    fail_msg("output differs from %s", p);
+  }
+  free(want);
+}
+
+static int setup(void **state) {
+  (void)state;
+  qprof = getenv("QPROF_BIN");
+  if (qprof == NULL) return -1;
+  snprintf(dir, sizeof dir, "%s", qpt_tempdir());
+  char p[600];
+  snprintf(p, sizeof p, "%s/golden.db", dir);
+  build_store(p, 1.0, false, false, 0);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  qpt_system("rm -rf '%s'", dir);
+  return 0;
+}
+
+static void test_text_golden(void **state) {
+  (void)state;
+  char *out, *err;
+  assert_int_equal(run("NO_COLOR=1 COLUMNS=100", "report --store golden.db", &out, &err), 0);
+  golden("report.txt", out);
+  assert_null(strstr(out, "\033["));
+  free(out);
+  free(err);
+  assert_int_equal(run("NO_COLOR=1 COLUMNS=72", "report --store golden.db --sort calls --limit 3",
+                       &out, NULL),
+                   0);
+  golden("report_narrow.txt", out);
+  free(out);
+  assert_int_equal(run("NO_COLOR=1 COLUMNS=72", "report --store golden.db --wide --sort p99", &out,
+                       NULL),
+                   0);
+  golden("report_wide.txt", out);
+  /* the long query is there in full */
+  assert_non_null(strstr(out, "order by count(*) desc limit ?"));
+  free(out);
+  /* QPROF_STORE is used when --store is not given */
+  assert_int_equal(run("NO_COLOR=1 COLUMNS=100 QPROF_STORE=golden.db", "report", &out, NULL), 0);
+  golden("report.txt", out);
+  free(out);
+}
+
+static void test_json_golden_and_schema(void **state) {
+  (void)state;
+  char *out;
+  assert_int_equal(run(NULL, "report --store golden.db --format json", &out, NULL), 0);
+  golden("report.json", out);
+  json_error_t jerr;
+  json_t *root = json_loads(out, 0, &jerr);
+  if (root == NULL) fail_msg("invalid JSON: %s at line %d", jerr.text, jerr.line);
+  assert_true(json_is_object(root));
+  assert_int_equal(json_integer_value(json_object_get(root, "qprof_report")), 1);
+  assert_true(json_is_object(json_object_get(root, "totals")));
+  json_t *qs = json_object_get(root, "queries");
+  assert_true(json_is_array(qs));
+  assert_int_equal(json_array_size(qs), 5);
+  /* Every documented field with its type. */
+  static const struct {
+    const char *name;
+    int type; /* 0 string, 1 integer, 2 number, 3 object, 4 string-or-null */
+  } fields[] = {{"fingerprint", 0}, {"query", 0},      {"backend", 0},       {"database", 0},
+                {"calls", 1},       {"errors", 1},     {"errors_by_code", 3}, {"rows", 1},
+                {"total_ms", 2},    {"share", 2},      {"mean_ms", 2},        {"min_ms", 2},
+                {"max_ms", 2},      {"stddev_ms", 2},  {"p50_ms", 2},         {"p90_ms", 2},
+                {"p95_ms", 2},      {"p99_ms", 2},     {"p999_ms", 2},        {"first_seen", 0},
+                {"last_seen", 0},   {"sample", 4}};
+  regex_t iso;
+  assert_int_equal(
+      regcomp(&iso, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$", REG_EXTENDED),
+      0);
+  double share = 0;
+  uint64_t calls = 0;
+  size_t i;
+  json_t *q;
+  json_array_foreach(qs, i, q) {
+    assert_int_equal(json_object_size(q), sizeof fields / sizeof fields[0]);
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
+      json_t *v = json_object_get(q, fields[f].name);
+      if (v == NULL) fail_msg("entry %zu lacks %s", i, fields[f].name);
+      switch (fields[f].type) {
+      case 0: assert_true(json_is_string(v)); break;
+      case 1: assert_true(json_is_integer(v)); break;
+      case 2: assert_true(json_is_number(v)); break;
+      case 3: assert_true(json_is_object(v)); break;
+      case 4: assert_true(json_is_string(v) || json_is_null(v)); break;
+      }
+    }
+    assert_int_equal(strlen(json_string_value(json_object_get(q, "fingerprint"))), 16);
+    assert_int_equal(regexec(&iso, json_string_value(json_object_get(q, "first_seen")), 0, NULL, 0), 0);
+    assert_int_equal(regexec(&iso, json_string_value(json_object_get(q, "last_seen")), 0, NULL, 0), 0);
+    double p50 = json_number_value(json_object_get(q, "p50_ms"));
+    double p95 = json_number_value(json_object_get(q, "p95_ms"));
+    double p99 = json_number_value(json_object_get(q, "p99_ms"));
+    double mn = json_number_value(json_object_get(q, "min_ms"));
+    double mx = json_number_value(json_object_get(q, "max_ms"));
+    assert_true(mn <= p50 && p50 <= p95 && p95 <= p99 && p99 <= mx);
+    share += json_number_value(json_object_get(q, "share"));
+    calls += (uint64_t)json_integer_value(json_object_get(q, "calls"));
+    /* errors_by_code adds up to errors */
+    json_int_t sum = 0;
+    const char *code;
+    json_t *cnt;
+    json_object_foreach(json_object_get(q, "errors_by_code"), code, cnt) sum += json_integer_value(cnt);
+    assert_int_equal(sum, json_integer_value(json_object_get(q, "errors")));
+  }
+  regfree(&iso);
+  assert_true(share > 0.9999 && share < 1.0001);
+  assert_int_equal(calls, 1000 + 200 + 5000 + 1200 + 12);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "totals"), "calls")), calls);
+  /* Sorted by total time: the 12 slow reports first. */
+  assert_string_equal(json_string_value(json_object_get(json_array_get(qs, 0), "fingerprint")),
+                      "5555555555555555");
+  /* update: 4 of 200 failed with 40001 */
+  json_t *upd = NULL;
+  json_array_foreach(qs, i, q) if (strcmp(json_string_value(json_object_get(q, "fingerprint")),
+                                          "2222222222222222") == 0) upd = q;
+  assert_non_null(upd);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(upd, "errors_by_code"), "40001")), 4);
+  json_decref(root);
+  free(out);
+}
+
+static void test_csv_golden(void **state) {
+  (void)state;
+  char *out;
+  assert_int_equal(run(NULL, "report --store golden.db --format csv --sort mean", &out, NULL), 0);
+  golden("report.csv", out);
+  /* RFC 4180: CRLF line ends, quoted field with doubled quotes */
+  assert_non_null(strstr(out, "\r\n"));
+  assert_non_null(strstr(out, "\"select \"\"weird, name\"\""));
+  const char *header = "fingerprint,query,backend,database,calls,errors,errors_by_code,rows,"
+                       "total_ms,share,mean_ms,min_ms,max_ms,stddev_ms,p50_ms,p90_ms,"
+                       "p95_ms,p99_ms,p999_ms,first_seen,last_seen\r\n";
+  assert_int_equal(strncmp(out, header, strlen(header)), 0);
+  free(out);
+  /* Python's csv module reads it back: 6 rows of 21 fields. */
+  char args[1024];
+  snprintf(args, sizeof args,
+           "report --store golden.db --format csv | /usr/bin/python3 -c 'import csv,sys; "
+           "r=list(csv.reader(sys.stdin)); assert len(r)==6, len(r); "
+           "assert all(len(x)==21 for x in r); print(\"ok\")'");
+  assert_int_equal(run(NULL, args, &out, NULL), 0);
+  assert_string_equal(out, "ok\n");
+  free(out);
+}
+
+static void test_filters_and_windows(void **state) {
+  (void)state;
+  char *out, *err;
+  /* --match / --exclude / --min-calls */
+  assert_int_equal(run(NULL, "report --store golden.db --format json --match '^select' --exclude users",
+                       &out, NULL),
+                   0);
+  json_t *root = json_loads(out, 0, NULL);
+  assert_non_null(root);
+  json_t *qs = json_object_get(root, "queries");
+  assert_int_equal(json_array_size(qs), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(qs, 0), "fingerprint")),
+                      "5555555555555555");
+  json_decref(root);
+  free(out);
+  assert_int_equal(run(NULL, "report --store golden.db --format json --min-calls 1000", &out, NULL), 0);
+  root = json_loads(out, 0, NULL);
+  assert_int_equal(json_array_size(json_object_get(root, "queries")), 3);
+  json_decref(root);
+  free(out);
+  /* First hour only: half the calls of each query (events spread over two hours). */
+  assert_int_equal(run(NULL,
+                       "report --store golden.db --format json --since 2026-11-20T10:00Z "
+                       "--until 2026-11-20T11:00Z",
+                       &out, NULL),
+                   0);
+  root = json_loads(out, 0, NULL);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "totals"), "calls")),
+                   (1000 + 200 + 5000 + 1200 + 12) / 2);
+  json_decref(root);
+  free(out);
+  /* A window with nothing in it: says so, exit 0. */
+  assert_int_equal(run(NULL, "report --store golden.db --since 2030-01-01", &out, NULL), 0);
+  assert_non_null(strstr(out, "No queries recorded"));
+  free(out);
+  /* A filter that matches nothing: says so, exit 0. */
+  assert_int_equal(run(NULL, "report --store golden.db --match nothing_like_this", &out, NULL), 0);
+  assert_non_null(strstr(out, "No queries match"));
+  free(out);
+  /* A bad pattern: exit 2 naming it and the offset. */
+  assert_int_equal(run(NULL, "report --store golden.db --match 'a(b'", NULL, &err), 2);
+  assert_non_null(strstr(err, "a(b"));
+  assert_non_null(strstr(err, "offset 3"));
+  free(err);
+  assert_int_equal(run(NULL, "report --store golden.db --exclude '['", NULL, NULL), 2);
+}
+
+static void test_exit_codes(void **state) {
+  (void)state;
+  char *out, *err;
+  /* missing store: 1, naming it */
+  assert_int_equal(run(NULL, "report --store nosuch.db", NULL, &err), 1);
+  assert_non_null(strstr(err, "nosuch.db"));
+  free(err);
+  /* not a store: 1, naming it, untouched */
+  assert_int_equal(qpt_system("cd '%s' && echo 'just text' > notes.txt && cp notes.txt notes.bak", dir), 0);
+  assert_int_equal(run(NULL, "report --store notes.txt", NULL, &err), 1);
+  assert_non_null(strstr(err, "notes.txt"));
+  assert_non_null(strstr(err, "not a qprof store"));
+  free(err);
+  assert_int_equal(qpt_system("cd '%s' && cmp -s notes.txt notes.bak", dir), 0);
+  /* empty store: 0, says so */
+  char p[600];
+  snprintf(p, sizeof p, "%s/empty.db", dir);
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, p, QP_STORE_WRITE, NULL, NULL, 0), QP_OK);
+  qp_store_close(s);
+  assert_int_equal(run(NULL, "report --store empty.db", &out, NULL), 0);
+  assert_non_null(strstr(out, "No queries recorded in empty.db"));
+  free(out);
+  assert_int_equal(run(NULL, "report --store empty.db --format json", &out, NULL), 0);
+  json_t *root = json_loads(out, 0, NULL);
+  assert_non_null(root);
+  assert_int_equal(json_array_size(json_object_get(root, "queries")), 0);
+  json_decref(root);
+  free(out);
+  /* bad options: 2 */
+  assert_int_equal(run(NULL, "report --store golden.db --bogus", NULL, NULL), 2);
+  assert_int_equal(run(NULL, "report --store golden.db --sort speed", NULL, NULL), 2);
+  assert_int_equal(run(NULL, "report --store golden.db --format xml", NULL, NULL), 2);
+  assert_int_equal(run(NULL, "report --store golden.db --limit -3", NULL, NULL), 2);
+  assert_int_equal(run(NULL, "report --store golden.db --since yesterday-ish", NULL, NULL), 2);
+  assert_int_equal(run(NULL, "report --store golden.db extra", NULL, NULL), 2);
+  /* --help: stdout, 0 */
+  assert_int_equal(run(NULL, "report --help", &out, NULL), 0);
+  assert_non_null(strstr(out, "Usage: qprof report"));
+  free(out);
+  /* Colour never with NO_COLOR, even when forced through a terminal-less run. */
+  assert_int_equal(run("NO_COLOR=1", "report --store golden.db", &out, NULL), 0);
+  assert_null(strstr(out, "\033["));
+  free(out);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_text_golden),       cmocka_unit_test(test_json_golden_and_schema),
+      cmocka_unit_test(test_csv_golden),        cmocka_unit_test(test_filters_and_windows),
+      cmocka_unit_test(test_exit_codes),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

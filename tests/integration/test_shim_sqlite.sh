@@ -1,0 +1,119 @@
+#!/bin/bash
+# The shim under real SQLite clients: the sqlite3 CLI, python3's sqlite3
+# module (Debian's and pyenv's), fork without exec, threads, a process that
+# runs no query, an unwritable store, a bad setting, kill -9.
+. "$QP_TEST_SOURCE_DIR/tests/data/shim/lib.sh"
+cd "$T"
+
+# ---- sqlite3 CLI on a script: output byte-identical, counts exact ----------
+set +e
+sqlite3 plain.db <"$DATA/workload.sql" >out.plain 2>err.plain
+rc_plain=$?
+shim_env "$T/cli.qp" sqlite3 shim.db <"$DATA/workload.sql" >out.shim 2>err.shim
+rc_shim=$?
+set -e
+cmp out.plain out.shim || fail "sqlite3 CLI: stdout differs under the shim"
+cmp err.plain err.shim || fail "sqlite3 CLI: stderr differs under the shim"
+[ "$rc_plain" = "$rc_shim" ] || fail "sqlite3 CLI: exit $rc_plain without the shim, $rc_shim with it"
+S=$T/cli.qp
+expect_calls "$S" "insert into item(id, name, qty) values (?, ?, ?)" 5 "sqlite3 CLI"
+expect_calls "$S" "select name, qty from item where id = ?" 3 "sqlite3 CLI"
+expect_calls "$S" "update item set qty = qty + ? where id > ?" 1 "sqlite3 CLI"
+expect_calls "$S" "select count(*), sum(qty) from item" 1 "sqlite3 CLI"
+expect_calls "$S" "delete from item where name like ?" 1 "sqlite3 CLI"
+expect_calls "$S" "select id, name from item order by id" 1 "sqlite3 CLI"
+[ "$(total_calls "$S")" = 13 ] || fail "sqlite3 CLI: 13 statements ran, the store has $(total_calls "$S")"
+# The duplicate INSERT failed with its extended result code; rows are counted.
+q="SELECT errors, rows FROM qp_summary WHERE query = 'insert into item(id, name, qty) values (?, ?, ?)'"
+[ "$(sqlite3 "$S" "$q")" = "1|4" ] || fail "sqlite3 CLI: errors|rows of the INSERT: $(sqlite3 "$S" "$q")"
+codes=$(sqlite3 "$S" "SELECT DISTINCT error_codes FROM qp_stats WHERE errors > 0")
+[ "$codes" = "SQLITE_CONSTRAINT_PRIMARYKEY:1" ] || fail "sqlite3 CLI: error codes '$codes'"
+db=$(sqlite3 "$S" "SELECT DISTINCT database FROM qp_summary")
+[ "$db" = "$T/shim.db" ] || fail "sqlite3 CLI: database recorded as '$db'"
+echo "ok: sqlite3 CLI"
+
+# ---- python3's sqlite3 module (loaded with dlopen) --------------------------
+pythons=/usr/bin/python3
+p=$(command -v python3 || true)
+if [ -n "$p" ] && [ "$(readlink -f "$p")" != "$(readlink -f /usr/bin/python3)" ] &&
+  "$p" -c 'import sqlite3' 2>/dev/null; then
+  pythons="$pythons $p"
+fi
+n=0
+for py in $pythons; do
+  n=$((n + 1))
+  rm -f py.db
+  "$py" "$DATA/py_sqlite.py" py.db >py.plain
+  rm -f py.db
+  shim_env "$T/py$n.qp" "$py" "$DATA/py_sqlite.py" py.db >py.shim
+  cmp py.plain py.shim || fail "$py: output differs under the shim"
+  S=$T/py$n.qp
+  expect_calls "$S" "insert into kv(k, v) values (?, ?)" 51 "$py"
+  expect_calls "$S" "select v from kv where k = ?" 25 "$py"
+  expect_calls "$S" "select count(*), min(v), max(v) from kv" 1 "$py"
+  rows=$(sqlite3 "$S" "SELECT rows FROM qp_summary WHERE query = 'select v from kv where k = ?'")
+  [ "$rows" = 25 ] || fail "$py: rows of the SELECT: $rows"
+done
+
+# ---- fork without exec: the child records its own work, once ---------------
+for mode in plain flushed; do
+  rm -f fork.db
+  out=$(shim_env "$T/fork_$mode.qp" env QPROF_FLUSH_MS=100 /usr/bin/python3 "$DATA/py_fork.py" fork.db "$mode")
+  [ "$out" = "child status 0" ] || fail "fork ($mode): $out"
+  expect_calls "$T/fork_$mode.qp" "select ? as parent" 5 "fork ($mode), parent"
+  expect_calls "$T/fork_$mode.qp" "select ? as child" 5 "fork ($mode), child"
+done
+
+# ---- threads ------------------------------------------------------------------
+shim_env "$T/threads.qp" /usr/bin/python3 "$DATA/py_threads.py" threads.db >/dev/null
+expect_calls "$T/threads.qp" "select ? as t" 800 "4 threads"
+
+# ---- no query, no store ------------------------------------------------------
+shim_env "$T/none.qp" sh -c 'true; ls / >/dev/null; echo hi >/dev/null'
+shim_env "$T/none.qp" sqlite3 :memory: .help >/dev/null 2>&1 || true
+shim_env "$T/none.qp" /usr/bin/python3 -c 'import sqlite3; sqlite3.connect(":memory:").close()'
+[ ! -e "$T/none.qp" ] || fail "a process that ran no query created the store"
+echo "ok: no query, no store file"
+
+# ---- an unwritable store, a file that is not a store, a bad setting ---------
+echo "a regular file" >notadir
+echo "not a store" >other.db
+cp other.db other.orig
+for store in "$T/notadir/x.qp" "$T/other.db"; do
+  rm -f un.db log
+  set +e
+  LD_PRELOAD="$SHIM" QPROF_STORE="$store" QPROF_LOG="$T/log" sqlite3 un.db <"$DATA/workload.sql" >out.un 2>err.un
+  rc=$?
+  set -e
+  cmp out.plain out.un || fail "store $store: output differs"
+  cmp err.plain err.un || fail "store $store: stderr differs"
+  [ "$rc" = "$rc_plain" ] || fail "store $store: exit $rc, expected $rc_plain"
+  [ "$(grep -c 'cannot open the store' log)" = 1 ] || fail "store $store: not said exactly once: $(cat log)"
+done
+cmp other.db other.orig || fail "a file that is not a store was modified"
+set +e
+LD_PRELOAD="$SHIM" QPROF_STORE="$T/bad.qp" QPROF_FLUSH_MS=abc sqlite3 bad.db <"$DATA/workload.sql" >out.bad 2>err.bad
+rc=$?
+set -e
+cmp out.plain out.bad && cmp err.plain err.bad && [ "$rc" = "$rc_plain" ] ||
+  fail "QPROF_FLUSH_MS=abc: the client was affected"
+[ ! -e "$T/bad.qp" ] || fail "QPROF_FLUSH_MS=abc: the shim should have disabled itself"
+LD_PRELOAD="$SHIM" QPROF_STORE="$T/bad.qp" QPROF_FLUSH_MS=abc QPROF_LOG="$T/badlog" sqlite3 :memory: 'SELECT 1' >/dev/null
+grep -q "QPROF_FLUSH_MS" "$T/badlog" || fail "QPROF_FLUSH_MS=abc: not logged"
+echo "ok: unwritable store, foreign file, bad setting"
+
+# ---- kill -9: the store is intact and earlier flushes are there -------------
+QPROF_FLUSH_MS=50 shim_env "$T/kill.qp" /usr/bin/python3 "$DATA/py_loop.py" kill.db &
+pid=$!
+for _ in $(seq 1 100); do
+  sleep 0.1
+  [ "$(calls "$T/kill.qp" "select ? as tick" 2>/dev/null || echo 0)" -gt 0 ] && break
+done
+sleep 0.3
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+[ "$(sqlite3 "$T/kill.qp" 'PRAGMA integrity_check')" = ok ] || fail "kill -9: store damaged"
+n=$(calls "$T/kill.qp" "select ? as tick")
+[ "$n" -gt 0 ] || fail "kill -9: no earlier flush in the store"
+echo "ok: kill -9 after $n recorded calls, store intact"
+echo "PASS"

@@ -1,0 +1,379 @@
+/*
+ * The normalizer: golden files (tests/data/normalize/ (one file per dialect, plus rules)), the API,
+ * user rules and out-of-memory. Properties and bad input: test_sql_props.c.
+ *
+ * Golden file format, one case after another:
+ *   # comment                 ignored
+ *   @dialect postgres|sqlite  dialect of the following cases
+ *   @rule PATTERN=REPLACEMENT adds a user rule for the following cases
+ *   @rules-clear              drops the rules
+ *   <<< first input line      the input; following lines that start with none
+ *   more input lines          of <<< >>> @ # continue it (joined with \n)
+ *   >>> expected              the normalized text
+ * Every expected text without rules must also be a fixed point (normalizing
+ * it again changes neither the text nor the fingerprint).
+ * Set QP_GOLDEN_PRINT=1 to print every case with its actual output.
+ */
+#include "testutil.h"
+#include "failalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "internal.h"
+
+#define CAP QP_NORMALIZED_MAX
+
+static qp_normalizer *mk(qp_dialect d) {
+  qp_normalizer *n = NULL;
+  char err[256];
+  assert_int_equal(qp_normalizer_new(&n, d, NULL, 0, NULL, err, sizeof err), QP_OK);
+  return n;
+}
+
+/* Normalizes s into a static buffer; returns it. */
+static const char *norm(const qp_normalizer *n, const char *s, size_t len, uint64_t *fp) {
+  static char out[CAP];
+  size_t olen = 0;
+  assert_int_equal(qp_normalize(n, s, len, out, sizeof out, &olen, fp), QP_OK);
+  assert_int_equal(strlen(out), olen);
+  return out;
+}
+
+/* ---- golden files ------------------------------------------------------ */
+
+typedef struct golden_ctx {
+  qp_dialect dialect;
+  char *rules[8];
+  size_t nrules;
+  qp_normalizer *n;
+  int cases, failures;
+  bool print;
+} golden_ctx;
+
+static void golden_reset_normalizer(golden_ctx *g) {
+  qp_normalizer_free(g->n);
+  g->n = NULL;
+  char err[256];
+  qp_status st = qp_normalizer_new(&g->n, g->dialect, (const char *const *)g->rules, g->nrules,
+                                   NULL, err, sizeof err);
+  if (st != QP_OK) fail_msg("golden rules do not compile: %s", err);
+}
+
+static void golden_case(golden_ctx *g, const char *file, int line, const char *input,
+                        const char *expected) {
+  g->cases++;
+  uint64_t fp1, fp2;
+  char got[CAP];
+  strcpy(got, norm(g->n, input, strlen(input), &fp1));
+  if (g->print) printf("<<< %s\n>>> %s\n", input, got);
+  if (strcmp(got, expected) != 0) {
+    printf("%s:%d: [%s]\n  input:    %s\n  expected: %s\n  got:      %s\n", file, line,
+           qp_dialect_name(g->dialect), input, expected, got);
+    g->failures++;
+    return;
+  }
+  if (g->nrules == 0) {
+    const char *again = norm(g->n, got, strlen(got), &fp2);
+    if (strcmp(again, got) != 0 || fp1 != fp2) {
+      printf("%s:%d: not idempotent: '%s' -> '%s'\n", file, line, got, again);
+      g->failures++;
+    }
+  }
+}
+
+static void run_golden(const char *name, int *ncases, int *nfail) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/normalize/%s", QP_TEST_DATA_DIR, name);
+  size_t len;
+  char *text = qpt_read_file(path, &len);
+  if (text == NULL) fail_msg("cannot read %s", path);
+  golden_ctx g;
+  memset(&g, 0, sizeof g);
+  g.dialect = strstr(name, "sqlite") ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES;
+  g.print = getenv("QP_GOLDEN_PRINT") != NULL;
+  golden_reset_normalizer(&g);
+
+  char *input = calloc(1, len + 1);
+  assert_non_null(input);
+  bool in_input = false;
+  int input_line = 0, lineno = 0;
+  char *p = text;
+  while (*p) {
+    char *ln = p;
+    char *nl = strchr(p, '\n');
+    if (nl) {
+      *nl = '\0';
+      p = nl + 1;
+    } else {
+      p += strlen(p);
+    }
+    lineno++;
+    if (strncmp(ln, "<<<", 3) == 0) {
+      in_input = true;
+      input_line = lineno;
+      strcpy(input, ln[3] == ' ' ? ln + 4 : ln + 3);
+    } else if (strncmp(ln, ">>>", 3) == 0) {
+      if (!in_input) fail_msg("%s:%d: >>> without <<<", name, lineno);
+      golden_case(&g, name, input_line, input, ln[3] == ' ' ? ln + 4 : ln + 3);
+      in_input = false;
+    } else if (in_input) {
+      strcat(input, "\n");
+      strcat(input, ln);
+    } else if (ln[0] == '@') {
+      if (strncmp(ln, "@dialect ", 9) == 0) {
+        assert_true(qp_dialect_parse(ln + 9, &g.dialect));
+      } else if (strncmp(ln, "@rule ", 6) == 0) {
+        assert_true(g.nrules < 8);
+        g.rules[g.nrules++] = strdup(ln + 6);
+      } else if (strcmp(ln, "@rules-clear") == 0) {
+        for (size_t i = 0; i < g.nrules; i++) free(g.rules[i]);
+        g.nrules = 0;
+      } else {
+        fail_msg("%s:%d: unknown directive %s", name, lineno, ln);
+      }
+      golden_reset_normalizer(&g);
+    } else if (ln[0] != '#' && ln[0] != '\0') {
+      fail_msg("%s:%d: stray line: %s", name, lineno, ln);
+    }
+  }
+  if (in_input) fail_msg("%s: last case has no >>> line", name);
+  for (size_t i = 0; i < g.nrules; i++) free(g.rules[i]);
+  qp_normalizer_free(g.n);
+  free(input);
+  free(text);
+  *ncases += g.cases;
+  *nfail += g.failures;
+}
+
+static void test_golden(void **state) {
+  (void)state;
+  int cases = 0, failures = 0;
+  run_golden("postgres.txt", &cases, &failures);
+  run_golden("sqlite.txt", &cases, &failures);
+  run_golden("rules.txt", &cases, &failures);
+  printf("golden: %d cases, %d failures\n", cases, failures);
+  assert_true(cases >= 150);
+  assert_int_equal(failures, 0);
+}
+
+/* ---- API basics -------------------------------------------------------- */
+
+static void test_dialects_and_hex(void **state) {
+  (void)state;
+  qp_dialect d;
+  assert_true(qp_dialect_parse("postgres", &d) && d == QP_DIALECT_POSTGRES);
+  assert_true(qp_dialect_parse("PostgreSQL", &d) && d == QP_DIALECT_POSTGRES);
+  assert_true(qp_dialect_parse("pg", &d) && d == QP_DIALECT_POSTGRES);
+  assert_true(qp_dialect_parse("sqlite3", &d) && d == QP_DIALECT_SQLITE);
+  assert_true(qp_dialect_parse("sqlite", &d) && d == QP_DIALECT_SQLITE);
+  assert_false(qp_dialect_parse("mysql", &d));
+  assert_false(qp_dialect_parse("", &d));
+  assert_false(qp_dialect_parse(NULL, &d));
+  assert_string_equal(qp_dialect_name(QP_DIALECT_SQLITE), "sqlite");
+  assert_string_equal(qp_dialect_name(QP_DIALECT_POSTGRES), "postgres");
+
+  char hex[QP_FINGERPRINT_HEX_SIZE];
+  qp_fingerprint_hex(0x0123456789abcdefULL, hex);
+  assert_string_equal(hex, "0123456789abcdef");
+  qp_fingerprint_hex(0, hex);
+  assert_string_equal(hex, "0000000000000000");
+  qp_fingerprint_hex(UINT64_MAX, hex);
+  assert_string_equal(hex, "ffffffffffffffff");
+  uint64_t fp = 0;
+  assert_true(qp_fingerprint_parse("0123456789ABCDEF", &fp));
+  assert_true(fp == 0x0123456789abcdefULL);
+  assert_true(qp_fingerprint_parse("ffffffffffffffff", &fp));
+  assert_true(fp == UINT64_MAX);
+  assert_false(qp_fingerprint_parse("0123456789abcde", &fp));
+  assert_false(qp_fingerprint_parse("0123456789abcdefa", &fp));
+  assert_false(qp_fingerprint_parse("0123456789abcdeg", &fp));
+  assert_false(qp_fingerprint_parse(NULL, &fp));
+}
+
+static void test_fingerprint_definition(void **state) {
+  (void)state;
+  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES), *lite = mk(QP_DIALECT_SQLITE);
+  assert_int_equal(qp_normalizer_dialect(pg), QP_DIALECT_POSTGRES);
+  assert_int_equal(qp_normalizer_dialect(lite), QP_DIALECT_SQLITE);
+  uint64_t a, b;
+  char o1[64], o2[64];
+  size_t l1;
+  assert_int_equal(qp_normalize(pg, "SELECT 1", 8, o1, sizeof o1, &l1, &a), QP_OK);
+  assert_int_equal(qp_normalize(lite, "SELECT 1", 8, o2, sizeof o2, NULL, &b), QP_OK);
+  assert_string_equal(o1, "select ?");
+  assert_string_equal(o2, "select ?");
+  assert_int_equal(l1, 8);
+  /* The documented definition, computed independently: XXH3-64 of the
+   * normalized text, seeded with XXH3-64 of "qprof-normalizer/1/<dialect>". */
+  uint64_t seed_pg = XXH3_64bits("qprof-normalizer/1/postgres", 27);
+  uint64_t seed_lite = XXH3_64bits("qprof-normalizer/1/sqlite", 25);
+  assert_true(a == XXH3_64bits_withSeed("select ?", 8, seed_pg));
+  assert_true(b == XXH3_64bits_withSeed("select ?", 8, seed_lite));
+  assert_true(a != b); /* one text, two dialects, two fingerprints */
+  qp_normalizer_free(pg);
+  qp_normalizer_free(lite);
+}
+
+static void test_arguments(void **state) {
+  (void)state;
+  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES);
+  char out[16];
+  size_t olen = 99;
+  uint64_t fp;
+  assert_int_equal(qp_normalize(NULL, "x", 1, out, sizeof out, &olen, NULL), QP_INVALID);
+  assert_int_equal(olen, 0);
+  assert_string_equal(out, "");
+  assert_int_equal(qp_normalize(pg, NULL, 1, out, sizeof out, NULL, NULL), QP_INVALID);
+  assert_int_equal(qp_normalize(pg, "x", 1, NULL, 10, NULL, NULL), QP_INVALID);
+  assert_int_equal(qp_normalize(pg, "x", 1, out, 0, NULL, NULL), QP_INVALID);
+  /* NULL with length 0 is the empty statement. */
+  assert_int_equal(qp_normalize(pg, NULL, 0, out, sizeof out, &olen, &fp), QP_OK);
+  assert_string_equal(out, "");
+  assert_int_equal(olen, 0);
+  /* Input that is not NUL-terminated: only len bytes are read. */
+  const char unterminated[] = {'s', 'e', 'l', 'e', 'c', 't', ' ', '1', '2', '3'};
+  assert_int_equal(qp_normalize(pg, unterminated, 8, out, sizeof out, &olen, NULL), QP_OK);
+  assert_string_equal(out, "select ?");
+  /* out_len and fingerprint may be NULL. */
+  assert_int_equal(qp_normalize(pg, "select 1", 8, out, sizeof out, NULL, NULL), QP_OK);
+
+  qp_normalizer *bad = (qp_normalizer *)0x1;
+  char err[256];
+  assert_int_equal(qp_normalizer_new(&bad, (qp_dialect)7, NULL, 0, NULL, err, sizeof err), QP_INVALID);
+  assert_null(bad);
+  assert_non_null(strstr(err, "dialect"));
+  assert_int_equal(qp_normalizer_new(NULL, QP_DIALECT_POSTGRES, NULL, 0, NULL, NULL, 0), QP_INVALID);
+  qp_normalizer_free(NULL);
+  qp_normalizer_free(pg);
+}
+
+/* ---- user rules -------------------------------------------------------- */
+
+static void test_rule_errors(void **state) {
+  (void)state;
+  qp_normalizer *n = (qp_normalizer *)0x1;
+  char err[512];
+  const char *bad[] = {"ok_[0-9]+=ok", "tmp_[0-9a-f=tmp_?"};
+  assert_int_equal(qp_normalizer_new(&n, QP_DIALECT_POSTGRES, bad, 2, NULL, err, sizeof err),
+                   QP_PATTERN);
+  assert_null(n);
+  /* names the rule (its number and text) and the offset */
+  assert_non_null(strstr(err, "rule 2"));
+  assert_non_null(strstr(err, "tmp_[0-9a-f=tmp_?"));
+  assert_non_null(strstr(err, "at offset 11"));
+
+  const char *noeq[] = {"no_equals_sign"};
+  assert_int_equal(qp_normalizer_new(&n, QP_DIALECT_POSTGRES, noeq, 1, NULL, err, sizeof err),
+                   QP_INVALID);
+  assert_non_null(strstr(err, "no_equals_sign"));
+  const char *empty[] = {"=x"};
+  assert_int_equal(qp_normalizer_new(&n, QP_DIALECT_POSTGRES, empty, 1, NULL, err, sizeof err),
+                   QP_INVALID);
+  assert_int_equal(qp_normalizer_new(&n, QP_DIALECT_POSTGRES, NULL, 1, NULL, err, sizeof err),
+                   QP_INVALID);
+  /* The error buffer may be NULL. */
+  assert_int_equal(qp_normalizer_new(&n, QP_DIALECT_POSTGRES, bad, 2, NULL, NULL, 0), QP_PATTERN);
+
+  /* An escaped '=' belongs to the pattern: split at the last unescaped one. */
+  const char *esc[] = {"a\\=b=c"};
+  assert_int_equal(qp_normalizer_new(&n, QP_DIALECT_POSTGRES, esc, 1, NULL, err, sizeof err), QP_OK);
+  qp_normalizer_free(n);
+}
+
+static void test_rules_apply(void **state) {
+  (void)state;
+  const char *rules[] = {"tmp_[0-9a-f]{6,}=tmp_?", "^p_(\\d+)$=p_n", "^x(\\d)$=y$1"};
+  qp_normalizer *n;
+  char err[256];
+  assert_int_equal(qp_normalizer_new(&n, QP_DIALECT_POSTGRES, rules, 3, NULL, err, sizeof err), QP_OK);
+  uint64_t a, b, c;
+  const char *q1 = "SELECT * FROM tmp_8f3a91c2 WHERE x = 1";
+  assert_string_equal(norm(n, q1, strlen(q1), &a), "select * from tmp_? where x = ?");
+  const char *q2 = "select * from TMP_00ffee11aa where x = 2";
+  norm(n, q2, strlen(q2), &b);
+  assert_true(a == b);
+  /* quoted identifiers are verbatim: no rule applies */
+  const char *q3 = "select * from \"tmp_8f3a91c2\"";
+  assert_string_equal(norm(n, q3, strlen(q3), &c), q3);
+  assert_true(c != a);
+  assert_string_equal(norm(n, "select p_12 from p_3", 20, NULL), "select p_n from p_n");
+  /* capture groups in the replacement */
+  assert_string_equal(norm(n, "select x7 from t", 16, NULL), "select y7 from t");
+  /* rules never touch keywords or literals */
+  assert_string_equal(norm(n, "select 'tmp_abcdef12'", 21, NULL), "select ?");
+  /* a word too long for the rules is kept as it is */
+  char longq[1200] = "select ";
+  for (int i = 0; i < 1000; i++) strcat(longq, "a");
+  const char *o = norm(n, longq, strlen(longq), NULL);
+  assert_int_equal(strlen(o), strlen(longq));
+  qp_normalizer_free(n);
+}
+
+/* ---- out of memory ----------------------------------------------------- */
+
+static void test_oom(void **state) {
+  (void)state;
+  const char *rules[] = {"tmp_[0-9a-f]{6,}=tmp_?", "x(y)=$1"};
+  bool succeeded = false;
+  long k;
+  for (k = 1; k < 400 && !succeeded; k++) {
+    qpt_failalloc fa = {.fail_at = k};
+    qp_hooks h = qpt_failalloc_hooks(&fa);
+    qp_normalizer *n = (qp_normalizer *)0x1;
+    char err[256] = "";
+    qp_status st = qp_normalizer_new(&n, QP_DIALECT_POSTGRES, rules, 2, &h, err, sizeof err);
+    if (st == QP_OK) {
+      succeeded = true;
+      char out[128];
+      assert_int_equal(qp_normalize(n, "select * from tmp_abcdef1", 25, out, sizeof out, NULL, NULL), QP_OK);
+      assert_string_equal(out, "select * from tmp_?");
+      qp_normalizer_free(n);
+    } else {
+      assert_int_equal(st, QP_NOMEM);
+      assert_null(n);
+      assert_non_null(strstr(err, "memory"));
+    }
+    assert_int_equal(fa.live, 0); /* nothing leaked on any path */
+  }
+  assert_true(succeeded);
+  assert_true(k > 5); /* the normalizer, the rules and their match data all allocate */
+
+  /* Without rules: one allocation, and normalizing allocates nothing. */
+  qpt_failalloc fa = {.fail_at = 0};
+  qp_hooks h = qpt_failalloc_hooks(&fa);
+  qp_normalizer *n;
+  assert_int_equal(qp_normalizer_new(&n, QP_DIALECT_SQLITE, NULL, 0, &h, NULL, 0), QP_OK);
+  assert_int_equal(fa.count, 1);
+  char out[CAP];
+  for (int i = 0; i < 100; i++)
+    assert_int_equal(qp_normalize(n, "select a from t where b in (1,2,3)", 34, out, sizeof out, NULL, NULL), QP_OK);
+  assert_int_equal(fa.count, 1);
+  qp_normalizer_free(n);
+  assert_int_equal(fa.live, 0);
+
+  /* With rules, steady state allocates nothing either: the match data pool. */
+  qpt_failalloc fb = {.fail_at = 0};
+  h = qpt_failalloc_hooks(&fb);
+  assert_int_equal(qp_normalizer_new(&n, QP_DIALECT_POSTGRES, rules, 2, &h, NULL, 0), QP_OK);
+  long before = fb.count;
+  for (int i = 0; i < 100; i++)
+    assert_int_equal(qp_normalize(n, "select * from tmp_abcdef1 join xy", 33, out, sizeof out, NULL, NULL), QP_OK);
+  assert_int_equal(fb.count, before);
+  qp_normalizer_free(n);
+  assert_int_equal(fb.live, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_golden),          cmocka_unit_test(test_dialects_and_hex),
+      cmocka_unit_test(test_fingerprint_definition), cmocka_unit_test(test_arguments),
+      cmocka_unit_test(test_rule_errors),     cmocka_unit_test(test_rules_apply),
+      cmocka_unit_test(test_oom),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,556 @@
+/* The pool over real SQLite files: options, leases, resets, timeouts,
+ * metrics, recording, leak reports, fork, out of memory. */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "failalloc.h"
+
+typedef struct logcap {
+  pthread_mutex_t mu;
+  char text[16384];
+  size_t len;
+} logcap;
+
+static void cap_log(qp_log_level level, const char *msg, void *ud) {
+  (void)level;
+  logcap *c = ud;
+  pthread_mutex_lock(&c->mu);
+  int n = snprintf(c->text + c->len, sizeof c->text - c->len, "%s\n", msg);
+  if (n > 0 && c->len + (size_t)n < sizeof c->text) c->len += (size_t)n;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static bool cap_has(logcap *c, const char *needle) {
+  pthread_mutex_lock(&c->mu);
+  bool r = strstr(c->text, needle) != NULL;
+  pthread_mutex_unlock(&c->mu);
+  return r;
+}
+
+static char g_dsn[256];
+
+static const char *fresh_dsn(void) {
+  const char *dir = qpt_tempdir();
+  assert_non_null(dir);
+  snprintf(g_dsn, sizeof g_dsn, "sqlite://%s/pool.db", dir);
+  return g_dsn;
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static qp_pool *open_pool(int max, qp_pool_options *tweak) {
+  qp_pool_options o;
+  if (tweak) o = *tweak;
+  else qp_pool_options_init(&o);
+  if (o.dsn == NULL) o.dsn = fresh_dsn();
+  o.max_size = max;
+  qp_pool *p = NULL;
+  char err[256];
+  qp_status st = qp_pool_open(&p, &o, err, sizeof err);
+  if (st != QP_OK) fail_msg("qp_pool_open: %s", err);
+  return p;
+}
+
+static void exec_ok(qp_conn *c, const char *sql) {
+  qp_status st = qp_conn_exec_script(c, sql);
+  if (st != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
+}
+
+static void test_bad_options(void **state) {
+  (void)state;
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  assert_int_equal(o.max_size, 8);
+  assert_int_equal(o.acquire_timeout_ms, 30000);
+  assert_int_equal(o.reset, QP_RESET_AUTO);
+  qp_pool *p = (qp_pool *)1;
+  char err[256];
+  assert_int_equal(qp_pool_open(&p, &o, err, sizeof err), QP_INVALID);
+  assert_null(p);
+  assert_non_null(strstr(err, "no DSN"));
+  o.dsn = "sqlite:";
+  assert_int_equal(qp_pool_open(&p, &o, err, sizeof err), QP_INVALID);
+  assert_non_null(strstr(err, "malformed SQLite DSN"));
+  o.dsn = "host=/tmp port=5432 dbname"; /* keyword without '=' */
+  assert_int_equal(qp_pool_open(&p, &o, err, sizeof err), QP_INVALID);
+  assert_non_null(strstr(err, "malformed PostgreSQL DSN"));
+  o.dsn = "host=/tmp nosuchoption=1";
+  assert_int_equal(qp_pool_open(&p, &o, err, sizeof err), QP_INVALID);
+  assert_non_null(strstr(err, "nosuchoption"));
+  o.dsn = "postgresql://user:hunter2secret@[::1:5432/db"; /* broken URI with a password */
+  qp_status st = qp_pool_open(&p, &o, err, sizeof err);
+  assert_int_equal(st, QP_INVALID);
+  assert_null(strstr(err, "hunter2secret"));
+  o.dsn = "sqlite::memory:";
+  o.max_size = 0;
+  assert_int_equal(qp_pool_open(&p, &o, err, sizeof err), QP_INVALID);
+  o.max_size = 2;
+  o.min_size = 3;
+  assert_int_equal(qp_pool_open(&p, &o, err, sizeof err), QP_INVALID);
+  assert_non_null(strstr(err, "min_size"));
+  o.min_size = 0;
+  o.connect_timeout_ms = 0;
+  assert_int_equal(qp_pool_open(&p, &o, err, sizeof err), QP_INVALID);
+  o.connect_timeout_ms = 100;
+  o.reset = (qp_reset_policy)7;
+  assert_int_equal(qp_pool_open(&p, &o, err, sizeof err), QP_INVALID);
+  assert_int_equal(qp_pool_open(NULL, &o, err, sizeof err), QP_INVALID);
+  qp_pool_close(NULL);
+  qp_pool_release(NULL);
+  qp_result_free(NULL);
+}
+
+static void test_options_from_config(void **state) {
+  (void)state;
+  qp_config *cfg;
+  assert_int_equal(qp_config_new(&cfg, NULL), QP_OK);
+  assert_int_equal(qp_config_set(cfg, "pool.max_size", "3"), QP_OK);
+  assert_int_equal(qp_config_set(cfg, "pool.acquire_timeout_ms", "250"), QP_OK);
+  assert_int_equal(qp_config_set(cfg, "pool.reset", "always"), QP_OK);
+  assert_int_equal(qp_config_set(cfg, "slow_ms", "12.5"), QP_OK);
+  assert_int_equal(qp_config_set(cfg, "pool.no_such_option", "1"), QP_NOTFOUND);
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  char err[128];
+  assert_int_equal(qp_pool_options_from_config(&o, cfg, err, sizeof err), QP_OK);
+  assert_int_equal(o.max_size, 3);
+  assert_int_equal(o.acquire_timeout_ms, 250);
+  assert_int_equal(o.reset, QP_RESET_ALWAYS);
+  assert_true(o.slow_ms == 12.5);
+  assert_int_equal(qp_config_set(cfg, "pool.reset", "sometimes"), QP_OK);
+  assert_int_equal(qp_pool_options_from_config(&o, cfg, err, sizeof err), QP_INVALID);
+  assert_non_null(strstr(err, "sometimes"));
+  qp_config_free(cfg);
+}
+
+static void test_lease_basics(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(2, NULL);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_backend(c), QP_BACKEND_SQLITE);
+  assert_non_null(strstr(qp_conn_database(c), "pool.db"));
+  assert_string_equal(qp_conn_user(c), "");
+  exec_ok(c, "CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER)");
+  qp_param ps[2] = {qp_param_text("a"), qp_param_int(1)};
+  qp_result *r;
+  assert_int_equal(qp_conn_exec(c, "INSERT INTO kv VALUES (?, ?)", ps, 2, &r), QP_OK);
+  assert_int_equal(qp_result_affected(r), 1);
+  qp_result_free(r);
+  assert_int_equal(qp_conn_exec(c, "INSERT INTO kv VALUES (?, ?)", ps, 2, NULL), QP_QUERY);
+  assert_string_equal(qp_conn_sqlstate(c), "SQLITE_CONSTRAINT_PRIMARYKEY");
+  assert_non_null(strstr(qp_conn_errmsg(c), "UNIQUE"));
+  assert_int_equal(qp_conn_exec(c, "SELECT v FROM kv WHERE k = ?", ps, 1, &r), QP_OK);
+  assert_string_equal(qp_conn_sqlstate(c), ""); /* cleared by a success */
+  int64_t v;
+  assert_int_equal(qp_result_int64(r, 0, 0, &v), QP_OK);
+  assert_int_equal(v, 1);
+  qp_pool_release(c);
+  qp_result_free(r); /* results outlive their lease */
+  qp_pool_stats s;
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.total_query_count, 4);
+  assert_int_equal(s.total_error_count, 1);
+  assert_int_equal(s.cl_active, 0);
+  assert_int_equal(s.sv_idle, 1);
+  assert_int_equal(s.connects, 1);
+  qp_pool_close(p);
+}
+
+static void test_release_rolls_back_and_resets(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(1, NULL);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  exec_ok(c, "CREATE TABLE t(x)");
+  exec_ok(c, "BEGIN");
+  exec_ok(c, "INSERT INTO t VALUES (1)");
+  assert_int_equal(qp_conn_txn_status(c), QP_TXN_INTRANS);
+  qp_pool_release(c); /* left inside a transaction */
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_txn_status(c), QP_TXN_IDLE);
+  qp_result *r;
+  assert_int_equal(qp_conn_exec(c, "SELECT count(*) FROM t", NULL, 0, &r), QP_OK);
+  assert_string_equal(qp_result_value(r, 0, 0, NULL), "0");
+  qp_result_free(r);
+  /* session state: a temp table and a pragma are gone for the next lease */
+  exec_ok(c, "CREATE TEMP TABLE secret(x)");
+  assert_int_equal(qp_conn_exec(c, "PRAGMA cache_size = 77", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT * FROM secret", NULL, 0, NULL), QP_QUERY);
+  assert_non_null(strstr(qp_conn_errmsg(c), "no such table"));
+  /* (read through the table-valued function: a PRAGMA statement would
+   * itself mark the lease for reset) */
+  assert_int_equal(qp_conn_exec(c, "SELECT * FROM pragma_cache_size", NULL, 0, &r), QP_OK);
+  assert_string_not_equal(qp_result_value(r, 0, 0, NULL), "77");
+  qp_result_free(r);
+  qp_pool_release(c);
+  /* an ordinary lease is not reset */
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT 1", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  qp_pool_stats s;
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.rollbacks, 1);
+  assert_int_equal(s.resets, 1);
+  assert_int_equal(s.total_xact_count, 4);
+  qp_pool_close(p);
+
+  /* reset never: the application owns the session */
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.reset = QP_RESET_NEVER;
+  p = open_pool(1, &o);
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  exec_ok(c, "CREATE TEMP TABLE kept(x)");
+  qp_pool_release(c);
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT * FROM kept", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  qp_pool_close(p);
+}
+
+static void test_session_change_detection(void **state) {
+  (void)state;
+  /* exercised through the pool: each of these marks the lease for reset */
+  const char *dirty[] = {"SET search_path = x", "set role app", "PREPARE p AS SELECT 1",
+                         "LISTEN ch", "  /* c */ CREATE TEMP TABLE t(x int)",
+                         "create temporary table t(x)", "SELECT pg_advisory_lock(1)",
+                         "select set_config('a.b', 'c', false)", "PRAGMA foreign_keys=OFF",
+                         "ATTACH 'x.db' AS x", "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                         "RESET ALL", "LOAD 'auto_explain'"};
+  const char *clean[] = {"SELECT 1", "SET LOCAL work_mem = '1MB'", "set transaction read only",
+                         "INSERT INTO settings VALUES (1)", "CREATE TABLE t(x)",
+                         "PREPARE TRANSACTION 'x'", "UPDATE t SET x = 1"};
+  for (size_t i = 0; i < sizeof dirty / sizeof *dirty; i++) {
+    qp_pool_options o;
+    qp_pool_options_init(&o);
+    o.dsn = "sqlite::memory:";
+    qp_pool *p = open_pool(1, &o);
+    qp_conn *c;
+    assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+    qp_conn_exec(c, dirty[i], NULL, 0, NULL); /* may fail on SQLite: still marks */
+    qp_pool_release(c);
+    qp_pool_stats s;
+    qp_pool_stats_get(p, &s);
+    if (s.resets != 1) fail_msg("not detected as a session change: %s", dirty[i]);
+    qp_pool_close(p);
+  }
+  for (size_t i = 0; i < sizeof clean / sizeof *clean; i++) {
+    qp_pool_options o;
+    qp_pool_options_init(&o);
+    o.dsn = "sqlite::memory:";
+    qp_pool *p = open_pool(1, &o);
+    qp_conn *c;
+    assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+    qp_conn_exec(c, clean[i], NULL, 0, NULL);
+    qp_pool_release(c);
+    qp_pool_stats s;
+    qp_pool_stats_get(p, &s);
+    if (s.resets != 0) fail_msg("wrongly taken for a session change: %s", clean[i]);
+    qp_pool_close(p);
+  }
+}
+
+static void test_try_acquire_and_timeout(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(1, NULL);
+  qp_conn *c, *c2 = (qp_conn *)1;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_pool_try_acquire(p, &c2), QP_WOULDBLOCK);
+  assert_null(c2);
+  uint64_t t0 = now_ms();
+  assert_int_equal(qp_pool_acquire_timeout(p, &c2, 120), QP_EXHAUSTED);
+  uint64_t took = now_ms() - t0;
+  assert_true(took >= 120);
+  assert_true(took < 170); /* honoured within 50 ms */
+  char msg[256];
+  assert_non_null(strstr(qp_pool_errmsg(p, msg, sizeof msg), "timed out after 120 ms"));
+  qp_pool_release(c);
+  assert_int_equal(qp_pool_try_acquire(p, &c2), QP_OK);
+  qp_pool_release(c2);
+  qp_pool_stats s;
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.timeouts, 1);
+  assert_int_equal(s.wouldblocks, 1);
+  assert_int_equal(s.acquires, 2);
+  qp_pool_close(p);
+
+  /* a try-acquire never connects, but asks the maintenance thread to */
+  p = open_pool(2, NULL);
+  assert_int_equal(qp_pool_try_acquire(p, &c), QP_WOULDBLOCK);
+  for (int i = 0; i < 200 && qp_pool_try_acquire(p, &c) != QP_OK; i++) usleep(5000);
+  assert_non_null(c);
+  qp_pool_release(c);
+  qp_pool_close(p);
+}
+
+static void test_min_size_idle_and_lifetime(void **state) {
+  (void)state;
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.min_size = 2;
+  o.idle_timeout_ms = 0;
+  qp_pool *p = open_pool(4, &o);
+  qp_pool_stats s;
+  for (int i = 0; i < 200; i++) {
+    qp_pool_stats_get(p, &s);
+    if (s.sv_idle + s.sv_used == 2) break;
+    usleep(5000);
+  }
+  assert_int_equal(s.sv_idle + s.sv_used, 2);
+  qp_pool_close(p);
+
+  qp_pool_options_init(&o);
+  o.max_lifetime_ms = 50; /* retired on release once older than ~50 ms */
+  p = open_pool(1, &o);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  usleep(80000);
+  qp_pool_release(c);
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.expired, 1);
+  assert_int_equal(s.sv_idle, 0);
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  qp_pool_release(c);
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.connects, 2);
+  qp_pool_close(p);
+
+  qp_pool_options_init(&o);
+  o.idle_timeout_ms = 30;
+  p = open_pool(2, &o);
+  qp_conn *a, *b;
+  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
+  assert_int_equal(qp_pool_acquire(p, &b), QP_OK);
+  qp_pool_release(a);
+  qp_pool_release(b);
+  for (int i = 0; i < 200; i++) {
+    qp_pool_stats_get(p, &s);
+    if (s.idle_closed == 2) break;
+    usleep(5000);
+  }
+  assert_int_equal(s.idle_closed, 2);
+  qp_pool_close(p);
+}
+
+static void test_metrics_prometheus(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(2, NULL);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT 1", NULL, 0, NULL), QP_OK);
+  char small[64];
+  size_t need = 0;
+  assert_int_equal(qp_pool_prometheus(p, NULL, small, sizeof small, &need), QP_TOOBIG);
+  assert_true(need > sizeof small);
+  assert_int_equal(strlen(small), sizeof small - 1);
+  char *text = NULL;
+  assert_int_equal(qp_pool_prometheus_alloc(p, "pool=\"main\"", &text), QP_OK);
+  assert_non_null(strstr(text, "# TYPE qprof_pool_cl_active gauge\n"));
+  assert_non_null(strstr(text, "qprof_pool_cl_active{pool=\"main\"} 1\n"));
+  assert_non_null(strstr(text, "qprof_pool_sv_active{pool=\"main\"} 1\n"));
+  assert_non_null(strstr(text, "qprof_pool_query_total{pool=\"main\"} 1\n"));
+  assert_non_null(strstr(text, "qprof_pool_maxwait_us{pool=\"main\"} 0\n"));
+  assert_non_null(strstr(text, "qprof_pool_acquire_seconds_bucket{pool=\"main\",le=\"+Inf\"} 1\n"));
+  assert_non_null(strstr(text, "qprof_pool_connect_seconds_count{pool=\"main\"} 1\n"));
+  size_t n = strlen(text);
+  char *buf = malloc(n + 1);
+  assert_int_equal(qp_pool_prometheus(p, "pool=\"main\"", buf, n + 1, &need), QP_OK);
+  assert_int_equal(need, n);
+  free(buf);
+  qp_pool_string_free(p, text);
+  qp_pool_release(c);
+  qp_pool_stats s;
+  qp_pool_stats_get(p, &s);
+  uint64_t total = 0;
+  for (int i = 0; i < QP_POOL_HIST_BUCKETS; i++) total += s.hold_hist[i];
+  assert_int_equal(total, 1);
+  qp_pool_close(p);
+}
+
+static void test_records_into_profile_and_logs_slow(void **state) {
+  (void)state;
+  qp_profile *prof = NULL;
+  char err[256];
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  logcap cap = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  qp_hooks h = {0};
+  h.log_fn = cap_log;
+  h.log_ud = &cap;
+  h.log_min_level = QP_LOG_DEBUG;
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.profile = prof;
+  o.hooks = &h;
+  o.slow_ms = 5;
+  qp_pool *p = open_pool(1, &o);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  for (int i = 0; i < 10; i++) {
+    qp_param x = qp_param_int(i);
+    assert_int_equal(qp_conn_exec(c, "SELECT ? + 1", &x, 1, NULL), QP_OK);
+  }
+  assert_int_equal(qp_conn_exec(c, "SELECT * FROM nope", NULL, 0, NULL), QP_QUERY);
+  assert_false(cap_has(&cap, "slow query"));
+  /* a statement slower than 5 ms goes to the log with its fingerprint */
+  const char *slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < "
+                     "3000000) SELECT count(*) FROM c";
+  assert_int_equal(qp_conn_exec(c, slow, NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  assert_int_equal(qp_profile_recorded(prof), 12);
+  assert_true(cap_has(&cap, "slow query: "));
+  assert_true(cap_has(&cap, "fingerprint "));
+  assert_true(cap_has(&cap, "with recursive c(x) as"));
+  qp_pool_close(p);
+  qp_profile_free(prof);
+}
+
+static void test_leak_detection_names_holder(void **state) {
+  (void)state;
+  logcap cap = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  qp_hooks h = {0};
+  h.log_fn = cap_log;
+  h.log_ud = &cap;
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.hooks = &h;
+  o.leak_ms = 40;
+  qp_pool *p = open_pool(2, &o);
+  qp_conn *c;
+  int line = __LINE__ + 1;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  char where[128];
+  snprintf(where, sizeof where, "test_pool_sqlite.c:%d", line);
+  qp_pool_stats s;
+  for (int i = 0; i < 100; i++) {
+    qp_pool_stats_get(p, &s);
+    if (s.leaks > 0) break;
+    usleep(10000);
+  }
+  assert_int_equal(s.leaks, 1);
+  assert_true(cap_has(&cap, "possible connection leak"));
+  assert_true(cap_has(&cap, where));
+  assert_true(cap_has(&cap, "(thread 0x"));
+  usleep(100000);
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.leaks, 1); /* reported once */
+  qp_pool_release(c);
+  qp_pool_close(p);
+}
+
+static void test_fork_child_opens_its_own(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(2, NULL);
+  qp_conn *held, *other;
+  assert_int_equal(qp_pool_acquire(p, &held), QP_OK);
+  assert_int_equal(qp_pool_acquire(p, &other), QP_OK);
+  exec_ok(held, "CREATE TABLE IF NOT EXISTS f(pid INTEGER)");
+  qp_pool_release(other); /* one idle, one held across the fork */
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int rc = 0;
+    qp_conn *c;
+    if (qp_pool_acquire(p, &c) != QP_OK) _exit(10);
+    qp_param x = qp_param_int(getpid());
+    if (qp_conn_exec(c, "INSERT INTO f VALUES (?)", &x, 1, NULL) != QP_OK) rc = 11;
+    qp_pool_stats s;
+    qp_pool_stats_get(p, &s);
+    if (s.fork_drops != 2 || s.connects != 1) rc = 12;
+    /* the lease held across fork() belongs to the parent: unusable here */
+    if (qp_conn_exec(held, "SELECT 1", NULL, 0, NULL) != QP_CLOSED) rc = 13;
+    qp_pool_release(held);
+    qp_pool_release(c);
+    qp_pool_close(p);
+    _exit(rc);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  /* the parent's connections still work */
+  qp_result *r;
+  assert_int_equal(qp_conn_exec(held, "SELECT pid FROM f", NULL, 0, &r), QP_OK);
+  int64_t child;
+  assert_int_equal(qp_result_int64(r, 0, 0, &child), QP_OK);
+  assert_int_equal(child, pid);
+  qp_result_free(r);
+  qp_pool_release(held);
+  assert_int_equal(qp_pool_acquire(p, &other), QP_OK);
+  assert_int_equal(qp_conn_exec(other, "SELECT count(*) FROM f", NULL, 0, NULL), QP_OK);
+  qp_pool_release(other);
+  qp_pool_stats s;
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.fork_drops, 0);
+  qp_pool_close(p);
+}
+
+static void test_open_out_of_memory(void **state) {
+  (void)state;
+  const char *dsn = fresh_dsn();
+  for (long n = 1; n < 500; n++) {
+    qpt_failalloc fa = {0};
+    fa.fail_at = n;
+    qp_hooks h = qpt_failalloc_hooks(&fa);
+    qp_pool_options o;
+    qp_pool_options_init(&o);
+    o.dsn = dsn;
+    o.hooks = &h;
+    o.max_size = 2;
+    qp_pool *p = NULL;
+    char err[256];
+    qp_status st = qp_pool_open(&p, &o, err, sizeof err);
+    if (st != QP_OK) {
+      assert_int_equal(st, QP_NOMEM);
+      assert_null(p);
+      assert_int_equal(fa.live, 0);
+      continue;
+    }
+    qp_conn *c = NULL;
+    st = qp_pool_acquire(p, &c);
+    if (st == QP_OK) {
+      qp_result *r = NULL;
+      st = qp_conn_exec(c, "SELECT 1, 'two'", NULL, 0, &r);
+      assert_true(st == QP_OK || st == QP_NOMEM);
+      qp_result_free(r);
+      qp_pool_release(c);
+    } else {
+      assert_true(st == QP_NOMEM || st == QP_UNAVAILABLE);
+    }
+    qp_pool_close(p);
+    assert_int_equal(fa.live, 0);
+    if (fa.count < n) break;
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bad_options),
+      cmocka_unit_test(test_options_from_config),
+      cmocka_unit_test(test_lease_basics),
+      cmocka_unit_test(test_release_rolls_back_and_resets),
+      cmocka_unit_test(test_session_change_detection),
+      cmocka_unit_test(test_try_acquire_and_timeout),
+      cmocka_unit_test(test_min_size_idle_and_lifetime),
+      cmocka_unit_test(test_metrics_prometheus),
+      cmocka_unit_test(test_records_into_profile_and_logs_slow),
+      cmocka_unit_test(test_leak_detection_names_holder),
+      cmocka_unit_test(test_fork_child_opens_its_own),
+      cmocka_unit_test(test_open_out_of_memory),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
