@@ -31,12 +31,18 @@ QP_EXPORT const char *qp_backend_name(qp_backend backend);
 
 typedef struct qp_profile_options {
   const qp_hooks *hooks;      /* copied; NULL for defaults */
-  int64_t bucket_s;           /* width of a time bucket; 0 means 60 */
+  int64_t bucket_s;           /* width of a time bucket, 1..86400; 0 means 60 */
   const char *const *rules;   /* normalization rules (see qp_normalizer_new); borrowed */
   size_t nrules;
   const char *ignore;         /* PCRE2 pattern on normalized text: not recorded; NULL/"" none */
-  bool sample;                /* keep one sample statement (with literals) per fingerprint */
-  const char *const *redact;  /* PATTERN=REPLACEMENT rules applied to samples; borrowed */
+  /* Keep one sample statement (with literals) per fingerprint:
+   * the slowest one seen, after the redaction rules. Off by default. */
+  bool sample;
+  /* PATTERN=REPLACEMENT rules (PCRE2; split at the last '=' not escaped with
+   * a backslash; the replacement may use $1...), applied in order to every
+   * match in a sample. A sample whose rule fails to apply is replaced by a
+   * placeholder rather than stored unredacted. Borrowed for the call. */
+  const char *const *redact;
   size_t nredact;
 } qp_profile_options;
 
@@ -72,8 +78,14 @@ typedef struct qp_query_event {
 
 /*
  * Records one executed statement. Thread-safe; cheap on a hot fingerprint
- * (no allocation once the fingerprint has been seen in the current bucket).
- * Errors: QP_NOMEM (the event is dropped and counted as lost), QP_INVALID.
+ * (no allocation once the fingerprint has been seen in the current bucket,
+ * except to widen its latency histogram for a latency outside the range seen
+ * so far). The key is (fingerprint, time bucket of end_wall_ns, backend,
+ * database). `ev` and what it points to are only read during the call.
+ * Events whose normalized text matches the ignore pattern return QP_OK and
+ * are not counted. Errors: QP_NOMEM (the event is dropped whole and counted
+ * as lost), QP_INVALID (NULL profile or event, sql NULL without normalized,
+ * unknown backend).
  */
 QP_EXPORT qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev);
 
@@ -81,8 +93,11 @@ QP_EXPORT qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev);
  * Moves everything recorded so far into `store`, in one transaction, and
  * empties the profile. Recording may go on in other threads meanwhile: an
  * event is either in this flush or in a later one, never in both or none.
- * On error the statistics stay in the profile for the next flush.
- * Errors: those of the store (qp_store_errmsg tells more), QP_NOMEM.
+ * Flushes of one profile run one at a time. On error the statistics stay in
+ * the profile for the next flush. `store` must be opened with QP_STORE_WRITE
+ * and not be used by another thread during the call.
+ * Errors: those of the store (qp_store_errmsg tells more), QP_NOMEM,
+ * QP_INVALID (NULL argument; a read-only store).
  */
 QP_EXPORT qp_status qp_profile_flush(qp_profile *p, qp_store *store);
 

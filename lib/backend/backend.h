@@ -132,6 +132,7 @@ struct qp__stmt_entry {
   char *norm;      /* owned; NULL until filled */
   size_t norm_len;
   uint64_t fp;
+  int8_t session;  /* changes session state: 1/0, -1 not yet known (pool) */
 };
 
 typedef struct qp__stmt_cache {

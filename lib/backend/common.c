@@ -83,6 +83,7 @@ qp__stmt_entry *qp__stmt_cache_add(qp__stmt_cache *c, const char *sql, size_t le
   e->len = len;
   e->handle = handle;
   e->nparams = -1;
+  e->session = -1;
   c->count++;
   return e;
 }

@@ -246,6 +246,16 @@ static qp_status conn_fail(qp__bconn *b, const char *what, qp__berr *err) {
   return err->status;
 }
 
+/* libpq prints notices and errors that arrive while idle to stderr by
+ * default; the library never prints, so they go to the log callback. */
+static void notice_to_log(void *arg, const char *message) {
+  qp__bconn *b = arg;
+  if (!qp__log_enabled(b->hooks, QP_LOG_INFO)) return;
+  char clean[QP_ERRMSG_MAX];
+  scrub_copy(clean, sizeof clean, message, b->password);
+  qp__log(b->hooks, QP_LOG_INFO, "postgres: %s", clean);
+}
+
 static qp_status pg_connect(const char *dsn, const qp__bconnect_opts *o, qp__bconn **out,
                             qp__berr *err) {
   *out = NULL;
@@ -262,6 +272,7 @@ static qp_status pg_connect(const char *dsn, const qp__bconnect_opts *o, qp__bco
   const char *const kw[] = {"dbname", "fallback_application_name", NULL};
   const char *const val[] = {dsn, "qprof", NULL};
   b->pg = PQconnectStartParams(kw, val, 1);
+  if (b->pg != NULL) PQsetNoticeProcessor(b->pg, notice_to_log, b);
   if (b->pg == NULL || PQstatus(b->pg) == CONNECTION_BAD) {
     st = conn_fail(b, "cannot connect", err);
     pg_close(b);
@@ -480,8 +491,21 @@ static qp_status params_build(pg_params *pp, const qp_hooks *h, const qp_param *
   return QP_OK;
 }
 
+/* "qp_<id>", written by hand: this runs for every statement. */
 static void stmt_name(uint64_t id, char *buf, size_t len) {
-  snprintf(buf, len, "qp_%" PRIu64, id);
+  char digits[24];
+  size_t n = 0;
+  do {
+    digits[n++] = (char)('0' + id % 10);
+    id /= 10;
+  } while (id > 0 && n < sizeof digits);
+  if (len < n + 4) {
+    if (len) buf[0] = '\0';
+    return;
+  }
+  memcpy(buf, "qp_", 3);
+  for (size_t i = 0; i < n; i++) buf[3 + i] = digits[n - 1 - i];
+  buf[3 + n] = '\0';
 }
 
 /* Prepares sql under a new name; *entry is the cache entry, or NULL when the

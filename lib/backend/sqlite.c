@@ -150,18 +150,26 @@ typedef struct sq_cell {
   bool null;
 } sq_cell;
 
+#define SQ_SMALL_CELLS 8
+#define SQ_SMALL_DATA 256
+
+/* One allocation holds a small result (a point SELECT): cells and bytes
+ * start inline and move to the heap only when they outgrow it. */
 typedef struct sq_result {
   qp_result base;
   size_t nrows, ncols, cap_cells;
   int64_t affected;
   sq_cell *cells;   /* ncols column names first, then nrows * ncols values */
-  qp_buf data;
+  char *data;
+  size_t dlen, dcap;
+  sq_cell small_cells[SQ_SMALL_CELLS];
+  char small_data[SQ_SMALL_DATA];
 } sq_result;
 
 static void sqr_free(qp_result *r) {
   sq_result *s = (sq_result *)r;
-  qp__free(&r->hooks, s->cells);
-  qp__buf_free(&s->data);
+  if (s->cells != s->small_cells) qp__free(&r->hooks, s->cells);
+  if (s->data != s->small_data) qp__free(&r->hooks, s->data);
   qp__free(&r->hooks, s);
 }
 static size_t sqr_rows(const qp_result *r) { return ((const sq_result *)r)->nrows; }
@@ -173,7 +181,7 @@ static const sq_cell *sqr_cell(const qp_result *r, size_t row, size_t col) {
 }
 static const char *sqr_colname(const qp_result *r, size_t col) {
   const sq_result *s = (const sq_result *)r;
-  return s->data.data + s->cells[col].off;
+  return s->data + s->cells[col].off;
 }
 static bool sqr_isnull(const qp_result *r, size_t row, size_t col) {
   return sqr_cell(r, row, col)->null;
@@ -181,7 +189,7 @@ static bool sqr_isnull(const qp_result *r, size_t row, size_t col) {
 static const char *sqr_value(const qp_result *r, size_t row, size_t col, size_t *len) {
   const sq_cell *c = sqr_cell(r, row, col);
   if (len) *len = c->len;
-  return ((const sq_result *)r)->data.data + c->off;
+  return ((const sq_result *)r)->data + c->off;
 }
 static const void *sqr_blob(qp_result *r, size_t row, size_t col, size_t *len) {
   return sqr_value(r, row, col, len);
@@ -190,29 +198,57 @@ static const void *sqr_blob(qp_result *r, size_t row, size_t col, size_t *len) {
 static const qp__result_ops sq_result_ops = {sqr_free,   sqr_rows,   sqr_cols,  sqr_affected,
                                              sqr_colname, sqr_isnull, sqr_value, sqr_blob};
 
+/* Grows a buffer that may still be the inline one. */
+static void *grow(const qp_hooks *h, void *cur, const void *inline_buf, size_t used, size_t cap) {
+  if (cur == inline_buf) {
+    void *n = qp__malloc(h, cap);
+    if (n != NULL) memcpy(n, cur, used);
+    return n;
+  }
+  return qp__realloc(h, cur, cap);
+}
+
 static sq_result *sqr_new(const qp_hooks *h, size_t ncols) {
-  sq_result *s = qp__calloc(h, 1, sizeof *s);
+  sq_result *s = qp__malloc(h, sizeof *s);
   if (s == NULL) return NULL;
   s->base.ops = &sq_result_ops;
   s->base.hooks = *h;
+  s->nrows = 0;
   s->ncols = ncols;
   s->affected = -1;
-  qp__buf_init(&s->data, &s->base.hooks);
-  s->cap_cells = ncols * 2 + 1;
-  s->cells = qp__calloc(h, s->cap_cells, sizeof *s->cells);
-  if (s->cells == NULL || !qp__buf_reserve(&s->data, 128)) {
-    sqr_free(&s->base);
-    return NULL;
+  s->cells = s->small_cells;
+  s->cap_cells = SQ_SMALL_CELLS;
+  s->data = s->small_data;
+  s->dlen = 0;
+  s->dcap = SQ_SMALL_DATA;
+  if (ncols * 2 > s->cap_cells) {
+    size_t cap = ncols * 2;
+    sq_cell *c = qp__malloc(h, cap * sizeof *c);
+    if (c == NULL) {
+      qp__free(h, s);
+      return NULL;
+    }
+    s->cells = c;
+    s->cap_cells = cap;
   }
   return s;
 }
 
 /* Appends bytes plus a NUL to the data buffer; false on out of memory. */
 static bool sqr_put(sq_result *s, sq_cell *c, const void *p, size_t n) {
-  c->off = s->data.len;
+  if (s->dlen + n + 1 > s->dcap) {
+    size_t cap = s->dcap * 2;
+    while (cap < s->dlen + n + 1) cap *= 2;
+    char *d = grow(&s->base.hooks, s->data, s->small_data, s->dlen, cap);
+    if (d == NULL) return false;
+    s->data = d;
+    s->dcap = cap;
+  }
+  c->off = s->dlen;
   c->len = n;
-  if (!qp__buf_append(&s->data, p, n)) return false;
-  s->data.len++; /* keep the NUL that qp__buf_append wrote */
+  if (n) memcpy(s->data + s->dlen, p, n);
+  s->data[s->dlen + n] = '\0';
+  s->dlen += n + 1;
   return true;
 }
 
@@ -221,7 +257,8 @@ static bool sqr_add_row(sq_result *s, sqlite3_stmt *st) {
   if (need > s->cap_cells) {
     size_t cap = s->cap_cells * 2;
     while (cap < need) cap *= 2;
-    sq_cell *nc = qp__realloc(&s->base.hooks, s->cells, cap * sizeof *nc);
+    sq_cell *nc = grow(&s->base.hooks, s->cells, s->small_cells,
+                       s->ncols * (s->nrows + 1) * sizeof *nc, cap * sizeof *nc);
     if (nc == NULL) return false;
     s->cells = nc;
     s->cap_cells = cap;
@@ -471,8 +508,9 @@ static qp_status sq_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
       *rows = nrows;
     }
   }
+  /* no clear_bindings: every call binds every parameter (the count is
+   * checked), so stale bindings are never read */
   sqlite3_reset(st);
-  if (nparams > 0) sqlite3_clear_bindings(st);
   if (owned) sqlite3_finalize(st);
   if (s != QP_OK) {
     if (res) sqr_free(&res->base);

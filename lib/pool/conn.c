@@ -204,8 +204,6 @@ qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size
   }
   qp_pool *p = c->pool;
   size_t len = strlen(sql);
-  if (p->o.reset == QP_RESET_AUTO && !c->session_dirty)
-    c->session_dirty = qp__pool_changes_session(sql, len);
   qp__berr err;
   err.status = QP_OK;
   int64_t rows = -1;
@@ -214,11 +212,21 @@ qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size
   uint64_t t0 = qp__now_ns();
   qp_status st = p->ops->exec(c->b, sql, len, params, nparams, out, &rows, &reprepared, &e, &err);
   uint64_t dur = qp__now_ns() - t0;
-  atomic_fetch_add_explicit(&p->q_count, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&p->q_time_us, dur / 1000, memory_order_relaxed);
-  if (reprepared) atomic_fetch_add_explicit(&p->reprepares, 1, memory_order_relaxed);
+  c->q_count++;
+  c->q_time_ns += dur;
+  c->reprepares += reprepared;
+  /* A cached statement is scanned for session changes once; a failed one
+   * too (it may have half-happened). */
+  if (p->o.reset == QP_RESET_AUTO && !c->session_dirty) {
+    if (e != NULL) {
+      if (e->session < 0) e->session = qp__pool_changes_session(sql, len);
+      c->session_dirty = e->session > 0;
+    } else {
+      c->session_dirty = qp__pool_changes_session(sql, len);
+    }
+  }
   if (st != QP_OK) {
-    atomic_fetch_add_explicit(&p->q_errors, 1, memory_order_relaxed);
+    c->q_errors++;
     lease_fail(c, &err);
     /* statements that never reached the server are not recorded */
     if (st == QP_QUERY || st == QP_UNAVAILABLE)
@@ -255,10 +263,10 @@ qp_status qp_conn_exec_script(qp_conn *c, const char *sql) {
   uint64_t t0 = qp__now_ns();
   qp_status st = p->ops->exec_script(c->b, sql, &err);
   uint64_t dur = qp__now_ns() - t0;
-  atomic_fetch_add_explicit(&p->q_count, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&p->q_time_us, dur / 1000, memory_order_relaxed);
+  c->q_count++;
+  c->q_time_ns += dur;
   if (st != QP_OK) {
-    atomic_fetch_add_explicit(&p->q_errors, 1, memory_order_relaxed);
+    c->q_errors++;
     lease_fail(c, &err);
   }
   record(c, sql, len, NULL, dur, -1, st == QP_OK ? NULL : (c->sqlstate[0] ? c->sqlstate : "ERROR"));

@@ -41,14 +41,14 @@ void qp_pool_stats_get(qp_pool *p, qp_pool_stats *s) {
   s->validation_failures = c->validation_failures;
   s->leaks = c->leaks;
   s->fork_drops = c->fork_drops;
+  s->total_query_count = c->q_count;
+  s->total_query_time_us = c->q_time_us;
+  s->total_error_count = c->q_errors;
+  s->reprepares = c->reprepares;
   memcpy(s->acquire_hist, c->acquire_hist, sizeof s->acquire_hist);
   memcpy(s->hold_hist, c->hold_hist, sizeof s->hold_hist);
   memcpy(s->connect_hist, c->connect_hist, sizeof s->connect_hist);
   pthread_mutex_unlock(&p->mu);
-  s->total_query_count = atomic_load_explicit(&p->q_count, memory_order_relaxed);
-  s->total_query_time_us = atomic_load_explicit(&p->q_time_us, memory_order_relaxed);
-  s->total_error_count = atomic_load_explicit(&p->q_errors, memory_order_relaxed);
-  s->reprepares = atomic_load_explicit(&p->reprepares, memory_order_relaxed);
 }
 
 typedef struct outbuf {

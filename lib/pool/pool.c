@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +49,16 @@ static void cond_init_mono(pthread_cond_t *c) {
   pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
   pthread_cond_init(c, &a);
   pthread_condattr_destroy(&a);
+}
+
+/* The pool mutex is held for a few dozen instructions at a time; spinning
+ * briefly before sleeping saves two futex calls when it is contended. */
+static void mutex_init(pthread_mutex_t *m) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+  pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
 }
 
 /* ---- options ------------------------------------------------------------ */
@@ -295,9 +306,10 @@ static qp_status open_backend(qp_pool *p, qp_conn *c, int64_t timeout_ms, qp__be
  * abandoned (never closed: that would end the parent's sessions) and the
  * maintenance thread is started again. */
 static void start_maint(qp_pool *p);
+static bool maint_needed(const qp_pool *p);
 
 static void after_fork(qp_pool *p) {
-  pthread_mutex_init(&p->mu, NULL);
+  mutex_init(&p->mu);
   cond_init_mono(&p->maint_cond);
   uint64_t dropped = 0;
   for (int i = 0; i < p->o.max_size; i++) {
@@ -325,10 +337,7 @@ static void after_fork(qp_pool *p) {
     p->slots = fresh;
   }
   memset(&p->c, 0, sizeof p->c); /* a new process: new metrics */
-  atomic_store(&p->q_count, 0);
-  atomic_store(&p->q_time_us, 0);
-  atomic_store(&p->q_errors, 0);
-  atomic_store(&p->reprepares, 0);
+
   p->idle = NULL;
   p->n_open = p->n_connecting = p->n_in_use = p->n_idle = 0;
   p->wq_head = p->wq_tail = NULL;
@@ -338,15 +347,37 @@ static void after_fork(qp_pool *p) {
   p->maint_want_one = false;
   p->c.fork_drops += dropped;
   atomic_store(&p->pid, (int)getpid());
-  if (!p->closing) start_maint(p);
+  if (p->fork_page != NULL) atomic_store((_Atomic int *)p->fork_page, 1);
+  if (!p->closing && maint_needed(p)) start_maint(p);
   qp__log(&p->hooks, QP_LOG_INFO,
           "pool %s: fork detected, dropped %" PRIu64 " inherited connections", p->dsn_safe,
           dropped);
 }
 
+/* Fork detection on every acquire must be cheap: getpid() is a system call
+ * (about 50 ns here). A page marked MADV_WIPEONFORK reads as zeros in a
+ * child, so one load tells whether we are still in the process that opened
+ * the pool; getpid() is the fallback where the kernel lacks it. */
+static void fork_guard_init(qp_pool *p) {
+  p->fork_page = mmap(NULL, QP_FORK_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                      -1, 0);
+  if (p->fork_page == MAP_FAILED) {
+    p->fork_page = NULL;
+    return;
+  }
+  if (madvise(p->fork_page, QP_FORK_PAGE, MADV_WIPEONFORK) != 0) {
+    munmap(p->fork_page, QP_FORK_PAGE);
+    p->fork_page = NULL;
+    return;
+  }
+  atomic_store_explicit((_Atomic int *)p->fork_page, 1, memory_order_relaxed);
+}
+
 static inline void check_fork(qp_pool *p) {
-  if (QP_UNLIKELY(atomic_load_explicit(&p->pid, memory_order_relaxed) != (int)getpid()))
-    after_fork(p);
+  bool forked = p->fork_page != NULL
+                    ? atomic_load_explicit((_Atomic int *)p->fork_page, memory_order_relaxed) != 1
+                    : atomic_load_explicit(&p->pid, memory_order_relaxed) != (int)getpid();
+  if (QP_UNLIKELY(forked)) after_fork(p);
 }
 
 /* ---- maintenance -------------------------------------------------------- */
@@ -446,6 +477,33 @@ static void start_maint(qp_pool *p) {
     qp__log(&p->hooks, QP_LOG_ERROR, "pool %s: cannot start the maintenance thread", p->dsn_safe);
 }
 
+/* The maintenance thread exists only when something may need doing while
+ * no one calls the pool: keeping min_size open, reporting leaks, closing
+ * idle or old connections, opening one a try-acquire asked for. A pool
+ * without any of these (min_size 0, leak_ms, idle_timeout_ms and
+ * max_lifetime_ms all 0) runs no thread: a single-threaded program then
+ * stays single-threaded and keeps glibc's lock-free malloc; release does the
+ * rest inline (see maint_inline). */
+static bool maint_needed(const qp_pool *p) {
+  return p->o.min_size > 0 || p->o.leak_ms > 0 || p->o.idle_timeout_ms > 0 ||
+         p->o.max_lifetime_ms > 0;
+}
+
+/* Mutex held. Starts the thread on first need; false if it cannot run. */
+static bool ensure_maint(qp_pool *p) {
+  if (!p->maint_running && !p->closing) start_maint(p);
+  return p->maint_running;
+}
+
+/* Mutex held: the maintenance thread's work, done by a releasing thread
+ * every MAINT_INLINE_NS when there is no maintenance thread. */
+#define MAINT_INLINE_NS (250u * 1000000u)
+static void maint_inline(qp_pool *p, uint64_t now) {
+  if (p->maint_running || now < p->next_maint_ns) return;
+  p->next_maint_ns = now + MAINT_INLINE_NS;
+  maint_tick(p, now);
+}
+
 /* ---- open / close ------------------------------------------------------- */
 
 qp_status qp_pool_open(qp_pool **out, const qp_pool_options *opts, char *errbuf, size_t errlen) {
@@ -488,17 +546,14 @@ qp_status qp_pool_open(qp_pool **out, const qp_pool_options *opts, char *errbuf,
     p->slots[i].pool = p;
     p->slots[i].state = CS_FREE;
   }
-  pthread_mutex_init(&p->mu, NULL);
+  mutex_init(&p->mu);
   cond_init_mono(&p->maint_cond);
   p->rng = qp__now_ns() ^ ((uint64_t)(uintptr_t)p << 17) ^ 0x9e3779b97f4a7c15ull;
   if (p->rng == 0) p->rng = 1;
   atomic_init(&p->pid, (int)getpid());
-  atomic_init(&p->q_count, 0);
-  atomic_init(&p->q_time_us, 0);
-  atomic_init(&p->q_errors, 0);
-  atomic_init(&p->reprepares, 0);
-  start_maint(p);
-  if (!p->maint_running) {
+  fork_guard_init(p);
+  if (maint_needed(p)) start_maint(p);
+  if (maint_needed(p) && !p->maint_running) {
     qp__errbuf_set(errbuf, errlen, QP_ERROR, "pool: cannot start the maintenance thread");
     pthread_cond_destroy(&p->maint_cond);
     pthread_mutex_destroy(&p->mu);
@@ -551,6 +606,7 @@ void qp_pool_close(qp_pool *p) {
   pthread_cond_destroy(&p->maint_cond);
   pthread_mutex_destroy(&p->mu);
   qp_normalizer_free(p->norm);
+  if (p->fork_page != NULL) munmap(p->fork_page, QP_FORK_PAGE);
   qp__free(&p->hooks, p->slots);
   for (qp_conn *r = p->retired_slots, *next; r; r = next) {
     next = r[0].next_idle;
@@ -590,7 +646,10 @@ static void lease(qp_pool *p, qp_conn *c, uint64_t t0, uint64_t now, const char 
   c->holder_line = line;
   c->holder_thread = (unsigned long)pthread_self();
   c->leak_reported = false;
-  c->fresh = true;
+  /* Only a connection that sat idle for a while is checked before its first
+   * statement: one that was in use a moment ago cannot have been told
+   * anything by the server since. */
+  c->fresh = c->idle_since_ns == 0 || now - c->idle_since_ns >= QP_POOL_PRECHECK_IDLE_NS;
   p->n_in_use++;
   p->c.acquires++;
   p->c.acquire_hist[qp__pool_bucket(now - t0)]++;
@@ -711,7 +770,7 @@ qp_status qp_pool_acquire_at(qp_pool *p, qp_conn **out, int64_t timeout_ms, cons
       }
     }
     if (timeout_ms == 0) {
-      if (can_open(p) && p->n_connecting == 0) {
+      if (can_open(p) && p->n_connecting == 0 && ensure_maint(p)) {
         p->maint_kick = true;
         p->maint_want_one = true;
         pthread_cond_signal(&p->maint_cond);
@@ -758,16 +817,18 @@ qp_status qp_pool_acquire_at(qp_pool *p, qp_conn **out, int64_t timeout_ms, cons
 void qp_pool_release(qp_conn *c) {
   if (c == NULL) return;
   qp_pool *p = c->pool;
-  check_fork(p);
-  if (c->state != CS_IN_USE || c->b == NULL) return; /* dropped by a fork */
   /* (reading state unlocked is safe: only the holder moves a leased slot) */
-  uint64_t now = qp__now_ns();
+  if (c->state != CS_IN_USE || c->b == NULL) return; /* dropped by a fork */
+  /* never roll back or reset the parent's session from a child */
+  check_fork(p);
+  if (c->state != CS_IN_USE || c->b == NULL) return;
   const qp__backend_ops *ops = p->ops;
+  qp_txn_status t = ops->txn_status(c->b);
+  uint64_t now = qp__now_ns();
   bool ok = !ops->is_broken(c->b), rolled = false, reset = false, broken = !ok;
   qp__berr err;
-  qp__berr_clear(&err);
+  err.msg[0] = '\0';
   if (ok) {
-    qp_txn_status t = ops->txn_status(c->b);
     if (t == QP_TXN_INTRANS || t == QP_TXN_INERROR) {
       rolled = true;
       ok = ops->rollback(c->b, &err) == QP_OK;
@@ -787,6 +848,11 @@ void qp_pool_release(qp_conn *c) {
   pthread_mutex_lock(&p->mu);
   p->n_in_use--;
   p->c.xacts++;
+  p->c.q_count += c->q_count;
+  p->c.q_time_us += c->q_time_ns / 1000;
+  p->c.q_errors += c->q_errors;
+  p->c.reprepares += c->reprepares;
+  c->q_count = c->q_time_ns = c->q_errors = c->reprepares = 0;
   p->c.hold_hist[qp__pool_bucket(now - c->acquired_ns)]++;
   if (rolled) p->c.rollbacks++;
   if (reset) p->c.resets++;
@@ -798,6 +864,7 @@ void qp_pool_release(qp_conn *c) {
   } else {
     conn_return(p, c, now);
   }
+  maint_inline(p, now);
   pthread_mutex_unlock(&p->mu);
   if (to_close != NULL) ops->close(to_close);
 }

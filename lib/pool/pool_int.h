@@ -11,6 +11,12 @@
 #include "qprof/pool.h"
 #include "qprof/sql.h"
 
+/* A connection idle for longer than this is checked (poll without waiting)
+ * before the first statement of a lease. */
+#define QP_POOL_PRECHECK_IDLE_NS (20u * 1000000u)
+
+#define QP_FORK_PAGE 4096
+
 /* Prepared statements cached per connection. */
 #define QP_POOL_STMT_CACHE_MAX 256
 
@@ -35,6 +41,9 @@ struct qp_conn {
   bool fresh;         /* no statement yet in this lease: precheck first */
   bool session_dirty; /* session state changed: reset before reuse (policy auto) */
   qp_conn *next_idle;
+  /* statement counters of the current lease, owned by its holder (no
+   * atomics on the hot path); added to the pool's under its mutex on release */
+  uint64_t q_count, q_time_ns, q_errors, reprepares;
   qp_err err;
   char sqlstate[40];
 };
@@ -53,6 +62,7 @@ typedef struct pool_counters {
   uint64_t connects, connect_failures, closed, broken, expired, idle_closed;
   uint64_t rollbacks, resets, validation_failures, leaks, fork_drops, xacts;
   uint64_t wait_us;
+  uint64_t q_count, q_time_us, q_errors, reprepares; /* flushed from leases on release */
   uint64_t acquire_hist[QP_POOL_HIST_BUCKETS];
   uint64_t hold_hist[QP_POOL_HIST_BUCKETS];
   uint64_t connect_hist[QP_POOL_HIST_BUCKETS];
@@ -87,11 +97,12 @@ struct qp_pool {
   bool maint_running;
   pthread_cond_t maint_cond;
   bool maint_kick;     /* wake up now */
+  uint64_t next_maint_ns; /* inline maintenance when there is no thread */
   bool maint_want_one; /* a try-acquire found nothing: open one connection */
 
   _Atomic int pid; /* the process that owns the connections */
+  void *fork_page;  /* MADV_WIPEONFORK page holding 1; NULL: use getpid() */
   pool_counters c;
-  atomic_uint_fast64_t q_count, q_time_us, q_errors, reprepares;
 };
 
 /* log2 bucket of a duration in nanoseconds (microsecond resolution). */

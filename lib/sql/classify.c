@@ -203,6 +203,7 @@ void qp_sql_classify(qp_dialect dialect, const char *sql, size_t len, qp_stmt_in
   bool ddl_on = false;       /* DDL: the table follows ON (INDEX, TRIGGER) */
   bool ddl_done = false;     /* DDL: the target was found */
   int explain_head = 0;      /* EXPLAIN seen, verb not yet */
+  bool with_top = false;     /* the statement starts with WITH */
   size_t pos = 0;
   qp_tok t;
 
@@ -287,6 +288,7 @@ void qp_sql_classify(qp_dialect dialect, const char *sql, size_t len, qp_stmt_in
                              (kw2 == QP_KW_UNION || kw2 == QP_KW_EXCEPT || kw2 == QP_KW_INTERSECT)) ||
                             (depth == 0 && explain_head && c.kind < 0));
     if (head && t.type == QP_T_WORD && kw == QP_KW_WITH) {
+      if (depth == 0) with_top = true;
       f->with_state = 1;
       f->ntok++;
       kw2 = kw1, kw1 = kw, prevtype = t.type;
@@ -299,7 +301,9 @@ void qp_sql_classify(qp_dialect dialect, const char *sql, size_t len, qp_stmt_in
       f->target_done = false;
       f->expect = R_NONE;
       f->list = R_NONE;
-      if (depth == 0 || c.kind < 0) {
+      /* The statement's kind is its top-level verb; a CTE body's verb only
+       * counts for the reads and writes. */
+      if (depth == 0 || (c.kind < 0 && !with_top)) {
         int vk = verb_kind(kw);
         if (c.explain == 1 && vk >= 0) vk = QP_STMT_SELECT;
         set_kind(&c, vk);
@@ -319,8 +323,9 @@ void qp_sql_classify(qp_dialect dialect, const char *sql, size_t len, qp_stmt_in
     if (tracked && f->expect != R_NONE && (t.type == QP_T_WORD || t.type == QP_T_QIDENT)) {
       static const char *const skip[] = {"only", "lateral", "table", "temp", "temporary",
                                          "unlogged", "if", "not", "exists", "view",
-                                         "materialized", "concurrently", "foreign", NULL};
-      if (t.type == QP_T_WORD && word_in(c.s, &t, skip)) {
+                                         "materialized", "concurrently", "foreign", "or", NULL};
+      /* UPDATE OR IGNORE t (SQLite): the conflict clause is not a name */
+      if (t.type == QP_T_WORD && (word_in(c.s, &t, skip) || kw1 == QP_KW_OR)) {
         f->ntok++;
         kw2 = kw1, kw1 = kw, prevtype = t.type;
         continue;

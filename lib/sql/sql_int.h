@@ -48,11 +48,11 @@ enum {
   QP_C_OTHER = 0,
   QP_C_SPACE,   /* white space and control bytes, NUL included */
   QP_C_IDENT,   /* a-z A-Z _ and every byte >= 0x80 */
-  QP_C_DIGIT,
+  QP_C_DIGIT,   /* IDENT, DIGIT and DOLLAR are adjacent: see qp__sql_idchar */
+  QP_C_DOLLAR,
   QP_C_QUOTE,   /* ' */
   QP_C_DQUOTE,  /* " */
   QP_C_BTICK,   /* ` */
-  QP_C_DOLLAR,
   QP_C_OP,      /* + - * / < > = ~ ! @ # % ^ & | ? */
   QP_C_LPAREN,
   QP_C_RPAREN,
@@ -69,8 +69,7 @@ extern const uint8_t qp__sql_lower[256];
 
 /* Byte may continue an unquoted identifier: letters, digits, _, $, >= 0x80. */
 static inline bool qp__sql_idchar(unsigned char c) {
-  uint8_t k = qp__sql_cclass[c];
-  return k == QP_C_IDENT || k == QP_C_DIGIT || k == QP_C_DOLLAR;
+  return (uint8_t)(qp__sql_cclass[c] - QP_C_IDENT) <= (uint8_t)(QP_C_DOLLAR - QP_C_IDENT);
 }
 
 /* Reads the token at or after `pos` (white space skipped) into *t and returns
@@ -137,11 +136,20 @@ typedef enum qp_kw {
   QP_KW_COUNT_
 } qp_kw;
 
+typedef struct qp_kw_entry {
+  const char *text; /* lower case */
+  uint8_t len;
+  uint8_t op; /* an expression starts after it */
+} qp_kw_entry;
+extern const qp_kw_entry qp__sql_kw_table[QP_KW_COUNT_];
+
 /* The keyword for s[0..n) (any case), or QP_KW_NONE. */
 qp_kw qp__sql_keyword(const char *s, size_t n);
 /* True for keywords after which an expression starts (a sign there is unary,
  * and a '(' after them is not a call). */
-bool qp__sql_kw_operator(qp_kw kw);
+static inline bool qp__sql_kw_operator(qp_kw kw) {
+  return kw > QP_KW_NONE && kw < QP_KW_COUNT_ && qp__sql_kw_table[kw].op;
+}
 
 /* Appends s[0..n) to dst[*dn..cap-1) lower-cased (ASCII only) and
  * NUL-terminates; used for table names. Returns false when it did not fit. */

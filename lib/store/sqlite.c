@@ -342,6 +342,10 @@ static qp_status sq_open(qp_store *s, qp_store_mode mode) {
                     &q->db);
   if (rc == QP_OK && empty) rc = init_empty(s, q->db, path);
   if (rc == QP_OK) rc = verify_and_migrate(s, q->db, mode);
+  /* In WAL mode NORMAL never corrupts the store; it only may lose the last
+   * flushes on a power cut, and saves an fsync per flush. */
+  if (rc == QP_OK && mode == QP_STORE_WRITE)
+    rc = sq_exec(s, q->db, "PRAGMA synchronous = NORMAL", "cannot set synchronous");
   if (rc != QP_OK) {
     s->ops->close(s);
     return rc;

@@ -263,15 +263,15 @@ static void test_csv_golden(void **state) {
   assert_non_null(strstr(out, "\"select \"\"weird, name\"\""));
   const char *header = "fingerprint,query,backend,database,calls,errors,errors_by_code,rows,"
                        "total_ms,share,mean_ms,min_ms,max_ms,stddev_ms,p50_ms,p90_ms,"
-                       "p95_ms,p99_ms,p999_ms,first_seen,last_seen\r\n";
+                       "p95_ms,p99_ms,p999_ms,first_seen,last_seen,sample\r\n";
   assert_int_equal(strncmp(out, header, strlen(header)), 0);
   free(out);
-  /* Python's csv module reads it back: 6 rows of 21 fields. */
+  /* Python's csv module reads it back: 6 rows of 22 fields. */
   char args[1024];
   snprintf(args, sizeof args,
            "report --store golden.db --format csv | /usr/bin/python3 -c 'import csv,sys; "
            "r=list(csv.reader(sys.stdin)); assert len(r)==6, len(r); "
-           "assert all(len(x)==21 for x in r); print(\"ok\")'");
+           "assert all(len(x)==22 for x in r); print(\"ok\")'");
   assert_int_equal(run(NULL, args, &out, NULL), 0);
   assert_string_equal(out, "ok\n");
   free(out);

@@ -309,9 +309,6 @@ static void test_reprepare_after_deallocate(void **state) {
     assert_int_equal(qp_conn_exec(c, "SELECT $1::int + 1", &x, 1, &r), QP_OK);
     assert_string_equal(qp_result_value(r, 0, 0, NULL), "21");
     qp_result_free(r);
-    qp_pool_stats s;
-    qp_pool_stats_get(p, &s);
-    assert_true(s.reprepares >= 1);
   } else {
     /* PostgreSQL refuses DEALLOCATE in PL/pgSQL's EXECUTE: DISCARD via a
      * script is the remaining path, covered below */
@@ -322,6 +319,9 @@ static void test_reprepare_after_deallocate(void **state) {
   assert_string_equal(qp_result_value(r, 0, 0, NULL), "21");
   qp_result_free(r);
   qp_pool_release(c);
+  qp_pool_stats s;
+  qp_pool_stats_get(p, &s); /* counted when the lease ended */
+  if (st == QP_OK) assert_true(s.reprepares >= 1);
   qp_pool_close(p);
 }
 

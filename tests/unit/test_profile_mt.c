@@ -12,6 +12,21 @@
 
 #include "internal.h"
 
+/* Temporary directories of this run, removed at the end. */
+static char made[64][64];
+static int nmade;
+static const char *tmpdir(void) {
+  const char *d = qpt_tempdir();
+  assert_non_null(d);
+  if (nmade < 64) snprintf(made[nmade++], sizeof made[0], "%s", d);
+  return d;
+}
+static int cleanup(void **state) {
+  (void)state;
+  for (int i = 0; i < nmade; i++) qpt_system("rm -rf '%s'", made[i]);
+  return 0;
+}
+
 #define NTHREADS 4
 #define PER_THREAD 20000
 #define NFP 7
@@ -77,7 +92,7 @@ static uint64_t expected_total(int threads, int per) {
 static void test_threads_record_while_flushing(void **state) {
   (void)state;
   char path[512];
-  snprintf(path, sizeof path, "%s/mt.db", qpt_tempdir());
+  snprintf(path, sizeof path, "%s/mt.db", tmpdir());
   qp_profile *p;
   char err[512];
   assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
@@ -137,7 +152,7 @@ static void *flusher(void *arg) {
 static void test_two_flushers(void **state) {
   (void)state;
   char path[512];
-  snprintf(path, sizeof path, "%s/mt2.db", qpt_tempdir());
+  snprintf(path, sizeof path, "%s/mt2.db", tmpdir());
   qp_profile *p;
   char err[512];
   assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
@@ -194,7 +209,7 @@ static int child(const char *path, int id) {
 static void test_processes_flush_one_store(void **state) {
   (void)state;
   char path[512];
-  snprintf(path, sizeof path, "%s/procs.db", qpt_tempdir());
+  snprintf(path, sizeof path, "%s/procs.db", tmpdir());
   pid_t pids[NPROC];
   for (int i = 0; i < NPROC; i++) {
     pids[i] = fork();
@@ -231,5 +246,5 @@ int main(void) {
       cmocka_unit_test(test_two_flushers),
       cmocka_unit_test(test_processes_flush_one_store),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, cleanup);
 }

@@ -16,6 +16,21 @@
 
 #include "store/store_int.h"
 
+/* Temporary directories of this run, removed at the end. */
+static char made[64][64];
+static int nmade;
+static const char *tmpdir(void) {
+  const char *d = qpt_tempdir();
+  assert_non_null(d);
+  if (nmade < 64) snprintf(made[nmade++], sizeof made[0], "%s", d);
+  return d;
+}
+static int cleanup(void **state) {
+  (void)state;
+  for (int i = 0; i < nmade; i++) qpt_system("rm -rf '%s'", made[i]);
+  return 0;
+}
+
 static char *path_in(const char *dir, const char *name) {
   static char buf[8][512];
   static int k;
@@ -48,7 +63,7 @@ static void test_embedded_schema_matches_sql(void **state) {
 
 static void test_create_mode_and_reopen(void **state) {
   (void)state;
-  const char *dir = qpt_tempdir();
+  const char *dir = tmpdir();
   const char *p = path_in(dir, "s.db");
   char err[512];
   qp_store *s;
@@ -135,7 +150,7 @@ static void refuse(const char *p, qp_status want) {
 
 static void test_refuses_foreign_files(void **state) {
   (void)state;
-  const char *dir = qpt_tempdir();
+  const char *dir = tmpdir();
   /* A text file. */
   const char *txt = path_in(dir, "notes.txt");
   assert_int_equal(qpt_system("printf 'hello, this is not a database\\n%%.0s' $(seq 1 20) > '%s'", txt), 0);
@@ -166,7 +181,7 @@ static void test_refuses_foreign_files(void **state) {
 
 static void test_refuses_newer_schema(void **state) {
   (void)state;
-  const char *dir = qpt_tempdir();
+  const char *dir = tmpdir();
   const char *p = path_in(dir, "new.db");
   qp_store *s;
   char err[512];
@@ -185,7 +200,7 @@ static void test_refuses_newer_schema(void **state) {
 
 static void test_empty_file_becomes_store(void **state) {
   (void)state;
-  const char *dir = qpt_tempdir();
+  const char *dir = tmpdir();
   const char *p = path_in(dir, "empty.db");
   int fd = open(p, O_CREAT | O_WRONLY, 0644);
   assert_true(fd >= 0);
@@ -216,7 +231,7 @@ static int64_t user_version(const char *p) {
 
 static void test_migration(void **state) {
   (void)state;
-  const char *dir = qpt_tempdir();
+  const char *dir = tmpdir();
   const char *p = path_in(dir, "v1.db");
   char err[512];
   assert_int_equal(qp__sqlite_store_create_version(p, 1, err, sizeof err), QP_OK);
@@ -328,7 +343,7 @@ typedef struct rec {
 
 static void test_windows_match_brute_force(void **state) {
   (void)state;
-  const char *dir = qpt_tempdir();
+  const char *dir = tmpdir();
   const char *p = path_in(dir, "w.db");
   qp_profile *prof;
   char err[512];
@@ -409,7 +424,7 @@ static void test_windows_match_brute_force(void **state) {
 
 static void test_flush_merges_and_stats(void **state) {
   (void)state;
-  const char *dir = qpt_tempdir();
+  const char *dir = tmpdir();
   const char *p = path_in(dir, "m.db");
   qp_profile *prof;
   char err[512];
@@ -457,7 +472,7 @@ static void test_flush_merges_and_stats(void **state) {
 
 static void test_failed_flush_keeps_data(void **state) {
   (void)state;
-  const char *dir = qpt_tempdir();
+  const char *dir = tmpdir();
   const char *p = path_in(dir, "f.db");
   qp_store *s = open_w(p);
   qp_store_close(s);
@@ -492,7 +507,7 @@ static void test_failed_flush_keeps_data(void **state) {
 
 static void test_profile_options(void **state) {
   (void)state;
-  const char *dir = qpt_tempdir();
+  const char *dir = tmpdir();
   const char *p = path_in(dir, "o.db");
   char err[512];
   qp_profile *prof;
@@ -567,7 +582,7 @@ static void test_profile_options(void **state) {
 
 static void test_oom_paths(void **state) {
   (void)state;
-  const char *dir = qpt_tempdir();
+  const char *dir = tmpdir();
   qpt_failalloc fa = {0};
   qp_hooks hk = qpt_failalloc_hooks(&fa);
   /* Every allocation of open / record / flush / summarize / close in turn. */
@@ -641,5 +656,5 @@ int main(void) {
       cmocka_unit_test(test_profile_options),
       cmocka_unit_test(test_oom_paths),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, cleanup);
 }

@@ -184,8 +184,8 @@ int cmd_diff(int argc, char **argv) {
   rq_set_filter(&a, &filt);
   rq_set_filter(&b, &filt);
   rq_filter_free(&filt);
-  qsort(a.v, a.n, sizeof *a.v, cmp_key);
-  qsort(b.v, b.n, sizeof *b.v, cmp_key);
+  if (a.n > 1) qsort(a.v, a.n, sizeof *a.v, cmp_key);
+  if (b.n > 1) qsort(b.v, b.n, sizeof *b.v, cmp_key);
 
   /* Merge-join the two sorted sets. */
   pair *pairs = calloc(a.n + b.n + 1, sizeof *pairs);
@@ -221,7 +221,7 @@ int cmd_diff(int argc, char **argv) {
       nreg++;
     }
   }
-  qsort(pairs, np, sizeof *pairs, cmp_pair);
+  if (np > 1) qsort(pairs, np, sizeof *pairs, cmp_pair);
 
   if (json) {
     json_t *root = json_object();

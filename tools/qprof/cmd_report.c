@@ -208,7 +208,8 @@ static void print_json(const char *store, int64_t since, int64_t until, const rq
 static const char *const csv_cols[] = {
     "fingerprint", "query",     "backend", "database", "calls",     "errors",     "errors_by_code",
     "rows",        "total_ms",  "share",   "mean_ms",  "min_ms",    "max_ms",     "stddev_ms",
-    "p50_ms",      "p90_ms",    "p95_ms",  "p99_ms",   "p999_ms",   "first_seen", "last_seen"};
+    "p50_ms",      "p90_ms",    "p95_ms",  "p99_ms",   "p999_ms",   "first_seen", "last_seen",
+    "sample"};
 
 static void csv_num(double v) { printf(",%.15g", v); }
 
@@ -240,7 +241,9 @@ static void print_csv(const rq_set *set, size_t shown) {
     csv_num(rq_ms(r->s.p99_ns));
     csv_num(rq_ms(r->s.p999_ns));
     printf(",%s", rq_iso(r->s.first_seen_ns, a, sizeof a));
-    printf(",%s\r\n", rq_iso(r->s.last_seen_ns, a, sizeof a));
+    printf(",%s,", rq_iso(r->s.last_seen_ns, a, sizeof a));
+    rq_csv_field(stdout, r->s.sample); /* empty when none */
+    printf("\r\n");
   }
 }
 
@@ -321,7 +324,7 @@ int cmd_report(int argc, char **argv) {
   size_t before = set.n;
   rq_set_filter(&set, &filt);
   rq_filter_free(&filt);
-  qsort_r(set.v, set.n, sizeof *set.v, cmp_rq, &sort);
+  if (set.n > 1) qsort_r(set.v, set.n, sizeof *set.v, cmp_rq, &sort);
   if (!have_limit) limit = fmt == 0 ? 20 : 0;
   size_t shown = limit == 0 || limit > set.n ? set.n : (size_t)limit;
 

@@ -1,0 +1,75 @@
+#!/bin/bash
+# qprof run: exit status passthrough, LD_PRELOAD chaining, options through
+# the environment, finding the shim, --report.
+. "$QP_TEST_SOURCE_DIR/tests/data/shim/lib.sh"
+cd "$T"
+
+st() { # expected-status cmd...
+  local want=$1
+  shift
+  set +e
+  "$@" >/dev/null 2>"$T/st.err"
+  local got=$?
+  set -e
+  [ "$got" = "$want" ] || fail "'$*' exited $got, expected $want: $(cat "$T/st.err")"
+}
+
+# ---- exit status ---------------------------------------------------------------
+st 0 "$QPROF" run --store "$T/s.qp" -- true
+st 7 "$QPROF" run --store "$T/s.qp" -- sh -c 'exit 7'
+st 137 "$QPROF" run --store "$T/s.qp" -- sh -c 'kill -9 $$'
+st 143 "$QPROF" run --store "$T/s.qp" -- sh -c 'kill -TERM $$'
+st 127 "$QPROF" run --store "$T/s.qp" -- no-such-command-qprof
+st 2 "$QPROF" run --store "$T/s.qp"
+st 2 "$QPROF" run --slow-ms abc -- true
+st 2 "$QPROF" run --flush-ms 1.5 -- true
+st 0 "$QPROF" run --help
+# CMD's own options are CMD's.
+out=$("$QPROF" run --store "$T/s.qp" -- sh -c 'echo "$0" "$1"' --store -x)
+[ "$out" = "--store -x" ] || fail "arguments after -- were touched: '$out'"
+[ ! -e "$T/s.qp" ] || fail "commands that ran no query created the store"
+echo "ok: exit status"
+
+# ---- the shim and LD_PRELOAD chaining ---------------------------------------
+other=$(/usr/bin/python3 -c 'import ctypes.util, sys; print(ctypes.util._findLib_ld("m") or "")' 2>/dev/null || true)
+[ -n "$other" ] && [ -f "$other" ] || other=$(ls /lib/x86_64-linux-gnu/libm.so.6 /usr/lib64/libm.so.6 2>/dev/null | head -n 1)
+[ -f "$other" ] || fail "no second library to preload"
+out=$(LD_PRELOAD="$other" "$QPROF" run --store "$T/s.qp" -- sh -c 'echo "$LD_PRELOAD"')
+[ "$out" = "$SHIM:$other" ] || fail "LD_PRELOAD not chained: '$out' (want '$SHIM:$other')"
+maps=$(LD_PRELOAD="$other" "$QPROF" run --store "$T/s.qp" -- cat /proc/self/maps)
+printf '%s\n' "$maps" | grep -q "libqprof_preload.so" || fail "the shim is not mapped"
+printf '%s\n' "$maps" | grep -q "$(basename "$other")" || fail "the earlier preload is not mapped"
+out=$("$QPROF" run --store "$T/s.qp" -- sh -c 'echo "$LD_PRELOAD"')
+[ "$out" = "$SHIM" ] || fail "LD_PRELOAD without an earlier one: '$out'"
+# $QPROF_PRELOAD wins; a missing shim is a clear failure.
+cp "$SHIM" "$T/copy.so"
+out=$(QPROF_PRELOAD="$T/copy.so" "$QPROF" run --store "$T/s.qp" -- sh -c 'echo "$LD_PRELOAD"')
+[ "$out" = "$T/copy.so" ] || fail "QPROF_PRELOAD ignored: '$out'"
+set +e
+QPROF_PRELOAD="$T/missing.so" "$QPROF" run --store "$T/s.qp" -- true 2>err
+rc=$?
+set -e
+[ "$rc" = 1 ] || fail "a missing shim: exit $rc"
+grep -q "missing.so" err || fail "a missing shim: message '$(cat err)'"
+echo "ok: LD_PRELOAD"
+
+# ---- options through the environment ------------------------------------------
+out=$("$QPROF" run --store rel.qp --slow-ms 5 --sample --flush-ms 250 -- \
+  sh -c 'echo "$QPROF_STORE|$QPROF_SLOW_MS|$QPROF_SAMPLE|$QPROF_FLUSH_MS"')
+[ "$out" = "$T/rel.qp|5|true|250" ] || fail "options: '$out'"
+
+# ---- recording, with a relative store and a command that changes directory -----
+mkdir sub
+(cd sub && "$QPROF" run --store rel.qp -- sh -c 'cd / && sqlite3 :memory: "SELECT 1 AS x; SELECT 2 AS x; SELECT 3 AS y"' >/dev/null)
+expect_calls "$T/sub/rel.qp" "select ? as x" 2 "qprof run"
+expect_calls "$T/sub/rel.qp" "select ? as y" 1 "qprof run"
+
+# ---- --report ------------------------------------------------------------------
+set +e
+"$QPROF" run --report --store "$T/rep.qp" -- sh -c 'sqlite3 :memory: "SELECT 42 AS answer" && exit 3' >rep.out 2>rep.err
+rc=$?
+set -e
+[ "$rc" = 3 ] || fail "--report: exit $rc, expected the command's 3: $(cat rep.err)"
+grep -q "^42$" rep.out || fail "--report: the command's output is missing"
+grep -q "as answer" rep.out || fail "--report: the report does not show the query: $(cat rep.out)"
+echo "PASS"

@@ -1,0 +1,252 @@
+/*
+ * The statement classifier: kind, read_only, volatile_fn and the tables
+ * read and written, on the constructs a SELECT cache and an index advisor
+ * depend on (CTEs, subqueries, joins, schema-qualified and quoted names,
+ * INSERT ... SELECT, UPDATE ... FROM, DELETE ... USING, data-modifying CTEs,
+ * FOR UPDATE, SELECT INTO).
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct ccase {
+  int lite;
+  const char *sql;
+  qp_stmt_kind kind;
+  int read_only, volatile_fn;
+  const char *reads, *writes; /* comma-separated, in order of appearance */
+} ccase;
+
+static void join(char (*names)[QP_STMT_TABLE_NAME_MAX], size_t n, char *out) {
+  out[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    if (i) strcat(out, ",");
+    strcat(out, names[i]);
+  }
+}
+
+static const ccase cases[] = {
+    /* kinds */
+    {0, "SELECT 1", QP_STMT_SELECT, 1, 0, "", ""},
+    {0, "select a from t", QP_STMT_SELECT, 1, 0, "t", ""},
+    {0, "VALUES (1), (2)", QP_STMT_SELECT, 1, 0, "", ""},
+    {0, "TABLE accounts", QP_STMT_SELECT, 1, 0, "accounts", ""},
+    {0, "SHOW search_path", QP_STMT_SELECT, 1, 0, "", ""},
+    {0, "insert into t (a) values (1)", QP_STMT_INSERT, 0, 0, "", "t"},
+    {0, "update t set a = 1", QP_STMT_UPDATE, 0, 0, "", "t"},
+    {0, "delete from t where a = 1", QP_STMT_DELETE, 0, 0, "", "t"},
+    {0, "merge into t using s on t.id = s.id when matched then update set a = s.a when not matched then insert (id) values (s.id)",
+     QP_STMT_MERGE, 0, 0, "s", "t"},
+    {0, "create table t (id int references u (id))", QP_STMT_DDL, 0, 0, "", "t"},
+    {0, "create table if not exists s.t (id int)", QP_STMT_DDL, 0, 0, "", "s.t"},
+    {0, "create temp table t as select * from u", QP_STMT_DDL, 0, 0, "u", "t"},
+    {0, "create materialized view v as select a from t", QP_STMT_DDL, 0, 0, "t", "v"},
+    {0, "create unique index concurrently if not exists i on only public.t using btree (a)", QP_STMT_DDL, 0, 0, "", "public.t"},
+    {0, "alter table if exists only t add column b int", QP_STMT_DDL, 0, 0, "", "t"},
+    {0, "drop table if exists a, s.b cascade", QP_STMT_DDL, 0, 0, "", "a,s.b"},
+    {0, "drop index i", QP_STMT_DDL, 0, 0, "", ""},
+    {0, "truncate table a, b restart identity", QP_STMT_DDL, 0, 0, "", "a,b"},
+    {0, "truncate only a", QP_STMT_DDL, 0, 0, "", "a"},
+    {0, "refresh materialized view concurrently mv", QP_STMT_DDL, 0, 0, "", "mv"},
+    {0, "grant select on t to bob", QP_STMT_DDL, 0, 0, "", ""},
+    {0, "vacuum analyze t", QP_STMT_DDL, 0, 0, "", ""},
+    {0, "BEGIN", QP_STMT_TCL, 0, 0, "", ""},
+    {0, "start transaction isolation level serializable", QP_STMT_TCL, 0, 0, "", ""},
+    {0, "commit", QP_STMT_TCL, 0, 0, "", ""},
+    {0, "rollback to savepoint s", QP_STMT_TCL, 0, 0, "", ""},
+    {0, "savepoint s", QP_STMT_TCL, 0, 0, "", ""},
+    {0, "release savepoint s", QP_STMT_TCL, 0, 0, "", ""},
+    {0, "prepare transaction 'x'", QP_STMT_TCL, 0, 0, "", ""},
+    {0, "commit prepared 'x'", QP_STMT_TCL, 0, 0, "", ""},
+    {0, "set search_path to a, b", QP_STMT_SESSION, 0, 0, "", ""},
+    {0, "reset all", QP_STMT_SESSION, 0, 0, "", ""},
+    {0, "prepare q as select * from t where id = $1", QP_STMT_SESSION, 0, 0, "t", ""},
+    {0, "deallocate all", QP_STMT_SESSION, 0, 0, "", ""},
+    {0, "listen ch", QP_STMT_SESSION, 0, 0, "", ""},
+    {0, "discard all", QP_STMT_SESSION, 0, 0, "", ""},
+    {0, "copy t from stdin with (format csv)", QP_STMT_COPY, 0, 0, "", "t"},
+    {0, "copy s.t (a, b) to stdout", QP_STMT_COPY, 0, 0, "s.t", ""},
+    {0, "copy (select * from t where a > 1) to stdout", QP_STMT_COPY, 0, 0, "t", ""},
+    {0, "call p(1)", QP_STMT_OTHER, 0, 0, "", ""},
+    {0, "do $$ begin perform 1; end $$", QP_STMT_OTHER, 0, 0, "", ""},
+    {0, "", QP_STMT_OTHER, 0, 0, "", ""},
+    {0, "-- only a comment", QP_STMT_OTHER, 0, 0, "", ""},
+    {0, "frobnicate the database", QP_STMT_OTHER, 0, 0, "", ""},
+    /* leading comments and parentheses */
+    {0, "/* app */ select a from t", QP_STMT_SELECT, 1, 0, "t", ""},
+    {0, "(select a from t) union (select b from u)", QP_STMT_SELECT, 1, 0, "t,u", ""},
+    /* joins, subqueries, schemas, quoting */
+    {0, "select * from a join b on a.id = b.id left outer join c using (id) cross join d",
+     QP_STMT_SELECT, 1, 0, "a,b,c,d", ""},
+    {0, "select * from a, b as bb, public.c cc where a.x = bb.y", QP_STMT_SELECT, 1, 0, "a,b,public.c", ""},
+    {0, "select * from \"Sales\".\"Orders\" o join sales.items i on i.o = o.id", QP_STMT_SELECT, 1, 0,
+     "Sales.Orders,sales.items", ""},
+    {0, "select * from \"we\"\"ird\"", QP_STMT_SELECT, 1, 0, "we\"ird", ""},
+    {0, "SELECT * FROM Public.Users", QP_STMT_SELECT, 1, 0, "public.users", ""},
+    {0, "select * from t where id in (select t_id from u where u.x = (select max(x) from v))",
+     QP_STMT_SELECT, 1, 0, "t,u,v", ""},
+    {0, "select * from t where exists (select 1 from u where u.id = t.id)", QP_STMT_SELECT, 1, 0, "t,u", ""},
+    {0, "select * from (select * from t) s, u", QP_STMT_SELECT, 1, 0, "t,u", ""},
+    {0, "select * from a join (b join c on b.id = c.id) on a.id = b.id", QP_STMT_SELECT, 1, 0, "a,b,c", ""},
+    {0, "select * from generate_series(1, 10) g, t", QP_STMT_SELECT, 1, 0, "t", ""},
+    {0, "select * from t, lateral (select * from u where u.t = t.id) x", QP_STMT_SELECT, 1, 0, "t,u", ""},
+    {0, "select extract(year from ts), substring(s from 2) from t", QP_STMT_SELECT, 1, 0, "t", ""},
+    {0, "select * from t where a is distinct from b", QP_STMT_SELECT, 1, 0, "t", ""},
+    {0, "select * from t union all select * from u except select * from v", QP_STMT_SELECT, 1, 0, "t,u,v", ""},
+    {0, "select * from only t", QP_STMT_SELECT, 1, 0, "t", ""},
+    {0, "select * from t t1 join t t2 on t1.p = t2.id", QP_STMT_SELECT, 1, 0, "t", ""},
+    /* CTEs */
+    {0, "with x as (select * from t) select * from x join u on u.id = x.id", QP_STMT_SELECT, 1, 0, "t,u", ""},
+    {0, "with recursive r(n) as (select 1 union all select n + 1 from r where n < 10) select * from r",
+     QP_STMT_SELECT, 1, 0, "", ""},
+    {0, "with a as materialized (select * from t), b as not materialized (select * from a, u) select * from b",
+     QP_STMT_SELECT, 1, 0, "t,u", ""},
+    {0, "with d as (delete from t where old returning *) select * from d", QP_STMT_SELECT, 0, 0, "", "t"},
+    {0, "with i as (insert into log (a) values (1) returning id) select * from i, u", QP_STMT_SELECT, 0, 0,
+     "u", "log"},
+    {0, "with x as (select * from t) update u set a = x.a from x where u.id = x.id", QP_STMT_UPDATE, 0, 0, "t",
+     "u"},
+    {0, "with x as (select id from t) delete from u where id in (select id from x)", QP_STMT_DELETE, 0, 0, "t", "u"},
+    {0, "with x as (select 1) insert into t select * from x", QP_STMT_INSERT, 0, 0, "", "t"},
+    /* writes with reads */
+    {0, "insert into t (a, b) select a, b from u join v on u.id = v.id", QP_STMT_INSERT, 0, 0, "u,v", "t"},
+    {0, "insert into s.t as x values (1) on conflict (a) do update set b = excluded.b", QP_STMT_INSERT, 0, 0, "", "s.t"},
+    {0, "insert into t values (1) on conflict do nothing returning *", QP_STMT_INSERT, 0, 0, "", "t"},
+    {0, "update only t set a = u.a from u, v where t.id = u.id and u.v = v.id", QP_STMT_UPDATE, 0, 0, "u,v", "t"},
+    {0, "update t set a = (select max(a) from u) where id = 1", QP_STMT_UPDATE, 0, 0, "u", "t"},
+    {0, "delete from t using u, s.v where t.id = u.id", QP_STMT_DELETE, 0, 0, "u,s.v", "t"},
+    {0, "delete from t where id in (select id from u)", QP_STMT_DELETE, 0, 0, "u", "t"},
+    {0, "delete from only \"T\" where x = 1 returning *", QP_STMT_DELETE, 0, 0, "", "T"},
+    /* SELECT that writes or locks */
+    {0, "select * from t where id = 1 for update", QP_STMT_SELECT, 0, 0, "t", ""},
+    {0, "select * from t for no key update skip locked", QP_STMT_SELECT, 0, 0, "t", ""},
+    {0, "select * from t for share", QP_STMT_SELECT, 0, 0, "t", ""},
+    {0, "select * from t for key share of t nowait", QP_STMT_SELECT, 0, 0, "t", ""},
+    {0, "select a into new_t from t", QP_STMT_SELECT, 0, 0, "t", "new_t"},
+    {0, "select * into temp table n from t", QP_STMT_SELECT, 0, 0, "t", "n"},
+    {0, "select nextval('seq')", QP_STMT_SELECT, 0, 1, "", ""},
+    {0, "select pg_advisory_lock(1)", QP_STMT_SELECT, 0, 0, "", ""},
+    {0, "select set_config('a', 'b', false)", QP_STMT_SELECT, 0, 0, "", ""},
+    /* volatile */
+    {0, "select now()", QP_STMT_SELECT, 1, 1, "", ""},
+    {0, "select * from t where created > current_timestamp - interval '1 day'", QP_STMT_SELECT, 1, 1, "t", ""},
+    {0, "select random() from t", QP_STMT_SELECT, 1, 1, "t", ""},
+    {0, "select 'now'::timestamp", QP_STMT_SELECT, 1, 1, "", ""},
+    {0, "select clock_timestamp(), current_date", QP_STMT_SELECT, 1, 1, "", ""},
+    {0, "select * from t where a = lower($1)", QP_STMT_SELECT, 1, 0, "t", ""},
+    /* EXPLAIN */
+    {0, "explain select * from t", QP_STMT_SELECT, 1, 0, "t", ""},
+    {0, "explain delete from t", QP_STMT_SELECT, 1, 0, "", ""},
+    {0, "explain analyze delete from t", QP_STMT_DELETE, 0, 0, "", "t"},
+    {0, "explain (analyze, buffers, format json) select * from t", QP_STMT_SELECT, 1, 0, "t", ""},
+    {0, "explain (analyze) update t set a = 1", QP_STMT_UPDATE, 0, 0, "", "t"},
+    /* SQLite */
+    {1, "SELECT * FROM [My Table] JOIN `other` USING (id)", QP_STMT_SELECT, 1, 0, "My Table,other", ""},
+    {1, "select * from main.t", QP_STMT_SELECT, 1, 0, "main.t", ""},
+    {1, "insert or replace into t (a) values (?)", QP_STMT_INSERT, 0, 0, "", "t"},
+    {1, "replace into t values (1)", QP_STMT_INSERT, 0, 0, "", "t"},
+    {1, "insert into t select * from u", QP_STMT_INSERT, 0, 0, "u", "t"},
+    {1, "insert into t default values", QP_STMT_INSERT, 0, 0, "", "t"},
+    {1, "update or ignore t set a = 1 from u where t.id = u.id", QP_STMT_UPDATE, 0, 0, "u", "t"},
+    {1, "delete from t where rowid = ?", QP_STMT_DELETE, 0, 0, "", "t"},
+    {1, "pragma journal_mode = wal", QP_STMT_SESSION, 0, 0, "", ""},
+    {1, "attach database 'x.db' as x", QP_STMT_SESSION, 0, 0, "", ""},
+    {1, "begin immediate", QP_STMT_TCL, 0, 0, "", ""},
+    {1, "end transaction", QP_STMT_TCL, 0, 0, "", ""},
+    {1, "create trigger tr after insert on t begin update u set n = n + 1; end", QP_STMT_DDL, 0, 0, "", "t"},
+    {1, "create index i on t (a)", QP_STMT_DDL, 0, 0, "", "t"},
+    {1, "select datetime('now')", QP_STMT_SELECT, 1, 1, "", ""},
+    {1, "select date(created) from t", QP_STMT_SELECT, 1, 0, "t", ""},
+    {1, "select random(), last_insert_rowid()", QP_STMT_SELECT, 1, 1, "", ""},
+    {1, "with x as (select * from t) select * from x", QP_STMT_SELECT, 1, 0, "t", ""},
+    {1, "select * from t where a = 1 returning *", QP_STMT_SELECT, 1, 0, "t", ""},
+};
+
+static void test_cases(void **state) {
+  (void)state;
+  int failures = 0;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const ccase *c = &cases[i];
+    qp_stmt_info info;
+    memset(&info, 0x5a, sizeof info);
+    qp_sql_classify(c->lite ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES, c->sql, strlen(c->sql), &info);
+    char reads[2048], writes[2048];
+    join(info.read, info.nread, reads);
+    join(info.write, info.nwrite, writes);
+    if (info.kind != c->kind || info.read_only != (bool)c->read_only ||
+        info.volatile_fn != (bool)c->volatile_fn || strcmp(reads, c->reads) != 0 ||
+        strcmp(writes, c->writes) != 0 || info.tables_truncated) {
+      printf("case %zu: %s\n  want %s ro=%d vol=%d reads=[%s] writes=[%s]\n  got  %s ro=%d vol=%d "
+             "reads=[%s] writes=[%s] truncated=%d\n",
+             i, c->sql, qp_stmt_kind_name(c->kind), c->read_only, c->volatile_fn, c->reads, c->writes,
+             qp_stmt_kind_name(info.kind), info.read_only, info.volatile_fn, reads, writes,
+             info.tables_truncated);
+      failures++;
+    }
+  }
+  assert_int_equal(failures, 0);
+}
+
+static void test_kind_names(void **state) {
+  (void)state;
+  assert_string_equal(qp_stmt_kind_name(QP_STMT_SELECT), "select");
+  assert_string_equal(qp_stmt_kind_name(QP_STMT_INSERT), "insert");
+  assert_string_equal(qp_stmt_kind_name(QP_STMT_UPDATE), "update");
+  assert_string_equal(qp_stmt_kind_name(QP_STMT_DELETE), "delete");
+  assert_string_equal(qp_stmt_kind_name(QP_STMT_DDL), "ddl");
+  assert_string_equal(qp_stmt_kind_name(QP_STMT_TCL), "tcl");
+  assert_string_equal(qp_stmt_kind_name(QP_STMT_SESSION), "session");
+  assert_string_equal(qp_stmt_kind_name(QP_STMT_MERGE), "merge");
+  assert_string_equal(qp_stmt_kind_name(QP_STMT_COPY), "copy");
+  assert_string_equal(qp_stmt_kind_name(QP_STMT_OTHER), "other");
+  assert_string_equal(qp_stmt_kind_name((qp_stmt_kind)99), "other");
+}
+
+static void test_limits(void **state) {
+  (void)state;
+  qp_stmt_info info;
+  /* more tables than fit */
+  char sql[4096] = "select * from t0";
+  for (int i = 1; i < 40; i++) sprintf(sql + strlen(sql), ", t%d", i);
+  qp_sql_classify(QP_DIALECT_POSTGRES, sql, strlen(sql), &info);
+  assert_int_equal(info.nread, QP_STMT_MAX_TABLES);
+  assert_true(info.tables_truncated);
+  assert_string_equal(info.read[0], "t0");
+  /* a name too long */
+  char longname[300];
+  memset(longname, 'a', sizeof longname - 1);
+  longname[sizeof longname - 1] = '\0';
+  snprintf(sql, sizeof sql, "select * from %s, b", longname);
+  qp_sql_classify(QP_DIALECT_POSTGRES, sql, strlen(sql), &info);
+  assert_true(info.tables_truncated);
+  assert_int_equal(info.nread, 1);
+  assert_string_equal(info.read[0], "b");
+  /* deep nesting is bounded, not recursive */
+  static char deep[300000];
+  strcpy(deep, "select * from ");
+  size_t n = strlen(deep);
+  for (int i = 0; i < 100000; i++) deep[n++] = '(';
+  memcpy(deep + n, "select 1 from t", 15);
+  n += 15;
+  deep[n] = '\0';
+  qp_sql_classify(QP_DIALECT_POSTGRES, deep, n, &info);
+  assert_int_equal(info.kind, QP_STMT_SELECT);
+  /* NULL input and NULL info are harmless */
+  qp_sql_classify(QP_DIALECT_POSTGRES, NULL, 10, &info);
+  assert_int_equal(info.kind, QP_STMT_OTHER);
+  qp_sql_classify(QP_DIALECT_POSTGRES, "select 1", 8, NULL);
+  /* only the first statement counts */
+  qp_sql_classify(QP_DIALECT_POSTGRES, "select 1; delete from t", 23, &info);
+  assert_int_equal(info.kind, QP_STMT_SELECT);
+  assert_int_equal(info.nwrite, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cases),
+      cmocka_unit_test(test_kind_names),
+      cmocka_unit_test(test_limits),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

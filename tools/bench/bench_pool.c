@@ -1,0 +1,488 @@
+/*
+ * bench_pool: the connection pool against its anchors, in one run.
+ *
+ * PostgreSQL (a private cluster started here with tests/support/pgcluster.sh,
+ * `pgbench -i -s 1`), primary-key SELECTs on pgbench_accounts from N threads
+ * (default 8), each mode for a fixed time, several rounds with the modes
+ * interleaved, medians and ratios:
+ *   pool          qp_pool (prepared statements cached per connection),
+ *                 one lease per query
+ *   pool+profile  the same, every query recorded into a qp_profile
+ *   direct        persistent libpq connection per thread, PQprepare once +
+ *                 PQexecPrepared (the same protocol as the pool)
+ *   direct-unnamed  persistent, PQexecParams (unnamed statements)
+ *   per-query     a new libpq connection for every query
+ *   pgbouncer     Debian's pgbouncer in transaction pooling mode on a private
+ *                 unix socket, persistent client connections, PQexecParams
+ *                 (named prepared statements do not survive transaction pooling)
+ * SQLite (a 100k-row file): point SELECTs by rowid, one thread:
+ *   sqlite raw    sqlite3_prepare_v2 once, bind, step until SQLITE_DONE reading
+ *                 the column as text, reset
+ *   sqlite pool   through the pool, one lease per query
+ *   sqlite lease  through the pool, one lease for the whole loop
+ * and an uncontended acquire+release in nanoseconds.
+ *
+ * Usage: bench_pool [--duration S] [--rounds N] [--threads T] [--no-pg] [--only MODE]
+ */
+#include <getopt.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdarg.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qprof/qprof.h"
+
+#define SQL_PK "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+#define ACCOUNTS 100000
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t xorshift(uint64_t *s) {
+  uint64_t x = *s;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *s = x;
+}
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+  char cmd[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  int rc = system(cmd);
+  return rc == -1 ? -1 : WEXITSTATUS(rc);
+}
+
+/* ---- the cluster and pgbouncer ------------------------------------------ */
+
+static char g_env[256], g_dir[256], g_dsn[512], g_bouncer_dsn[512];
+static int g_port, g_bport;
+static bool g_bouncer;
+
+static bool read_env(void) {
+  FILE *f = fopen(g_env, "r");
+  if (!f) return false;
+  char line[512];
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "QP_PG_DIR=", 10) == 0) sscanf(line + 10, "%255s", g_dir);
+  fclose(f);
+  return g_dir[0] != '\0';
+}
+
+static const char *as_pg(void) { return getuid() == 0 ? "runuser -u postgres --" : ""; }
+
+static bool start_cluster(void) {
+  g_port = 56000 + (int)(getpid() % 3000);
+  snprintf(g_env, sizeof g_env, "/tmp/qprof-bench-pool-%d.env", (int)getpid());
+  if (sh("QP_PG_PORT=%d sh '%s/tests/support/pgcluster.sh' start '%s' >/dev/null", g_port,
+         QP_SOURCE_DIR, g_env) != 0 || !read_env()) {
+    fprintf(stderr, "bench_pool: cannot start a PostgreSQL cluster\n");
+    return false;
+  }
+  snprintf(g_dsn, sizeof g_dsn, "host=%s port=%d user=postgres dbname=postgres", g_dir, g_port);
+  if (sh("pgbench -i -s 1 -q -h '%s' -p %d -U postgres postgres >/dev/null 2>&1", g_dir, g_port) !=
+      0) {
+    fprintf(stderr, "bench_pool: pgbench -i failed\n");
+    return false;
+  }
+  /* pgbouncer refuses to run as root: its files live in the cluster's
+   * directory, which belongs to postgres */
+  g_bport = g_port + 1;
+  char ini[512];
+  snprintf(ini, sizeof ini, "%s/pgbouncer.ini", g_dir);
+  FILE *f = fopen(ini, "w");
+  if (f == NULL) return true;
+  fprintf(f,
+          "[databases]\npostgres = host=%s port=%d dbname=postgres user=postgres\n"
+          "[pgbouncer]\nlisten_addr =\nunix_socket_dir = %s\nlisten_port = %d\n"
+          "auth_type = trust\nauth_file = %s/userlist.txt\npool_mode = transaction\n"
+          "max_client_conn = 200\ndefault_pool_size = 8\nlogfile = %s/pgbouncer.log\n"
+          "pidfile = %s/pgbouncer.pid\n",
+          g_dir, g_port, g_dir, g_bport, g_dir, g_dir, g_dir);
+  fclose(f);
+  sh("echo '\"postgres\" \"\"' > '%s/userlist.txt'", g_dir);
+  if (sh("%s pgbouncer -d -q '%s' >/dev/null 2>&1", as_pg(), ini) == 0) {
+    snprintf(g_bouncer_dsn, sizeof g_bouncer_dsn, "host=%s port=%d user=postgres dbname=postgres",
+             g_dir, g_bport);
+    for (int i = 0; i < 50 && !g_bouncer; i++) {
+      PGconn *c = PQconnectdb(g_bouncer_dsn);
+      g_bouncer = PQstatus(c) == CONNECTION_OK;
+      PQfinish(c);
+      if (!g_bouncer) usleep(100000);
+    }
+  }
+  if (!g_bouncer) fprintf(stderr, "bench_pool: pgbouncer did not start; skipping that mode\n");
+  return true;
+}
+
+static void stop_cluster(void) {
+  if (g_dir[0]) sh("[ -f '%s/pgbouncer.pid' ] && kill -INT $(cat '%s/pgbouncer.pid') 2>/dev/null; "
+                   "sleep 0.2", g_dir, g_dir);
+  if (g_env[0]) sh("sh '%s/tests/support/pgcluster.sh' stop '%s' >/dev/null", QP_SOURCE_DIR, g_env);
+}
+
+/* ---- workers ------------------------------------------------------------- */
+
+typedef enum mode {
+  M_POOL, M_POOL_PROFILE, M_DIRECT, M_DIRECT_UNNAMED, M_PER_QUERY, M_BOUNCER, M_COUNT
+} mode;
+static const char *mode_names[M_COUNT] = {"pool", "pool+profile", "direct (prepared)",
+                                          "direct (unnamed)", "per-query connect",
+                                          "pgbouncer (txn)"};
+
+typedef struct worker {
+  mode m;
+  qp_pool *pool;
+  atomic_bool *stop;
+  pthread_barrier_t *ready;
+  uint64_t ops, errors, seed;
+} worker;
+
+static void *run_worker(void *arg) {
+  worker *w = arg;
+  PGconn *conn = NULL;
+  char aid[32];
+  const char *vals[1] = {aid};
+  if (w->m == M_DIRECT || w->m == M_DIRECT_UNNAMED || w->m == M_BOUNCER) {
+    conn = PQconnectdb(w->m == M_BOUNCER ? g_bouncer_dsn : g_dsn);
+    if (PQstatus(conn) != CONNECTION_OK) w->errors++;
+    if (w->m == M_DIRECT) PQclear(PQprepare(conn, "pk", SQL_PK, 1, NULL));
+  }
+  pthread_barrier_wait(w->ready);
+  while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
+    int64_t id = (int64_t)(xorshift(&w->seed) % ACCOUNTS) + 1;
+    bool ok = false;
+    if (w->m == M_POOL || w->m == M_POOL_PROFILE) {
+      qp_conn *c;
+      if (qp_pool_acquire(w->pool, &c) == QP_OK) {
+        qp_param p = qp_param_int(id);
+        qp_result *r = NULL;
+        ok = qp_conn_exec(c, SQL_PK, &p, 1, &r) == QP_OK && qp_result_rows(r) == 1 &&
+             qp_result_value(r, 0, 0, NULL) != NULL;
+        qp_result_free(r);
+        qp_pool_release(c);
+      }
+    } else {
+      snprintf(aid, sizeof aid, "%lld", (long long)id);
+      PGconn *pc = conn;
+      if (w->m == M_PER_QUERY) pc = PQconnectdb(g_dsn);
+      PGresult *r = w->m == M_DIRECT ? PQexecPrepared(pc, "pk", 1, vals, NULL, NULL, 0)
+                                     : PQexecParams(pc, SQL_PK, 1, NULL, vals, NULL, NULL, 0);
+      ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetvalue(r, 0, 0);
+      PQclear(r);
+      if (w->m == M_PER_QUERY) PQfinish(pc);
+    }
+    if (ok) w->ops++;
+    else w->errors++;
+  }
+  PQfinish(conn);
+  return NULL;
+}
+
+static double run_mode(mode m, int threads, double duration, qp_profile *prof) {
+  qp_pool *pool = NULL;
+  if (m == M_POOL || m == M_POOL_PROFILE) {
+    qp_pool_options o;
+    qp_pool_options_init(&o);
+    o.dsn = g_dsn;
+    o.min_size = o.max_size = threads;
+    o.profile = m == M_POOL_PROFILE ? prof : NULL;
+    o.slow_ms = 0;
+    char err[256];
+    if (qp_pool_open(&pool, &o, err, sizeof err) != QP_OK) {
+      fprintf(stderr, "bench_pool: %s\n", err);
+      return 0;
+    }
+    /* warm: every connection open before the clock starts */
+    for (int i = 0; i < 500; i++) {
+      qp_pool_stats s;
+      qp_pool_stats_get(pool, &s);
+      if (s.sv_idle + s.sv_used >= threads) break;
+      usleep(10000);
+    }
+  }
+  atomic_bool stop;
+  atomic_init(&stop, false);
+  pthread_barrier_t ready;
+  pthread_barrier_init(&ready, NULL, (unsigned)threads + 1);
+  pthread_t th[64];
+  worker w[64];
+  for (int i = 0; i < threads; i++) {
+    w[i] = (worker){.m = m, .pool = pool, .stop = &stop, .ready = &ready,
+                    .seed = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)};
+    pthread_create(&th[i], NULL, run_worker, &w[i]);
+  }
+  pthread_barrier_wait(&ready);
+  double t0 = now_s();
+  usleep((useconds_t)(duration * 1e6));
+  atomic_store(&stop, true);
+  uint64_t ops = 0, errors = 0;
+  for (int i = 0; i < threads; i++) {
+    pthread_join(th[i], NULL);
+    ops += w[i].ops;
+    errors += w[i].errors;
+  }
+  double t1 = now_s();
+  pthread_barrier_destroy(&ready);
+  qp_pool_close(pool);
+  if (errors) fprintf(stderr, "bench_pool: %s: %llu errors\n", mode_names[m],
+                      (unsigned long long)errors);
+  return (double)ops / (t1 - t0);
+}
+
+/* ---- SQLite ---------------------------------------------------------------- */
+
+static char g_sqlite_path[256];
+
+static bool make_sqlite(void) {
+  snprintf(g_sqlite_path, sizeof g_sqlite_path, "/tmp/qprof-bench-pool-%d.db", (int)getpid());
+  unlink(g_sqlite_path);
+  sqlite3 *db;
+  if (sqlite3_open(g_sqlite_path, &db) != SQLITE_OK) return false;
+  sqlite3_exec(db,
+               "PRAGMA journal_mode=WAL; CREATE TABLE acc(id INTEGER PRIMARY KEY, bal INTEGER, "
+               "filler TEXT); BEGIN; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM "
+               "c WHERE x < 100000) INSERT INTO acc SELECT x, x % 1000, 'filler text ' || x FROM "
+               "c; COMMIT",
+               NULL, NULL, NULL);
+  sqlite3_close(db);
+  return true;
+}
+
+#define SQL_SQ "SELECT bal FROM acc WHERE id = ?"
+
+static double sqlite_raw(double duration) {
+  sqlite3 *db;
+  sqlite3_open_v2(g_sqlite_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+  sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+  sqlite3_stmt *st;
+  sqlite3_prepare_v2(db, SQL_SQ, -1, &st, NULL);
+  uint64_t seed = 88172645463325252ull, ops = 0;
+  double t0 = now_s(), t1;
+  do {
+    for (int i = 0; i < 1000; i++) {
+      sqlite3_bind_int64(st, 1, (int64_t)(xorshift(&seed) % ACCOUNTS) + 1);
+      /* read the whole result, as any code that does not know the row
+       * count must (and as the pool does) */
+      int rows = 0;
+      while (sqlite3_step(st) == SQLITE_ROW)
+        if (sqlite3_column_text(st, 0) != NULL) rows++;
+      if (rows == 1) ops++;
+      sqlite3_reset(st);
+    }
+  } while ((t1 = now_s()) - t0 < duration);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return (double)ops / (t1 - t0);
+}
+
+static double sqlite_pool(double duration, bool lease_per_query, qp_profile *prof) {
+  char dsn[300];
+  snprintf(dsn, sizeof dsn, "sqlite://%s", g_sqlite_path);
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.dsn = dsn;
+  o.max_size = 1;
+  o.profile = prof;
+  o.slow_ms = 0;
+  qp_pool *p;
+  char err[256];
+  if (qp_pool_open(&p, &o, err, sizeof err) != QP_OK) return 0;
+  uint64_t seed = 88172645463325252ull, ops = 0;
+  qp_conn *c = NULL;
+  if (!lease_per_query) qp_pool_acquire(p, &c);
+  double t0 = now_s(), t1;
+  do {
+    for (int i = 0; i < 1000; i++) {
+      if (lease_per_query && qp_pool_acquire(p, &c) != QP_OK) continue;
+      qp_param x = qp_param_int((int64_t)(xorshift(&seed) % ACCOUNTS) + 1);
+      qp_result *r = NULL;
+      if (qp_conn_exec(c, SQL_SQ, &x, 1, &r) == QP_OK && qp_result_value(r, 0, 0, NULL)) ops++;
+      qp_result_free(r);
+      if (lease_per_query) qp_pool_release(c);
+    }
+  } while ((t1 = now_s()) - t0 < duration);
+  if (!lease_per_query) qp_pool_release(c);
+  qp_pool_close(p);
+  return (double)ops / (t1 - t0);
+}
+
+static double acquire_release_ns(void) {
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.dsn = "sqlite::memory:";
+  o.max_size = 1;
+  qp_pool *p;
+  char err[256];
+  if (qp_pool_open(&p, &o, err, sizeof err) != QP_OK) return 0;
+  qp_conn *c;
+  qp_pool_acquire(p, &c);
+  qp_pool_release(c);
+  const int n = 2000000;
+  double t0 = now_s();
+  for (int i = 0; i < n; i++) {
+    qp_pool_acquire(p, &c);
+    qp_pool_release(c);
+  }
+  double t1 = now_s();
+  qp_pool_close(p);
+  return (t1 - t0) * 1e9 / n;
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char **argv) {
+  double duration = 3;
+  int rounds = 3, threads = 8;
+  bool pg = true;
+  int only = -1; /* run one PostgreSQL mode (for profiling) */
+  static const struct option longopts[] = {{"duration", required_argument, 0, 'd'},
+                                           {"rounds", required_argument, 0, 'r'},
+                                           {"threads", required_argument, 0, 't'},
+                                           {"no-pg", no_argument, 0, 'n'},
+                                           {"only", required_argument, 0, 'o'},
+                                           {"help", no_argument, 0, 'h'},
+                                           {0, 0, 0, 0}};
+  int ch;
+  while ((ch = getopt_long(argc, argv, "d:r:t:no:h", longopts, NULL)) != -1) {
+    switch (ch) {
+    case 'd': duration = atof(optarg); break;
+    case 'r': rounds = atoi(optarg); break;
+    case 't': threads = atoi(optarg); break;
+    case 'n': pg = false; break;
+    case 'o':
+      for (int m = 0; m < M_COUNT; m++)
+        if (strncmp(mode_names[m], optarg, strlen(optarg)) == 0) only = m;
+      if (only < 0) {
+        fprintf(stderr, "bench_pool: unknown mode '%s'\n", optarg);
+        return 2;
+      }
+      break;
+    case 'h':
+      printf("usage: bench_pool [--duration S] [--rounds N] [--threads T] [--no-pg] "
+             "[--only MODE]\n");
+      return 0;
+    default: return 2;
+    }
+  }
+  if (rounds < 1 || rounds > 15 || threads < 1 || threads > 64 || duration <= 0) {
+    fprintf(stderr, "bench_pool: bad arguments (rounds 1..15, threads 1..64)\n");
+    return 2;
+  }
+  struct utsname u;
+  uname(&u);
+  printf("bench_pool: %s %s, %ld CPUs, qprof %s, libpq %s, SQLite %s\n", u.sysname, u.release,
+         sysconf(_SC_NPROCESSORS_ONLN), qp_version(), qp_libpq_version(), qp_sqlite_version());
+  printf("%d threads, %.1f s per mode, %d rounds (modes interleaved), medians\n\n", threads,
+         duration, rounds);
+  qp_profile *prof = NULL;
+  char err[256];
+  if (qp_profile_new(&prof, NULL, err, sizeof err) != QP_OK) {
+    fprintf(stderr, "bench_pool: %s\n", err);
+    return 1;
+  }
+  double res[M_COUNT][15];
+  int have[M_COUNT] = {0};
+  if (pg) {
+    if (!start_cluster()) {
+      stop_cluster();
+      return 1;
+    }
+    for (int r = 0; r < rounds; r++) {
+      for (int m = 0; m < M_COUNT; m++) {
+        if ((m == M_BOUNCER && !g_bouncer) || (only >= 0 && m != only)) continue;
+        res[m][have[m]++] = run_mode((mode)m, threads, duration, prof);
+        fprintf(stderr, "round %d %-20s %10.0f q/s\n", r + 1, mode_names[m], res[m][have[m] - 1]);
+      }
+    }
+    stop_cluster();
+    double med[M_COUNT] = {0};
+    printf("PostgreSQL 15, primary-key SELECT on pgbench_accounts (-s 1), unix socket\n");
+    printf("| path | queries/s (median) | runs |\n|---|---|---|\n");
+    for (int m = 0; m < M_COUNT; m++) {
+      if (!have[m]) continue;
+      printf("| %s | %.0f |", mode_names[m], (med[m] = median(res[m], have[m])));
+      for (int i = 0; i < have[m]; i++) printf(" %.0f", res[m][i]);
+      printf(" |\n");
+    }
+    if (only >= 0) {
+      qp_profile_free(prof);
+      return 0;
+    }
+    printf("\nratios: pool / direct (prepared) = %.2fx (target >= 0.95)\n",
+           med[M_POOL] / med[M_DIRECT]);
+    printf("        pool / direct (unnamed) = %.2fx\n", med[M_POOL] / med[M_DIRECT_UNNAMED]);
+    if (have[M_BOUNCER])
+      printf("        pool / pgbouncer = %.2fx (target >= 1.5)\n", med[M_POOL] / med[M_BOUNCER]);
+    printf("        pool / per-query connect = %.1fx (target >= 20)\n",
+           med[M_POOL] / med[M_PER_QUERY]);
+    printf("        pool+profile / pool = %.2fx\n\n", med[M_POOL_PROFILE] / med[M_POOL]);
+  }
+
+  if (!make_sqlite()) return 1;
+  /* A pool with default options runs a maintenance thread, which makes
+   * glibc's malloc take locks for the rest of the process. Start one before
+   * any SQLite round so that raw and pooled loops all run that way. */
+  {
+    qp_pool_options o;
+    qp_pool_options_init(&o);
+    o.dsn = "sqlite::memory:";
+    qp_pool *warm;
+    if (qp_pool_open(&warm, &o, err, sizeof err) == QP_OK) qp_pool_close(warm);
+  }
+  double raw[15], lease[15], one[15], prof_r[15];
+  for (int r = 0; r < rounds; r++) {
+    raw[r] = sqlite_raw(duration);
+    lease[r] = sqlite_pool(duration, true, NULL);
+    one[r] = sqlite_pool(duration, false, NULL);
+    prof_r[r] = sqlite_pool(duration, true, prof);
+  }
+  unlink(g_sqlite_path);
+  char wal[300];
+  snprintf(wal, sizeof wal, "%s-wal", g_sqlite_path);
+  unlink(wal);
+  snprintf(wal, sizeof wal, "%s-shm", g_sqlite_path);
+  unlink(wal);
+  double mraw = median(raw, rounds), mlease = median(lease, rounds), mone = median(one, rounds),
+         mprof = median(prof_r, rounds);
+  printf("SQLite %s, point SELECT by rowid on 100k rows, 1 thread\n", qp_sqlite_version());
+  printf("| path | queries/s (median) |\n|---|---|\n");
+  printf("| raw sqlite3, cached statement | %.0f |\n", mraw);
+  printf("| pool, one lease per query | %.0f |\n", mlease);
+  printf("| pool, one lease for the loop | %.0f |\n", mone);
+  printf("| pool, lease per query, recorded into a profile | %.0f |\n", mprof);
+  printf("\nratios: pool (lease per query) / raw = %.2fx (target >= 0.9)\n", mlease / mraw);
+  printf("        pool (one lease) / raw = %.2fx\n", mone / mraw);
+  printf("        pool + profile / raw = %.2fx\n\n", mprof / mraw);
+  double ns[15];
+  for (int r = 0; r < rounds; r++) ns[r] = acquire_release_ns();
+  printf("uncontended acquire+release: %.0f ns (median of %d x 2M; target < 200)\n",
+         median(ns, rounds), rounds);
+  qp_profile_free(prof);
+  return 0;
+}
