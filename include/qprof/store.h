@@ -1,8 +1,10 @@
 /*
  * The profile store: where flushed statistics live. An SQLite file by default
  * (one file, nothing to start, many processes may write it at once); a
- * PostgreSQL database (postgresql:// or keyword=value DSN) as the central
- * store for a fleet.
+ * PostgreSQL database (a postgresql:// or postgres:// URI, or keyword=value
+ * pairs starting with a libpq keyword such as host= or dbname=) as the
+ * central store for a fleet, in a schema named "qprof". docs/profiles.md
+ * describes both.
  */
 #ifndef QPROF_STORE_H
 #define QPROF_STORE_H

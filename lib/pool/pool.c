@@ -671,6 +671,7 @@ qp_status qp_pool_acquire_at(qp_pool *p, qp_conn **out, int64_t timeout_ms, cons
   w.queued = false;
   w.since = t0;
   bool w_init = false; /* w.cond is only set up when the caller has to wait */
+  bool first = true;
   qp_status st = QP_OK;
   pthread_mutex_lock(&p->mu);
   for (;;) {
@@ -686,7 +687,10 @@ qp_status qp_pool_acquire_at(qp_pool *p, qp_conn **out, int64_t timeout_ms, cons
       wq_remove(p, &w);
       c = idle_pop(p);
     }
-    uint64_t now = qp__now_ns();
+    /* the first pass uses the time read before locking: no clock read
+     * while holding the mutex on the fast path */
+    uint64_t now = first ? t0 : qp__now_ns();
+    first = false;
     if (c != NULL) {
       /* A connection idle for longer than validation_ms, or past its
        * lifetime, is checked (or retired) before it is handed out. */

@@ -5,12 +5,19 @@
  * Life of a process under the shim:
  *   - nothing happens until the first interposed call; it reads the QPROF_*
  *     variables (shim_init_slow). A bad value disables the shim for good.
- *   - the first recorded query creates the profile, starts the flush thread
- *     and registers the exit flush (shim_record -> start_recording). A process
- *     that runs no query never gets that far: no thread, no store file.
- *   - the flush thread moves the profile into the store every flush_ms; the
- *     store is opened at the first flush. If it cannot be opened the shim
- *     says so once and stops recording; the program runs on.
+ *   - the first recorded query creates the profile and registers the exit
+ *     flush (shim_record -> start_recording). A process that runs no query
+ *     never gets that far: no thread, no store file.
+ *   - every flush_ms the profile moves into the store; the store is opened at
+ *     the first flush. If it cannot be opened the shim says so once and stops
+ *     recording; the program runs on. In a multi-threaded program a
+ *     background thread flushes. A single-threaded program gets no thread:
+ *     the query that finds the interval over flushes inline. A second thread
+ *     would make every pthread mutex in the process (SQLite takes several per
+ *     statement) use atomic instructions instead of glibc's single-threaded
+ *     fast path, which measured ~100 ns per SQLite statement here
+ *     (docs/performance.md). The thread starts at the first query recorded
+ *     after the program itself has become multi-threaded.
  *   - fork(): the child forgets the parent's profile, store connection and
  *     flush thread, and starts its own at its first query.
  *   - exit(): the last flush, in the process that recorded.
@@ -23,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -207,6 +215,8 @@ static pthread_cond_t g_flush_cv;
 static _Atomic(qp_profile *) g_profile;
 static qp_store *g_store;
 static bool g_store_failed, g_flush_failed_said, g_exiting, g_atexit_done;
+static _Atomic bool g_thread_started;
+static _Atomic uint64_t g_next_flush_ns; /* inline flushing: when the next one is due */
 static uint64_t g_flushed_upto; /* qp_profile_recorded() at the last good flush */
 
 /* Flushes what was recorded, opening the store on first use. Called with
@@ -300,6 +310,27 @@ static bool start_flush_thread(void) {
   return rc == 0;
 }
 
+/* Without a flush thread: flush inline when the interval is over, or start
+ * the thread once the program has threads of its own. */
+static void maybe_flush_here(void) {
+  if (!__libc_single_threaded) {
+    pthread_mutex_lock(&g_rec_mu);
+    if (!atomic_load(&g_thread_started) && atomic_load(&g_profile) != NULL) {
+      atomic_store(&g_thread_started, true);
+      if (!start_flush_thread())
+        shim_log(QP_LOG_WARN, "cannot start the flush thread: flushing at exit only");
+    }
+    pthread_mutex_unlock(&g_rec_mu);
+    return;
+  }
+  uint64_t now = qp__now_ns();
+  if (now < atomic_load_explicit(&g_next_flush_ns, memory_order_relaxed)) return;
+  atomic_store(&g_next_flush_ns, now + (uint64_t)g_flush_ms * 1000000u);
+  pthread_mutex_lock(&g_flush_mu);
+  if (!g_exiting) flush_locked();
+  pthread_mutex_unlock(&g_flush_mu);
+}
+
 /* Creates this process's profile; returns it or NULL (then disabled). */
 static qp_profile *start_recording(void) {
   pthread_mutex_lock(&g_rec_mu);
@@ -330,8 +361,8 @@ static qp_profile *start_recording(void) {
     atexit(at_exit);
     g_atexit_done = true;
   }
-  if (!start_flush_thread())
-    shim_log(QP_LOG_WARN, "cannot start the flush thread: flushing at exit only");
+  atomic_store(&g_thread_started, false);
+  atomic_store(&g_next_flush_ns, qp__now_ns() + (uint64_t)g_flush_ms * 1000000u);
   shim_log(QP_LOG_DEBUG, "recording to %s", qp_config_string(g_cfg, "store"));
 out:
   pthread_mutex_unlock(&g_rec_mu);
@@ -347,6 +378,7 @@ void shim_record(const qp_query_event *ev) {
   qp_status st = qp_profile_record(p, ev);
   if (QP_UNLIKELY(st != QP_OK) && st != QP_NOMEM)
     shim_log(QP_LOG_DEBUG, "event not recorded: %s", qp_strerror(st));
+  if (!atomic_load_explicit(&g_thread_started, memory_order_relaxed)) maybe_flush_here();
   if (QP_UNLIKELY(ev->duration_ns >= g_slow_ns) && g_log_fd >= 0 && ev->error == NULL) {
     uint64_t fp = ev->fingerprint;
     size_t len = ev->normalized_len;
@@ -390,6 +422,7 @@ static void fork_unlock(void) {
 static void fork_child(void) {
   fork_unlock();
   atomic_store(&g_profile, NULL); /* the parent's statistics are the parent's */
+  atomic_store(&g_thread_started, false);
   g_store = NULL;
   g_flushed_upto = 0;
   g_store_failed = g_flush_failed_said = g_exiting = false;

@@ -7,6 +7,12 @@
  * two shapes. Lists are collapsed by scanning ahead once from the opening
  * bracket: every token is lexed at most twice, so time stays linear.
  */
+/* The hot loops gain from -O3's unrolling; the rest of the build stays as
+ * configured. GCC only, and only in optimized builds. */
+#if defined(__OPTIMIZE__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
+
 #include <stdio.h>
 #include <string.h>
 
@@ -29,36 +35,6 @@
 /* Identifiers longer than this are not passed to user rules. */
 #define QP_RULE_WORD_MAX 512
 
-/* ---- literal lists: a table-driven automaton ---------------------------
- * Lists of literals are most of the bytes of real workloads (IN lists,
- * multi-row VALUES). Their elements come in random order of kinds, which
- * makes a branchy scanner mispredict on nearly every element; this
- * automaton reads one byte per step with two table lookups and no
- * data-dependent branch. It covers numbers, '' E'' B'' X'' N'' $$ strings,
- * $n ? ?n placeholders, signs, TRUE FALSE NULL (DEFAULT in VALUES), commas
- * and white space; anything else (casts, comments, tuples, $tag$ quotes...)
- * fails it and the token-level scanner decides. Built once per normalizer. */
-enum {
-  B_OTHER, B_WS, B_DIGIT, B_DOT, B_QUOTE, B_BSLASH, B_DOLLAR, B_COMMA, B_LPAREN, B_RPAREN,
-  B_RBRACK, B_PLUS, B_MINUS, B_QMARK, B_IDENT, B_A, B_B, B_D, B_E, B_F, B_L, B_N, B_R, B_S, B_T,
-  B_U, B_X, B_COUNT
-};
-enum {
-  D_EXP, D_COMMA, D_SIGN, D_INT, D_LDOT, D_DOT, D_FRAC, D_E, D_ESIGN, D_EXPD, D_AFTER, D_STR,
-  D_STRQ, D_ESTR, D_ESTRBS, D_ESTRQ, D_EQ, D_PQ, D_DOL, D_PARAM, D_QPARAM, D_DQ, D_DQ1, D_T1,
-  D_T2, D_T3, D_T4, D_F1, D_F2, D_F3, D_F4, D_F5, D_N1, D_NU, D_NUL, D_NULL, D_D1, D_D2, D_D3,
-  D_D4, D_D5, D_D6, D_D7, D_ROWEND0, D_ROWEND, D_ROWSEP,
-  D_CLOSE, D_ROWSDONE, D_FAIL, /* exits: from D_CLOSE on */
-  D_COUNT
-};
-/* modes: the closing byte and what it leads to */
-enum { LM_PAREN, LM_BRACK, LM_PAREN_DEFAULT, LM_ROWS, LM_COUNT };
-
-typedef struct list_dfa {
-  uint8_t cls[256];
-  uint8_t next[LM_COUNT][D_COUNT][B_COUNT];
-} list_dfa;
-
 /* Keyword lookup on the hot path: an open-addressing table built once per
  * normalizer (about 15% full), so most identifiers miss on the first probe. */
 #define KWH_SIZE 1024
@@ -69,124 +45,12 @@ struct qp_normalizer {
   uint64_t seed;
   qp_rules *rules; /* NULL without rules */
   uint8_t kwh[KWH_SIZE];
-  list_dfa dfa;
 };
 
 static inline unsigned kw_hash(const char *p, size_t k) {
   unsigned c0 = qp__sql_lower[(unsigned char)p[0]], c1 = qp__sql_lower[(unsigned char)p[1]];
   unsigned cl = qp__sql_lower[(unsigned char)p[k - 1]];
   return (c0 * 7u + c1 * 131u + cl * 31u + (unsigned)k * 17u) & (KWH_SIZE - 1);
-}
-
-
-static void dfa_build(list_dfa *a, qp_dialect d) {
-  const bool pg = d == QP_DIALECT_POSTGRES;
-  for (int c = 0; c < 256; c++) {
-    uint8_t k = qp__sql_cclass[c];
-    a->cls[c] = (k == QP_C_IDENT || k == QP_C_DOLLAR) ? B_IDENT : B_OTHER;
-    if (k == QP_C_SPACE) a->cls[c] = B_WS;
-    if (k == QP_C_DIGIT) a->cls[c] = B_DIGIT;
-  }
-  a->cls[0] = B_OTHER; /* NUL is white space to the lexer, but rare: leave it to it */
-  a->cls['.'] = B_DOT, a->cls['\''] = B_QUOTE, a->cls['\\'] = B_BSLASH, a->cls['$'] = B_DOLLAR;
-  a->cls[','] = B_COMMA, a->cls['('] = B_LPAREN, a->cls[')'] = B_RPAREN, a->cls[']'] = B_RBRACK;
-  a->cls['+'] = B_PLUS, a->cls['-'] = B_MINUS, a->cls['?'] = B_QMARK;
-  static const struct { char c; uint8_t b; } letters[] = {
-      {'a', B_A}, {'b', B_B}, {'d', B_D}, {'e', B_E}, {'f', B_F}, {'l', B_L},
-      {'n', B_N}, {'r', B_R}, {'s', B_S}, {'t', B_T}, {'u', B_U}, {'x', B_X}};
-  for (size_t i = 0; i < QP_ARRAY_LEN(letters); i++) {
-    a->cls[(unsigned char)letters[i].c] = letters[i].b;
-    a->cls[(unsigned char)(letters[i].c - 32)] = letters[i].b;
-  }
-  for (int m = 0; m < LM_COUNT; m++) {
-    uint8_t(*t)[B_COUNT] = a->next[m];
-    memset(t, D_FAIL, sizeof a->next[m]);
-    uint8_t closer = m == LM_BRACK ? B_RBRACK : B_RPAREN;
-    uint8_t closed = m == LM_ROWS ? D_ROWEND0 : D_CLOSE;
-    /* states that end a value: white space, a comma or the closer follow */
-    static const uint8_t enders[] = {D_INT, D_DOT, D_FRAC, D_EXPD, D_AFTER, D_STRQ, D_ESTRQ,
-                                     D_PARAM, D_QPARAM, D_T4, D_F5, D_NULL, D_D7};
-    for (size_t i = 0; i < QP_ARRAY_LEN(enders); i++) {
-      t[enders[i]][B_WS] = D_AFTER;
-      t[enders[i]][B_COMMA] = D_COMMA;
-      t[enders[i]][closer] = closed;
-    }
-    /* expecting an element (D_COMMA: the same, right after a comma) */
-    static const uint8_t starts[] = {D_EXP, D_COMMA, D_SIGN};
-    for (size_t i = 0; i < QP_ARRAY_LEN(starts); i++) {
-      uint8_t (*r) = t[starts[i]];
-      r[B_WS] = starts[i] == D_SIGN ? D_SIGN : D_EXP;
-      r[B_DIGIT] = D_INT;
-      r[B_DOT] = D_LDOT;
-      r[B_PLUS] = r[B_MINUS] = D_SIGN;
-      r[B_DOLLAR] = D_DOL;
-      r[B_QMARK] = D_QPARAM;
-      if (starts[i] == D_SIGN) continue;
-      r[B_QUOTE] = D_STR;
-      r[B_X] = D_PQ;
-      if (pg) {
-        r[B_E] = D_EQ;
-        r[B_B] = D_PQ;
-      }
-      r[B_N] = D_N1;
-      r[B_T] = D_T1;
-      r[B_F] = D_F1;
-      if (m == LM_PAREN_DEFAULT || m == LM_ROWS) r[B_D] = D_D1;
-    }
-    /* numbers: 12  1.5  .5  5.  1e-3 */
-    t[D_INT][B_DIGIT] = D_INT, t[D_INT][B_DOT] = D_DOT, t[D_INT][B_E] = D_E;
-    t[D_LDOT][B_DIGIT] = D_FRAC;
-    t[D_DOT][B_DIGIT] = D_FRAC, t[D_DOT][B_E] = D_E;
-    t[D_FRAC][B_DIGIT] = D_FRAC, t[D_FRAC][B_E] = D_E;
-    t[D_E][B_DIGIT] = D_EXPD, t[D_E][B_PLUS] = t[D_E][B_MINUS] = D_ESIGN;
-    t[D_ESIGN][B_DIGIT] = D_EXPD;
-    t[D_EXPD][B_DIGIT] = D_EXPD;
-    /* strings */
-    for (int b = 0; b < B_COUNT; b++) {
-      t[D_STR][b] = D_STR;
-      t[D_ESTR][b] = D_ESTR;
-      t[D_ESTRBS][b] = D_ESTR;
-      t[D_DQ][b] = D_DQ;
-      t[D_DQ1][b] = D_DQ;
-    }
-    t[D_STR][B_QUOTE] = D_STRQ;
-    t[D_STRQ][B_QUOTE] = D_STR; /* '' inside */
-    t[D_ESTR][B_QUOTE] = D_ESTRQ, t[D_ESTR][B_BSLASH] = D_ESTRBS;
-    t[D_ESTRQ][B_QUOTE] = D_ESTR;
-    t[D_EQ][B_QUOTE] = D_ESTR;
-    t[D_PQ][B_QUOTE] = D_STR;
-    if (pg) t[D_N1][B_QUOTE] = D_STR;
-    /* placeholders and $$ quotes */
-    t[D_DOL][B_DIGIT] = D_PARAM;
-    t[D_PARAM][B_DIGIT] = D_PARAM;
-    t[D_QPARAM][B_DIGIT] = pg ? D_FAIL : D_QPARAM;
-    if (pg) {
-      t[D_DOL][B_DOLLAR] = D_DQ;
-      t[D_DQ][B_DOLLAR] = D_DQ1;
-      t[D_DQ1][B_DOLLAR] = D_AFTER;
-    }
-    /* TRUE FALSE NULL DEFAULT */
-    t[D_T1][B_R] = D_T2, t[D_T2][B_U] = D_T3, t[D_T3][B_E] = D_T4;
-    t[D_F1][B_A] = D_F2, t[D_F2][B_L] = D_F3, t[D_F3][B_S] = D_F4, t[D_F4][B_E] = D_F5;
-    t[D_N1][B_U] = D_NU, t[D_NU][B_L] = D_NUL, t[D_NUL][B_L] = D_NULL;
-    t[D_D1][B_E] = D_D2, t[D_D2][B_F] = D_D3, t[D_D3][B_A] = D_D4, t[D_D4][B_U] = D_D5;
-    t[D_D5][B_L] = D_D6, t[D_D6][B_T] = D_D7;
-    /* VALUES rows: ) , ( */
-    for (int b = 0; b < B_COUNT; b++) {
-      t[D_ROWEND0][b] = t[D_ROWEND][b] = D_ROWSDONE;
-      t[D_ROWSEP][b] = D_ROWSDONE;
-    }
-    t[D_ROWEND0][B_WS] = t[D_ROWEND][B_WS] = D_ROWEND;
-    t[D_ROWEND0][B_COMMA] = t[D_ROWEND][B_COMMA] = D_ROWSEP;
-    t[D_ROWSEP][B_WS] = D_ROWSEP;
-    t[D_ROWSEP][B_LPAREN] = D_EXP;
-    /* exits stay */
-    for (int b = 0; b < B_COUNT; b++) {
-      t[D_CLOSE][b] = D_CLOSE;
-      t[D_ROWSDONE][b] = D_ROWSDONE;
-      t[D_FAIL][b] = D_FAIL;
-    }
-  }
 }
 
 static void kw_build(qp_normalizer *n) {
@@ -286,7 +150,6 @@ qp_status qp_normalizer_new(qp_normalizer **out, qp_dialect dialect, const char 
   n->dialect = dialect;
   n->seed = dialect_seed(dialect);
   kw_build(n);
-  dfa_build(&n->dfa, dialect);
   if (nrules > 0) {
     qp_status st = qp__rules_new(&n->rules, rules, nrules, &n->hooks, errbuf, errlen);
     if (st != QP_OK) {
@@ -463,99 +326,64 @@ typedef struct list_scan {
 
 #ifdef __SSE2__
 /*
- * Skips a run of bytes that can only be numbers, commas and white space
- * (0-9 . , space \t \n \r), sixteen at a time, counting the commas as
- * element separators. Returns where the run stops. The caller re-reads the
- * run's last number, which may continue past it (1e-5).
+ * Skips a prefix of the list that is exactly ( digits "," whitespace* )*,
+ * sixteen bytes at a time, counting the commas as element separators.
+ * `after_literal` tells whether the scan starts after an element (then only
+ * a comma may come first) or where one is expected. The structure is checked
+ * with bit masks: white space only after a comma, a comma only after a
+ * digit, a digit only after a digit, a comma, white space or the start of an
+ * expected element. Returns where the valid prefix ends; the caller re-reads
+ * its last number, which may go on (1e-5, 0x1F, 1.5).
  */
-static inline size_t skip_number_run(const char *s, size_t len, size_t pos, list_scan *ls,
-                                     size_t *last_end) {
+static inline size_t skip_number_run(const char *s, size_t len, size_t pos, bool after_literal,
+                                     list_scan *ls, size_t *last_end) {
   const __m128i lo = _mm_set1_epi8('0' - 1), hi = _mm_set1_epi8('9' + 1);
-  const __m128i comma = _mm_set1_epi8(','), dot = _mm_set1_epi8('.'), sp = _mm_set1_epi8(' ');
+  const __m128i comma = _mm_set1_epi8(','), sp = _mm_set1_epi8(' ');
   const __m128i nl = _mm_set1_epi8('\n'), tab = _mm_set1_epi8('\t'), cr = _mm_set1_epi8('\r');
+  /* what the byte before the run counts as */
+  unsigned carry_d = 0, carry_c = after_literal ? 0u : 1u, carry_w = 0, carry_l = after_literal ? 1u : 0u;
   size_t run = pos;
   while (run + 16 <= len) {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + run));
-    __m128i dig = _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi));
-    __m128i com = _mm_cmpeq_epi8(v, comma);
-    __m128i ws = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, nl)),
-                              _mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, cr)));
-    __m128i ok = _mm_or_si128(_mm_or_si128(dig, com), _mm_or_si128(ws, _mm_cmpeq_epi8(v, dot)));
-    unsigned stop = ~(unsigned)_mm_movemask_epi8(ok) & 0xFFFFu;
-    unsigned cm = (unsigned)_mm_movemask_epi8(com);
+    unsigned d = (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi)));
+    unsigned c = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, comma));
+    unsigned w = (unsigned)_mm_movemask_epi8(
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, nl)),
+                     _mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, cr))));
+    unsigned pd = ((d << 1) | carry_d) & 0xFFFFu, pc = ((c << 1) | carry_c) & 0xFFFFu;
+    unsigned pw = ((w << 1) | carry_w) & 0xFFFFu;
+    unsigned pl = carry_l; /* only the first byte can follow the previous literal */
+    unsigned bad = ~(d | c | w) & 0xFFFFu;
+    bad |= w & ~(pc | pw);
+    bad |= c & ~(pd | pl);
+    bad |= d & ~(pd | pc | pw);
     size_t adv = 16;
-    if (stop) {
-      adv = (size_t)__builtin_ctz(stop);
-      cm &= (1u << adv) - 1;
+    if (bad) {
+      adv = (size_t)__builtin_ctz(bad);
+      unsigned keep = (1u << adv) - 1;
+      c &= keep;
     }
-    if (cm) {
+    if (c) {
       if (ls->first_end == SIZE_MAX) {
-        /* the first element ends at the last non-space byte before the comma */
-        size_t c = run + (size_t)__builtin_ctz(cm), e = c;
-        while (e > pos && qp__sql_cclass[(unsigned char)s[e - 1]] == QP_C_SPACE) e--;
-        ls->first_end = e > pos ? e : *last_end;
+        /* a comma follows a digit (the end of the first element) or the
+         * previous literal (which ended at *last_end) */
+        size_t at = run + (size_t)__builtin_ctz(c);
+        ls->first_end = at > pos ? at : *last_end;
       }
-      ls->nelems += (size_t)__builtin_popcount(cm);
-      *last_end = run + 32 - (size_t)__builtin_clz(cm);
+      ls->nelems += (size_t)__builtin_popcount(c);
+      *last_end = run + 32 - (size_t)__builtin_clz(c);
     }
     run += adv;
-    if (stop) break;
+    if (bad) break;
+    carry_d = d >> 15, carry_c = c >> 15, carry_w = w >> 15, carry_l = 0;
   }
   return run;
 }
 #endif
 
-
-/* Runs the automaton over a list from `pos` (after its opening bracket).
- * Returns 1 when it decided (ls filled, result in *ok), 0 when the token
- * scanner must decide. */
-static int dfa_list(const list_dfa *a, int mode, const char *s, size_t len, size_t pos, list_scan *ls,
-                    bool *ok) {
-  const uint8_t(*t)[B_COUNT] = a->next[mode];
-  const size_t start = pos;
-  size_t commas = 0, first_comma = SIZE_MAX, rows = 0, row_end = 0;
-  unsigned st = D_EXP;
-  size_t i = pos;
-  for (; i < len; i++) {
-    st = t[st][a->cls[(unsigned char)s[i]]];
-    if (QP_UNLIKELY(st >= D_CLOSE)) break;
-    /* branch-free bookkeeping */
-    commas += st == D_COMMA;
-    first_comma = (st == D_COMMA && first_comma == SIZE_MAX) ? i : first_comma;
-    rows += st == D_ROWEND0;
-    row_end = st == D_ROWEND0 ? i + 1 : row_end;
-  }
-  if (mode == LM_ROWS) {
-    /* complete rows count, whatever ended the scan */
-    if (st == D_ROWEND0 || st == D_ROWEND || st == D_ROWSEP || st == D_ROWSDONE || rows > 0) {
-      ls->nrows = rows;
-      ls->close_end = row_end;
-      ls->close_start = row_end - 1;
-      *ok = rows > 0;
-      return rows > 0 || st == D_ROWSDONE;
-    }
-    return 0;
-  }
-  if (st != D_CLOSE) return 0;
-  ls->close_start = i;
-  ls->close_end = i + 1;
-  ls->nelems = commas + 1;
-  size_t e = first_comma != SIZE_MAX ? first_comma : i;
-  while (e > start && qp__sql_cclass[(unsigned char)s[e - 1]] == QP_C_SPACE) e--;
-  ls->first_end = e;
-  *ok = true;
-  return 1;
-}
-
 static bool literal_list(const qp_normalizer *nz, const char *s, size_t len, size_t pos,
                          qp_tok_type close, bool allow_default, bool rows, list_scan *ls) {
   const qp_dialect d = nz->dialect;
-  {
-    int mode = rows ? LM_ROWS
-                    : close == QP_T_RBRACK ? LM_BRACK : allow_default ? LM_PAREN_DEFAULT : LM_PAREN;
-    bool ok = false;
-    if (dfa_list(&nz->dfa, mode, s, len, pos, ls, &ok)) return ok;
-  }
   enum { S0, S1, STYPE, STYPE2, STMOD, SARR } st = S0;
   bool tuple = false; /* inside one (a, b) element of a row-value list */
   unsigned cooldown = 0;
@@ -575,23 +403,15 @@ next_row:
       if (cooldown > 0) {
         cooldown--;
       } else if (!tuple && (st == S0 || st == S1) && len - pos >= 32) {
-        size_t run = skip_number_run(s, len, pos, ls, &last_end);
+        size_t run = skip_number_run(s, len, pos, st == S1, ls, &last_end);
         if (run - pos < 24) cooldown = 8;
         if (run != pos) {
-          /* resume at the last number of the run, which may go on (1e5) */
-          size_t j = run;
-          while (j > pos && qp__sql_cclass[(unsigned char)s[j - 1]] == QP_C_SPACE) j--;
-          if (j > pos && s[j - 1] == ',') {
-            st = S0;
-            pos = run;
-          } else {
-            size_t k0 = j;
-            while (k0 > pos && (qp__sql_cclass[(unsigned char)s[k0 - 1]] == QP_C_DIGIT || s[k0 - 1] == '.')) k0--;
-            if (k0 > pos && qp__sql_cclass[(unsigned char)s[k0 - 1]] != QP_C_SPACE && s[k0 - 1] != ',')
-              goto fail; /* "1 2", "'a'5": not a list of literals */
-            if (k0 > pos) st = S0;
-            pos = k0;
-          }
+          /* The prefix is valid; resume at its last number, which may go on
+           * (1e5), or after its last comma or white space. */
+          size_t k0 = run;
+          while (k0 > pos && qp__sql_cclass[(unsigned char)s[k0 - 1]] == QP_C_DIGIT) k0--;
+          if (k0 > pos || run > pos) st = S0;
+          pos = k0;
         }
       }
 #endif
@@ -613,6 +433,11 @@ next_row:
           pos = scan_quoted(s, len, pos + 1, '\'', false);
           break;
         case '$':
+          if (c1 == '$' && d == QP_DIALECT_POSTGRES) { /* $$...$$ */
+            const char *close_q = pos + 2 < len ? memmem(s + pos + 2, len - pos - 2, "$$", 2) : NULL;
+            pos = close_q ? (size_t)(close_q - s) + 2 : len;
+            break;
+          }
           if (qp__sql_cclass[c1] != QP_C_DIGIT) goto slow;
           pos += 2;
           while (pos < len && qp__sql_cclass[(unsigned char)s[pos]] == QP_C_DIGIT) pos++;
@@ -964,7 +789,9 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
             q = lex_sig(d, s, len, q, &u);
             if (!is_sign(s, &u)) break;
           }
-          if (u.type == QP_T_NUMBER || u.type == QP_T_PARAM) {
+          qp_kw ukw = u.type == QP_T_WORD ? kw_lookup(nz, s + u.start, u.end - u.start) : QP_KW_NONE;
+          if (u.type == QP_T_NUMBER || u.type == QP_T_PARAM || u.type == QP_T_STRING ||
+              ukw == QP_KW_TRUE || ukw == QP_KW_FALSE || ukw == QP_KW_NULL) {
             pos = q;
             put(&ns, "?", 1, false, OC_VALUE, QP_KW_NONE);
             break;

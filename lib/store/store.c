@@ -57,21 +57,18 @@ qp_status qp_store_open(qp_store **out, const char *location, qp_store_mode mode
     return qp__errbuf_set(errbuf, errlen, QP_INVALID, "invalid store mode %d", (int)mode);
   qp_hooks h;
   qp__hooks_init(&h, hooks);
-  if (is_pg_dsn(location)) {
-    char red[512];
-    qp__dsn_redact(location, red, sizeof red);
-    return qp__errbuf_set(errbuf, errlen, QP_UNSUPPORTED,
-                          "%s: PostgreSQL profile stores are not supported by this qprof yet; "
-                          "use an SQLite file path",
-                          red);
-  }
+  bool pg = is_pg_dsn(location);
   qp_store *s = qp__calloc(&h, 1, sizeof *s);
   if (s == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
   s->hooks = h;
   s->mode = mode;
-  s->ops = &qp__sqlite_store_ops;
+  s->ops = pg ? &qp__pg_store_ops : &qp__sqlite_store_ops;
   s->location = qp__strdup(&h, location);
-  s->display = qp__strdup(&h, location);
+  s->display = qp__malloc(&h, strlen(location) + 64);
+  if (s->display != NULL) {
+    if (pg) qp__dsn_redact(location, s->display, strlen(location) + 64);
+    else memcpy(s->display, location, strlen(location) + 1);
+  }
   if (s->location == NULL || s->display == NULL) {
     qp_store_close(s);
     return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");

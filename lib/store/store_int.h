@@ -57,6 +57,7 @@ struct qp_store {
 };
 
 extern const qp_store_ops qp__sqlite_store_ops;
+extern const qp_store_ops qp__pg_store_ops;
 
 /* Writes a list of entries (see qp_store_ops.write). Used by qp_profile_flush. */
 qp_status qp__store_write(qp_store *s, const qp_entry *list);
@@ -69,6 +70,9 @@ extern const char *const qp__store_migrations[];
 extern const char *const qp__store_migration_files[];
 extern const int qp__store_nmigrations;
 #define QP_STORE_SCHEMA_VERSION 2
+/* The PostgreSQL store's schema (sql/store_schema_pg.sql), at
+ * QP_STORE_SCHEMA_VERSION. */
+extern const char qp__store_schema_pg[];
 /* PRAGMA application_id of a qprof store: "qprf". */
 #define QP_STORE_APPLICATION_ID 0x71707266
 

@@ -103,7 +103,9 @@ grep -q "QPROF_FLUSH_MS" "$T/badlog" || fail "QPROF_FLUSH_MS=abc: not logged"
 echo "ok: unwritable store, foreign file, bad setting"
 
 # ---- kill -9: the store is intact and earlier flushes are there -------------
-QPROF_FLUSH_MS=50 shim_env "$T/kill.qp" /usr/bin/python3 "$DATA/py_loop.py" kill.db &
+# exec: $! must be python itself, not a subshell around it.
+(exec env LD_PRELOAD="$SHIM" QPROF_STORE="$T/kill.qp" QPROF_FLUSH_MS=50 \
+  /usr/bin/python3 "$DATA/py_loop.py" kill.db >/dev/null 2>&1) &
 pid=$!
 for _ in $(seq 1 100); do
   sleep 0.1

@@ -205,12 +205,39 @@ static void test_oom(void **state) {
   assert_int_equal(fa.live, 0);
 }
 
+/* Random bytes never crash the decoder, and a refused blob changes nothing. */
+static void test_decode_garbage(void **state) {
+  (void)state;
+  qp_hist h;
+  qp__hist_init(&h);
+  assert_true(qp__hist_add(&h, NULL, 12345));
+  unsigned char buf[64];
+  int ok = 0;
+  for (int round = 0; round < 20000; round++) {
+    size_t n = rnd() % sizeof buf;
+    for (size_t i = 0; i < n; i++) buf[i] = (unsigned char)rnd();
+    if (n > 0 && round % 2) buf[0] = QP_HIST_ENCODING_VERSION; /* get past the version byte */
+    uint64_t before = qp__hist_total(&h);
+    qp_status rc = qp__hist_decode_add(&h, NULL, buf, n);
+    assert_true(rc == QP_OK || rc == QP_SYNTAX);
+    if (rc == QP_SYNTAX) assert_int_equal(qp__hist_total(&h), before);
+    else ok++;
+    /* keep totals small so that sums cannot wrap */
+    if (rc == QP_OK) {
+      qp__hist_free(&h, NULL);
+      assert_true(qp__hist_add(&h, NULL, 12345));
+    }
+  }
+  assert_true(ok > 0);
+  qp__hist_free(&h, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_uniform),       cmocka_unit_test(test_lognormal),
       cmocka_unit_test(test_bimodal),       cmocka_unit_test(test_extremes),
       cmocka_unit_test(test_merge_halves),  cmocka_unit_test(test_encode_roundtrip),
-      cmocka_unit_test(test_oom),
+      cmocka_unit_test(test_oom),           cmocka_unit_test(test_decode_garbage),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,6 +59,10 @@ static void test_embedded_schema_matches_sql(void **state) {
     free(t);
   }
   assert_int_equal(qp_store_schema_version(), QP_STORE_SCHEMA_VERSION);
+  t = qpt_read_file(QP_TEST_SOURCE_DIR "/sql/store_schema_pg.sql", &len);
+  assert_non_null(t);
+  assert_string_equal(t, qp__store_schema_pg);
+  free(t);
 }
 
 static void test_create_mode_and_reopen(void **state) {
@@ -251,20 +255,31 @@ static void test_migration(void **state) {
   sqlite3_close(db);
 }
 
-static void test_pg_dsn_unsupported(void **state) {
+/* A DSN goes to the PostgreSQL store; an unreachable server is
+ * QP_UNAVAILABLE with the password removed from the message. (The store
+ * itself is tested against the real cluster in test_store_pg.) */
+static void test_pg_dsn_unreachable(void **state) {
   (void)state;
   qp_store *s;
   char err[512];
-  assert_int_equal(qp_store_open(&s, "postgresql://u:secret@h/db", QP_STORE_WRITE, NULL, err,
-                                 sizeof err),
-                   QP_UNSUPPORTED);
+  assert_int_equal(qp_store_open(&s, "postgresql://u:secret@/db?host=/nonexistent-qprof&port=1",
+                                 QP_STORE_WRITE, NULL, err, sizeof err),
+                   QP_UNAVAILABLE);
+  assert_null(s);
   assert_null(strstr(err, "secret"));
-  assert_non_null(strstr(err, "PostgreSQL"));
-  assert_int_equal(qp_store_open(&s, "host=x dbname=y password=secret", QP_STORE_READ, NULL, err,
-                                 sizeof err),
-                   QP_UNSUPPORTED);
+  assert_non_null(strstr(err, "cannot connect"));
+  assert_int_equal(qp_store_open(&s, "host=/nonexistent-qprof port=1 dbname=y password=secret",
+                                 QP_STORE_READ, NULL, err, sizeof err),
+                   QP_UNAVAILABLE);
   assert_null(strstr(err, "secret"));
+  assert_non_null(strstr(err, "password=***"));
   assert_int_equal(qp_store_open(&s, "", QP_STORE_READ, NULL, err, sizeof err), QP_INVALID);
+  /* a file whose name merely contains '=' is a file */
+  const char *dir = tmpdir();
+  char p[600];
+  snprintf(p, sizeof p, "%s/a=b.db", dir);
+  assert_int_equal(qp_store_open(&s, p, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  qp_store_close(s);
 }
 
 /* ---- flush and summarize -------------------------------------------------- */
@@ -580,6 +595,39 @@ static void test_profile_options(void **state) {
   qp_profile_free(NULL);
 }
 
+/* A damaged row is reported, not trusted. */
+static void test_corrupt_row(void **state) {
+  (void)state;
+  const char *dir = tmpdir();
+  const char *p = path_in(dir, "c.db");
+  qp_profile *prof;
+  char err[512];
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  qp_store *s = open_w(p);
+  qp_query_event ev = ev_for(1, 1763700000, 5000, NULL);
+  assert_int_equal(qp_profile_record(prof, &ev), QP_OK);
+  assert_int_equal(qp_profile_flush(prof, s), QP_OK);
+  qp_store_close(s);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "UPDATE qp_stats SET hist = x'01ffffff'", 0, 0, 0), SQLITE_OK);
+  sqlite3_close(db);
+  assert_int_equal(qp_store_open(&s, p, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  got g;
+  memset(&g, 0, sizeof g);
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, collect, &g), QP_IO);
+  assert_non_null(strstr(qp_store_errmsg(s), "malformed"));
+  assert_non_null(strstr(qp_store_errmsg(s), p));
+  qp_store_close(s);
+  /* Merging into the damaged row fails the flush, which keeps the data. */
+  s = open_w(p);
+  assert_int_equal(qp_profile_record(prof, &ev), QP_OK);
+  assert_int_not_equal(qp_profile_flush(prof, s), QP_OK);
+  assert_int_equal(qp_profile_recorded(prof), 2);
+  qp_store_close(s);
+  qp_profile_free(prof);
+}
+
 static void test_oom_paths(void **state) {
   (void)state;
   const char *dir = tmpdir();
@@ -649,11 +697,12 @@ int main(void) {
       cmocka_unit_test(test_refuses_newer_schema),
       cmocka_unit_test(test_empty_file_becomes_store),
       cmocka_unit_test(test_migration),
-      cmocka_unit_test(test_pg_dsn_unsupported),
+      cmocka_unit_test(test_pg_dsn_unreachable),
       cmocka_unit_test(test_windows_match_brute_force),
       cmocka_unit_test(test_flush_merges_and_stats),
       cmocka_unit_test(test_failed_flush_keeps_data),
       cmocka_unit_test(test_profile_options),
+      cmocka_unit_test(test_corrupt_row),
       cmocka_unit_test(test_oom_paths),
   };
   return cmocka_run_group_tests(tests, NULL, cleanup);

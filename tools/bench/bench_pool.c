@@ -4,7 +4,7 @@
  * PostgreSQL (a private cluster started here with tests/support/pgcluster.sh,
  * `pgbench -i -s 1`), primary-key SELECTs on pgbench_accounts from N threads
  * (default 8), each mode for a fixed time, several rounds with the modes
- * interleaved, medians and ratios:
+ * interleaved (the order rotating each round), medians and ratios:
  *   pool          qp_pool (prepared statements cached per connection),
  *                 one lease per query
  *   pool+profile  the same, every query recorded into a qp_profile
@@ -414,7 +414,10 @@ int main(int argc, char **argv) {
       return 1;
     }
     for (int r = 0; r < rounds; r++) {
-      for (int m = 0; m < M_COUNT; m++) {
+      /* the order rotates from round to round, so that no mode always
+       * follows the same neighbour on a shared machine */
+      for (int k = 0; k < M_COUNT; k++) {
+        int m = (k + r) % M_COUNT;
         if ((m == M_BOUNCER && !g_bouncer) || (only >= 0 && m != only)) continue;
         res[m][have[m]++] = run_mode((mode)m, threads, duration, prof);
         fprintf(stderr, "round %d %-20s %10.0f q/s\n", r + 1, mode_names[m], res[m][have[m] - 1]);

@@ -134,16 +134,24 @@ int main(int argc, char **argv) {
          " 2 threads record concurrently into one profile. On a loaded machine wall > cpu.)\n");
 
   /* What a flush costs: 10,000 fingerprints (one bucket each) into a new
-   * store, then again into the same rows (the ON CONFLICT merge path). */
+   * store, then again into the same rows (the ON CONFLICT merge path).
+   * QPROF_BENCH_PG_DSN=... measures a PostgreSQL store the same way (in a
+   * database that has no qprof schema yet). */
   char path[] = "/tmp/qprof-bench-record-XXXXXX";
   int fd = mkstemp(path);
-  if (fd >= 0) {
-    close(fd);
-    unlink(path);
+  const char *pg = getenv("QPROF_BENCH_PG_DSN");
+  for (int kind = 0; kind < (pg != NULL ? 2 : 1); kind++) {
+    const char *where = kind == 0 ? path : pg;
+    if (kind == 0 && fd < 0) continue;
+    if (kind == 0) {
+      close(fd);
+      unlink(path);
+    }
+    printf("%s store:\n", kind == 0 ? "SQLite" : "PostgreSQL");
     qp_store *s;
     char err[256];
     qp_profile *p;
-    if (qp_store_open(&s, path, QP_STORE_WRITE, NULL, err, sizeof err) != QP_OK ||
+    if (qp_store_open(&s, where, QP_STORE_WRITE, NULL, err, sizeof err) != QP_OK ||
         qp_profile_new(&p, NULL, err, sizeof err) != QP_OK) {
       fprintf(stderr, "%s\n", err);
       return 1;
@@ -164,13 +172,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "flush: %s\n", qp_store_errmsg(s));
         return 1;
       }
-      printf("flush of 10,000 fingerprints (%s): %.3f s (%.1f us per fingerprint)\n",
+      printf("  flush of 10,000 fingerprints (%s): %.3f s (%.1f us per fingerprint)\n",
              round == 0 ? "new rows" : "merged into existing rows", now_s() - t0,
              (now_s() - t0) * 1e6 / 10000);
     }
     qp_profile_free(p);
     qp_store_close(s);
-    unlink(path);
+    if (kind == 0) unlink(path);
   }
   return 0;
 }

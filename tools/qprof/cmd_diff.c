@@ -227,12 +227,12 @@ int cmd_diff(int argc, char **argv) {
     json_t *root = json_object();
     json_object_set_new(root, "qprof_diff", json_integer(1));
     json_t *bo = json_object(), *no = json_object();
-    json_object_set_new(bo, "store", json_string(base_path));
+    json_object_set_new(bo, "store", json_string(a.location));
     json_object_set_new(bo, "window", window_json(w[0], w[1]));
     json_object_set_new(bo, "queries", json_integer((json_int_t)a.n));
     json_object_set_new(bo, "calls", json_integer((json_int_t)a.calls));
     json_object_set_new(bo, "total_ms", json_real(rq_ms(a.total_ns)));
-    json_object_set_new(no, "store", json_string(new_path));
+    json_object_set_new(no, "store", json_string(b.location));
     json_object_set_new(no, "window", window_json(w[2], w[3]));
     json_object_set_new(no, "queries", json_integer((json_int_t)b.n));
     json_object_set_new(no, "calls", json_integer((json_int_t)b.calls));
@@ -270,9 +270,9 @@ int cmd_diff(int argc, char **argv) {
     rq_json_print(root);
   } else {
     char c1[32], c2[32], d1[32], d2[32];
-    printf("Base: %s (%zu queries, %s calls, %s)\n", base_path, a.n, rq_count(a.calls, c1, sizeof c1),
+    printf("Base: %s (%zu queries, %s calls, %s)\n", a.location, a.n, rq_count(a.calls, c1, sizeof c1),
            rq_dur(a.total_ns, d1, sizeof d1));
-    printf("New:  %s (%zu queries, %s calls, %s)\n", new_path, b.n, rq_count(b.calls, c2, sizeof c2),
+    printf("New:  %s (%zu queries, %s calls, %s)\n", b.location, b.n, rq_count(b.calls, c2, sizeof c2),
            rq_dur(b.total_ns, d2, sizeof d2));
     if (nchanged == 0 && nnew == 0 && ngone == 0) {
       printf("No change: %zu quer%s with identical statistics.\n", nsame, nsame == 1 ? "y" : "ies");

@@ -330,7 +330,7 @@ int cmd_report(int argc, char **argv) {
 
   if (set.n == 0) {
     if (before == 0)
-      fprintf(fmt == 0 ? stdout : stderr, "No queries recorded in %s%s.\n", store,
+      fprintf(fmt == 0 ? stdout : stderr, "No queries recorded in %s%s.\n", set.location,
               since != INT64_MIN || until != INT64_MAX ? " in this window" : "");
     else
       fprintf(fmt == 0 ? stdout : stderr,
@@ -341,8 +341,8 @@ int cmd_report(int argc, char **argv) {
       return QP_EXIT_OK;
     }
   }
-  if (fmt == 0) print_text(store, since, until, &set, shown, before, sort, wide);
-  else if (fmt == 1) print_json(store, since, until, &set, shown, sort);
+  if (fmt == 0) print_text(set.location, since, until, &set, shown, before, sort, wide);
+  else if (fmt == 1) print_json(set.location, since, until, &set, shown, sort);
   else print_csv(&set, shown);
   rq_set_free(&set);
   if (fflush(stdout) != 0 || ferror(stdout)) return cli_fail("report", "cannot write the report");

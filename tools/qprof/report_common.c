@@ -81,15 +81,15 @@ bool rq_load(const char *verb, const char *path, int64_t since, int64_t until, r
   qp_status rc = qp_store_open(&s, path, QP_STORE_READ, NULL, err, sizeof err);
   if (rc != QP_OK) {
     if (rc == QP_NOTFOUND)
-      cli_fail(verb, "%s: no such store (record with the pool or `qprof run` first, or pass "
-                     "--store)", path);
+      cli_fail(verb, "%s (record with the pool or `qprof run` first, or pass --store)", err);
     else
       cli_fail(verb, "%s", err);
     return false;
   }
+  out->location = xstrdup(qp_store_location(s));
   rc = qp_store_summarize(s, since, until, collect, out);
   if (rc != QP_OK) {
-    cli_fail(verb, "%s: %s", path, qp_store_errmsg(s));
+    cli_fail(verb, "%s", qp_store_errmsg(s));
     qp_store_close(s);
     rq_set_free(out);
     return false;
@@ -110,6 +110,7 @@ static void rq_free_one(rq *r) {
 void rq_set_free(rq_set *set) {
   for (size_t i = 0; i < set->n; i++) rq_free_one(&set->v[i]);
   free(set->v);
+  free(set->location);
   memset(set, 0, sizeof *set);
 }
 

@@ -22,6 +22,7 @@ typedef struct rq {
 } rq;
 
 typedef struct rq_set {
+  char *location; /* the store, with any password removed */
   rq *v;
   size_t n, cap;
   uint64_t calls, errors;

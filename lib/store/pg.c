@@ -1,0 +1,417 @@
+/*
+ * The PostgreSQL profile store: one database that the hosts of a fleet flush
+ * into, with the tables of the SQLite store in a schema of their own
+ * ("qprof", sql/store_schema_pg.sql).
+ *
+ * Rows are merged by the writer inside its transaction: INSERT ... ON
+ * CONFLICT DO NOTHING, and when the row exists, SELECT ... FOR UPDATE, merge
+ * in C (the same qp__stats_merge as everywhere), UPDATE. Every flush touches
+ * keys in one global order (level, then fingerprint, backend, database,
+ * bucket), so concurrent flushers wait for each other but never deadlock.
+ * A database whose "qprof" schema is not a qprof store is refused untouched.
+ */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_int.h"
+
+typedef struct pg_store {
+  PGconn *conn;
+} pg_store;
+
+/* The library never prints: server notices are dropped. */
+static void pg_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
+static qp_status pg_fail(qp_store *s, PGresult *r, qp_status code, const char *what) {
+  pg_store *g = s->impl;
+  const char *msg = r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(g->conn);
+  int len = (int)strlen(msg);
+  while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' ')) len--;
+  return qp__err_set(&s->err, code, "%s: %s: %.*s", s->display, what, len, msg);
+}
+
+/* Runs a statement with text parameters (bytea ones in binary: lens != NULL
+ * marks them with len >= 0 and fmts 1). Returns the result when its status
+ * is `want`; otherwise sets the error, clears it and returns NULL. */
+static PGresult *pg_run(qp_store *s, const char *sql, int n, const char *const *vals,
+                        const int *lens, const int *fmts, ExecStatusType want, const char *what) {
+  pg_store *g = s->impl;
+  PGresult *r = n == 0 && lens == NULL ? PQexec(g->conn, sql)
+                                       : PQexecParams(g->conn, sql, n, NULL, vals, lens, fmts, 0);
+  if (r == NULL || PQresultStatus(r) != want) {
+    qp_status code = PQstatus(g->conn) == CONNECTION_BAD ? QP_UNAVAILABLE : QP_IO;
+    pg_fail(s, r, code, what);
+    PQclear(r);
+    return NULL;
+  }
+  return r;
+}
+
+static qp_status pg_cmd(qp_store *s, const char *sql, const char *what) {
+  PGresult *r = pg_run(s, sql, 0, NULL, NULL, NULL, PGRES_COMMAND_OK, what);
+  if (r == NULL) return s->err.code;
+  PQclear(r);
+  return QP_OK;
+}
+
+static void pg_close(qp_store *s) {
+  pg_store *g = s->impl;
+  if (g == NULL) return;
+  PQfinish(g->conn);
+  qp__free(&s->hooks, g);
+  s->impl = NULL;
+}
+
+/* What the database holds: 0 nothing of ours, 1 a "qprof" schema without
+ * qp_meta, 2 qp_meta present. */
+static qp_status probe(qp_store *s, int *state) {
+  PGresult *r = pg_run(s,
+                       "SELECT to_regclass('qprof.qp_meta') IS NOT NULL, "
+                       "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'qprof')",
+                       0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot inspect the database");
+  if (r == NULL) return s->err.code;
+  bool meta = PQgetvalue(r, 0, 0)[0] == 't', schema = PQgetvalue(r, 0, 1)[0] == 't';
+  PQclear(r);
+  *state = meta ? 2 : schema ? 1 : 0;
+  return QP_OK;
+}
+
+static qp_status verify(qp_store *s) {
+  PGresult *r = pg_run(s,
+                       "SELECT (SELECT value FROM qprof.qp_meta WHERE key = 'magic'), "
+                       "(SELECT value FROM qprof.qp_meta WHERE key = 'schema_version')",
+                       0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot read the store's metadata");
+  if (r == NULL) return s->err.code;
+  bool magic = !PQgetisnull(r, 0, 0) && strcmp(PQgetvalue(r, 0, 0), "qprof profile store") == 0;
+  long ver = PQgetisnull(r, 0, 1) ? 0 : strtol(PQgetvalue(r, 0, 1), NULL, 10);
+  PQclear(r);
+  if (!magic || ver < 1)
+    return qp__err_set(&s->err, QP_NOTSTORE,
+                       "%s: schema \"qprof\" is not a qprof store (no qprof magic); refusing to "
+                       "touch it",
+                       s->display);
+  if (ver > QP_STORE_SCHEMA_VERSION)
+    return qp__err_set(&s->err, QP_SCHEMA,
+                       "%s: store schema version %ld is newer than this qprof (%d); upgrade qprof",
+                       s->display, ver, QP_STORE_SCHEMA_VERSION);
+  if (ver < QP_STORE_SCHEMA_VERSION)
+    return qp__err_set(&s->err, QP_SCHEMA,
+                       "%s: store schema version %ld has no PostgreSQL migration to %d", s->display,
+                       ver, QP_STORE_SCHEMA_VERSION);
+  return QP_OK;
+}
+
+static qp_status pg_open(qp_store *s, qp_store_mode mode) {
+  pg_store *g = qp__calloc(&s->hooks, 1, sizeof *g);
+  if (g == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  s->impl = g;
+  g->conn = PQconnectdb(s->location);
+  if (g->conn == NULL) {
+    pg_close(s);
+    return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  }
+  if (PQstatus(g->conn) != CONNECTION_OK) {
+    qp_status rc = pg_fail(s, NULL, QP_UNAVAILABLE, "cannot connect");
+    pg_close(s);
+    return rc;
+  }
+  PQsetNoticeProcessor(g->conn, pg_notice, NULL);
+  int state = 0;
+  qp_status rc = probe(s, &state);
+  if (rc == QP_OK && state == 0 && mode == QP_STORE_READ)
+    rc = qp__err_set(&s->err, QP_NOTFOUND, "%s: no qprof store in this database", s->display);
+  if (rc == QP_OK && state == 1)
+    rc = qp__err_set(&s->err, QP_NOTSTORE,
+                     "%s: schema \"qprof\" exists but is not a qprof store; refusing to touch it",
+                     s->display);
+  if (rc == QP_OK && state == 0) {
+    /* Several hosts may create at once: one advisory lock, then look again. */
+    rc = pg_cmd(s, "BEGIN", "cannot begin");
+    PGresult *r = NULL;
+    if (rc == QP_OK)
+      r = pg_run(s, "SELECT pg_advisory_xact_lock(1903194726)", 0, NULL, NULL, NULL,
+                 PGRES_TUPLES_OK, "cannot lock");
+    if (rc == QP_OK && r == NULL) rc = s->err.code;
+    PQclear(r);
+    if (rc == QP_OK) rc = probe(s, &state);
+    if (rc == QP_OK && state == 0) {
+      PGresult *c = PQexec(g->conn, qp__store_schema_pg);
+      if (c == NULL || PQresultStatus(c) != PGRES_COMMAND_OK)
+        rc = pg_fail(s, c, QP_IO, "cannot create the store");
+      PQclear(c);
+    }
+    if (rc == QP_OK) rc = pg_cmd(s, "COMMIT", "cannot commit the schema");
+    if (rc != QP_OK) PQclear(PQexec(g->conn, "ROLLBACK"));
+  }
+  if (rc == QP_OK) rc = verify(s);
+  if (rc == QP_OK && mode == QP_STORE_READ)
+    rc = pg_cmd(s, "SET default_transaction_read_only = on", "cannot set read-only");
+  if (rc != QP_OK) pg_close(s);
+  return rc;
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+static int entry_order(const void *a, const void *b) {
+  const qp_entry *x = *(const qp_entry *const *)a, *y = *(const qp_entry *const *)b;
+  if (x->fingerprint != y->fingerprint) return x->fingerprint < y->fingerprint ? -1 : 1;
+  if (x->backend != y->backend) return x->backend < y->backend ? -1 : 1;
+  int c = strcmp(x->database, y->database);
+  if (c != 0) return c;
+  return x->bucket < y->bucket ? -1 : x->bucket > y->bucket;
+}
+
+typedef struct nums {
+  char v[16][32];
+} nums;
+
+static const char SQL_INS[] =
+    "INSERT INTO qprof.qp_stats (level, bucket, fingerprint, backend, database, calls, errors, "
+    "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
+    "ON CONFLICT DO NOTHING";
+static const char SQL_LOCK[] =
+    "SELECT calls, errors, error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, "
+    "last_seen_ns, hist FROM qprof.qp_stats WHERE level = $1 AND bucket = $2 AND "
+    "fingerprint = $3 AND backend = $4 AND database = $5 FOR UPDATE";
+static const char SQL_UPD[] =
+    "UPDATE qprof.qp_stats SET calls = $6, errors = $7, error_codes = $8, rows = $9, "
+    "total_ns = $10, min_ns = $11, max_ns = $12, m2 = $13, first_seen_ns = $14, "
+    "last_seen_ns = $15, hist = $16 WHERE level = $1 AND bucket = $2 AND fingerprint = $3 AND "
+    "backend = $4 AND database = $5";
+static const char SQL_QUERY[] =
+    "INSERT INTO qprof.qp_query (fingerprint, backend, query, sample, sample_ns, first_seen_ns, "
+    "last_seen_ns) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (fingerprint) DO UPDATE SET "
+    "first_seen_ns = LEAST(qp_query.first_seen_ns, excluded.first_seen_ns), "
+    "last_seen_ns = GREATEST(qp_query.last_seen_ns, excluded.last_seen_ns), "
+    "sample = CASE WHEN excluded.sample IS NOT NULL AND (qp_query.sample IS NULL OR "
+    "excluded.sample_ns > qp_query.sample_ns) THEN excluded.sample ELSE qp_query.sample END, "
+    "sample_ns = CASE WHEN excluded.sample IS NOT NULL AND (qp_query.sample IS NULL OR "
+    "excluded.sample_ns > qp_query.sample_ns) THEN excluded.sample_ns ELSE qp_query.sample_ns END";
+
+/* Fills the 16 parameters of SQL_INS / SQL_UPD for `st` at key (level, e). */
+static bool stats_params(qp_store *s, int level, const qp_entry *e, const qp_stats *st, nums *n,
+                         const char *vals[16], int lens[16], int fmts[16], qp_buf *codes,
+                         qp_buf *hist) {
+  codes->len = hist->len = 0;
+  codes->failed = hist->failed = false;
+  if (!qp__codes_encode(&st->codes, codes) || !qp__hist_encode(&st->hist, hist)) {
+    qp__err_set(&s->err, QP_NOMEM, "out of memory");
+    return false;
+  }
+  snprintf(n->v[0], 32, "%d", level);
+  snprintf(n->v[1], 32, "%lld", (long long)qp__level_bucket(level, e->bucket));
+  snprintf(n->v[2], 32, "%lld", (long long)(int64_t)e->fingerprint);
+  snprintf(n->v[5], 32, "%lld", (long long)st->calls);
+  snprintf(n->v[6], 32, "%lld", (long long)st->errors);
+  snprintf(n->v[8], 32, "%lld", (long long)st->rows);
+  snprintf(n->v[9], 32, "%lld", (long long)st->total_ns);
+  snprintf(n->v[10], 32, "%lld", (long long)st->min_ns);
+  snprintf(n->v[11], 32, "%lld", (long long)st->max_ns);
+  snprintf(n->v[12], 32, "%.17g", st->m2);
+  snprintf(n->v[13], 32, "%lld", (long long)st->first_ns);
+  snprintf(n->v[14], 32, "%lld", (long long)st->last_ns);
+  for (int i = 0; i < 16; i++) {
+    vals[i] = n->v[i];
+    lens[i] = 0;
+    fmts[i] = 0;
+  }
+  vals[3] = qp_backend_name(e->backend);
+  vals[4] = e->database ? e->database : "";
+  vals[7] = qp__buf_cstr(codes);
+  vals[15] = hist->data;
+  lens[15] = (int)hist->len;
+  fmts[15] = 1;
+  return true;
+}
+
+/* Reads the stats columns of a row (from column `c0`) into *st. */
+static qp_status row_stats(qp_store *s, PGresult *r, int row, int c0, qp_stats *st) {
+  st->calls = strtoull(PQgetvalue(r, row, c0), NULL, 10);
+  st->errors = strtoull(PQgetvalue(r, row, c0 + 1), NULL, 10);
+  qp_status rc = qp__codes_decode_add(&st->codes, &s->hooks, PQgetvalue(r, row, c0 + 2),
+                                      (size_t)PQgetlength(r, row, c0 + 2));
+  st->rows = strtoll(PQgetvalue(r, row, c0 + 3), NULL, 10);
+  st->total_ns = strtoull(PQgetvalue(r, row, c0 + 4), NULL, 10);
+  st->min_ns = strtoull(PQgetvalue(r, row, c0 + 5), NULL, 10);
+  st->max_ns = strtoull(PQgetvalue(r, row, c0 + 6), NULL, 10);
+  st->m2 = strtod(PQgetvalue(r, row, c0 + 7), NULL);
+  st->first_ns = strtoll(PQgetvalue(r, row, c0 + 8), NULL, 10);
+  st->last_ns = strtoll(PQgetvalue(r, row, c0 + 9), NULL, 10);
+  qp__stats_set_mean(st);
+  if (rc == QP_OK) {
+    size_t blen = 0;
+    unsigned char *blob =
+        PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, c0 + 10), &blen);
+    if (blob == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+    rc = qp__hist_decode_add(&st->hist, &s->hooks, blob, blen);
+    PQfreemem(blob);
+  }
+  if (rc == QP_SYNTAX)
+    return qp__err_set(&s->err, QP_IO, "%s: malformed statistics row", s->display);
+  if (rc == QP_NOMEM) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  return QP_OK;
+}
+
+static qp_status write_stats(qp_store *s, int level, const qp_entry *e, qp_buf *codes,
+                             qp_buf *hist) {
+  nums n;
+  const char *vals[16];
+  int lens[16], fmts[16];
+  if (!stats_params(s, level, e, &e->st, &n, vals, lens, fmts, codes, hist)) return s->err.code;
+  PGresult *r = pg_run(s, SQL_INS, 16, vals, lens, fmts, PGRES_COMMAND_OK, "cannot write statistics");
+  if (r == NULL) return s->err.code;
+  bool inserted = strcmp(PQcmdTuples(r), "1") == 0;
+  PQclear(r);
+  if (inserted) return QP_OK;
+  r = pg_run(s, SQL_LOCK, 5, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot lock statistics");
+  if (r == NULL) return s->err.code;
+  if (PQntuples(r) != 1) {
+    PQclear(r);
+    return qp__err_set(&s->err, QP_IO, "%s: statistics row vanished during a flush", s->display);
+  }
+  qp_stats merged;
+  qp__stats_init(&merged);
+  qp_status rc = row_stats(s, r, 0, 0, &merged);
+  PQclear(r);
+  if (rc == QP_OK && !qp__stats_merge(&merged, &e->st, &s->hooks))
+    rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  if (rc == QP_OK && !stats_params(s, level, e, &merged, &n, vals, lens, fmts, codes, hist))
+    rc = s->err.code;
+  if (rc == QP_OK) {
+    r = pg_run(s, SQL_UPD, 16, vals, lens, fmts, PGRES_COMMAND_OK, "cannot update statistics");
+    if (r == NULL) rc = s->err.code;
+    PQclear(r);
+  }
+  qp__stats_free(&merged, &s->hooks);
+  return rc;
+}
+
+static qp_status write_query(qp_store *s, const qp_entry *e) {
+  char fp[32], sns[32], first[32], last[32];
+  snprintf(fp, sizeof fp, "%lld", (long long)(int64_t)e->fingerprint);
+  snprintf(sns, sizeof sns, "%lld", (long long)e->sample_ns);
+  snprintf(first, sizeof first, "%lld", (long long)e->st.first_ns);
+  snprintf(last, sizeof last, "%lld", (long long)e->st.last_ns);
+  const char *vals[7] = {fp,
+                         qp_backend_name(e->backend),
+                         e->query ? e->query : "",
+                         e->sample,
+                         e->sample ? sns : NULL,
+                         first,
+                         last};
+  PGresult *r = pg_run(s, SQL_QUERY, 7, vals, NULL, NULL, PGRES_COMMAND_OK, "cannot write a query");
+  if (r == NULL) return s->err.code;
+  PQclear(r);
+  return QP_OK;
+}
+
+static qp_status pg_write(qp_store *s, const qp_entry *list) {
+  if (s->mode != QP_STORE_WRITE)
+    return qp__err_set(&s->err, QP_INVALID, "%s: store opened read-only", s->display);
+  size_t n = 0;
+  for (const qp_entry *e = list; e != NULL; e = e->next)
+    if (!e->ignored && e->st.calls > 0) n++;
+  if (n == 0) return QP_OK;
+  const qp_entry **v = qp__calloc(&s->hooks, n, sizeof *v);
+  if (v == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  n = 0;
+  for (const qp_entry *e = list; e != NULL; e = e->next)
+    if (!e->ignored && e->st.calls > 0) v[n++] = e;
+  qsort(v, n, sizeof *v, entry_order);
+  qp_buf codes, hist;
+  qp__buf_init(&codes, &s->hooks);
+  qp__buf_init(&hist, &s->hooks);
+  qp_status rc = pg_cmd(s, "BEGIN", "cannot begin a flush");
+  for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_query(s, v[i]);
+  for (int level = 0; rc == QP_OK && level < QP_LEVELS; level++)
+    for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_stats(s, level, v[i], &codes, &hist);
+  if (rc == QP_OK) rc = pg_cmd(s, "COMMIT", "cannot commit a flush");
+  if (rc != QP_OK) PQclear(PQexec(((pg_store *)s->impl)->conn, "ROLLBACK"));
+  qp__buf_free(&codes);
+  qp__buf_free(&hist);
+  qp__free(&s->hooks, v);
+  return rc;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+static qp_status pg_bucket_range(qp_store *s, int64_t *first, int64_t *last, bool *empty) {
+  PGresult *r = pg_run(s, "SELECT min(bucket), max(bucket) FROM qprof.qp_stats WHERE level = 0", 0,
+                       NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot read");
+  if (r == NULL) return s->err.code;
+  *empty = PQgetisnull(r, 0, 0);
+  if (!*empty) {
+    *first = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    *last = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  }
+  PQclear(r);
+  return QP_OK;
+}
+
+static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud) {
+  char a[32], b[32], c[32];
+  snprintf(a, sizeof a, "%d", level);
+  snprintf(b, sizeof b, "%lld", (long long)lo);
+  snprintf(c, sizeof c, "%lld", (long long)hi);
+  const char *vals[3] = {a, b, c};
+  PGresult *r = pg_run(s,
+                       "SELECT fingerprint, backend, database, calls, errors, error_codes, rows, "
+                       "total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist "
+                       "FROM qprof.qp_stats WHERE level = $1 AND bucket >= $2 AND bucket < $3",
+                       3, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read statistics");
+  if (r == NULL) return s->err.code;
+  qp_status rc = QP_OK;
+  for (int i = 0; rc == QP_OK && i < PQntuples(r); i++) {
+    qp_entry row;
+    memset(&row, 0, sizeof row);
+    qp__stats_init(&row.st);
+    row.fingerprint = (uint64_t)strtoll(PQgetvalue(r, i, 0), NULL, 10);
+    row.backend = strcmp(PQgetvalue(r, i, 1), "sqlite") == 0 ? QP_BACKEND_SQLITE : QP_BACKEND_POSTGRES;
+    row.database = PQgetvalue(r, i, 2);
+    rc = row_stats(s, r, i, 3, &row.st);
+    if (rc == QP_OK && row.st.calls > 0) rc = fn(ud, &row);
+    qp__stats_free(&row.st, &s->hooks);
+  }
+  PQclear(r);
+  return rc;
+}
+
+static qp_status pg_query_text(qp_store *s, uint64_t fingerprint, qp_buf *query, qp_buf *sample,
+                               bool *has_sample, bool *found) {
+  char fp[32];
+  snprintf(fp, sizeof fp, "%lld", (long long)(int64_t)fingerprint);
+  const char *vals[1] = {fp};
+  *found = *has_sample = false;
+  PGresult *r = pg_run(s, "SELECT query, sample FROM qprof.qp_query WHERE fingerprint = $1", 1,
+                       vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read queries");
+  if (r == NULL) return s->err.code;
+  qp_status rc = QP_OK;
+  if (PQntuples(r) == 1) {
+    *found = true;
+    if (!qp__buf_puts(query, PQgetvalue(r, 0, 0)))
+      rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
+    if (rc == QP_OK && !PQgetisnull(r, 0, 1)) {
+      *has_sample = true;
+      if (!qp__buf_puts(sample, PQgetvalue(r, 0, 1)))
+        rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
+    }
+  }
+  PQclear(r);
+  return rc;
+}
+
+const qp_store_ops qp__pg_store_ops = {
+    .name = "postgres",
+    .open = pg_open,
+    .close = pg_close,
+    .write = pg_write,
+    .bucket_range = pg_bucket_range,
+    .scan = pg_scan,
+    .query_text = pg_query_text,
+};

@@ -1,0 +1,1 @@
+SELECT ARRAY[a, 1] FROM t

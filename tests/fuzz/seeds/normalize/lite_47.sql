@@ -1,0 +1,1 @@
+SELECT coalesce(a, NULL, 0) FROM t

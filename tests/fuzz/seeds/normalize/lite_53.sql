@@ -1,0 +1,1 @@
+SELECT * FROM t WHERE doc ?| array['a', 'b']

@@ -1,0 +1,1 @@
+SELECT CAST(x AS numeric(10, 2)) FROM t

@@ -1,0 +1,1 @@
+SELECT now() - interval '5 minutes'

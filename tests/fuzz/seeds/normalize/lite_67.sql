@@ -1,0 +1,1 @@
+SELECT /* inline */ a FROM t

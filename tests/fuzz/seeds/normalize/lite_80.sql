@@ -1,0 +1,1 @@
+SELECT "Col1", col1, COL1 FROM t

@@ -1,0 +1,1 @@
+SeLeCt Id, NaMe FrOm UsErS

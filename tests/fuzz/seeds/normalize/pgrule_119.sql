@@ -1,0 +1,1 @@
+INSERT INTO t (a, b) VALUES ($1::int, $2::text), ($3::int, $4::text)

@@ -1,0 +1,1 @@
+SELECT a-5 FROM t

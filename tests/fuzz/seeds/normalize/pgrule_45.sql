@@ -1,0 +1,1 @@
+UPDATE t SET a = NULL WHERE id = 1

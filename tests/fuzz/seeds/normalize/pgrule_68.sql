@@ -1,0 +1,1 @@
+SELECT /* nested /* inner */ still comment */ a FROM t

@@ -1,0 +1,1 @@
+SELECT a FROM t /*controller='users',action='show',framework='rails'*/

@@ -1,0 +1,1 @@
+/*traceparent='00-5bd66ef5095369c7b0d1f8f4bd33716a-c532cb4098ac3dd2-01'*/ SELECT a FROM t

@@ -1,0 +1,1 @@
+SELECT t1.col_2, tbl$x FROM schema1.t1

@@ -1,0 +1,1 @@
+SELECT a AS alias1, b alias2 FROM public.users AS u

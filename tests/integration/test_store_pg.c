@@ -1,0 +1,231 @@
+/* The PostgreSQL profile store against the real cluster: creation, exact
+ * totals and windows, several processes flushing at once, refusal of a
+ * foreign "qprof" schema and of a newer schema, and `qprof report` on it. */
+#include "testutil.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dbname[2][64];
+static char dsn[2][768];
+
+static void admin(const char *sql) {
+  PGconn *c = PQconnectdb(qpt_pg_dsn());
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PGresult *r = PQexec(c, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) fail_msg("%s: %s", sql, PQerrorMessage(c));
+  PQclear(r);
+  PQfinish(c);
+}
+
+static void on_db(int k, const char *sql) {
+  PGconn *c = PQconnectdb(dsn[k]);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PGresult *r = PQexec(c, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+    fail_msg("%s: %s", sql, PQerrorMessage(c));
+  PQclear(r);
+  PQfinish(c);
+}
+
+static int setup(void **state) {
+  (void)state;
+  if (qpt_pg_dsn() == NULL) return -1;
+  for (int k = 0; k < 2; k++) {
+    snprintf(dbname[k], sizeof dbname[k], "qprof_store_%d_%d", (int)getpid(), k);
+    char sql[128];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", dbname[k]);
+    admin(sql);
+    snprintf(dsn[k], sizeof dsn[k], "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
+             getenv("PGPORT"), getenv("PGUSER"), dbname[k]);
+  }
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  for (int k = 0; k < 2; k++) {
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname[k]);
+    admin(sql);
+  }
+  return 0;
+}
+
+typedef struct sum {
+  uint64_t calls, errors, total;
+  int n;
+  double sd;
+} sum;
+
+static int add_up(const qp_query_summary *q, void *ud) {
+  sum *s = ud;
+  s->calls += q->calls;
+  s->errors += q->errors;
+  s->total += q->total_ns;
+  s->n++;
+  s->sd = q->stddev_ns;
+  return 0;
+}
+
+static qp_query_event ev(int k, int64_t t, uint64_t d, const char *err) {
+  static const char *texts[] = {"select * from a where id = ?", "update b set x = ?",
+                                "insert into c values (?)"};
+  qp_query_event e = {0};
+  e.backend = QP_BACKEND_POSTGRES;
+  e.database = "app";
+  e.normalized = texts[k];
+  e.normalized_len = strlen(texts[k]);
+  e.fingerprint = 0x7700 + (uint64_t)k;
+  e.duration_ns = d;
+  e.rows = 1;
+  e.error = err;
+  e.end_wall_ns = t * 1000000000;
+  return e;
+}
+
+static void test_create_record_window(void **state) {
+  (void)state;
+  qp_store *s;
+  char err[1024];
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_NOTFOUND);
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  qp_profile *p;
+  assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
+  int64_t t0 = 1795132800; /* 2026-11-20T00:00Z */
+  uint64_t want_total = 0, want_first_6h = 0;
+  for (int i = 0; i < 3000; i++) {
+    int64_t t = t0 + (int64_t)i * 40; /* 33 hours */
+    uint64_t d = 1000000000000ull + (uint64_t)(i % 7);
+    qp_query_event e = ev(i % 3, t, d, i % 100 == 0 ? "40P01" : NULL);
+    assert_int_equal(qp_profile_record(p, &e), QP_OK);
+    want_total += d;
+    if (t / 60 * 60 < t0 + 6 * 3600 + 1800) want_first_6h++;
+    if (i % 500 == 499) assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  }
+  assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  sum all = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, add_up, &all), QP_OK);
+  assert_int_equal(all.calls, 3000);
+  assert_int_equal(all.errors, 30);
+  assert_int_equal(all.total, want_total);
+  assert_int_equal(all.n, 3);
+  assert_true(all.sd > 1.9 && all.sd < 2.1); /* 1e12 +/- 0..6: stable variance through the merge */
+  sum w = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, (t0 + 6 * 3600 + 1800) * 1000000000, add_up, &w),
+                   QP_OK);
+  assert_int_equal(w.calls, want_first_6h);
+  qp_store_close(s);
+  qp_profile_free(p);
+  /* Reopening finds the store; READ works and cannot write. */
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  qp_store_close(s);
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
+  qp_query_event e = ev(0, t0, 5, NULL);
+  assert_int_equal(qp_profile_record(p, &e), QP_OK);
+  assert_int_not_equal(qp_profile_flush(p, s), QP_OK);
+  qp_store_close(s);
+  qp_profile_free(p);
+}
+
+#define NPROC 6
+#define PER 1500
+
+static int child(int id) {
+  qp_store *s;
+  qp_profile *p;
+  char err[1024];
+  if (qp_store_open(&s, dsn[1], QP_STORE_WRITE, NULL, err, sizeof err) != QP_OK) {
+    fprintf(stderr, "child %d: %s\n", id, err);
+    return 1;
+  }
+  if (qp_profile_new(&p, NULL, err, sizeof err) != QP_OK) return 2;
+  for (int i = 0; i < PER; i++) {
+    qp_query_event e = ev((i + id) % 3, 1795132800 + i % 7 * 60, 1000 + (uint64_t)i, NULL);
+    if (qp_profile_record(p, &e) != QP_OK) return 3;
+    if (i % 500 == 499 && qp_profile_flush(p, s) != QP_OK) {
+      fprintf(stderr, "child %d: %s\n", id, qp_store_errmsg(s));
+      return 4;
+    }
+  }
+  qp_store_close(s);
+  qp_profile_free(p);
+  return 0;
+}
+
+static void test_processes_flush_at_once(void **state) {
+  (void)state;
+  pid_t pids[NPROC];
+  for (int i = 0; i < NPROC; i++) {
+    pids[i] = fork();
+    assert_true(pids[i] >= 0);
+    if (pids[i] == 0) _exit(child(i));
+  }
+  for (int i = 0; i < NPROC; i++) {
+    int st;
+    assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+  }
+  qp_store *s;
+  char err[1024];
+  assert_int_equal(qp_store_open(&s, dsn[1], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  sum all = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, add_up, &all), QP_OK);
+  assert_int_equal(all.calls, NPROC * PER);
+  uint64_t t = 0;
+  for (int i = 0; i < PER; i++) t += 1000 + (uint64_t)i;
+  assert_int_equal(all.total, NPROC * t);
+  qp_store_close(s);
+}
+
+static void test_refuses_foreign_and_newer(void **state) {
+  (void)state;
+  /* a "qprof" schema that is someone else's */
+  on_db(1, "DROP SCHEMA qprof CASCADE");
+  on_db(1, "CREATE SCHEMA qprof; CREATE TABLE qprof.mine (x int); INSERT INTO qprof.mine VALUES (42)");
+  qp_store *s;
+  char err[1024];
+  assert_int_equal(qp_store_open(&s, dsn[1], QP_STORE_WRITE, NULL, err, sizeof err), QP_NOTSTORE);
+  assert_non_null(strstr(err, dbname[1]));
+  PGconn *c = PQconnectdb(dsn[1]);
+  PGresult *r = PQexec(c, "SELECT x, to_regclass('qprof.qp_meta') IS NULL FROM qprof.mine");
+  assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+  assert_string_equal(PQgetvalue(r, 0, 0), "42");
+  assert_string_equal(PQgetvalue(r, 0, 1), "t");
+  PQclear(r);
+  PQfinish(c);
+  /* a store from a newer qprof */
+  on_db(0, "UPDATE qprof.qp_meta SET value = '99' WHERE key = 'schema_version'");
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_SCHEMA);
+  assert_non_null(strstr(err, "newer"));
+  on_db(0, "UPDATE qprof.qp_meta SET value = '2' WHERE key = 'schema_version'");
+}
+
+static void test_cli_report_on_pg(void **state) {
+  (void)state;
+  const char *bin = getenv("QPROF_BIN");
+  assert_non_null(bin);
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "'%s' report --store '%s' --format json | /usr/bin/python3 -c 'import json,sys; "
+           "d=json.load(sys.stdin); assert d[\"totals\"][\"calls\"]==3000, d[\"totals\"]; "
+           "assert len(d[\"queries\"])==3'",
+           bin, dsn[0]);
+  assert_int_equal(qpt_system("%s", cmd), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_create_record_window),
+      cmocka_unit_test(test_processes_flush_at_once),
+      cmocka_unit_test(test_refuses_foreign_and_newer),
+      cmocka_unit_test(test_cli_report_on_pg),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

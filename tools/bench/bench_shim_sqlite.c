@@ -1,0 +1,186 @@
+/*
+ * What the LD_PRELOAD shim adds to one SQLite statement.
+ *
+ * A point-SELECT loop (bind, step to the row, step to DONE, reset) on a
+ * prepared statement over a 10,000-row table in memory, run in child
+ * processes alternately without and with libqprof_preload.so (interleaved,
+ * so that machine noise hits both alike). Prints the median ns per
+ * statement of each, and the difference: the shim's cost per statement.
+ *
+ *   bench_shim_sqlite [--runs N] [--iterations N] [--shim PATH]
+ *
+ * The shim records into a temporary store that is removed afterwards.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ROWS 10000
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* The measured loop; prints ns per statement on stdout. */
+static int worker(long iterations) {
+  sqlite3 *db;
+  if (sqlite3_open(":memory:", &db) != SQLITE_OK) return 1;
+  if (sqlite3_exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", NULL, NULL, NULL) != 0)
+    return 1;
+  sqlite3_stmt *ins;
+  sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+  sqlite3_prepare_v2(db, "INSERT INTO t(id, v) VALUES (?, ?)", -1, &ins, NULL);
+  for (int i = 0; i < ROWS; i++) {
+    sqlite3_bind_int(ins, 1, i);
+    sqlite3_bind_text(ins, 2, "some value", -1, SQLITE_STATIC);
+    sqlite3_step(ins);
+    sqlite3_reset(ins);
+  }
+  sqlite3_finalize(ins);
+  sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  sqlite3_stmt *sel;
+  if (sqlite3_prepare_v2(db, "SELECT v FROM t WHERE id = ?", -1, &sel, NULL) != SQLITE_OK) return 1;
+  unsigned seed = 12345;
+  long found = 0;
+  /* warm-up, then the timed loop */
+  for (long pass = 0; pass < 2; pass++) {
+    long n = pass == 0 ? iterations / 10 : iterations;
+    double t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+      seed = seed * 1103515245u + 12345u;
+      sqlite3_bind_int(sel, 1, (int)((seed >> 8) % ROWS));
+      while (sqlite3_step(sel) == SQLITE_ROW) found++;
+      sqlite3_reset(sel);
+    }
+    double t1 = now_ns();
+    if (pass == 1) printf("%.1f\n", (t1 - t0) / (double)n);
+  }
+  sqlite3_finalize(sel);
+  sqlite3_close(db);
+  return found > 0 ? 0 : 1;
+}
+
+/* Runs this program as a worker, with or without the shim; returns ns/statement or -1. */
+static double run_child(const char *self, const char *shim, const char *store, long iterations) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    if (shim != NULL) {
+      setenv("LD_PRELOAD", shim, 1);
+      setenv("QPROF_STORE", store, 1);
+    } else {
+      unsetenv("LD_PRELOAD");
+    }
+    char iters[32];
+    snprintf(iters, sizeof iters, "%ld", iterations);
+    execl(self, self, "--worker", iters, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  char buf[64] = {0};
+  ssize_t n = read(fds[0], buf, sizeof buf - 1);
+  close(fds[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  if (n <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  return strtod(buf, NULL);
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--worker") == 0) return worker(atol(argv[2]));
+  static const struct option longopts[] = {{"runs", required_argument, NULL, 'r'},
+                                           {"iterations", required_argument, NULL, 'i'},
+                                           {"shim", required_argument, NULL, 's'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
+  int runs = 7;
+  long iterations = 1000000;
+  const char *shim = QP_BUILD_DIR "/lib/shim/libqprof_preload.so";
+  int c;
+  while ((c = getopt_long(argc, argv, "r:i:s:h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'r': runs = atoi(optarg); break;
+    case 'i': iterations = atol(optarg); break;
+    case 's': shim = optarg; break;
+    case 'h':
+      printf("Usage: bench_shim_sqlite [--runs N] [--iterations N] [--shim PATH]\n");
+      return 0;
+    default: return 2;
+    }
+  }
+  if (runs < 1 || runs > 100 || iterations < 1000) {
+    fprintf(stderr, "bench_shim_sqlite: --runs 1..100, --iterations >= 1000\n");
+    return 2;
+  }
+  if (access(shim, R_OK) != 0) {
+    fprintf(stderr, "bench_shim_sqlite: cannot read the shim %s: %s\n", shim, strerror(errno));
+    return 1;
+  }
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return 1;
+  self[n] = '\0';
+  char dir[] = "/tmp/qprof-bench-shim.XXXXXX";
+  if (mkdtemp(dir) == NULL) return 1;
+  char store[sizeof dir + 16];
+  snprintf(store, sizeof store, "%s/bench.qp", dir);
+
+  double *off = calloc((size_t)runs, sizeof *off), *on = calloc((size_t)runs, sizeof *on);
+  if (off == NULL || on == NULL) return 1;
+  printf("SQLite point SELECT (prepared once; bind, step, step, reset), %ld statements per run\n",
+         iterations);
+  printf("%-4s %14s %14s\n", "run", "without ns/st", "with ns/st");
+  for (int r = 0; r < runs; r++) {
+    /* alternate which goes first, so neither always runs on a warmer machine */
+    if (r % 2 == 0) {
+      off[r] = run_child(self, NULL, store, iterations);
+      on[r] = run_child(self, shim, store, iterations);
+    } else {
+      on[r] = run_child(self, shim, store, iterations);
+      off[r] = run_child(self, NULL, store, iterations);
+    }
+    if (off[r] < 0 || on[r] < 0) {
+      fprintf(stderr, "bench_shim_sqlite: a worker failed\n");
+      return 1;
+    }
+    printf("%-4d %14.1f %14.1f\n", r + 1, off[r], on[r]);
+  }
+  double moff = median(off, runs), mon = median(on, runs);
+  printf("median: without %.1f ns, with %.1f ns: the shim adds %.1f ns per statement (%.2fx)\n",
+         moff, mon, mon - moff, mon / moff);
+  unlink(store);
+  char wal[sizeof store + 8];
+  snprintf(wal, sizeof wal, "%s-wal", store);
+  unlink(wal);
+  snprintf(wal, sizeof wal, "%s-shm", store);
+  unlink(wal);
+  snprintf(wal, sizeof wal, "%s-journal", store);
+  unlink(wal);
+  rmdir(dir);
+  free(off);
+  free(on);
+  return 0;
+}
