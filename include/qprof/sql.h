@@ -72,7 +72,11 @@ QP_EXPORT qp_dialect qp_normalizer_dialect(const qp_normalizer *n);
  *
  * Never fails on any input: malformed SQL, invalid UTF-8, unterminated
  * strings, comments or dollar quotes all give defined output. No recursion,
- * no allocation (user rules use per-thread scratch allocated once per thread).
+ * time linear in len, no allocation (user rules take a PCRE2 match-data
+ * block from a pool of 16 owned by the normalizer; only a 17th thread inside
+ * a rule at the same instant allocates a temporary one). The canonical form
+ * and every rule are described in docs/normalizer.md; without user rules,
+ * normalizing the normalized text gives it back unchanged.
  * Returns QP_OK, or QP_INVALID when n, sql (with len > 0) or out is NULL or
  * cap is 0. Thread-safe with distinct `out` buffers.
  */
@@ -87,7 +91,9 @@ QP_EXPORT bool qp_fingerprint_parse(const char *hex, uint64_t *fp);
 
 /*
  * Splits a script into top-level statements at ';' outside strings,
- * comments, quoted identifiers, dollar quotes and (SQLite) trigger bodies.
+ * comments, quoted identifiers, dollar quotes, (PostgreSQL) parentheses and
+ * BEGIN ATOMIC ... END bodies, and (SQLite) trigger bodies. A comment before
+ * a statement belongs to it.
  * Call with *pos = 0, then repeatedly: each call that returns true sets
  * [*start, *start + *stmt_len) to the next statement (without its ';',
  * surrounding white space trimmed) and advances *pos. Statements that are

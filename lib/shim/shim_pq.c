@@ -65,8 +65,9 @@ SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQexecPrepared,
                (PGconn *, const char *, int, const char *const *, const int *, const int *, int))
 SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQdescribePrepared, (PGconn *, const char *))
 SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQdescribePortal, (PGconn *, const char *))
-/* Not interposed, but called through the same lookup, so that the shim does
- * not pull libpq into every process it is preloaded into. */
+/* Not interposed, but called through the same lookup as the real functions,
+ * so that they come from the libpq the program uses even when that one was
+ * dlopen'ed with RTLD_LOCAL. */
 SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQdb, (const PGconn *))
 SHIM_REAL_DECL(SHIM_SONAME_PQ, ExecStatusType, PQresultStatus, (const PGresult *))
 SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQntuples, (const PGresult *))
@@ -276,9 +277,13 @@ static void end_statement(pq_conn *c, pq_entry *e, const PGresult *r, ExecStatus
     ev.normalized_len = e->prep->norm_len;
     ev.fingerprint = e->prep->fp;
   } else if (e->kind == PQK_QUERY) {
-    /* The next statement of a (possibly multi-statement) simple query. */
+    /* The next statement of a (possibly multi-statement) simple query; text
+     * without a ';' is one statement and needs no splitting. */
     size_t start, len;
-    if (qp_sql_split_next(QP_DIALECT_POSTGRES, e->sql, e->sql_len, &e->split_pos, &start, &len)) {
+    if (memchr(e->sql, ';', e->sql_len) == NULL) {
+      ev.sql = e->sql;
+      ev.sql_len = e->sql_len;
+    } else if (qp_sql_split_next(QP_DIALECT_POSTGRES, e->sql, e->sql_len, &e->split_pos, &start, &len)) {
       ev.sql = e->sql + start;
       ev.sql_len = len;
     } else {

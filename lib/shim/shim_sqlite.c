@@ -51,6 +51,15 @@ static SHIM_TLS unsigned t_depth;
 static SHIM_TLS unsigned t_exec;
 static SHIM_TLS bool t_exec_seen;
 
+/* A one-entry per-thread cache of the statement map, for the hot loop that
+ * steps and resets one statement: valid while no state was freed anywhere
+ * (g_stmt_gen unchanged). A statement stepped by this thread and finished
+ * here needs no lookup at its reset (t_done). */
+static _Atomic uint64_t g_stmt_gen;
+static SHIM_TLS const sqlite3_stmt *t_cache_stmt, *t_done;
+static SHIM_TLS struct sq_stmt *t_cache_st;
+static SHIM_TLS uint64_t t_cache_gen;
+
 typedef struct sq_stmt {
   uint64_t fp;
   uint64_t elapsed_ns;
@@ -246,7 +255,11 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
     st->db_name = st->text + norm_len + 1;
     st->writes = sqlite3_column_count(stmt) == 0 && !sqlite3_stmt_readonly(stmt);
     bool stored;
-    qp__free(NULL, shim_map_put(&shim_sq_stmts, stmt, st, &stored));
+    sq_stmt *old = shim_map_put(&shim_sq_stmts, stmt, st, &stored);
+    if (old != NULL) {
+      atomic_fetch_add_explicit(&g_stmt_gen, 1, memory_order_relaxed);
+      qp__free(NULL, old);
+    }
     if (!stored) qp__free(NULL, st);
   }
   qp__free(NULL, norm);
@@ -341,8 +354,18 @@ static void finish(sq_stmt *st, sqlite3_stmt *stmt, int rc) {
 SHIM_EXPORT int sqlite3_step(sqlite3_stmt *stmt) {
   sqlite3_step_fn real = real_sqlite3_step();
   if (!should_record() || stmt == NULL) return real(stmt);
-  sq_stmt *st = shim_map_get(&shim_sq_stmts, stmt);
+  sq_stmt *st;
+  uint64_t gen = atomic_load_explicit(&g_stmt_gen, memory_order_relaxed);
+  if (t_cache_stmt == stmt && t_cache_gen == gen) {
+    st = t_cache_st;
+  } else {
+    st = shim_map_get(&shim_sq_stmts, stmt);
+    t_cache_stmt = stmt;
+    t_cache_st = st;
+    t_cache_gen = gen;
+  }
   if (st == NULL) return real(stmt); /* prepared where we did not look (inside qprof) */
+  t_done = NULL;
   int e = errno;
   if (!st->running) {
     st->running = true;
@@ -364,13 +387,14 @@ SHIM_EXPORT int sqlite3_step(sqlite3_stmt *stmt) {
     shim_t_inside++;
     finish(st, stmt, rc);
     shim_t_inside--;
+    t_done = stmt;
   }
   errno = e;
   return rc;
 }
 
 SHIM_EXPORT int sqlite3_reset(sqlite3_stmt *stmt) {
-  if (stmt != NULL && should_record()) {
+  if (stmt != NULL && stmt != t_done && should_record()) {
     sq_stmt *st = shim_map_get(&shim_sq_stmts, stmt);
     if (st != NULL && st->running) {
       int e = errno;
@@ -389,7 +413,9 @@ SHIM_EXPORT int sqlite3_finalize(sqlite3_stmt *stmt) {
   if (stmt != NULL && atomic_load_explicit(&shim_state, memory_order_relaxed) != SHIM_UNINIT) {
     int e = errno;
     sq_stmt *st = shim_map_take(&shim_sq_stmts, stmt);
+    if (t_done == stmt) t_done = NULL;
     if (st != NULL) {
+      atomic_fetch_add_explicit(&g_stmt_gen, 1, memory_order_relaxed);
       if (st->running && should_record()) {
         shim_t_inside++;
         finish(st, stmt, SQLITE_OK);

@@ -256,16 +256,18 @@ static uint64_t emit_finish(emitter *e) {
     if (e->spill_n) XXH3_64bits_update(&e->st, e->spill, e->spill_n);
     h = XXH3_64bits_digest(&e->st);
     /* Cut at a character boundary: when the first byte left out continues a
-     * UTF-8 sequence, drop that sequence's bytes that did fit. */
+     * UTF-8 sequence whose lead byte is among the last three kept, and that
+     * sequence is longer than what was kept, drop its kept bytes. Bytes that
+     * are not valid UTF-8 are kept as they are. */
     if ((e->first_dropped & 0xC0) == 0x80) {
       size_t k = e->n;
-      int steps = 0;
-      while (k > 0 && steps < 3 && ((unsigned char)e->out[k - 1] & 0xC0) == 0x80) {
-        k--;
-        steps++;
+      while (k > 0 && e->n - k < 3 && ((unsigned char)e->out[k - 1] & 0xC0) == 0x80) k--;
+      if (k > 0) {
+        unsigned char lead = (unsigned char)e->out[k - 1];
+        size_t need = (lead >= 0xC2 && lead <= 0xDF) ? 2 : (lead >= 0xE0 && lead <= 0xEF) ? 3
+                    : (lead >= 0xF0 && lead <= 0xF4) ? 4 : 0;
+        if (need > 0 && k - 1 + need > e->n) e->n = k - 1;
       }
-      if (k > 0 && ((unsigned char)e->out[k - 1] & 0xC0) == 0xC0) k--;
-      e->n = k;
     }
   }
   e->out[e->n] = '\0';

@@ -151,8 +151,9 @@ static inline bool qp__sql_kw_operator(qp_kw kw) {
   return kw > QP_KW_NONE && kw < QP_KW_COUNT_ && qp__sql_kw_table[kw].op;
 }
 
-/* Appends s[0..n) to dst[*dn..cap-1) lower-cased (ASCII only) and
- * NUL-terminates; used for table names. Returns false when it did not fit. */
+/* Appends s[0..n) to the NUL-terminated string in dst[0..cap), lower-cased
+ * (ASCII only) when `lower`; used for table names. Returns false, leaving dst
+ * unchanged, when it would not fit. */
 bool qp__sql_copy_name(char *dst, size_t cap, const char *s, size_t n, bool lower);
 
 /* ---- user rules (rules.c) ----------------------------------------------

@@ -355,7 +355,7 @@ qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev) {
   if (s->slots != NULL) {
     for (e = s->slots[hash & (s->nslots - 1)]; e != NULL; e = e->next)
       if (e->hash == hash && e->fingerprint == fp && e->bucket == bucket &&
-          e->backend == ev->backend && memcmp(e->database, db, dblen + 1) == 0)
+          e->backend == ev->backend && strcmp(e->database, db) == 0)
         break;
   }
   bool ok = true;

@@ -4,8 +4,9 @@
  * ("qprof", sql/store_schema_pg.sql).
  *
  * Rows are merged by the writer inside its transaction: INSERT ... ON
- * CONFLICT DO NOTHING, and when the row exists, SELECT ... FOR UPDATE, merge
- * in C (the same qp__stats_merge as everywhere), UPDATE. Every flush touches
+ * CONFLICT DO UPDATE with a no-op update that locks an existing row and
+ * returns its values, a merge in C (the same qp__stats_merge as everywhere),
+ * then UPDATE. Every flush touches
  * keys in one global order (level, then fingerprint, backend, database,
  * bucket), so concurrent flushers wait for each other but never deadlock.
  * A database whose "qprof" schema is not a qprof store is refused untouched.
@@ -19,6 +20,7 @@
 
 typedef struct pg_store {
   PGconn *conn;
+  bool prepared; /* the write statements are prepared on this connection */
 } pg_store;
 
 /* The library never prints: server notices are dropped. */
@@ -33,6 +35,21 @@ static qp_status pg_fail(qp_store *s, PGresult *r, qp_status code, const char *w
   int len = (int)strlen(msg);
   while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' ')) len--;
   return qp__err_set(&s->err, code, "%s: %s: %.*s", s->display, what, len, msg);
+}
+
+/* Runs a statement prepared by prepare_writes. */
+static PGresult *pg_run_prepared(qp_store *s, const char *name, int n, const char *const *vals,
+                                 const int *lens, const int *fmts, ExecStatusType want,
+                                 const char *what) {
+  pg_store *g = s->impl;
+  PGresult *r = PQexecPrepared(g->conn, name, n, vals, lens, fmts, 0);
+  if (r == NULL || PQresultStatus(r) != want) {
+    qp_status code = PQstatus(g->conn) == CONNECTION_BAD ? QP_UNAVAILABLE : QP_IO;
+    pg_fail(s, r, code, what);
+    PQclear(r);
+    return NULL;
+  }
+  return r;
 }
 
 /* Runs a statement with text parameters (bytea ones in binary: lens != NULL
@@ -170,15 +187,16 @@ typedef struct nums {
   char v[16][32];
 } nums;
 
+/* Inserts the row, or, when it exists, locks it with a no-op update and
+ * returns its values (xmax = 0 tells a fresh insert): one round trip for a
+ * new row, two (this and SQL_UPD) for a merge. */
 static const char SQL_INS[] =
     "INSERT INTO qprof.qp_stats (level, bucket, fingerprint, backend, database, calls, errors, "
     "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
-    "ON CONFLICT DO NOTHING";
-static const char SQL_LOCK[] =
-    "SELECT calls, errors, error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, "
-    "last_seen_ns, hist FROM qprof.qp_stats WHERE level = $1 AND bucket = $2 AND "
-    "fingerprint = $3 AND backend = $4 AND database = $5 FOR UPDATE";
+    "ON CONFLICT (level, bucket, fingerprint, backend, database) DO UPDATE SET "
+    "level = qp_stats.level RETURNING (xmax = 0), calls, errors, error_codes, rows, total_ns, "
+    "min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist";
 static const char SQL_UPD[] =
     "UPDATE qprof.qp_stats SET calls = $6, errors = $7, error_codes = $8, rows = $9, "
     "total_ns = $10, min_ns = $11, max_ns = $12, m2 = $13, first_seen_ns = $14, "
@@ -264,27 +282,29 @@ static qp_status write_stats(qp_store *s, int level, const qp_entry *e, qp_buf *
   const char *vals[16];
   int lens[16], fmts[16];
   if (!stats_params(s, level, e, &e->st, &n, vals, lens, fmts, codes, hist)) return s->err.code;
-  PGresult *r = pg_run(s, SQL_INS, 16, vals, lens, fmts, PGRES_COMMAND_OK, "cannot write statistics");
-  if (r == NULL) return s->err.code;
-  bool inserted = strcmp(PQcmdTuples(r), "1") == 0;
-  PQclear(r);
-  if (inserted) return QP_OK;
-  r = pg_run(s, SQL_LOCK, 5, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot lock statistics");
+  PGresult *r = pg_run_prepared(s, "qp_ins", 16, vals, lens, fmts, PGRES_TUPLES_OK,
+                                "cannot write statistics");
   if (r == NULL) return s->err.code;
   if (PQntuples(r) != 1) {
     PQclear(r);
-    return qp__err_set(&s->err, QP_IO, "%s: statistics row vanished during a flush", s->display);
+    return qp__err_set(&s->err, QP_IO, "%s: statistics upsert returned no row", s->display);
+  }
+  bool inserted = PQgetvalue(r, 0, 0)[0] == 't';
+  if (inserted) {
+    PQclear(r);
+    return QP_OK;
   }
   qp_stats merged;
   qp__stats_init(&merged);
-  qp_status rc = row_stats(s, r, 0, 0, &merged);
+  qp_status rc = row_stats(s, r, 0, 1, &merged);
   PQclear(r);
   if (rc == QP_OK && !qp__stats_merge(&merged, &e->st, &s->hooks))
     rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
   if (rc == QP_OK && !stats_params(s, level, e, &merged, &n, vals, lens, fmts, codes, hist))
     rc = s->err.code;
   if (rc == QP_OK) {
-    r = pg_run(s, SQL_UPD, 16, vals, lens, fmts, PGRES_COMMAND_OK, "cannot update statistics");
+    r = pg_run_prepared(s, "qp_upd", 16, vals, lens, fmts, PGRES_COMMAND_OK,
+                        "cannot update statistics");
     if (r == NULL) rc = s->err.code;
     PQclear(r);
   }
@@ -305,15 +325,38 @@ static qp_status write_query(qp_store *s, const qp_entry *e) {
                          e->sample ? sns : NULL,
                          first,
                          last};
-  PGresult *r = pg_run(s, SQL_QUERY, 7, vals, NULL, NULL, PGRES_COMMAND_OK, "cannot write a query");
+  PGresult *r = pg_run_prepared(s, "qp_query", 7, vals, NULL, NULL, PGRES_COMMAND_OK,
+                                "cannot write a query");
   if (r == NULL) return s->err.code;
   PQclear(r);
+  return QP_OK;
+}
+
+static qp_status prepare_writes(qp_store *s) {
+  pg_store *g = s->impl;
+  if (g->prepared) return QP_OK;
+  static const struct {
+    const char *name, *sql;
+    int n;
+  } st[] = {{"qp_ins", SQL_INS, 16}, {"qp_upd", SQL_UPD, 16}, {"qp_query", SQL_QUERY, 7}};
+  for (size_t i = 0; i < QP_ARRAY_LEN(st); i++) {
+    PGresult *r = PQprepare(g->conn, st[i].name, st[i].sql, st[i].n, NULL);
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+      qp_status rc = pg_fail(s, r, QP_IO, "cannot prepare a statement");
+      PQclear(r);
+      return rc;
+    }
+    PQclear(r);
+  }
+  g->prepared = true;
   return QP_OK;
 }
 
 static qp_status pg_write(qp_store *s, const qp_entry *list) {
   if (s->mode != QP_STORE_WRITE)
     return qp__err_set(&s->err, QP_INVALID, "%s: store opened read-only", s->display);
+  qp_status prc = prepare_writes(s);
+  if (prc != QP_OK) return prc;
   size_t n = 0;
   for (const qp_entry *e = list; e != NULL; e = e->next)
     if (!e->ignored && e->st.calls > 0) n++;

@@ -346,6 +346,17 @@ static qp_status sq_open(qp_store *s, qp_store_mode mode) {
    * flushes on a power cut, and saves an fsync per flush. */
   if (rc == QP_OK && mode == QP_STORE_WRITE)
     rc = sq_exec(s, q->db, "PRAGMA synchronous = NORMAL", "cannot set synchronous");
+  if (rc == QP_OK && mode == QP_STORE_WRITE) {
+    /* Stores are created in WAL mode; one switched back by hand goes back
+     * to WAL (best effort: another connection may hold it). */
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(q->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK) {
+      bool wal = sqlite3_step(st) == SQLITE_ROW &&
+                 strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+      sqlite3_finalize(st);
+      if (!wal) sqlite3_exec(q->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+    }
+  }
   if (rc != QP_OK) {
     s->ops->close(s);
     return rc;

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -194,6 +195,18 @@ static void *run_worker(void *arg) {
   return NULL;
 }
 
+static double cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Client CPU (this process: user + system) per query of the last run_mode,
+ * in microseconds: unlike throughput on a shared 2-CPU machine, it shows
+ * what each path costs the application. */
+static double g_cpu_us_per_query;
+
 static double run_mode(mode m, int threads, double duration, qp_profile *prof) {
   qp_pool *pool = NULL;
   if (m == M_POOL || m == M_POOL_PROFILE) {
@@ -228,6 +241,7 @@ static double run_mode(mode m, int threads, double duration, qp_profile *prof) {
     pthread_create(&th[i], NULL, run_worker, &w[i]);
   }
   pthread_barrier_wait(&ready);
+  double c0 = cpu_s();
   double t0 = now_s();
   usleep((useconds_t)(duration * 1e6));
   atomic_store(&stop, true);
@@ -238,6 +252,7 @@ static double run_mode(mode m, int threads, double duration, qp_profile *prof) {
     errors += w[i].errors;
   }
   double t1 = now_s();
+  g_cpu_us_per_query = ops ? (cpu_s() - c0) * 1e6 / (double)ops : 0;
   pthread_barrier_destroy(&ready);
   qp_pool_close(pool);
   if (errors) fprintf(stderr, "bench_pool: %s: %llu errors\n", mode_names[m],
@@ -376,8 +391,10 @@ int main(int argc, char **argv) {
     case 't': threads = atoi(optarg); break;
     case 'n': pg = false; break;
     case 'o':
-      for (int m = 0; m < M_COUNT; m++)
+      for (int m = M_COUNT - 1; m >= 0; m--) /* exact name, else a prefix */
         if (strncmp(mode_names[m], optarg, strlen(optarg)) == 0) only = m;
+      for (int m = 0; m < M_COUNT; m++)
+        if (strcmp(mode_names[m], optarg) == 0) only = m;
       if (only < 0) {
         fprintf(stderr, "bench_pool: unknown mode '%s'\n", optarg);
         return 2;
@@ -406,7 +423,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_pool: %s\n", err);
     return 1;
   }
-  double res[M_COUNT][15];
+  double res[M_COUNT][15], cpu[M_COUNT][15];
   int have[M_COUNT] = {0};
   if (pg) {
     if (!start_cluster()) {
@@ -419,20 +436,29 @@ int main(int argc, char **argv) {
       for (int k = 0; k < M_COUNT; k++) {
         int m = (k + r) % M_COUNT;
         if ((m == M_BOUNCER && !g_bouncer) || (only >= 0 && m != only)) continue;
-        res[m][have[m]++] = run_mode((mode)m, threads, duration, prof);
-        fprintf(stderr, "round %d %-20s %10.0f q/s\n", r + 1, mode_names[m], res[m][have[m] - 1]);
+        res[m][have[m]] = run_mode((mode)m, threads, duration, prof);
+        cpu[m][have[m]++] = g_cpu_us_per_query;
+        fprintf(stderr, "round %d %-20s %10.0f q/s %8.2f us client CPU/query\n", r + 1,
+                mode_names[m], res[m][have[m] - 1], g_cpu_us_per_query);
       }
     }
     stop_cluster();
     double med[M_COUNT] = {0};
     printf("PostgreSQL 15, primary-key SELECT on pgbench_accounts (-s 1), unix socket\n");
-    printf("| path | queries/s (median) | runs |\n|---|---|---|\n");
+    printf("| path | queries/s (median) | client CPU us/query (median) | runs (q/s, sorted) |\n"
+           "|---|---|---|---|\n");
+    double medcpu[M_COUNT] = {0};
     for (int m = 0; m < M_COUNT; m++) {
       if (!have[m]) continue;
-      printf("| %s | %.0f |", mode_names[m], (med[m] = median(res[m], have[m])));
+      med[m] = median(res[m], have[m]);
+      medcpu[m] = median(cpu[m], have[m]);
+      printf("| %s | %.0f | %.2f |", mode_names[m], med[m], medcpu[m]);
       for (int i = 0; i < have[m]; i++) printf(" %.0f", res[m][i]);
       printf(" |\n");
     }
+    if (only < 0)
+      printf("\nclient CPU per query: pool %+.2f us vs direct (prepared), pool+profile %+.2f us\n",
+             medcpu[M_POOL] - medcpu[M_DIRECT], medcpu[M_POOL_PROFILE] - medcpu[M_DIRECT]);
     if (only >= 0) {
       qp_profile_free(prof);
       return 0;
