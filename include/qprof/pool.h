@@ -92,8 +92,10 @@ QP_EXPORT qp_status qp_pool_options_from_config(qp_pool_options *o, const qp_con
 
 /*
  * Opens a pool. `opts` is only read during the call (dsn copied, hooks
- * copied, profile borrowed). Opens min_size connections in the background
- * and starts one maintenance thread (idle timeout, lifetime, leak detection).
+ * copied, profile borrowed). Opens min_size connections in the background.
+ * Starts one maintenance thread when the pool has periodic work (min_size,
+ * idle_timeout_ms, max_lifetime_ms or leak_ms set; the defaults do); without
+ * it, releases apply idle timeouts and lifetimes themselves.
  * Does not connect in the caller's thread: a database that is down is
  * reported by the first acquire, not here.
  * Errors: QP_INVALID (missing or malformed DSN, bad sizes or durations),
@@ -115,8 +117,10 @@ QP_EXPORT void qp_pool_close(qp_pool *pool);
 /*
  * Acquires a lease, waiting at most `timeout_ms` (< 0: the pool's
  * acquire_timeout_ms; 0: do not wait). `file`, `line` name the holder for
- * leak reports (use the macros below). Idle connections are reused most
- * recently used first; if none is idle and fewer than max_size are open, the
+ * leak reports (use the macros below). The calling thread gets back the
+ * connection it released last when that one is idle (its buffers and
+ * statement cache are still warm in this CPU's cache), else the most recently
+ * released one; if none is idle and fewer than max_size are open, the
  * calling thread opens one (bounded by connect_timeout_ms and the time left).
  * Waiters are served in arrival order: a released connection goes straight
  * to the longest waiter.
@@ -151,7 +155,8 @@ QP_EXPORT qp_status qp_pool_acquire_at(qp_pool *pool, qp_conn **conn, int64_t ti
 #define qp_pool_try_acquire(pool, conn) qp_pool_acquire_at((pool), (conn), 0, __FILE__, __LINE__)
 
 /*
- * Ends a lease; NULL is a no-op. The connection goes back to the pool after:
+ * Ends a lease; NULL is a no-op. The connection goes straight to the longest
+ * waiter, or back to the idle stack, after:
  * a rollback if it was left inside a transaction; a session reset (DISCARD
  * ALL on PostgreSQL, reopening on SQLite) if its session state changed and
  * the policy is auto, or always with QP_RESET_ALWAYS; nothing more when it
@@ -324,7 +329,9 @@ typedef struct qp_pool_stats {
   uint64_t connect_hist[QP_POOL_HIST_BUCKETS];
 } qp_pool_stats;
 
-/* Fills *out with a consistent snapshot. Thread-safe. */
+/* Fills *out with a consistent snapshot. Statement counters (total_query_*,
+ * total_error_count, reprepares) of a lease are added when it is released.
+ * Thread-safe. */
 QP_EXPORT void qp_pool_stats_get(qp_pool *pool, qp_pool_stats *out);
 
 /*

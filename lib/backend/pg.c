@@ -410,7 +410,7 @@ static void params_free(pg_params *pp) {
 
 static qp_status params_build(pg_params *pp, const qp_hooks *h, const qp_param *params, size_t n,
                               qp__berr *err) {
-  memset(pp, 0, offsetof(pg_params, v));
+  /* (no memset: every array entry below n is written in the loop) */
   pp->hooks = h;
   pp->n = n;
   pp->copies = NULL;

@@ -8,6 +8,7 @@
 void qp_pool_stats_get(qp_pool *p, qp_pool_stats *s) {
   memset(s, 0, sizeof *s);
   if (p == NULL) return;
+  qp__pool_check_fork(p);
   pthread_mutex_lock(&p->mu);
   uint64_t now = qp__now_ns();
   s->cl_active = p->n_in_use;

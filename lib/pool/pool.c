@@ -204,6 +204,27 @@ static qp_conn *idle_pop(qp_pool *p) {
   return c;
 }
 
+static void idle_unlink(qp_pool *p, qp_conn *c);
+
+/* The idle connection this thread released last, if it is still idle:
+ * like HikariCP's thread-local list, a thread keeps reusing "its"
+ * connection, whose buffers and statement cache are still in this CPU's
+ * cache, instead of taking whichever was released last by anyone. The hint
+ * is only compared as an address before it is trusted (it may be stale). */
+static qp_conn *idle_pop_affine(qp_pool *p) {
+  if (p->have_tls) {
+    qp_conn *h = pthread_getspecific(p->tls_hint);
+    uintptr_t a = (uintptr_t)h, lo = (uintptr_t)p->slots,
+              hi = (uintptr_t)(p->slots + p->o.max_size);
+    if (h != NULL && a >= lo && a < hi && h->state == CS_IDLE) {
+      idle_unlink(p, h);
+      h->state = CS_IN_USE;
+      return h;
+    }
+  }
+  return idle_pop(p);
+}
+
 static void idle_unlink(qp_pool *p, qp_conn *c) {
   for (qp_conn **pp = &p->idle; *pp; pp = &(*pp)->next_idle) {
     if (*pp == c) {
@@ -380,6 +401,8 @@ static inline void check_fork(qp_pool *p) {
   if (QP_UNLIKELY(forked)) after_fork(p);
 }
 
+void qp__pool_check_fork(qp_pool *p) { check_fork(p); }
+
 /* ---- maintenance -------------------------------------------------------- */
 
 static void maint_tick(qp_pool *p, uint64_t now) {
@@ -552,9 +575,12 @@ qp_status qp_pool_open(qp_pool **out, const qp_pool_options *opts, char *errbuf,
   if (p->rng == 0) p->rng = 1;
   atomic_init(&p->pid, (int)getpid());
   fork_guard_init(p);
+  p->have_tls = pthread_key_create(&p->tls_hint, NULL) == 0; /* affinity is optional */
   if (maint_needed(p)) start_maint(p);
   if (maint_needed(p) && !p->maint_running) {
     qp__errbuf_set(errbuf, errlen, QP_ERROR, "pool: cannot start the maintenance thread");
+    if (p->have_tls) pthread_key_delete(p->tls_hint);
+    if (p->fork_page != NULL) munmap(p->fork_page, QP_FORK_PAGE);
     pthread_cond_destroy(&p->maint_cond);
     pthread_mutex_destroy(&p->mu);
     goto fail;
@@ -605,6 +631,7 @@ void qp_pool_close(qp_pool *p) {
   }
   pthread_cond_destroy(&p->maint_cond);
   pthread_mutex_destroy(&p->mu);
+  if (p->have_tls) pthread_key_delete(p->tls_hint);
   qp_normalizer_free(p->norm);
   if (p->fork_page != NULL) munmap(p->fork_page, QP_FORK_PAGE);
   qp__free(&p->hooks, p->slots);
@@ -685,7 +712,7 @@ qp_status qp_pool_acquire_at(qp_pool *p, qp_conn **out, int64_t timeout_ms, cons
       w.conn = NULL;
     } else if ((p->wq_head == NULL || p->wq_head == &w) && p->idle != NULL) {
       wq_remove(p, &w);
-      c = idle_pop(p);
+      c = idle_pop_affine(p);
     }
     /* the first pass uses the time read before locking: no clock read
      * while holding the mutex on the fast path */
@@ -867,6 +894,7 @@ void qp_pool_release(qp_conn *c) {
     to_close = slot_free(p, c);
   } else {
     conn_return(p, c, now);
+    if (p->have_tls) pthread_setspecific(p->tls_hint, c);
   }
   maint_inline(p, now);
   pthread_mutex_unlock(&p->mu);
@@ -879,6 +907,7 @@ const char *qp_pool_errmsg(qp_pool *p, char *buf, size_t len) {
     snprintf(buf, len, "no pool");
     return buf;
   }
+  check_fork(p);
   pthread_mutex_lock(&p->mu);
   snprintf(buf, len, "%s", p->errmsg);
   pthread_mutex_unlock(&p->mu);

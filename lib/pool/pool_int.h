@@ -102,6 +102,8 @@ struct qp_pool {
 
   _Atomic int pid; /* the process that owns the connections */
   void *fork_page;  /* MADV_WIPEONFORK page holding 1; NULL: use getpid() */
+  pthread_key_t tls_hint; /* per thread: the connection it released last */
+  bool have_tls;
   pool_counters c;
 };
 
@@ -111,6 +113,9 @@ static inline int qp__pool_bucket(uint64_t ns) {
   int b = us == 0 ? 0 : 64 - __builtin_clzll(us);
   return b >= QP_POOL_HIST_BUCKETS ? QP_POOL_HIST_BUCKETS - 1 : b;
 }
+
+/* In a child after fork(), drops the parent's connections (first call). */
+void qp__pool_check_fork(qp_pool *p);
 
 /* Statement text changes session state that must be reset before reuse. */
 bool qp__pool_changes_session(const char *sql, size_t len);

@@ -242,7 +242,7 @@ static void emit_lower(emitter *e, const char *p, size_t k) {
   while (k > 0) {
     size_t c = k < sizeof tmp ? k : sizeof tmp;
     for (size_t i = 0; i < c; i++) tmp[i] = (char)qp__sql_lower[(unsigned char)p[i]];
-    emit_overflow(e, tmp, c);
+    emit(e, tmp, c);
     p += c;
     k -= c;
   }

@@ -279,6 +279,41 @@ static void test_session_reset(void **state) {
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.resets, 1);
   qp_pool_close(p);
+
+  /* policy always: DISCARD ALL after every lease, statements prepared again */
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.reset = QP_RESET_ALWAYS;
+  p = open_pool(g_dsn, 1, &o);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+    qp_param x = qp_param_int(i);
+    assert_int_equal(qp_conn_exec(c, "SELECT $1::int", &x, 1, &r), QP_OK);
+    qp_result_free(r);
+    assert_int_equal(qp_conn_exec(c, "SELECT count(*) FROM pg_prepared_statements", NULL, 0, &r),
+                     QP_OK);
+    assert_string_equal(qp_result_value(r, 0, 0, NULL), "2"); /* only this lease's two */
+    qp_result_free(r);
+    qp_pool_release(c);
+  }
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.resets, 3);
+  assert_int_equal(s.connects, 1);
+  qp_pool_close(p);
+
+  /* policy never: the session is the application's */
+  qp_pool_options_init(&o);
+  o.reset = QP_RESET_NEVER;
+  p = open_pool(g_dsn, 1, &o);
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  script(c, "SET work_mem = '9MB'");
+  qp_pool_release(c);
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SHOW work_mem", NULL, 0, &r), QP_OK);
+  assert_string_equal(qp_result_value(r, 0, 0, NULL), "9MB");
+  qp_result_free(r);
+  qp_pool_release(c);
+  qp_pool_close(p);
 }
 
 static void test_reprepare_after_deallocate(void **state) {
@@ -367,6 +402,42 @@ static void test_terminated_backend_recovers(void **state) {
   qp_pool_stats s;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.broken, 2);
+  qp_pool_close(p);
+}
+
+static void test_validation_of_idle_connections(void **state) {
+  (void)state;
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.validation_ms = 50;
+  qp_pool *p = open_pool(g_dsn, 1, &o);
+  qp_conn *c;
+  qp_result *r;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT pg_backend_pid()", NULL, 0, &r), QP_OK);
+  int64_t pid;
+  assert_int_equal(qp_result_int64(r, 0, 0, &pid), QP_OK);
+  qp_result_free(r);
+  qp_pool_release(c);
+  /* a healthy connection idle past validation_ms passes its ping */
+  usleep(80000);
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  qp_pool_release(c);
+  qp_pool_stats s;
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.validation_failures, 0);
+  assert_int_equal(s.connects, 1);
+  /* a dead one fails it and is replaced before it is handed out */
+  char sql[128];
+  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%lld)", (long long)pid);
+  assert_int_equal(admin(sql), QP_OK);
+  usleep(80000);
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT 1", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.validation_failures, 1);
+  assert_int_equal(s.connects, 2);
   qp_pool_close(p);
 }
 
@@ -479,6 +550,7 @@ int main(void) {
       cmocka_unit_test(test_session_reset),
       cmocka_unit_test(test_reprepare_after_deallocate),
       cmocka_unit_test(test_terminated_backend_recovers),
+      cmocka_unit_test(test_validation_of_idle_connections),
       cmocka_unit_test(test_cancel),
       cmocka_unit_test(test_unavailable_and_password_redaction),
       cmocka_unit_test(test_records_into_profile),

@@ -102,6 +102,19 @@ LD_PRELOAD="$SHIM" QPROF_STORE="$T/bad.qp" QPROF_FLUSH_MS=abc QPROF_LOG="$T/badl
 grep -q "QPROF_FLUSH_MS" "$T/badlog" || fail "QPROF_FLUSH_MS=abc: not logged"
 echo "ok: unwritable store, foreign file, bad setting"
 
+# ---- QPROF_IGNORE, QPROF_RULES, QPROF_SAMPLE, QPROF_SLOW_MS + QPROF_LOG -------
+LD_PRELOAD="$SHIM" QPROF_STORE="$T/opts.qp" QPROF_IGNORE='as ignored' \
+  QPROF_RULES='tmp_[0-9]+=tmp_?' QPROF_SAMPLE=true QPROF_SLOW_MS=0 QPROF_LOG="$T/opts.log" \
+  sqlite3 :memory: "CREATE TABLE tmp_123(a); CREATE TABLE tmp_456(a); SELECT a FROM tmp_123;
+    SELECT a FROM tmp_456; SELECT 1 AS ignored; SELECT 'secret' AS kept" >/dev/null
+S=$T/opts.qp
+expect_calls "$S" "select ? as ignored" 0 "QPROF_IGNORE"
+expect_calls "$S" "select a from tmp_?" 2 "QPROF_RULES"
+sample=$(sqlite3 "$S" "SELECT sample FROM qp_query WHERE query = 'select ? as kept'")
+case "$sample" in *secret*) ;; *) fail "QPROF_SAMPLE: sample '$sample'" ;; esac
+grep -q "slow query: .* select ? as kept" "$T/opts.log" || fail "QPROF_SLOW_MS=0: no slow-query line: $(cat "$T/opts.log")"
+echo "ok: options"
+
 # ---- kill -9: the store is intact and earlier flushes are there -------------
 # exec: $! must be python itself, not a subshell around it.
 (exec env LD_PRELOAD="$SHIM" QPROF_STORE="$T/kill.qp" QPROF_FLUSH_MS=50 \

@@ -315,12 +315,37 @@ static void test_close_wakes_waiters(void **state) {
   assert_true(now_ms() - t0 < 1000);
 }
 
+/* ---- thread affinity ----------------------------------------------------- */
+
+static void *release_it(void *arg) {
+  qp_pool_release(arg);
+  return NULL;
+}
+
+static void test_thread_gets_its_connection_back(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(2, 1000);
+  qp_conn *a, *b, *again;
+  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
+  assert_int_equal(qp_pool_acquire(p, &b), QP_OK);
+  qp_pool_release(a); /* this thread's last connection */
+  pthread_t th;
+  pthread_create(&th, NULL, release_it, b); /* released later, by another thread */
+  pthread_join(th, NULL);
+  /* plain LIFO would hand out b; the thread gets the one it used */
+  assert_int_equal(qp_pool_acquire(p, &again), QP_OK);
+  assert_ptr_equal(again, a);
+  qp_pool_release(again);
+  qp_pool_close(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_threads_share_connections),
       cmocka_unit_test(test_waiters_served_fifo),
       cmocka_unit_test(test_timeouts_honoured_under_contention),
       cmocka_unit_test(test_try_acquire_under_contention),
+      cmocka_unit_test(test_thread_gets_its_connection_back),
       cmocka_unit_test(test_release_hands_to_waiter),
       cmocka_unit_test(test_close_wakes_waiters),
   };

@@ -501,6 +501,55 @@ static void test_fork_child_opens_its_own(void **state) {
   qp_pool_close(p);
 }
 
+static int g_hook_calls;
+
+static qp_status hook_ok(qp_conn *c, void *ud) {
+  (void)ud;
+  g_hook_calls++;
+  return qp_conn_exec_script(c, "CREATE TEMP TABLE IF NOT EXISTS from_hook(x); "
+                                "PRAGMA cache_size = 4321");
+}
+
+static qp_status hook_fail(qp_conn *c, void *ud) {
+  (void)ud;
+  return qp_conn_exec(c, "SELECT * FROM table_that_is_not_there", NULL, 0, NULL);
+}
+
+static void test_on_connect_hook(void **state) {
+  (void)state;
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.on_connect = hook_ok;
+  g_hook_calls = 0;
+  qp_pool *p = open_pool(1, &o);
+  qp_conn *c;
+  qp_result *r;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(g_hook_calls, 1);
+  assert_int_equal(qp_conn_exec(c, "SELECT count(*) FROM from_hook", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  /* what the hook set is the baseline: not reset under policy auto */
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT * FROM pragma_cache_size", NULL, 0, &r), QP_OK);
+  assert_string_equal(qp_result_value(r, 0, 0, NULL), "4321");
+  qp_result_free(r);
+  qp_pool_release(c);
+  assert_int_equal(g_hook_calls, 1);
+  qp_pool_stats s;
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.resets, 0);
+  qp_pool_close(p);
+
+  qp_pool_options_init(&o);
+  o.on_connect = hook_fail;
+  p = open_pool(1, &o);
+  assert_int_equal(qp_pool_acquire_timeout(p, &c, 200), QP_UNAVAILABLE);
+  char msg[512];
+  assert_non_null(strstr(qp_pool_errmsg(p, msg, sizeof msg), "on_connect hook failed"));
+  assert_non_null(strstr(msg, "no such table"));
+  qp_pool_close(p);
+}
+
 static void test_open_out_of_memory(void **state) {
   (void)state;
   const char *dsn = fresh_dsn();
@@ -552,6 +601,7 @@ int main(void) {
       cmocka_unit_test(test_records_into_profile_and_logs_slow),
       cmocka_unit_test(test_leak_detection_names_holder),
       cmocka_unit_test(test_fork_child_opens_its_own),
+      cmocka_unit_test(test_on_connect_hook),
       cmocka_unit_test(test_open_out_of_memory),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

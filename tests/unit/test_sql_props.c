@@ -420,6 +420,34 @@ static void test_small_buffers_cut_at_utf8(void **state) {
   qp_normalizer_free(pg);
 }
 
+/* Long words reach the end of the buffer in the middle (the lower-casing
+ * path copies them in chunks): the output is still the prefix of the whole. */
+static void test_long_words_small_buffers(void **state) {
+  (void)state;
+  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES);
+  sb in = {0};
+  sb_puts(&in, "SELECT ");
+  for (int i = 0; i < 700; i++) sb_puts(&in, "Ab");
+  sb_puts(&in, " FROM \"T\" WHERE x = 1");
+  char full[CAP];
+  uint64_t fpfull;
+  size_t flen;
+  qp_normalize(pg, in.p, in.n, full, CAP, &flen, &fpfull);
+  assert_int_equal(flen, in.n); /* lower-casing and "1" -> "?" keep the length */
+  for (size_t cap = 1; cap <= flen + 1; cap += 7) {
+    char *out = malloc(cap);
+    size_t olen;
+    uint64_t fp;
+    assert_int_equal(qp_normalize(pg, in.p, in.n, out, cap, &olen, &fp), QP_OK);
+    assert_true(fp == fpfull);
+    assert_int_equal(olen, cap - 1 < flen ? cap - 1 : flen);
+    assert_memory_equal(out, full, olen);
+    free(out);
+  }
+  free(in.p);
+  qp_normalizer_free(pg);
+}
+
 /* A shape longer than the buffer: the fingerprint is XXH3 of the whole
  * normalized text, so two statements that differ only past the cut differ. */
 static void test_long_statement_hash_covers_all(void **state) {
@@ -545,6 +573,7 @@ int main(void) {
       cmocka_unit_test(test_nul_and_invalid_utf8),
       cmocka_unit_test(test_unterminated),
       cmocka_unit_test(test_small_buffers_cut_at_utf8),
+      cmocka_unit_test(test_long_words_small_buffers),
       cmocka_unit_test(test_long_statement_hash_covers_all),
       cmocka_unit_test(test_100mb_statement),
       cmocka_unit_test(test_deep_nesting),

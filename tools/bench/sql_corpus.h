@@ -18,6 +18,7 @@
 #define QP_BENCH_SQL_CORPUS_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  *   PQprepare/PQexecPrepared + PQdescribePrepared "stmt1"                   x5
  *   a pipeline where the 2nd query fails: 1 ok, 1 error, 1 aborted (not run)
  *   PQsendQuery with 3 statements                                           x1 each
- * Prints what it got, so that output can be compared with and without the shim.
+ * 17 statements in all. Prints what it got, so that output can be compared with and without the shim.
  */
 #include <libpq-fe.h>
 #include <stdio.h>
