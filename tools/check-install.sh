@@ -15,6 +15,16 @@ for ex in "$root"/examples/*.c; do
     $(pkg-config --libs qprof)
   echo "built $name with pkg-config"
 done
+# Run the example service on SQLite with its profile in a store, then read
+# the store back with the installed CLI.
+if [ -x "$work/service" ]; then
+  export LD_LIBRARY_PATH="$prefix/lib:$prefix/lib/x86_64-linux-gnu"
+  QPROF_STORE="$work/service-profile.db" "$work/service" "sqlite://$work/shop.db" >"$work/service.out"
+  "$prefix/bin/qprof" report --store "$work/service-profile.db" --format csv >"$work/report.csv"
+  lines=$(wc -l <"$work/report.csv")
+  [ "$lines" -gt 1 ] || { echo "example service recorded nothing" >&2; exit 1; }
+  echo "ran the example service: $((lines - 1)) query shapes in its profile"
+fi
 mkdir -p "$work/cm"
 cat >"$work/cm/CMakeLists.txt" <<CM
 cmake_minimum_required(VERSION 3.16)
