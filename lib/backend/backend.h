@@ -42,8 +42,6 @@ qp_status qp__berr_set(qp__berr *e, qp_status st, const char *code, const char *
  */
 typedef struct qp__result_ops {
   void (*free)(qp_result *r);
-  size_t (*rows)(const qp_result *r);
-  size_t (*cols)(const qp_result *r);
   int64_t (*affected)(const qp_result *r);
   const char *(*colname)(const qp_result *r, size_t col);
   bool (*isnull)(const qp_result *r, size_t row, size_t col);
@@ -53,6 +51,9 @@ typedef struct qp__result_ops {
 
 struct qp_result {
   const qp__result_ops *ops;
+  /* Rows and columns, kept here by every backend so that the accessors
+   * check their ranges without calling through `ops`. */
+  size_t nrows, ncols;
   qp_hooks hooks; /* a copy: results outlive leases and pools */
 };
 
@@ -79,7 +80,8 @@ struct qp__backend_ops {
    * *reprepared is set when a lost prepared statement was prepared again.
    * *entry gets the statement's cache entry (NULL when not cached), valid
    * until the next call on the connection. `sql` must be NUL-terminated at
-   * len. */
+   * len; len may be QP__SQL_NTS (not measured yet: a cached statement is
+   * then found without a strlen, and entry->len is its length). */
   qp_status (*exec)(qp__bconn *b, const char *sql, size_t len, const qp_param *params,
                     size_t nparams, qp_result **out, int64_t *rows, bool *reprepared,
                     qp__stmt_entry **entry, qp__berr *err);
@@ -119,6 +121,9 @@ extern const qp__backend_ops qp__backend_sqlite;
 /* The backend for a DSN: SQLite for "sqlite:..." and PostgreSQL otherwise. */
 const qp__backend_ops *qp__backend_for_dsn(const char *dsn);
 
+/* "NUL-terminated, length not measured yet" for the len of exec. */
+#define QP__SQL_NTS ((size_t)-1)
+
 /* Prepared-statement cache shared by the backends: SQL text -> a backend
  * handle (a statement name or an sqlite3_stmt). Open addressing on XXH3. */
 struct qp__stmt_entry {
@@ -135,15 +140,31 @@ struct qp__stmt_entry {
   int8_t session;  /* changes session state: 1/0, -1 not yet known (pool) */
 };
 
+/* Slots of the address memo (a power of two). */
+#define QP__STMT_MEMO 8
+
 typedef struct qp__stmt_cache {
   const qp_hooks *hooks;
   qp__stmt_entry *slots;
   size_t cap, count, max; /* cap a power of two; max entries kept */
+  /* Services pass the same string (usually a literal) for a statement
+   * every time: the address of the caller's text is remembered next to its
+   * entry, so that a repeated statement is found with one comparison of the
+   * text against the cached copy (which also measures it) instead of
+   * strlen, a hash and a probe. The address is only a hint: the text is
+   * always compared. Emptied whenever entries move or go (grow, clear). */
+  struct {
+    const char *sql;
+    qp__stmt_entry *e;
+  } memo[QP__STMT_MEMO];
 } qp__stmt_cache;
 
 void qp__stmt_cache_init(qp__stmt_cache *c, const qp_hooks *h, size_t max);
 /* Finds the entry for sql, or NULL. */
 qp__stmt_entry *qp__stmt_cache_find(qp__stmt_cache *c, const char *sql, size_t len);
+/* Finds the entry for the NUL-terminated sql, or NULL; *len always gets
+ * strlen(sql) (measured only when the address memo misses). */
+qp__stmt_entry *qp__stmt_cache_find_str(qp__stmt_cache *c, const char *sql, size_t *len);
 /* Adds an entry (sql copied); NULL when the cache is full or out of memory. */
 qp__stmt_entry *qp__stmt_cache_add(qp__stmt_cache *c, const char *sql, size_t len, void *handle);
 /* Calls fn on every handle, then empties the cache (keeps its memory). */

@@ -51,6 +51,31 @@ qp__stmt_entry *qp__stmt_cache_find(qp__stmt_cache *c, const char *sql, size_t l
   }
 }
 
+static size_t memo_slot(const char *sql) {
+  /* Fibonacci hashing of the address: literals sit a few bytes apart */
+  return (size_t)(((uintptr_t)sql * 0x9e3779b97f4a7c15ull) >> 61) & (QP__STMT_MEMO - 1);
+}
+
+static void memo_forget(qp__stmt_cache *c) { memset(c->memo, 0, sizeof c->memo); }
+
+qp__stmt_entry *qp__stmt_cache_find_str(qp__stmt_cache *c, const char *sql, size_t *len) {
+  size_t m = memo_slot(sql);
+  qp__stmt_entry *e = c->memo[m].e;
+  /* strncmp over len + 1 bytes compares the terminators too and stops at
+   * the caller's NUL, so it never reads past a shorter string */
+  if (e != NULL && c->memo[m].sql == sql && strncmp(e->sql, sql, e->len + 1) == 0) {
+    *len = e->len;
+    return e;
+  }
+  *len = strlen(sql);
+  e = qp__stmt_cache_find(c, sql, *len);
+  if (e != NULL) {
+    c->memo[m].sql = sql;
+    c->memo[m].e = e;
+  }
+  return e;
+}
+
 static bool cache_grow(qp__stmt_cache *c) {
   size_t ncap = c->cap ? c->cap * 2 : 16;
   qp__stmt_entry *ns = qp__calloc(c->hooks, ncap, sizeof *ns);
@@ -65,6 +90,7 @@ static bool cache_grow(qp__stmt_cache *c) {
   qp__free(c->hooks, c->slots);
   c->slots = ns;
   c->cap = ncap;
+  memo_forget(c); /* entries moved */
   return true;
 }
 
@@ -98,6 +124,7 @@ void qp__stmt_cache_clear(qp__stmt_cache *c, void (*fn)(void *handle, void *ud),
     memset(e, 0, sizeof *e);
   }
   c->count = 0;
+  memo_forget(c);
 }
 
 void qp__stmt_cache_free(qp__stmt_cache *c, void (*fn)(void *handle, void *ud), void *ud) {
@@ -113,19 +140,19 @@ void qp_result_free(qp_result *res) {
   if (res != NULL) res->ops->free(res);
 }
 
-size_t qp_result_rows(const qp_result *res) { return res ? res->ops->rows(res) : 0; }
+size_t qp_result_rows(const qp_result *res) { return res ? res->nrows : 0; }
 
-size_t qp_result_cols(const qp_result *res) { return res ? res->ops->cols(res) : 0; }
+size_t qp_result_cols(const qp_result *res) { return res ? res->ncols : 0; }
 
 int64_t qp_result_affected(const qp_result *res) { return res ? res->ops->affected(res) : -1; }
 
 const char *qp_result_colname(const qp_result *res, size_t col) {
-  if (res == NULL || col >= res->ops->cols(res)) return NULL;
+  if (res == NULL || col >= res->ncols) return NULL;
   return res->ops->colname(res, col);
 }
 
 static bool in_range(const qp_result *res, size_t row, size_t col) {
-  return res != NULL && row < res->ops->rows(res) && col < res->ops->cols(res);
+  return res != NULL && row < res->nrows && col < res->ncols;
 }
 
 bool qp_result_isnull(const qp_result *res, size_t row, size_t col) {

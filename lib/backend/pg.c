@@ -145,8 +145,6 @@ static void pgr_free(qp_result *r) {
   PQclear(p->res);
   qp__free(&r->hooks, p);
 }
-static size_t pgr_rows(const qp_result *r) { return (size_t)PQntuples(((const pg_result *)r)->res); }
-static size_t pgr_cols(const qp_result *r) { return (size_t)PQnfields(((const pg_result *)r)->res); }
 static int64_t pgr_affected(const qp_result *r) {
   const PGresult *res = ((const pg_result *)r)->res;
   const char *n = PQcmdTuples((PGresult *)res);
@@ -188,7 +186,7 @@ static const void *pgr_blob(qp_result *r, size_t row, size_t col, size_t *len) {
   return b->data;
 }
 
-static const qp__result_ops pg_result_ops = {pgr_free,   pgr_rows,   pgr_cols,  pgr_affected,
+static const qp__result_ops pg_result_ops = {pgr_free,   pgr_affected,
                                              pgr_colname, pgr_isnull, pgr_value, pgr_blob};
 
 /* ---- connections ------------------------------------------------------- */
@@ -539,6 +537,7 @@ static qp_status pg_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
   *rows = -1;
   *entry = NULL;
   if (out) *out = NULL;
+  if (len == QP__SQL_NTS) len = strlen(sql);
   if (sql[len] != '\0')
     return qp__berr_set(err, QP_INVALID, "", "statement must be NUL-terminated text");
   pg_params pp;
@@ -591,6 +590,8 @@ static qp_status pg_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
       goto done;
     }
     r->base.ops = &pg_result_ops;
+    r->base.nrows = (size_t)PQntuples(res);
+    r->base.ncols = (size_t)PQnfields(res);
     r->base.hooks = *b->hooks;
     r->res = res;
     res = NULL;

@@ -156,8 +156,8 @@ typedef struct sq_cell {
 /* One allocation holds a small result (a point SELECT): cells and bytes
  * start inline and move to the heap only when they outgrow it. */
 typedef struct sq_result {
-  qp_result base;
-  size_t nrows, ncols, cap_cells;
+  qp_result base; /* base.nrows, base.ncols */
+  size_t cap_cells;
   int64_t affected;
   sq_cell *cells;   /* ncols column names first, then nrows * ncols values */
   char *data;
@@ -172,12 +172,10 @@ static void sqr_free(qp_result *r) {
   if (s->data != s->small_data) qp__free(&r->hooks, s->data);
   qp__free(&r->hooks, s);
 }
-static size_t sqr_rows(const qp_result *r) { return ((const sq_result *)r)->nrows; }
-static size_t sqr_cols(const qp_result *r) { return ((const sq_result *)r)->ncols; }
 static int64_t sqr_affected(const qp_result *r) { return ((const sq_result *)r)->affected; }
 static const sq_cell *sqr_cell(const qp_result *r, size_t row, size_t col) {
   const sq_result *s = (const sq_result *)r;
-  return &s->cells[s->ncols + row * s->ncols + col];
+  return &s->cells[s->base.ncols + row * s->base.ncols + col];
 }
 static const char *sqr_colname(const qp_result *r, size_t col) {
   const sq_result *s = (const sq_result *)r;
@@ -195,7 +193,7 @@ static const void *sqr_blob(qp_result *r, size_t row, size_t col, size_t *len) {
   return sqr_value(r, row, col, len);
 }
 
-static const qp__result_ops sq_result_ops = {sqr_free,   sqr_rows,   sqr_cols,  sqr_affected,
+static const qp__result_ops sq_result_ops = {sqr_free,   sqr_affected,
                                              sqr_colname, sqr_isnull, sqr_value, sqr_blob};
 
 /* Grows a buffer that may still be the inline one. */
@@ -213,8 +211,8 @@ static sq_result *sqr_new(const qp_hooks *h, size_t ncols) {
   if (s == NULL) return NULL;
   s->base.ops = &sq_result_ops;
   s->base.hooks = *h;
-  s->nrows = 0;
-  s->ncols = ncols;
+  s->base.nrows = 0;
+  s->base.ncols = ncols;
   s->affected = -1;
   s->cells = s->small_cells;
   s->cap_cells = SQ_SMALL_CELLS;
@@ -252,24 +250,46 @@ static bool sqr_put(sq_result *s, sq_cell *c, const void *p, size_t n) {
   return true;
 }
 
+/* Decimal text of v into buf (at least 21 bytes), as SQLite's own
+ * integer-to-text conversion writes it; returns the length. */
+static size_t fmt_i64(int64_t v, char *buf) {
+  char tmp[20];
+  size_t n = 0, len = 0;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u != 0);
+  if (v < 0) buf[len++] = '-';
+  while (n > 0) buf[len++] = tmp[--n];
+  return len;
+}
+
 static bool sqr_add_row(sq_result *s, sqlite3_stmt *st) {
-  size_t need = s->ncols * (s->nrows + 2);
+  size_t ncols = s->base.ncols;
+  size_t need = ncols * (s->base.nrows + 2);
   if (need > s->cap_cells) {
     size_t cap = s->cap_cells * 2;
     while (cap < need) cap *= 2;
     sq_cell *nc = grow(&s->base.hooks, s->cells, s->small_cells,
-                       s->ncols * (s->nrows + 1) * sizeof *nc, cap * sizeof *nc);
+                       ncols * (s->base.nrows + 1) * sizeof *nc, cap * sizeof *nc);
     if (nc == NULL) return false;
     s->cells = nc;
     s->cap_cells = cap;
   }
-  sq_cell *row = &s->cells[s->ncols + s->nrows * s->ncols];
-  for (size_t i = 0; i < s->ncols; i++) {
+  sq_cell *row = &s->cells[ncols + s->base.nrows * ncols];
+  for (size_t i = 0; i < ncols; i++) {
     int t = sqlite3_column_type(st, (int)i);
     row[i].null = t == SQLITE_NULL;
     bool ok;
     if (t == SQLITE_NULL) ok = sqr_put(s, &row[i], "", 0);
-    else if (t == SQLITE_BLOB) {
+    else if (t == SQLITE_INTEGER) {
+      /* Formatted here rather than by sqlite3_column_text, which would
+       * convert the value inside the statement (an allocation under
+       * SQLite's memory mutex, freed again at reset) for the same text. */
+      char buf[24];
+      ok = sqr_put(s, &row[i], buf, fmt_i64(sqlite3_column_int64(st, (int)i), buf));
+    } else if (t == SQLITE_BLOB) {
       const void *p = sqlite3_column_blob(st, (int)i);
       ok = sqr_put(s, &row[i], p ? p : "", (size_t)sqlite3_column_bytes(st, (int)i));
     } else {
@@ -279,7 +299,7 @@ static bool sqr_add_row(sq_result *s, sqlite3_stmt *st) {
     }
     if (!ok) return false;
   }
-  s->nrows++;
+  s->base.nrows++;
   return true;
 }
 
@@ -392,9 +412,9 @@ static void sq_abandon(qp__bconn *b) {
   qp__free(b->hooks, b);
 }
 
-static qp_status sq_bind(qp__bconn *b, sqlite3_stmt *st, const qp_param *params, size_t n,
-                         qp__berr *err) {
-  int expected = sqlite3_bind_parameter_count(st);
+/* `expected` is the statement's parameter count (cached with it). */
+static qp_status sq_bind(qp__bconn *b, sqlite3_stmt *st, int expected, const qp_param *params,
+                         size_t n, qp__berr *err) {
   if ((size_t)expected != n)
     return qp__berr_set(err, QP_INVALID, "SQLITE_RANGE",
                         "statement has %d parameter%s, %zu given", expected,
@@ -435,14 +455,17 @@ static bool only_space(const char *p, const char *end) {
 }
 
 /* The cached statement for sql, prepared now if needed. *owned is set when
- * the cache is full and the caller must finalize the statement. */
+ * the cache is full and the caller must finalize the statement. len may be
+ * QP__SQL_NTS. *nparams gets the statement's parameter count. */
 static qp_status sq_get_stmt(qp__bconn *b, const char *sql, size_t len, sqlite3_stmt **out,
-                             bool *owned, qp__stmt_entry **entry, qp__berr *err) {
+                             int *nparams, bool *owned, qp__stmt_entry **entry, qp__berr *err) {
   *owned = false;
-  qp__stmt_entry *e = qp__stmt_cache_find(&b->cache, sql, len);
+  qp__stmt_entry *e = len == QP__SQL_NTS ? qp__stmt_cache_find_str(&b->cache, sql, &len)
+                                         : qp__stmt_cache_find(&b->cache, sql, len);
   *entry = e;
   if (e != NULL) {
     *out = e->handle;
+    *nparams = (int)e->nparams;
     return QP_OK;
   }
   sqlite3_stmt *st = NULL;
@@ -457,8 +480,10 @@ static qp_status sq_get_stmt(qp__bconn *b, const char *sql, size_t len, sqlite3_
     return qp__berr_set(err, QP_INVALID, "",
                         "several statements in one call: use qp_conn_exec_script");
   }
+  *nparams = sqlite3_bind_parameter_count(st);
   *entry = qp__stmt_cache_add(&b->cache, sql, len, st);
   if (*entry == NULL) *owned = true;
+  else (*entry)->nparams = *nparams;
   *out = st;
   return QP_OK;
 }
@@ -471,9 +496,10 @@ static qp_status sq_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
   if (out) *out = NULL;
   sqlite3_stmt *st;
   bool owned;
-  qp_status s = sq_get_stmt(b, sql, len, &st, &owned, entry, err);
+  int expected;
+  qp_status s = sq_get_stmt(b, sql, len, &st, &expected, &owned, entry, err);
   if (s != QP_OK) return s;
-  s = sq_bind(b, st, params, nparams, err);
+  s = sq_bind(b, st, expected, params, nparams, err);
   sq_result *res = NULL;
   size_t ncols = (size_t)sqlite3_column_count(st);
   if (s == QP_OK && out != NULL) {
@@ -534,8 +560,9 @@ static qp_status sq_exec_script(qp__bconn *b, const char *sql, qp__berr *err) {
 static qp_status sq_prepare(qp__bconn *b, const char *sql, size_t len, qp__berr *err) {
   sqlite3_stmt *st;
   bool owned;
+  int expected;
   qp__stmt_entry *e;
-  qp_status s = sq_get_stmt(b, sql, len, &st, &owned, &e, err);
+  qp_status s = sq_get_stmt(b, sql, len, &st, &expected, &owned, &e, err);
   if (s == QP_OK && owned) sqlite3_finalize(st);
   return s;
 }

@@ -203,15 +203,19 @@ qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size
     if (st != QP_OK) return st;
   }
   qp_pool *p = c->pool;
-  size_t len = strlen(sql);
   qp__berr err;
   err.status = QP_OK;
   int64_t rows = -1;
   bool reprepared = false;
   qp__stmt_entry *e = NULL;
+  /* The backend measures the text only when it is not a statement it has
+   * cached (QP__SQL_NTS): a cached one is recognized by address and one
+   * comparison, and its entry knows the length. */
   uint64_t t0 = qp__now_ns();
-  qp_status st = p->ops->exec(c->b, sql, len, params, nparams, out, &rows, &reprepared, &e, &err);
+  qp_status st = p->ops->exec(c->b, sql, QP__SQL_NTS, params, nparams, out, &rows, &reprepared,
+                              &e, &err);
   uint64_t dur = qp__now_ns() - t0;
+  size_t len = e != NULL ? e->len : strlen(sql);
   c->q_count++;
   c->q_time_ns += dur;
   c->reprepares += reprepared;
@@ -225,17 +229,19 @@ qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size
       c->session_dirty = qp__pool_changes_session(sql, len);
     }
   }
+  bool recording = p->o.profile != NULL || p->o.slow_ms > 0;
   if (st != QP_OK) {
     c->q_errors++;
     lease_fail(c, &err);
     /* statements that never reached the server are not recorded */
-    if (st == QP_QUERY || st == QP_UNAVAILABLE)
+    if (recording && (st == QP_QUERY || st == QP_UNAVAILABLE))
       record(c, sql, len, NULL, dur, -1, c->sqlstate[0] ? c->sqlstate : "ERROR");
     return st;
   }
-  if (e != NULL && e->norm == NULL && (p->o.profile != NULL || p->o.slow_ms > 0))
-    fill_norm(p, e, sql, len);
-  record(c, sql, len, e, dur, rows, NULL);
+  if (recording) {
+    if (e != NULL && e->norm == NULL) fill_norm(p, e, sql, len);
+    record(c, sql, len, e, dur, rows, NULL);
+  }
   return QP_OK;
 }
 

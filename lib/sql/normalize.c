@@ -5,7 +5,8 @@
  * Output is bounded by the caller's buffer; when the shape is longer, the
  * rest is still hashed (streaming state on the stack), so a cut never merges
  * two shapes. Lists are collapsed by scanning ahead once from the opening
- * bracket: every token is lexed at most twice, so time stays linear.
+ * bracket (stopping at the first element that is not a literal), then only
+ * the first element is read again, so time stays linear.
  */
 /* The hot loops gain from -O3's unrolling; the rest of the build stays as
  * configured. GCC only, and only in optimized builds. */
