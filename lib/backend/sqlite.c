@@ -244,8 +244,14 @@ static bool sqr_put(sq_result *s, sq_cell *c, const void *p, size_t n) {
   }
   c->off = s->dlen;
   c->len = n;
-  if (n) memcpy(s->data + s->dlen, p, n);
-  s->data[s->dlen + n] = '\0';
+  char *d = s->data + s->dlen;
+  if (n <= 16) { /* names and numbers: cheaper than a call to memcpy */
+    const char *src = p;
+    for (size_t i = 0; i < n; i++) d[i] = src[i];
+  } else {
+    memcpy(d, p, n);
+  }
+  d[n] = '\0';
   s->dlen += n + 1;
   return true;
 }
@@ -253,16 +259,28 @@ static bool sqr_put(sq_result *s, sq_cell *c, const void *p, size_t n) {
 /* Decimal text of v into buf (at least 21 bytes), as SQLite's own
  * integer-to-text conversion writes it; returns the length. */
 static size_t fmt_i64(int64_t v, char *buf) {
+  static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                              "25262728293031323334353637383940414243444546474849"
+                              "50515253545556575859606162636465666768697071727374"
+                              "75767778798081828384858687888990919293949596979899";
   char tmp[20];
-  size_t n = 0, len = 0;
+  size_t n = sizeof tmp, len = 0;
   uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  do {
-    tmp[n++] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u != 0);
+  while (u >= 100) { /* two digits at a time, from the right */
+    unsigned d = (unsigned)(u % 100) * 2;
+    u /= 100;
+    tmp[--n] = pairs[d + 1];
+    tmp[--n] = pairs[d];
+  }
+  if (u >= 10) {
+    tmp[--n] = pairs[u * 2 + 1];
+    tmp[--n] = pairs[u * 2];
+  } else {
+    tmp[--n] = (char)('0' + u);
+  }
   if (v < 0) buf[len++] = '-';
-  while (n > 0) buf[len++] = tmp[--n];
-  return len;
+  memcpy(buf + len, tmp + n, sizeof tmp - n);
+  return len + sizeof tmp - n;
 }
 
 static bool sqr_add_row(sq_result *s, sqlite3_stmt *st) {

@@ -894,7 +894,8 @@ void qp_pool_release(qp_conn *c) {
     to_close = slot_free(p, c);
   } else {
     conn_return(p, c, now);
-    if (p->have_tls) pthread_setspecific(p->tls_hint, c);
+    /* (the hint is usually this connection already: skip the store) */
+    if (p->have_tls && pthread_getspecific(p->tls_hint) != c) pthread_setspecific(p->tls_hint, c);
   }
   maint_inline(p, now);
   pthread_mutex_unlock(&p->mu);

@@ -57,14 +57,20 @@ static size_t g_nredact;
 static int64_t g_flush_ms;
 static uint64_t g_slow_ns;
 static qp_hooks g_hooks; /* default allocator, log to QPROF_LOG */
+static char *g_store_path; /* absolute path of a file store, or NULL */
 
-/* ---- logging ------------------------------------------------------------- */
-static int g_log_fd = -1;
+/* ---- logging ------------------------------------------------------------- *
+ * A log file is opened for each line, never kept open: a program that closes
+ * every descriptor (a daemon) and reuses the numbers must not find qprof's
+ * lines in its own files. Logging is rare (errors, slow queries). */
+static bool g_log_on;
+static bool g_log_stderr;
+static char *g_log_path;
 
-bool shim_log_enabled(void) { return g_log_fd >= 0; }
+bool shim_log_enabled(void) { return g_log_on; }
 
 static void vlog(qp_log_level level, const char *fmt, va_list ap) {
-  if (g_log_fd < 0) return;
+  if (!g_log_on) return;
   int saved = errno;
   char line[1200];
   int n = snprintf(line, sizeof line, "qprof[%ld] %s: ", (long)getpid(), qp_log_level_name(level));
@@ -76,8 +82,13 @@ static void vlog(qp_log_level level, const char *fmt, va_list ap) {
   line[len++] = '\n';
   /* One write() per line: lines from several threads and processes do not
    * interleave in an O_APPEND file. */
-  ssize_t w = write(g_log_fd, line, len);
-  (void)w;
+  int fd = g_log_stderr ? STDERR_FILENO
+                        : open(g_log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ssize_t w = write(fd, line, len);
+    (void)w;
+    if (!g_log_stderr) close(fd);
+  }
   errno = saved;
 }
 
@@ -97,11 +108,12 @@ static void open_log(void) {
   const char *dest = getenv("QPROF_LOG");
   if (dest == NULL || dest[0] == '\0') return;
   if (strcmp(dest, "stderr") == 0) {
-    g_log_fd = STDERR_FILENO;
-    return;
+    g_log_stderr = true;
+  } else {
+    g_log_path = qp__strdup(NULL, dest);
+    if (g_log_path == NULL) return;
   }
-  /* O_CLOEXEC: the log descriptor must not leak into programs this one runs. */
-  g_log_fd = open(dest, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  g_log_on = true;
 }
 
 /* ---- real symbols -------------------------------------------------------- */
@@ -117,8 +129,26 @@ void *shim_real(_Atomic(void *) *slot, const char *name, const char *soname) {
     if (h != NULL) p = dlsym(h, name);
   }
   if (p != NULL) atomic_store_explicit(slot, p, memory_order_release);
+  else shim_log(QP_LOG_ERROR, "cannot find the real %s in the process", name);
   errno = saved;
   return p;
+}
+
+void *shim_stub_null(void) {
+  errno = ENOSYS;
+  return NULL;
+}
+int shim_stub_zero(void) {
+  errno = ENOSYS;
+  return 0;
+}
+int shim_stub_minus1(void) {
+  errno = ENOSYS;
+  return -1;
+}
+int shim_stub_misuse(void) {
+  errno = ENOSYS;
+  return 21; /* SQLITE_MISUSE */
 }
 
 /* ---- configuration ------------------------------------------------------- */
@@ -150,6 +180,30 @@ static bool split_lines(const char *text, char ***out, size_t *count) {
   return true;
 }
 
+/* The absolute form of a file store's path (its directory resolved), for
+ * recognizing the store when the program itself opens it; NULL for DSNs. */
+static char *absolute_path(const char *store) {
+  if (store == NULL || store[0] == '\0' || strstr(store, "://") != NULL || strchr(store, '=') != NULL)
+    return NULL;
+  const char *slash = strrchr(store, '/');
+  char dir[4096];
+  if (slash == NULL) snprintf(dir, sizeof dir, ".");
+  else if (slash == store) snprintf(dir, sizeof dir, "/");
+  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - store), store);
+  char *real = realpath(dir, NULL);
+  if (real == NULL) return NULL;
+  const char *base = slash ? slash + 1 : store;
+  size_t len = strlen(real) + 1 + strlen(base) + 1;
+  char *out = qp__malloc(NULL, len);
+  if (out != NULL) snprintf(out, len, "%s/%s", strcmp(real, "/") == 0 ? "" : real, base);
+  free(real);
+  return out;
+}
+
+bool shim_is_store(const char *path) {
+  return g_store_path != NULL && path != NULL && strcmp(path, g_store_path) == 0;
+}
+
 static void disable(void) { atomic_store_explicit(&shim_state, SHIM_DISABLED, memory_order_release); }
 
 static void start_fork_handlers(void);
@@ -171,6 +225,7 @@ static void init_once(void) {
     goto fail;
   }
   g_flush_ms = qp_config_int(g_cfg, "flush_ms");
+  g_store_path = absolute_path(qp_config_string(g_cfg, "store"));
   g_slow_ns = (uint64_t)(qp_config_double(g_cfg, "slow_ms") * 1e6);
   if (!split_lines(qp_config_string(g_cfg, "rules"), &g_rules, &g_nrules) ||
       !split_lines(qp_config_string(g_cfg, "redact"), &g_redact, &g_nredact)) {
@@ -218,6 +273,7 @@ static bool g_store_failed, g_flush_failed_said, g_exiting, g_atexit_done;
 static _Atomic bool g_thread_started;
 static _Atomic uint64_t g_next_flush_ns; /* inline flushing: when the next one is due */
 static uint64_t g_flushed_upto; /* qp_profile_recorded() at the last good flush */
+static pid_t g_pid;             /* the process that created g_profile */
 
 /* Flushes what was recorded, opening the store on first use. Called with
  * g_flush_mu held and shim_t_inside set. */
@@ -228,7 +284,9 @@ static void flush_locked(void) {
   if (recorded == g_flushed_upto) return; /* nothing new: leave the store alone */
   char err[QP_ERRMSG_MAX];
   if (g_store == NULL) {
-    const char *where = qp_config_string(g_cfg, "store");
+    /* The path as resolved when the process started using a database, so
+     * that a later chdir() does not move the store. */
+    const char *where = g_store_path != NULL ? g_store_path : qp_config_string(g_cfg, "store");
     qp_status st = qp_store_open(&g_store, where, QP_STORE_WRITE, &g_hooks, err, sizeof err);
     if (st != QP_OK) {
       /* Said once; the shim stops recording so that statistics do not pile
@@ -283,7 +341,7 @@ static void at_exit(void) {
   qp_store_close(g_store);
   g_store = NULL;
   g_store_failed = true; /* nothing after this point may reopen it */
-  pthread_cond_broadcast(&g_flush_cv);
+  if (atomic_load(&g_thread_started)) pthread_cond_broadcast(&g_flush_cv);
   pthread_mutex_unlock(&g_flush_mu);
   shim_t_inside--;
   errno = saved;
@@ -356,6 +414,7 @@ static qp_profile *start_recording(void) {
   }
   g_flushed_upto = 0;
   g_store_failed = g_flush_failed_said = g_exiting = false;
+  g_pid = getpid();
   atomic_store(&g_profile, p);
   if (!g_atexit_done) { /* inherited by children: registered once per image */
     atexit(at_exit);
@@ -379,7 +438,7 @@ void shim_record(const qp_query_event *ev) {
   if (QP_UNLIKELY(st != QP_OK) && st != QP_NOMEM)
     shim_log(QP_LOG_DEBUG, "event not recorded: %s", qp_strerror(st));
   if (!atomic_load_explicit(&g_thread_started, memory_order_relaxed)) maybe_flush_here();
-  if (QP_UNLIKELY(ev->duration_ns >= g_slow_ns) && g_log_fd >= 0 && ev->error == NULL) {
+  if (QP_UNLIKELY(ev->duration_ns >= g_slow_ns) && g_log_on && ev->error == NULL) {
     uint64_t fp = ev->fingerprint;
     size_t len = ev->normalized_len;
     const char *text = ev->normalized;
@@ -397,6 +456,17 @@ void shim_record(const qp_query_event *ev) {
              ev->database ? ev->database : "?", hex, (int)(len > 500 ? 500 : len), text);
     qp__free(NULL, buf);
   }
+}
+
+void shim_before_exec(void) {
+  if (atomic_load(&g_profile) == NULL || getpid() != g_pid) return;
+  int saved = errno;
+  shim_t_inside++;
+  pthread_mutex_lock(&g_flush_mu);
+  if (!g_exiting) flush_locked();
+  pthread_mutex_unlock(&g_flush_mu);
+  shim_t_inside--;
+  errno = saved;
 }
 
 /* ---- fork ---------------------------------------------------------------- *
@@ -423,6 +493,10 @@ static void fork_child(void) {
   fork_unlock();
   atomic_store(&g_profile, NULL); /* the parent's statistics are the parent's */
   atomic_store(&g_thread_started, false);
+  /* The parent's flush thread may have been waiting on the condition
+   * variable; in the child nobody is, and a broadcast on the inherited state
+   * could wait for that waiter forever. */
+  pthread_cond_init(&g_flush_cv, NULL);
   g_store = NULL;
   g_flushed_upto = 0;
   g_store_failed = g_flush_failed_said = g_exiting = false;

@@ -3,12 +3,13 @@
  *
  * The shim is the only part of qprof with process-wide state: it lives in
  * someone else's process, where there is no handle to keep state in. It
- * is split in three files:
+ * is split in four files:
  *   shim_core.c    configuration, the profile and its store, the flush thread,
  *                  fork and exit handling, logging, real-symbol lookup and the
  *                  pointer maps that hold per-connection and per-statement state
  *   shim_pq.c      the interposed libpq functions
  *   shim_sqlite.c  the interposed sqlite3 functions
+ *   shim_exec.c    exec*(), interposed to flush before the image is replaced
  */
 #ifndef QPROF_SHIM_INT_H
 #define QPROF_SHIM_INT_H
@@ -46,12 +47,25 @@ extern SHIM_TLS unsigned shim_t_inside;
  * program just called through it. */
 void *shim_real(_Atomic(void *) *slot, const char *name, const char *soname);
 
-#define SHIM_REAL_DECL(lib, ret, name, params)                                       \
+/* Stand-ins returned when a real function cannot be found, so that nothing
+ * ever calls a NULL pointer: they set errno to ENOSYS and return a failure
+ * (NULL or 0, or SQLITE_MISUSE for sqlite3's int functions). They are called
+ * through the real function's pointer type, which the x86-64 and AArch64
+ * calling conventions make harmless for these integer/pointer returns. */
+void *shim_stub_null(void);
+int shim_stub_zero(void);
+int shim_stub_misuse(void);
+int shim_stub_minus1(void);
+
+#define SHIM_REAL_DECL(lib, ret, name, params, stub)                                 \
   typedef ret(*name##_fn) params;                                                    \
   static _Atomic(void *) name##_slot;                                                \
   static inline name##_fn real_##name(void) {                                        \
     void *p = atomic_load_explicit(&name##_slot, memory_order_acquire);              \
-    if (QP_UNLIKELY(p == NULL)) p = shim_real(&name##_slot, #name, lib);             \
+    if (QP_UNLIKELY(p == NULL)) {                                                    \
+      p = shim_real(&name##_slot, #name, lib);                                       \
+      if (p == NULL) return (name##_fn)(void (*)(void))stub;                         \
+    }                                                                                \
     return (name##_fn)p;                                                             \
   }
 
@@ -75,6 +89,15 @@ static inline bool shim_active(void) {
 /* Normalizer for a dialect, built with the user's QPROF_RULES; valid once
  * shim_active() returned true. Immutable, shared by all threads. */
 const qp_normalizer *shim_normalizer(qp_dialect dialect);
+
+/* True when `path` (absolute) is the shim's own store file: the program's
+ * queries on it are not recorded (a flush from inside them could wait on
+ * the program's own locks). */
+bool shim_is_store(const char *path);
+
+/* Before exec*(): flushes what this process recorded (nothing in a vfork()
+ * child, which shares the parent's memory). errno is preserved. */
+void shim_before_exec(void);
 
 /* Records one event (called with shim_t_inside set). Starts the profile, the
  * flush thread and the exit flush on the first event of a process. */

@@ -32,47 +32,47 @@
 
 #include "shim_int.h"
 
-SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQconnectdb, (const char *))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQconnectdb, (const char *), shim_stub_null)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQconnectdbParams,
-               (const char *const *, const char *const *, int))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQconnectStart, (const char *))
+               (const char *const *, const char *const *, int), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQconnectStart, (const char *), shim_stub_null)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQconnectStartParams,
-               (const char *const *, const char *const *, int))
+               (const char *const *, const char *const *, int), shim_stub_null)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, PGconn *, PQsetdbLogin,
                (const char *, const char *, const char *, const char *, const char *,
-                const char *, const char *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, void, PQfinish, (PGconn *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, void, PQreset, (PGconn *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQresetStart, (PGconn *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendQuery, (PGconn *, const char *))
+                const char *, const char *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, void, PQfinish, (PGconn *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, void, PQreset, (PGconn *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQresetStart, (PGconn *), shim_stub_zero)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendQuery, (PGconn *, const char *), shim_stub_zero)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendQueryParams,
                (PGconn *, const char *, int, const Oid *, const char *const *, const int *,
-                const int *, int))
+                const int *, int), shim_stub_zero)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendPrepare,
-               (PGconn *, const char *, const char *, int, const Oid *))
+               (PGconn *, const char *, const char *, int, const Oid *), shim_stub_zero)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendQueryPrepared,
-               (PGconn *, const char *, int, const char *const *, const int *, const int *, int))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendDescribePrepared, (PGconn *, const char *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendDescribePortal, (PGconn *, const char *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQgetResult, (PGconn *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQexec, (PGconn *, const char *))
+               (PGconn *, const char *, int, const char *const *, const int *, const int *, int), shim_stub_zero)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendDescribePrepared, (PGconn *, const char *), shim_stub_zero)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQsendDescribePortal, (PGconn *, const char *), shim_stub_zero)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQgetResult, (PGconn *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQexec, (PGconn *, const char *), shim_stub_null)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQexecParams,
                (PGconn *, const char *, int, const Oid *, const char *const *, const int *,
-                const int *, int))
+                const int *, int), shim_stub_null)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQprepare,
-               (PGconn *, const char *, const char *, int, const Oid *))
+               (PGconn *, const char *, const char *, int, const Oid *), shim_stub_null)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQexecPrepared,
-               (PGconn *, const char *, int, const char *const *, const int *, const int *, int))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQdescribePrepared, (PGconn *, const char *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQdescribePortal, (PGconn *, const char *))
+               (PGconn *, const char *, int, const char *const *, const int *, const int *, int), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQdescribePrepared, (PGconn *, const char *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQdescribePortal, (PGconn *, const char *), shim_stub_null)
 /* Not interposed, but called through the same lookup as the real functions,
  * so that they come from the libpq the program uses even when that one was
  * dlopen'ed with RTLD_LOCAL. */
-SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQdb, (const PGconn *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, ExecStatusType, PQresultStatus, (const PGresult *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQntuples, (const PGresult *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQcmdTuples, (PGresult *))
-SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQresultErrorField, (const PGresult *, int))
+SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQdb, (const PGconn *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, ExecStatusType, PQresultStatus, (const PGresult *), shim_stub_zero)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQntuples, (const PGresult *), shim_stub_zero)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQcmdTuples, (PGresult *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQresultErrorField, (const PGresult *, int), shim_stub_null)
 
 /* Depth of synchronous calls (PQexec & co.) on this thread, and whether an
  * asynchronous call made inside the innermost one came through the shim. */
@@ -280,9 +280,16 @@ static void end_statement(pq_conn *c, pq_entry *e, const PGresult *r, ExecStatus
     /* The next statement of a (possibly multi-statement) simple query; text
      * without a ';' is one statement and needs no splitting. */
     size_t start, len;
-    if (memchr(e->sql, ';', e->sql_len) == NULL) {
+    const char *semi = e->split_pos == 0 ? memchr(e->sql, ';', e->sql_len) : NULL;
+    size_t rest = semi != NULL ? e->sql_len - (size_t)(semi - e->sql) - 1 : 0;
+    while (rest > 0 && (semi[rest] == ' ' || semi[rest] == '\n' || semi[rest] == '\t' ||
+                        semi[rest] == '\r' || semi[rest] == ';'))
+      rest--;
+    if (e->split_pos == 0 && (semi == NULL || rest == 0)) {
+      /* One statement, at most followed by ';' (pgbench sends "...;"). */
       ev.sql = e->sql;
-      ev.sql_len = e->sql_len;
+      ev.sql_len = semi != NULL ? (size_t)(semi - e->sql) : e->sql_len;
+      e->split_pos = e->sql_len;
     } else if (qp_sql_split_next(QP_DIALECT_POSTGRES, e->sql, e->sql_len, &e->split_pos, &start, &len)) {
       ev.sql = e->sql + start;
       ev.sql_len = len;

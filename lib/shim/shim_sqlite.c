@@ -22,28 +22,28 @@
 
 #include "shim_int.h"
 
-SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_open, (const char *, sqlite3 **))
-SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_open16, (const void *, sqlite3 **))
-SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_open_v2, (const char *, sqlite3 **, int, const char *))
-SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_close, (sqlite3 *))
-SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_close_v2, (sqlite3 *))
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_open, (const char *, sqlite3 **), shim_stub_misuse)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_open16, (const void *, sqlite3 **), shim_stub_misuse)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_open_v2, (const char *, sqlite3 **, int, const char *), shim_stub_misuse)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_close, (sqlite3 *), shim_stub_misuse)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_close_v2, (sqlite3 *), shim_stub_misuse)
 SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare,
-               (sqlite3 *, const char *, int, sqlite3_stmt **, const char **))
+               (sqlite3 *, const char *, int, sqlite3_stmt **, const char **), shim_stub_misuse)
 SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare_v2,
-               (sqlite3 *, const char *, int, sqlite3_stmt **, const char **))
+               (sqlite3 *, const char *, int, sqlite3_stmt **, const char **), shim_stub_misuse)
 SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare_v3,
-               (sqlite3 *, const char *, int, unsigned int, sqlite3_stmt **, const char **))
+               (sqlite3 *, const char *, int, unsigned int, sqlite3_stmt **, const char **), shim_stub_misuse)
 SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare16,
-               (sqlite3 *, const void *, int, sqlite3_stmt **, const void **))
+               (sqlite3 *, const void *, int, sqlite3_stmt **, const void **), shim_stub_misuse)
 SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare16_v2,
-               (sqlite3 *, const void *, int, sqlite3_stmt **, const void **))
+               (sqlite3 *, const void *, int, sqlite3_stmt **, const void **), shim_stub_misuse)
 SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_prepare16_v3,
-               (sqlite3 *, const void *, int, unsigned int, sqlite3_stmt **, const void **))
-SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_step, (sqlite3_stmt *))
-SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_reset, (sqlite3_stmt *))
-SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_finalize, (sqlite3_stmt *))
+               (sqlite3 *, const void *, int, unsigned int, sqlite3_stmt **, const void **), shim_stub_misuse)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_step, (sqlite3_stmt *), shim_stub_misuse)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_reset, (sqlite3_stmt *), shim_stub_misuse)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_finalize, (sqlite3_stmt *), shim_stub_misuse)
 SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_exec,
-               (sqlite3 *, const char *, int (*)(void *, int, char **, char **), void *, char **))
+               (sqlite3 *, const char *, int (*)(void *, int, char **, char **), void *, char **), shim_stub_misuse)
 
 /* Inside a real sqlite3 call made for a recorded one: nested calls pass through. */
 static SHIM_TLS unsigned t_depth;
@@ -71,8 +71,6 @@ typedef struct sq_stmt {
   const char *db_name; /* points into text[] */
   char text[];         /* normalized text, NUL, database name, NUL */
 } sq_stmt;
-
-#define CODE_NAME_MAX 64
 
 const char *shim_sqlite_code_name(int code) {
   switch (code) {
@@ -234,15 +232,16 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
   } else {
     return;
   }
+  const char *dbn = shim_map_get(&shim_sq_dbs, db);
+  if (dbn == NULL) dbn = sqlite3_db_filename(db, "main");
+  if (dbn == NULL) dbn = "";
+  if (shim_is_store(dbn)) goto out; /* the program reads qprof's own store */
   char *norm = qp__malloc(NULL, QP_NORMALIZED_MAX);
   if (norm == NULL) goto out;
   size_t norm_len = 0;
   uint64_t fp = 0;
   qp_normalize(shim_normalizer(QP_DIALECT_SQLITE), text, text_len, norm, QP_NORMALIZED_MAX,
                &norm_len, &fp);
-  const char *dbn = shim_map_get(&shim_sq_dbs, db);
-  if (dbn == NULL) dbn = sqlite3_db_filename(db, "main");
-  if (dbn == NULL) dbn = "";
   size_t dbn_len = strlen(dbn);
   sq_stmt *st = qp__malloc(NULL, sizeof *st + norm_len + 1 + dbn_len + 1);
   if (st != NULL) {

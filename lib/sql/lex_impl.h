@@ -8,6 +8,10 @@
 
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include "internal.h"
 #include "sql_int.h"
 
@@ -23,6 +27,18 @@ static inline __attribute__((always_inline)) size_t scan_quoted(const char *s, s
     if (backslash) {
       /* find the next quote or backslash */
       size_t i = pos;
+#ifdef __SSE2__
+      while (i + 16 <= len) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        unsigned m = (unsigned)_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(q)), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+        if (m != 0) {
+          i += (size_t)__builtin_ctz(m);
+          break;
+        }
+        i += 16;
+      }
+#endif
       while (i < len && s[i] != q && s[i] != '\\') i++;
       if (i >= len) return len;
       if (s[i] == '\\') {
@@ -31,9 +47,25 @@ static inline __attribute__((always_inline)) size_t scan_quoted(const char *s, s
       }
       hit = s + i;
     } else {
+#ifdef __SSE2__
+      /* most literals are short: look at 16 bytes before calling memchr */
+      if (pos + 16 <= len) {
+        unsigned m = (unsigned)_mm_movemask_epi8(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + pos)), _mm_set1_epi8(q)));
+        if (m != 0) {
+          hit = s + pos + __builtin_ctz(m);
+          goto found;
+        }
+        pos += 16;
+        if (pos >= len) return len;
+      }
+#endif
       hit = memchr(s + pos, q, len - pos);
       if (hit == NULL) return len;
     }
+#ifdef __SSE2__
+  found:
+#endif
     pos = (size_t)(hit - s) + 1;
     if (pos < len && s[pos] == q) {
       pos++;
@@ -113,8 +145,9 @@ static inline __attribute__((always_inline)) size_t scan_number(const char *s, s
   if (QP_UNLIKELY(i < len && s[i] == '_'))
     while (i < len && (qp__sql_cclass[(unsigned char)s[i]] == QP_C_DIGIT || s[i] == '_')) i++;
   if (i < len && s[i] == '.' && !(i + 1 < len && s[i + 1] == '.')) {
-    i++;
-    while (i < len && (qp__sql_cclass[(unsigned char)s[i]] == QP_C_DIGIT || s[i] == '_')) i++;
+    i = skip_digits(s, len, i + 1);
+    if (QP_UNLIKELY(i < len && s[i] == '_'))
+      while (i < len && (qp__sql_cclass[(unsigned char)s[i]] == QP_C_DIGIT || s[i] == '_')) i++;
   }
   if (i < len && (s[i] | 0x20) == 'e') {
     size_t j = i + 1;
@@ -127,7 +160,52 @@ static inline __attribute__((always_inline)) size_t scan_number(const char *s, s
   return i;
 }
 
-static inline size_t scan_ident(const char *s, size_t len, size_t pos) {
+/* The first occurrence of the dollar-quote tag[0..n) (which starts with '$')
+ * in s[pos..len), or NULL: memchr to each '$', then compare. */
+static inline const char *find_dollar_tag(const char *s, size_t len, size_t pos, const char *tag,
+                                          size_t n) {
+  while (pos + n <= len) {
+    const char *d = memchr(s + pos, '$', len - pos - n + 1);
+    if (d == NULL) return NULL;
+    if (memcmp(d, tag, n) == 0) return d;
+    pos = (size_t)(d - s) + 1;
+  }
+  return NULL;
+}
+
+/* Bits set in a 16-bit mask (no dependence on the popcnt instruction). */
+static inline unsigned popcount16(unsigned x) {
+  x = x - ((x >> 1) & 0x5555u);
+  x = (x & 0x3333u) + ((x >> 2) & 0x3333u);
+  x = (x + (x >> 4)) & 0x0F0Fu;
+  return (x + (x >> 8)) & 0x1Fu;
+}
+
+#ifdef __SSE2__
+/* A bit per byte of the 16 at p that may continue an unquoted identifier:
+ * letters, digits, _, $ and bytes >= 0x80 (negative as signed bytes). */
+static inline __attribute__((always_inline)) unsigned idchar_mask16(const char *p) {
+  const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+  const __m128i l = _mm_or_si128(v, _mm_set1_epi8(0x20));
+  const __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(l, _mm_set1_epi8('a' - 1)),
+                                       _mm_cmplt_epi8(l, _mm_set1_epi8('z' + 1)));
+  const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                                      _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+  const __m128i other = _mm_or_si128(
+      _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('_')), _mm_cmpeq_epi8(v, _mm_set1_epi8('$'))),
+      _mm_cmplt_epi8(v, _mm_setzero_si128()));
+  return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), other));
+}
+#endif
+
+static inline __attribute__((always_inline)) size_t scan_ident(const char *s, size_t len, size_t pos) {
+#ifdef __SSE2__
+  while (pos + 16 <= len) {
+    unsigned m = idchar_mask16(s + pos);
+    if (m != 0xFFFFu) return pos + (size_t)__builtin_ctz(~m);
+    pos += 16;
+  }
+#endif
   while (pos < len && qp__sql_idchar((unsigned char)s[pos])) pos++;
   return pos;
 }
@@ -205,7 +283,7 @@ static inline __attribute__((always_inline)) size_t qp__sql_lex_impl(qp_dialect 
         e = scan_quoted(s, len, pos + 2, '\'', pg && lc == 'e');
         break;
       }
-    } else if (pg && (c | 0x20) == 'u' && n == '&' && pos + 2 < len &&
+    } else if (n == '&' && pg && (c | 0x20) == 'u' && pos + 2 < len &&
                (s[pos + 2] == '\'' || s[pos + 2] == '"')) {
       char q = s[pos + 2];
       t->type = q == '\'' ? QP_T_STRING : QP_T_QIDENT;
@@ -266,7 +344,7 @@ static inline __attribute__((always_inline)) size_t qp__sql_lex_impl(qp_dialect 
       if (i < len && s[i] == '$') {
         size_t taglen = i + 1 - pos;
         const char *close =
-            i + 1 < len ? memmem(s + i + 1, len - i - 1, s + pos, taglen) : NULL;
+            i + 1 < len ? find_dollar_tag(s, len, i + 1, s + pos, taglen) : NULL;
         t->type = QP_T_STRING;
         e = close ? (size_t)(close - s) + taglen : len;
         break;

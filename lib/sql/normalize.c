@@ -31,7 +31,7 @@
 #include "sql_int.h"
 
 /* Bump when the normalized form changes: fingerprints then change too. */
-#define QP_NORMALIZER_VERSION 1
+#define QP_NORMALIZER_VERSION 2
 
 /* Identifiers longer than this are not passed to user rules. */
 #define QP_RULE_WORD_MAX 512
@@ -40,12 +40,25 @@
  * normalizer (about 15% full), so most identifiers miss on the first probe. */
 #define KWH_SIZE 1024
 
+/* Words on the hot path (SSE2, little-endian): an identifier of up to 32
+ * bytes is lower-cased 16 bytes at a time straight into the output buffer and
+ * looked up as three masked 8-byte words, without a per-byte loop. */
+#if defined(__SSE2__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define QP_FAST_WORDS 1
+typedef struct kw_words {
+  uint64_t w[3], m[3];
+} kw_words;
+#endif
+
 struct qp_normalizer {
   qp_hooks hooks;
   qp_dialect dialect;
   uint64_t seed;
   qp_rules *rules; /* NULL without rules */
   uint8_t kwh[KWH_SIZE];
+#ifdef QP_FAST_WORDS
+  kw_words kww[QP_KW_COUNT_]; /* keyword text as masked 8-byte words */
+#endif
 };
 
 static inline unsigned kw_hash(const char *p, size_t k) {
@@ -61,7 +74,47 @@ static void kw_build(qp_normalizer *n) {
     while (n->kwh[h] != 0) h = (h + 1) & (KWH_SIZE - 1);
     n->kwh[h] = (uint8_t)id;
   }
+#ifdef QP_FAST_WORDS
+  memset(n->kww, 0, sizeof n->kww);
+  for (unsigned id = 1; id < QP_KW_COUNT_; id++) {
+    const qp_kw_entry *k = &qp__sql_kw_table[id];
+    for (unsigned i = 0; i < k->len && i < 24; i++) {
+      n->kww[id].w[i / 8] |= (uint64_t)(unsigned char)k->text[i] << (8 * (i % 8));
+      n->kww[id].m[i / 8] |= (uint64_t)0xFF << (8 * (i % 8));
+    }
+  }
+#endif
 }
+
+#ifdef QP_FAST_WORDS
+/* Lower-cases the 16 or 32 bytes at p (ASCII letters only) into o. */
+static inline __attribute__((always_inline)) void lower32(char *o, const char *p, size_t k) {
+  const __m128i a1 = _mm_set1_epi8('A' - 1), z1 = _mm_set1_epi8('Z' + 1), bit = _mm_set1_epi8(0x20);
+  for (size_t i = 0; i < k; i += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+    __m128i up = _mm_and_si128(_mm_cmpgt_epi8(v, a1), _mm_cmplt_epi8(v, z1));
+    _mm_storeu_si128((__m128i *)(void *)(o + i), _mm_or_si128(v, _mm_and_si128(up, bit)));
+  }
+}
+
+/* The keyword spelled by the lower-case o[0..k), 24 bytes of o readable. */
+static inline qp_kw kw_lookup_lower(const qp_normalizer *n, const char *o, size_t k) {
+  if (k < 2 || k > 17) return QP_KW_NONE;
+  unsigned h = ((unsigned char)o[0] * 7u + (unsigned char)o[1] * 131u + (unsigned char)o[k - 1] * 31u +
+                (unsigned)k * 17u) & (KWH_SIZE - 1);
+  uint64_t a, b, c;
+  memcpy(&a, o, 8);
+  memcpy(&b, o + 8, 8);
+  memcpy(&c, o + 16, 8);
+  for (unsigned id; (id = n->kwh[h]) != 0; h = (h + 1) & (KWH_SIZE - 1)) {
+    if (qp__sql_kw_table[id].len != k) continue;
+    const kw_words *w = &n->kww[id];
+    if ((((a & w->m[0]) ^ w->w[0]) | ((b & w->m[1]) ^ w->w[1]) | ((c & w->m[2]) ^ w->w[2])) == 0)
+      return (qp_kw)id;
+  }
+  return QP_KW_NONE;
+}
+#endif
 
 static inline qp_kw kw_lookup(const qp_normalizer *n, const char *p, size_t k) {
   if (k < 2 || k > 17) return QP_KW_NONE;
@@ -329,14 +382,15 @@ typedef struct list_scan {
 
 #ifdef __SSE2__
 /*
- * Skips a prefix of the list that is exactly ( digits "," whitespace* )*,
+ * Skips a prefix of the list that is exactly ( [$]digits "," whitespace* )*,
  * sixteen bytes at a time, counting the commas as element separators.
  * `after_literal` tells whether the scan starts after an element (then only
  * a comma may come first) or where one is expected. The structure is checked
  * with bit masks: white space only after a comma, a comma only after a
- * digit, a digit only after a digit, a comma, white space or the start of an
- * expected element. Returns where the valid prefix ends; the caller re-reads
- * its last number, which may go on (1e-5, 0x1F, 1.5).
+ * digit, a '$' only where an element starts and before a digit, a digit only
+ * after a digit, a '$', a comma, white space or the start of an expected
+ * element. Returns where the valid prefix ends; the caller re-reads its last
+ * number or $n, which may go on (1e-5, 0x1F, 1.5).
  */
 static inline size_t skip_number_run(const char *s, size_t len, size_t pos, bool after_literal,
                                      list_scan *ls, size_t *last_end) {
@@ -344,7 +398,9 @@ static inline size_t skip_number_run(const char *s, size_t len, size_t pos, bool
   const __m128i comma = _mm_set1_epi8(','), sp = _mm_set1_epi8(' ');
   const __m128i nl = _mm_set1_epi8('\n'), tab = _mm_set1_epi8('\t'), cr = _mm_set1_epi8('\r');
   /* what the byte before the run counts as */
-  unsigned carry_d = 0, carry_c = after_literal ? 0u : 1u, carry_w = 0, carry_l = after_literal ? 1u : 0u;
+  const __m128i dollar = _mm_set1_epi8('$');
+  unsigned carry_d = 0, carry_c = after_literal ? 0u : 1u, carry_w = 0, carry_dl = 0;
+  unsigned carry_l = after_literal ? 1u : 0u;
   size_t run = pos;
   while (run + 16 <= len) {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + run));
@@ -353,13 +409,16 @@ static inline size_t skip_number_run(const char *s, size_t len, size_t pos, bool
     unsigned w = (unsigned)_mm_movemask_epi8(
         _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, nl)),
                      _mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, cr))));
+    unsigned dl = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, dollar));
     unsigned pd = ((d << 1) | carry_d) & 0xFFFFu, pc = ((c << 1) | carry_c) & 0xFFFFu;
-    unsigned pw = ((w << 1) | carry_w) & 0xFFFFu;
+    unsigned pw = ((w << 1) | carry_w) & 0xFFFFu, pdl = ((dl << 1) | carry_dl) & 0xFFFFu;
     unsigned pl = carry_l; /* only the first byte can follow the previous literal */
-    unsigned bad = ~(d | c | w) & 0xFFFFu;
+    unsigned bad = ~(d | c | w | dl) & 0xFFFFu;
     bad |= w & ~(pc | pw);
     bad |= c & ~(pd | pl);
-    bad |= d & ~(pd | pc | pw);
+    bad |= d & ~(pd | pc | pw | pdl);
+    /* $n: '$' where an element starts, a digit right after it (in this block) */
+    bad |= dl & (~(pc | pw) | ~(d >> 1));
     size_t adv = 16;
     if (bad) {
       adv = (size_t)__builtin_ctz(bad);
@@ -373,21 +432,27 @@ static inline size_t skip_number_run(const char *s, size_t len, size_t pos, bool
         size_t at = run + (size_t)__builtin_ctz(c);
         ls->first_end = at > pos ? at : *last_end;
       }
-      ls->nelems += (size_t)__builtin_popcount(c);
+      ls->nelems += popcount16(c);
       *last_end = run + 32 - (size_t)__builtin_clz(c);
     }
     run += adv;
     if (bad) break;
-    carry_d = d >> 15, carry_c = c >> 15, carry_w = w >> 15, carry_l = 0;
+    carry_d = d >> 15, carry_c = c >> 15, carry_w = w >> 15, carry_dl = dl >> 15, carry_l = 0;
   }
   return run;
 }
 #endif
 
+static inline __attribute__((always_inline)) size_t skip_ws(const char *s, size_t len, size_t pos) {
+  while (pos < len && qp__sql_cclass[(unsigned char)s[pos]] == QP_C_SPACE) pos++;
+  return pos;
+}
+
 static bool literal_list(const qp_normalizer *nz, const char *s, size_t len, size_t pos,
                          qp_tok_type close, bool allow_default, bool rows, list_scan *ls) {
   const qp_dialect d = nz->dialect;
   enum { S0, S1, STYPE, STYPE2, STMOD, SARR } st = S0;
+  const char closech = close == QP_T_RPAREN ? ')' : ']';
   bool tuple = false; /* inside one (a, b) element of a row-value list */
   unsigned cooldown = 0;
   size_t last_end = pos;
@@ -405,7 +470,7 @@ next_row:
        * the next few elements take the scalar path. */
       if (cooldown > 0) {
         cooldown--;
-      } else if (!tuple && (st == S0 || st == S1) && len - pos >= 32) {
+      } else if (!tuple && !allow_default && (st == S0 || st == S1) && len - pos >= 32) {
         size_t run = skip_number_run(s, len, pos, st == S1, ls, &last_end);
         if (run - pos < 24) cooldown = 8;
         if (run != pos) {
@@ -413,14 +478,14 @@ next_row:
            * (1e5), or after its last comma or white space. */
           size_t k0 = run;
           while (k0 > pos && qp__sql_cclass[(unsigned char)s[k0 - 1]] == QP_C_DIGIT) k0--;
+          if (k0 > pos && s[k0 - 1] == '$') k0--; /* and the '$' of a $n */
           if (k0 > pos || run > pos) st = S0;
           pos = k0;
         }
       }
 #endif
-      while (pos < len && qp__sql_cclass[(unsigned char)s[pos]] == QP_C_SPACE) pos++;
+      pos = skip_ws(s, len, pos);
       if (pos >= len) break;
-      uint8_t k = qp__sql_cclass[(unsigned char)s[pos]];
       if (st == S0) {
         const unsigned char c = (unsigned char)s[pos];
         const unsigned char c1 = pos + 1 < len ? (unsigned char)s[pos + 1] : 0;
@@ -437,7 +502,7 @@ next_row:
           break;
         case '$':
           if (c1 == '$' && d == QP_DIALECT_POSTGRES) { /* $$...$$ */
-            const char *close_q = pos + 2 < len ? memmem(s + pos + 2, len - pos - 2, "$$", 2) : NULL;
+            const char *close_q = pos + 2 < len ? find_dollar_tag(s, len, pos + 2, "$$", 2) : NULL;
             pos = close_q ? (size_t)(close_q - s) + 2 : len;
             break;
           }
@@ -476,22 +541,45 @@ next_row:
         }
         last_end = pos;
         st = S1;
-      } else if (st == S1 && k == QP_C_COMMA) {
+        pos = skip_ws(s, len, pos);
+        if (pos >= len) break;
+      } else if (st != S1) {
+        break;
+      }
+      /* S1: a comma, the closing bracket, or a token for the slow path */
+      if (s[pos] == ',') {
         if (!tuple) {
           if (ls->first_end == SIZE_MAX) ls->first_end = last_end;
           ls->nelems++;
         }
         last_end = ++pos;
+        /* ", " or ",": step over one space without a branch on it */
+        pos += pos < len && s[pos] == ' ';
         st = S0;
-      } else if (st == S1 && !tuple &&
-                 k == (close == QP_T_RPAREN ? QP_C_RPAREN : QP_C_RBRACK)) {
+        continue;
+      }
+      if (!tuple && s[pos] == closech) {
+        if (rows) {
+          /* the next row, when ", (" follows right away */
+          size_t q = skip_ws(s, len, pos + 1);
+          if (q < len && s[q] == ',') {
+            q = skip_ws(s, len, q + 1);
+            if (q < len && s[q] == '(') {
+              ls->nrows++;
+              ls->row_close_start = pos;
+              ls->row_close_end = pos + 1;
+              pos = last_end = q + 1;
+              st = S0;
+              continue;
+            }
+          }
+        }
         t.start = pos;
         t.end = pos + 1;
         pos++;
         goto closed;
-      } else {
-        break;
       }
+      break;
     }
   slow:
     pos = list_tok(d, s, len, pos, &t);
@@ -637,11 +725,14 @@ static inline bool merge_hazard(unsigned char a, unsigned char b) {
   return false;
 }
 
-static inline void space_before(nstate *ns, bool glue_left, unsigned char first) {
-  if (ns->prev == OC_START) return;
+static inline bool needs_space(const nstate *ns, bool glue_left, unsigned char first) {
+  if (ns->prev == OC_START) return false;
   bool glued = glue_left || ns->prev == OC_OPEN || ns->prev == OC_GLUE;
-  if (!glued || merge_hazard(ns->last, first) || (ns->last_num && first == '.'))
-    emit_c(ns->e, ' ');
+  return !glued || merge_hazard(ns->last, first) || (ns->last_num && first == '.');
+}
+
+static inline void space_before(nstate *ns, bool glue_left, unsigned char first) {
+  if (needs_space(ns, glue_left, first)) emit_c(ns->e, ' ');
 }
 
 static inline void put(nstate *ns, const char *p, size_t k, bool glue_left, out_cat cat, qp_kw kw) {
@@ -652,6 +743,26 @@ static inline void put(nstate *ns, const char *p, size_t k, bool glue_left, out_
   ns->last_num = false;
   ns->kw2 = ns->kw1;
   ns->kw1 = kw;
+}
+
+/* NULL is a literal where an expression starts (after an operator, '(', ',',
+ * or a keyword that starts one) and after DEFAULT (a default value, like
+ * DEFAULT 0). It is a keyword after IS (IS NULL), after NOT (IS NOT NULL, the
+ * NOT NULL column constraint, SQLite's postfix `x NOT NULL`), after SET
+ * (ON DELETE SET NULL) and after a name, a type or a ')' (the NULL column
+ * constraint: `a int NULL`, `b varchar(10) NULL`). */
+static inline bool null_is_literal(const nstate *ns) {
+  if (ns->kw1 == QP_KW_DEFAULT) return true;
+  if (ns->kw1 == QP_KW_IS || ns->kw1 == QP_KW_NOT || ns->kw1 == QP_KW_SET) return false;
+  return unary_context(ns->prev);
+}
+
+/* `ON NULL INPUT` (CREATE FUNCTION ... RETURNS NULL ON NULL INPUT): a keyword. */
+static bool on_null_input(const nstate *ns, qp_dialect d, const char *s, size_t len, size_t pos) {
+  if (ns->kw1 != QP_KW_ON) return false;
+  qp_tok u;
+  lex_sig(d, s, len, pos, &u);
+  return u.type == QP_T_WORD && u.end - u.start == 5 && strncasecmp(s + u.start, "input", 5) == 0;
 }
 
 static bool all_digits(const char *p, size_t k) {
@@ -713,12 +824,27 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
     size_t k = t.end - t.start;
     switch (t.type) {
     case QP_T_WORD: {
+      qp_kw kw;
+#ifdef QP_FAST_WORDS
+      /* Lower-case the word into the output after the space it may need
+       * (not yet committed: e.n moves only when the word is written). */
+      bool sp = false;
+      bool fast = nz->rules == NULL && k <= 32 && len - t.start >= ((k + 15) & ~(size_t)15) && e.lim - e.n >= 40;
+      if (fast) {
+        sp = needs_space(&ns, false, (unsigned char)p[0]);
+        lower32(e.out + e.n + sp, p, k);
+        kw = kw_lookup_lower(nz, e.out + e.n + sp, k);
+      } else {
+        kw = kw_lookup(nz, p, k);
+      }
+#else
       qp_kw kw = kw_lookup(nz, p, k);
+#endif
       if (kw == QP_KW_TRUE || kw == QP_KW_FALSE) {
         put(&ns, "?", 1, false, OC_VALUE, QP_KW_NONE);
         break;
       }
-      if (kw == QP_KW_NULL && !(ns.kw1 == QP_KW_IS || (ns.kw1 == QP_KW_NOT && ns.kw2 == QP_KW_IS))) {
+      if (kw == QP_KW_NULL && null_is_literal(&ns) && !on_null_input(&ns, d, s, len, pos)) {
         put(&ns, "?", 1, false, OC_VALUE, QP_KW_NONE);
         break;
       }
@@ -747,8 +873,16 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
         if (m > 0) put(&ns, buf, m, false, cat, kw);
         break;
       }
-      space_before(&ns, false, (unsigned char)p[0]);
-      emit_lower(&e, p, k);
+#ifdef QP_FAST_WORDS
+      if (fast) {
+        if (sp) e.out[e.n] = ' ';
+        e.n += sp + k;
+      } else
+#endif
+      {
+        space_before(&ns, false, (unsigned char)p[0]);
+        emit_lower(&e, p, k);
+      }
       ns.prev = cat;
       ns.last = qp__sql_lower[(unsigned char)p[k - 1]];
       ns.last_num = false;

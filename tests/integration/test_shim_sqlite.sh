@@ -30,6 +30,11 @@ codes=$(sqlite3 "$S" "SELECT DISTINCT error_codes FROM qp_stats WHERE errors > 0
 [ "$codes" = "SQLITE_CONSTRAINT_PRIMARYKEY:1" ] || fail "sqlite3 CLI: error codes '$codes'"
 db=$(sqlite3 "$S" "SELECT DISTINCT database FROM qp_summary")
 [ "$db" = "$T/shim.db" ] || fail "sqlite3 CLI: database recorded as '$db'"
+# Reading the store itself under the shim records nothing (and does not wait
+# on its own locks).
+before=$(total_calls "$S")
+(cd / && shim_env "$S" sqlite3 "$S" "SELECT count(*) FROM qp_stats" >/dev/null)
+[ "$(total_calls "$S")" = "$before" ] || fail "queries on the store itself were recorded"
 echo "ok: sqlite3 CLI"
 
 # ---- python3's sqlite3 module (loaded with dlopen) --------------------------
@@ -63,6 +68,12 @@ for mode in plain flushed; do
   expect_calls "$T/fork_$mode.qp" "select ? as parent" 5 "fork ($mode), parent"
   expect_calls "$T/fork_$mode.qp" "select ? as child" 5 "fork ($mode), child"
 done
+
+# ---- exec: the old image flushes before it is replaced ---------------------
+out=$(shim_env "$T/exec.qp" env QPROF_FLUSH_MS=3600000 /usr/bin/python3 "$DATA/py_exec.py" exec.db)
+[ "$out" = "after exec" ] || fail "exec: $out"
+expect_calls "$T/exec.qp" "select ? as before_exec" 3 "exec, before"
+expect_calls "$T/exec.qp" "select ? as after_exec" 2 "exec, after"
 
 # ---- threads ------------------------------------------------------------------
 shim_env "$T/threads.qp" /usr/bin/python3 "$DATA/py_threads.py" threads.db >/dev/null

@@ -260,6 +260,124 @@ static void test_oom_in_results(void **state) {
   }
 }
 
+/* Integers are turned into text by the backend itself, not by SQLite: the
+ * text must be exactly what SQLite's own conversion gives. */
+static void test_integer_text_matches_sqlite(void **state) {
+  (void)state;
+  char dsn[256];
+  qp__bconn *b = open_db(db_dsn(dsn, sizeof dsn));
+  qp__berr err;
+  static const int64_t vals[] = {0,          1,          -1,         9,         10,
+                                 -10,        99,         100,        101,       -999,
+                                 1000,       12345,      -12345,     65536,     1000000007,
+                                 INT64_MAX,  INT64_MIN,  INT64_MIN + 1, 999999999999999999,
+                                 -1000000000000000000};
+  for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+    qp_param p[1] = {qp_param_int(vals[i])};
+    qp_result *r = NULL;
+    assert_int_equal(run(b, "SELECT ?1, CAST(?1 AS TEXT), typeof(?1)", p, 1, &r, &err), QP_OK);
+    char want[32];
+    snprintf(want, sizeof want, "%lld", (long long)vals[i]);
+    size_t len = 0;
+    assert_string_equal(qp_result_value(r, 0, 0, &len), want);
+    assert_int_equal(len, strlen(want));
+    assert_string_equal(qp_result_value(r, 0, 1, NULL), want); /* SQLite's text */
+    assert_string_equal(qp_result_value(r, 0, 2, NULL), "integer");
+    int64_t back = 0;
+    assert_int_equal(qp_result_int64(r, 0, 0, &back), QP_OK);
+    assert_true(back == vals[i]);
+    qp_result_free(r);
+  }
+  /* every storage class in one row, and integers in later rows */
+  qp_result *r = NULL;
+  assert_int_equal(run(b, "SELECT 7, 2.5, 'txt', NULL, x'00ff' UNION ALL "
+                          "SELECT -42, 1e300, '', NULL, x''", NULL, 0, &r, &err), QP_OK);
+  assert_int_equal(qp_result_rows(r), 2);
+  assert_string_equal(qp_result_value(r, 0, 0, NULL), "7");
+  assert_string_equal(qp_result_value(r, 0, 1, NULL), "2.5");
+  assert_string_equal(qp_result_value(r, 0, 2, NULL), "txt");
+  assert_true(qp_result_isnull(r, 0, 3));
+  size_t len = 0;
+  const unsigned char *blob = qp_result_blob(r, 0, 4, &len);
+  assert_int_equal(len, 2);
+  assert_int_equal(blob[0], 0x00);
+  assert_int_equal(blob[1], 0xff);
+  assert_string_equal(qp_result_value(r, 1, 0, NULL), "-42");
+  assert_string_equal(qp_result_value(r, 1, 1, NULL), "1.0e+300");
+  assert_string_equal(qp_result_value(r, 1, 2, NULL), "");
+  assert_false(qp_result_isnull(r, 1, 2));
+  qp_result_free(r);
+  B->close(b);
+}
+
+static qp_status run_nts(qp__bconn *b, const char *sql, qp_result **out, qp__stmt_entry **e,
+                         qp__berr *err) {
+  int64_t rows;
+  bool rep;
+  qp__berr_clear(err);
+  return B->exec(b, sql, QP__SQL_NTS, NULL, 0, out, &rows, &rep, e, err);
+}
+
+static void check_value(qp__bconn *b, const char *sql, const char *want, qp__stmt_entry **e) {
+  qp__berr err;
+  qp_result *r = NULL;
+  qp_status st = run_nts(b, sql, &r, e, &err);
+  if (st != QP_OK) fail_msg("%s: %s", sql, err.msg);
+  assert_string_equal(qp_result_value(r, 0, 0, NULL), want);
+  qp_result_free(r);
+}
+
+/* Statements are found by the address of their text first: the address is
+ * only a hint, so a buffer reused for another statement (longer, shorter,
+ * or the same prefix) must never run the statement it held before. */
+static void test_lookup_by_address_compares_text(void **state) {
+  (void)state;
+  char dsn[256];
+  qp__bconnect_opts o = {&H, 1000, 200};
+  qp__bconn *b = NULL;
+  qp__berr err;
+  qp__berr_clear(&err);
+  assert_int_equal(B->connect(db_dsn(dsn, sizeof dsn), &o, &b, &err), QP_OK);
+  char buf[128];
+  qp__stmt_entry *e1 = NULL, *e = NULL;
+  snprintf(buf, sizeof buf, "SELECT 'one'");
+  check_value(b, buf, "one", &e1);
+  assert_non_null(e1);
+  assert_int_equal(e1->len, strlen(buf));
+  void *h1 = e1->handle;
+  check_value(b, buf, "one", &e); /* found by address */
+  assert_ptr_equal(e->handle, h1);
+  snprintf(buf, sizeof buf, "SELECT 'two'"); /* same length, same address */
+  check_value(b, buf, "two", &e);
+  assert_ptr_not_equal(e->handle, h1);
+  snprintf(buf, sizeof buf, "SELECT 'one' || 'x'"); /* longer, same prefix */
+  check_value(b, buf, "onex", &e);
+  assert_int_equal(e->len, strlen(buf));
+  snprintf(buf, sizeof buf, "SELECT 1"); /* shorter */
+  check_value(b, buf, "1", &e);
+  snprintf(buf, sizeof buf, "SELECT 1 + 1"); /* the shorter one is a prefix of this */
+  check_value(b, buf, "2", &e);
+  snprintf(buf, sizeof buf, "SELECT 'one'"); /* back to the first: the cached entry */
+  check_value(b, buf, "one", &e);
+  assert_ptr_equal(e->handle, h1);
+  /* The table grows (entries move) and is emptied by reset: lookups by a
+   * remembered address must not use moved or freed entries (ASan checks). */
+  char many[100][40];
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 100; i++) {
+      snprintf(many[i], sizeof many[i], "SELECT %d", i * 3 + round);
+      char want[16];
+      snprintf(want, sizeof want, "%d", i * 3 + round);
+      check_value(b, many[i], want, &e);
+      check_value(b, many[i], want, &e);
+      check_value(b, buf, "one", &e);
+    }
+    assert_int_equal(B->reset(b, &err), QP_OK);
+  }
+  check_value(b, many[5], "16", &e);
+  B->close(b);
+}
+
 int main(void) {
   qp__hooks_init(&H, NULL);
   const struct CMUnitTest tests[] = {
@@ -269,6 +387,8 @@ int main(void) {
       cmocka_unit_test(test_errors_keep_extended_codes),
       cmocka_unit_test(test_statement_cache_and_txn),
       cmocka_unit_test(test_oom_in_results),
+      cmocka_unit_test(test_integer_text_matches_sqlite),
+      cmocka_unit_test(test_lookup_by_address_compares_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

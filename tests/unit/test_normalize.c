@@ -209,9 +209,9 @@ static void test_fingerprint_definition(void **state) {
   assert_string_equal(o2, "select ?");
   assert_int_equal(l1, 8);
   /* The documented definition, computed independently: XXH3-64 of the
-   * normalized text, seeded with XXH3-64 of "qprof-normalizer/1/<dialect>". */
-  uint64_t seed_pg = XXH3_64bits("qprof-normalizer/1/postgres", 27);
-  uint64_t seed_lite = XXH3_64bits("qprof-normalizer/1/sqlite", 25);
+   * normalized text, seeded with XXH3-64 of "qprof-normalizer/2/<dialect>". */
+  uint64_t seed_pg = XXH3_64bits("qprof-normalizer/2/postgres", 27);
+  uint64_t seed_lite = XXH3_64bits("qprof-normalizer/2/sqlite", 25);
   assert_true(a == XXH3_64bits_withSeed("select ?", 8, seed_pg));
   assert_true(b == XXH3_64bits_withSeed("select ?", 8, seed_lite));
   assert_true(a != b); /* one text, two dialects, two fingerprints */

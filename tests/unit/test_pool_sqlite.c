@@ -420,6 +420,89 @@ static void test_records_into_profile_and_logs_slow(void **state) {
   qp_profile_free(prof);
 }
 
+/* Results belong to the caller: one kept across later statements on the
+ * same lease, after release and after the pool is closed still holds its
+ * own rows; one statement's values never show up in another's result. */
+static void test_results_independent_of_lease(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(1, NULL);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  exec_ok(c, "CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT)");
+  exec_ok(c, "INSERT INTO kv VALUES (1, 'first'), (2, 'second value, longer'), (3, NULL)");
+  const char *sql = "SELECT k, v FROM kv WHERE k = ?";
+  qp_result *r[3] = {NULL, NULL, NULL};
+  for (int i = 0; i < 3; i++) {
+    qp_param x = qp_param_int(i + 1);
+    assert_int_equal(qp_conn_exec(c, sql, &x, 1, &r[i]), QP_OK);
+  }
+  qp_param none = qp_param_int(99);
+  qp_result *empty = NULL;
+  assert_int_equal(qp_conn_exec(c, sql, &none, 1, &empty), QP_OK);
+  assert_int_equal(qp_result_rows(empty), 0);
+  assert_null(qp_result_value(empty, 0, 0, NULL));
+  qp_result_free(empty);
+  qp_pool_release(c);
+  qp_pool_close(p);
+  /* pool gone: every result still has exactly its own row */
+  assert_string_equal(qp_result_value(r[0], 0, 0, NULL), "1");
+  assert_string_equal(qp_result_value(r[0], 0, 1, NULL), "first");
+  assert_string_equal(qp_result_value(r[1], 0, 0, NULL), "2");
+  assert_string_equal(qp_result_value(r[1], 0, 1, NULL), "second value, longer");
+  assert_string_equal(qp_result_value(r[2], 0, 0, NULL), "3");
+  assert_true(qp_result_isnull(r[2], 0, 1));
+  assert_null(qp_result_value(r[2], 0, 1, NULL));
+  assert_string_equal(qp_result_colname(r[2], 1), "v");
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(qp_result_rows(r[i]), 1);
+    qp_result_free(r[i]);
+  }
+}
+
+/* A service that builds its SQL in one buffer: the statement cache finds
+ * statements by address first, but what runs and what is recorded (and
+ * logged with its fingerprint) is always the text in the buffer now. */
+static void test_reused_sql_buffer(void **state) {
+  (void)state;
+  logcap cap = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  qp_hooks h = {0};
+  h.log_fn = cap_log;
+  h.log_ud = &cap;
+  h.log_min_level = QP_LOG_DEBUG;
+  qp_profile *prof = NULL;
+  char err[256];
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.hooks = &h;
+  o.profile = prof;
+  o.slow_ms = 1e-9; /* log every statement, with its normalized text */
+  qp_pool *p = open_pool(1, &o);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  exec_ok(c, "CREATE TABLE alpha(x); CREATE TABLE beta(x); INSERT INTO alpha VALUES (1); "
+             "INSERT INTO beta VALUES (2), (3)");
+  char buf[64];
+  static const char *tables[] = {"alpha", "beta", "alpha", "beta", "alpha"};
+  for (int i = 0; i < 5; i++) {
+    snprintf(buf, sizeof buf, "SELECT count(*) FROM %s", tables[i]);
+    qp_result *r = NULL;
+    assert_int_equal(qp_conn_exec(c, buf, NULL, 0, &r), QP_OK);
+    assert_string_equal(qp_result_value(r, 0, 0, NULL), i % 2 ? "2" : "1");
+    qp_result_free(r);
+  }
+  snprintf(buf, sizeof buf, "SELECT count(*) FROM gamma");
+  assert_int_equal(qp_conn_exec(c, buf, NULL, 0, NULL), QP_QUERY);
+  assert_string_equal(qp_conn_sqlstate(c), "SQLITE_ERROR");
+  qp_pool_release(c);
+  assert_true(cap_has(&cap, "select count(*) from alpha"));
+  assert_true(cap_has(&cap, "select count(*) from beta"));
+  assert_true(cap_has(&cap, "from gamma"));
+  assert_int_equal(qp_profile_recorded(prof), 6 + 1); /* + the script */
+  qp_pool_close(p);
+  qp_profile_free(prof);
+}
+
 static void test_leak_detection_names_holder(void **state) {
   (void)state;
   logcap cap = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -599,6 +682,8 @@ int main(void) {
       cmocka_unit_test(test_min_size_idle_and_lifetime),
       cmocka_unit_test(test_metrics_prometheus),
       cmocka_unit_test(test_records_into_profile_and_logs_slow),
+      cmocka_unit_test(test_results_independent_of_lease),
+      cmocka_unit_test(test_reused_sql_buffer),
       cmocka_unit_test(test_leak_detection_names_holder),
       cmocka_unit_test(test_fork_child_opens_its_own),
       cmocka_unit_test(test_on_connect_hook),

@@ -18,6 +18,13 @@
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <linux/perf_event.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#endif
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -46,6 +53,47 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* User-space instructions retired by this thread, from the CPU's counter
+ * (reproducible on a loaded machine, unlike time); -1 when not available. */
+static int insn_open(void) {
+#ifdef __linux__
+  struct perf_event_attr pa;
+  memset(&pa, 0, sizeof pa);
+  pa.type = PERF_TYPE_HARDWARE;
+  pa.size = sizeof pa;
+  pa.config = PERF_COUNT_HW_INSTRUCTIONS;
+  pa.disabled = 1;
+  pa.exclude_kernel = 1;
+  pa.exclude_hv = 1;
+  return (int)syscall(SYS_perf_event_open, &pa, 0, -1, -1, 0);
+#else
+  return -1;
+#endif
+}
+
+static void insn_start(int fd) {
+#ifdef __linux__
+  if (fd < 0) return;
+  ioctl(fd, PERF_EVENT_IOC_RESET, 0);
+  ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+#else
+  (void)fd;
+#endif
+}
+
+static long long insn_stop(int fd) {
+#ifdef __linux__
+  long long v = -1;
+  if (fd < 0) return -1;
+  ioctl(fd, PERF_EVENT_IOC_DISABLE, 0);
+  if (read(fd, &v, sizeof v) != (ssize_t)sizeof v) return -1;
+  return v;
+#else
+  (void)fd;
+  return -1;
+#endif
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -178,7 +226,10 @@ int main(int argc, char **argv) {
   }
   r = &res[nres++];
   r->name = "qprof qp_normalize";
+  int insn_fd = insn_open();
+  long long insn = -1;
   for (int k = 0; k < runs; k++) {
+    insn_start(insn_fd);
     double a = now_s();
     for (size_t i = 0; i < n; i++) {
       uint64_t fp;
@@ -186,7 +237,9 @@ int main(int argc, char **argv) {
       pairs[i].fp = fp;
     }
     r->secs[r->runs++] = now_s() - a;
+    insn = insn_stop(insn_fd);
   }
+  if (insn_fd >= 0) close(insn_fd);
   for (size_t i = 0; i < n; i++) pairs[i].shape = c.stmt[i].shape;
   if (debug) {
     /* print the distinct normalized texts of the first shapes that split */
@@ -266,6 +319,9 @@ int main(int argc, char **argv) {
   printf("\n%d shapes; 'split': shapes spread over more than one group; 'merged': groups holding "
          "more than one shape.\n",
          CORPUS_SHAPES);
+  if (insn > 0)
+    printf("qprof: %.2f instructions per byte of SQL (user space, last run)\n",
+           (double)insn / (double)c.sql_bytes);
   for (int i = 2; i < nres; i++)
     printf("qprof is %.1fx faster than %s\n", median(&res[i]) / median(&res[1]), res[i].name);
 

@@ -15,11 +15,13 @@
  *   pgbouncer     Debian's pgbouncer in transaction pooling mode on a private
  *                 unix socket, persistent client connections, PQexecParams
  *                 (named prepared statements do not survive transaction pooling)
- * SQLite (a 100k-row file): point SELECTs by rowid, one thread:
+ * SQLite (a 100k-row file): point SELECTs by rowid, one thread, the modes
+ * interleaved in 50 ms slices (ratios per round, then medians):
  *   sqlite raw    sqlite3_prepare_v2 once, bind, step until SQLITE_DONE reading
  *                 the column as text, reset
  *   sqlite pool   through the pool, one lease per query
- *   sqlite lease  through the pool, one lease for the whole loop
+ *   sqlite lease  through the pool, one lease per 50 ms slice (~30k queries)
+ *   sqlite profile  one lease per query, recorded into a qp_profile
  * and an uncontended acquire+release in nanoseconds.
  *
  * Usage: bench_pool [--duration S] [--rounds N] [--threads T] [--no-pg] [--only MODE]
@@ -281,32 +283,27 @@ static bool make_sqlite(void) {
 
 #define SQL_SQ "SELECT bal FROM acc WHERE id = ?"
 
-static double sqlite_raw(double duration) {
+/* The SQLite modes. All of them are set up before the clock starts and run
+ * in short interleaved slices (the order rotating), so that a burst of load
+ * from other processes on a shared machine hits every mode alike. */
+typedef enum sq_mode { SQ_RAW, SQ_LEASE, SQ_ONE, SQ_PROFILE, SQ_COUNT } sq_mode;
+
+typedef struct sq_bench {
   sqlite3 *db;
-  sqlite3_open_v2(g_sqlite_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-  sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
   sqlite3_stmt *st;
-  sqlite3_prepare_v2(db, SQL_SQ, -1, &st, NULL);
-  uint64_t seed = 88172645463325252ull, ops = 0;
-  double t0 = now_s(), t1;
-  do {
-    for (int i = 0; i < 1000; i++) {
-      sqlite3_bind_int64(st, 1, (int64_t)(xorshift(&seed) % ACCOUNTS) + 1);
-      /* read the whole result, as any code that does not know the row
-       * count must (and as the pool does) */
-      int rows = 0;
-      while (sqlite3_step(st) == SQLITE_ROW)
-        if (sqlite3_column_text(st, 0) != NULL) rows++;
-      if (rows == 1) ops++;
-      sqlite3_reset(st);
-    }
-  } while ((t1 = now_s()) - t0 < duration);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return (double)ops / (t1 - t0);
+  qp_pool *pool, *ppool; /* ppool records into the profile */
+  uint64_t seed[SQ_COUNT];
+  uint64_t ops[SQ_COUNT];
+  double wall[SQ_COUNT], cpu[SQ_COUNT];
+} sq_bench;
+
+static double thread_cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static double sqlite_pool(double duration, bool lease_per_query, qp_profile *prof) {
+static qp_pool *sq_open_pool(qp_profile *prof) {
   char dsn[300];
   snprintf(dsn, sizeof dsn, "sqlite://%s", g_sqlite_path);
   qp_pool_options o;
@@ -315,26 +312,93 @@ static double sqlite_pool(double duration, bool lease_per_query, qp_profile *pro
   o.max_size = 1;
   o.profile = prof;
   o.slow_ms = 0;
-  qp_pool *p;
+  qp_pool *p = NULL;
   char err[256];
-  if (qp_pool_open(&p, &o, err, sizeof err) != QP_OK) return 0;
-  uint64_t seed = 88172645463325252ull, ops = 0;
+  if (qp_pool_open(&p, &o, err, sizeof err) != QP_OK) fprintf(stderr, "bench_pool: %s\n", err);
+  return p;
+}
+
+static bool sq_setup(sq_bench *b, qp_profile *prof) {
+  memset(b, 0, sizeof *b);
+  if (sqlite3_open_v2(g_sqlite_path, &b->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+      SQLITE_OK)
+    return false;
+  sqlite3_exec(b->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+  if (sqlite3_prepare_v2(b->db, SQL_SQ, -1, &b->st, NULL) != SQLITE_OK) return false;
+  b->pool = sq_open_pool(NULL);
+  b->ppool = sq_open_pool(prof);
+  for (int m = 0; m < SQ_COUNT; m++) b->seed[m] = 88172645463325252ull;
+  return b->pool != NULL && b->ppool != NULL;
+}
+
+static void sq_teardown(sq_bench *b) {
+  sqlite3_finalize(b->st);
+  sqlite3_close(b->db);
+  qp_pool_close(b->pool);
+  qp_pool_close(b->ppool);
+}
+
+/* Runs one mode for about `slice` seconds, in batches of 1000 queries;
+ * with slice <= 0, for exactly -slice batches (for instruction counts). */
+static void sq_slice(sq_bench *b, sq_mode m, double slice) {
+  long batches = slice <= 0 ? (long)-slice : -1;
+  uint64_t *seed = &b->seed[m], ops = 0;
+  qp_pool *pool = m == SQ_PROFILE ? b->ppool : b->pool;
   qp_conn *c = NULL;
-  if (!lease_per_query) qp_pool_acquire(p, &c);
-  double t0 = now_s(), t1;
+  double c0 = thread_cpu_s(), t0 = now_s(), t1;
+  if (m == SQ_ONE && qp_pool_acquire(pool, &c) != QP_OK) return;
   do {
     for (int i = 0; i < 1000; i++) {
-      if (lease_per_query && qp_pool_acquire(p, &c) != QP_OK) continue;
-      qp_param x = qp_param_int((int64_t)(xorshift(&seed) % ACCOUNTS) + 1);
+      int64_t id = (int64_t)(xorshift(seed) % ACCOUNTS) + 1;
+      if (m == SQ_RAW) {
+        sqlite3_bind_int64(b->st, 1, id);
+        /* read the whole result, as any code that does not know the row
+         * count must (and as the pool does) */
+        int rows = 0;
+        while (sqlite3_step(b->st) == SQLITE_ROW)
+          if (sqlite3_column_text(b->st, 0) != NULL) rows++;
+        if (rows == 1) ops++;
+        sqlite3_reset(b->st);
+        continue;
+      }
+      if (m != SQ_ONE && qp_pool_acquire(pool, &c) != QP_OK) continue;
+      qp_param x = qp_param_int(id);
       qp_result *r = NULL;
-      if (qp_conn_exec(c, SQL_SQ, &x, 1, &r) == QP_OK && qp_result_value(r, 0, 0, NULL)) ops++;
+      if (qp_conn_exec(c, SQL_SQ, &x, 1, &r) == QP_OK && qp_result_rows(r) == 1 &&
+          qp_result_value(r, 0, 0, NULL) != NULL)
+        ops++;
       qp_result_free(r);
-      if (lease_per_query) qp_pool_release(c);
+      if (m != SQ_ONE) qp_pool_release(c);
     }
-  } while ((t1 = now_s()) - t0 < duration);
-  if (!lease_per_query) qp_pool_release(c);
-  qp_pool_close(p);
-  return (double)ops / (t1 - t0);
+  } while ((t1 = now_s()) - t0 < slice || --batches > 0);
+  if (m == SQ_ONE) qp_pool_release(c);
+  b->ops[m] += ops;
+  b->wall[m] += t1 - t0;
+  b->cpu[m] += thread_cpu_s() - c0;
+}
+
+/* One round: `duration` seconds per mode, in 50 ms slices. q/s of each mode
+ * by wall time into qps[] and by this thread's CPU time into cpuqps[]. */
+static bool sqlite_round(double duration, qp_profile *prof, int round, double *qps,
+                         double *cpuqps) {
+  sq_bench b;
+  if (!sq_setup(&b, prof)) {
+    sq_teardown(&b);
+    return false;
+  }
+  for (int m = 0; m < SQ_COUNT; m++) sq_slice(&b, (sq_mode)m, 0.05); /* warm */
+  memset(b.ops, 0, sizeof b.ops);
+  memset(b.wall, 0, sizeof b.wall);
+  memset(b.cpu, 0, sizeof b.cpu);
+  int slices = (int)(duration / 0.05 + 0.5);
+  for (int k = 0; k < slices; k++)
+    for (int j = 0; j < SQ_COUNT; j++) sq_slice(&b, (sq_mode)((j + k + round) % SQ_COUNT), 0.05);
+  for (int m = 0; m < SQ_COUNT; m++) {
+    qps[m] = b.wall[m] > 0 ? (double)b.ops[m] / b.wall[m] : 0;
+    cpuqps[m] = b.cpu[m] > 0 ? (double)b.ops[m] / b.cpu[m] : 0;
+  }
+  sq_teardown(&b);
+  return true;
 }
 
 static double acquire_release_ns(void) {
@@ -376,11 +440,13 @@ int main(int argc, char **argv) {
   int rounds = 3, threads = 8;
   bool pg = true;
   int only = -1; /* run one PostgreSQL mode (for profiling) */
+  long batches = 0; /* > 0: SQLite only, fixed work, for callgrind */
   static const struct option longopts[] = {{"duration", required_argument, 0, 'd'},
                                            {"rounds", required_argument, 0, 'r'},
                                            {"threads", required_argument, 0, 't'},
                                            {"no-pg", no_argument, 0, 'n'},
                                            {"only", required_argument, 0, 'o'},
+                                           {"batches", required_argument, 0, 'b'},
                                            {"help", no_argument, 0, 'h'},
                                            {0, 0, 0, 0}};
   int ch;
@@ -390,6 +456,7 @@ int main(int argc, char **argv) {
     case 'r': rounds = atoi(optarg); break;
     case 't': threads = atoi(optarg); break;
     case 'n': pg = false; break;
+    case 'b': batches = atol(optarg); break;
     case 'o':
       for (int m = M_COUNT - 1; m >= 0; m--) /* exact name, else a prefix */
         if (strncmp(mode_names[m], optarg, strlen(optarg)) == 0) only = m;
@@ -484,12 +551,21 @@ int main(int argc, char **argv) {
     qp_pool *warm;
     if (qp_pool_open(&warm, &o, err, sizeof err) == QP_OK) qp_pool_close(warm);
   }
-  double raw[15], lease[15], one[15], prof_r[15];
+  double q[SQ_COUNT][15], cq[SQ_COUNT][15], ratio[SQ_COUNT][15], cratio[SQ_COUNT][15];
   for (int r = 0; r < rounds; r++) {
-    raw[r] = sqlite_raw(duration);
-    lease[r] = sqlite_pool(duration, true, NULL);
-    one[r] = sqlite_pool(duration, false, NULL);
-    prof_r[r] = sqlite_pool(duration, true, prof);
+    double qps[SQ_COUNT], cpuqps[SQ_COUNT];
+    if (!sqlite_round(duration, prof, r, qps, cpuqps)) {
+      fprintf(stderr, "bench_pool: cannot set up the SQLite round\n");
+      return 1;
+    }
+    for (int m = 0; m < SQ_COUNT; m++) {
+      q[m][r] = qps[m];
+      cq[m][r] = cpuqps[m];
+      ratio[m][r] = qps[m] / qps[SQ_RAW];
+      cratio[m][r] = cpuqps[m] / cpuqps[SQ_RAW];
+    }
+    fprintf(stderr, "sqlite round %d: raw %.0f q/s, pool %.2fx, one lease %.2fx, profile %.2fx\n",
+            r + 1, qps[SQ_RAW], ratio[SQ_LEASE][r], ratio[SQ_ONE][r], ratio[SQ_PROFILE][r]);
   }
   unlink(g_sqlite_path);
   char wal[300];
@@ -497,17 +573,30 @@ int main(int argc, char **argv) {
   unlink(wal);
   snprintf(wal, sizeof wal, "%s-shm", g_sqlite_path);
   unlink(wal);
-  double mraw = median(raw, rounds), mlease = median(lease, rounds), mone = median(one, rounds),
-         mprof = median(prof_r, rounds);
-  printf("SQLite %s, point SELECT by rowid on 100k rows, 1 thread\n", qp_sqlite_version());
-  printf("| path | queries/s (median) |\n|---|---|\n");
-  printf("| raw sqlite3, cached statement | %.0f |\n", mraw);
-  printf("| pool, one lease per query | %.0f |\n", mlease);
-  printf("| pool, one lease for the loop | %.0f |\n", mone);
-  printf("| pool, lease per query, recorded into a profile | %.0f |\n", mprof);
-  printf("\nratios: pool (lease per query) / raw = %.2fx (target >= 0.9)\n", mlease / mraw);
-  printf("        pool (one lease) / raw = %.2fx\n", mone / mraw);
-  printf("        pool + profile / raw = %.2fx\n\n", mprof / mraw);
+  static const char *sq_names[SQ_COUNT] = {
+      "raw sqlite3, cached statement", "pool, one lease per query",
+      "pool, one lease for the loop", "pool, lease per query, recorded into a profile"};
+  printf("SQLite %s, point SELECT by rowid on 100k rows, 1 thread, modes interleaved in 50 ms "
+         "slices\n", qp_sqlite_version());
+  printf("| path | queries/s (median) | queries per CPU-second (median) | / raw, per round "
+         "(sorted) |\n|---|---|---|---|\n");
+  double med_ratio[SQ_COUNT], med_cratio[SQ_COUNT];
+  for (int m = 0; m < SQ_COUNT; m++) {
+    double mq = median(q[m], rounds), mc = median(cq[m], rounds);
+    med_ratio[m] = median(ratio[m], rounds);
+    med_cratio[m] = median(cratio[m], rounds);
+    printf("| %s | %.0f | %.0f |", sq_names[m], mq, mc);
+    /* median() sorted ratio[m] in place */
+    for (int r = 0; r < rounds && m != SQ_RAW; r++) printf(" %.2f", ratio[m][r]);
+    printf(" |\n");
+  }
+  printf("\nratios (median of per-round ratios; by CPU time in brackets):\n");
+  printf("        pool (lease per query) / raw = %.2fx [%.2fx] (target >= 0.9)\n",
+         med_ratio[SQ_LEASE], med_cratio[SQ_LEASE]);
+  printf("        pool (one lease) / raw = %.2fx [%.2fx]\n", med_ratio[SQ_ONE],
+         med_cratio[SQ_ONE]);
+  printf("        pool + profile / raw = %.2fx [%.2fx]\n\n", med_ratio[SQ_PROFILE],
+         med_cratio[SQ_PROFILE]);
   double ns[15];
   for (int r = 0; r < rounds; r++) ns[r] = acquire_release_ns();
   printf("uncontended acquire+release: %.0f ns (median of %d x 2M; target < 200)\n",

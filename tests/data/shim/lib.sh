@@ -16,7 +16,8 @@ cleanup() {
 }
 trap cleanup EXIT
 # The store is read with the system sqlite3: never under the shim.
-unset LD_PRELOAD QPROF_STORE QPROF_LOG QPROF_IGNORE QPROF_RULES QPROF_SAMPLE QPROF_FLUSH_MS || true
+unset LD_PRELOAD QPROF_STORE QPROF_LOG QPROF_IGNORE QPROF_RULES QPROF_SAMPLE QPROF_FLUSH_MS \
+  QPROF_SLOW_MS QPROF_REDACT QPROF_BUCKET_S QPROF_PRELOAD || true
 
 fail() {
   echo "FAIL: $*" >&2
