@@ -450,7 +450,7 @@ int main(int argc, char **argv) {
                                            {"help", no_argument, 0, 'h'},
                                            {0, 0, 0, 0}};
   int ch;
-  while ((ch = getopt_long(argc, argv, "d:r:t:no:h", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "d:r:t:no:b:h", longopts, NULL)) != -1) {
     switch (ch) {
     case 'd': duration = atof(optarg); break;
     case 'r': rounds = atoi(optarg); break;
@@ -469,7 +469,9 @@ int main(int argc, char **argv) {
       break;
     case 'h':
       printf("usage: bench_pool [--duration S] [--rounds N] [--threads T] [--no-pg] "
-             "[--only MODE]\n");
+             "[--only MODE] [--batches N]\n"
+             "  --batches N  SQLite only: run each SQLite mode for exactly N x 1000 queries,\n"
+             "               untimed, for instruction counts (valgrind --tool=callgrind)\n");
       return 0;
     default: return 2;
     }
@@ -492,6 +494,7 @@ int main(int argc, char **argv) {
   }
   double res[M_COUNT][15], cpu[M_COUNT][15];
   int have[M_COUNT] = {0};
+  if (batches > 0) pg = false;
   if (pg) {
     if (!start_cluster()) {
       stop_cluster();
@@ -550,6 +553,24 @@ int main(int argc, char **argv) {
     o.dsn = "sqlite::memory:";
     qp_pool *warm;
     if (qp_pool_open(&warm, &o, err, sizeof err) == QP_OK) qp_pool_close(warm);
+  }
+  if (batches > 0) {
+    /* Fixed work per mode: run under callgrind with N and 2N batches; the
+     * difference of the instruction counts / (N x 1000) is one query's. */
+    sq_bench b;
+    int rc = 0;
+    if (sq_setup(&b, prof)) {
+      for (int m = 0; m < SQ_COUNT; m++) {
+        sq_slice(&b, (sq_mode)m, -(double)batches);
+        printf("mode %d: %llu queries\n", m, (unsigned long long)b.ops[m]);
+      }
+    } else {
+      rc = 1;
+    }
+    sq_teardown(&b);
+    unlink(g_sqlite_path);
+    qp_profile_free(prof);
+    return rc;
   }
   double q[SQ_COUNT][15], cq[SQ_COUNT][15], ratio[SQ_COUNT][15], cratio[SQ_COUNT][15];
   for (int r = 0; r < rounds; r++) {
