@@ -266,14 +266,55 @@ out:
   qp__free(NULL, converted);
 }
 
+/* A statement that failed to prepare (a syntax error, a missing table) was
+ * still sent by the program and failed: it is recorded as one call with the
+ * error, under the fingerprint of its first statement, timed over the
+ * prepare. Called with shim_t_inside set. */
+static void record_prepare_error(int rc, sqlite3 *db, const void *sql, int nbyte, bool utf16,
+                                 uint64_t elapsed_ns) {
+  if (sql == NULL) return;
+  size_t bytes = nbyte >= 0 ? (size_t)nbyte : utf16 ? utf16_len(sql) : strlen(sql);
+  char *converted = NULL;
+  const char *text = sql;
+  if (utf16) {
+    converted = utf16_to_utf8(sql, bytes, &bytes);
+    if (converted == NULL) return;
+    text = converted;
+  } else {
+    const char *nul = memchr(text, '\0', bytes);
+    if (nul != NULL) bytes = (size_t)(nul - text);
+  }
+  size_t pos = 0, start, len;
+  if (qp_sql_split_next(QP_DIALECT_SQLITE, text, bytes, &pos, &start, &len)) {
+    const char *dbn = shim_map_get(&shim_sq_dbs, db);
+    if (dbn == NULL && db != NULL) dbn = sqlite3_db_filename(db, "main");
+    if (dbn == NULL) dbn = "";
+    if (!shim_is_store(dbn)) {
+      int ext = db != NULL ? sqlite3_extended_errcode(db) : rc;
+      qp_query_event ev = {
+          .backend = QP_BACKEND_SQLITE,
+          .database = dbn,
+          .sql = text + start,
+          .sql_len = len,
+          .duration_ns = elapsed_ns,
+          .rows = 0,
+          .error = shim_sqlite_code_name((ext & 0xff) == (rc & 0xff) ? ext : rc),
+      };
+      shim_record(&ev);
+    }
+  }
+  qp__free(NULL, converted);
+}
+
 /* The common tail of every prepare variant. */
 static void prepared(int rc, sqlite3 *db, sqlite3_stmt **pp, const void *sql, const void *tail,
-                     int nbyte, bool utf16) {
-  if (rc != SQLITE_OK || pp == NULL || *pp == NULL) return;
+                     int nbyte, bool utf16, uint64_t t0) {
+  if (rc == SQLITE_OK && (pp == NULL || *pp == NULL)) return; /* only white space or comments */
   int e = errno;
   shim_t_inside++;
   if (t_exec) t_exec_seen = true;
-  after_prepare(db, *pp, sql, tail, nbyte, utf16);
+  if (rc == SQLITE_OK) after_prepare(db, *pp, sql, tail, nbyte, utf16);
+  else record_prepare_error(rc, db, sql, nbyte, utf16, shim_now_ns() - t0);
   shim_t_inside--;
   errno = e;
 }
@@ -283,11 +324,12 @@ static void prepared(int rc, sqlite3 *db, sqlite3_stmt **pp, const void *sql, co
     if (!should_record()) return real_##fn()(__VA_ARGS__);                               \
     tailtype own_tail = NULL;                                                            \
     tailtype *tp = tail != NULL ? tail : &own_tail;                                      \
+    uint64_t t0 = shim_now_ns();                                                         \
     t_depth++;                                                                           \
     int rc = real_##fn()(ARGS_WITH(tp));                                                 \
     t_depth--;                                                                           \
     prepared(rc, db, pp, sql, rc == SQLITE_OK && pp != NULL && *pp != NULL ? *tp : NULL, \
-             nbyte, utf16);                                                              \
+             nbyte, utf16, t0);                                                          \
     return rc;                                                                           \
   } while (0)
 

@@ -90,7 +90,11 @@ double qp__hist_quantile(const qp_hist *h, double q, double min_ns, double max_n
   if (total == 0) return 0;
   if (q < 0) q = 0;
   if (q > 1) q = 1;
-  uint64_t rank = (uint64_t)floor(q * (double)(total - 1));
+  /* Nearest rank: the smallest value with at least q of the calls at or
+   * below it (0-based rank ceil(q n) - 1), so that the p95 of two calls is
+   * the slower one, as a reader expects, never the faster. */
+  double r = ceil(q * (double)total);
+  uint64_t rank = r < 1 ? 0 : (uint64_t)r - 1;
   uint64_t cum = 0;
   double v = 0;
   for (uint32_t i = 0; i < h->n; i++) {

@@ -25,7 +25,7 @@ static int cmp_u64(const void *a, const void *b) {
 
 static const double qs[] = {0.0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0};
 
-/* Every quantile within the stated bound of the exact value at rank floor(q (n-1)). */
+/* Every quantile within the stated bound of the exact nearest-rank value (rank ceil(q n) - 1). */
 static void check_bound(uint64_t *v, size_t n) {
   qp_hist h;
   qp__hist_init(&h);
@@ -39,7 +39,8 @@ static void check_bound(uint64_t *v, size_t n) {
   qsort(v, n, sizeof *v, cmp_u64);
   double worst = 0;
   for (size_t i = 0; i < QP_ARRAY_LEN(qs); i++) {
-    double exact = (double)v[(size_t)floor(qs[i] * (double)(n - 1))];
+    double rk = ceil(qs[i] * (double)n);
+    double exact = (double)v[rk < 1 ? 0 : (size_t)rk - 1];
     double est = qp__hist_quantile(&h, qs[i], (double)mn, (double)mx);
     double err = fabs(est - exact) / exact;
     if (err > worst) worst = err;
@@ -100,6 +101,23 @@ static void test_extremes(void **state) {
   qp_hist e;
   qp__hist_init(&e);
   assert_true(qp__hist_quantile(&e, 0.5, 0, 0) == 0);
+}
+
+/* Few calls: the p95 of {9 us, 16 us} is the slower call, and every
+ * percentile of one call is that call. */
+static void test_small_counts(void **state) {
+  (void)state;
+  qp_hist h;
+  qp__hist_init(&h);
+  assert_true(qp__hist_add(&h, NULL, 9000));
+  double one = qp__hist_quantile(&h, 0.99, 9000, 9000);
+  assert_true(one == 9000);
+  assert_true(qp__hist_add(&h, NULL, 16000));
+  double p50 = qp__hist_quantile(&h, 0.50, 9000, 16000);
+  double p95 = qp__hist_quantile(&h, 0.95, 9000, 16000);
+  assert_true(p50 >= 9000 * 0.98 && p50 <= 9000 * 1.02);
+  assert_true(p95 >= 16000 * 0.98 && p95 <= 16000);
+  qp__hist_free(&h, NULL);
 }
 
 static void test_merge_halves(void **state) {
@@ -238,6 +256,7 @@ int main(void) {
       cmocka_unit_test(test_bimodal),       cmocka_unit_test(test_extremes),
       cmocka_unit_test(test_merge_halves),  cmocka_unit_test(test_encode_roundtrip),
       cmocka_unit_test(test_oom),           cmocka_unit_test(test_decode_garbage),
+      cmocka_unit_test(test_small_counts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,6 +25,7 @@
  * and an uncontended acquire+release in nanoseconds.
  *
  * Usage: bench_pool [--duration S] [--rounds N] [--threads T] [--no-pg] [--only MODE]
+ *                   [--batches N [--sqlite-mode M]]
  */
 #include <getopt.h>
 #include <libpq-fe.h>
@@ -441,22 +442,25 @@ int main(int argc, char **argv) {
   bool pg = true;
   int only = -1; /* run one PostgreSQL mode (for profiling) */
   long batches = 0; /* > 0: SQLite only, fixed work, for callgrind */
+  int sq_only = -1;  /* with batches: one SQLite mode */
   static const struct option longopts[] = {{"duration", required_argument, 0, 'd'},
                                            {"rounds", required_argument, 0, 'r'},
                                            {"threads", required_argument, 0, 't'},
                                            {"no-pg", no_argument, 0, 'n'},
                                            {"only", required_argument, 0, 'o'},
                                            {"batches", required_argument, 0, 'b'},
+                                           {"sqlite-mode", required_argument, 0, 's'},
                                            {"help", no_argument, 0, 'h'},
                                            {0, 0, 0, 0}};
   int ch;
-  while ((ch = getopt_long(argc, argv, "d:r:t:no:b:h", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "d:r:t:no:b:s:h", longopts, NULL)) != -1) {
     switch (ch) {
     case 'd': duration = atof(optarg); break;
     case 'r': rounds = atoi(optarg); break;
     case 't': threads = atoi(optarg); break;
     case 'n': pg = false; break;
     case 'b': batches = atol(optarg); break;
+    case 's': sq_only = atoi(optarg); break;
     case 'o':
       for (int m = M_COUNT - 1; m >= 0; m--) /* exact name, else a prefix */
         if (strncmp(mode_names[m], optarg, strlen(optarg)) == 0) only = m;
@@ -471,7 +475,9 @@ int main(int argc, char **argv) {
       printf("usage: bench_pool [--duration S] [--rounds N] [--threads T] [--no-pg] "
              "[--only MODE] [--batches N]\n"
              "  --batches N  SQLite only: run each SQLite mode for exactly N x 1000 queries,\n"
-             "               untimed, for instruction counts (valgrind --tool=callgrind)\n");
+             "               untimed, for instruction counts (valgrind --tool=callgrind)\n"
+             "  --sqlite-mode M  with --batches, only mode M: 0 raw, 1 lease per query,\n"
+             "               2 one lease, 3 lease per query with a profile\n");
       return 0;
     default: return 2;
     }
@@ -561,6 +567,7 @@ int main(int argc, char **argv) {
     int rc = 0;
     if (sq_setup(&b, prof)) {
       for (int m = 0; m < SQ_COUNT; m++) {
+        if (sq_only >= 0 && m != sq_only) continue;
         sq_slice(&b, (sq_mode)m, -(double)batches);
         printf("mode %d: %llu queries\n", m, (unsigned long long)b.ops[m]);
       }
