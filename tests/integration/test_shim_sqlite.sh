@@ -58,6 +58,11 @@ for py in $pythons; do
   expect_calls "$S" "select count(*), min(v), max(v) from kv" 1 "$py"
   rows=$(sqlite3 "$S" "SELECT rows FROM qp_summary WHERE query = 'select v from kv where k = ?'")
   [ "$rows" = 25 ] || fail "$py: rows of the SELECT: $rows"
+  # A statement that fails to prepare still ran and failed: one call, one error.
+  got=$(sqlite3 "$S" "SELECT calls, errors FROM qp_summary WHERE query = 'select v from no_such_table where k = ?'")
+  [ "$got" = "1|1" ] || fail "$py: failed prepare recorded as calls|errors '$got'"
+  sqlite3 "$S" "SELECT DISTINCT error_codes FROM qp_stats WHERE errors > 0" | grep -qx "SQLITE_ERROR:1" ||
+    fail "$py: the failed prepare's SQLITE_ERROR is not in the store"
 done
 
 # ---- fork without exec: the child records its own work, once ---------------

@@ -55,20 +55,22 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* User-space instructions retired by this thread, from the CPU's counter
- * (reproducible on a loaded machine, unlike time); -1 when not available. */
-static int insn_open(void) {
+/* A user-space hardware counter of this thread (instructions, cycles, branch
+ * misses): unlike time, instruction counts do not move with the other jobs on
+ * a shared machine. -1 when not available (no perf_event access). */
+static int insn_open(unsigned long long config) {
 #ifdef __linux__
   struct perf_event_attr pa;
   memset(&pa, 0, sizeof pa);
   pa.type = PERF_TYPE_HARDWARE;
   pa.size = sizeof pa;
-  pa.config = PERF_COUNT_HW_INSTRUCTIONS;
+  pa.config = config;
   pa.disabled = 1;
   pa.exclude_kernel = 1;
   pa.exclude_hv = 1;
   return (int)syscall(SYS_perf_event_open, &pa, 0, -1, -1, 0);
 #else
+  (void)config;
   return -1;
 #endif
 }
@@ -226,10 +228,17 @@ int main(int argc, char **argv) {
   }
   r = &res[nres++];
   r->name = "qprof qp_normalize";
-  int insn_fd = insn_open();
-  long long insn = -1;
+#ifdef __linux__
+  static const unsigned long long counters[3] = {PERF_COUNT_HW_INSTRUCTIONS, PERF_COUNT_HW_CPU_CYCLES,
+                                                 PERF_COUNT_HW_BRANCH_MISSES};
+#else
+  static const unsigned long long counters[3] = {0, 0, 0};
+#endif
+  int cfd[3];
+  long long cval[3] = {-1, -1, -1};
+  for (int j = 0; j < 3; j++) cfd[j] = insn_open(counters[j]);
   for (int k = 0; k < runs; k++) {
-    insn_start(insn_fd);
+    for (int j = 0; j < 3; j++) insn_start(cfd[j]);
     double a = now_s();
     for (size_t i = 0; i < n; i++) {
       uint64_t fp;
@@ -237,9 +246,10 @@ int main(int argc, char **argv) {
       pairs[i].fp = fp;
     }
     r->secs[r->runs++] = now_s() - a;
-    insn = insn_stop(insn_fd);
+    for (int j = 0; j < 3; j++) cval[j] = insn_stop(cfd[j]);
   }
-  if (insn_fd >= 0) close(insn_fd);
+  for (int j = 0; j < 3; j++)
+    if (cfd[j] >= 0) close(cfd[j]);
   for (size_t i = 0; i < n; i++) pairs[i].shape = c.stmt[i].shape;
   if (debug) {
     /* print the distinct normalized texts of the first shapes that split */
@@ -319,9 +329,11 @@ int main(int argc, char **argv) {
   printf("\n%d shapes; 'split': shapes spread over more than one group; 'merged': groups holding "
          "more than one shape.\n",
          CORPUS_SHAPES);
-  if (insn > 0)
-    printf("qprof: %.2f instructions per byte of SQL (user space, last run)\n",
-           (double)insn / (double)c.sql_bytes);
+  if (cval[0] > 0)
+    printf("qprof per byte of SQL (user space, last run): %.2f instructions", (double)cval[0] / (double)c.sql_bytes);
+  if (cval[0] > 0 && cval[1] > 0) printf(", %.2f cycles", (double)cval[1] / (double)c.sql_bytes);
+  if (cval[0] > 0 && cval[2] >= 0) printf(", %.3f branch misses", (double)cval[2] / (double)c.sql_bytes);
+  if (cval[0] > 0) printf("\n");
   for (int i = 2; i < nres; i++)
     printf("qprof is %.1fx faster than %s\n", median(&res[i]) / median(&res[1]), res[i].name);
 

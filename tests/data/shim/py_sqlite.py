@@ -17,4 +17,8 @@ try:
 except sqlite3.IntegrityError as e:
     print("error:", e)
 db.rollback()
+try:
+    cur.execute("SELECT v FROM no_such_table WHERE k = 3")
+except sqlite3.OperationalError as e:
+    print("error:", e)
 db.close()
