@@ -11,12 +11,92 @@
  * bucket), so concurrent flushers wait for each other but never deadlock.
  * A database whose "qprof" schema is not a qprof store is refused untouched.
  */
+#include <dlfcn.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/store_int.h"
+
+/*
+ * libpq is loaded when a PostgreSQL store is first opened, not linked: the
+ * LD_PRELOAD shim carries this code into every process it is preloaded in
+ * (sh, pagers, ...), and linking libpq would load it and its twenty-odd
+ * dependencies (TLS, Kerberos, LDAP) into all of them. Calls go through this
+ * table; the macros below keep the code reading as plain libpq. In a process
+ * that already has libpq, dlopen returns that copy.
+ */
+#define QP_PQ_FUNCTIONS(X) \
+  X(PQclear) \
+  X(PQconnectdb) \
+  X(PQerrorMessage) \
+  X(PQexec) \
+  X(PQexecParams) \
+  X(PQexecPrepared) \
+  X(PQfinish) \
+  X(PQfreemem) \
+  X(PQgetisnull) \
+  X(PQgetlength) \
+  X(PQgetvalue) \
+  X(PQntuples) \
+  X(PQprepare) \
+  X(PQresultErrorMessage) \
+  X(PQresultStatus) \
+  X(PQsetNoticeProcessor) \
+  X(PQstatus) \
+  X(PQunescapeBytea)
+
+static struct {
+#define QP_PQ_FIELD_(name) __typeof__(name) *name;
+  QP_PQ_FUNCTIONS(QP_PQ_FIELD_)
+#undef QP_PQ_FIELD_
+} pq;
+static char pq_load_error[256];
+static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
+
+static void pq_load_once(void) {
+  void *h = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL) {
+    const char *e = dlerror();
+    snprintf(pq_load_error, sizeof pq_load_error, "cannot load libpq.so.5: %s", e ? e : "?");
+    return;
+  }
+#define QP_PQ_LOAD_(name)                                                                  \
+  if ((pq.name = (__typeof__(name) *)dlsym(h, #name)) == NULL) {                            \
+    snprintf(pq_load_error, sizeof pq_load_error, "libpq.so.5 has no %s", #name);          \
+    return;                                                                                 \
+  }
+  QP_PQ_FUNCTIONS(QP_PQ_LOAD_)
+#undef QP_PQ_LOAD_
+}
+
+/* Loads libpq once per process; false (with the reason) when it cannot be. */
+static bool pq_load(const char **why) {
+  pthread_once(&pq_once, pq_load_once);
+  *why = pq_load_error;
+  return pq_load_error[0] == '\0';
+}
+
+#define PQclear (pq.PQclear)
+#define PQconnectdb (pq.PQconnectdb)
+#define PQerrorMessage (pq.PQerrorMessage)
+#define PQexec (pq.PQexec)
+#define PQexecParams (pq.PQexecParams)
+#define PQexecPrepared (pq.PQexecPrepared)
+#define PQfinish (pq.PQfinish)
+#define PQfreemem (pq.PQfreemem)
+#define PQgetisnull (pq.PQgetisnull)
+#define PQgetlength (pq.PQgetlength)
+#define PQgetvalue (pq.PQgetvalue)
+#define PQntuples (pq.PQntuples)
+#define PQprepare (pq.PQprepare)
+#define PQresultErrorMessage (pq.PQresultErrorMessage)
+#define PQresultStatus (pq.PQresultStatus)
+#define PQsetNoticeProcessor (pq.PQsetNoticeProcessor)
+#define PQstatus (pq.PQstatus)
+#define PQunescapeBytea (pq.PQunescapeBytea)
 
 typedef struct pg_store {
   PGconn *conn;
@@ -124,6 +204,8 @@ static qp_status verify(qp_store *s) {
 }
 
 static qp_status pg_open(qp_store *s, qp_store_mode mode) {
+  const char *why;
+  if (!pq_load(&why)) return qp__err_set(&s->err, QP_UNAVAILABLE, "%s: %s", s->display, why);
   pg_store *g = qp__calloc(&s->hooks, 1, sizeof *g);
   if (g == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
   s->impl = g;
