@@ -22,13 +22,22 @@ bash tools/deps.sh
 want() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
 banner() { printf '\n==== %s ====\n' "$*"; }
 
-configure_build() { # dir, extra cmake args...
-  local dir=$1
+configure_build() { # dir, extra cmake args... [--target T]
+  local dir=$1 target=()
   shift
+  if [ "${QP_BUILD_TARGET:-}" != "" ]; then target=(--target "$QP_BUILD_TARGET"); fi
   cmake -S "$root" -B "$dir" -DQPROF_WERROR=ON "$@" >/dev/null
-  cmake --build "$dir" -j "$jobs" 2>&1 | grep -vE '^\[ *[0-9]+%\]|^-- ' || true
-  # grep hides progress; fail here if the build did not succeed
-  cmake --build "$dir" -j "$jobs" >/dev/null
+  # Progress lines are hidden; warnings and errors are shown, and a failed
+  # build stops the run here.
+  local log
+  log=$(mktemp)
+  if ! cmake --build "$dir" -j "$jobs" "${target[@]}" >"$log" 2>&1; then
+    grep -vE '^\[ *[0-9]+%\]' "$log"
+    rm -f "$log"
+    echo "build failed in $dir" >&2
+    exit 1
+  fi
+  rm -f "$log"
 }
 
 if want 1; then
@@ -56,17 +65,24 @@ fi
 
 if want 4; then
   banner "4/5 fuzz targets, ${fuzz_seconds}s each"
-  configure_build build/ci-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
-    -DQPROF_BUILD_FUZZ=ON -DQPROF_BUILD_BENCH=OFF -DBUILD_TESTING=ON
+  QP_BUILD_TARGET=fuzz configure_build build/ci-fuzz -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_BUILD_TYPE=Debug -DQPROF_BUILD_FUZZ=ON -DQPROF_BUILD_BENCH=OFF -DBUILD_TESTING=ON
   for f in build/ci-fuzz/tests/fuzz/fuzz_*; do
     [ -x "$f" ] || continue
     name=$(basename "$f")
     corpus=$(mktemp -d)
     seeds="$root/tests/fuzz/seeds/${name#fuzz_}"
     echo "fuzzing $name"
-    "$f" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-      "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) 2>&1 | tail -n 4
-    rm -rf "$corpus"
+    log=$(mktemp)
+    if ! "$f" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -max_len=65536 \
+      -print_final_stats=1 -artifact_prefix="$root/build/ci-fuzz/" \
+      "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) >"$log" 2>&1; then
+      tail -n 60 "$log"
+      echo "$name failed; the crashing input is in build/ci-fuzz/" >&2
+      exit 1
+    fi
+    grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' "$log"
+    rm -rf "$corpus" "$log"
   done
 fi
 

@@ -512,9 +512,9 @@ static qp_status sq_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
   *reprepared = false;
   *rows = -1;
   if (out) *out = NULL;
-  sqlite3_stmt *st;
-  bool owned;
-  int expected;
+  sqlite3_stmt *st = NULL; /* set by sq_get_stmt on success; initialized for -O3's sake */
+  bool owned = false;
+  int expected = 0;
   qp_status s = sq_get_stmt(b, sql, len, &st, &expected, &owned, entry, err);
   if (s != QP_OK) return s;
   s = sq_bind(b, st, expected, params, nparams, err);

@@ -30,8 +30,8 @@ static inline __attribute__((always_inline)) size_t scan_quoted(const char *s, s
 #ifdef __SSE2__
       while (i + 16 <= len) {
         const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-        unsigned m = (unsigned)_mm_movemask_epi8(
-            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(q)), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+            _mm_cmpeq_epi8(v, _mm_set1_epi8(q)), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
         if (m != 0) {
           i += (size_t)__builtin_ctz(m);
           break;
@@ -50,8 +50,8 @@ static inline __attribute__((always_inline)) size_t scan_quoted(const char *s, s
 #ifdef __SSE2__
       /* most literals are short: look at 16 bytes before calling memchr */
       if (pos + 16 <= len) {
-        unsigned m = (unsigned)_mm_movemask_epi8(
-            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + pos)), _mm_set1_epi8(q)));
+        const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + pos));
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(q)));
         if (m != 0) {
           hit = s + pos + __builtin_ctz(m);
           goto found;

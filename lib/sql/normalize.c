@@ -100,8 +100,8 @@ static inline __attribute__((always_inline)) void lower32(char *o, const char *p
 /* The keyword spelled by the lower-case o[0..k), 24 bytes of o readable. */
 static inline qp_kw kw_lookup_lower(const qp_normalizer *n, const char *o, size_t k) {
   if (k < 2 || k > 17) return QP_KW_NONE;
-  unsigned h = ((unsigned char)o[0] * 7u + (unsigned char)o[1] * 131u + (unsigned char)o[k - 1] * 31u +
-                (unsigned)k * 17u) & (KWH_SIZE - 1);
+  unsigned h = ((unsigned char)o[0] * 7u + (unsigned char)o[1] * 131u +
+                (unsigned char)o[k - 1] * 31u + (unsigned)k * 17u) & (KWH_SIZE - 1);
   uint64_t a, b, c;
   memcpy(&a, o, 8);
   memcpy(&b, o + 8, 8);
@@ -829,7 +829,8 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
       /* Lower-case the word into the output after the space it may need
        * (not yet committed: e.n moves only when the word is written). */
       bool sp = false;
-      bool fast = nz->rules == NULL && k <= 32 && len - t.start >= ((k + 15) & ~(size_t)15) && e.lim - e.n >= 40;
+      bool fast = nz->rules == NULL && k <= 32 && len - t.start >= ((k + 15) & ~(size_t)15) &&
+                  e.lim - e.n >= 40;
       if (fast) {
         sp = needs_space(&ns, false, (unsigned char)p[0]);
         lower32(e.out + e.n + sp, p, k);

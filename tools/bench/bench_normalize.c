@@ -330,9 +330,11 @@ int main(int argc, char **argv) {
          "more than one shape.\n",
          CORPUS_SHAPES);
   if (cval[0] > 0)
-    printf("qprof per byte of SQL (user space, last run): %.2f instructions", (double)cval[0] / (double)c.sql_bytes);
+    printf("qprof per byte of SQL (user space, last run): %.2f instructions",
+           (double)cval[0] / (double)c.sql_bytes);
   if (cval[0] > 0 && cval[1] > 0) printf(", %.2f cycles", (double)cval[1] / (double)c.sql_bytes);
-  if (cval[0] > 0 && cval[2] >= 0) printf(", %.3f branch misses", (double)cval[2] / (double)c.sql_bytes);
+  if (cval[0] > 0 && cval[2] >= 0)
+    printf(", %.3f branch misses", (double)cval[2] / (double)c.sql_bytes);
   if (cval[0] > 0) printf("\n");
   for (int i = 2; i < nres; i++)
     printf("qprof is %.1fx faster than %s\n", median(&res[i]) / median(&res[1]), res[i].name);
