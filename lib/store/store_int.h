@@ -63,8 +63,8 @@ extern const qp_store_ops qp__pg_store_ops;
 qp_status qp__store_write(qp_store *s, const qp_entry *list);
 
 /* The SQL that creates schema version 1, and the migrations to each later
- * version: step i takes a store from version i+1 to i+2. Same text as
- * sql/store_schema.sql and sql/migrations/ (a unit test compares them). */
+ * version: step i takes a store from version i+1 to i+2. Generated at build
+ * time from sql/store_schema.sql and sql/migrations/ by cmake/embed_sql.cmake. */
 extern const char qp__store_schema_v1[];
 extern const char *const qp__store_migrations[];
 extern const char *const qp__store_migration_files[];
