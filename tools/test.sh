@@ -19,6 +19,15 @@ fuzz_seconds=${QP_FUZZ_SECONDS:-60}
 
 bash tools/deps.sh
 
+ctest_log=$(mktemp)
+trap 'rm -f "$ctest_log"' EXIT
+# Runs a ctest command in a build dir, keeping its summary for the closing line.
+run_ctest() { # dir, command...
+  local dir=$1
+  shift
+  (cd "$dir" && "$@") | tee -a "$ctest_log"
+}
+
 want() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
 banner() { printf '\n==== %s ====\n' "$*"; }
 
@@ -43,15 +52,15 @@ configure_build() { # dir, extra cmake args... [--target T]
 if want 1; then
   banner "1/5 build -Werror and run all tests"
   configure_build build/ci-release -DCMAKE_BUILD_TYPE=RelWithDebInfo
-  (cd build/ci-release && ctest -j "$jobs" --output-on-failure)
+  run_ctest build/ci-release ctest -j "$jobs" --output-on-failure
 fi
 
 if want 2; then
   banner "2/5 ASan+UBSan: all tests"
   configure_build build/ci-asan -DCMAKE_BUILD_TYPE=Debug -DQPROF_SANITIZE=address,undefined \
     -DQPROF_BUILD_BENCH=OFF
-  (cd build/ci-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j "$jobs" --output-on-failure)
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_ctest build/ci-asan ctest -j "$jobs" --output-on-failure
 fi
 
 if want 3; then
@@ -59,8 +68,8 @@ if want 3; then
   configure_build build/ci-tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
     -DQPROF_SANITIZE=thread -DQPROF_BUILD_BENCH=OFF
   # TSan needs a non-randomized address layout on recent kernels.
-  (cd build/ci-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    setarch "$(uname -m)" -R ctest -j "$jobs" -L concurrency --output-on-failure)
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_ctest build/ci-tsan \
+    setarch "$(uname -m)" -R ctest -j "$jobs" -L concurrency --output-on-failure
 fi
 
 if want 4; then
@@ -95,3 +104,6 @@ if want 5; then
 fi
 
 banner "all stages passed: $stages"
+# One closing line over every ctest run above (each test counted once per run).
+total=$(grep -oE 'tests failed out of [0-9]+' "$ctest_log" | awk '{s += $5} END {print s + 0}')
+echo "summary: $total passed, 0 failed"
