@@ -443,6 +443,204 @@ static inline size_t skip_number_run(const char *s, size_t len, size_t pos, bool
 }
 #endif
 
+/*
+ * Block skipping of literal lists. The bulk of a long list of mixed literals
+ * (1.5, -3, 'text', $4, 2e-5) costs a hard-to-predict branch per element in
+ * the scalar state machine, on the element's kind. Here 64 bytes are
+ * classified at once into bit masks, strings are found by quote parity
+ * (a prefix XOR of the quote bits: '' escapes toggle twice), and a strict
+ * subset of what the scalar scan accepts is checked with bit operations:
+ *
+ *   element := ws* [sign] number | ws* $digits | ws* 'plain string'
+ *   number  := digits [. digits*] [exp] | . digits [exp]
+ *   exp     := (e|E) [sign] digits
+ *
+ * each followed right away by ',' (or, between VALUES rows, by "), (").
+ * Only whole elements before the first byte that breaks a rule are taken;
+ * the scalar scan goes on from there, in the state it would have reached by
+ * itself (expecting an element, after a comma or a row's '('), so the result
+ * is the same whichever path read an element. Anything else (E'', $$, TRUE,
+ * casts, white space before a comma, comments) is left to the scalar scan.
+ */
+
+/* Bit i of `m` for byte i of the block, for each class of byte. */
+static inline __attribute__((always_inline)) void blk_classes_scalar(const char *p,
+                                                                     qp_sql_blk_classes *m) {
+  memset(m, 0, sizeof *m);
+  for (unsigned i = 0; i < 64; i++) {
+    const unsigned char c = (unsigned char)p[i];
+    const uint64_t b = (uint64_t)1 << i;
+    if (c >= '0' && c <= '9') m->digit |= b;
+    if (c == '.') m->dot |= b;
+    if ((c | 0x20) == 'e') m->exp |= b;
+    if (c == '+' || c == '-') m->sign |= b;
+    if (c == ',') m->comma |= b;
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') m->space |= b;
+    if (c == '$') m->dollar |= b;
+    if (c == '\'') m->quote |= b;
+    if (c == '(') m->lparen |= b;
+    if (c == ')') m->rparen |= b;
+  }
+}
+
+#ifdef __SSE2__
+static inline __attribute__((always_inline)) uint64_t blk_eq(__m128i v, char c) {
+  return (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(c)));
+}
+
+/* The same masks, sixteen bytes at a time. */
+static inline __attribute__((always_inline)) void blk_classes_sse2(const char *p,
+                                                                   qp_sql_blk_classes *m) {
+  memset(m, 0, sizeof *m);
+  for (unsigned j = 0; j < 4; j++) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * j));
+    const unsigned sh = 16 * j;
+    const __m128i dg = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                                     _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+    m->digit |= (uint64_t)(unsigned)_mm_movemask_epi8(dg) << sh;
+    m->dot |= blk_eq(v, '.') << sh;
+    m->exp |= (uint64_t)(unsigned)_mm_movemask_epi8(
+                  _mm_cmpeq_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('e')))
+              << sh;
+    m->sign |= (blk_eq(v, '+') | blk_eq(v, '-')) << sh;
+    m->comma |= blk_eq(v, ',') << sh;
+    m->space |= (blk_eq(v, ' ') | blk_eq(v, '\t') | blk_eq(v, '\n') | blk_eq(v, '\r')) << sh;
+    m->dollar |= blk_eq(v, '$') << sh;
+    m->quote |= blk_eq(v, '\'') << sh;
+    m->lparen |= blk_eq(v, '(') << sh;
+    m->rparen |= blk_eq(v, ')') << sh;
+  }
+}
+#endif
+
+void qp__sql_blk_classes(const char *p, bool simd, qp_sql_blk_classes *m) {
+#ifdef __SSE2__
+  if (simd) {
+    blk_classes_sse2(p, m);
+    return;
+  }
+#else
+  (void)simd;
+#endif
+  blk_classes_scalar(p, m);
+}
+
+static inline uint64_t popcount64(uint64_t x) {
+  x = x - ((x >> 1) & 0x5555555555555555ULL);
+  x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+  x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+  return (x * 0x0101010101010101ULL) >> 56;
+}
+
+/* Bit i set when an odd number of quote bits are at 0..i: inside a string
+ * from its opening quote to the byte before its closing quote. */
+static inline uint64_t prefix_xor(uint64_t x) {
+  x ^= x << 1;
+  x ^= x << 2;
+  x ^= x << 4;
+  x ^= x << 8;
+  x ^= x << 16;
+  x ^= x << 32;
+  return x;
+}
+
+/* For each seed: the first position at or after it that is not in `run`
+ * (adding a seed to a run of ones carries out just past the run). Seeds
+ * whose run reaches the end of the block give nothing. */
+static inline uint64_t land(uint64_t seeds, uint64_t run) {
+  return (((seeds & run) + run) & ~run) | (seeds & ~run);
+}
+
+/*
+ * Checks the block at s + pos (64 readable bytes; an element starts at pos,
+ * possibly after white space) and returns the bytes that break a rule above
+ * (the last two bytes may be flagged only because the block ends there), the
+ * ends of whole elements ("unit" ends: a comma, or a row's '(' in VALUES
+ * rows) and the row-closing ')'.
+ */
+static inline __attribute__((always_inline)) uint64_t blk_check(const qp_sql_blk_classes *m,
+                                                                bool rows, uint64_t *units,
+                                                                uint64_t *commas, uint64_t *rps) {
+  const uint64_t q = m->quote, in = prefix_xor(q), out = ~(in | q);
+  const uint64_t open = q & in, close = q & ~in;
+  const uint64_t D = m->digit & out, P = m->dot & out, E = m->exp & out, S = m->sign & out;
+  const uint64_t C = m->comma & out, W = m->space & out, Dl = m->dollar & out;
+  const uint64_t RP = rows ? m->rparen & out : 0, LP = rows ? m->lparen & out : 0;
+  const uint64_t RC = C & (RP << 1); /* the comma between rows */
+  const uint64_t Cn = C & ~RC;       /* commas between elements */
+  const uint64_t lit_end = D | P | close;
+  /* where an element may start: the block start, after a comma or a row's
+   * '(', past white space */
+  const uint64_t start = land(((Cn | LP) << 1) | 1, W);
+  uint64_t bad = out & ~q & ~(D | P | E | S | C | W | Dl | RP | LP);
+  bad |= W & ~(((C | W | LP) << 1) | 1);
+  bad |= D & ~(start | ((D | P | E | S | Dl) << 1));
+  /* a sign leads an element or follows an exponent's e, and a digit follows */
+  bad |= S & ~((start | (E << 1)) & (D >> 1));
+  bad |= E & ~(((D | P) << 1) & ((D >> 1) | ((S >> 1) & (D >> 2))));
+  bad |= P & ~((start & (D >> 1)) | ((D << 1) & ((D | E | C | RP) >> 1)));
+  bad |= Dl & ~(start & (D >> 1));
+  /* one number: no second '.', nothing after the exponent but digits, and
+   * $n is digits up to the comma */
+  bad |= land(P << 1, D) & P;
+  bad |= land(E << 1, D | S) & (P | E);
+  bad |= land(Dl << 1, D) & ~(C | RP);
+  bad |= Cn & ~(lit_end << 1);
+  bad |= open & ~(start | (close << 1));
+  bad |= close & ~((C | q | RP) >> 1);
+  if (rows) {
+    /* ")" right after a literal, "," right after it, then white space and "(" */
+    bad |= RP & ~((lit_end << 1) & (C >> 1));
+    const uint64_t next_lp = land(RC << 1, W);
+    bad |= (next_lp & ~LP) | (LP & ~next_lp);
+  }
+  *units = Cn | LP;
+  *commas = Cn;
+  *rps = RP;
+  return bad;
+}
+
+/*
+ * Skips whole literal elements from pos (where one is expected, outside a
+ * row-value tuple) block by block, updating the element and row counts like
+ * the scalar scan; returns where the scalar scan takes over, just after the
+ * last comma or row '(' taken (pos itself when none was taken).
+ */
+static size_t skip_literal_blocks(const char *s, size_t len, size_t pos, bool rows,
+                                  list_scan *ls, size_t *last_end) {
+  while (len - pos >= 64) {
+    qp_sql_blk_classes m;
+#ifdef __SSE2__
+    blk_classes_sse2(s + pos, &m);
+#else
+    blk_classes_scalar(s + pos, &m);
+#endif
+    uint64_t units, commas, rps;
+    const uint64_t bad = blk_check(&m, rows, &units, &commas, &rps);
+    if (bad) units &= ((uint64_t)1 << __builtin_ctzll(bad)) - 1;
+    if (units == 0) break;
+    const unsigned u = 63u - (unsigned)__builtin_clzll(units);
+    const uint64_t upto = u == 63 ? ~(uint64_t)0 : ((uint64_t)1 << (u + 1)) - 1;
+    commas &= upto;
+    rps &= upto;
+    if (commas) {
+      if (ls->first_end == SIZE_MAX) ls->first_end = pos + (size_t)__builtin_ctzll(commas);
+      ls->nelems += (size_t)popcount64(commas);
+    }
+    if (rps) {
+      const size_t r = pos + 63u - (size_t)__builtin_clzll(rps);
+      ls->nrows += (size_t)popcount64(rps);
+      ls->row_close_start = r;
+      ls->row_close_end = r + 1;
+    }
+    pos += u + 1;
+    *last_end = pos;
+    /* a broken rule before the last two bytes: the scalar scan reads it */
+    if (bad & (((uint64_t)1 << 62) - 1)) break;
+  }
+  return pos;
+}
+
 static inline __attribute__((always_inline)) size_t skip_ws(const char *s, size_t len, size_t pos) {
   while (pos < len && qp__sql_cclass[(unsigned char)s[pos]] == QP_C_SPACE) pos++;
   return pos;
@@ -454,7 +652,7 @@ static bool literal_list(const qp_normalizer *nz, const char *s, size_t len, siz
   enum { S0, S1, STYPE, STYPE2, STMOD, SARR } st = S0;
   const char closech = close == QP_T_RPAREN ? ')' : ']';
   bool tuple = false; /* inside one (a, b) element of a row-value list */
-  unsigned cooldown = 0;
+  unsigned cooldown = 0, blk_cool = 0;
   size_t last_end = pos;
   ls->first_end = SIZE_MAX;
   ls->nelems = 1;
@@ -466,6 +664,15 @@ next_row:
      * commas move the state machine without building tokens. */
     for (;;) {
 #ifdef __SSE2__
+      /* Whole elements 64 bytes at a time; after a block that took nothing
+       * (a literal it does not know), the next few elements are scalar. */
+      if (blk_cool > 0) {
+        blk_cool--;
+      } else if (st == S0 && !tuple && len - pos >= 64) {
+        size_t np = skip_literal_blocks(s, len, pos, rows, ls, &last_end);
+        if (np == pos) blk_cool = 2;
+        pos = np;
+      }
       /* Lists of mixed literals rarely have long runs: after a short run,
        * the next few elements take the scalar path. */
       if (cooldown > 0) {

@@ -156,6 +156,17 @@ static inline bool qp__sql_kw_operator(qp_kw kw) {
  * unchanged, when it would not fit. */
 bool qp__sql_copy_name(char *dst, size_t cap, const char *s, size_t n, bool lower);
 
+/* ---- list blocks (normalize.c) -----------------------------------------
+ * One bit per byte of a 64-byte block, per class of byte, as used to skip
+ * the bodies of literal lists. Exposed so that tests can check the SSE2
+ * classifier against its scalar twin. */
+typedef struct qp_sql_blk_classes {
+  uint64_t digit, dot, exp, sign, comma, space, dollar, quote, lparen, rparen;
+} qp_sql_blk_classes;
+/* Classifies p[0..64) with SSE2 when `simd` and the build has it, else
+ * byte by byte. */
+void qp__sql_blk_classes(const char *p, bool simd, qp_sql_blk_classes *m);
+
 /* ---- user rules (rules.c) ----------------------------------------------
  * PCRE2 rewrites of unquoted identifiers, compiled once with JIT. */
 typedef struct qp_rules qp_rules;
