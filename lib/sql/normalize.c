@@ -25,6 +25,11 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+/* AVX-512BW for list blocks, chosen at run time (GCC and clang on x86-64). */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__SSE2__)
+#define QP_BLK_AVX512 1
+#include <immintrin.h>
+#endif
 
 #include "internal.h"
 #include "lex_impl.h"
@@ -55,6 +60,7 @@ struct qp_normalizer {
   qp_dialect dialect;
   uint64_t seed;
   qp_rules *rules; /* NULL without rules */
+  bool avx512;      /* list blocks classified with AVX-512BW */
   uint8_t kwh[KWH_SIZE];
 #ifdef QP_FAST_WORDS
   kw_words kww[QP_KW_COUNT_]; /* keyword text as masked 8-byte words */
@@ -204,6 +210,9 @@ qp_status qp_normalizer_new(qp_normalizer **out, qp_dialect dialect, const char 
   n->dialect = dialect;
   n->seed = dialect_seed(dialect);
   kw_build(n);
+#ifdef QP_BLK_AVX512
+  n->avx512 = __builtin_cpu_supports("avx512bw") != 0;
+#endif
   if (nrules > 0) {
     qp_status st = qp__rules_new(&n->rules, rules, nrules, &n->hooks, errbuf, errlen);
     if (st != QP_OK) {
@@ -451,7 +460,7 @@ static inline size_t skip_number_run(const char *s, size_t len, size_t pos, bool
  * (a prefix XOR of the quote bits: '' escapes toggle twice), and a strict
  * subset of what the scalar scan accepts is checked with bit operations:
  *
- *   element := ws* [sign] number | ws* $digits | ws* 'plain string'
+ *   element := ws* ([sign] number | $digits | 'plain string' | true | false)
  *   number  := digits [. digits*] [exp] | . digits [exp]
  *   exp     := (e|E) [sign] digits
  *
@@ -459,8 +468,10 @@ static inline size_t skip_number_run(const char *s, size_t len, size_t pos, bool
  * Only whole elements before the first byte that breaks a rule are taken;
  * the scalar scan goes on from there, in the state it would have reached by
  * itself (expecting an element, after a comma or a row's '('), so the result
- * is the same whichever path read an element. Anything else (E'', $$, TRUE,
- * casts, white space before a comma, comments) is left to the scalar scan.
+ * is the same whichever path read an element. Anything else (E'', $$, B'',
+ * NULL, DEFAULT, casts, row values, white space before a comma, comments) is
+ * left to the scalar scan. TRUE and FALSE are matched in any case, letter by
+ * letter.
  */
 
 /* Bit i of `m` for byte i of the block, for each class of byte. */
@@ -480,6 +491,14 @@ static inline __attribute__((always_inline)) void blk_classes_scalar(const char 
     if (c == '\'') m->quote |= b;
     if (c == '(') m->lparen |= b;
     if (c == ')') m->rparen |= b;
+    const unsigned char l = (unsigned char)(c | 0x20);
+    if (l == 't') m->t |= b;
+    if (l == 'r') m->r |= b;
+    if (l == 'u') m->u |= b;
+    if (l == 'f') m->f |= b;
+    if (l == 'a') m->a |= b;
+    if (l == 'l') m->l |= b;
+    if (l == 's') m->s |= b;
   }
 }
 
@@ -509,20 +528,69 @@ static inline __attribute__((always_inline)) void blk_classes_sse2(const char *p
     m->quote |= blk_eq(v, '\'') << sh;
     m->lparen |= blk_eq(v, '(') << sh;
     m->rparen |= blk_eq(v, ')') << sh;
+    const __m128i lc = _mm_or_si128(v, _mm_set1_epi8(0x20));
+    m->t |= blk_eq(lc, 't') << sh;
+    m->r |= blk_eq(lc, 'r') << sh;
+    m->u |= blk_eq(lc, 'u') << sh;
+    m->f |= blk_eq(lc, 'f') << sh;
+    m->a |= blk_eq(lc, 'a') << sh;
+    m->l |= blk_eq(lc, 'l') << sh;
+    m->s |= blk_eq(lc, 's') << sh;
   }
 }
 #endif
 
-void qp__sql_blk_classes(const char *p, bool simd, qp_sql_blk_classes *m) {
-#ifdef __SSE2__
-  if (simd) {
-    blk_classes_sse2(p, m);
-    return;
-  }
-#else
-  (void)simd;
+#ifdef QP_BLK_AVX512
+/* The same masks from one 64-byte load; callers check the CPU first. */
+__attribute__((target("avx512bw"))) static inline void blk_classes_avx512(const char *p,
+                                                                          qp_sql_blk_classes *m) {
+  const __m512i v = _mm512_loadu_si512((const void *)p);
+#define QP_EQ(c) ((uint64_t)_mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(c)))
+  m->digit = (uint64_t)_mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, _mm512_set1_epi8('0')),
+                                              _mm512_set1_epi8(10));
+  m->dot = QP_EQ('.');
+  m->exp = (uint64_t)_mm512_cmpeq_epi8_mask(_mm512_or_si512(v, _mm512_set1_epi8(0x20)),
+                                            _mm512_set1_epi8('e'));
+  m->sign = QP_EQ('+') | QP_EQ('-');
+  m->comma = QP_EQ(',');
+  m->space = QP_EQ(' ') | QP_EQ('\t') | QP_EQ('\n') | QP_EQ('\r');
+  m->dollar = QP_EQ('$');
+  m->quote = QP_EQ('\'');
+  m->lparen = QP_EQ('(');
+  m->rparen = QP_EQ(')');
+#undef QP_EQ
+  const __m512i lc = _mm512_or_si512(v, _mm512_set1_epi8(0x20));
+#define QP_EQL(c) ((uint64_t)_mm512_cmpeq_epi8_mask(lc, _mm512_set1_epi8(c)))
+  m->t = QP_EQL('t');
+  m->r = QP_EQL('r');
+  m->u = QP_EQL('u');
+  m->f = QP_EQL('f');
+  m->a = QP_EQL('a');
+  m->l = QP_EQL('l');
+  m->s = QP_EQL('s');
+#undef QP_EQL
+}
 #endif
-  blk_classes_scalar(p, m);
+
+bool qp__sql_blk_classes(const char *p, int impl, qp_sql_blk_classes *m) {
+  switch (impl) {
+  case 0:
+    blk_classes_scalar(p, m);
+    return true;
+#ifdef __SSE2__
+  case 1:
+    blk_classes_sse2(p, m);
+    return true;
+#endif
+#ifdef QP_BLK_AVX512
+  case 2:
+    if (!__builtin_cpu_supports("avx512bw")) return false;
+    blk_classes_avx512(p, m);
+    return true;
+#endif
+  default:
+    return false;
+  }
 }
 
 static inline uint64_t popcount64(uint64_t x) {
@@ -552,8 +620,8 @@ static inline uint64_t land(uint64_t seeds, uint64_t run) {
 }
 
 /*
- * Checks the block at s + pos (64 readable bytes; an element starts at pos,
- * possibly after white space) and returns the bytes that break a rule above
+ * Checks a block of 64 bytes (an element starts at its first byte, possibly
+ * after white space) and returns the bytes that break a rule above
  * (the last two bytes may be flagged only because the block ends there), the
  * ends of whole elements ("unit" ends: a comma, or a row's '(' in VALUES
  * rows) and the row-closing ')'.
@@ -563,16 +631,24 @@ static inline __attribute__((always_inline)) uint64_t blk_check(const qp_sql_blk
                                                                 uint64_t *commas, uint64_t *rps) {
   const uint64_t q = m->quote, in = prefix_xor(q), out = ~(in | q);
   const uint64_t open = q & in, close = q & ~in;
-  const uint64_t D = m->digit & out, P = m->dot & out, E = m->exp & out, S = m->sign & out;
+  const uint64_t D = m->digit & out, P = m->dot & out, S = m->sign & out;
   const uint64_t C = m->comma & out, W = m->space & out, Dl = m->dollar & out;
   const uint64_t RP = rows ? m->rparen & out : 0, LP = rows ? m->lparen & out : 0;
   const uint64_t RC = C & (RP << 1); /* the comma between rows */
   const uint64_t Cn = C & ~RC;       /* commas between elements */
-  const uint64_t lit_end = D | P | close;
   /* where an element may start: the block start, after a comma or a row's
    * '(', past white space */
   const uint64_t start = land(((Cn | LP) << 1) | 1, W);
-  uint64_t bad = out & ~q & ~(D | P | E | S | C | W | Dl | RP | LP);
+  /* first letters of a whole TRUE or FALSE, followed by ',' (or a row's ')') */
+  const uint64_t next = (C | RP) & out;
+  const uint64_t tw = start & out & m->t & (m->r >> 1) & (m->u >> 2) & (m->exp >> 3) & (next >> 4);
+  const uint64_t fw = start & out & m->f & (m->a >> 1) & (m->l >> 2) & (m->s >> 3) &
+                      (m->exp >> 4) & (next >> 5);
+  const uint64_t words = tw | (tw << 1) | (tw << 2) | (tw << 3) | fw | (fw << 1) | (fw << 2) |
+                         (fw << 3) | (fw << 4);
+  const uint64_t E = m->exp & out & ~words; /* the e of an exponent */
+  const uint64_t lit_end = D | P | close | (tw << 3) | (fw << 4);
+  uint64_t bad = out & ~q & ~(D | P | E | S | C | W | Dl | RP | LP | words);
   bad |= W & ~(((C | W | LP) << 1) | 1);
   bad |= D & ~(start | ((D | P | E | S | Dl) << 1));
   /* a sign leads an element or follows an exponent's e, and a digit follows */
@@ -606,15 +682,21 @@ static inline __attribute__((always_inline)) uint64_t blk_check(const qp_sql_blk
  * the scalar scan; returns where the scalar scan takes over, just after the
  * last comma or row '(' taken (pos itself when none was taken).
  */
-static size_t skip_literal_blocks(const char *s, size_t len, size_t pos, bool rows,
-                                  list_scan *ls, size_t *last_end) {
-  while (len - pos >= 64) {
-    qp_sql_blk_classes m;
 #ifdef __SSE2__
-    blk_classes_sse2(s + pos, &m);
-#else
-    blk_classes_scalar(s + pos, &m);
-#endif
+static inline __attribute__((always_inline)) size_t
+skip_blocks_impl(const char *s, size_t len, size_t pos, bool rows, list_scan *ls, size_t *last_end,
+                 void (*classes)(const char *, qp_sql_blk_classes *)) {
+  char tail[64];
+  while (pos < len) {
+    qp_sql_blk_classes m;
+    if (QP_LIKELY(len - pos >= 64)) {
+      classes(s + pos, &m);
+    } else {
+      /* the end of the statement, padded with NULs (bytes no rule takes) */
+      memcpy(tail, s + pos, len - pos);
+      memset(tail + (len - pos), 0, 64 - (len - pos));
+      classes(tail, &m);
+    }
     uint64_t units, commas, rps;
     const uint64_t bad = blk_check(&m, rows, &units, &commas, &rps);
     if (bad) units &= ((uint64_t)1 << __builtin_ctzll(bad)) - 1;
@@ -641,6 +723,25 @@ static size_t skip_literal_blocks(const char *s, size_t len, size_t pos, bool ro
   return pos;
 }
 
+#ifdef QP_BLK_AVX512
+__attribute__((target("avx512bw"))) static size_t
+skip_blocks_avx512(const char *s, size_t len, size_t pos, bool rows, list_scan *ls,
+                   size_t *last_end) {
+  return skip_blocks_impl(s, len, pos, rows, ls, last_end, blk_classes_avx512);
+}
+#endif
+
+static size_t skip_literal_blocks(const qp_normalizer *nz, const char *s, size_t len, size_t pos,
+                                  bool rows, list_scan *ls, size_t *last_end) {
+#ifdef QP_BLK_AVX512
+  if (nz->avx512) return skip_blocks_avx512(s, len, pos, rows, ls, last_end);
+#else
+  (void)nz;
+#endif
+  return skip_blocks_impl(s, len, pos, rows, ls, last_end, blk_classes_sse2);
+}
+#endif
+
 static inline __attribute__((always_inline)) size_t skip_ws(const char *s, size_t len, size_t pos) {
   while (pos < len && qp__sql_cclass[(unsigned char)s[pos]] == QP_C_SPACE) pos++;
   return pos;
@@ -652,7 +753,10 @@ static bool literal_list(const qp_normalizer *nz, const char *s, size_t len, siz
   enum { S0, S1, STYPE, STYPE2, STMOD, SARR } st = S0;
   const char closech = close == QP_T_RPAREN ? ')' : ']';
   bool tuple = false; /* inside one (a, b) element of a row-value list */
-  unsigned cooldown = 0, blk_cool = 0;
+#ifdef __SSE2__
+  unsigned cooldown = 0;
+  unsigned blk_wait = 0, blk_backoff = 0; /* see the block skip below */
+#endif
   size_t last_end = pos;
   ls->first_end = SIZE_MAX;
   ls->nelems = 1;
@@ -664,14 +768,20 @@ next_row:
      * commas move the state machine without building tokens. */
     for (;;) {
 #ifdef __SSE2__
-      /* Whole elements 64 bytes at a time; after a block that took nothing
-       * (a literal it does not know), the next few elements are scalar. */
-      if (blk_cool > 0) {
-        blk_cool--;
-      } else if (st == S0 && !tuple && len - pos >= 64) {
-        size_t np = skip_literal_blocks(s, len, pos, rows, ls, &last_end);
-        if (np == pos) blk_cool = 2;
-        pos = np;
+      /* Whole elements 64 bytes at a time, up to one it does not know; the
+       * code below reads that one, and the blocks go on after it. When a
+       * try takes less than 8 bytes, the next waits out 1, 3, 7, ... 63
+       * elements, so that lists the blocks rarely take (1::int, NULL, "- 1")
+       * cost little more than before. */
+      if (st == S0 && !tuple && len - pos >= 16) {
+        if (blk_wait > 0) {
+          blk_wait--;
+        } else {
+          size_t np = skip_literal_blocks(nz, s, len, pos, rows, ls, &last_end);
+          blk_backoff = np - pos >= 8 ? 0 : blk_backoff < 32 ? 2 * blk_backoff + 1 : 63;
+          blk_wait = blk_backoff;
+          pos = np;
+        }
       }
       /* Lists of mixed literals rarely have long runs: after a short run,
        * the next few elements take the scalar path. */
@@ -917,7 +1027,10 @@ typedef struct nstate {
   emitter *e;
   out_cat prev;
   unsigned char last; /* last byte written (0 at the start) */
-  bool last_num;      /* the last token was a number kept as written (ORDER BY 1) */
+  /* the last token was a number kept as written (ORDER BY 1); a word, not a
+   * bool: GCC read the bool with a 4-byte load that the 1-byte store before
+   * it cannot forward to (perf showed 9% of qp_normalize's cycles there) */
+  unsigned last_num;
   qp_kw kw1, kw2;     /* keywords of the last two output tokens (NONE otherwise) */
 } nstate;
 
@@ -1046,7 +1159,7 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
         kw = kw_lookup(nz, p, k);
       }
 #else
-      qp_kw kw = kw_lookup(nz, p, k);
+      kw = kw_lookup(nz, p, k);
 #endif
       if (kw == QP_KW_TRUE || kw == QP_KW_FALSE) {
         put(&ns, "?", 1, false, OC_VALUE, QP_KW_NONE);

@@ -162,10 +162,11 @@ bool qp__sql_copy_name(char *dst, size_t cap, const char *s, size_t n, bool lowe
  * classifier against its scalar twin. */
 typedef struct qp_sql_blk_classes {
   uint64_t digit, dot, exp, sign, comma, space, dollar, quote, lparen, rparen;
+  uint64_t t, r, u, f, a, l, s; /* letters of TRUE and FALSE, either case */
 } qp_sql_blk_classes;
-/* Classifies p[0..64) with SSE2 when `simd` and the build has it, else
- * byte by byte. */
-void qp__sql_blk_classes(const char *p, bool simd, qp_sql_blk_classes *m);
+/* Classifies p[0..64) with implementation `impl`: 0 byte by byte, 1 SSE2,
+ * 2 AVX-512BW. Returns false when this build or CPU lacks that one. */
+bool qp__sql_blk_classes(const char *p, int impl, qp_sql_blk_classes *m);
 
 /* ---- user rules (rules.c) ----------------------------------------------
  * PCRE2 rewrites of unquoted identifiers, compiled once with JIT. */

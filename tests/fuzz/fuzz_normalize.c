@@ -7,7 +7,8 @@
  * NUL-terminated, within the buffer, free of NUL bytes, a prefix of the
  * untruncated output and cut at a UTF-8 boundary; the fingerprint does not
  * depend on the buffer size; and, without rules and without a cut,
- * normalizing the output again changes neither text nor fingerprint.
+ * normalizing the output again changes neither text nor fingerprint; the
+ * SIMD classifiers of list blocks agree with their scalar twin.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "qprof/qprof.h"
+#include "sql/sql_int.h"
 
 static qp_normalizer *nz[2][2];
 
@@ -64,6 +66,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       while (have < need && k - 1 + have < flen && ((unsigned char)full[k - 1 + have] & 0xC0) == 0x80) have++;
       if (need > 1 && have == need && k - 1 < olen && k - 1 + need > olen) abort();
     }
+  }
+
+  /* list-block classes: every SIMD variant equals the byte-by-byte twin */
+  for (size_t at = 0; at + 64 <= len; at += 61) {
+    qp_sql_blk_classes ref, got;
+    qp__sql_blk_classes(sql + at, 0, &ref);
+    for (int impl = 1; impl <= 2; impl++)
+      if (qp__sql_blk_classes(sql + at, impl, &got) && memcmp(&ref, &got, sizeof ref) != 0) abort();
   }
 
   /* idempotence, where it must hold: no rules (their output is free text)
