@@ -104,13 +104,19 @@ typedef struct pq_entry {
   pq_prep *prep;  /* PQK_EXECUTE */
   size_t sql_len; /* PQK_QUERY, PQK_PARAMS */
   size_t split_pos;
+  size_t cap;     /* bytes sql[] can hold, NUL excluded */
   char sql[];
 } pq_entry;
+
+/* A popped entry this small is kept as the connection's spare and reused by
+ * the next send: one malloc/free pair less per query on the hot path. */
+#define PQ_SPARE_MAX 4096
 
 #define PREP_BUCKETS 32
 
 typedef struct pq_conn {
   pq_entry *head, *tail;
+  pq_entry *spare; /* see PQ_SPARE_MAX */
   uint64_t last_end_ns;
   char *dbname;
   pq_prep *preps[PREP_BUCKETS];
@@ -133,6 +139,8 @@ static void conn_clear(pq_conn *c) {
     qp__free(NULL, e);
   }
   c->head = c->tail = NULL;
+  qp__free(NULL, c->spare);
+  c->spare = NULL;
   for (size_t i = 0; i < PREP_BUCKETS; i++) {
     for (pq_prep *p = c->preps[i], *n; p != NULL; p = n) {
       n = p->next;
@@ -220,9 +228,19 @@ static void push(PGconn *conn, pq_kind kind, uint64_t start, const char *sql, pq
   pq_conn *c = conn_get(conn);
   if (c == NULL) return;
   size_t len = sql != NULL ? strlen(sql) : 0;
-  pq_entry *e = qp__malloc(NULL, sizeof *e + len + 1);
-  if (e == NULL) return;
+  pq_entry *e = c->spare;
+  size_t cap;
+  if (e != NULL && e->cap >= len) {
+    c->spare = NULL;
+    cap = e->cap;
+  } else {
+    /* Rounded up so that the next statement, a little longer, fits too. */
+    cap = len < 240 ? 240 : (len | 255);
+    e = qp__malloc(NULL, sizeof *e + cap + 1);
+    if (e == NULL) return;
+  }
   memset(e, 0, sizeof *e);
+  e->cap = cap;
   e->kind = kind;
   e->start_ns = start;
   e->sql_len = len;
@@ -240,7 +258,13 @@ static void pop(pq_conn *c) {
   c->head = e->next;
   if (c->head == NULL) c->tail = NULL;
   prep_unref(e->prep);
-  qp__free(NULL, e);
+  e->prep = NULL;
+  if (e->cap <= PQ_SPARE_MAX && (c->spare == NULL || c->spare->cap < e->cap)) {
+    qp__free(NULL, c->spare);
+    c->spare = e;
+  } else {
+    qp__free(NULL, e);
+  }
 }
 
 /* Records the statement of `e` that `r` ends. */
