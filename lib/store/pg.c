@@ -117,19 +117,22 @@ static qp_status pg_fail(qp_store *s, PGresult *r, qp_status code, const char *w
   return qp__err_set(&s->err, code, "%s: %s: %.*s", s->display, what, len, msg);
 }
 
+/* Returns `r` when its status is `want`; otherwise sets the error (a lost
+ * connection is QP_UNAVAILABLE, anything else QP_IO), clears it and returns NULL. */
+static PGresult *pg_check(qp_store *s, PGresult *r, ExecStatusType want, const char *what) {
+  if (r != NULL && PQresultStatus(r) == want) return r;
+  pg_store *g = s->impl;
+  pg_fail(s, r, PQstatus(g->conn) == CONNECTION_BAD ? QP_UNAVAILABLE : QP_IO, what);
+  PQclear(r);
+  return NULL;
+}
+
 /* Runs a statement prepared by prepare_writes. */
 static PGresult *pg_run_prepared(qp_store *s, const char *name, int n, const char *const *vals,
                                  const int *lens, const int *fmts, ExecStatusType want,
                                  const char *what) {
   pg_store *g = s->impl;
-  PGresult *r = PQexecPrepared(g->conn, name, n, vals, lens, fmts, 0);
-  if (r == NULL || PQresultStatus(r) != want) {
-    qp_status code = PQstatus(g->conn) == CONNECTION_BAD ? QP_UNAVAILABLE : QP_IO;
-    pg_fail(s, r, code, what);
-    PQclear(r);
-    return NULL;
-  }
-  return r;
+  return pg_check(s, PQexecPrepared(g->conn, name, n, vals, lens, fmts, 0), want, what);
 }
 
 /* Runs a statement with text parameters (bytea ones in binary: lens != NULL
@@ -140,13 +143,7 @@ static PGresult *pg_run(qp_store *s, const char *sql, int n, const char *const *
   pg_store *g = s->impl;
   PGresult *r = n == 0 && lens == NULL ? PQexec(g->conn, sql)
                                        : PQexecParams(g->conn, sql, n, NULL, vals, lens, fmts, 0);
-  if (r == NULL || PQresultStatus(r) != want) {
-    qp_status code = PQstatus(g->conn) == CONNECTION_BAD ? QP_UNAVAILABLE : QP_IO;
-    pg_fail(s, r, code, what);
-    PQclear(r);
-    return NULL;
-  }
-  return r;
+  return pg_check(s, r, want, what);
 }
 
 static qp_status pg_cmd(qp_store *s, const char *sql, const char *what) {
