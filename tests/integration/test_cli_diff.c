@@ -57,19 +57,9 @@ static void record(const char *path, unsigned which, double slow, int64_t shift_
 }
 
 static int run(const char *args, char **out, char **errout) {
-  int rc = qpt_system("cd '%s' && env -u QPROF_STORE NO_COLOR=1 COLUMNS=140 '%s' %s >'%s/out.txt' 2>'%s/err.txt'",
-                      dir, qprof, args, dir, dir);
-  char p[600];
-  size_t len;
-  snprintf(p, sizeof p, "%s/out.txt", dir);
-  char *o = qpt_read_file(p, &len);
-  snprintf(p, sizeof p, "%s/err.txt", dir);
-  char *e = qpt_read_file(p, &len);
-  if (out) *out = o;
-  else free(o);
-  if (errout) *errout = e;
-  else free(e);
-  return rc;
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "env -u QPROF_STORE NO_COLOR=1 COLUMNS=140 '%s' %s", qprof, args);
+  return qpt_run_capture(dir, cmd, out, errout);
 }
 
 static int setup(void **state) {

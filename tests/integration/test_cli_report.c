@@ -94,21 +94,8 @@ static void build_store(const char *path, double slow_b, bool drop_d, bool add_f
 /* Runs `qprof ARGS` in dir with env; captures stdout and stderr. */
 static int run(const char *env, const char *args, char **out, char **errout) {
   char cmd[4096];
-  snprintf(cmd, sizeof cmd,
-           "cd '%s' && env -u QPROF_STORE %s '%s' %s >'%s/out.txt' 2>'%s/err.txt'", dir,
-           env ? env : "", qprof, args, dir, dir);
-  int rc = qpt_system("%s", cmd);
-  char p[600];
-  size_t len;
-  snprintf(p, sizeof p, "%s/out.txt", dir);
-  char *o = qpt_read_file(p, &len);
-  snprintf(p, sizeof p, "%s/err.txt", dir);
-  char *e = qpt_read_file(p, &len);
-  if (out) *out = o;
-  else free(o);
-  if (errout) *errout = e;
-  else free(e);
-  return rc;
+  snprintf(cmd, sizeof cmd, "env -u QPROF_STORE %s '%s' %s", env ? env : "", qprof, args);
+  return qpt_run_capture(dir, cmd, out, errout);
 }
 
 static void golden(const char *name, const char *got) {

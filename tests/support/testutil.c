@@ -41,12 +41,38 @@ int qpt_system(const char *fmt, ...) {
   return WEXITSTATUS(st);
 }
 
+static char made[64][64];
+static int nmade;
+
 const char *qpt_tempdir(void) {
   static char bufs[16][64];
   static int next;
   char *b = bufs[next++ % 16];
   snprintf(b, 64, "/tmp/qprof-test.XXXXXX");
-  return mkdtemp(b);
+  if (mkdtemp(b) == NULL) return NULL;
+  if (nmade < 64) snprintf(made[nmade++], sizeof made[0], "%s", b);
+  return b;
+}
+
+int qpt_tempdirs_remove(void **state) {
+  (void)state;
+  for (int i = 0; i < nmade; i++) qpt_system("rm -rf '%s'", made[i]);
+  nmade = 0;
+  return 0;
+}
+
+int qpt_run_capture(const char *dir, const char *cmd, char **out, char **err) {
+  int rc = qpt_system("cd '%s' && %s >'%s/out.txt' 2>'%s/err.txt'", dir, cmd, dir, dir);
+  char p[600];
+  snprintf(p, sizeof p, "%s/out.txt", dir);
+  char *o = qpt_read_file(p, NULL);
+  snprintf(p, sizeof p, "%s/err.txt", dir);
+  char *e = qpt_read_file(p, NULL);
+  if (out) *out = o;
+  else free(o);
+  if (err) *err = e;
+  else free(e);
+  return rc;
 }
 
 char *qpt_read_file(const char *path, size_t *len) {

@@ -24,6 +24,13 @@ const char *qpt_pg_dsn(void);
 int qpt_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A fresh temporary directory (mkdtemp under /tmp); static buffer per call index. */
 const char *qpt_tempdir(void);
+/* Runs the shell command `cmd` in `dir` with stdout and stderr sent to
+ * dir/out.txt and dir/err.txt; returns its exit status and, when out/err are
+ * not NULL, the two outputs (malloc'd; the caller frees). */
+int qpt_run_capture(const char *dir, const char *cmd, char **out, char **err);
+/* Removes every directory qpt_tempdir() made in this process (a cmocka group
+ * teardown: state is ignored). */
+int qpt_tempdirs_remove(void **state);
 /* Reads a whole file (malloc'd, NUL-terminated); NULL on error. */
 char *qpt_read_file(const char *path, size_t *len);
 

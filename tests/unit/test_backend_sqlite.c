@@ -390,5 +390,5 @@ int main(void) {
       cmocka_unit_test(test_integer_text_matches_sqlite),
       cmocka_unit_test(test_lookup_by_address_compares_text),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, qpt_tempdirs_remove);
 }

@@ -349,5 +349,5 @@ int main(void) {
       cmocka_unit_test(test_release_hands_to_waiter),
       cmocka_unit_test(test_close_wakes_waiters),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, qpt_tempdirs_remove);
 }

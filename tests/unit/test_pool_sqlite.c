@@ -689,5 +689,5 @@ int main(void) {
       cmocka_unit_test(test_on_connect_hook),
       cmocka_unit_test(test_open_out_of_memory),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, qpt_tempdirs_remove);
 }

@@ -16,19 +16,11 @@
 
 #include "store/store_int.h"
 
-/* Temporary directories of this run, removed at the end. */
-static char made[64][64];
-static int nmade;
+/* Temporary directories of this run, removed at the end (qpt_tempdirs_remove). */
 static const char *tmpdir(void) {
   const char *d = qpt_tempdir();
   assert_non_null(d);
-  if (nmade < 64) snprintf(made[nmade++], sizeof made[0], "%s", d);
   return d;
-}
-static int cleanup(void **state) {
-  (void)state;
-  for (int i = 0; i < nmade; i++) qpt_system("rm -rf '%s'", made[i]);
-  return 0;
 }
 
 static char *path_in(const char *dir, const char *name) {
@@ -705,5 +697,5 @@ int main(void) {
       cmocka_unit_test(test_corrupt_row),
       cmocka_unit_test(test_oom_paths),
   };
-  return cmocka_run_group_tests(tests, NULL, cleanup);
+  return cmocka_run_group_tests(tests, NULL, qpt_tempdirs_remove);
 }
