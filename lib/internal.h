@@ -54,9 +54,28 @@ static inline bool qp__log_enabled(const qp_hooks *h, qp_log_level level) {
 }
 
 /* ---- clocks (lib/core/clock.c) -----------------------------------------
- * Durations are measured on CLOCK_MONOTONIC; timestamps that are stored or
- * shown are CLOCK_REALTIME. Both in nanoseconds. */
+ * Durations and deadlines use qp__now_ns(): monotonic nanoseconds, from the
+ * TSC when the kernel keeps time with it, else CLOCK_MONOTONIC (see
+ * clock.c). Within a thread it never decreases; a timestamp taken in
+ * another thread may be slightly ahead, so differences of timestamps from
+ * two threads are taken with qp__ns_since(). Its values are not
+ * CLOCK_MONOTONIC's: a timed wait on a
+ * CLOCK_MONOTONIC condition variable takes qp__timespec_after(). Timestamps
+ * that are stored or shown are CLOCK_REALTIME. All in nanoseconds.
+ * Thread-safe. */
 uint64_t qp__now_ns(void);
+/* now - then, or 0 when then is later: a timestamp taken by another thread
+ * (or after this thread read `now`, as the pool's acquire does before it
+ * locks) may be a little ahead of this thread's `now`. */
+static inline uint64_t qp__ns_since(uint64_t now, uint64_t then) {
+  return now > then ? now - then : 0;
+}
+/* What qp__now_ns() reads now: "tsc", "calibrating" (CLOCK_MONOTONIC while
+ * the TSC's rate is measured) or "monotonic". A static string. */
+const char *qp__clock_source(void);
+/* The CLOCK_MONOTONIC time delta_ns from now, for pthread_cond_timedwait. */
+struct timespec;
+void qp__timespec_after(struct timespec *ts, uint64_t delta_ns);
 int64_t qp__wall_ns(void);
 /* ISO 8601 UTC with milliseconds, "2026-11-22T00:30:42.123Z"; buf >= 32 bytes. */
 void qp__format_iso8601(int64_t wall_ns, char *buf, size_t len);

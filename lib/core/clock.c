@@ -1,14 +1,177 @@
+/*
+ * Clocks. qp__now_ns() is read four times for every pooled query and twice
+ * for every query the shim sees, so it matters: clock_gettime() through the
+ * vDSO costs about 20 ns on this kind of machine, a bare RDTSC about 9 ns.
+ *
+ * When the kernel itself keeps time with the TSC (clocksource "tsc", which it
+ * only picks when the counter is invariant and synchronized across CPUs),
+ * qp__now_ns() reads the TSC and scales it with a rate measured against
+ * CLOCK_MONOTONIC. Until that rate is known (the first 100 ms after the first
+ * read), and on any other machine, it is clock_gettime(CLOCK_MONOTONIC).
+ * The switch does not jump: the TSC scale is anchored on a CLOCK_MONOTONIC
+ * reading taken with the last calibration sample.
+ *
+ * Values are for durations and deadlines inside one process. Within a
+ * thread they never decrease; a value read in another thread may be a
+ * little ahead of this thread's (see qp__now_ns). They drift
+ * from CLOCK_MONOTONIC by the rate's error (parts per million), so a timed
+ * wait is set with qp__timespec_after(), never from a qp__now_ns() value.
+ *
+ * This is the one piece of process-wide state outside lib/shim/: it is set
+ * up once (pthread_once) and published once (an atomic state), as the
+ * kernel's own clock calibration is.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <x86intrin.h>
+#define QP_HAVE_TSC 1
+#endif
 
 #include "internal.h"
 
-uint64_t qp__now_ns(void) {
+static uint64_t mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#ifdef QP_HAVE_TSC
+
+enum {
+  TSC_UNKNOWN,     /* not looked at yet */
+  TSC_OFF,         /* clock_gettime() for good */
+  TSC_CALIBRATING, /* clock_gettime() until the rate is measured */
+  TSC_PUBLISHING,  /* one thread is computing the rate */
+  TSC_ON           /* g_tsc holds the scale */
+};
+
+/* The rate is measured over at least this long: a sample pair is good to
+ * about 0.2 us, so the rate is good to a few parts per million. */
+#define TSC_CALIBRATE_NS 100000000u
+/* A (TSC, CLOCK_MONOTONIC, TSC) triple is only trusted when the two TSC
+ * reads are this close: the thread was not preempted in between. */
+#define TSC_SAMPLE_MAX_TICKS 1000u
+
+static struct {
+  uint64_t tsc0, ns0;  /* the calibration's start (written by the once) */
+  uint64_t tsc1, ns1;  /* the anchor of the scale (written by the publisher) */
+  uint64_t mult;       /* nanoseconds per tick, times 2^32 */
+} g_tsc;
+static atomic_int g_tsc_state = TSC_UNKNOWN;
+static pthread_once_t g_tsc_once = PTHREAD_ONCE_INIT;
+
+/* One paired reading; false when the thread was interrupted between the
+ * reads (the pair would be off by the interruption). */
+static bool tsc_sample(uint64_t *tsc, uint64_t *ns) {
+  _mm_lfence();
+  uint64_t a = __rdtsc();
+  uint64_t n = mono_ns();
+  _mm_lfence();
+  uint64_t b = __rdtsc();
+  if (b < a || b - a > TSC_SAMPLE_MAX_TICKS) return false;
+  *tsc = a + (b - a) / 2;
+  *ns = n;
+  return true;
+}
+
+/* Whether the kernel keeps time with the TSC: then the counter is invariant
+ * and synchronized across CPUs (the kernel checks both, and falls back to
+ * another clocksource when the TSC misbehaves). */
+static bool kernel_uses_tsc(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0x80000007u, &a, &b, &c, &d) || !(d & (1u << 8))) return false;
+  int fd = open("/sys/devices/system/clocksource/clocksource0/current_clocksource",
+                O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[16];
+  ssize_t n = read(fd, buf, sizeof buf);
+  close(fd);
+  return n == 4 && memcmp(buf, "tsc\n", 4) == 0;
+}
+
+/* QPROF_CLOCK=monotonic (the "clock" option) keeps the kernel's clock. */
+static void tsc_init(void) {
+  int st = TSC_OFF;
+  const char *env = getenv("QPROF_CLOCK");
+  if ((env == NULL || strcmp(env, "monotonic") != 0) && kernel_uses_tsc()) {
+    for (int i = 0; i < 8 && st == TSC_OFF; i++)
+      if (tsc_sample(&g_tsc.tsc0, &g_tsc.ns0)) st = TSC_CALIBRATING;
+  }
+  atomic_store_explicit(&g_tsc_state, st, memory_order_release);
+}
+
+/* Called while calibrating: measures the rate once enough time has passed
+ * and publishes the scale. Returns the CLOCK_MONOTONIC reading it made. */
+static uint64_t tsc_calibrate(void) {
+  uint64_t tsc, ns;
+  if (!tsc_sample(&tsc, &ns)) return mono_ns();
+  if (ns - g_tsc.ns0 < TSC_CALIBRATE_NS) return ns;
+  int expect = TSC_CALIBRATING;
+  if (!atomic_compare_exchange_strong_explicit(&g_tsc_state, &expect, TSC_PUBLISHING,
+                                               memory_order_acquire, memory_order_relaxed))
+    return ns;
+  uint64_t dt = tsc - g_tsc.tsc0, dn = ns - g_tsc.ns0;
+  /* A TSC between 100 MHz and 20 GHz, or the counter is not what we think. */
+  if (tsc <= g_tsc.tsc0 || dt < dn / 10 || dt > dn * 20) {
+    atomic_store_explicit(&g_tsc_state, TSC_OFF, memory_order_release);
+    return ns;
+  }
+  g_tsc.mult = (uint64_t)(((unsigned __int128)dn << 32) / dt);
+  g_tsc.tsc1 = tsc;
+  g_tsc.ns1 = ns;
+  atomic_store_explicit(&g_tsc_state, TSC_ON, memory_order_release);
+  return ns;
+}
+
+uint64_t qp__now_ns(void) {
+  int st = atomic_load_explicit(&g_tsc_state, memory_order_acquire);
+  if (st == TSC_ON) {
+    /* No fence before RDTSC (the kernel's rdtsc_ordered() has one): it
+     * costs about as much as it saves here. So RDTSC may run ahead of the
+     * loads before it, and a timestamp another thread took and this one
+     * just loaded can be later than `t`; hence qp__ns_since(). */
+    uint64_t t = __rdtsc();
+    /* (a read just before the anchor, on another CPU, counts as the anchor) */
+    uint64_t d = t > g_tsc.tsc1 ? t - g_tsc.tsc1 : 0;
+    return g_tsc.ns1 + (uint64_t)(((unsigned __int128)d * g_tsc.mult) >> 32);
+  }
+  if (st == TSC_UNKNOWN) {
+    pthread_once(&g_tsc_once, tsc_init);
+    st = atomic_load_explicit(&g_tsc_state, memory_order_acquire);
+  }
+  if (st == TSC_CALIBRATING) return tsc_calibrate();
+  return mono_ns();
+}
+
+const char *qp__clock_source(void) {
+  switch (atomic_load_explicit(&g_tsc_state, memory_order_acquire)) {
+  case TSC_ON: return "tsc";
+  case TSC_CALIBRATING:
+  case TSC_PUBLISHING: return "calibrating";
+  default: return "monotonic";
+  }
+}
+
+#else /* no TSC: the kernel's clock */
+
+uint64_t qp__now_ns(void) { return mono_ns(); }
+const char *qp__clock_source(void) { return "monotonic"; }
+
+#endif
+
+void qp__timespec_after(struct timespec *ts, uint64_t delta_ns) {
+  uint64_t at = mono_ns() + delta_ns;
+  ts->tv_sec = (time_t)(at / 1000000000u);
+  ts->tv_nsec = (long)(at % 1000000000u);
 }
 
 int64_t qp__wall_ns(void) {

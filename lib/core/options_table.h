@@ -23,6 +23,8 @@
   X("bucket_s", QP_OPT_INT, "60", 1, 86400, "s", "Width of one statistics time bucket")            \
   X("log", QP_OPT_STRING, "", 0, 0, "",                                                            \
     "Where the shim writes diagnostics: a file path or 'stderr'; empty means nowhere")             \
+  X("clock", QP_OPT_STRING, "auto", 0, 0, "",                                                      \
+    "Clock for durations: auto (the TSC when the kernel keeps time with it) or monotonic")         \
   X("pool.min_size", QP_OPT_INT, "0", 0, 10000, "", "Connections the pool keeps open when idle")   \
   X("pool.max_size", QP_OPT_INT, "8", 1, 10000, "", "Most connections the pool opens at once")     \
   X("pool.acquire_timeout_ms", QP_OPT_INT, "30000", 0, 86400000, "ms",                             \

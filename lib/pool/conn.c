@@ -214,7 +214,7 @@ qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size
   uint64_t t0 = qp__now_ns();
   qp_status st = p->ops->exec(c->b, sql, QP__SQL_NTS, params, nparams, out, &rows, &reprepared,
                               &e, &err);
-  uint64_t dur = qp__now_ns() - t0;
+  uint64_t dur = qp__ns_since(qp__now_ns(), t0);
   size_t len = e != NULL ? e->len : strlen(sql);
   c->q_count++;
   c->q_time_ns += dur;
@@ -268,7 +268,7 @@ qp_status qp_conn_exec_script(qp_conn *c, const char *sql) {
   err.status = QP_OK;
   uint64_t t0 = qp__now_ns();
   qp_status st = p->ops->exec_script(c->b, sql, &err);
-  uint64_t dur = qp__now_ns() - t0;
+  uint64_t dur = qp__ns_since(qp__now_ns(), t0);
   c->q_count++;
   c->q_time_ns += dur;
   if (st != QP_OK) {

@@ -16,7 +16,7 @@ void qp_pool_stats_get(qp_pool *p, qp_pool_stats *s) {
   s->sv_active = p->n_in_use;
   s->sv_login = p->n_connecting;
   for (qp_conn *c = p->idle; c; c = c->next_idle) {
-    if (p->o.validation_ms > 0 && now - c->idle_since_ns >= (uint64_t)p->o.validation_ms * 1000000u)
+    if (p->o.validation_ms > 0 && qp__ns_since(now, c->idle_since_ns) >= (uint64_t)p->o.validation_ms * 1000000u)
       s->sv_used++;
     else s->sv_idle++;
   }

@@ -38,11 +38,6 @@ static uint64_t pool_rand(qp_pool *p) {
   return x * 2685821657736338717ull;
 }
 
-static void abs_deadline(struct timespec *ts, uint64_t mono_ns) {
-  ts->tv_sec = (time_t)(mono_ns / 1000000000u);
-  ts->tv_nsec = (long)(mono_ns % 1000000000u);
-}
-
 static void cond_init_mono(pthread_cond_t *c) {
   pthread_condattr_t a;
   pthread_condattr_init(&a);
@@ -292,7 +287,7 @@ static qp_status open_backend(qp_pool *p, qp_conn *c, int64_t timeout_ms, qp__be
   pthread_mutex_lock(&p->mu);
   if (st == QP_OK) {
     p->c.connects++;
-    p->c.connect_hist[qp__pool_bucket(t1 - t0)]++;
+    p->c.connect_hist[qp__pool_bucket(qp__ns_since(t1, t0))]++;
     p->have_connect_err = false;
     p->backoff_ms = 0;
     c->b = b;
@@ -413,7 +408,7 @@ static void maint_tick(qp_pool *p, uint64_t now) {
     for (int i = 0; i < p->o.max_size; i++) {
       qp_conn *c = &p->slots[i];
       if (c->state != CS_IN_USE || c->leak_reported || c->holder_file == NULL) continue;
-      uint64_t held = now - c->acquired_ns;
+      uint64_t held = qp__ns_since(now, c->acquired_ns);
       if (held < ms_to_ns(p->o.leak_ms)) continue;
       c->leak_reported = true;
       p->c.leaks++;
@@ -429,7 +424,7 @@ static void maint_tick(qp_pool *p, uint64_t now) {
     next = c->next_idle;
     bool expired = c->retire_ns != 0 && now >= c->retire_ns;
     bool idle_long = p->o.idle_timeout_ms > 0 && p->n_open > p->o.min_size &&
-                     now - c->idle_since_ns >= ms_to_ns(p->o.idle_timeout_ms);
+                     qp__ns_since(now, c->idle_since_ns) >= ms_to_ns(p->o.idle_timeout_ms);
     if (!expired && !idle_long) continue;
     idle_unlink(p, c);
     if (expired) p->c.expired++;
@@ -481,7 +476,7 @@ static void *maint_main(void *arg) {
     if (in_backoff(p, now) && p->next_connect_ns - now < tick_ms * 1000000u)
       tick_ms = (p->next_connect_ns - now) / 1000000u + 1;
     struct timespec ts;
-    abs_deadline(&ts, now + tick_ms * 1000000u);
+    qp__timespec_after(&ts, tick_ms * 1000000u);
     if (!p->maint_kick) pthread_cond_timedwait(&p->maint_cond, &p->mu, &ts);
     bool asked = p->maint_want_one;
     p->maint_kick = false;
@@ -676,11 +671,11 @@ static void lease(qp_pool *p, qp_conn *c, uint64_t t0, uint64_t now, const char 
   /* Only a connection that sat idle for a while is checked before its first
    * statement: one that was in use a moment ago cannot have been told
    * anything by the server since. */
-  c->fresh = c->idle_since_ns == 0 || now - c->idle_since_ns >= QP_POOL_PRECHECK_IDLE_NS;
+  c->fresh = c->idle_since_ns == 0 || qp__ns_since(now, c->idle_since_ns) >= QP_POOL_PRECHECK_IDLE_NS;
   p->n_in_use++;
   p->c.acquires++;
-  p->c.acquire_hist[qp__pool_bucket(now - t0)]++;
-  p->c.wait_us += (now - t0) / 1000;
+  p->c.acquire_hist[qp__pool_bucket(qp__ns_since(now, t0))]++;
+  p->c.wait_us += qp__ns_since(now, t0) / 1000;
 }
 
 qp_status qp_pool_acquire_at(qp_pool *p, qp_conn **out, int64_t timeout_ms, const char *file,
@@ -723,7 +718,7 @@ qp_status qp_pool_acquire_at(qp_pool *p, qp_conn **out, int64_t timeout_ms, cons
        * lifetime, is checked (or retired) before it is handed out. */
       bool expired = c->retire_ns != 0 && now >= c->retire_ns;
       bool stale = p->o.validation_ms > 0 && c->idle_since_ns != 0 &&
-                   now - c->idle_since_ns >= ms_to_ns(p->o.validation_ms);
+                   qp__ns_since(now, c->idle_since_ns) >= ms_to_ns(p->o.validation_ms);
       if (!expired && !stale) {
         lease(p, c, t0, now, file, line);
         *out = c;
@@ -830,7 +825,7 @@ qp_status qp_pool_acquire_at(qp_pool *p, qp_conn **out, int64_t timeout_ms, cons
     if (p->wq_head == &w && can_open(p) && in_backoff(p, now) && p->next_connect_ns < wake)
       wake = p->next_connect_ns;
     struct timespec ts;
-    abs_deadline(&ts, wake);
+    qp__timespec_after(&ts, wake > now ? wake - now : 0);
     pthread_cond_timedwait(&w.cond, &p->mu, &ts);
   }
   if (w.queued) {
@@ -884,7 +879,7 @@ void qp_pool_release(qp_conn *c) {
   p->c.q_errors += c->q_errors;
   p->c.reprepares += c->reprepares;
   c->q_count = c->q_time_ns = c->q_errors = c->reprepares = 0;
-  p->c.hold_hist[qp__pool_bucket(now - c->acquired_ns)]++;
+  p->c.hold_hist[qp__pool_bucket(qp__ns_since(now, c->acquired_ns))]++;
   if (rolled) p->c.rollbacks++;
   if (reset) p->c.resets++;
   c->holder_file = NULL;

@@ -272,7 +272,7 @@ static void end_statement(pq_conn *c, pq_entry *e, const PGresult *r, ExecStatus
                           uint64_t now) {
   int64_t rows = e->rows;
   e->rows = 0;
-  uint64_t dur = now - e->mark_ns;
+  uint64_t dur = qp__ns_since(now, e->mark_ns);
   e->mark_ns = now;
   c->last_end_ns = now;
   if (e->kind == PQK_PREPARE || e->kind == PQK_DESCRIBE || status == PGRES_EMPTY_QUERY) return;

@@ -314,7 +314,7 @@ static void prepared(int rc, sqlite3 *db, sqlite3_stmt **pp, const void *sql, co
   shim_t_inside++;
   if (t_exec) t_exec_seen = true;
   if (rc == SQLITE_OK) after_prepare(db, *pp, sql, tail, nbyte, utf16);
-  else record_prepare_error(rc, db, sql, nbyte, utf16, shim_now_ns() - t0);
+  else record_prepare_error(rc, db, sql, nbyte, utf16, qp__ns_since(shim_now_ns(), t0));
   shim_t_inside--;
   errno = e;
 }
@@ -421,7 +421,7 @@ SHIM_EXPORT int sqlite3_step(sqlite3_stmt *stmt) {
   t_depth--;
   uint64_t t1 = shim_now_ns();
   e = errno;
-  st->elapsed_ns += t1 - t0;
+  st->elapsed_ns += qp__ns_since(t1, t0);
   if (rc == SQLITE_ROW) {
     st->rows++;
   } else {
@@ -495,7 +495,7 @@ SHIM_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
         .database = dbn,
         .sql = sql,
         .sql_len = strlen(sql),
-        .duration_ns = t1 - t0,
+        .duration_ns = qp__ns_since(t1, t0),
         .rows = rc == SQLITE_OK ? sqlite3_changes(db) : 0,
         .error = rc == SQLITE_OK || rc == SQLITE_ABORT ? NULL
                                                        : shim_sqlite_code_name(sqlite3_extended_errcode(db)),
