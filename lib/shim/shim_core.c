@@ -41,6 +41,41 @@
 SHIM_TLS unsigned shim_t_inside;
 _Atomic int shim_state;
 
+/* ---- per-thread scratch buffer ------------------------------------------
+ * A prepared statement is normalized into it, then copied at its length:
+ * one allocation per thread instead of an 8 KB one per prepare. It is not
+ * a static TLS array because the static TLS block is paid for by every
+ * thread of the host, including the many that never run a query. */
+static SHIM_TLS char *t_scratch;
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+static bool g_scratch_key_ok;
+
+/* Runs in the exiting thread: a destructor of another library that still
+ * prepares a statement afterwards gets a new buffer, never a freed one. */
+static void scratch_free(void *buf) {
+  t_scratch = NULL;
+  qp__free(NULL, buf);
+}
+
+static void scratch_key_init(void) {
+  g_scratch_key_ok = pthread_key_create(&g_scratch_key, scratch_free) == 0;
+}
+
+char *shim_scratch(void) {
+  if (QP_LIKELY(t_scratch != NULL)) return t_scratch;
+  pthread_once(&g_scratch_once, scratch_key_init);
+  if (!g_scratch_key_ok) return NULL;
+  char *buf = qp__malloc(NULL, QP_NORMALIZED_MAX);
+  if (buf == NULL) return NULL;
+  if (pthread_setspecific(g_scratch_key, buf) != 0) {
+    qp__free(NULL, buf);
+    return NULL;
+  }
+  t_scratch = buf;
+  return buf;
+}
+
 #define SHARD_INIT {.mu = PTHREAD_MUTEX_INITIALIZER}
 #define MAP_INIT {.shards = {[0 ... SHIM_MAP_SHARDS - 1] = SHARD_INIT}}
 shim_map shim_pq_conns = MAP_INIT, shim_sq_dbs = MAP_INIT, shim_sq_stmts = MAP_INIT;

@@ -90,6 +90,13 @@ static inline bool shim_active(void) {
  * shim_active() returned true. Immutable, shared by all threads. */
 const qp_normalizer *shim_normalizer(qp_dialect dialect);
 
+/* This thread's QP_NORMALIZED_MAX-byte buffer for normalizing into,
+ * allocated on the thread's first use and freed when it exits; NULL when
+ * it cannot be had (then the statement goes unrecorded, as on any failed
+ * allocation). Not reentrant: the caller is done with it before it calls
+ * anything that might normalize again. */
+char *shim_scratch(void);
+
 /* True when `path` (absolute) is the shim's own store file: the program's
  * queries on it are not recorded (a flush from inside them could wait on
  * the program's own locks). */

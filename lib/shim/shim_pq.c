@@ -189,14 +189,14 @@ static pq_prep *prep_find(pq_conn *c, const char *name) {
 /* Remembers name -> normalized `sql`, replacing an earlier statement of that name. */
 static void prep_add(pq_conn *c, const char *name, const char *sql) {
   if (name == NULL || sql == NULL) return;
-  char *norm = qp__malloc(NULL, QP_NORMALIZED_MAX);
+  char *norm = shim_scratch();
   if (norm == NULL) return;
   size_t len = 0;
   uint64_t fp = 0;
   qp_normalize(shim_normalizer(QP_DIALECT_POSTGRES), sql, strlen(sql), norm, QP_NORMALIZED_MAX,
                &len, &fp);
   pq_prep *p = qp__malloc(NULL, sizeof *p + len + 1);
-  if (p == NULL) goto out;
+  if (p == NULL) return;
   p->refs = 1;
   p->fp = fp;
   p->norm_len = len;
@@ -206,7 +206,7 @@ static void prep_add(pq_conn *c, const char *name, const char *sql) {
   p->sql = qp__strdup(NULL, sql);
   if (p->name == NULL || p->sql == NULL) {
     prep_unref(p);
-    goto out;
+    return;
   }
   size_t b = name_hash(name);
   for (pq_prep **pp = &c->preps[b]; *pp != NULL; pp = &(*pp)->next) {
@@ -219,8 +219,6 @@ static void prep_add(pq_conn *c, const char *name, const char *sql) {
   }
   p->next = c->preps[b];
   c->preps[b] = p;
-out:
-  qp__free(NULL, norm);
 }
 
 /* Appends a FIFO entry after a successful send. */

@@ -236,7 +236,7 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
   if (dbn == NULL) dbn = sqlite3_db_filename(db, "main");
   if (dbn == NULL) dbn = "";
   if (shim_is_store(dbn)) goto out; /* the program reads qprof's own store */
-  char *norm = qp__malloc(NULL, QP_NORMALIZED_MAX);
+  char *norm = shim_scratch();
   if (norm == NULL) goto out;
   size_t norm_len = 0;
   uint64_t fp = 0;
@@ -261,7 +261,6 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
     }
     if (!stored) qp__free(NULL, st);
   }
-  qp__free(NULL, norm);
 out:
   qp__free(NULL, converted);
 }
