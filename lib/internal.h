@@ -17,6 +17,7 @@
 #define QP_UNUSED(x) ((void)(x))
 #define QP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define QP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define QP_NOINLINE __attribute__((noinline))
 
 /* ---- allocation (lib/core/alloc.c) -------------------------------------
  * Every allocation in the library goes through these, so that a hook can

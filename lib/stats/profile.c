@@ -26,7 +26,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "qprof/profile.h"
 #include "stats/stats_int.h"
@@ -58,6 +57,7 @@ typedef struct redact_rule {
 struct qp_profile {
   qp_hooks hooks;
   int64_t bucket_s;
+  _Atomic int64_t last_bucket; /* bucket_of()'s guess; INT64_MIN: none yet */
   qp_normalizer *norm[2]; /* by qp_backend */
   pcre2_general_context *gctx;
   pcre2_code *ignore;
@@ -177,6 +177,7 @@ qp_status qp_profile_new(qp_profile **out, const qp_profile_options *opts, char 
   if (p == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
   p->hooks = h;
   p->bucket_s = opts->bucket_s ? opts->bucket_s : 60;
+  atomic_init(&p->last_bucket, INT64_MIN);
   p->sample = opts->sample;
   pthread_mutex_init(&p->flush_mu, NULL);
   qp_status rc = QP_OK;
@@ -215,8 +216,12 @@ qp_status qp_profile_new(qp_profile **out, const qp_profile_options *opts, char 
   return QP_OK;
 }
 
-static uint64_t entry_hash(uint64_t fp, int64_t bucket, qp_backend be, const char *db, size_t dblen) {
-  uint64_t h = XXH3_64bits_withSeed(db, dblen, fp ^ ((uint64_t)be << 61));
+/* The database is left out of the hash on purpose: the fingerprint is
+ * already a good hash, one fingerprint rarely runs against more than a few
+ * databases in one process, and their entries just share a chain (the
+ * lookup compares the name). That saves hashing the name on every call. */
+static uint64_t entry_hash(uint64_t fp, int64_t bucket, qp_backend be) {
+  uint64_t h = fp ^ ((uint64_t)be << 61);
   h ^= (uint64_t)bucket * 0x9e3779b97f4a7c15ull;
   h ^= h >> 32;
   return h * 0xd6e8feb86659fd93ull;
@@ -237,6 +242,22 @@ static int64_t floor_div(int64_t a, int64_t b) {
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
   return q;
+}
+
+/* The start (in seconds) of the time bucket holding `wall`. Almost every
+ * call falls in the bucket of the call before, which is checked with two
+ * multiplications instead of two divisions. */
+static int64_t bucket_of(qp_profile *p, int64_t wall) {
+  int64_t cur = atomic_load_explicit(&p->last_bucket, memory_order_relaxed);
+  if (QP_LIKELY(cur != INT64_MIN && wall >= cur * 1000000000 &&
+                wall < (cur + p->bucket_s) * 1000000000))
+    return cur;
+  int64_t b = floor_div(floor_div(wall, 1000000000), p->bucket_s) * p->bucket_s;
+  /* (a caller's timestamp may be anything: only a bucket whose bounds
+   * multiply without overflow is kept as the guess) */
+  if (b > -4000000000 && b < 4000000000)
+    atomic_store_explicit(&p->last_bucket, b, memory_order_relaxed);
+  return b;
 }
 
 /* Doubles the slot array when chains get long; best effort. */
@@ -324,29 +345,30 @@ static qp_entry *entry_new(qp_profile *p, uint64_t hash, uint64_t fp, int64_t bu
   return e;
 }
 
+/* An event that comes without its normalized text: normalized here, into
+ * a buffer the recording fast path should not carry in its frame. */
+static QP_NOINLINE qp_status record_normalizing(qp_profile *p, const qp_query_event *ev) {
+  if (ev->sql == NULL) return QP_INVALID;
+  char buf[QP_NORMALIZED_MAX];
+  qp_query_event nev = *ev;
+  qp_status rc = qp_normalize(p->norm[ev->backend], ev->sql, ev->sql_len, buf, sizeof buf,
+                              &nev.normalized_len, &nev.fingerprint);
+  if (rc != QP_OK) return rc;
+  nev.normalized = buf;
+  return qp_profile_record(p, &nev);
+}
+
 qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev) {
   if (p == NULL || ev == NULL) return QP_INVALID;
   if (ev->backend != QP_BACKEND_POSTGRES && ev->backend != QP_BACKEND_SQLITE) return QP_INVALID;
-  const char *norm;
-  size_t nlen;
-  uint64_t fp;
-  char buf[QP_NORMALIZED_MAX];
-  if (ev->normalized != NULL) {
-    norm = ev->normalized;
-    nlen = ev->normalized_len;
-    fp = ev->fingerprint;
-  } else {
-    if (ev->sql == NULL) return QP_INVALID;
-    qp_status rc = qp_normalize(p->norm[ev->backend], ev->sql, ev->sql_len, buf, sizeof buf,
-                                &nlen, &fp);
-    if (rc != QP_OK) return rc;
-    norm = buf;
-  }
+  if (ev->normalized == NULL) return record_normalizing(p, ev);
+  const char *norm = ev->normalized;
+  size_t nlen = ev->normalized_len;
+  uint64_t fp = ev->fingerprint;
   int64_t wall = ev->end_wall_ns != 0 ? ev->end_wall_ns : coarse_wall_ns();
-  int64_t bucket = floor_div(floor_div(wall, 1000000000), p->bucket_s) * p->bucket_s;
+  int64_t bucket = bucket_of(p, wall);
   const char *db = ev->database != NULL ? ev->database : "";
-  size_t dblen = strlen(db);
-  uint64_t hash = entry_hash(fp, bucket, ev->backend, db, dblen);
+  uint64_t hash = entry_hash(fp, bucket, ev->backend);
   int cpu = sched_getcpu();
   stripe *s = &p->stripes[(uint32_t)(cpu < 0 ? 0 : cpu) & (p->nstripes - 1)].s;
 
@@ -364,7 +386,8 @@ qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev) {
       s->slots = qp__calloc(&p->hooks, SLOTS_INITIAL, sizeof *s->slots);
       if (s->slots != NULL) s->nslots = SLOTS_INITIAL;
     }
-    if (s->slots != NULL) e = entry_new(p, hash, fp, bucket, ev->backend, db, dblen, norm, nlen);
+    if (s->slots != NULL)
+      e = entry_new(p, hash, fp, bucket, ev->backend, db, strlen(db), norm, nlen);
     if (e != NULL) {
       if (s->count >= s->nslots * 2) stripe_grow(&p->hooks, s);
       uint32_t j = (uint32_t)(hash & (s->nslots - 1));

@@ -512,6 +512,67 @@ static void test_failed_flush_keeps_data(void **state) {
   qp_profile_free(prof);
 }
 
+/* Events land in the bucket their own timestamp names, however they
+ * alternate: bucket edges to the nanosecond, a time before 1970, one far in
+ * the future, and the same query from two databases (which share a hash
+ * chain in the profile). */
+typedef struct by_db {
+  uint64_t app, other;
+} by_db;
+
+static int count_by_db(const qp_query_summary *q, void *ud) {
+  by_db *c = ud;
+  if (strcmp(q->database, "appdb") == 0) c->app += q->calls;
+  else if (strcmp(q->database, "otherdb") == 0) c->other += q->calls;
+  else fail_msg("unexpected database '%s'", q->database);
+  return 0;
+}
+
+static by_db window_calls(qp_store *s, int64_t since, int64_t until) {
+  by_db c = {0, 0};
+  assert_int_equal(qp_store_summarize(s, since, until, count_by_db, &c), QP_OK);
+  return c;
+}
+
+static void test_bucket_edges(void **state) {
+  (void)state;
+  const int64_t B = 1763700000; /* a multiple of 60 */
+  const int64_t S = 1000000000;
+  const int64_t walls[] = {B * S - 1,          B * S,          B * S + 60 * S - 1,
+                           (B + 60) * S,       -1,             4102444800LL * S,
+                           B * S + 5,          B * S - 60 * S, (B + 60) * S + 1};
+  qp_store *s = open_w(path_in(tmpdir(), "edges.db"));
+  qp_profile *prof;
+  char err[512];
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  for (size_t i = 0; i < QP_ARRAY_LEN(walls); i++) {
+    for (int d = 0; d < 2; d++) {
+      qp_query_event ev = ev_for(0, 0, 1000, NULL);
+      ev.end_wall_ns = walls[i];
+      ev.database = d ? "otherdb" : "appdb";
+      assert_int_equal(qp_profile_record(prof, &ev), QP_OK);
+    }
+  }
+  assert_int_equal(qp_profile_flush(prof, s), QP_OK);
+  by_db c = window_calls(s, B * S, (B + 60) * S);
+  assert_int_equal(c.app, 3);
+  assert_int_equal(c.other, 3);
+  c = window_calls(s, (B - 60) * S, B * S);
+  assert_int_equal(c.app, 2);
+  c = window_calls(s, INT64_MIN, 0);
+  assert_int_equal(c.app, 1);
+  assert_int_equal(c.other, 1);
+  c = window_calls(s, (B + 60) * S, (B + 120) * S);
+  assert_int_equal(c.app, 2);
+  c = window_calls(s, 4102444800LL * S, INT64_MAX);
+  assert_int_equal(c.other, 1);
+  c = window_calls(s, INT64_MIN, INT64_MAX);
+  assert_int_equal(c.app, QP_ARRAY_LEN(walls));
+  assert_int_equal(c.other, QP_ARRAY_LEN(walls));
+  qp_store_close(s);
+  qp_profile_free(prof);
+}
+
 static void test_profile_options(void **state) {
   (void)state;
   const char *dir = tmpdir();
@@ -693,6 +754,7 @@ int main(void) {
       cmocka_unit_test(test_windows_match_brute_force),
       cmocka_unit_test(test_flush_merges_and_stats),
       cmocka_unit_test(test_failed_flush_keeps_data),
+      cmocka_unit_test(test_bucket_edges),
       cmocka_unit_test(test_profile_options),
       cmocka_unit_test(test_corrupt_row),
       cmocka_unit_test(test_oom_paths),
