@@ -102,6 +102,10 @@ bool qp__buf_printf(qp_buf *b, const char *fmt, ...) QP_PRINTF(2, 3);
 /* Returns the NUL-terminated contents (never NULL: "" when empty). */
 const char *qp__buf_cstr(qp_buf *b);
 
+/* Decimal text of v into buf (at least 21 bytes; no NUL is written), as
+ * printf's %lld and SQLite's integer-to-text write it; returns the length. */
+size_t qp__fmt_i64(int64_t v, char *buf);
+
 /* Removes the password from a libpq DSN (keyword=value or URI) into buf, for
  * messages and logs. Never fails: on a malformed DSN it writes a placeholder. */
 void qp__dsn_redact(const char *dsn, char *buf, size_t len);

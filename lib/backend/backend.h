@@ -138,6 +138,7 @@ struct qp__stmt_entry {
   size_t norm_len;
   uint64_t fp;
   int8_t session;  /* changes session state: 1/0, -1 not yet known (pool) */
+  int8_t drops;    /* drops the server's prepared statements: 1/0, -1 not yet known */
 };
 
 /* Slots of the address memo (a power of two). */

@@ -110,6 +110,7 @@ qp__stmt_entry *qp__stmt_cache_add(qp__stmt_cache *c, const char *sql, size_t le
   e->handle = handle;
   e->nparams = -1;
   e->session = -1;
+  e->drops = -1;
   c->count++;
   return e;
 }

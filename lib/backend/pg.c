@@ -463,7 +463,7 @@ static qp_status params_build(pg_params *pp, const qp_hooks *h, const qp_param *
       }
       break;
     case QP_PARAM_INT64:
-      snprintf(pp->num[i], sizeof pp->num[i], "%" PRId64, p->i);
+      pp->num[i][qp__fmt_i64(p->i, pp->num[i])] = '\0';
       pp->v[i] = pp->num[i];
       break;
     case QP_PARAM_DOUBLE:
@@ -537,13 +537,15 @@ static qp_status pg_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
   *rows = -1;
   *entry = NULL;
   if (out) *out = NULL;
-  if (len == QP__SQL_NTS) len = strlen(sql);
+  /* A cached statement passed as NUL-terminated text is recognized by its
+   * address and one comparison (no strlen, no hash). */
+  qp__stmt_entry *e = len == QP__SQL_NTS ? qp__stmt_cache_find_str(&b->cache, sql, &len)
+                                         : qp__stmt_cache_find(&b->cache, sql, len);
   if (sql[len] != '\0')
     return qp__berr_set(err, QP_INVALID, "", "statement must be NUL-terminated text");
   pg_params pp;
   qp_status st = params_build(&pp, b->hooks, params, nparams, err);
   if (st != QP_OK) return st;
-  qp__stmt_entry *e = qp__stmt_cache_find(&b->cache, sql, len);
   bool was_idle = PQtransactionStatus(b->pg) == PQTRANS_IDLE;
   PGresult *res = NULL;
   for (int attempt = 0; attempt < 2; attempt++) {
@@ -581,7 +583,14 @@ static qp_status pg_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
     const char *n = PQcmdTuples(res);
     *rows = n && *n ? strtoll(n, NULL, 10) : -1;
   }
-  if (drops_statements(sql, len)) qp__stmt_cache_clear(&b->cache, NULL, NULL);
+  bool drops;
+  if (e != NULL) {
+    if (e->drops < 0) e->drops = drops_statements(sql, len);
+    drops = e->drops > 0;
+  } else {
+    drops = drops_statements(sql, len);
+  }
+  if (drops) qp__stmt_cache_clear(&b->cache, NULL, NULL);
   else *entry = e;
   if (out) {
     pg_result *r = qp__calloc(b->hooks, 1, sizeof *r);

@@ -256,33 +256,6 @@ static bool sqr_put(sq_result *s, sq_cell *c, const void *p, size_t n) {
   return true;
 }
 
-/* Decimal text of v into buf (at least 21 bytes), as SQLite's own
- * integer-to-text conversion writes it; returns the length. */
-static size_t fmt_i64(int64_t v, char *buf) {
-  static const char pairs[] = "00010203040506070809101112131415161718192021222324"
-                              "25262728293031323334353637383940414243444546474849"
-                              "50515253545556575859606162636465666768697071727374"
-                              "75767778798081828384858687888990919293949596979899";
-  char tmp[20];
-  size_t n = sizeof tmp, len = 0;
-  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  while (u >= 100) { /* two digits at a time, from the right */
-    unsigned d = (unsigned)(u % 100) * 2;
-    u /= 100;
-    tmp[--n] = pairs[d + 1];
-    tmp[--n] = pairs[d];
-  }
-  if (u >= 10) {
-    tmp[--n] = pairs[u * 2 + 1];
-    tmp[--n] = pairs[u * 2];
-  } else {
-    tmp[--n] = (char)('0' + u);
-  }
-  if (v < 0) buf[len++] = '-';
-  memcpy(buf + len, tmp + n, sizeof tmp - n);
-  return len + sizeof tmp - n;
-}
-
 static bool sqr_add_row(sq_result *s, sqlite3_stmt *st) {
   size_t ncols = s->base.ncols;
   size_t need = ncols * (s->base.nrows + 2);
@@ -306,7 +279,7 @@ static bool sqr_add_row(sq_result *s, sqlite3_stmt *st) {
        * convert the value inside the statement (an allocation under
        * SQLite's memory mutex, freed again at reset) for the same text. */
       char buf[24];
-      ok = sqr_put(s, &row[i], buf, fmt_i64(sqlite3_column_int64(st, (int)i), buf));
+      ok = sqr_put(s, &row[i], buf, qp__fmt_i64(sqlite3_column_int64(st, (int)i), buf));
     } else if (t == SQLITE_BLOB) {
       const void *p = sqlite3_column_blob(st, (int)i);
       ok = sqr_put(s, &row[i], p ? p : "", (size_t)sqlite3_column_bytes(st, (int)i));

@@ -147,3 +147,31 @@ void qp__dsn_redact(const char *dsn, char *buf, size_t len) {
     }
   }
 }
+
+/* Two digits at a time from a table: several times faster than
+ * snprintf("%" PRId64), which the backends would call for every integer
+ * parameter and every integer result cell. */
+size_t qp__fmt_i64(int64_t v, char *buf) {
+  static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                              "25262728293031323334353637383940414243444546474849"
+                              "50515253545556575859606162636465666768697071727374"
+                              "75767778798081828384858687888990919293949596979899";
+  char tmp[20];
+  size_t n = sizeof tmp, len = 0;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  while (u >= 100) { /* two digits at a time, from the right */
+    unsigned d = (unsigned)(u % 100) * 2;
+    u /= 100;
+    tmp[--n] = pairs[d + 1];
+    tmp[--n] = pairs[d];
+  }
+  if (u >= 10) {
+    tmp[--n] = pairs[u * 2 + 1];
+    tmp[--n] = pairs[u * 2];
+  } else {
+    tmp[--n] = (char)('0' + u);
+  }
+  if (v < 0) buf[len++] = '-';
+  memcpy(buf + len, tmp + n, sizeof tmp - n);
+  return len + sizeof tmp - n;
+}

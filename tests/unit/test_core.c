@@ -3,6 +3,7 @@
 #include "failalloc.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -109,6 +110,33 @@ static void test_config_oom(void **state) {
   fail_msg("config_new never succeeded");
 }
 
+/* qp__fmt_i64 writes what printf's %lld writes, at every digit count and
+ * at both ends of the range. */
+static void test_fmt_i64(void **state) {
+  (void)state;
+  int64_t v[64 * 4 + 4];
+  size_t n = 0;
+  v[n++] = 0;
+  v[n++] = INT64_MIN;
+  v[n++] = INT64_MAX;
+  v[n++] = INT64_MIN + 1;
+  for (int64_t p = 1, k = 0; k < 19; k++, p *= 10) {
+    v[n++] = p;
+    v[n++] = p - 1;
+    v[n++] = -p;
+    v[n++] = -(p - 1) - 1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    char got[24], want[24];
+    memset(got, 'x', sizeof got);
+    size_t len = qp__fmt_i64(v[i], got);
+    snprintf(want, sizeof want, "%lld", (long long)v[i]);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(got, want, len);
+    assert_int_equal(got[len], 'x'); /* nothing written past the digits */
+  }
+}
+
 static void test_dsn_redact(void **state) {
   (void)state;
   char out[256];
@@ -209,6 +237,7 @@ int main(void) {
       cmocka_unit_test(test_status_strings), cmocka_unit_test(test_option_table),
       cmocka_unit_test(test_config_set_get), cmocka_unit_test(test_config_env),
       cmocka_unit_test(test_config_oom),     cmocka_unit_test(test_dsn_redact),
+      cmocka_unit_test(test_fmt_i64),
       cmocka_unit_test(test_time_parse_format), cmocka_unit_test(test_buf),
       cmocka_unit_test(test_versions),       cmocka_unit_test(test_log),
   };

@@ -519,6 +519,12 @@ int main(int argc, char **argv) {
       }
     }
     stop_cluster();
+    /* Pool and direct run back to back in every round, so the ratio within
+     * a round is less exposed to the machine's drift than the ratio of the
+     * medians; both are shown. (Taken before median() sorts res.) */
+    double paired[15];
+    int np = have[M_POOL] < have[M_DIRECT] ? have[M_POOL] : have[M_DIRECT];
+    for (int r = 0; r < np; r++) paired[r] = res[M_POOL][r] / res[M_DIRECT][r];
     double med[M_COUNT] = {0};
     printf("PostgreSQL 15, primary-key SELECT on pgbench_accounts (-s 1), unix socket\n");
     printf("| path | queries/s (median) | client CPU us/query (median) | runs (q/s, sorted) |\n"
@@ -541,6 +547,12 @@ int main(int argc, char **argv) {
     }
     printf("\nratios: pool / direct (prepared) = %.2fx (target >= 0.95)\n",
            med[M_POOL] / med[M_DIRECT]);
+    if (np > 0) {
+      double pm = median(paired, np);
+      printf("        pool / direct (prepared), median of per-round ratios = %.2fx (sorted:", pm);
+      for (int r = 0; r < np; r++) printf(" %.2f", paired[r]);
+      printf(")\n");
+    }
     printf("        pool / direct (unnamed) = %.2fx\n", med[M_POOL] / med[M_DIRECT_UNNAMED]);
     if (have[M_BOUNCER])
       printf("        pool / pgbouncer = %.2fx (target >= 1.5)\n", med[M_POOL] / med[M_BOUNCER]);
