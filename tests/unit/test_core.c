@@ -114,17 +114,19 @@ static void test_config_oom(void **state) {
  * at both ends of the range. */
 static void test_fmt_i64(void **state) {
   (void)state;
-  int64_t v[64 * 4 + 4];
+  int64_t v[19 * 4 + 4];
   size_t n = 0;
   v[n++] = 0;
   v[n++] = INT64_MIN;
   v[n++] = INT64_MAX;
   v[n++] = INT64_MIN + 1;
-  for (int64_t p = 1, k = 0; k < 19; k++, p *= 10) {
+  int64_t p = 1;
+  for (int k = 0; k < 19; k++) { /* 10^0 .. 10^18, their neighbours, negated */
     v[n++] = p;
     v[n++] = p - 1;
     v[n++] = -p;
     v[n++] = -(p - 1) - 1;
+    if (k < 18) p *= 10;
   }
   for (size_t i = 0; i < n; i++) {
     char got[24], want[24];
