@@ -412,12 +412,17 @@ qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev) {
       e->sample_ns = ev->duration_ns;
     }
   }
+  /* Only holders of s->mu write `recorded`, so a plain load and store do
+   * (no locked read-modify-write); readers load it without the mutex. */
+  if (ok)
+    atomic_store_explicit(&s->recorded,
+                          atomic_load_explicit(&s->recorded, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
   pthread_mutex_unlock(&s->mu);
   if (!ok) {
     atomic_fetch_add_explicit(&s->lost, 1, memory_order_relaxed);
     return QP_NOMEM;
   }
-  atomic_fetch_add_explicit(&s->recorded, 1, memory_order_relaxed);
   return QP_OK;
 }
 
