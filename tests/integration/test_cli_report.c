@@ -264,6 +264,87 @@ static void test_csv_golden(void **state) {
   free(out);
 }
 
+/* Python's html.parser walks the page: every element closed in order, and
+ * the table has `rows` body rows. */
+static void html_check(const char *store_args, int rows) {
+  char args[2048];
+  snprintf(args, sizeof args,
+           "report %s --format html | /usr/bin/python3 -c '\n"
+           "import sys, html.parser\n"
+           "VOID = {\"meta\", \"br\"}\n"
+           "class P(html.parser.HTMLParser):\n"
+           "    def __init__(s):\n"
+           "        super().__init__(); s.stack = []; s.rows = 0; s.body = False\n"
+           "    def handle_starttag(s, t, a):\n"
+           "        if t == \"tbody\": s.body = True\n"
+           "        if t == \"tr\" and s.body: s.rows += 1\n"
+           "        if t not in VOID: s.stack.append(t)\n"
+           "    def handle_endtag(s, t):\n"
+           "        assert s.stack and s.stack[-1] == t, (t, s.stack)\n"
+           "        s.stack.pop()\n"
+           "        if t == \"tbody\": s.body = False\n"
+           "p = P(); p.feed(sys.stdin.read()); p.close()\n"
+           "assert p.stack == [], p.stack\n"
+           "print(p.rows)'",
+           store_args);
+  char *out;
+  assert_int_equal(run(NULL, args, &out, NULL), 0);
+  char want[16];
+  snprintf(want, sizeof want, "%d\n", rows);
+  assert_string_equal(out, want);
+  free(out);
+}
+
+static void test_html_golden(void **state) {
+  (void)state;
+  char *out;
+  assert_int_equal(run(NULL, "report --store golden.db --format html", &out, NULL), 0);
+  golden("report.html", out);
+  assert_int_equal(strncmp(out, "<!DOCTYPE html>\n", 16), 0);
+  /* the quoted identifier is escaped, not markup */
+  assert_non_null(strstr(out, "select &quot;weird, name&quot;, count(*)"));
+  assert_null(strstr(out, "<script"));
+  free(out);
+  html_check("--store golden.db", 5);
+  html_check("--store golden.db --limit 2", 2);
+}
+
+/* A store's text is data: a quoted identifier or a database name that
+ * looks like markup comes out as text. */
+static void test_html_escapes_store_text(void **state) {
+  (void)state;
+  char p[600], err[512];
+  snprintf(p, sizeof p, "%s/hostile.db", dir);
+  qp_profile *prof;
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, p, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  const char *text = "select \"</code><script>alert('x')</script>\" from t where a = ?";
+  qp_query_event ev = {0};
+  ev.backend = QP_BACKEND_POSTGRES;
+  ev.database = "db&<b>";
+  ev.normalized = text;
+  ev.normalized_len = strlen(text);
+  ev.fingerprint = 0x77;
+  ev.duration_ns = 1000;
+  ev.error = "<err>";
+  ev.end_wall_ns = T0 * 1000000000LL;
+  assert_int_equal(qp_profile_record(prof, &ev), QP_OK);
+  assert_int_equal(qp_profile_flush(prof, s), QP_OK);
+  qp_store_close(s);
+  qp_profile_free(prof);
+  char *out;
+  assert_int_equal(run(NULL, "report --store hostile.db --format html", &out, NULL), 0);
+  assert_null(strstr(out, "<script"));
+  assert_null(strstr(out, "<b>"));
+  assert_null(strstr(out, "<err>"));
+  assert_non_null(strstr(out, "&lt;/code&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+  assert_non_null(strstr(out, "db&amp;&lt;b&gt;"));
+  assert_non_null(strstr(out, "_err_:1")); /* codes are cleaned when recorded */
+  free(out);
+  html_check("--store hostile.db", 1);
+}
+
 static void test_filters_and_windows(void **state) {
   (void)state;
   char *out, *err;
@@ -361,7 +442,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_text_golden),       cmocka_unit_test(test_json_golden_and_schema),
       cmocka_unit_test(test_csv_golden),        cmocka_unit_test(test_filters_and_windows),
-      cmocka_unit_test(test_exit_codes),
+      cmocka_unit_test(test_exit_codes),        cmocka_unit_test(test_html_golden),
+      cmocka_unit_test(test_html_escapes_store_text),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

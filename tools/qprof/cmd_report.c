@@ -1,4 +1,4 @@
-/* qprof report: the queries of a store window, ranked, as text, JSON or CSV. */
+/* qprof report: the queries of a store window, ranked, as text, JSON, CSV or HTML. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,16 +11,17 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "Usage: qprof report [--store PATH] [--format text|json|csv]\n"
+          "Usage: qprof report [--store PATH] [--format text|json|csv|html]\n"
           "                    [--sort total|mean|p95|p99|calls|rows|errors] [--limit N]\n"
           "                    [--since TIME] [--until TIME] [--match REGEX] [--exclude REGEX]\n"
           "                    [--min-calls N] [--wide]\n\n"
           "Ranks the queries recorded in a profile store: per normalized query, calls,\n"
           "errors, rows, total/mean/min/max/stddev and p50/p95/p99 latency (within 2%%).\n\n"
           "  --store PATH      the store (default: $QPROF_STORE, else ./qprof.db)\n"
-          "  --format F        text (default), json or csv (docs/report-json.md)\n"
+          "  --format F        text (default), json, csv (docs/report-json.md) or html (one\n"
+          "                    self-contained page)\n"
           "  --sort KEY        total (default), mean, p95, p99, calls, rows or errors\n"
-          "  --limit N         show the first N (default 20 for text, all for json/csv; 0 = all)\n"
+          "  --limit N         show the first N (default 20 for text, all otherwise; 0 = all)\n"
           "  --since TIME      only time buckets starting at or after TIME\n"
           "  --until TIME      only time buckets starting before TIME\n"
           "                    TIME: 2026-11-22, 2026-11-22T10:00Z, @UNIX, -15m, -2h, -1d, now\n"
@@ -308,8 +309,10 @@ int cmd_report(int argc, char **argv) {
   if (optind < argc) return cli_usage_error("report", "unexpected argument '%s'", argv[optind]);
   int fmt = strcmp(format, "text") == 0 ? 0 : strcmp(format, "json") == 0 ? 1
                                              : strcmp(format, "csv") == 0  ? 2
+                                             : strcmp(format, "html") == 0 ? 3
                                                                            : -1;
-  if (fmt < 0) return cli_usage_error("report", "--format must be text, json or csv, not '%s'", format);
+  if (fmt < 0)
+    return cli_usage_error("report", "--format must be text, json, csv or html, not '%s'", format);
   if (since >= until) return cli_usage_error("report", "--since must be before --until");
   rq_filter filt;
   int rc = rq_filter_init("report", &filt, match, exclude, min_calls);
@@ -343,7 +346,12 @@ int cmd_report(int argc, char **argv) {
   }
   if (fmt == 0) print_text(set.location, since, until, &set, shown, before, sort, wide);
   else if (fmt == 1) print_json(set.location, since, until, &set, shown, sort);
-  else print_csv(&set, shown);
+  else if (fmt == 2) print_csv(&set, shown);
+  else {
+    char w[128];
+    window_text(since, until, w, sizeof w);
+    rq_print_html(stdout, set.location, w, &set, shown, sort_names[sort]);
+  }
   rq_set_free(&set);
   if (fflush(stdout) != 0 || ferror(stdout)) return cli_fail("report", "cannot write the report");
   return QP_EXIT_OK;

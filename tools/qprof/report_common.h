@@ -69,6 +69,10 @@ void rq_csv_field(FILE *f, const char *s);
 json_t *rq_codes_json(const char *codes);
 /* Dumps `j` to stdout with a newline and frees it. */
 void rq_json_print(json_t *j);
+/* The report as one self-contained HTML page (report_html.c): `window` is
+ * the window as text, `sort` the sort key's name; the first `shown` entries. */
+void rq_print_html(FILE *f, const char *store, const char *window, const rq_set *set, size_t shown,
+                   const char *sort);
 /* Copies `s` into buf, turning control characters into spaces and cutting at
  * `width` display columns (UTF-8 aware) with "..." when cut; width 0: no cut. */
 const char *rq_shorten(const char *s, size_t width, char *buf, size_t len);
