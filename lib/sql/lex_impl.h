@@ -173,6 +173,25 @@ static inline const char *find_dollar_tag(const char *s, size_t len, size_t pos,
   return NULL;
 }
 
+/* A PostgreSQL dollar quote $tag$ ... $tag$ at s[pos] == '$' (tag: an
+ * identifier without '$', possibly empty): returns the position after it (len
+ * when it is not closed, and then *closed is false), or 0 when s[pos] starts
+ * no dollar quote. */
+static inline size_t scan_dollar_quote(const char *s, size_t len, size_t pos, bool *closed) {
+  size_t i = pos + 1;
+  if (i < len && qp__sql_cclass[(unsigned char)s[i]] == QP_C_IDENT) {
+    i++;
+    while (i < len && (qp__sql_cclass[(unsigned char)s[i]] == QP_C_IDENT ||
+                       qp__sql_cclass[(unsigned char)s[i]] == QP_C_DIGIT))
+      i++;
+  }
+  if (!(i < len && s[i] == '$')) return 0;
+  size_t taglen = i + 1 - pos;
+  const char *close = i + 1 < len ? find_dollar_tag(s, len, i + 1, s + pos, taglen) : NULL;
+  if (closed != NULL) *closed = close != NULL;
+  return close ? (size_t)(close - s) + taglen : len;
+}
+
 /* Bits set in a 16-bit mask (no dependence on the popcnt instruction). */
 static inline unsigned popcount16(unsigned x) {
   x = x - ((x >> 1) & 0x5555u);
@@ -333,24 +352,9 @@ static inline __attribute__((always_inline)) size_t qp__sql_lex_impl(qp_dialect 
       break;
     }
     if (pg) {
-      /* $tag$ ... $tag$ (tag: an identifier without '$', possibly empty) */
-      size_t i = pos + 1;
-      if (i < len && qp__sql_cclass[(unsigned char)s[i]] == QP_C_IDENT) {
-        i++;
-        while (i < len && (qp__sql_cclass[(unsigned char)s[i]] == QP_C_IDENT ||
-                           qp__sql_cclass[(unsigned char)s[i]] == QP_C_DIGIT))
-          i++;
-      }
-      if (i < len && s[i] == '$') {
-        size_t taglen = i + 1 - pos;
-        const char *close =
-            i + 1 < len ? find_dollar_tag(s, len, i + 1, s + pos, taglen) : NULL;
-        t->type = QP_T_STRING;
-        e = close ? (size_t)(close - s) + taglen : len;
-        break;
-      }
-      t->type = QP_T_OTHER;
-      e = pos + 1;
+      e = scan_dollar_quote(s, len, pos, NULL);
+      t->type = e != 0 ? QP_T_STRING : QP_T_OTHER;
+      if (e == 0) e = pos + 1;
       break;
     }
     /* SQLite $name */

@@ -156,13 +156,14 @@ static inline bool qp__sql_kw_operator(qp_kw kw) {
  * unchanged, when it would not fit. */
 bool qp__sql_copy_name(char *dst, size_t cap, const char *s, size_t n, bool lower);
 
-/* ---- list blocks (normalize.c) -----------------------------------------
+/* ---- list blocks (normalize_list.c) --------------------------------------
  * One bit per byte of a 64-byte block, per class of byte, as used to skip
  * the bodies of literal lists. Exposed so that tests can check the SSE2
  * classifier against its scalar twin. */
 typedef struct qp_sql_blk_classes {
   uint64_t digit, dot, exp, sign, comma, space, dollar, quote, lparen, rparen;
   uint64_t t, r, u, f, a, l, s; /* letters of TRUE and FALSE, either case */
+  uint64_t x, bn, amp, bslash;  /* string prefixes X B N U& (either case), '\\' */
 } qp_sql_blk_classes;
 /* Classifies p[0..64) with implementation `impl`: 0 byte by byte, 1 SSE2,
  * 2 AVX-512BW. Returns false when this build or CPU lacks that one. */

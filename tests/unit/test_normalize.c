@@ -396,7 +396,7 @@ static void test_list_block_classes(void **state) {
   assert_int_equal(m.f, 1u << 15);
   /* every SIMD variant this machine has against the twin, on random blocks
    * drawn mostly from the bytes the classes look at */
-  static const char alpha[] = "0123456789.,eE+-$'() \t\n\r\f\vtTrRuUfFaAlLsSxX\\\"/*;";
+  static const char alpha[] = "0123456789.,eE+-$'() \t\n\r\f\vtTrRuUfFaAlLsSxX\\\"/*;bBnN&";
   uint64_t seed = 0x5eed;
   int compared = 0;
   for (int i = 0; i < 20000; i++) {
@@ -485,13 +485,74 @@ static void test_list_blocks(void **state) {
   }
 }
 
+/* String forms the blocks take since they learned prefixes, backslash
+ * escapes and dollar quotes: E'' (backslashes), B'' N'' X'' U&'' and
+ * $$...$$ / $tag$...$tag$, alone or mixed with numbers; and the look-alikes
+ * they must leave to the scalar scan (a backslash before a quote in a plain
+ * string, U&'' UESCAPE, a dollar quote followed by more than a comma). */
+static void test_list_block_strings(void **state) {
+  (void)state;
+  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES), *lite = mk(QP_DIALECT_SQLITE);
+  static const char *const pg_good[] = {
+      "E'line\\nbreak'", "E'quote\\'s'", "e'\\\\'",  "E'\\\\\\''", "E'a''b'", "B'1010'",
+      "b''",             "N'x'",         "X'1F'",    "x'00'",      "U&'d\\0061t'", "u&'x'",
+      "$$dollar 'quoted' text$$",        "$q$tagged; text$q$",     "$t$a,b)$$c$t$", "$$$$",
+      "'a\\'",           "'\\\\'"};
+  for (size_t g = 0; g < sizeof pg_good / sizeof *pg_good; g++) {
+    const char *out = long_list(pg, "SELECT * FROM t WHERE a IN (", pg_good[g], NULL, 0, ")");
+    if (strcmp(out, "select * from t where a in (?)") != 0)
+      fail_msg("list of %s: %s", pg_good[g], out);
+    /* mixed with numbers, the odd one anywhere */
+    for (int at = 0; at < 40; at += 7) {
+      out = long_list(pg, "SELECT * FROM t WHERE a IN (", "12", pg_good[g], at, ")");
+      if (strcmp(out, "select * from t where a in (?)") != 0)
+        fail_msg("list of 12 with %s at %d: %s", pg_good[g], at, out);
+    }
+    out = long_list(pg, "SELECT ARRAY[", pg_good[g], NULL, 0, "]");
+    if (strcmp(out, "select array[?]") != 0) fail_msg("array of %s: %s", pg_good[g], out);
+  }
+  /* SQLite: X'' is a blob; E, B, N, U& and $ start no string there */
+  assert_string_equal(long_list(lite, "SELECT * FROM t WHERE a IN (", "X'1F'", NULL, 0, ")"),
+                      "select * from t where a in (?)");
+  assert_string_equal(long_list(lite, "SELECT * FROM t WHERE a IN (", "1", "'a\\'", 20, ")"),
+                      "select * from t where a in (?)");
+  /* elements that are not one literal keep the list whole */
+  static const char *const pg_bad[] = {"U&'d!0061t' UESCAPE '!'", "$$a$$ 1", "E'x' 'y'",
+                                       "$$a$$b", "X'1F'x", "B'1'||'0'", "E'a\\''b"};
+  for (size_t b = 0; b < sizeof pg_bad / sizeof *pg_bad; b++) {
+    for (int at = 0; at < 40; at += 13) {
+      const char *out = long_list(pg, "SELECT * FROM t WHERE a IN (", "'s'", pg_bad[b], at, ")");
+      int commas = 0;
+      for (const char *c = out; *c; c++) commas += *c == ',';
+      if (commas < 39) fail_msg("list with %s at %d collapsed: %s", pg_bad[b], at, out);
+    }
+  }
+  /* a backslash escapes in E'' strings only: here E'a\', ' is one string,
+   * so the list has one element fewer than it seems and still collapses,
+   * while in a plain string the backslash is a byte like another */
+  static const char *const esc1 = "SELECT 1 WHERE a IN (E'a\\', ', 'b', 'c')";
+  static const char *const esc2 = "SELECT 1 WHERE a IN ('a\\', 'b\\', 'c')";
+  assert_string_equal(norm(pg, esc1, strlen(esc1), NULL), "select ? where a in (?)");
+  assert_string_equal(norm(pg, esc2, strlen(esc2), NULL), "select ? where a in (?)");
+  /* VALUES rows of the new forms, then an odd row */
+  char sql[4096];
+  size_t k = (size_t)snprintf(sql, sizeof sql, "INSERT INTO t VALUES (1, 'a')");
+  for (int i = 0; i < 20; i++)
+    k += (size_t)snprintf(sql + k, sizeof sql - k, ", (E'r\\'%d', $$x,'%d$$), (U&'u', B'1')", i, i);
+  assert_string_equal(norm(pg, sql, k, NULL), "insert into t values (?, ?)");
+  k += (size_t)snprintf(sql + k, sizeof sql - k, ", ($$a$$ x, 2)");
+  assert_string_equal(norm(pg, sql, k, NULL), "insert into t values (?, ?), (? x, ?)");
+  qp_normalizer_free(pg);
+  qp_normalizer_free(lite);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_golden),          cmocka_unit_test(test_dialects_and_hex),
       cmocka_unit_test(test_fingerprint_definition), cmocka_unit_test(test_arguments),
       cmocka_unit_test(test_rule_errors),     cmocka_unit_test(test_rules_apply),
       cmocka_unit_test(test_oom),             cmocka_unit_test(test_list_block_classes),
-      cmocka_unit_test(test_list_blocks),
+      cmocka_unit_test(test_list_blocks),     cmocka_unit_test(test_list_block_strings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
