@@ -57,9 +57,10 @@ static inline bool qp__log_enabled(const qp_hooks *h, qp_log_level level) {
 /* ---- clocks (lib/core/clock.c) -----------------------------------------
  * Durations and deadlines use qp__now_ns(): monotonic nanoseconds, from the
  * TSC when the kernel keeps time with it, else CLOCK_MONOTONIC (see
- * clock.c). Within a thread it never decreases; a timestamp taken in
- * another thread may be slightly ahead, so differences of timestamps from
- * two threads are taken with qp__ns_since(). Its values are not
+ * clock.c). Within a thread it does not decrease (but for a fraction of a
+ * microsecond once, when it switches to the TSC); a timestamp taken in
+ * another thread may be slightly ahead, so differences of timestamps are
+ * taken with qp__ns_since(). Its values are not
  * CLOCK_MONOTONIC's: a timed wait on a
  * CLOCK_MONOTONIC condition variable takes qp__timespec_after(). Timestamps
  * that are stored or shown are CLOCK_REALTIME. All in nanoseconds.

@@ -12,8 +12,11 @@
  * reading taken with the last calibration sample.
  *
  * Values are for durations and deadlines inside one process. Within a
- * thread they never decrease; a value read in another thread may be a
- * little ahead of this thread's (see qp__now_ns). They drift
+ * thread they do not decrease, except once, by at most a fraction of a
+ * microsecond (the anchor's sampling error), at the switch; a value read in
+ * another thread may be a little ahead of this thread's (see qp__now_ns).
+ * So every difference of two timestamps is taken with qp__ns_since(),
+ * which saturates at 0. They drift
  * from CLOCK_MONOTONIC by the rate's error (parts per million), so a timed
  * wait is set with qp__timespec_after(), never from a qp__now_ns() value.
  *
