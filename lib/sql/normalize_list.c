@@ -280,6 +280,8 @@ bool qp__sql_blk_classes(const char *p, int impl, qp_sql_blk_classes *m) {
   }
 }
 
+/* The bit checks below serve the block scan only (SSE2 and AVX-512). */
+#ifdef __SSE2__
 static inline uint64_t popcount64(uint64_t x) {
   x = x - ((x >> 1) & 0x5555555555555555ULL);
   x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
@@ -332,8 +334,9 @@ static inline uint64_t escaped_bits(uint64_t bs) {
 
 static inline __attribute__((always_inline)) uint64_t blk_check(const qp_sql_blk_classes *m,
                                                                 bool pg, bool rows, bool text,
-                                                                uint64_t *units, uint64_t *commas,
-                                                                uint64_t *rps, uint64_t *starts) {
+                                                                bool paren, uint64_t *units,
+                                                                uint64_t *commas, uint64_t *rps,
+                                                                uint64_t *starts, uint64_t *closes) {
   /* Without quotes and without the first letters of TRUE and FALSE (`text`
    * false: lists of numbers and $n), every string and word term below is
    * zero; the compiler drops them from that copy of the function. */
@@ -347,13 +350,17 @@ static inline __attribute__((always_inline)) uint64_t blk_check(const qp_sql_blk
   const uint64_t D = m->digit & out, P = m->dot & out, S = m->sign & out;
   const uint64_t C = m->comma & out, W = m->space & out, Dl = m->dollar & out;
   const uint64_t RP = rows ? m->rparen & out : 0, LP = rows ? m->lparen & out : 0;
+  /* an IN list's closing ')' (VALUES rows have RP): it ends the last
+   * element like a comma; it stays a broken rule below, and *closes says
+   * where a ')' (X or RP) comes right after a literal */
+  const uint64_t X = !rows && paren ? m->rparen & out : 0;
   const uint64_t RC = C & (RP << 1); /* the comma between rows */
   const uint64_t Cn = C & ~RC;       /* commas between elements */
   /* where an element may start: the block start, after a comma or a row's
    * '(', past white space */
   const uint64_t start = land(((Cn | LP) << 1) | 1, W);
   /* first letters of a whole TRUE or FALSE, followed by ',' (or a row's ')') */
-  const uint64_t next = (C | RP) & out;
+  const uint64_t next = (C | RP | X) & out;
   const uint64_t tw = !text ? 0 : start & out & m->t & (m->r >> 1) & (m->u >> 2) & (m->exp >> 3) & (next >> 4);
   const uint64_t fw = !text ? 0 : start & out & m->f & (m->a >> 1) & (m->l >> 2) & (m->s >> 3) &
                       (m->exp >> 4) & (next >> 5);
@@ -379,16 +386,16 @@ static inline __attribute__((always_inline)) uint64_t blk_check(const qp_sql_blk
   /* a sign leads an element or follows an exponent's e, and a digit follows */
   bad |= S & ~((start | (E << 1)) & (D >> 1));
   bad |= E & ~(((D | P) << 1) & ((D >> 1) | ((S >> 1) & (D >> 2))));
-  bad |= P & ~((start & (D >> 1)) | ((D << 1) & ((D | E | C | RP) >> 1)));
+  bad |= P & ~((start & (D >> 1)) | ((D << 1) & ((D | E | C | RP | X) >> 1)));
   bad |= Dl & ~(start & (D >> 1));
   /* one number: no second '.', nothing after the exponent but digits, and
    * $n is digits up to the comma */
   bad |= land(P << 1, D) & P;
   bad |= land(E << 1, D | S) & (P | E);
-  bad |= land(Dl << 1, D) & ~(C | RP);
+  bad |= land(Dl << 1, D) & ~(C | RP | X);
   bad |= Cn & ~(lit_end << 1);
   bad |= open & ~(start | (close << 1) | (pre1 << 1) | (pre2 << 2));
-  bad |= close & ~((C | q | RP) >> 1);
+  bad |= close & ~((C | q | RP | X) >> 1);
   if (rows) {
     /* ")" right after a literal, "," right after it, then white space and "(" */
     bad |= RP & ~((lit_end << 1) & (C >> 1));
@@ -399,6 +406,7 @@ static inline __attribute__((always_inline)) uint64_t blk_check(const qp_sql_blk
   *starts = start;
   *commas = Cn;
   *rps = RP;
+  *closes = (RP | X) & (lit_end << 1);
   return bad;
 }
 
@@ -408,20 +416,20 @@ static inline __attribute__((always_inline)) uint64_t blk_check(const qp_sql_blk
  * the scalar scan; returns where the scalar scan takes over, just after the
  * last comma or row '(' taken (pos itself when none was taken).
  */
-#ifdef __SSE2__
 static inline __attribute__((always_inline)) size_t
-skip_blocks_impl(qp_dialect d, const char *s, size_t len, size_t pos, bool rows, qp_list_scan *ls,
-                 size_t *last_end, void (*classes)(const char *, size_t, qp_sql_blk_classes *)) {
+skip_blocks_impl(qp_dialect d, const char *s, size_t len, size_t pos, bool rows, bool paren,
+                 qp_list_scan *ls, size_t *last_end, size_t *close_at,
+                 void (*classes)(const char *, size_t, qp_sql_blk_classes *)) {
   while (pos < len) {
     qp_sql_blk_classes m;
     /* at the end of the statement, the block is padded with NUL bytes, which
      * no rule takes */
     classes(s + pos, len - pos < 64 ? len - pos : 64, &m);
-    uint64_t units, commas, rps, starts;
+    uint64_t units, commas, rps, starts, closes;
     const bool pg = d == QP_DIALECT_POSTGRES;
     const bool text = (m.quote | m.t | m.f) != 0;
-    uint64_t bad = text ? blk_check(&m, pg, rows, true, &units, &commas, &rps, &starts)
-                        : blk_check(&m, pg, rows, false, &units, &commas, &rps, &starts);
+    uint64_t bad = text ? blk_check(&m, pg, rows, true, paren, &units, &commas, &rps, &starts, &closes)
+                        : blk_check(&m, pg, rows, false, paren, &units, &commas, &rps, &starts, &closes);
     /* Dollar quotes ($$...$$, $tag$...$tag$) have no bit-parallel form: the
      * first one the rules stop at, where an element starts, is found with
      * the lexer's own scan, and when it ends inside the block right before
@@ -439,11 +447,35 @@ skip_blocks_impl(qp_dialect d, const char *s, size_t len, size_t pos, bool rows,
         again = true;
         break;
       }
-      if (!(s[e] == ',' || (rows && s[e] == ')'))) break;
+      if (!(s[e] == ',' || ((rows || paren) && s[e] == ')'))) break;
       blk_recast_digits(&m, (((uint64_t)1 << (e - pos)) - 1) & ~(((uint64_t)1 << b) - 1));
-      bad = blk_check(&m, pg, rows, true, &units, &commas, &rps, &starts);
+      bad = blk_check(&m, pg, rows, true, paren, &units, &commas, &rps, &starts, &closes);
     }
-    if (bad) units &= ((uint64_t)1 << __builtin_ctzll(bad)) - 1;
+    if (bad) {
+      const unsigned b = (unsigned)__builtin_ctzll(bad);
+      units &= ((uint64_t)1 << b) - 1;
+      if (closes >> b & 1) {
+        /* a ')' right after an element, where the rules stop: the elements
+         * before it are taken, and the scalar scan goes on at the ')' after
+         * a literal (state S1), which closes the list or the row */
+        const uint64_t before = ((uint64_t)1 << b) - 1;
+        commas &= before;
+        rps &= before;
+        if (commas) {
+          if (ls->first_end == SIZE_MAX) ls->first_end = pos + (size_t)__builtin_ctzll(commas);
+          ls->nelems += (size_t)popcount64(commas);
+        }
+        if (rps) {
+          const size_t r = pos + 63u - (size_t)__builtin_clzll(rps);
+          ls->nrows += (size_t)popcount64(rps);
+          ls->row_close_start = r;
+          ls->row_close_end = r + 1;
+        }
+        *close_at = pos + b;
+        *last_end = pos + b;
+        return pos + b;
+      }
+    }
     if (units == 0) break;
     const unsigned u = 63u - (unsigned)__builtin_clzll(units);
     const uint64_t upto = u == 63 ? ~(uint64_t)0 : ((uint64_t)1 << (u + 1)) - 1;
@@ -473,31 +505,33 @@ skip_blocks_impl(qp_dialect d, const char *s, size_t len, size_t pos, bool rows,
  * each, and tzcnt, blsr and popcnt replace longer sequences; about 5% fewer
  * cycles on bench_normalize. */
 __attribute__((target("avx512bw,bmi,bmi2,popcnt"))) static size_t
-skip_blocks_avx512(qp_dialect d, const char *s, size_t len, size_t pos, bool rows, qp_list_scan *ls,
-                   size_t *last_end) {
+skip_blocks_avx512(qp_dialect d, const char *s, size_t len, size_t pos, bool rows, bool paren,
+                   qp_list_scan *ls, size_t *last_end, size_t *close_at) {
   /* one copy per dialect and mode, each with only the terms it needs */
   const qp_dialect pg = QP_DIALECT_POSTGRES, lite = QP_DIALECT_SQLITE;
   if (d == QP_DIALECT_POSTGRES)
-    return rows ? skip_blocks_impl(pg, s, len, pos, true, ls, last_end, blk_classes_avx512_n)
-                : skip_blocks_impl(pg, s, len, pos, false, ls, last_end, blk_classes_avx512_n);
-  return rows ? skip_blocks_impl(lite, s, len, pos, true, ls, last_end, blk_classes_avx512_n)
-              : skip_blocks_impl(lite, s, len, pos, false, ls, last_end, blk_classes_avx512_n);
+    return rows ? skip_blocks_impl(pg, s, len, pos, true, false, ls, last_end, close_at, blk_classes_avx512_n)
+                : skip_blocks_impl(pg, s, len, pos, false, paren, ls, last_end, close_at, blk_classes_avx512_n);
+  return rows ? skip_blocks_impl(lite, s, len, pos, true, false, ls, last_end, close_at, blk_classes_avx512_n)
+              : skip_blocks_impl(lite, s, len, pos, false, paren, ls, last_end, close_at, blk_classes_avx512_n);
 }
 #endif
 
 static size_t skip_literal_blocks(const qp_normalizer *nz, const char *s, size_t len, size_t pos,
-                                  bool rows, qp_list_scan *ls, size_t *last_end) {
+                                  bool rows, bool paren, qp_list_scan *ls, size_t *last_end,
+                                  size_t *close_at) {
 #ifdef QP_BLK_AVX512
-  if (nz->avx512) return skip_blocks_avx512(nz->dialect, s, len, pos, rows, ls, last_end);
+  if (nz->avx512)
+    return skip_blocks_avx512(nz->dialect, s, len, pos, rows, paren, ls, last_end, close_at);
 #else
   (void)nz;
 #endif
   const qp_dialect pg = QP_DIALECT_POSTGRES, lite = QP_DIALECT_SQLITE;
   if (nz->dialect == QP_DIALECT_POSTGRES)
-    return rows ? skip_blocks_impl(pg, s, len, pos, true, ls, last_end, blk_classes_sse2_n)
-                : skip_blocks_impl(pg, s, len, pos, false, ls, last_end, blk_classes_sse2_n);
-  return rows ? skip_blocks_impl(lite, s, len, pos, true, ls, last_end, blk_classes_sse2_n)
-              : skip_blocks_impl(lite, s, len, pos, false, ls, last_end, blk_classes_sse2_n);
+    return rows ? skip_blocks_impl(pg, s, len, pos, true, false, ls, last_end, close_at, blk_classes_sse2_n)
+                : skip_blocks_impl(pg, s, len, pos, false, paren, ls, last_end, close_at, blk_classes_sse2_n);
+  return rows ? skip_blocks_impl(lite, s, len, pos, true, false, ls, last_end, close_at, blk_classes_sse2_n)
+              : skip_blocks_impl(lite, s, len, pos, false, paren, ls, last_end, close_at, blk_classes_sse2_n);
 }
 #endif
 
@@ -536,7 +570,15 @@ next_row:
         if (blk_wait > 0) {
           blk_wait--;
         } else {
-          size_t np = skip_literal_blocks(nz, s, len, pos, rows, ls, &last_end);
+          size_t close_at = SIZE_MAX;
+          size_t np = skip_literal_blocks(nz, s, len, pos, rows, closech == ')', ls, &last_end,
+                                          &close_at);
+          if (close_at != SIZE_MAX) {
+            /* the blocks read up to a ')' right after an element */
+            pos = close_at;
+            st = S1;
+            goto at_close;
+          }
           blk_backoff = np - pos >= 8 ? 0 : blk_backoff < 32 ? 2 * blk_backoff + 1 : 63;
           blk_wait = blk_backoff;
           pos = np;
@@ -623,6 +665,9 @@ next_row:
         break;
       }
       /* S1: a comma, the closing bracket, or a token for the slow path */
+#ifdef __SSE2__
+    at_close:
+#endif
       if (s[pos] == ',') {
         if (!tuple) {
           if (ls->first_end == SIZE_MAX) ls->first_end = last_end;
