@@ -21,9 +21,10 @@ void qp_pool_stats_get(qp_pool *p, qp_pool_stats *s) {
     else s->sv_idle++;
   }
   s->maxwait_us = 0;
-  for (const waiter *w = p->wq_head; w; w = w->next)
-    if (now > w->since && (int64_t)((now - w->since) / 1000) > s->maxwait_us)
-      s->maxwait_us = (int64_t)((now - w->since) / 1000);
+  for (const waiter *w = p->wq_head; w; w = w->next) {
+    int64_t waited_us = (int64_t)(qp__ns_since(now, w->since) / 1000);
+    if (waited_us > s->maxwait_us) s->maxwait_us = waited_us;
+  }
   const pool_counters *c = &p->c;
   s->total_xact_count = c->xacts;
   s->total_wait_time_us = c->wait_us;

@@ -825,7 +825,7 @@ qp_status qp_pool_acquire_at(qp_pool *p, qp_conn **out, int64_t timeout_ms, cons
     if (p->wq_head == &w && can_open(p) && in_backoff(p, now) && p->next_connect_ns < wake)
       wake = p->next_connect_ns;
     struct timespec ts;
-    qp__timespec_after(&ts, wake > now ? wake - now : 0);
+    qp__timespec_after(&ts, qp__ns_since(wake, now));
     pthread_cond_timedwait(&w.cond, &p->mu, &ts);
   }
   if (w.queued) {

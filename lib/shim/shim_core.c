@@ -350,10 +350,7 @@ static void *flush_main(void *arg) {
   pthread_mutex_lock(&g_flush_mu);
   while (!g_exiting) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + (g_flush_ms % 1000) * 1000000;
-    ts.tv_sec += (time_t)(g_flush_ms / 1000 + ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
+    qp__timespec_after(&ts, (uint64_t)g_flush_ms * 1000000u);
     int rc = pthread_cond_timedwait(&g_flush_cv, &g_flush_mu, &ts);
     if (g_exiting) break;
     if (rc == ETIMEDOUT) flush_locked();
@@ -477,9 +474,8 @@ void shim_record(const qp_query_event *ev) {
     uint64_t fp = ev->fingerprint;
     size_t len = ev->normalized_len;
     const char *text = ev->normalized;
-    char *buf = NULL;
     if (text == NULL) {
-      buf = qp__malloc(NULL, QP_NORMALIZED_MAX);
+      char *buf = shim_scratch();
       if (buf == NULL) return;
       qp_dialect d = ev->backend == QP_BACKEND_SQLITE ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES;
       qp_normalize(shim_normalizer(d), ev->sql, ev->sql_len, buf, QP_NORMALIZED_MAX, &len, &fp);
@@ -489,7 +485,6 @@ void shim_record(const qp_query_event *ev) {
     qp_fingerprint_hex(fp, hex);
     shim_log(QP_LOG_INFO, "slow query: %.3f ms %s %s: %.*s", (double)ev->duration_ns / 1e6,
              ev->database ? ev->database : "?", hex, (int)(len > 500 ? 500 : len), text);
-    qp__free(NULL, buf);
   }
 }
 

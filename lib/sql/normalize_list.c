@@ -192,17 +192,21 @@ static inline __attribute__((always_inline)) void blk_classes_sse2(const char *p
   }
 }
 
+/* The n < 64 bytes at p as a whole block in `tail`, padded with NUL bytes
+ * (which belong to no class), so that a short tail is classified by the
+ * same code as a full block without reading past the input. */
+static inline __attribute__((always_inline)) const char *blk_pad(const char *p, size_t n,
+                                                                 char tail[64]) {
+  memcpy(tail, p, n);
+  memset(tail + n, 0, 64 - n);
+  return tail;
+}
+
 /* The first n <= 64 bytes at p, the rest of the block read as NUL bytes. */
 static inline __attribute__((always_inline)) void blk_classes_sse2_n(const char *p, size_t n,
                                                                      qp_sql_blk_classes *m) {
-  if (QP_LIKELY(n == 64)) {
-    blk_classes_sse2(p, m);
-    return;
-  }
   char tail[64];
-  memcpy(tail, p, n);
-  memset(tail + n, 0, 64 - n);
-  blk_classes_sse2(tail, m);
+  blk_classes_sse2(QP_LIKELY(n == 64) ? p : blk_pad(p, n, tail), m);
 }
 #endif
 
@@ -248,14 +252,8 @@ __attribute__((target("avx512bw"))) static inline void blk_classes_avx512(const 
 /* The first n <= 64 bytes at p, the rest of the block read as NUL bytes. */
 __attribute__((target("avx512bw"))) static inline void blk_classes_avx512_n(const char *p, size_t n,
                                                                             qp_sql_blk_classes *m) {
-  if (QP_LIKELY(n == 64)) {
-    blk_classes_avx512(p, m);
-    return;
-  }
   char tail[64];
-  memcpy(tail, p, n);
-  memset(tail + n, 0, 64 - n);
-  blk_classes_avx512(tail, m);
+  blk_classes_avx512(QP_LIKELY(n == 64) ? p : blk_pad(p, n, tail), m);
 }
 #endif
 

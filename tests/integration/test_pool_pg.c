@@ -58,6 +58,23 @@ static int admin(const char *sql) {
   return st;
 }
 
+/* The server process behind a lease. */
+static int64_t backend_pid(qp_conn *c) {
+  qp_result *r;
+  assert_int_equal(qp_conn_exec(c, "SELECT pg_backend_pid()", NULL, 0, &r), QP_OK);
+  int64_t pid;
+  assert_int_equal(qp_result_int64(r, 0, 0, &pid), QP_OK);
+  qp_result_free(r);
+  return pid;
+}
+
+/* Kills a server process from an administrator's connection. */
+static void terminate_backend(int64_t pid) {
+  char sql[128];
+  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%lld)", (long long)pid);
+  assert_int_equal(admin(sql), QP_OK);
+}
+
 static int setup(void **state) {
   (void)state;
   const char *base = qpt_pg_dsn();
@@ -367,29 +384,19 @@ static void test_terminated_backend_recovers(void **state) {
   o.validation_ms = 0; /* prove that the pre-check alone catches it */
   qp_pool *p = open_pool(g_dsn, 1, &o);
   qp_conn *c;
-  qp_result *r;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
-  assert_int_equal(qp_conn_exec(c, "SELECT pg_backend_pid()", NULL, 0, &r), QP_OK);
-  int64_t pid;
-  assert_int_equal(qp_result_int64(r, 0, 0, &pid), QP_OK);
-  qp_result_free(r);
+  int64_t pid = backend_pid(c);
   qp_pool_release(c);
-  char sql[128];
-  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%lld)", (long long)pid);
-  assert_int_equal(admin(sql), QP_OK);
+  terminate_backend(pid);
   usleep(100000);
   /* next use recovers: the pooled connection was found dead before the
    * statement was sent, and replaced */
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
-  assert_int_equal(qp_conn_exec(c, "SELECT pg_backend_pid()", NULL, 0, &r), QP_OK);
-  int64_t pid2;
-  assert_int_equal(qp_result_int64(r, 0, 0, &pid2), QP_OK);
+  int64_t pid2 = backend_pid(c);
   assert_true(pid2 != pid);
-  qp_result_free(r);
   /* killed while leased: the statement fails with QP_UNAVAILABLE, and the
    * connection is replaced on release */
-  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%lld)", (long long)pid2);
-  assert_int_equal(admin(sql), QP_OK);
+  terminate_backend(pid2);
   usleep(100000);
   qp_status st = qp_conn_exec(c, "SELECT 1", NULL, 0, NULL);
   assert_int_equal(st, QP_UNAVAILABLE);
@@ -412,12 +419,8 @@ static void test_validation_of_idle_connections(void **state) {
   o.validation_ms = 50;
   qp_pool *p = open_pool(g_dsn, 1, &o);
   qp_conn *c;
-  qp_result *r;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
-  assert_int_equal(qp_conn_exec(c, "SELECT pg_backend_pid()", NULL, 0, &r), QP_OK);
-  int64_t pid;
-  assert_int_equal(qp_result_int64(r, 0, 0, &pid), QP_OK);
-  qp_result_free(r);
+  int64_t pid = backend_pid(c);
   qp_pool_release(c);
   /* a healthy connection idle past validation_ms passes its ping */
   usleep(80000);
@@ -428,9 +431,7 @@ static void test_validation_of_idle_connections(void **state) {
   assert_int_equal(s.validation_failures, 0);
   assert_int_equal(s.connects, 1);
   /* a dead one fails it and is replaced before it is handed out */
-  char sql[128];
-  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%lld)", (long long)pid);
-  assert_int_equal(admin(sql), QP_OK);
+  terminate_backend(pid);
   usleep(80000);
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT 1", NULL, 0, NULL), QP_OK);

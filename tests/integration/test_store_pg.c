@@ -56,22 +56,6 @@ static int teardown(void **state) {
   return 0;
 }
 
-typedef struct sum {
-  uint64_t calls, errors, total;
-  int n;
-  double sd;
-} sum;
-
-static int add_up(const qp_query_summary *q, void *ud) {
-  sum *s = ud;
-  s->calls += q->calls;
-  s->errors += q->errors;
-  s->total += q->total_ns;
-  s->n++;
-  s->sd = q->stddev_ns;
-  return 0;
-}
-
 static qp_query_event ev(int k, int64_t t, uint64_t d, const char *err) {
   static const char *texts[] = {"select * from a where id = ?", "update b set x = ?",
                                 "insert into c values (?)"};
@@ -108,15 +92,15 @@ static void test_create_record_window(void **state) {
     if (i % 500 == 499) assert_int_equal(qp_profile_flush(p, s), QP_OK);
   }
   assert_int_equal(qp_profile_flush(p, s), QP_OK);
-  sum all = {0};
-  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, add_up, &all), QP_OK);
+  qpt_sum all = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, qpt_sum_add, &all), QP_OK);
   assert_int_equal(all.calls, 3000);
   assert_int_equal(all.errors, 30);
   assert_int_equal(all.total, want_total);
   assert_int_equal(all.n, 3);
   assert_true(all.sd > 1.9 && all.sd < 2.1); /* 1e12 +/- 0..6: stable variance through the merge */
-  sum w = {0};
-  assert_int_equal(qp_store_summarize(s, INT64_MIN, (t0 + 6 * 3600 + 1800) * 1000000000, add_up, &w),
+  qpt_sum w = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, (t0 + 6 * 3600 + 1800) * 1000000000, qpt_sum_add, &w),
                    QP_OK);
   assert_int_equal(w.calls, want_first_6h);
   qp_store_close(s);
@@ -175,8 +159,8 @@ static void test_processes_flush_at_once(void **state) {
   qp_store *s;
   char err[1024];
   assert_int_equal(qp_store_open(&s, dsn[1], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
-  sum all = {0};
-  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, add_up, &all), QP_OK);
+  qpt_sum all = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, qpt_sum_add, &all), QP_OK);
   assert_int_equal(all.calls, NPROC * PER);
   uint64_t t = 0;
   for (int i = 0; i < PER; i++) t += 1000 + (uint64_t)i;

@@ -92,3 +92,30 @@ char *qpt_read_file(const char *path, size_t *len) {
   if (len) *len = (size_t)n;
   return buf;
 }
+
+qp_normalizer *qpt_normalizer(qp_dialect d) {
+  qp_normalizer *n = NULL;
+  char err[256];
+  assert_int_equal(qp_normalizer_new(&n, d, NULL, 0, NULL, err, sizeof err), QP_OK);
+  return n;
+}
+
+const char *qpt_normalize(const qp_normalizer *n, const char *sql, size_t len, uint64_t *fp) {
+  static char out[QP_NORMALIZED_MAX];
+  size_t olen = 0;
+  uint64_t f = 0;
+  assert_int_equal(qp_normalize(n, sql, len, out, sizeof out, &olen, &f), QP_OK);
+  assert_int_equal(strlen(out), olen);
+  if (fp != NULL) *fp = f;
+  return out;
+}
+
+int qpt_sum_add(const qp_query_summary *q, void *ud) {
+  qpt_sum *s = ud;
+  s->calls += q->calls;
+  s->errors += q->errors;
+  s->total += q->total_ns;
+  s->n++;
+  s->sd = q->stddev_ns;
+  return 0;
+}

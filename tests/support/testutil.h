@@ -31,6 +31,22 @@ int qpt_run_capture(const char *dir, const char *cmd, char **out, char **err);
 /* Removes every directory qpt_tempdir() made in this process (a cmocka group
  * teardown: state is ignored). */
 int qpt_tempdirs_remove(void **state);
+/* Totals over the queries of a qp_store_summarize window: pass
+ * qpt_sum_add as the callback and a zeroed qpt_sum as its user data. `sd` is
+ * the standard deviation of the last query seen. */
+typedef struct qpt_sum {
+  uint64_t calls, errors, total;
+  int n;
+  double sd;
+} qpt_sum;
+int qpt_sum_add(const qp_query_summary *q, void *ud);
+/* A normalizer for `d` without user rules; fails the test when it cannot be
+ * made. The caller frees it with qp_normalizer_free. */
+qp_normalizer *qpt_normalizer(qp_dialect d);
+/* Normalizes sql[0..len) into a static QP_NORMALIZED_MAX buffer, asserting
+ * QP_OK and that the reported length is the text's; returns the text and,
+ * when fp is not NULL, the fingerprint. */
+const char *qpt_normalize(const qp_normalizer *n, const char *sql, size_t len, uint64_t *fp);
 /* Reads a whole file (malloc'd, NUL-terminated); NULL on error. */
 char *qpt_read_file(const char *path, size_t *len);
 

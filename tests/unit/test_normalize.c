@@ -29,21 +29,6 @@
 
 #define CAP QP_NORMALIZED_MAX
 
-static qp_normalizer *mk(qp_dialect d) {
-  qp_normalizer *n = NULL;
-  char err[256];
-  assert_int_equal(qp_normalizer_new(&n, d, NULL, 0, NULL, err, sizeof err), QP_OK);
-  return n;
-}
-
-/* Normalizes s into a static buffer; returns it. */
-static const char *norm(const qp_normalizer *n, const char *s, size_t len, uint64_t *fp) {
-  static char out[CAP];
-  size_t olen = 0;
-  assert_int_equal(qp_normalize(n, s, len, out, sizeof out, &olen, fp), QP_OK);
-  assert_int_equal(strlen(out), olen);
-  return out;
-}
 
 /* ---- golden files ------------------------------------------------------ */
 
@@ -70,7 +55,7 @@ static void golden_case(golden_ctx *g, const char *file, int line, const char *i
   g->cases++;
   uint64_t fp1, fp2;
   char got[CAP];
-  strcpy(got, norm(g->n, input, strlen(input), &fp1));
+  strcpy(got, qpt_normalize(g->n, input, strlen(input), &fp1));
   if (g->print) printf("<<< %s\n>>> %s\n", input, got);
   if (strcmp(got, expected) != 0) {
     printf("%s:%d: [%s]\n  input:    %s\n  expected: %s\n  got:      %s\n", file, line,
@@ -79,7 +64,7 @@ static void golden_case(golden_ctx *g, const char *file, int line, const char *i
     return;
   }
   if (g->nrules == 0) {
-    const char *again = norm(g->n, got, strlen(got), &fp2);
+    const char *again = qpt_normalize(g->n, got, strlen(got), &fp2);
     if (strcmp(again, got) != 0 || fp1 != fp2) {
       printf("%s:%d: not idempotent: '%s' -> '%s'\n", file, line, got, again);
       g->failures++;
@@ -198,7 +183,7 @@ static void test_dialects_and_hex(void **state) {
 
 static void test_fingerprint_definition(void **state) {
   (void)state;
-  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES), *lite = mk(QP_DIALECT_SQLITE);
+  qp_normalizer *pg = qpt_normalizer(QP_DIALECT_POSTGRES), *lite = qpt_normalizer(QP_DIALECT_SQLITE);
   assert_int_equal(qp_normalizer_dialect(pg), QP_DIALECT_POSTGRES);
   assert_int_equal(qp_normalizer_dialect(lite), QP_DIALECT_SQLITE);
   uint64_t a, b;
@@ -222,7 +207,7 @@ static void test_fingerprint_definition(void **state) {
 
 static void test_arguments(void **state) {
   (void)state;
-  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES);
+  qp_normalizer *pg = qpt_normalizer(QP_DIALECT_POSTGRES);
   char out[16];
   size_t olen = 99;
   uint64_t fp;
@@ -294,23 +279,23 @@ static void test_rules_apply(void **state) {
   assert_int_equal(qp_normalizer_new(&n, QP_DIALECT_POSTGRES, rules, 3, NULL, err, sizeof err), QP_OK);
   uint64_t a, b, c;
   const char *q1 = "SELECT * FROM tmp_8f3a91c2 WHERE x = 1";
-  assert_string_equal(norm(n, q1, strlen(q1), &a), "select * from tmp_? where x = ?");
+  assert_string_equal(qpt_normalize(n, q1, strlen(q1), &a), "select * from tmp_? where x = ?");
   const char *q2 = "select * from TMP_00ffee11aa where x = 2";
-  norm(n, q2, strlen(q2), &b);
+  qpt_normalize(n, q2, strlen(q2), &b);
   assert_true(a == b);
   /* quoted identifiers are verbatim: no rule applies */
   const char *q3 = "select * from \"tmp_8f3a91c2\"";
-  assert_string_equal(norm(n, q3, strlen(q3), &c), q3);
+  assert_string_equal(qpt_normalize(n, q3, strlen(q3), &c), q3);
   assert_true(c != a);
-  assert_string_equal(norm(n, "select p_12 from p_3", 20, NULL), "select p_n from p_n");
+  assert_string_equal(qpt_normalize(n, "select p_12 from p_3", 20, NULL), "select p_n from p_n");
   /* capture groups in the replacement */
-  assert_string_equal(norm(n, "select x7 from t", 16, NULL), "select y7 from t");
+  assert_string_equal(qpt_normalize(n, "select x7 from t", 16, NULL), "select y7 from t");
   /* rules never touch keywords or literals */
-  assert_string_equal(norm(n, "select 'tmp_abcdef12'", 21, NULL), "select ?");
+  assert_string_equal(qpt_normalize(n, "select 'tmp_abcdef12'", 21, NULL), "select ?");
   /* a word too long for the rules is kept as it is */
   char longq[1200] = "select ";
   for (int i = 0; i < 1000; i++) strcat(longq, "a");
-  const char *o = norm(n, longq, strlen(longq), NULL);
+  const char *o = qpt_normalize(n, longq, strlen(longq), NULL);
   assert_int_equal(strlen(o), strlen(longq));
   qp_normalizer_free(n);
 }
@@ -430,7 +415,7 @@ static const char *long_list(const qp_normalizer *n, const char *pre, const char
     k += (size_t)snprintf(sql + k, sizeof sql - k, "%s%s", i ? ", " : "",
                           odd != NULL && i == at ? odd : el);
   k += (size_t)snprintf(sql + k, sizeof sql - k, "%s", post);
-  return norm(n, sql, k, NULL);
+  return qpt_normalize(n, sql, k, NULL);
 }
 
 static void test_list_blocks(void **state) {
@@ -445,7 +430,7 @@ static void test_list_blocks(void **state) {
                                     "fals",  "true5", "1 2",   "1-2",    "x",     "1_0x",
                                     "a.b",   "'a'||'b'", "(1) 1", "1$2", "$1$2", "'a'$1"};
   for (int d = 0; d < 2; d++) {
-    qp_normalizer *n = mk(d ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES);
+    qp_normalizer *n = qpt_normalizer(d ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES);
     for (size_t g = 0; g < sizeof good / sizeof *good; g++) {
       if (d == 1 && (strcmp(good[g], "$$d$$") == 0 || strcmp(good[g], "E'x'") == 0 ||
                      strcmp(good[g], "1::int") == 0))
@@ -454,11 +439,11 @@ static void test_list_blocks(void **state) {
       char one[256];
       snprintf(one, sizeof one, "SELECT * FROM t WHERE a IN (%s)", good[g]);
       char want[256];
-      snprintf(want, sizeof want, "%s", norm(n, one, strlen(one), NULL));
+      snprintf(want, sizeof want, "%s", qpt_normalize(n, one, strlen(one), NULL));
       assert_string_equal(long_list(n, "SELECT * FROM t WHERE a IN (", good[g], NULL, 0, ")"), want);
       if (d == 0) { /* in SQLite, [...] quotes a name */
         snprintf(one, sizeof one, "SELECT ARRAY[%s]", good[g]);
-        snprintf(want, sizeof want, "%s", norm(n, one, strlen(one), NULL));
+        snprintf(want, sizeof want, "%s", qpt_normalize(n, one, strlen(one), NULL));
         assert_string_equal(long_list(n, "SELECT ARRAY[", good[g], NULL, 0, "]"), want);
       }
       /* one odd element anywhere keeps the whole list: its 39 commas */
@@ -478,9 +463,9 @@ static void test_list_blocks(void **state) {
     size_t k = (size_t)snprintf(sql, sizeof sql, "INSERT INTO t VALUES (1, 'a')");
     for (int i = 0; i < 30; i++)
       k += (size_t)snprintf(sql + k, sizeof sql - k, ", (%d.5, 'r%d''s'),(-%d,TRUE)", i, i, i);
-    assert_string_equal(norm(n, sql, k, NULL), "insert into t values (?, ?)");
+    assert_string_equal(qpt_normalize(n, sql, k, NULL), "insert into t values (?, ?)");
     k += (size_t)snprintf(sql + k, sizeof sql - k, ", (1, x), (2, 3)");
-    assert_string_equal(norm(n, sql, k, NULL), "insert into t values (?, ?), (?, x), (?, ?)");
+    assert_string_equal(qpt_normalize(n, sql, k, NULL), "insert into t values (?, ?), (?, x), (?, ?)");
     qp_normalizer_free(n);
   }
 }
@@ -492,7 +477,7 @@ static void test_list_blocks(void **state) {
  * string, U&'' UESCAPE, a dollar quote followed by more than a comma). */
 static void test_list_block_strings(void **state) {
   (void)state;
-  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES), *lite = mk(QP_DIALECT_SQLITE);
+  qp_normalizer *pg = qpt_normalizer(QP_DIALECT_POSTGRES), *lite = qpt_normalizer(QP_DIALECT_SQLITE);
   static const char *const pg_good[] = {
       "E'line\\nbreak'", "E'quote\\'s'", "e'\\\\'",  "E'\\\\\\''", "E'a''b'", "B'1010'",
       "b''",             "N'x'",         "X'1F'",    "x'00'",      "U&'d\\0061t'", "u&'x'",
@@ -532,16 +517,16 @@ static void test_list_block_strings(void **state) {
    * while in a plain string the backslash is a byte like another */
   static const char *const esc1 = "SELECT 1 WHERE a IN (E'a\\', ', 'b', 'c')";
   static const char *const esc2 = "SELECT 1 WHERE a IN ('a\\', 'b\\', 'c')";
-  assert_string_equal(norm(pg, esc1, strlen(esc1), NULL), "select ? where a in (?)");
-  assert_string_equal(norm(pg, esc2, strlen(esc2), NULL), "select ? where a in (?)");
+  assert_string_equal(qpt_normalize(pg, esc1, strlen(esc1), NULL), "select ? where a in (?)");
+  assert_string_equal(qpt_normalize(pg, esc2, strlen(esc2), NULL), "select ? where a in (?)");
   /* VALUES rows of the new forms, then an odd row */
   char sql[4096];
   size_t k = (size_t)snprintf(sql, sizeof sql, "INSERT INTO t VALUES (1, 'a')");
   for (int i = 0; i < 20; i++)
     k += (size_t)snprintf(sql + k, sizeof sql - k, ", (E'r\\'%d', $$x,'%d$$), (U&'u', B'1')", i, i);
-  assert_string_equal(norm(pg, sql, k, NULL), "insert into t values (?, ?)");
+  assert_string_equal(qpt_normalize(pg, sql, k, NULL), "insert into t values (?, ?)");
   k += (size_t)snprintf(sql + k, sizeof sql - k, ", ($$a$$ x, 2)");
-  assert_string_equal(norm(pg, sql, k, NULL), "insert into t values (?, ?), (? x, ?)");
+  assert_string_equal(qpt_normalize(pg, sql, k, NULL), "insert into t values (?, ?), (? x, ?)");
   qp_normalizer_free(pg);
   qp_normalizer_free(lite);
 }

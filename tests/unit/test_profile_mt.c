@@ -60,20 +60,6 @@ static void *recorder(void *arg) {
   return NULL;
 }
 
-typedef struct sum {
-  uint64_t calls, errors, total;
-  int n;
-} sum;
-
-static int add_up(const qp_query_summary *q, void *ud) {
-  sum *s = ud;
-  s->calls += q->calls;
-  s->errors += q->errors;
-  s->total += q->total_ns;
-  s->n++;
-  return 0;
-}
-
 static uint64_t expected_total(int threads, int per) {
   uint64_t t = 0;
   for (int th = 0; th < threads; th++)
@@ -108,8 +94,8 @@ static void test_threads_record_while_flushing(void **state) {
   assert_true(flushes >= 1);
   assert_int_equal(qp_profile_recorded(p), NTHREADS * PER_THREAD);
   assert_int_equal(qp_profile_lost(p), 0);
-  sum got = {0};
-  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, add_up, &got), QP_OK);
+  qpt_sum got = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, qpt_sum_add, &got), QP_OK);
   assert_int_equal(got.calls, NTHREADS * PER_THREAD);
   assert_int_equal(got.errors, NTHREADS * (PER_THREAD / 50));
   assert_int_equal(got.total, expected_total(NTHREADS, PER_THREAD));
@@ -162,8 +148,8 @@ static void test_two_flushers(void **state) {
   assert_int_equal(pthread_create(&th[2], NULL, flusher, &f), 0);
   assert_int_equal(pthread_create(&th[3], NULL, flusher, &f), 0);
   for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
-  sum got = {0};
-  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, add_up, &got), QP_OK);
+  qpt_sum got = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, qpt_sum_add, &got), QP_OK);
   assert_int_equal(got.calls, 2 * PER_THREAD);
   assert_int_equal(got.total, expected_total(2, PER_THREAD));
   qp_store_close(s);
@@ -217,16 +203,16 @@ static void test_processes_flush_one_store(void **state) {
   qp_store *s;
   char err[512];
   assert_int_equal(qp_store_open(&s, path, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
-  sum got = {0};
-  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, add_up, &got), QP_OK);
+  qpt_sum got = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, qpt_sum_add, &got), QP_OK);
   assert_int_equal(got.calls, NPROC * PER_PROC);
   assert_int_equal(got.errors, NPROC * (PER_PROC / 50));
   assert_int_equal(got.total, expected_total(NPROC, PER_PROC));
   assert_int_equal(got.n, NFP);
   /* A window over one bucket gives the exact share of it, from level 0. */
-  sum one = {0};
+  qpt_sum one = {0};
   int64_t b = 1763700000 / 60 * 60 + 60;
-  assert_int_equal(qp_store_summarize(s, b * 1000000000, (b + 60) * 1000000000, add_up, &one),
+  assert_int_equal(qp_store_summarize(s, b * 1000000000, (b + 60) * 1000000000, qpt_sum_add, &one),
                    QP_OK);
   assert_int_equal(one.calls, NPROC * PER_PROC / 5);
   qp_store_close(s);

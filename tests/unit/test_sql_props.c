@@ -62,12 +62,6 @@ static void sb_printf(sb *b, const char *fmt, ...) {
   sb_put(b, tmp, (size_t)k);
 }
 
-static qp_normalizer *mk(qp_dialect d) {
-  qp_normalizer *n = NULL;
-  assert_int_equal(qp_normalizer_new(&n, d, NULL, 0, NULL, NULL, 0), QP_OK);
-  return n;
-}
-
 /* One random literal or placeholder of any form the dialect has. */
 static void random_literal(sb *b, qp_dialect d, int param_no) {
   static const char *const pg_strings[] = {
@@ -223,7 +217,7 @@ static const char *const lite_shapes[] = {
 };
 
 static void check_shapes(qp_dialect d, const char *const *shapes, size_t nshapes, int variants) {
-  qp_normalizer *n = mk(d);
+  qp_normalizer *n = qpt_normalizer(d);
   uint64_t *fps = calloc(nshapes, sizeof *fps);
   char *first = malloc(CAP), *out = malloc(CAP), *again = malloc(CAP);
   assert_non_null(fps);
@@ -301,7 +295,7 @@ static void test_distinct_pairs(void **state) {
       {"select a from t where x not null", "select a from t where x isnull"},
       {"select a from t order by a nulls first", "select a from t order by a nulls last"},
   };
-  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES), *lite = mk(QP_DIALECT_SQLITE);
+  qp_normalizer *pg = qpt_normalizer(QP_DIALECT_POSTGRES), *lite = qpt_normalizer(QP_DIALECT_SQLITE);
   for (size_t i = 0; i < QP_ARRAY_LEN(pairs); i++) {
     uint64_t a, b;
     char o1[CAP], o2[CAP];
@@ -339,7 +333,7 @@ static void check_bounded(const qp_normalizer *n, const char *s, size_t len, siz
 
 static void test_random_bytes(void **state) {
   (void)state;
-  qp_normalizer *n[2] = {mk(QP_DIALECT_POSTGRES), mk(QP_DIALECT_SQLITE)};
+  qp_normalizer *n[2] = {qpt_normalizer(QP_DIALECT_POSTGRES), qpt_normalizer(QP_DIALECT_SQLITE)};
   static const char alphabet[] = "'\"`[]$-/*()?:@;,.eEuUxXbB&\\\n 0123456789\x80\xc3\xa9\xff\0";
   char buf[300];
   for (int i = 0; i < 20000; i++) {
@@ -354,7 +348,7 @@ static void test_random_bytes(void **state) {
 
 static void test_nul_and_invalid_utf8(void **state) {
   (void)state;
-  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES);
+  qp_normalizer *pg = qpt_normalizer(QP_DIALECT_POSTGRES);
   char out[CAP];
   size_t olen;
   /* NUL bytes between tokens are white space; inside a quoted name they do
@@ -372,7 +366,7 @@ static void test_nul_and_invalid_utf8(void **state) {
 
 static void test_unterminated(void **state) {
   (void)state;
-  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES), *lite = mk(QP_DIALECT_SQLITE);
+  qp_normalizer *pg = qpt_normalizer(QP_DIALECT_POSTGRES), *lite = qpt_normalizer(QP_DIALECT_SQLITE);
   static const struct {
     int lite;
     const char *in, *out;
@@ -404,7 +398,7 @@ static void test_unterminated(void **state) {
  * the fingerprint is the one of the whole text, whatever the buffer size. */
 static void test_small_buffers_cut_at_utf8(void **state) {
   (void)state;
-  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES);
+  qp_normalizer *pg = qpt_normalizer(QP_DIALECT_POSTGRES);
   const char *q = "SELECT caf\xc3\xa9, \xe2\x82\xac_eur, \xf0\x9f\x98\x80_x FROM t WHERE a = 1";
   char full[CAP];
   uint64_t fpfull;
@@ -430,7 +424,7 @@ static void test_small_buffers_cut_at_utf8(void **state) {
  * path copies them in chunks): the output is still the prefix of the whole. */
 static void test_long_words_small_buffers(void **state) {
   (void)state;
-  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES);
+  qp_normalizer *pg = qpt_normalizer(QP_DIALECT_POSTGRES);
   sb in = {0};
   sb_puts(&in, "SELECT ");
   for (int i = 0; i < 700; i++) sb_puts(&in, "Ab");
@@ -458,7 +452,7 @@ static void test_long_words_small_buffers(void **state) {
  * normalized text, so two statements that differ only past the cut differ. */
 static void test_long_statement_hash_covers_all(void **state) {
   (void)state;
-  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES);
+  qp_normalizer *pg = qpt_normalizer(QP_DIALECT_POSTGRES);
   sb in = {0}, want = {0};
   sb_puts(&in, "SELECT ");
   sb_puts(&want, "select ");
@@ -487,7 +481,7 @@ static void test_long_statement_hash_covers_all(void **state) {
 
 static void test_100mb_statement(void **state) {
   (void)state;
-  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES);
+  qp_normalizer *pg = qpt_normalizer(QP_DIALECT_POSTGRES);
   size_t target = 100u << 20;
   sb in = {0};
   sb_puts(&in, "SELECT * FROM t WHERE id IN (");
@@ -513,7 +507,7 @@ static void test_100mb_statement(void **state) {
 
 static void test_deep_nesting(void **state) {
   (void)state;
-  qp_normalizer *pg = mk(QP_DIALECT_POSTGRES), *lite = mk(QP_DIALECT_SQLITE);
+  qp_normalizer *pg = qpt_normalizer(QP_DIALECT_POSTGRES), *lite = qpt_normalizer(QP_DIALECT_SQLITE);
   const size_t depth = 100000;
   sb in = {0};
   sb_puts(&in, "SELECT ");

@@ -30,6 +30,7 @@
 #include <xxhash.h>
 
 #include "qprof/qprof.h"
+#include "bench_util.h"
 #include "sql_corpus.h"
 
 #ifdef QP_HAVE_PG_QUERY
@@ -48,12 +49,6 @@ typedef struct result {
   bool quality;
   size_t groups, split, merged, errors;
 } result;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* A user-space hardware counter of this thread (instructions, cycles, branch
  * misses): unlike time, instruction counts do not move with the other jobs on
@@ -196,11 +191,11 @@ int main(int argc, char **argv) {
   uname(&u);
   printf("bench_normalize: %zu statements, %d runs (median), seed %llu, %s %s %s\n", n, runs,
          (unsigned long long)seed, u.sysname, u.release, u.machine);
-  double t0 = now_s();
+  double t0 = bench_now_s();
   corpus c;
   corpus_build(&c, n, seed);
   printf("corpus: %.1f MB of SQL, %d shapes, built in %.2f s\n\n", (double)c.sql_bytes / 1e6,
-         CORPUS_SHAPES, now_s() - t0);
+         CORPUS_SHAPES, bench_now_s() - t0);
 
   pair *pairs = calloc(n, sizeof *pairs);
   char *out = malloc(QP_NORMALIZED_MAX);
@@ -214,9 +209,9 @@ int main(int argc, char **argv) {
   result *r = &res[nres++];
   r->name = "memcpy of the corpus (bound)";
   for (int k = 0; k < runs; k++) {
-    double a = now_s();
+    double a = bench_now_s();
     for (size_t i = 0; i < n; i++) memcpy(copy + c.stmt[i].off, c.text + c.stmt[i].off, c.stmt[i].len);
-    r->secs[r->runs++] = now_s() - a;
+    r->secs[r->runs++] = bench_now_s() - a;
   }
 
   /* qprof */
@@ -239,13 +234,13 @@ int main(int argc, char **argv) {
   for (int j = 0; j < 3; j++) cfd[j] = insn_open(counters[j]);
   for (int k = 0; k < runs; k++) {
     for (int j = 0; j < 3; j++) insn_start(cfd[j]);
-    double a = now_s();
+    double a = bench_now_s();
     for (size_t i = 0; i < n; i++) {
       uint64_t fp;
       qp_normalize(nz, c.text + c.stmt[i].off, c.stmt[i].len, out, QP_NORMALIZED_MAX, NULL, &fp);
       pairs[i].fp = fp;
     }
-    r->secs[r->runs++] = now_s() - a;
+    r->secs[r->runs++] = bench_now_s() - a;
     for (int j = 0; j < 3; j++) cval[j] = insn_stop(cfd[j]);
   }
   for (int j = 0; j < 3; j++)
@@ -282,7 +277,7 @@ int main(int argc, char **argv) {
     r->name = "libpg_query pg_query_fingerprint";
     for (int k = 0; k < runs; k++) {
       size_t errors = 0;
-      double a = now_s();
+      double a = bench_now_s();
       for (size_t i = 0; i < n; i++) {
         PgQueryFingerprintResult fr = pg_query_fingerprint(c.text + c.stmt[i].off);
         if (fr.error && debug && errors < 5)
@@ -291,7 +286,7 @@ int main(int argc, char **argv) {
         pairs[i].fp = fr.error ? 0 : fr.fingerprint;
         pg_query_free_fingerprint_result(fr);
       }
-      r->secs[r->runs++] = now_s() - a;
+      r->secs[r->runs++] = bench_now_s() - a;
       r->errors = errors;
     }
     for (size_t i = 0; i < n; i++) pairs[i].shape = c.stmt[i].shape;
@@ -301,7 +296,7 @@ int main(int argc, char **argv) {
     r->name = "libpg_query pg_query_normalize";
     for (int k = 0; k < runs; k++) {
       size_t errors = 0;
-      double a = now_s();
+      double a = bench_now_s();
       for (size_t i = 0; i < n; i++) {
         PgQueryNormalizeResult nr = pg_query_normalize(c.text + c.stmt[i].off);
         if (nr.error) errors++;
@@ -309,7 +304,7 @@ int main(int argc, char **argv) {
         pairs[i].fp = nr.error ? 0 : XXH3_64bits(nr.normalized_query, strlen(nr.normalized_query));
         pg_query_free_normalize_result(nr);
       }
-      r->secs[r->runs++] = now_s() - a;
+      r->secs[r->runs++] = bench_now_s() - a;
       r->errors = errors;
     }
     for (size_t i = 0; i < n; i++) pairs[i].shape = c.stmt[i].shape;

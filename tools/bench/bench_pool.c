@@ -43,15 +43,10 @@
 #include <unistd.h>
 
 #include "qprof/qprof.h"
+#include "bench_util.h"
 
 #define SQL_PK "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
 #define ACCOUNTS 100000
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static uint64_t xorshift(uint64_t *s) {
   uint64_t x = *s;
@@ -245,7 +240,7 @@ static double run_mode(mode m, int threads, double duration, qp_profile *prof) {
   }
   pthread_barrier_wait(&ready);
   double c0 = cpu_s();
-  double t0 = now_s();
+  double t0 = bench_now_s();
   usleep((useconds_t)(duration * 1e6));
   atomic_store(&stop, true);
   uint64_t ops = 0, errors = 0;
@@ -254,7 +249,7 @@ static double run_mode(mode m, int threads, double duration, qp_profile *prof) {
     ops += w[i].ops;
     errors += w[i].errors;
   }
-  double t1 = now_s();
+  double t1 = bench_now_s();
   g_cpu_us_per_query = ops ? (cpu_s() - c0) * 1e6 / (double)ops : 0;
   pthread_barrier_destroy(&ready);
   qp_pool_close(pool);
@@ -346,7 +341,7 @@ static void sq_slice(sq_bench *b, sq_mode m, double slice) {
   uint64_t *seed = &b->seed[m], ops = 0;
   qp_pool *pool = m == SQ_PROFILE ? b->ppool : b->pool;
   qp_conn *c = NULL;
-  double c0 = thread_cpu_s(), t0 = now_s(), t1;
+  double c0 = thread_cpu_s(), t0 = bench_now_s(), t1;
   if (m == SQ_ONE && qp_pool_acquire(pool, &c) != QP_OK) return;
   do {
     for (int i = 0; i < 1000; i++) {
@@ -371,7 +366,7 @@ static void sq_slice(sq_bench *b, sq_mode m, double slice) {
       qp_result_free(r);
       if (m != SQ_ONE) qp_pool_release(c);
     }
-  } while ((t1 = now_s()) - t0 < slice || --batches > 0);
+  } while ((t1 = bench_now_s()) - t0 < slice || --batches > 0);
   if (m == SQ_ONE) qp_pool_release(c);
   b->ops[m] += ops;
   b->wall[m] += t1 - t0;
@@ -414,27 +409,17 @@ static double acquire_release_ns(void) {
   qp_pool_acquire(p, &c);
   qp_pool_release(c);
   const int n = 2000000;
-  double t0 = now_s();
+  double t0 = bench_now_s();
   for (int i = 0; i < n; i++) {
     qp_pool_acquire(p, &c);
     qp_pool_release(c);
   }
-  double t1 = now_s();
+  double t1 = bench_now_s();
   qp_pool_close(p);
   return (t1 - t0) * 1e9 / n;
 }
 
 /* ---- main ------------------------------------------------------------------ */
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 int main(int argc, char **argv) {
   double duration = 3;
@@ -521,7 +506,7 @@ int main(int argc, char **argv) {
     stop_cluster();
     /* Pool and direct run back to back in every round, so the ratio within
      * a round is less exposed to the machine's drift than the ratio of the
-     * medians; both are shown. (Taken before median() sorts res.) */
+     * medians; both are shown. (Taken before bench_median() sorts res.) */
     double paired[15];
     int np = have[M_POOL] < have[M_DIRECT] ? have[M_POOL] : have[M_DIRECT];
     for (int r = 0; r < np; r++) paired[r] = res[M_POOL][r] / res[M_DIRECT][r];
@@ -532,8 +517,8 @@ int main(int argc, char **argv) {
     double medcpu[M_COUNT] = {0};
     for (int m = 0; m < M_COUNT; m++) {
       if (!have[m]) continue;
-      med[m] = median(res[m], have[m]);
-      medcpu[m] = median(cpu[m], have[m]);
+      med[m] = bench_median(res[m], have[m]);
+      medcpu[m] = bench_median(cpu[m], have[m]);
       printf("| %s | %.0f | %.2f |", mode_names[m], med[m], medcpu[m]);
       for (int i = 0; i < have[m]; i++) printf(" %.0f", res[m][i]);
       printf(" |\n");
@@ -548,7 +533,7 @@ int main(int argc, char **argv) {
     printf("\nratios: pool / direct (prepared) = %.2fx (target >= 0.95)\n",
            med[M_POOL] / med[M_DIRECT]);
     if (np > 0) {
-      double pm = median(paired, np);
+      double pm = bench_median(paired, np);
       printf("        pool / direct (prepared), median of per-round ratios = %.2fx (sorted:", pm);
       for (int r = 0; r < np; r++) printf(" %.2f", paired[r]);
       printf(")\n");
@@ -622,11 +607,11 @@ int main(int argc, char **argv) {
          "(sorted) |\n|---|---|---|---|\n");
   double med_ratio[SQ_COUNT], med_cratio[SQ_COUNT];
   for (int m = 0; m < SQ_COUNT; m++) {
-    double mq = median(q[m], rounds), mc = median(cq[m], rounds);
-    med_ratio[m] = median(ratio[m], rounds);
-    med_cratio[m] = median(cratio[m], rounds);
+    double mq = bench_median(q[m], rounds), mc = bench_median(cq[m], rounds);
+    med_ratio[m] = bench_median(ratio[m], rounds);
+    med_cratio[m] = bench_median(cratio[m], rounds);
     printf("| %s | %.0f | %.0f |", sq_names[m], mq, mc);
-    /* median() sorted ratio[m] in place */
+    /* bench_median() sorted ratio[m] in place */
     for (int r = 0; r < rounds && m != SQ_RAW; r++) printf(" %.2f", ratio[m][r]);
     printf(" |\n");
   }
@@ -640,7 +625,7 @@ int main(int argc, char **argv) {
   double ns[15];
   for (int r = 0; r < rounds; r++) ns[r] = acquire_release_ns();
   printf("uncontended acquire+release: %.0f ns (median of %d x 2M; target < 200)\n",
-         median(ns, rounds), rounds);
+         bench_median(ns, rounds), rounds);
   qp_profile_free(prof);
   return 0;
 }

@@ -15,6 +15,7 @@
 
 #include "internal.h"
 #include "qprof/qprof.h"
+#include "bench_util.h"
 
 static const char *raw_sql =
     "SELECT id, name, email FROM users WHERE id = 42 AND status = 'active' ORDER BY name LIMIT 10";
@@ -36,12 +37,6 @@ static double cpu_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void *worker(void *arg) {
   job *j = arg;
   qp_query_event ev = {0};
@@ -58,7 +53,7 @@ static void *worker(void *arg) {
   }
   int64_t wall = qp__wall_ns();
   pthread_barrier_wait(j->start);
-  double t0 = now_s(), c0 = cpu_s();
+  double t0 = bench_now_s(), c0 = cpu_s();
   for (long i = 0; i < j->n; i++) {
     ev.duration_ns = 100000 + (uint64_t)(i & 1023) * 97;
     ev.end_wall_ns = j->mode == 0 ? wall : 0;
@@ -67,7 +62,7 @@ static void *worker(void *arg) {
       exit(1);
     }
   }
-  j->ns = (now_s() - t0) * 1e9 / (double)j->n;
+  j->ns = (bench_now_s() - t0) * 1e9 / (double)j->n;
   j->cpu_ns = (cpu_s() - c0) * 1e9 / (double)j->n;
   return NULL;
 }
@@ -167,14 +162,14 @@ int main(int argc, char **argv) {
                              .duration_ns = 100000 + (uint64_t)k, .rows = 1, .end_wall_ns = wall};
         for (int i = 0; i < 10; i++) qp_profile_record(p, &ev);
       }
-      double t0 = now_s();
+      double t0 = bench_now_s();
       if (qp_profile_flush(p, s) != QP_OK) {
         fprintf(stderr, "flush: %s\n", qp_store_errmsg(s));
         return 1;
       }
       printf("  flush of 10,000 fingerprints (%s): %.3f s (%.1f us per fingerprint)\n",
-             round == 0 ? "new rows" : "merged into existing rows", now_s() - t0,
-             (now_s() - t0) * 1e6 / 10000);
+             round == 0 ? "new rows" : "merged into existing rows", bench_now_s() - t0,
+             (bench_now_s() - t0) * 1e6 / 10000);
     }
     qp_profile_free(p);
     qp_store_close(s);

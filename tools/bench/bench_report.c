@@ -17,16 +17,11 @@
 #include <unistd.h>
 
 #include "store/store_int.h"
+#include "bench_util.h"
 
 #define NFP 10000
 #define NBUCKETS 1440
 #define DAY0 1795132800LL /* 2026-11-20T00:00:00Z */
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, qp_store *s) {
   fprintf(stderr, "bench_report: %s: %s\n", what, s ? qp_store_errmsg(s) : "");
@@ -51,7 +46,7 @@ static void build(const char *path) {
     fprintf(stderr, "%s\n", err);
     exit(1);
   }
-  double t0 = now_s();
+  double t0 = bench_now_s();
   qp_entry *e = calloc(NFP, sizeof *e);
   char text[128];
   if (qp__sqlite_bulk_begin(s) != QP_OK) die("begin", s);
@@ -73,7 +68,7 @@ static void build(const char *path) {
     }
     if (b % 20 == 19) {
       if (qp__sqlite_bulk_commit(s) != QP_OK || qp__sqlite_bulk_begin(s) != QP_OK) die("commit", s);
-      fprintf(stderr, "\r%ld bucket rows, %.0f s", rows, now_s() - t0);
+      fprintf(stderr, "\r%ld bucket rows, %.0f s", rows, bench_now_s() - t0);
     }
   }
   /* Roll-ups: an hour is 60 identical minutes, the day 24 hours. */
@@ -99,7 +94,7 @@ static void build(const char *path) {
   qp_store_close(s);
   struct stat stt;
   stat(path, &stt);
-  fprintf(stderr, "\rbuilt %ld bucket rows + roll-ups in %.0f s, %.0f MB\n", rows, now_s() - t0,
+  fprintf(stderr, "\rbuilt %ld bucket rows + roll-ups in %.0f s, %.0f MB\n", rows, bench_now_s() - t0,
           (double)stt.st_size / 1e6);
 }
 
@@ -121,12 +116,12 @@ static void time_summarize(qp_store *s, const char *label, int64_t since_s, int6
   long n = 0;
   for (int r = 0; r < 3; r++) {
     n = 0;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (qp_store_summarize(s, since_s == 0 ? INT64_MIN : since_s * 1000000000LL,
                            until_s == 0 ? INT64_MAX : until_s * 1000000000LL, count_cb,
                            &n) != QP_OK)
       die("summarize", s);
-    t[r] = now_s() - t0;
+    t[r] = bench_now_s() - t0;
   }
   printf("%-54s %6ld queries %8.3f s\n", label, n, median3(t[0], t[1], t[2]));
 }
@@ -137,12 +132,12 @@ static void time_cli(const char *path, const char *label, const char *args) {
            args);
   double t[3];
   for (int r = 0; r < 3; r++) {
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (system(cmd) != 0) {
       fprintf(stderr, "failed: %s\n", cmd);
       exit(1);
     }
-    t[r] = now_s() - t0;
+    t[r] = bench_now_s() - t0;
   }
   printf("%-54s %23.3f s\n", label, median3(t[0], t[1], t[2]));
 }

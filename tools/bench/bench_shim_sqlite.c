@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define ROWS 10000
 
 static double now_ns(void) {
@@ -99,16 +101,6 @@ static double run_child(const char *self, const char *shim, const char *store, l
   return strtod(buf, NULL);
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--worker") == 0) return worker(atol(argv[2]));
   static const struct option longopts[] = {{"runs", required_argument, NULL, 'r'},
@@ -168,7 +160,7 @@ int main(int argc, char **argv) {
     }
     printf("%-4d %14.1f %14.1f\n", r + 1, off[r], on[r]);
   }
-  double moff = median(off, runs), mon = median(on, runs);
+  double moff = bench_median(off, runs), mon = bench_median(on, runs);
   printf("median: without %.1f ns, with %.1f ns: the shim adds %.1f ns per statement (%.2fx)\n",
          moff, mon, mon - moff, mon / moff);
   unlink(store);
