@@ -57,14 +57,31 @@ QP_EXPORT qp_status qp_profile_new(qp_profile **out, const qp_profile_options *o
 /* Frees the profile and whatever was not flushed; NULL is a no-op. */
 QP_EXPORT void qp_profile_free(qp_profile *p);
 
+/*
+ * The profile is the one owner of fingerprints: it normalizes `sql` exactly
+ * as qp_profile_record would (the profile's rules, the backend's dialect,
+ * the normalizer version), into out[0..cap) with the same contract as
+ * qp_normalize (cut at cap - 1 bytes, the fingerprint covering the whole
+ * text). A caller that records the same statement many times (a prepared or
+ * cached statement) normalizes it once here and passes the result in
+ * qp_query_event.normalized; nothing else may fill that field.
+ * Errors: QP_INVALID (NULL p, out, sql with len > 0, cap 0, unknown backend).
+ * Thread-safe; the profile is only read.
+ */
+QP_EXPORT qp_status qp_profile_normalize(const qp_profile *p, qp_backend backend, const char *sql,
+                                         size_t len, char *out, size_t cap, size_t *out_len,
+                                         uint64_t *fingerprint);
+
 typedef struct qp_query_event {
   qp_backend backend;
   const char *database;   /* database name or SQLite file path; NULL if unknown; borrowed */
   const char *sql;        /* raw statement text; borrowed for the call */
   size_t sql_len;
-  /* When the caller already normalized the statement (a prepared statement
-   * is normalized once at prepare), it passes the result here and the
-   * profile skips normalizing; `sql` is then only used for the sample. */
+  /* When the caller already normalized the statement with
+   * qp_profile_normalize on this same profile (a prepared statement is
+   * normalized once), it passes the result here and the profile skips
+   * normalizing; `sql` is then only used for the sample. Text from any other
+   * normalizer would bypass the profile's rules: never pass it. */
   const char *normalized; /* NULL: normalize sql */
   size_t normalized_len;
   uint64_t fingerprint;   /* used only when normalized != NULL */

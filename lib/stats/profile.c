@@ -345,6 +345,14 @@ static qp_entry *entry_new(qp_profile *p, uint64_t hash, uint64_t fp, int64_t bu
   return e;
 }
 
+qp_status qp_profile_normalize(const qp_profile *p, qp_backend backend, const char *sql,
+                               size_t len, char *out, size_t cap, size_t *out_len,
+                               uint64_t *fingerprint) {
+  if (p == NULL || (backend != QP_BACKEND_POSTGRES && backend != QP_BACKEND_SQLITE))
+    return QP_INVALID;
+  return qp_normalize(p->norm[backend], sql, len, out, cap, out_len, fingerprint);
+}
+
 /* An event that comes without its normalized text: normalized here, into
  * a buffer the recording fast path should not carry in its frame. */
 static QP_NOINLINE qp_status record_normalizing(qp_profile *p, const qp_query_event *ev) {
