@@ -65,7 +65,7 @@ typedef struct qp_pool_options {
   int64_t idle_timeout_ms;     /* close idle connections above min_size after this; 0 = never */
   int64_t validation_ms;       /* check a connection idle for longer than this before use */
   int64_t leak_ms;             /* log a lease held longer than this, once; 0 = off */
-  double slow_ms;              /* log statements slower than this; <= 0 = off */
+  double slow_ms;              /* log statements slower than this, failed or not; <= 0 = off */
   qp_reset_policy reset;
   qp_profile *profile;         /* borrowed; NULL = do not record. Must outlive the pool. */
   const qp_hooks *hooks;       /* copied (allocator and log callback); NULL = defaults */
@@ -233,8 +233,12 @@ QP_EXPORT qp_status qp_conn_exec(qp_conn *conn, const char *sql, const qp_param 
 
 /*
  * Runs a script of one or more statements without parameters and without
- * results (simple query protocol on PostgreSQL, sqlite3_exec on SQLite).
- * Each call is timed and recorded as one event. Errors as qp_conn_exec.
+ * results (simple query protocol on PostgreSQL; on SQLite each statement is
+ * prepared and stepped in turn, as sqlite3_exec does). Recorded statement
+ * by statement, each under its own fingerprint; the time is split where the
+ * backend shows each statement's end (SQLite), else all of it goes to the
+ * first statement (PostgreSQL sends a script's results together at its end):
+ * see docs/profiles.md, "Scripts". Errors as qp_conn_exec.
  */
 QP_EXPORT qp_status qp_conn_exec_script(qp_conn *conn, const char *sql);
 

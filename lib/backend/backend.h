@@ -64,9 +64,39 @@ typedef struct qp__bconnect_opts {
   size_t stmt_cache_max;    /* prepared statements kept per connection */
 } qp__bconnect_opts;
 
+/* Called by exec_script as each statement of a script ends, in order:
+ * `end_ns` (qp__now_ns) when its result was complete, `rows` returned or
+ * affected (-1 unknown), `failed` for the statement that stopped the
+ * script (always the last call). */
+typedef void (*qp__script_fn)(void *ud, uint64_t end_ns, int64_t rows, bool failed);
+
+/* What a backend can do, so that callers test a capability rather than
+ * the backend's kind. */
+enum {
+  /* exec_script reports when each statement ended (SQLite steps scripts one
+   * statement at a time). PostgreSQL returns one result per statement of a
+   * simple query but sends them all at the end of the script (the server
+   * flushes at ReadyForQuery), so it reports statement ends without times. */
+  QP__CAP_SCRIPT_TIMES = 1u << 0,
+  /* explain runs the statement (EXPLAIN ANALYZE) when asked */
+  QP__CAP_EXPLAIN_ANALYZE = 1u << 1,
+  /* explain returns a JSON plan (PostgreSQL FORMAT JSON) */
+  QP__CAP_EXPLAIN_JSON = 1u << 2,
+  /* explain reports the planner's estimated cost */
+  QP__CAP_EXPLAIN_COST = 1u << 3,
+  /* explain reports per-statement counters (SQLite sqlite3_stmt_status) */
+  QP__CAP_STMT_COUNTERS = 1u << 4,
+  /* cancel interrupts a running statement from another thread */
+  QP__CAP_CANCEL = 1u << 5,
+  /* sessions carry server-side state a reset must discard (DISCARD ALL) */
+  QP__CAP_SERVER_SESSION = 1u << 6,
+};
+
 struct qp__backend_ops {
   const char *name;
   qp_backend kind;
+  qp_dialect dialect; /* how its SQL is lexed, normalized and split */
+  unsigned caps;      /* QP__CAP_* */
   /* Whether this backend handles `dsn` (decided by prefix only). */
   bool (*accepts)(const char *dsn);
   /* Checks a DSN without connecting. QP_INVALID with a message if malformed. */
@@ -85,8 +115,11 @@ struct qp__backend_ops {
   qp_status (*exec)(qp__bconn *b, const char *sql, size_t len, const qp_param *params,
                     size_t nparams, qp_result **out, int64_t *rows, bool *reprepared,
                     qp__stmt_entry **entry, qp__berr *err);
-  /* Several statements, no parameters, no result. */
-  qp_status (*exec_script)(qp__bconn *b, const char *sql, qp__berr *err);
+  /* Several statements, no parameters, no result. `each` (may be NULL) is
+   * told as every statement ends, in order; end_ns is that statement's end
+   * only with QP__CAP_SCRIPT_TIMES (else when its result was read). */
+  qp_status (*exec_script)(qp__bconn *b, const char *sql, qp__script_fn each, void *ud,
+                           qp__berr *err);
   /* Prepares `sql` into the statement cache without running it. */
   qp_status (*prepare)(qp__bconn *b, const char *sql, size_t len, qp__berr *err);
   qp_txn_status (*txn_status)(const qp__bconn *b);
@@ -132,8 +165,9 @@ struct qp__stmt_entry {
   size_t len;
   void *handle;
   int64_t nparams; /* -1 unknown */
-  /* The statement's normalized text and fingerprint, filled once by the
-   * pool so that recording never normalizes a cached statement again. */
+  /* The statement's normalized text and fingerprint, asked of the profile
+   * (qp_profile_normalize) once by the pool, so that recording never
+   * normalizes a cached statement again. */
   char *norm;      /* owned; NULL until filled */
   size_t norm_len;
   uint64_t fp;

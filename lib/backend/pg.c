@@ -619,13 +619,47 @@ static bool mentions_ci(const char *hay, const char *needle) {
   return false;
 }
 
-static qp_status pg_exec_script(qp__bconn *b, const char *sql, qp__berr *err) {
-  PGresult *res = PQexec(b->pg, sql);
-  ExecStatusType rs = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+/* The simple query protocol returns one result per statement of the
+ * script, each as soon as that statement is done: PQgetResult is read
+ * until NULL (as PQexec does) and every result is reported as one
+ * statement's end. A COPY in a script has no data to exchange here: COPY
+ * FROM STDIN is refused (the statement then fails) and COPY TO STDOUT is
+ * drained, so the connection never stays in COPY mode. */
+static qp_status pg_exec_script(qp__bconn *b, const char *sql, qp__script_fn each, void *ud,
+                                qp__berr *err) {
   qp_status st = QP_OK;
-  if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK && rs != PGRES_EMPTY_QUERY)
-    st = result_fail(b, res, "statement failed", err);
-  PQclear(res);
+  if (!PQsendQuery(b->pg, sql)) {
+    st = result_fail(b, NULL, "statement failed", err);
+  } else {
+    bool failed = false;
+    PGresult *res;
+    while ((res = PQgetResult(b->pg)) != NULL) {
+      ExecStatusType rs = PQresultStatus(res);
+      if (rs == PGRES_COPY_IN) {
+        PQputCopyEnd(b->pg, "COPY FROM STDIN is not supported in a script");
+      } else if (rs == PGRES_COPY_OUT) {
+        char *row;
+        while (PQgetCopyData(b->pg, &row, 0) > 0) PQfreemem(row);
+      } else if (!failed) {
+        uint64_t end = qp__now_ns();
+        bool ok = rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK || rs == PGRES_EMPTY_QUERY;
+        if (!ok) {
+          failed = true;
+          st = result_fail(b, res, "statement failed", err);
+        }
+        if (each != NULL && rs != PGRES_EMPTY_QUERY) {
+          int64_t rows = -1;
+          if (rs == PGRES_TUPLES_OK) rows = PQntuples(res);
+          else if (ok && *PQcmdTuples(res)) rows = strtoll(PQcmdTuples(res), NULL, 10);
+          each(ud, end, rows, !ok);
+        }
+      }
+      PQclear(res);
+      if (PQstatus(b->pg) != CONNECTION_OK) break;
+    }
+    if (!failed && PQstatus(b->pg) != CONNECTION_OK)
+      st = result_fail(b, NULL, "statement failed", err);
+  }
   if (mentions_ci(sql, "discard") || mentions_ci(sql, "deallocate"))
     qp__stmt_cache_clear(&b->cache, NULL, NULL);
   return st;
@@ -721,13 +755,13 @@ static qp_status pg_cancel(qp__bconn *b, qp__berr *err) {
 
 static qp_status pg_rollback(qp__bconn *b, qp__berr *err) {
   if (PQtransactionStatus(b->pg) == PQTRANS_IDLE) return QP_OK;
-  return pg_exec_script(b, "ROLLBACK", err);
+  return pg_exec_script(b, "ROLLBACK", NULL, NULL, err);
 }
 
 static qp_status pg_reset(qp__bconn *b, qp__berr *err) {
   qp_status st = pg_rollback(b, err);
   if (st != QP_OK) return st;
-  st = pg_exec_script(b, "DISCARD ALL", err);
+  st = pg_exec_script(b, "DISCARD ALL", NULL, NULL, err);
   qp__stmt_cache_clear(&b->cache, NULL, NULL);
   return st;
 }
@@ -739,6 +773,9 @@ static const char *pg_user(const qp__bconn *b) { return PQuser(b->pg); }
 const qp__backend_ops qp__backend_pg = {
     .name = "postgres",
     .kind = QP_BACKEND_POSTGRES,
+    .dialect = QP_DIALECT_POSTGRES,
+    .caps = QP__CAP_EXPLAIN_ANALYZE | QP__CAP_EXPLAIN_JSON | QP__CAP_EXPLAIN_COST | QP__CAP_CANCEL |
+            QP__CAP_SERVER_SESSION,
     .accepts = pg_accepts,
     .check_dsn = pg_check_dsn,
     .connect = pg_connect,

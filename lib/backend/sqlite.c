@@ -537,15 +537,37 @@ static qp_status sq_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
   return QP_OK;
 }
 
-static qp_status sq_exec_script(qp__bconn *b, const char *sql, qp__berr *err) {
-  char *msg = NULL;
-  int rc = sqlite3_exec(b->db, sql, NULL, NULL, &msg);
-  if (rc == SQLITE_OK) return QP_OK;
-  int ext = sqlite3_extended_errcode(b->db);
-  qp__berr_set(err, (rc & 0xff) == SQLITE_NOMEM ? QP_NOMEM : QP_QUERY, sq_code_name(ext),
-               "statement failed: %s (%s)", msg ? msg : sqlite3_errstr(rc), sq_code_name(ext));
-  sqlite3_free(msg);
-  return err->status;
+/* What sqlite3_exec does, one statement at a time, so that each statement's
+ * end is seen: prepare the next statement of the tail, step it to the end,
+ * finalize it. Stops at the first failing statement. */
+static qp_status sq_exec_script(qp__bconn *b, const char *sql, qp__script_fn each, void *ud,
+                                qp__berr *err) {
+  const char *tail = sql;
+  while (*tail != '\0') {
+    sqlite3_stmt *st = NULL;
+    const char *next = NULL;
+    int rc = sqlite3_prepare_v2(b->db, tail, -1, &st, &next);
+    if (rc != SQLITE_OK) {
+      if (each != NULL) each(ud, qp__now_ns(), -1, true);
+      return sq_error(b, rc, err, "statement failed");
+    }
+    tail = next;
+    if (st == NULL) continue; /* only comments or white space */
+    int64_t rows = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) rows++;
+    uint64_t end = qp__now_ns();
+    if (rc == SQLITE_DONE && sqlite3_column_count(st) == 0 && !sqlite3_stmt_readonly(st))
+      rows = sqlite3_changes64(b->db);
+    if (rc != SQLITE_DONE) {
+      sq_error(b, rc, err, "statement failed"); /* (before finalize resets the message) */
+      sqlite3_finalize(st);
+      if (each != NULL) each(ud, end, -1, true);
+      return err->status;
+    }
+    sqlite3_finalize(st);
+    if (each != NULL) each(ud, end, rows, false);
+  }
+  return QP_OK;
 }
 
 static qp_status sq_prepare(qp__bconn *b, const char *sql, size_t len, qp__berr *err) {
@@ -570,7 +592,7 @@ static bool sq_precheck(qp__bconn *b) { return !sq_is_broken(b); }
 static qp_status sq_ping(qp__bconn *b, int64_t timeout_ms, qp__berr *err) {
   (void)timeout_ms;
   if (sq_is_broken(b)) return qp__berr_set(err, QP_UNAVAILABLE, "", "connection is closed");
-  return sq_exec_script(b, "SELECT 1", err);
+  return sq_exec_script(b, "SELECT 1", NULL, NULL, err);
 }
 
 static qp_status sq_cancel(qp__bconn *b, qp__berr *err) {
@@ -581,7 +603,7 @@ static qp_status sq_cancel(qp__bconn *b, qp__berr *err) {
 
 static qp_status sq_rollback(qp__bconn *b, qp__berr *err) {
   if (sqlite3_get_autocommit(b->db)) return QP_OK;
-  return sq_exec_script(b, "ROLLBACK", err);
+  return sq_exec_script(b, "ROLLBACK", NULL, NULL, err);
 }
 
 /* A file database is reopened: that drops temporary tables, ATTACHed files,
@@ -612,6 +634,8 @@ static const char *sq_user(const qp__bconn *b) {
 const qp__backend_ops qp__backend_sqlite = {
     .name = "sqlite",
     .kind = QP_BACKEND_SQLITE,
+    .dialect = QP_DIALECT_SQLITE,
+    .caps = QP__CAP_SCRIPT_TIMES | QP__CAP_STMT_COUNTERS | QP__CAP_CANCEL,
     .accepts = sq_accepts,
     .check_dsn = sq_check_dsn,
     .connect = sq_connect,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "pool_int.h"
+#include "stats/slowlog.h"
 
 /* ---- session tracking --------------------------------------------------- */
 
@@ -139,10 +140,13 @@ static qp_status ensure_alive(qp_conn *c) {
   return QP_OK;
 }
 
+/* Records one statement into the profile and, when it was slow, the
+ * slow-query log. `e` (may be NULL) is its cache entry, whose normalized
+ * text the profile made once (fill_norm). */
 static void record(qp_conn *c, const char *sql, size_t len, const qp__stmt_entry *e,
                    uint64_t dur_ns, int64_t rows, const char *error) {
   qp_pool *p = c->pool;
-  bool slow = p->o.slow_ms > 0 && (double)dur_ns > p->o.slow_ms * 1e6;
+  bool slow = qp__slow_is(dur_ns, p->slow_ns);
   if (p->o.profile == NULL && !slow) return;
   qp_query_event ev;
   memset(&ev, 0, sizeof ev);
@@ -160,29 +164,22 @@ static void record(qp_conn *c, const char *sql, size_t len, const qp__stmt_entry
   ev.error = error;
   if (p->o.profile != NULL) qp_profile_record(p->o.profile, &ev);
   if (slow && qp__log_enabled(&p->hooks, QP_LOG_WARN)) {
-    uint64_t fp = ev.fingerprint;
-    char norm[512];
-    if (ev.normalized == NULL) {
-      qp_normalize(p->norm, sql, len, norm, sizeof norm, NULL, &fp);
-    } else {
-      snprintf(norm, sizeof norm, "%.*s", (int)(ev.normalized_len < 511 ? ev.normalized_len : 511),
-               ev.normalized);
-    }
-    char hex[QP_FINGERPRINT_HEX_SIZE];
-    qp_fingerprint_hex(fp, hex);
-    qp__log(&p->hooks, QP_LOG_WARN,
-            "slow query: %.3f ms (threshold %.3f ms) fingerprint %s rows %" PRId64 "%s%s: %s",
-            (double)dur_ns / 1e6, p->o.slow_ms, hex, rows, error ? " error " : "",
-            error ? error : "", norm);
+    char line[QP__SLOW_TEXT_MAX + 256];
+    qp__slow_line(p->names, &ev, p->slow_ns, line, sizeof line);
+    qp__log(&p->hooks, QP_LOG_WARN, "%s", line);
   }
 }
 
-/* Normalizes a cached statement once, so that recording it never does. */
+/* Asks the profile for a cached statement's normalized text and
+ * fingerprint once, so that recording it never normalizes again. The
+ * profile is the one owner of fingerprints: its rules, dialect and
+ * normalizer version apply. */
 static void fill_norm(qp_pool *p, qp__stmt_entry *e, const char *sql, size_t len) {
   char buf[QP_NORMALIZED_MAX];
   size_t n = 0;
   uint64_t fp = 0;
-  if (qp_normalize(p->norm, sql, len, buf, sizeof buf, &n, &fp) != QP_OK) return;
+  if (qp_profile_normalize(p->names, p->ops->kind, sql, len, buf, sizeof buf, &n, &fp) != QP_OK)
+    return;
   e->norm = qp__strndup(&p->hooks, buf, n);
   if (e->norm == NULL) return; /* recording normalizes instead */
   e->norm_len = n;
@@ -229,7 +226,7 @@ qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size
       c->session_dirty = qp__pool_changes_session(sql, len);
     }
   }
-  bool recording = p->o.profile != NULL || p->o.slow_ms > 0;
+  bool recording = p->names != NULL;
   if (st != QP_OK) {
     c->q_errors++;
     lease_fail(c, &err);
@@ -243,6 +240,75 @@ qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size
     record(c, sql, len, e, dur, rows, NULL);
   }
   return QP_OK;
+}
+
+/* Where each statement of a script ended, as the backend reported it. */
+typedef struct script_ends {
+  const qp_hooks *hooks;
+  struct script_end {
+    uint64_t end_ns;
+    int64_t rows;
+    bool failed;
+  } *v, small[16];
+  size_t n, cap;
+  bool lost; /* out of memory: the script is recorded as one event */
+} script_ends;
+
+static void script_end(void *ud, uint64_t end_ns, int64_t rows, bool failed) {
+  script_ends *s = ud;
+  if (s->n == s->cap) {
+    size_t cap = s->cap * 2;
+    struct script_end *v = qp__malloc(s->hooks, cap * sizeof *v);
+    if (v == NULL) {
+      s->lost = true;
+      return;
+    }
+    memcpy(v, s->v, s->n * sizeof *v);
+    if (s->v != s->small) qp__free(s->hooks, s->v);
+    s->v = v;
+    s->cap = cap;
+  }
+  s->v[s->n++] = (struct script_end){end_ns, rows, failed};
+}
+
+/*
+ * Records a script statement by statement (docs/profiles.md, "Scripts"):
+ * the backend reported each statement's end, in order, and the splitter
+ * finds the same statements in the text. Where the backend times statement
+ * ends (QP__CAP_SCRIPT_TIMES), statement i gets the time from statement
+ * i-1's end (the start, for the first) to its own; otherwise the whole
+ * script's time goes to its first statement and the others are recorded
+ * with 0 ns, so that every statement is counted and no time is invented.
+ * Statements after a failing one never ran and are not recorded. When the
+ * counts disagree (or the ends were lost to out of memory), the whole
+ * script is one event under its first statement.
+ */
+static void record_script(qp_conn *c, const char *sql, size_t len, uint64_t t0, uint64_t t1,
+                          const script_ends *ends, const char *error) {
+  const qp__backend_ops *ops = c->pool->ops;
+  size_t pos = 0, start, slen, n = 0;
+  while (qp_sql_split_next(ops->dialect, sql, len, &pos, &start, &slen)) n++;
+  bool failed = error != NULL;
+  bool paired = !ends->lost && ends->n > 0 &&
+                (failed ? ends->n <= n && ends->v[ends->n - 1].failed : ends->n == n);
+  pos = 0;
+  if (!paired) {
+    if (!qp_sql_split_next(ops->dialect, sql, len, &pos, &start, &slen)) {
+      start = 0;
+      slen = len;
+    }
+    record(c, sql + start, slen, NULL, qp__ns_since(t1, t0), -1, error);
+    return;
+  }
+  bool timed = (ops->caps & QP__CAP_SCRIPT_TIMES) != 0;
+  uint64_t prev = t0;
+  for (size_t i = 0; i < ends->n && qp_sql_split_next(ops->dialect, sql, len, &pos, &start, &slen);
+       i++) {
+    const struct script_end *e = &ends->v[i];
+    uint64_t dur = timed ? qp__ns_since(e->end_ns, prev) : i == 0 ? qp__ns_since(t1, t0) : 0;
+    record(c, sql + start, slen, NULL, dur, e->rows, e->failed ? error : NULL);
+    prev = e->end_ns;
+  }
 }
 
 qp_status qp_conn_exec_script(qp_conn *c, const char *sql) {
@@ -259,23 +325,28 @@ qp_status qp_conn_exec_script(qp_conn *c, const char *sql) {
   size_t len = strlen(sql);
   /* a script may hold several statements: scan each */
   if (p->o.reset == QP_RESET_AUTO && !c->session_dirty) {
-    qp_dialect d = p->ops->kind == QP_BACKEND_SQLITE ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES;
     size_t pos = 0, start, slen;
-    while (!c->session_dirty && qp_sql_split_next(d, sql, len, &pos, &start, &slen))
+    while (!c->session_dirty && qp_sql_split_next(p->ops->dialect, sql, len, &pos, &start, &slen))
       c->session_dirty = qp__pool_changes_session(sql + start, slen);
   }
+  bool recording = p->names != NULL;
+  script_ends ends = {.hooks = &p->hooks, .cap = 16};
+  ends.v = ends.small;
   qp__berr err;
   err.status = QP_OK;
   uint64_t t0 = qp__now_ns();
-  qp_status st = p->ops->exec_script(c->b, sql, &err);
-  uint64_t dur = qp__ns_since(qp__now_ns(), t0);
+  qp_status st = p->ops->exec_script(c->b, sql, recording ? script_end : NULL, &ends, &err);
+  uint64_t t1 = qp__now_ns();
   c->q_count++;
-  c->q_time_ns += dur;
+  c->q_time_ns += qp__ns_since(t1, t0);
   if (st != QP_OK) {
     c->q_errors++;
     lease_fail(c, &err);
   }
-  record(c, sql, len, NULL, dur, -1, st == QP_OK ? NULL : (c->sqlstate[0] ? c->sqlstate : "ERROR"));
+  if (recording)
+    record_script(c, sql, len, t0, t1, &ends,
+                  st == QP_OK ? NULL : (c->sqlstate[0] ? c->sqlstate : "ERROR"));
+  if (ends.v != ends.small) qp__free(&p->hooks, ends.v);
   return st;
 }
 

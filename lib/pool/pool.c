@@ -551,14 +551,19 @@ qp_status qp_pool_open(qp_pool **out, const qp_pool_options *opts, char *errbuf,
   p->slots = qp__calloc(&p->hooks, (size_t)opts->max_size, sizeof *p->slots);
   if (p->dsn == NULL || p->slots == NULL) goto nomem;
   p->o.dsn = p->dsn;
-  char nerr[256];
-  st = qp_normalizer_new(&p->norm,
-                         ops->kind == QP_BACKEND_SQLITE ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES,
-                         NULL, 0, &p->hooks, nerr, sizeof nerr);
-  if (st != QP_OK) {
-    if (st == QP_NOMEM) goto nomem;
-    qp__errbuf_set(errbuf, errlen, st, "pool: %s", nerr);
-    goto fail;
+  p->slow_ns = opts->slow_ms > 0 ? (uint64_t)(opts->slow_ms * 1e6) : 0;
+  if (opts->slow_ms > 0 && p->slow_ns == 0) p->slow_ns = 1;
+  p->names = opts->profile;
+  if (p->names == NULL && p->slow_ns > 0) {
+    qp_profile_options po = {.hooks = &p->hooks};
+    char nerr[256];
+    st = qp_profile_new(&p->names, &po, nerr, sizeof nerr);
+    if (st != QP_OK) {
+      if (st == QP_NOMEM) goto nomem;
+      qp__errbuf_set(errbuf, errlen, st, "pool: %s", nerr);
+      goto fail;
+    }
+    p->own_names = true;
   }
   for (int i = 0; i < opts->max_size; i++) {
     p->slots[i].pool = p;
@@ -593,7 +598,7 @@ nomem:
   qp__errbuf_set(errbuf, errlen, QP_NOMEM, "pool: out of memory");
   st = QP_NOMEM;
 fail:
-  qp_normalizer_free(p->norm);
+  if (p->own_names) qp_profile_free(p->names);
   qp__free(&p->hooks, p->slots);
   qp__free(&p->hooks, p->dsn);
   qp__free(&p->hooks, p);
@@ -627,7 +632,7 @@ void qp_pool_close(qp_pool *p) {
   pthread_cond_destroy(&p->maint_cond);
   pthread_mutex_destroy(&p->mu);
   if (p->have_tls) pthread_key_delete(p->tls_hint);
-  qp_normalizer_free(p->norm);
+  if (p->own_names) qp_profile_free(p->names);
   if (p->fork_page != NULL) munmap(p->fork_page, QP_FORK_PAGE);
   qp__free(&p->hooks, p->slots);
   for (qp_conn *r = p->retired_slots, *next; r; r = next) {

@@ -74,7 +74,13 @@ struct qp_pool {
   char *dsn;           /* owned */
   char dsn_safe[256];  /* password removed, for messages */
   qp_pool_options o;   /* copy; o.dsn and o.hooks point into this pool */
-  qp_normalizer *norm; /* for fingerprints of slow statements and recording */
+  /* The profile that names statements (normalized text, fingerprint):
+   * o.profile, or, when the pool records nothing but logs slow statements,
+   * a private one with the default options (owned; see docs/pool.md). The
+   * pool never normalizes by itself. */
+  qp_profile *names;
+  bool own_names;
+  uint64_t slow_ns; /* o.slow_ms in nanoseconds; 0 = no slow-query log */
 
   pthread_mutex_t mu;
   qp_conn *slots; /* o.max_size of them */

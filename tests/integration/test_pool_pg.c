@@ -542,6 +542,89 @@ static void test_records_into_profile(void **state) {
   qp_profile_free(prof);
 }
 
+typedef struct seen {
+  int n;
+  char text[8][128];
+  uint64_t calls[8], total_ns[8];
+} seen;
+
+static int collect(const qp_query_summary *q, void *ud) {
+  seen *f = ud;
+  if (f->n < 8) {
+    snprintf(f->text[f->n], sizeof f->text[f->n], "%s", q->query);
+    f->calls[f->n] = q->calls;
+    f->total_ns[f->n] = q->total_ns;
+  }
+  f->n++;
+  return 0;
+}
+
+static int find(const seen *f, const char *text) {
+  for (int i = 0; i < f->n && i < 8; i++)
+    if (strcmp(f->text[i], text) == 0) return i;
+  fail_msg("'%s' was not stored", text);
+  return -1;
+}
+
+static void stored(qp_profile *prof, seen *out) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/store.db", qpt_tempdir());
+  qp_store *st = NULL;
+  char err[256];
+  assert_int_equal(qp_store_open(&st, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  memset(out, 0, sizeof *out);
+  assert_int_equal(qp_store_summarize(st, INT64_MIN, INT64_MAX, collect, out), QP_OK);
+  qp_store_close(st);
+}
+
+/* The profile's rules name the pool's statements (one fingerprint for
+ * three temp names), and a script is recorded statement by statement. The
+ * server sends a script's results together at its end, so the time cannot
+ * be split: it all goes to the first statement, the others are counted
+ * with 0 ns. COPY TO STDOUT in a script is drained and the connection
+ * stays usable. */
+static void test_rules_and_scripts_per_statement(void **state) {
+  (void)state;
+  const char *rules[] = {"tmp_[0-9]+=tmp_?"};
+  qp_profile_options po = {.rules = rules, .nrules = 1};
+  qp_profile *prof;
+  char err[256];
+  assert_int_equal(qp_profile_new(&prof, &po, err, sizeof err), QP_OK);
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.profile = prof;
+  qp_pool *p = open_pool(g_dsn, 1, &o);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT 1 AS tmp_123", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT 1 AS tmp_456", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT 1 AS tmp_789", NULL, 0, NULL), QP_OK);
+  script(c, "SELECT pg_sleep(0.05) AS first; SELECT 2 AS second; "
+            "SELECT pg_sleep(0.1) AS third; COPY (SELECT 1) TO STDOUT");
+  assert_int_equal(qp_conn_exec_script(c, "SELECT 3 AS fourth; SELECT * FROM no_such_table; "
+                                          "SELECT 5 AS never"),
+                   QP_QUERY);
+  assert_string_equal(qp_conn_sqlstate(c), "42P01");
+  assert_int_equal(qp_conn_exec(c, "SELECT 1 AS tmp_1", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  seen f;
+  stored(prof, &f);
+  assert_int_equal(f.n, 7);
+  assert_int_equal(f.calls[find(&f, "select ? as tmp_?")], 4);
+  uint64_t first = f.total_ns[find(&f, "select pg_sleep(?) as first")];
+  uint64_t second = f.total_ns[find(&f, "select ? as second")];
+  uint64_t third = f.total_ns[find(&f, "select pg_sleep(?) as third")];
+  assert_true(first >= 150000000u);
+  assert_int_equal(second, 0);
+  assert_int_equal(third, 0);
+  find(&f, "copy (select ?) to stdout");
+  find(&f, "select ? as fourth");
+  find(&f, "select * from no_such_table");
+  qp_pool_close(p);
+  qp_profile_free(prof);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identity_and_uri_dsn),
@@ -555,6 +638,7 @@ int main(void) {
       cmocka_unit_test(test_cancel),
       cmocka_unit_test(test_unavailable_and_password_redaction),
       cmocka_unit_test(test_records_into_profile),
+      cmocka_unit_test(test_rules_and_scripts_per_statement),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -88,7 +88,7 @@ static void test_crud_params_nulls_blobs(void **state) {
   qp__berr err;
   qp_result *r = NULL;
   assert_int_equal(B->exec_script(b, "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
-                                     "score REAL, data BLOB)", &err), QP_OK);
+                                     "score REAL, data BLOB)", NULL, NULL, &err), QP_OK);
   unsigned char blob[256];
   for (int i = 0; i < 256; i++) blob[i] = (unsigned char)i;
   qp_param p[4] = {qp_param_int(1), qp_param_text("alice"), qp_param_double(2.5),
@@ -140,7 +140,7 @@ static void test_errors_keep_extended_codes(void **state) {
   qp__bconn *b = open_db(db_dsn(dsn, sizeof dsn));
   qp__berr err;
   qp_result *r = (qp_result *)1;
-  assert_int_equal(B->exec_script(b, "CREATE TABLE u(k TEXT UNIQUE NOT NULL)", &err), QP_OK);
+  assert_int_equal(B->exec_script(b, "CREATE TABLE u(k TEXT UNIQUE NOT NULL)", NULL, NULL, &err), QP_OK);
   qp_param p[1] = {qp_param_text("x")};
   assert_int_equal(run(b, "INSERT INTO u VALUES (?)", p, 1, NULL, &err), QP_OK);
   assert_int_equal(run(b, "INSERT INTO u VALUES (?)", p, 1, &r, &err), QP_QUERY);
@@ -168,7 +168,7 @@ static void test_errors_keep_extended_codes(void **state) {
   /* several statements need exec_script */
   assert_int_equal(run(b, "SELECT 1; SELECT 2", NULL, 0, NULL, &err), QP_INVALID);
   assert_int_equal(run(b, "SELECT 1;  ", NULL, 0, NULL, &err), QP_OK);
-  assert_int_equal(B->exec_script(b, "INSERT INTO u VALUES ('y'); INSERT INTO u VALUES ('y')", &err),
+  assert_int_equal(B->exec_script(b, "INSERT INTO u VALUES ('y'); INSERT INTO u VALUES ('y')", NULL, NULL, &err),
                    QP_QUERY);
   assert_string_equal(err.code, "SQLITE_CONSTRAINT_UNIQUE");
   B->close(b);
@@ -197,9 +197,9 @@ static void test_statement_cache_and_txn(void **state) {
     assert_int_equal(B->exec(b, q, strlen(q), NULL, 0, NULL, &rows, &rep, &e1, &err), QP_OK);
     assert_int_equal(rows, 1);
   }
-  assert_int_equal(B->exec_script(b, "CREATE TABLE t(x)", &err), QP_OK);
+  assert_int_equal(B->exec_script(b, "CREATE TABLE t(x)", NULL, NULL, &err), QP_OK);
   assert_int_equal(B->txn_status(b), QP_TXN_IDLE);
-  assert_int_equal(B->exec_script(b, "BEGIN; INSERT INTO t VALUES (1)", &err), QP_OK);
+  assert_int_equal(B->exec_script(b, "BEGIN; INSERT INTO t VALUES (1)", NULL, NULL, &err), QP_OK);
   assert_int_equal(B->txn_status(b), QP_TXN_INTRANS);
   assert_int_equal(B->rollback(b, &err), QP_OK);
   assert_int_equal(B->txn_status(b), QP_TXN_IDLE);
@@ -208,7 +208,7 @@ static void test_statement_cache_and_txn(void **state) {
   assert_string_equal(qp_result_value(r, 0, 0, NULL), "0");
   qp_result_free(r);
   /* reset drops temp tables and pragmas on a file database */
-  assert_int_equal(B->exec_script(b, "CREATE TEMP TABLE tmp(x); PRAGMA cache_size=123", &err),
+  assert_int_equal(B->exec_script(b, "CREATE TEMP TABLE tmp(x); PRAGMA cache_size=123", NULL, NULL, &err),
                    QP_OK);
   assert_int_equal(B->reset(b, &err), QP_OK);
   assert_int_equal(run(b, "SELECT * FROM tmp", NULL, 0, NULL, &err), QP_QUERY);

@@ -420,6 +420,112 @@ static void test_records_into_profile_and_logs_slow(void **state) {
   qp_profile_free(prof);
 }
 
+typedef struct fp_seen {
+  int n;
+  uint64_t calls;
+  char text[8][256];
+  uint64_t ncalls[8], total_ns[8];
+} fp_seen;
+
+static int collect_fp(const qp_query_summary *q, void *ud) {
+  fp_seen *f = ud;
+  if (f->n < 8) {
+    snprintf(f->text[f->n], sizeof f->text[f->n], "%s", q->query);
+    f->ncalls[f->n] = q->calls;
+    f->total_ns[f->n] = q->total_ns;
+  }
+  f->n++;
+  f->calls += q->calls;
+  return 0;
+}
+
+/* Flushes prof into a fresh store and collects what it holds. */
+static void stored(qp_profile *prof, fp_seen *out) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/store.db", qpt_tempdir());
+  qp_store *st = NULL;
+  char err[256];
+  assert_int_equal(qp_store_open(&st, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  memset(out, 0, sizeof *out);
+  assert_int_equal(qp_store_summarize(st, INT64_MIN, INT64_MAX, collect_fp, out), QP_OK);
+  qp_store_close(st);
+}
+
+/* The profile owns fingerprints: a cached statement run through the pool
+ * is named under the profile's rules, so temp-table names that a rule folds
+ * give one fingerprint (the pool used to normalize with a rule-less
+ * normalizer of its own: three fingerprints). */
+static void test_profile_rules_apply_through_the_pool(void **state) {
+  (void)state;
+  const char *rules[] = {"tmp_[0-9]+=tmp_?"};
+  qp_profile_options po = {.rules = rules, .nrules = 1};
+  qp_profile *prof = NULL;
+  char err[256];
+  assert_int_equal(qp_profile_new(&prof, &po, err, sizeof err), QP_OK);
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.profile = prof;
+  qp_pool *p = open_pool(1, &o);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  const char *sql[] = {"SELECT 1 AS tmp_123", "SELECT 1 AS tmp_456", "SELECT 1 AS tmp_789"};
+  for (int round = 0; round < 2; round++) /* the second round hits the statement cache */
+    for (int i = 0; i < 3; i++) assert_int_equal(qp_conn_exec(c, sql[i], NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  fp_seen f;
+  stored(prof, &f);
+  assert_int_equal(f.n, 1);
+  assert_int_equal(f.calls, 6);
+  assert_string_equal(f.text[0], "select ? as tmp_?");
+  qp_pool_close(p);
+  qp_profile_free(prof);
+}
+
+/* A script is recorded statement by statement, each under its own
+ * fingerprint with its own time (the pool used to record one event for the
+ * whole script); statements after a failing one never ran and are not
+ * recorded; the failing one carries the error. */
+static void test_script_recorded_per_statement(void **state) {
+  (void)state;
+  qp_profile *prof = NULL;
+  char err[256];
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.profile = prof;
+  qp_pool *p = open_pool(1, &o);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  exec_ok(c, "CREATE TABLE s(x INTEGER PRIMARY KEY); INSERT INTO s VALUES (1); "
+             "/* a comment */ INSERT INTO s VALUES (2);");
+  assert_int_equal(qp_profile_recorded(prof), 3);
+  assert_int_equal(qp_conn_exec_script(c, "INSERT INTO s VALUES (3); INSERT INTO s VALUES (1); "
+                                          "DELETE FROM s"),
+                   QP_QUERY);
+  assert_int_equal(qp_profile_recorded(prof), 5);
+  /* SQLite scripts are stepped statement by statement: each gets its own time */
+  exec_ok(c, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) "
+             "SELECT count(*) FROM c; SELECT 42 AS quick");
+  assert_int_equal(qp_profile_recorded(prof), 7);
+  qp_pool_release(c);
+  fp_seen f;
+  stored(prof, &f);
+  assert_int_equal(f.n, 4); /* create, insert (DELETE never ran), the slow one, quick */
+  assert_int_equal(f.calls, 7);
+  uint64_t slow_ns = 0, quick_ns = 0;
+  for (int i = 0; i < f.n; i++) {
+    if (strncmp(f.text[i], "insert", 6) == 0) assert_int_equal(f.ncalls[i], 4);
+    else if (strncmp(f.text[i], "with recursive", 14) == 0) slow_ns = f.total_ns[i];
+    else if (strcmp(f.text[i], "select ? as quick") == 0) quick_ns = f.total_ns[i];
+    else assert_string_equal(f.text[i], "create table s(x integer primary key)");
+  }
+  assert_true(slow_ns > 20 * quick_ns);
+  assert_true(quick_ns > 0);
+  qp_pool_close(p);
+  qp_profile_free(prof);
+}
+
 /* Results belong to the caller: one kept across later statements on the
  * same lease, after release and after the pool is closed still holds its
  * own rows; one statement's values never show up in another's result. */
@@ -498,7 +604,7 @@ static void test_reused_sql_buffer(void **state) {
   assert_true(cap_has(&cap, "select count(*) from alpha"));
   assert_true(cap_has(&cap, "select count(*) from beta"));
   assert_true(cap_has(&cap, "from gamma"));
-  assert_int_equal(qp_profile_recorded(prof), 6 + 1); /* + the script */
+  assert_int_equal(qp_profile_recorded(prof), 6 + 4); /* + the script, statement by statement */
   qp_pool_close(p);
   qp_profile_free(prof);
 }
@@ -682,6 +788,8 @@ int main(void) {
       cmocka_unit_test(test_min_size_idle_and_lifetime),
       cmocka_unit_test(test_metrics_prometheus),
       cmocka_unit_test(test_records_into_profile_and_logs_slow),
+      cmocka_unit_test(test_profile_rules_apply_through_the_pool),
+      cmocka_unit_test(test_script_recorded_per_statement),
       cmocka_unit_test(test_results_independent_of_lease),
       cmocka_unit_test(test_reused_sql_buffer),
       cmocka_unit_test(test_leak_detection_names_holder),
