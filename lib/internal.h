@@ -108,7 +108,7 @@ const char *qp__buf_cstr(qp_buf *b);
 size_t qp__fmt_i64(int64_t v, char *buf);
 
 /* Removes the password from a libpq DSN (keyword=value or URI) into buf, for
- * messages and logs. Never fails: on a malformed DSN it writes a placeholder. */
-void qp__dsn_redact(const char *dsn, char *buf, size_t len);
+ * messages and logs: qp_dsn_redact (include/qprof/core.h) says exactly what. */
+size_t qp__dsn_redact(const char *dsn, char *buf, size_t len);
 
 #endif

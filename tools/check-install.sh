@@ -1,5 +1,7 @@
 #!/bin/bash
-# Builds examples/ against an installed qprof (pkg-config and CMake package).
+# Checks an installed qprof: `qprof run` from a moved copy of the prefix finds
+# the shim installed beside it (and nothing else), and examples/ build against
+# the installation (pkg-config and CMake package).
 set -euo pipefail
 prefix=$1
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -8,6 +10,46 @@ trap 'rm -rf "$work"' EXIT
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig"
 test -x "$prefix/bin/qprof"
 "$prefix/bin/qprof" --version >/dev/null
+
+# ---- qprof run from a moved prefix -------------------------------------------
+# The installed qprof finds its shim relative to its own binary: a copy of the
+# prefix elsewhere loads the copy's shim (not the original prefix's, not the
+# build tree's) and records a real sqlite3 session.
+moved="$work/moved"
+cp -a "$prefix" "$moved"
+shim=$(find "$moved" -name libqprof_preload.so)
+[ -n "$shim" ] || { echo "no libqprof_preload.so installed under $prefix" >&2; exit 1; }
+maps=$(env -u QPROF_PRELOAD "$moved/bin/qprof" run --store "$work/run.db" -- cat /proc/self/maps)
+loaded=$(printf '%s\n' "$maps" | grep -o '/.*libqprof_preload\.so' | sort -u)
+[ "$loaded" = "$shim" ] || { echo "qprof run from a moved prefix preloaded '$loaded', not '$shim'" >&2; exit 1; }
+env -u QPROF_PRELOAD "$moved/bin/qprof" run --store "$work/run.db" -- sqlite3 "$work/run-data.db" \
+  "CREATE TABLE t(a); INSERT INTO t VALUES (1); SELECT a FROM t WHERE a = 1;" >/dev/null
+"$moved/bin/qprof" report --store "$work/run.db" --format csv >"$work/run.csv"
+grep -q 'select a from t where a = ?' "$work/run.csv" ||
+  { echo "qprof run from a moved prefix recorded nothing:" >&2; cat "$work/run.csv" >&2; exit 1; }
+echo "qprof run from a moved prefix: preloaded $shim and recorded the session"
+# Without its shim it fails with exit 1, naming every path it tried, all of
+# them in its own prefix.
+rm "$shim"
+set +e
+env -u QPROF_PRELOAD "$moved/bin/qprof" run --store "$work/run.db" -- true 2>"$work/run.err"
+rc=$?
+set -e
+[ "$rc" = 1 ] || { echo "qprof run without its shim: exit $rc, not 1" >&2; exit 1; }
+grep -qF "  $shim (No such file or directory)" "$work/run.err" ||
+  { echo "qprof run without its shim does not name $shim:" >&2; cat "$work/run.err" >&2; exit 1; }
+if grep -E '^  /' "$work/run.err" | grep -vqF "  $moved/"; then
+  echo "qprof run from a moved prefix looked outside it:" >&2; cat "$work/run.err" >&2; exit 1
+fi
+# LD_PRELOAD cannot carry a path with a space: said, not ignored.
+cp -a "$prefix" "$work/with space"
+set +e
+env -u QPROF_PRELOAD "$work/with space/bin/qprof" run --store "$work/run.db" -- true 2>"$work/run.err2"
+rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q "LD_PRELOAD cannot carry" "$work/run.err2" ||
+  { echo "qprof run from a prefix with a space: exit $rc:" >&2; cat "$work/run.err2" >&2; exit 1; }
+echo "qprof run without its shim: exit 1, naming $(grep -c '^  /' "$work/run.err") paths tried"
 for ex in "$root"/examples/*.c; do
   [ -f "$ex" ] || continue
   name=$(basename "$ex" .c)

@@ -59,6 +59,24 @@ QP_EXPORT const char *qp_libpq_version(void);
 QP_EXPORT const char *qp_sqlite_version(void);
 QP_EXPORT const char *qp_pcre2_version(void);
 
+/*
+ * Copies `text` into `buf` with every password in it replaced by "***", for
+ * showing a store location, a DSN or any option value in a message, a log line
+ * or a listing. Removed: the password of a postgresql:// or postgres:// URI
+ * (user:PASSWORD@host), its password= query parameter (?password= or
+ * &password=), and the value of a password= keyword in a keyword=value DSN,
+ * quoted or not ("password = 'it\'s'"). Anything else is copied unchanged, so
+ * text that is not a DSN comes back as it was. The PGPASSWORD variable and
+ * ~/.pgpass are not part of the text and are not looked at.
+ *
+ * `text` is borrowed; NULL is taken as "". At most `len` bytes are written to
+ * `buf`, always NUL-terminated when len > 0 (a short buffer gets a redacted
+ * prefix, never part of a password). Returns the length of the whole redacted
+ * text, as snprintf does: a result >= len means it was cut short. Never fails;
+ * thread-safe.
+ */
+QP_EXPORT size_t qp_dsn_redact(const char *text, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

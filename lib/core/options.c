@@ -80,6 +80,15 @@ static bool parse_bool(const char *s, bool *out) {
   return false;
 }
 
+/* A bad value is quoted in the message with any password in it removed: a DSN
+ * given to the wrong variable must not be echoed. */
+static qp_status bad_value(qp_err *err, const qp_option_info *info, const char *value,
+                           const char *what) {
+  char shown[160];
+  qp__dsn_redact(value, shown, sizeof shown);
+  return qp__err_set(err, QP_INVALID, "option %s: '%s' is not %s", info->name, shown, what);
+}
+
 /* Parses `value` for option `info` into *v (text left untouched). */
 static qp_status parse_value(qp_err *err, const qp_option_info *info, const char *value,
                              option_value *v) {
@@ -87,14 +96,13 @@ static qp_status parse_value(qp_err *err, const qp_option_info *info, const char
   switch (info->type) {
   case QP_OPT_BOOL:
     if (!parse_bool(value, &v->b))
-      return qp__err_set(err, QP_INVALID, "option %s: '%s' is not a boolean (true/false)",
-                         info->name, value);
+      return bad_value(err, info, value, "a boolean (true/false)");
     return QP_OK;
   case QP_OPT_INT: {
     errno = 0;
     long long n = strtoll(value, &end, 10);
     if (*value == '\0' || *end != '\0' || errno == ERANGE)
-      return qp__err_set(err, QP_INVALID, "option %s: '%s' is not an integer", info->name, value);
+      return bad_value(err, info, value, "an integer");
     if ((double)n < info->min || (double)n > info->max)
       return qp__err_set(err, QP_RANGE, "option %s: %lld is outside [%.0f, %.0f]", info->name, n,
                          info->min, info->max);
@@ -105,7 +113,7 @@ static qp_status parse_value(qp_err *err, const qp_option_info *info, const char
     errno = 0;
     double d = strtod(value, &end);
     if (*value == '\0' || *end != '\0' || errno == ERANGE || !isfinite(d))
-      return qp__err_set(err, QP_INVALID, "option %s: '%s' is not a number", info->name, value);
+      return bad_value(err, info, value, "a number");
     if (d < info->min || d > info->max)
       return qp__err_set(err, QP_RANGE, "option %s: %g is outside [%g, %g]", info->name, d,
                          info->min, info->max);

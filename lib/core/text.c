@@ -63,16 +63,25 @@ bool qp__buf_printf(qp_buf *b, const char *fmt, ...) {
 
 const char *qp__buf_cstr(qp_buf *b) { return b->data ? b->data : ""; }
 
-/* Copies at most `n` bytes of src to the output, keeping it terminated. */
+/* Appends n bytes of src to the output as far as it has room, keeping it
+ * terminated; *pos counts every byte, written or not (as snprintf does). */
 static void out_put(char *buf, size_t len, size_t *pos, const char *src, size_t n) {
-  while (n-- > 0 && *pos + 1 < len) buf[(*pos)++] = *src++;
-  buf[*pos] = '\0';
+  if (*pos + 1 < len) {
+    size_t k = len - 1 - *pos;
+    if (k > n) k = n;
+    memcpy(buf + *pos, src, k);
+    buf[*pos + k] = '\0';
+  }
+  *pos += n;
 }
 
-void qp__dsn_redact(const char *dsn, char *buf, size_t len) {
-  if (len == 0) return;
-  buf[0] = '\0';
-  if (dsn == NULL) return;
+size_t qp_dsn_redact(const char *text, char *buf, size_t len) {
+  return qp__dsn_redact(text, buf, len);
+}
+
+size_t qp__dsn_redact(const char *dsn, char *buf, size_t len) {
+  if (len > 0) buf[0] = '\0';
+  if (dsn == NULL) return 0;
   size_t pos = 0;
   const char *p = dsn;
   if (strncmp(p, "postgresql://", 13) == 0 || strncmp(p, "postgres://", 11) == 0) {
@@ -106,7 +115,7 @@ void qp__dsn_redact(const char *dsn, char *buf, size_t len) {
       out_put(buf, len, &pos, p, 1);
       p++;
     }
-    return;
+    return pos;
   }
   /* keyword=value pairs; values may be 'quoted' with \ escapes. */
   while (*p) {
@@ -146,6 +155,7 @@ void qp__dsn_redact(const char *dsn, char *buf, size_t len) {
       p++;
     }
   }
+  return pos;
 }
 
 /* Two digits at a time from a table: several times faster than

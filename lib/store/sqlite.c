@@ -233,12 +233,43 @@ static qp_status sq_open_db(qp_store *s, const char *path, int flags, sqlite3 **
   return QP_OK;
 }
 
+/* Removes the temporary store and every file SQLite may have made beside it
+ * (its WAL, shared-memory index and rollback journal): a creation that failed
+ * half-way, on a full disk for instance, leaves nothing behind. `tmp` has
+ * room for the longest suffix. */
+static void remove_tmp(char *tmp) {
+  static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+  size_t len = strlen(tmp);
+  for (size_t i = 0; i < QP_ARRAY_LEN(suffixes); i++) {
+    memcpy(tmp + len, suffixes[i], strlen(suffixes[i]) + 1);
+    unlink(tmp);
+  }
+  tmp[len] = '\0';
+}
+
+/* Moves everything the WAL holds into the database file itself, so that the
+ * file linked into place is the whole store: SQLite checkpoints on close too,
+ * but a checkpoint that fails there (no space left) is not reported, and the
+ * schema would stay behind in a WAL that is about to be removed. */
+static qp_status checkpoint(qp_store *s, sqlite3 *db) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(s, db, QP_IO, "cannot checkpoint the new store");
+  int rc = sqlite3_step(st);
+  bool busy = rc == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW) return sq_fail(s, db, QP_IO, "cannot checkpoint the new store");
+  if (busy)
+    return qp__err_set(&s->err, QP_IO, "%s: cannot checkpoint the new store: busy", s->display);
+  return QP_OK;
+}
+
 /* Builds a new store under a temporary name in the same directory, then links
  * it into place: *exists is set when another process got there first. */
 static qp_status create_new(qp_store *s, const char *path, int version, bool *exists) {
   *exists = false;
   size_t n = strlen(path) + 64;
-  char *tmp = qp__malloc(&s->hooks, n);
+  char *tmp = qp__malloc(&s->hooks, n + sizeof "-journal");
   if (tmp == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
   snprintf(tmp, n, "%s.tmp-%ld-%llx", path, (long)getpid(), (unsigned long long)qp__now_ns());
   int fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
@@ -255,13 +286,14 @@ static qp_status create_new(qp_store *s, const char *path, int version, bool *ex
   if (rc == QP_OK) rc = sq_exec(s, db, "BEGIN", "cannot begin");
   if (rc == QP_OK) rc = apply_schema(s, db, 0, version);
   if (rc == QP_OK) rc = sq_exec(s, db, "COMMIT", "cannot commit the schema");
+  if (rc == QP_OK) rc = checkpoint(s, db);
   if (db != NULL && sqlite3_close(db) != SQLITE_OK && rc == QP_OK)
     rc = qp__err_set(&s->err, QP_IO, "%s: cannot close the new store", s->display);
   if (rc == QP_OK && link(tmp, path) != 0) {
     if (errno == EEXIST) *exists = true;
     else rc = qp__err_set(&s->err, QP_IO, "%s: cannot create: %s", s->display, strerror(errno));
   }
-  unlink(tmp);
+  remove_tmp(tmp);
   qp__free(&s->hooks, tmp);
   return rc;
 }

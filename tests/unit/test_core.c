@@ -156,6 +156,20 @@ static void test_dsn_redact(void **state) {
   qp__dsn_redact("password=abcdef", out, 8); /* truncation stays terminated */
   assert_true(strlen(out) < 8);
   assert_null(strstr(out, "abc"));
+  /* The public call: the whole length, as snprintf; text that is no DSN unchanged. */
+  const char *uri = "postgresql://u:pw@h/db";
+  assert_int_equal(qp_dsn_redact(uri, out, sizeof out), strlen("postgresql://u:***@h/db"));
+  assert_string_equal(out, "postgresql://u:***@h/db");
+  assert_int_equal(qp_dsn_redact(uri, out, 5), strlen("postgresql://u:***@h/db"));
+  assert_string_equal(out, "post");
+  assert_int_equal(qp_dsn_redact(uri, NULL, 0), strlen("postgresql://u:***@h/db"));
+  const char *plain[] = {"tmp_[0-9]+=tmp_?", "^select .* from t$", "/var/tmp/prof.db", "", "a b\tc"};
+  for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+    assert_int_equal(qp_dsn_redact(plain[i], out, sizeof out), strlen(plain[i]));
+    assert_string_equal(out, plain[i]);
+  }
+  assert_int_equal(qp_dsn_redact(NULL, out, sizeof out), 0);
+  assert_string_equal(out, "");
 }
 
 static void test_time_parse_format(void **state) {

@@ -36,6 +36,13 @@ int cli_fail(const char *verb, const char *fmt, ...) QP_PRINTF(2, 3);
 bool cli_use_color(FILE *f);
 /* Terminal width of stdout, or 0 when not a terminal (COLUMNS wins if set). */
 int cli_term_width(void);
+/* The LD_PRELOAD shim `qprof run` should use (tools/qprof/preload.c): the
+ * readable path of $QPROF_PRELOAD when set, else the build tree's shim for a
+ * qprof run from its build tree, else the shim installed beside this qprof
+ * (its lib directory relative to the binary, so a moved prefix still works).
+ * Returns NULL when there is none, with *message saying why and naming every
+ * path tried. Both strings are static, valid until the next call. */
+const char *cli_find_shim(const char **message);
 /* Reads a whole file ("-" or NULL: stdin) into a malloc'd buffer. Returns
  * NULL with errno set on failure. */
 char *cli_read_all(const char *path, size_t *len);

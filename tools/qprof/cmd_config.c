@@ -1,6 +1,7 @@
 /* qprof config: the options table, as defaults, environment and current values. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -19,7 +20,22 @@ static void usage(FILE *f) {
   fprintf(f, "Usage: qprof config [--list] [--format text|json]\n\n"
              "Lists every option with its type, default, QPROF_* environment variable,\n"
              "the value in effect here (defaults overridden by the environment) and a\n"
-             "one-line description.\n");
+             "one-line description. Passwords in values (a DSN's user:password@, password=\n"
+             "keyword or ?password= parameter) are shown as ***.\n\n"
+             "  --format F   text (default) or json (an array of objects: name, env, type,\n"
+             "               default, value, unit, doc)\n"
+             "  --list       the same listing (accepted for scripts that pass it)\n"
+             "  -h, --help   this text\n");
+}
+
+/* `text` as it may be shown: any option's value may hold a DSN (the store
+ * does, a DSN set on the wrong variable would), so every one goes through the
+ * library's redaction. Malloc'd; NULL when out of memory. */
+static char *redacted(const char *text) {
+  size_t n = qp_dsn_redact(text, NULL, 0);
+  char *out = malloc(n + 1);
+  if (out != NULL) qp_dsn_redact(text, out, n + 1);
+  return out;
 }
 
 static void json_string(const char *s) {
@@ -64,28 +80,35 @@ int cmd_config(int argc, char **argv) {
   if (json) printf("[");
   for (size_t i = 0; i < qp_option_count(); i++) {
     const qp_option_info *o = qp_option_at(i);
+    char *def = redacted(o->default_value), *value = redacted(qp_config_text(cfg, o->name));
+    if (def == NULL || value == NULL) {
+      free(def);
+      free(value);
+      qp_config_free(cfg);
+      return cli_fail("config", "out of memory");
+    }
     if (json) {
       printf("%s\n {\"name\":", i ? "," : "");
       json_string(o->name);
       printf(",\"env\":");
       json_string(o->env);
       printf(",\"type\":\"%s\",\"default\":", type_name(o->type));
-      json_string(o->default_value);
+      json_string(def);
       printf(",\"value\":");
-      json_string(qp_config_text(cfg, o->name));
+      json_string(value);
       printf(",\"unit\":");
       json_string(o->unit);
       printf(",\"doc\":");
       json_string(o->doc);
       printf("}");
     } else {
-      const char *value = qp_config_text(cfg, o->name);
       printf("%-26s %-6s default=%-10s value=%-10s %s\n    %s", o->name, type_name(o->type),
-             o->default_value[0] ? o->default_value : "''", value[0] ? value : "''", o->env,
-             o->doc);
+             def[0] ? def : "''", value[0] ? value : "''", o->env, o->doc);
       if (o->unit[0]) printf(" (%s)", o->unit);
       printf("\n");
     }
+    free(def);
+    free(value);
   }
   if (json) printf("\n]\n");
   qp_config_free(cfg);

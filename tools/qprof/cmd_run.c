@@ -33,37 +33,6 @@ static void usage(FILE *f) {
           "set, else the one of this build or installation.\n");
 }
 
-static bool readable(const char *path) { return path != NULL && access(path, R_OK) == 0; }
-
-/* True when the running qprof lives under the build tree the shim was built in. */
-static bool running_from_build_tree(const char *build_shim) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return false;
-  exe[n] = '\0';
-  const char *suffix = "/lib/shim/libqprof_preload.so";
-  size_t bl = strlen(build_shim), sl = strlen(suffix);
-  if (bl <= sl || strcmp(build_shim + bl - sl, suffix) != 0) return false;
-  size_t root = bl - sl;
-  return strncmp(exe, build_shim, root) == 0 && exe[root] == '/';
-}
-
-static const char *find_shim(void) {
-  const char *env = getenv("QPROF_PRELOAD");
-  if (env != NULL && env[0] != '\0') return env;
-#ifdef QPROF_PRELOAD_BUILD
-  if (readable(QPROF_PRELOAD_BUILD) && running_from_build_tree(QPROF_PRELOAD_BUILD))
-    return QPROF_PRELOAD_BUILD;
-#endif
-#ifdef QPROF_PRELOAD_INSTALLED
-  if (readable(QPROF_PRELOAD_INSTALLED)) return QPROF_PRELOAD_INSTALLED;
-#endif
-#ifdef QPROF_PRELOAD_BUILD
-  if (readable(QPROF_PRELOAD_BUILD)) return QPROF_PRELOAD_BUILD;
-#endif
-  return NULL;
-}
-
 /* A file store given relative to here must mean the same file to a command
  * that changes directory: make it absolute. DSNs are left alone. */
 static char *absolute_store(const char *store) {
@@ -120,21 +89,9 @@ int cmd_run(int argc, char **argv) {
   if (optind >= argc) return cli_usage_error("run", "no command to run (qprof run -- CMD ...)");
   char **cmd = argv + optind;
 
-  const char *shim = find_shim();
-  if (shim == NULL)
-    return cli_fail("run", "cannot find libqprof_preload.so (looked for $QPROF_PRELOAD, %s and %s)",
-#ifdef QPROF_PRELOAD_BUILD
-                    QPROF_PRELOAD_BUILD,
-#else
-                    "the build tree",
-#endif
-#ifdef QPROF_PRELOAD_INSTALLED
-                    QPROF_PRELOAD_INSTALLED
-#else
-                    "the install prefix"
-#endif
-    );
-  if (!readable(shim)) return cli_fail("run", "cannot read the shim %s: %s", shim, strerror(errno));
+  const char *why;
+  const char *shim = cli_find_shim(&why);
+  if (shim == NULL) return cli_fail("run", "%s", why);
 
   if (store == NULL) store = getenv("QPROF_STORE");
   if (store == NULL || store[0] == '\0') {

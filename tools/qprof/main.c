@@ -8,9 +8,9 @@
 static const cli_verb verbs[] = {
     /* VERBS: keep sorted by how often people use them. */
     {"run", cmd_run, "run a command with its libpq/sqlite3 queries profiled (LD_PRELOAD)"},
-    {"report", cmd_report, "rank the recorded queries of a profile store (text, JSON or CSV)"},
+    {"report", cmd_report, "rank the recorded queries of a profile store (text, JSON, CSV or HTML)"},
     {"diff", cmd_diff, "compare two profiles per query; exit 3 on a p95 regression (CI gate)"},
-    {"normalize", cmd_normalize, "print the fingerprint and normalized text of each statement of a SQL script"},
+    {"normalize", cmd_normalize, "fingerprint and normalized text of each statement of a SQL script"},
     {"config", cmd_config, "list options, their defaults, QPROF_* variables and current values"},
 };
 
