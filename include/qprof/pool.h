@@ -193,6 +193,11 @@ typedef struct qp_param {
   uint32_t pg_type; /* PostgreSQL type OID for TEXT (e.g. 1082 date); 0 = inferred; SQLite ignores */
 } qp_param;
 
+/* Parameter constructors, one per type: qp_param_text takes a NUL-terminated
+ * string (its length is found when the statement runs), qp_param_blob `len`
+ * raw bytes. Nothing is copied: the pointers are borrowed, as for qp_param, and
+ * must stay valid until the call they are passed to returns. They cannot fail;
+ * thread-safe. */
 static inline qp_param qp_param_null(void) {
   qp_param p = {QP_PARAM_NULL, NULL, 0, 0, 0.0, 0};
   return p;
