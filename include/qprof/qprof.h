@@ -3,7 +3,7 @@
  *
  * Areas: status codes (status.h), hooks and versions (core.h), options
  * (config.h), SQL normalization (sql.h), profiles and stores (profile.h,
- * store.h), the connection pool (pool.h).
+ * store.h), reports over a store (report.h), the connection pool (pool.h).
  */
 #ifndef QPROF_QPROF_H
 #define QPROF_QPROF_H
@@ -16,6 +16,7 @@
 #include "sql.h"
 #include "profile.h"
 #include "store.h"
+#include "report.h"
 #include "pool.h"
 
 #endif

@@ -484,7 +484,7 @@ static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
   const char *vals[3] = {a, b, c};
   PGresult *r = pg_run(s,
                        "SELECT fingerprint, backend, database, calls, errors, error_codes, rows, "
-                       "total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist "
+                       "total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket "
                        "FROM qprof.qp_stats WHERE level = $1 AND bucket >= $2 AND bucket < $3",
                        3, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read statistics");
   if (r == NULL) return s->err.code;
@@ -496,12 +496,26 @@ static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
     row.fingerprint = (uint64_t)strtoll(PQgetvalue(r, i, 0), NULL, 10);
     row.backend = strcmp(PQgetvalue(r, i, 1), "sqlite") == 0 ? QP_BACKEND_SQLITE : QP_BACKEND_POSTGRES;
     row.database = PQgetvalue(r, i, 2);
+    row.bucket = strtoll(PQgetvalue(r, i, 14), NULL, 10);
     rc = row_stats(s, r, i, 3, &row.st);
     if (rc == QP_OK && row.st.calls > 0) rc = fn(ud, &row);
     qp__stats_free(&row.st, &s->hooks);
   }
   PQclear(r);
   return rc;
+}
+
+static qp_status pg_bucket_before(qp_store *s, int64_t t_s, int64_t *bucket, bool *found) {
+  char t[32];
+  snprintf(t, sizeof t, "%lld", (long long)t_s);
+  const char *vals[1] = {t};
+  PGresult *r = pg_run(s, "SELECT max(bucket) FROM qprof.qp_stats WHERE level = 0 AND bucket < $1",
+                       1, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read");
+  if (r == NULL) return s->err.code;
+  *found = !PQgetisnull(r, 0, 0);
+  if (*found) *bucket = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return QP_OK;
 }
 
 static qp_status pg_query_text(qp_store *s, uint64_t fingerprint, qp_buf *query, qp_buf *sample,
@@ -535,5 +549,6 @@ const qp_store_ops qp__pg_store_ops = {
     .write = pg_write,
     .bucket_range = pg_bucket_range,
     .scan = pg_scan,
+    .bucket_before = pg_bucket_before,
     .query_text = pg_query_text,
 };

@@ -27,6 +27,7 @@
 typedef struct sq_store {
   sqlite3 *db;
   sqlite3_stmt *up_query, *up_stats, *scan, *first, *last, *text, *ins_stats, *ins_query;
+  sqlite3_stmt *before;
   qp_buf hist_buf, codes_buf;
 } sq_store;
 
@@ -71,7 +72,7 @@ static const char SQL_INS_QUERY[] =
 
 static const char SQL_SCAN[] =
     "SELECT fingerprint, backend, database, calls, errors, error_codes, rows, total_ns, min_ns, "
-    "max_ns, m2, first_seen_ns, last_seen_ns, hist FROM qp_stats "
+    "max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket FROM qp_stats "
     "WHERE level = ?1 AND bucket >= ?2 AND bucket < ?3";
 
 /* ---- SQL functions that merge the encoded columns ---------------------- */
@@ -400,7 +401,7 @@ static void sq_close(qp_store *s) {
   sq_store *q = s->impl;
   if (q == NULL) return;
   sqlite3_stmt *all[] = {q->up_query, q->up_stats, q->scan,      q->first,
-                         q->last,     q->text,     q->ins_stats, q->ins_query};
+                         q->last,     q->text,     q->ins_stats, q->ins_query, q->before};
   for (size_t i = 0; i < QP_ARRAY_LEN(all); i++) sqlite3_finalize(all[i]);
   sqlite3_close(q->db);
   qp__buf_free(&q->hist_buf);
@@ -535,6 +536,7 @@ static qp_status sq_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
     row.st.m2 = sqlite3_column_double(st, 10);
     row.st.first_ns = sqlite3_column_int64(st, 11);
     row.st.last_ns = sqlite3_column_int64(st, 12);
+    row.bucket = sqlite3_column_int64(st, 14);
     qp__stats_set_mean(&row.st);
     if (rc == QP_OK)
       rc = qp__hist_decode_add(&row.st.hist, &s->hooks, sqlite3_column_blob(st, 13),
@@ -550,6 +552,24 @@ static qp_status sq_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
   sqlite3_reset(st);
   qp__stats_free(&row.st, &s->hooks);
   return rc;
+}
+
+static qp_status sq_bucket_before(qp_store *s, int64_t t_s, int64_t *bucket, bool *found) {
+  sq_store *q = s->impl;
+  *found = false;
+  qp_status rc = sq_prepare(s, q, &q->before,
+                            "SELECT bucket FROM qp_stats WHERE level = 0 AND bucket < ?1 "
+                            "ORDER BY bucket DESC LIMIT 1");
+  if (rc != QP_OK) return rc;
+  sqlite3_bind_int64(q->before, 1, t_s);
+  int r = sqlite3_step(q->before);
+  if (r == SQLITE_ROW) {
+    *bucket = sqlite3_column_int64(q->before, 0);
+    *found = true;
+  }
+  sqlite3_reset(q->before);
+  if (r != SQLITE_ROW && r != SQLITE_DONE) return sq_fail(s, q->db, QP_IO, "cannot read");
+  return QP_OK;
 }
 
 static qp_status sq_query_text(qp_store *s, uint64_t fingerprint, qp_buf *query, qp_buf *sample,
@@ -586,6 +606,7 @@ const qp_store_ops qp__sqlite_store_ops = {
     .write = sq_write,
     .bucket_range = sq_bucket_range,
     .scan = sq_scan,
+    .bucket_before = sq_bucket_before,
     .query_text = sq_query_text,
 };
 

@@ -223,10 +223,11 @@ static int plan_tiles(int64_t S, int64_t U, tile t[5]) {
   return n;
 }
 
-qp_status qp_store_summarize(qp_store *s, int64_t since_ns, int64_t until_ns, qp_summary_fn fn,
-                             void *ud) {
-  if (s == NULL || fn == NULL) return QP_INVALID;
+qp_status qp__store_aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_agg_fn fn,
+                              void *ud, qp_window *w) {
   qp__err_clear(&s->err);
+  w->lo_s = w->hi_s = 0;
+  w->empty = true;
   if (since_ns >= until_ns) return QP_OK;
   int64_t first, last;
   bool empty;
@@ -237,6 +238,9 @@ qp_status qp_store_summarize(qp_store *s, int64_t since_ns, int64_t until_ns, qp
   if (S < first) S = first;
   if (U > last + 1) U = last + 1;
   if (S >= U) return QP_OK;
+  w->lo_s = S;
+  w->hi_s = U;
+  w->empty = false;
 
   agg_ctx c = {.s = s, .map = {.hooks = &s->hooks}};
   if (S == first && U == last + 1) {
@@ -251,48 +255,117 @@ qp_status qp_store_summarize(qp_store *s, int64_t since_ns, int64_t until_ns, qp
   qp__buf_init(&query, &s->hooks);
   qp__buf_init(&sample, &s->hooks);
   for (size_t i = 0; rc == QP_OK && i < c.map.cap; i++) {
-    const qp_entry *e = c.map.slots[i];
+    qp_entry *e = c.map.slots[i];
     if (e == NULL) continue;
     query.len = sample.len = 0;
     bool has_sample, found;
     rc = s->ops->query_text(s, e->fingerprint, &query, &sample, &has_sample, &found);
     if (rc != QP_OK) break;
-    const qp_stats *st = &e->st;
-    qp_query_summary q = {
-        .fingerprint = e->fingerprint,
-        .backend = qp_backend_name(e->backend),
-        .database = e->database,
-        .query = qp__buf_cstr(&query),
-        .sample = has_sample ? qp__buf_cstr(&sample) : NULL,
-        .calls = st->calls,
-        .errors = st->errors,
-        .rows = st->rows,
-        .total_ns = st->total_ns,
-        .min_ns = st->min_ns,
-        .max_ns = st->max_ns,
-        .mean_ns = (double)st->total_ns / (double)st->calls,
-        .stddev_ns = qp__stats_stddev(st),
-        .first_seen_ns = st->first_ns,
-        .last_seen_ns = st->last_ns,
-    };
-    double lo = (double)st->min_ns, hi = (double)st->max_ns;
-    q.p50_ns = qp__hist_quantile(&st->hist, 0.50, lo, hi);
-    q.p90_ns = qp__hist_quantile(&st->hist, 0.90, lo, hi);
-    q.p95_ns = qp__hist_quantile(&st->hist, 0.95, lo, hi);
-    q.p99_ns = qp__hist_quantile(&st->hist, 0.99, lo, hi);
-    q.p999_ns = qp__hist_quantile(&st->hist, 0.999, lo, hi);
-    qp_buf codes;
-    qp__buf_init(&codes, &s->hooks);
-    if (!qp__codes_encode(&st->codes, &codes)) {
-      rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
-    } else {
-      q.error_codes = qp__buf_cstr(&codes);
-      if (fn(&q, ud) != 0) i = c.map.cap; /* stop */
-    }
-    qp__buf_free(&codes);
+    rc = fn(ud, e, qp__buf_cstr(&query), has_sample ? qp__buf_cstr(&sample) : NULL);
   }
   qp__buf_free(&query);
   qp__buf_free(&sample);
   agg_free(&c.map);
   return rc;
+}
+
+bool qp__summary_fill(qp_query_summary *q, const qp_entry *e, const char *query,
+                      const char *sample, qp_buf *codes) {
+  const qp_stats *st = &e->st;
+  *q = (qp_query_summary){
+      .fingerprint = e->fingerprint,
+      .backend = qp_backend_name(e->backend),
+      .database = e->database,
+      .query = query,
+      .sample = sample,
+      .calls = st->calls,
+      .errors = st->errors,
+      .rows = st->rows,
+      .total_ns = st->total_ns,
+      .min_ns = st->min_ns,
+      .max_ns = st->max_ns,
+      .mean_ns = st->calls ? (double)st->total_ns / (double)st->calls : 0,
+      .stddev_ns = qp__stats_stddev(st),
+      .first_seen_ns = st->first_ns,
+      .last_seen_ns = st->last_ns,
+  };
+  double lo = (double)st->min_ns, hi = (double)st->max_ns;
+  q->p50_ns = qp__hist_quantile(&st->hist, 0.50, lo, hi);
+  q->p90_ns = qp__hist_quantile(&st->hist, 0.90, lo, hi);
+  q->p95_ns = qp__hist_quantile(&st->hist, 0.95, lo, hi);
+  q->p99_ns = qp__hist_quantile(&st->hist, 0.99, lo, hi);
+  q->p999_ns = qp__hist_quantile(&st->hist, 0.999, lo, hi);
+  codes->len = 0;
+  if (!qp__codes_encode(&st->codes, codes)) return false;
+  q->error_codes = qp__buf_cstr(codes);
+  return true;
+}
+
+typedef struct summarize_ctx {
+  qp_summary_fn fn;
+  void *ud;
+  qp_buf codes;
+  bool stopped;
+  qp_store *s;
+} summarize_ctx;
+
+static qp_status summarize_one(void *ud, const qp_entry *e, const char *query, const char *sample) {
+  summarize_ctx *c = ud;
+  qp_query_summary q;
+  if (!qp__summary_fill(&q, e, query, sample, &c->codes))
+    return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
+  if (c->fn(&q, c->ud) != 0) {
+    c->stopped = true;
+    return QP_ERROR; /* stops the walk; turned back into QP_OK below */
+  }
+  return QP_OK;
+}
+
+qp_status qp_store_summarize(qp_store *s, int64_t since_ns, int64_t until_ns, qp_summary_fn fn,
+                             void *ud) {
+  if (s == NULL || fn == NULL) return QP_INVALID;
+  summarize_ctx c = {.fn = fn, .ud = ud, .s = s};
+  qp__buf_init(&c.codes, &s->hooks);
+  qp_window w;
+  qp_status rc = qp__store_aggregate(s, since_ns, until_ns, summarize_one, &c, &w);
+  qp__buf_free(&c.codes);
+  if (c.stopped) {
+    qp__err_clear(&s->err);
+    return QP_OK;
+  }
+  return rc;
+}
+
+qp_status qp__store_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud) {
+  qp__err_clear(&s->err);
+  if (level < 0 || level >= QP_LEVELS) return qp__err_set(&s->err, QP_INVALID, "no level %d", level);
+  if (lo >= hi) return QP_OK;
+  return s->ops->scan(s, level, lo, hi, fn, ud);
+}
+
+typedef struct edge_ctx {
+  int64_t max_last_ns;
+} edge_ctx;
+
+static qp_status edge_row(void *ud, const qp_entry *row) {
+  edge_ctx *c = ud;
+  if (row->st.last_ns > c->max_last_ns) c->max_last_ns = row->st.last_ns;
+  return QP_OK;
+}
+
+qp_status qp__store_edge(qp_store *s, int64_t t_ns, int64_t *bucket_s, bool *straddles) {
+  qp__err_clear(&s->err);
+  *straddles = false;
+  *bucket_s = 0;
+  if (s->ops->bucket_before == NULL) return QP_OK;
+  bool found;
+  int64_t b;
+  qp_status rc = s->ops->bucket_before(s, ns_to_s_ceil(t_ns), &b, &found);
+  if (rc != QP_OK || !found) return rc;
+  edge_ctx c = {.max_last_ns = INT64_MIN};
+  rc = s->ops->scan(s, QP_LEVEL_BUCKET, b, b + 1, edge_row, &c);
+  if (rc != QP_OK) return rc;
+  *bucket_s = b;
+  *straddles = c.max_last_ns >= t_ns;
+  return QP_OK;
 }

@@ -24,8 +24,8 @@ enum { QP_LEVEL_BUCKET = 0, QP_LEVEL_HOUR = 1, QP_LEVEL_DAY = 2, QP_LEVEL_ALL = 
 /* Start (seconds) of the row of `level` that a bucket starting at `bucket` rolls up into. */
 int64_t qp__level_bucket(int level, int64_t bucket);
 
-/* Receives one stored row; `row->next`, `row->query` and `row->sample` are
- * unused. Return QP_OK to go on. */
+/* Receives one stored row (row->bucket is its start); `row->next`,
+ * `row->query` and `row->sample` are unused. Return QP_OK to go on. */
 typedef qp_status (*qp_row_fn)(void *ud, const qp_entry *row);
 
 typedef struct qp_store_ops {
@@ -40,6 +40,9 @@ typedef struct qp_store_ops {
   qp_status (*bucket_range)(qp_store *s, int64_t *first, int64_t *last, bool *empty);
   /* Calls fn for every row of `level` with bucket in [lo, hi). */
   qp_status (*scan)(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud);
+  /* The start of the last level-0 bucket that starts before t_s; *found
+   * false when none. May be NULL (then no rounding is detected). */
+  qp_status (*bucket_before)(qp_store *s, int64_t t_s, int64_t *bucket, bool *found);
   /* Normalized text and sample of a fingerprint into the buffers (sample
    * left empty with *has_sample false when none); *found false when unknown. */
   qp_status (*query_text)(qp_store *s, uint64_t fingerprint, qp_buf *query, qp_buf *sample,
@@ -57,6 +60,38 @@ struct qp_store {
 };
 
 extern const qp_store_ops qp__sqlite_store_ops;
+
+/* ---- reading, for the report model (lib/report/) -------------------------- */
+
+/* Receives one merged query of a window: its key and merged statistics
+ * (allocated with the store's hooks), its text and sample (all valid during
+ * the call; sample NULL when none). Return QP_OK to go on; any other status stops the walk and is
+ * returned. */
+typedef qp_status (*qp_agg_fn)(void *ud, const qp_entry *e, const char *query, const char *sample);
+
+/* The bucket starts [lo_s, hi_s) a window covers once clamped to the data. */
+typedef struct qp_window {
+  int64_t lo_s, hi_s;
+  bool empty;
+} qp_window;
+
+/* Merges the rows of the buckets that start in [since_ns, until_ns) per
+ * query (the one aggregation behind qp_store_summarize and the report
+ * model) and calls fn for each, in no particular order. */
+qp_status qp__store_aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_agg_fn fn,
+                              void *ud, qp_window *w);
+/* A summary of merged statistics; its error_codes text goes into `codes`
+ * (reset first) and the strings are borrowed from e, query and sample.
+ * False when out of memory. */
+bool qp__summary_fill(qp_query_summary *q, const qp_entry *e, const char *query,
+                      const char *sample, qp_buf *codes);
+/* The rows of one level in [lo, hi) (see qp_store_ops.scan). */
+qp_status qp__store_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud);
+/* Whether a window edge at t_ns cuts a stored bucket: the last level-0
+ * bucket that starts before t_ns (*bucket_s) holds executions that ended at
+ * or after t_ns. */
+qp_status qp__store_edge(qp_store *s, int64_t t_ns, int64_t *bucket_s, bool *straddles);
+
 extern const qp_store_ops qp__pg_store_ops;
 
 /* Writes a list of entries (see qp_store_ops.write). Used by qp_profile_flush. */

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "internal.h"
 #include "report_common.h"
 
 static void usage(FILE *f) {
@@ -26,74 +25,142 @@ static void usage(FILE *f) {
           "  --min-calls N     ignore queries with fewer calls on either side (default 1)\n"
           "  --format F        text (default) or json (docs/report-json.md)\n"
           "  --since/--until   window for both sides; --base-*/--new-* override per side\n"
-          "  --match/--exclude PCRE2 filters on the normalized text\n"
+          "  --match/--exclude PCRE2 filters on the normalized text (case-insensitive\n"
+          "                    unless --case-sensitive)\n"
           "  --limit N         rows per table in text (default 20; 0 = all)\n"
           "  --wide            full query text\n");
 }
 
-typedef enum status { ST_SAME, ST_CHANGED, ST_NEW, ST_GONE } status;
-static const char *const status_names[] = {"unchanged", "changed", "new", "vanished"};
-
-typedef struct pair {
-  const rq *base, *cur; /* either may be NULL */
-  status st;
-  double calls_pct, mean_pct, p95_pct; /* NAN when not defined */
-  bool regression;
-} pair;
-
-static double pct(double a, double b) {
-  if (a == 0) return b == 0 ? 0 : NAN;
-  return (b - a) / a * 100.0;
+static void side_json(jw *w, const char *key, const qp_query_summary *s) {
+  if (s == NULL) {
+    jw_null(w, key);
+    return;
+  }
+  jw_object(w, key);
+  jw_uint(w, "calls", s->calls);
+  jw_uint(w, "errors", s->errors);
+  jw_number(w, "total_ms", rq_ms((double)s->total_ns));
+  jw_number(w, "mean_ms", rq_ms(s->mean_ns));
+  jw_number(w, "p95_ms", rq_ms(s->p95_ns));
+  jw_number(w, "p99_ms", rq_ms(s->p99_ns));
+  jw_object_end(w);
 }
 
-static int key_cmp(const rq *a, const rq *b) {
-  if (a->s.fingerprint != b->s.fingerprint) return a->s.fingerprint < b->s.fingerprint ? -1 : 1;
-  int c = strcmp(a->s.backend, b->s.backend);
-  return c != 0 ? c : strcmp(a->s.database, b->s.database);
+static void pct_json(jw *w, const char *key, double v) {
+  if (isnan(v)) jw_null(w, key);
+  else jw_number(w, key, round(v * 100) / 100);
 }
 
-static int cmp_key(const void *a, const void *b) { return key_cmp(a, b); }
-
-static double sort_val(const pair *p) {
-  if (p->st == ST_NEW) return 1e300;
-  if (p->st == ST_GONE) return -1e300;
-  return isnan(p->p95_pct) ? 0 : p->p95_pct;
-}
-
-static int cmp_pair(const void *a, const void *b) {
-  const pair *x = a, *y = b;
-  double vx = sort_val(x), vy = sort_val(y);
-  if (vx != vy) return vx > vy ? -1 : 1;
-  const rq *rx = x->cur ? x->cur : x->base, *ry = y->cur ? y->cur : y->base;
-  return key_cmp(rx, ry);
-}
-
-static json_t *side_json(const rq *r) {
-  if (r == NULL) return json_null();
-  json_t *o = json_object();
-  json_object_set_new(o, "calls", json_integer((json_int_t)r->s.calls));
-  json_object_set_new(o, "errors", json_integer((json_int_t)r->s.errors));
-  json_object_set_new(o, "total_ms", json_real(rq_ms((double)r->s.total_ns)));
-  json_object_set_new(o, "mean_ms", json_real(rq_ms(r->s.mean_ns)));
-  json_object_set_new(o, "p95_ms", json_real(rq_ms(r->s.p95_ns)));
-  json_object_set_new(o, "p99_ms", json_real(rq_ms(r->s.p99_ns)));
-  return o;
-}
-
-static json_t *pct_json(double v) { return isnan(v) ? json_null() : json_real(round(v * 100) / 100); }
-
-static json_t *window_json(int64_t since, int64_t until) {
+static void window_json(jw *w, const char *key, const qp_report_totals *t) {
   char a[40];
-  json_t *w = json_object();
-  json_object_set_new(w, "since", since == INT64_MIN ? json_null() : json_string(rq_iso(since, a, sizeof a)));
-  json_object_set_new(w, "until", until == INT64_MAX ? json_null() : json_string(rq_iso(until, a, sizeof a)));
-  return w;
+  jw_object(w, key);
+  jw_string(w, "since", t->since_ns == INT64_MIN ? NULL : rq_iso(t->since_ns, a, sizeof a));
+  jw_string(w, "until", t->until_ns == INT64_MAX ? NULL : rq_iso(t->until_ns, a, sizeof a));
+  jw_object_end(w);
+}
+
+static void side_head_json(jw *w, const char *key, const qp_report_totals *t) {
+  jw_object(w, key);
+  jw_string(w, "store", t->store);
+  window_json(w, "window", t);
+  jw_uint(w, "queries", t->queries);
+  jw_uint(w, "calls", t->calls);
+  jw_number(w, "total_ms", rq_ms((double)t->total_ns));
+  jw_object_end(w);
+}
+
+static void print_json(const qp_report *a, const qp_report *b, const qp_diff *d,
+                       const qp_diff_options *o) {
+  const qp_diff_counts *n = qp_diff_counts_get(d);
+  jw w;
+  jw_init(&w, stdout);
+  jw_object(&w, NULL);
+  jw_int(&w, "qprof_diff", 1);
+  side_head_json(&w, "base", qp_report_totals_get(a));
+  side_head_json(&w, "new", qp_report_totals_get(b));
+  if (isnan(o->fail_above_pct)) jw_null(&w, "fail_above_pct");
+  else jw_number(&w, "fail_above_pct", o->fail_above_pct);
+  jw_uint(&w, "min_calls", o->min_calls);
+  jw_object(&w, "counts");
+  jw_uint(&w, "unchanged", n->unchanged);
+  jw_uint(&w, "changed", n->changed);
+  jw_uint(&w, "new", n->added);
+  jw_uint(&w, "vanished", n->vanished);
+  jw_uint(&w, "regressions", n->regressions);
+  jw_object_end(&w);
+  jw_array(&w, "queries");
+  for (size_t k = 0; k < qp_diff_count(d); k++) {
+    const qp_diff_entry *p = qp_diff_entry_at(d, k);
+    const qp_query_summary *r = p->cur ? p->cur : p->base;
+    char fp[QP_FINGERPRINT_HEX_SIZE];
+    qp_fingerprint_hex(r->fingerprint, fp);
+    jw_object(&w, NULL);
+    jw_string(&w, "fingerprint", fp);
+    jw_string(&w, "query", r->query);
+    jw_string(&w, "backend", r->backend);
+    jw_string(&w, "database", r->database);
+    jw_string(&w, "status", qp_diff_status_name(p->status));
+    side_json(&w, "base", p->base);
+    side_json(&w, "new", p->cur);
+    pct_json(&w, "calls_change_pct", p->calls_pct);
+    pct_json(&w, "mean_change_pct", p->mean_pct);
+    pct_json(&w, "p95_change_pct", p->p95_pct);
+    jw_bool(&w, "regression", p->regression);
+    jw_object_end(&w);
+  }
+  jw_array_end(&w);
+  jw_object_end(&w);
 }
 
 static void fmt_pct(double v, char *buf, size_t len) {
   if (isnan(v)) snprintf(buf, len, "n/a");
   else if (v == 0) snprintf(buf, len, "0%%");
   else snprintf(buf, len, "%+.1f%%", v);
+}
+
+static void print_text(const qp_report *a, const qp_report *b, const qp_diff *d, uint64_t limit,
+                       bool wide) {
+  const qp_report_totals *ta = qp_report_totals_get(a), *tb = qp_report_totals_get(b);
+  const qp_diff_counts *n = qp_diff_counts_get(d);
+  char c1[32], c2[32], d1[32], d2[32];
+  printf("Base: %s (%zu queries, %s calls, %s)\n", ta->store, ta->queries,
+         rq_count(ta->calls, c1, sizeof c1), rq_dur((double)ta->total_ns, d1, sizeof d1));
+  printf("New:  %s (%zu queries, %s calls, %s)\n", tb->store, tb->queries,
+         rq_count(tb->calls, c2, sizeof c2), rq_dur((double)tb->total_ns, d2, sizeof d2));
+  if (n->changed == 0 && n->added == 0 && n->vanished == 0) {
+    printf("No change: %zu quer%s with identical statistics.\n", n->unchanged,
+           n->unchanged == 1 ? "y" : "ies");
+    return;
+  }
+  printf("%zu changed, %zu new, %zu vanished, %zu unchanged.\n\n", n->changed, n->added,
+         n->vanished, n->unchanged);
+  int term = cli_term_width();
+  if (term <= 0) term = 120;
+  size_t qw = wide ? 0 : (term > 110 ? (size_t)term - 96 : 14);
+  printf("%-16s  %-8s  %21s  %23s  %23s  %s\n", "fingerprint", "status", "calls", "mean", "p95",
+         "query");
+  char *qbuf = malloc(65536);
+  size_t shown = 0;
+  for (size_t k = 0; k < qp_diff_count(d) && qbuf != NULL; k++) {
+    const qp_diff_entry *p = qp_diff_entry_at(d, k);
+    if (p->status == QP_DIFF_UNCHANGED) continue;
+    if (limit != 0 && shown++ >= limit) break;
+    const qp_query_summary *r = p->cur ? p->cur : p->base;
+    char calls[64], mean[64], p95[64], x1[32], x2[32], pc[32], fp[QP_FINGERPRINT_HEX_SIZE];
+    qp_fingerprint_hex(r->fingerprint, fp);
+    snprintf(calls, sizeof calls, "%s -> %s", p->base ? rq_count(p->base->calls, x1, 32) : "-",
+             p->cur ? rq_count(p->cur->calls, x2, 32) : "-");
+    fmt_pct(p->mean_pct, pc, sizeof pc);
+    snprintf(mean, sizeof mean, "%s -> %s %s", p->base ? rq_dur(p->base->mean_ns, x1, 32) : "-",
+             p->cur ? rq_dur(p->cur->mean_ns, x2, 32) : "-", p->base && p->cur ? pc : "");
+    fmt_pct(p->p95_pct, pc, sizeof pc);
+    snprintf(p95, sizeof p95, "%s -> %s %s", p->base ? rq_dur(p->base->p95_ns, x1, 32) : "-",
+             p->cur ? rq_dur(p->cur->p95_ns, x2, 32) : "-", p->base && p->cur ? pc : "");
+    printf("%-16s  %-8s  %21s  %23s  %23s  %s%s\n", fp,
+           p->regression ? "SLOWER" : qp_diff_status_name(p->status), calls, mean, p95,
+           rq_shorten(r->query, qw, qbuf, 65536), "");
+  }
+  free(qbuf);
 }
 
 int cmd_diff(int argc, char **argv) {
@@ -105,17 +172,18 @@ int cmd_diff(int argc, char **argv) {
       {"new-until", required_argument, NULL, 4},    {"match", required_argument, NULL, 'm'},
       {"exclude", required_argument, NULL, 'x'},    {"limit", required_argument, NULL, 'n'},
       {"wide", no_argument, NULL, 'w'},             {"help", no_argument, NULL, 'h'},
+      {"case-sensitive", no_argument, NULL, 'C'},
       {NULL, 0, NULL, 0}};
   const char *format = "text", *match = NULL, *exclude = NULL;
   double fail_above = NAN;
   uint64_t min_calls = 1, limit = 20;
-  bool wide = false, windowed = false;
+  bool wide = false, windowed = false, case_sensitive = false;
   int64_t since = INT64_MIN, until = INT64_MAX;
   int64_t w[4];           /* base since, base until, new since, new until */
   bool wset[4] = {false}; /* given explicitly */
   int c;
   char *end;
-  while ((c = getopt_long(argc, argv, "F:c:f:S:U:m:x:n:wh", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "F:c:f:S:U:m:x:n:wCh", longopts, NULL)) != -1) {
     switch (c) {
     case 'F':
       fail_above = strtod(optarg, &end);
@@ -152,6 +220,7 @@ int cmd_diff(int argc, char **argv) {
     case 'm': match = optarg; break;
     case 'x': exclude = optarg; break;
     case 'w': wide = true; break;
+    case 'C': case_sensitive = true; break;
     case 'h': usage(stdout); return QP_EXIT_OK;
     default: return cli_usage_error("diff", "unknown option");
     }
@@ -168,159 +237,55 @@ int cmd_diff(int argc, char **argv) {
   if (w[0] >= w[1] || w[2] >= w[3]) return cli_usage_error("diff", "a window ends before it starts");
   const char *base_path = argv[optind], *new_path = npos == 2 ? argv[optind + 1] : argv[optind];
 
-  rq_filter filt;
-  int rc = rq_filter_init("diff", &filt, match, exclude, 0);
+  qp_report_options ro[2];
+  for (int k = 0; k < 2; k++) {
+    qp_report_options_init(&ro[k]);
+    ro[k].match = match;
+    ro[k].exclude = exclude;
+    ro[k].case_sensitive = case_sensitive;
+    ro[k].since_ns = w[2 * k];
+    ro[k].until_ns = w[2 * k + 1];
+  }
+  int rc = rq_check("diff", &ro[0]);
   if (rc != QP_EXIT_OK) return rc;
-  rq_set a, b;
-  if (!rq_load("diff", base_path, w[0], w[1], &a)) {
-    rq_filter_free(&filt);
+  qp_diff_options dopt;
+  qp_diff_options_init(&dopt);
+  dopt.fail_above_pct = fail_above;
+  dopt.min_calls = min_calls;
+
+  qp_store *sa, *sb;
+  qp_report *a, *b;
+  if (!rq_open("diff", base_path, &ro[0], &sa, &a)) return QP_EXIT_FAIL;
+  if (!rq_open("diff", new_path, &ro[1], &sb, &b)) {
+    rq_close(sa, a);
     return QP_EXIT_FAIL;
   }
-  if (!rq_load("diff", new_path, w[2], w[3], &b)) {
-    rq_set_free(&a);
-    rq_filter_free(&filt);
-    return QP_EXIT_FAIL;
+  qp_diff *d;
+  char err[512];
+  if (qp_diff_new(&d, a, b, &dopt, err, sizeof err) != QP_OK) {
+    rq_close(sa, a);
+    rq_close(sb, b);
+    return cli_fail("diff", "%s", err);
   }
-  rq_set_filter(&a, &filt);
-  rq_set_filter(&b, &filt);
-  rq_filter_free(&filt);
-  if (a.n > 1) qsort(a.v, a.n, sizeof *a.v, cmp_key);
-  if (b.n > 1) qsort(b.v, b.n, sizeof *b.v, cmp_key);
-
-  /* Merge-join the two sorted sets. */
-  pair *pairs = calloc(a.n + b.n + 1, sizeof *pairs);
-  if (pairs == NULL) return cli_fail("diff", "out of memory");
-  size_t np = 0, i = 0, j = 0, nsame = 0, nchanged = 0, nnew = 0, ngone = 0, nreg = 0;
-  while (i < a.n || j < b.n) {
-    pair *p = &pairs[np++];
-    int k = i == a.n ? 1 : j == b.n ? -1 : key_cmp(&a.v[i], &b.v[j]);
-    p->base = k <= 0 ? &a.v[i++] : NULL;
-    p->cur = k >= 0 ? &b.v[j++] : NULL;
-    p->calls_pct = p->mean_pct = p->p95_pct = NAN;
-    if (p->base == NULL) {
-      p->st = ST_NEW;
-      nnew++;
-      continue;
-    }
-    if (p->cur == NULL) {
-      p->st = ST_GONE;
-      ngone++;
-      continue;
-    }
-    p->calls_pct = pct((double)p->base->s.calls, (double)p->cur->s.calls);
-    p->mean_pct = pct(p->base->s.mean_ns, p->cur->s.mean_ns);
-    p->p95_pct = pct(p->base->s.p95_ns, p->cur->s.p95_ns);
-    bool same = p->base->s.calls == p->cur->s.calls && p->base->s.total_ns == p->cur->s.total_ns &&
-                p->base->s.p95_ns == p->cur->s.p95_ns;
-    p->st = same ? ST_SAME : ST_CHANGED;
-    if (same) nsame++;
-    else nchanged++;
-    bool enough = p->base->s.calls >= min_calls && p->cur->s.calls >= min_calls;
-    if (!isnan(fail_above) && enough && !isnan(p->p95_pct) && p->p95_pct > fail_above) {
-      p->regression = true;
-      nreg++;
-    }
-  }
-  if (np > 1) qsort(pairs, np, sizeof *pairs, cmp_pair);
-
-  if (json) {
-    json_t *root = json_object();
-    json_object_set_new(root, "qprof_diff", json_integer(1));
-    json_t *bo = json_object(), *no = json_object();
-    json_object_set_new(bo, "store", json_string(a.location));
-    json_object_set_new(bo, "window", window_json(w[0], w[1]));
-    json_object_set_new(bo, "queries", json_integer((json_int_t)a.n));
-    json_object_set_new(bo, "calls", json_integer((json_int_t)a.calls));
-    json_object_set_new(bo, "total_ms", json_real(rq_ms(a.total_ns)));
-    json_object_set_new(no, "store", json_string(b.location));
-    json_object_set_new(no, "window", window_json(w[2], w[3]));
-    json_object_set_new(no, "queries", json_integer((json_int_t)b.n));
-    json_object_set_new(no, "calls", json_integer((json_int_t)b.calls));
-    json_object_set_new(no, "total_ms", json_real(rq_ms(b.total_ns)));
-    json_object_set_new(root, "base", bo);
-    json_object_set_new(root, "new", no);
-    json_object_set_new(root, "fail_above_pct", isnan(fail_above) ? json_null() : json_real(fail_above));
-    json_object_set_new(root, "min_calls", json_integer((json_int_t)min_calls));
-    json_t *counts = json_object();
-    json_object_set_new(counts, "unchanged", json_integer((json_int_t)nsame));
-    json_object_set_new(counts, "changed", json_integer((json_int_t)nchanged));
-    json_object_set_new(counts, "new", json_integer((json_int_t)nnew));
-    json_object_set_new(counts, "vanished", json_integer((json_int_t)ngone));
-    json_object_set_new(counts, "regressions", json_integer((json_int_t)nreg));
-    json_object_set_new(root, "counts", counts);
-    json_t *arr = json_array();
-    for (size_t k = 0; k < np; k++) {
-      const pair *p = &pairs[k];
-      const rq *r = p->cur ? p->cur : p->base;
-      json_t *o = json_object();
-      json_object_set_new(o, "fingerprint", json_string(r->fp));
-      json_object_set_new(o, "query", json_string(r->s.query));
-      json_object_set_new(o, "backend", json_string(r->s.backend));
-      json_object_set_new(o, "database", json_string(r->s.database));
-      json_object_set_new(o, "status", json_string(status_names[p->st]));
-      json_object_set_new(o, "base", side_json(p->base));
-      json_object_set_new(o, "new", side_json(p->cur));
-      json_object_set_new(o, "calls_change_pct", pct_json(p->calls_pct));
-      json_object_set_new(o, "mean_change_pct", pct_json(p->mean_pct));
-      json_object_set_new(o, "p95_change_pct", pct_json(p->p95_pct));
-      json_object_set_new(o, "regression", json_boolean(p->regression));
-      json_array_append_new(arr, o);
-    }
-    json_object_set_new(root, "queries", arr);
-    rq_json_print(root);
-  } else {
-    char c1[32], c2[32], d1[32], d2[32];
-    printf("Base: %s (%zu queries, %s calls, %s)\n", a.location, a.n, rq_count(a.calls, c1, sizeof c1),
-           rq_dur(a.total_ns, d1, sizeof d1));
-    printf("New:  %s (%zu queries, %s calls, %s)\n", b.location, b.n, rq_count(b.calls, c2, sizeof c2),
-           rq_dur(b.total_ns, d2, sizeof d2));
-    if (nchanged == 0 && nnew == 0 && ngone == 0) {
-      printf("No change: %zu quer%s with identical statistics.\n", nsame, nsame == 1 ? "y" : "ies");
-    } else {
-      printf("%zu changed, %zu new, %zu vanished, %zu unchanged.\n\n", nchanged, nnew, ngone, nsame);
-      int term = cli_term_width();
-      if (term <= 0) term = 120;
-      size_t qw = wide ? 0 : (term > 110 ? (size_t)term - 96 : 14);
-      printf("%-16s  %-8s  %21s  %23s  %23s  %s\n", "fingerprint", "status", "calls", "mean",
-             "p95", "query");
-      char *qbuf = malloc(65536);
-      size_t shown = 0;
-      for (size_t k = 0; k < np && qbuf != NULL; k++) {
-        const pair *p = &pairs[k];
-        if (p->st == ST_SAME) continue;
-        if (limit != 0 && shown++ >= limit) break;
-        const rq *r = p->cur ? p->cur : p->base;
-        char calls[64], mean[64], p95[64], x1[32], x2[32], pc[32];
-        snprintf(calls, sizeof calls, "%s -> %s", p->base ? rq_count(p->base->s.calls, x1, 32) : "-",
-                 p->cur ? rq_count(p->cur->s.calls, x2, 32) : "-");
-        fmt_pct(p->mean_pct, pc, sizeof pc);
-        snprintf(mean, sizeof mean, "%s -> %s %s", p->base ? rq_dur(p->base->s.mean_ns, x1, 32) : "-",
-                 p->cur ? rq_dur(p->cur->s.mean_ns, x2, 32) : "-", p->base && p->cur ? pc : "");
-        fmt_pct(p->p95_pct, pc, sizeof pc);
-        snprintf(p95, sizeof p95, "%s -> %s %s", p->base ? rq_dur(p->base->s.p95_ns, x1, 32) : "-",
-                 p->cur ? rq_dur(p->cur->s.p95_ns, x2, 32) : "-", p->base && p->cur ? pc : "");
-        printf("%-16s  %-8s  %21s  %23s  %23s  %s%s\n", r->fp,
-               p->regression ? "SLOWER" : status_names[p->st], calls, mean, p95,
-               rq_shorten(r->s.query, qw, qbuf, 65536), "");
-      }
-      free(qbuf);
-    }
-  }
+  if (json) print_json(a, b, d, &dopt);
+  else print_text(a, b, d, limit, wide);
+  const qp_diff_counts *n = qp_diff_counts_get(d);
   int exit_code = QP_EXIT_OK;
-  if (nreg > 0) {
-    for (size_t k = 0; k < np; k++) {
-      const pair *p = &pairs[k];
+  if (n->regressions > 0) {
+    for (size_t k = 0; k < qp_diff_count(d); k++) {
+      const qp_diff_entry *p = qp_diff_entry_at(d, k);
       if (!p->regression) continue;
-      char x1[32], x2[32], qb[128];
-      fprintf(stderr, "qprof diff: %s got slower at p95 by %.1f%% (%s -> %s, above %g%%): %s\n",
-              p->cur->fp, p->p95_pct, rq_dur(p->base->s.p95_ns, x1, 32),
-              rq_dur(p->cur->s.p95_ns, x2, 32), fail_above, rq_shorten(p->cur->s.query, 60, qb, sizeof qb));
+      char x1[32], x2[32], qb[256], fp[QP_FINGERPRINT_HEX_SIZE];
+      qp_fingerprint_hex(p->cur->fingerprint, fp);
+      fprintf(stderr, "qprof diff: %s got slower at p95 by %.1f%% (%s -> %s, above %g%%): %s\n", fp,
+              p->p95_pct, rq_dur(p->base->p95_ns, x1, 32), rq_dur(p->cur->p95_ns, x2, 32),
+              fail_above, rq_shorten(p->cur->query, 60, qb, sizeof qb));
     }
     exit_code = QP_EXIT_GATE;
   }
-  free(pairs);
-  rq_set_free(&a);
-  rq_set_free(&b);
+  qp_diff_free(d);
+  rq_close(sa, a);
+  rq_close(sb, b);
   if (fflush(stdout) != 0 || ferror(stdout)) return cli_fail("diff", "cannot write the diff");
   return exit_code;
 }

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "internal.h"
 #include "report_common.h"
 
 static void usage(FILE *f) {
@@ -14,7 +13,7 @@ static void usage(FILE *f) {
           "Usage: qprof report [--store PATH] [--format text|json|csv|html]\n"
           "                    [--sort total|mean|p95|p99|calls|rows|errors] [--limit N]\n"
           "                    [--since TIME] [--until TIME] [--match REGEX] [--exclude REGEX]\n"
-          "                    [--min-calls N] [--wide]\n\n"
+          "                    [--min-calls N] [--case-sensitive] [--wide]\n\n"
           "Ranks the queries recorded in a profile store: per normalized query, calls,\n"
           "errors, rows, total/mean/min/max/stddev and p50/p95/p99 latency (within 2%%).\n\n"
           "  --store PATH      the store (default: $QPROF_STORE, else ./qprof.db)\n"
@@ -25,47 +24,15 @@ static void usage(FILE *f) {
           "  --since TIME      only time buckets starting at or after TIME\n"
           "  --until TIME      only time buckets starting before TIME\n"
           "                    TIME: 2026-11-22, 2026-11-22T10:00Z, @UNIX, -15m, -2h, -1d, now\n"
-          "  --match REGEX     only queries whose normalized text matches (PCRE2)\n"
+          "  --match REGEX     only queries whose normalized text matches (PCRE2;\n"
+          "                    case-insensitive unless --case-sensitive)\n"
           "  --exclude REGEX   leave out queries whose normalized text matches\n"
+          "  --case-sensitive  --match and --exclude respect case\n"
           "  --min-calls N     only queries called at least N times\n"
           "  --wide            full query text and every column, whatever the terminal width\n");
 }
 
-typedef enum sort_key { S_TOTAL, S_MEAN, S_P95, S_P99, S_CALLS, S_ROWS, S_ERRORS } sort_key;
-static const char *const sort_names[] = {"total", "mean", "p95", "p99", "calls", "rows", "errors"};
-
-static double key_of(const rq *r, sort_key k) {
-  switch (k) {
-  case S_TOTAL: return (double)r->s.total_ns;
-  case S_MEAN: return r->s.mean_ns;
-  case S_P95: return r->s.p95_ns;
-  case S_P99: return r->s.p99_ns;
-  case S_CALLS: return (double)r->s.calls;
-  case S_ROWS: return (double)r->s.rows;
-  case S_ERRORS: return (double)r->s.errors;
-  }
-  return 0;
-}
-
-static int cmp_rq(const void *a, const void *b, void *arg) {
-  const rq *x = a, *y = b;
-  sort_key k = *(const sort_key *)arg;
-  double kx = key_of(x, k), ky = key_of(y, k);
-  if (kx != ky) return kx > ky ? -1 : 1;
-  if (x->s.total_ns != y->s.total_ns) return x->s.total_ns > y->s.total_ns ? -1 : 1;
-  int c = strcmp(x->fp, y->fp);
-  if (c != 0) return c;
-  c = strcmp(x->s.backend, y->s.backend);
-  return c != 0 ? c : strcmp(x->s.database, y->s.database);
-}
-
-static void window_text(int64_t since, int64_t until, char *buf, size_t len) {
-  char a[40], b[40];
-  if (since == INT64_MIN && until == INT64_MAX) snprintf(buf, len, "all recorded time");
-  else if (until == INT64_MAX) snprintf(buf, len, "since %s", rq_iso(since, a, sizeof a));
-  else if (since == INT64_MIN) snprintf(buf, len, "until %s", rq_iso(until, b, sizeof b));
-  else snprintf(buf, len, "%s .. %s", rq_iso(since, a, sizeof a), rq_iso(until, b, sizeof b));
-}
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- text ----------------------------------------------------------------- */
 
@@ -82,21 +49,22 @@ static const char *db_label(const char *db) {
   return slash != NULL && slash[1] != '\0' ? slash + 1 : db;
 }
 
-static void print_text(const char *store, int64_t since, int64_t until, const rq_set *set,
-                       size_t shown, size_t before_filter, sort_key sort, bool wide) {
+static void print_text(const qp_report *r, size_t shown, qp_report_sort sort, bool wide) {
+  const qp_report_totals *t = qp_report_totals_get(r);
+  size_t n = qp_report_count(r), before_filter = t->queries_in_window;
   bool color = cli_use_color(stdout);
   const char *bold = color ? "\033[1m" : "", *warn = color ? "\033[33m" : "",
              *reset = color ? "\033[0m" : "";
   char w[128], c1[32], c2[32], c3[32];
-  window_text(since, until, w, sizeof w);
-  printf("%sStore:%s  %s\n%sWindow:%s %s\n", bold, reset, store, bold, reset, w);
-  printf("%sTotals:%s %zu quer%s, %s calls, %s total, %s errors", bold, reset, set->n,
-         set->n == 1 ? "y" : "ies", rq_count(set->calls, c1, sizeof c1),
-         rq_dur(set->total_ns, c2, sizeof c2), rq_count(set->errors, c3, sizeof c3));
-  if (set->n != before_filter) printf(" (%zu of %zu queries pass the filters)", set->n, before_filter);
+  rq_window_text(t, w, sizeof w);
+  printf("%sStore:%s  %s\n%sWindow:%s %s\n", bold, reset, t->store, bold, reset, w);
+  printf("%sTotals:%s %zu quer%s, %s calls, %s total, %s errors", bold, reset, n,
+         n == 1 ? "y" : "ies", rq_count(t->calls, c1, sizeof c1),
+         rq_dur((double)t->total_ns, c2, sizeof c2), rq_count(t->errors, c3, sizeof c3));
+  if (n != before_filter) printf(" (%zu of %zu queries pass the filters)", n, before_filter);
   printf("\n");
-  if (shown < set->n)
-    printf("Showing the top %zu by %s (--limit to change).\n", shown, sort_names[sort]);
+  if (shown < n)
+    printf("Showing the top %zu by %s (--limit to change).\n", shown, qp_report_sort_name(sort));
   printf("\n");
 
   /* Columns that fit: the query keeps at least 24 columns; optional ones
@@ -108,15 +76,17 @@ static void print_text(const char *store, int64_t since, int64_t until, const rq
   int used = 0;
   for (int i = 0; i < C_NCOLS; i++) used += cols[i].width + 2;
   static const int drop_order[] = {C_FP, C_P99, C_ERR};
-  for (size_t d = 0; !wide && d < QP_ARRAY_LEN(drop_order) && term - used < 40; d++) {
+  for (size_t d = 0; !wide && d < ARRAY_LEN(drop_order) && term - used < 40; d++) {
     on[drop_order[d]] = false;
     used -= cols[drop_order[d]].width + 2;
   }
   int qwidth = wide ? 0 : (term - used > 10 ? term - used : 10);
   bool several_dbs = false;
-  for (size_t i = 1; i < set->n && !several_dbs; i++)
-    several_dbs = strcmp(set->v[i].s.database, set->v[0].s.database) != 0 ||
-                  strcmp(set->v[i].s.backend, set->v[0].s.backend) != 0;
+  const qp_query_summary *q0 = qp_report_query(r, 0);
+  for (size_t i = 1; i < n && !several_dbs; i++) {
+    const qp_query_summary *qi = qp_report_query(r, i);
+    several_dbs = strcmp(qi->database, q0->database) != 0 || strcmp(qi->backend, q0->backend) != 0;
+  }
 
   printf("%s", bold);
   for (int i = 0; i < C_NCOLS; i++)
@@ -125,28 +95,31 @@ static void print_text(const char *store, int64_t since, int64_t until, const rq
   char *qbuf = malloc(65536);
   if (qbuf == NULL) return;
   for (size_t i = 0; i < shown; i++) {
-    const rq *r = &set->v[i];
+    const qp_query_summary *s = qp_report_query(r, i);
+    double share = qp_report_share(r, i);
     char b[C_NCOLS][40];
     snprintf(b[C_RANK], 40, "%zu", i + 1);
-    snprintf(b[C_FP], 40, "%s", r->fp);
-    rq_count(r->s.calls, b[C_CALLS], 40);
-    rq_dur((double)r->s.total_ns, b[C_TOTAL], 40);
-    snprintf(b[C_SHARE], 40, "%.1f%%", r->share * 100);
-    rq_dur(r->s.mean_ns, b[C_MEAN], 40);
-    rq_dur(r->s.p95_ns, b[C_P95], 40);
-    rq_dur(r->s.p99_ns, b[C_P99], 40);
-    rq_count(r->s.errors, b[C_ERR], 40);
-    bool hot = r->share >= 0.2;
+    qp_fingerprint_hex(s->fingerprint, b[C_FP]);
+    rq_count(s->calls, b[C_CALLS], 40);
+    rq_dur((double)s->total_ns, b[C_TOTAL], 40);
+    snprintf(b[C_SHARE], 40, "%.1f%%", share * 100);
+    rq_dur(s->mean_ns, b[C_MEAN], 40);
+    rq_dur(s->p95_ns, b[C_P95], 40);
+    rq_dur(s->p99_ns, b[C_P99], 40);
+    rq_count(s->errors, b[C_ERR], 40);
+    bool hot = share >= 0.2;
     if (hot) printf("%s", warn);
     for (int c = 0; c < C_NCOLS; c++)
       if (on[c]) printf(c == C_FP ? "%-*s  " : "%*s  ", cols[c].width, b[c]);
     /* the database when there are several, so that two rows of one query differ */
     char q[256];
     q[0] = '\0';
-    if (several_dbs && r->s.database[0] != '\0')
-      snprintf(q, sizeof q, "[%s] ", db_label(r->s.database));
+    if (several_dbs && s->database[0] != '\0') {
+      char db[200];
+      snprintf(q, sizeof q, "[%s] ", rq_shorten(db_label(s->database), 0, db, sizeof db));
+    }
     size_t ql = strlen(q);
-    rq_shorten(r->s.query, qwidth > (int)ql + 10 ? (size_t)qwidth - ql : (qwidth ? 10 : 0), qbuf,
+    rq_shorten(s->query, qwidth > (int)ql + 10 ? (size_t)qwidth - ql : (qwidth ? 10 : 0), qbuf,
                65536);
     printf("%s%s%s\n", q, qbuf, hot ? reset : "");
   }
@@ -155,55 +128,58 @@ static void print_text(const char *store, int64_t since, int64_t until, const rq
 
 /* ---- JSON and CSV ------------------------------------------------------------ */
 
-static json_t *entry_json(const rq *r) {
-  char a[40], b[40];
-  json_t *o = json_object();
-  json_object_set_new(o, "fingerprint", json_string(r->fp));
-  json_object_set_new(o, "query", json_string(r->s.query));
-  json_object_set_new(o, "backend", json_string(r->s.backend));
-  json_object_set_new(o, "database", json_string(r->s.database));
-  json_object_set_new(o, "calls", json_integer((json_int_t)r->s.calls));
-  json_object_set_new(o, "errors", json_integer((json_int_t)r->s.errors));
-  json_object_set_new(o, "errors_by_code", rq_codes_json(r->s.error_codes));
-  json_object_set_new(o, "rows", json_integer((json_int_t)r->s.rows));
-  json_object_set_new(o, "total_ms", json_real(rq_ms((double)r->s.total_ns)));
-  json_object_set_new(o, "share", json_real(round(r->share * 1e6) / 1e6));
-  json_object_set_new(o, "mean_ms", json_real(rq_ms(r->s.mean_ns)));
-  json_object_set_new(o, "min_ms", json_real(rq_ms((double)r->s.min_ns)));
-  json_object_set_new(o, "max_ms", json_real(rq_ms((double)r->s.max_ns)));
-  json_object_set_new(o, "stddev_ms", json_real(rq_ms(r->s.stddev_ns)));
-  json_object_set_new(o, "p50_ms", json_real(rq_ms(r->s.p50_ns)));
-  json_object_set_new(o, "p90_ms", json_real(rq_ms(r->s.p90_ns)));
-  json_object_set_new(o, "p95_ms", json_real(rq_ms(r->s.p95_ns)));
-  json_object_set_new(o, "p99_ms", json_real(rq_ms(r->s.p99_ns)));
-  json_object_set_new(o, "p999_ms", json_real(rq_ms(r->s.p999_ns)));
-  json_object_set_new(o, "first_seen", json_string(rq_iso(r->s.first_seen_ns, a, sizeof a)));
-  json_object_set_new(o, "last_seen", json_string(rq_iso(r->s.last_seen_ns, b, sizeof b)));
-  json_object_set_new(o, "sample", r->s.sample ? json_string(r->s.sample) : json_null());
-  return o;
+static void entry_json(jw *w, const qp_query_summary *s, double share) {
+  char a[40], b[40], fp[QP_FINGERPRINT_HEX_SIZE];
+  qp_fingerprint_hex(s->fingerprint, fp);
+  jw_object(w, NULL);
+  jw_string(w, "fingerprint", fp);
+  jw_string(w, "query", s->query);
+  jw_string(w, "backend", s->backend);
+  jw_string(w, "database", s->database);
+  jw_uint(w, "calls", s->calls);
+  jw_uint(w, "errors", s->errors);
+  rq_json_codes(w, "errors_by_code", s->error_codes);
+  jw_int(w, "rows", s->rows);
+  jw_number(w, "total_ms", rq_ms((double)s->total_ns));
+  jw_number(w, "share", round(share * 1e6) / 1e6);
+  jw_number(w, "mean_ms", rq_ms(s->mean_ns));
+  jw_number(w, "min_ms", rq_ms((double)s->min_ns));
+  jw_number(w, "max_ms", rq_ms((double)s->max_ns));
+  jw_number(w, "stddev_ms", rq_ms(s->stddev_ns));
+  jw_number(w, "p50_ms", rq_ms(s->p50_ns));
+  jw_number(w, "p90_ms", rq_ms(s->p90_ns));
+  jw_number(w, "p95_ms", rq_ms(s->p95_ns));
+  jw_number(w, "p99_ms", rq_ms(s->p99_ns));
+  jw_number(w, "p999_ms", rq_ms(s->p999_ns));
+  jw_string(w, "first_seen", rq_iso(s->first_seen_ns, a, sizeof a));
+  jw_string(w, "last_seen", rq_iso(s->last_seen_ns, b, sizeof b));
+  jw_string(w, "sample", s->sample);
+  jw_object_end(w);
 }
 
-static void print_json(const char *store, int64_t since, int64_t until, const rq_set *set,
-                       size_t shown, sort_key sort) {
+static void print_json(const qp_report *r, size_t shown, qp_report_sort sort) {
+  const qp_report_totals *t = qp_report_totals_get(r);
   char a[40];
-  json_t *root = json_object();
-  json_object_set_new(root, "qprof_report", json_integer(1));
-  json_object_set_new(root, "store", json_string(store));
-  json_t *w = json_object();
-  json_object_set_new(w, "since", since == INT64_MIN ? json_null() : json_string(rq_iso(since, a, sizeof a)));
-  json_object_set_new(w, "until", until == INT64_MAX ? json_null() : json_string(rq_iso(until, a, sizeof a)));
-  json_object_set_new(root, "window", w);
-  json_object_set_new(root, "sort", json_string(sort_names[sort]));
-  json_t *t = json_object();
-  json_object_set_new(t, "queries", json_integer((json_int_t)set->n));
-  json_object_set_new(t, "calls", json_integer((json_int_t)set->calls));
-  json_object_set_new(t, "errors", json_integer((json_int_t)set->errors));
-  json_object_set_new(t, "total_ms", json_real(rq_ms(set->total_ns)));
-  json_object_set_new(root, "totals", t);
-  json_t *arr = json_array();
-  for (size_t i = 0; i < shown; i++) json_array_append_new(arr, entry_json(&set->v[i]));
-  json_object_set_new(root, "queries", arr);
-  rq_json_print(root);
+  jw w;
+  jw_init(&w, stdout);
+  jw_object(&w, NULL);
+  jw_int(&w, "qprof_report", 1);
+  jw_string(&w, "store", t->store);
+  jw_object(&w, "window");
+  jw_string(&w, "since", t->since_ns == INT64_MIN ? NULL : rq_iso(t->since_ns, a, sizeof a));
+  jw_string(&w, "until", t->until_ns == INT64_MAX ? NULL : rq_iso(t->until_ns, a, sizeof a));
+  jw_object_end(&w);
+  jw_string(&w, "sort", qp_report_sort_name(sort));
+  jw_object(&w, "totals");
+  jw_uint(&w, "queries", t->queries);
+  jw_uint(&w, "calls", t->calls);
+  jw_uint(&w, "errors", t->errors);
+  jw_number(&w, "total_ms", rq_ms((double)t->total_ns));
+  jw_object_end(&w);
+  jw_array(&w, "queries");
+  for (size_t i = 0; i < shown; i++) entry_json(&w, qp_report_query(r, i), qp_report_share(r, i));
+  jw_array_end(&w);
+  jw_object_end(&w);
 }
 
 static const char *const csv_cols[] = {
@@ -214,36 +190,37 @@ static const char *const csv_cols[] = {
 
 static void csv_num(double v) { printf(",%.15g", v); }
 
-static void print_csv(const rq_set *set, size_t shown) {
-  for (size_t i = 0; i < QP_ARRAY_LEN(csv_cols); i++) printf("%s%s", i ? "," : "", csv_cols[i]);
+static void print_csv(const qp_report *r, size_t shown) {
+  for (size_t i = 0; i < ARRAY_LEN(csv_cols); i++) printf("%s%s", i ? "," : "", csv_cols[i]);
   printf("\r\n");
   for (size_t i = 0; i < shown; i++) {
-    const rq *r = &set->v[i];
-    char a[40];
-    rq_csv_field(stdout, r->fp);
+    const qp_query_summary *s = qp_report_query(r, i);
+    char a[40], fp[QP_FINGERPRINT_HEX_SIZE];
+    qp_fingerprint_hex(s->fingerprint, fp);
+    rq_csv_field(stdout, fp);
     putchar(',');
-    rq_csv_field(stdout, r->s.query);
+    rq_csv_field(stdout, s->query);
     putchar(',');
-    rq_csv_field(stdout, r->s.backend);
+    rq_csv_field(stdout, s->backend);
     putchar(',');
-    rq_csv_field(stdout, r->s.database);
-    printf(",%llu,%llu,", (unsigned long long)r->s.calls, (unsigned long long)r->s.errors);
-    rq_csv_field(stdout, r->s.error_codes);
-    printf(",%lld", (long long)r->s.rows);
-    csv_num(rq_ms((double)r->s.total_ns));
-    csv_num(round(r->share * 1e6) / 1e6);
-    csv_num(rq_ms(r->s.mean_ns));
-    csv_num(rq_ms((double)r->s.min_ns));
-    csv_num(rq_ms((double)r->s.max_ns));
-    csv_num(rq_ms(r->s.stddev_ns));
-    csv_num(rq_ms(r->s.p50_ns));
-    csv_num(rq_ms(r->s.p90_ns));
-    csv_num(rq_ms(r->s.p95_ns));
-    csv_num(rq_ms(r->s.p99_ns));
-    csv_num(rq_ms(r->s.p999_ns));
-    printf(",%s", rq_iso(r->s.first_seen_ns, a, sizeof a));
-    printf(",%s,", rq_iso(r->s.last_seen_ns, a, sizeof a));
-    rq_csv_field(stdout, r->s.sample); /* empty when none */
+    rq_csv_field(stdout, s->database);
+    printf(",%llu,%llu,", (unsigned long long)s->calls, (unsigned long long)s->errors);
+    rq_csv_field(stdout, s->error_codes);
+    printf(",%lld", (long long)s->rows);
+    csv_num(rq_ms((double)s->total_ns));
+    csv_num(round(qp_report_share(r, i) * 1e6) / 1e6);
+    csv_num(rq_ms(s->mean_ns));
+    csv_num(rq_ms((double)s->min_ns));
+    csv_num(rq_ms((double)s->max_ns));
+    csv_num(rq_ms(s->stddev_ns));
+    csv_num(rq_ms(s->p50_ns));
+    csv_num(rq_ms(s->p90_ns));
+    csv_num(rq_ms(s->p95_ns));
+    csv_num(rq_ms(s->p99_ns));
+    csv_num(rq_ms(s->p999_ns));
+    printf(",%s", rq_iso(s->first_seen_ns, a, sizeof a));
+    printf(",%s,", rq_iso(s->last_seen_ns, a, sizeof a));
+    rq_csv_field(stdout, s->sample); /* empty when none */
     printf("\r\n");
   }
 }
@@ -264,41 +241,39 @@ int cmd_report(int argc, char **argv) {
       {"since", required_argument, NULL, 'S'},   {"until", required_argument, NULL, 'U'},
       {"match", required_argument, NULL, 'm'},   {"exclude", required_argument, NULL, 'x'},
       {"min-calls", required_argument, NULL, 'c'}, {"wide", no_argument, NULL, 'w'},
+      {"case-sensitive", no_argument, NULL, 'C'},
       {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-  const char *store_opt = NULL, *format = "text", *match = NULL, *exclude = NULL;
-  sort_key sort = S_TOTAL;
-  uint64_t limit = 0, min_calls = 0;
+  const char *store_opt = NULL, *format = "text";
+  qp_report_options ro;
+  qp_report_options_init(&ro);
+  uint64_t limit = 0;
   bool have_limit = false, wide = false;
-  int64_t since = INT64_MIN, until = INT64_MAX;
   int c;
-  while ((c = getopt_long(argc, argv, "s:f:o:n:S:U:m:x:c:wh", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "s:f:o:n:S:U:m:x:c:wCh", longopts, NULL)) != -1) {
     switch (c) {
     case 's': store_opt = optarg; break;
     case 'f': format = optarg; break;
-    case 'o': {
-      size_t i = 0;
-      while (i < QP_ARRAY_LEN(sort_names) && strcmp(sort_names[i], optarg) != 0) i++;
-      if (i == QP_ARRAY_LEN(sort_names))
+    case 'o':
+      if (qp_report_sort_parse(optarg, &ro.sort) != QP_OK)
         return cli_usage_error("report", "--sort must be total, mean, p95, p99, calls, rows or "
                                          "errors, not '%s'", optarg);
-      sort = (sort_key)i;
       break;
-    }
     case 'n':
       if (!parse_u64(optarg, &limit))
         return cli_usage_error("report", "--limit needs a number >= 0, not '%s'", optarg);
       have_limit = true;
       break;
     case 'S':
-      if (!rq_parse_time("report", "--since", optarg, &since)) return QP_EXIT_USAGE;
+      if (!rq_parse_time("report", "--since", optarg, &ro.since_ns)) return QP_EXIT_USAGE;
       break;
     case 'U':
-      if (!rq_parse_time("report", "--until", optarg, &until)) return QP_EXIT_USAGE;
+      if (!rq_parse_time("report", "--until", optarg, &ro.until_ns)) return QP_EXIT_USAGE;
       break;
-    case 'm': match = optarg; break;
-    case 'x': exclude = optarg; break;
+    case 'm': ro.match = optarg; break;
+    case 'x': ro.exclude = optarg; break;
+    case 'C': ro.case_sensitive = true; break;
     case 'c':
-      if (!parse_u64(optarg, &min_calls))
+      if (!parse_u64(optarg, &ro.min_calls))
         return cli_usage_error("report", "--min-calls needs a number >= 0, not '%s'", optarg);
       break;
     case 'w': wide = true; break;
@@ -313,46 +288,40 @@ int cmd_report(int argc, char **argv) {
                                                                            : -1;
   if (fmt < 0)
     return cli_usage_error("report", "--format must be text, json, csv or html, not '%s'", format);
-  if (since >= until) return cli_usage_error("report", "--since must be before --until");
-  rq_filter filt;
-  int rc = rq_filter_init("report", &filt, match, exclude, min_calls);
+  if (ro.since_ns >= ro.until_ns) return cli_usage_error("report", "--since must be before --until");
+  int rc = rq_check("report", &ro);
   if (rc != QP_EXIT_OK) return rc;
 
-  const char *store = rq_store_path(store_opt);
-  rq_set set;
-  if (!rq_load("report", store, since, until, &set)) {
-    rq_filter_free(&filt);
-    return QP_EXIT_FAIL;
-  }
-  size_t before = set.n;
-  rq_set_filter(&set, &filt);
-  rq_filter_free(&filt);
-  if (set.n > 1) qsort_r(set.v, set.n, sizeof *set.v, cmp_rq, &sort);
+  qp_store *store;
+  qp_report *r;
+  if (!rq_open("report", rq_store_path(store_opt), &ro, &store, &r)) return QP_EXIT_FAIL;
+  const qp_report_totals *t = qp_report_totals_get(r);
+  size_t n = qp_report_count(r), before = t->queries_in_window;
   if (!have_limit) limit = fmt == 0 ? 20 : 0;
-  size_t shown = limit == 0 || limit > set.n ? set.n : (size_t)limit;
+  size_t shown = limit == 0 || limit > n ? n : (size_t)limit;
 
-  if (set.n == 0) {
+  if (n == 0) {
     if (before == 0)
-      fprintf(fmt == 0 ? stdout : stderr, "No queries recorded in %s%s.\n", set.location,
-              since != INT64_MIN || until != INT64_MAX ? " in this window" : "");
+      fprintf(fmt == 0 ? stdout : stderr, "No queries recorded in %s%s.\n", t->store,
+              ro.since_ns != INT64_MIN || ro.until_ns != INT64_MAX ? " in this window" : "");
     else
       fprintf(fmt == 0 ? stdout : stderr,
               "No queries match the filters (%zu quer%s in the window).\n", before,
               before == 1 ? "y" : "ies");
     if (fmt == 0) {
-      rq_set_free(&set);
+      rq_close(store, r);
       return QP_EXIT_OK;
     }
   }
-  if (fmt == 0) print_text(set.location, since, until, &set, shown, before, sort, wide);
-  else if (fmt == 1) print_json(set.location, since, until, &set, shown, sort);
-  else if (fmt == 2) print_csv(&set, shown);
+  if (fmt == 0) print_text(r, shown, ro.sort, wide);
+  else if (fmt == 1) print_json(r, shown, ro.sort);
+  else if (fmt == 2) print_csv(r, shown);
   else {
     char w[128];
-    window_text(since, until, w, sizeof w);
-    rq_print_html(stdout, set.location, w, &set, shown, sort_names[sort]);
+    rq_window_text(t, w, sizeof w);
+    rq_print_html(stdout, r, w, shown);
   }
-  rq_set_free(&set);
+  rq_close(store, r);
   if (fflush(stdout) != 0 || ferror(stdout)) return cli_fail("report", "cannot write the report");
   return QP_EXIT_OK;
 }

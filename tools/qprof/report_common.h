@@ -1,6 +1,9 @@
 /*
- * Shared by `qprof report` and `qprof diff`: loading the per-query summaries
- * of a store window, filtering them, and formatting numbers, JSON and CSV.
+ * Shared by `qprof report` and `qprof diff`: opening a store and building
+ * its report through the library's report model (qprof/report.h), and the
+ * renderers' pieces: numbers, durations, safe text, CSV fields and a
+ * streaming JSON writer. The CLI only renders; every number comes from the
+ * model.
  */
 #ifndef QPROF_REPORT_COMMON_H
 #define QPROF_REPORT_COMMON_H
@@ -10,24 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include <jansson.h>
-
 #include "qprof/qprof.h"
-
-/* One query's summary, owned (strings copied). */
-typedef struct rq {
-  qp_query_summary s;
-  char fp[QP_FINGERPRINT_HEX_SIZE];
-  double share; /* of the total time of the queries shown (after filters) */
-} rq;
-
-typedef struct rq_set {
-  char *location; /* the store, with any password removed */
-  rq *v;
-  size_t n, cap;
-  uint64_t calls, errors;
-  double total_ns;
-} rq_set;
 
 /* The store path: --store, else $QPROF_STORE, else ./qprof.db. */
 const char *rq_store_path(const char *opt);
@@ -36,26 +22,20 @@ const char *rq_store_path(const char *opt);
  * option. */
 bool rq_parse_time(const char *verb, const char *opt, const char *text, int64_t *out);
 
-/* Loads the summaries of [since, until) from the store at `path`. On failure
- * prints "qprof VERB: message" and returns false. */
-bool rq_load(const char *verb, const char *path, int64_t since, int64_t until, rq_set *out);
-void rq_set_free(rq_set *set);
+/* Checks the report options before anything is opened: QP_EXIT_OK, or
+ * QP_EXIT_USAGE with the reason (a bad pattern names it and the offset). */
+int rq_check(const char *verb, const qp_report_options *o);
 
-typedef struct rq_filter {
-  void *match, *exclude; /* pcre2_code */
-  uint64_t min_calls;
-} rq_filter;
+/* Opens the store at `path` (read-only) and builds its report. On failure
+ * prints "qprof VERB: message" and returns false. Free with rq_close. */
+bool rq_open(const char *verb, const char *path, const qp_report_options *o, qp_store **store,
+             qp_report **report);
+void rq_close(qp_store *store, qp_report *report);
 
-/* Compiles --match/--exclude (either may be NULL). On a bad pattern prints
- * the pattern and offset and returns QP_EXIT_USAGE; else QP_EXIT_OK. */
-int rq_filter_init(const char *verb, rq_filter *f, const char *match, const char *exclude,
-                   uint64_t min_calls);
-bool rq_filter_pass(const rq_filter *f, const qp_query_summary *s);
-void rq_filter_free(rq_filter *f);
-/* Keeps the entries that pass; recomputes totals and shares. */
-void rq_set_filter(rq_set *set, const rq_filter *f);
+/* The window of a report as text: "all recorded time", "since ...", ... */
+void rq_window_text(const qp_report_totals *t, char *buf, size_t len);
 
-/* Milliseconds rounded to microseconds, as JSON and CSV show them. */
+/* Milliseconds rounded to microseconds. */
 double rq_ms(double ns);
 /* Human duration into buf: "850us", "12.3ms", "4.56s", "3m12s". */
 const char *rq_dur(double ns, char *buf, size_t len);
@@ -65,16 +45,51 @@ const char *rq_count(uint64_t n, char *buf, size_t len);
 const char *rq_iso(int64_t ns, char *buf, size_t len);
 /* Writes one CSV field (RFC 4180 quoting when needed). */
 void rq_csv_field(FILE *f, const char *s);
-/* {"CODE": count, ...} from "CODE:count,...". */
-json_t *rq_codes_json(const char *codes);
-/* Dumps `j` to stdout with a newline and frees it. */
-void rq_json_print(json_t *j);
-/* The report as one self-contained HTML page (report_html.c): `window` is
- * the window as text, `sort` the sort key's name; the first `shown` entries. */
-void rq_print_html(FILE *f, const char *store, const char *window, const rq_set *set, size_t shown,
-                   const char *sort);
-/* Copies `s` into buf, turning control characters into spaces and cutting at
- * `width` display columns (UTF-8 aware) with "..." when cut; width 0: no cut. */
+/* Copies `s` into buf for a terminal, turning control characters into
+ * spaces, and cutting at `width` display columns (UTF-8 aware) with "..."
+ * when cut; width 0: no cut. */
 const char *rq_shorten(const char *s, size_t width, char *buf, size_t len);
+
+/* UTF-8: the code point at p and its length *n, or -1 (and *n 1) when the
+ * bytes are not valid UTF-8. */
+int32_t rq_utf8_next(const unsigned char *p, size_t *n);
+/* C1 controls (U+0080..U+009F) and bidirectional overrides and isolates
+ * (U+202A..U+202E, U+2066..U+2069): characters a terminal or a page would
+ * obey rather than show. */
+bool rq_is_unsafe(int32_t cp);
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+#define RQ_JSON_DEPTH 16
+/* A streaming writer: values are written as they come, two-space indented.
+ * `key` is NULL inside arrays and for the root. */
+typedef struct jw {
+  FILE *f;
+  int depth;
+  unsigned count[RQ_JSON_DEPTH]; /* values written at each depth */
+} jw;
+void jw_init(jw *w, FILE *f);
+void jw_object(jw *w, const char *key);
+void jw_object_end(jw *w);
+void jw_array(jw *w, const char *key);
+void jw_array_end(jw *w);
+void jw_string(jw *w, const char *key, const char *s); /* NULL: null */
+void jw_int(jw *w, const char *key, int64_t v);
+void jw_uint(jw *w, const char *key, uint64_t v);
+void jw_number(jw *w, const char *key, double v); /* NaN/inf: null */
+void jw_null(jw *w, const char *key);
+void jw_bool(jw *w, const char *key, bool v);
+/* `text` written as the value, unchanged (a number formatted elsewhere). */
+void jw_raw(jw *w, const char *key, const char *text);
+/* A JSON string literal of s; invalid UTF-8 becomes U+FFFD. */
+void rq_json_string(FILE *f, const char *s);
+/* A number as JSON: the shortest form that reads back as v. */
+const char *rq_num(double v, char *buf, size_t len);
+/* {"CODE": count, ...} from "CODE:count,...". */
+void rq_json_codes(jw *w, const char *key, const char *codes);
+
+/* The report as one self-contained HTML page (report_html.c): `window` is
+ * the window as text; the first `shown` queries. */
+void rq_print_html(FILE *f, const qp_report *r, const char *window, size_t shown);
 
 #endif

@@ -47,9 +47,11 @@ static const char css[] =
 
 static void num(FILE *f, const char *text) { fprintf(f, "<td class=\"n\">%s</td>", text); }
 
-void rq_print_html(FILE *f, const char *store, const char *window, const rq_set *set, size_t shown,
-                   const char *sort) {
+void rq_print_html(FILE *f, const qp_report *r, const char *window, size_t shown) {
   char c1[32], c2[32], c3[32];
+  const qp_report_totals *t = qp_report_totals_get(r);
+  const char *store = t->store;
+  size_t n = qp_report_count(r);
   fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n", f);
   fputs("<meta name=\"generator\" content=\"qprof\">\n<title>qprof report: ", f);
   esc(f, store);
@@ -58,13 +60,13 @@ void rq_print_html(FILE *f, const char *store, const char *window, const rq_set 
   esc(f, store);
   fputs("</dd>\n<dt>Window</dt><dd>", f);
   esc(f, window);
-  fprintf(f, "</dd>\n<dt>Totals</dt><dd>%zu quer%s, %s calls, %s total, %s errors</dd>\n", set->n,
-          set->n == 1 ? "y" : "ies", rq_count(set->calls, c1, sizeof c1),
-          rq_dur(set->total_ns, c2, sizeof c2), rq_count(set->errors, c3, sizeof c3));
-  fprintf(f, "<dt>Sorted by</dt><dd>%s", sort);
-  if (shown < set->n) fprintf(f, " (top %zu of %zu)", shown, set->n);
+  fprintf(f, "</dd>\n<dt>Totals</dt><dd>%zu quer%s, %s calls, %s total, %s errors</dd>\n", n,
+          n == 1 ? "y" : "ies", rq_count(t->calls, c1, sizeof c1),
+          rq_dur((double)t->total_ns, c2, sizeof c2), rq_count(t->errors, c3, sizeof c3));
+  fprintf(f, "<dt>Sorted by</dt><dd>%s", qp_report_sort_name(t->sort));
+  if (shown < n) fprintf(f, " (top %zu of %zu)", shown, n);
   fputs("</dd>\n</dl>\n", f);
-  if (set->n == 0) {
+  if (n == 0) {
     fputs("<p>No queries.</p>\n</body>\n</html>\n", f);
     return;
   }
@@ -73,42 +75,44 @@ void rq_print_html(FILE *f, const char *store, const char *window, const rq_set 
         "<th>p99</th><th>max</th><th class=\"q\">fingerprint</th></tr></thead>\n<tbody>\n",
         f);
   for (size_t i = 0; i < shown; i++) {
-    const rq *r = &set->v[i];
-    char b[40];
-    fprintf(f, "<tr%s><td class=\"n\">%zu</td><td class=\"q\"><code>", r->share >= 0.2 ? " class=\"hot\"" : "",
+    const qp_query_summary *s = qp_report_query(r, i);
+    double share = qp_report_share(r, i);
+    char b[40], fp[QP_FINGERPRINT_HEX_SIZE];
+    qp_fingerprint_hex(s->fingerprint, fp);
+    fprintf(f, "<tr%s><td class=\"n\">%zu</td><td class=\"q\"><code>", share >= 0.2 ? " class=\"hot\"" : "",
             i + 1);
-    esc(f, r->s.query);
+    esc(f, s->query);
     fputs("</code><div class=\"db\">", f);
-    esc(f, r->s.backend);
-    if (r->s.database[0] != '\0') {
+    esc(f, s->backend);
+    if (s->database[0] != '\0') {
       fputs(" &middot; ", f);
-      esc(f, r->s.database);
+      esc(f, s->database);
     }
     fputs("</div>", f);
-    if (r->s.sample != NULL) {
+    if (s->sample != NULL) {
       fputs("<details><summary>sample</summary><code>", f);
-      esc(f, r->s.sample);
+      esc(f, s->sample);
       fputs("</code></details>", f);
     }
     fputs("</td>", f);
-    num(f, rq_count(r->s.calls, b, sizeof b));
-    if (r->s.errors > 0) {
-      fprintf(f, "<td class=\"n err\">%s<div class=\"db\">", rq_count(r->s.errors, b, sizeof b));
-      esc(f, r->s.error_codes);
+    num(f, rq_count(s->calls, b, sizeof b));
+    if (s->errors > 0) {
+      fprintf(f, "<td class=\"n err\">%s<div class=\"db\">", rq_count(s->errors, b, sizeof b));
+      esc(f, s->error_codes);
       fputs("</div></td>", f);
     } else {
       num(f, "0");
     }
-    num(f, rq_count(r->s.rows > 0 ? (uint64_t)r->s.rows : 0, b, sizeof b));
-    num(f, rq_dur((double)r->s.total_ns, b, sizeof b));
+    num(f, rq_count(s->rows > 0 ? (uint64_t)s->rows : 0, b, sizeof b));
+    num(f, rq_dur((double)s->total_ns, b, sizeof b));
     fprintf(f, "<td class=\"n\">%.1f%%<div class=\"bar\" style=\"width:%.1f%%\"></div></td>",
-            r->share * 100, r->share * 100);
-    num(f, rq_dur(r->s.mean_ns, b, sizeof b));
-    num(f, rq_dur(r->s.p50_ns, b, sizeof b));
-    num(f, rq_dur(r->s.p95_ns, b, sizeof b));
-    num(f, rq_dur(r->s.p99_ns, b, sizeof b));
-    num(f, rq_dur((double)r->s.max_ns, b, sizeof b));
-    fprintf(f, "<td class=\"fp\">%s</td></tr>\n", r->fp);
+            share * 100, share * 100);
+    num(f, rq_dur(s->mean_ns, b, sizeof b));
+    num(f, rq_dur(s->p50_ns, b, sizeof b));
+    num(f, rq_dur(s->p95_ns, b, sizeof b));
+    num(f, rq_dur(s->p99_ns, b, sizeof b));
+    num(f, rq_dur((double)s->max_ns, b, sizeof b));
+    fprintf(f, "<td class=\"fp\">%s</td></tr>\n", fp);
   }
   fputs("</tbody>\n</table>\n</body>\n</html>\n", f);
 }

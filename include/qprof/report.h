@@ -1,0 +1,267 @@
+/*
+ * The report model: what `qprof report` and `qprof diff` show, computed in
+ * the library so that every renderer (the CLI's text, JSON, CSV and HTML,
+ * and later log ingestion, charts and the fleet report) reads the same
+ * numbers. Everything is read through the store (store.h); nothing here
+ * prints.
+ *
+ * A qp_report is one window of one store, filtered and ranked: per query
+ * (fingerprint, backend, database) the merged statistics of the buckets
+ * that start in the window (a qp_query_summary), its share of the time, the
+ * totals, and on request a query's time series and merged latency
+ * histogram. A qp_diff compares two reports (two stores, or two windows of
+ * one) and applies the regression gate.
+ *
+ * Growth (docs/api.md, "Structs that grow"): structs the library hands out
+ * by pointer (qp_query_summary, qp_report_totals, qp_report_point,
+ * qp_report_bin, qp_diff_entry, qp_diff_counts) only ever gain fields at
+ * their end; callers read them through the pointer and never allocate one.
+ * Option structs the caller allocates (qp_report_options,
+ * qp_diff_options) start with a `size` field set by their _init function,
+ * so a library newer than the caller's header reads only the fields the
+ * caller knew and defaults the rest.
+ *
+ * Threads: a report or a diff is used by one thread at a time. Once built,
+ * a report's accessors (count, query, share, totals, histogram) only read
+ * it and may be called from several threads at once; qp_report_series
+ * reads the store the report was built from, so it needs that store to
+ * itself (a store handle is used by one thread at a time).
+ */
+#ifndef QPROF_REPORT_H
+#define QPROF_REPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct qp_report qp_report;
+typedef struct qp_diff qp_diff;
+
+/* Ranking keys, descending; ties by total time, then fingerprint, backend
+ * and database, so that a ranking is the same on every run. */
+typedef enum qp_report_sort {
+  QP_REPORT_SORT_TOTAL = 0,
+  QP_REPORT_SORT_MEAN = 1,
+  QP_REPORT_SORT_P95 = 2,
+  QP_REPORT_SORT_P99 = 3,
+  QP_REPORT_SORT_CALLS = 4,
+  QP_REPORT_SORT_ROWS = 5,
+  QP_REPORT_SORT_ERRORS = 6
+} qp_report_sort;
+
+/* "total", "mean", "p95", "p99", "calls", "rows", "errors"; NULL for an
+ * unknown value. Thread-safe. */
+QP_EXPORT const char *qp_report_sort_name(qp_report_sort sort);
+/* The key named `name` (as above). QP_INVALID for any other name. */
+QP_EXPORT qp_status qp_report_sort_parse(const char *name, qp_report_sort *out);
+
+typedef struct qp_report_options {
+  size_t size;           /* sizeof(qp_report_options): set by qp_report_options_init */
+  /* The window: buckets that start in [since_ns, until_ns) (wall clock, ns
+   * since the epoch); INT64_MIN / INT64_MAX for no bound. */
+  int64_t since_ns, until_ns;
+  /* PCRE2 patterns on the normalized text, or NULL: keep only the queries
+   * that `match`, leave out those that match `exclude`. Borrowed for the
+   * call. Case-insensitive unless case_sensitive (stored text is lower
+   * case, so `UPDATE` must find `update`). */
+  const char *match, *exclude;
+  bool case_sensitive;
+  uint64_t min_calls;    /* keep only queries called at least this often in the window */
+  qp_report_sort sort;
+  const qp_hooks *hooks; /* allocator for the report (copied; NULL: malloc) */
+} qp_report_options;
+
+/* Defaults: all time, no filters, sorted by total time, malloc. Never fails. */
+QP_EXPORT void qp_report_options_init(qp_report_options *o);
+
+/*
+ * Checks options without reading a store (a CLI checks its arguments before
+ * it opens anything). Errors: QP_PATTERN (match or exclude does not
+ * compile: errbuf names the pattern, the offset and why), QP_INVALID
+ * (since >= until, unknown sort, o NULL or o->size too small), QP_NOMEM.
+ * errbuf may be NULL. Thread-safe.
+ */
+QP_EXPORT qp_status qp_report_check(const qp_report_options *o, char *errbuf, size_t errlen);
+
+/*
+ * Builds the report of `store` for the options: one scan of the window
+ * (store.h: roll-ups plus edge buckets), the filters, totals and shares,
+ * the ranking. `store` is borrowed: it must stay open while the report
+ * lives (qp_report_series reads it again); `o` is only read during the call.
+ * Errors: those of qp_report_check, QP_IO (the store could not be read),
+ * QP_NOMEM. On error *out is NULL and errbuf (may be NULL) says why.
+ */
+QP_EXPORT qp_status qp_report_new(qp_report **out, qp_store *store, const qp_report_options *o,
+                                  char *errbuf, size_t errlen);
+
+/* Frees the report and everything it handed out; NULL is a no-op. Diffs
+ * built on it must be freed first. */
+QP_EXPORT void qp_report_free(qp_report *r);
+
+/* Message about the last failed call on `r`; "" after a success. Owned by `r`. */
+QP_EXPORT const char *qp_report_errmsg(const qp_report *r);
+
+/* What the report covers: the window, what the queries that pass the
+ * filters add up to, the ranking. Owned
+ * by the report, valid until it is freed. */
+typedef struct qp_report_totals {
+  const char *store;          /* the store's location, password removed */
+  size_t queries;             /* that pass the filters */
+  size_t queries_in_window;   /* before the filters */
+  uint64_t calls, errors;
+  uint64_t total_ns;
+  /* The window asked for (INT64_MIN / INT64_MAX when open). */
+  int64_t since_ns, until_ns;
+  /* The time the data covers: end times of the first and last execution of
+   * the queries that pass the filters; 0 when there are none. */
+  int64_t first_seen_ns, last_seen_ns;
+  /* Buckets count when they *start* in the window. When --since falls
+   * inside a stored bucket that also holds later executions, that bucket is
+   * left out: since_rounded is true and since_bucket_ns is its start. When
+   * --until falls inside a bucket that also holds later executions, that
+   * bucket is counted whole: until_rounded, until_bucket_ns likewise. */
+  bool since_rounded, until_rounded;
+  int64_t since_bucket_ns, until_bucket_ns;
+  qp_report_sort sort; /* the ranking */
+} qp_report_totals;
+
+/* Never NULL for a non-NULL report. */
+QP_EXPORT const qp_report_totals *qp_report_totals_get(const qp_report *r);
+
+/* The number of queries that pass the filters. */
+QP_EXPORT size_t qp_report_count(const qp_report *r);
+
+/* The i-th query of the ranking (0-based), or NULL when i is out of range.
+ * Owned by the report (strings too), valid until it is freed. */
+QP_EXPORT const qp_query_summary *qp_report_query(const qp_report *r, size_t i);
+
+/* The i-th query's share of totals.total_ns, 0..1 (0 when i is out of range
+ * or nothing took time). */
+QP_EXPORT double qp_report_share(const qp_report *r, size_t i);
+
+/* Every query of the report at once, where a call takes an index. */
+#define QP_REPORT_ALL SIZE_MAX
+
+/* One occupied bin of a latency histogram: the durations in (lo_ns, hi_ns]. */
+typedef struct qp_report_bin {
+  double lo_ns, hi_ns;
+  uint64_t count;
+} qp_report_bin;
+typedef int (*qp_report_bin_fn)(const qp_report_bin *bin, void *ud);
+
+/*
+ * The merged latency histogram of query i over the window (QP_REPORT_ALL:
+ * of every query of the report), one call of `fn` per occupied bin in
+ * ascending order (the bins are those of the store: each about 4% wide, so
+ * a bin's midpoint is within 2% of every duration in it). `fn` returns
+ * non-zero to stop. The bin is owned by the report and valid during the
+ * call. Errors: QP_INVALID (i out of range, NULL arguments), QP_NOMEM
+ * (QP_REPORT_ALL only).
+ */
+QP_EXPORT qp_status qp_report_histogram(qp_report *r, size_t i, qp_report_bin_fn fn, void *ud);
+
+/* One point of a time series: the executions in buckets that start in
+ * [start_ns, start_ns + step). */
+typedef struct qp_report_point {
+  int64_t start_ns;
+  uint64_t calls, errors;
+  int64_t rows;
+  uint64_t total_ns, min_ns, max_ns;
+  double mean_ns;
+  double p50_ns, p95_ns, p99_ns; /* within 2%, as in qp_query_summary */
+} qp_report_point;
+typedef int (*qp_report_point_fn)(const qp_report_point *p, void *ud);
+
+/*
+ * The time series of query i (QP_REPORT_ALL: of every query of the report
+ * together) over the report's window, in steps of `step_s` seconds aligned
+ * to the epoch (UTC), or with step_s 0 one point per stored bucket. Calls
+ * `fn` once per point that has executions, in time order (a gap in the data
+ * is a gap in the calls); `fn` returns non-zero to stop. Whole hours and
+ * days are read from the store's roll-ups when the window allows it. The
+ * point is owned by the report and valid during the call.
+ * Errors: QP_INVALID (i out of range, step_s < 0, NULL arguments), QP_IO,
+ * QP_NOMEM; the message is on the report.
+ */
+QP_EXPORT qp_status qp_report_series(qp_report *r, size_t i, int64_t step_s,
+                                     qp_report_point_fn fn, void *ud);
+
+/* ---- comparing two reports ----------------------------------------------- */
+
+typedef enum qp_diff_status {
+  QP_DIFF_UNCHANGED = 0, /* same calls, total time and p95 on both sides */
+  QP_DIFF_CHANGED = 1,
+  QP_DIFF_NEW = 2,       /* only in the new report */
+  QP_DIFF_VANISHED = 3   /* only in the base report */
+} qp_diff_status;
+
+/* "unchanged", "changed", "new", "vanished"; NULL for an unknown value. */
+QP_EXPORT const char *qp_diff_status_name(qp_diff_status st);
+
+typedef struct qp_diff_options {
+  size_t size;           /* sizeof(qp_diff_options): set by qp_diff_options_init */
+  /* The gate: a query that got slower at p95 by more than this many percent
+   * is a regression; NaN (the default) for no gate. */
+  double fail_above_pct;
+  /* Only queries with at least this many calls on both sides can be
+   * regressions (default 1). */
+  uint64_t min_calls;
+  const qp_hooks *hooks; /* copied; NULL: malloc */
+} qp_diff_options;
+
+/* Defaults: no gate, min_calls 1, malloc. Never fails. */
+QP_EXPORT void qp_diff_options_init(qp_diff_options *o);
+
+typedef struct qp_diff_entry {
+  const qp_query_summary *base, *cur; /* owned by the reports; NULL on the side it is absent */
+  qp_diff_status status;
+  /* (new - base) / base * 100; NaN for new and vanished queries and when
+   * the base is 0 (but 0 when both are 0). */
+  double calls_pct, mean_pct, p95_pct;
+  bool regression;
+} qp_diff_entry;
+
+typedef struct qp_diff_counts {
+  size_t unchanged, changed, added, vanished, regressions;
+} qp_diff_counts;
+
+/*
+ * Joins two reports per query. Both reports are borrowed and must outlive
+ * the diff. Entries are ordered: new queries, then by p95 change descending
+ * (queries whose change is not defined count as 0), then vanished ones; ties
+ * by fingerprint, backend and database. A report diffed with itself gives
+ * every query unchanged with changes of exactly 0.
+ * Errors: QP_INVALID (NULL arguments, o->size too small, fail_above_pct
+ * negative), QP_NOMEM; errbuf (may be NULL) says why.
+ */
+QP_EXPORT qp_status qp_diff_new(qp_diff **out, const qp_report *base, const qp_report *cur,
+                                const qp_diff_options *o, char *errbuf, size_t errlen);
+/* NULL is a no-op. */
+QP_EXPORT void qp_diff_free(qp_diff *d);
+QP_EXPORT size_t qp_diff_count(const qp_diff *d);
+/* The i-th entry, or NULL out of range. Owned by the diff. */
+QP_EXPORT const qp_diff_entry *qp_diff_entry_at(const qp_diff *d, size_t i);
+/* Never NULL for a non-NULL diff. Owned by the diff. */
+QP_EXPORT const qp_diff_counts *qp_diff_counts_get(const qp_diff *d);
+
+/* ---- times as reports write and read them --------------------------------- */
+
+/* Parses ISO 8601 ("2026-11-22", "2026-11-22T10:00Z", "...+02:00"), a Unix
+ * time ("@1700000000") or a time relative to now ("-15m", "-2h", "-1d",
+ * "-1w", "now") into wall-clock ns. QP_SYNTAX on anything else. Thread-safe. */
+QP_EXPORT qp_status qp_report_parse_time(const char *text, int64_t *out_ns);
+/* ISO 8601 UTC with milliseconds ("2026-11-22T00:30:42.123Z") into buf
+ * (at least 32 bytes); returns buf. Thread-safe. */
+QP_EXPORT const char *qp_report_format_time(int64_t wall_ns, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,49 @@
+/*
+ * Inside the report model (include/qprof/report.h): the report's entries,
+ * shared by report.c (build, filter, rank), series.c (time series and
+ * histograms) and diff.c (two reports joined per query).
+ */
+#ifndef QPROF_REPORT_INT_H
+#define QPROF_REPORT_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "qprof/report.h"
+#include "stats/stats_int.h"
+#include "store/store_int.h"
+
+/* One query of the report: its summary (strings owned here) and the merged
+ * statistics behind it (kept for the histogram). */
+typedef struct qp_rentry {
+  qp_query_summary s;
+  qp_stats st;
+  qp_backend backend;
+  uint64_t hash; /* of the key (fingerprint, backend, database) */
+  double share;
+  char *database, *query, *sample, *codes;
+} qp_rentry;
+
+struct qp_report {
+  qp_hooks hooks;
+  qp_err err;
+  qp_store *store; /* borrowed */
+  qp_rentry *v;
+  size_t n, cap;
+  size_t *slots; /* key hash -> index + 1; 0 is empty */
+  size_t nslots;
+  qp_report_totals t;
+  char *location;
+  qp_window w;
+  qp_report_sort sort;
+};
+
+uint64_t qp__report_key_hash(uint64_t fp, qp_backend be, const char *db);
+/* The entry of `r` with this key, or NULL. */
+const qp_rentry *qp__report_find(const qp_report *r, uint64_t fp, qp_backend be, const char *db,
+                                 uint64_t hash);
+/* Orders two entries by key: fingerprint, backend name, database. */
+int qp__report_key_cmp(const qp_rentry *a, const qp_rentry *b);
+
+#endif

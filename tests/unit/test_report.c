@@ -1,0 +1,437 @@
+/* The report model (include/qprof/report.h) over a real SQLite store
+ * recorded through the profile with fixed times and durations: ranking,
+ * filters (case-insensitive by default), totals and shares, window
+ * rounding, the diff and its gate, time series per bucket and hour, the
+ * merged histogram, and out-of-memory at every allocation. */
+#include "testutil.h"
+#include "failalloc.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qprof/qprof.h"
+
+#define T0 1795168800LL /* 2026-11-20T10:00:00Z */
+#define NS 1000000000LL
+
+static char dir[512];
+static char path_a[600], path_b[600];
+
+typedef struct fq {
+  uint64_t fp;
+  const char *text;
+  int calls;
+  uint64_t base_ns;
+} fq;
+
+static const fq qs[] = {
+    {0x0a, "select * from users where id = ?", 600, 100000},
+    {0x0b, "update accounts set balance = ? where id = ?", 120, 2000000},
+    {0x0c, "commit", 300, 50000},
+};
+
+/* Events every 12 s over two hours from T0 (60 s buckets), query k's
+ * duration base * (1 + i % 10) * slow[k]; query 1 fails every 40th call. */
+static void record(const char *path, const double slow[3], unsigned which) {
+  qp_profile *p;
+  char err[512];
+  assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  for (size_t k = 0; k < 3; k++) {
+    if (!(which & (1u << k))) continue;
+    for (int i = 0; i < qs[k].calls; i++) {
+      qp_query_event ev = {0};
+      ev.backend = QP_BACKEND_POSTGRES;
+      ev.database = "app";
+      ev.normalized = qs[k].text;
+      ev.normalized_len = strlen(qs[k].text);
+      ev.fingerprint = qs[k].fp;
+      ev.duration_ns = (uint64_t)((double)(qs[k].base_ns * (uint64_t)(1 + i % 10)) * slow[k]);
+      ev.rows = 1;
+      ev.error = k == 1 && i % 40 == 0 ? "40001" : NULL;
+      ev.end_wall_ns = (T0 + (int64_t)i * 7200 / qs[k].calls) * NS + 500000000;
+      assert_int_equal(qp_profile_record(p, &ev), QP_OK);
+    }
+  }
+  assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  qp_store_close(s);
+  qp_profile_free(p);
+}
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(dir, sizeof dir, "%s", qpt_tempdir());
+  snprintf(path_a, sizeof path_a, "%s/a.db", dir);
+  snprintf(path_b, sizeof path_b, "%s/b.db", dir);
+  const double one[3] = {1, 1, 1}, slower[3] = {1, 1.5, 1};
+  record(path_a, one, 0x7);
+  record(path_b, slower, 0x3); /* update 50% slower, commit vanished */
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  qpt_system("rm -rf '%s'", dir);
+  return 0;
+}
+
+static qp_report *build(qp_store *s, const qp_report_options *o) {
+  qp_report *r = NULL;
+  char err[512];
+  qp_status rc = qp_report_new(&r, s, o, err, sizeof err);
+  if (rc != QP_OK) fail_msg("qp_report_new: %s", err);
+  return r;
+}
+
+static void test_rank_totals_shares(void **state) {
+  (void)state;
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, path_a, QP_STORE_READ, NULL, NULL, 0), QP_OK);
+  qp_report_options o;
+  qp_report_options_init(&o);
+  assert_int_equal(o.size, sizeof o);
+  qp_report *r = build(s, &o);
+  assert_int_equal(qp_report_count(r), 3);
+  const qp_report_totals *t = qp_report_totals_get(r);
+  assert_int_equal(t->queries, 3);
+  assert_int_equal(t->queries_in_window, 3);
+  assert_int_equal(t->calls, 600 + 120 + 300);
+  assert_int_equal(t->errors, 3);
+  assert_string_equal(t->store, path_a);
+  /* durations base * (1..10): mean 5.5 * base */
+  uint64_t want_total = 600 * 550000ull + 120 * 11000000ull + 300 * 275000ull;
+  assert_int_equal(t->total_ns, want_total);
+  assert_int_equal(t->first_seen_ns, T0 * NS + 500000000);
+  /* by total: update (13.2 ms... x120), then select, then commit */
+  assert_int_equal(qp_report_query(r, 0)->fingerprint, 0x0b);
+  assert_int_equal(qp_report_query(r, 1)->fingerprint, 0x0a);
+  assert_int_equal(qp_report_query(r, 2)->fingerprint, 0x0c);
+  assert_null(qp_report_query(r, 3));
+  double share = 0;
+  for (size_t i = 0; i < 3; i++) share += qp_report_share(r, i);
+  assert_true(fabs(share - 1) < 1e-12);
+  assert_true(fabs(qp_report_share(r, 0) - 120 * 11000000.0 / (double)want_total) < 1e-12);
+  assert_string_equal(qp_report_query(r, 0)->error_codes, "40001:3");
+  qp_report_free(r);
+  /* by calls */
+  assert_int_equal(qp_report_sort_parse("calls", &o.sort), QP_OK);
+  r = build(s, &o);
+  assert_int_equal(qp_report_query(r, 0)->fingerprint, 0x0a);
+  assert_int_equal(qp_report_query(r, 2)->fingerprint, 0x0b);
+  assert_string_equal(qp_report_sort_name(qp_report_totals_get(r)->sort), "calls");
+  qp_report_free(r);
+  assert_int_equal(qp_report_sort_parse("speed", &o.sort), QP_INVALID);
+  qp_store_close(s);
+}
+
+static void test_filters(void **state) {
+  (void)state;
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, path_a, QP_STORE_READ, NULL, NULL, 0), QP_OK);
+  qp_report_options o;
+  qp_report_options_init(&o);
+  /* stored text is lower case: UPDATE finds update by default */
+  o.match = "UPDATE";
+  qp_report *r = build(s, &o);
+  assert_int_equal(qp_report_count(r), 1);
+  assert_int_equal(qp_report_query(r, 0)->fingerprint, 0x0b);
+  const qp_report_totals *t = qp_report_totals_get(r);
+  assert_int_equal(t->queries_in_window, 3);
+  assert_int_equal(t->calls, 120);
+  assert_true(qp_report_share(r, 0) == 1.0);
+  qp_report_free(r);
+  o.case_sensitive = true;
+  r = build(s, &o);
+  assert_int_equal(qp_report_count(r), 0);
+  assert_int_equal(qp_report_totals_get(r)->first_seen_ns, 0);
+  qp_report_free(r);
+  o.case_sensitive = false;
+  o.match = "^(select|commit)";
+  o.exclude = "USERS";
+  r = build(s, &o);
+  assert_int_equal(qp_report_count(r), 1);
+  assert_int_equal(qp_report_query(r, 0)->fingerprint, 0x0c);
+  qp_report_free(r);
+  o.match = o.exclude = NULL;
+  o.min_calls = 300;
+  r = build(s, &o);
+  assert_int_equal(qp_report_count(r), 2);
+  qp_report_free(r);
+  /* a bad pattern: named, with its offset, before any store is read */
+  o.match = "a(b";
+  char err[512];
+  assert_int_equal(qp_report_check(&o, err, sizeof err), QP_PATTERN);
+  assert_non_null(strstr(err, "'a(b'"));
+  assert_non_null(strstr(err, "offset 3"));
+  qp_report *bad = (qp_report *)1;
+  assert_int_equal(qp_report_new(&bad, s, &o, err, sizeof err), QP_PATTERN);
+  assert_null(bad);
+  o.match = NULL;
+  o.since_ns = o.until_ns = 5;
+  assert_int_equal(qp_report_check(&o, err, sizeof err), QP_INVALID);
+  qp_report_options old = o;
+  qp_report_options_init(&old);
+  old.size = sizeof(size_t); /* a caller that never called _init */
+  assert_int_equal(qp_report_check(&old, err, sizeof err), QP_INVALID);
+  qp_store_close(s);
+}
+
+static void test_window_and_rounding(void **state) {
+  (void)state;
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, path_a, QP_STORE_READ, NULL, NULL, 0), QP_OK);
+  qp_report_options o;
+  qp_report_options_init(&o);
+  /* the first hour, on bucket boundaries: half of every query, no rounding */
+  o.since_ns = T0 * NS;
+  o.until_ns = (T0 + 3600) * NS;
+  qp_report *r = build(s, &o);
+  const qp_report_totals *t = qp_report_totals_get(r);
+  assert_int_equal(t->calls, (600 + 120 + 300) / 2);
+  assert_false(t->since_rounded);
+  assert_false(t->until_rounded);
+  assert_true(t->last_seen_ns < (T0 + 3600) * NS);
+  qp_report_free(r);
+  /* 10:17:30 .. 10:20:30: the bucket of 10:17 is left out, 10:20 counted whole */
+  o.since_ns = (T0 + 17 * 60 + 30) * NS;
+  o.until_ns = (T0 + 20 * 60 + 30) * NS;
+  r = build(s, &o);
+  t = qp_report_totals_get(r);
+  assert_true(t->since_rounded);
+  assert_int_equal(t->since_bucket_ns, (T0 + 17 * 60) * NS);
+  assert_true(t->until_rounded);
+  assert_int_equal(t->until_bucket_ns, (T0 + 20 * 60) * NS);
+  /* buckets 10:18, 10:19, 10:20: select runs every 12 s, 5 per minute */
+  assert_int_equal(qp_report_query(r, 1)->calls, 15);
+  qp_report_free(r);
+  qp_store_close(s);
+}
+
+typedef struct pts {
+  int n;
+  uint64_t calls, errors, total;
+  int64_t first, last;
+  double max_p95;
+} pts;
+
+static int on_point(const qp_report_point *p, void *ud) {
+  pts *x = ud;
+  if (x->n == 0) x->first = p->start_ns;
+  assert_true(x->n == 0 || p->start_ns > x->last);
+  x->last = p->start_ns;
+  x->n++;
+  x->calls += p->calls;
+  x->errors += p->errors;
+  x->total += p->total_ns;
+  assert_true(p->min_ns <= p->p50_ns && p->p50_ns <= p->p95_ns && p->p95_ns <= p->p99_ns &&
+              p->p99_ns <= (double)p->max_ns);
+  if (p->p95_ns > x->max_p95) x->max_p95 = p->p95_ns;
+  return 0;
+}
+
+static void test_series(void **state) {
+  (void)state;
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, path_a, QP_STORE_READ, NULL, NULL, 0), QP_OK);
+  qp_report_options o;
+  qp_report_options_init(&o);
+  qp_report *r = build(s, &o);
+  /* per stored bucket: 120 minutes */
+  pts x = {0};
+  assert_int_equal(qp_report_series(r, 0, 0, on_point, &x), QP_OK);
+  assert_int_equal(x.n, 120);
+  assert_int_equal(x.calls, 120);
+  assert_int_equal(x.errors, 3);
+  assert_int_equal(x.total, qp_report_query(r, 0)->total_ns);
+  assert_int_equal(x.first, T0 * NS);
+  /* hourly (from the roll-ups): two points that add up the same */
+  pts h = {0};
+  assert_int_equal(qp_report_series(r, 0, 3600, on_point, &h), QP_OK);
+  assert_int_equal(h.n, 2);
+  assert_int_equal(h.calls, 120);
+  assert_int_equal(h.total, x.total);
+  /* every query, in 15-minute steps */
+  pts all = {0};
+  assert_int_equal(qp_report_series(r, QP_REPORT_ALL, 900, on_point, &all), QP_OK);
+  assert_int_equal(all.n, 8);
+  assert_int_equal(all.calls, 1020);
+  assert_int_equal(all.total, qp_report_totals_get(r)->total_ns);
+  assert_int_equal(qp_report_series(r, 3, 60, on_point, &x), QP_INVALID);
+  assert_int_equal(qp_report_series(r, 0, -1, on_point, &x), QP_INVALID);
+  qp_report_free(r);
+  /* a filtered report's series is of its queries only */
+  o.match = "commit";
+  r = build(s, &o);
+  pts c = {0};
+  assert_int_equal(qp_report_series(r, QP_REPORT_ALL, 3600, on_point, &c), QP_OK);
+  assert_int_equal(c.calls, 300);
+  qp_report_free(r);
+  qp_store_close(s);
+}
+
+typedef struct bins {
+  uint64_t count;
+  double last_hi;
+  int n;
+} bins;
+
+static int on_bin(const qp_report_bin *b, void *ud) {
+  bins *x = ud;
+  assert_true(b->lo_ns < b->hi_ns);
+  assert_true(b->lo_ns >= x->last_hi * 0.999999);
+  x->last_hi = b->hi_ns;
+  x->count += b->count;
+  x->n++;
+  return 0;
+}
+
+static void test_histogram(void **state) {
+  (void)state;
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, path_a, QP_STORE_READ, NULL, NULL, 0), QP_OK);
+  qp_report_options o;
+  qp_report_options_init(&o);
+  qp_report *r = build(s, &o);
+  bins b = {0};
+  assert_int_equal(qp_report_histogram(r, 1, on_bin, &b), QP_OK); /* select: 10 distinct values */
+  assert_int_equal(b.count, 600);
+  assert_int_equal(b.n, 10);
+  /* every duration lies in a bin: the smallest (100 us) and largest (1 ms) */
+  bins all = {0};
+  assert_int_equal(qp_report_histogram(r, QP_REPORT_ALL, on_bin, &all), QP_OK);
+  assert_int_equal(all.count, 1020);
+  assert_int_equal(qp_report_histogram(r, 7, on_bin, &b), QP_INVALID);
+  qp_report_free(r);
+  qp_store_close(s);
+}
+
+static void test_diff_and_gate(void **state) {
+  (void)state;
+  qp_store *sa, *sb;
+  assert_int_equal(qp_store_open(&sa, path_a, QP_STORE_READ, NULL, NULL, 0), QP_OK);
+  assert_int_equal(qp_store_open(&sb, path_b, QP_STORE_READ, NULL, NULL, 0), QP_OK);
+  qp_report_options o;
+  qp_report_options_init(&o);
+  qp_report *a = build(sa, &o), *b = build(sb, &o);
+  qp_diff_options d;
+  qp_diff_options_init(&d);
+  assert_true(isnan(d.fail_above_pct));
+  qp_diff *df;
+  char err[256];
+  /* a report against itself: all unchanged, changes exactly 0 */
+  assert_int_equal(qp_diff_new(&df, a, a, &d, err, sizeof err), QP_OK);
+  assert_int_equal(qp_diff_counts_get(df)->unchanged, 3);
+  for (size_t i = 0; i < qp_diff_count(df); i++)
+    assert_true(qp_diff_entry_at(df, i)->p95_pct == 0);
+  qp_diff_free(df);
+  d.fail_above_pct = 20;
+  assert_int_equal(qp_diff_new(&df, a, b, &d, err, sizeof err), QP_OK);
+  const qp_diff_counts *n = qp_diff_counts_get(df);
+  assert_int_equal(n->changed, 1);
+  assert_int_equal(n->unchanged, 1);
+  assert_int_equal(n->vanished, 1);
+  assert_int_equal(n->added, 0);
+  assert_int_equal(n->regressions, 1);
+  assert_int_equal(qp_diff_count(df), 3);
+  const qp_diff_entry *e0 = qp_diff_entry_at(df, 0), *e2 = qp_diff_entry_at(df, 2);
+  assert_int_equal(e0->status, QP_DIFF_CHANGED);
+  assert_int_equal(e0->cur->fingerprint, 0x0b);
+  assert_true(e0->regression);
+  assert_true(e0->p95_pct > 45 && e0->p95_pct < 55);
+  assert_int_equal(e2->status, QP_DIFF_VANISHED);
+  assert_null(e2->cur);
+  assert_true(isnan(e2->p95_pct));
+  assert_string_equal(qp_diff_status_name(e2->status), "vanished");
+  qp_diff_free(df);
+  /* the other way round: commit is new, and update got faster */
+  assert_int_equal(qp_diff_new(&df, b, a, &d, err, sizeof err), QP_OK);
+  assert_int_equal(qp_diff_entry_at(df, 0)->status, QP_DIFF_NEW);
+  assert_int_equal(qp_diff_counts_get(df)->regressions, 0);
+  qp_diff_free(df);
+  /* too few calls to count */
+  d.min_calls = 1000;
+  assert_int_equal(qp_diff_new(&df, a, b, &d, err, sizeof err), QP_OK);
+  assert_int_equal(qp_diff_counts_get(df)->regressions, 0);
+  qp_diff_free(df);
+  d.fail_above_pct = -1;
+  assert_int_equal(qp_diff_new(&df, a, b, &d, err, sizeof err), QP_INVALID);
+  qp_report_free(a);
+  qp_report_free(b);
+  qp_store_close(sa);
+  qp_store_close(sb);
+}
+
+static int count_point(const qp_report_point *p, void *ud) {
+  (void)p;
+  (*(int *)ud)++;
+  return 0;
+}
+
+/* Every allocation of building, series, histogram and diff fails in turn:
+ * each reports QP_NOMEM and leaks nothing. */
+static void test_out_of_memory(void **state) {
+  (void)state;
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, path_a, QP_STORE_READ, NULL, NULL, 0), QP_OK);
+  qpt_failalloc fa = {0};
+  qp_hooks hk = qpt_failalloc_hooks(&fa);
+  bool finished = false;
+  for (long k = 1; k < 5000 && !finished; k++) {
+    fa = (qpt_failalloc){.fail_at = k};
+    qp_report_options o;
+    qp_report_options_init(&o);
+    o.hooks = &hk;
+    o.match = "select|update|COMMIT";
+    qp_report *r = NULL;
+    char err[256];
+    qp_status rc = qp_report_new(&r, s, &o, err, sizeof err);
+    int np = 0;
+    if (rc == QP_OK) rc = qp_report_series(r, QP_REPORT_ALL, 600, count_point, &np);
+    bins b = {0};
+    if (rc == QP_OK) rc = qp_report_histogram(r, QP_REPORT_ALL, on_bin, &b);
+    qp_diff *d = NULL;
+    qp_diff_options dop;
+    qp_diff_options_init(&dop);
+    dop.hooks = &hk;
+    if (rc == QP_OK) rc = qp_diff_new(&d, r, r, &dop, err, sizeof err);
+    if (rc == QP_OK) {
+      finished = true;
+      assert_int_equal(np, 12);
+      assert_int_equal(b.count, 1020);
+    } else {
+      assert_int_equal(rc, QP_NOMEM);
+    }
+    qp_diff_free(d);
+    qp_report_free(r);
+    assert_int_equal(fa.live, 0);
+  }
+  assert_true(finished);
+  qp_store_close(s);
+}
+
+static void test_times(void **state) {
+  (void)state;
+  int64_t t;
+  assert_int_equal(qp_report_parse_time("2026-11-20T10:00Z", &t), QP_OK);
+  assert_int_equal(t, T0 * NS);
+  assert_int_equal(qp_report_parse_time("yesterday-ish", &t), QP_SYNTAX);
+  char b[40];
+  assert_string_equal(qp_report_format_time(T0 * NS + 250000000, b, sizeof b),
+                      "2026-11-20T10:00:00.250Z");
+  qp_report_free(NULL);
+  qp_diff_free(NULL);
+  assert_int_equal(qp_report_count(NULL), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_rank_totals_shares), cmocka_unit_test(test_filters),
+      cmocka_unit_test(test_window_and_rounding), cmocka_unit_test(test_series),
+      cmocka_unit_test(test_histogram),          cmocka_unit_test(test_diff_and_gate),
+      cmocka_unit_test(test_out_of_memory),      cmocka_unit_test(test_times),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
