@@ -75,6 +75,9 @@ typedef struct qp_pool_options {
    * session state they set survives QP_RESET_AUTO but not a reset. */
   qp_status (*on_connect)(qp_conn *conn, void *ud);
   void *on_connect_ud;
+  /* Room for options added later (docs/api.md, "Structs that grow"): zeroed
+   * by qp_pool_options_init; leave it zero. */
+  uint64_t reserved_[8];
 } qp_pool_options;
 
 /* Fills *o with the defaults (pool.* rows of the options table), dsn NULL. */
@@ -136,7 +139,11 @@ QP_EXPORT void qp_pool_close(qp_pool *pool);
  *                  with backoff until the timeout instead; then this code;
  *   QP_CLOSED      the pool is closing;
  *   QP_NOMEM.
- * On error *conn is NULL; qp_pool_errmsg() copies the message.
+ * QP_UNAVAILABLE is also what an acquire that timed out returns while
+ * connections could still be opened and the last attempt failed (a full
+ * server: 53300, 57P03): "exhausted" only ever means max_size leases held.
+ * On error *conn is NULL; qp_pool_acquire_err() gives this call's message,
+ * qp_pool_errmsg() the pool's latest.
  * After fork(), the first call in the child drops the parent's connections
  * without touching their sessions (PostgreSQL: the socket is closed without
  * a Terminate message; SQLite: the handle is leaked on purpose, as SQLite
@@ -167,8 +174,26 @@ QP_EXPORT qp_status qp_pool_acquire_at(qp_pool *pool, qp_conn **conn, int64_t ti
 QP_EXPORT void qp_pool_release(qp_conn *conn);
 
 /*
- * Copies the message of the pool's most recent failed acquire (from any
- * thread) into buf (NUL-terminated, cut to len). Returns buf. Thread-safe.
+ * Acquire as qp_pool_acquire_at, and on failure also writes this call's own
+ * message into errbuf (NUL-terminated, cut to errlen; may be NULL), so that
+ * a thread reads the reason of its own failure, never another thread's.
+ * Thread-safe.
+ */
+QP_EXPORT qp_status qp_pool_acquire_err(qp_pool *pool, qp_conn **conn, int64_t timeout_ms,
+                                        const char *file, int line, char *errbuf,
+                                        size_t errlen);
+
+/* Acquire waiting at most ms milliseconds (< 0: the pool's timeout), with
+ * this call's message in buf on failure. */
+#define qp_pool_acquire_msg(pool, conn, ms, buf, len) \
+  qp_pool_acquire_err((pool), (conn), (ms), __FILE__, __LINE__, (buf), (len))
+
+/*
+ * Copies the message of the pool's most recent failed acquire into buf
+ * (NUL-terminated, cut to len). Returns buf. Thread-safe, but the failure
+ * may be another thread's: when several threads acquire, use
+ * qp_pool_acquire_err (or qp_pool_acquire_msg) to get each call's own
+ * message. Kept for single-threaded callers and as the pool's "last error".
  */
 QP_EXPORT const char *qp_pool_errmsg(qp_pool *pool, char *buf, size_t len);
 
@@ -314,28 +339,76 @@ QP_EXPORT qp_status qp_result_int64(const qp_result *res, size_t row, size_t col
  * 2^(i-1) <= d < 2^i (bucket 0: d < 1 us); the last bucket is open-ended. */
 #define QP_POOL_HIST_BUCKETS 32
 
+/*
+ * The pool's gauges and counters, each listed once: X(field, metric, help).
+ * The same lists make the qp_pool_stats fields, the pool's own counters and
+ * the Prometheus metrics ("qprof_pool_<metric>", counters with "_total").
+ * Rows are appended, never reordered or removed (see "Structs that grow" in
+ * docs/api.md).
+ */
+#define QP_POOL_GAUGES(X)                                                                          \
+  X(cl_active, "cl_active", "Leases held right now")                                               \
+  X(cl_waiting, "cl_waiting", "Acquires waiting for a connection")                                 \
+  X(sv_active, "sv_active", "Connections in use")                                                  \
+  X(sv_idle, "sv_idle", "Idle connections, recently used")                                         \
+  X(sv_used, "sv_used", "Idle connections that will be validated before reuse")                    \
+  X(sv_login, "sv_login", "Connections being opened")                                              \
+  X(maxwait_us, "maxwait_us", "Longest current wait for a connection, microseconds")
+
+#define QP_POOL_COUNTERS(X)                                                                        \
+  X(total_query_count, "query", "Statements run through the pool")                                 \
+  X(total_query_time_us, "query_time_us", "Time spent in statements, microseconds")                \
+  X(total_error_count, "query_error", "Statements that failed")                                    \
+  X(total_xact_count, "xact", "Leases ended")                                                      \
+  X(total_wait_time_us, "wait_time_us", "Time acquires spent waiting, microseconds")               \
+  X(acquires, "acquire", "Successful acquires")                                                    \
+  X(timeouts, "timeout", "Acquires that timed out (exhausted)")                                    \
+  X(wouldblocks, "wouldblock", "Try-acquires that found nothing free")                             \
+  X(unavailable, "unavailable", "Acquires that failed: database unavailable")                      \
+  X(connects, "connect", "Connections opened")                                                     \
+  X(connect_failures, "connect_failure", "Connection attempts that failed")                        \
+  X(closed, "close", "Connections closed")                                                         \
+  X(broken, "broken", "Connections discarded because they broke")                                  \
+  X(expired, "expired", "Connections retired at max lifetime")                                     \
+  X(idle_closed, "idle_close", "Connections closed after the idle timeout")                        \
+  X(rollbacks, "rollback", "Transactions rolled back on release")                                  \
+  X(resets, "reset", "Session resets on release")                                                  \
+  X(validation_failures, "validation_failure", "Connections that failed validation")               \
+  X(leaks, "leak", "Leases held longer than the leak threshold")                                   \
+  X(reprepares, "reprepare", "Prepared statements prepared again after the server lost them")      \
+  X(fork_drops, "fork_drop", "Connections dropped in a child after fork")
+
+/* Room for counters appended later without changing sizeof(qp_pool_stats). */
+#define QP_POOL_COUNTER_SLOTS 64
+#define QP_POOL_ONE_(field, metric, help) +1
+
+/*
+ * A snapshot of the pool. Gauges (PgBouncer SHOW POOLS names):
+ *   cl_active  leases held right now;   cl_waiting acquires waiting right now;
+ *   sv_active  connections in use (== cl_active);
+ *   sv_idle    idle connections, recently used;
+ *   sv_used    idle connections past validation_ms: checked before reuse;
+ *   sv_login   connections being opened;
+ *   maxwait_us how long the oldest current waiter has waited.
+ * Counters since open (PgBouncer SHOW STATS names first): statements run
+ * (total_query_count, their summed duration total_query_time_us, of which
+ * failed total_error_count), leases ended (total_xact_count, one per
+ * acquire/release), time acquires spent waiting (total_wait_time_us), then
+ * pool events. Histograms in microseconds. The struct keeps its size as
+ * counters are appended (reserved_ shrinks); the library fills all of it.
+ */
 typedef struct qp_pool_stats {
-  /* PgBouncer SHOW POOLS / SHOW STATS names */
-  int64_t cl_active;            /* leases held right now */
-  int64_t cl_waiting;           /* acquires waiting right now */
-  int64_t sv_active;            /* connections in use (== cl_active) */
-  int64_t sv_idle;              /* idle connections, recently used */
-  int64_t sv_used;              /* idle connections past validation_ms: checked before reuse */
-  int64_t sv_login;             /* connections being opened */
-  int64_t maxwait_us;           /* how long the oldest current waiter has waited */
-  uint64_t total_query_count;   /* statements run through the pool */
-  uint64_t total_query_time_us; /* their summed duration */
-  uint64_t total_error_count;   /* of which failed */
-  uint64_t total_xact_count;    /* leases ended (one per acquire/release) */
-  uint64_t total_wait_time_us;  /* summed time acquires spent waiting */
-  /* pool events */
-  uint64_t acquires, timeouts, wouldblocks, unavailable;
-  uint64_t connects, connect_failures, closed, broken, expired, idle_closed;
-  uint64_t rollbacks, resets, validation_failures, leaks, reprepares, fork_drops;
-  /* histograms (microseconds) */
+#define QP_POOL_GAUGE_FIELD_(field, metric, help) int64_t field;
+  QP_POOL_GAUGES(QP_POOL_GAUGE_FIELD_)
+#undef QP_POOL_GAUGE_FIELD_
+  int64_t reserved_gauges_[16 - (0 QP_POOL_GAUGES(QP_POOL_ONE_))];
   uint64_t acquire_hist[QP_POOL_HIST_BUCKETS];
   uint64_t hold_hist[QP_POOL_HIST_BUCKETS];
   uint64_t connect_hist[QP_POOL_HIST_BUCKETS];
+#define QP_POOL_COUNTER_FIELD_(field, metric, help) uint64_t field;
+  QP_POOL_COUNTERS(QP_POOL_COUNTER_FIELD_)
+#undef QP_POOL_COUNTER_FIELD_
+  uint64_t reserved_[QP_POOL_COUNTER_SLOTS - (0 QP_POOL_COUNTERS(QP_POOL_ONE_))];
 } qp_pool_stats;
 
 /* Fills *out with a consistent snapshot. Statement counters (total_query_*,

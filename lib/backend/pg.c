@@ -30,6 +30,10 @@ struct qp__bconn {
   qp__stmt_cache cache;
   uint64_t next_stmt;
   char version[24];
+  /* SQLSTATE of a FATAL the server sent while the connection was idle
+   * (57P01 after pg_terminate_backend, 57P05 idle_session_timeout): the
+   * session is over even while the socket is still open. "" when none. */
+  char fatal[8];
 };
 
 /* ---- messages ----------------------------------------------------------- */
@@ -101,6 +105,8 @@ static const conn_error_class conn_errors[] = {
     {"the database system is not accepting connections", "57P03", true},
     {"too many clients already", "53300", true},
     {"connection slots are reserved", "53300", true},
+    {"too many connections for role", "53300", true},
+    {"too many connections for database", "53300", true},
     {"password authentication failed", "28P01", false},
     {"no password supplied", "28P01", false},
     {"no pg_hba.conf entry", "28000", false},
@@ -245,12 +251,21 @@ static qp_status conn_fail(qp__bconn *b, const char *what, qp__berr *err) {
 }
 
 /* libpq prints notices and errors that arrive while idle to stderr by
- * default; the library never prints, so they go to the log callback. */
-static void notice_to_log(void *arg, const char *message) {
+ * default; the library never prints, so they go to the log callback. An
+ * error that arrives while no query runs (the server's goodbye: FATAL
+ * 57P01 before it closes the socket) is handed here as a notice too; its
+ * SQLSTATE is kept, so that the connection is known to be over before its
+ * EOF arrives. */
+static void notice_to_log(void *arg, const PGresult *res) {
   qp__bconn *b = arg;
+  const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) {
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    snprintf(b->fatal, sizeof b->fatal, "%s", state && *state ? state : "08006");
+  }
   if (!qp__log_enabled(b->hooks, QP_LOG_INFO)) return;
   char clean[QP_ERRMSG_MAX];
-  scrub_copy(clean, sizeof clean, message, b->password);
+  scrub_copy(clean, sizeof clean, PQresultErrorMessage(res), b->password);
   qp__log(b->hooks, QP_LOG_INFO, "postgres: %s", clean);
 }
 
@@ -270,7 +285,7 @@ static qp_status pg_connect(const char *dsn, const qp__bconnect_opts *o, qp__bco
   const char *const kw[] = {"dbname", "fallback_application_name", NULL};
   const char *const val[] = {dsn, "qprof", NULL};
   b->pg = PQconnectStartParams(kw, val, 1);
-  if (b->pg != NULL) PQsetNoticeProcessor(b->pg, notice_to_log, b);
+  if (b->pg != NULL) PQsetNoticeReceiver(b->pg, notice_to_log, b);
   if (b->pg == NULL || PQstatus(b->pg) == CONNECTION_BAD) {
     st = conn_fail(b, "cannot connect", err);
     pg_close(b);
@@ -346,7 +361,10 @@ static qp_status result_fail(qp__bconn *b, PGresult *res, const char *what, qp__
   if (msg == NULL || *msg == '\0') msg = PQerrorMessage(b->pg);
   char clean[QP_ERRMSG_MAX];
   scrub_copy(clean, sizeof clean, msg && *msg ? msg : "unknown error", b->password);
-  bool lost = PQstatus(b->pg) != CONNECTION_OK;
+  bool lost = PQstatus(b->pg) != CONNECTION_OK || b->fatal[0] != '\0';
+  /* the server said why it ended the session: that, not libpq's 08006 */
+  if (lost && b->fatal[0] && (state == NULL || *state == '\0' || strcmp(state, "08006") == 0))
+    state = b->fatal;
   if (state == NULL || *state == '\0') state = lost ? "08006" : (res ? "XX000" : "08006");
   if (res == NULL && !lost && strstr(clean, "out of memory") != NULL)
     return qp__berr_set(err, QP_NOMEM, "", "%s: out of memory", what);
@@ -685,21 +703,28 @@ static qp_txn_status pg_txn_status(const qp__bconn *b) {
   }
 }
 
-static bool pg_is_broken(const qp__bconn *b) { return PQstatus(b->pg) != CONNECTION_OK; }
+static bool pg_is_broken(const qp__bconn *b) {
+  return PQstatus(b->pg) != CONNECTION_OK || b->fatal[0] != '\0';
+}
 
 static bool pg_precheck(qp__bconn *b) {
-  if (PQstatus(b->pg) != CONNECTION_OK) return false;
+  if (pg_is_broken(b)) return false;
   struct pollfd pfd = {PQsocket(b->pg), POLLIN, 0};
   int n = poll(&pfd, 1, 0);
   if (n <= 0) return true; /* nothing arrived while idle: the usual case */
   /* Something arrived while idle: a NOTIFY, or the server's goodbye
-   * (pg_terminate_backend, shutdown) followed by EOF. */
+   * (pg_terminate_backend, shutdown: a FATAL, then EOF a few ms later).
+   * PQconsumeInput only reads; PQnotifies parses what was read, which hands
+   * a FATAL to notice_to_log, so the goodbye is noticed before its EOF. */
   for (int i = 0; i < 4 && PQstatus(b->pg) == CONNECTION_OK; i++) {
     if (!PQconsumeInput(b->pg)) return false;
+    PGnotify *note;
+    while ((note = PQnotifies(b->pg)) != NULL) PQfreemem(note);
+    if (b->fatal[0]) return false;
     pfd.revents = 0;
     if (poll(&pfd, 1, 0) <= 0) break;
   }
-  return PQstatus(b->pg) == CONNECTION_OK;
+  return !pg_is_broken(b);
 }
 
 /* Waits for the results of a sent query until deadline; returns the last

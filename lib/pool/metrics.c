@@ -26,27 +26,9 @@ void qp_pool_stats_get(qp_pool *p, qp_pool_stats *s) {
     if (waited_us > s->maxwait_us) s->maxwait_us = waited_us;
   }
   const pool_counters *c = &p->c;
-  s->total_xact_count = c->xacts;
-  s->total_wait_time_us = c->wait_us;
-  s->acquires = c->acquires;
-  s->timeouts = c->timeouts;
-  s->wouldblocks = c->wouldblocks;
-  s->unavailable = c->unavailable;
-  s->connects = c->connects;
-  s->connect_failures = c->connect_failures;
-  s->closed = c->closed;
-  s->broken = c->broken;
-  s->expired = c->expired;
-  s->idle_closed = c->idle_closed;
-  s->rollbacks = c->rollbacks;
-  s->resets = c->resets;
-  s->validation_failures = c->validation_failures;
-  s->leaks = c->leaks;
-  s->fork_drops = c->fork_drops;
-  s->total_query_count = c->q_count;
-  s->total_query_time_us = c->q_time_us;
-  s->total_error_count = c->q_errors;
-  s->reprepares = c->reprepares;
+#define QP_POOL_COPY_(field, metric, help) s->field = c->field;
+  QP_POOL_COUNTERS(QP_POOL_COPY_)
+#undef QP_POOL_COPY_
   memcpy(s->acquire_hist, c->acquire_hist, sizeof s->acquire_hist);
   memcpy(s->hold_hist, c->hold_hist, sizeof s->hold_hist);
   memcpy(s->connect_hist, c->connect_hist, sizeof s->connect_hist);
@@ -108,39 +90,12 @@ static size_t render(qp_pool *p, const char *labels, char *buf, size_t cap) {
   if (labels != NULL && *labels == '\0') labels = NULL;
   outbuf o = {buf, cap, 0};
   if (cap > 0) buf[0] = '\0';
-  gauge(&o, "cl_active", "Leases held right now", labels, s.cl_active);
-  gauge(&o, "cl_waiting", "Acquires waiting for a connection", labels, s.cl_waiting);
-  gauge(&o, "sv_active", "Connections in use", labels, s.sv_active);
-  gauge(&o, "sv_idle", "Idle connections, recently used", labels, s.sv_idle);
-  gauge(&o, "sv_used", "Idle connections that will be validated before reuse", labels, s.sv_used);
-  gauge(&o, "sv_login", "Connections being opened", labels, s.sv_login);
-  gauge(&o, "maxwait_us", "Longest current wait for a connection, microseconds", labels,
-        s.maxwait_us);
-  counter(&o, "query", "Statements run through the pool", labels, s.total_query_count);
-  counter(&o, "query_time_us", "Time spent in statements, microseconds", labels,
-          s.total_query_time_us);
-  counter(&o, "query_error", "Statements that failed", labels, s.total_error_count);
-  counter(&o, "xact", "Leases ended", labels, s.total_xact_count);
-  counter(&o, "wait_time_us", "Time acquires spent waiting, microseconds", labels,
-          s.total_wait_time_us);
-  counter(&o, "acquire", "Successful acquires", labels, s.acquires);
-  counter(&o, "timeout", "Acquires that timed out (exhausted)", labels, s.timeouts);
-  counter(&o, "wouldblock", "Try-acquires that found nothing free", labels, s.wouldblocks);
-  counter(&o, "unavailable", "Acquires that failed: database unavailable", labels, s.unavailable);
-  counter(&o, "connect", "Connections opened", labels, s.connects);
-  counter(&o, "connect_failure", "Connection attempts that failed", labels, s.connect_failures);
-  counter(&o, "close", "Connections closed", labels, s.closed);
-  counter(&o, "broken", "Connections discarded because they broke", labels, s.broken);
-  counter(&o, "expired", "Connections retired at max lifetime", labels, s.expired);
-  counter(&o, "idle_close", "Connections closed after the idle timeout", labels, s.idle_closed);
-  counter(&o, "rollback", "Transactions rolled back on release", labels, s.rollbacks);
-  counter(&o, "reset", "Session resets on release", labels, s.resets);
-  counter(&o, "validation_failure", "Connections that failed validation", labels,
-          s.validation_failures);
-  counter(&o, "leak", "Leases held longer than the leak threshold", labels, s.leaks);
-  counter(&o, "reprepare", "Prepared statements prepared again after the server lost them",
-          labels, s.reprepares);
-  counter(&o, "fork_drop", "Connections dropped in a child after fork", labels, s.fork_drops);
+#define QP_POOL_GAUGE_(field, metric, help) gauge(&o, metric, help, labels, s.field);
+  QP_POOL_GAUGES(QP_POOL_GAUGE_)
+#undef QP_POOL_GAUGE_
+#define QP_POOL_COUNTER_(field, metric, help) counter(&o, metric, help, labels, s.field);
+  QP_POOL_COUNTERS(QP_POOL_COUNTER_)
+#undef QP_POOL_COUNTER_
   histogram(&o, "acquire", "Time to acquire a connection", labels, s.acquire_hist);
   histogram(&o, "hold", "Time a lease was held", labels, s.hold_hist);
   histogram(&o, "connect", "Time to open a connection", labels, s.connect_hist);

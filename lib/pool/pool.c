@@ -169,6 +169,66 @@ static void wake_head(qp_pool *p) {
 
 /* ---- connection slots (mutex held unless noted) ------------------------- */
 
+/*
+ * The one place a slot changes state, with the transitions it allows (as
+ * PgBouncer's change_server_state): the per-state counts can then never
+ * drift from the states.
+ *
+ *   FREE       -> CONNECTING  a thread reserved the slot to open a connection
+ *   CONNECTING -> FREE        the attempt failed
+ *   CONNECTING -> IN_USE      the acquirer that opened it leases it
+ *   CONNECTING -> IDLE/HANDED the maintenance thread opened it (conn_return)
+ *   IDLE       -> IN_USE      leased
+ *   IDLE       -> CHECKING    taken to be validated or retired before a lease
+ *   IDLE       -> FREE        closed by maintenance (idle timeout, lifetime)
+ *   CHECKING   -> IN_USE      validated and leased
+ *   CHECKING   -> FREE        failed validation or expired: closed
+ *   IN_USE     -> IDLE        released, nobody waiting
+ *   IN_USE     -> HANDED      released straight to the longest waiter
+ *   IN_USE     -> FREE        released broken or expired: closed
+ *   HANDED     -> IN_USE      the waiter leases it
+ *   HANDED     -> CHECKING    the waiter found it expired (or stale)
+ *   HANDED     -> IDLE/HANDED the waiter left without it and gives it back
+ *
+ * After fork() every slot of the parent is left ORPHAN and the counts start
+ * from zero (after_fork); nothing else enters or leaves ORPHAN. A transition
+ * not listed is a bug: it is logged at error level (the library never
+ * aborts) and done anyway, so the counts stay true to the states.
+ */
+static const bool conn_transitions[CS_COUNT_][CS_COUNT_] = {
+    [CS_FREE] = {[CS_CONNECTING] = true},
+    [CS_CONNECTING] = {[CS_FREE] = true, [CS_IN_USE] = true, [CS_IDLE] = true, [CS_HANDED] = true},
+    [CS_IDLE] = {[CS_IN_USE] = true, [CS_CHECKING] = true, [CS_FREE] = true},
+    [CS_CHECKING] = {[CS_IN_USE] = true, [CS_FREE] = true},
+    [CS_IN_USE] = {[CS_IDLE] = true, [CS_HANDED] = true, [CS_FREE] = true},
+    [CS_HANDED] = {[CS_IN_USE] = true, [CS_CHECKING] = true, [CS_IDLE] = true, [CS_HANDED] = true},
+};
+
+static int *state_count(qp_pool *p, conn_state s) {
+  switch (s) {
+  case CS_CONNECTING: return &p->n_connecting;
+  case CS_IDLE: return &p->n_idle;
+  case CS_IN_USE: return &p->n_in_use;
+  default: return NULL;
+  }
+}
+
+static bool state_open(conn_state s) {
+  return s == CS_IDLE || s == CS_IN_USE || s == CS_CHECKING || s == CS_HANDED;
+}
+
+static void conn_set_state(qp_pool *p, qp_conn *c, conn_state to) {
+  conn_state from = c->state;
+  if (QP_UNLIKELY(!conn_transitions[from][to]))
+    qp__log(&p->hooks, QP_LOG_ERROR, "pool %s: bug: connection state %d -> %d", p->dsn_safe,
+            (int)from, (int)to);
+  int *n = state_count(p, from);
+  if (n) (*n)--;
+  if ((n = state_count(p, to))) (*n)++;
+  p->n_open += (int)state_open(to) - (int)state_open(from);
+  c->state = to;
+}
+
 static qp_conn *free_slot(qp_pool *p) {
   for (int i = 0; i < p->o.max_size; i++)
     if (p->slots[i].state == CS_FREE) return &p->slots[i];
@@ -182,42 +242,10 @@ static bool in_backoff(const qp_pool *p, uint64_t now) {
 }
 
 static void idle_push(qp_pool *p, qp_conn *c, uint64_t now) {
-  c->state = CS_IDLE;
+  conn_set_state(p, c, CS_IDLE);
   c->idle_since_ns = now;
   c->next_idle = p->idle;
   p->idle = c;
-  p->n_idle++;
-}
-
-static qp_conn *idle_pop(qp_pool *p) {
-  qp_conn *c = p->idle;
-  if (c == NULL) return NULL;
-  p->idle = c->next_idle;
-  c->next_idle = NULL;
-  p->n_idle--;
-  c->state = CS_IN_USE;
-  return c;
-}
-
-static void idle_unlink(qp_pool *p, qp_conn *c);
-
-/* The idle connection this thread released last, if it is still idle:
- * like HikariCP's thread-local list, a thread keeps reusing "its"
- * connection, whose buffers and statement cache are still in this CPU's
- * cache, instead of taking whichever was released last by anyone. The hint
- * is only compared as an address before it is trusted (it may be stale). */
-static qp_conn *idle_pop_affine(qp_pool *p) {
-  if (p->have_tls) {
-    qp_conn *h = pthread_getspecific(p->tls_hint);
-    uintptr_t a = (uintptr_t)h, lo = (uintptr_t)p->slots,
-              hi = (uintptr_t)(p->slots + p->o.max_size);
-    if (h != NULL && a >= lo && a < hi && h->state == CS_IDLE) {
-      idle_unlink(p, h);
-      h->state = CS_IN_USE;
-      return h;
-    }
-  }
-  return idle_pop(p);
 }
 
 static void idle_unlink(qp_pool *p, qp_conn *c) {
@@ -225,10 +253,33 @@ static void idle_unlink(qp_pool *p, qp_conn *c) {
     if (*pp == c) {
       *pp = c->next_idle;
       c->next_idle = NULL;
-      p->n_idle--;
       return;
     }
   }
+}
+
+/* Takes an idle connection off the stack (its state is still IDLE: the
+ * caller moves it on): the one this thread released last when it is still
+ * idle, else the top of the stack. Like HikariCP's thread-local list, a
+ * thread keeps reusing "its" connection, whose buffers and statement cache
+ * are still in this CPU's cache. The hint is only compared as an address
+ * before it is trusted (it may be stale). */
+static qp_conn *idle_take(qp_pool *p) {
+  if (p->have_tls) {
+    qp_conn *h = pthread_getspecific(p->tls_hint);
+    uintptr_t a = (uintptr_t)h, lo = (uintptr_t)p->slots,
+              hi = (uintptr_t)(p->slots + p->o.max_size);
+    if (h != NULL && a >= lo && a < hi && h->state == CS_IDLE) {
+      idle_unlink(p, h);
+      return h;
+    }
+  }
+  qp_conn *c = p->idle;
+  if (c != NULL) {
+    p->idle = c->next_idle;
+    c->next_idle = NULL;
+  }
+  return c;
 }
 
 /* Takes the backend connection out of a slot and frees the slot; the caller
@@ -236,8 +287,7 @@ static void idle_unlink(qp_pool *p, qp_conn *c) {
 static qp__bconn *slot_free(qp_pool *p, qp_conn *c) {
   qp__bconn *b = c->b;
   c->b = NULL;
-  c->state = CS_FREE;
-  p->n_open--;
+  conn_set_state(p, c, CS_FREE);
   p->c.closed++;
   wake_head(p);
   p->maint_kick = true;
@@ -251,7 +301,7 @@ static void conn_return(qp_pool *p, qp_conn *c, uint64_t now) {
   waiter *w = p->wq_head;
   if (w != NULL) {
     wq_remove(p, w);
-    c->state = CS_IN_USE;
+    conn_set_state(p, c, CS_HANDED);
     c->idle_since_ns = now;
     w->conn = c;
     pthread_cond_signal(&w->cond);
@@ -446,21 +496,18 @@ static void maint_fill(qp_pool *p, bool asked) {
          (p->n_open + p->n_connecting < p->o.min_size || (asked && p->n_idle == 0))) {
     qp_conn *c = free_slot(p);
     if (c == NULL) break;
-    c->state = CS_CONNECTING;
-    p->n_connecting++;
+    conn_set_state(p, c, CS_CONNECTING);
     asked = false;
     pthread_mutex_unlock(&p->mu);
     qp__berr err;
     qp__berr_clear(&err);
     qp_status st = open_backend(p, c, p->o.connect_timeout_ms, &err);
     pthread_mutex_lock(&p->mu);
-    p->n_connecting--;
     if (st != QP_OK) {
-      c->state = CS_FREE;
+      conn_set_state(p, c, CS_FREE);
       wake_head(p);
       break;
     }
-    p->n_open++;
     conn_return(p, c, qp__now_ns());
   }
 }
@@ -645,202 +692,256 @@ void qp_pool_close(qp_pool *p) {
 
 /* ---- acquire ------------------------------------------------------------ */
 
-static qp_status acquire_fail(qp_pool *p, qp_status st, const char *fmt, ...) QP_PRINTF(3, 4);
-static qp_status acquire_fail(qp_pool *p, qp_status st, const char *fmt, ...) {
+/* One acquire in progress: what its steps share. The mutex is held on entry
+ * to and exit from every step; steps that do network work drop it. */
+typedef struct acq {
+  qp_pool *p;
+  qp_conn *got;          /* the leased connection, once there is one */
+  qp_status st;          /* the result, once decided */
+  uint64_t t0, deadline; /* start; when to give up */
+  int64_t timeout_ms;
+  const char *file;
+  int line;
+  char *errbuf; /* this call's message (may be NULL) */
+  size_t errlen;
+  waiter w;
+  bool w_init; /* w.cond is only set up when the caller has to wait */
+} acq;
+
+/* What a step decided. */
+typedef enum step { STEP_NEXT, STEP_AGAIN, STEP_DONE } step;
+
+static step acq_fail(acq *a, qp_status st, const char *fmt, ...) QP_PRINTF(3, 4);
+static step acq_fail(acq *a, qp_status st, const char *fmt, ...) {
+  qp_pool *p = a->p;
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(p->errmsg, sizeof p->errmsg, fmt, ap);
   va_end(ap);
+  if (a->errbuf != NULL && a->errlen > 0) snprintf(a->errbuf, a->errlen, "%s", p->errmsg);
   switch (st) {
   case QP_EXHAUSTED: p->c.timeouts++; break;
   case QP_WOULDBLOCK: p->c.wouldblocks++; break;
   case QP_UNAVAILABLE: p->c.unavailable++; break;
   default: break;
   }
-  return st;
+  a->st = st;
+  return STEP_DONE;
 }
 
-static qp_status unavailable(qp_pool *p) {
-  return acquire_fail(p, QP_UNAVAILABLE, "database unavailable (%s): %s", p->dsn_safe,
-                      p->last_connect_err.msg);
+static step acq_unavailable(acq *a) {
+  return acq_fail(a, QP_UNAVAILABLE, "database unavailable (%s): %s", a->p->dsn_safe,
+                  a->p->last_connect_err.msg);
 }
 
-/* Marks c leased by the caller. Mutex held. */
-static void lease(qp_pool *p, qp_conn *c, uint64_t t0, uint64_t now, const char *file, int line) {
-  c->state = CS_IN_USE;
+/* Leases c (IDLE, CHECKING, HANDED or CONNECTING) to the caller. */
+static step acq_lease(acq *a, qp_conn *c, uint64_t now) {
+  qp_pool *p = a->p;
+  conn_set_state(p, c, CS_IN_USE);
   c->acquired_ns = now;
-  c->holder_file = file;
-  c->holder_line = line;
+  c->holder_file = a->file;
+  c->holder_line = a->line;
   c->holder_thread = (unsigned long)pthread_self();
   c->leak_reported = false;
   /* Only a connection that sat idle for a while is checked before its first
    * statement: one that was in use a moment ago cannot have been told
    * anything by the server since. */
   c->fresh = c->idle_since_ns == 0 || qp__ns_since(now, c->idle_since_ns) >= QP_POOL_PRECHECK_IDLE_NS;
-  p->n_in_use++;
+  uint64_t waited = qp__ns_since(now, a->t0);
   p->c.acquires++;
-  p->c.acquire_hist[qp__pool_bucket(qp__ns_since(now, t0))]++;
-  p->c.wait_us += qp__ns_since(now, t0) / 1000;
+  p->c.acquire_hist[qp__pool_bucket(waited)]++;
+  p->c.total_wait_time_us += waited / 1000;
+  a->got = c;
+  a->st = QP_OK;
+  return STEP_DONE;
+}
+
+static void acq_queue(acq *a, bool front) {
+  if (!a->w_init) {
+    cond_init_mono(&a->w.cond);
+    a->w_init = true;
+  }
+  if (!a->w.queued) {
+    if (front) wq_push_front(a->p, &a->w);
+    else wq_push(a->p, &a->w);
+  }
+}
+
+/* Step 1: a connection handed over by a release, or an idle one when no
+ * one waits longer than we do. */
+static qp_conn *acq_take(acq *a) {
+  qp_pool *p = a->p;
+  if (a->w.conn != NULL) {
+    qp_conn *c = a->w.conn;
+    a->w.conn = NULL;
+    return c;
+  }
+  if ((p->wq_head == NULL || p->wq_head == &a->w) && p->idle != NULL) {
+    wq_remove(p, &a->w);
+    return idle_take(p);
+  }
+  return NULL;
+}
+
+/* Step 2: leases a taken connection, after checking it when it sat idle
+ * for longer than validation_ms, or retiring it when past its lifetime
+ * (STEP_AGAIN: it was closed, look again). */
+static step acq_check(acq *a, qp_conn *c, uint64_t now) {
+  qp_pool *p = a->p;
+  bool expired = c->retire_ns != 0 && now >= c->retire_ns;
+  bool stale = p->o.validation_ms > 0 && c->idle_since_ns != 0 &&
+               qp__ns_since(now, c->idle_since_ns) >= ms_to_ns(p->o.validation_ms);
+  if (!expired && !stale) return acq_lease(a, c, now);
+  conn_set_state(p, c, CS_CHECKING);
+  pthread_mutex_unlock(&p->mu);
+  qp__berr err;
+  qp__berr_clear(&err);
+  bool ok = !expired && p->ops->ping(c->b, p->o.connect_timeout_ms, &err) == QP_OK;
+  pthread_mutex_lock(&p->mu);
+  if (ok) return acq_lease(a, c, qp__now_ns());
+  if (expired) p->c.expired++;
+  else {
+    p->c.validation_failures++;
+    qp__log(&p->hooks, QP_LOG_INFO, "pool %s: validation failed, reconnecting: %s", p->dsn_safe,
+            err.msg);
+  }
+  qp__bconn *b = slot_free(p, c);
+  pthread_mutex_unlock(&p->mu);
+  p->ops->close(b);
+  pthread_mutex_lock(&p->mu);
+  return STEP_AGAIN;
+}
+
+/* Step 3: opens a new connection when it is our turn and a slot is free.
+ * During a backoff after a permanent failure the acquire fails at once
+ * with the cause; after a transient one (57P03, 53300) it waits for the
+ * backoff at the head of the queue. STEP_NEXT: nothing to open now. */
+static step acq_open(acq *a, uint64_t now) {
+  qp_pool *p = a->p;
+  bool my_turn = p->wq_head == NULL || p->wq_head == &a->w;
+  if (!my_turn || !can_open(p)) return STEP_NEXT;
+  if (in_backoff(p, now)) {
+    if (p->last_connect_err.transient) return STEP_NEXT;
+    wq_remove(p, &a->w);
+    wake_head(p);
+    return acq_unavailable(a);
+  }
+  if (a->timeout_ms == 0) return STEP_NEXT; /* a try-acquire never connects */
+  qp_conn *c = free_slot(p);
+  conn_set_state(p, c, CS_CONNECTING);
+  wq_remove(p, &a->w);
+  wake_head(p); /* the next waiter may open another slot */
+  uint64_t left_ms = (a->deadline - now) / 1000000u;
+  int64_t cto = p->o.connect_timeout_ms;
+  if ((uint64_t)cto > left_ms) cto = left_ms > 0 ? (int64_t)left_ms : 1;
+  pthread_mutex_unlock(&p->mu);
+  qp__berr err;
+  qp__berr_clear(&err);
+  qp_status cs = open_backend(p, c, cto, &err);
+  pthread_mutex_lock(&p->mu);
+  if (cs == QP_OK) return acq_lease(a, c, qp__now_ns());
+  conn_set_state(p, c, CS_FREE);
+  wake_head(p);
+  if (cs == QP_NOMEM) return acq_fail(a, QP_NOMEM, "out of memory opening a connection");
+  if (!err.transient || qp__now_ns() >= a->deadline) return acq_unavailable(a);
+  /* starting up, or too many connections: wait for the backoff, keeping
+   * our place at the head of the queue */
+  acq_queue(a, true);
+  return STEP_AGAIN;
+}
+
+/* Step 4: a try-acquire that found nothing, or the deadline. A timeout is
+ * QP_EXHAUSTED only when every connection the pool may open is open and
+ * leased; while connections could still be opened and the last attempt
+ * failed, the database is the cause (QP_UNAVAILABLE). */
+static step acq_give_up(acq *a, uint64_t now) {
+  qp_pool *p = a->p;
+  if (a->timeout_ms == 0) {
+    if (can_open(p) && p->n_connecting == 0 && ensure_maint(p)) {
+      p->maint_kick = true;
+      p->maint_want_one = true;
+      pthread_cond_signal(&p->maint_cond);
+    }
+    return acq_fail(a, QP_WOULDBLOCK, "no connection free right now (%d in use of %d)",
+                    p->n_in_use, p->o.max_size);
+  }
+  if (now < a->deadline) return STEP_NEXT;
+  wq_remove(p, &a->w);
+  wake_head(p);
+  if (p->have_connect_err && (can_open(p) || p->n_open == 0)) return acq_unavailable(a);
+  return acq_fail(a, QP_EXHAUSTED,
+                  "timed out after %" PRId64 " ms waiting for a connection "
+                  "(%d of %d in use, %d waiting)",
+                  a->timeout_ms, p->n_in_use, p->o.max_size, p->n_waiting);
+}
+
+/* Step 5: waits in the queue for a release, the deadline, or the end of a
+ * backoff when we are first in line to open a connection. */
+static void acq_wait(acq *a, uint64_t now) {
+  qp_pool *p = a->p;
+  acq_queue(a, false);
+  uint64_t wake = a->deadline;
+  if (p->wq_head == &a->w && can_open(p) && in_backoff(p, now) && p->next_connect_ns < wake)
+    wake = p->next_connect_ns;
+  struct timespec ts;
+  qp__timespec_after(&ts, qp__ns_since(wake, now));
+  pthread_cond_timedwait(&a->w.cond, &p->mu, &ts);
+}
+
+qp_status qp_pool_acquire_err(qp_pool *p, qp_conn **out, int64_t timeout_ms, const char *file,
+                              int line, char *errbuf, size_t errlen) {
+  if (errbuf != NULL && errlen > 0) errbuf[0] = '\0';
+  if (out == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "conn is NULL");
+  *out = NULL;
+  if (p == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "no pool");
+  check_fork(p);
+  acq a;
+  a.p = p;
+  a.got = NULL;
+  a.st = QP_OK;
+  a.t0 = qp__now_ns();
+  a.timeout_ms = timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms;
+  a.deadline = a.t0 + ms_to_ns(a.timeout_ms);
+  a.file = file;
+  a.line = line;
+  a.errbuf = errbuf;
+  a.errlen = errlen;
+  a.w.next = a.w.prev = NULL;
+  a.w.conn = NULL;
+  a.w.queued = false;
+  a.w.since = a.t0;
+  a.w_init = false;
+  bool first = true;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    if (p->closing) {
+      acq_fail(&a, QP_CLOSED, "pool is closing");
+      break;
+    }
+    qp_conn *c = acq_take(&a);
+    /* the first pass uses the time read before locking: no clock read
+     * while holding the mutex on the fast path */
+    uint64_t now = first ? a.t0 : qp__now_ns();
+    first = false;
+    step s = c != NULL ? acq_check(&a, c, now) : acq_open(&a, now);
+    if (s == STEP_NEXT) s = acq_give_up(&a, now);
+    if (s == STEP_DONE) break;
+    if (s == STEP_NEXT) acq_wait(&a, now);
+  }
+  if (a.w.queued) {
+    wq_remove(p, &a.w);
+    wake_head(p);
+  }
+  if (a.w.conn != NULL) conn_return(p, a.w.conn, qp__now_ns()); /* raced with a failure */
+  pthread_mutex_unlock(&p->mu);
+  if (a.w_init) pthread_cond_destroy(&a.w.cond);
+  *out = a.got;
+  return a.st;
 }
 
 qp_status qp_pool_acquire_at(qp_pool *p, qp_conn **out, int64_t timeout_ms, const char *file,
                              int line) {
-  if (out == NULL) return QP_INVALID;
-  *out = NULL;
-  if (p == NULL) return QP_INVALID;
-  check_fork(p);
-  uint64_t t0 = qp__now_ns();
-  if (timeout_ms < 0) timeout_ms = p->o.acquire_timeout_ms;
-  uint64_t deadline = t0 + ms_to_ns(timeout_ms);
-  waiter w;
-  w.next = w.prev = NULL;
-  w.conn = NULL;
-  w.queued = false;
-  w.since = t0;
-  bool w_init = false; /* w.cond is only set up when the caller has to wait */
-  bool first = true;
-  qp_status st = QP_OK;
-  pthread_mutex_lock(&p->mu);
-  for (;;) {
-    if (p->closing) {
-      st = acquire_fail(p, QP_CLOSED, "pool is closing");
-      break;
-    }
-    qp_conn *c = NULL;
-    if (w.conn != NULL) { /* handed over by a release */
-      c = w.conn;
-      w.conn = NULL;
-    } else if ((p->wq_head == NULL || p->wq_head == &w) && p->idle != NULL) {
-      wq_remove(p, &w);
-      c = idle_pop_affine(p);
-    }
-    /* the first pass uses the time read before locking: no clock read
-     * while holding the mutex on the fast path */
-    uint64_t now = first ? t0 : qp__now_ns();
-    first = false;
-    if (c != NULL) {
-      /* A connection idle for longer than validation_ms, or past its
-       * lifetime, is checked (or retired) before it is handed out. */
-      bool expired = c->retire_ns != 0 && now >= c->retire_ns;
-      bool stale = p->o.validation_ms > 0 && c->idle_since_ns != 0 &&
-                   qp__ns_since(now, c->idle_since_ns) >= ms_to_ns(p->o.validation_ms);
-      if (!expired && !stale) {
-        lease(p, c, t0, now, file, line);
-        *out = c;
-        break;
-      }
-      pthread_mutex_unlock(&p->mu);
-      qp__berr err;
-      qp__berr_clear(&err);
-      bool ok = !expired && p->ops->ping(c->b, p->o.connect_timeout_ms, &err) == QP_OK;
-      pthread_mutex_lock(&p->mu);
-      if (ok) {
-        lease(p, c, t0, qp__now_ns(), file, line);
-        *out = c;
-        break;
-      }
-      if (expired) p->c.expired++;
-      else {
-        p->c.validation_failures++;
-        qp__log(&p->hooks, QP_LOG_INFO, "pool %s: validation failed, reconnecting: %s",
-                p->dsn_safe, err.msg);
-      }
-      qp__bconn *b = slot_free(p, c);
-      pthread_mutex_unlock(&p->mu);
-      p->ops->close(b);
-      pthread_mutex_lock(&p->mu);
-      continue;
-    }
-    bool my_turn = p->wq_head == NULL || p->wq_head == &w;
-    if (my_turn && can_open(p)) {
-      if (in_backoff(p, now) && !p->last_connect_err.transient) {
-        wq_remove(p, &w);
-        wake_head(p);
-        st = unavailable(p);
-        break;
-      }
-      if (!in_backoff(p, now) && timeout_ms > 0) {
-        c = free_slot(p);
-        c->state = CS_CONNECTING;
-        p->n_connecting++;
-        wq_remove(p, &w);
-        wake_head(p); /* the next waiter may open another slot */
-        uint64_t left_ms = (deadline - now) / 1000000u;
-        int64_t cto = p->o.connect_timeout_ms;
-        if ((uint64_t)cto > left_ms) cto = left_ms > 0 ? (int64_t)left_ms : 1;
-        pthread_mutex_unlock(&p->mu);
-        qp__berr err;
-        qp__berr_clear(&err);
-        qp_status cs = open_backend(p, c, cto, &err);
-        pthread_mutex_lock(&p->mu);
-        p->n_connecting--;
-        if (cs == QP_OK) {
-          p->n_open++;
-          lease(p, c, t0, qp__now_ns(), file, line);
-          *out = c;
-          break;
-        }
-        c->state = CS_FREE;
-        wake_head(p);
-        if (cs == QP_NOMEM) {
-          st = acquire_fail(p, QP_NOMEM, "out of memory opening a connection");
-          break;
-        }
-        if (!err.transient || qp__now_ns() >= deadline) {
-          st = unavailable(p);
-          break;
-        }
-        /* starting up, or too many connections: wait for the backoff, keeping
-         * our place at the head of the queue */
-        if (!w_init) {
-          cond_init_mono(&w.cond);
-          w_init = true;
-        }
-        if (!w.queued) wq_push_front(p, &w);
-        continue;
-      }
-    }
-    if (timeout_ms == 0) {
-      if (can_open(p) && p->n_connecting == 0 && ensure_maint(p)) {
-        p->maint_kick = true;
-        p->maint_want_one = true;
-        pthread_cond_signal(&p->maint_cond);
-      }
-      st = acquire_fail(p, QP_WOULDBLOCK, "no connection free right now (%d in use of %d)",
-                        p->n_in_use, p->o.max_size);
-      break;
-    }
-    if (now >= deadline) {
-      wq_remove(p, &w);
-      wake_head(p);
-      if (p->n_open == 0 && p->have_connect_err) st = unavailable(p);
-      else
-        st = acquire_fail(p, QP_EXHAUSTED,
-                          "timed out after %" PRId64 " ms waiting for a connection "
-                          "(%d of %d in use, %d waiting)",
-                          timeout_ms, p->n_in_use, p->o.max_size, p->n_waiting);
-      break;
-    }
-    if (!w_init) {
-      cond_init_mono(&w.cond);
-      w_init = true;
-    }
-    if (!w.queued) wq_push(p, &w);
-    uint64_t wake = deadline;
-    if (p->wq_head == &w && can_open(p) && in_backoff(p, now) && p->next_connect_ns < wake)
-      wake = p->next_connect_ns;
-    struct timespec ts;
-    qp__timespec_after(&ts, qp__ns_since(wake, now));
-    pthread_cond_timedwait(&w.cond, &p->mu, &ts);
-  }
-  if (w.queued) {
-    wq_remove(p, &w);
-    wake_head(p);
-  }
-  if (w.conn != NULL) conn_return(p, w.conn, qp__now_ns()); /* raced with a failure */
-  pthread_mutex_unlock(&p->mu);
-  if (w_init) pthread_cond_destroy(&w.cond);
-  return st;
+  return qp_pool_acquire_err(p, out, timeout_ms, file, line, NULL, 0);
 }
 
 /* ---- release ------------------------------------------------------------ */
@@ -877,11 +978,10 @@ void qp_pool_release(qp_conn *c) {
   bool expired = ok && c->retire_ns != 0 && now >= c->retire_ns;
   qp__bconn *to_close = NULL;
   pthread_mutex_lock(&p->mu);
-  p->n_in_use--;
-  p->c.xacts++;
-  p->c.q_count += c->q_count;
-  p->c.q_time_us += c->q_time_ns / 1000;
-  p->c.q_errors += c->q_errors;
+  p->c.total_xact_count++;
+  p->c.total_query_count += c->q_count;
+  p->c.total_query_time_us += c->q_time_ns / 1000;
+  p->c.total_error_count += c->q_errors;
   p->c.reprepares += c->reprepares;
   c->q_count = c->q_time_ns = c->q_errors = c->reprepares = 0;
   p->c.hold_hist[qp__pool_bucket(qp__ns_since(now, c->acquired_ns))]++;

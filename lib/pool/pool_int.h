@@ -20,13 +20,18 @@
 /* Prepared statements cached per connection. */
 #define QP_POOL_STMT_CACHE_MAX 256
 
-/* Where a pool slot is. A slot without a connection is FREE. */
+/* Where a pool slot is. A slot without a connection is FREE. Every change
+ * goes through qp__conn_set_state (pool.c), which lists the transitions and
+ * keeps the pool's per-state counts. */
 typedef enum conn_state {
   CS_FREE = 0,       /* no connection; may be opened */
   CS_CONNECTING = 1, /* being opened (by an acquirer or the maintenance thread) */
   CS_IDLE = 2,       /* open, in the idle stack */
-  CS_IN_USE = 3,     /* leased, or being validated / reset */
-  CS_ORPHAN = 4      /* held by a parent's thread at fork(): dead in the child */
+  CS_IN_USE = 3,     /* leased (until its release has finished) */
+  CS_ORPHAN = 4,     /* held by a parent's thread at fork(): dead in the child */
+  CS_CHECKING = 5,   /* taken from the idle stack to be validated or retired */
+  CS_HANDED = 6,     /* released straight to a waiter that has not taken it yet */
+  CS_COUNT_
 } conn_state;
 
 struct qp_conn {
@@ -56,13 +61,12 @@ typedef struct waiter {
   bool queued;
 } waiter;
 
-/* Counters kept under the pool mutex. */
+/* Counters kept under the pool mutex: the public counters, one list
+ * (QP_POOL_COUNTERS). Statement counters are flushed from leases on release. */
 typedef struct pool_counters {
-  uint64_t acquires, timeouts, wouldblocks, unavailable;
-  uint64_t connects, connect_failures, closed, broken, expired, idle_closed;
-  uint64_t rollbacks, resets, validation_failures, leaks, fork_drops, xacts;
-  uint64_t wait_us;
-  uint64_t q_count, q_time_us, q_errors, reprepares; /* flushed from leases on release */
+#define QP_POOL_COUNTER_FIELD_(field, metric, help) uint64_t field;
+  QP_POOL_COUNTERS(QP_POOL_COUNTER_FIELD_)
+#undef QP_POOL_COUNTER_FIELD_
   uint64_t acquire_hist[QP_POOL_HIST_BUCKETS];
   uint64_t hold_hist[QP_POOL_HIST_BUCKETS];
   uint64_t connect_hist[QP_POOL_HIST_BUCKETS];
@@ -86,6 +90,8 @@ struct qp_pool {
   qp_conn *slots; /* o.max_size of them */
   qp_conn *retired_slots; /* slot arrays replaced after fork, chained via [0].next_idle */
   qp_conn *idle;  /* LIFO stack */
+  /* Slots per state, kept by qp__conn_set_state: n_open counts the open
+   * ones (IDLE, IN_USE, CHECKING, HANDED). */
   int n_open, n_connecting, n_in_use, n_idle;
   waiter *wq_head, *wq_tail;
   int n_waiting;

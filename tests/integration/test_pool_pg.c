@@ -4,7 +4,11 @@
  * and password redaction. */
 #include "testutil.h"
 
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -625,6 +629,199 @@ static void test_rules_and_scripts_per_statement(void **state) {
   qp_profile_free(prof);
 }
 
+/* A server that refuses new connections (53300: here the role's connection
+ * limit) while one lease is out: an acquire that times out while the pool
+ * could still open connections says the database is the cause
+ * (QP_UNAVAILABLE with 53300), never QP_EXHAUSTED, which would make an
+ * operator raise max_size against a full server. */
+static void test_full_server_is_unavailable_not_exhausted(void **state) {
+  (void)state;
+  char role[64], sql[256], dsn[512];
+  snprintf(role, sizeof role, "qp_lim_%d", (int)getpid());
+  snprintf(sql, sizeof sql, "CREATE ROLE %s LOGIN CONNECTION LIMIT 1", role);
+  assert_int_equal(admin(sql), QP_OK);
+  snprintf(dsn, sizeof dsn, "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
+           getenv("PGPORT"), role, g_db);
+  logcap cap = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  qp_hooks h = {0};
+  h.log_fn = cap_log;
+  h.log_ud = &cap;
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.hooks = &h;
+  o.acquire_timeout_ms = 600;
+  qp_pool *p = open_pool(dsn, 3, &o);
+  qp_conn *c1, *c2;
+  assert_int_equal(qp_pool_acquire(p, &c1), QP_OK);
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  char msg[1024];
+  assert_int_equal(qp_pool_acquire_msg(p, &c2, -1, msg, sizeof msg), QP_UNAVAILABLE);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  double took_ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+  assert_true(took_ms >= 550); /* retried with backoff until the timeout */
+  /* the cause: 53300 (or, when the last attempt was cut short by the
+   * acquire's own deadline, its connect timeout) */
+  assert_true(strstr(msg, "53300") != NULL || strstr(msg, "timeout expired") != NULL);
+  assert_non_null(strstr(msg, "database unavailable"));
+  pthread_mutex_lock(&cap.mu);
+  assert_non_null(strstr(cap.text, "too many connections for role"));
+  assert_non_null(strstr(cap.text, "SQLSTATE 53300"));
+  pthread_mutex_unlock(&cap.mu);
+  qp_pool_stats s;
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.timeouts, 0);
+  assert_int_equal(s.unavailable, 1);
+  assert_true(s.connect_failures >= 2);
+  /* the lease that is out still works, and is reused once released */
+  assert_int_equal(qp_conn_exec(c1, "SELECT 1", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c1);
+  assert_int_equal(qp_pool_acquire(p, &c2), QP_OK);
+  qp_pool_release(c2);
+  qp_pool_close(p);
+  snprintf(sql, sizeof sql, "DROP ROLE %s", role);
+  assert_int_equal(admin(sql), QP_OK);
+}
+
+/* ---- a proxy that delays the server's EOF ---------------------------------
+ * A real network condition, not a fake server: bytes go both ways
+ * unchanged between the pool and the fixture's socket, but when the server
+ * closes a connection the client sees the close only delay_ms later. That
+ * makes deterministic the window in which a server's goodbye (FATAL 57P01)
+ * has arrived and its EOF has not. */
+typedef struct proxy {
+  char dir[256];
+  int lfd;
+  int delay_ms;
+  atomic_int live; /* forwarding threads running */
+  pthread_t th;
+} proxy;
+
+typedef struct pipe_arg {
+  proxy *px;
+  int cfd, sfd;
+} pipe_arg;
+
+static void *proxy_pipe(void *arg) {
+  pipe_arg a = *(pipe_arg *)arg;
+  free(arg);
+  char buf[8192];
+  for (;;) {
+    struct pollfd f[2] = {{a.cfd, POLLIN, 0}, {a.sfd, POLLIN, 0}};
+    if (poll(f, 2, -1) < 0) break;
+    if (f[0].revents) {
+      ssize_t n = read(a.cfd, buf, sizeof buf);
+      if (n <= 0) break;                 /* the client left */
+      if (write(a.sfd, buf, (size_t)n) != n) { /* the server is gone: drop it */ }
+    }
+    if (f[1].revents) {
+      ssize_t n = read(a.sfd, buf, sizeof buf);
+      if (n <= 0) { /* the server closed: tell the client only later */
+        usleep((useconds_t)a.px->delay_ms * 1000);
+        break;
+      }
+      if (write(a.cfd, buf, (size_t)n) != n) break;
+    }
+  }
+  close(a.cfd);
+  close(a.sfd);
+  atomic_fetch_sub(&a.px->live, 1);
+  return NULL;
+}
+
+static void *proxy_accept(void *arg) {
+  proxy *px = arg;
+  char up[512];
+  snprintf(up, sizeof up, "%s/.s.PGSQL.%s", getenv("PGHOST"), getenv("PGPORT"));
+  for (;;) {
+    int cfd = accept(px->lfd, NULL, NULL);
+    if (cfd < 0) return NULL; /* shut down */
+    int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(up) >= sizeof sa.sun_path) return NULL;
+    memcpy(sa.sun_path, up, strlen(up) + 1);
+    if (sfd < 0 || connect(sfd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+      close(cfd);
+      if (sfd >= 0) close(sfd);
+      continue;
+    }
+    pipe_arg *pa = malloc(sizeof *pa);
+    *pa = (pipe_arg){px, cfd, sfd};
+    atomic_fetch_add(&px->live, 1);
+    pthread_t t;
+    pthread_create(&t, NULL, proxy_pipe, pa);
+    pthread_detach(t);
+  }
+}
+
+static void proxy_start(proxy *px, int delay_ms) {
+  snprintf(px->dir, sizeof px->dir, "%s", qpt_tempdir());
+  px->delay_ms = delay_ms;
+  atomic_init(&px->live, 0);
+  px->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  char path[512];
+  snprintf(path, sizeof path, "%s/.s.PGSQL.%s", px->dir, getenv("PGPORT"));
+  assert_true(strlen(path) < sizeof sa.sun_path);
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  assert_int_equal(bind(px->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+  assert_int_equal(listen(px->lfd, 16), 0);
+  assert_int_equal(pthread_create(&px->th, NULL, proxy_accept, px), 0);
+}
+
+static void proxy_stop(proxy *px) {
+  shutdown(px->lfd, SHUT_RDWR);
+  pthread_join(px->th, NULL);
+  close(px->lfd);
+  for (int i = 0; i < 500 && atomic_load(&px->live) > 0; i++) usleep(10000);
+}
+
+/* The server's goodbye to an idle connection (pg_terminate_backend: FATAL
+ * 57P01, then EOF) is noticed from the FATAL alone, before its EOF has
+ * arrived: the lease's first statement reconnects in place instead of
+ * being sent on a dead session (it used to fail with 08006). */
+static void test_goodbye_noticed_before_eof(void **state) {
+  (void)state;
+  proxy px;
+  proxy_start(&px, 1500);
+  char dsn[512];
+  snprintf(dsn, sizeof dsn, "host=%s port=%s user=postgres dbname=%s", px.dir, getenv("PGPORT"),
+           g_db);
+  logcap cap = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  qp_hooks h = {0};
+  h.log_fn = cap_log;
+  h.log_ud = &cap;
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.hooks = &h;
+  o.validation_ms = 0; /* only the precheck may notice */
+  qp_pool *p = open_pool(dsn, 1, &o);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  int64_t pid = backend_pid(c);
+  qp_pool_release(c);
+  terminate_backend(pid);
+  usleep(200000); /* the FATAL has come through; the EOF is held back */
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  if (qp_conn_exec(c, "SELECT 1", NULL, 0, NULL) != QP_OK)
+    fail_msg("statement on a goodbye'd connection: %s (%s)", qp_conn_errmsg(c),
+             qp_conn_sqlstate(c));
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  assert_true(b.tv_sec - a.tv_sec < 1); /* did not wait for the EOF */
+  assert_true(backend_pid(c) != pid);
+  qp_pool_release(c);
+  qp_pool_stats s;
+  qp_pool_stats_get(p, &s);
+  assert_int_equal(s.broken, 1);
+  qp_pool_close(p);
+  proxy_stop(&px);
+  pthread_mutex_lock(&cap.mu);
+  assert_non_null(strstr(cap.text, "reconnected"));
+  pthread_mutex_unlock(&cap.mu);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identity_and_uri_dsn),
@@ -639,6 +836,8 @@ int main(void) {
       cmocka_unit_test(test_unavailable_and_password_redaction),
       cmocka_unit_test(test_records_into_profile),
       cmocka_unit_test(test_rules_and_scripts_per_statement),
+      cmocka_unit_test(test_full_server_is_unavailable_not_exhausted),
+      cmocka_unit_test(test_goodbye_noticed_before_eof),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

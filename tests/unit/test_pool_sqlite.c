@@ -297,6 +297,46 @@ static void test_try_acquire_and_timeout(void **state) {
   qp_pool_close(p);
 }
 
+typedef struct failer {
+  qp_pool *pool;
+  qp_status st;
+  char msg[512];
+} failer;
+
+static void *try_and_fail(void *arg) {
+  failer *f = arg;
+  qp_conn *c = NULL;
+  f->st = qp_pool_acquire_msg(f->pool, &c, 0, f->msg, sizeof f->msg);
+  return NULL;
+}
+
+/* Each failed acquire has its own message: another thread's later failure
+ * replaces the pool's latest (qp_pool_errmsg) but not this call's. */
+static void test_acquire_message_is_per_call(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(1, NULL);
+  qp_conn *c, *c2;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  failer f = {.pool = p};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, try_and_fail, &f), 0);
+  pthread_join(th, NULL);
+  assert_int_equal(f.st, QP_WOULDBLOCK);
+  char mine[512];
+  assert_int_equal(qp_pool_acquire_msg(p, &c2, 50, mine, sizeof mine), QP_EXHAUSTED);
+  assert_non_null(strstr(mine, "timed out after 50 ms"));
+  assert_non_null(strstr(f.msg, "no connection free right now"));
+  char latest[512];
+  qp_pool_errmsg(p, latest, sizeof latest);
+  assert_string_equal(latest, mine); /* the pool's latest is the other thread's */
+  /* a success leaves the buffer empty */
+  qp_pool_release(c);
+  assert_int_equal(qp_pool_acquire_msg(p, &c, 50, mine, sizeof mine), QP_OK);
+  assert_string_equal(mine, "");
+  qp_pool_release(c);
+  qp_pool_close(p);
+}
+
 static void test_min_size_idle_and_lifetime(void **state) {
   (void)state;
   qp_pool_options o;
@@ -785,6 +825,7 @@ int main(void) {
       cmocka_unit_test(test_release_rolls_back_and_resets),
       cmocka_unit_test(test_session_change_detection),
       cmocka_unit_test(test_try_acquire_and_timeout),
+      cmocka_unit_test(test_acquire_message_is_per_call),
       cmocka_unit_test(test_min_size_idle_and_lifetime),
       cmocka_unit_test(test_metrics_prometheus),
       cmocka_unit_test(test_records_into_profile_and_logs_slow),
