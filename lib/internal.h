@@ -107,8 +107,9 @@ const char *qp__buf_cstr(qp_buf *b);
  * printf's %lld and SQLite's integer-to-text write it; returns the length. */
 size_t qp__fmt_i64(int64_t v, char *buf);
 
-/* Removes the password from a libpq DSN (keyword=value or URI) into buf, for
- * messages and logs: qp_dsn_redact (include/qprof/core.h) says exactly what. */
+/* Removes every password of a libpq DSN (keyword=value or URI), or of DSNs
+ * quoted in a message, into buf, for messages and logs: qp_dsn_redact
+ * (include/qprof/core.h) says exactly what. */
 size_t qp__dsn_redact(const char *dsn, char *buf, size_t len);
 
 #endif

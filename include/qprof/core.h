@@ -61,13 +61,16 @@ QP_EXPORT const char *qp_pcre2_version(void);
 
 /*
  * Copies `text` into `buf` with every password in it replaced by "***", for
- * showing a store location, a DSN or any option value in a message, a log line
- * or a listing. Removed: the password of a postgresql:// or postgres:// URI
- * (user:PASSWORD@host), its password= query parameter (?password= or
- * &password=), and the value of a password= keyword in a keyword=value DSN,
- * quoted or not ("password = 'it\'s'"). Anything else is copied unchanged, so
- * text that is not a DSN comes back as it was. The PGPASSWORD variable and
- * ~/.pgpass are not part of the text and are not looked at.
+ * showing a store location, a DSN, any option value, or a message or log line
+ * that quotes one. `text` may be a DSN or hold DSNs anywhere (at the start of
+ * the text or after white space, a quote or a bracket). Removed: the password
+ * of a postgresql:// or postgres:// URI (user:PASSWORD@host), its password=
+ * query parameter (?password= or &password=), and the value of a password=
+ * keyword as in a keyword=value DSN, quoted or not ("password = 'it\'s'").
+ * Scheme and keyword are matched ignoring case, so a misspelt DSN is covered
+ * too. Anything else is copied unchanged: text without a password comes back
+ * as it was. The PGPASSWORD variable and ~/.pgpass are not part of the text
+ * and are not looked at.
  *
  * `text` is borrowed; NULL is taken as "". At most `len` bytes are written to
  * `buf`, always NUL-terminated when len > 0 (a short buffer gets a redacted

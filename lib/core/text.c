@@ -79,81 +79,110 @@ size_t qp_dsn_redact(const char *text, char *buf, size_t len) {
   return qp__dsn_redact(text, buf, len);
 }
 
-size_t qp__dsn_redact(const char *dsn, char *buf, size_t len) {
-  if (len > 0) buf[0] = '\0';
-  if (dsn == NULL) return 0;
-  size_t pos = 0;
-  const char *p = dsn;
-  if (strncmp(p, "postgresql://", 13) == 0 || strncmp(p, "postgres://", 11) == 0) {
-    /* URI: scheme://[user[:password]@]host... and ?password=... */
-    const char *auth = strstr(p, "://") + 3;
-    const char *end = auth + strcspn(auth, "/?");
-    const char *at = NULL;
-    for (const char *q = auth; q < end; q++)
-      if (*q == '@') at = q;
-    out_put(buf, len, &pos, p, (size_t)(auth - p));
-    if (at != NULL) {
-      const char *colon = memchr(auth, ':', (size_t)(at - auth));
-      if (colon != NULL) {
-        out_put(buf, len, &pos, auth, (size_t)(colon - auth));
-        out_put(buf, len, &pos, ":***", 4);
-      } else {
-        out_put(buf, len, &pos, auth, (size_t)(at - auth));
-      }
-      p = at;
-    } else {
-      p = auth;
-    }
-    /* The rest, with any password= query parameter masked. */
-    while (*p) {
-      if ((p[-1] == '?' || p[-1] == '&') && strncmp(p, "password=", 9) == 0) {
-        out_put(buf, len, &pos, "password=***", 12);
-        p += 9;
-        p += strcspn(p, "&");
-        continue;
-      }
-      out_put(buf, len, &pos, p, 1);
+/* Length of `word` when `p` starts with it, ignoring ASCII case; else 0. */
+static size_t starts_ci(const char *p, const char *word) {
+  size_t n = 0;
+  for (; word[n] != '\0'; n++) {
+    char c = p[n];
+    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+    if (c != word[n]) return 0;
+  }
+  return n;
+}
+
+static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* Where a DSN or one of its keywords may start: the text's start, or after
+ * white space, a quote or a bracket, as in "cannot open 'host=h password=x'". */
+static bool token_start(const char *text, const char *p) {
+  return p == text || is_space(p[-1]) || strchr("'\"`(<[{,;=", p[-1]) != NULL;
+}
+
+/* A password= keyword at p (spaces allowed around '='): the length up to its
+ * value, else 0. */
+static size_t password_keyword(const char *p) {
+  size_t n = starts_ci(p, "password");
+  if (n == 0) return 0;
+  while (p[n] == ' ' || p[n] == '\t') n++;
+  if (p[n] != '=') return 0;
+  n++;
+  while (p[n] == ' ' || p[n] == '\t') n++;
+  return n;
+}
+
+/* The end of a keyword's value at p: 'quoted' with \ escapes, or up to white
+ * space. */
+static const char *value_end(const char *p) {
+  if (*p == '\'') {
+    p++;
+    while (*p && *p != '\'') {
+      if (*p == '\\' && p[1]) p++;
       p++;
     }
-    return pos;
+    return *p == '\'' ? p + 1 : p;
   }
-  /* keyword=value pairs; values may be 'quoted' with \ escapes. */
-  while (*p) {
-    const char *kw = p;
-    while (*p && *p != '=' && *p != ' ' && *p != '\t') p++;
-    size_t kwlen = (size_t)(p - kw);
-    const char *sp = p;
-    while (*p == ' ' || *p == '\t') p++;
-    if (*p != '=') {
-      out_put(buf, len, &pos, kw, (size_t)(p - kw));
-      if (*p) {
-        out_put(buf, len, &pos, p, 1);
-        p++;
-      }
+  while (*p && !is_space(*p)) p++;
+  return p;
+}
+
+/* A postgresql:// or postgres:// URI at p, written out with its password
+ * (user:PASSWORD@ and any password= query parameter) masked; returns where it
+ * ends: white space, a quote or the end of the text. */
+static const char *redact_uri(const char *p, char *buf, size_t len, size_t *pos) {
+  size_t scheme = starts_ci(p, "postgresql://");
+  if (scheme == 0) scheme = starts_ci(p, "postgres://");
+  const char *end = p + scheme;
+  while (*end && !is_space(*end) && *end != '\'' && *end != '"' && *end != '`') end++;
+  const char *auth = p + scheme;
+  const char *auth_end = auth + strcspn(auth, "/?");
+  if (auth_end > end) auth_end = end;
+  const char *at = NULL;
+  for (const char *q = auth; q < auth_end; q++)
+    if (*q == '@') at = q;
+  out_put(buf, len, pos, p, (size_t)(auth - p));
+  const char *q = auth;
+  if (at != NULL) {
+    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    if (colon != NULL) {
+      out_put(buf, len, pos, auth, (size_t)(colon - auth));
+      out_put(buf, len, pos, ":***", 4);
+      q = at;
+    }
+  }
+  while (q < end) {
+    size_t kw = (q[-1] == '?' || q[-1] == '&') ? starts_ci(q, "password=") : 0;
+    if (kw != 0) {
+      out_put(buf, len, pos, "password=***", 12);
+      q += kw;
+      while (q < end && *q != '&') q++;
       continue;
     }
-    p++;
-    while (*p == ' ' || *p == '\t') p++;
-    const char *val = p;
-    if (*p == '\'') {
-      p++;
-      while (*p && *p != '\'') {
-        if (*p == '\\' && p[1]) p++;
-        p++;
+    out_put(buf, len, pos, q, 1);
+    q++;
+  }
+  return end;
+}
+
+size_t qp__dsn_redact(const char *text, char *buf, size_t len) {
+  if (len > 0) buf[0] = '\0';
+  if (text == NULL) return 0;
+  size_t pos = 0;
+  const char *p = text;
+  while (*p) {
+    if (token_start(text, p)) {
+      if (starts_ci(p, "postgresql://") || starts_ci(p, "postgres://")) {
+        p = redact_uri(p, buf, len, &pos);
+        continue;
       }
-      if (*p == '\'') p++;
-    } else {
-      while (*p && *p != ' ' && *p != '\t') p++;
+      size_t kw = password_keyword(p);
+      if (kw != 0) {
+        out_put(buf, len, &pos, "password=***", 12);
+        p = value_end(p + kw);
+        continue;
+      }
     }
-    bool secret = kwlen == 8 && strncmp(kw, "password", 8) == 0;
-    out_put(buf, len, &pos, kw, (size_t)(sp - kw));
-    out_put(buf, len, &pos, "=", 1);
-    if (secret) out_put(buf, len, &pos, "***", 3);
-    else out_put(buf, len, &pos, val, (size_t)(p - val));
-    while (*p == ' ' || *p == '\t') {
-      out_put(buf, len, &pos, p, 1);
-      p++;
-    }
+    out_put(buf, len, &pos, p, 1);
+    p++;
   }
   return pos;
 }

@@ -170,6 +170,23 @@ static void test_dsn_redact(void **state) {
   }
   assert_int_equal(qp_dsn_redact(NULL, out, sizeof out), 0);
   assert_string_equal(out, "");
+  /* DSNs quoted inside a message, and misspelt ones (case), are redacted too. */
+  static const struct {
+    const char *in, *out;
+  } msg[] = {
+      {"--limit needs a number, not 'postgresql://u:pw1@h/db?x=1'",
+       "--limit needs a number, not 'postgresql://u:***@h/db?x=1'"},
+      {"not 'host=h password=pw2 port=5'", "not 'host=h password=*** port=5'"},
+      {"a (postgres:///db?password=pw3&host=/tmp) b", "a (postgres:///db?password=***&host=/tmp) b"},
+      {"x POSTGRESQL://u:pw4@h/db y PASSWORD=pw5", "x POSTGRESQL://u:***@h/db y password=***"},
+      {"postgresql://u@h/db?PassWord=pw6", "postgresql://u@h/db?password=***"},
+      {"mypassword=keep old_password=keep", "mypassword=keep old_password=keep"},
+      {"postgresql://h/db, password='a b\\'c' d", "postgresql://h/db, password=*** d"},
+  };
+  for (size_t i = 0; i < sizeof msg / sizeof msg[0]; i++) {
+    qp_dsn_redact(msg[i].in, out, sizeof out);
+    assert_string_equal(out, msg[i].out);
+  }
 }
 
 static void test_time_parse_format(void **state) {

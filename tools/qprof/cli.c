@@ -7,11 +7,36 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+/* Writes "qprof VERB: message" to stderr with every password in the message
+ * removed (qp_dsn_redact): a message may quote a store location or a value the
+ * user gave, and a DSN with its password is easily given to the wrong option. */
+static void print_message(const char *verb, const char *fmt, va_list ap) QP_PRINTF(2, 0);
+static void print_message(const char *verb, const char *fmt, va_list ap) {
+  char small[1024];
+  va_list again;
+  va_copy(again, ap);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  char *text = small;
+  if (n >= (int)sizeof small && (text = malloc((size_t)n + 1)) != NULL)
+    vsnprintf(text, (size_t)n + 1, fmt, again);
+  va_end(again);
+  if (text == NULL) text = small; /* out of memory: the message cut short */
+  if (n < 0) small[0] = '\0';
+  size_t need = qp_dsn_redact(text, NULL, 0);
+  char *shown = malloc(need + 1);
+  if (shown != NULL) qp_dsn_redact(text, shown, need + 1);
+  /* Without memory for the copy, only the cut-short redaction fits. */
+  char fallback[256];
+  if (shown == NULL) qp_dsn_redact(text, fallback, sizeof fallback);
+  fprintf(stderr, "qprof %s: %s", verb, shown != NULL ? shown : fallback);
+  free(shown);
+  if (text != small) free(text);
+}
+
 int cli_usage_error(const char *verb, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "qprof %s: ", verb);
-  vfprintf(stderr, fmt, ap);
+  print_message(verb, fmt, ap);
   va_end(ap);
   fprintf(stderr, "\nTry 'qprof %s --help'.\n", verb);
   return QP_EXIT_USAGE;
@@ -20,8 +45,7 @@ int cli_usage_error(const char *verb, const char *fmt, ...) {
 int cli_fail(const char *verb, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "qprof %s: ", verb);
-  vfprintf(stderr, fmt, ap);
+  print_message(verb, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
   return QP_EXIT_FAIL;

@@ -28,7 +28,8 @@ int cmd_diff(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
 /* Prints "qprof VERB: message" to stderr and returns QP_EXIT_USAGE with a hint
- * to run `qprof VERB --help`. */
+ * to run `qprof VERB --help`. Both remove every password from the message
+ * (qp_dsn_redact), so a message may quote a location or value as given. */
 int cli_usage_error(const char *verb, const char *fmt, ...) QP_PRINTF(2, 3);
 /* Prints "qprof VERB: message" to stderr and returns QP_EXIT_FAIL. */
 int cli_fail(const char *verb, const char *fmt, ...) QP_PRINTF(2, 3);
