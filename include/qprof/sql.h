@@ -119,35 +119,162 @@ typedef enum qp_stmt_kind {
 /* Lower-case name of a kind ("select", "ddl", ...). Static. */
 QP_EXPORT const char *qp_stmt_kind_name(qp_stmt_kind kind);
 
-#define QP_STMT_MAX_TABLES 16
-#define QP_STMT_TABLE_NAME_MAX 128
+/* What a transaction-control statement does (qp_stmt_info.tcl). */
+typedef enum qp_tcl {
+  QP_TCL_NONE = 0,
+  QP_TCL_BEGIN = 1,             /* BEGIN, START TRANSACTION (SQLite: BEGIN DEFERRED/IMMEDIATE...) */
+  QP_TCL_COMMIT = 2,            /* COMMIT, END (also COMMIT AND CHAIN) */
+  QP_TCL_ROLLBACK = 3,          /* ROLLBACK, ABORT */
+  QP_TCL_SAVEPOINT = 4,         /* SAVEPOINT s */
+  QP_TCL_RELEASE = 5,           /* RELEASE [SAVEPOINT] s */
+  QP_TCL_ROLLBACK_TO = 6,       /* ROLLBACK [WORK|TRANSACTION] TO [SAVEPOINT] s */
+  QP_TCL_PREPARE = 7,           /* PREPARE TRANSACTION 'id' (two-phase commit) */
+  QP_TCL_COMMIT_PREPARED = 8,   /* COMMIT PREPARED 'id' */
+  QP_TCL_ROLLBACK_PREPARED = 9  /* ROLLBACK PREPARED 'id' */
+} qp_tcl;
 
+/* An isolation level named by the statement (qp_stmt_info.isolation). */
+typedef enum qp_isolation {
+  QP_ISO_NONE = 0, /* the statement names none */
+  QP_ISO_READ_UNCOMMITTED = 1,
+  QP_ISO_READ_COMMITTED = 2,
+  QP_ISO_REPEATABLE_READ = 3,
+  QP_ISO_SERIALIZABLE = 4
+} qp_isolation;
+
+/* The strongest row-locking clause of a SELECT (qp_stmt_info.locking). */
+typedef enum qp_lock {
+  QP_LOCK_NONE = 0,
+  QP_LOCK_KEY_SHARE = 1,     /* FOR KEY SHARE */
+  QP_LOCK_SHARE = 2,         /* FOR SHARE */
+  QP_LOCK_NO_KEY_UPDATE = 3, /* FOR NO KEY UPDATE */
+  QP_LOCK_UPDATE = 4         /* FOR UPDATE */
+} qp_lock;
+
+/* Which DDL-class statement it is (qp_stmt_info.ddl); kind is QP_STMT_DDL
+ * for all but QP_DDL_NONE. */
+typedef enum qp_ddl {
+  QP_DDL_NONE = 0,
+  QP_DDL_CREATE = 1,
+  QP_DDL_ALTER = 2,
+  QP_DDL_DROP = 3,
+  QP_DDL_TRUNCATE = 4,
+  QP_DDL_GRANT = 5,
+  QP_DDL_REVOKE = 6,
+  QP_DDL_COMMENT = 7,
+  QP_DDL_REFRESH = 8,    /* REFRESH MATERIALIZED VIEW */
+  QP_DDL_MAINTENANCE = 9 /* VACUUM, ANALYZE, REINDEX, CLUSTER */
+} qp_ddl;
+
+/* Lower-case names of the enums above ("begin", "rollback_to", "serializable",
+ * "no_key_update", "truncate", "none"...); "none" for unknown values. Static. */
+QP_EXPORT const char *qp_tcl_name(qp_tcl tcl);
+QP_EXPORT const char *qp_isolation_name(qp_isolation iso);
+QP_EXPORT const char *qp_lock_name(qp_lock lock);
+QP_EXPORT const char *qp_ddl_name(qp_ddl ddl);
+
+#define QP_STMT_MAX_TABLES 16
+#define QP_STMT_MAX_FUNCS 16
+/* Room for one name (table or function) and its NUL. */
+#define QP_STMT_NAME_MAX 128
+#define QP_STMT_TABLE_NAME_MAX QP_STMT_NAME_MAX
+
+/*
+ * What one statement does, as qp_sql_classify() reads it from the text alone
+ * (no catalog): docs/classifier.md gives each field's exact rule and limits.
+ *
+ * The struct grows: fields are only ever appended, never reordered or
+ * removed, and a new field's zero value means "not known / no". The caller
+ * sets `size` to sizeof(qp_stmt_info) of the header it was built with
+ * (QP_STMT_INFO_INIT does); the library writes exactly that many bytes, so a
+ * program built against an older header keeps working with a newer library
+ * and the other way round (fields the library does not know are zeroed).
+ */
 typedef struct qp_stmt_info {
+  size_t size; /* set by the caller: sizeof(qp_stmt_info) */
   qp_stmt_kind kind;
-  /* True only when the statement cannot write: a plain SELECT without
-   * FOR UPDATE/SHARE, data-modifying CTEs, SELECT INTO, or calls that are
-   * known to write (nextval, setval, pg_advisory_lock...). */
+  /* True only when the statement cannot write: a SELECT (or EXPLAIN without
+   * ANALYZE) without a locking clause, data-modifying CTEs, SELECT INTO, or
+   * calls known to write (nextval, setval, pg_advisory_lock...). */
   bool read_only;
   /* True when the result may differ between two runs on the same data:
-   * now(), random(), current_timestamp, nextval()... (the cache refuses it). */
+   * now(), random(), current_timestamp, nextval(), 'now'... from a fixed
+   * list (see docs/classifier.md). A function not on the list is not
+   * flagged: ask the server about `funcs`. */
   bool volatile_fn;
-  /* True when reads or writes were more than QP_STMT_MAX_TABLES or a name
-   * did not fit: the lists below are then incomplete. */
+  /* True when reads or writes were more than QP_STMT_MAX_TABLES, a name did
+   * not fit, or parentheses nested deeper than the classifier tracks: the
+   * table lists below are then incomplete. */
   bool tables_truncated;
   size_t nread, nwrite;
   /* Table names as written, schema-qualified when written so ("public.t"),
-   * unquoted names lower-cased, quoted ones verbatim without quotes. */
-  char read[QP_STMT_MAX_TABLES][QP_STMT_TABLE_NAME_MAX];
-  char write[QP_STMT_MAX_TABLES][QP_STMT_TABLE_NAME_MAX];
+   * unquoted names lower-cased, quoted ones verbatim without quotes; each
+   * listed once, in order of appearance. Entries past nread/nwrite are
+   * undefined. */
+  char read[QP_STMT_MAX_TABLES][QP_STMT_NAME_MAX];
+  char write[QP_STMT_MAX_TABLES][QP_STMT_NAME_MAX];
+
+  /* Leaves session state behind that would leak into the next user of the
+   * connection: SET (not LOCAL/TRANSACTION/CONSTRAINTS), RESET, PREPARE,
+   * LISTEN, LOAD, DECLARE, temporary objects, DO blocks, session advisory
+   * locks, set_config(); SQLite PRAGMA, ATTACH, DETACH. Over-approximates. */
+  bool changes_session;
+  /* Drops the server's prepared statements: DEALLOCATE, DISCARD (and a DO
+   * block whose body names either). */
+  bool drops_prepared;
+  qp_tcl tcl;             /* transaction control, else QP_TCL_NONE */
+  qp_isolation isolation; /* BEGIN/START/SET TRANSACTION ... ISOLATION LEVEL, SET
+                           * [default_]transaction_isolation */
+  qp_lock locking;        /* FOR UPDATE/SHARE... anywhere in the statement */
+  bool writing_cte;       /* a data-modifying statement inside WITH (or parentheses) */
+  bool select_into;       /* SELECT ... INTO t: creates and writes t */
+  qp_ddl ddl;             /* which DDL-class verb, else QP_DDL_NONE */
+  /* A DDL/GRANT/REVOKE whose effect on other statements' results is not
+   * bounded by `write` (functions, schemas, types, roles, policies, CASCADE,
+   * an unknown target): a result cache should drop everything. */
+  bool flush_all;
+  bool creates_temp;      /* CREATE TEMP ..., SELECT INTO TEMP, a pg_temp. name */
+  /* Reads a system catalog: a name in pg_catalog or information_schema, an
+   * unqualified pg_* table or function (PostgreSQL), sqlite_master,
+   * sqlite_schema, sqlite_temp_master, sqlite_sequence, sqlite_stat*, or a
+   * pragma_* table-valued function (SQLite). */
+  bool system_catalog;
+  /* True when calls were more than QP_STMT_MAX_FUNCS or a name did not fit;
+   * volatile_fn, read_only and changes_session still saw every call. */
+  bool funcs_truncated;
+  size_t nfuncs;
+  /* Functions called, by name as written (schema-qualified when written so,
+   * unquoted parts lower-cased), each once, in order of appearance. Not
+   * listed: SQL syntax that looks like a call (CAST, COALESCE, NULLIF,
+   * GREATEST, LEAST, ROW, ARRAY, EXISTS, TRIM, type modifiers such as
+   * varchar(10)), and in DDL every call before the statement's query (AS
+   * SELECT ...). Entries past nfuncs are undefined. */
+  char funcs[QP_STMT_MAX_FUNCS][QP_STMT_NAME_MAX];
 } qp_stmt_info;
 
+/* Initializes a qp_stmt_info for qp_sql_classify: `qp_stmt_info info =
+ * QP_STMT_INFO_INIT;` or, without zeroing 6 KB, `info.size = sizeof info;`. */
+#define QP_STMT_INFO_INIT {sizeof(qp_stmt_info)}
+
+/* The smallest `size` qp_sql_classify accepts (this first growable version). */
+#define QP_STMT_INFO_MIN_SIZE (offsetof(qp_stmt_info, funcs) + QP_STMT_MAX_FUNCS * QP_STMT_NAME_MAX)
+
 /*
- * Classifies one statement and lists the tables it reads (FROM, JOIN,
- * subqueries, CTE bodies; not CTE names) and writes (INSERT INTO, UPDATE,
- * DELETE FROM, MERGE INTO, TRUNCATE, DDL targets). Never fails: unknown
- * input is QP_STMT_OTHER with read_only false. Thread-safe.
+ * Classifies the first statement of sql[0..len) (need not be NUL-terminated)
+ * into *info, whose `size` the caller has set (see qp_stmt_info): its kind,
+ * the tables it reads (FROM, JOIN, subqueries, CTE bodies; not CTE names) and
+ * writes (INSERT INTO, UPDATE, DELETE FROM, MERGE INTO, TRUNCATE, DDL
+ * targets), the functions it calls and the other fields above. Text after
+ * the first top-level ';' is ignored.
+ *
+ * Never fails on any input: unknown input is QP_STMT_OTHER with read_only
+ * false. No allocation, no recursion, time linear in len. Returns QP_OK, or
+ * QP_INVALID (info untouched) when info is NULL or info->size is smaller than
+ * QP_STMT_INFO_MIN_SIZE. sql may be NULL when len is 0 (or is treated as
+ * empty). Thread-safe.
  */
-QP_EXPORT void qp_sql_classify(qp_dialect dialect, const char *sql, size_t len, qp_stmt_info *info);
+QP_EXPORT qp_status qp_sql_classify(qp_dialect dialect, const char *sql, size_t len,
+                                    qp_stmt_info *info);
 
 #ifdef __cplusplus
 }

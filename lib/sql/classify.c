@@ -1,49 +1,13 @@
 /*
- * Statement classification: the kind, whether it can write, whether its
- * result can change without a write, and the tables it reads and writes.
- *
- * One pass over the tokens with a bounded stack of per-parenthesis frames
- * (no recursion): each frame knows its statement verb (a subquery or CTE
- * body has its own) and which table names it is expecting (after FROM, JOIN,
- * INTO, UPDATE, USING, a DDL object keyword). Names are recorded when the
- * token after them shows they are not a function call.
+ * Statement classification: the one owner of "what does this statement do"
+ * (docs/classifier.md). This file holds the entry point, the helpers the
+ * steps share and step 3, the finish; classify_int.h lists the steps.
  */
 #include <string.h>
 #include <strings.h>
 
+#include "classify_int.h"
 #include "internal.h"
-#include "sql_int.h"
-
-#define MAX_FRAMES 64
-#define MAX_CTES 16
-
-typedef enum role { R_NONE = 0, R_READ, R_WRITE } role;
-
-typedef struct frame {
-  qp_kw verb;        /* SELECT, INSERT, UPDATE, DELETE, MERGE or NONE */
-  role expect;       /* a table name is expected next */
-  role list;         /* after a name, ',' expects another (FROM a, b; DROP TABLE a, b) */
-  bool call;         /* the parenthesis belongs to a function call */
-  bool target_done;  /* DELETE FROM's target was read */
-  int with_state;    /* 1: CTE name next, 2: after the name, 3: after the body */
-  size_t ntok;       /* tokens seen in this frame */
-} frame;
-
-typedef struct cls {
-  qp_dialect d;
-  const char *s;
-  size_t len;
-  qp_stmt_info *info;
-  char ctes[MAX_CTES][QP_STMT_TABLE_NAME_MAX];
-  size_t nctes;
-  bool ctes_truncated;
-  bool any_write_verb, select_into, locking, write_fn;
-  int explain; /* 0 none, 1 EXPLAIN, 2 EXPLAIN ANALYZE */
-  char copy_name[QP_STMT_TABLE_NAME_MAX]; /* COPY's table, read or written by direction */
-  bool copy_named, copy_qualified;
-  role copy_dir;
-  int kind;    /* -1 unset */
-} cls;
 
 const char *qp_stmt_kind_name(qp_stmt_kind kind) {
   switch (kind) {
@@ -61,14 +25,101 @@ const char *qp_stmt_kind_name(qp_stmt_kind kind) {
   return "other";
 }
 
-static bool word_is(const char *s, const qp_tok *t, const char *w) {
+const char *qp_tcl_name(qp_tcl tcl) {
+  static const char *const names[] = {"none", "begin", "commit", "rollback", "savepoint",
+                                      "release", "rollback_to", "prepare", "commit_prepared",
+                                      "rollback_prepared"};
+  return (unsigned)tcl < sizeof names / sizeof names[0] ? names[tcl] : "none";
+}
+
+const char *qp_isolation_name(qp_isolation iso) {
+  static const char *const names[] = {"none", "read_uncommitted", "read_committed",
+                                      "repeatable_read", "serializable"};
+  return (unsigned)iso < sizeof names / sizeof names[0] ? names[iso] : "none";
+}
+
+const char *qp_lock_name(qp_lock lock) {
+  static const char *const names[] = {"none", "key_share", "share", "no_key_update", "update"};
+  return (unsigned)lock < sizeof names / sizeof names[0] ? names[lock] : "none";
+}
+
+const char *qp_ddl_name(qp_ddl ddl) {
+  static const char *const names[] = {"none", "create", "alter", "drop", "truncate", "grant",
+                                      "revoke", "comment", "refresh", "maintenance"};
+  return (unsigned)ddl < sizeof names / sizeof names[0] ? names[ddl] : "none";
+}
+
+/* ---- helpers the steps share ---------------------------------------------- */
+
+bool qp__cls_word_is(const char *s, const qp_tok *t, const char *w) {
   size_t n = strlen(w);
   return t->type == QP_T_WORD && t->end - t->start == n && strncasecmp(s + t->start, w, n) == 0;
 }
 
-static bool word_in(const char *s, const qp_tok *t, const char *const *list) {
+bool qp__cls_append_part(const char *s, char *dst, const qp_tok *t) {
+  const char *p = s + t->start;
+  size_t n = t->end - t->start;
+  if (t->type == QP_T_WORD) return qp__sql_copy_name(dst, QP_STMT_NAME_MAX, p, n, true);
+  /* quoted: "x" U&"x" `x` [x] */
+  if (n > 0 && (p[0] == 'u' || p[0] == 'U')) {
+    p += 2;
+    n = n >= 2 ? n - 2 : 0;
+  }
+  char q = n > 0 ? p[0] : '"';
+  char close = q == '[' ? ']' : q;
+  if (n > 0) {
+    p++;
+    n--;
+  }
+  if (n > 0 && p[n - 1] == close) n--;
+  size_t dn = strlen(dst);
+  for (size_t i = 0; i < n; i++) {
+    if (dn + 1 >= QP_STMT_NAME_MAX) return false;
+    dst[dn++] = p[i];
+    if (p[i] == q && q != '[' && i + 1 < n && p[i + 1] == q) i++; /* "" -> " */
+  }
+  dst[dn] = '\0';
+  return true;
+}
+
+static bool has_prefix(const char *s, const char *prefix) {
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The schema of a qualified name is a system catalog's. */
+static bool catalog_schema(const char *name) {
+  return has_prefix(name, "pg_catalog.") || has_prefix(name, "information_schema.");
+}
+
+static bool catalog_table(const qp__cls *c, const char *name, bool qualified) {
+  if (c->d == QP_DIALECT_SQLITE) {
+    const char *dot = strrchr(name, '.');
+    return has_prefix(dot ? dot + 1 : name, "sqlite_");
+  }
+  return qualified ? catalog_schema(name) : has_prefix(name, "pg_");
+}
+
+void qp__cls_record(qp__cls *c, qp__role r, const char *name, bool qualified) {
+  qp_stmt_info *info = c->info;
+  if (!qualified) {
+    for (size_t i = 0; i < c->nctes; i++)
+      if (strcmp(c->ctes[i], name) == 0) return;
+  }
+  if (catalog_table(c, name, qualified)) info->system_catalog = true;
+  char (*list)[QP_STMT_NAME_MAX] = r == QP__R_WRITE ? info->write : info->read;
+  size_t *n = r == QP__R_WRITE ? &info->nwrite : &info->nread;
+  for (size_t i = 0; i < *n; i++)
+    if (strcmp(list[i], name) == 0) return;
+  if (*n >= QP_STMT_MAX_TABLES) {
+    info->tables_truncated = true;
+    return;
+  }
+  strcpy(list[(*n)++], name);
+}
+
+static bool name_in(const char *name, const char *const *list) {
   for (; *list; list++)
-    if (word_is(s, t, *list)) return true;
+    if (strcmp(name, *list) == 0) return true;
   return false;
 }
 
@@ -91,416 +142,116 @@ static const char *const writing_fns[] = {
     "pg_cancel_backend", "pg_reload_conf", "pg_switch_wal", "dblink_exec", "setseed",
     "pg_stat_reset", "pg_create_restore_point", NULL};
 
-/* Appends one name part (unquoted lower-cased; quotes removed). */
-static bool append_part(cls *c, char *dst, const qp_tok *t) {
-  const char *p = c->s + t->start;
-  size_t n = t->end - t->start;
-  if (t->type == QP_T_WORD) return qp__sql_copy_name(dst, QP_STMT_TABLE_NAME_MAX, p, n, true);
-  /* quoted: "x" U&"x" `x` [x] */
-  if (n > 0 && (p[0] == 'u' || p[0] == 'U')) {
-    p += 2;
-    n -= 2;
-  }
-  char q = n > 0 ? p[0] : '"';
-  char close = q == '[' ? ']' : q;
-  if (n > 0) {
-    p++;
-    n--;
-  }
-  if (n > 0 && p[n - 1] == close) n--;
-  size_t dn = strlen(dst);
-  for (size_t i = 0; i < n; i++) {
-    if (dn + 1 >= QP_STMT_TABLE_NAME_MAX) return false;
-    dst[dn++] = p[i];
-    if (p[i] == q && q != '[' && i + 1 < n && p[i + 1] == q) i++; /* "" -> " */
-  }
-  dst[dn] = '\0';
-  return true;
-}
-
-static void record(cls *c, role r, const char *name, bool qualified) {
+void qp__cls_call(qp__cls *c, const char *name, bool fits) {
   qp_stmt_info *info = c->info;
-  if (!qualified) {
-    for (size_t i = 0; i < c->nctes; i++)
-      if (strcmp(c->ctes[i], name) == 0) return;
-  }
-  char (*list)[QP_STMT_TABLE_NAME_MAX] = r == R_WRITE ? info->write : info->read;
-  size_t *n = r == R_WRITE ? &info->nwrite : &info->nread;
-  for (size_t i = 0; i < *n; i++)
-    if (strcmp(list[i], name) == 0) return;
-  if (*n >= QP_STMT_MAX_TABLES) {
-    info->tables_truncated = true;
+  const char *dot = strrchr(name, '.');
+  const char *last = dot ? dot + 1 : name;
+  if (name_in(last, volatile_fns)) info->volatile_fn = true;
+  if (name_in(last, writing_fns)) c->write_fn = true;
+  /* session advisory locks outlive the transaction (the _xact_ ones do
+   * not); set_config(..., false) changes a setting for the session */
+  if (strstr(last, "advisory_lock") != NULL || strcmp(last, "set_config") == 0)
+    info->changes_session = true;
+  if (c->d == QP_DIALECT_SQLITE ? has_prefix(last, "pragma_") : catalog_schema(name))
+    info->system_catalog = true;
+  /* in DDL, calls before the query are defaults, checks and index
+   * expressions, not calls this statement makes */
+  if (c->kind == QP_STMT_DDL && !c->ddl_list_calls) return;
+  if (!fits) {
+    info->funcs_truncated = true;
     return;
   }
-  strcpy(list[(*n)++], name);
-}
-
-static void set_kind(cls *c, int kind) {
-  if (c->kind < 0) c->kind = kind;
-}
-
-static int verb_kind(qp_kw kw) {
-  switch (kw) {
-  case QP_KW_SELECT: return QP_STMT_SELECT;
-  case QP_KW_VALUES: return QP_STMT_SELECT;
-  case QP_KW_TABLE: return QP_STMT_SELECT;
-  case QP_KW_INSERT: return QP_STMT_INSERT;
-  case QP_KW_REPLACE: return QP_STMT_INSERT;
-  case QP_KW_UPDATE: return QP_STMT_UPDATE;
-  case QP_KW_DELETE: return QP_STMT_DELETE;
-  case QP_KW_MERGE: return QP_STMT_MERGE;
-  default: return -1;
+  for (size_t i = 0; i < info->nfuncs; i++)
+    if (strcmp(info->funcs[i], name) == 0) return;
+  if (info->nfuncs >= QP_STMT_MAX_FUNCS) {
+    info->funcs_truncated = true;
+    return;
   }
+  strcpy(info->funcs[info->nfuncs++], name);
 }
 
-/* The kind a statement's first word gives, or -1 when it is not decisive. */
-static int head_kind(qp_kw kw, const char *s, const qp_tok *t) {
-  switch (kw) {
-  case QP_KW_SHOW: return QP_STMT_SELECT;
-  case QP_KW_CREATE: case QP_KW_ALTER: case QP_KW_DROP: case QP_KW_TRUNCATE:
-  case QP_KW_COMMENT: case QP_KW_GRANT: case QP_KW_REVOKE: case QP_KW_REINDEX:
-  case QP_KW_VACUUM: case QP_KW_ANALYZE: case QP_KW_CLUSTER: case QP_KW_REFRESH:
-    return QP_STMT_DDL;
-  case QP_KW_BEGIN: case QP_KW_START: case QP_KW_COMMIT: case QP_KW_END:
-  case QP_KW_ROLLBACK: case QP_KW_SAVEPOINT: case QP_KW_RELEASE: case QP_KW_ABORT:
-    return QP_STMT_TCL;
-  case QP_KW_SET: case QP_KW_RESET: case QP_KW_DEALLOCATE: case QP_KW_LISTEN:
-  case QP_KW_UNLISTEN: case QP_KW_DISCARD: case QP_KW_PRAGMA: case QP_KW_LOAD:
-  case QP_KW_ATTACH: case QP_KW_DETACH: case QP_KW_NOTIFY: case QP_KW_PREPARE:
-    return QP_STMT_SESSION;
-  case QP_KW_COPY: return QP_STMT_COPY;
-  case QP_KW_CHECKPOINT: case QP_KW_CALL: case QP_KW_DO: case QP_KW_EXECUTE:
-  case QP_KW_LOCK: case QP_KW_DECLARE: case QP_KW_FETCH:
-    return QP_STMT_OTHER;
+/* ---- step 3: the finish ---------------------------------------------------- */
+
+/* A written name in the temporary schema (pg_temp, pg_temp_3; SQLite temp). */
+static bool temp_schema(const qp__cls *c, const char *name) {
+  if (c->d == QP_DIALECT_SQLITE) return strncasecmp(name, "temp.", 5) == 0;
+  return has_prefix(name, "pg_temp.") || (has_prefix(name, "pg_temp_") && strchr(name, '.'));
+}
+
+static bool flush_all(const qp__cls *c) {
+  const qp_stmt_info *info = c->info;
+  /* code the text does not show */
+  if (c->head_kw == QP_KW_CALL || c->head_kw == QP_KW_EXECUTE || c->is_do) return true;
+  if (info->kind != QP_STMT_DDL) return false;
+  switch (info->ddl) {
+  case QP_DDL_COMMENT:
+  case QP_DDL_MAINTENANCE:
+  case QP_DDL_NONE:
+    return false;
   default:
     break;
   }
-  static const char *const other[] = {"move", "close", "security", "import", NULL};
-  if (word_in(s, t, other)) return QP_STMT_OTHER;
-  return -1;
+  if (c->ddl_cascade) return true;
+  switch (c->ddl_obj) {
+  case QP__OBJ_NOFX: return false;
+  case QP__OBJ_REL: return info->nwrite == 0 || info->tables_truncated;
+  default: return true;
+  }
 }
 
-void qp_sql_classify(qp_dialect dialect, const char *sql, size_t len, qp_stmt_info *info) {
-  if (info == NULL) return;
-  memset(info, 0, sizeof *info);
-  if (sql == NULL) len = 0;
-  cls c;
-  memset(&c, 0, sizeof c);
+void qp__cls_finish(qp__cls *c) {
+  qp_stmt_info *info = c->info;
+  if (c->kind < 0) c->kind = QP_STMT_OTHER;
+  info->kind = (qp_stmt_kind)c->kind;
+  if (c->explain == 1) info->nwrite = 0; /* EXPLAIN without ANALYZE runs nothing */
+  if (c->ctes_truncated) info->tables_truncated = true;
+  if (c->copy_named)
+    qp__cls_record(c, c->copy_dir == QP__R_WRITE ? QP__R_WRITE : QP__R_READ, c->copy_name, true);
+  if (info->ddl == QP_DDL_CREATE || info->select_into) {
+    for (size_t i = 0; i < info->nwrite; i++)
+      if (temp_schema(c, info->write[i])) info->creates_temp = true;
+  }
+  if (info->creates_temp) info->changes_session = true;
+  info->read_only = info->kind == QP_STMT_SELECT &&
+                    (c->explain == 1 || (!c->any_write_verb && !info->select_into &&
+                                         info->locking == QP_LOCK_NONE && !c->write_fn));
+  info->flush_all = flush_all(c);
+}
+
+/* ---- the entry point -------------------------------------------------------- */
+
+static void classify(qp_dialect dialect, const char *sql, size_t len, qp_stmt_info *info) {
+  /* the scalar fields; the name arrays are written only up to their counts */
+  memset(info, 0, offsetof(qp_stmt_info, read));
+  memset((char *)info + offsetof(qp_stmt_info, changes_session), 0,
+         offsetof(qp_stmt_info, funcs) - offsetof(qp_stmt_info, changes_session));
+  qp__cls c;
+  memset(&c, 0, QP__CLS_ZERO_SIZE);
+  memset(&c.fr[0], 0, sizeof c.fr[0]);
   c.d = dialect;
   c.s = sql != NULL ? sql : "";
-  c.len = len;
+  c.len = sql != NULL ? len : 0;
   c.info = info;
   c.kind = -1;
+  qp__cls_head(&c);
+  qp__cls_walk(&c);
+  qp__cls_finish(&c);
+}
 
-  frame fr[MAX_FRAMES];
-  memset(&fr[0], 0, sizeof fr[0]);
-  size_t depth = 0;   /* real parenthesis depth */
-  size_t nstmt = 0;   /* significant tokens in the statement */
-  qp_kw kw1 = QP_KW_NONE, kw2 = QP_KW_NONE;
-  qp_tok_type prevtype = QP_T_EOF;
-  qp_kw head_kw = QP_KW_NONE;
-  bool ddl_target = false;   /* DDL whose object is a table or view (CREATE/ALTER/DROP...) */
-  bool ddl_on = false;       /* DDL: the table follows ON (INDEX, TRIGGER) */
-  bool ddl_done = false;     /* DDL: the target was found */
-  int explain_head = 0;      /* EXPLAIN seen, verb not yet */
-  bool with_top = false;     /* the statement starts with WITH */
-  size_t pos = 0;
-  qp_tok t;
-
-  for (;;) {
-    pos = qp__sql_lex_sig(dialect, c.s, len, pos, &t);
-    if (t.type == QP_T_EOF || t.type == QP_T_SEMI) break;
-    frame *f = depth < MAX_FRAMES ? &fr[depth] : NULL;
-    bool tracked = f != NULL;
-    qp_kw kw = t.type == QP_T_WORD ? qp__sql_keyword(c.s + t.start, t.end - t.start) : QP_KW_NONE;
-
-    if (t.type == QP_T_STRING && t.end - t.start == 5 &&
-        strncasecmp(c.s + t.start, "'now'", 5) == 0)
-      info->volatile_fn = true;
-
-    /* ---- the statement's first word ---- */
-    if (nstmt == 0 && t.type == QP_T_WORD) {
-      int hk = head_kind(kw, c.s, &t);
-      head_kw = kw;
-      if (kw == QP_KW_PREPARE) {
-        qp_tok u;
-        qp__sql_lex_sig(dialect, c.s, len, pos, &u);
-        if (word_is(c.s, &u, "transaction")) hk = QP_STMT_TCL;
-      }
-      if (hk >= 0) set_kind(&c, hk);
-      if (kw == QP_KW_EXPLAIN) explain_head = 1, c.explain = 1;
-      ddl_target = kw == QP_KW_CREATE || kw == QP_KW_ALTER || kw == QP_KW_DROP ||
-                   kw == QP_KW_REFRESH;
-      if (kw == QP_KW_TRUNCATE) {
-        fr[0].expect = R_WRITE;
-        fr[0].list = R_WRITE;
-      }
-      if (kw == QP_KW_COPY) fr[0].expect = R_READ; /* the direction comes later */
-      if (hk >= 0 || kw == QP_KW_EXPLAIN) {
-        nstmt++;
-        fr[0].ntok++;
-        kw2 = kw1, kw1 = kw, prevtype = t.type;
-        continue;
-      }
-    }
-    nstmt++;
-
-    if (tracked && t.type == QP_T_WORD && kw == QP_KW_ANALYZE && explain_head && c.kind < 0)
-      c.explain = 2;
-
-    /* ---- DDL objects ---- */
-    if (ddl_target && !ddl_done && depth == 0 && t.type == QP_T_WORD && !ddl_on &&
-        fr[0].expect == R_NONE) {
-      if (kw == QP_KW_TABLE || word_is(c.s, &t, "view")) {
-        ddl_done = true;
-        fr[0].expect = R_WRITE;
-        fr[0].list = head_kw == QP_KW_DROP ? R_WRITE : R_NONE;
-      } else if (kw == QP_KW_INDEX || kw == QP_KW_TRIGGER) {
-        ddl_on = true;
-      }
-    }
-
-    /* ---- WITH lists ---- */
-    if (tracked && f->with_state == 1 && (t.type == QP_T_WORD || t.type == QP_T_QIDENT) &&
-        kw != QP_KW_RECURSIVE) {
-      if (c.nctes < MAX_CTES) {
-        c.ctes[c.nctes][0] = '\0';
-        if (append_part(&c, c.ctes[c.nctes], &t)) c.nctes++;
-      } else {
-        c.ctes_truncated = true;
-      }
-      f->with_state = 2;
-      f->ntok++;
-      kw2 = kw1, kw1 = kw, prevtype = t.type;
-      continue;
-    }
-    if (tracked && f->with_state == 3 && t.type == QP_T_COMMA) {
-      f->with_state = 1;
-      f->ntok++;
-      kw2 = kw1, kw1 = kw, prevtype = t.type;
-      continue;
-    }
-
-    /* ---- statement verbs ---- */
-    bool head = tracked && (f->ntok == 0 || f->with_state == 3 ||
-                            kw1 == QP_KW_UNION || kw1 == QP_KW_EXCEPT || kw1 == QP_KW_INTERSECT ||
-                            ((kw1 == QP_KW_ALL || kw1 == QP_KW_DISTINCT) &&
-                             (kw2 == QP_KW_UNION || kw2 == QP_KW_EXCEPT || kw2 == QP_KW_INTERSECT)) ||
-                            (depth == 0 && explain_head && c.kind < 0));
-    if (head && t.type == QP_T_WORD && kw == QP_KW_WITH) {
-      if (depth == 0) with_top = true;
-      f->with_state = 1;
-      f->ntok++;
-      kw2 = kw1, kw1 = kw, prevtype = t.type;
-      continue;
-    }
-    if (head && t.type == QP_T_WORD && verb_kind(kw) >= 0 && c.kind != QP_STMT_DDL &&
-        !(kw == QP_KW_REPLACE && f->ntok > 0)) {
-      f->verb = kw == QP_KW_REPLACE ? QP_KW_INSERT : (kw == QP_KW_VALUES || kw == QP_KW_TABLE ? QP_KW_SELECT : kw);
-      f->with_state = 0;
-      f->target_done = false;
-      f->expect = R_NONE;
-      f->list = R_NONE;
-      /* The statement's kind is its top-level verb; a CTE body's verb only
-       * counts for the reads and writes. */
-      if (depth == 0 || (c.kind < 0 && !with_top)) {
-        int vk = verb_kind(kw);
-        if (c.explain == 1 && vk >= 0) vk = QP_STMT_SELECT;
-        set_kind(&c, vk);
-        explain_head = 0;
-      }
-      if (f->verb == QP_KW_INSERT || f->verb == QP_KW_UPDATE || f->verb == QP_KW_DELETE ||
-          f->verb == QP_KW_MERGE)
-        c.any_write_verb = true;
-      if (kw == QP_KW_UPDATE) f->expect = R_WRITE;
-      if (kw == QP_KW_TABLE) f->expect = R_READ;
-      f->ntok++;
-      kw2 = kw1, kw1 = kw, prevtype = t.type;
-      continue;
-    }
-
-    /* ---- names ---- */
-    if (tracked && f->expect != R_NONE && (t.type == QP_T_WORD || t.type == QP_T_QIDENT)) {
-      static const char *const skip[] = {"only", "lateral", "table", "temp", "temporary",
-                                         "unlogged", "if", "not", "exists", "view",
-                                         "materialized", "concurrently", "foreign", "or", NULL};
-      /* UPDATE OR IGNORE t (SQLite): the conflict clause is not a name */
-      if (t.type == QP_T_WORD && (word_in(c.s, &t, skip) || kw1 == QP_KW_OR)) {
-        f->ntok++;
-        kw2 = kw1, kw1 = kw, prevtype = t.type;
-        continue;
-      }
-      if (t.type == QP_T_WORD && qp__sql_kw_operator(kw)) {
-        /* a keyword where a name was expected: the clause ended */
-        f->expect = R_NONE;
-      } else {
-        role r = f->expect;
-        char name[QP_STMT_TABLE_NAME_MAX];
-        name[0] = '\0';
-        bool ok = append_part(&c, name, &t), qualified = false;
-        qp_tok u;
-        size_t q = qp__sql_lex_sig(dialect, c.s, len, pos, &u);
-        while (u.type == QP_T_DOT) {
-          qp_tok v;
-          size_t q2 = qp__sql_lex_sig(dialect, c.s, len, q, &v);
-          if (v.type != QP_T_WORD && v.type != QP_T_QIDENT) break;
-          ok = ok && qp__sql_copy_name(name, sizeof name, ".", 1, false) && append_part(&c, name, &v);
-          qualified = true;
-          q = qp__sql_lex_sig(dialect, c.s, len, q2, &u);
-          pos = q2;
-        }
-        bool copy = c.kind == QP_STMT_COPY && depth == 0;
-        if (u.type == QP_T_LPAREN && r == R_READ && !copy) {
-          /* a function in FROM, not a table */
-          if (word_in(c.s, &t, volatile_fns)) info->volatile_fn = true;
-          if (word_in(c.s, &t, writing_fns)) c.write_fn = true;
-        } else if (!ok) {
-          info->tables_truncated = true;
-        } else if (copy) {
-          if (!c.copy_named) {
-            strcpy(c.copy_name, name);
-            c.copy_named = true;
-            c.copy_qualified = qualified;
-          }
-        } else {
-          record(&c, r, name, qualified);
-        }
-        if (f->expect == R_WRITE && f->verb == QP_KW_DELETE) f->target_done = true;
-        f->expect = R_NONE;
-        f->ntok++;
-        kw2 = kw1, kw1 = QP_KW_NONE, prevtype = t.type;
-        continue;
-      }
-    }
-
-    switch (t.type) {
-    case QP_T_WORD:
-      if (!tracked) break;
-      switch (kw) {
-      case QP_KW_FROM:
-        if (f->call) break;
-        if (kw1 == QP_KW_DISTINCT) break; /* IS [NOT] DISTINCT FROM */
-        if (c.kind == QP_STMT_COPY && depth == 0) {
-          fr[0].expect = R_NONE;
-          c.copy_dir = R_WRITE;
-          break;
-        }
-        if (f->verb == QP_KW_DELETE && !f->target_done) {
-          f->expect = R_WRITE;
-        } else {
-          f->expect = R_READ;
-          f->list = R_READ;
-        }
-        break;
-      case QP_KW_JOIN:
-        f->expect = R_READ;
-        f->list = R_READ;
-        break;
-      case QP_KW_USING:
-        if (f->verb == QP_KW_DELETE || f->verb == QP_KW_MERGE) {
-          f->expect = R_READ;
-          f->list = R_READ;
-        }
-        break;
-      case QP_KW_INTO:
-        if (f->verb == QP_KW_INSERT || f->verb == QP_KW_MERGE) {
-          f->expect = R_WRITE;
-        } else if (f->verb == QP_KW_SELECT && c.kind != QP_STMT_DDL) {
-          f->expect = R_WRITE;
-          c.select_into = true;
-        }
-        break;
-      case QP_KW_ON:
-        if (ddl_on && depth == 0) {
-          ddl_on = false;
-          ddl_done = true;
-          fr[0].expect = R_WRITE;
-          fr[0].list = R_NONE;
-          break;
-        }
-        f->list = R_NONE;
-        break;
-      case QP_KW_TO:
-        if (c.kind == QP_STMT_COPY && depth == 0) {
-          fr[0].expect = R_NONE;
-          c.copy_dir = R_READ;
-        }
-        break;
-      case QP_KW_UPDATE:
-      case QP_KW_SHARE:
-        if (kw1 == QP_KW_FOR || kw1 == QP_KW_KEY) c.locking = true;
-        break;
-      case QP_KW_WHERE: case QP_KW_GROUP: case QP_KW_ORDER: case QP_KW_HAVING:
-      case QP_KW_LIMIT: case QP_KW_SET: case QP_KW_RETURNING: case QP_KW_WINDOW:
-      case QP_KW_UNION: case QP_KW_EXCEPT: case QP_KW_INTERSECT: case QP_KW_VALUES:
-      case QP_KW_SELECT: case QP_KW_WHEN: case QP_KW_OFFSET: case QP_KW_FETCH:
-        f->expect = R_NONE;
-        f->list = R_NONE;
-        break;
-      case QP_KW_CURRENT_DATE: case QP_KW_CURRENT_TIME: case QP_KW_CURRENT_TIMESTAMP:
-      case QP_KW_LOCALTIME: case QP_KW_LOCALTIMESTAMP:
-        info->volatile_fn = true;
-        break;
-      default: {
-        /* function calls */
-        qp_tok u;
-        qp__sql_lex_sig(dialect, c.s, len, pos, &u);
-        if (u.type == QP_T_LPAREN) {
-          if (word_in(c.s, &t, writing_fns)) c.write_fn = true;
-          if (word_in(c.s, &t, volatile_fns)) info->volatile_fn = true;
-        }
-        break;
-      }
-      }
-      break;
-    case QP_T_COMMA:
-      if (tracked && f->list != R_NONE) f->expect = f->list;
-      break;
-    case QP_T_LPAREN: {
-      role inner = R_NONE;
-      if (tracked) {
-        /* CTE: name (cols) AS [NOT MATERIALIZED] ( body ) */
-        bool body = f->with_state == 2 && (kw1 == QP_KW_AS || kw1 == QP_KW_MATERIALIZED);
-        if (body) f->with_state = 3;
-        /* FROM ( a JOIN b ... ): a parenthesized join lists tables too */
-        if (f->expect == R_READ) inner = R_READ;
-        f->expect = R_NONE;
-        f->ntok++;
-      }
-      bool call = (prevtype == QP_T_WORD && !qp__sql_kw_operator(kw1)) || prevtype == QP_T_QIDENT;
-      depth++;
-      if (depth < MAX_FRAMES) {
-        memset(&fr[depth], 0, sizeof fr[depth]);
-        fr[depth].call = call;
-        fr[depth].expect = inner;
-      } else {
-        info->tables_truncated = true;
-      }
-      kw2 = kw1, kw1 = QP_KW_NONE, prevtype = t.type;
-      continue;
-    }
-    case QP_T_RPAREN:
-      if (depth > 0) depth--;
-      kw2 = kw1, kw1 = QP_KW_NONE, prevtype = t.type;
-      if (depth < MAX_FRAMES) fr[depth].ntok++;
-      continue;
-    default:
-      break;
-    }
-    if (tracked) f->ntok++;
-    kw2 = kw1;
-    kw1 = kw;
-    prevtype = t.type;
+qp_status qp_sql_classify(qp_dialect dialect, const char *sql, size_t len, qp_stmt_info *info) {
+  if (info == NULL || info->size < QP_STMT_INFO_MIN_SIZE) return QP_INVALID;
+  size_t size = info->size;
+  if (size >= sizeof *info) {
+    classify(dialect, sql, len, info);
+    /* fields of a newer header than this library's: not known */
+    memset((char *)info + sizeof *info, 0, size - sizeof *info);
+  } else {
+    /* an older, smaller struct: classify in full, hand back its part */
+    qp_stmt_info full;
+    classify(dialect, sql, len, &full);
+    memcpy((char *)info + sizeof info->size, (char *)&full + sizeof full.size,
+           size - sizeof info->size);
   }
-
-  if (c.kind < 0) c.kind = QP_STMT_OTHER;
-  info->kind = (qp_stmt_kind)c.kind;
-  if (c.explain == 1) {
-    info->nwrite = 0;
-    memset(info->write, 0, sizeof info->write);
-  }
-  if (c.ctes_truncated) info->tables_truncated = true;
-  if (c.copy_named) record(&c, c.copy_dir == R_WRITE ? R_WRITE : R_READ, c.copy_name, true);
-  info->read_only = info->kind == QP_STMT_SELECT &&
-                    (c.explain == 1 || (!c.any_write_verb && !c.select_into && !c.locking && !c.write_fn));
+  info->size = size;
+  return QP_OK;
 }

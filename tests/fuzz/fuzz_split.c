@@ -25,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     prev_end = start + n;
     if (++count > len + 1) abort(); /* progress */
     qp_stmt_info info;
+    info.size = sizeof info;
     qp_sql_classify(d, sql + start, n, &info);
     if ((int)info.kind < QP_STMT_OTHER || info.kind > QP_STMT_COPY) abort();
     if (info.nread > QP_STMT_MAX_TABLES || info.nwrite > QP_STMT_MAX_TABLES) abort();

@@ -170,6 +170,7 @@ static void test_cases(void **state) {
     const ccase *c = &cases[i];
     qp_stmt_info info;
     memset(&info, 0x5a, sizeof info);
+    info.size = sizeof info;
     qp_sql_classify(c->lite ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES, c->sql, strlen(c->sql), &info);
     char reads[2048], writes[2048];
     join(info.read, info.nread, reads);
@@ -206,6 +207,7 @@ static void test_kind_names(void **state) {
 static void test_limits(void **state) {
   (void)state;
   qp_stmt_info info;
+  info.size = sizeof info;
   /* more tables than fit */
   char sql[4096] = "select * from t0";
   for (int i = 1; i < 40; i++) sprintf(sql + strlen(sql), ", t%d", i);

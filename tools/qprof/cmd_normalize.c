@@ -153,6 +153,7 @@ int cmd_normalize(int argc, char **argv) {
       continue;
     }
     qp_stmt_info info;
+    info.size = sizeof info;
     qp_sql_classify(dialect, sql + start, slen, &info);
     char *clean = utf8_clean(out, olen);
     json_t *o = json_object();
