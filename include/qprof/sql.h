@@ -254,7 +254,7 @@ typedef struct qp_stmt_info {
 
 /* Initializes a qp_stmt_info for qp_sql_classify: `qp_stmt_info info =
  * QP_STMT_INFO_INIT;` or, without zeroing 6 KB, `info.size = sizeof info;`. */
-#define QP_STMT_INFO_INIT {sizeof(qp_stmt_info)}
+#define QP_STMT_INFO_INIT {.size = sizeof(qp_stmt_info)}
 
 /* The smallest `size` qp_sql_classify accepts (this first growable version). */
 #define QP_STMT_INFO_MIN_SIZE (offsetof(qp_stmt_info, funcs) + QP_STMT_MAX_FUNCS * QP_STMT_NAME_MAX)

@@ -171,9 +171,15 @@ struct qp__stmt_entry {
   char *norm;      /* owned; NULL until filled */
   size_t norm_len;
   uint64_t fp;
-  int8_t session;  /* changes session state: 1/0, -1 not yet known (pool) */
-  int8_t drops;    /* drops the server's prepared statements: 1/0, -1 not yet known */
+  /* What the classifier says about it, filled together and once by
+   * qp__stmt_entry_classify: 1/0, -1 not yet classified. */
+  int8_t session;  /* changes session state (the pool resets after it) */
+  int8_t drops;    /* drops the server's prepared statements */
 };
+
+/* Classifies e's statement (qp_sql_classify) the first time it is asked and
+ * keeps what the pool and the backends need in e->session and e->drops. */
+void qp__stmt_entry_classify(qp__stmt_entry *e, qp_dialect dialect);
 
 /* Slots of the address memo (a power of two). */
 #define QP__STMT_MEMO 8

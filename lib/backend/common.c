@@ -115,6 +115,15 @@ qp__stmt_entry *qp__stmt_cache_add(qp__stmt_cache *c, const char *sql, size_t le
   return e;
 }
 
+void qp__stmt_entry_classify(qp__stmt_entry *e, qp_dialect dialect) {
+  if (e->session >= 0 && e->drops >= 0) return;
+  qp_stmt_info info;
+  info.size = sizeof info;
+  qp_sql_classify(dialect, e->sql, e->len, &info);
+  e->session = info.changes_session;
+  e->drops = info.drops_prepared;
+}
+
 void qp__stmt_cache_clear(qp__stmt_cache *c, void (*fn)(void *handle, void *ud), void *ud) {
   for (size_t i = 0; i < c->cap; i++) {
     qp__stmt_entry *e = &c->slots[i];

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -372,28 +371,21 @@ static qp_status result_fail(qp__bconn *b, PGresult *res, const char *what, qp__
                       clean, state);
 }
 
-/* Leading keyword of a statement (comments and space skipped), lower-cased. */
-static void first_word(const char *sql, size_t len, char *out, size_t cap) {
-  size_t i = 0, n = 0;
-  while (i < len) {
-    if (isspace((unsigned char)sql[i]) || sql[i] == '(') i++;
-    else if (sql[i] == '-' && i + 1 < len && sql[i + 1] == '-') {
-      while (i < len && sql[i] != '\n') i++;
-    } else if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') {
-      i += 2;
-      while (i + 1 < len && !(sql[i] == '*' && sql[i + 1] == '/')) i++;
-      i += 2;
-    } else break;
-  }
-  while (i < len && n + 1 < cap && isalpha((unsigned char)sql[i]))
-    out[n++] = (char)tolower((unsigned char)sql[i++]);
-  out[n] = '\0';
+/* Whether a statement drops the server's prepared statements (DEALLOCATE,
+ * DISCARD): the classifier's drops_prepared. */
+static bool drops_statements(const char *sql, size_t len) {
+  qp_stmt_info info;
+  info.size = sizeof info;
+  qp_sql_classify(QP_DIALECT_POSTGRES, sql, len, &info);
+  return info.drops_prepared;
 }
 
-static bool drops_statements(const char *sql, size_t len) {
-  char w[16];
-  first_word(sql, len, w, sizeof w);
-  return strcmp(w, "discard") == 0 || strcmp(w, "deallocate") == 0;
+/* The same for any statement of a script. */
+static bool script_drops_statements(const char *sql) {
+  size_t len = strlen(sql), pos = 0, start, n;
+  while (qp_sql_split_next(QP_DIALECT_POSTGRES, sql, len, &pos, &start, &n))
+    if (drops_statements(sql + start, n)) return true;
+  return false;
 }
 
 typedef struct pg_params {
@@ -603,7 +595,7 @@ static qp_status pg_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
   }
   bool drops;
   if (e != NULL) {
-    if (e->drops < 0) e->drops = drops_statements(sql, len);
+    qp__stmt_entry_classify(e, QP_DIALECT_POSTGRES);
     drops = e->drops > 0;
   } else {
     drops = drops_statements(sql, len);
@@ -628,13 +620,6 @@ done:
   PQclear(res);
   params_free(&pp);
   return st;
-}
-
-static bool mentions_ci(const char *hay, const char *needle) {
-  size_t n = strlen(needle);
-  for (const char *p = hay; *p; p++)
-    if (strncasecmp(p, needle, n) == 0) return true;
-  return false;
 }
 
 /* The simple query protocol returns one result per statement of the
@@ -678,7 +663,7 @@ static qp_status pg_exec_script(qp__bconn *b, const char *sql, qp__script_fn eac
     if (!failed && PQstatus(b->pg) != CONNECTION_OK)
       st = result_fail(b, NULL, "statement failed", err);
   }
-  if (mentions_ci(sql, "discard") || mentions_ci(sql, "deallocate"))
+  if (script_drops_statements(sql))
     qp__stmt_cache_clear(&b->cache, NULL, NULL);
   return st;
 }

@@ -2,7 +2,6 @@
  * Statements on a lease: timing, recording into the profile, the slow-query
  * log, session-change tracking, and the lease's error and identity.
  */
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,88 +11,14 @@
 
 /* ---- session tracking --------------------------------------------------- */
 
-static size_t skip_space_comments(const char *s, size_t len, size_t i) {
-  while (i < len) {
-    if (isspace((unsigned char)s[i]) || s[i] == '(') i++;
-    else if (s[i] == '-' && i + 1 < len && s[i + 1] == '-') {
-      while (i < len && s[i] != '\n') i++;
-    } else if (s[i] == '/' && i + 1 < len && s[i + 1] == '*') {
-      i += 2;
-      while (i + 1 < len && !(s[i] == '*' && s[i + 1] == '/')) i++;
-      i += 2;
-    } else break;
-  }
-  return i;
-}
-
-static size_t word_at(const char *s, size_t len, size_t i, char *out, size_t cap) {
-  size_t n = 0;
-  while (i < len && (isalpha((unsigned char)s[i]) || s[i] == '_')) {
-    if (n + 1 < cap) out[n++] = (char)tolower((unsigned char)s[i]);
-    i++;
-  }
-  out[n] = '\0';
-  return i;
-}
-
-static bool contains_ci(const char *s, size_t len, const char *needle) {
-  size_t n = strlen(needle);
-  char first = needle[0];
-  for (size_t i = 0; i + n <= len; i++) {
-    if (tolower((unsigned char)s[i]) != first) continue;
-    size_t k = 1;
-    while (k < n && tolower((unsigned char)s[i + k]) == needle[k]) k++;
-    if (k == n) return true;
-  }
-  return false;
-}
-
-/*
- * Whether a statement changes session state that would leak into the next
- * lease: SET (not LOCAL / TRANSACTION), RESET, PREPARE, LISTEN, LOAD,
- * DECLARE ... WITH HOLD cursors, CREATE TEMP objects, SET ROLE / SESSION
- * AUTHORIZATION, advisory locks, set_config(); SQLite's PRAGMA, ATTACH and
- * DETACH. Over-approximates on purpose: a needless reset costs one round
- * trip, a missed one leaks state between users.
- */
-bool qp__pool_changes_session(const char *sql, size_t len) {
-  char w1[16], w2[16];
-  size_t i = skip_space_comments(sql, len, 0);
-  i = word_at(sql, len, i, w1, sizeof w1);
-  i = skip_space_comments(sql, len, i);
-  word_at(sql, len, i, w2, sizeof w2);
-  switch (w1[0]) {
-  case 'a':
-    if (strcmp(w1, "attach") == 0) return true;
-    break;
-  case 'c':
-    if (strcmp(w1, "create") == 0 &&
-        (strcmp(w2, "temp") == 0 || strcmp(w2, "temporary") == 0 || strcmp(w2, "local") == 0 ||
-         strcmp(w2, "global") == 0))
-      return true;
-    break;
-  case 'd':
-    if (strcmp(w1, "declare") == 0 || strcmp(w1, "detach") == 0) return true;
-    break;
-  case 'l':
-    if (strcmp(w1, "listen") == 0 || strcmp(w1, "load") == 0) return true;
-    break;
-  case 'p':
-    if (strcmp(w1, "pragma") == 0) return true;
-    if (strcmp(w1, "prepare") == 0 && strcmp(w2, "transaction") != 0) return true;
-    break;
-  case 'r':
-    if (strcmp(w1, "reset") == 0) return true;
-    break;
-  case 's':
-    if (strcmp(w1, "set") == 0)
-      return strcmp(w2, "local") != 0 && strcmp(w2, "transaction") != 0 &&
-             strcmp(w2, "constraints") != 0;
-    break;
-  default: break;
-  }
-  /* session-level advisory locks (the _xact_ ones end with the transaction) */
-  return contains_ci(sql, len, "advisory_lock") || contains_ci(sql, len, "set_config");
+/* Whether a statement leaves session state behind that would leak into the
+ * next lease: the classifier's changes_session (docs/classifier.md). A cached
+ * statement is classified once, through its cache entry. */
+static bool changes_session(const qp_conn *c, const char *sql, size_t len) {
+  qp_stmt_info info;
+  info.size = sizeof info;
+  qp_sql_classify(c->pool->ops->dialect, sql, len, &info);
+  return info.changes_session;
 }
 
 /* ---- statements --------------------------------------------------------- */
@@ -216,14 +141,14 @@ qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size
   c->q_count++;
   c->q_time_ns += dur;
   c->reprepares += reprepared;
-  /* A cached statement is scanned for session changes once; a failed one
-   * too (it may have half-happened). */
+  /* A cached statement is classified for session changes once; a failed
+   * one too (it may have half-happened). */
   if (p->o.reset == QP_RESET_AUTO && !c->session_dirty) {
     if (e != NULL) {
-      if (e->session < 0) e->session = qp__pool_changes_session(sql, len);
+      qp__stmt_entry_classify(e, p->ops->dialect);
       c->session_dirty = e->session > 0;
     } else {
-      c->session_dirty = qp__pool_changes_session(sql, len);
+      c->session_dirty = changes_session(c, sql, len);
     }
   }
   bool recording = p->names != NULL;
@@ -327,7 +252,7 @@ qp_status qp_conn_exec_script(qp_conn *c, const char *sql) {
   if (p->o.reset == QP_RESET_AUTO && !c->session_dirty) {
     size_t pos = 0, start, slen;
     while (!c->session_dirty && qp_sql_split_next(p->ops->dialect, sql, len, &pos, &start, &slen))
-      c->session_dirty = qp__pool_changes_session(sql + start, slen);
+      c->session_dirty = changes_session(c, sql + start, slen);
   }
   bool recording = p->names != NULL;
   script_ends ends = {.hooks = &p->hooks, .cap = 16};

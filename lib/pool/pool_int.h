@@ -129,7 +129,4 @@ static inline int qp__pool_bucket(uint64_t ns) {
 /* In a child after fork(), drops the parent's connections (first call). */
 void qp__pool_check_fork(qp_pool *p);
 
-/* Statement text changes session state that must be reset before reuse. */
-bool qp__pool_changes_session(const char *sql, size_t len);
-
 #endif

@@ -154,6 +154,8 @@ void qp__cls_call(qp__cls *c, const char *name, bool fits) {
     info->changes_session = true;
   if (c->d == QP_DIALECT_SQLITE ? has_prefix(last, "pragma_") : catalog_schema(name))
     info->system_catalog = true;
+  /* PRAGMA name(arg) is not a call */
+  if (c->head_kw == QP_KW_PRAGMA) return;
   /* in DDL, calls before the query are defaults, checks and index
    * expressions, not calls this statement makes */
   if (c->kind == QP_STMT_DDL && !c->ddl_list_calls) return;

@@ -189,14 +189,23 @@ static bool step_verb(qp__cls *c, qp__cframe *f, const qp_tok *t, qp_kw kw) {
   return true;
 }
 
+/* temp.t (SQLite's temporary schema) is a name, not the TEMP modifier */
+static bool next_is_dot(const qp__cls *c) {
+  qp_tok u;
+  qp__sql_lex_sig(c->d, c->s, c->len, c->pos, &u);
+  return u.type == QP_T_DOT;
+}
+
 /* A table name where one is expected: [schema.]name, or a function in FROM. */
 static bool step_name(qp__cls *c, qp__cframe *f, const qp_tok *t, qp_kw kw) {
   if (f->expect == QP__R_NONE || (t->type != QP_T_WORD && t->type != QP_T_QIDENT)) return false;
   static const char *const skip[] = {"only", "lateral", "table", "temp", "temporary",
                                      "unlogged", "if", "not", "exists", "view",
-                                     "materialized", "concurrently", "foreign", "or", NULL};
+                                     "materialized", "concurrently", "foreign", "or", "sequence",
+                                     NULL};
   /* UPDATE OR IGNORE t (SQLite): the conflict clause is not a name */
-  if (t->type == QP_T_WORD && (word_in(c->s, t, skip) || c->kw1 == QP_KW_OR)) {
+  if (t->type == QP_T_WORD && (word_in(c->s, t, skip) || c->kw1 == QP_KW_OR) &&
+      !next_is_dot(c)) {
     /* SELECT ... INTO TEMP t */
     if (f->verb == QP_KW_SELECT && f->expect == QP__R_WRITE &&
         (kw == QP_KW_TEMP || kw == QP_KW_TEMPORARY))
@@ -205,7 +214,7 @@ static bool step_name(qp__cls *c, qp__cframe *f, const qp_tok *t, qp_kw kw) {
     advance(c, t, kw);
     return true;
   }
-  if (t->type == QP_T_WORD && qp__sql_kw_operator(kw)) {
+  if (t->type == QP_T_WORD && qp__sql_kw_operator(kw) && !next_is_dot(c)) {
     /* a keyword where a name was expected: the clause ended */
     f->expect = QP__R_NONE;
     return false;
@@ -264,6 +273,8 @@ static void step_keyword(qp__cls *c, qp__cframe *f, qp_kw kw) {
   switch (kw) {
   case QP_KW_FROM:
     if (f->call) break;
+    /* REVOKE ... FROM role */
+    if (c->info->ddl == QP_DDL_REVOKE || c->info->ddl == QP_DDL_GRANT) break;
     if (c->kw1 == QP_KW_DISTINCT) break; /* IS [NOT] DISTINCT FROM */
     if (c->kind == QP_STMT_COPY && c->depth == 0) {
       c->fr[0].expect = QP__R_NONE;

@@ -8,6 +8,7 @@
 #include "testutil.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct ccase {
@@ -24,6 +25,60 @@ static void join(char (*names)[QP_STMT_TABLE_NAME_MAX], size_t n, char *out) {
     if (i) strcat(out, ",");
     strcat(out, names[i]);
   }
+}
+
+
+/* ---- one line per classification: the golden files' format ----------------
+ * "kind=select reads=t,u funcs=now ..." with every field that is not its zero
+ * value, in the order of qp_stmt_info; golden files compare whole lines, so
+ * every field is checked in every case. */
+static void put_list(char *out, size_t cap, const char *key, char (*names)[QP_STMT_NAME_MAX],
+                     size_t n) {
+  if (n == 0) return;
+  size_t o = strlen(out);
+  o += (size_t)snprintf(out + o, cap - o, " %s=", key);
+  for (size_t i = 0; i < n && o < cap; i++)
+    o += (size_t)snprintf(out + o, cap - o, "%s%s", i ? "," : "", names[i]);
+}
+
+static void put_flag(char *out, size_t cap, const char *key, bool on) {
+  size_t o = strlen(out);
+  if (on) snprintf(out + o, cap - o, " %s", key);
+}
+
+static void put_enum(char *out, size_t cap, const char *key, int v, const char *name) {
+  size_t o = strlen(out);
+  if (v != 0) snprintf(out + o, cap - o, " %s=%s", key, name);
+}
+
+static void describe(const qp_stmt_info *i, char *out, size_t cap) {
+  snprintf(out, cap, "kind=%s", qp_stmt_kind_name(i->kind));
+  put_flag(out, cap, "read_only", i->read_only);
+  put_flag(out, cap, "volatile", i->volatile_fn);
+  put_flag(out, cap, "tables_truncated", i->tables_truncated);
+  put_list(out, cap, "reads", (char (*)[QP_STMT_NAME_MAX])i->read, i->nread);
+  put_list(out, cap, "writes", (char (*)[QP_STMT_NAME_MAX])i->write, i->nwrite);
+  put_flag(out, cap, "session", i->changes_session);
+  put_flag(out, cap, "drops_prepared", i->drops_prepared);
+  put_enum(out, cap, "tcl", i->tcl, qp_tcl_name(i->tcl));
+  put_enum(out, cap, "isolation", i->isolation, qp_isolation_name(i->isolation));
+  put_enum(out, cap, "lock", i->locking, qp_lock_name(i->locking));
+  put_flag(out, cap, "writing_cte", i->writing_cte);
+  put_flag(out, cap, "select_into", i->select_into);
+  put_enum(out, cap, "ddl", i->ddl, qp_ddl_name(i->ddl));
+  put_flag(out, cap, "flush_all", i->flush_all);
+  put_flag(out, cap, "creates_temp", i->creates_temp);
+  put_flag(out, cap, "catalog", i->system_catalog);
+  put_flag(out, cap, "funcs_truncated", i->funcs_truncated);
+  put_list(out, cap, "funcs", (char (*)[QP_STMT_NAME_MAX])i->funcs, i->nfuncs);
+}
+
+static void classify_line(qp_dialect d, const char *sql, size_t len, char *out, size_t cap) {
+  qp_stmt_info info;
+  memset(&info, 0x5a, sizeof info);
+  info.size = sizeof info;
+  assert_int_equal(qp_sql_classify(d, sql, len, &info), QP_OK);
+  describe(&info, out, cap);
 }
 
 static const ccase cases[] = {
@@ -234,21 +289,129 @@ static void test_limits(void **state) {
   deep[n] = '\0';
   qp_sql_classify(QP_DIALECT_POSTGRES, deep, n, &info);
   assert_int_equal(info.kind, QP_STMT_SELECT);
-  /* NULL input and NULL info are harmless */
-  qp_sql_classify(QP_DIALECT_POSTGRES, NULL, 10, &info);
+  /* NULL input is empty; NULL info is refused */
+  assert_int_equal(qp_sql_classify(QP_DIALECT_POSTGRES, NULL, 10, &info), QP_OK);
   assert_int_equal(info.kind, QP_STMT_OTHER);
-  qp_sql_classify(QP_DIALECT_POSTGRES, "select 1", 8, NULL);
+  assert_int_equal(qp_sql_classify(QP_DIALECT_POSTGRES, "select 1", 8, NULL), QP_INVALID);
   /* only the first statement counts */
   qp_sql_classify(QP_DIALECT_POSTGRES, "select 1; delete from t", 23, &info);
   assert_int_equal(info.kind, QP_STMT_SELECT);
   assert_int_equal(info.nwrite, 0);
 }
 
-int main(void) {
+/* qp_stmt_info grows: the caller's size decides how much is written. */
+static void test_growth(void **state) {
+  (void)state;
+  const char *sql = "select now() from t for update";
+  qp_stmt_info ref = QP_STMT_INFO_INIT;
+  assert_int_equal(ref.size, sizeof ref);
+  assert_int_equal(qp_sql_classify(QP_DIALECT_POSTGRES, sql, strlen(sql), &ref), QP_OK);
+  assert_int_equal(ref.locking, QP_LOCK_UPDATE);
+  /* unset or too small: refused, nothing written */
+  static qp_stmt_info small;
+  memset(&small, 0x5a, sizeof small);
+  small.size = QP_STMT_INFO_MIN_SIZE - 1;
+  assert_int_equal(qp_sql_classify(QP_DIALECT_POSTGRES, sql, strlen(sql), &small), QP_INVALID);
+  assert_int_equal(small.size, QP_STMT_INFO_MIN_SIZE - 1);
+  assert_int_equal(((unsigned char *)&small)[sizeof small.size], 0x5a);
+  small.size = 0;
+  assert_int_equal(qp_sql_classify(QP_DIALECT_POSTGRES, sql, strlen(sql), &small), QP_INVALID);
+  /* the smallest accepted size gets every field up to funcs */
+  memset(&small, 0x5a, sizeof small);
+  small.size = QP_STMT_INFO_MIN_SIZE;
+  assert_int_equal(qp_sql_classify(QP_DIALECT_POSTGRES, sql, strlen(sql), &small), QP_OK);
+  assert_int_equal(small.size, QP_STMT_INFO_MIN_SIZE);
+  assert_int_equal(small.locking, QP_LOCK_UPDATE);
+  assert_int_equal(small.nfuncs, 1);
+  assert_string_equal(small.funcs[0], "now");
+  /* a newer header's larger struct: the fields this library does not know
+   * come back zeroed ("not known") */
+  static unsigned char big[sizeof(qp_stmt_info) + 40];
+  memset(big, 0x5a, sizeof big);
+  qp_stmt_info *b = (qp_stmt_info *)(void *)big;
+  b->size = sizeof big;
+  assert_int_equal(qp_sql_classify(QP_DIALECT_POSTGRES, sql, strlen(sql), b), QP_OK);
+  assert_int_equal(b->size, sizeof big);
+  assert_int_equal(b->kind, QP_STMT_SELECT);
+  assert_int_equal(b->nread, 1);
+  assert_string_equal(b->read[0], "t");
+  for (size_t i = sizeof(qp_stmt_info); i < sizeof big; i++) assert_int_equal(big[i], 0);
+}
+
+/* tests/data/classify/<dialect>.txt: "> SQL" lines, each followed by "= the
+ * expected description" (describe() above); '#' lines are comments. Run
+ * `test_classify --print postgres|sqlite < file-of-statements` to draft new
+ * cases, then check every field by hand. */
+static void run_golden(const char *file, qp_dialect d) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/classify/%s", QP_TEST_DATA_DIR, file);
+  size_t len = 0;
+  char *text = qpt_read_file(path, &len);
+  assert_non_null(text);
+  int failures = 0, ncases = 0;
+  char *sql = NULL;
+  for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+    if (line[0] == '>' && line[1] == ' ') {
+      sql = line + 2;
+    } else if (line[0] == '=' && line[1] == ' ' && sql != NULL) {
+      char got[8192];
+      classify_line(d, sql, strlen(sql), got, sizeof got);
+      ncases++;
+      if (strcmp(got, line + 2) != 0) {
+        printf("%s: %s\n  want %s\n  got  %s\n", file, sql, line + 2, got);
+        failures++;
+      }
+      sql = NULL;
+    } else if (line[0] != '#') {
+      printf("%s: stray line: %s\n", file, line);
+      failures++;
+    }
+  }
+  free(text);
+  printf("%s: %d cases\n", file, ncases);
+  assert_true(ncases > 0);
+  assert_int_equal(failures, 0);
+}
+
+static void test_golden_postgres(void **state) {
+  (void)state;
+  run_golden("postgres.txt", QP_DIALECT_POSTGRES);
+}
+
+static void test_golden_sqlite(void **state) {
+  (void)state;
+  run_golden("sqlite.txt", QP_DIALECT_SQLITE);
+}
+
+static int print_mode(const char *dialect) {
+  qp_dialect d;
+  if (!qp_dialect_parse(dialect, &d)) return 2;
+  char line[65536], out[8192];
+  while (fgets(line, sizeof line, stdin) != NULL) {
+    size_t n = strcspn(line, "\n");
+    line[n] = '\0';
+    if (n == 0 || line[0] == '#') {
+      printf("%s\n", line);
+      continue;
+    }
+    qp_stmt_info info;
+    info.size = sizeof info;
+    qp_sql_classify(d, line, n, &info);
+    describe(&info, out, sizeof out);
+    printf("> %s\n= %s\n", line, out);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--print") == 0) return print_mode(argv[2]);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cases),
       cmocka_unit_test(test_kind_names),
       cmocka_unit_test(test_limits),
+      cmocka_unit_test(test_growth),
+      cmocka_unit_test(test_golden_postgres),
+      cmocka_unit_test(test_golden_sqlite),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
