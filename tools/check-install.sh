@@ -2,11 +2,19 @@
 # Checks an installed qprof: `qprof run` from a moved copy of the prefix finds
 # the shim installed beside it (and nothing else), and examples/ build against
 # the installation (pkg-config and CMake package).
+# Usage: check-install.sh PREFIX [BUILD_DIR]. With BUILD_DIR (the tree PREFIX
+# was installed from), that tree's shim is hidden while the moved prefix is
+# tried, as if the build tree were gone; it is put back on exit.
 set -euo pipefail
 prefix=$1
+build_shim=${2:+$2/lib/shim/libqprof_preload.so}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+  if [ -n "$build_shim" ] && [ -e "$build_shim.hidden" ]; then mv "$build_shim.hidden" "$build_shim"; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig"
 test -x "$prefix/bin/qprof"
 "$prefix/bin/qprof" --version >/dev/null
@@ -17,6 +25,7 @@ test -x "$prefix/bin/qprof"
 # build tree's) and records a real sqlite3 session.
 moved="$work/moved"
 cp -a "$prefix" "$moved"
+if [ -n "$build_shim" ] && [ -e "$build_shim" ]; then mv "$build_shim" "$build_shim.hidden"; fi
 shim=$(find "$moved" -name libqprof_preload.so)
 [ -n "$shim" ] || { echo "no libqprof_preload.so installed under $prefix" >&2; exit 1; }
 maps=$(env -u QPROF_PRELOAD "$moved/bin/qprof" run --store "$work/run.db" -- cat /proc/self/maps)
@@ -49,6 +58,7 @@ rc=$?
 set -e
 [ "$rc" = 1 ] && grep -q "LD_PRELOAD cannot carry" "$work/run.err2" ||
   { echo "qprof run from a prefix with a space: exit $rc:" >&2; cat "$work/run.err2" >&2; exit 1; }
+if [ -n "$build_shim" ] && [ -e "$build_shim.hidden" ]; then mv "$build_shim.hidden" "$build_shim"; fi
 echo "qprof run without its shim: exit 1, naming $(grep -c '^  /' "$work/run.err") paths tried"
 for ex in "$root"/examples/*.c; do
   [ -f "$ex" ] || continue
