@@ -17,6 +17,7 @@
 #include "profile.h"
 #include "store.h"
 #include "report.h"
+#include "segment.h"
 #include "pool.h"
 
 #endif

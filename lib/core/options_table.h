@@ -23,6 +23,10 @@
   X("bucket_s", QP_OPT_INT, "60", 1, 86400, "s", "Width of one statistics time bucket")            \
   X("log", QP_OPT_STRING, "", 0, 0, "",                                                            \
     "Where the shim writes diagnostics: a file path or 'stderr'; empty means nowhere")             \
+  X("run_dir", QP_OPT_STRING, "", 0, 0, "",                                                       \
+    "Run directory (0700) the shim records segments into; set by qprof run, read by qprof collect") \
+  X("segment_mb", QP_OPT_INT, "64", 1, 4095, "MB",                                                 \
+    "Size of one process's segment file (sparse); statements beyond it count as dropped")          \
   X("clock", QP_OPT_STRING, "auto", 0, 0, "",                                                      \
     "Clock for durations: auto (the TSC when the kernel keeps time with it) or monotonic")         \
   X("pool.min_size", QP_OPT_INT, "0", 0, 10000, "", "Connections the pool keeps open when idle")   \

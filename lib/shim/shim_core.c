@@ -1,26 +1,23 @@
 /*
- * The shim's process-wide state: configuration, the profile, the store, the
- * flush thread, fork and exit handling, logging, and real-symbol lookup.
+ * The shim's process-wide state: configuration, the profile it normalizes
+ * with, this process's segment, fork handling, logging, and real-symbol
+ * lookup.
  *
  * Life of a process under the shim:
  *   - nothing happens until the first interposed call; it reads the QPROF_*
- *     variables (shim_init_slow). A bad value disables the shim for good.
- *   - the first recorded query creates the profile and registers the exit
- *     flush (shim_record -> start_recording). A process that runs no query
- *     never gets that far: no thread, no store file.
- *   - every flush_ms the profile moves into the store; the store is opened at
- *     the first flush. If it cannot be opened the shim says so once and stops
- *     recording; the program runs on. In a multi-threaded program a
- *     background thread flushes. A single-threaded program gets no thread:
- *     the query that finds the interval over flushes inline. A second thread
- *     would make every pthread mutex in the process (SQLite takes several per
- *     statement) use atomic instructions instead of glibc's single-threaded
- *     fast path, which measured ~100 ns per SQLite statement here
- *     (docs/performance.md). The thread starts at the first query recorded
- *     after the program itself has become multi-threaded.
- *   - fork(): the child forgets the parent's profile, store connection and
- *     flush thread, and starts its own at its first query.
- *   - exit(): the last flush, in the process that recorded.
+ *     variables (shim_init_slow). A bad value, or no usable QPROF_RUN_DIR,
+ *     disables the shim for good; the program runs on unprofiled.
+ *   - the first recorded statement creates this process's segment in the
+ *     run directory (shim_record -> start_segment). A process that runs no
+ *     query never gets that far: no file.
+ *   - every statement is recorded straight into the segment (seg_write.c):
+ *     no allocation, no system call, no lock another process can hold. The
+ *     shim never opens a store and never calls libpq or SQLite for itself;
+ *     the collector (qprof run, qprof collect) reads the segment from
+ *     outside. Nothing happens at exit or exec: what was recorded is in the
+ *     page cache, and survives _exit(), kill -9 and crashes.
+ *   - fork(): the child forgets the parent's segment and creates its own at
+ *     its first statement.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -30,12 +27,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/single_threaded.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "qprof/config.h"
-#include "qprof/store.h"
+#include "stats/stats_int.h"
 #include "shim_int.h"
 
 SHIM_TLS unsigned shim_t_inside;
@@ -84,12 +82,15 @@ static shim_map *const all_maps[] = {&shim_pq_conns, &shim_sq_dbs, &shim_sq_stmt
 /* ---- configuration (set once, by init_once) ------------------------------ */
 static pthread_once_t init_once_ctl = PTHREAD_ONCE_INIT;
 static qp_config *g_cfg;
-static qp_normalizer *g_norm[2];
+static qp_profile *g_profile; /* normalizes and redacts; never records */
+static char *g_run_dir;
+static size_t g_seg_size;
+static int64_t g_bucket_s;
+static bool g_sample, g_full_said;
 static char **g_rules;
 static size_t g_nrules;
 static char **g_redact;
 static size_t g_nredact;
-static int64_t g_flush_ms;
 static uint64_t g_slow_ns;
 static qp_hooks g_hooks; /* default allocator, log to QPROF_LOG */
 static char *g_store_path; /* absolute path of a file store, or NULL */
@@ -243,6 +244,29 @@ static void disable(void) { atomic_store_explicit(&shim_state, SHIM_DISABLED, me
 
 static void start_fork_handlers(void);
 
+/* The run directory must be a directory of ours that no one else can enter:
+ * segments hold the program's statements. */
+static bool check_run_dir(const char *dir) {
+  if (dir == NULL || dir[0] == '\0') {
+    shim_log(QP_LOG_INFO, "QPROF_RUN_DIR is not set: not recording (start the program with "
+                          "'qprof run', or see 'qprof collect')");
+    return false;
+  }
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    shim_log(QP_LOG_ERROR, "QPROF_RUN_DIR %s: %s: not recording", dir, strerror(errno));
+    return false;
+  }
+  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    shim_log(QP_LOG_ERROR,
+             "QPROF_RUN_DIR %s is not a directory of uid %u with mode 0700: not recording", dir,
+             (unsigned)geteuid());
+    return false;
+  }
+  g_run_dir = qp__strdup(NULL, dir);
+  return g_run_dir != NULL;
+}
+
 static void init_once(void) {
   shim_t_inside++;
   open_log();
@@ -259,7 +283,6 @@ static void init_once(void) {
     shim_log(QP_LOG_ERROR, "disabled: %s", qp_config_errmsg(g_cfg));
     goto fail;
   }
-  g_flush_ms = qp_config_int(g_cfg, "flush_ms");
   g_store_path = absolute_path(qp_config_string(g_cfg, "store"));
   g_slow_ns = (uint64_t)(qp_config_double(g_cfg, "slow_ms") * 1e6);
   if (!split_lines(qp_config_string(g_cfg, "rules"), &g_rules, &g_nrules) ||
@@ -267,13 +290,24 @@ static void init_once(void) {
     shim_log(QP_LOG_ERROR, "disabled: out of memory");
     goto fail;
   }
-  for (int d = 0; d < 2; d++) {
-    st = qp_normalizer_new(&g_norm[d], (qp_dialect)d, (const char *const *)g_rules, g_nrules,
-                           NULL, err, sizeof err);
-    if (st != QP_OK) {
-      shim_log(QP_LOG_ERROR, "disabled: QPROF_RULES: %s", err);
-      goto fail;
-    }
+  g_bucket_s = qp_config_int(g_cfg, "bucket_s");
+  g_sample = qp_config_bool(g_cfg, "sample");
+  g_seg_size = (size_t)qp_config_int(g_cfg, "segment_mb") << 20;
+  if (!check_run_dir(qp_config_string(g_cfg, "run_dir"))) goto fail;
+  qp_profile_options o = {
+      .hooks = &g_hooks,
+      .bucket_s = g_bucket_s,
+      .rules = (const char *const *)g_rules,
+      .nrules = g_nrules,
+      .ignore = qp_config_string(g_cfg, "ignore"),
+      .sample = g_sample,
+      .redact = (const char *const *)g_redact,
+      .nredact = g_nredact,
+  };
+  st = qp_profile_new(&g_profile, &o, err, sizeof err);
+  if (st != QP_OK) {
+    shim_log(QP_LOG_ERROR, "disabled: %s", err);
+    goto fail;
   }
   start_fork_handlers();
   shim_log(QP_LOG_DEBUG, "ready");
@@ -292,222 +326,103 @@ bool shim_init_slow(void) {
   return atomic_load_explicit(&shim_state, memory_order_acquire) == SHIM_READY;
 }
 
-const qp_normalizer *shim_normalizer(qp_dialect dialect) {
-  return g_norm[dialect == QP_DIALECT_SQLITE ? 1 : 0];
-}
 
-/* ---- the profile, the store and the flush thread ------------------------- *
- * g_rec_mu guards starting to record in this process (profile creation,
- * thread start). g_flush_mu guards the store handle and every flush. */
-static pthread_mutex_t g_rec_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t g_flush_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_flush_cv;
-static _Atomic(qp_profile *) g_profile;
-static qp_store *g_store;
-static bool g_store_failed, g_flush_failed_said, g_exiting, g_atexit_done;
-static _Atomic bool g_thread_started;
-static _Atomic uint64_t g_next_flush_ns; /* inline flushing: when the next one is due */
-static uint64_t g_flushed_upto; /* qp_profile_recorded() at the last good flush */
-static pid_t g_pid;             /* the process that created g_profile */
+/* ---- the segment ----------------------------------------------------------- *
+ * g_seg_mu guards creating this process's segment. A forked child starts
+ * without one (fork_child) and creates its own at its first statement. */
+static pthread_mutex_t g_seg_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic(qp_seg *) g_seg;
+static qp_seg g_seg_store;
+static unsigned g_seg_serial;
+static bool g_seg_failed;
 
-/* Flushes what was recorded, opening the store on first use. Called with
- * g_flush_mu held and shim_t_inside set. */
-static void flush_locked(void) {
-  qp_profile *p = atomic_load(&g_profile);
-  if (p == NULL || g_store_failed) return;
-  uint64_t recorded = qp_profile_recorded(p);
-  if (recorded == g_flushed_upto) return; /* nothing new: leave the store alone */
-  char err[QP_ERRMSG_MAX];
-  if (g_store == NULL) {
-    /* The path as resolved when the process started using a database, so
-     * that a later chdir() does not move the store. */
-    const char *where = g_store_path != NULL ? g_store_path : qp_config_string(g_cfg, "store");
-    qp_status st = qp_store_open(&g_store, where, QP_STORE_WRITE, &g_hooks, err, sizeof err);
-    if (st != QP_OK) {
-      /* Said once; the shim stops recording so that statistics do not pile
-       * up in a process that will never be able to write them. */
-      g_store_failed = true;
-      shim_log(QP_LOG_ERROR, "cannot open the store, not recording: %s", err);
-      disable();
-      return;
+/* Creates this process's segment in the run directory; NULL (and the shim
+ * disabled, said once) when that cannot be done. */
+static qp_seg *start_segment(void) {
+  pthread_mutex_lock(&g_seg_mu);
+  qp_seg *seg = atomic_load(&g_seg);
+  if (seg != NULL || g_seg_failed) goto out;
+  char path[4200];
+  int err = 0;
+  for (int attempt = 0; attempt < 100; attempt++) {
+    snprintf(path, sizeof path, "%s/%ld-%u" QP_SEG_SUFFIX, g_run_dir, (long)getpid(),
+             g_seg_serial++);
+    if (qp__seg_create(&g_seg_store, path, g_seg_size, g_bucket_s)) {
+      err = 0;
+      break;
     }
+    err = errno;
+    if (err != EEXIST) break;
   }
-  qp_status st = qp_profile_flush(p, g_store);
-  if (st != QP_OK) {
-    /* Statistics stay in the profile; the next flush tries again. */
-    if (!g_flush_failed_said)
-      shim_log(QP_LOG_ERROR, "flush to the store failed (will retry): %s",
-               qp_store_errmsg(g_store));
-    g_flush_failed_said = true;
-    return;
-  }
-  g_flushed_upto = recorded;
-}
-
-static void *flush_main(void *arg) {
-  QP_UNUSED(arg);
-  shim_t_inside = 1; /* this thread only ever runs qprof's own code */
-  pthread_mutex_lock(&g_flush_mu);
-  while (!g_exiting) {
-    struct timespec ts;
-    qp__timespec_after(&ts, (uint64_t)g_flush_ms * 1000000u);
-    int rc = pthread_cond_timedwait(&g_flush_cv, &g_flush_mu, &ts);
-    if (g_exiting) break;
-    if (rc == ETIMEDOUT) flush_locked();
-  }
-  pthread_mutex_unlock(&g_flush_mu);
-  return NULL;
-}
-
-static void at_exit(void) {
-  /* Runs in every process image that registered it, including children
-   * after fork: a child that recorded nothing has no profile and does
-   * nothing here. atexit handlers run before shared libraries' destructors,
-   * so libsqlite3 is still whole. */
-  if (atomic_load(&g_profile) == NULL) return;
-  int saved = errno;
-  shim_t_inside++;
-  pthread_mutex_lock(&g_flush_mu);
-  g_exiting = true;
-  flush_locked();
-  qp_store_close(g_store);
-  g_store = NULL;
-  g_store_failed = true; /* nothing after this point may reopen it */
-  if (atomic_load(&g_thread_started)) pthread_cond_broadcast(&g_flush_cv);
-  pthread_mutex_unlock(&g_flush_mu);
-  shim_t_inside--;
-  errno = saved;
-}
-
-static bool start_flush_thread(void) {
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&g_flush_cv, &ca);
-  pthread_condattr_destroy(&ca);
-  /* All signals blocked: the program's signals must go to its own threads. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
-  pthread_t tid;
-  int rc = pthread_create(&tid, &attr, flush_main, NULL);
-  pthread_attr_destroy(&attr);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  return rc == 0;
-}
-
-/* Without a flush thread: flush inline when the interval is over, or start
- * the thread once the program has threads of its own. */
-static void maybe_flush_here(void) {
-  if (!__libc_single_threaded) {
-    pthread_mutex_lock(&g_rec_mu);
-    if (!atomic_load(&g_thread_started) && atomic_load(&g_profile) != NULL) {
-      atomic_store(&g_thread_started, true);
-      if (!start_flush_thread())
-        shim_log(QP_LOG_WARN, "cannot start the flush thread: flushing at exit only");
-    }
-    pthread_mutex_unlock(&g_rec_mu);
-    return;
-  }
-  uint64_t now = qp__now_ns();
-  if (now < atomic_load_explicit(&g_next_flush_ns, memory_order_relaxed)) return;
-  atomic_store(&g_next_flush_ns, now + (uint64_t)g_flush_ms * 1000000u);
-  pthread_mutex_lock(&g_flush_mu);
-  if (!g_exiting) flush_locked();
-  pthread_mutex_unlock(&g_flush_mu);
-}
-
-/* Creates this process's profile; returns it or NULL (then disabled). */
-static qp_profile *start_recording(void) {
-  pthread_mutex_lock(&g_rec_mu);
-  qp_profile *p = atomic_load(&g_profile);
-  if (p != NULL) goto out;
-  qp_profile_options o = {
-      .hooks = &g_hooks,
-      .bucket_s = qp_config_int(g_cfg, "bucket_s"),
-      .rules = (const char *const *)g_rules,
-      .nrules = g_nrules,
-      .ignore = qp_config_string(g_cfg, "ignore"),
-      .sample = qp_config_bool(g_cfg, "sample"),
-      .redact = (const char *const *)g_redact,
-      .nredact = g_nredact,
-  };
-  char err[QP_ERRMSG_MAX];
-  qp_status st = qp_profile_new(&p, &o, err, sizeof err);
-  if (st != QP_OK) {
-    shim_log(QP_LOG_ERROR, "disabled: %s", err);
+  if (err != 0) {
+    shim_log(QP_LOG_ERROR, "cannot create a segment in %s, not recording: %s", g_run_dir,
+             strerror(err));
+    g_seg_failed = true;
     disable();
-    p = NULL;
     goto out;
   }
-  g_flushed_upto = 0;
-  g_store_failed = g_flush_failed_said = g_exiting = false;
-  g_pid = getpid();
-  atomic_store(&g_profile, p);
-  if (!g_atexit_done) { /* inherited by children: registered once per image */
-    atexit(at_exit);
-    g_atexit_done = true;
-  }
-  atomic_store(&g_thread_started, false);
-  atomic_store(&g_next_flush_ns, qp__now_ns() + (uint64_t)g_flush_ms * 1000000u);
-  shim_log(QP_LOG_DEBUG, "recording to %s", qp_config_string(g_cfg, "store"));
+  seg = &g_seg_store;
+  atomic_store_explicit(&g_seg, seg, memory_order_release);
+  shim_log(QP_LOG_DEBUG, "recording to %s", path);
 out:
-  pthread_mutex_unlock(&g_rec_mu);
-  return p;
+  pthread_mutex_unlock(&g_seg_mu);
+  return seg;
+}
+
+qp_status shim_normalize(qp_backend backend, const char *sql, size_t len, char *out, size_t cap,
+                         size_t *out_len, uint64_t *fingerprint) {
+  return qp_profile_normalize(g_profile, backend, sql, len, out, cap, out_len, fingerprint);
 }
 
 void shim_record(const qp_query_event *ev) {
-  qp_profile *p = atomic_load_explicit(&g_profile, memory_order_acquire);
-  if (QP_UNLIKELY(p == NULL)) {
-    p = start_recording();
-    if (p == NULL) return;
+  qp_seg *seg = atomic_load_explicit(&g_seg, memory_order_acquire);
+  if (QP_UNLIKELY(seg == NULL)) {
+    seg = start_segment();
+    if (seg == NULL) return;
   }
-  qp_status st = qp_profile_record(p, ev);
-  if (QP_UNLIKELY(st != QP_OK) && st != QP_NOMEM)
-    shim_log(QP_LOG_DEBUG, "event not recorded: %s", qp_strerror(st));
-  if (!atomic_load_explicit(&g_thread_started, memory_order_relaxed)) maybe_flush_here();
-  if (QP_UNLIKELY(ev->duration_ns >= g_slow_ns) && g_log_on && ev->error == NULL) {
-    uint64_t fp = ev->fingerprint;
-    size_t len = ev->normalized_len;
-    const char *text = ev->normalized;
-    if (text == NULL) {
-      char *buf = shim_scratch();
-      if (buf == NULL) return;
-      qp_dialect d = ev->backend == QP_BACKEND_SQLITE ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES;
-      qp_normalize(shim_normalizer(d), ev->sql, ev->sql_len, buf, QP_NORMALIZED_MAX, &len, &fp);
-      text = buf;
+  const char *norm = ev->normalized;
+  size_t nlen = ev->normalized_len;
+  uint64_t fp = ev->fingerprint;
+  if (norm == NULL) {
+    char *buf = shim_scratch();
+    if (buf == NULL || ev->sql == NULL) return;
+    if (shim_normalize(ev->backend, ev->sql, ev->sql_len, buf, QP_NORMALIZED_MAX, &nlen, &fp) !=
+        QP_OK)
+      return;
+    norm = buf;
+  }
+  const char *db = ev->database != NULL ? ev->database : "";
+  int64_t wall = qp__seg_wall_ns();
+  qp_seg_entry *e = qp__seg_record(seg, ev->backend, fp, norm, nlen, db, strlen(db),
+                                   ev->duration_ns, ev->rows, ev->error, wall);
+  if (QP_UNLIKELY(e == NULL)) {
+    if (!g_full_said) {
+      g_full_said = true;
+      shim_log(QP_LOG_WARN, "segment full (QPROF_SEGMENT_MB=%lld): statements are counted as dropped",
+               (long long)(g_seg_size >> 20));
     }
+  } else if (QP_UNLIKELY(g_sample) && ev->sql != NULL && qp__seg_wants_sample(e, ev->duration_ns)) {
+    char *smp = qp__profile_redact(g_profile, ev->sql, ev->sql_len);
+    if (smp != NULL) {
+      qp__seg_sample(seg, e, smp, strlen(smp), ev->duration_ns);
+      qp__free(qp__profile_hooks(g_profile), smp);
+    }
+  }
+  if (QP_UNLIKELY(ev->duration_ns >= g_slow_ns) && g_log_on && ev->error == NULL) {
     char hex[QP_FINGERPRINT_HEX_SIZE];
     qp_fingerprint_hex(fp, hex);
     shim_log(QP_LOG_INFO, "slow query: %.3f ms %s %s: %.*s", (double)ev->duration_ns / 1e6,
-             ev->database ? ev->database : "?", hex, (int)(len > 500 ? 500 : len), text);
+             ev->database ? ev->database : "?", hex, (int)(nlen > 500 ? 500 : nlen), norm);
   }
-}
-
-void shim_before_exec(void) {
-  if (atomic_load(&g_profile) == NULL || getpid() != g_pid) return;
-  int saved = errno;
-  shim_t_inside++;
-  pthread_mutex_lock(&g_flush_mu);
-  if (!g_exiting) flush_locked();
-  pthread_mutex_unlock(&g_flush_mu);
-  shim_t_inside--;
-  errno = saved;
 }
 
 /* ---- fork ---------------------------------------------------------------- *
  * Around fork() every lock of the shim is held, so that the child starts
- * with consistent maps and no half-done flush. The child drops the parent's
- * profile and store connection without freeing them: another thread of the
- * parent may have held their internal locks at the moment of fork, and a
- * SQLite connection must not be used (or closed) across fork. */
+ * with consistent maps. The child forgets the parent's segment (the
+ * parent's numbers are the parent's) and creates its own at its first
+ * statement; the mapping and descriptor it inherited are let go. */
 static void fork_prepare(void) {
-  pthread_mutex_lock(&g_rec_mu);
-  pthread_mutex_lock(&g_flush_mu);
+  pthread_mutex_lock(&g_seg_mu);
   for (size_t m = 0; m < QP_ARRAY_LEN(all_maps); m++)
     for (size_t i = 0; i < SHIM_MAP_SHARDS; i++) pthread_mutex_lock(&all_maps[m]->shards[i].mu);
 }
@@ -515,21 +430,22 @@ static void fork_prepare(void) {
 static void fork_unlock(void) {
   for (size_t m = QP_ARRAY_LEN(all_maps); m-- > 0;)
     for (size_t i = SHIM_MAP_SHARDS; i-- > 0;) pthread_mutex_unlock(&all_maps[m]->shards[i].mu);
-  pthread_mutex_unlock(&g_flush_mu);
-  pthread_mutex_unlock(&g_rec_mu);
+  pthread_mutex_unlock(&g_seg_mu);
 }
 
 static void fork_child(void) {
   fork_unlock();
-  atomic_store(&g_profile, NULL); /* the parent's statistics are the parent's */
-  atomic_store(&g_thread_started, false);
-  /* The parent's flush thread may have been waiting on the condition
-   * variable; in the child nobody is, and a broadcast on the inherited state
-   * could wait for that waiter forever. */
-  pthread_cond_init(&g_flush_cv, NULL);
-  g_store = NULL;
-  g_flushed_upto = 0;
-  g_store_failed = g_flush_failed_said = g_exiting = false;
+  qp_seg *seg = atomic_load(&g_seg);
+  atomic_store(&g_seg, NULL);
+  if (seg != NULL) {
+    int saved = errno;
+    munmap(seg->base, seg->size);
+    close(seg->fd);
+    memset(seg, 0, sizeof *seg);
+    errno = saved;
+  }
+  g_seg_serial = 0;
+  g_full_said = false;
 }
 
 static void start_fork_handlers(void) { pthread_atfork(fork_prepare, fork_unlock, fork_child); }

@@ -4,12 +4,12 @@
  * The shim is the only part of qprof with process-wide state: it lives in
  * someone else's process, where there is no handle to keep state in. It
  * is split in four files:
- *   shim_core.c    configuration, the profile and its store, the flush thread,
- *                  fork and exit handling, logging, real-symbol lookup and the
- *                  pointer maps that hold per-connection and per-statement state
+ *   shim_core.c    configuration, the profile it normalizes with, the
+ *                  process's segment (lib/seg), fork handling, logging,
+ *                  real-symbol lookup and the pointer maps that hold
+ *                  per-connection and per-statement state
  *   shim_pq.c      the interposed libpq functions
  *   shim_sqlite.c  the interposed sqlite3 functions
- *   shim_exec.c    exec*(), interposed to flush before the image is replaced
  */
 #ifndef QPROF_SHIM_INT_H
 #define QPROF_SHIM_INT_H
@@ -23,6 +23,7 @@
 #include "internal.h"
 #include "qprof/profile.h"
 #include "qprof/sql.h"
+#include "seg/seg_int.h"
 
 /* The interposed functions are the only symbols the shim exports (the
  * version script exports.map says the same thing to the linker). */
@@ -33,9 +34,10 @@
  * to __tls_get_addr (which may allocate) on the hot path. */
 #define SHIM_TLS __thread __attribute__((tls_model("initial-exec")))
 
-/* Non-zero while this thread runs qprof's own code (recording, flushing to
- * the store, which uses sqlite3 or libpq itself): every interposed function
- * then passes straight through to the real one. */
+/* Non-zero while this thread runs qprof's own code (recording): every
+ * interposed function then passes straight through to the real one, and a
+ * signal handler that runs a query meanwhile is not recorded (recording is
+ * not reentrant). */
 extern SHIM_TLS unsigned shim_t_inside;
 
 /* ---- real symbols --------------------------------------------------------
@@ -78,7 +80,8 @@ extern _Atomic int shim_state;
 bool shim_init_slow(void);
 
 /* True when the shim records: configured without error and not disabled
- * since (an unwritable store disables it). Initializes on first call. */
+ * since (a segment that cannot be created disables it). Initializes on
+ * first call. */
 static inline bool shim_active(void) {
   int s = atomic_load_explicit(&shim_state, memory_order_acquire);
   if (QP_LIKELY(s == SHIM_READY)) return true;
@@ -86,9 +89,11 @@ static inline bool shim_active(void) {
   return shim_init_slow();
 }
 
-/* Normalizer for a dialect, built with the user's QPROF_RULES; valid once
- * shim_active() returned true. Immutable, shared by all threads. */
-const qp_normalizer *shim_normalizer(qp_dialect dialect);
+/* Normalizes a statement with the shim's profile (qp_profile_normalize:
+ * the user's QPROF_RULES, the profile's normalizer); valid once
+ * shim_active() returned true. Thread-safe. */
+qp_status shim_normalize(qp_backend backend, const char *sql, size_t len, char *out, size_t cap,
+                         size_t *out_len, uint64_t *fingerprint);
 
 /* This thread's QP_NORMALIZED_MAX-byte buffer for normalizing into,
  * allocated on the thread's first use and freed when it exits; NULL when
@@ -97,17 +102,12 @@ const qp_normalizer *shim_normalizer(qp_dialect dialect);
  * anything that might normalize again. */
 char *shim_scratch(void);
 
-/* True when `path` (absolute) is the shim's own store file: the program's
- * queries on it are not recorded (a flush from inside them could wait on
- * the program's own locks). */
+/* True when `path` (absolute) is the store named by QPROF_STORE: the
+ * program's own queries on qprof's store are not recorded. */
 bool shim_is_store(const char *path);
 
-/* Before exec*(): flushes what this process recorded (nothing in a vfork()
- * child, which shares the parent's memory). errno is preserved. */
-void shim_before_exec(void);
-
-/* Records one event (called with shim_t_inside set). Starts the profile, the
- * flush thread and the exit flush on the first event of a process. */
+/* Records one event into this process's segment (called with shim_t_inside
+ * set); creates the segment on the first event of a process. */
 void shim_record(const qp_query_event *ev);
 
 /* Diagnostics to QPROF_LOG; nothing when it is unset. errno is preserved. */

@@ -193,8 +193,9 @@ static void prep_add(pq_conn *c, const char *name, const char *sql) {
   if (norm == NULL) return;
   size_t len = 0;
   uint64_t fp = 0;
-  qp_normalize(shim_normalizer(QP_DIALECT_POSTGRES), sql, strlen(sql), norm, QP_NORMALIZED_MAX,
-               &len, &fp);
+  if (shim_normalize(QP_BACKEND_POSTGRES, sql, strlen(sql), norm, QP_NORMALIZED_MAX, &len, &fp) !=
+      QP_OK)
+    return;
   pq_prep *p = qp__malloc(NULL, sizeof *p + len + 1);
   if (p == NULL) return;
   p->refs = 1;

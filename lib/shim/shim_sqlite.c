@@ -240,8 +240,9 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
   if (norm == NULL) goto out;
   size_t norm_len = 0;
   uint64_t fp = 0;
-  qp_normalize(shim_normalizer(QP_DIALECT_SQLITE), text, text_len, norm, QP_NORMALIZED_MAX,
-               &norm_len, &fp);
+  if (shim_normalize(QP_BACKEND_SQLITE, text, text_len, norm, QP_NORMALIZED_MAX, &norm_len, &fp) !=
+      QP_OK)
+    goto out;
   size_t dbn_len = strlen(dbn);
   sq_stmt *st = qp__malloc(NULL, sizeof *st + norm_len + 1 + dbn_len + 1);
   if (st != NULL) {

@@ -520,3 +520,67 @@ uint64_t qp_profile_lost(const qp_profile *p) {
     n += atomic_load_explicit(&p->stripes[i].s.lost, memory_order_relaxed);
   return n;
 }
+
+qp_status qp__profile_merge(qp_profile *p, uint64_t fp, int64_t bucket, qp_backend be,
+                            const char *db, size_t db_len, const char *query, size_t query_len,
+                            const qp_stats *st, const char *sample, size_t sample_len,
+                            uint64_t sample_ns) {
+  if (p == NULL || st == NULL || (be != QP_BACKEND_POSTGRES && be != QP_BACKEND_SQLITE))
+    return QP_INVALID;
+  if (st->calls == 0) return QP_OK;
+  uint64_t hash = entry_hash(fp, bucket, be);
+  stripe *s = &p->stripes[0].s;
+  pthread_mutex_lock(&s->mu);
+  qp_entry *e = NULL;
+  if (s->slots != NULL) {
+    for (e = s->slots[hash & (s->nslots - 1)]; e != NULL; e = e->next)
+      if (e->hash == hash && e->fingerprint == fp && e->bucket == bucket && e->backend == be &&
+          strlen(e->database) == db_len && memcmp(e->database, db, db_len) == 0)
+        break;
+  }
+  qp_status rc = QP_OK;
+  if (e == NULL) {
+    if (s->slots == NULL) {
+      s->slots = qp__calloc(&p->hooks, SLOTS_INITIAL, sizeof *s->slots);
+      if (s->slots != NULL) s->nslots = SLOTS_INITIAL;
+    }
+    if (s->slots != NULL) e = entry_new(p, hash, fp, bucket, be, db, db_len, query, query_len);
+    if (e == NULL) {
+      rc = QP_NOMEM;
+    } else {
+      if (s->count >= s->nslots * 2) stripe_grow(&p->hooks, s);
+      uint32_t j = (uint32_t)(hash & (s->nslots - 1));
+      e->next = s->slots[j];
+      s->slots[j] = e;
+      s->count++;
+    }
+  }
+  if (rc == QP_OK && !e->ignored) {
+    if (!qp__stats_merge(&e->st, st, &p->hooks)) rc = QP_NOMEM;
+    if (rc == QP_OK && sample != NULL && (e->sample == NULL || sample_ns > e->sample_ns)) {
+      char *smp = qp__strndup(&p->hooks, sample, sample_len);
+      if (smp != NULL) {
+        qp__free(&p->hooks, e->sample);
+        e->sample = smp;
+        e->sample_ns = sample_ns;
+      }
+    }
+    if (rc == QP_OK)
+      atomic_store_explicit(&s->recorded,
+                            atomic_load_explicit(&s->recorded, memory_order_relaxed) + st->calls,
+                            memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+char *qp__profile_redact(qp_profile *p, const char *sql, size_t len) {
+  if (p == NULL || sql == NULL) return NULL;
+  return make_sample(p, sql, len);
+}
+
+const qp_hooks *qp__profile_hooks(const qp_profile *p) { return p != NULL ? &p->hooks : NULL; }
+
+bool qp__profile_ignores(qp_profile *p, const char *norm, size_t len) {
+  return p != NULL && is_ignored(p, norm, len);
+}

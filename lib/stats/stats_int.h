@@ -130,4 +130,21 @@ typedef struct qp_entry {
   qp_stats st;
 } qp_entry;
 
+/* ---- what the collector and the shim need of the profile ----------------- */
+/* Adds the statistics `st` (already aggregated: a harvested segment's gain)
+ * to the key (fp, bucket, backend, database) with normalized text `query`,
+ * as if each of its events had been recorded; `sample` (NULL: none) is an
+ * already redacted sample of the execution that took sample_ns. The ignore
+ * pattern applies. QP_NOMEM leaves the profile without it. Thread-safe. */
+qp_status qp__profile_merge(qp_profile *p, uint64_t fp, int64_t bucket, qp_backend be,
+                            const char *db, size_t db_len, const char *query, size_t query_len,
+                            const qp_stats *st, const char *sample, size_t sample_len,
+                            uint64_t sample_ns);
+/* The redacted sample of a statement (the profile's redaction rules), to be
+ * freed with qp__free(qp__profile_hooks(p), ...); NULL on out of memory. */
+char *qp__profile_redact(qp_profile *p, const char *sql, size_t len);
+const qp_hooks *qp__profile_hooks(const qp_profile *p);
+/* Whether normalized text matches the profile's ignore pattern. */
+bool qp__profile_ignores(qp_profile *p, const char *norm, size_t len);
+
 #endif

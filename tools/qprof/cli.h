@@ -26,6 +26,32 @@ int cmd_normalize(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_collect(int argc, char **argv);
+
+/* The collector both `qprof run` and `qprof collect` are (cmd_collect.c):
+ * a harvester on a run directory and the store it writes, opened at the
+ * first harvest that has something to write (a run that recorded nothing
+ * creates no store). Messages go to stderr as "qprof VERB: ...". */
+typedef struct cli_collector {
+  const char *verb;
+  const char *store_location;
+  qp_store *store;
+  qp_harvester *hv;
+  bool failed;          /* the last pass could not write (said once until a pass works) */
+  uint64_t statements;  /* written so far */
+  uint64_t dropped;     /* statements the processes could not record: segment full */
+  uint64_t refused;     /* segments refused */
+  uint64_t live;        /* writers alive at the last pass */
+} cli_collector;
+
+/* Opens the harvester on `run_dir`; returns QP_EXIT_OK or an exit code
+ * (after printing why). `ignore` is the QPROF_IGNORE pattern or NULL. */
+int cli_collector_open(cli_collector *c, const char *verb, const char *run_dir,
+                       const char *store_location, const char *ignore);
+/* One harvest: collect, open the store if needed, commit. False when the
+ * store could not be written (said on stderr; the next pass tries again). */
+bool cli_collector_pass(cli_collector *c);
+void cli_collector_close(cli_collector *c);
 
 /* Prints "qprof VERB: message" to stderr and returns QP_EXIT_USAGE with a hint
  * to run `qprof VERB --help`. Both remove every password from the message

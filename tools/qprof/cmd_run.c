@@ -1,4 +1,10 @@
-/* qprof run: runs a command with the LD_PRELOAD shim and its options in the environment. */
+/*
+ * qprof run: runs a command with the LD_PRELOAD shim and its options in the
+ * environment, and is its collector: the command's processes record into
+ * segments in a private run directory, which this process harvests into the
+ * store every flush interval and once more when the command and every
+ * process that recorded have ended (docs/shim.md).
+ */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -6,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -19,13 +27,19 @@ static void usage(FILE *f) {
   fprintf(f,
           "Usage: qprof run [options] -- CMD [ARGS...]\n\n"
           "Runs CMD with libqprof_preload.so preloaded: every query CMD (and the programs it\n"
-          "starts) sends through libpq or sqlite3 is timed and recorded in the store.\n"
-          "Exits with CMD's exit status (128+N when CMD was killed by signal N).\n\n"
+          "starts) sends through libpq or sqlite3 is timed and recorded; qprof run writes\n"
+          "the store from its own process while CMD runs and after it ends.\n"
+          "Exits with CMD's exit status (128+N when CMD was killed by signal N), whatever\n"
+          "happens to the store (a failure to write it is said on stderr). SIGINT, SIGTERM,\n"
+          "SIGHUP and SIGQUIT sent to qprof run are passed on to CMD.\n\n"
           "Options:\n"
           "  --store PATH     profile store (QPROF_STORE; default ./qprof.db)\n"
           "  --slow-ms N      log queries slower than N ms to QPROF_LOG (QPROF_SLOW_MS)\n"
           "  --sample         keep one sample statement with literals per query (QPROF_SAMPLE)\n"
-          "  --flush-ms N     flush statistics every N ms (QPROF_FLUSH_MS)\n"
+          "  --flush-ms N     write to the store every N ms (QPROF_FLUSH_MS; default 1000)\n"
+          "  --segment-mb N   size of each process's segment (QPROF_SEGMENT_MB; default 64)\n"
+          "  --wait-ms N      after CMD, wait up to N ms for processes that still record\n"
+          "                   (default 2000); the rest is left to 'qprof collect'\n"
           "  --report         print 'qprof report' for the store when CMD has finished\n"
           "  -h, --help       this text\n\n"
           "Other QPROF_* variables (QPROF_IGNORE, QPROF_RULES, QPROF_LOG, ...) pass through\n"
@@ -54,15 +68,75 @@ static bool parse_number(const char *s, bool integer) {
   return !integer || v == (double)(long long)v;
 }
 
+/* Every QPROF_* setting is checked before CMD starts: a bad one is a usage
+ * error of qprof run (exit 2), not a shim that silently records nothing. */
+static int check_settings(void) {
+  qp_config *cfg = NULL;
+  if (qp_config_new(&cfg, NULL) != QP_OK) return cli_fail("run", "out of memory");
+  if (qp_config_load_env(cfg) != QP_OK) {
+    int rc = cli_usage_error("run", "%s", qp_config_errmsg(cfg));
+    qp_config_free(cfg);
+    return rc;
+  }
+  /* The patterns, as the shim's profile will compile them. */
+  char *rules = strdup(qp_config_string(cfg, "rules")), *redact = strdup(qp_config_string(cfg, "redact"));
+  const char *rv[64], *dv[64];
+  size_t nr = 0, nd = 0;
+  for (char *t = strtok(rules, "\n"); t != NULL && nr < 64; t = strtok(NULL, "\n")) rv[nr++] = t;
+  for (char *t = strtok(redact, "\n"); t != NULL && nd < 64; t = strtok(NULL, "\n")) dv[nd++] = t;
+  qp_profile_options o = {.bucket_s = qp_config_int(cfg, "bucket_s"),
+                          .rules = rv,
+                          .nrules = nr,
+                          .ignore = qp_config_string(cfg, "ignore"),
+                          .redact = dv,
+                          .nredact = nd};
+  qp_profile *p = NULL;
+  char err[512];
+  qp_status st = qp_profile_new(&p, &o, err, sizeof err);
+  qp_profile_free(p);
+  free(rules);
+  free(redact);
+  qp_config_free(cfg);
+  if (st != QP_OK) return cli_usage_error("run", "%s", err);
+  return QP_EXIT_OK;
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct timespec ms_ts(uint64_t ms) {
+  struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+  return ts;
+}
+
+/* Removes the run directory when nothing is left in it. */
+static void remove_run_dir(const char *dir, const cli_collector *col, const char *store) {
+  if (rmdir(dir) == 0) return;
+  if (col->live > 0)
+    fprintf(stderr,
+            "qprof run: %llu processes still record into %s; 'qprof collect --run-dir %s "
+            "--store %s' writes the rest\n",
+            (unsigned long long)col->live, dir, dir, store);
+  else
+    fprintf(stderr, "qprof run: %s is left behind (%s); 'qprof collect --run-dir %s --once' "
+                    "retries\n", dir, col->refused ? "refused segments" : "not all written", dir);
+}
+
 int cmd_run(int argc, char **argv) {
   static const struct option longopts[] = {{"store", required_argument, NULL, 's'},
                                            {"slow-ms", required_argument, NULL, 'w'},
                                            {"sample", no_argument, NULL, 'S'},
                                            {"flush-ms", required_argument, NULL, 'f'},
+                                           {"segment-mb", required_argument, NULL, 'm'},
+                                           {"wait-ms", required_argument, NULL, 'W'},
                                            {"report", no_argument, NULL, 'r'},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
-  const char *store = NULL, *slow_ms = NULL, *flush_ms = NULL;
+  const char *store = NULL, *slow_ms = NULL, *flush_ms = NULL, *segment_mb = NULL;
+  long wait_ms = 2000;
   bool sample = false, report = false;
   int c;
   /* '+': stop at the first non-option, so CMD's own options are CMD's. */
@@ -80,6 +154,16 @@ int cmd_run(int argc, char **argv) {
         return cli_usage_error("run", "--flush-ms needs a whole number of milliseconds, not '%s'",
                                optarg);
       flush_ms = optarg;
+      break;
+    case 'm':
+      if (!parse_number(optarg, true))
+        return cli_usage_error("run", "--segment-mb needs a whole number of MB, not '%s'", optarg);
+      segment_mb = optarg;
+      break;
+    case 'W':
+      if (!parse_number(optarg, true) || atol(optarg) > 3600000)
+        return cli_usage_error("run", "--wait-ms needs a whole number of ms, not '%s'", optarg);
+      wait_ms = atol(optarg);
       break;
     case 'r': report = true; break;
     case 'h': usage(stdout); return QP_EXIT_OK;
@@ -100,6 +184,40 @@ int cmd_run(int argc, char **argv) {
   }
   char *abs_store = absolute_store(store);
   if (abs_store == NULL) return cli_fail("run", "out of memory");
+  if ((slow_ms != NULL && setenv("QPROF_SLOW_MS", slow_ms, 1) != 0) ||
+      (sample && setenv("QPROF_SAMPLE", "true", 1) != 0) ||
+      (flush_ms != NULL && setenv("QPROF_FLUSH_MS", flush_ms, 1) != 0) ||
+      (segment_mb != NULL && setenv("QPROF_SEGMENT_MB", segment_mb, 1) != 0) ||
+      setenv("QPROF_STORE", abs_store, 1) != 0) {
+    free(abs_store);
+    return cli_fail("run", "cannot set the environment: %s", strerror(errno));
+  }
+  int rc = check_settings();
+  if (rc != QP_EXIT_OK) {
+    free(abs_store);
+    return rc;
+  }
+  const char *fl = getenv("QPROF_FLUSH_MS");
+  long flush = fl != NULL && fl[0] != '\0' ? atol(fl) : 1000;
+  if (flush < 10) flush = 10;
+
+  /* The run directory: private to this run, removed when all is written. */
+  const char *tmpdir = getenv("TMPDIR");
+  char run_dir[4096];
+  snprintf(run_dir, sizeof run_dir, "%s/qprof-run-XXXXXX",
+           tmpdir != NULL && tmpdir[0] == '/' ? tmpdir : "/tmp");
+  if (mkdtemp(run_dir) == NULL) {
+    int err = errno;
+    free(abs_store);
+    return cli_fail("run", "cannot create a run directory %s: %s", run_dir, strerror(err));
+  }
+  cli_collector col;
+  rc = cli_collector_open(&col, "run", run_dir, abs_store, getenv("QPROF_IGNORE"));
+  if (rc != QP_EXIT_OK) {
+    rmdir(run_dir);
+    free(abs_store);
+    return rc;
+  }
 
   /* Prepend the shim to whatever is already preloaded. */
   const char *old_env = getenv("LD_PRELOAD");
@@ -109,75 +227,110 @@ int cmd_run(int argc, char **argv) {
   if (preload == NULL) {
     free(old);
     free(abs_store);
+    cli_collector_close(&col);
+    rmdir(run_dir);
     return cli_fail("run", "out of memory");
   }
   if (old != NULL && old[0] != '\0') snprintf(preload, len, "%s:%s", shim, old);
   else snprintf(preload, len, "%s", shim);
-  if (setenv("LD_PRELOAD", preload, 1) != 0 || setenv("QPROF_STORE", abs_store, 1) != 0 ||
-      (slow_ms != NULL && setenv("QPROF_SLOW_MS", slow_ms, 1) != 0) ||
-      (sample && setenv("QPROF_SAMPLE", "true", 1) != 0) ||
-      (flush_ms != NULL && setenv("QPROF_FLUSH_MS", flush_ms, 1) != 0)) {
+  if (setenv("LD_PRELOAD", preload, 1) != 0 || setenv("QPROF_RUN_DIR", run_dir, 1) != 0) {
     free(preload);
     free(old);
     free(abs_store);
+    cli_collector_close(&col);
+    rmdir(run_dir);
     return cli_fail("run", "cannot set the environment: %s", strerror(errno));
   }
   free(preload);
 
-  /* Like system(): while CMD runs, a ^C or ^\ from the terminal is CMD's to
-   * handle; qprof waits to report its status. */
-  struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
-  sigemptyset(&ign.sa_mask);
-  sigaction(SIGINT, &ign, &old_int);
-  sigaction(SIGQUIT, &ign, &old_quit);
+  /* The signals qprof run handles are blocked and taken with sigtimedwait:
+   * SIGCHLD ends the wait for CMD; SIGINT, SIGTERM, SIGHUP and SIGQUIT sent
+   * to qprof run by a process are passed on to CMD. The same signals from
+   * the terminal (^C, ^\\) reach CMD by themselves, as they reach every
+   * process of the foreground group: not passed on twice. */
+  static const int fwd[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  sigset_t set, oldmask;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++) sigaddset(&set, fwd[i]);
+  sigprocmask(SIG_BLOCK, &set, &oldmask);
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) {
     int err = errno;
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGQUIT, &old_quit, NULL);
+    sigprocmask(SIG_SETMASK, &oldmask, NULL);
     free(old);
     free(abs_store);
+    cli_collector_close(&col);
+    rmdir(run_dir);
     return cli_fail("run", "cannot fork: %s", strerror(err));
   }
   if (pid == 0) {
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGQUIT, &old_quit, NULL);
+    sigprocmask(SIG_SETMASK, &oldmask, NULL);
     execvp(cmd[0], cmd);
     int err = errno;
     fprintf(stderr, "qprof run: cannot run '%s': %s\n", cmd[0], strerror(err));
     _exit(err == ENOENT ? 127 : 126);
   }
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      int err = errno;
-      free(old);
-      free(abs_store);
-      return cli_fail("run", "waiting for '%s': %s", cmd[0], strerror(err));
+  uint64_t next = now_ms() + (uint64_t)flush;
+  for (;;) {
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) {
+      status = -1;
+      break;
     }
+    uint64_t now = now_ms();
+    if (now >= next) {
+      cli_collector_pass(&col);
+      next = now_ms() + (uint64_t)flush;
+      continue;
+    }
+    struct timespec ts = ms_ts(next - now);
+    siginfo_t si;
+    int sig = sigtimedwait(&set, &si, &ts);
+    if (sig > 0 && sig != SIGCHLD && (si.si_code == SI_USER || si.si_code == SI_QUEUE) &&
+        si.si_pid != pid)
+      kill(pid, sig);
   }
-  sigaction(SIGINT, &old_int, NULL);
-  sigaction(SIGQUIT, &old_quit, NULL);
-  int rc = WIFEXITED(status) ? WEXITSTATUS(status)
-           : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
-                                 : QP_EXIT_FAIL;
+  rc = status == -1            ? QP_EXIT_FAIL
+       : WIFEXITED(status)     ? WEXITSTATUS(status)
+       : WIFSIGNALED(status)   ? 128 + WTERMSIG(status)
+                               : QP_EXIT_FAIL;
+
+  /* The last harvest, once every process that recorded has ended (or
+   * wait_ms has passed: a daemon CMD started is harvested as far as it got). */
+  uint64_t deadline = now_ms() + (uint64_t)wait_ms;
+  for (;;) {
+    cli_collector_pass(&col);
+    if (col.live == 0 || col.failed || now_ms() >= deadline) break;
+    struct timespec ts = ms_ts(20);
+    siginfo_t si;
+    int sig = sigtimedwait(&set, &si, &ts);
+    (void)sig;
+  }
+  if (col.dropped > 0)
+    fprintf(stderr,
+            "qprof run: %llu statements were not recorded: segment full (--segment-mb, "
+            "QPROF_SEGMENT_MB)\n",
+            (unsigned long long)col.dropped);
+  cli_collector_close(&col);
+  remove_run_dir(run_dir, &col, abs_store);
+  sigprocmask(SIG_SETMASK, &oldmask, NULL);
 
   if (report) {
     /* The report runs in this process, which must not record itself. */
     unsetenv("LD_PRELOAD");
     if (old != NULL) setenv("LD_PRELOAD", old, 1);
     if (cmd_report == NULL) {
-      free(old);
-      free(abs_store);
       cli_fail("run", "--report: this qprof has no report verb");
-      return rc != 0 ? rc : QP_EXIT_FAIL;
+    } else {
+      fflush(stdout);
+      char *rargv[] = {"report", "--store", abs_store, NULL};
+      optind = 1;
+      cmd_report(3, rargv); /* its failure is said on stderr; the status is CMD's */
     }
-    fflush(stdout);
-    char *rargv[] = {"report", "--store", abs_store, NULL};
-    optind = 1;
-    int rrc = cmd_report(3, rargv);
-    if (rc == 0) rc = rrc;
   }
   free(old);
   free(abs_store);

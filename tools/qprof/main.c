@@ -8,6 +8,7 @@
 static const cli_verb verbs[] = {
     /* VERBS: keep sorted by how often people use them. */
     {"run", cmd_run, "run a command with its libpq/sqlite3 queries profiled (LD_PRELOAD)"},
+    {"collect", cmd_collect, "harvest a run directory of the shim into a store, as a daemon (services)"},
     {"report", cmd_report, "rank the recorded queries of a profile store (text, JSON, CSV or HTML)"},
     {"diff", cmd_diff, "compare two profiles per query; exit 3 on a p95 regression (CI gate)"},
     {"normalize", cmd_normalize, "fingerprint and normalized text of each statement of a SQL script"},

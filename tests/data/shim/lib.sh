@@ -16,7 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 # The store is read with the system sqlite3: never under the shim.
-unset LD_PRELOAD QPROF_STORE QPROF_LOG QPROF_IGNORE QPROF_RULES QPROF_SAMPLE QPROF_FLUSH_MS \
+unset LD_PRELOAD QPROF_RUN_DIR QPROF_SEGMENT_MB QPROF_STORE QPROF_LOG QPROF_IGNORE QPROF_RULES QPROF_SAMPLE QPROF_FLUSH_MS \
   QPROF_SLOW_MS QPROF_REDACT QPROF_BUCKET_S QPROF_PRELOAD || true
 
 fail() {
@@ -49,11 +49,25 @@ total_calls() {
   sqlite3 "$1" "SELECT coalesce(sum(calls), 0) FROM qp_summary"
 }
 
-# shim_env STORE CMD...: runs CMD with the shim preloaded, recording into STORE.
+# shim_env STORE CMD...: runs CMD under 'qprof run' (the shim preloaded,
+# qprof run collecting into STORE); CMD's output and exit status pass through.
 shim_env() {
   local store=$1
   shift
-  LD_PRELOAD="$SHIM" QPROF_STORE="$store" "$@"
+  "$QPROF" run --store "$store" -- "$@"
+}
+
+# preload_env RUN_DIR CMD...: runs CMD with only the shim preloaded, recording
+# into segments in RUN_DIR (created 0700), no collector: what the program
+# itself sees of the shim. 'collect RUN_DIR STORE' harvests it afterwards.
+preload_env() {
+  local dir=$1
+  shift
+  mkdir -p -m 0700 "$dir"
+  LD_PRELOAD="$SHIM" QPROF_RUN_DIR="$dir" "$@"
+}
+collect() { # RUN_DIR STORE
+  "$QPROF" collect --once --run-dir "$1" --store "$2"
 }
 
 pg_setup() { # NAME: loads the fixture's environment and creates database NAME_$$

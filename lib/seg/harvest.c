@@ -1,0 +1,744 @@
+/*
+ * The harvester (qprof/segment.h): reads segments written by other
+ * processes, turns their gains into statistics and hands them to a profile,
+ * which writes them to the store.
+ *
+ * A segment is read through a read-only mapping into an image: a private
+ * buffer with the segment's layout holding the header, the index and every
+ * published entry with its texts, histogram chunks and error codes, each
+ * entry copied under its seqlock. An entry that a live writer keeps busy is
+ * left as it was in the last image (its gain is taken next time). The image
+ * is then checked as a whole (check_image, also qp_segment_check), and
+ * compared entry by entry with the image of the last commit: the difference
+ * is what the segment gained. After a commit the image is saved beside the
+ * segment (`.<name>.done`) and becomes the new base.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "qprof/segment.h"
+#include "seg/seg_int.h"
+#include "stats/stats_int.h"
+
+typedef struct seg_track {
+  char *name;
+  dev_t dev;
+  ino_t ino;
+  uint8_t *base; /* image of the last commit (or NULL), base_len bytes */
+  size_t base_len;
+  uint8_t *pend; /* image collected, not yet committed */
+  size_t pend_len;
+  bool finished; /* the writer had ended when `pend` was taken */
+  bool seen;
+} seg_track;
+
+struct qp_harvester {
+  qp_hooks hooks;
+  qp_err err;
+  char *dir;
+  int dirfd;
+  char *ignore;
+  qp_profile *prof;
+  seg_track *segs;
+  size_t nsegs, cap;
+  uint64_t pending_statements;
+};
+
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (!(cond)) {                                         \
+      snprintf(why, whylen, __VA_ARGS__);                  \
+      return false;                                        \
+    }                                                      \
+  } while (0)
+
+static inline bool in(size_t off, size_t n, size_t lo, size_t hi) {
+  return off >= lo && off <= hi && n <= hi - off;
+}
+
+/* ---- checking an image ---------------------------------------------------- */
+static bool check_header(const qp_seg_header *h, size_t len, char *why, size_t whylen) {
+  CHECK(len >= QP_SEG_HEADER_SIZE, "shorter than a header (%zu bytes)", len);
+  CHECK(memcmp(h->magic, QP_SEG_MAGIC, 8) == 0, "not a qprof segment (bad magic)");
+  CHECK(h->version == QP_SEG_VERSION, "segment version %u, this qprof reads %u", h->version,
+        QP_SEG_VERSION);
+  CHECK(h->header_size == QP_SEG_HEADER_SIZE, "header size %u", h->header_size);
+  CHECK(h->size >= QP_SEG_MIN_SIZE && h->size <= QP_SEG_MAX_SIZE, "size %llu out of range",
+        (unsigned long long)h->size);
+  CHECK(h->nslots >= 1024 && (h->nslots & (h->nslots - 1)) == 0 && h->nslots <= (1u << 24),
+        "index of %u slots", h->nslots);
+  CHECK(h->slots_off == QP_SEG_HEADER_SIZE &&
+            h->arena_off == QP_SEG_HEADER_SIZE + (uint64_t)h->nslots * 4 &&
+            h->arena_off < h->size,
+        "bad layout (index at %u, arena at %u)", h->slots_off, h->arena_off);
+  return true;
+}
+
+/* The end of what an image of `h` holds: header, index and used arena. */
+static size_t image_end(const qp_seg_header *h, uint64_t used) {
+  uint64_t cap = h->size - h->arena_off;
+  if (used > cap) used = cap;
+  return (size_t)(h->arena_off + used);
+}
+
+static bool check_entry(const uint8_t *img, size_t end, const qp_seg_header *h, uint32_t off,
+                        char *why, size_t whylen) {
+  CHECK(off % 8 == 0 && in(off, sizeof(qp_seg_entry), h->arena_off, end),
+        "entry offset %u out of bounds", off);
+  const qp_seg_entry *e = (const qp_seg_entry *)(img + off);
+  CHECK(e->backend <= 1, "entry at %u: backend %u", off, e->backend);
+  CHECK(e->query_len <= QP_NORMALIZED_MAX && in(e->query_off, e->query_len, h->arena_off, end),
+        "entry at %u: query text out of bounds", off);
+  CHECK(e->db_len <= QP_SEG_DB_MAX && in(e->db_off, e->db_len, h->arena_off, end),
+        "entry at %u: database name out of bounds", off);
+  CHECK(memchr(img + e->query_off, '\0', e->query_len) == NULL &&
+            memchr(img + e->db_off, '\0', e->db_len) == NULL,
+        "entry at %u: NUL inside a text", off);
+  if (e->sample_off != 0) {
+    CHECK(e->sample_len <= QP_SEG_SAMPLE_MAX && in(e->sample_off, e->sample_len, h->arena_off, end),
+          "entry at %u: sample out of bounds", off);
+  }
+  CHECK(e->errors <= e->calls, "entry at %u: %llu errors in %llu calls", off,
+        (unsigned long long)e->errors, (unsigned long long)e->calls);
+  CHECK(e->calls == 0 || (e->min_ns <= e->max_ns && e->first_ns <= e->last_ns),
+        "entry at %u: min above max", off);
+  uint64_t total = 0;
+  for (uint32_t c = 0; c < QP_SEG_NCHUNKS; c++) {
+    uint32_t co = e->chunks[c];
+    if (co == 0) continue;
+    CHECK(co % 8 == 0 && in(co, QP_SEG_CHUNK * 8, h->arena_off, end),
+          "entry at %u: histogram chunk out of bounds", off);
+    const uint64_t *v = (const uint64_t *)(img + co);
+    for (uint32_t k = 0; k < QP_SEG_CHUNK; k++) {
+      CHECK(total + v[k] >= total, "entry at %u: histogram overflows", off);
+      total += v[k];
+    }
+  }
+  CHECK(total == e->calls, "entry at %u: histogram holds %llu of %llu calls", off,
+        (unsigned long long)total, (unsigned long long)e->calls);
+  uint64_t errs = 0;
+  unsigned n = 0;
+  for (uint32_t co = e->codes_off; co != 0; n++) {
+    CHECK(n < QP_SEG_CODES_MAX && co % 8 == 0 && in(co, sizeof(qp_seg_code), h->arena_off, end),
+          "entry at %u: error code record out of bounds", off);
+    const qp_seg_code *c = (const qp_seg_code *)(img + co);
+    CHECK(c->len > 0 && c->len < QP_SEG_CODE_MAX && errs + c->count >= errs,
+          "entry at %u: bad error code record", off);
+    errs += c->count;
+    co = c->next;
+  }
+  CHECK(errs == e->errors, "entry at %u: error codes hold %llu of %llu errors", off,
+        (unsigned long long)errs, (unsigned long long)e->errors);
+  return true;
+}
+
+/* Checks a whole image. */
+static bool check_image(const uint8_t *img, size_t len, char *why, size_t whylen) {
+  const qp_seg_header *h = (const qp_seg_header *)img;
+  if (!check_header(h, len, why, whylen)) return false;
+  CHECK(len >= h->arena_off, "shorter than its index");
+  size_t end = image_end(h, atomic_load(&((qp_seg_header *)h)->used));
+  CHECK(end <= len, "used arena beyond the end");
+  const uint32_t *slots = (const uint32_t *)(img + h->slots_off);
+  for (uint32_t i = 0; i < h->nslots; i++)
+    if (slots[i] != 0 && !check_entry(img, end, h, slots[i], why, whylen)) return false;
+  return true;
+}
+
+qp_status qp_segment_check(const void *data, size_t len, char *errbuf, size_t errlen) {
+  char why[256];
+  if (data == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "data is NULL");
+  if (len > QP_SEG_MAX_SIZE) return qp__errbuf_set(errbuf, errlen, QP_SYNTAX, "too large");
+  /* aligned copy: the checks read the image in place */
+  qp_hooks hk;
+  qp__hooks_init(&hk, NULL);
+  uint8_t *img = qp__malloc(&hk, len ? len : 1);
+  if (img == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  memcpy(img, data, len);
+  bool ok = check_image(img, len, why, sizeof why);
+  qp__free(&hk, img);
+  if (!ok) return qp__errbuf_set(errbuf, errlen, QP_SYNTAX, "%s", why);
+  return QP_OK;
+}
+
+/* ---- reading a live segment into an image --------------------------------- */
+/* Copies one entry's bytes (struct, texts, chunks, codes) from `src` to
+ * `dst`, both with the segment layout; bounds-checked against `end`. */
+static bool copy_entry(uint8_t *dst, const uint8_t *src, size_t end, const qp_seg_header *h,
+                       uint32_t off, qp_seg_entry *e) {
+  memcpy(e, src + off, sizeof *e);
+  memcpy(dst + off, e, sizeof *e);
+  if (!in(e->query_off, e->query_len, h->arena_off, end) ||
+      !in(e->db_off, e->db_len, h->arena_off, end))
+    return false;
+  memcpy(dst + e->query_off, src + e->query_off, e->query_len);
+  memcpy(dst + e->db_off, src + e->db_off, e->db_len);
+  if (e->sample_off != 0) {
+    if (e->sample_len > QP_SEG_SAMPLE_MAX || !in(e->sample_off, e->sample_len, h->arena_off, end))
+      return false;
+    memcpy(dst + e->sample_off, src + e->sample_off, e->sample_len);
+  }
+  for (uint32_t c = 0; c < QP_SEG_NCHUNKS; c++) {
+    uint32_t co = e->chunks[c];
+    if (co == 0) continue;
+    if (co % 8 != 0 || !in(co, QP_SEG_CHUNK * 8, h->arena_off, end)) return false;
+    memcpy(dst + co, src + co, QP_SEG_CHUNK * 8);
+  }
+  unsigned n = 0;
+  for (uint32_t co = e->codes_off; co != 0; n++) {
+    if (n >= QP_SEG_CODES_MAX || co % 8 != 0 || !in(co, sizeof(qp_seg_code), h->arena_off, end))
+      return false;
+    memcpy(dst + co, src + co, sizeof(qp_seg_code));
+    co = ((const qp_seg_code *)(dst + co))->next;
+  }
+  return true;
+}
+
+/* An entry a writer was updating when it died: the histogram and the error
+ * codes are each counted once per statement, so they decide. */
+static void repair(uint8_t *img, size_t end, const qp_seg_header *h, qp_seg_entry *e) {
+  uint64_t total = 0, errs = 0;
+  for (uint32_t c = 0; c < QP_SEG_NCHUNKS; c++) {
+    uint32_t co = e->chunks[c];
+    if (co == 0 || co % 8 != 0 || !in(co, QP_SEG_CHUNK * 8, h->arena_off, end)) continue;
+    for (uint32_t k = 0; k < QP_SEG_CHUNK; k++) total += ((const uint64_t *)(img + co))[k];
+  }
+  unsigned n = 0;
+  for (uint32_t co = e->codes_off; co != 0 && n < QP_SEG_CODES_MAX; n++) {
+    if (co % 8 != 0 || !in(co, sizeof(qp_seg_code), h->arena_off, end)) break;
+    errs += ((const qp_seg_code *)(img + co))->count;
+    co = ((const qp_seg_code *)(img + co))->next;
+  }
+  e->calls = total;
+  e->errors = errs <= total ? errs : total;
+}
+
+/* Reads the mapped segment `map` (map_len bytes) into a new image. `old` is
+ * the base image (or NULL), whose entries stand in for ones too busy to
+ * copy. Returns the image (caller frees) or NULL with `why` set. */
+static uint8_t *read_image(qp_harvester *hv, const uint8_t *map, size_t map_len, bool alive,
+                           const uint8_t *old, size_t old_len, size_t *out_len, char *why,
+                           size_t whylen) {
+  qp_seg_header h;
+  memcpy(&h, map, sizeof h);
+  if (!check_header(&h, map_len, why, whylen)) return NULL;
+  if (h.size != map_len) {
+    snprintf(why, whylen, "header says %llu bytes, the file has %zu", (unsigned long long)h.size,
+             map_len);
+    return NULL;
+  }
+  size_t end = image_end(&h, atomic_load(&h.used));
+  uint8_t *img = qp__calloc(&hv->hooks, 1, end);
+  if (img == NULL) {
+    snprintf(why, whylen, "out of memory");
+    return NULL;
+  }
+  memcpy(img, &h, sizeof h);
+  ((qp_seg_header *)img)->used = end - h.arena_off;
+  const _Atomic uint32_t *slots = (const _Atomic uint32_t *)(map + h.slots_off);
+  uint32_t *islots = (uint32_t *)(img + h.slots_off);
+  for (uint32_t i = 0; i < h.nslots; i++) {
+    uint32_t off = atomic_load_explicit(&slots[i], memory_order_acquire);
+    if (off == 0) continue;
+    if (off % 8 != 0 || !in(off, sizeof(qp_seg_entry), h.arena_off, end)) {
+      snprintf(why, whylen, "entry offset %u out of bounds", off);
+      qp__free(&hv->hooks, img);
+      return NULL;
+    }
+    const _Atomic uint32_t *seq = (const _Atomic uint32_t *)(map + off);
+    bool done = false;
+    for (int attempt = 0; attempt < 200 && !done; attempt++) {
+      uint32_t s1 = atomic_load_explicit(seq, memory_order_acquire);
+      if ((s1 & 1) != 0 && alive) {
+        if (attempt > 20) sched_yield();
+        continue;
+      }
+      qp_seg_entry e;
+      if (!copy_entry(img, map, end, &h, off, &e)) {
+        snprintf(why, whylen, "entry at %u: an offset out of bounds", off);
+        qp__free(&hv->hooks, img);
+        return NULL;
+      }
+      atomic_thread_fence(memory_order_acquire);
+      uint32_t s2 = atomic_load_explicit(seq, memory_order_relaxed);
+      if (s1 == s2 || !alive) done = true;
+    }
+    if (done) {
+      qp_seg_entry *e = (qp_seg_entry *)(img + off);
+      if ((e->seq & 1) != 0) repair(img, end, &h, e); /* a writer killed mid-update */
+      e->seq = 0;
+    } else if (old != NULL && in(off, sizeof(qp_seg_entry), 0, old_len) &&
+               ((const qp_seg_entry *)(old + off))->calls != 0) {
+      /* too busy to copy now: as it was at the last commit */
+      qp_seg_entry e;
+      const qp_seg_header *oh = (const qp_seg_header *)old;
+      if (!copy_entry(img, old, old_len < end ? old_len : end, oh, off, &e)) islots[i] = 0;
+      else islots[i] = off;
+      continue;
+    } else {
+      memset(img + off, 0, sizeof(qp_seg_entry));
+      continue; /* next time */
+    }
+    islots[i] = off;
+  }
+  if (!check_image(img, end, why, whylen)) {
+    qp__free(&hv->hooks, img);
+    return NULL;
+  }
+  *out_len = end;
+  return img;
+}
+
+/* ---- the gain of an image over its base ---------------------------------- */
+/* With `apply` false only checks that every entry grew from its base (so
+ * that a refused segment gives the profile nothing); with `apply` true adds
+ * the gains to the profile. */
+static bool gain(qp_harvester *hv, const uint8_t *img, size_t len, const uint8_t *old,
+                 size_t old_len, bool apply, uint64_t *statements, uint64_t *dropped, char *why,
+                 size_t whylen) {
+  QP_UNUSED(len);
+  const qp_seg_header *h = (const qp_seg_header *)img;
+  const qp_seg_header *oh = old != NULL ? (const qp_seg_header *)old : NULL;
+  uint64_t d = h->dropped, od = oh != NULL ? oh->dropped : 0;
+  CHECK(d >= od, "the dropped count went down");
+  if (apply) *dropped += d - od;
+  const uint32_t *slots = (const uint32_t *)(img + h->slots_off);
+  static const qp_seg_entry zero = {.min_ns = 0};
+  for (uint32_t i = 0; i < h->nslots; i++) {
+    uint32_t off = slots[i];
+    if (off == 0) continue;
+    const qp_seg_entry *e = (const qp_seg_entry *)(img + off);
+    const qp_seg_entry *o = &zero;
+    if (old != NULL && in(off, sizeof *e, 0, old_len)) {
+      const qp_seg_entry *c = (const qp_seg_entry *)(old + off);
+      if (c->calls != 0) {
+        CHECK(c->fingerprint == e->fingerprint && c->bucket == e->bucket &&
+                  c->backend == e->backend && c->db_len == e->db_len &&
+                  c->query_len == e->query_len,
+              "entry at %u changed its key", off);
+        o = c;
+      }
+    }
+    CHECK(e->calls >= o->calls && e->errors >= o->errors && e->rows >= o->rows &&
+              e->total_ns >= o->total_ns,
+          "entry at %u: a counter went down", off);
+    uint64_t calls = e->calls - o->calls;
+    if (calls == 0) continue;
+    if (!apply) {
+      for (uint32_t c = 0; c < QP_SEG_NCHUNKS; c++) {
+        CHECK(o->chunks[c] == 0 || o->chunks[c] == e->chunks[c], "entry at %u: chunk moved", off);
+        if (o->chunks[c] == 0) continue;
+        const uint64_t *v = (const uint64_t *)(img + e->chunks[c]);
+        const uint64_t *ov = (const uint64_t *)(old + o->chunks[c]);
+        for (uint32_t k = 0; k < QP_SEG_CHUNK; k++)
+          CHECK(v[k] >= ov[k], "entry at %u: a histogram count went down", off);
+      }
+      continue;
+    }
+    qp_stats st;
+    qp__stats_init(&st);
+    bool ok = true;
+    for (uint32_t c = 0; ok && c < QP_SEG_NCHUNKS; c++) {
+      if (e->chunks[c] == 0) continue;
+      const uint64_t *v = (const uint64_t *)(img + e->chunks[c]);
+      const uint64_t *ov = o->chunks[c] != 0 && in(o->chunks[c], QP_SEG_CHUNK * 8, 0, old_len)
+                               ? (const uint64_t *)(old + o->chunks[c])
+                               : NULL;
+      for (uint32_t k = 0; ok && k < QP_SEG_CHUNK; k++) {
+        uint64_t was = ov != NULL ? ov[k] : 0;
+        if (v[k] > was)
+          ok = qp__hist_add_index(&st.hist, &hv->hooks, (int32_t)(c * QP_SEG_CHUNK + k), v[k] - was);
+      }
+    }
+    for (uint32_t co = e->codes_off; ok && co != 0;) {
+      const qp_seg_code *c = (const qp_seg_code *)(img + co);
+      uint64_t was = 0;
+      for (uint32_t oo = o->codes_off; oo != 0 && in(oo, sizeof *c, 0, old_len);) {
+        const qp_seg_code *x = (const qp_seg_code *)(old + oo);
+        if (x->len == c->len && memcmp(x->code, c->code, c->len) == 0) was = x->count;
+        oo = x->next;
+      }
+      if (c->count > was) {
+        char code[QP_SEG_CODE_MAX];
+        memcpy(code, c->code, c->len);
+        code[c->len] = '\0';
+        ok = qp__codes_add(&st.codes, &hv->hooks, code, c->count - was);
+      }
+      co = c->next;
+    }
+    if (!ok) {
+      qp__stats_free(&st, &hv->hooks);
+      CHECK(false, "out of memory");
+    }
+    st.calls = calls;
+    st.errors = e->errors - o->errors;
+    st.rows = e->rows - o->rows;
+    st.total_ns = e->total_ns - o->total_ns;
+    /* min, max, first and last of the whole entry: the store's row of this
+     * key already holds the earlier gains, so min(min) is exact. */
+    st.min_ns = e->min_ns;
+    st.max_ns = e->max_ns;
+    st.first_ns = e->first_ns;
+    st.last_ns = e->last_ns;
+    qp__stats_set_mean(&st);
+    unsigned __int128 s2 = (((unsigned __int128)e->sq_hi << 64) | e->sq_lo) -
+                           (((unsigned __int128)o->sq_hi << 64) | o->sq_lo);
+    unsigned __int128 s1 = st.total_ns, n2;
+    double m2;
+    if (!__builtin_mul_overflow(s2, (unsigned __int128)calls, &n2) && n2 >= s1 * s1)
+      m2 = (double)((long double)(n2 - s1 * s1) / (long double)calls);
+    else
+      m2 = (double)((long double)s2 - (long double)s1 * (long double)s1 / (long double)calls);
+    st.m2 = m2 > 0 ? m2 : 0;
+    const char *sample = NULL;
+    if (e->sample_off != 0 && e->sample_off != o->sample_off) sample = (const char *)img + e->sample_off;
+    qp_status rc = qp__profile_merge(hv->prof, e->fingerprint, e->bucket, (qp_backend)e->backend,
+                                     (const char *)img + e->db_off, e->db_len,
+                                     (const char *)img + e->query_off, e->query_len, &st, sample,
+                                     sample != NULL ? e->sample_len : 0, e->sample_ns);
+    qp__stats_free(&st, &hv->hooks);
+    CHECK(rc == QP_OK, "out of memory");
+    *statements += calls;
+  }
+  return true;
+}
+
+/* ---- the run directory ------------------------------------------------------ */
+static void track_clear(qp_harvester *hv, seg_track *t) {
+  qp__free(&hv->hooks, t->name);
+  qp__free(&hv->hooks, t->base);
+  qp__free(&hv->hooks, t->pend);
+  memset(t, 0, sizeof *t);
+}
+
+static qp_status new_profile(qp_harvester *hv, char *errbuf, size_t errlen) {
+  qp_profile_free(hv->prof);
+  hv->prof = NULL;
+  qp_profile_options o = {.hooks = &hv->hooks, .ignore = hv->ignore};
+  return qp_profile_new(&hv->prof, &o, errbuf, errlen);
+}
+
+qp_status qp_harvester_new(qp_harvester **out, const char *run_dir, const char *ignore,
+                           const qp_hooks *hooks, char *errbuf, size_t errlen) {
+  if (out == NULL || run_dir == NULL)
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID, "out or run_dir is NULL");
+  *out = NULL;
+  qp_hooks hk;
+  qp__hooks_init(&hk, hooks);
+  int fd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return qp__errbuf_set(errbuf, errlen, QP_IO, "run directory %s: %s", run_dir, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    close(fd);
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID,
+                          "run directory %s must be owned by uid %u with mode 0700", run_dir,
+                          (unsigned)geteuid());
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    close(fd);
+    if (err == EWOULDBLOCK)
+      return qp__errbuf_set(errbuf, errlen, QP_BUSY, "another collector is harvesting %s", run_dir);
+    return qp__errbuf_set(errbuf, errlen, QP_IO, "locking %s: %s", run_dir, strerror(err));
+  }
+  qp_harvester *hv = qp__calloc(&hk, 1, sizeof *hv);
+  if (hv == NULL) {
+    close(fd);
+    return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  }
+  hv->hooks = hk;
+  hv->dirfd = fd;
+  hv->dir = qp__strdup(&hk, run_dir);
+  hv->ignore = qp__strdup(&hk, ignore != NULL ? ignore : "");
+  qp_status rc = hv->dir != NULL && hv->ignore != NULL
+                     ? new_profile(hv, errbuf, errlen)
+                     : qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  if (rc != QP_OK) {
+    qp_harvester_free(hv);
+    return rc;
+  }
+  *out = hv;
+  return QP_OK;
+}
+
+void qp_harvester_free(qp_harvester *hv) {
+  if (hv == NULL) return;
+  qp_hooks hk = hv->hooks;
+  for (size_t i = 0; i < hv->nsegs; i++) track_clear(hv, &hv->segs[i]);
+  qp__free(&hk, hv->segs);
+  qp_profile_free(hv->prof);
+  if (hv->dirfd >= 0) close(hv->dirfd);
+  qp__free(&hk, hv->dir);
+  qp__free(&hk, hv->ignore);
+  qp__free(&hk, hv);
+}
+
+const char *qp_harvester_errmsg(const qp_harvester *hv) {
+  return hv != NULL ? hv->err.msg : "harvester is NULL";
+}
+
+/* Whether the process that writes the segment open as `fd` (header pid
+ * `pid`) is still running: it holds a lock on the first byte while it lives;
+ * a process that closed that descriptor (daemons close everything) is
+ * still found by its pid. */
+static bool writer_alive(int fd, int32_t pid) {
+  struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+  if (fcntl(fd, F_GETLK, &lk) == 0 && lk.l_type != F_UNLCK) return true;
+  if (pid <= 0) return false;
+  return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+static void refuse(qp_harvester *hv, const char *name, const char *why, qp_harvest_stats *stats) {
+  qp__log(&hv->hooks, QP_LOG_ERROR, "refused segment %s/%s: %s", hv->dir, name, why);
+  char to[512];
+  snprintf(to, sizeof to, "%s.refused", name);
+  renameat(hv->dirfd, name, hv->dirfd, to);
+  stats->refused++;
+}
+
+static seg_track *track_of(qp_harvester *hv, const char *name, const struct stat *st) {
+  for (size_t i = 0; i < hv->nsegs; i++) {
+    seg_track *t = &hv->segs[i];
+    if (strcmp(t->name, name) == 0) {
+      if (t->dev == st->st_dev && t->ino == st->st_ino) return t;
+      track_clear(hv, t); /* a new file under an old name */
+      t->name = qp__strdup(&hv->hooks, name);
+      t->dev = st->st_dev;
+      t->ino = st->st_ino;
+      return t->name != NULL ? t : NULL;
+    }
+  }
+  if (hv->nsegs == hv->cap) {
+    size_t cap = hv->cap ? hv->cap * 2 : 16;
+    seg_track *v = qp__realloc(&hv->hooks, hv->segs, cap * sizeof *v);
+    if (v == NULL) return NULL;
+    hv->segs = v;
+    hv->cap = cap;
+  }
+  seg_track *t = &hv->segs[hv->nsegs];
+  memset(t, 0, sizeof *t);
+  t->name = qp__strdup(&hv->hooks, name);
+  if (t->name == NULL) return NULL;
+  t->dev = st->st_dev;
+  t->ino = st->st_ino;
+  hv->nsegs++;
+  /* The base a previous harvester left: trusted no more than the segment. */
+  char done[512];
+  snprintf(done, sizeof done, ".%s.done", name);
+  int fd = openat(hv->dirfd, done, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) {
+    struct stat ds;
+    char why[256];
+    if (fstat(fd, &ds) == 0 && S_ISREG(ds.st_mode) && ds.st_uid == geteuid() &&
+        ds.st_size >= QP_SEG_HEADER_SIZE && (uint64_t)ds.st_size <= QP_SEG_MAX_SIZE) {
+      uint8_t *b = qp__malloc(&hv->hooks, (size_t)ds.st_size);
+      if (b != NULL && pread(fd, b, (size_t)ds.st_size, 0) == ds.st_size &&
+          check_image(b, (size_t)ds.st_size, why, sizeof why)) {
+        t->base = b;
+        t->base_len = (size_t)ds.st_size;
+      } else {
+        qp__free(&hv->hooks, b);
+        qp__log(&hv->hooks, QP_LOG_WARN, "ignored %s/%s: not a harvest record", hv->dir, done);
+      }
+    }
+    close(fd);
+  }
+  return t;
+}
+
+static bool is_segment_name(const char *n) {
+  size_t len = strlen(n), sl = strlen(QP_SEG_SUFFIX);
+  return n[0] != '.' && len > sl && strcmp(n + len - sl, QP_SEG_SUFFIX) == 0 && len < 400;
+}
+
+static void harvest_one(qp_harvester *hv, const char *name, qp_harvest_stats *stats) {
+  int fd = openat(hv->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno != ENOENT) refuse(hv, name, strerror(errno), stats);
+    return;
+  }
+  struct stat st;
+  char why[256];
+  if (fstat(fd, &st) != 0) {
+    refuse(hv, name, strerror(errno), stats);
+  } else if (!S_ISREG(st.st_mode)) {
+    refuse(hv, name, "not a regular file", stats);
+  } else if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    snprintf(why, sizeof why, "owned by uid %u mode %04o; only uid %u, mode 0600 is read",
+             (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), (unsigned)geteuid());
+    refuse(hv, name, why, stats);
+  } else if (st.st_size < (off_t)QP_SEG_HEADER_SIZE || (uint64_t)st.st_size > QP_SEG_MAX_SIZE) {
+    snprintf(why, sizeof why, "size %lld out of range", (long long)st.st_size);
+    refuse(hv, name, why, stats);
+  } else {
+    seg_track *t = track_of(hv, name, &st);
+    if (t == NULL) {
+      close(fd);
+      return;
+    }
+    t->seen = true;
+    int32_t pid = 0;
+    if (pread(fd, &pid, sizeof pid, offsetof(qp_seg_header, pid)) != sizeof pid) pid = 0;
+    bool alive = writer_alive(fd, pid);
+    char magic[8] = {0};
+    if (pread(fd, magic, sizeof magic, 0) != sizeof magic ||
+        memcmp(magic, "\0\0\0\0\0\0\0\0", 8) == 0) {
+      /* The writer has not finished creating it (the magic is written
+       * last, before anything is recorded): not yet, or never, if it died. */
+      if (!alive) unlinkat(hv->dirfd, name, 0);
+      close(fd);
+      return;
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+      refuse(hv, name, strerror(errno), stats);
+      close(fd);
+      return;
+    }
+    size_t len = 0;
+    uint8_t *img = read_image(hv, map, (size_t)st.st_size, alive, t->base, t->base_len, &len, why,
+                              sizeof why);
+    munmap(map, (size_t)st.st_size);
+    uint64_t n = 0, dropped = 0;
+    if (img != NULL &&
+        (!gain(hv, img, len, t->base, t->base_len, false, &n, &dropped, why, sizeof why) ||
+         !gain(hv, img, len, t->base, t->base_len, true, &n, &dropped, why, sizeof why))) {
+      qp__free(&hv->hooks, img);
+      img = NULL;
+    }
+    if (img == NULL) {
+      refuse(hv, name, why, stats);
+      track_clear(hv, t);
+      t->name = qp__strdup(&hv->hooks, "");
+    } else {
+      qp__free(&hv->hooks, t->pend);
+      t->pend = img;
+      t->pend_len = len;
+      t->finished = !alive;
+      stats->segments++;
+      stats->live += alive;
+      stats->statements += n;
+      stats->dropped += dropped;
+    }
+  }
+  close(fd);
+}
+
+qp_status qp_harvester_collect(qp_harvester *hv, qp_harvest_stats *stats) {
+  qp_harvest_stats local;
+  if (stats == NULL) stats = &local;
+  memset(stats, 0, sizeof *stats);
+  if (hv == NULL) return QP_INVALID;
+  qp__err_clear(&hv->err);
+  /* Collecting again before a commit starts over from the bases. */
+  for (size_t i = 0; i < hv->nsegs; i++) {
+    qp__free(&hv->hooks, hv->segs[i].pend);
+    hv->segs[i].pend = NULL;
+    hv->segs[i].seen = false;
+  }
+  char errbuf[QP_ERRMSG_MAX];
+  qp_status rc = new_profile(hv, errbuf, sizeof errbuf);
+  if (rc != QP_OK) return qp__err_set(&hv->err, rc, "%s", errbuf);
+  int dfd = dup(hv->dirfd);
+  DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+  if (d == NULL) {
+    if (dfd >= 0) close(dfd);
+    return qp__err_set(&hv->err, QP_IO, "reading %s: %s", hv->dir, strerror(errno));
+  }
+  rewinddir(d);
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL)
+    if (is_segment_name(de->d_name)) harvest_one(hv, de->d_name, stats);
+  closedir(d);
+  /* forget segments that are gone, or were refused */
+  for (size_t i = 0; i < hv->nsegs;) {
+    if (!hv->segs[i].seen || hv->segs[i].name == NULL || hv->segs[i].name[0] == '\0') {
+      track_clear(hv, &hv->segs[i]);
+      hv->segs[i] = hv->segs[--hv->nsegs];
+    } else {
+      i++;
+    }
+  }
+  hv->pending_statements = stats->statements;
+  return QP_OK;
+}
+
+/* Saves `t`'s pending image as its new base beside the segment. */
+static bool save_base(qp_harvester *hv, seg_track *t) {
+  char tmp[512], done[512];
+  snprintf(tmp, sizeof tmp, ".%s.tmp", t->name);
+  snprintf(done, sizeof done, ".%s.done", t->name);
+  int fd = openat(hv->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  size_t off = 0;
+  while (off < t->pend_len) {
+    ssize_t w = write(fd, t->pend + off, t->pend_len - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    off += (size_t)w;
+  }
+  bool ok = off == t->pend_len;
+  if (close(fd) != 0) ok = false;
+  if (ok && renameat(hv->dirfd, tmp, hv->dirfd, done) != 0) ok = false;
+  if (!ok) unlinkat(hv->dirfd, tmp, 0);
+  return ok;
+}
+
+qp_status qp_harvester_commit(qp_harvester *hv, qp_store *store) {
+  if (hv == NULL) return QP_INVALID;
+  qp__err_clear(&hv->err);
+  if (hv->pending_statements > 0) {
+    if (store == NULL) return qp__err_set(&hv->err, QP_INVALID, "statements to write and no store");
+    qp_status rc = qp_profile_flush(hv->prof, store);
+    if (rc != QP_OK) {
+      for (size_t i = 0; i < hv->nsegs; i++) {
+        qp__free(&hv->hooks, hv->segs[i].pend);
+        hv->segs[i].pend = NULL;
+      }
+      char errbuf[QP_ERRMSG_MAX];
+      new_profile(hv, errbuf, sizeof errbuf);
+      hv->pending_statements = 0;
+      return qp__err_set(&hv->err, rc, "writing the store: %s", qp_store_errmsg(store));
+    }
+  }
+  hv->pending_statements = 0;
+  qp_status rc = QP_OK;
+  for (size_t i = 0; i < hv->nsegs;) {
+    seg_track *t = &hv->segs[i];
+    if (t->pend == NULL) {
+      i++;
+      continue;
+    }
+    char done[512];
+    snprintf(done, sizeof done, ".%s.done", t->name);
+    if (t->finished) {
+      unlinkat(hv->dirfd, t->name, 0);
+      unlinkat(hv->dirfd, done, 0);
+      track_clear(hv, t);
+      hv->segs[i] = hv->segs[--hv->nsegs];
+      continue;
+    }
+    bool changed = t->base == NULL || t->base_len != t->pend_len ||
+                   memcmp(t->base, t->pend, t->pend_len) != 0;
+    if (changed && !save_base(hv, t))
+      rc = qp__err_set(&hv->err, QP_IO, "saving the harvest record of %s/%s: %s", hv->dir,
+                       t->name, strerror(errno));
+    qp__free(&hv->hooks, t->base);
+    t->base = t->pend;
+    t->base_len = t->pend_len;
+    t->pend = NULL;
+    i++;
+  }
+  return rc;
+}

@@ -1,0 +1,146 @@
+/*
+ * The segment: one recording process's statistics in a file it maps
+ * MAP_SHARED (docs/shim.md, "Segments"). The shim writes it (seg_write.c);
+ * the collector reads it (harvest.c, public API in qprof/segment.h) and
+ * trusts nothing in it.
+ *
+ * Layout, all offsets in bytes from the start of the file, little-endian
+ * (the native order of the one machine both sides run on):
+ *
+ *   [0, 4096)                 qp_seg_header
+ *   [slots_off, arena_off)    nslots uint32 offsets of entries (0: empty),
+ *                             an open-addressing index, linear probing
+ *   [arena_off, size)         the arena, bump-allocated: entries, their
+ *                             texts, histogram chunks, error-code records
+ *
+ * Everything the writer allocates is in zeroed file pages (a new sparse
+ * file), so what it does not write reads as 0. An entry is filled, then
+ * published by a release CAS of its offset into an index slot; its key
+ * (fingerprint, bucket, backend, database, text) never changes after that.
+ * Its counters only grow. They are updated under `seq`, a per-entry lock
+ * taken only by threads of the writing process: odd while an update is in
+ * progress (a seqlock for the reader, which never writes the segment).
+ */
+#ifndef QPROF_SEG_INT_H
+#define QPROF_SEG_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "qprof/profile.h"
+
+#define QP_SEG_MAGIC "QPROFSG\x01"
+#define QP_SEG_VERSION 1u
+#define QP_SEG_HEADER_SIZE 4096u
+#define QP_SEG_MIN_SIZE (64u * 1024u)
+#define QP_SEG_MAX_SIZE (4095ull * 1024u * 1024u)
+/* Histogram indexes per chunk; chunks cover 0..QP_HIST_MAX_INDEX. */
+#define QP_SEG_CHUNK 32u
+#define QP_SEG_NCHUNKS 38u /* 38 * 32 = 1216 > QP_HIST_MAX_INDEX */
+#define QP_SEG_CODE_MAX 40u
+#define QP_SEG_DB_MAX 4096u
+#define QP_SEG_SAMPLE_MAX 65536u
+#define QP_SEG_CODES_MAX 64u /* error-code records per entry */
+#define QP_SEG_SUFFIX ".qpseg"
+
+typedef struct qp_seg_header {
+  char magic[8];
+  uint32_t version;
+  uint32_t header_size;
+  uint64_t size;   /* of the whole file */
+  uint32_t uid;    /* of the writer */
+  int32_t pid;     /* of the writer */
+  int64_t created_ns; /* wall clock */
+  uint32_t nslots; /* power of two */
+  uint32_t slots_off;
+  uint32_t arena_off;
+  uint32_t reserved0;
+  _Atomic uint64_t used;    /* arena bytes allocated */
+  _Atomic uint64_t dropped; /* statements not recorded: the segment was full */
+  _Atomic uint64_t entries; /* entries published */
+} qp_seg_header;
+
+typedef struct qp_seg_entry {
+  _Atomic uint32_t seq;
+  uint16_t backend;
+  uint16_t reserved0;
+  uint64_t fingerprint;
+  int64_t bucket; /* start, seconds since the epoch */
+  uint32_t query_off, query_len;
+  uint32_t db_off, db_len;
+  uint32_t codes_off; /* first qp_seg_code, or 0 */
+  uint32_t sample_off, sample_len;
+  uint32_t reserved1;
+  uint64_t sample_ns;
+  uint64_t calls, errors;
+  int64_t rows;
+  uint64_t total_ns, min_ns, max_ns;
+  int64_t first_ns, last_ns;
+  uint64_t sq_lo, sq_hi; /* sum of duration_ns^2, 128 bits */
+  uint32_t chunks[QP_SEG_NCHUNKS]; /* offsets of uint64_t[QP_SEG_CHUNK], or 0 */
+} qp_seg_entry;
+
+typedef struct qp_seg_code {
+  uint32_t next; /* offset of the next record, or 0 */
+  uint32_t len;
+  uint64_t count;
+  char code[QP_SEG_CODE_MAX];
+} qp_seg_code;
+
+/* ---- writer (the shim) ---------------------------------------------------- */
+typedef struct qp_seg {
+  void *base;
+  size_t size;
+  int fd;
+  int64_t bucket_s;
+} qp_seg;
+
+/* Creates `path` (O_EXCL, 0600) of `size` bytes (rounded to pages, clamped
+ * to QP_SEG_MIN_SIZE..QP_SEG_MAX_SIZE), maps it MAP_SHARED, writes the
+ * header and takes a POSIX write lock on its first byte, which tells the
+ * collector this process is alive (released by the kernel when it ends, and
+ * not inherited by fork()). On error returns false with errno set and
+ * nothing left behind. */
+bool qp__seg_create(qp_seg *seg, const char *path, size_t size, int64_t bucket_s);
+
+/* One statement. `norm` is the profile-normalized text (qp_profile_normalize);
+ * `db` the database; `error` NULL or a code. Returns its entry, or NULL when
+ * the segment is full (counted in the header as dropped). No allocation, no
+ * system call; thread-safe among the writer's threads; not reentrant (a
+ * signal handler must not record while its thread is inside). */
+qp_seg_entry *qp__seg_record(qp_seg *seg, qp_backend backend, uint64_t fingerprint,
+                             const char *norm, size_t norm_len, const char *db, size_t db_len,
+                             uint64_t duration_ns, int64_t rows, const char *error,
+                             int64_t wall_ns);
+
+/* True when an execution of `duration_ns` would replace the sample of `e`
+ * (it has none, or a faster one). */
+bool qp__seg_wants_sample(const qp_seg_entry *e, uint64_t duration_ns);
+/* Stores an already redacted sample for `e` (copied into the arena; the
+ * older one's space is not reused). Best effort: nothing when full. */
+void qp__seg_sample(qp_seg *seg, qp_seg_entry *e, const char *sample, size_t len,
+                    uint64_t duration_ns);
+
+/* The time bucket (seconds) of a wall-clock time. */
+static inline int64_t qp__seg_bucket(int64_t bucket_s, int64_t wall_ns) {
+  int64_t s = wall_ns / 1000000000;
+  if (wall_ns < 0 && wall_ns % 1000000000 != 0) s--;
+  int64_t q = s / bucket_s;
+  if (s < 0 && s % bucket_s != 0) q--;
+  return q * bucket_s;
+}
+
+/* The wall clock at tick resolution (1-4 ms): enough for a time bucket. */
+int64_t qp__seg_wall_ns(void);
+
+static inline uint64_t qp__seg_hash(uint64_t fp, int64_t bucket, unsigned backend) {
+  uint64_t h = fp ^ ((uint64_t)backend << 61);
+  h ^= (uint64_t)bucket * 0x9e3779b97f4a7c15ull;
+  h ^= h >> 32;
+  return h * 0xd6e8feb86659fd93ull;
+}
+
+#endif

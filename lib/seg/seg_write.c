@@ -1,0 +1,276 @@
+/*
+ * The writing side of a segment (seg_int.h): creating it, and recording a
+ * statement into it with no allocation, no system call and no lock shared
+ * with another process.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "seg/seg_int.h"
+#include "stats/stats_int.h"
+
+int64_t qp__seg_wall_ns(void) {
+#ifdef CLOCK_REALTIME_COARSE
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0)
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#endif
+  return qp__wall_ns();
+}
+
+bool qp__seg_create(qp_seg *seg, const char *path, size_t size, int64_t bucket_s) {
+  memset(seg, 0, sizeof *seg);
+  seg->fd = -1;
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) page = 4096;
+  if (size < QP_SEG_MIN_SIZE) size = QP_SEG_MIN_SIZE;
+  if (size > QP_SEG_MAX_SIZE) size = QP_SEG_MAX_SIZE;
+  size = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
+  /* One index slot per 256 bytes of segment: an entry with its text and one
+   * histogram chunk takes about 600, so the index is at most ~45% full. */
+  uint32_t nslots = 1024;
+  while ((size_t)nslots * 256 < size && nslots < (1u << 24)) nslots *= 2;
+  size_t arena_off = QP_SEG_HEADER_SIZE + (size_t)nslots * 4;
+  if (arena_off + 4096 > size) {
+    errno = EINVAL;
+    return false;
+  }
+  /* Made complete under a hidden name, then renamed into place: the
+   * collector never sees a segment without its header and lock. */
+  char tmp[4300];
+  const char *slash = strrchr(path, '/');
+  size_t dlen = slash != NULL ? (size_t)(slash - path + 1) : 0;
+  if (snprintf(tmp, sizeof tmp, "%.*s.%s.new", (int)dlen, path, path + dlen) >= (int)sizeof tmp) {
+    errno = ENAMETOOLONG;
+    return false;
+  }
+  if (access(path, F_OK) == 0) {
+    errno = EEXIST;
+    return false;
+  }
+  int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return false;
+  int err = 0;
+  if (ftruncate(fd, (off_t)size) != 0) err = errno;
+  struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+  if (err == 0 && fcntl(fd, F_SETLK, &lk) != 0) err = errno;
+  void *base = MAP_FAILED;
+  if (err == 0) {
+    base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) err = errno;
+  }
+  if (err != 0) {
+    unlink(tmp);
+    close(fd);
+    errno = err;
+    return false;
+  }
+  qp_seg_header *h = base;
+  h->version = QP_SEG_VERSION;
+  h->header_size = QP_SEG_HEADER_SIZE;
+  h->size = size;
+  h->uid = (uint32_t)geteuid();
+  h->pid = (int32_t)getpid();
+  h->created_ns = qp__wall_ns();
+  h->nslots = nslots;
+  h->slots_off = QP_SEG_HEADER_SIZE;
+  h->arena_off = (uint32_t)arena_off;
+  /* The magic last: a reader that sees it sees the rest of the header. */
+  atomic_thread_fence(memory_order_release);
+  memcpy(h->magic, QP_SEG_MAGIC, 8);
+  /* link() fails if the name exists (no rename over another's segment) */
+  if (link(tmp, path) != 0) {
+    err = errno;
+    munmap(base, size);
+    unlink(tmp);
+    close(fd);
+    errno = err;
+    return false;
+  }
+  unlink(tmp);
+  seg->base = base;
+  seg->size = size;
+  seg->fd = fd;
+  seg->bucket_s = bucket_s > 0 ? bucket_s : 60;
+  return true;
+}
+
+/* `n` bytes (rounded to 8) of zeroed arena; its offset, or 0 when full. */
+static uint32_t arena_alloc(qp_seg *seg, size_t n) {
+  qp_seg_header *h = seg->base;
+  n = (n + 7) & ~(size_t)7;
+  uint64_t cap = seg->size - h->arena_off;
+  uint64_t used = atomic_load_explicit(&h->used, memory_order_relaxed);
+  do {
+    if (used + n > cap) return 0;
+  } while (!atomic_compare_exchange_weak_explicit(&h->used, &used, used + n, memory_order_relaxed,
+                                                  memory_order_relaxed));
+  return (uint32_t)(h->arena_off + used);
+}
+
+static inline void *at(qp_seg *seg, uint32_t off) { return (char *)seg->base + off; }
+
+static inline bool key_is(qp_seg *seg, const qp_seg_entry *e, uint64_t fp, int64_t bucket,
+                          unsigned be, const char *db, size_t db_len) {
+  return e->fingerprint == fp && e->bucket == bucket && e->backend == be && e->db_len == db_len &&
+         memcmp(at(seg, e->db_off), db, db_len) == 0;
+}
+
+/* The entry of a key, created when new; NULL when the segment is full. */
+static qp_seg_entry *find(qp_seg *seg, unsigned be, uint64_t fp, int64_t bucket, const char *norm,
+                          size_t norm_len, const char *db, size_t db_len) {
+  qp_seg_header *h = seg->base;
+  _Atomic uint32_t *slots = (_Atomic uint32_t *)at(seg, h->slots_off);
+  uint32_t mask = h->nslots - 1;
+  uint32_t i = (uint32_t)qp__seg_hash(fp, bucket, be) & mask;
+  uint32_t mine = 0;
+  for (uint32_t probes = 0; probes <= mask; probes++, i = (i + 1) & mask) {
+    uint32_t off = atomic_load_explicit(&slots[i], memory_order_acquire);
+    if (off == 0) {
+      if (mine == 0) {
+        if (norm_len > QP_NORMALIZED_MAX) norm_len = QP_NORMALIZED_MAX;
+        if (db_len > QP_SEG_DB_MAX) return NULL;
+        mine = arena_alloc(seg, sizeof(qp_seg_entry) + norm_len + 1 + db_len + 1);
+        if (mine == 0) return NULL;
+        qp_seg_entry *e = at(seg, mine);
+        char *text = (char *)(e + 1);
+        memcpy(text, norm, norm_len);
+        memcpy(text + norm_len + 1, db, db_len);
+        e->backend = (uint16_t)be;
+        e->fingerprint = fp;
+        e->bucket = bucket;
+        e->query_off = mine + (uint32_t)sizeof *e;
+        e->query_len = (uint32_t)norm_len;
+        e->db_off = e->query_off + (uint32_t)norm_len + 1;
+        e->db_len = (uint32_t)db_len;
+        e->min_ns = UINT64_MAX;
+        e->first_ns = INT64_MAX;
+        e->last_ns = INT64_MIN;
+      }
+      uint32_t expect = 0;
+      if (atomic_compare_exchange_strong_explicit(&slots[i], &expect, mine, memory_order_release,
+                                                  memory_order_acquire)) {
+        atomic_fetch_add_explicit(&h->entries, 1, memory_order_relaxed);
+        return at(seg, mine);
+      }
+      off = expect; /* another thread published here first */
+    }
+    qp_seg_entry *e = at(seg, off);
+    if (key_is(seg, e, fp, bucket, be, db, db_len)) return e; /* `mine`, if any, stays unused */
+  }
+  return NULL;
+}
+
+static inline void lock(qp_seg_entry *e) {
+  for (;;) {
+    uint32_t s = atomic_load_explicit(&e->seq, memory_order_relaxed);
+    if ((s & 1) == 0 && atomic_compare_exchange_weak_explicit(&e->seq, &s, s + 1,
+                                                              memory_order_acquire,
+                                                              memory_order_relaxed))
+      return;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+static inline void unlock(qp_seg_entry *e) {
+  atomic_store_explicit(&e->seq, atomic_load_explicit(&e->seq, memory_order_relaxed) + 1,
+                        memory_order_release);
+}
+
+static bool add_code(qp_seg *seg, qp_seg_entry *e, const char *error) {
+  size_t len = strnlen(error, QP_SEG_CODE_MAX - 1);
+  uint32_t *link = &e->codes_off;
+  unsigned n = 0;
+  while (*link != 0) {
+    qp_seg_code *c = at(seg, *link);
+    if (c->len == len && memcmp(c->code, error, len) == 0) {
+      c->count++;
+      return true;
+    }
+    link = &c->next;
+    n++;
+  }
+  if (n >= QP_SEG_CODES_MAX) return false;
+  uint32_t off = arena_alloc(seg, sizeof(qp_seg_code));
+  if (off == 0) return false;
+  qp_seg_code *c = at(seg, off);
+  memcpy(c->code, error, len);
+  c->len = (uint32_t)len;
+  c->count = 1;
+  *link = off;
+  return true;
+}
+
+qp_seg_entry *qp__seg_record(qp_seg *seg, qp_backend backend, uint64_t fingerprint,
+                             const char *norm, size_t norm_len, const char *db, size_t db_len,
+                             uint64_t duration_ns, int64_t rows, const char *error,
+                             int64_t wall_ns) {
+  qp_seg_header *h = seg->base;
+  int64_t bucket = qp__seg_bucket(seg->bucket_s, wall_ns);
+  qp_seg_entry *e = find(seg, (unsigned)backend, fingerprint, bucket, norm, norm_len, db, db_len);
+  if (QP_UNLIKELY(e == NULL)) goto full;
+  int32_t idx = qp__hist_index(duration_ns);
+  if (idx < 0) idx = 0;
+  if (idx > QP_HIST_MAX_INDEX) idx = QP_HIST_MAX_INDEX;
+  uint32_t ci = (uint32_t)idx / QP_SEG_CHUNK;
+  lock(e);
+  if (QP_UNLIKELY(e->chunks[ci] == 0)) {
+    uint32_t off = arena_alloc(seg, QP_SEG_CHUNK * sizeof(uint64_t));
+    if (off == 0) {
+      unlock(e);
+      goto full;
+    }
+    e->chunks[ci] = off;
+  }
+  if (QP_UNLIKELY(error != NULL)) {
+    if (!add_code(seg, e, error)) {
+      unlock(e);
+      goto full;
+    }
+    e->errors++;
+  }
+  ((uint64_t *)at(seg, e->chunks[ci]))[(uint32_t)idx % QP_SEG_CHUNK]++;
+  e->calls++;
+  if (rows > 0) e->rows += rows;
+  e->total_ns += duration_ns;
+  if (duration_ns < e->min_ns) e->min_ns = duration_ns;
+  if (duration_ns > e->max_ns) e->max_ns = duration_ns;
+  if (wall_ns < e->first_ns) e->first_ns = wall_ns;
+  if (wall_ns > e->last_ns) e->last_ns = wall_ns;
+  unsigned __int128 sq = ((unsigned __int128)e->sq_hi << 64) | e->sq_lo;
+  sq += (unsigned __int128)duration_ns * duration_ns;
+  e->sq_lo = (uint64_t)sq;
+  e->sq_hi = (uint64_t)(sq >> 64);
+  unlock(e);
+  return e;
+full:
+  atomic_fetch_add_explicit(&h->dropped, 1, memory_order_relaxed);
+  return NULL;
+}
+
+bool qp__seg_wants_sample(const qp_seg_entry *e, uint64_t duration_ns) {
+  return e->sample_off == 0 || duration_ns > e->sample_ns;
+}
+
+void qp__seg_sample(qp_seg *seg, qp_seg_entry *e, const char *sample, size_t len,
+                    uint64_t duration_ns) {
+  if (len > QP_SEG_SAMPLE_MAX) len = QP_SEG_SAMPLE_MAX;
+  uint32_t off = arena_alloc(seg, len + 1);
+  if (off == 0) return;
+  memcpy(at(seg, off), sample, len);
+  lock(e);
+  if (e->sample_off == 0 || duration_ns > e->sample_ns) {
+    e->sample_off = off;
+    e->sample_len = (uint32_t)len;
+    e->sample_ns = duration_ns;
+  }
+  unlock(e);
+}
