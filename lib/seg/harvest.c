@@ -635,6 +635,18 @@ static void harvest_one(qp_harvester *hv, const char *name, qp_harvest_stats *st
   close(fd);
 }
 
+/* A segment being created is `.<pid>-<n>.qpseg.new`; one whose process was
+ * killed before it was linked into place holds nothing recorded. */
+static void remove_stale(qp_harvester *hv, const char *name) {
+  size_t len = strlen(name), sl = strlen(QP_SEG_SUFFIX ".new");
+  if (name[0] != '.' || len <= sl + 1 || strcmp(name + len - sl, QP_SEG_SUFFIX ".new") != 0) return;
+  char *end;
+  long pid = strtol(name + 1, &end, 10);
+  if (end == name + 1 || *end != '-' || pid <= 0) return;
+  if (kill((pid_t)pid, 0) == 0 || errno == EPERM) return;
+  unlinkat(hv->dirfd, name, 0);
+}
+
 qp_status qp_harvester_collect(qp_harvester *hv, qp_harvest_stats *stats) {
   qp_harvest_stats local;
   if (stats == NULL) stats = &local;
@@ -658,8 +670,10 @@ qp_status qp_harvester_collect(qp_harvester *hv, qp_harvest_stats *stats) {
   }
   rewinddir(d);
   struct dirent *de;
-  while ((de = readdir(d)) != NULL)
+  while ((de = readdir(d)) != NULL) {
     if (is_segment_name(de->d_name)) harvest_one(hv, de->d_name, stats);
+    else remove_stale(hv, de->d_name);
+  }
   closedir(d);
   /* forget segments that are gone, or were refused */
   for (size_t i = 0; i < hv->nsegs;) {
