@@ -111,7 +111,8 @@ static size_t password_keyword(const char *p) {
 }
 
 /* The end of a keyword's value at p: 'quoted' with \ escapes, or up to white
- * space. */
+ * space. Text glued to a closing quote is taken too: libpq would refuse it,
+ * but it may be the rest of a password the quotes of a message split. */
 static const char *value_end(const char *p) {
   if (*p == '\'') {
     p++;
@@ -119,7 +120,7 @@ static const char *value_end(const char *p) {
       if (*p == '\\' && p[1]) p++;
       p++;
     }
-    return *p == '\'' ? p + 1 : p;
+    if (*p == '\'') p++;
   }
   while (*p && !is_space(*p)) p++;
   return p;
