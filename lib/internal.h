@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "qprof/config.h"
 #include "qprof/core.h"
@@ -85,6 +86,56 @@ void qp__format_iso8601(int64_t wall_ns, char *buf, size_t len);
  * a Unix time ("@1700000000") or a relative time ("-15m", "-2h", "-1d", "now").
  * Returns false on anything else. */
 bool qp__parse_time(const char *text, int64_t now_wall_ns, int64_t *out_wall_ns);
+
+/* ---- options by id (lib/core/options.c) --------------------------------
+ * Every row of the options table has an id: QP__OPT_<id> indexes it and
+ * QP__OPT_TYPE_<id> is its type. The QP__CFG_* macros read an option by id
+ * and check its type when compiling: a misspelt id or a getter of the wrong
+ * type is a compile error, where qp_config_int(cfg, "pool.max_sise") is a
+ * silent 0. */
+#include "core/options_table.h"
+
+typedef enum qp__opt {
+#define QP__OPT_ID_(id, name, type, def, min, max, unit, doc) QP__OPT_##id,
+  QP_OPTIONS_TABLE(QP__OPT_ID_)
+#undef QP__OPT_ID_
+  QP__OPT_COUNT_
+} qp__opt;
+
+enum {
+#define QP__OPT_TYPE_(id, name, type, def, min, max, unit, doc) QP__OPT_TYPE_##id = type,
+  QP_OPTIONS_TABLE(QP__OPT_TYPE_)
+#undef QP__OPT_TYPE_
+};
+
+/* The table row of an id (its default_value is the default as text). */
+const qp_option_info *qp__option(qp__opt id);
+int64_t qp__config_int(const qp_config *cfg, qp__opt id);
+double qp__config_double(const qp_config *cfg, qp__opt id);
+bool qp__config_bool(const qp_config *cfg, qp__opt id);
+const char *qp__config_string(const qp_config *cfg, qp__opt id);
+
+#define QP__OPT_CHECK_(id, t) ((void)sizeof(char[(int)QP__OPT_TYPE_##id == (int)(t) ? 1 : -1]))
+#define QP__CFG_INT(cfg, id) (QP__OPT_CHECK_(id, QP_OPT_INT), qp__config_int((cfg), QP__OPT_##id))
+#define QP__CFG_DOUBLE(cfg, id) \
+  (QP__OPT_CHECK_(id, QP_OPT_DOUBLE), qp__config_double((cfg), QP__OPT_##id))
+#define QP__CFG_BOOL(cfg, id) (QP__OPT_CHECK_(id, QP_OPT_BOOL), qp__config_bool((cfg), QP__OPT_##id))
+#define QP__CFG_STRING(cfg, id) \
+  (QP__OPT_CHECK_(id, QP_OPT_STRING), qp__config_string((cfg), QP__OPT_##id))
+/* An option's default, by id and type. */
+#define QP__OPT_DEFAULT_INT(id) \
+  (QP__OPT_CHECK_(id, QP_OPT_INT), strtoll(qp__option(QP__OPT_##id)->default_value, NULL, 10))
+#define QP__OPT_DEFAULT_DOUBLE(id) \
+  (QP__OPT_CHECK_(id, QP_OPT_DOUBLE), strtod(qp__option(QP__OPT_##id)->default_value, NULL))
+
+/* ---- arithmetic -------------------------------------------------------- */
+/* a / b rounded towards minus infinity (b > 0): time buckets of negative
+ * times stay aligned. */
+static inline int64_t qp__floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
+  return q;
+}
 
 /* ---- text helpers (lib/core/text.c) ------------------------------------ */
 /* Growable byte buffer on the hooks' allocator. */

@@ -33,6 +33,7 @@
 #include "config.h"
 #include "core.h"
 #include "profile.h"
+#include "result.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,7 +41,6 @@ extern "C" {
 
 typedef struct qp_pool qp_pool;
 typedef struct qp_conn qp_conn;
-typedef struct qp_result qp_result;
 
 /* What happens to a session's state (SET, PREPARE, LISTEN, temporary
  * tables, advisory locks, SET ROLE, PRAGMA, ATTACH) when a lease ends. */
@@ -199,51 +199,6 @@ QP_EXPORT const char *qp_pool_errmsg(qp_pool *pool, char *buf, size_t len);
 
 /* ---- statements -------------------------------------------------------- */
 
-typedef enum qp_param_type {
-  QP_PARAM_NULL = 0,
-  QP_PARAM_TEXT = 1,   /* text / len bytes (len SIZE_MAX: NUL-terminated) */
-  QP_PARAM_INT64 = 2,  /* i */
-  QP_PARAM_DOUBLE = 3, /* d */
-  QP_PARAM_BLOB = 4    /* text / len raw bytes: bytea (sent in binary) / BLOB */
-} qp_param_type;
-
-/* One statement parameter ($1.. on PostgreSQL, ?/?N/:name in order on SQLite).
- * Pointers are borrowed for the call. */
-typedef struct qp_param {
-  qp_param_type type;
-  const char *text;
-  size_t len;
-  int64_t i;
-  double d;
-  uint32_t pg_type; /* PostgreSQL type OID for TEXT (e.g. 1082 date); 0 = inferred; SQLite ignores */
-} qp_param;
-
-/* Parameter constructors, one per type: qp_param_text takes a NUL-terminated
- * string (its length is found when the statement runs), qp_param_blob `len`
- * raw bytes. Nothing is copied: the pointers are borrowed, as for qp_param, and
- * must stay valid until the call they are passed to returns. They cannot fail;
- * thread-safe. */
-static inline qp_param qp_param_null(void) {
-  qp_param p = {QP_PARAM_NULL, NULL, 0, 0, 0.0, 0};
-  return p;
-}
-static inline qp_param qp_param_text(const char *s) {
-  qp_param p = {QP_PARAM_TEXT, s, (size_t)-1, 0, 0.0, 0};
-  return p;
-}
-static inline qp_param qp_param_int(int64_t v) {
-  qp_param p = {QP_PARAM_INT64, NULL, 0, v, 0.0, 0};
-  return p;
-}
-static inline qp_param qp_param_double(double v) {
-  qp_param p = {QP_PARAM_DOUBLE, NULL, 0, 0, v, 0};
-  return p;
-}
-static inline qp_param qp_param_blob(const void *data, size_t len) {
-  qp_param p = {QP_PARAM_BLOB, (const char *)data, len, 0, 0.0, 0};
-  return p;
-}
-
 /*
  * Runs one statement with `nparams` parameters (params may be NULL when 0)
  * and, when `out` is not NULL, returns its result (caller frees with
@@ -288,14 +243,6 @@ QP_EXPORT const char *qp_conn_errmsg(const qp_conn *conn);
  * ("SQLITE_CONSTRAINT_UNIQUE") of the last failed call; "" after a success. */
 QP_EXPORT const char *qp_conn_sqlstate(const qp_conn *conn);
 
-typedef enum qp_txn_status {
-  QP_TXN_IDLE = 0,     /* not in a transaction */
-  QP_TXN_ACTIVE = 1,   /* a statement is running */
-  QP_TXN_INTRANS = 2,  /* inside a transaction block */
-  QP_TXN_INERROR = 3,  /* inside a failed transaction block */
-  QP_TXN_UNKNOWN = 4   /* the connection is broken */
-} qp_txn_status;
-
 /* Transaction state of the lease's connection (no round trip). */
 QP_EXPORT qp_txn_status qp_conn_txn_status(const qp_conn *conn);
 
@@ -306,32 +253,6 @@ QP_EXPORT qp_backend qp_conn_backend(const qp_conn *conn);
 QP_EXPORT const char *qp_conn_server_version(const qp_conn *conn);
 QP_EXPORT const char *qp_conn_database(const qp_conn *conn);
 QP_EXPORT const char *qp_conn_user(const qp_conn *conn);
-
-/* ---- results (owned by the caller; any thread, one at a time) ---------- */
-
-/* Frees a result; NULL is a no-op. */
-QP_EXPORT void qp_result_free(qp_result *res);
-/* Rows returned and columns per row. */
-QP_EXPORT size_t qp_result_rows(const qp_result *res);
-QP_EXPORT size_t qp_result_cols(const qp_result *res);
-/* Rows inserted, updated or deleted; -1 for statements that return rows or
- * do not report a count. */
-QP_EXPORT int64_t qp_result_affected(const qp_result *res);
-/* Column name, owned by the result; NULL when col is out of range. */
-QP_EXPORT const char *qp_result_colname(const qp_result *res, size_t col);
-/* True for SQL NULL (and for a row/column out of range). */
-QP_EXPORT bool qp_result_isnull(const qp_result *res, size_t row, size_t col);
-/* The value in text form, NUL-terminated, owned by the result; *len (may be
- * NULL) gets its length. NULL for SQL NULL or out of range. bytea comes in
- * PostgreSQL's text form (\x...): use qp_result_blob for the bytes. */
-QP_EXPORT const char *qp_result_value(const qp_result *res, size_t row, size_t col, size_t *len);
-/* The value as raw bytes: decoded bytea on PostgreSQL, the BLOB (or text)
- * bytes on SQLite. Owned by the result. NULL for SQL NULL, out of range or
- * out of memory. Not thread-safe for one result (decodes lazily). */
-QP_EXPORT const void *qp_result_blob(qp_result *res, size_t row, size_t col, size_t *len);
-/* The value as a 64-bit integer. Errors: QP_INVALID (NULL or not an
- * integer), QP_RANGE. */
-QP_EXPORT qp_status qp_result_int64(const qp_result *res, size_t row, size_t col, int64_t *out);
 
 /* ---- metrics ----------------------------------------------------------- */
 

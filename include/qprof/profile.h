@@ -91,6 +91,10 @@ typedef struct qp_query_event {
    * result code name ("SQLITE_CONSTRAINT_UNIQUE"); borrowed. */
   const char *error;
   int64_t end_wall_ns;    /* wall-clock end time; 0 means now */
+  /* Room for fields added later (the cache, the advisor): docs/api.md,
+   * "Structs that grow". Zero-initialize every event (= {0}, designated
+   * initializers or memset) and leave this zero. */
+  uint64_t reserved_[8];
 } qp_query_event;
 
 /*

@@ -3,7 +3,8 @@
  *
  * Areas: status codes (status.h), hooks and versions (core.h), options
  * (config.h), SQL normalization (sql.h), profiles and stores (profile.h,
- * store.h), reports over a store (report.h), the connection pool (pool.h).
+ * store.h), reports over a store (report.h), statement parameters and results
+ * (result.h), the connection pool (pool.h).
  */
 #ifndef QPROF_QPROF_H
 #define QPROF_QPROF_H
@@ -18,6 +19,7 @@
 #include "store.h"
 #include "report.h"
 #include "segment.h"
+#include "result.h"
 #include "pool.h"
 
 #endif

@@ -40,6 +40,14 @@ typedef enum qp_store_mode {
 QP_EXPORT qp_status qp_store_open(qp_store **out, const char *location, qp_store_mode mode,
                                   const qp_hooks *hooks, char *errbuf, size_t errlen);
 
+/*
+ * Whether `location` names a PostgreSQL store (a postgresql:// or
+ * postgres:// URI, or libpq keyword=value pairs starting with a libpq
+ * keyword such as host=, dbname=, service=) rather than an SQLite file
+ * path: exactly what qp_store_open decides. NULL is false. Thread-safe.
+ */
+QP_EXPORT bool qp_store_is_dsn(const char *location);
+
 /* Closes the store; NULL is a no-op. */
 QP_EXPORT void qp_store_close(qp_store *s);
 

@@ -17,8 +17,9 @@
 #include <stdint.h>
 
 #include "internal.h"
-#include "qprof/pool.h"
 #include "qprof/profile.h"
+#include "qprof/result.h"
+#include "qprof/sql.h"
 
 typedef struct qp__bconn qp__bconn;
 typedef struct qp__backend_ops qp__backend_ops;
@@ -63,6 +64,31 @@ typedef struct qp__bconnect_opts {
   int64_t timeout_ms;       /* for the whole connection attempt */
   size_t stmt_cache_max;    /* prepared statements kept per connection */
 } qp__bconnect_opts;
+
+/* What explain is asked for. Zero-initialize, then set. */
+typedef struct qp__explain_opts {
+  /* Run the statement and report what happened (PostgreSQL EXPLAIN
+   * ANALYZE; SQLite: step it and read its counters). Always inside a
+   * transaction or savepoint that is rolled back, so nothing it changes is
+   * kept; the caller still decides whether running it is safe. */
+  bool analyze;
+  bool buffers;       /* PostgreSQL BUFFERS (with analyze) */
+  bool json;          /* PostgreSQL FORMAT JSON; else TEXT */
+  int64_t timeout_ms; /* PostgreSQL statement_timeout for the EXPLAIN; 0 = the session's */
+} qp__explain_opts;
+
+/* What explain returns; free with qp__plan_free. */
+typedef struct qp__plan {
+  /* PostgreSQL: EXPLAIN's output, TEXT lines or the JSON document.
+   * SQLite: the EXPLAIN QUERY PLAN rows, one "id parent detail" line each. */
+  char *text; /* owned (the connection's hooks); NUL-terminated */
+  size_t len;
+  /* SQLite statement counters (sqlite3_stmt_status) of an analyzed run;
+   * -1 where not measured (PostgreSQL, or no analyze). */
+  int64_t rows, fullscan_steps, sorts, autoindexes, vm_steps;
+} qp__plan;
+
+void qp__plan_free(const qp_hooks *h, qp__plan *plan);
 
 /* Called by exec_script as each statement of a script ends, in order:
  * `end_ns` (qp__now_ns) when its result was complete, `rows` returned or
@@ -120,6 +146,10 @@ struct qp__backend_ops {
    * only with QP__CAP_SCRIPT_TIMES (else when its result was read). */
   qp_status (*exec_script)(qp__bconn *b, const char *sql, qp__script_fn each, void *ud,
                            qp__berr *err);
+  /* The plan of one statement with its parameters (see qp__explain_opts);
+   * never touches the statement cache. */
+  qp_status (*explain)(qp__bconn *b, const char *sql, const qp_param *params, size_t nparams,
+                       const qp__explain_opts *o, qp__plan *out, qp__berr *err);
   /* Prepares `sql` into the statement cache without running it. */
   qp_status (*prepare)(qp__bconn *b, const char *sql, size_t len, qp__berr *err);
   qp_txn_status (*txn_status)(const qp__bconn *b);

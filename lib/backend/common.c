@@ -24,6 +24,13 @@ qp_status qp__berr_set(qp__berr *e, qp_status st, const char *code, const char *
   return st;
 }
 
+void qp__plan_free(const qp_hooks *h, qp__plan *plan) {
+  if (plan == NULL) return;
+  qp__free(h, plan->text);
+  plan->text = NULL;
+  plan->len = 0;
+}
+
 const qp__backend_ops *qp__backend_for_dsn(const char *dsn) {
   if (qp__backend_sqlite.accepts(dsn)) return &qp__backend_sqlite;
   return &qp__backend_pg;

@@ -668,6 +668,72 @@ static qp_status pg_exec_script(qp__bconn *b, const char *sql, qp__script_fn eac
   return st;
 }
 
+static bool pg_is_broken(const qp__bconn *b);
+
+/* EXPLAIN with options. An analyzed statement runs, so it runs inside a
+ * transaction (or, inside the caller's, a savepoint) that is always rolled
+ * back; a statement_timeout is set for it alone with SET LOCAL. The plan is
+ * EXPLAIN's rows joined by newlines (TEXT), or its one JSON document. */
+static qp_status pg_explain(qp__bconn *b, const char *sql, const qp_param *params, size_t nparams,
+                            const qp__explain_opts *o, qp__plan *out, qp__berr *err) {
+  memset(out, 0, sizeof *out);
+  out->rows = out->fullscan_steps = out->sorts = out->autoindexes = out->vm_steps = -1;
+  bool wrap = o->analyze || o->timeout_ms > 0;
+  bool nested = PQtransactionStatus(b->pg) != PQTRANS_IDLE;
+  qp_buf q, plan;
+  qp__buf_init(&q, b->hooks);
+  qp__buf_init(&plan, b->hooks);
+  qp__buf_printf(&q, "EXPLAIN (FORMAT %s%s%s) %s", o->json ? "JSON" : "TEXT",
+                 o->analyze ? ", ANALYZE" : "", o->analyze && o->buffers ? ", BUFFERS" : "", sql);
+  pg_params pp;
+  qp_status st = q.failed ? qp__berr_set(err, QP_NOMEM, "", "out of memory")
+                          : params_build(&pp, b->hooks, params, nparams, err);
+  if (st != QP_OK) {
+    qp__buf_free(&q);
+    return st;
+  }
+  if (wrap) st = pg_exec_script(b, nested ? "SAVEPOINT qp_explain" : "BEGIN", NULL, NULL, err);
+  if (st == QP_OK && o->timeout_ms > 0) {
+    char set[64];
+    snprintf(set, sizeof set, "SET LOCAL statement_timeout = %" PRId64, o->timeout_ms);
+    st = pg_exec_script(b, set, NULL, NULL, err);
+  }
+  if (st == QP_OK) {
+    PGresult *res = PQexecParams(b->pg, qp__buf_cstr(&q), (int)nparams, pp.t, pp.v, pp.l, pp.f, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+      st = result_fail(b, res, "explain failed", err);
+    } else {
+      for (int i = 0; i < PQntuples(res); i++) {
+        if (i > 0) qp__buf_puts(&plan, "\n");
+        qp__buf_append(&plan, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
+      }
+      if (plan.failed) st = qp__berr_set(err, QP_NOMEM, "", "out of memory");
+    }
+    PQclear(res);
+  }
+  if (wrap && !pg_is_broken(b)) {
+    qp__berr rb;
+    qp__berr_clear(&rb);
+    qp_status rs = pg_exec_script(
+        b, nested ? "ROLLBACK TO SAVEPOINT qp_explain; RELEASE SAVEPOINT qp_explain" : "ROLLBACK",
+        NULL, NULL, &rb);
+    if (rs != QP_OK && st == QP_OK) {
+      *err = rb;
+      st = rs;
+    }
+  }
+  params_free(&pp);
+  qp__buf_free(&q);
+  if (st != QP_OK) {
+    qp__buf_free(&plan);
+    return st;
+  }
+  out->len = plan.len;
+  out->text = plan.data != NULL ? plan.data : qp__strdup(b->hooks, "");
+  if (out->text == NULL) return qp__berr_set(err, QP_NOMEM, "", "out of memory");
+  return QP_OK;
+}
+
 static qp_status pg_prepare(qp__bconn *b, const char *sql, size_t len, qp__berr *err) {
   if (qp__stmt_cache_find(&b->cache, sql, len) != NULL) return QP_OK;
   if (sql[len] != '\0') return qp__berr_set(err, QP_INVALID, "", "statement must be NUL-terminated");
@@ -791,6 +857,7 @@ const qp__backend_ops qp__backend_pg = {
     .connect = pg_connect,
     .exec = pg_exec,
     .exec_script = pg_exec_script,
+    .explain = pg_explain,
     .prepare = pg_prepare,
     .txn_status = pg_txn_status,
     .is_broken = pg_is_broken,

@@ -9,130 +9,9 @@
 #include <string.h>
 
 #include "backend.h"
+#include "sqlite_codes.h"
 
 #define SQ_BUSY_TIMEOUT_MS 5000
-
-/* Extended result code names, as the profile stores them. */
-#define SQ_NAMES(N) \
-    N(SQLITE_ERROR) \
-    N(SQLITE_INTERNAL) \
-    N(SQLITE_PERM) \
-    N(SQLITE_ABORT) \
-    N(SQLITE_BUSY) \
-    N(SQLITE_LOCKED) \
-    N(SQLITE_NOMEM) \
-    N(SQLITE_READONLY) \
-    N(SQLITE_INTERRUPT) \
-    N(SQLITE_IOERR) \
-    N(SQLITE_CORRUPT) \
-    N(SQLITE_NOTFOUND) \
-    N(SQLITE_FULL) \
-    N(SQLITE_CANTOPEN) \
-    N(SQLITE_PROTOCOL) \
-    N(SQLITE_EMPTY) \
-    N(SQLITE_SCHEMA) \
-    N(SQLITE_TOOBIG) \
-    N(SQLITE_CONSTRAINT) \
-    N(SQLITE_MISMATCH) \
-    N(SQLITE_MISUSE) \
-    N(SQLITE_NOLFS) \
-    N(SQLITE_AUTH) \
-    N(SQLITE_FORMAT) \
-    N(SQLITE_RANGE) \
-    N(SQLITE_NOTADB) \
-    N(SQLITE_NOTICE) \
-    N(SQLITE_WARNING) \
-    N(SQLITE_ERROR_MISSING_COLLSEQ) \
-    N(SQLITE_ERROR_RETRY) \
-    N(SQLITE_ERROR_SNAPSHOT) \
-    N(SQLITE_IOERR_READ) \
-    N(SQLITE_IOERR_SHORT_READ) \
-    N(SQLITE_IOERR_WRITE) \
-    N(SQLITE_IOERR_FSYNC) \
-    N(SQLITE_IOERR_DIR_FSYNC) \
-    N(SQLITE_IOERR_TRUNCATE) \
-    N(SQLITE_IOERR_FSTAT) \
-    N(SQLITE_IOERR_UNLOCK) \
-    N(SQLITE_IOERR_RDLOCK) \
-    N(SQLITE_IOERR_DELETE) \
-    N(SQLITE_IOERR_BLOCKED) \
-    N(SQLITE_IOERR_NOMEM) \
-    N(SQLITE_IOERR_ACCESS) \
-    N(SQLITE_IOERR_CHECKRESERVEDLOCK) \
-    N(SQLITE_IOERR_LOCK) \
-    N(SQLITE_IOERR_CLOSE) \
-    N(SQLITE_IOERR_DIR_CLOSE) \
-    N(SQLITE_IOERR_SHMOPEN) \
-    N(SQLITE_IOERR_SHMSIZE) \
-    N(SQLITE_IOERR_SHMLOCK) \
-    N(SQLITE_IOERR_SHMMAP) \
-    N(SQLITE_IOERR_SEEK) \
-    N(SQLITE_IOERR_DELETE_NOENT) \
-    N(SQLITE_IOERR_MMAP) \
-    N(SQLITE_IOERR_GETTEMPPATH) \
-    N(SQLITE_IOERR_CONVPATH) \
-    N(SQLITE_IOERR_VNODE) \
-    N(SQLITE_IOERR_AUTH) \
-    N(SQLITE_IOERR_BEGIN_ATOMIC) \
-    N(SQLITE_IOERR_COMMIT_ATOMIC) \
-    N(SQLITE_IOERR_ROLLBACK_ATOMIC) \
-    N(SQLITE_IOERR_DATA) \
-    N(SQLITE_IOERR_CORRUPTFS) \
-    N(SQLITE_LOCKED_SHAREDCACHE) \
-    N(SQLITE_LOCKED_VTAB) \
-    N(SQLITE_BUSY_RECOVERY) \
-    N(SQLITE_BUSY_SNAPSHOT) \
-    N(SQLITE_BUSY_TIMEOUT) \
-    N(SQLITE_CANTOPEN_NOTEMPDIR) \
-    N(SQLITE_CANTOPEN_ISDIR) \
-    N(SQLITE_CANTOPEN_FULLPATH) \
-    N(SQLITE_CANTOPEN_CONVPATH) \
-    N(SQLITE_CANTOPEN_DIRTYWAL) \
-    N(SQLITE_CANTOPEN_SYMLINK) \
-    N(SQLITE_CORRUPT_VTAB) \
-    N(SQLITE_CORRUPT_SEQUENCE) \
-    N(SQLITE_CORRUPT_INDEX) \
-    N(SQLITE_READONLY_RECOVERY) \
-    N(SQLITE_READONLY_CANTLOCK) \
-    N(SQLITE_READONLY_ROLLBACK) \
-    N(SQLITE_READONLY_DBMOVED) \
-    N(SQLITE_READONLY_CANTINIT) \
-    N(SQLITE_READONLY_DIRECTORY) \
-    N(SQLITE_ABORT_ROLLBACK) \
-    N(SQLITE_CONSTRAINT_CHECK) \
-    N(SQLITE_CONSTRAINT_COMMITHOOK) \
-    N(SQLITE_CONSTRAINT_FOREIGNKEY) \
-    N(SQLITE_CONSTRAINT_FUNCTION) \
-    N(SQLITE_CONSTRAINT_NOTNULL) \
-    N(SQLITE_CONSTRAINT_PRIMARYKEY) \
-    N(SQLITE_CONSTRAINT_TRIGGER) \
-    N(SQLITE_CONSTRAINT_UNIQUE) \
-    N(SQLITE_CONSTRAINT_VTAB) \
-    N(SQLITE_CONSTRAINT_ROWID) \
-    N(SQLITE_CONSTRAINT_PINNED) \
-    N(SQLITE_CONSTRAINT_DATATYPE) \
-    N(SQLITE_NOTICE_RECOVER_WAL) \
-    N(SQLITE_NOTICE_RECOVER_ROLLBACK) \
-    N(SQLITE_WARNING_AUTOINDEX) \
-    N(SQLITE_AUTH_USER) \
-
-static const char *sq_code_name(int rc) {
-  switch (rc) {
-#define N(name) \
-  case name: return #name;
-    SQ_NAMES(N)
-#undef N
-  default: break;
-  }
-  switch (rc & 0xff) { /* an extended code this build does not know */
-#define N(name) \
-  case name: return #name;
-    N(SQLITE_ERROR) N(SQLITE_BUSY) N(SQLITE_LOCKED) N(SQLITE_IOERR) N(SQLITE_CONSTRAINT)
-    N(SQLITE_CANTOPEN) N(SQLITE_CORRUPT) N(SQLITE_READONLY) N(SQLITE_ABORT)
-#undef N
-  default: return "SQLITE_ERROR";
-  }
-}
 
 struct qp__bconn {
   const qp_hooks *hooks;
@@ -318,8 +197,8 @@ static qp_status sq_error(qp__bconn *b, int rc, qp__berr *err, const char *what)
   if ((ext & 0xff) != (rc & 0xff)) ext = rc;
   qp_status st = QP_QUERY;
   if ((rc & 0xff) == SQLITE_NOMEM) st = QP_NOMEM;
-  return qp__berr_set(err, st, sq_code_name(ext), "%s: %s (%s)", what,
-                      b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc), sq_code_name(ext));
+  return qp__berr_set(err, st, qp__sqlite_code_name(ext), "%s: %s (%s)", what,
+                      b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc), qp__sqlite_code_name(ext));
 }
 
 static void finalize_handle(void *handle, void *ud) {
@@ -332,7 +211,7 @@ static qp_status sq_open_db(qp__bconn *b, qp__berr *err) {
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     qp__berr_set(err, rc == SQLITE_NOMEM ? QP_NOMEM : QP_UNAVAILABLE,
-                 sq_code_name(b->db ? sqlite3_extended_errcode(b->db) : rc),
+                 qp__sqlite_code_name(b->db ? sqlite3_extended_errcode(b->db) : rc),
                  "cannot open SQLite database '%s': %s", b->path,
                  b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc));
     sqlite3_close_v2(b->db);
@@ -350,7 +229,7 @@ static qp_status sq_open_db(qp__bconn *b, qp__berr *err) {
                                        "PRAGMA foreign_keys=ON",
                     NULL, NULL, &msg);
   if (rc != SQLITE_OK) {
-    qp__berr_set(err, QP_UNAVAILABLE, sq_code_name(sqlite3_extended_errcode(b->db)),
+    qp__berr_set(err, QP_UNAVAILABLE, qp__sqlite_code_name(sqlite3_extended_errcode(b->db)),
                  "cannot set up SQLite database '%s': %s", b->path, msg ? msg : sqlite3_errstr(rc));
     sqlite3_free(msg);
     sqlite3_close_v2(b->db);
@@ -570,6 +449,86 @@ static qp_status sq_exec_script(qp__bconn *b, const char *sql, qp__script_fn eac
   return QP_OK;
 }
 
+/* Prepares sql (without the statement cache) and binds its parameters. */
+static qp_status sq_prepare_bound(qp__bconn *b, const char *sql, const qp_param *params,
+                                  size_t nparams, sqlite3_stmt **out, qp__berr *err) {
+  *out = NULL;
+  int rc = sqlite3_prepare_v2(b->db, sql, -1, out, NULL);
+  if (rc != SQLITE_OK) return sq_error(b, rc, err, "explain failed");
+  if (*out == NULL) return qp__berr_set(err, QP_INVALID, "", "empty statement");
+  qp_status st = sq_bind(b, *out, sqlite3_bind_parameter_count(*out), params, nparams, err);
+  if (st != QP_OK) {
+    sqlite3_finalize(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
+/* Runs the statement inside a savepoint that is rolled back, and reads its
+ * counters: rows, full-scan steps, sorts, automatic indexes, VM steps. */
+static qp_status sq_analyze(qp__bconn *b, const char *sql, const qp_param *params, size_t nparams,
+                            qp__plan *out, qp__berr *err) {
+  qp_status st = sq_exec_script(b, "SAVEPOINT qp_explain", NULL, NULL, err);
+  if (st != QP_OK) return st;
+  sqlite3_stmt *stmt;
+  st = sq_prepare_bound(b, sql, params, nparams, &stmt, err);
+  if (st == QP_OK) {
+    int64_t rows = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) rows++;
+    if (rc != SQLITE_DONE) st = sq_error(b, rc, err, "explain failed");
+    out->rows = rows;
+    out->fullscan_steps = sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
+    out->sorts = sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_SORT, 0);
+    out->autoindexes = sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_AUTOINDEX, 0);
+    out->vm_steps = sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_VM_STEP, 0);
+    sqlite3_finalize(stmt);
+  }
+  qp__berr rb;
+  qp__berr_clear(&rb);
+  qp_status rs = sq_exec_script(b, "ROLLBACK TO qp_explain; RELEASE qp_explain", NULL, NULL, &rb);
+  if (rs != QP_OK && st == QP_OK) {
+    *err = rb;
+    st = rs;
+  }
+  return st;
+}
+
+/* EXPLAIN QUERY PLAN, one "id parent detail" line per row; with analyze,
+ * also the statement's counters from a run that is rolled back. */
+static qp_status sq_explain(qp__bconn *b, const char *sql, const qp_param *params, size_t nparams,
+                            const qp__explain_opts *o, qp__plan *out, qp__berr *err) {
+  memset(out, 0, sizeof *out);
+  out->rows = out->fullscan_steps = out->sorts = out->autoindexes = out->vm_steps = -1;
+  qp_buf q, plan;
+  qp__buf_init(&q, b->hooks);
+  qp__buf_init(&plan, b->hooks);
+  qp__buf_printf(&q, "EXPLAIN QUERY PLAN %s", sql);
+  if (q.failed) return qp__berr_set(err, QP_NOMEM, "", "out of memory");
+  sqlite3_stmt *stmt;
+  qp_status st = sq_prepare_bound(b, qp__buf_cstr(&q), params, nparams, &stmt, err);
+  qp__buf_free(&q);
+  if (st != QP_OK) return st;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    const unsigned char *detail = sqlite3_column_text(stmt, 3);
+    qp__buf_printf(&plan, "%s%d %d %s", plan.len ? "\n" : "", sqlite3_column_int(stmt, 0),
+                   sqlite3_column_int(stmt, 1), detail ? (const char *)detail : "");
+  }
+  if (rc != SQLITE_DONE) st = sq_error(b, rc, err, "explain failed");
+  sqlite3_finalize(stmt);
+  if (st == QP_OK && plan.failed) st = qp__berr_set(err, QP_NOMEM, "", "out of memory");
+  if (st == QP_OK && o->analyze) st = sq_analyze(b, sql, params, nparams, out, err);
+  if (st != QP_OK) {
+    qp__buf_free(&plan);
+    return st;
+  }
+  out->len = plan.len;
+  out->text = plan.data != NULL ? plan.data : qp__strdup(b->hooks, "");
+  if (out->text == NULL) return qp__berr_set(err, QP_NOMEM, "", "out of memory");
+  return QP_OK;
+}
+
 static qp_status sq_prepare(qp__bconn *b, const char *sql, size_t len, qp__berr *err) {
   sqlite3_stmt *st;
   bool owned;
@@ -635,12 +594,13 @@ const qp__backend_ops qp__backend_sqlite = {
     .name = "sqlite",
     .kind = QP_BACKEND_SQLITE,
     .dialect = QP_DIALECT_SQLITE,
-    .caps = QP__CAP_SCRIPT_TIMES | QP__CAP_STMT_COUNTERS | QP__CAP_CANCEL,
+    .caps = QP__CAP_SCRIPT_TIMES | QP__CAP_EXPLAIN_ANALYZE | QP__CAP_STMT_COUNTERS | QP__CAP_CANCEL,
     .accepts = sq_accepts,
     .check_dsn = sq_check_dsn,
     .connect = sq_connect,
     .exec = sq_exec,
     .exec_script = sq_exec_script,
+    .explain = sq_explain,
     .prepare = sq_prepare,
     .txn_status = sq_txn_status,
     .is_broken = sq_is_broken,

@@ -11,7 +11,8 @@
 /* Environment variable names are derived from option names once, on first use. */
 static const char *env_name_of(const char *name, char *buf, size_t len);
 
-#define QP_OPTION_ROW_(name, type, def, min, max, unit, doc) {name, NULL, type, def, min, max, unit, doc},
+#define QP_OPTION_ROW_(id, name, type, def, min, max, unit, doc) \
+  [QP__OPT_##id] = {name, NULL, type, def, min, max, unit, doc},
 static qp_option_info option_table[] = {QP_OPTIONS_TABLE(QP_OPTION_ROW_)};
 #undef QP_OPTION_ROW_
 #define OPTION_COUNT QP_ARRAY_LEN(option_table)
@@ -218,3 +219,14 @@ const char *qp_config_text(const qp_config *cfg, const char *name) {
 }
 
 const char *qp_config_errmsg(const qp_config *cfg) { return cfg ? cfg->err.msg : "no configuration"; }
+
+/* ---- by id, inside the library (internal.h) ----------------------------- */
+
+const qp_option_info *qp__option(qp__opt id) { return qp_option_at((size_t)id); }
+
+int64_t qp__config_int(const qp_config *cfg, qp__opt id) { return cfg->values[id].i; }
+double qp__config_double(const qp_config *cfg, qp__opt id) { return cfg->values[id].d; }
+bool qp__config_bool(const qp_config *cfg, qp__opt id) { return cfg->values[id].b; }
+const char *qp__config_string(const qp_config *cfg, qp__opt id) {
+  return cfg->values[id].text ? cfg->values[id].text : "";
+}

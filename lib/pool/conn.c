@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lease.h"
 #include "pool_int.h"
 #include "stats/slowlog.h"
 
@@ -111,8 +112,11 @@ static void fill_norm(qp_pool *p, qp__stmt_entry *e, const char *sql, size_t len
   e->fp = fp;
 }
 
-qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size_t nparams,
-                       qp_result **out) {
+/* One statement; `quiet` ones (the library's own, lease.h) are neither
+ * recorded, logged as slow, nor counted in the pool's statement counters. */
+static inline __attribute__((always_inline)) qp_status
+conn_exec(qp_conn *c, const char *sql, const qp_param *params, size_t nparams, qp_result **out,
+          bool quiet) {
   if (out) *out = NULL;
   if (c == NULL) return QP_INVALID;
   qp__err_clear(&c->err);
@@ -138,9 +142,11 @@ qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size
                               &e, &err);
   uint64_t dur = qp__ns_since(qp__now_ns(), t0);
   size_t len = e != NULL ? e->len : strlen(sql);
-  c->q_count++;
-  c->q_time_ns += dur;
   c->reprepares += reprepared;
+  if (!quiet) {
+    c->q_count++;
+    c->q_time_ns += dur;
+  }
   /* A cached statement is classified for session changes once; a failed
    * one too (it may have half-happened). */
   if (p->o.reset == QP_RESET_AUTO && !c->session_dirty) {
@@ -151,9 +157,9 @@ qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size
       c->session_dirty = changes_session(c, sql, len);
     }
   }
-  bool recording = p->names != NULL;
+  bool recording = !quiet && p->names != NULL;
   if (st != QP_OK) {
-    c->q_errors++;
+    c->q_errors += !quiet;
     lease_fail(c, &err);
     /* statements that never reached the server are not recorded */
     if (recording && (st == QP_QUERY || st == QP_UNAVAILABLE))
@@ -166,6 +172,42 @@ qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size
   }
   return QP_OK;
 }
+
+qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size_t nparams,
+                       qp_result **out) {
+  return conn_exec(c, sql, params, nparams, out, false);
+}
+
+qp_status qp__conn_exec_quiet(qp_conn *c, const char *sql, const qp_param *params,
+                              size_t nparams, qp_result **out) {
+  return conn_exec(c, sql, params, nparams, out, true);
+}
+
+qp_status qp__conn_explain(qp_conn *c, const char *sql, const qp_param *params, size_t nparams,
+                           const qp__explain_opts *o, qp__plan *out) {
+  if (out != NULL) memset(out, 0, sizeof *out);
+  if (c == NULL) return QP_INVALID;
+  qp__err_clear(&c->err);
+  c->sqlstate[0] = '\0';
+  if (sql == NULL || o == NULL || out == NULL || (params == NULL && nparams > 0))
+    return qp__err_set(&c->err, QP_INVALID, "sql, options and plan are required");
+  if (c->b == NULL) return qp__err_set(&c->err, QP_CLOSED, "connection dropped (fork or close)");
+  if (c->fresh) {
+    qp_status st = ensure_alive(c);
+    if (st != QP_OK) return st;
+  }
+  qp__berr err;
+  qp__berr_clear(&err);
+  qp_status st = c->pool->ops->explain(c->b, sql, params, nparams, o, out, &err);
+  if (st != QP_OK) lease_fail(c, &err);
+  return st;
+}
+
+void qp__conn_plan_free(qp_conn *c, qp__plan *plan) {
+  qp__plan_free(c != NULL ? &c->pool->hooks : NULL, plan);
+}
+
+const qp__backend_ops *qp__conn_ops(const qp_conn *c) { return c ? c->pool->ops : NULL; }
 
 /* Where each statement of a script ended, as the backend reported it. */
 typedef struct script_ends {

@@ -58,23 +58,17 @@ static void mutex_init(pthread_mutex_t *m) {
 
 /* ---- options ------------------------------------------------------------ */
 
-static int64_t table_int(const char *name) {
-  const qp_option_info *o = qp_option_find(name);
-  return o ? strtoll(o->default_value, NULL, 10) : 0;
-}
-
 void qp_pool_options_init(qp_pool_options *o) {
   memset(o, 0, sizeof *o);
-  o->min_size = (int)table_int("pool.min_size");
-  o->max_size = (int)table_int("pool.max_size");
-  o->acquire_timeout_ms = table_int("pool.acquire_timeout_ms");
-  o->connect_timeout_ms = table_int("pool.connect_timeout_ms");
-  o->max_lifetime_ms = table_int("pool.max_lifetime_ms");
-  o->idle_timeout_ms = table_int("pool.idle_timeout_ms");
-  o->validation_ms = table_int("pool.validation_ms");
-  o->leak_ms = table_int("pool.leak_ms");
-  const qp_option_info *slow = qp_option_find("slow_ms");
-  o->slow_ms = slow ? strtod(slow->default_value, NULL) : 0;
+  o->min_size = (int)QP__OPT_DEFAULT_INT(POOL_MIN_SIZE);
+  o->max_size = (int)QP__OPT_DEFAULT_INT(POOL_MAX_SIZE);
+  o->acquire_timeout_ms = QP__OPT_DEFAULT_INT(POOL_ACQUIRE_TIMEOUT_MS);
+  o->connect_timeout_ms = QP__OPT_DEFAULT_INT(POOL_CONNECT_TIMEOUT_MS);
+  o->max_lifetime_ms = QP__OPT_DEFAULT_INT(POOL_MAX_LIFETIME_MS);
+  o->idle_timeout_ms = QP__OPT_DEFAULT_INT(POOL_IDLE_TIMEOUT_MS);
+  o->validation_ms = QP__OPT_DEFAULT_INT(POOL_VALIDATION_MS);
+  o->leak_ms = QP__OPT_DEFAULT_INT(POOL_LEAK_MS);
+  o->slow_ms = QP__OPT_DEFAULT_DOUBLE(SLOW_MS);
   o->reset = QP_RESET_AUTO;
 }
 
@@ -91,19 +85,19 @@ qp_status qp_pool_options_from_config(qp_pool_options *o, const qp_config *cfg, 
   if (o == NULL || cfg == NULL)
     return qp__errbuf_set(errbuf, errlen, QP_INVALID, "options and configuration are required");
   qp_reset_policy reset;
-  const char *r = qp_config_string(cfg, "pool.reset");
+  const char *r = QP__CFG_STRING(cfg, POOL_RESET);
   if (!parse_reset(r, &reset))
     return qp__errbuf_set(errbuf, errlen, QP_INVALID,
                           "pool.reset: '%s' is not one of auto, always, never", r);
-  o->min_size = (int)qp_config_int(cfg, "pool.min_size");
-  o->max_size = (int)qp_config_int(cfg, "pool.max_size");
-  o->acquire_timeout_ms = qp_config_int(cfg, "pool.acquire_timeout_ms");
-  o->connect_timeout_ms = qp_config_int(cfg, "pool.connect_timeout_ms");
-  o->max_lifetime_ms = qp_config_int(cfg, "pool.max_lifetime_ms");
-  o->idle_timeout_ms = qp_config_int(cfg, "pool.idle_timeout_ms");
-  o->validation_ms = qp_config_int(cfg, "pool.validation_ms");
-  o->leak_ms = qp_config_int(cfg, "pool.leak_ms");
-  o->slow_ms = qp_config_double(cfg, "slow_ms");
+  o->min_size = (int)QP__CFG_INT(cfg, POOL_MIN_SIZE);
+  o->max_size = (int)QP__CFG_INT(cfg, POOL_MAX_SIZE);
+  o->acquire_timeout_ms = QP__CFG_INT(cfg, POOL_ACQUIRE_TIMEOUT_MS);
+  o->connect_timeout_ms = QP__CFG_INT(cfg, POOL_CONNECT_TIMEOUT_MS);
+  o->max_lifetime_ms = QP__CFG_INT(cfg, POOL_MAX_LIFETIME_MS);
+  o->idle_timeout_ms = QP__CFG_INT(cfg, POOL_IDLE_TIMEOUT_MS);
+  o->validation_ms = QP__CFG_INT(cfg, POOL_VALIDATION_MS);
+  o->leak_ms = QP__CFG_INT(cfg, POOL_LEAK_MS);
+  o->slow_ms = QP__CFG_DOUBLE(cfg, SLOW_MS);
   o->reset = reset;
   qp__errbuf_set(errbuf, errlen, QP_OK, "%s", "");
   return QP_OK;

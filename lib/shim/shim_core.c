@@ -219,7 +219,7 @@ static bool split_lines(const char *text, char ***out, size_t *count) {
 /* The absolute form of a file store's path (its directory resolved), for
  * recognizing the store when the program itself opens it; NULL for DSNs. */
 static char *absolute_path(const char *store) {
-  if (store == NULL || store[0] == '\0' || strstr(store, "://") != NULL || strchr(store, '=') != NULL)
+  if (store == NULL || store[0] == '\0' || qp_store_is_dsn(store))
     return NULL;
   const char *slash = strrchr(store, '/');
   char dir[4096];

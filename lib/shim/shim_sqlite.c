@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 #include <string.h>
 
+#include "backend/sqlite_codes.h"
 #include "shim_int.h"
 
 SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_open, (const char *, sqlite3 **), shim_stub_misuse)
@@ -72,15 +73,7 @@ typedef struct sq_stmt {
   char text[];         /* normalized text, NUL, database name, NUL */
 } sq_stmt;
 
-const char *shim_sqlite_code_name(int code) {
-  switch (code) {
-#define SHIM_CODE(c) \
-  case c: return #c;
-#include "sqlite_codes.h"
-#undef SHIM_CODE
-  default: return "SQLITE_ERROR";
-  }
-}
+const char *shim_sqlite_code_name(int code) { return qp__sqlite_code_name(code); }
 
 static inline bool should_record(void) {
   return shim_t_inside == 0 && t_depth == 0 && shim_active();

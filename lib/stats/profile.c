@@ -238,12 +238,6 @@ static int64_t coarse_wall_ns(void) {
   return qp__wall_ns();
 }
 
-static int64_t floor_div(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
-  return q;
-}
-
 /* The start (in seconds) of the time bucket holding `wall`. Almost every
  * call falls in the bucket of the call before, which is checked with two
  * multiplications instead of two divisions. */
@@ -252,7 +246,7 @@ static int64_t bucket_of(qp_profile *p, int64_t wall) {
   if (QP_LIKELY(cur != INT64_MIN && wall >= cur * 1000000000 &&
                 wall < (cur + p->bucket_s) * 1000000000))
     return cur;
-  int64_t b = floor_div(floor_div(wall, 1000000000), p->bucket_s) * p->bucket_s;
+  int64_t b = qp__floor_div(qp__floor_div(wall, 1000000000), p->bucket_s) * p->bucket_s;
   /* (a caller's timestamp may be anything: only a bucket whose bounds
    * multiply without overflow is kept as the guess) */
   if (b > -4000000000 && b < 4000000000)

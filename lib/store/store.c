@@ -13,24 +13,20 @@ const char *qp_backend_name(qp_backend backend) {
 
 int qp_store_schema_version(void) { return QP_STORE_SCHEMA_VERSION; }
 
-static int64_t floor_div(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
-  return q;
-}
-
 int64_t qp__level_bucket(int level, int64_t bucket) {
   switch (level) {
-  case QP_LEVEL_HOUR: return floor_div(bucket, 3600) * 3600;
-  case QP_LEVEL_DAY: return floor_div(bucket, 86400) * 86400;
+  case QP_LEVEL_HOUR: return qp__floor_div(bucket, 3600) * 3600;
+  case QP_LEVEL_DAY: return qp__floor_div(bucket, 86400) * 86400;
   case QP_LEVEL_ALL: return 0;
   default: return bucket;
   }
 }
 
 /* A libpq connection string: a URI, or keyword=value pairs starting with a
- * libpq keyword. Anything else is a file path. */
-static bool is_pg_dsn(const char *loc) {
+ * libpq keyword. Anything else is a file path. The one answer to "is this
+ * store location a DSN" (the CLI and the shim ask it too). */
+bool qp_store_is_dsn(const char *loc) {
+  if (loc == NULL) return false;
   if (strncmp(loc, "postgresql://", 13) == 0 || strncmp(loc, "postgres://", 11) == 0) return true;
   static const char *const kws[] = {"host",     "hostaddr", "port",    "dbname",
                                     "user",     "password", "service", "sslmode",
@@ -57,7 +53,7 @@ qp_status qp_store_open(qp_store **out, const char *location, qp_store_mode mode
     return qp__errbuf_set(errbuf, errlen, QP_INVALID, "invalid store mode %d", (int)mode);
   qp_hooks h;
   qp__hooks_init(&h, hooks);
-  bool pg = is_pg_dsn(location);
+  bool pg = qp_store_is_dsn(location);
   qp_store *s = qp__calloc(&h, 1, sizeof *s);
   if (s == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
   s->hooks = h;
@@ -194,7 +190,7 @@ static int64_t ns_to_s_ceil(int64_t ns) {
   return q;
 }
 
-static int64_t ceil_to(int64_t v, int64_t unit) { return -floor_div(-v, unit) * unit; }
+static int64_t ceil_to(int64_t v, int64_t unit) { return -qp__floor_div(-v, unit) * unit; }
 
 typedef struct tile {
   int level;
@@ -205,12 +201,12 @@ typedef struct tile {
  * single buckets at the edges. Returns the number of tiles (at most 5). */
 static int plan_tiles(int64_t S, int64_t U, tile t[5]) {
   int n = 0;
-  int64_t H0 = ceil_to(S, 3600), H1 = floor_div(U, 3600) * 3600;
+  int64_t H0 = ceil_to(S, 3600), H1 = qp__floor_div(U, 3600) * 3600;
   if (H0 >= H1) {
     t[n++] = (tile){QP_LEVEL_BUCKET, S, U};
     return n;
   }
-  int64_t D0 = ceil_to(S, 86400), D1 = floor_div(U, 86400) * 86400;
+  int64_t D0 = ceil_to(S, 86400), D1 = qp__floor_div(U, 86400) * 86400;
   t[n++] = (tile){QP_LEVEL_BUCKET, S, H0};
   if (D0 < D1) {
     t[n++] = (tile){QP_LEVEL_HOUR, H0, D0};

@@ -4,6 +4,8 @@
  * and password redaction. */
 #include "testutil.h"
 
+#include "pool/lease.h"
+
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -822,6 +824,87 @@ static void test_goodbye_noticed_before_eof(void **state) {
   pthread_mutex_unlock(&cap.mu);
 }
 
+/* EXPLAIN through a lease on the real server, never recorded: TEXT and
+ * JSON plans with parameters; ANALYZE runs the statement in a transaction
+ * that is rolled back (or a savepoint inside the caller's); a timeout
+ * applies to the EXPLAIN alone. The library's own statements (quiet) do not
+ * show in the user's profile either. */
+static void test_explain_and_quiet_statements(void **state) {
+  (void)state;
+  qp_profile *prof;
+  char err[256];
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.profile = prof;
+  qp_pool *p = open_pool(g_dsn, 1, &o);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  const qp__backend_ops *ops = qp__conn_ops(c);
+  assert_int_equal(ops->dialect, QP_DIALECT_POSTGRES);
+  assert_true(ops->caps & QP__CAP_EXPLAIN_JSON);
+  assert_int_equal(qp__conn_exec_quiet(c, "CREATE TABLE ex(id int PRIMARY KEY, v text)", NULL, 0,
+                                       NULL),
+                   QP_OK);
+  assert_int_equal(qp__conn_exec_quiet(c, "INSERT INTO ex SELECT g, 'v' FROM "
+                                          "generate_series(1, 1000) g",
+                                       NULL, 0, NULL),
+                   QP_OK);
+  assert_int_equal(qp__conn_exec_quiet(c, "ANALYZE ex", NULL, 0, NULL), QP_OK);
+  qp__explain_opts eo = {0};
+  qp__plan plan;
+  qp_param id = qp_param_int(42);
+  assert_int_equal(qp__conn_explain(c, "SELECT v FROM ex WHERE id = $1", &id, 1, &eo, &plan),
+                   QP_OK);
+  assert_non_null(strstr(plan.text, "Index Scan using ex_pkey on ex"));
+  assert_null(strstr(plan.text, "actual time"));
+  qp__conn_plan_free(c, &plan);
+  eo.json = true;
+  eo.analyze = true;
+  eo.buffers = true;
+  assert_int_equal(qp__conn_explain(c, "SELECT v FROM ex WHERE v = $1", &(qp_param){
+                                        QP_PARAM_TEXT, "v", (size_t)-1, 0, 0, 0}, 1, &eo, &plan),
+                   QP_OK);
+  assert_true(plan.text[0] == '[');
+  assert_non_null(strstr(plan.text, "\"Node Type\": \"Seq Scan\""));
+  assert_non_null(strstr(plan.text, "\"Actual Rows\": 1000"));
+  assert_non_null(strstr(plan.text, "Shared Hit Blocks"));
+  assert_int_equal(plan.fullscan_steps, -1);
+  qp__conn_plan_free(c, &plan);
+  /* an analyzed DELETE ran and was rolled back, outside and inside a transaction */
+  eo.json = false;
+  assert_int_equal(qp__conn_explain(c, "DELETE FROM ex", NULL, 0, &eo, &plan), QP_OK);
+  assert_non_null(strstr(plan.text, "Delete on ex"));
+  qp__conn_plan_free(c, &plan);
+  assert_int_equal(qp_conn_txn_status(c), QP_TXN_IDLE);
+  assert_int_equal(qp__conn_exec_quiet(c, "BEGIN", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp__conn_explain(c, "DELETE FROM ex WHERE id < 500", NULL, 0, &eo, &plan),
+                   QP_OK);
+  qp__conn_plan_free(c, &plan);
+  assert_int_equal(qp_conn_txn_status(c), QP_TXN_INTRANS);
+  qp_result *r;
+  assert_int_equal(qp__conn_exec_quiet(c, "SELECT count(*) FROM ex", NULL, 0, &r), QP_OK);
+  assert_string_equal(qp_result_value(r, 0, 0, NULL), "1000");
+  qp_result_free(r);
+  assert_int_equal(qp__conn_exec_quiet(c, "COMMIT", NULL, 0, NULL), QP_OK);
+  /* the timeout is the EXPLAIN's alone */
+  eo.timeout_ms = 50;
+  assert_int_equal(qp__conn_explain(c, "SELECT pg_sleep(1)", NULL, 0, &eo, &plan), QP_QUERY);
+  assert_string_equal(qp_conn_sqlstate(c), "57014");
+  assert_int_equal(qp_conn_txn_status(c), QP_TXN_IDLE);
+  assert_int_equal(qp__conn_exec_quiet(c, "SELECT pg_sleep(0.1)", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp__conn_exec_quiet(c, "DROP TABLE ex", NULL, 0, NULL), QP_OK);
+  /* one statement of the user's, recorded; none of the library's */
+  assert_int_equal(qp_conn_exec(c, "SELECT 1", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  assert_int_equal(qp_profile_recorded(prof), 1);
+  qp_pool_stats st;
+  qp_pool_stats_get(p, &st);
+  assert_int_equal(st.total_query_count, 1);
+  qp_pool_close(p);
+  qp_profile_free(prof);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identity_and_uri_dsn),
@@ -838,6 +921,7 @@ int main(void) {
       cmocka_unit_test(test_rules_and_scripts_per_statement),
       cmocka_unit_test(test_full_server_is_unavailable_not_exhausted),
       cmocka_unit_test(test_goodbye_noticed_before_eof),
+      cmocka_unit_test(test_explain_and_quiet_statements),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

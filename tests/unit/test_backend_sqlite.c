@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/sqlite_codes.h"
 #include "failalloc.h"
 #include <sqlite3.h>
 
@@ -378,10 +379,79 @@ static void test_lookup_by_address_compares_text(void **state) {
   B->close(b);
 }
 
+/* EXPLAIN QUERY PLAN on a real file: a scan without an index, a search
+ * with one; analyze runs the statement inside a savepoint that is rolled
+ * back and reads its counters (a full scan steps over every row). */
+static void test_explain_plan_and_counters(void **state) {
+  (void)state;
+  char dsn[512];
+  qp__bconn *b = open_db(db_dsn(dsn, sizeof dsn));
+  qp__berr err;
+  qp__berr_clear(&err);
+  assert_int_equal(B->exec_script(b, "CREATE TABLE e(id INTEGER PRIMARY KEY, k INTEGER, v TEXT);"
+                                     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+                                     "FROM c WHERE x < 500) INSERT INTO e SELECT x, x % 50, 'v' "
+                                     "FROM c",
+                                  NULL, NULL, &err),
+                   QP_OK);
+  assert_true(B->caps & QP__CAP_STMT_COUNTERS);
+  assert_int_equal(B->dialect, QP_DIALECT_SQLITE);
+  qp__explain_opts o = {0};
+  qp__plan plan;
+  qp_param k = qp_param_int(7);
+  assert_int_equal(B->explain(b, "SELECT v FROM e WHERE k = ?", &k, 1, &o, &plan, &err), QP_OK);
+  assert_non_null(strstr(plan.text, "SCAN e"));
+  assert_int_equal(plan.len, strlen(plan.text));
+  assert_int_equal(plan.fullscan_steps, -1); /* not run */
+  qp__plan_free(&H, &plan);
+  assert_int_equal(B->exec_script(b, "CREATE INDEX e_k ON e(k)", NULL, NULL, &err), QP_OK);
+  o.analyze = true;
+  assert_int_equal(B->explain(b, "SELECT v FROM e WHERE k = ?", &k, 1, &o, &plan, &err), QP_OK);
+  assert_non_null(strstr(plan.text, "SEARCH e USING INDEX e_k (k=?)"));
+  assert_int_equal(plan.rows, 10);
+  assert_int_equal(plan.fullscan_steps, 0);
+  assert_true(plan.vm_steps > 0);
+  qp__plan_free(&H, &plan);
+  assert_int_equal(B->explain(b, "SELECT v FROM e WHERE v = 'v' ORDER BY random()", NULL, 0, &o,
+                              &plan, &err),
+                   QP_OK);
+  assert_int_equal(plan.rows, 500);
+  assert_true(plan.fullscan_steps >= 499);
+  assert_int_equal(plan.sorts, 1);
+  qp__plan_free(&H, &plan);
+  /* an analyzed DELETE runs, and is rolled back */
+  assert_int_equal(B->explain(b, "DELETE FROM e", NULL, 0, &o, &plan, &err), QP_OK);
+  qp__plan_free(&H, &plan);
+  qp_result *r;
+  assert_int_equal(run(b, "SELECT count(*) FROM e", NULL, 0, &r, &err), QP_OK);
+  assert_string_equal(qp_result_value(r, 0, 0, NULL), "500");
+  qp_result_free(r);
+  assert_int_equal(B->txn_status(b), QP_TXN_IDLE);
+  /* errors keep SQLite's code; the connection stays usable */
+  assert_int_equal(B->explain(b, "SELECT * FROM nope", NULL, 0, &o, &plan, &err), QP_QUERY);
+  assert_string_equal(err.code, "SQLITE_ERROR");
+  assert_null(plan.text);
+  assert_int_equal(B->explain(b, "SELECT ?", NULL, 0, &o, &plan, &err), QP_INVALID);
+  assert_int_equal(B->txn_status(b), QP_TXN_IDLE);
+  B->close(b);
+}
+
+/* One table of result code names for the backend and the shim: extended
+ * codes by name, unknown extended codes by their primary code. */
+static void test_code_names(void **state) {
+  (void)state;
+  assert_string_equal(qp__sqlite_code_name(SQLITE_CONSTRAINT_UNIQUE), "SQLITE_CONSTRAINT_UNIQUE");
+  assert_string_equal(qp__sqlite_code_name(SQLITE_BUSY), "SQLITE_BUSY");
+  assert_string_equal(qp__sqlite_code_name(SQLITE_BUSY | (200 << 8)), "SQLITE_BUSY");
+  assert_string_equal(qp__sqlite_code_name(0x7f00), "SQLITE_ERROR");
+}
+
 int main(void) {
   qp__hooks_init(&H, NULL);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dsn_forms),
+      cmocka_unit_test(test_explain_plan_and_counters),
+      cmocka_unit_test(test_code_names),
       cmocka_unit_test(test_wal_and_busy_timeout),
       cmocka_unit_test(test_crud_params_nulls_blobs),
       cmocka_unit_test(test_errors_keep_extended_codes),

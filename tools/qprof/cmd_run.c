@@ -50,7 +50,7 @@ static void usage(FILE *f) {
 /* A file store given relative to here must mean the same file to a command
  * that changes directory: make it absolute. DSNs are left alone. */
 static char *absolute_store(const char *store) {
-  if (store[0] == '/' || strstr(store, "://") != NULL || strchr(store, '=') != NULL)
+  if (store[0] == '/' || qp_store_is_dsn(store))
     return strdup(store);
   char cwd[PATH_MAX];
   if (getcwd(cwd, sizeof cwd) == NULL) return strdup(store);
