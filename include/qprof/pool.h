@@ -56,6 +56,10 @@ typedef enum qp_reset_policy {
  * Durations are milliseconds; 0 means "off" where noted.
  */
 typedef struct qp_pool_options {
+  /* Set by qp_pool_options_init to the size of the struct this program was
+   * built with; the pool reads only the fields it covers (docs/api.md,
+   * "Structs that grow"). */
+  size_t size;
   const char *dsn;             /* required; copied */
   int min_size;                /* connections kept open when idle (opened in the background) */
   int max_size;                /* most connections open at once (>= 1, >= min_size) */
@@ -75,12 +79,15 @@ typedef struct qp_pool_options {
    * session state they set survives QP_RESET_AUTO but not a reset. */
   qp_status (*on_connect)(qp_conn *conn, void *ud);
   void *on_connect_ud;
-  /* Room for options added later (docs/api.md, "Structs that grow"): zeroed
-   * by qp_pool_options_init; leave it zero. */
-  uint64_t reserved_[8];
 } qp_pool_options;
 
-/* Fills *o with the defaults (pool.* rows of the options table), dsn NULL. */
+/* The smallest qp_pool_options.size qp_pool_open accepts (this first
+ * growable version): anything smaller did not come from qp_pool_options_init. */
+#define QP_POOL_OPTIONS_MIN_SIZE (offsetof(qp_pool_options, on_connect_ud) + sizeof(void *))
+
+/* Fills *o with the defaults (pool.* rows of the options table), dsn NULL,
+ * and sets o->size. Call it before setting fields: qp_pool_open refuses
+ * options without a size. */
 QP_EXPORT void qp_pool_options_init(qp_pool_options *o);
 
 /*
@@ -261,47 +268,46 @@ QP_EXPORT const char *qp_conn_user(const qp_conn *conn);
 #define QP_POOL_HIST_BUCKETS 32
 
 /*
- * The pool's gauges and counters, each listed once: X(field, metric, help).
- * The same lists make the qp_pool_stats fields, the pool's own counters and
- * the Prometheus metrics ("qprof_pool_<metric>", counters with "_total").
- * Rows are appended, never reordered or removed (see "Structs that grow" in
- * docs/api.md).
+ * The pool's metrics, each listed once: X(kind, field, metric, help), kind
+ * gauge (int64_t, a value right now) or counter (uint64_t, since open). The
+ * one list makes the qp_pool_stats fields, the pool's own counters, the
+ * snapshot and the Prometheus metrics ("qprof_pool_<metric>", counters with
+ * "_total"). Rows are appended at the end, never reordered or removed (see
+ * "Structs that grow" in docs/api.md).
  */
-#define QP_POOL_GAUGES(X)                                                                          \
-  X(cl_active, "cl_active", "Leases held right now")                                               \
-  X(cl_waiting, "cl_waiting", "Acquires waiting for a connection")                                 \
-  X(sv_active, "sv_active", "Connections in use")                                                  \
-  X(sv_idle, "sv_idle", "Idle connections, recently used")                                         \
-  X(sv_used, "sv_used", "Idle connections that will be validated before reuse")                    \
-  X(sv_login, "sv_login", "Connections being opened")                                              \
-  X(maxwait_us, "maxwait_us", "Longest current wait for a connection, microseconds")
+#define QP_POOL_METRICS(X)                                                                         \
+  X(gauge, cl_active, "cl_active", "Leases held right now")                                        \
+  X(gauge, cl_waiting, "cl_waiting", "Acquires waiting for a connection")                          \
+  X(gauge, sv_active, "sv_active", "Connections in use")                                           \
+  X(gauge, sv_idle, "sv_idle", "Idle connections, recently used")                                  \
+  X(gauge, sv_used, "sv_used", "Idle connections that will be validated before reuse")             \
+  X(gauge, sv_login, "sv_login", "Connections being opened")                                       \
+  X(gauge, maxwait_us, "maxwait_us", "Longest current wait for a connection, microseconds")        \
+  X(counter, total_query_count, "query", "Statements run through the pool")                        \
+  X(counter, total_query_time_us, "query_time_us", "Time spent in statements, microseconds")       \
+  X(counter, total_error_count, "query_error", "Statements that failed")                           \
+  X(counter, total_xact_count, "xact", "Leases ended")                                             \
+  X(counter, total_wait_time_us, "wait_time_us", "Time acquires spent waiting, microseconds")      \
+  X(counter, acquires, "acquire", "Successful acquires")                                           \
+  X(counter, timeouts, "timeout", "Acquires that timed out (exhausted)")                           \
+  X(counter, wouldblocks, "wouldblock", "Try-acquires that found nothing free")                    \
+  X(counter, unavailable, "unavailable", "Acquires that failed: database unavailable")             \
+  X(counter, connects, "connect", "Connections opened")                                            \
+  X(counter, connect_failures, "connect_failure", "Connection attempts that failed")               \
+  X(counter, closed, "close", "Connections closed")                                                \
+  X(counter, broken, "broken", "Connections discarded because they broke")                         \
+  X(counter, expired, "expired", "Connections retired at max lifetime")                            \
+  X(counter, idle_closed, "idle_close", "Connections closed after the idle timeout")               \
+  X(counter, rollbacks, "rollback", "Transactions rolled back on release")                         \
+  X(counter, resets, "reset", "Session resets on release")                                         \
+  X(counter, validation_failures, "validation_failure", "Connections that failed validation")      \
+  X(counter, leaks, "leak", "Leases held longer than the leak threshold")                          \
+  X(counter, reprepares, "reprepare",                                                              \
+    "Prepared statements prepared again after the server lost them")                               \
+  X(counter, fork_drops, "fork_drop", "Connections dropped in a child after fork")
 
-#define QP_POOL_COUNTERS(X)                                                                        \
-  X(total_query_count, "query", "Statements run through the pool")                                 \
-  X(total_query_time_us, "query_time_us", "Time spent in statements, microseconds")                \
-  X(total_error_count, "query_error", "Statements that failed")                                    \
-  X(total_xact_count, "xact", "Leases ended")                                                      \
-  X(total_wait_time_us, "wait_time_us", "Time acquires spent waiting, microseconds")               \
-  X(acquires, "acquire", "Successful acquires")                                                    \
-  X(timeouts, "timeout", "Acquires that timed out (exhausted)")                                    \
-  X(wouldblocks, "wouldblock", "Try-acquires that found nothing free")                             \
-  X(unavailable, "unavailable", "Acquires that failed: database unavailable")                      \
-  X(connects, "connect", "Connections opened")                                                     \
-  X(connect_failures, "connect_failure", "Connection attempts that failed")                        \
-  X(closed, "close", "Connections closed")                                                         \
-  X(broken, "broken", "Connections discarded because they broke")                                  \
-  X(expired, "expired", "Connections retired at max lifetime")                                     \
-  X(idle_closed, "idle_close", "Connections closed after the idle timeout")                        \
-  X(rollbacks, "rollback", "Transactions rolled back on release")                                  \
-  X(resets, "reset", "Session resets on release")                                                  \
-  X(validation_failures, "validation_failure", "Connections that failed validation")               \
-  X(leaks, "leak", "Leases held longer than the leak threshold")                                   \
-  X(reprepares, "reprepare", "Prepared statements prepared again after the server lost them")      \
-  X(fork_drops, "fork_drop", "Connections dropped in a child after fork")
-
-/* Room for counters appended later without changing sizeof(qp_pool_stats). */
-#define QP_POOL_COUNTER_SLOTS 64
-#define QP_POOL_ONE_(field, metric, help) +1
+#define QP_POOL_METRIC_T_gauge int64_t
+#define QP_POOL_METRIC_T_counter uint64_t
 
 /*
  * A snapshot of the pool. Gauges (PgBouncer SHOW POOLS names):
@@ -315,27 +321,29 @@ QP_EXPORT const char *qp_conn_user(const qp_conn *conn);
  * (total_query_count, their summed duration total_query_time_us, of which
  * failed total_error_count), leases ended (total_xact_count, one per
  * acquire/release), time acquires spent waiting (total_wait_time_us), then
- * pool events. Histograms in microseconds. The struct keeps its size as
- * counters are appended (reserved_ shrinks); the library fills all of it.
+ * pool events. Histograms in microseconds.
  */
 typedef struct qp_pool_stats {
-#define QP_POOL_GAUGE_FIELD_(field, metric, help) int64_t field;
-  QP_POOL_GAUGES(QP_POOL_GAUGE_FIELD_)
-#undef QP_POOL_GAUGE_FIELD_
-  int64_t reserved_gauges_[16 - (0 QP_POOL_GAUGES(QP_POOL_ONE_))];
+  size_t size; /* set by the caller: sizeof(qp_pool_stats), or QP_POOL_STATS_INIT */
   uint64_t acquire_hist[QP_POOL_HIST_BUCKETS];
   uint64_t hold_hist[QP_POOL_HIST_BUCKETS];
   uint64_t connect_hist[QP_POOL_HIST_BUCKETS];
-#define QP_POOL_COUNTER_FIELD_(field, metric, help) uint64_t field;
-  QP_POOL_COUNTERS(QP_POOL_COUNTER_FIELD_)
-#undef QP_POOL_COUNTER_FIELD_
-  uint64_t reserved_[QP_POOL_COUNTER_SLOTS - (0 QP_POOL_COUNTERS(QP_POOL_ONE_))];
+#define QP_POOL_METRIC_FIELD_(kind, field, metric, help) QP_POOL_METRIC_T_##kind field;
+  QP_POOL_METRICS(QP_POOL_METRIC_FIELD_)
+#undef QP_POOL_METRIC_FIELD_
 } qp_pool_stats;
 
-/* Fills *out with a consistent snapshot. Statement counters (total_query_*,
- * total_error_count, reprepares) of a lease are added when it is released.
- * Thread-safe. */
-QP_EXPORT void qp_pool_stats_get(qp_pool *pool, qp_pool_stats *out);
+#define QP_POOL_STATS_INIT {.size = sizeof(qp_pool_stats)}
+/* The smallest size qp_pool_stats_get accepts (this first growable version). */
+#define QP_POOL_STATS_MIN_SIZE (offsetof(qp_pool_stats, fork_drops) + sizeof(uint64_t))
+
+/* Fills *out with a consistent snapshot: exactly out->size bytes (set by
+ * the caller), so a program built against an older header gets the fields
+ * it knows. Statement counters (total_query_*, total_error_count,
+ * reprepares) of a lease are added when it is released.
+ * Errors: QP_INVALID (NULL pool or out, out->size below
+ * QP_POOL_STATS_MIN_SIZE: nothing is written). Thread-safe. */
+QP_EXPORT qp_status qp_pool_stats_get(qp_pool *pool, qp_pool_stats *out);
 
 /*
  * Renders the stats as Prometheus text exposition (metrics prefixed

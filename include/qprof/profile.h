@@ -73,6 +73,11 @@ QP_EXPORT qp_status qp_profile_normalize(const qp_profile *p, qp_backend backend
                                          uint64_t *fingerprint);
 
 typedef struct qp_query_event {
+  /* sizeof(qp_query_event) of the caller's header, or 0 for this first
+   * growable version's fields only: events built with = {0} or designated
+   * initializers keep working as fields are appended (docs/api.md, "Structs
+   * that grow"). */
+  size_t size;
   qp_backend backend;
   const char *database;   /* database name or SQLite file path; NULL if unknown; borrowed */
   const char *sql;        /* raw statement text; borrowed for the call */
@@ -91,11 +96,10 @@ typedef struct qp_query_event {
    * result code name ("SQLITE_CONSTRAINT_UNIQUE"); borrowed. */
   const char *error;
   int64_t end_wall_ns;    /* wall-clock end time; 0 means now */
-  /* Room for fields added later (the cache, the advisor): docs/api.md,
-   * "Structs that grow". Zero-initialize every event (= {0}, designated
-   * initializers or memset) and leave this zero. */
-  uint64_t reserved_[8];
 } qp_query_event;
+
+/* The smallest non-zero qp_query_event.size qp_profile_record accepts. */
+#define QP_QUERY_EVENT_MIN_SIZE (offsetof(qp_query_event, end_wall_ns) + sizeof(int64_t))
 
 /*
  * Records one executed statement. Thread-safe; cheap on a hot fingerprint
@@ -106,7 +110,7 @@ typedef struct qp_query_event {
  * Events whose normalized text matches the ignore pattern return QP_OK and
  * are not counted. Errors: QP_NOMEM (the event is dropped whole and counted
  * as lost), QP_INVALID (NULL profile or event, sql NULL without normalized,
- * unknown backend).
+ * unknown backend, a size neither 0 nor at least QP_QUERY_EVENT_MIN_SIZE).
  */
 QP_EXPORT qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev);
 

@@ -5,9 +5,12 @@
 
 #include "pool_int.h"
 
-void qp_pool_stats_get(qp_pool *p, qp_pool_stats *s) {
+#define QP_POOL_COPY_gauge(field)
+#define QP_POOL_COPY_counter(field) s->field = c->field;
+
+static void snapshot(qp_pool *p, qp_pool_stats *s) {
   memset(s, 0, sizeof *s);
-  if (p == NULL) return;
+  s->size = sizeof *s;
   qp__pool_check_fork(p);
   pthread_mutex_lock(&p->mu);
   uint64_t now = qp__now_ns();
@@ -26,13 +29,23 @@ void qp_pool_stats_get(qp_pool *p, qp_pool_stats *s) {
     if (waited_us > s->maxwait_us) s->maxwait_us = waited_us;
   }
   const pool_counters *c = &p->c;
-#define QP_POOL_COPY_(field, metric, help) s->field = c->field;
-  QP_POOL_COUNTERS(QP_POOL_COPY_)
+#define QP_POOL_COPY_(kind, field, metric, help) QP_POOL_COPY_##kind(field)
+  QP_POOL_METRICS(QP_POOL_COPY_)
 #undef QP_POOL_COPY_
   memcpy(s->acquire_hist, c->acquire_hist, sizeof s->acquire_hist);
   memcpy(s->hold_hist, c->hold_hist, sizeof s->hold_hist);
   memcpy(s->connect_hist, c->connect_hist, sizeof s->connect_hist);
   pthread_mutex_unlock(&p->mu);
+}
+
+qp_status qp_pool_stats_get(qp_pool *p, qp_pool_stats *out) {
+  if (p == NULL || out == NULL || out->size < QP_POOL_STATS_MIN_SIZE) return QP_INVALID;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
+  snapshot(p, &s);
+  size_t n = out->size < sizeof s ? out->size : sizeof s;
+  s.size = out->size;
+  memcpy(out, &s, n);
+  return QP_OK;
 }
 
 typedef struct outbuf {
@@ -85,17 +98,14 @@ static void histogram(outbuf *o, const char *name, const char *help, const char 
 }
 
 static size_t render(qp_pool *p, const char *labels, char *buf, size_t cap) {
-  qp_pool_stats s;
-  qp_pool_stats_get(p, &s);
+  qp_pool_stats s = QP_POOL_STATS_INIT;
+  snapshot(p, &s);
   if (labels != NULL && *labels == '\0') labels = NULL;
   outbuf o = {buf, cap, 0};
   if (cap > 0) buf[0] = '\0';
-#define QP_POOL_GAUGE_(field, metric, help) gauge(&o, metric, help, labels, s.field);
-  QP_POOL_GAUGES(QP_POOL_GAUGE_)
-#undef QP_POOL_GAUGE_
-#define QP_POOL_COUNTER_(field, metric, help) counter(&o, metric, help, labels, s.field);
-  QP_POOL_COUNTERS(QP_POOL_COUNTER_)
-#undef QP_POOL_COUNTER_
+#define QP_POOL_RENDER_(kind, field, metric, help) kind(&o, metric, help, labels, s.field);
+  QP_POOL_METRICS(QP_POOL_RENDER_)
+#undef QP_POOL_RENDER_
   histogram(&o, "acquire", "Time to acquire a connection", labels, s.acquire_hist);
   histogram(&o, "hold", "Time a lease was held", labels, s.hold_hist);
   histogram(&o, "connect", "Time to open a connection", labels, s.connect_hist);

@@ -60,6 +60,7 @@ static void mutex_init(pthread_mutex_t *m) {
 
 void qp_pool_options_init(qp_pool_options *o) {
   memset(o, 0, sizeof *o);
+  o->size = sizeof *o;
   o->min_size = (int)QP__OPT_DEFAULT_INT(POOL_MIN_SIZE);
   o->max_size = (int)QP__OPT_DEFAULT_INT(POOL_MAX_SIZE);
   o->acquire_timeout_ms = QP__OPT_DEFAULT_INT(POOL_ACQUIRE_TIMEOUT_MS);
@@ -565,10 +566,19 @@ static void maint_inline(qp_pool *p, uint64_t now) {
 
 /* ---- open / close ------------------------------------------------------- */
 
-qp_status qp_pool_open(qp_pool **out, const qp_pool_options *opts, char *errbuf, size_t errlen) {
-  if (out == NULL || opts == NULL)
+qp_status qp_pool_open(qp_pool **out, const qp_pool_options *user, char *errbuf, size_t errlen) {
+  if (out == NULL || user == NULL)
     return qp__errbuf_set(errbuf, errlen, QP_INVALID, "pool: out and opts are required");
   *out = NULL;
+  if (user->size < QP_POOL_OPTIONS_MIN_SIZE)
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID,
+                          "pool: options have no size: fill them with qp_pool_options_init first");
+  /* the fields the caller's header knows, over this version's defaults */
+  qp_pool_options merged;
+  qp_pool_options_init(&merged);
+  memcpy(&merged, user, user->size < sizeof merged ? user->size : sizeof merged);
+  merged.size = sizeof merged;
+  const qp_pool_options *opts = &merged;
   qp_status st = check_options(opts, errbuf, errlen);
   if (st != QP_OK) return st;
   const qp__backend_ops *ops = qp__backend_for_dsn(opts->dsn);

@@ -62,11 +62,13 @@ typedef struct waiter {
 } waiter;
 
 /* Counters kept under the pool mutex: the public counters, one list
- * (QP_POOL_COUNTERS). Statement counters are flushed from leases on release. */
+ * (the counter rows of QP_POOL_METRICS). Statement counters are flushed from leases on release. */
+#define QP_POOL_CTR_gauge(field)
+#define QP_POOL_CTR_counter(field) uint64_t field;
 typedef struct pool_counters {
-#define QP_POOL_COUNTER_FIELD_(field, metric, help) uint64_t field;
-  QP_POOL_COUNTERS(QP_POOL_COUNTER_FIELD_)
-#undef QP_POOL_COUNTER_FIELD_
+#define QP_POOL_CTR_(kind, field, metric, help) QP_POOL_CTR_##kind(field)
+  QP_POOL_METRICS(QP_POOL_CTR_)
+#undef QP_POOL_CTR_
   uint64_t acquire_hist[QP_POOL_HIST_BUCKETS];
   uint64_t hold_hist[QP_POOL_HIST_BUCKETS];
   uint64_t connect_hist[QP_POOL_HIST_BUCKETS];

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "qprof/config.h"
+#include "qprof/store.h"
 #include "stats/stats_int.h"
 #include "shim_int.h"
 

@@ -362,6 +362,7 @@ static QP_NOINLINE qp_status record_normalizing(qp_profile *p, const qp_query_ev
 
 qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev) {
   if (p == NULL || ev == NULL) return QP_INVALID;
+  if (QP_UNLIKELY(ev->size != 0 && ev->size < QP_QUERY_EVENT_MIN_SIZE)) return QP_INVALID;
   if (ev->backend != QP_BACKEND_POSTGRES && ev->backend != QP_BACKEND_SQLITE) return QP_INVALID;
   if (ev->normalized == NULL) return record_normalizing(p, ev);
   const char *norm = ev->normalized;

@@ -94,7 +94,7 @@ static void test_fork_with_open_connections(void **state) {
     int rc = 0;
     if (mine <= 0 || mine == pid_held || mine == pid_idle) rc = 11;
     if (qp_conn_exec(held, "SELECT 1", NULL, 0, NULL) != QP_CLOSED) rc = 12;
-    qp_pool_stats s;
+    qp_pool_stats s = QP_POOL_STATS_INIT;
     qp_pool_stats_get(p, &s);
     if (s.fork_drops != 2) rc = 13;
     qp_pool_release(c);
@@ -120,7 +120,7 @@ static void test_fork_with_open_connections(void **state) {
   qp_result_free(r);
   qp_pool_release(again);
   qp_pool_release(held);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.broken, 0);
   assert_int_equal(s.connects, 2);
@@ -213,7 +213,7 @@ static void test_restart_under_load(void **state) {
   assert_true(errors > 0);               /* the outage was seen... */
   assert_true(worst <= ACQUIRE_MS + 500); /* ...but no call hung past its timeout */
   assert_true(first_after - up_at <= 1000);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_true(s.connect_failures > 0);
   assert_int_equal(s.cl_active, 0);
@@ -267,7 +267,7 @@ static void test_starting_up_keeps_waiters_waiting(void **state) {
   }
   usleep(800000);
   for (int i = 0; i < N; i++) assert_false(atomic_load(&w[i].done)); /* still waiting */
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_true(s.connect_failures >= 2);
   /* and retried with backoff, not in a tight loop */

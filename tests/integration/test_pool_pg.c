@@ -224,7 +224,7 @@ static void test_errors_with_sqlstate(void **state) {
   /* the connection still works after all that */
   assert_int_equal(qp_conn_exec(c, "SELECT 1", NULL, 0, NULL), QP_OK);
   qp_pool_release(c);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_true(s.total_error_count >= 7);
   assert_int_equal(s.broken, 0);
@@ -266,7 +266,7 @@ static void test_transactions_rolled_back_on_release(void **state) {
   assert_string_equal(qp_result_value(r, 0, 0, NULL), "1");
   qp_result_free(r);
   qp_pool_release(c);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.rollbacks, 2);
   assert_int_equal(s.connects, 1); /* rolled back, not replaced */
@@ -298,7 +298,7 @@ static void test_session_reset(void **state) {
   assert_string_equal(qp_result_value(r, 0, 0, NULL), "0");
   qp_result_free(r);
   qp_pool_release(c);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.resets, 1);
   qp_pool_close(p);
@@ -377,7 +377,7 @@ static void test_reprepare_after_deallocate(void **state) {
   assert_string_equal(qp_result_value(r, 0, 0, NULL), "21");
   qp_result_free(r);
   qp_pool_release(c);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s); /* counted when the lease ended */
   if (st == QP_OK) assert_true(s.reprepares >= 1);
   qp_pool_close(p);
@@ -412,7 +412,7 @@ static void test_terminated_backend_recovers(void **state) {
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT 1", NULL, 0, NULL), QP_OK);
   qp_pool_release(c);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.broken, 2);
   qp_pool_close(p);
@@ -432,7 +432,7 @@ static void test_validation_of_idle_connections(void **state) {
   usleep(80000);
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   qp_pool_release(c);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.validation_failures, 0);
   assert_int_equal(s.connects, 1);
@@ -670,7 +670,7 @@ static void test_full_server_is_unavailable_not_exhausted(void **state) {
   assert_non_null(strstr(cap.text, "too many connections for role"));
   assert_non_null(strstr(cap.text, "SQLSTATE 53300"));
   pthread_mutex_unlock(&cap.mu);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.timeouts, 0);
   assert_int_equal(s.unavailable, 1);
@@ -814,7 +814,7 @@ static void test_goodbye_noticed_before_eof(void **state) {
   assert_true(b.tv_sec - a.tv_sec < 1); /* did not wait for the EOF */
   assert_true(backend_pid(c) != pid);
   qp_pool_release(c);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.broken, 1);
   qp_pool_close(p);
@@ -898,7 +898,7 @@ static void test_explain_and_quiet_statements(void **state) {
   assert_int_equal(qp_conn_exec(c, "SELECT 1", NULL, 0, NULL), QP_OK);
   qp_pool_release(c);
   assert_int_equal(qp_profile_recorded(prof), 1);
-  qp_pool_stats st;
+  qp_pool_stats st = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &st);
   assert_int_equal(st.total_query_count, 1);
   qp_pool_close(p);

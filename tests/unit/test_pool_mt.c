@@ -39,7 +39,7 @@ static qp_pool *open_pool(int max, int64_t acquire_timeout_ms) {
 }
 
 static int wait_for_waiters(qp_pool *p, int n) {
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   for (int i = 0; i < 1000; i++) {
     qp_pool_stats_get(p, &s);
     if (s.cl_waiting >= n) return (int)s.cl_waiting;
@@ -110,7 +110,7 @@ static void test_threads_share_connections(void **state) {
   assert_int_equal(n, N * ITER);
   qp_result_free(r);
   qp_pool_release(c);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_true(s.connects <= 3);
   assert_int_equal(s.acquires, N * ITER + 2);
@@ -159,7 +159,7 @@ static void test_waiters_served_fifo(void **state) {
     /* each waiter is queued before the next one starts */
     assert_int_equal(wait_for_waiters(p, i + 1), i + 1);
   }
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.cl_waiting, N);
   assert_true(s.maxwait_us > 0);
@@ -214,7 +214,7 @@ static void test_timeouts_honoured_under_contention(void **state) {
     /* TSan slows everything down; still well within 50 ms without it */
     assert_true(t[i].took_ms < (uint64_t)t[i].timeout_ms + 50);
   }
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.timeouts, N);
   assert_int_equal(s.cl_waiting, 0);
@@ -273,7 +273,7 @@ static void test_try_acquire_under_contention(void **state) {
     got += t[i].got;
   }
   assert_true(got > 0);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_true(s.connects <= 2);
   assert_int_equal(s.cl_active, 0);

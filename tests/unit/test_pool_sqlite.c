@@ -158,7 +158,7 @@ static void test_lease_basics(void **state) {
   assert_int_equal(v, 1);
   qp_pool_release(c);
   qp_result_free(r); /* results outlive their lease */
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.total_query_count, 4);
   assert_int_equal(s.total_error_count, 1);
@@ -201,7 +201,7 @@ static void test_release_rolls_back_and_resets(void **state) {
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT 1", NULL, 0, NULL), QP_OK);
   qp_pool_release(c);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.rollbacks, 1);
   assert_int_equal(s.resets, 1);
@@ -243,7 +243,7 @@ static void test_session_change_detection(void **state) {
     assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
     qp_conn_exec(c, dirty[i], NULL, 0, NULL); /* may fail on SQLite: still marks */
     qp_pool_release(c);
-    qp_pool_stats s;
+    qp_pool_stats s = QP_POOL_STATS_INIT;
     qp_pool_stats_get(p, &s);
     if (s.resets != 1) fail_msg("not detected as a session change: %s", dirty[i]);
     qp_pool_close(p);
@@ -257,7 +257,7 @@ static void test_session_change_detection(void **state) {
     assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
     qp_conn_exec(c, clean[i], NULL, 0, NULL);
     qp_pool_release(c);
-    qp_pool_stats s;
+    qp_pool_stats s = QP_POOL_STATS_INIT;
     qp_pool_stats_get(p, &s);
     if (s.resets != 0) fail_msg("wrongly taken for a session change: %s", clean[i]);
     qp_pool_close(p);
@@ -281,7 +281,7 @@ static void test_try_acquire_and_timeout(void **state) {
   qp_pool_release(c);
   assert_int_equal(qp_pool_try_acquire(p, &c2), QP_OK);
   qp_pool_release(c2);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.timeouts, 1);
   assert_int_equal(s.wouldblocks, 1);
@@ -344,7 +344,7 @@ static void test_min_size_idle_and_lifetime(void **state) {
   o.min_size = 2;
   o.idle_timeout_ms = 0;
   qp_pool *p = open_pool(4, &o);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   for (int i = 0; i < 200; i++) {
     qp_pool_stats_get(p, &s);
     if (s.sv_idle + s.sv_used == 2) break;
@@ -414,7 +414,7 @@ static void test_metrics_prometheus(void **state) {
   free(buf);
   qp_pool_string_free(p, text);
   qp_pool_release(c);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   uint64_t total = 0;
   for (int i = 0; i < QP_POOL_HIST_BUCKETS; i++) total += s.hold_hist[i];
@@ -665,7 +665,7 @@ static void test_leak_detection_names_holder(void **state) {
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   char where[128];
   snprintf(where, sizeof where, "test_pool_sqlite.c:%d", line);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   for (int i = 0; i < 100; i++) {
     qp_pool_stats_get(p, &s);
     if (s.leaks > 0) break;
@@ -699,7 +699,7 @@ static void test_fork_child_opens_its_own(void **state) {
     if (qp_pool_acquire(p, &c) != QP_OK) _exit(10);
     qp_param x = qp_param_int(getpid());
     if (qp_conn_exec(c, "INSERT INTO f VALUES (?)", &x, 1, NULL) != QP_OK) rc = 11;
-    qp_pool_stats s;
+    qp_pool_stats s = QP_POOL_STATS_INIT;
     qp_pool_stats_get(p, &s);
     if (s.fork_drops != 2 || s.connects != 1) rc = 12;
     /* the lease held across fork() belongs to the parent: unusable here */
@@ -724,7 +724,7 @@ static void test_fork_child_opens_its_own(void **state) {
   assert_int_equal(qp_pool_acquire(p, &other), QP_OK);
   assert_int_equal(qp_conn_exec(other, "SELECT count(*) FROM f", NULL, 0, NULL), QP_OK);
   qp_pool_release(other);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.fork_drops, 0);
   qp_pool_close(p);
@@ -764,7 +764,7 @@ static void test_on_connect_hook(void **state) {
   qp_result_free(r);
   qp_pool_release(c);
   assert_int_equal(g_hook_calls, 1);
-  qp_pool_stats s;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
   assert_int_equal(s.resets, 0);
   qp_pool_close(p);

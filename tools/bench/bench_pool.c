@@ -221,7 +221,7 @@ static double run_mode(mode m, int threads, double duration, qp_profile *prof) {
     }
     /* warm: every connection open before the clock starts */
     for (int i = 0; i < 500; i++) {
-      qp_pool_stats s;
+      qp_pool_stats s = QP_POOL_STATS_INIT;
       qp_pool_stats_get(pool, &s);
       if (s.sv_idle + s.sv_used >= threads) break;
       usleep(10000);
