@@ -4,12 +4,11 @@
 # &password= query parameters, password= keyword, quoted and not) and given to
 # qprof every way a store or option can be: --store, QPROF_STORE, the BASE and
 # NEW of diff, and options that do not take a DSN at all. Every verb runs with
-# it (run with the shim's log on, report in every format, diff, normalize,
+# it (run with the shim's log on, collect, report in every format, diff, normalize,
 # config in text and JSON, --help and --version), on a reachable PostgreSQL
-# store and an unreachable one (error paths). Then every stdout, stderr,
-# every file written (stores, reports) and the PostgreSQL store's contents
-# are searched for the password (the shim's log too, once its redaction is
-# fixed: see below). PGPASSWORD is left alone (libpq
+# store and an unreachable one (error paths). Then every stdout, stderr, the
+# shim's log, every file written (stores, reports) and the PostgreSQL store's
+# contents are searched for the password. PGPASSWORD is left alone (libpq
 # reads it; qprof never shows it).
 . "${QP_TEST_SOURCE_DIR:?}/tests/data/shim/lib.sh"
 pg_setup secrets
@@ -52,11 +51,9 @@ SELECT 'postgresql://app:$PW@db/x' AS dsn;
 SELECT 1 WHERE 'password=$PW' <> '';
 SQL
 
-# The shim's log is on (with a slow-query line for every query). It is kept
-# outside $OUT: the shim's own log redaction ("recording to DSN") is not fixed
-# yet, so the search of the log is left out until it is (the log is still
-# checked to have been written).
-export QPROF_LOG=$T/shim.log QPROF_SLOW_MS=0 QPROF_FLUSH_MS=50
+# The shim's log is on, with a slow-query line for every query, and searched
+# with the rest.
+export QPROF_LOG=$OUT/shim.log QPROF_SLOW_MS=0 QPROF_FLUSH_MS=50
 for form in "${!DSN[@]}"; do
   d=${DSN[$form]}
   # run: the shim records into the DSN store (or fails to, and logs it),
@@ -85,6 +82,17 @@ for form in "${!DSN[@]}"; do
   q "run_badenv_$form" env QPROF_FLUSH_MS="$d" "$QPROF" run -- sqlite3 ":memory:" "SELECT 4"
   q "run_badopt_$form" "$QPROF" run --store "$d" --slow-ms "$d" -- true
   q "report_badopt_$form" "$QPROF" report --store "$d" --limit "$d"
+  # collect: programs under the shim record into a run directory, the
+  # collector writes it to the DSN store (once, and as a daemon stopped by
+  # SIGTERM)
+  rd=$T/run-$form
+  mkdir -m 0700 "$rd"
+  LD_PRELOAD="$SHIM" QPROF_RUN_DIR="$rd" sqlite3 ":memory:" "SELECT 5 AS five" >/dev/null
+  q "collect_once_$form" "$QPROF" collect --run-dir "$rd" --store "$d" --once
+  LD_PRELOAD="$SHIM" QPROF_RUN_DIR="$rd" sqlite3 ":memory:" "SELECT 6 AS six" >/dev/null
+  q "collect_env_$form" env QPROF_STORE="$d" "$QPROF" collect --run-dir "$rd" --once
+  q "collect_daemon_$form" timeout -s TERM 1 "$QPROF" collect --run-dir "$rd" --store "$d" --flush-ms 100
+  q "collect_badopt_$form" "$QPROF" collect --run-dir "$rd" --store "$d" --flush-ms "$d" --once
   # normalize, with the DSN in the environment
   for f in text json; do
     q "normalize_${f}_$form" env QPROF_STORE="$d" "$QPROF" normalize --format "$f" "$IN/script.sql"
@@ -100,7 +108,7 @@ for f in text json csv html; do q "report_script_$f" "$QPROF" report --store "$O
 q normalize_stdin sh -c "\"$QPROF\" normalize <\"$IN/script.sql\""
 q help "$QPROF" --help
 q version "$QPROF" --version
-for v in run report diff normalize config; do q "help_$v" "$QPROF" "$v" --help; done
+for v in run collect report diff normalize config; do q "help_$v" "$QPROF" "$v" --help; done
 
 # The reachable forms did record: the PostgreSQL store exists and holds rows
 # (else the search below would only have looked at error paths).
@@ -108,16 +116,21 @@ rows=$(psql -X -At -d "$DB" -c "SELECT count(*) FROM qprof.qp_query" 2>/dev/null
 [ "$rows" -gt 0 ] || fail "nothing was recorded in the PostgreSQL store (rows: '$rows')"
 pg_dump -d "$DB" --data-only --schema=qprof >"$OUT/pgstore.sql" ||
   fail "cannot dump the PostgreSQL store"
-[ -s "$T/shim.log" ] || fail "the shim's log is empty: QPROF_LOG was not on"
+[ -s "$OUT/shim.log" ] || fail "the shim's log is empty: QPROF_LOG was not on"
 [ "$(total_calls "$OUT/script.db")" -gt 0 ] || fail "nothing recorded in $OUT/script.db"
 # The unreachable stores were refused with a message, not silently.
 for form in bad_uri_userinfo bad_uri_query bad_keyword; do
-  [ "$(cat "$OUT/report_text_$form.rc")" != 0 ] || fail "report on the unreachable $form: exit 0"
-  [ -s "$OUT/report_text_$form.err" ] || fail "report on the unreachable $form: no message"
+  for v in report_text collect_once; do
+    [ "$(cat "$OUT/${v}_$form.rc")" != 0 ] || fail "$v on the unreachable $form: exit 0"
+    [ -s "$OUT/${v}_$form.err" ] || fail "$v on the unreachable $form: no message"
+  done
 done
+# The collector wrote what the shim recorded into the reachable store.
+[ "$(psql -X -At -d "$DB" -c "SELECT count(*) FROM qprof.qp_query WHERE query = 'select ? as six'")" = 1 ] ||
+  fail "qprof collect did not write the run directory to the PostgreSQL store"
 
-# The search: every stdout and stderr, the stores and reports, the
-# PostgreSQL store's dump.
+# The search: every stdout and stderr, the shim's log, the stores and
+# reports, the PostgreSQL store's dump.
 leaks=$(grep -rlaF -- "$PW" "$OUT" || true)
 # KEEP_OUT=dir keeps the outputs for a look.
 [ -z "${KEEP_OUT:-}" ] || cp -a "$OUT" "$KEEP_OUT"
