@@ -54,6 +54,8 @@ SQL
 # The shim's log is on, with a slow-query line for every query, and searched
 # with the rest.
 export QPROF_LOG=$OUT/shim.log QPROF_SLOW_MS=0 QPROF_FLUSH_MS=50
+# libpq may read it (it is not needed here); nothing of qprof's may show it.
+export PGPASSWORD=$PW
 for form in "${!DSN[@]}"; do
   d=${DSN[$form]}
   # run: the shim records into the DSN store (or fails to, and logs it),
