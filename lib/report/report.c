@@ -154,10 +154,22 @@ const qp_rentry *qp__report_find(const qp_report *r, uint64_t fp, qp_backend be,
 
 static void rentry_free(const qp_hooks *h, qp_rentry *e) {
   qp__stats_free(&e->st, h);
-  qp__free(h, e->database);
-  qp__free(h, e->query);
-  qp__free(h, e->sample);
-  qp__free(h, e->codes);
+  qp__free(h, e->query); /* the one block of all its strings */
+}
+
+/* Copies the four strings of an entry into one block: one allocation per
+ * query, not four. */
+static bool copy_strings(const qp_hooks *h, qp_rentry *x, const char *query, const char *sample,
+                         const char *codes, const char *database) {
+  size_t lq = strlen(query) + 1, lc = strlen(codes) + 1, ld = strlen(database) + 1;
+  size_t ls = sample != NULL ? strlen(sample) + 1 : 0;
+  char *b = qp__malloc(h, lq + lc + ld + ls);
+  if (b == NULL) return false;
+  x->query = memcpy(b, query, lq);
+  x->codes = memcpy(b + lq, codes, lc);
+  x->database = memcpy(b + lq + lc, database, ld);
+  x->sample = sample != NULL ? memcpy(b + lq + lc + ld, sample, ls) : NULL;
+  return true;
 }
 
 typedef struct build_ctx {
@@ -166,7 +178,7 @@ typedef struct build_ctx {
   qp_buf codes;
 } build_ctx;
 
-static qp_status take(void *ud, const qp_entry *e, const char *query, const char *sample) {
+static qp_status take(void *ud, qp_entry *e, const char *query, const char *sample) {
   build_ctx *c = ud;
   qp_report *r = c->r;
   r->t.queries_in_window++;
@@ -176,7 +188,8 @@ static qp_status take(void *ud, const qp_entry *e, const char *query, const char
   if (m < 0) return qp__err_set(&r->err, QP_NOMEM, "out of memory");
   if (m == 0) return QP_OK;
   if (r->n == r->cap) {
-    size_t cap = r->cap ? r->cap * 2 : 64;
+    /* room for every query of the window at once: no doubling for a big one */
+    size_t cap = r->cap ? r->cap * 2 : r->w.queries > 0 ? r->w.queries : 64;
     qp_rentry *v = qp__realloc(&r->hooks, r->v, cap * sizeof *v);
     if (v == NULL) return qp__err_set(&r->err, QP_NOMEM, "out of memory");
     r->v = v;
@@ -187,13 +200,16 @@ static qp_status take(void *ud, const qp_entry *e, const char *query, const char
   qp__stats_init(&x->st);
   if (!qp__summary_fill(&x->s, e, query, sample, &c->codes))
     return qp__err_set(&r->err, QP_NOMEM, "out of memory");
-  /* copied, not taken: the store and the report may have different allocators */
-  x->query = qp__strdup(&r->hooks, query);
-  x->sample = sample != NULL ? qp__strdup(&r->hooks, sample) : NULL;
-  x->codes = qp__strdup(&r->hooks, x->s.error_codes);
-  x->database = qp__strdup(&r->hooks, e->database);
-  if (x->query == NULL || (sample != NULL && x->sample == NULL) || x->codes == NULL ||
-      x->database == NULL || !qp__stats_merge(&x->st, &e->st, &r->hooks)) {
+  if (!copy_strings(&r->hooks, x, query, sample, x->s.error_codes, e->database))
+    return qp__err_set(&r->err, QP_NOMEM, "out of memory");
+  /* The merged statistics (the histogram) are taken when the store and the
+   * report allocate alike, so that a big window is not held twice; else
+   * copied. */
+  if (r->store->hooks.realloc_fn == r->hooks.realloc_fn &&
+      r->store->hooks.alloc_ud == r->hooks.alloc_ud) {
+    x->st = e->st;
+    qp__stats_init(&e->st);
+  } else if (!qp__stats_merge(&x->st, &e->st, &r->hooks)) {
     rentry_free(&r->hooks, x);
     return qp__err_set(&r->err, QP_NOMEM, "out of memory");
   }

@@ -22,7 +22,7 @@ typedef struct qp_rentry {
   qp_backend backend;
   uint64_t hash; /* of the key (fingerprint, backend, database) */
   double share;
-  char *database, *query, *sample, *codes;
+  char *query, *codes, *database, *sample; /* one block, starting at query */
 } qp_rentry;
 
 struct qp_report {

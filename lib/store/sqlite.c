@@ -29,6 +29,7 @@ typedef struct sq_store {
   sqlite3_stmt *up_query, *up_stats, *scan, *first, *last, *text, *ins_stats, *ins_query;
   sqlite3_stmt *before;
   qp_buf hist_buf, codes_buf;
+  bool reading; /* inside a read transaction begun by sq_read_begin */
 } sq_store;
 
 static const char SQL_UP_QUERY[] =
@@ -554,6 +555,21 @@ static qp_status sq_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
   return rc;
 }
 
+static qp_status sq_read_begin(qp_store *s) {
+  sq_store *q = s->impl;
+  if (sqlite3_get_autocommit(q->db) == 0) return QP_OK; /* already inside one */
+  qp_status rc = sq_exec(s, q->db, "BEGIN", "cannot begin reading");
+  q->reading = rc == QP_OK;
+  return rc;
+}
+
+static void sq_read_end(qp_store *s) {
+  sq_store *q = s->impl;
+  if (q->reading && sqlite3_get_autocommit(q->db) == 0)
+    sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
+  q->reading = false;
+}
+
 static qp_status sq_bucket_before(qp_store *s, int64_t t_s, int64_t *bucket, bool *found) {
   sq_store *q = s->impl;
   *found = false;
@@ -607,6 +623,8 @@ const qp_store_ops qp__sqlite_store_ops = {
     .bucket_range = sq_bucket_range,
     .scan = sq_scan,
     .bucket_before = sq_bucket_before,
+    .read_begin = sq_read_begin,
+    .read_end = sq_read_end,
     .query_text = sq_query_text,
 };
 

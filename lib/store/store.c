@@ -219,12 +219,8 @@ static int plan_tiles(int64_t S, int64_t U, tile t[5]) {
   return n;
 }
 
-qp_status qp__store_aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_agg_fn fn,
-                              void *ud, qp_window *w) {
-  qp__err_clear(&s->err);
-  w->lo_s = w->hi_s = 0;
-  w->empty = true;
-  if (since_ns >= until_ns) return QP_OK;
+static qp_status aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_agg_fn fn,
+                           void *ud, qp_window *w) {
   int64_t first, last;
   bool empty;
   qp_status rc = s->ops->bucket_range(s, &first, &last, &empty);
@@ -250,6 +246,7 @@ qp_status qp__store_aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, q
   qp_buf query, sample;
   qp__buf_init(&query, &s->hooks);
   qp__buf_init(&sample, &s->hooks);
+  w->queries = c.map.count;
   for (size_t i = 0; rc == QP_OK && i < c.map.cap; i++) {
     qp_entry *e = c.map.slots[i];
     if (e == NULL) continue;
@@ -258,10 +255,30 @@ qp_status qp__store_aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, q
     rc = s->ops->query_text(s, e->fingerprint, &query, &sample, &has_sample, &found);
     if (rc != QP_OK) break;
     rc = fn(ud, e, qp__buf_cstr(&query), has_sample ? qp__buf_cstr(&sample) : NULL);
+    /* done with it: a big window is not held twice while the caller copies */
+    qp__stats_free(&e->st, &s->hooks);
+    qp__free(&s->hooks, e->database);
+    qp__free(&s->hooks, e);
+    c.map.slots[i] = NULL;
   }
   qp__buf_free(&query);
   qp__buf_free(&sample);
   agg_free(&c.map);
+  return rc;
+}
+
+qp_status qp__store_aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_agg_fn fn,
+                              void *ud, qp_window *w) {
+  qp__err_clear(&s->err);
+  w->lo_s = w->hi_s = 0;
+  w->empty = true;
+  w->queries = 0;
+  if (since_ns >= until_ns) return QP_OK;
+  /* one snapshot (and one file lock) for the range, the rows and the texts */
+  qp_status rc = s->ops->read_begin != NULL ? s->ops->read_begin(s) : QP_OK;
+  if (rc != QP_OK) return rc;
+  rc = aggregate(s, since_ns, until_ns, fn, ud, w);
+  if (s->ops->read_end != NULL) s->ops->read_end(s);
   return rc;
 }
 
@@ -305,7 +322,7 @@ typedef struct summarize_ctx {
   qp_store *s;
 } summarize_ctx;
 
-static qp_status summarize_one(void *ud, const qp_entry *e, const char *query, const char *sample) {
+static qp_status summarize_one(void *ud, qp_entry *e, const char *query, const char *sample) {
   summarize_ctx *c = ud;
   qp_query_summary q;
   if (!qp__summary_fill(&q, e, query, sample, &c->codes))

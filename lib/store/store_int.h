@@ -40,6 +40,10 @@ typedef struct qp_store_ops {
   qp_status (*bucket_range)(qp_store *s, int64_t *first, int64_t *last, bool *empty);
   /* Calls fn for every row of `level` with bucket in [lo, hi). */
   qp_status (*scan)(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud);
+  /* Brackets the reads of one window so that they see one snapshot and the
+   * file is locked once, not once per statement. May be NULL. */
+  qp_status (*read_begin)(qp_store *s);
+  void (*read_end)(qp_store *s);
   /* The start of the last level-0 bucket that starts before t_s; *found
    * false when none. May be NULL (then no rounding is detected). */
   qp_status (*bucket_before)(qp_store *s, int64_t t_s, int64_t *bucket, bool *found);
@@ -65,14 +69,16 @@ extern const qp_store_ops qp__sqlite_store_ops;
 
 /* Receives one merged query of a window: its key and merged statistics
  * (allocated with the store's hooks), its text and sample (all valid during
- * the call; sample NULL when none). Return QP_OK to go on; any other status stops the walk and is
+ * the call; sample NULL when none). A callee that allocates with the same
+ * hooks as the store may take e->st, leaving it as qp__stats_init made it. Return QP_OK to go on; any other status stops the walk and is
  * returned. */
-typedef qp_status (*qp_agg_fn)(void *ud, const qp_entry *e, const char *query, const char *sample);
+typedef qp_status (*qp_agg_fn)(void *ud, qp_entry *e, const char *query, const char *sample);
 
 /* The bucket starts [lo_s, hi_s) a window covers once clamped to the data. */
 typedef struct qp_window {
   int64_t lo_s, hi_s;
   bool empty;
+  size_t queries; /* how many calls of the qp_agg_fn follow; set before the first */
 } qp_window;
 
 /* Merges the rows of the buckets that start in [since_ns, until_ns) per

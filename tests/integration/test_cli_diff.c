@@ -197,12 +197,80 @@ static void test_exit_codes(void **state) {
   free(out);
 }
 
+static int run_cols(int cols, const char *args, char **out, char **errout) {
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "env -u QPROF_STORE NO_COLOR=1 COLUMNS=%d '%s' %s", cols, qprof, args);
+  return qpt_run_capture(dir, cmd, out, errout);
+}
+
+/* The table fits the terminal as the report's does: at 80 columns every line
+ * is at most 80 wide (it was over 120), and the p95 change and the query
+ * are still there; --wide keeps every column and the whole text. */
+static void test_table_fits_the_terminal(void **state) {
+  (void)state;
+  static const int widths[] = {80, 100, 120, 60};
+  for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+    char *out;
+    assert_int_equal(run_cols(widths[w], "diff base.db new.db", &out, NULL), 0);
+    int line = 0;
+    for (char *p = out; *p;) {
+      char *nl = strchr(p, '\n');
+      size_t len = nl ? (size_t)(nl - p) : strlen(p);
+      /* the two header lines name the stores, whose paths the user chose */
+      if (line >= 2 && len > (size_t)widths[w])
+        fail_msg("line %d is %zu wide at COLUMNS=%d: %.*s", line, len, widths[w], (int)len, p);
+      line++;
+      p += len + (nl != NULL);
+    }
+    static const char *const want[] = {"changed", "p95", "update carts", "+48.0%"};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
+      if (strstr(out, want[k]) == NULL)
+        fail_msg("COLUMNS=%d: no '%s' in\n%s", widths[w], want[k], out);
+    free(out);
+  }
+  char *out;
+  assert_int_equal(run_cols(80, "diff base.db new.db --wide", &out, NULL), 0);
+  assert_non_null(strstr(out, "fingerprint"));
+  assert_non_null(strstr(out, "mean"));
+  assert_non_null(strstr(out, "update carts set total = ? where id = ?"));
+  free(out);
+}
+
+/* Too many stores: the message says what is wrong. */
+static void test_too_many_stores(void **state) {
+  (void)state;
+  char *err;
+  assert_int_equal(run("diff base.db new.db both.db", NULL, &err), 2);
+  assert_non_null(strstr(err, "3 stores given"));
+  assert_non_null(strstr(err, "'both.db' is one too many"));
+  assert_null(strstr(err, "needs BASE and NEW"));
+  free(err);
+  assert_int_equal(run("diff", NULL, &err), 2);
+  assert_non_null(strstr(err, "needs a BASE store"));
+  free(err);
+}
+
+/* --match is case-insensitive here too. */
+static void test_match_ignores_case(void **state) {
+  (void)state;
+  char *out;
+  assert_int_equal(run("diff base.db new.db --format json --match UPDATE", &out, NULL), 0);
+  json_t *root = json_loads(out, 0, NULL);
+  assert_non_null(root);
+  assert_int_equal(json_array_size(json_object_get(root, "queries")), 1);
+  json_decref(root);
+  free(out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_self_diff_no_change),
       cmocka_unit_test(test_regression_gate),
       cmocka_unit_test(test_two_windows_of_one_store),
       cmocka_unit_test(test_exit_codes),
+      cmocka_unit_test(test_table_fits_the_terminal),
+      cmocka_unit_test(test_too_many_stores),
+      cmocka_unit_test(test_match_ignores_case),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,6 +7,8 @@
 #include "testutil.h"
 
 #include <jansson.h>
+#include <libpq-fe.h>
+#include <math.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,7 +185,8 @@ static void test_json_golden_and_schema(void **state) {
                 {"total_ms", 2},    {"share", 2},      {"mean_ms", 2},        {"min_ms", 2},
                 {"max_ms", 2},      {"stddev_ms", 2},  {"p50_ms", 2},         {"p90_ms", 2},
                 {"p95_ms", 2},      {"p99_ms", 2},     {"p999_ms", 2},        {"first_seen", 0},
-                {"last_seen", 0},   {"sample", 4}};
+                {"last_seen", 0},   {"sample", 4},     {"total_ns", 1},       {"min_ns", 1},
+                {"max_ns", 1}};
   regex_t iso;
   assert_int_equal(
       regcomp(&iso, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$", REG_EXTENDED),
@@ -250,15 +253,16 @@ static void test_csv_golden(void **state) {
   assert_non_null(strstr(out, "\"select \"\"weird, name\"\""));
   const char *header = "fingerprint,query,backend,database,calls,errors,errors_by_code,rows,"
                        "total_ms,share,mean_ms,min_ms,max_ms,stddev_ms,p50_ms,p90_ms,"
-                       "p95_ms,p99_ms,p999_ms,first_seen,last_seen,sample\r\n";
+                       "p95_ms,p99_ms,p999_ms,first_seen,last_seen,sample,total_ns,min_ns,"
+                       "max_ns\r\n";
   assert_int_equal(strncmp(out, header, strlen(header)), 0);
   free(out);
-  /* Python's csv module reads it back: 6 rows of 22 fields. */
+  /* Python's csv module reads it back: 6 rows of 25 fields. */
   char args[1024];
   snprintf(args, sizeof args,
            "report --store golden.db --format csv | /usr/bin/python3 -c 'import csv,sys; "
            "r=list(csv.reader(sys.stdin)); assert len(r)==6, len(r); "
-           "assert all(len(x)==22 for x in r); print(\"ok\")'");
+           "assert all(len(x)==25 for x in r); print(\"ok\")'");
   assert_int_equal(run(NULL, args, &out, NULL), 0);
   assert_string_equal(out, "ok\n");
   free(out);
@@ -438,12 +442,293 @@ static void test_exit_codes(void **state) {
   free(out);
 }
 
+/* Records `n` events of one query into a new store `name` in dir. */
+static void one_query_store(const char *name, const char *text, const char *db, int n,
+                            uint64_t dur_ns, uint64_t spread_ns, const char *sample_sql) {
+  char p[600], err[512];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  qp_profile *prof;
+  qp_profile_options po = {.sample = sample_sql != NULL};
+  assert_int_equal(qp_profile_new(&prof, &po, err, sizeof err), QP_OK);
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, p, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  for (int i = 0; i < n; i++) {
+    qp_query_event ev = {0};
+    ev.backend = QP_BACKEND_SQLITE;
+    ev.database = db;
+    ev.normalized = text;
+    ev.normalized_len = strlen(text);
+    ev.fingerprint = 0x88;
+    if (sample_sql != NULL) {
+      ev.sql = sample_sql;
+      ev.sql_len = strlen(sample_sql);
+    }
+    ev.duration_ns = dur_ns + (spread_ns ? (uint64_t)i % spread_ns : 0);
+    ev.rows = 1;
+    ev.error = i == 0 ? "SQLITE_BUSY" : NULL;
+    ev.end_wall_ns = (T0 + i % 600) * 1000000000LL;
+    assert_int_equal(qp_profile_record(prof, &ev), QP_OK);
+  }
+  assert_int_equal(qp_profile_flush(prof, s), QP_OK);
+  qp_store_close(s);
+  qp_profile_free(prof);
+}
+
+/* 20,000 inserts of about 1.34 us: JSON and CSV lose nothing (mean x calls
+ * is total to 1e-12, total_ns exact); with 3 decimals of a millisecond the
+ * mean was 0.001, 25% off. */
+static void test_machine_formats_full_precision(void **state) {
+  (void)state;
+  one_query_store("fast.db", "insert into t values (?)", "fast.db", 20000, 1339, 3, NULL);
+  uint64_t want_total = 0;
+  for (int i = 0; i < 20000; i++) want_total += 1339 + (uint64_t)(i % 3);
+  char *out;
+  assert_int_equal(run(NULL, "report --store fast.db --format json", &out, NULL), 0);
+  json_t *root = json_loads(out, 0, NULL);
+  assert_non_null(root);
+  json_t *q = json_array_get(json_object_get(root, "queries"), 0);
+  assert_non_null(q);
+  double mean = json_number_value(json_object_get(q, "mean_ms"));
+  double total = json_number_value(json_object_get(q, "total_ms"));
+  assert_int_equal(json_integer_value(json_object_get(q, "total_ns")), want_total);
+  assert_int_equal(json_integer_value(json_object_get(q, "min_ns")), 1339);
+  assert_int_equal(json_integer_value(json_object_get(q, "max_ns")), 1341);
+  assert_true(fabs(mean * 20000 - total) / total < 1e-12);
+  assert_true(fabs(total - (double)want_total / 1e6) < 1e-12);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "totals"), "total_ns")),
+                   want_total);
+  json_decref(root);
+  free(out);
+  /* CSV: the same digits */
+  assert_int_equal(run(NULL,
+                       "report --store fast.db --format csv | /usr/bin/python3 -c 'import csv,sys; "
+                       "r=list(csv.DictReader(sys.stdin))[0]; "
+                       "assert abs(float(r[\"mean_ms\"])*20000-float(r[\"total_ms\"]))<1e-9, r; "
+                       "print(r[\"total_ns\"], r[\"mean_ms\"])'",
+                       &out, NULL),
+                   0);
+  char want[64];
+  snprintf(want, sizeof want, "%llu 0.00133999994", (unsigned long long)want_total);
+  if (strncmp(out, want, strlen(want)) != 0) fail_msg("CSV says %s, want %s...", out, want);
+  free(out);
+  /* text keeps 3 significant digits */
+  assert_int_equal(run("NO_COLOR=1 COLUMNS=100", "report --store fast.db", &out, NULL), 0);
+  assert_non_null(strstr(out, "1.34us"));
+  free(out);
+}
+
+/* Stored text is lower case: --match UPDATE must find "update"; the match
+ * respects case only when asked. */
+static void test_match_ignores_case(void **state) {
+  (void)state;
+  char *out;
+  assert_int_equal(run(NULL, "report --store golden.db --format json --match UPDATE", &out, NULL), 0);
+  json_t *root = json_loads(out, 0, NULL);
+  json_t *qs = json_object_get(root, "queries");
+  assert_int_equal(json_array_size(qs), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(qs, 0), "fingerprint")),
+                      "2222222222222222");
+  json_decref(root);
+  free(out);
+  assert_int_equal(run(NULL, "report --store golden.db --format json --exclude 'SELECT|UPDATE'",
+                       &out, NULL),
+                   0);
+  root = json_loads(out, 0, NULL);
+  assert_int_equal(json_array_size(json_object_get(root, "queries")), 2);
+  json_decref(root);
+  free(out);
+  assert_int_equal(run(NULL, "report --store golden.db --match UPDATE --case-sensitive", &out, NULL),
+                   0);
+  assert_non_null(strstr(out, "No queries match"));
+  free(out);
+}
+
+/* --wide: every column, and errors by code, first/last seen and the sample
+ * on lines under the row. */
+static void test_wide_shows_everything(void **state) {
+  (void)state;
+  one_query_store("sampled.db", "select * from users where id = ?", "app.db", 10, 2000000, 0,
+                  "select * from users where id = 42");
+  char *out;
+  assert_int_equal(run("NO_COLOR=1 COLUMNS=80", "report --store sampled.db --wide", &out, NULL), 0);
+  static const char *const want[] = {"fingerprint", " rows ", " min ", " p50 ", " p99 ", " max ",
+                                     "errors by code: SQLITE_BUSY:1",
+                                     "seen: 2026-11-20T10:00:00.000Z .. 2026-11-20T10:00:09.000Z",
+                                     "sample: select * from users where id = 42"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (strstr(out, want[i]) == NULL) fail_msg("--wide lacks '%s':\n%s", want[i], out);
+  free(out);
+  /* without --wide none of that */
+  assert_int_equal(run("NO_COLOR=1 COLUMNS=80", "report --store sampled.db", &out, NULL), 0);
+  assert_null(strstr(out, "sample:"));
+  assert_null(strstr(out, " p50 "));
+  free(out);
+}
+
+/* The header says what time the data covers, and says so when --since or
+ * --until falls inside a bucket (buckets count whole, by their start). */
+static void test_header_time_range_and_rounding(void **state) {
+  (void)state;
+  char *out;
+  assert_int_equal(run("NO_COLOR=1 COLUMNS=100",
+                       "report --store golden.db --since 2026-11-20T10:17:30Z "
+                       "--until 2026-11-20T10:20:30Z",
+                       &out, NULL),
+                   0);
+  static const char *const want[] = {
+      "Window: 2026-11-20T10:17:30.000Z .. 2026-11-20T10:20:30.000Z\n",
+      "rounded to whole buckets",
+      "--since falls inside the bucket of 2026-11-20T10:17:00.000Z, which is left out",
+      "--until falls inside the bucket of 2026-11-20T10:20:00.000Z, which is counted whole",
+      "Data:   2026-11-20T10:18:00.250Z .. 2026-11-20T10:20:58.250Z\n"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (strstr(out, want[i]) == NULL) fail_msg("header lacks '%s':\n%s", want[i], out);
+  free(out);
+  /* on bucket boundaries: nothing is rounded */
+  assert_int_equal(run("NO_COLOR=1", "report --store golden.db --since 2026-11-20T10:17Z "
+                                     "--until 2026-11-20T10:21Z",
+                       &out, NULL),
+                   0);
+  assert_null(strstr(out, "rounded"));
+  assert_non_null(strstr(out, "Data:   2026-11-20T10:17:"));
+  free(out);
+}
+
+/* Text from a store is shown, never obeyed: C1 controls (U+009B is CSI),
+ * bidirectional overrides and isolates, bytes that are not UTF-8 and ESC. */
+static void test_terminal_and_page_safety(void **state) {
+  (void)state;
+  const char *text = "select \"a\xc2\x9b" "31mb\" from t\xe2\x80\xae" "cba\xe2\x81\xa6x\xe2\x81\xa9"
+                     " where \"\x9b" "2J\" = \x1b]0;title\x07?";
+  one_query_store("unsafe.db", text, "\xe2\x80\xaeunsafe.db", 3, 1000, 0, NULL);
+  static const char *const raw[] = {"\xc2\x9b", "\xe2\x80\xae", "\xe2\x81\xa6", "\xe2\x81\xa9",
+                                    "\x9b", "\x1b", "\x07"};
+  char *out;
+  assert_int_equal(run("NO_COLOR=1 COLUMNS=200", "report --store unsafe.db --wide", &out, NULL), 0);
+  for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++)
+    if (strstr(out, raw[i]) != NULL) fail_msg("text output passes raw control %zu:\n%s", i, out);
+  assert_non_null(strstr(out, "<U+009B>31mb"));
+  assert_non_null(strstr(out, "<U+202E>cba<U+2066>x<U+2069>"));
+  assert_non_null(strstr(out, "\\x9b2J"));
+  free(out);
+  assert_int_equal(run(NULL, "report --store unsafe.db --format html", &out, NULL), 0);
+  for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++)
+    if (strstr(out, raw[i]) != NULL) fail_msg("HTML passes raw control %zu", i);
+  assert_non_null(strstr(out, "&lt;U+009B&gt;"));
+  assert_non_null(strstr(out, "&lt;U+202E&gt;"));
+  assert_non_null(strstr(out, "&lt;U+2069&gt;"));
+  free(out);
+  html_check("--store unsafe.db", 1);
+  /* JSON: escaped, and a parser gets the text back (invalid UTF-8 as U+FFFD) */
+  assert_int_equal(run(NULL, "report --store unsafe.db --format json", &out, NULL), 0);
+  for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++)
+    if (strstr(out, raw[i]) != NULL) fail_msg("JSON passes raw control %zu", i);
+  assert_non_null(strstr(out, "\\u009b31mb"));
+  assert_non_null(strstr(out, "\\u202e"));
+  json_t *root = json_loads(out, 0, NULL);
+  assert_non_null(root);
+  const char *q = json_string_value(json_object_get(json_array_get(json_object_get(root, "queries"), 0), "query"));
+  assert_non_null(strstr(q, "a\xc2\x9b" "31mb"));
+  assert_non_null(strstr(q, "\xef\xbf\xbd" "2J"));
+  json_decref(root);
+  free(out);
+}
+
+typedef struct series_sum {
+  int points;
+  uint64_t calls, total_ns;
+} series_sum;
+
+static int sum_point(const qp_report_point *p, void *ud) {
+  series_sum *x = ud;
+  x->points++;
+  x->calls += p->calls;
+  x->total_ns += p->total_ns;
+  return 0;
+}
+
+static void pg_admin(const char *sql) {
+  PGconn *c = PQconnectdb(qpt_pg_dsn());
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PGresult *r = PQexec(c, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) fail_msg("%s: %s", sql, PQerrorMessage(c));
+  PQclear(r);
+  PQfinish(c);
+}
+
+/* The PostgreSQL store gives the same report as the SQLite file, number for
+ * number, and the same window rounding (its own bucket_before and scan). */
+static void test_postgres_store_same_report(void **state) {
+  (void)state;
+  if (qpt_pg_dsn() == NULL) fail_msg("no PostgreSQL test cluster (the pg fixture)");
+  char db[64], dsn[768], sql[128];
+  snprintf(db, sizeof db, "qprof_report_%d", (int)getpid());
+  snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+  pg_admin(sql);
+  snprintf(dsn, sizeof dsn, "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
+           getenv("PGPORT"), getenv("PGUSER"), db);
+  build_store(dsn, 1.0, false, false, 0);
+  static const char *const windows[] = {
+      "", "--since 2026-11-20T10:17:30Z --until 2026-11-20T11:20:30Z", "--until 2026-11-20T11:00Z"};
+  for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+    char args[2048], *a, *b;
+    snprintf(args, sizeof args, "report --format json --store golden.db %s", windows[w]);
+    assert_int_equal(run(NULL, args, &a, NULL), 0);
+    snprintf(args, sizeof args, "report --format json --store '%s' %s", dsn, windows[w]);
+    assert_int_equal(run(NULL, args, &b, NULL), 0);
+    json_t *ja = json_loads(a, 0, NULL), *jb = json_loads(b, 0, NULL);
+    assert_non_null(ja);
+    assert_non_null(jb);
+    json_object_del(ja, "store");
+    json_object_del(jb, "store");
+    if (!json_equal(ja, jb)) fail_msg("window '%s': SQLite\n%s\nPostgreSQL\n%s", windows[w], a, b);
+    assert_true(json_array_size(json_object_get(ja, "queries")) == 5);
+    json_decref(ja);
+    json_decref(jb);
+    free(a);
+    free(b);
+  }
+  char args[2048], *out;
+  snprintf(args, sizeof args,
+           "report --store '%s' --since 2026-11-20T10:17:30Z --until 2026-11-20T11:20:30Z", dsn);
+  assert_int_equal(run("NO_COLOR=1 COLUMNS=100", args, &out, NULL), 0);
+  assert_non_null(strstr(out, "--since falls inside the bucket of 2026-11-20T10:17:00.000Z"));
+  assert_non_null(strstr(out, "--until falls inside the bucket of 2026-11-20T11:20:00.000Z"));
+  free(out);
+  /* time series through the library: per bucket and hourly from the roll-ups */
+  qp_store *st;
+  char err[512];
+  assert_int_equal(qp_store_open(&st, dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  qp_report_options o;
+  qp_report_options_init(&o);
+  qp_report *r;
+  assert_int_equal(qp_report_new(&r, st, &o, err, sizeof err), QP_OK);
+  series_sum per_bucket = {0}, hourly = {0};
+  assert_int_equal(qp_report_series(r, QP_REPORT_ALL, 0, sum_point, &per_bucket), QP_OK);
+  assert_int_equal(qp_report_series(r, QP_REPORT_ALL, 3600, sum_point, &hourly), QP_OK);
+  assert_int_equal(per_bucket.points, 120);
+  assert_int_equal(hourly.points, 2);
+  assert_int_equal(per_bucket.calls, 1000 + 200 + 5000 + 1200 + 12);
+  assert_int_equal(hourly.calls, per_bucket.calls);
+  assert_int_equal(hourly.total_ns, qp_report_totals_get(r)->total_ns);
+  qp_report_free(r);
+  qp_store_close(st);
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+  pg_admin(sql);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_text_golden),       cmocka_unit_test(test_json_golden_and_schema),
       cmocka_unit_test(test_csv_golden),        cmocka_unit_test(test_filters_and_windows),
       cmocka_unit_test(test_exit_codes),        cmocka_unit_test(test_html_golden),
       cmocka_unit_test(test_html_escapes_store_text),
+      cmocka_unit_test(test_machine_formats_full_precision),
+      cmocka_unit_test(test_match_ignores_case),
+      cmocka_unit_test(test_wide_shows_everything),
+      cmocka_unit_test(test_header_time_range_and_rounding),
+      cmocka_unit_test(test_terminal_and_page_safety),
+      cmocka_unit_test(test_postgres_store_same_report),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -39,16 +39,17 @@ static void side_json(jw *w, const char *key, const qp_query_summary *s) {
   jw_object(w, key);
   jw_uint(w, "calls", s->calls);
   jw_uint(w, "errors", s->errors);
-  jw_number(w, "total_ms", rq_ms((double)s->total_ns));
-  jw_number(w, "mean_ms", rq_ms(s->mean_ns));
-  jw_number(w, "p95_ms", rq_ms(s->p95_ns));
-  jw_number(w, "p99_ms", rq_ms(s->p99_ns));
+  jw_ms(w, "total_ms", s->total_ns);
+  jw_number(w, "mean_ms", rq_ms_full(s->mean_ns));
+  jw_ms(w, "p95_ms", rq_ns(s->p95_ns));
+  jw_ms(w, "p99_ms", rq_ns(s->p99_ns));
+  jw_uint(w, "total_ns", s->total_ns);
   jw_object_end(w);
 }
 
 static void pct_json(jw *w, const char *key, double v) {
   if (isnan(v)) jw_null(w, key);
-  else jw_number(w, key, round(v * 100) / 100);
+  else jw_number(w, key, v);
 }
 
 static void window_json(jw *w, const char *key, const qp_report_totals *t) {
@@ -65,7 +66,8 @@ static void side_head_json(jw *w, const char *key, const qp_report_totals *t) {
   window_json(w, "window", t);
   jw_uint(w, "queries", t->queries);
   jw_uint(w, "calls", t->calls);
-  jw_number(w, "total_ms", rq_ms((double)t->total_ns));
+  jw_ms(w, "total_ms", t->total_ns);
+  jw_uint(w, "total_ns", t->total_ns);
   jw_object_end(w);
 }
 
@@ -118,15 +120,37 @@ static void fmt_pct(double v, char *buf, size_t len) {
   else snprintf(buf, len, "%+.1f%%", v);
 }
 
+enum { D_FP, D_STATUS, D_CALLS, D_MEAN, D_P95, D_NCOLS };
+#define CELL 80
+
+/* One side's line of the header: the store, its window when not all time,
+ * what it adds up to. */
+static void print_side(const char *label, const qp_report_totals *t) {
+  char w[128], c[32], d[32];
+  rq_window_text(t, w, sizeof w);
+  bool all = t->since_ns == INT64_MIN && t->until_ns == INT64_MAX;
+  printf("%s %s%s%s (%zu queries, %s calls, %s)\n", label, t->store, all ? "" : ", ", all ? "" : w,
+         t->queries, rq_count(t->calls, c, sizeof c), rq_dur((double)t->total_ns, d, sizeof d));
+}
+
+static void change_cell(char *out, double base, double cur, bool have_base, bool have_cur,
+                        double pct_v) {
+  char x1[32], x2[32], pc[32];
+  fmt_pct(pct_v, pc, sizeof pc);
+  snprintf(out, CELL, "%s -> %s%s%s", have_base ? rq_dur(base, x1, 32) : "-",
+           have_cur ? rq_dur(cur, x2, 32) : "-", have_base && have_cur ? " " : "",
+           have_base && have_cur ? pc : "");
+}
+
+/* The changed, new and vanished queries as a table that fits the terminal
+ * as the report's does: column widths from the rows shown, optional columns
+ * (fingerprint, mean, calls) dropped in that order until the query keeps
+ * 24 columns; --wide keeps them all and the whole text. */
 static void print_text(const qp_report *a, const qp_report *b, const qp_diff *d, uint64_t limit,
                        bool wide) {
-  const qp_report_totals *ta = qp_report_totals_get(a), *tb = qp_report_totals_get(b);
   const qp_diff_counts *n = qp_diff_counts_get(d);
-  char c1[32], c2[32], d1[32], d2[32];
-  printf("Base: %s (%zu queries, %s calls, %s)\n", ta->store, ta->queries,
-         rq_count(ta->calls, c1, sizeof c1), rq_dur((double)ta->total_ns, d1, sizeof d1));
-  printf("New:  %s (%zu queries, %s calls, %s)\n", tb->store, tb->queries,
-         rq_count(tb->calls, c2, sizeof c2), rq_dur((double)tb->total_ns, d2, sizeof d2));
+  print_side("Base:", qp_report_totals_get(a));
+  print_side("New: ", qp_report_totals_get(b));
   if (n->changed == 0 && n->added == 0 && n->vanished == 0) {
     printf("No change: %zu quer%s with identical statistics.\n", n->unchanged,
            n->unchanged == 1 ? "y" : "ies");
@@ -134,32 +158,60 @@ static void print_text(const qp_report *a, const qp_report *b, const qp_diff *d,
   }
   printf("%zu changed, %zu new, %zu vanished, %zu unchanged.\n\n", n->changed, n->added,
          n->vanished, n->unchanged);
-  int term = cli_term_width();
-  if (term <= 0) term = 120;
-  size_t qw = wide ? 0 : (term > 110 ? (size_t)term - 96 : 14);
-  printf("%-16s  %-8s  %21s  %23s  %23s  %s\n", "fingerprint", "status", "calls", "mean", "p95",
-         "query");
-  char *qbuf = malloc(65536);
-  size_t shown = 0;
-  for (size_t k = 0; k < qp_diff_count(d) && qbuf != NULL; k++) {
+  static const char *const titles[D_NCOLS] = {"fingerprint", "status", "calls", "mean", "p95"};
+  size_t rows = 0, cap = qp_diff_count(d);
+  char(*cell)[D_NCOLS][CELL] = calloc(cap + 1, sizeof *cell);
+  const qp_diff_entry **ent = calloc(cap + 1, sizeof *ent);
+  size_t qlen = 65536;
+  char *qbuf = malloc(qlen);
+  if (cell == NULL || ent == NULL || qbuf == NULL) goto done;
+  int width[D_NCOLS];
+  for (int c = 0; c < D_NCOLS; c++) width[c] = (int)strlen(titles[c]);
+  for (size_t k = 0; k < qp_diff_count(d); k++) {
     const qp_diff_entry *p = qp_diff_entry_at(d, k);
     if (p->status == QP_DIFF_UNCHANGED) continue;
-    if (limit != 0 && shown++ >= limit) break;
+    if (limit != 0 && rows >= limit) break;
     const qp_query_summary *r = p->cur ? p->cur : p->base;
-    char calls[64], mean[64], p95[64], x1[32], x2[32], pc[32], fp[QP_FINGERPRINT_HEX_SIZE];
-    qp_fingerprint_hex(r->fingerprint, fp);
-    snprintf(calls, sizeof calls, "%s -> %s", p->base ? rq_count(p->base->calls, x1, 32) : "-",
+    char x1[32], x2[32];
+    qp_fingerprint_hex(r->fingerprint, cell[rows][D_FP]);
+    snprintf(cell[rows][D_STATUS], CELL, "%s",
+             p->regression ? "SLOWER" : qp_diff_status_name(p->status));
+    snprintf(cell[rows][D_CALLS], CELL, "%s -> %s", p->base ? rq_count(p->base->calls, x1, 32) : "-",
              p->cur ? rq_count(p->cur->calls, x2, 32) : "-");
-    fmt_pct(p->mean_pct, pc, sizeof pc);
-    snprintf(mean, sizeof mean, "%s -> %s %s", p->base ? rq_dur(p->base->mean_ns, x1, 32) : "-",
-             p->cur ? rq_dur(p->cur->mean_ns, x2, 32) : "-", p->base && p->cur ? pc : "");
-    fmt_pct(p->p95_pct, pc, sizeof pc);
-    snprintf(p95, sizeof p95, "%s -> %s %s", p->base ? rq_dur(p->base->p95_ns, x1, 32) : "-",
-             p->cur ? rq_dur(p->cur->p95_ns, x2, 32) : "-", p->base && p->cur ? pc : "");
-    printf("%-16s  %-8s  %21s  %23s  %23s  %s%s\n", fp,
-           p->regression ? "SLOWER" : qp_diff_status_name(p->status), calls, mean, p95,
-           rq_shorten(r->query, qw, qbuf, 65536), "");
+    change_cell(cell[rows][D_MEAN], p->base ? p->base->mean_ns : 0, p->cur ? p->cur->mean_ns : 0,
+                p->base != NULL, p->cur != NULL, p->mean_pct);
+    change_cell(cell[rows][D_P95], p->base ? p->base->p95_ns : 0, p->cur ? p->cur->p95_ns : 0,
+                p->base != NULL, p->cur != NULL, p->p95_pct);
+    for (int c = 0; c < D_NCOLS; c++)
+      if ((int)strlen(cell[rows][c]) > width[c]) width[c] = (int)strlen(cell[rows][c]);
+    ent[rows++] = p;
   }
+  int term = cli_term_width();
+  if (term <= 0) term = 120;
+  bool on[D_NCOLS];
+  int used = 0;
+  for (int c = 0; c < D_NCOLS; c++) {
+    on[c] = true;
+    used += width[c] + 2;
+  }
+  static const int drop_order[] = {D_FP, D_MEAN, D_CALLS};
+  for (size_t k = 0; !wide && k < sizeof drop_order / sizeof drop_order[0] && term - used < 24; k++) {
+    on[drop_order[k]] = false;
+    used -= width[drop_order[k]] + 2;
+  }
+  size_t qw = wide ? 0 : (term - used > 10 ? (size_t)(term - used) : 10);
+  for (int c = 0; c < D_NCOLS; c++)
+    if (on[c]) printf(c <= D_STATUS ? "%-*s  " : "%*s  ", width[c], titles[c]);
+  printf("query\n");
+  for (size_t k = 0; k < rows; k++) {
+    for (int c = 0; c < D_NCOLS; c++)
+      if (on[c]) printf(c <= D_STATUS ? "%-*s  " : "%*s  ", width[c], cell[k][c]);
+    const qp_query_summary *r = ent[k]->cur ? ent[k]->cur : ent[k]->base;
+    printf("%s\n", rq_shorten(r->query, qw, qbuf, qlen));
+  }
+done:
+  free(cell);
+  free(ent);
   free(qbuf);
 }
 
@@ -226,7 +278,12 @@ int cmd_diff(int argc, char **argv) {
     }
   }
   int npos = argc - optind;
-  if (npos < 1 || npos > 2) return cli_usage_error("diff", "needs BASE and NEW stores");
+  if (npos < 1) return cli_usage_error("diff", "needs a BASE store (and a NEW one, or --base-*/--new-* windows)");
+  if (npos > 2)
+    return cli_usage_error("diff",
+                           "%d stores given ('%s' is one too many): diff compares two, BASE and "
+                           "NEW, or two windows of one store",
+                           npos, argv[optind + 2]);
   if (npos == 1 && !windowed)
     return cli_usage_error("diff", "one store given: add NEW, or --base-*/--new-* windows");
   bool json = strcmp(format, "json") == 0;

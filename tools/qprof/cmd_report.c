@@ -29,19 +29,27 @@ static void usage(FILE *f) {
           "  --exclude REGEX   leave out queries whose normalized text matches\n"
           "  --case-sensitive  --match and --exclude respect case\n"
           "  --min-calls N     only queries called at least N times\n"
-          "  --wide            full query text and every column, whatever the terminal width\n");
+          "  --wide            every column (rows, min, p50, max too), the whole query text,\n"
+          "                    errors by code, first/last seen and the sample\n");
 }
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- text ----------------------------------------------------------------- */
 
-enum { C_RANK, C_FP, C_CALLS, C_TOTAL, C_SHARE, C_MEAN, C_P95, C_P99, C_ERR, C_NCOLS };
+enum {
+  C_RANK, C_FP, C_CALLS, C_ROWS, C_TOTAL, C_SHARE, C_MEAN, C_MIN, C_P50, C_P95, C_P99, C_MAX,
+  C_ERR, C_NCOLS
+};
 static const struct {
   const char *title;
   int width;
-} cols[C_NCOLS] = {{"#", 3},    {"fingerprint", 16}, {"calls", 9}, {"total", 8}, {"share", 6},
-                   {"mean", 7}, {"p95", 7},          {"p99", 7},   {"errors", 6}};
+  bool wide_only; /* shown with --wide only */
+} cols[C_NCOLS] = {{"#", 3, false},     {"fingerprint", 16, false}, {"calls", 9, false},
+                   {"rows", 9, true},   {"total", 8, false},        {"share", 6, false},
+                   {"mean", 7, false},  {"min", 7, true},           {"p50", 7, true},
+                   {"p95", 7, false},   {"p99", 7, false},          {"max", 7, true},
+                   {"errors", 6, false}};
 
 /* The database as shown in a row: the file name of an SQLite path. */
 static const char *db_label(const char *db) {
@@ -49,32 +57,63 @@ static const char *db_label(const char *db) {
   return slash != NULL && slash[1] != '\0' ? slash + 1 : db;
 }
 
-static void print_text(const qp_report *r, size_t shown, qp_report_sort sort, bool wide) {
+/* The header: the store, the window asked for (and how its edges were
+ * rounded to whole buckets), the time the data covers, the totals. */
+static void print_header(const qp_report *r, size_t shown, const char *bold, const char *reset) {
   const qp_report_totals *t = qp_report_totals_get(r);
   size_t n = qp_report_count(r), before_filter = t->queries_in_window;
-  bool color = cli_use_color(stdout);
-  const char *bold = color ? "\033[1m" : "", *warn = color ? "\033[33m" : "",
-             *reset = color ? "\033[0m" : "";
-  char w[128], c1[32], c2[32], c3[32];
+  char w[128], c1[40], c2[40], c3[40];
   rq_window_text(t, w, sizeof w);
   printf("%sStore:%s  %s\n%sWindow:%s %s\n", bold, reset, t->store, bold, reset, w);
+  if (t->since_rounded || t->until_rounded) {
+    printf("        rounded to whole buckets (a bucket counts when it starts in the window):\n");
+    if (t->since_rounded)
+      printf("        --since falls inside the bucket of %s, which is left out\n",
+             rq_iso(t->since_bucket_ns, c1, sizeof c1));
+    if (t->until_rounded)
+      printf("        --until falls inside the bucket of %s, which is counted whole\n",
+             rq_iso(t->until_bucket_ns, c1, sizeof c1));
+  }
+  if (n > 0)
+    printf("%sData:%s   %s .. %s\n", bold, reset, rq_iso(t->first_seen_ns, c1, sizeof c1),
+           rq_iso(t->last_seen_ns, c2, sizeof c2));
   printf("%sTotals:%s %zu quer%s, %s calls, %s total, %s errors", bold, reset, n,
          n == 1 ? "y" : "ies", rq_count(t->calls, c1, sizeof c1),
          rq_dur((double)t->total_ns, c2, sizeof c2), rq_count(t->errors, c3, sizeof c3));
   if (n != before_filter) printf(" (%zu of %zu queries pass the filters)", n, before_filter);
   printf("\n");
   if (shown < n)
-    printf("Showing the top %zu by %s (--limit to change).\n", shown, qp_report_sort_name(sort));
+    printf("Showing the top %zu by %s (--limit to change).\n", shown, qp_report_sort_name(t->sort));
   printf("\n");
+}
 
-  /* Columns that fit: the query keeps at least 24 columns; optional ones
-   * (errors, p99, fingerprint) go first when the terminal is narrow. */
+/* --wide: what does not fit a column, on indented lines under the row. */
+static void print_details(const qp_query_summary *s, char *qbuf, size_t qlen) {
+  char a[40], b[40];
+  if (s->errors > 0) printf("       errors by code: %s\n", rq_shorten(s->error_codes, 0, qbuf, qlen));
+  printf("       seen: %s .. %s\n", rq_iso(s->first_seen_ns, a, sizeof a),
+         rq_iso(s->last_seen_ns, b, sizeof b));
+  if (s->sample != NULL) printf("       sample: %s\n", rq_shorten(s->sample, 0, qbuf, qlen));
+}
+
+static void print_text(const qp_report *r, size_t shown, bool wide) {
+  size_t n = qp_report_count(r);
+  bool color = cli_use_color(stdout);
+  const char *bold = color ? "\033[1m" : "", *warn = color ? "\033[33m" : "",
+             *reset = color ? "\033[0m" : "";
+  print_header(r, shown, bold, reset);
+
+  /* Columns that fit: the query keeps at least 40 columns; optional ones
+   * (fingerprint, p99, errors) go first when the terminal is narrow.
+   * --wide shows every column and the whole text. */
   int term = cli_term_width();
   if (term <= 0) term = 120;
   bool on[C_NCOLS];
-  for (int i = 0; i < C_NCOLS; i++) on[i] = true;
   int used = 0;
-  for (int i = 0; i < C_NCOLS; i++) used += cols[i].width + 2;
+  for (int i = 0; i < C_NCOLS; i++) {
+    on[i] = wide || !cols[i].wide_only;
+    if (on[i]) used += cols[i].width + 2;
+  }
   static const int drop_order[] = {C_FP, C_P99, C_ERR};
   for (size_t d = 0; !wide && d < ARRAY_LEN(drop_order) && term - used < 40; d++) {
     on[drop_order[d]] = false;
@@ -92,7 +131,8 @@ static void print_text(const qp_report *r, size_t shown, qp_report_sort sort, bo
   for (int i = 0; i < C_NCOLS; i++)
     if (on[i]) printf(i == C_FP ? "%-*s  " : "%*s  ", cols[i].width, cols[i].title);
   printf("query%s\n", reset);
-  char *qbuf = malloc(65536);
+  size_t qlen = 65536;
+  char *qbuf = malloc(qlen);
   if (qbuf == NULL) return;
   for (size_t i = 0; i < shown; i++) {
     const qp_query_summary *s = qp_report_query(r, i);
@@ -101,11 +141,16 @@ static void print_text(const qp_report *r, size_t shown, qp_report_sort sort, bo
     snprintf(b[C_RANK], 40, "%zu", i + 1);
     qp_fingerprint_hex(s->fingerprint, b[C_FP]);
     rq_count(s->calls, b[C_CALLS], 40);
+    snprintf(b[C_ROWS], 40, "%lld", (long long)s->rows);
+    if (s->rows >= 0) rq_count((uint64_t)s->rows, b[C_ROWS], 40);
     rq_dur((double)s->total_ns, b[C_TOTAL], 40);
     snprintf(b[C_SHARE], 40, "%.1f%%", share * 100);
     rq_dur(s->mean_ns, b[C_MEAN], 40);
+    rq_dur((double)s->min_ns, b[C_MIN], 40);
+    rq_dur(s->p50_ns, b[C_P50], 40);
     rq_dur(s->p95_ns, b[C_P95], 40);
     rq_dur(s->p99_ns, b[C_P99], 40);
+    rq_dur((double)s->max_ns, b[C_MAX], 40);
     rq_count(s->errors, b[C_ERR], 40);
     bool hot = share >= 0.2;
     if (hot) printf("%s", warn);
@@ -120,8 +165,9 @@ static void print_text(const qp_report *r, size_t shown, qp_report_sort sort, bo
     }
     size_t ql = strlen(q);
     rq_shorten(s->query, qwidth > (int)ql + 10 ? (size_t)qwidth - ql : (qwidth ? 10 : 0), qbuf,
-               65536);
+               qlen);
     printf("%s%s%s\n", q, qbuf, hot ? reset : "");
+    if (wide) print_details(s, qbuf, qlen);
   }
   free(qbuf);
 }
@@ -140,20 +186,23 @@ static void entry_json(jw *w, const qp_query_summary *s, double share) {
   jw_uint(w, "errors", s->errors);
   rq_json_codes(w, "errors_by_code", s->error_codes);
   jw_int(w, "rows", s->rows);
-  jw_number(w, "total_ms", rq_ms((double)s->total_ns));
-  jw_number(w, "share", round(share * 1e6) / 1e6);
-  jw_number(w, "mean_ms", rq_ms(s->mean_ns));
-  jw_number(w, "min_ms", rq_ms((double)s->min_ns));
-  jw_number(w, "max_ms", rq_ms((double)s->max_ns));
-  jw_number(w, "stddev_ms", rq_ms(s->stddev_ns));
-  jw_number(w, "p50_ms", rq_ms(s->p50_ns));
-  jw_number(w, "p90_ms", rq_ms(s->p90_ns));
-  jw_number(w, "p95_ms", rq_ms(s->p95_ns));
-  jw_number(w, "p99_ms", rq_ms(s->p99_ns));
-  jw_number(w, "p999_ms", rq_ms(s->p999_ns));
+  jw_ms(w, "total_ms", s->total_ns);
+  jw_number(w, "share", share);
+  jw_number(w, "mean_ms", rq_ms_full(s->mean_ns));
+  jw_ms(w, "min_ms", s->min_ns);
+  jw_ms(w, "max_ms", s->max_ns);
+  jw_ms(w, "stddev_ms", rq_ns(s->stddev_ns));
+  jw_ms(w, "p50_ms", rq_ns(s->p50_ns));
+  jw_ms(w, "p90_ms", rq_ns(s->p90_ns));
+  jw_ms(w, "p95_ms", rq_ns(s->p95_ns));
+  jw_ms(w, "p99_ms", rq_ns(s->p99_ns));
+  jw_ms(w, "p999_ms", rq_ns(s->p999_ns));
   jw_string(w, "first_seen", rq_iso(s->first_seen_ns, a, sizeof a));
   jw_string(w, "last_seen", rq_iso(s->last_seen_ns, b, sizeof b));
   jw_string(w, "sample", s->sample);
+  jw_uint(w, "total_ns", s->total_ns);
+  jw_uint(w, "min_ns", s->min_ns);
+  jw_uint(w, "max_ns", s->max_ns);
   jw_object_end(w);
 }
 
@@ -174,7 +223,8 @@ static void print_json(const qp_report *r, size_t shown, qp_report_sort sort) {
   jw_uint(&w, "queries", t->queries);
   jw_uint(&w, "calls", t->calls);
   jw_uint(&w, "errors", t->errors);
-  jw_number(&w, "total_ms", rq_ms((double)t->total_ns));
+  jw_ms(&w, "total_ms", t->total_ns);
+  jw_uint(&w, "total_ns", t->total_ns);
   jw_object_end(&w);
   jw_array(&w, "queries");
   for (size_t i = 0; i < shown; i++) entry_json(&w, qp_report_query(r, i), qp_report_share(r, i));
@@ -186,43 +236,77 @@ static const char *const csv_cols[] = {
     "fingerprint", "query",     "backend", "database", "calls",     "errors",     "errors_by_code",
     "rows",        "total_ms",  "share",   "mean_ms",  "min_ms",    "max_ms",     "stddev_ms",
     "p50_ms",      "p90_ms",    "p95_ms",  "p99_ms",   "p999_ms",   "first_seen", "last_seen",
-    "sample"};
+    "sample",      "total_ns",  "min_ns",  "max_ns"};
 
-static void csv_num(double v) { printf(",%.15g", v); }
+/* CSV goes through the JSON writer's buffer (jw_put*): no stdio call per field. */
+static void csv_ms(jw *w, uint64_t ns) {
+  char b[40];
+  jw_putc(w, ',');
+  jw_puts(w, rq_ns_ms(ns, false, b, sizeof b));
+}
+
+static void csv_num(jw *w, double v) {
+  char b[40];
+  jw_putc(w, ',');
+  jw_puts(w, rq_num_plain(v, b, sizeof b));
+}
+
+static void csv_u64(jw *w, uint64_t v) {
+  jw_putc(w, ',');
+  jw_putu64(w, v);
+}
+
+static void csv_text(jw *w, const char *s) {
+  jw_putc(w, ',');
+  rq_csv_field(w, s);
+}
 
 static void print_csv(const qp_report *r, size_t shown) {
-  for (size_t i = 0; i < ARRAY_LEN(csv_cols); i++) printf("%s%s", i ? "," : "", csv_cols[i]);
-  printf("\r\n");
+  jw w;
+  jw_init(&w, stdout);
+  for (size_t i = 0; i < ARRAY_LEN(csv_cols); i++) {
+    if (i > 0) jw_putc(&w, ',');
+    jw_puts(&w, csv_cols[i]);
+  }
+  jw_puts(&w, "\r\n");
   for (size_t i = 0; i < shown; i++) {
     const qp_query_summary *s = qp_report_query(r, i);
     char a[40], fp[QP_FINGERPRINT_HEX_SIZE];
     qp_fingerprint_hex(s->fingerprint, fp);
-    rq_csv_field(stdout, fp);
-    putchar(',');
-    rq_csv_field(stdout, s->query);
-    putchar(',');
-    rq_csv_field(stdout, s->backend);
-    putchar(',');
-    rq_csv_field(stdout, s->database);
-    printf(",%llu,%llu,", (unsigned long long)s->calls, (unsigned long long)s->errors);
-    rq_csv_field(stdout, s->error_codes);
-    printf(",%lld", (long long)s->rows);
-    csv_num(rq_ms((double)s->total_ns));
-    csv_num(round(qp_report_share(r, i) * 1e6) / 1e6);
-    csv_num(rq_ms(s->mean_ns));
-    csv_num(rq_ms((double)s->min_ns));
-    csv_num(rq_ms((double)s->max_ns));
-    csv_num(rq_ms(s->stddev_ns));
-    csv_num(rq_ms(s->p50_ns));
-    csv_num(rq_ms(s->p90_ns));
-    csv_num(rq_ms(s->p95_ns));
-    csv_num(rq_ms(s->p99_ns));
-    csv_num(rq_ms(s->p999_ns));
-    printf(",%s", rq_iso(s->first_seen_ns, a, sizeof a));
-    printf(",%s,", rq_iso(s->last_seen_ns, a, sizeof a));
-    rq_csv_field(stdout, s->sample); /* empty when none */
-    printf("\r\n");
+    rq_csv_field(&w, fp);
+    csv_text(&w, s->query);
+    csv_text(&w, s->backend);
+    csv_text(&w, s->database);
+    csv_u64(&w, s->calls);
+    csv_u64(&w, s->errors);
+    csv_text(&w, s->error_codes);
+    jw_putc(&w, ',');
+    if (s->rows < 0) {
+      jw_putc(&w, '-');
+      jw_putu64(&w, (uint64_t)0 - (uint64_t)s->rows);
+    } else {
+      jw_putu64(&w, (uint64_t)s->rows);
+    }
+    csv_ms(&w, s->total_ns);
+    csv_num(&w, qp_report_share(r, i));
+    csv_num(&w, rq_ms_full(s->mean_ns));
+    csv_ms(&w, s->min_ns);
+    csv_ms(&w, s->max_ns);
+    csv_ms(&w, rq_ns(s->stddev_ns));
+    csv_ms(&w, rq_ns(s->p50_ns));
+    csv_ms(&w, rq_ns(s->p90_ns));
+    csv_ms(&w, rq_ns(s->p95_ns));
+    csv_ms(&w, rq_ns(s->p99_ns));
+    csv_ms(&w, rq_ns(s->p999_ns));
+    csv_text(&w, rq_iso(s->first_seen_ns, a, sizeof a));
+    csv_text(&w, rq_iso(s->last_seen_ns, a, sizeof a));
+    csv_text(&w, s->sample); /* empty when none */
+    csv_u64(&w, s->total_ns);
+    csv_u64(&w, s->min_ns);
+    csv_u64(&w, s->max_ns);
+    jw_puts(&w, "\r\n");
   }
+  jw_flush(&w);
 }
 
 static bool parse_u64(const char *s, uint64_t *out) {
@@ -292,6 +376,9 @@ int cmd_report(int argc, char **argv) {
   int rc = rq_check("report", &ro);
   if (rc != QP_EXIT_OK) return rc;
 
+  /* the report is written at once: a big buffer, few write(2) calls */
+  static char outbuf[1 << 16];
+  setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
   qp_store *store;
   qp_report *r;
   if (!rq_open("report", rq_store_path(store_opt), &ro, &store, &r)) return QP_EXIT_FAIL;
@@ -313,7 +400,7 @@ int cmd_report(int argc, char **argv) {
       return QP_EXIT_OK;
     }
   }
-  if (fmt == 0) print_text(r, shown, ro.sort, wide);
+  if (fmt == 0) print_text(r, shown, wide);
   else if (fmt == 1) print_json(r, shown, ro.sort);
   else if (fmt == 2) print_csv(r, shown);
   else {

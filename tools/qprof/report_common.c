@@ -94,10 +94,14 @@ void rq_json_codes(jw *w, const char *key, const char *codes) {
   jw_object_end(w);
 }
 
-double rq_ms(double ns) { return round(ns / 1000.0) / 1000.0; }
+double rq_ms_full(double ns) { return ns / 1e6; }
+
+uint64_t rq_ns(double ns) { return ns > 0 ? (uint64_t)llround(ns) : 0; }
 
 const char *rq_dur(double ns, char *buf, size_t len) {
   if (ns < 1e3) snprintf(buf, len, "%.0fns", ns);
+  else if (ns < 1e4) snprintf(buf, len, "%.2fus", ns / 1e3);
+  else if (ns < 1e5) snprintf(buf, len, "%.1fus", ns / 1e3);
   else if (ns < 1e6) snprintf(buf, len, "%.0fus", ns / 1e3);
   else if (ns < 1e7) snprintf(buf, len, "%.2fms", ns / 1e6);
   else if (ns < 1e9) snprintf(buf, len, "%.1fms", ns / 1e6);
@@ -120,38 +124,65 @@ const char *rq_count(uint64_t n, char *buf, size_t len) {
   return buf;
 }
 
-void rq_csv_field(FILE *f, const char *s) {
+void rq_csv_field(jw *w, const char *s) {
   if (s == NULL) s = "";
   if (strpbrk(s, ",\"\r\n") == NULL) {
-    fputs(s, f);
+    jw_puts(w, s);
     return;
   }
-  fputc('"', f);
+  jw_putc(w, '"');
   for (; *s; s++) {
-    if (*s == '"') fputc('"', f);
-    fputc(*s, f);
+    if (*s == '"') jw_putc(w, '"');
+    jw_putc(w, *s);
   }
-  fputc('"', f);
+  jw_putc(w, '"');
+}
+
+/* How the character at p shows on a terminal: into out (at least 16 bytes),
+ * returning its length; *n gets the bytes consumed and *cols the columns.
+ * Control characters C0 and DEL become a space; C1 controls and
+ * bidirectional overrides become a visible <U+XXXX>; bytes that are not
+ * UTF-8 a visible \xHH (a lone 0x9b would be CSI on an 8-bit terminal). */
+static size_t shown(const unsigned char *p, size_t *n, size_t *cols, char *out) {
+  int32_t cp = rq_utf8_next(p, n);
+  if (cp < 0) {
+    *cols = 4;
+    return (size_t)snprintf(out, 16, "\\x%02x", p[0]);
+  }
+  if (rq_is_unsafe(cp)) {
+    *cols = 8;
+    return (size_t)snprintf(out, 16, "<U+%04X>", (unsigned)cp);
+  }
+  *cols = 1;
+  if (cp < 0x20 || cp == 0x7f) {
+    out[0] = ' ';
+    return 1;
+  }
+  memcpy(out, p, *n);
+  return *n;
 }
 
 const char *rq_shorten(const char *s, size_t width, char *buf, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
-  size_t total_cols = 0;
-  for (const unsigned char *q = p; *q; q++)
-    if ((*q & 0xc0) != 0x80) total_cols++;
+  size_t total_cols = 0, n, c;
+  char tmp[16];
+  for (const unsigned char *q = p; *q; q += n) {
+    shown(q, &n, &c, tmp);
+    total_cols += c;
+  }
   bool cut = width > 0 && total_cols > width;
   size_t limit = cut ? (width > 3 ? width - 3 : 0) : SIZE_MAX; /* room for "..." */
   size_t k = 0, cols = 0;
-  for (; *p; p++) {
-    if ((*p & 0xc0) != 0x80) { /* stop only at a character boundary */
-      if (cols == limit) break;
-      if (k + 8 >= len) {
-        cut = true;
-        break;
-      }
-      cols++;
+  for (; *p; p += n) {
+    size_t m = shown(p, &n, &c, tmp);
+    if (cols + c > limit) break;
+    if (k + m + 4 >= len) {
+      cut = true;
+      break;
     }
-    buf[k++] = *p < 0x20 || *p == 0x7f ? ' ' : (char)*p;
+    memcpy(buf + k, tmp, m);
+    k += m;
+    cols += c;
   }
   if (cut) {
     memcpy(buf + k, "...", 3);

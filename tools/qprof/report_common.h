@@ -35,16 +35,21 @@ void rq_close(qp_store *store, qp_report *report);
 /* The window of a report as text: "all recorded time", "since ...", ... */
 void rq_window_text(const qp_report_totals *t, char *buf, size_t len);
 
-/* Milliseconds rounded to microseconds. */
-double rq_ms(double ns);
+/* Milliseconds at full precision (machine formats). */
+double rq_ms_full(double ns);
+/* An estimate in nanoseconds (a percentile, a standard deviation) to the
+ * nanosecond: durations are measured in whole nanoseconds, so digits below
+ * one carry nothing. */
+uint64_t rq_ns(double ns);
 /* Human duration into buf: "850us", "12.3ms", "4.56s", "3m12s". */
 const char *rq_dur(double ns, char *buf, size_t len);
 /* "12,345,678". */
 const char *rq_count(uint64_t n, char *buf, size_t len);
 /* ISO 8601 UTC. */
 const char *rq_iso(int64_t ns, char *buf, size_t len);
-/* Writes one CSV field (RFC 4180 quoting when needed). */
-void rq_csv_field(FILE *f, const char *s);
+struct jw;
+/* Writes one CSV field (RFC 4180 quoting when needed) into a writer's buffer. */
+void rq_csv_field(struct jw *w, const char *s);
 /* Copies `s` into buf for a terminal, turning control characters into
  * spaces, and cutting at `width` display columns (UTF-8 aware) with "..."
  * when cut; width 0: no cut. */
@@ -67,8 +72,17 @@ typedef struct jw {
   FILE *f;
   int depth;
   unsigned count[RQ_JSON_DEPTH]; /* values written at each depth */
+  size_t len;                    /* bytes in buf, written out when full and at the end */
+  char buf[1 << 14];
 } jw;
 void jw_init(jw *w, FILE *f);
+/* Writes out what is buffered (done when the root value is closed). */
+void jw_flush(jw *w);
+/* Raw output through the buffer, for other formats (CSV). */
+void jw_write(jw *w, const void *p, size_t n);
+void jw_puts(jw *w, const char *s);
+void jw_putc(jw *w, char c);
+void jw_putu64(jw *w, uint64_t v);
 void jw_object(jw *w, const char *key);
 void jw_object_end(jw *w);
 void jw_array(jw *w, const char *key);
@@ -79,12 +93,18 @@ void jw_uint(jw *w, const char *key, uint64_t v);
 void jw_number(jw *w, const char *key, double v); /* NaN/inf: null */
 void jw_null(jw *w, const char *key);
 void jw_bool(jw *w, const char *key, bool v);
+/* Nanoseconds as exact milliseconds ("5477.5"; JSON keeps ".0"). */
+void jw_ms(jw *w, const char *key, uint64_t ns);
+const char *rq_ns_ms(uint64_t ns, bool fraction, char *buf, size_t len);
 /* `text` written as the value, unchanged (a number formatted elsewhere). */
 void jw_raw(jw *w, const char *key, const char *text);
 /* A JSON string literal of s; invalid UTF-8 becomes U+FFFD. */
-void rq_json_string(FILE *f, const char *s);
-/* A number as JSON: the shortest form that reads back as v. */
+void rq_json_string(jw *w, const char *s);
+/* A number as JSON: the shortest form that reads back as v, with a
+ * fraction or an exponent ("22350.0"). */
 const char *rq_num(double v, char *buf, size_t len);
+/* The same without the forced fraction ("22350"), for CSV. */
+const char *rq_num_plain(double v, char *buf, size_t len);
 /* {"CODE": count, ...} from "CODE:count,...". */
 void rq_json_codes(jw *w, const char *key, const char *codes);
 

@@ -11,18 +11,25 @@
 #include "report_common.h"
 
 static void esc(FILE *f, const char *s) {
-  for (; s != NULL && *s; s++) {
-    switch (*s) {
+  const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
+  size_t n;
+  for (; *p; p += n) {
+    int32_t cp = rq_utf8_next(p, &n);
+    switch (cp) {
     case '&': fputs("&amp;", f); break;
     case '<': fputs("&lt;", f); break;
     case '>': fputs("&gt;", f); break;
     case '"': fputs("&quot;", f); break;
     case '\'': fputs("&#39;", f); break;
     default:
-      /* control characters other than tab and newline would make the page
-       * invalid; they are shown as U+FFFD */
-      if ((unsigned char)*s < 0x20 && *s != '\t' && *s != '\n') fputs("&#xfffd;", f);
-      else fputc(*s, f);
+      /* Control characters other than tab and newline would make the page
+       * invalid, and so would bytes that are not UTF-8: they are shown as
+       * U+FFFD. C1 controls and bidirectional overrides are shown, not
+       * obeyed: a numeric reference alone would still reorder the text
+       * around it (and &#x80;..&#x9f; mean Windows-1252 characters). */
+      if (cp < 0 || (cp < 0x20 && cp != '\t' && cp != '\n') || cp == 0x7f) fputs("&#xfffd;", f);
+      else if (rq_is_unsafe(cp)) fprintf(f, "<span class=\"ctl\">&lt;U+%04X&gt;</span>", (unsigned)cp);
+      else fwrite(p, 1, n, f);
     }
   }
 }
@@ -42,7 +49,7 @@ static const char css[] =
     ".db{color:#666;font-size:.85em}"
     ".bar{height:.35em;background:#c33;margin-top:.2em}"
     "tr.hot td{background:#fff4e5}"
-    ".err{color:#b00}"
+    ".err{color:#b00}.ctl{color:#b00;font-size:.85em}"
     "details{margin-top:.3em}summary{cursor:pointer;color:#666;font-size:.85em}";
 
 static void num(FILE *f, const char *text) { fprintf(f, "<td class=\"n\">%s</td>", text); }

@@ -9,27 +9,58 @@
 
 #include "report_common.h"
 
+/* The writer keeps its own buffer: a report of 100,000 queries makes
+ * millions of small writes, and a stdio call (with its lock) per piece is
+ * most of the cost of writing it. */
+void jw_flush(jw *w) {
+  if (w->len > 0) fwrite(w->buf, 1, w->len, w->f);
+  w->len = 0;
+}
+
+static void wn(jw *w, const void *p, size_t n) {
+  if (w->len + n > sizeof w->buf) {
+    jw_flush(w);
+    if (n > sizeof w->buf) {
+      fwrite(p, 1, n, w->f);
+      return;
+    }
+  }
+  memcpy(w->buf + w->len, p, n);
+  w->len += n;
+}
+
+static void wc(jw *w, char c) {
+  if (w->len == sizeof w->buf) jw_flush(w);
+  w->buf[w->len++] = c;
+}
+
+static void ws(jw *w, const char *s) { wn(w, s, strlen(s)); }
+
+void jw_write(jw *w, const void *p, size_t n) { wn(w, p, n); }
+void jw_puts(jw *w, const char *s) { ws(w, s); }
+void jw_putc(jw *w, char c) { wc(w, c); }
+
 static void indent(jw *w) {
-  fputc('\n', w->f);
-  for (int i = 0; i < w->depth; i++) fputs("  ", w->f);
+  wc(w, '\n');
+  for (int i = 0; i < w->depth; i++) wn(w, "  ", 2);
 }
 
 /* Before a value: the separator, the line break and the key. */
 static void pre(jw *w, const char *key) {
   if (w->depth > 0) {
-    if (w->count[w->depth] > 0) fputc(',', w->f);
+    if (w->count[w->depth] > 0) wc(w, ',');
     w->count[w->depth]++;
     indent(w);
   }
   if (key != NULL) {
-    rq_json_string(w->f, key);
-    fputs(": ", w->f);
+    rq_json_string(w, key);
+    wn(w, ": ", 2);
   }
 }
 
 static void open_(jw *w, const char *key, char c) {
   pre(w, key);
-  fputc(c, w->f);
+  wc(w, c);
   if (w->depth + 1 < RQ_JSON_DEPTH) w->depth++;
   w->count[w->depth] = 0;
 }
@@ -38,8 +69,11 @@ static void close_(jw *w, char c) {
   bool had = w->count[w->depth] > 0;
   if (w->depth > 0) w->depth--;
   if (had) indent(w);
-  fputc(c, w->f);
-  if (w->depth == 0) fputc('\n', w->f);
+  wc(w, c);
+  if (w->depth == 0) {
+    wc(w, '\n');
+    jw_flush(w);
+  }
 }
 
 void jw_init(jw *w, FILE *f) {
@@ -53,39 +87,96 @@ void jw_array_end(jw *w) { close_(w, ']'); }
 
 void jw_string(jw *w, const char *key, const char *s) {
   pre(w, key);
-  if (s == NULL) fputs("null", w->f);
-  else rq_json_string(w->f, s);
+  if (s == NULL) ws(w, "null");
+  else rq_json_string(w, s);
 }
+
+/* decimal digits of v, without printf (the hot path of a big report) */
+static void put_u64(jw *w, uint64_t v) {
+  char b[24];
+  int i = (int)sizeof b;
+  do {
+    b[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  wn(w, b + i, sizeof b - (size_t)i);
+}
+
+void jw_putu64(jw *w, uint64_t v) { put_u64(w, v); }
 
 void jw_int(jw *w, const char *key, int64_t v) {
   pre(w, key);
-  fprintf(w->f, "%lld", (long long)v);
+  if (v < 0) {
+    wc(w, '-');
+    put_u64(w, (uint64_t)0 - (uint64_t)v);
+  } else {
+    put_u64(w, (uint64_t)v);
+  }
 }
 
 void jw_uint(jw *w, const char *key, uint64_t v) {
   pre(w, key);
-  fprintf(w->f, "%llu", (unsigned long long)v);
+  put_u64(w, v);
 }
 
 void jw_null(jw *w, const char *key) {
   pre(w, key);
-  fputs("null", w->f);
+  ws(w, "null");
 }
 
 void jw_bool(jw *w, const char *key, bool v) {
   pre(w, key);
-  fputs(v ? "true" : "false", w->f);
+  ws(w, v ? "true" : "false");
 }
 
 void jw_number(jw *w, const char *key, double v) {
   pre(w, key);
   char b[40];
-  fputs(rq_num(v, b, sizeof b), w->f);
+  ws(w, rq_num(v, b, sizeof b));
 }
 
 void jw_raw(jw *w, const char *key, const char *text) {
   pre(w, key);
-  fputs(text, w->f);
+  ws(w, text);
+}
+
+const char *rq_ns_ms(uint64_t ns, bool fraction, char *buf, size_t len) {
+  /* integer arithmetic: the exact decimal, no rounding and no printf */
+  char t[32];
+  int i = (int)sizeof t;
+  t[--i] = '\0';
+  uint64_t ip = ns / 1000000, fp = ns % 1000000;
+  int digits = 6;
+  while (digits > 0 && fp % 10 == 0) {
+    fp /= 10;
+    digits--;
+  }
+  if (digits == 0 && fraction) t[--i] = '0';
+  for (int d = 0; d < digits; d++, fp /= 10) t[--i] = (char)('0' + fp % 10);
+  if (digits > 0 || fraction) t[--i] = '.';
+  do {
+    t[--i] = (char)('0' + ip % 10);
+    ip /= 10;
+  } while (ip != 0);
+  snprintf(buf, len, "%s", t + i);
+  return buf;
+}
+
+void jw_ms(jw *w, const char *key, uint64_t ns) {
+  char b[40];
+  jw_raw(w, key, rq_ns_ms(ns, true, b, sizeof b));
+}
+
+const char *rq_num_plain(double v, char *buf, size_t len) {
+  if (!isfinite(v)) {
+    snprintf(buf, len, "%s", "");
+    return buf;
+  }
+  /* 15 significant digits when they read back as v (%g drops trailing
+   * zeros: 22350, 0.00134), else 17, which always do */
+  snprintf(buf, len, "%.15g", v);
+  if (strtod(buf, NULL) != v) snprintf(buf, len, "%.17g", v);
+  return buf;
 }
 
 const char *rq_num(double v, char *buf, size_t len) {
@@ -93,11 +184,7 @@ const char *rq_num(double v, char *buf, size_t len) {
     snprintf(buf, len, "null");
     return buf;
   }
-  /* the shortest of 15..17 significant digits that reads back as v */
-  for (int prec = 15; prec <= 17; prec++) {
-    snprintf(buf, len, "%.*g", prec, v);
-    if (strtod(buf, NULL) == v) break;
-  }
+  rq_num_plain(v, buf, len);
   /* a dot or an exponent, so that it reads back as a number with a fraction;
    * no '+' or leading zeros in the exponent */
   if (strchr(buf, '.') == NULL && strchr(buf, 'e') == NULL) strncat(buf, ".0", len - strlen(buf) - 1);
@@ -136,29 +223,44 @@ bool rq_is_unsafe(int32_t cp) {
          (cp >= 0x2066 && cp <= 0x2069);
 }
 
-void rq_json_string(FILE *f, const char *s) {
-  fputc('"', f);
-  const unsigned char *p = (const unsigned char *)s;
+void rq_json_string(jw *w, const char *s) {
+  wc(w, '"');
+  const unsigned char *p = (const unsigned char *)s, *run = p;
   while (*p) {
+    /* printable ASCII other than " and \ goes out in runs */
+    if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
+      p++;
+      continue;
+    }
     size_t n;
     int32_t cp = rq_utf8_next(p, &n);
+    if (cp >= 0x80 && !rq_is_unsafe(cp)) {
+      p += n;
+      continue;
+    }
+    if (p > run) wn(w, run, (size_t)(p - run));
     switch (cp) {
-    case '"': fputs("\\\"", f); break;
-    case '\\': fputs("\\\\", f); break;
-    case '\b': fputs("\\b", f); break;
-    case '\f': fputs("\\f", f); break;
-    case '\n': fputs("\\n", f); break;
-    case '\r': fputs("\\r", f); break;
-    case '\t': fputs("\\t", f); break;
+    case '"': ws(w, "\\\""); break;
+    case '\\': ws(w, "\\\\"); break;
+    case '\b': ws(w, "\\b"); break;
+    case '\f': ws(w, "\\f"); break;
+    case '\n': ws(w, "\\n"); break;
+    case '\r': ws(w, "\\r"); break;
+    case '\t': ws(w, "\\t"); break;
     default:
-      /* invalid UTF-8 cannot be carried in JSON: U+FFFD stands for it; C1
-       * controls and bidirectional overrides are escaped so that the text
-       * is safe to print */
-      if (cp < 0) fputs("\\ufffd", f);
-      else if (cp < 0x20 || rq_is_unsafe(cp)) fprintf(f, "\\u%04x", (unsigned)cp);
-      else fwrite(p, 1, n, f);
+      /* invalid UTF-8 cannot be carried in JSON: U+FFFD stands for it; C0
+       * and C1 controls, DEL and bidirectional overrides are escaped so
+       * that the text is safe to print */
+      if (cp < 0) ws(w, "\\ufffd");
+      else {
+        char u[16];
+        snprintf(u, sizeof u, "\\u%04x", (unsigned)cp);
+        ws(w, u);
+      }
     }
     p += n;
+    run = p;
   }
-  fputc('"', f);
+  if (p > run) wn(w, run, (size_t)(p - run));
+  wc(w, '"');
 }
