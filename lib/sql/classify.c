@@ -91,12 +91,14 @@ static bool catalog_schema(const char *name) {
   return has_prefix(name, "pg_catalog.") || has_prefix(name, "information_schema.");
 }
 
-static bool catalog_table(const qp__cls *c, const char *name, bool qualified) {
+/* An unqualified pg_* name resolves to pg_catalog first when read; a
+ * written one (CREATE VIEW pg_stat_statements) is the user's own. */
+static bool catalog_table(const qp__cls *c, qp__role r, const char *name, bool qualified) {
   if (c->d == QP_DIALECT_SQLITE) {
     const char *dot = strrchr(name, '.');
     return has_prefix(dot ? dot + 1 : name, "sqlite_");
   }
-  return qualified ? catalog_schema(name) : has_prefix(name, "pg_");
+  return qualified ? catalog_schema(name) : r == QP__R_READ && has_prefix(name, "pg_");
 }
 
 void qp__cls_record(qp__cls *c, qp__role r, const char *name, bool qualified) {
@@ -105,7 +107,7 @@ void qp__cls_record(qp__cls *c, qp__role r, const char *name, bool qualified) {
     for (size_t i = 0; i < c->nctes; i++)
       if (strcmp(c->ctes[i], name) == 0) return;
   }
-  if (catalog_table(c, name, qualified)) info->system_catalog = true;
+  if (catalog_table(c, r, name, qualified)) info->system_catalog = true;
   char (*list)[QP_STMT_NAME_MAX] = r == QP__R_WRITE ? info->write : info->read;
   size_t *n = r == QP__R_WRITE ? &info->nwrite : &info->nread;
   for (size_t i = 0; i < *n; i++)
@@ -149,8 +151,11 @@ void qp__cls_call(qp__cls *c, const char *name, bool fits) {
   if (name_in(last, volatile_fns)) info->volatile_fn = true;
   if (name_in(last, writing_fns)) c->write_fn = true;
   /* session advisory locks outlive the transaction (the _xact_ ones do
-   * not); set_config(..., false) changes a setting for the session */
-  if (strstr(last, "advisory_lock") != NULL || strcmp(last, "set_config") == 0)
+   * not); set_config(..., false) changes a setting for the session. DDL
+   * runs a call only in the query of CREATE TABLE/MATERIALIZED VIEW AS
+   * (a rule's or a function's body is only stored). */
+  bool runs = c->kind != QP_STMT_DDL || c->ddl_obj == QP__OBJ_REL;
+  if (runs && (strstr(last, "advisory_lock") != NULL || strcmp(last, "set_config") == 0))
     info->changes_session = true;
   if (c->d == QP_DIALECT_SQLITE ? has_prefix(last, "pragma_") : catalog_schema(name))
     info->system_catalog = true;

@@ -7,9 +7,12 @@
  */
 #include "testutil.h"
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 typedef struct ccase {
   int lite;
@@ -403,8 +406,206 @@ static int print_mode(const char *dialect) {
   return 0;
 }
 
+/* ---- corpora -----------------------------------------------------------------
+ * A script as psql would send it: lines that start with a backslash are psql's
+ * own commands (\echo ... \quit in extension scripts), not SQL. Calls fn for
+ * each statement. */
+typedef void (*stmt_fn)(const char *sql, size_t len, void *ud);
+
+static size_t for_each_stmt(qp_dialect d, char *text, size_t len, stmt_fn fn, void *ud) {
+  for (size_t i = 0; i < len; i++) {
+    if ((i == 0 || text[i - 1] == '\n') && text[i] == '\\')
+      while (i < len && text[i] != '\n') text[i++] = ' ';
+  }
+  size_t pos = 0, start, n, count = 0;
+  while (qp_sql_split_next(d, text, len, &pos, &start, &n)) {
+    fn(text + start, n, ud);
+    count++;
+  }
+  return count;
+}
+
+/* The statement without its leading comments and white space. */
+static const char *skip_comments(const char *sql, size_t *lenp) {
+  size_t len = *lenp;
+  while (len > 0) {
+    size_t sp = strspn(sql, " \t\r\n");
+    const char *end = NULL;
+    if (sp + 1 < len && strncmp(sql + sp, "--", 2) == 0) end = memchr(sql + sp, '\n', len - sp);
+    else if (sp + 1 < len && strncmp(sql + sp, "/*", 2) == 0) end = strstr(sql + sp, "*/");
+    if (end == NULL || end >= sql + len - 1) break;
+    end += *end == '\n' ? 1 : 2;
+    len -= (size_t)(end - sql);
+    sql = end;
+  }
+  while (len > 0 && (*sql == ' ' || *sql == '\n' || *sql == '\t' || *sql == '\r')) sql++, len--;
+  *lenp = len;
+  return sql;
+}
+
+static void print_stmt(const char *sql, size_t len, void *ud) {
+  char out[8192], head[121];
+  sql = skip_comments(sql, &len);
+  size_t k = len < 120 ? len : 120;
+  memcpy(head, sql, k);
+  head[k] = '\0';
+  for (char *p = head; *p; p++)
+    if (*p == '\n' || *p == '\t' || *p == '\r') *p = ' ';
+  classify_line(*(qp_dialect *)ud, sql, len, out, sizeof out);
+  printf("%s\n  = %s\n", head, out);
+}
+
+static int print_file_mode(const char *dialect, const char *path) {
+  qp_dialect d;
+  if (!qp_dialect_parse(dialect, &d)) return 2;
+  size_t len = 0;
+  char *text = qpt_read_file(path, &len);
+  if (text == NULL) return 1;
+  for_each_stmt(d, text, len, print_stmt, &d);
+  free(text);
+  return 0;
+}
+
+/* Invariants every classification keeps (also checked by fuzz_classify). */
+static bool sane(const qp_stmt_info *i) {
+  if ((int)i->kind < QP_STMT_OTHER || i->kind > QP_STMT_COPY) return false;
+  if (i->nread > QP_STMT_MAX_TABLES || i->nwrite > QP_STMT_MAX_TABLES || i->nfuncs > QP_STMT_MAX_FUNCS)
+    return false;
+  for (size_t k = 0; k < i->nread; k++)
+    if (i->read[k][0] == '\0' || strnlen(i->read[k], QP_STMT_NAME_MAX) >= QP_STMT_NAME_MAX) return false;
+  for (size_t k = 0; k < i->nwrite; k++)
+    if (i->write[k][0] == '\0' || strnlen(i->write[k], QP_STMT_NAME_MAX) >= QP_STMT_NAME_MAX) return false;
+  for (size_t k = 0; k < i->nfuncs; k++)
+    if (i->funcs[k][0] == '\0' || strnlen(i->funcs[k], QP_STMT_NAME_MAX) >= QP_STMT_NAME_MAX) return false;
+  if (i->read_only && i->kind != QP_STMT_SELECT) return false;
+  if (i->tcl != QP_TCL_NONE && i->kind != QP_STMT_TCL) return false;
+  if (i->ddl != QP_DDL_NONE && i->kind != QP_STMT_DDL) return false;
+  return true;
+}
+
+/* ---- PostgreSQL's own scripts ----------------------------------------------
+ * Every .sql file Debian's postgresql-15 installs (extension scripts, the
+ * information schema, system views and functions): each statement classified
+ * under ASan in CI, and the samples in tests/data/classify/pg_share.txt
+ * (checked by hand against the files) must agree. */
+#ifndef QP_TEST_PG_SHARE
+#define QP_TEST_PG_SHARE "/usr/share/postgresql/15"
+#endif
+
+typedef struct share_walk {
+  size_t files, stmts, insane, other, by_kind[QP_STMT_COPY + 1];
+} share_walk;
+static share_walk g_share;
+
+static void share_stmt(const char *sql, size_t len, void *ud) {
+  (void)ud;
+  qp_stmt_info info;
+  memset(&info, 0x5a, sizeof info);
+  info.size = sizeof info;
+  assert_int_equal(qp_sql_classify(QP_DIALECT_POSTGRES, sql, len, &info), QP_OK);
+  g_share.stmts++;
+  if (!sane(&info)) {
+    g_share.insane++;
+    printf("not sane: %.*s\n", (int)(len < 200 ? len : 200), sql);
+  }
+  if ((unsigned)info.kind <= QP_STMT_COPY) g_share.by_kind[info.kind]++;
+  if (info.kind == QP_STMT_OTHER) {
+    /* only DO blocks are "other" in these scripts */
+    size_t n = len;
+    const char *p = skip_comments(sql, &n);
+    if (n < 3 || strncasecmp(p, "do ", 3) != 0) {
+      g_share.other++;
+      printf("unexpected kind other: %.*s\n", (int)(n < 200 ? n : 200), p);
+    }
+  }
+}
+
+static int share_file(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st;
+  (void)ftw;
+  size_t n = strlen(path);
+  if (type != FTW_F || n < 4 || strcmp(path + n - 4, ".sql") != 0) return 0;
+  size_t len = 0;
+  char *text = qpt_read_file(path, &len);
+  assert_non_null(text);
+  for_each_stmt(QP_DIALECT_POSTGRES, text, len, share_stmt, NULL);
+  free(text);
+  g_share.files++;
+  return 0;
+}
+
+static void test_pg_share_corpus(void **state) {
+  (void)state;
+  memset(&g_share, 0, sizeof g_share);
+  /* the directory comes with postgresql-15 (tools/deps.sh): its absence is a failure */
+  assert_int_equal(nftw(QP_TEST_PG_SHARE, share_file, 16, FTW_PHYS), 0);
+  printf("%zu files, %zu statements: %zu ddl, %zu insert, %zu update, %zu select, %zu session, "
+         "%zu other\n",
+         g_share.files, g_share.stmts, g_share.by_kind[QP_STMT_DDL], g_share.by_kind[QP_STMT_INSERT],
+         g_share.by_kind[QP_STMT_UPDATE], g_share.by_kind[QP_STMT_SELECT],
+         g_share.by_kind[QP_STMT_SESSION], g_share.by_kind[QP_STMT_OTHER]);
+  assert_true(g_share.files >= 100);
+  assert_true(g_share.stmts >= 3000);
+  assert_int_equal(g_share.insane, 0);
+  assert_int_equal(g_share.other, 0);
+}
+
+/* pg_share.txt: "@ file" (under the share directory), then "> start of a
+ * statement" (after its comments) and "= expected fields". */
+typedef struct sample_find {
+  const char *needle;
+  char got[8192];
+  int found;
+} sample_find;
+
+static void sample_stmt(const char *sql, size_t len, void *ud) {
+  sample_find *f = ud;
+  size_t n = len;
+  const char *p = skip_comments(sql, &n);
+  size_t k = strlen(f->needle);
+  if (f->found || n < k || strncmp(p, f->needle, k) != 0) return;
+  classify_line(QP_DIALECT_POSTGRES, sql, len, f->got, sizeof f->got);
+  f->found = 1;
+}
+
+static void test_pg_share_samples(void **state) {
+  (void)state;
+  char path[512];
+  snprintf(path, sizeof path, "%s/classify/pg_share.txt", QP_TEST_DATA_DIR);
+  size_t len = 0;
+  char *text = qpt_read_file(path, &len);
+  assert_non_null(text);
+  char file[512] = "", *needle = NULL;
+  int failures = 0, ncases = 0;
+  for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+    if (line[0] == '@' && line[1] == ' ') {
+      snprintf(file, sizeof file, "%s/%s", QP_TEST_PG_SHARE, line + 2);
+    } else if (line[0] == '>' && line[1] == ' ') {
+      needle = line + 2;
+    } else if (line[0] == '=' && line[1] == ' ' && needle != NULL) {
+      size_t flen = 0;
+      char *script = qpt_read_file(file, &flen);
+      if (script == NULL) fail_msg("cannot read %s", file);
+      sample_find f = {needle, "", 0};
+      for_each_stmt(QP_DIALECT_POSTGRES, script, flen, sample_stmt, &f);
+      free(script);
+      ncases++;
+      if (!f.found || strcmp(f.got, line + 2) != 0) {
+        printf("%s: %s\n  want %s\n  got  %s\n", file, needle, line + 2, f.found ? f.got : "(not found)");
+        failures++;
+      }
+      needle = NULL;
+    }
+  }
+  free(text);
+  printf("%d samples\n", ncases);
+  assert_true(ncases >= 15);
+  assert_int_equal(failures, 0);
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--print") == 0) return print_mode(argv[2]);
+  if (argc == 4 && strcmp(argv[1], "--print-file") == 0) return print_file_mode(argv[2], argv[3]);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cases),
       cmocka_unit_test(test_kind_names),
@@ -412,6 +613,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_growth),
       cmocka_unit_test(test_golden_postgres),
       cmocka_unit_test(test_golden_sqlite),
+      cmocka_unit_test(test_pg_share_corpus),
+      cmocka_unit_test(test_pg_share_samples),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
