@@ -121,7 +121,7 @@ void qp__cls_record(qp__cls *c, qp__role r, const char *name, bool qualified) {
 
 static bool name_in(const char *name, const char *const *list) {
   for (; *list; list++)
-    if (strcmp(name, *list) == 0) return true;
+    if ((*list)[0] == name[0] && strcmp(name, *list) == 0) return true;
   return false;
 }
 

@@ -240,20 +240,22 @@ static void head_ddl(qp__cls *c, qp_kw k0, const qp_tok *t, size_t n) {
 
 void qp__cls_head(qp__cls *c) {
   qp_tok t[HEAD_TOKS];
-  size_t n = 0, pos = 0;
+  size_t pos = qp__sql_lex_sig(c->d, c->s, c->len, 0, &t[0]);
+  if (t[0].type != QP_T_WORD) return;
+  qp_kw k0 = kw_of(c, &t[0]);
+  c->head_kw = k0;
+  int hk = head_kind(k0, c->s, &t[0]);
+  /* SELECT, WITH, INSERT...: the walk decides (most statements stop here) */
+  if (hk < 0 && k0 != QP_KW_EXPLAIN) return;
+  size_t n = 1;
   while (n < HEAD_TOKS) {
     pos = qp__sql_lex_sig(c->d, c->s, c->len, pos, &t[n]);
     if (t[n].type == QP_T_EOF || t[n].type == QP_T_SEMI) break;
     n++;
   }
-  /* the walk reads past the end of a short head: pad with EOF */
+  /* the steps may look past the end of a short head: pad with EOF */
   for (size_t i = n; i < HEAD_TOKS; i++) t[i] = (qp_tok){QP_T_EOF, c->len, c->len};
-  if (n == 0 || t[0].type != QP_T_WORD) return;
   qp_stmt_info *info = c->info;
-  qp_kw k0 = kw_of(c, &t[0]);
-  c->head_kw = k0;
-  int hk = head_kind(k0, c->s, &t[0]);
-  if (hk < 0 && k0 != QP_KW_EXPLAIN) return;
   switch (hk) {
   case QP_STMT_TCL: head_tcl(c, k0, t, n); break;
   case QP_STMT_DDL: head_ddl(c, k0, t, n); break;

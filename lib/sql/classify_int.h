@@ -79,7 +79,8 @@ typedef struct qp__cls {
   size_t chain_start;      /* offset of its first token */
   int chain_n;             /* parts so far; 0 when the previous token is not part of one */
   bool chain_dot;          /* the previous token was a '.' inside the run */
-  bool chain_no_call;      /* the run is a type (after ::, AS) or a declared name */
+  bool chain_no_call;      /* the run is a type (after ::, AS) or an alias's columns */
+  qp_tok chain_before;     /* the token before the run */
   bool after_table;        /* the previous token was a table name (an alias may follow) */
   bool ddl_list_calls;     /* DDL: calls are listed (the query part started) */
   qp_tok prevtok;          /* the previous significant token */

@@ -15,9 +15,18 @@
 
 #include "classify_int.h"
 
-static bool word_in(const char *s, const qp_tok *t, const char *const *list) {
-  for (; *list; list++)
-    if (qp__cls_word_is(s, t, *list)) return true;
+/* Word lists carry their lengths: most tokens are rejected on length. */
+typedef struct word {
+  const char *w;
+  size_t n;
+} word;
+#define W(x) {x, sizeof(x) - 1}
+
+static bool word_in(const char *s, const qp_tok *t, const word *list) {
+  if (t->type != QP_T_WORD) return false;
+  size_t n = t->end - t->start;
+  for (; list->w; list++)
+    if (list->n == n && strncasecmp(s + t->start, list->w, n) == 0) return true;
   return false;
 }
 
@@ -45,15 +54,10 @@ static int verb_kind(qp_kw kw) {
 
 /* ---- the run of names before a '(' ------------------------------------- */
 
-/* Words after which a run of names is a type or a declared object, never a
- * call: CAST(x AS numeric(10, 2)), CREATE FUNCTION f(int), REFERENCES u(id). */
-static bool declares_name(const qp__cls *c) {
-  static const char *const decl[] = {"function", "procedure", "aggregate", "routine",
-                                     "references", "execute", "prepare", NULL};
-  if (c->prevtype == QP_T_CAST) return true;
-  if (c->kw1 == QP_KW_AS || c->kw1 == QP_KW_EXISTS) return true;
-  return c->prevtype == QP_T_WORD && word_in(c->s, &c->prevtok, decl);
-}
+/* Words after which a run of names is a declared object, never a call:
+ * CREATE FUNCTION f(int), REFERENCES u(id), PREPARE q(int), EXECUTE q(1). */
+static const word decl[] = {W("function"), W("procedure"), W("aggregate"), W("routine"),
+                            W("references"), W("execute"), W("prepare"), {NULL, 0}};
 
 static void chain_note(qp__cls *c, const qp_tok *t) {
   if (t->type == QP_T_WORD || t->type == QP_T_QIDENT) {
@@ -62,7 +66,12 @@ static void chain_note(qp__cls *c, const qp_tok *t) {
     } else {
       c->chain_start = t->start;
       c->chain_n = 1;
-      c->chain_no_call = declares_name(c) || c->after_table;
+      /* a type (x::numeric(10, 2), CAST(x AS numeric(10, 2))), an alias's
+       * column list, IF [NOT] EXISTS f(int); the word before the run is
+       * looked at only if a '(' follows (declares) */
+      c->chain_no_call = c->prevtype == QP_T_CAST || c->kw1 == QP_KW_AS ||
+                         c->kw1 == QP_KW_EXISTS || c->after_table;
+      c->chain_before = c->prevtok;
     }
     c->chain_dot = false;
   } else if (t->type == QP_T_DOT && c->chain_n > 0 && !c->chain_dot) {
@@ -75,16 +84,19 @@ static void chain_note(qp__cls *c, const qp_tok *t) {
 }
 
 /* SQL syntax written like a call, and type modifiers: not functions. */
-static const char *const not_calls[] = {
-    "cast", "coalesce", "nullif", "greatest", "least", "row", "array", "exists", "trim",
-    "grouping", "values", "default", "check", "varchar", "char", "character", "varying",
-    "nchar", "nvarchar", "numeric", "decimal", "dec", "bit", "varbit", "timestamp",
-    "timestamptz", "time", "timetz", "interval", "float", "rollup", "cube", "sets",
-    "overlaps", "system", "bernoulli", "repeatable", NULL};
+static const word not_calls[] = {
+    W("cast"), W("coalesce"), W("nullif"), W("greatest"), W("least"), W("row"), W("array"),
+    W("exists"), W("trim"), W("grouping"), W("values"), W("default"), W("check"),
+    W("varchar"), W("char"), W("character"), W("varying"), W("nchar"), W("nvarchar"),
+    W("numeric"), W("decimal"), W("dec"), W("bit"), W("varbit"), W("timestamp"),
+    W("timestamptz"), W("time"), W("timetz"), W("interval"), W("float"), W("rollup"),
+    W("cube"), W("sets"), W("overlaps"), W("system"), W("bernoulli"), W("repeatable"),
+    {NULL, 0}};
 
 /* A '(' follows the run of names that ended at the previous token. */
 static void chain_call(qp__cls *c) {
   if (c->chain_n == 0 || c->chain_dot || c->chain_no_call) return;
+  if (word_in(c->s, &c->chain_before, decl)) return;
   if (c->prevtype == QP_T_WORD && qp__sql_kw_operator(c->kw1)) return;
   if (c->chain_n == 1 && c->prevtype == QP_T_WORD && word_in(c->s, &c->prevtok, not_calls))
     return;
@@ -199,10 +211,10 @@ static bool next_is_dot(const qp__cls *c) {
 /* A table name where one is expected: [schema.]name, or a function in FROM. */
 static bool step_name(qp__cls *c, qp__cframe *f, const qp_tok *t, qp_kw kw) {
   if (f->expect == QP__R_NONE || (t->type != QP_T_WORD && t->type != QP_T_QIDENT)) return false;
-  static const char *const skip[] = {"only", "lateral", "table", "temp", "temporary",
-                                     "unlogged", "if", "not", "exists", "view",
-                                     "materialized", "concurrently", "foreign", "or", "sequence",
-                                     NULL};
+  static const word skip[] = {W("only"), W("lateral"), W("table"), W("temp"), W("temporary"),
+                              W("unlogged"), W("if"), W("not"), W("exists"), W("view"),
+                              W("materialized"), W("concurrently"), W("foreign"), W("or"),
+                              W("sequence"), {NULL, 0}};
   /* UPDATE OR IGNORE t (SQLite): the conflict clause is not a name */
   if (t->type == QP_T_WORD && (word_in(c->s, t, skip) || c->kw1 == QP_KW_OR) &&
       !next_is_dot(c)) {
