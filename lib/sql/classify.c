@@ -72,9 +72,12 @@ bool qp__cls_append_part(const char *s, char *dst, const qp_tok *t) {
     n--;
   }
   if (n > 0 && p[n - 1] == close) n--;
-  size_t dn = strlen(dst);
+  size_t d0 = strlen(dst), dn = d0;
   for (size_t i = 0; i < n; i++) {
-    if (dn + 1 >= QP_STMT_NAME_MAX) return false;
+    if (dn + 1 >= QP_STMT_NAME_MAX) {
+      dst[d0] = '\0'; /* unchanged, and still a string */
+      return false;
+    }
     dst[dn++] = p[i];
     if (p[i] == q && q != '[' && i + 1 < n && p[i + 1] == q) i++; /* "" -> " */
   }

@@ -101,7 +101,7 @@ void qp__cls_walk(qp__cls *c);
 /* Helpers shared by the steps. */
 bool qp__cls_word_is(const char *s, const qp_tok *t, const char *w);
 /* Appends one name part to dst (unquoted lower-cased; quotes removed).
- * Returns false when it does not fit. */
+ * Returns false, leaving dst as it was, when it does not fit. */
 bool qp__cls_append_part(const char *s, char *dst, const qp_tok *t);
 /* Adds a table to the read or write list (once; not a CTE name). */
 void qp__cls_record(qp__cls *c, qp__role r, const char *name, bool qualified);

@@ -239,6 +239,17 @@ static void test_limits(void **state) {
   assert_true(info.tables_truncated);
   assert_int_equal(info.nread, 1);
   assert_string_equal(info.read[0], "b");
+  /* a quoted call name too long (ASan: the name stays a string) */
+  snprintf(sql, sizeof sql, "select \"%s\"(1), lower(a) from t", longname);
+  qp_sql_classify(QP_DIALECT_POSTGRES, sql, strlen(sql), &info);
+  assert_true(info.funcs_truncated);
+  assert_int_equal(info.nfuncs, 1);
+  assert_string_equal(info.funcs[0], "lower");
+  snprintf(sql, sizeof sql, "select * from `%s`(1), u", longname);
+  qp_sql_classify(QP_DIALECT_SQLITE, sql, strlen(sql), &info);
+  assert_true(info.funcs_truncated);
+  assert_int_equal(info.nread, 1);
+  assert_string_equal(info.read[0], "u");
   /* deep nesting is bounded, not recursive */
   static char deep[300000];
   strcpy(deep, "select * from ");
