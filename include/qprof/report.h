@@ -22,10 +22,12 @@
  * caller knew and defaults the rest.
  *
  * Threads: a report or a diff is used by one thread at a time. Once built,
- * a report's accessors (count, query, share, totals, histogram) only read
- * it and may be called from several threads at once; qp_report_series
- * reads the store the report was built from, so it needs that store to
- * itself (a store handle is used by one thread at a time).
+ * the accessors that only read it (qp_report_count, _query, _share,
+ * _totals_get; qp_diff_count, _entry_at, _counts_get) may be called from
+ * several threads at once. qp_report_histogram and qp_report_series set the
+ * report's message, and qp_report_series reads the store the report was
+ * built from, which it needs to itself (a store handle is used by one
+ * thread at a time).
  */
 #ifndef QPROF_REPORT_H
 #define QPROF_REPORT_H

@@ -584,6 +584,25 @@ static void test_header_time_range_and_rounding(void **state) {
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
     if (strstr(out, want[i]) == NULL) fail_msg("header lacks '%s':\n%s", want[i], out);
   free(out);
+  /* the same in JSON (window.since_bucket/until_bucket, totals.first_seen/last_seen) and HTML */
+  const char *win = "--since 2026-11-20T10:17:30Z --until 2026-11-20T10:20:30Z";
+  char args[512];
+  snprintf(args, sizeof args, "report --store golden.db --format json %s", win);
+  assert_int_equal(run(NULL, args, &out, NULL), 0);
+  json_t *root = json_loads(out, 0, NULL);
+  assert_non_null(root);
+  json_t *w = json_object_get(root, "window"), *t = json_object_get(root, "totals");
+  assert_string_equal(json_string_value(json_object_get(w, "since_bucket")), "2026-11-20T10:17:00.000Z");
+  assert_string_equal(json_string_value(json_object_get(w, "until_bucket")), "2026-11-20T10:20:00.000Z");
+  assert_string_equal(json_string_value(json_object_get(t, "first_seen")), "2026-11-20T10:18:00.250Z");
+  assert_string_equal(json_string_value(json_object_get(t, "last_seen")), "2026-11-20T10:20:58.250Z");
+  json_decref(root);
+  free(out);
+  snprintf(args, sizeof args, "report --store golden.db --format html %s", win);
+  assert_int_equal(run(NULL, args, &out, NULL), 0);
+  assert_non_null(strstr(out, "the start falls inside the bucket of 2026-11-20T10:17:00.000Z, which is left out"));
+  assert_non_null(strstr(out, "<dt>Data</dt><dd>2026-11-20T10:18:00.250Z .. 2026-11-20T10:20:58.250Z"));
+  free(out);
   /* on bucket boundaries: nothing is rounded */
   assert_int_equal(run("NO_COLOR=1", "report --store golden.db --since 2026-11-20T10:17Z "
                                      "--until 2026-11-20T10:21Z",
@@ -591,6 +610,13 @@ static void test_header_time_range_and_rounding(void **state) {
                    0);
   assert_null(strstr(out, "rounded"));
   assert_non_null(strstr(out, "Data:   2026-11-20T10:17:"));
+  free(out);
+  assert_int_equal(run(NULL, "report --store golden.db --format json --since 2026-11-20T10:17Z",
+                       &out, NULL),
+                   0);
+  root = json_loads(out, 0, NULL);
+  assert_true(json_is_null(json_object_get(json_object_get(root, "window"), "since_bucket")));
+  json_decref(root);
   free(out);
 }
 

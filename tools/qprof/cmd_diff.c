@@ -215,7 +215,18 @@ done:
   free(qbuf);
 }
 
-int cmd_diff(int argc, char **argv) {
+/* What the command line asks for. */
+typedef struct diff_args {
+  const char *format, *match, *exclude, *base_path, *new_path;
+  double fail_above;
+  uint64_t min_calls, limit;
+  bool wide, case_sensitive, json;
+  int64_t w[4]; /* base since, base until, new since, new until */
+} diff_args;
+
+/* Step 1: the options and the stores. Returns QP_EXIT_OK, or the exit code
+ * (usage error, or --help printed). */
+static int parse_args(int argc, char **argv, diff_args *a) {
   static const struct option longopts[] = {
       {"fail-above", required_argument, NULL, 'F'}, {"min-calls", required_argument, NULL, 'c'},
       {"format", required_argument, NULL, 'f'},     {"since", required_argument, NULL, 'S'},
@@ -226,33 +237,30 @@ int cmd_diff(int argc, char **argv) {
       {"wide", no_argument, NULL, 'w'},             {"help", no_argument, NULL, 'h'},
       {"case-sensitive", no_argument, NULL, 'C'},
       {NULL, 0, NULL, 0}};
-  const char *format = "text", *match = NULL, *exclude = NULL;
-  double fail_above = NAN;
-  uint64_t min_calls = 1, limit = 20;
-  bool wide = false, windowed = false, case_sensitive = false;
+  *a = (diff_args){.format = "text", .fail_above = NAN, .min_calls = 1, .limit = 20};
+  bool windowed = false;
   int64_t since = INT64_MIN, until = INT64_MAX;
-  int64_t w[4];           /* base since, base until, new since, new until */
   bool wset[4] = {false}; /* given explicitly */
   int c;
   char *end;
   while ((c = getopt_long(argc, argv, "F:c:f:S:U:m:x:n:wCh", longopts, NULL)) != -1) {
     switch (c) {
     case 'F':
-      fail_above = strtod(optarg, &end);
-      if (end == optarg || *end != '\0' || !(fail_above >= 0))
+      a->fail_above = strtod(optarg, &end);
+      if (end == optarg || *end != '\0' || !(a->fail_above >= 0))
         return cli_usage_error("diff", "--fail-above needs a percentage >= 0, not '%s'", optarg);
       break;
     case 'c':
-      min_calls = strtoull(optarg, &end, 10);
+      a->min_calls = strtoull(optarg, &end, 10);
       if (end == optarg || *end != '\0' || optarg[0] == '-')
         return cli_usage_error("diff", "--min-calls needs a number >= 0, not '%s'", optarg);
       break;
     case 'n':
-      limit = strtoull(optarg, &end, 10);
+      a->limit = strtoull(optarg, &end, 10);
       if (end == optarg || *end != '\0' || optarg[0] == '-')
         return cli_usage_error("diff", "--limit needs a number >= 0, not '%s'", optarg);
       break;
-    case 'f': format = optarg; break;
+    case 'f': a->format = optarg; break;
     case 'S':
       if (!rq_parse_time("diff", "--since", optarg, &since)) return QP_EXIT_USAGE;
       windowed = true;
@@ -264,21 +272,22 @@ int cmd_diff(int argc, char **argv) {
     case 1: case 2: case 3: case 4: {
       static const char *const names[] = {"--base-since", "--base-until", "--new-since",
                                           "--new-until"};
-      if (!rq_parse_time("diff", names[c - 1], optarg, &w[c - 1])) return QP_EXIT_USAGE;
+      if (!rq_parse_time("diff", names[c - 1], optarg, &a->w[c - 1])) return QP_EXIT_USAGE;
       wset[c - 1] = true;
       windowed = true;
       break;
     }
-    case 'm': match = optarg; break;
-    case 'x': exclude = optarg; break;
-    case 'w': wide = true; break;
-    case 'C': case_sensitive = true; break;
-    case 'h': usage(stdout); return QP_EXIT_OK;
+    case 'm': a->match = optarg; break;
+    case 'x': a->exclude = optarg; break;
+    case 'w': a->wide = true; break;
+    case 'C': a->case_sensitive = true; break;
+    case 'h': usage(stdout); return -1;
     default: return cli_usage_error("diff", "unknown option");
     }
   }
   int npos = argc - optind;
-  if (npos < 1) return cli_usage_error("diff", "needs a BASE store (and a NEW one, or --base-*/--new-* windows)");
+  if (npos < 1)
+    return cli_usage_error("diff", "needs a BASE store (and a NEW one, or --base-*/--new-* windows)");
   if (npos > 2)
     return cli_usage_error("diff",
                            "%d stores given ('%s' is one too many): diff compares two, BASE and "
@@ -286,63 +295,77 @@ int cmd_diff(int argc, char **argv) {
                            npos, argv[optind + 2]);
   if (npos == 1 && !windowed)
     return cli_usage_error("diff", "one store given: add NEW, or --base-*/--new-* windows");
-  bool json = strcmp(format, "json") == 0;
-  if (!json && strcmp(format, "text") != 0)
-    return cli_usage_error("diff", "--format must be text or json, not '%s'", format);
+  a->json = strcmp(a->format, "json") == 0;
+  if (!a->json && strcmp(a->format, "text") != 0)
+    return cli_usage_error("diff", "--format must be text or json, not '%s'", a->format);
   for (int i = 0; i < 4; i++)
-    if (!wset[i]) w[i] = i % 2 == 0 ? since : until;
-  if (w[0] >= w[1] || w[2] >= w[3]) return cli_usage_error("diff", "a window ends before it starts");
-  const char *base_path = argv[optind], *new_path = npos == 2 ? argv[optind + 1] : argv[optind];
+    if (!wset[i]) a->w[i] = i % 2 == 0 ? since : until;
+  if (a->w[0] >= a->w[1] || a->w[2] >= a->w[3])
+    return cli_usage_error("diff", "a window ends before it starts");
+  a->base_path = argv[optind];
+  a->new_path = npos == 2 ? argv[optind + 1] : argv[optind];
+  return QP_EXIT_OK;
+}
 
+/* The gate's verdict on stderr: one line per regression. */
+static void name_regressions(const qp_diff *d, double fail_above) {
+  for (size_t k = 0; k < qp_diff_count(d); k++) {
+    const qp_diff_entry *p = qp_diff_entry_at(d, k);
+    if (!p->regression) continue;
+    char x1[32], x2[32], qb[256], fp[QP_FINGERPRINT_HEX_SIZE];
+    qp_fingerprint_hex(p->cur->fingerprint, fp);
+    fprintf(stderr, "qprof diff: %s got slower at p95 by %.1f%% (%s -> %s, above %g%%): %s\n", fp,
+            p->p95_pct, rq_dur(p->base->p95_ns, x1, 32), rq_dur(p->cur->p95_ns, x2, 32),
+            fail_above, rq_shorten(p->cur->query, 60, qb, sizeof qb));
+  }
+}
+
+int cmd_diff(int argc, char **argv) {
+  diff_args a;
+  int rc = parse_args(argc, argv, &a);
+  if (rc < 0) return QP_EXIT_OK; /* --help */
+  if (rc != QP_EXIT_OK) return rc;
+  /* Step 2: one report per side, with the same filters. */
   qp_report_options ro[2];
   for (int k = 0; k < 2; k++) {
     qp_report_options_init(&ro[k]);
-    ro[k].match = match;
-    ro[k].exclude = exclude;
-    ro[k].case_sensitive = case_sensitive;
-    ro[k].since_ns = w[2 * k];
-    ro[k].until_ns = w[2 * k + 1];
+    ro[k].match = a.match;
+    ro[k].exclude = a.exclude;
+    ro[k].case_sensitive = a.case_sensitive;
+    ro[k].since_ns = a.w[2 * k];
+    ro[k].until_ns = a.w[2 * k + 1];
   }
-  int rc = rq_check("diff", &ro[0]);
+  rc = rq_check("diff", &ro[0]);
   if (rc != QP_EXIT_OK) return rc;
   qp_diff_options dopt;
   qp_diff_options_init(&dopt);
-  dopt.fail_above_pct = fail_above;
-  dopt.min_calls = min_calls;
-
+  dopt.fail_above_pct = a.fail_above;
+  dopt.min_calls = a.min_calls;
   qp_store *sa, *sb;
-  qp_report *a, *b;
-  if (!rq_open("diff", base_path, &ro[0], &sa, &a)) return QP_EXIT_FAIL;
-  if (!rq_open("diff", new_path, &ro[1], &sb, &b)) {
-    rq_close(sa, a);
+  qp_report *ra, *rb;
+  if (!rq_open("diff", a.base_path, &ro[0], &sa, &ra)) return QP_EXIT_FAIL;
+  if (!rq_open("diff", a.new_path, &ro[1], &sb, &rb)) {
+    rq_close(sa, ra);
     return QP_EXIT_FAIL;
   }
+  /* Step 3: the diff and the gate, from the model; then only rendering. */
   qp_diff *d;
   char err[512];
-  if (qp_diff_new(&d, a, b, &dopt, err, sizeof err) != QP_OK) {
-    rq_close(sa, a);
-    rq_close(sb, b);
+  if (qp_diff_new(&d, ra, rb, &dopt, err, sizeof err) != QP_OK) {
+    rq_close(sa, ra);
+    rq_close(sb, rb);
     return cli_fail("diff", "%s", err);
   }
-  if (json) print_json(a, b, d, &dopt);
-  else print_text(a, b, d, limit, wide);
-  const qp_diff_counts *n = qp_diff_counts_get(d);
+  if (a.json) print_json(ra, rb, d, &dopt);
+  else print_text(ra, rb, d, a.limit, a.wide);
   int exit_code = QP_EXIT_OK;
-  if (n->regressions > 0) {
-    for (size_t k = 0; k < qp_diff_count(d); k++) {
-      const qp_diff_entry *p = qp_diff_entry_at(d, k);
-      if (!p->regression) continue;
-      char x1[32], x2[32], qb[256], fp[QP_FINGERPRINT_HEX_SIZE];
-      qp_fingerprint_hex(p->cur->fingerprint, fp);
-      fprintf(stderr, "qprof diff: %s got slower at p95 by %.1f%% (%s -> %s, above %g%%): %s\n", fp,
-              p->p95_pct, rq_dur(p->base->p95_ns, x1, 32), rq_dur(p->cur->p95_ns, x2, 32),
-              fail_above, rq_shorten(p->cur->query, 60, qb, sizeof qb));
-    }
+  if (qp_diff_counts_get(d)->regressions > 0) {
+    name_regressions(d, a.fail_above);
     exit_code = QP_EXIT_GATE;
   }
   qp_diff_free(d);
-  rq_close(sa, a);
-  rq_close(sb, b);
+  rq_close(sa, ra);
+  rq_close(sb, rb);
   if (fflush(stdout) != 0 || ferror(stdout)) return cli_fail("diff", "cannot write the diff");
   return exit_code;
 }

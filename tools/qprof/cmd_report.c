@@ -217,6 +217,8 @@ static void print_json(const qp_report *r, size_t shown, qp_report_sort sort) {
   jw_object(&w, "window");
   jw_string(&w, "since", t->since_ns == INT64_MIN ? NULL : rq_iso(t->since_ns, a, sizeof a));
   jw_string(&w, "until", t->until_ns == INT64_MAX ? NULL : rq_iso(t->until_ns, a, sizeof a));
+  jw_string(&w, "since_bucket", t->since_rounded ? rq_iso(t->since_bucket_ns, a, sizeof a) : NULL);
+  jw_string(&w, "until_bucket", t->until_rounded ? rq_iso(t->until_bucket_ns, a, sizeof a) : NULL);
   jw_object_end(&w);
   jw_string(&w, "sort", qp_report_sort_name(sort));
   jw_object(&w, "totals");
@@ -225,6 +227,8 @@ static void print_json(const qp_report *r, size_t shown, qp_report_sort sort) {
   jw_uint(&w, "errors", t->errors);
   jw_ms(&w, "total_ms", t->total_ns);
   jw_uint(&w, "total_ns", t->total_ns);
+  jw_string(&w, "first_seen", t->queries > 0 ? rq_iso(t->first_seen_ns, a, sizeof a) : NULL);
+  jw_string(&w, "last_seen", t->queries > 0 ? rq_iso(t->last_seen_ns, a, sizeof a) : NULL);
   jw_object_end(&w);
   jw_array(&w, "queries");
   for (size_t i = 0; i < shown; i++) entry_json(&w, qp_report_query(r, i), qp_report_share(r, i));

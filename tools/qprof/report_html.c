@@ -55,7 +55,7 @@ static const char css[] =
 static void num(FILE *f, const char *text) { fprintf(f, "<td class=\"n\">%s</td>", text); }
 
 void rq_print_html(FILE *f, const qp_report *r, const char *window, size_t shown) {
-  char c1[32], c2[32], c3[32];
+  char c1[40], c2[40], c3[40];
   const qp_report_totals *t = qp_report_totals_get(r);
   const char *store = t->store;
   size_t n = qp_report_count(r);
@@ -67,6 +67,18 @@ void rq_print_html(FILE *f, const qp_report *r, const char *window, size_t shown
   esc(f, store);
   fputs("</dd>\n<dt>Window</dt><dd>", f);
   esc(f, window);
+  if (t->since_rounded || t->until_rounded) {
+    fputs("<br>rounded to whole buckets (a bucket counts when it starts in the window):", f);
+    if (t->since_rounded)
+      fprintf(f, "<br>the start falls inside the bucket of %s, which is left out",
+              rq_iso(t->since_bucket_ns, c1, sizeof c1));
+    if (t->until_rounded)
+      fprintf(f, "<br>the end falls inside the bucket of %s, which is counted whole",
+              rq_iso(t->until_bucket_ns, c1, sizeof c1));
+  }
+  if (n > 0)
+    fprintf(f, "</dd>\n<dt>Data</dt><dd>%s .. %s", rq_iso(t->first_seen_ns, c1, sizeof c1),
+            rq_iso(t->last_seen_ns, c2, sizeof c2));
   fprintf(f, "</dd>\n<dt>Totals</dt><dd>%zu quer%s, %s calls, %s total, %s errors</dd>\n", n,
           n == 1 ? "y" : "ies", rq_count(t->calls, c1, sizeof c1),
           rq_dur((double)t->total_ns, c2, sizeof c2), rq_count(t->errors, c3, sizeof c3));
