@@ -248,10 +248,49 @@ static inline size_t scan_pg_op(const char *s, size_t len, size_t pos) {
     }
     i++;
   }
-  if (!special) {
-    while (i - pos > 1 && (s[i - 1] == '+' || s[i - 1] == '-')) i--;
+  if (QP_UNLIKELY(special)) {
+    /* JDBC-style placeholders glued to an operator: "id=?", "a<>?", "?=x"
+     * are the operator and a '?'. Operators that really end in '?' (jsonb
+     * "@?") or start with one ("?|", "?&", "?-", "?#") stay whole. */
+    if (s[pos] == '?' && i - pos >= 2 &&
+        (s[pos + 1] == '=' || s[pos + 1] == '<' || s[pos + 1] == '>' || s[pos + 1] == '!'))
+      return pos + 1;
+    if (i - pos < 2 || s[i - 1] != '?' || s[i - 2] == '?' || s[i - 2] == '@') return i;
+    i--;
+    special = false;
+    for (size_t j = pos; j < i; j++)
+      if (memchr("~!@#%^&|`?", s[j], 10) != NULL) special = true;
+    if (special) return i;
   }
+  while (i - pos > 1 && (s[i - 1] == '+' || s[i - 1] == '-')) i--;
   return i;
+}
+
+/* A SQLite variable at s[pos] ('$', '@', ':' or '#'), by the rule of its
+ * tokenizer (tokenize.c, CC_DOLLAR and CC_VARALPHA): identifier bytes, with
+ * "::" allowed anywhere ("$::ns::v") and one trailing "(...)" without white
+ * space once a name byte was read ("$a(15)"). Returns where it ends, or pos
+ * when no identifier byte follows (not a variable). A "(" that SQLite would
+ * reject (white space or the end before ')') ends the variable before it. */
+static inline size_t scan_sqlite_var(const char *s, size_t len, size_t pos) {
+  size_t i = pos + 1, n = 0;
+  while (i < len) {
+    const unsigned char c = (unsigned char)s[i];
+    if (qp__sql_idchar(c)) {
+      n++;
+      i++;
+    } else if (c == '(' && n > 0) {
+      size_t j = i + 1;
+      while (j < len && s[j] != ')' && qp__sql_cclass[(unsigned char)s[j]] != QP_C_SPACE) j++;
+      if (j < len && s[j] == ')') i = j + 1;
+      break;
+    } else if (c == ':' && i + 1 < len && s[i + 1] == ':') {
+      i += 2;
+    } else {
+      break;
+    }
+  }
+  return n > 0 ? i : pos;
 }
 
 /* SQLite operators: the fixed set of its tokenizer. */
@@ -345,7 +384,7 @@ static inline __attribute__((always_inline)) size_t qp__sql_lex_impl(qp_dialect 
     }
     break;
   case QP_C_DOLLAR:
-    if (qp__sql_cclass[n] == QP_C_DIGIT) {
+    if (pg && qp__sql_cclass[n] == QP_C_DIGIT) {
       t->type = QP_T_PARAM;
       e = pos + 1;
       while (e < len && qp__sql_cclass[(unsigned char)s[e]] == QP_C_DIGIT) e++;
@@ -357,9 +396,10 @@ static inline __attribute__((always_inline)) size_t qp__sql_lex_impl(qp_dialect 
       if (e == 0) e = pos + 1;
       break;
     }
-    /* SQLite $name */
-    e = scan_ident(s, len, pos + 1);
-    t->type = e > pos + 1 ? QP_T_PARAM : QP_T_OTHER;
+    /* SQLite $name, $a::b, $a(x) */
+    e = scan_sqlite_var(s, len, pos);
+    t->type = e > pos ? QP_T_PARAM : QP_T_OTHER;
+    if (e == pos) e = pos + 1;
     break;
   case QP_C_OP:
     if (c == '-' && n == '-') {
@@ -380,9 +420,8 @@ static inline __attribute__((always_inline)) size_t qp__sql_lex_impl(qp_dialect 
         while (e < len && qp__sql_cclass[(unsigned char)s[e]] == QP_C_DIGIT) e++;
         break;
       }
-      if (c == '@' && qp__sql_idchar(n) && n != '$') {
+      if ((c == '@' || c == '#') && (e = scan_sqlite_var(s, len, pos)) > pos) {
         t->type = QP_T_PARAM;
-        e = scan_ident(s, len, pos + 1);
         break;
       }
       t->type = QP_T_OP;
@@ -428,9 +467,8 @@ static inline __attribute__((always_inline)) size_t qp__sql_lex_impl(qp_dialect 
       e = pos + 2;
       break;
     }
-    if (!pg && qp__sql_idchar(n) && n != '$') {
+    if (!pg && (e = scan_sqlite_var(s, len, pos)) > pos) {
       t->type = QP_T_PARAM;
-      e = scan_ident(s, len, pos + 1);
       break;
     }
     t->type = QP_T_COLON;

@@ -37,7 +37,7 @@
 #include "sql_int.h"
 
 /* Bump when the normalized form changes: fingerprints then change too. */
-#define QP_NORMALIZER_VERSION 2
+#define QP_NORMALIZER_VERSION 3
 
 /* Identifiers longer than this are not passed to user rules. */
 #define QP_RULE_WORD_MAX 512
@@ -137,7 +137,8 @@ static inline __attribute__((always_inline)) qp_kw lower_word(const qp_normalize
 enum { KWF_OP = 1, KWF_SPECIAL = 2, KWF_ORDER_END = 4 };
 #define KWF_SPECIAL_(k)                                                                    \
   (((k) == QP_KW_TRUE || (k) == QP_KW_FALSE || (k) == QP_KW_NULL || (k) == QP_KW_BY ||     \
-    (k) == QP_KW_VALUES)                                                                   \
+    (k) == QP_KW_VALUES || (k) == QP_KW_SAVEPOINT || (k) == QP_KW_RELEASE ||              \
+    (k) == QP_KW_ROLLBACK || (k) == QP_KW_DEALLOCATE)                                      \
        ? KWF_SPECIAL                                                                       \
        : 0)
 #define KWF_ORDER_END_(k)                                                                  \
@@ -469,6 +470,51 @@ static bool on_null_input(const nstate *ns, qp_dialect d, const char *s, size_t 
   return u.type == QP_T_WORD && u.end - u.start == 5 && strncasecmp(s + u.start, "input", 5) == 0;
 }
 
+/* The name token of SAVEPOINT name, RELEASE [SAVEPOINT] name,
+ * ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name and
+ * DEALLOCATE [PREPARE] name, where `kw` starts the statement and `pos` is
+ * just after it: true with *from (where the main loop stands when it is the
+ * next token: the end of the token before it) and *to (its end). Names are
+ * folded to '?' as PostgreSQL 18's pg_stat_statements does, so generated
+ * savepoint names (sa_savepoint_17, s1403_x1) make one entry. DEALLOCATE ALL
+ * keeps its ALL. */
+static QP_NOINLINE bool stmt_name(const qp_normalizer *nz, qp_kw kw, const char *s, size_t len,
+                                  size_t pos, size_t *from, size_t *to) {
+  const qp_dialect d = nz->dialect;
+  qp_tok u;
+  size_t q = lex_sig(d, s, len, pos, &u);
+  qp_kw ukw = u.type == QP_T_WORD ? kw_lookup(nz, s + u.start, u.end - u.start) : QP_KW_NONE;
+  if (kw == QP_KW_ROLLBACK) {
+    if (u.type == QP_T_WORD && (ukw == QP_KW_TRANSACTION ||
+                                (u.end - u.start == 4 && strncasecmp(s + u.start, "work", 4) == 0))) {
+      pos = q;
+      q = lex_sig(d, s, len, pos, &u);
+      ukw = u.type == QP_T_WORD ? kw_lookup(nz, s + u.start, u.end - u.start) : QP_KW_NONE;
+    }
+    if (ukw != QP_KW_TO) return false;
+    kw = QP_KW_RELEASE; /* then as RELEASE: [SAVEPOINT] name */
+    pos = q;
+    q = lex_sig(d, s, len, pos, &u);
+    ukw = u.type == QP_T_WORD ? kw_lookup(nz, s + u.start, u.end - u.start) : QP_KW_NONE;
+  }
+  if ((kw == QP_KW_RELEASE && ukw == QP_KW_SAVEPOINT) ||
+      (kw == QP_KW_DEALLOCATE && ukw == QP_KW_PREPARE)) {
+    qp_tok v;
+    size_t r = lex_sig(d, s, len, q, &v);
+    if (v.type == QP_T_WORD || v.type == QP_T_QIDENT || v.type == QP_T_PARAM) {
+      pos = q;
+      q = r;
+      u = v;
+      ukw = u.type == QP_T_WORD ? kw_lookup(nz, s + u.start, u.end - u.start) : QP_KW_NONE;
+    }
+  }
+  if (u.type != QP_T_WORD && u.type != QP_T_QIDENT) return false;
+  if (kw == QP_KW_DEALLOCATE && ukw == QP_KW_ALL) return false;
+  *from = pos;
+  *to = q;
+  return true;
+}
+
 static bool all_digits(const char *p, size_t k) {
   for (size_t i = 0; i < k; i++)
     if (p[i] < '0' || p[i] > '9') return false;
@@ -493,9 +539,11 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
   e.spill_n = 0;
   nstate ns = {&e, OC_START, 0, false, QP_KW_NONE, QP_KW_NONE};
 
-  size_t pos = 0;
+  /* A UTF-8 byte order mark before the statement is not part of it. */
+  size_t pos = len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
   size_t depth = 0;
   size_t skip_from = SIZE_MAX, skip_to = 0;
+  bool skip_fold = false; /* the skipped token is a name that becomes '?' */
   size_t order_depth = 0;  /* depth + 1 inside ORDER BY / GROUP BY, else 0 */
   size_t no_fold_until = 0; /* signs before this position do not fold */
   int values_stage = 0;     /* 1: expecting the first row; 2: inside it */
@@ -508,6 +556,10 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
     if (pos == skip_from) {
       pos = skip_to;
       skip_from = SIZE_MAX;
+      if (QP_UNLIKELY(skip_fold)) {
+        skip_fold = false;
+        put(&ns, "?", 1, false, OC_VALUE, QP_KW_NONE);
+      }
     }
     /* Words are about half of the tokens: read them here, without the
      * lexer's switch (one indirect jump less per word). A letter followed by
@@ -572,6 +624,11 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
           values_stage = 1;
           values_depth = depth;
         }
+        if ((kw == QP_KW_SAVEPOINT || kw == QP_KW_RELEASE || kw == QP_KW_ROLLBACK ||
+             kw == QP_KW_DEALLOCATE) &&
+            (ns.prev == OC_START || (ns.prev == OC_COMMA && ns.last == ';')) &&
+            stmt_name(nz, kw, s, len, pos, &skip_from, &skip_to))
+          skip_fold = true;
       }
       if (order_depth == depth + 1 && (kf & KWF_ORDER_END)) order_depth = 0;
       out_cat cat = (kf & KWF_OP) ? OC_KW : OC_FUNC;

@@ -15,6 +15,8 @@ bool qp_sql_split_next(qp_dialect d, const char *sql, size_t len, size_t *pos, s
   if (sql == NULL || pos == NULL) return false;
   const bool pg = d == QP_DIALECT_POSTGRES;
   size_t p = *pos;
+  /* A UTF-8 byte order mark at the start of the script is not SQL. */
+  if (p == 0 && len >= 3 && memcmp(sql, "\xEF\xBB\xBF", 3) == 0) p = 3;
   while (p < len) {
     size_t first = SIZE_MAX, last_end = p;
     bool code = false, create = false, trigger = false;

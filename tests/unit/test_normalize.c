@@ -147,6 +147,121 @@ static void test_golden(void **state) {
   assert_int_equal(failures, 0);
 }
 
+/* ---- the table of docs/normalizer.md ------------------------------------ */
+
+typedef struct doc_span {
+  char text[512];
+  bool sqlite;
+} doc_span;
+
+/* Reads the code spans of one table cell: `x` or ``x`` (one space inside
+ * double backquotes trimmed, "\|" is '|'); "sqlite" outside a span makes
+ * the following spans SQLite. Returns the count; *p moves past the cell. */
+static size_t doc_cell(const char **p, doc_span *sp, size_t max) {
+  size_t n = 0;
+  bool sqlite = false;
+  const char *q = *p;
+  while (*q && *q != '\n') {
+    if (*q == '|' && q[-1] != '\\') {
+      q++;
+      break;
+    }
+    if (strncmp(q, "sqlite", 6) == 0) sqlite = true;
+    if (*q != '`') {
+      q++;
+      continue;
+    }
+    size_t ticks = 0;
+    while (q[ticks] == '`') ticks++;
+    const char *body = q + ticks;
+    const char *end = body;
+    while (*end && *end != '\n' && !(strncmp(end, ticks == 1 ? "`" : "``", ticks) == 0)) end++;
+    if (*end != '`') fail_msg("docs table: unclosed code span");
+    size_t k = (size_t)(end - body);
+    if (ticks == 2 && k >= 2 && body[0] == ' ' && body[k - 1] == ' ') body++, k -= 2;
+    assert_true(n < max);
+    size_t o = 0;
+    for (size_t i = 0; i < k && o + 1 < sizeof sp[n].text; i++) {
+      if (body[i] == '\\' && i + 1 < k && body[i + 1] == '|') continue;
+      sp[n].text[o++] = body[i];
+    }
+    sp[n].text[o] = '\0';
+    sp[n].sqlite = sqlite;
+    n++;
+    q = end + ticks;
+  }
+  *p = q;
+  return n;
+}
+
+static void test_docs_table(void **state) {
+  (void)state;
+  char path[512];
+  snprintf(path, sizeof path, "%s/docs/normalizer.md", QP_TEST_SOURCE_DIR);
+  size_t len;
+  char *text = qpt_read_file(path, &len);
+  if (text == NULL) fail_msg("cannot read %s", path);
+  const char *p = strstr(text, "## The canonical form");
+  assert_non_null(p);
+  p = strstr(p, "\n|");
+  assert_non_null(p);
+  qp_normalizer *nz[2] = {qpt_normalizer(QP_DIALECT_POSTGRES), qpt_normalizer(QP_DIALECT_SQLITE)};
+  int rows = 0, checked = 0, failures = 0;
+  while (p != NULL && p[0] == '\n' && p[1] == '|') {
+    p += 2;
+    rows++;
+    doc_span in[12], out[12];
+    size_t nin = doc_cell(&p, in, 12), nout = doc_cell(&p, out, 12);
+    p = strchr(p, '\n');
+    if (rows <= 2) continue; /* header and separator */
+    if (nin == 0 || nout == 0 || (nout != 1 && nout != nin)) {
+      printf("docs/normalizer.md table row %d: %zu inputs, %zu outputs\n", rows, nin, nout);
+      failures++;
+      continue;
+    }
+    for (size_t i = 0; i < nin; i++) {
+      const char *want = out[nout == 1 ? 0 : i].text;
+      const char *got = qpt_normalize(nz[in[i].sqlite], in[i].text, strlen(in[i].text), NULL);
+      checked++;
+      if (strcmp(got, want) != 0) {
+        printf("docs/normalizer.md table row %d [%s]:\n  input:    %s\n  documented: %s\n  got:      %s\n",
+               rows, in[i].sqlite ? "sqlite" : "postgres", in[i].text, want, got);
+        failures++;
+      }
+    }
+  }
+  printf("docs table: %d rows, %d inputs checked, %d failures\n", rows - 2, checked, failures);
+  assert_true(checked >= 30);
+  assert_int_equal(failures, 0);
+  qp_normalizer_free(nz[0]);
+  qp_normalizer_free(nz[1]);
+  free(text);
+}
+
+/* A UTF-8 byte order mark before a statement (or a script) is not part of it. */
+static void test_bom(void **state) {
+  (void)state;
+  for (int d = 0; d < 2; d++) {
+    qp_normalizer *n = qpt_normalizer((qp_dialect)d);
+    uint64_t a, b;
+    char plain[64];
+    strcpy(plain, qpt_normalize(n, "SELECT a FROM t WHERE id = 1", 28, &a));
+    const char *bom = qpt_normalize(n, "\xEF\xBB\xBFSELECT a FROM t WHERE id = 1", 31, &b);
+    assert_string_equal(bom, plain);
+    assert_true(a == b);
+    /* the first statement of a script, split then normalized */
+    const char script[] = "\xEF\xBB\xBF-- c\nSELECT a FROM t WHERE id = 2;\nSELECT 2";
+    size_t pos = 0, start, slen;
+    assert_true(qp_sql_split_next((qp_dialect)d, script, sizeof script - 1, &pos, &start, &slen));
+    assert_int_equal(start, 3);
+    qpt_normalize(n, script + start, slen, &b);
+    assert_true(a == b);
+    /* elsewhere it is a byte of a name, as before */
+    assert_string_equal(qpt_normalize(n, "SELECT \xEF\xBB\xBFx", 11, NULL), "select \xEF\xBB\xBFx");
+    qp_normalizer_free(n);
+  }
+}
+
 /* ---- API basics -------------------------------------------------------- */
 
 static void test_dialects_and_hex(void **state) {
@@ -195,9 +310,9 @@ static void test_fingerprint_definition(void **state) {
   assert_string_equal(o2, "select ?");
   assert_int_equal(l1, 8);
   /* The documented definition, computed independently: XXH3-64 of the
-   * normalized text, seeded with XXH3-64 of "qprof-normalizer/2/<dialect>". */
-  uint64_t seed_pg = XXH3_64bits("qprof-normalizer/2/postgres", 27);
-  uint64_t seed_lite = XXH3_64bits("qprof-normalizer/2/sqlite", 25);
+   * normalized text, seeded with XXH3-64 of "qprof-normalizer/3/<dialect>". */
+  uint64_t seed_pg = XXH3_64bits("qprof-normalizer/3/postgres", 27);
+  uint64_t seed_lite = XXH3_64bits("qprof-normalizer/3/sqlite", 25);
   assert_true(a == XXH3_64bits_withSeed("select ?", 8, seed_pg));
   assert_true(b == XXH3_64bits_withSeed("select ?", 8, seed_lite));
   assert_true(a != b); /* one text, two dialects, two fingerprints */
@@ -534,6 +649,7 @@ static void test_list_block_strings(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_golden),          cmocka_unit_test(test_dialects_and_hex),
+      cmocka_unit_test(test_docs_table),      cmocka_unit_test(test_bom),
       cmocka_unit_test(test_fingerprint_definition), cmocka_unit_test(test_arguments),
       cmocka_unit_test(test_rule_errors),     cmocka_unit_test(test_rules_apply),
       cmocka_unit_test(test_oom),             cmocka_unit_test(test_list_block_classes),

@@ -1,0 +1,1 @@
+SELECT $::abc(15), $e::f, #z, @a::b(x), :c, $a(b c), $a(, #, $1abc, :$x
