@@ -29,6 +29,9 @@ typedef enum qp_backend { QP_BACKEND_POSTGRES = 0, QP_BACKEND_SQLITE = 1 } qp_ba
 /* "postgres" or "sqlite". Static. */
 QP_EXPORT const char *qp_backend_name(qp_backend backend);
 
+/* The `redact` entry that turns the default redaction set off. */
+#define QP_REDACT_NO_DEFAULTS "-defaults"
+
 typedef struct qp_profile_options {
   const qp_hooks *hooks;      /* copied; NULL for defaults */
   int64_t bucket_s;           /* width of a time bucket, 1..86400; 0 means 60 */
@@ -36,12 +39,19 @@ typedef struct qp_profile_options {
   size_t nrules;
   const char *ignore;         /* PCRE2 pattern on normalized text: not recorded; NULL/"" none */
   /* Keep one sample statement (with literals) per fingerprint:
-   * the slowest one seen, after the redaction rules. Off by default. */
+   * the slowest one seen, after redaction. Off by default. */
   bool sample;
-  /* PATTERN=REPLACEMENT rules (PCRE2; split at the last '=' not escaped with
-   * a backslash; the replacement may use $1...), applied in order to every
-   * match in a sample. A sample whose rule fails to apply is replaced by a
-   * placeholder rather than stored unredacted. Borrowed for the call. */
+  /* Redaction of samples: first the default set (card numbers that pass
+   * the Luhn check, e-mail addresses, and the values compared with or
+   * assigned to columns named like password, passwd, pwd, secret, token,
+   * api_key, private_key or credential: each becomes '?'; exactly what is
+   * and is not removed: docs/profiles.md), then these PATTERN=REPLACEMENT
+   * rules (PCRE2; split at the last '=' not escaped with a backslash; the
+   * replacement may use $1...), applied in order to every match. An entry
+   * that is exactly QP_REDACT_NO_DEFAULTS ("-defaults") is not a rule: it
+   * turns the default set off. A sample whose rule fails to apply is
+   * replaced by a placeholder rather than stored unredacted. Borrowed for
+   * the call. */
   const char *const *redact;
   size_t nredact;
 } qp_profile_options;

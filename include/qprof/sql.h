@@ -103,6 +103,23 @@ QP_EXPORT bool qp_fingerprint_parse(const char *hex, uint64_t *fp);
 QP_EXPORT bool qp_sql_split_next(qp_dialect dialect, const char *sql, size_t len, size_t *pos,
                                  size_t *start, size_t *stmt_len);
 
+/*
+ * Normalizes the next top-level statement of a script, finding where it ends
+ * in the same pass (a script is read once, not split then normalized).
+ * The statements, *pos, *start and *stmt_len are exactly those of
+ * qp_sql_split_next(qp_normalizer_dialect(n), ...), and out, *out_len and
+ * *fingerprint exactly what qp_normalize() gives for the statement's text
+ * [*start, *start + *stmt_len). Call with *pos = 0, then repeatedly; returns
+ * false at the end of the script, and when an argument is invalid (n, pos or
+ * out NULL, cap 0, sql NULL with len > 0; then *pos is unchanged). start,
+ * stmt_len, out_len and fingerprint may be NULL. A statement may normalize
+ * to the empty text (a user rule that rewrites its only word to nothing).
+ * Thread-safety as qp_normalize.
+ */
+QP_EXPORT bool qp_normalize_next(const qp_normalizer *n, const char *sql, size_t len, size_t *pos,
+                                 size_t *start, size_t *stmt_len, char *out, size_t cap,
+                                 size_t *out_len, uint64_t *fingerprint);
+
 typedef enum qp_stmt_kind {
   QP_STMT_OTHER = 0,
   QP_STMT_SELECT = 1,  /* SELECT, VALUES, TABLE, WITH ... SELECT, SHOW, EXPLAIN without ANALYZE */

@@ -18,7 +18,8 @@
   X(SAMPLE, "sample", QP_OPT_BOOL, "false", 0, 0, "",                                              \
     "Keep one sample statement with its literals per fingerprint (after redaction)")               \
   X(REDACT, "redact", QP_OPT_STRING, "", 0, 0, "",                                                 \
-    "Rules PATTERN=REPLACEMENT (PCRE2) applied to samples before they are stored, one per line")   \
+    "Rules PATTERN=REPLACEMENT (PCRE2) applied to samples after the default redaction, one per "   \
+    "line; a line '-defaults' turns the default redaction off")                                     \
   X(SLOW_MS, "slow_ms", QP_OPT_DOUBLE, "100", 0, 86400000, "ms",                                   \
     "Queries slower than this are logged through the log callback with their fingerprint")         \
   X(FLUSH_MS, "flush_ms", QP_OPT_INT, "1000", 10, 3600000, "ms",                                   \

@@ -403,7 +403,7 @@ void shim_record(const qp_query_event *ev) {
                (long long)(g_seg_size >> 20));
     }
   } else if (QP_UNLIKELY(g_sample) && ev->sql != NULL && qp__seg_wants_sample(e, ev->duration_ns)) {
-    char *smp = qp__profile_redact(g_profile, ev->sql, ev->sql_len);
+    char *smp = qp__profile_redact(g_profile, ev->backend, ev->sql, ev->sql_len);
     if (smp != NULL) {
       qp__seg_sample(seg, e, smp, strlen(smp), ev->duration_ns);
       qp__free(qp__profile_hooks(g_profile), smp);

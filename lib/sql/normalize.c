@@ -138,7 +138,7 @@ enum { KWF_OP = 1, KWF_SPECIAL = 2, KWF_ORDER_END = 4 };
 #define KWF_SPECIAL_(k)                                                                    \
   (((k) == QP_KW_TRUE || (k) == QP_KW_FALSE || (k) == QP_KW_NULL || (k) == QP_KW_BY ||     \
     (k) == QP_KW_VALUES || (k) == QP_KW_SAVEPOINT || (k) == QP_KW_RELEASE ||              \
-    (k) == QP_KW_ROLLBACK || (k) == QP_KW_DEALLOCATE)                                      \
+    (k) == QP_KW_ROLLBACK || (k) == QP_KW_DEALLOCATE || (k) == QP_KW_CREATE)               \
        ? KWF_SPECIAL                                                                       \
        : 0)
 #define KWF_ORDER_END_(k)                                                                  \
@@ -390,6 +390,32 @@ static uint64_t emit_finish(emitter *e) {
 
 /* ---- the normalizer ---------------------------------------------------- */
 
+/* Skips what comes before a statement's first token: white space,
+ * comments, byte order marks and (with `semis`) ';'. *bom tells whether a
+ * byte order mark was there; without `semis` it stops at the first one. */
+static inline size_t skip_lead(qp_dialect d, const char *s, size_t len, size_t pos, bool semis,
+                               bool *bom) {
+  *bom = false;
+  while (pos < len) {
+    const unsigned char c = (unsigned char)s[pos];
+    if (qp__sql_cclass[c] == QP_C_SPACE || (semis && c == ';')) {
+      pos++;
+    } else if (c == '-' && pos + 1 < len && s[pos + 1] == '-') {
+      const char *nl = memchr(s + pos, '\n', len - pos);
+      pos = nl ? (size_t)(nl - s) + 1 : len;
+    } else if (c == '/' && pos + 1 < len && s[pos + 1] == '*') {
+      pos = scan_block_comment(d, s, len, pos);
+    } else if (c == 0xEF && len - pos >= 3 && s[pos + 1] == '\xBB' && s[pos + 2] == '\xBF') {
+      *bom = true;
+      if (!semis) return pos;
+      pos += 3;
+    } else {
+      break;
+    }
+  }
+  return pos;
+}
+
 /* What the previous output token was, for spacing and for telling a unary
  * sign from a binary one. */
 typedef enum out_cat {
@@ -521,15 +547,29 @@ static bool all_digits(const char *p, size_t k) {
   return k > 0;
 }
 
-qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, char *out, size_t cap,
-                       size_t *out_len, uint64_t *fingerprint) {
-  if (nz == NULL || (sql == NULL && len > 0) || out == NULL || cap == 0) {
-    if (out != NULL && cap > 0) out[0] = '\0';
-    if (out_len) *out_len = 0;
-    return QP_INVALID;
-  }
+/* Where a statement of a script ends, for qp_normalize_next: filled by the
+ * split instance of normalize_body. */
+typedef struct split_res {
+  size_t from;     /* in: where the statement's text may start; out: its first token */
+  size_t stop;     /* out: the ';' that ends it, or len */
+  size_t next;     /* out: where the next statement's search starts */
+  bool code;       /* out: it has code (not only comments, ';' and white space) */
+  bool fallback;   /* out: it starts with CREATE or a byte order mark: the splitter's rules apply */
+} split_res;
+
+/*
+ * The normalizer's one pass. With `split` (a constant: two instances), it
+ * also finds where the statement that starts at `pos` ends by the rules of
+ * qp_sql_split_next (a ';' outside parentheses in PostgreSQL, anywhere in
+ * SQLite), in the same pass over the tokens, and stops there; a statement
+ * that starts with CREATE (which may hold BEGIN ... END bodies with ';'
+ * inside) is left to the splitter (sr->fallback). Everything else the split
+ * instance writes is what the plain one writes for that statement's text.
+ */
+static inline __attribute__((always_inline)) void normalize_body(
+    const qp_normalizer *nz, const char *s, size_t len, size_t pos, const bool split, char *out,
+    size_t cap, size_t *out_len, uint64_t *fingerprint, split_res *sr) {
   const qp_dialect d = nz->dialect;
-  const char *s = sql != NULL ? sql : "";
   emitter e;
   e.out = out;
   e.lim = cap - 1;
@@ -539,8 +579,20 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
   e.spill_n = 0;
   nstate ns = {&e, OC_START, 0, false, QP_KW_NONE, QP_KW_NONE};
 
-  /* A UTF-8 byte order mark before the statement is not part of it. */
-  size_t pos = len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+  const bool pg = d == QP_DIALECT_POSTGRES;
+  /* UTF-8 byte order marks before the statement's first token are not part
+   * of it (so the output never starts with one, and normalized text is a
+   * fixed point). In a script, the splitter skips one at the script's start;
+   * a statement with one before its first token is left to the splitter
+   * (which reads the mark as the start of a word) and to qp_normalize on the
+   * statement's text. */
+  if (!split) {
+    bool bom;
+    pos = skip_lead(d, s, len, pos, true, &bom);
+  }
+  bool attempt_start = split; /* before the first token of a statement */
+  bool hidden_code = false;   /* code that wrote nothing (a rule's empty result) */
+  size_t sdepth = 0;          /* the splitter's parentheses (PostgreSQL) */
   size_t depth = 0;
   size_t skip_from = SIZE_MAX, skip_to = 0;
   bool skip_fold = false; /* the skipped token is a name that becomes '?' */
@@ -564,6 +616,16 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
     /* Words are about half of the tokens: read them here, without the
      * lexer's switch (one indirect jump less per word). A letter followed by
      * a quote or '&' may start a string (E'', U&''): the lexer decides. */
+    if (split && QP_UNLIKELY(attempt_start)) {
+      attempt_start = false;
+      bool bom;
+      pos = skip_lead(d, s, len, pos, false, &bom);
+      if (bom) {
+        /* to the splitter the mark is a word, with what follows it */
+        sr->fallback = true;
+        return;
+      }
+    }
     while (pos < len && qp__sql_cclass[(unsigned char)s[pos]] == QP_C_SPACE) pos++;
     if (pos < len && qp__sql_cclass[(unsigned char)s[pos]] == QP_C_IDENT &&
         (pos + 1 >= len || (s[pos + 1] != '\'' && s[pos + 1] != '&'))) {
@@ -576,6 +638,18 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
     if (t.type == QP_T_EOF) break;
     if (t.type == QP_T_COMMENT) continue;
     if (t.type == QP_T_SEMI) {
+      if (split) {
+        if (ns.prev == OC_START && !hidden_code) {
+          /* an empty statement: the next one starts after it */
+          sr->from = pos;
+          attempt_start = true;
+          continue;
+        }
+        if (!pg || sdepth == 0) {
+          sr->stop = t.start;
+          break;
+        }
+      }
       if (ns.prev != OC_START) pending_semi++;
       continue;
     }
@@ -624,6 +698,10 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
           values_stage = 1;
           values_depth = depth;
         }
+        if (split && kw == QP_KW_CREATE && ns.prev == OC_START && !hidden_code) {
+          sr->fallback = true;
+          return;
+        }
         if ((kw == QP_KW_SAVEPOINT || kw == QP_KW_RELEASE || kw == QP_KW_ROLLBACK ||
              kw == QP_KW_DEALLOCATE) &&
             (ns.prev == OC_START || (ns.prev == OC_COMMA && ns.last == ';')) &&
@@ -637,6 +715,7 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
         for (size_t i = 0; i < k; i++) low[i] = (char)qp__sql_lower[(unsigned char)p[i]];
         size_t m = qp__rules_apply(nz->rules, low, k, buf, sizeof buf);
         if (m > 0) put(&ns, buf, m, false, cat, kw);
+        else hidden_code = true;
         break;
       }
 #ifdef QP_FAST_WORDS
@@ -722,11 +801,13 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
       }
       put(&ns, "(", 1, call, OC_OPEN, QP_KW_NONE);
       depth++;
+      if (split) sdepth++;
       break;
     }
     case QP_T_RPAREN:
       put(&ns, ")", 1, true, OC_VALUE, QP_KW_NONE);
       if (depth > 0) depth--;
+      if (split && sdepth > 0) sdepth--;
       if (order_depth > depth + 1) order_depth = 0;
       if (values_stage == 2 && depth == values_depth) {
         values_stage = 0;
@@ -776,8 +857,86 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
       break;
     }
   }
+  if (split) {
+    if (t.type == QP_T_EOF) sr->stop = len;
+    sr->next = t.type == QP_T_EOF ? SIZE_MAX : pos;
+    sr->code = ns.prev != OC_START || hidden_code;
+  }
   uint64_t h = emit_finish(&e);
   if (out_len) *out_len = e.n;
   if (fingerprint) *fingerprint = h;
+}
+
+qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, char *out, size_t cap,
+                       size_t *out_len, uint64_t *fingerprint) {
+  if (nz == NULL || (sql == NULL && len > 0) || out == NULL || cap == 0) {
+    if (out != NULL && cap > 0) out[0] = '\0';
+    if (out_len) *out_len = 0;
+    return QP_INVALID;
+  }
+  normalize_body(nz, sql != NULL ? sql : "", len, 0, false, out, cap, out_len, fingerprint, NULL);
   return QP_OK;
+}
+
+bool qp_normalize_next(const qp_normalizer *nz, const char *sql, size_t len, size_t *pos,
+                       size_t *start, size_t *stmt_len, char *out, size_t cap, size_t *out_len,
+                       uint64_t *fingerprint) {
+  if (out != NULL && cap > 0) out[0] = '\0';
+  if (out_len) *out_len = 0;
+  if (nz == NULL || (sql == NULL && len > 0) || pos == NULL || out == NULL || cap == 0)
+    return false;
+  const char *s = sql != NULL ? sql : "";
+  size_t p = *pos;
+  if (p >= len) {
+    *pos = len;
+    return false;
+  }
+  /* The splitter skips a byte order mark at the start of the script. */
+  if (p == 0 && len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) p = 3;
+  split_res sr = {p, 0, 0, false, false};
+  size_t olen = 0;
+  uint64_t fp = 0;
+  normalize_body(nz, s, len, p, true, out, cap, &olen, &fp, &sr);
+  if (sr.next == SIZE_MAX && !sr.fallback && qp__sql_cclass[(unsigned char)s[len - 1]] == QP_C_SPACE) {
+    /* The script's last statement: the splitter trims the white space after
+     * it (even inside an unterminated quoted name), so its text ends there.
+     * Only this statement can reach the end, so only it is read again. */
+    size_t end = len;
+    while (end > p && qp__sql_cclass[(unsigned char)s[end - 1]] == QP_C_SPACE) end--;
+    sr = (split_res){p, 0, 0, false, false};
+    normalize_body(nz, s, end, p, true, out, cap, &olen, &fp, &sr);
+  }
+  size_t first, last;
+  if (QP_UNLIKELY(sr.fallback)) {
+    /* CREATE (TRIGGER and BEGIN ATOMIC bodies) or a byte order mark: the
+     * splitter's own rules, then
+     * the statement's text as qp_normalize reads it */
+    size_t q = sr.from, slen = 0;
+    if (!qp_sql_split_next(nz->dialect, s, len, &q, &first, &slen)) {
+      *pos = len;
+      return false;
+    }
+    normalize_body(nz, s, first + slen, first, false, out, cap, &olen, &fp, NULL);
+    *pos = q;
+    *start = first;
+    *stmt_len = slen;
+    if (out_len) *out_len = olen;
+    if (fingerprint) *fingerprint = fp;
+    return true;
+  }
+  if (!sr.code) {
+    out[0] = '\0';
+    *pos = len;
+    return false;
+  }
+  first = sr.from;
+  while (first < sr.stop && qp__sql_cclass[(unsigned char)s[first]] == QP_C_SPACE) first++;
+  last = sr.stop;
+  while (last > first && qp__sql_cclass[(unsigned char)s[last - 1]] == QP_C_SPACE) last--;
+  *pos = sr.next == SIZE_MAX ? len : sr.next;
+  if (start) *start = first;
+  if (stmt_len) *stmt_len = last - first;
+  if (out_len) *out_len = olen;
+  if (fingerprint) *fingerprint = fp;
+  return true;
 }

@@ -623,6 +623,11 @@ next_row:
             break;
           }
           if (qp__sql_cclass[c1] != QP_C_DIGIT) goto slow;
+          if (d != QP_DIALECT_POSTGRES) {
+            /* a SQLite variable goes on past its digits ($1::a, $1(x)), as the lexer reads it */
+            pos = scan_sqlite_var(s, len, pos);
+            break;
+          }
           pos += 2;
           while (pos < len && qp__sql_cclass[(unsigned char)s[pos]] == QP_C_DIGIT) pos++;
           break;

@@ -169,6 +169,13 @@ typedef struct qp_sql_blk_classes {
  * 2 AVX-512BW. Returns false when this build or CPU lacks that one. */
 bool qp__sql_blk_classes(const char *p, int impl, qp_sql_blk_classes *m);
 
+/* ---- sample redaction (redact.c) ----------------------------------------
+ * The default redaction set of sample statements (described at the top of
+ * redact.c and in docs/profiles.md): a copy of sql[0..len), NUL-terminated,
+ * allocated with `hooks`, with card numbers, e-mail addresses and the
+ * values of secret-named columns replaced by '?'; NULL on out-of-memory. */
+char *qp__sql_redact(qp_dialect d, const char *sql, size_t len, const qp_hooks *hooks);
+
 /* ---- user rules (rules.c) ----------------------------------------------
  * PCRE2 rewrites of unquoted identifiers, compiled once with JIT. */
 typedef struct qp_rules qp_rules;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "qprof/profile.h"
+#include "sql/sql_int.h"
 #include "stats/stats_int.h"
 #include "store/store_int.h"
 
@@ -62,6 +63,7 @@ struct qp_profile {
   pcre2_general_context *gctx;
   pcre2_code *ignore;
   bool sample;
+  bool redact_defaults; /* the default redaction set (lib/sql/redact.c); off with "-defaults" */
   redact_rule *redact;
   size_t nredact;
   pthread_mutex_t flush_mu;
@@ -188,12 +190,18 @@ qp_status qp_profile_new(qp_profile **out, const qp_profile_options *opts, char 
                            opts->rules, opts->nrules, &p->hooks, errbuf, errlen);
   if (rc == QP_OK && opts->ignore != NULL && opts->ignore[0] != '\0')
     rc = compile(p, "ignore", opts->ignore, strlen(opts->ignore), &p->ignore, errbuf, errlen);
+  p->redact_defaults = true;
   if (rc == QP_OK && opts->nredact > 0) {
     p->redact = qp__calloc(&h, opts->nredact, sizeof *p->redact);
     if (p->redact == NULL) rc = qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
     for (size_t i = 0; rc == QP_OK && i < opts->nredact; i++) {
-      rc = redact_new(p, opts->redact[i], &p->redact[i], errbuf, errlen);
-      p->nredact = i + 1;
+      if (opts->redact[i] != NULL && strcmp(opts->redact[i], QP_REDACT_NO_DEFAULTS) == 0) {
+        p->redact_defaults = false; /* not a rule */
+        continue;
+      }
+      rc = redact_new(p, opts->redact[i] != NULL ? opts->redact[i] : "", &p->redact[p->nredact],
+                      errbuf, errlen);
+      p->nredact++;
     }
   }
   if (rc == QP_OK) {
@@ -274,9 +282,12 @@ static void stripe_grow(const qp_hooks *h, stripe *s) {
   s->nslots = n;
 }
 
-/* The redacted sample of a statement, or NULL on out-of-memory. */
-static char *make_sample(qp_profile *p, const char *sql, size_t len) {
-  char *cur = qp__strndup(&p->hooks, sql, len);
+/* The redacted sample of a statement, or NULL on out-of-memory: the
+ * default set first (unless turned off), then the user's rules in order. */
+static char *make_sample(qp_profile *p, qp_backend be, const char *sql, size_t len) {
+  char *cur = p->redact_defaults
+                  ? qp__sql_redact(qp_normalizer_dialect(p->norm[be]), sql, len, &p->hooks)
+                  : qp__strndup(&p->hooks, sql, len);
   for (size_t i = 0; cur != NULL && i < p->nredact; i++) {
     size_t curlen = strlen(cur);
     PCRE2_SIZE outlen = curlen * 2 + 64;
@@ -408,7 +419,7 @@ qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev) {
   if (ok) ok = qp__stats_add(&e->st, &p->hooks, ev->duration_ns, ev->rows, ev->error, wall);
   if (ok && p->sample && ev->sql != NULL && (e->sample == NULL || ev->duration_ns > e->sample_ns)) {
     /* Keep the slowest statement: rare after the first few events. */
-    char *smp = make_sample(p, ev->sql, ev->sql_len);
+    char *smp = make_sample(p, ev->backend, ev->sql, ev->sql_len);
     if (smp != NULL) {
       qp__free(&p->hooks, e->sample);
       e->sample = smp;
@@ -569,9 +580,10 @@ qp_status qp__profile_merge(qp_profile *p, uint64_t fp, int64_t bucket, qp_backe
   return rc;
 }
 
-char *qp__profile_redact(qp_profile *p, const char *sql, size_t len) {
-  if (p == NULL || sql == NULL) return NULL;
-  return make_sample(p, sql, len);
+char *qp__profile_redact(qp_profile *p, qp_backend be, const char *sql, size_t len) {
+  if (p == NULL || sql == NULL || (be != QP_BACKEND_POSTGRES && be != QP_BACKEND_SQLITE))
+    return NULL;
+  return make_sample(p, be, sql, len);
 }
 
 const qp_hooks *qp__profile_hooks(const qp_profile *p) { return p != NULL ? &p->hooks : NULL; }

@@ -140,9 +140,10 @@ qp_status qp__profile_merge(qp_profile *p, uint64_t fp, int64_t bucket, qp_backe
                             const char *db, size_t db_len, const char *query, size_t query_len,
                             const qp_stats *st, const char *sample, size_t sample_len,
                             uint64_t sample_ns);
-/* The redacted sample of a statement (the profile's redaction rules), to be
- * freed with qp__free(qp__profile_hooks(p), ...); NULL on out of memory. */
-char *qp__profile_redact(qp_profile *p, const char *sql, size_t len);
+/* The redacted sample of a statement of backend `be` (the default set in
+ * that dialect, then the profile's redaction rules), to be freed with
+ * qp__free(qp__profile_hooks(p), ...); NULL on out of memory. */
+char *qp__profile_redact(qp_profile *p, qp_backend be, const char *sql, size_t len);
 const qp_hooks *qp__profile_hooks(const qp_profile *p);
 /* Whether normalized text matches the profile's ignore pattern. */
 bool qp__profile_ignores(qp_profile *p, const char *norm, size_t len);

@@ -256,6 +256,14 @@ static void test_bom(void **state) {
     assert_int_equal(start, 3);
     qpt_normalize(n, script + start, slen, &b);
     assert_true(a == b);
+    /* after white space, comments, ';' and other marks too (found by
+     * fuzz_normalize: the output began with the mark, normalized again it
+     * did not) */
+    static const char lead[] = "\0\0 \xEF\xBB\xBF/* c */;\xEF\xBB\xBF -- c\n\xEF\xBB\xBF"
+                               "SELECT a FROM t WHERE id = 3";
+    qpt_normalize(n, lead, sizeof lead - 1, &b);
+    assert_string_equal(qpt_normalize(n, lead, sizeof lead - 1, NULL), plain);
+    assert_true(a == b);
     /* elsewhere it is a byte of a name, as before */
     assert_string_equal(qpt_normalize(n, "SELECT \xEF\xBB\xBFx", 11, NULL), "select \xEF\xBB\xBFx");
     qp_normalizer_free(n);
@@ -563,6 +571,8 @@ static void test_list_blocks(void **state) {
       }
       /* one odd element anywhere keeps the whole list: its 39 commas */
       for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+        /* SQLite variables take every identifier byte after the '$' */
+        if (d == 1 && (strcmp(bad[b], "$1e5") == 0 || strcmp(bad[b], "$1$2") == 0)) continue;
         for (int at = 0; at < 40; at += 13) {
           const char *out = long_list(n, "SELECT * FROM t WHERE a IN (", good[g], bad[b], at, ")");
           int commas = 0;

@@ -99,7 +99,39 @@ static void test_text_output(void **state) {
   assert_memory_equal(l1, l2, 16); /* bound and inline forms: one fingerprint */
   assert_true(is_fp_line(l3, "insert into t values (?, ?)"));
   /* one line per statement even when a quoted name holds a newline */
-  assert_true(is_fp_line(l4, "select ? from \"Odd Name\""));
+  assert_true(is_fp_line(l4, "select ? from \"Odd\\nName\""));
+}
+
+/* Control characters from the input reach the terminal only as visible
+ * escapes: C0 (ESC of clear-screen and window-title sequences), DEL, C1
+ * (U+009B CSI) and the bidirectional overrides and isolates. */
+static void test_text_escapes(void **state) {
+  (void)state;
+  run_result r;
+  run(&r, "",
+      "select \"a\x1b[2Jb\", \"t\x1b]0;title\x07\", x\xc2\x9by, \"\xe2\x80\xae" "evil\", "
+      "\"\xe2\x81\xa9i\", \"tab\there\", \"del\x7f\", \"\x9b\", caf\xc3\xa9, \"\xe2\x82\xac\", "
+      "\"\xe2\x80\xa9\", \"cr\rx\";\n"
+      "select 1 /* \x1b[2J in a comment */; select '\x1b]0;x\x07' -- \xe2\x80\xae\n");
+  assert_int_equal(r.status, 0);
+  char *save = NULL;
+  char *l1 = strtok_r(r.out, "\n", &save), *l2 = strtok_r(NULL, "\n", &save);
+  char *l3 = strtok_r(NULL, "\n", &save);
+  assert_non_null(l3);
+  assert_null(strtok_r(NULL, "\n", &save));
+  assert_true(is_fp_line(l1, "select \"a\\x1b[2Jb\", \"t\\x1b]0;title\\x07\", x\\u009by, "
+                             "\"\\u202eevil\", \"\\u2069i\", \"tab\\there\", \"del\\x7f\", \"\\x9b\", "
+                             "caf\xc3\xa9, \"\xe2\x82\xac\", \"\xe2\x80\xa9\", \"cr\\rx\""));
+  assert_true(is_fp_line(l2, "select ?"));
+  assert_true(is_fp_line(l3, "select ?"));
+  /* nothing of the kind anywhere in the output */
+  for (const char *p = r.out; p < l3 + strlen(l3); p++) {
+    const unsigned char c = (unsigned char)*p;
+    assert_true(c >= 0x20 || c == '\t' || c == '\0');
+    assert_true(c != 0x7f && c != 0x9b);
+  }
+  assert_null(strstr(l1, "\xe2\x80\xae"));
+  assert_null(strstr(l1, "\xc2\x9b"));
 }
 
 static void test_file_and_dialect(void **state) {
@@ -212,7 +244,8 @@ static void test_usage_errors(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_text_output), cmocka_unit_test(test_file_and_dialect),
+      cmocka_unit_test(test_text_output), cmocka_unit_test(test_text_escapes),
+      cmocka_unit_test(test_file_and_dialect),
       cmocka_unit_test(test_rules),       cmocka_unit_test(test_json),
       cmocka_unit_test(test_usage_errors),
   };

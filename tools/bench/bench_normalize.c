@@ -3,20 +3,31 @@
  * against a memcpy of the corpus and libpg_query (pg_query_fingerprint,
  * pg_query_normalize) when built with it, on one generated corpus, in one run.
  *
- *   bench_normalize [-n STATEMENTS] [-r RUNS] [-s SEED] [--no-pg-query]
+ *   bench_normalize [-n STATEMENTS] [-r RUNS] [-s SEED] [--no-pg-query] [--no-scripts]
+ *                   [--keep-script PATH]
  *
  * Throughput: each contender walks the whole in-memory corpus once per run;
  * the median of RUNS (default 3) is reported as queries/s and MB/s of SQL.
  * Quality: every statement carries the id of the shape it was generated from;
  * for each contender we count distinct fingerprints ("groups"), shapes split
  * over more than one group, and groups that merge more than one shape.
+ *
+ * Scripts: the same corpus as one script (statements joined with ";\n"),
+ * normalized in memory with qp_normalize_next (split in the normalizer's
+ * pass) and with qp_sql_split_next + qp_normalize (two passes), and as a file
+ * by the whole `qprof normalize` process (started RUNS times, output to
+ * /dev/null), against the in-memory qp_normalize loop of the same run.
  */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -156,16 +167,146 @@ static void print_row(const result *r, const corpus *c, double base_qps) {
   printf("\n");
 }
 
+/* This thread's CPU time in seconds: on a shared machine, other jobs stretch
+ * wall time but not the CPU time a loop or a process itself used. */
+extern char **environ;
+
+static double cpu_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs `qprof normalize PATH` as a whole process, its output to /dev/null:
+ * false when it cannot be run or fails; else its wall time and CPU time
+ * (user + system, from wait4) in seconds. */
+static bool time_cli(const char *qprof, const char *path, double *wall, double *cpu) {
+  /* posix_spawn (a vfork in glibc): no copy of this large process's page
+   * tables is timed or counted */
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  char *const args[] = {(char *)qprof, (char *)"normalize", (char *)path, NULL};
+  pid_t pid;
+  double a = bench_now_s();
+  int err = posix_spawn(&pid, qprof, &fa, NULL, args, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (err != 0) return false;
+  int st;
+  struct rusage ru;
+  if (wait4(pid, &st, 0, &ru) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return false;
+  *wall = bench_now_s() - a;
+  *cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+  return true;
+}
+
+enum { P_LOOP, P_NEXT, P_TWO, P_CLI, P_COUNT };
+
+/* The script rows: the corpus as one script (statements joined with ";\n"),
+ * in memory and through the CLI, each against the in-memory qp_normalize
+ * loop over the statements, timed again here in the same runs. The script
+ * is written to `keep` (and kept) when it is not NULL. */
+static void bench_scripts(const corpus *c, int runs, const char *keep) {
+  size_t cap = c->sql_bytes + 2 * c->n + 1, len = 0;
+  char *script = malloc(cap);
+  char *out = malloc(QP_NORMALIZED_MAX);
+  if (script == NULL || out == NULL) exit(1);
+  for (size_t i = 0; i < c->n; i++) {
+    memcpy(script + len, c->text + c->stmt[i].off, c->stmt[i].len);
+    len += c->stmt[i].len;
+    script[len++] = ';';
+    script[len++] = '\n';
+  }
+  char tmp[] = "/tmp/bench_normalize_XXXXXX";
+  const char *path = keep != NULL ? keep : tmp;
+  int fd = keep != NULL ? open(keep, O_WRONLY | O_CREAT | O_TRUNC, 0600) : mkstemp(tmp);
+  bool wrote = fd >= 0 && write(fd, script, len) == (ssize_t)len;
+  if (fd >= 0) close(fd);
+  const char *qprof = QP_QPROF_BIN;
+  bool cli_ok = wrote && access(qprof, X_OK) == 0;
+
+  qp_normalizer *nz;
+  if (qp_normalizer_new(&nz, QP_DIALECT_POSTGRES, NULL, 0, NULL, NULL, 0) != QP_OK) exit(1);
+  double wall[P_COUNT][16], cpu[P_COUNT][16];
+  size_t n1 = 0, n2 = 0;
+  uint64_t x1 = 0, x2 = 0;
+  for (int k = 0; k < runs; k++) {
+    /* the four paths one after the other in each run, so that a burst of
+     * load on the machine hits all of them */
+    double a = bench_now_s(), b = cpu_now_s();
+    uint64_t fp;
+    for (size_t i = 0; i < c->n; i++)
+      qp_normalize(nz, c->text + c->stmt[i].off, c->stmt[i].len, out, QP_NORMALIZED_MAX, NULL, &fp);
+    wall[P_LOOP][k] = bench_now_s() - a;
+    cpu[P_LOOP][k] = cpu_now_s() - b;
+
+    size_t pos = 0, olen;
+    n1 = x1 = 0;
+    a = bench_now_s(), b = cpu_now_s();
+    while (qp_normalize_next(nz, script, len, &pos, NULL, NULL, out, QP_NORMALIZED_MAX, &olen, &fp)) {
+      x1 += fp;
+      n1++;
+    }
+    wall[P_NEXT][k] = bench_now_s() - a;
+    cpu[P_NEXT][k] = cpu_now_s() - b;
+
+    size_t start, slen;
+    pos = 0;
+    n2 = x2 = 0;
+    a = bench_now_s(), b = cpu_now_s();
+    while (qp_sql_split_next(QP_DIALECT_POSTGRES, script, len, &pos, &start, &slen)) {
+      qp_normalize(nz, script + start, slen, out, QP_NORMALIZED_MAX, &olen, &fp);
+      x2 += fp;
+      n2++;
+    }
+    wall[P_TWO][k] = bench_now_s() - a;
+    cpu[P_TWO][k] = cpu_now_s() - b;
+
+    if (cli_ok) cli_ok = time_cli(qprof, path, &wall[P_CLI][k], &cpu[P_CLI][k]);
+  }
+  qp_normalizer_free(nz);
+  if (fd >= 0 && keep == NULL) unlink(path);
+
+  static const char *const names[P_COUNT] = {
+      "in-memory qp_normalize loop (statements)", "qp_normalize_next over the script",
+      "qp_sql_split_next + qp_normalize", "qprof normalize FILE (whole process)"};
+  double lib = (double)c->sql_bytes / 1e6;
+  double base_w = lib / bench_median(wall[P_LOOP], runs), base_c = lib / bench_median(cpu[P_LOOP], runs);
+  printf("\nOne script of %.1f MB, %zu statements (%s), median of %d:\n", (double)len / 1e6, c->n,
+         n1 == c->n && n2 == c->n && x1 == x2 ? "both ways: the same statements and fingerprints"
+                                              : "THE TWO WAYS DIFFER",
+         runs);
+  printf("| %-44s | %9s | %9s | %9s | %9s |\n", "path", "MB/s wall", "vs loop", "MB/s CPU",
+         "vs loop");
+  printf("|%s|%s|%s|%s|%s|\n", "----------------------------------------------", "-----------",
+         "-----------", "-----------", "-----------");
+  for (int p = 0; p < P_COUNT; p++) {
+    if (p == P_CLI && !cli_ok) {
+      printf("(qprof normalize not run: %s)\n", wrote ? qprof : "cannot write the script file");
+      continue;
+    }
+    /* MB of SQL: the script's separators are not counted */
+    double w = lib / bench_median(wall[p], runs), u = lib / bench_median(cpu[p], runs);
+    printf("| %-44s | %9.1f | %8.2fx | %9.1f | %8.2fx |\n", names[p], w, w / base_w, u, u / base_c);
+  }
+  free(script);
+  free(out);
+}
+
 int main(int argc, char **argv) {
   size_t n = 200000;
   int runs = 3;
   uint64_t seed = 20261122;
-  bool use_pg_query = true;
+  bool use_pg_query = true, scripts = true;
+  const char *keep = NULL; /* --keep-script PATH: write the script file there and keep it */
   bool debug = getenv("QP_BENCH_DEBUG") != NULL;
   static const struct option opts[] = {{"statements", required_argument, NULL, 'n'},
                                        {"runs", required_argument, NULL, 'r'},
                                        {"seed", required_argument, NULL, 's'},
                                        {"no-pg-query", no_argument, NULL, 'P'},
+                                       {"no-scripts", no_argument, NULL, 'S'},
+                                       {"keep-script", required_argument, NULL, 'K'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   int ch;
@@ -175,8 +316,11 @@ int main(int argc, char **argv) {
     case 'r': runs = atoi(optarg); break;
     case 's': seed = strtoull(optarg, NULL, 10); break;
     case 'P': use_pg_query = false; break;
+    case 'S': scripts = false; break;
+    case 'K': keep = optarg; break;
     case 'h':
-      printf("Usage: bench_normalize [-n STATEMENTS] [-r RUNS] [-s SEED] [--no-pg-query]\n");
+      printf("Usage: bench_normalize [-n STATEMENTS] [-r RUNS] [-s SEED] [--no-pg-query] "
+             "[--no-scripts] [--keep-script PATH]\n");
       return 0;
     default:
       return 2;
@@ -333,6 +477,7 @@ int main(int argc, char **argv) {
   if (cval[0] > 0) printf("\n");
   for (int i = 2; i < nres; i++)
     printf("qprof is %.1fx faster than %s\n", median(&res[i]) / median(&res[1]), res[i].name);
+  if (scripts) bench_scripts(&c, runs, keep);
 
   free(pairs);
   free(out);
