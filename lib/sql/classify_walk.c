@@ -280,8 +280,15 @@ static void lock_clause(qp__cls *c, qp_kw kw) {
   if (l > c->info->locking && c->kind != QP_STMT_DDL) c->info->locking = l;
 }
 
+/* CREATE OPERATOR ... (JOIN = eqjoinsel, HASHES), ALTER FUNCTION ... FROM:
+ * DDL on things that are not tables names no tables outside its query. */
+static bool ddl_without_tables(const qp__cls *c) {
+  return c->kind == QP_STMT_DDL && c->ddl_obj == QP__OBJ_OTHER && !c->ddl_list_calls;
+}
+
 /* Keywords that start or end clauses. */
 static void step_keyword(qp__cls *c, qp__cframe *f, qp_kw kw) {
+  if ((kw == QP_KW_FROM || kw == QP_KW_JOIN || kw == QP_KW_USING) && ddl_without_tables(c)) return;
   switch (kw) {
   case QP_KW_FROM:
     if (f->call) break;
