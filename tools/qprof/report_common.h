@@ -108,6 +108,11 @@ const char *rq_num_plain(double v, char *buf, size_t len);
 /* {"CODE": count, ...} from "CODE:count,...". */
 void rq_json_codes(jw *w, const char *key, const char *codes);
 
+/* Text from a store as HTML character data (report_html.c): markup
+ * characters as entities; other controls and invalid UTF-8 as U+FFFD; C1
+ * controls and bidirectional overrides as a visible <U+XXXX>. */
+void rq_html_text(FILE *f, const char *s);
+
 /* The report as one self-contained HTML page (report_html.c): `window` is
  * the window as text; the first `shown` queries. */
 void rq_print_html(FILE *f, const qp_report *r, const char *window, size_t shown);

@@ -10,7 +10,7 @@
 
 #include "report_common.h"
 
-static void esc(FILE *f, const char *s) {
+void rq_html_text(FILE *f, const char *s) {
   const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
   size_t n;
   for (; *p; p += n) {
@@ -61,12 +61,12 @@ void rq_print_html(FILE *f, const qp_report *r, const char *window, size_t shown
   size_t n = qp_report_count(r);
   fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n", f);
   fputs("<meta name=\"generator\" content=\"qprof\">\n<title>qprof report: ", f);
-  esc(f, store);
+  rq_html_text(f, store);
   fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>qprof report</h1>\n<dl>\n", css);
   fputs("<dt>Store</dt><dd>", f);
-  esc(f, store);
+  rq_html_text(f, store);
   fputs("</dd>\n<dt>Window</dt><dd>", f);
-  esc(f, window);
+  rq_html_text(f, window);
   if (t->since_rounded || t->until_rounded) {
     fputs("<br>rounded to whole buckets (a bucket counts when it starts in the window):", f);
     if (t->since_rounded)
@@ -100,24 +100,24 @@ void rq_print_html(FILE *f, const qp_report *r, const char *window, size_t shown
     qp_fingerprint_hex(s->fingerprint, fp);
     fprintf(f, "<tr%s><td class=\"n\">%zu</td><td class=\"q\"><code>", share >= 0.2 ? " class=\"hot\"" : "",
             i + 1);
-    esc(f, s->query);
+    rq_html_text(f, s->query);
     fputs("</code><div class=\"db\">", f);
-    esc(f, s->backend);
+    rq_html_text(f, s->backend);
     if (s->database[0] != '\0') {
       fputs(" &middot; ", f);
-      esc(f, s->database);
+      rq_html_text(f, s->database);
     }
     fputs("</div>", f);
     if (s->sample != NULL) {
       fputs("<details><summary>sample</summary><code>", f);
-      esc(f, s->sample);
+      rq_html_text(f, s->sample);
       fputs("</code></details>", f);
     }
     fputs("</td>", f);
     num(f, rq_count(s->calls, b, sizeof b));
     if (s->errors > 0) {
       fprintf(f, "<td class=\"n err\">%s<div class=\"db\">", rq_count(s->errors, b, sizeof b));
-      esc(f, s->error_codes);
+      rq_html_text(f, s->error_codes);
       fputs("</div></td>", f);
     } else {
       num(f, "0");
