@@ -283,7 +283,8 @@ static void sq_abandon(qp__bconn *b) {
 }
 
 /* `expected` is the statement's parameter count (cached with it). */
-static qp_status sq_bind(qp__bconn *b, sqlite3_stmt *st, int expected, const qp_param *params,
+static inline __attribute__((always_inline)) qp_status
+sq_bind(qp__bconn *b, sqlite3_stmt *st, int expected, const qp_param *params,
                          size_t n, qp__berr *err) {
   if ((size_t)expected != n)
     return qp__berr_set(err, QP_INVALID, "SQLITE_RANGE",

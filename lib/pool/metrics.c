@@ -14,10 +14,10 @@ static void snapshot(qp_pool *p, qp_pool_stats *s) {
   qp__pool_check_fork(p);
   pthread_mutex_lock(&p->mu);
   uint64_t now = qp__now_ns();
-  s->cl_active = p->n_in_use;
+  s->cl_active = p->sc.n.in_use;
   s->cl_waiting = p->n_waiting;
-  s->sv_active = p->n_in_use;
-  s->sv_login = p->n_connecting;
+  s->sv_active = p->sc.n.in_use;
+  s->sv_login = p->sc.n.connecting;
   for (qp_conn *c = p->idle; c; c = c->next_idle) {
     if (p->o.validation_ms > 0 && qp__ns_since(now, c->idle_since_ns) >= (uint64_t)p->o.validation_ms * 1000000u)
       s->sv_used++;

@@ -199,28 +199,32 @@ static const bool conn_transitions[CS_COUNT_][CS_COUNT_] = {
     [CS_HANDED] = {[CS_IN_USE] = true, [CS_CHECKING] = true, [CS_IDLE] = true, [CS_HANDED] = true},
 };
 
-static int *state_count(qp_pool *p, conn_state s) {
-  switch (s) {
-  case CS_CONNECTING: return &p->n_connecting;
-  case CS_IDLE: return &p->n_idle;
-  case CS_IN_USE: return &p->n_in_use;
-  default: return NULL;
-  }
-}
+/* What a slot in each state adds to the packed counts (pool_int.h: the
+ * lanes connecting, idle, in_use, open in struct order). */
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define SC_SHIFT(k) (48 - 16 * (k))
+#else
+#define SC_SHIFT(k) (16 * (k))
+#endif
+#define SC_LANE(connecting, idle, in_use, open)                                                    \
+  ((uint64_t)(connecting) << SC_SHIFT(0) | (uint64_t)(idle) << SC_SHIFT(1) |                       \
+   (uint64_t)(in_use) << SC_SHIFT(2) | (uint64_t)(open) << SC_SHIFT(3))
+static const uint64_t state_counts[CS_COUNT_] = {
+    [CS_CONNECTING] = SC_LANE(1, 0, 0, 0), [CS_IDLE] = SC_LANE(0, 1, 0, 1),
+    [CS_IN_USE] = SC_LANE(0, 0, 1, 1),     [CS_CHECKING] = SC_LANE(0, 0, 0, 1),
+    [CS_HANDED] = SC_LANE(0, 0, 0, 1),
+};
 
-static bool state_open(conn_state s) {
-  return s == CS_IDLE || s == CS_IN_USE || s == CS_CHECKING || s == CS_HANDED;
-}
-
-static void conn_set_state(qp_pool *p, qp_conn *c, conn_state to) {
+/* Kept inline: it runs twice per acquire/release cycle, where the target
+ * state is a constant. Adding the new state's lanes before taking the old
+ * one's keeps every lane from borrowing. */
+static inline __attribute__((always_inline)) void conn_set_state(qp_pool *p, qp_conn *c,
+                                                                 conn_state to) {
   conn_state from = c->state;
   if (QP_UNLIKELY(!conn_transitions[from][to]))
     qp__log(&p->hooks, QP_LOG_ERROR, "pool %s: bug: connection state %d -> %d", p->dsn_safe,
             (int)from, (int)to);
-  int *n = state_count(p, from);
-  if (n) (*n)--;
-  if ((n = state_count(p, to))) (*n)++;
-  p->n_open += (int)state_open(to) - (int)state_open(from);
+  p->sc.all = p->sc.all + state_counts[to] - state_counts[from];
   c->state = to;
 }
 
@@ -230,13 +234,15 @@ static qp_conn *free_slot(qp_pool *p) {
   return NULL;
 }
 
-static bool can_open(const qp_pool *p) { return p->n_open + p->n_connecting < p->o.max_size; }
+static bool can_open(const qp_pool *p) {
+  return p->sc.n.open + p->sc.n.connecting < p->o.max_size;
+}
 
 static bool in_backoff(const qp_pool *p, uint64_t now) {
   return p->have_connect_err && now < p->next_connect_ns;
 }
 
-static void idle_push(qp_pool *p, qp_conn *c, uint64_t now) {
+static inline __attribute__((always_inline)) void idle_push(qp_pool *p, qp_conn *c, uint64_t now) {
   conn_set_state(p, c, CS_IDLE);
   c->idle_since_ns = now;
   c->next_idle = p->idle;
@@ -291,8 +297,8 @@ static qp__bconn *slot_free(qp_pool *p, qp_conn *c) {
 }
 
 /* Hands a healthy connection to the longest waiter, or back to the idle
- * stack. */
-static void conn_return(qp_pool *p, qp_conn *c, uint64_t now) {
+ * stack. Inline: release's fast path. */
+static inline __attribute__((always_inline)) void conn_return(qp_pool *p, qp_conn *c, uint64_t now) {
   waiter *w = p->wq_head;
   if (w != NULL) {
     wq_remove(p, w);
@@ -400,7 +406,7 @@ static void after_fork(qp_pool *p) {
   memset(&p->c, 0, sizeof p->c); /* a new process: new metrics */
 
   p->idle = NULL;
-  p->n_open = p->n_connecting = p->n_in_use = p->n_idle = 0;
+  p->sc.all = 0;
   p->wq_head = p->wq_tail = NULL;
   p->n_waiting = 0;
   p->maint_running = false;
@@ -468,7 +474,7 @@ static void maint_tick(qp_pool *p, uint64_t now) {
   for (qp_conn *c = p->idle, *next; c != NULL && nclose < 16; c = next) {
     next = c->next_idle;
     bool expired = c->retire_ns != 0 && now >= c->retire_ns;
-    bool idle_long = p->o.idle_timeout_ms > 0 && p->n_open > p->o.min_size &&
+    bool idle_long = p->o.idle_timeout_ms > 0 && p->sc.n.open > p->o.min_size &&
                      qp__ns_since(now, c->idle_since_ns) >= ms_to_ns(p->o.idle_timeout_ms);
     if (!expired && !idle_long) continue;
     idle_unlink(p, c);
@@ -488,7 +494,7 @@ static void maint_tick(qp_pool *p, uint64_t now) {
  * connecting. */
 static void maint_fill(qp_pool *p, bool asked) {
   while (!p->closing && can_open(p) && !in_backoff(p, qp__now_ns()) &&
-         (p->n_open + p->n_connecting < p->o.min_size || (asked && p->n_idle == 0))) {
+         (p->sc.n.open + p->sc.n.connecting < p->o.min_size || (asked && p->sc.n.idle == 0))) {
     qp_conn *c = free_slot(p);
     if (c == NULL) break;
     conn_set_state(p, c, CS_CONNECTING);
@@ -669,7 +675,7 @@ void qp_pool_close(qp_pool *p) {
   /* Waiters were told to leave; wait until they have (they touch p). */
   for (;;) {
     pthread_mutex_lock(&p->mu);
-    int left = p->n_waiting + p->n_connecting;
+    int left = p->n_waiting + p->sc.n.connecting;
     pthread_mutex_unlock(&p->mu);
     if (left == 0) break;
     struct timespec ts = {0, 1000000};
@@ -738,26 +744,39 @@ static step acq_unavailable(acq *a) {
                   a->p->last_connect_err.msg);
 }
 
-/* Leases c (IDLE, CHECKING, HANDED or CONNECTING) to the caller. */
-static step acq_lease(acq *a, qp_conn *c, uint64_t now) {
-  qp_pool *p = a->p;
+/* Marks c (IDLE, CHECKING, HANDED or CONNECTING) leased by the caller. */
+static inline __attribute__((always_inline)) void lease(qp_pool *p, qp_conn *c, uint64_t t0,
+                                                        uint64_t now, const char *file,
+                                                        int line) {
   conn_set_state(p, c, CS_IN_USE);
   c->acquired_ns = now;
-  c->holder_file = a->file;
-  c->holder_line = a->line;
+  c->holder_file = file;
+  c->holder_line = line;
   c->holder_thread = (unsigned long)pthread_self();
   c->leak_reported = false;
   /* Only a connection that sat idle for a while is checked before its first
    * statement: one that was in use a moment ago cannot have been told
    * anything by the server since. */
   c->fresh = c->idle_since_ns == 0 || qp__ns_since(now, c->idle_since_ns) >= QP_POOL_PRECHECK_IDLE_NS;
-  uint64_t waited = qp__ns_since(now, a->t0);
+  uint64_t waited = qp__ns_since(now, t0);
   p->c.acquires++;
   p->c.acquire_hist[qp__pool_bucket(waited)]++;
   p->c.total_wait_time_us += waited / 1000;
+}
+
+static step acq_lease(acq *a, qp_conn *c, uint64_t now) {
+  lease(a->p, c, a->t0, now, a->file, a->line);
   a->got = c;
   a->st = QP_OK;
   return STEP_DONE;
+}
+
+/* A connection past its lifetime, or idle for longer than validation_ms,
+ * is retired or checked before it is handed out. */
+static inline bool needs_check(const qp_pool *p, const qp_conn *c, uint64_t now, bool *expired) {
+  *expired = c->retire_ns != 0 && now >= c->retire_ns;
+  return *expired || (p->o.validation_ms > 0 && c->idle_since_ns != 0 &&
+                      qp__ns_since(now, c->idle_since_ns) >= ms_to_ns(p->o.validation_ms));
 }
 
 static void acq_queue(acq *a, bool front) {
@@ -792,10 +811,8 @@ static qp_conn *acq_take(acq *a) {
  * (STEP_AGAIN: it was closed, look again). */
 static step acq_check(acq *a, qp_conn *c, uint64_t now) {
   qp_pool *p = a->p;
-  bool expired = c->retire_ns != 0 && now >= c->retire_ns;
-  bool stale = p->o.validation_ms > 0 && c->idle_since_ns != 0 &&
-               qp__ns_since(now, c->idle_since_ns) >= ms_to_ns(p->o.validation_ms);
-  if (!expired && !stale) return acq_lease(a, c, now);
+  bool expired;
+  if (!needs_check(p, c, now, &expired)) return acq_lease(a, c, now);
   conn_set_state(p, c, CS_CHECKING);
   pthread_mutex_unlock(&p->mu);
   qp__berr err;
@@ -861,22 +878,22 @@ static step acq_open(acq *a, uint64_t now) {
 static step acq_give_up(acq *a, uint64_t now) {
   qp_pool *p = a->p;
   if (a->timeout_ms == 0) {
-    if (can_open(p) && p->n_connecting == 0 && ensure_maint(p)) {
+    if (can_open(p) && p->sc.n.connecting == 0 && ensure_maint(p)) {
       p->maint_kick = true;
       p->maint_want_one = true;
       pthread_cond_signal(&p->maint_cond);
     }
     return acq_fail(a, QP_WOULDBLOCK, "no connection free right now (%d in use of %d)",
-                    p->n_in_use, p->o.max_size);
+                    p->sc.n.in_use, p->o.max_size);
   }
   if (now < a->deadline) return STEP_NEXT;
   wq_remove(p, &a->w);
   wake_head(p);
-  if (p->have_connect_err && (can_open(p) || p->n_open == 0)) return acq_unavailable(a);
+  if (p->have_connect_err && (can_open(p) || p->sc.n.open == 0)) return acq_unavailable(a);
   return acq_fail(a, QP_EXHAUSTED,
                   "timed out after %" PRId64 " ms waiting for a connection "
                   "(%d of %d in use, %d waiting)",
-                  a->timeout_ms, p->n_in_use, p->o.max_size, p->n_waiting);
+                  a->timeout_ms, p->sc.n.in_use, p->o.max_size, p->n_waiting);
 }
 
 /* Step 5: waits in the queue for a release, the deadline, or the end of a
@@ -892,20 +909,18 @@ static void acq_wait(acq *a, uint64_t now) {
   pthread_cond_timedwait(&a->w.cond, &p->mu, &ts);
 }
 
-qp_status qp_pool_acquire_err(qp_pool *p, qp_conn **out, int64_t timeout_ms, const char *file,
-                              int line, char *errbuf, size_t errlen) {
-  if (errbuf != NULL && errlen > 0) errbuf[0] = '\0';
-  if (out == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "conn is NULL");
-  *out = NULL;
-  if (p == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "no pool");
-  check_fork(p);
+/* Everything but the fast path: steps 1-5 until one decides. Mutex held on
+ * entry (and released here); `c` is a connection already taken, or NULL. */
+static QP_NOINLINE qp_status acquire_slow(qp_pool *p, qp_conn **out, qp_conn *c, uint64_t t0,
+                                          int64_t timeout_ms, const char *file, int line,
+                                          char *errbuf, size_t errlen) {
   acq a;
   a.p = p;
   a.got = NULL;
   a.st = QP_OK;
-  a.t0 = qp__now_ns();
+  a.t0 = t0;
   a.timeout_ms = timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms;
-  a.deadline = a.t0 + ms_to_ns(a.timeout_ms);
+  a.deadline = t0 + ms_to_ns(a.timeout_ms);
   a.file = file;
   a.line = line;
   a.errbuf = errbuf;
@@ -913,21 +928,22 @@ qp_status qp_pool_acquire_err(qp_pool *p, qp_conn **out, int64_t timeout_ms, con
   a.w.next = a.w.prev = NULL;
   a.w.conn = NULL;
   a.w.queued = false;
-  a.w.since = a.t0;
+  a.w.since = t0;
   a.w_init = false;
   bool first = true;
-  pthread_mutex_lock(&p->mu);
   for (;;) {
     if (p->closing) {
+      if (c != NULL) conn_return(p, c, qp__now_ns());
       acq_fail(&a, QP_CLOSED, "pool is closing");
       break;
     }
-    qp_conn *c = acq_take(&a);
+    if (!first) c = acq_take(&a);
     /* the first pass uses the time read before locking: no clock read
      * while holding the mutex on the fast path */
-    uint64_t now = first ? a.t0 : qp__now_ns();
+    uint64_t now = first ? t0 : qp__now_ns();
     first = false;
     step s = c != NULL ? acq_check(&a, c, now) : acq_open(&a, now);
+    c = NULL;
     if (s == STEP_NEXT) s = acq_give_up(&a, now);
     if (s == STEP_DONE) break;
     if (s == STEP_NEXT) acq_wait(&a, now);
@@ -941,6 +957,31 @@ qp_status qp_pool_acquire_err(qp_pool *p, qp_conn **out, int64_t timeout_ms, con
   if (a.w_init) pthread_cond_destroy(&a.w.cond);
   *out = a.got;
   return a.st;
+}
+
+qp_status qp_pool_acquire_err(qp_pool *p, qp_conn **out, int64_t timeout_ms, const char *file,
+                              int line, char *errbuf, size_t errlen) {
+  if (errbuf != NULL && errlen > 0) errbuf[0] = '\0';
+  if (out == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "conn is NULL");
+  *out = NULL;
+  if (p == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "no pool");
+  check_fork(p);
+  uint64_t t0 = qp__now_ns();
+  pthread_mutex_lock(&p->mu);
+  /* The fast path (step 1 and 2 without a wait): nobody queued and an idle
+   * connection that needs no check. */
+  qp_conn *c = NULL;
+  if (QP_LIKELY(!p->closing && p->wq_head == NULL)) {
+    c = idle_take(p);
+    bool expired;
+    if (QP_LIKELY(c != NULL) && !needs_check(p, c, t0, &expired)) {
+      lease(p, c, t0, t0, file, line);
+      pthread_mutex_unlock(&p->mu);
+      *out = c;
+      return QP_OK;
+    }
+  }
+  return acquire_slow(p, out, c, t0, timeout_ms, file, line, errbuf, errlen);
 }
 
 qp_status qp_pool_acquire_at(qp_pool *p, qp_conn **out, int64_t timeout_ms, const char *file,

@@ -92,9 +92,17 @@ struct qp_pool {
   qp_conn *slots; /* o.max_size of them */
   qp_conn *retired_slots; /* slot arrays replaced after fork, chained via [0].next_idle */
   qp_conn *idle;  /* LIFO stack */
-  /* Slots per state, kept by qp__conn_set_state: n_open counts the open
-   * ones (IDLE, IN_USE, CHECKING, HANDED). */
-  int n_open, n_connecting, n_in_use, n_idle;
+  /* Slots per state, kept by conn_set_state (pool.c): n.open counts the
+   * open ones (IDLE, IN_USE, CHECKING, HANDED). Packed into one word so that
+   * a state change updates all four with one add and one subtract (each
+   * count is at most max_size <= 10000, and a state's own count is never 0
+   * when it is left, so no lane borrows from the next). */
+  union {
+    uint64_t all;
+    struct {
+      uint16_t connecting, idle, in_use, open;
+    } n;
+  } sc;
   waiter *wq_head, *wq_tail;
   int n_waiting;
   bool closing;
