@@ -153,7 +153,7 @@ const qp_rentry *qp__report_find(const qp_report *r, uint64_t fp, qp_backend be,
 }
 
 static void rentry_free(const qp_hooks *h, qp_rentry *e) {
-  qp__stats_free(&e->st, h);
+  qp__hist_free(&e->hist, h);
   qp__free(h, e->query); /* the one block of all its strings */
 }
 
@@ -197,19 +197,18 @@ static qp_status take(void *ud, qp_entry *e, const char *query, const char *samp
   }
   qp_rentry *x = &r->v[r->n];
   memset(x, 0, sizeof *x);
-  qp__stats_init(&x->st);
+  qp__hist_init(&x->hist);
   if (!qp__summary_fill(&x->s, e, query, sample, &c->codes))
     return qp__err_set(&r->err, QP_NOMEM, "out of memory");
   if (!copy_strings(&r->hooks, x, query, sample, x->s.error_codes, e->database))
     return qp__err_set(&r->err, QP_NOMEM, "out of memory");
-  /* The merged statistics (the histogram) are taken when the store and the
-   * report allocate alike, so that a big window is not held twice; else
-   * copied. */
+  /* The merged histogram is taken when the store and the report allocate
+   * alike, so that a big window is not held twice; else copied. */
   if (r->store->hooks.realloc_fn == r->hooks.realloc_fn &&
       r->store->hooks.alloc_ud == r->hooks.alloc_ud) {
-    x->st = e->st;
-    qp__stats_init(&e->st);
-  } else if (!qp__stats_merge(&x->st, &e->st, &r->hooks)) {
+    x->hist = e->st.hist;
+    qp__hist_init(&e->st.hist);
+  } else if (!qp__hist_merge(&x->hist, &e->st.hist, &r->hooks)) {
     rentry_free(&r->hooks, x);
     return qp__err_set(&r->err, QP_NOMEM, "out of memory");
   }

@@ -15,10 +15,11 @@
 #include "store/store_int.h"
 
 /* One query of the report: its summary (strings owned here) and the merged
- * statistics behind it (kept for the histogram). */
+ * latency histogram behind it (the rest of the statistics is in the
+ * summary). */
 typedef struct qp_rentry {
   qp_query_summary s;
-  qp_stats st;
+  qp_hist hist;
   qp_backend backend;
   uint64_t hash; /* of the key (fingerprint, backend, database) */
   double share;

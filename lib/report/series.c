@@ -26,12 +26,12 @@ qp_status qp_report_histogram(qp_report *r, size_t i, qp_report_bin_fn fn, void 
   qp__err_clear(&r->err);
   if (i != QP_REPORT_ALL) {
     if (i >= r->n) return qp__err_set(&r->err, QP_INVALID, "no query %zu in the report", i);
-    return walk_hist(&r->v[i].st.hist, fn, ud);
+    return walk_hist(&r->v[i].hist, fn, ud);
   }
   qp_hist all;
   qp__hist_init(&all);
   for (size_t k = 0; k < r->n; k++) {
-    if (!qp__hist_merge(&all, &r->v[k].st.hist, &r->hooks)) {
+    if (!qp__hist_merge(&all, &r->v[k].hist, &r->hooks)) {
       qp__hist_free(&all, &r->hooks);
       return qp__err_set(&r->err, QP_NOMEM, "out of memory");
     }
