@@ -12,6 +12,10 @@ SELECT id FROM users WHERE card = '4111111111111111' AND password = 'hunter2';
 UPDATE users SET password = 'Tr0ub4dor' WHERE email = 'ann.lee@example.com';
 SELECT name FROM users WHERE name = 'ann';"
 secrets='4111|hunter2|Tr0ub4dor|ann\.lee@example\.com'
+# In the reports, numbers carry every digit (durations to the nanosecond,
+# docs/report-json.md), so a bare "4111" can be part of a duration there: the
+# reports are searched for the card number's digit groups instead.
+report_secrets='4111[ ]?1111|hunter2|Tr0ub4dor|ann\.lee@example\.com'
 
 run_with() { # STORE [QPROF_REDACT]: the statements under `qprof run --sample`
   QPROF_REDACT="${2:-}" "$QPROF" run --store "$1" --sample -- sqlite3 "$T/app.db" "$sql" >/dev/null
@@ -33,7 +37,7 @@ printf '%s\n' "$samples" | grep -Fxq "SELECT name FROM users WHERE name = 'ann';
 for fmt in text json csv html; do
   "$QPROF" report --store "$T/d.qp" --format "$fmt" --wide >"$T/report.$fmt" 2>/dev/null ||
     "$QPROF" report --store "$T/d.qp" --format "$fmt" >"$T/report.$fmt"
-  if grep -Eq "$secrets" "$T/report.$fmt"; then fail "a secret in the $fmt report"; fi
+  if grep -Eq "$report_secrets" "$T/report.$fmt"; then fail "a secret in the $fmt report"; fi
 done
 grep -Fq "password = ?" "$T/report.json" || fail "the JSON report has no redacted sample"
 echo "ok: default redaction (store, text, json, csv, html)"
