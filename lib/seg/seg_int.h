@@ -28,6 +28,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <sys/types.h>
 
 #include "internal.h"
 #include "qprof/profile.h"
@@ -91,11 +93,23 @@ typedef struct qp_seg_code {
 } qp_seg_code;
 
 /* ---- writer (the shim) ---------------------------------------------------- */
+/* The file is given blocks (posix_fallocate) before any of it is written:
+ * a write fault on a page without one, on a full file system (or a full
+ * tmpfs), would be a SIGBUS in the program. The header and index at
+ * creation, the arena QP_SEG_GROW bytes at a time as it fills: one system
+ * call per megabyte of statistics, none per statement. */
+#define QP_SEG_GROW (1u << 20)
 typedef struct qp_seg {
   void *base;
   size_t size;
   int fd;
   int64_t bucket_s;
+  _Atomic uint64_t backed; /* bytes from the start known to have blocks */
+  _Atomic bool full;       /* giving it blocks failed: record nothing new */
+  pthread_mutex_t grow_mu;
+  dev_t dev;
+  ino_t ino;
+  char path[4352];
 } qp_seg;
 
 /* Creates `path` (O_EXCL, 0600) of `size` bytes (rounded to pages, clamped

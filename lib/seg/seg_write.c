@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -60,6 +61,10 @@ bool qp__seg_create(qp_seg *seg, const char *path, size_t size, int64_t bucket_s
   if (ftruncate(fd, (off_t)size) != 0) err = errno;
   struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
   if (err == 0 && fcntl(fd, F_SETLK, &lk) != 0) err = errno;
+  size_t backed = arena_off + QP_SEG_GROW < size ? arena_off + QP_SEG_GROW : size;
+  if (err == 0) err = posix_fallocate(fd, 0, (off_t)backed);
+  struct stat st;
+  if (err == 0 && fstat(fd, &st) != 0) err = errno;
   void *base = MAP_FAILED;
   if (err == 0) {
     base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -97,8 +102,44 @@ bool qp__seg_create(qp_seg *seg, const char *path, size_t size, int64_t bucket_s
   seg->base = base;
   seg->size = size;
   seg->fd = fd;
+  atomic_init(&seg->backed, backed);
+  atomic_init(&seg->full, false);
+  pthread_mutex_init(&seg->grow_mu, NULL);
+  seg->dev = st.st_dev;
+  seg->ino = st.st_ino;
+  snprintf(seg->path, sizeof seg->path, "%s", path);
   seg->bucket_s = bucket_s > 0 ? bucket_s : 60;
   return true;
+}
+
+/* Gives blocks to the file up to at least `end`. The segment's own
+ * descriptor may have been closed by the program (daemons close them all)
+ * and its number reused: the file is opened again by its path, and used
+ * only if it is still the segment. Called rarely (once per QP_SEG_GROW). */
+static QP_NOINLINE bool grow(qp_seg *seg, uint64_t end) {
+  bool ok = false;
+  int saved = errno;
+  pthread_mutex_lock(&seg->grow_mu);
+  uint64_t backed = atomic_load_explicit(&seg->backed, memory_order_acquire);
+  if (backed >= end) {
+    ok = true;
+  } else if (!atomic_load(&seg->full)) {
+    uint64_t to = end + QP_SEG_GROW;
+    if (to > seg->size) to = seg->size;
+    int fd = open(seg->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == seg->dev && st.st_ino == seg->ino &&
+        posix_fallocate(fd, (off_t)backed, (off_t)(to - backed)) == 0) {
+      atomic_store_explicit(&seg->backed, to, memory_order_release);
+      ok = true;
+    } else {
+      atomic_store(&seg->full, true);
+    }
+    if (fd >= 0) close(fd);
+  }
+  pthread_mutex_unlock(&seg->grow_mu);
+  errno = saved;
+  return ok;
 }
 
 /* `n` bytes (rounded to 8) of zeroed arena; its offset, or 0 when full. */
@@ -108,9 +149,13 @@ static uint32_t arena_alloc(qp_seg *seg, size_t n) {
   uint64_t cap = seg->size - h->arena_off;
   uint64_t used = atomic_load_explicit(&h->used, memory_order_relaxed);
   do {
-    if (used + n > cap) return 0;
+    if (used + n > cap || atomic_load_explicit(&seg->full, memory_order_relaxed)) return 0;
   } while (!atomic_compare_exchange_weak_explicit(&h->used, &used, used + n, memory_order_relaxed,
                                                   memory_order_relaxed));
+  uint64_t end = h->arena_off + used + n;
+  if (QP_UNLIKELY(end > atomic_load_explicit(&seg->backed, memory_order_acquire)) &&
+      !grow(seg, end))
+    return 0; /* taken but never used: nothing points to it */
   return (uint32_t)(h->arena_off + used);
 }
 
