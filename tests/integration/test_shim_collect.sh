@@ -1,0 +1,178 @@
+#!/bin/bash
+# The collector: qprof collect as a daemon and as a one-shot; a collector
+# restart neither loses nor doubles; damaged or foreign segments are refused
+# with a message and never reach the store; a full segment is counted.
+# And qprof run as a parent: settings checked before the command starts,
+# signals passed on, no password in what it or the shim print.
+. "$QP_TEST_SOURCE_DIR/tests/data/shim/lib.sh"
+cd "$T"
+
+wait_for() { for _ in $(seq 1 200); do [ -e "$1" ] && return 0; sleep 0.05; done; fail "timed out waiting for $1"; }
+
+# ---- restarts: each 'collect --once' is a new collector --------------------
+R=$T/run1
+preload_env "$R" /usr/bin/python3 "$DATA/py_pause.py" p.db 100 ready1 go1 50 &
+w=$!
+wait_for ready1
+collect "$R" "$T/c.qp"
+expect_calls "$T/c.qp" "select ? as pause_q" 100 "first harvest"
+collect "$R" "$T/c.qp"
+collect "$R" "$T/c.qp"
+expect_calls "$T/c.qp" "select ? as pause_q" 100 "two more collectors, nothing new: nothing doubled"
+ls "$R"/*.qpseg >/dev/null || fail "the segment of a live process was removed"
+touch go1
+wait "$w"
+collect "$R" "$T/c.qp"
+expect_calls "$T/c.qp" "select ? as pause_q" 150 "after the process ended: nothing lost"
+[ -z "$(ls -A "$R")" ] || fail "collected segments of an ended process left: $(ls -A "$R")"
+
+# ---- the daemon ----------------------------------------------------------------
+R=$T/run2
+"$QPROF" collect --run-dir "$R" --store "$T/d.qp" --flush-ms 50 2>daemon.err &
+d=$!
+sleep 0.2
+[ "$(stat -c %a "$R")" = 700 ] || fail "qprof collect created $R with mode $(stat -c %a "$R")"
+for i in 1 2 3; do preload_env "$R" sqlite3 :memory: "select $i as daemon_q" >/dev/null; done
+for _ in $(seq 1 100); do [ "$(calls "$T/d.qp" "select ? as daemon_q")" = 3 ] && break; sleep 0.05; done
+expect_calls "$T/d.qp" "select ? as daemon_q" 3 "qprof collect daemon"
+set +e
+"$QPROF" collect --once --run-dir "$R" --store "$T/d.qp" 2>second.err
+rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q "another collector is harvesting" second.err ||
+  fail "a second collector on the same directory: exit $rc, $(cat second.err)"
+kill -TERM "$d"
+set +e
+wait "$d"
+rc=$?
+set -e
+[ "$rc" = 0 ] || fail "qprof collect after SIGTERM: exit $rc: $(cat daemon.err)"
+[ -z "$(ls -A "$R")" ] || fail "qprof collect left $(ls -A "$R")"
+echo "ok: qprof collect daemon"
+
+# ---- segments that are not to be trusted -----------------------------------------
+R=$T/run3
+preload_env "$R" /usr/bin/python3 "$DATA/py_pause.py" p.db 10 ready3 go3 0 &
+w=$!
+wait_for ready3
+seg=$(ls "$R"/*.qpseg)
+touch go3
+wait "$w"
+cp "$seg" good.seg
+rm -f "$seg"
+refuse() { # WHAT: the segment "$R/x-1.qpseg" was prepared
+  local what=$1 before
+  before=$(total_calls "$T/h.qp")
+  set +e
+  "$QPROF" collect --once --run-dir "$R" --store "$T/h.qp" 2>refuse.err
+  local rc=$?
+  set -e
+  [ "$rc" = 0 ] || fail "$what: collect exited $rc: $(cat refuse.err)"
+  grep -q "refused segment $R/x-1.qpseg: " refuse.err || fail "$what: not refused: $(cat refuse.err)"
+  [ "$(total_calls "$T/h.qp")" = "$before" ] || fail "$what: reached the store"
+  echo "ok: $what: $(cat refuse.err)"
+  rm -f "$R"/x-1.qpseg "$R"/x-1.qpseg.refused
+}
+put() { cp good.seg "$R/x-1.qpseg"; chmod 600 "$R/x-1.qpseg"; }
+patch() { printf "$2" | dd of="$R/x-1.qpseg" bs=1 seek="$1" conv=notrunc 2>/dev/null; }
+put; patch 0 'XXXX'; refuse "bad magic"
+put; patch 8 '\x07'; refuse "unknown version"
+put; truncate -s 100000 "$R/x-1.qpseg"; refuse "truncated"
+put; truncate -s 20 "$R/x-1.qpseg"; refuse "shorter than a header"
+put; python3 - "$R/x-1.qpseg" <<'PY'
+import struct, sys
+f = open(sys.argv[1], "r+b")
+h = f.read(64)
+nslots, slots_off = struct.unpack_from("<II", h, 40)
+f.seek(slots_off)
+idx = f.read(nslots * 4)
+i = next(k for k in range(nslots) if struct.unpack_from("<I", idx, 4 * k)[0] != 0)
+f.seek(slots_off + 4 * i)
+f.write(struct.pack("<I", 0xfffffff8))
+PY
+refuse "an entry offset out of bounds"
+put; python3 - "$R/x-1.qpseg" <<'PY'
+import struct, sys
+f = open(sys.argv[1], "r+b")
+h = f.read(64)
+nslots, slots_off = struct.unpack_from("<II", h, 40)
+f.seek(slots_off)
+idx = f.read(nslots * 4)
+off = next(struct.unpack_from("<I", idx, 4 * k)[0] for k in range(nslots) if struct.unpack_from("<I", idx, 4 * k)[0] != 0)
+f.seek(off + 64)  # calls
+calls = struct.unpack("<Q", f.read(8))[0]
+f.seek(off + 64)
+f.write(struct.pack("<Q", calls + 1000))
+PY
+refuse "calls that the histogram does not hold"
+put; chmod 644 "$R/x-1.qpseg"; refuse "readable by others"
+put; chown nobody "$R/x-1.qpseg"; refuse "owned by another user"
+ln -s "$T/good.seg" "$R/x-1.qpseg"; refuse "a symbolic link"
+# the intact copy is read (its process has ended): the checks are not what refused the others
+put
+"$QPROF" collect --once --run-dir "$R" --store "$T/h.qp"
+expect_calls "$T/h.qp" "select ? as pause_q" 10 "the intact segment"
+
+# ---- a full segment: what did not fit is counted and said ---------------------------
+seq 1 5000 | sed 's/.*/select & as f&;/' >many.sql
+set +e
+"$QPROF" run --store "$T/f.qp" --segment-mb 1 -- sqlite3 :memory: <many.sql >/dev/null 2>full.err
+rc=$?
+set -e
+[ "$rc" = 0 ] || fail "full segment: exit $rc"
+dropped=$(sed -n 's/^qprof run: \([0-9]*\) statements were not recorded: segment full.*/\1/p' full.err)
+[ -n "$dropped" ] || fail "full segment: not said: $(cat full.err)"
+stored=$(total_calls "$T/f.qp")
+[ $((stored + dropped)) = 5000 ] || fail "full segment: $stored stored + $dropped dropped != 5000"
+echo "ok: full segment: $stored recorded, $dropped counted as dropped"
+
+# ---- qprof run checks the settings before the command starts ------------------------
+for setting in "QPROF_IGNORE=(" "QPROF_REDACT=x" "QPROF_BUCKET_S=0" "QPROF_RULES=(=x" "QPROF_SEGMENT_MB=0"; do
+  set +e
+  env "$setting" "$QPROF" run --store "$T/s.qp" -- sh -c 'echo ran' >set.out 2>set.err
+  rc=$?
+  set -e
+  [ "$rc" = 2 ] || fail "$setting: qprof run exited $rc, expected 2"
+  [ ! -s set.out ] || fail "$setting: the command ran"
+  [ -s set.err ] || fail "$setting: no reason given"
+  echo "ok: $setting refused before the start: $(head -n 1 set.err)"
+done
+
+# ---- signals sent to qprof run reach the command, whose status is returned -----------
+for sig in INT TERM HUP QUIT; do
+  rm -f sig.ready
+  "$QPROF" run --store "$T/s.qp" -- /usr/bin/python3 -c "
+import signal, sys, time
+def h(n, f):
+    print('got', signal.Signals(n).name); sys.stdout.flush(); sys.exit(40)
+signal.signal(signal.SIG$sig, h)
+open('sig.ready', 'w').close()
+time.sleep(20)
+sys.exit(1)" >sig.out 2>sig.err &
+  q=$!
+  wait_for sig.ready
+  kill -"$sig" "$q"
+  set +e
+  wait "$q"
+  rc=$?
+  set -e
+  [ "$rc" = 40 ] || fail "SIG$sig: qprof run exited $rc, expected the command's 40: $(cat sig.err)"
+  [ "$(cat sig.out)" = "got SIG$sig" ] || fail "SIG$sig: the command said '$(cat sig.out)'"
+done
+echo "ok: SIGINT, SIGTERM, SIGHUP, SIGQUIT passed on to the command"
+
+# ---- no password in what the shim logs or qprof run prints ---------------------------
+for dsn in "postgresql://postgres:s3cr3tpw@127.0.0.1:1/x" "host=127.0.0.1 port=1 password=s3cr3tpw dbname=x"; do
+  rm -f pw.log
+  set +e
+  QPROF_LOG="$T/pw.log" QPROF_SLOW_MS=0 "$QPROF" run --store "$dsn" -- \
+    sqlite3 :memory: "select 's3cr3tpw-free' as pw_q;" >pw.out 2>pw.err
+  rc=$?
+  set -e
+  [ "$rc" = 0 ] || fail "unreachable store: exit $rc"
+  grep -q "cannot write the profile" pw.err || fail "unreachable store not said: $(cat pw.err)"
+  [ -s pw.log ] || fail "the shim logged nothing"
+  if grep -h "s3cr3tpw" pw.err pw.log | grep -v "s3cr3tpw-free"; then fail "a password was printed ($dsn)"; fi
+done
+echo "ok: no password in the shim's log or qprof run's messages"
+echo "PASS"
