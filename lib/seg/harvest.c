@@ -108,6 +108,7 @@ static bool check_entry(const uint8_t *img, size_t end, const qp_seg_header *h, 
     CHECK(e->sample_len <= QP_SEG_SAMPLE_MAX && in(e->sample_off, e->sample_len, h->arena_off, end),
           "entry at %u: sample out of bounds", off);
   }
+  CHECK(e->rows >= 0, "entry at %u: %lld rows", off, (long long)e->rows);
   CHECK(e->errors <= e->calls, "entry at %u: %llu errors in %llu calls", off,
         (unsigned long long)e->errors, (unsigned long long)e->calls);
   CHECK(e->calls == 0 || (e->min_ns <= e->max_ns && e->first_ns <= e->last_ns),
@@ -303,9 +304,9 @@ static uint8_t *read_image(qp_harvester *hv, const uint8_t *map, size_t map_len,
 /* With `apply` false only checks that every entry grew from its base (so
  * that a refused segment gives the profile nothing); with `apply` true adds
  * the gains to the profile. */
-static bool gain(qp_harvester *hv, const uint8_t *img, size_t len, const uint8_t *old,
-                 size_t old_len, bool apply, uint64_t *statements, uint64_t *dropped, char *why,
-                 size_t whylen) {
+static bool gain(qp_profile *prof, const qp_hooks *hooks, const uint8_t *img, size_t len,
+                 const uint8_t *old, size_t old_len, bool apply, uint64_t *statements,
+                 uint64_t *dropped, char *why, size_t whylen) {
   QP_UNUSED(len);
   const qp_seg_header *h = (const qp_seg_header *)img;
   const qp_seg_header *oh = old != NULL ? (const qp_seg_header *)old : NULL;
@@ -357,7 +358,7 @@ static bool gain(qp_harvester *hv, const uint8_t *img, size_t len, const uint8_t
       for (uint32_t k = 0; ok && k < QP_SEG_CHUNK; k++) {
         uint64_t was = ov != NULL ? ov[k] : 0;
         if (v[k] > was)
-          ok = qp__hist_add_index(&st.hist, &hv->hooks, (int32_t)(c * QP_SEG_CHUNK + k), v[k] - was);
+          ok = qp__hist_add_index(&st.hist, hooks, (int32_t)(c * QP_SEG_CHUNK + k), v[k] - was);
       }
     }
     for (uint32_t co = e->codes_off; ok && co != 0;) {
@@ -372,12 +373,12 @@ static bool gain(qp_harvester *hv, const uint8_t *img, size_t len, const uint8_t
         char code[QP_SEG_CODE_MAX];
         memcpy(code, c->code, c->len);
         code[c->len] = '\0';
-        ok = qp__codes_add(&st.codes, &hv->hooks, code, c->count - was);
+        ok = qp__codes_add(&st.codes, hooks, code, c->count - was);
       }
       co = c->next;
     }
     if (!ok) {
-      qp__stats_free(&st, &hv->hooks);
+      qp__stats_free(&st, hooks);
       CHECK(false, "out of memory");
     }
     st.calls = calls;
@@ -402,15 +403,25 @@ static bool gain(qp_harvester *hv, const uint8_t *img, size_t len, const uint8_t
     st.m2 = m2 > 0 ? m2 : 0;
     const char *sample = NULL;
     if (e->sample_off != 0 && e->sample_off != o->sample_off) sample = (const char *)img + e->sample_off;
-    qp_status rc = qp__profile_merge(hv->prof, e->fingerprint, e->bucket, (qp_backend)e->backend,
+    qp_status rc = qp__profile_merge(prof, e->fingerprint, e->bucket, (qp_backend)e->backend,
                                      (const char *)img + e->db_off, e->db_len,
                                      (const char *)img + e->query_off, e->query_len, &st, sample,
                                      sample != NULL ? e->sample_len : 0, e->sample_ns);
-    qp__stats_free(&st, &hv->hooks);
+    qp__stats_free(&st, hooks);
     CHECK(rc == QP_OK, "out of memory");
     *statements += calls;
   }
   return true;
+}
+
+bool qp__seg_diff(qp_profile *prof, const uint8_t *img, size_t len, const uint8_t *base,
+                  size_t base_len, uint64_t *statements, uint64_t *dropped, char *why,
+                  size_t whylen) {
+  const qp_hooks *hooks = qp__profile_hooks(prof);
+  if (!check_image(img, len, why, whylen)) return false;
+  if (base != NULL && !check_image(base, base_len, why, whylen)) return false;
+  return gain(prof, hooks, img, len, base, base_len, false, statements, dropped, why, whylen) &&
+         gain(prof, hooks, img, len, base, base_len, true, statements, dropped, why, whylen);
 }
 
 /* ---- the run directory ------------------------------------------------------ */
@@ -612,8 +623,10 @@ static void harvest_one(qp_harvester *hv, const char *name, qp_harvest_stats *st
     munmap(map, (size_t)st.st_size);
     uint64_t n = 0, dropped = 0;
     if (img != NULL &&
-        (!gain(hv, img, len, t->base, t->base_len, false, &n, &dropped, why, sizeof why) ||
-         !gain(hv, img, len, t->base, t->base_len, true, &n, &dropped, why, sizeof why))) {
+        (!gain(hv->prof, &hv->hooks, img, len, t->base, t->base_len, false, &n, &dropped, why,
+               sizeof why) ||
+         !gain(hv->prof, &hv->hooks, img, len, t->base, t->base_len, true, &n, &dropped, why,
+               sizeof why))) {
       qp__free(&hv->hooks, img);
       img = NULL;
     }

@@ -157,4 +157,12 @@ static inline uint64_t qp__seg_hash(uint64_t fp, int64_t bucket, unsigned backen
   return h * 0xd6e8feb86659fd93ull;
 }
 
+/* ---- reader (harvest.c), for the fuzz target --------------------------------
+ * Checks the image `img` (and `base`, NULL for none) as the harvester does,
+ * then adds what img gained over base to `prof`. False with `why` when
+ * either is refused. */
+bool qp__seg_diff(qp_profile *prof, const uint8_t *img, size_t len, const uint8_t *base,
+                  size_t base_len, uint64_t *statements, uint64_t *dropped, char *why,
+                  size_t whylen);
+
 #endif
