@@ -130,6 +130,16 @@ qp_seg_entry *qp__seg_record(qp_seg *seg, qp_backend backend, uint64_t fingerpri
                              uint64_t duration_ns, int64_t rows, const char *error,
                              int64_t wall_ns);
 
+/* The two halves of qp__seg_record, for callers that keep the entry of a
+ * statement between executions (it never moves): the entry of a key
+ * (created when new; NULL when full, counted as dropped), and recording one
+ * execution into an entry (NULL when a histogram chunk or code record does
+ * not fit, counted as dropped). */
+qp_seg_entry *qp__seg_find(qp_seg *seg, qp_backend backend, uint64_t fingerprint, int64_t bucket,
+                           const char *norm, size_t norm_len, const char *db, size_t db_len);
+qp_seg_entry *qp__seg_add(qp_seg *seg, qp_seg_entry *e, uint64_t duration_ns, int64_t rows,
+                          const char *error, int64_t wall_ns);
+
 /* True when an execution of `duration_ns` would replace the sample of `e`
  * (it has none, or a faster one). */
 bool qp__seg_wants_sample(const qp_seg_entry *e, uint64_t duration_ns);

@@ -87,7 +87,9 @@ static qp_profile *g_profile; /* normalizes and redacts; never records */
 static char *g_run_dir;
 static size_t g_seg_size;
 static int64_t g_bucket_s;
-static bool g_sample, g_full_said;
+static bool g_full_said;
+bool shim_g_sample;
+#define g_sample shim_g_sample
 static char **g_rules;
 static size_t g_nrules;
 static char **g_redact;
@@ -335,6 +337,7 @@ static pthread_mutex_t g_seg_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(qp_seg *) g_seg;
 static qp_seg g_seg_store;
 static unsigned g_seg_serial;
+static uint64_t g_seg_gen; /* bumped for every segment this process creates */
 static bool g_seg_failed;
 
 /* Creates this process's segment in the run directory; NULL (and the shim
@@ -363,6 +366,7 @@ static qp_seg *start_segment(void) {
     goto out;
   }
   seg = &g_seg_store;
+  g_seg_gen++;
   atomic_store_explicit(&g_seg, seg, memory_order_release);
   shim_log(QP_LOG_DEBUG, "recording to %s", path);
 out:
@@ -375,7 +379,22 @@ qp_status shim_normalize(qp_backend backend, const char *sql, size_t len, char *
   return qp_profile_normalize(g_profile, backend, sql, len, out, cap, out_len, fingerprint);
 }
 
-void shim_record(const qp_query_event *ev) {
+static QP_NOINLINE void slow_log(const qp_query_event *ev, uint64_t fp, const char *norm,
+                                 size_t nlen) {
+  char hex[QP_FINGERPRINT_HEX_SIZE];
+  qp_fingerprint_hex(fp, hex);
+  shim_log(QP_LOG_INFO, "slow query: %.3f ms %s %s: %.*s", (double)ev->duration_ns / 1e6,
+           ev->database ? ev->database : "?", hex, (int)(nlen > 500 ? 500 : nlen), norm);
+}
+
+static QP_NOINLINE void full_said(void) {
+  if (g_full_said) return;
+  g_full_said = true;
+  shim_log(QP_LOG_WARN, "segment full (QPROF_SEGMENT_MB=%lld): statements are counted as dropped",
+           (long long)(g_seg_size >> 20));
+}
+
+void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cache *cache) {
   qp_seg *seg = atomic_load_explicit(&g_seg, memory_order_acquire);
   if (QP_UNLIKELY(seg == NULL)) {
     seg = start_segment();
@@ -392,16 +411,25 @@ void shim_record(const qp_query_event *ev) {
       return;
     norm = buf;
   }
-  const char *db = ev->database != NULL ? ev->database : "";
   int64_t wall = qp__seg_wall_ns();
-  qp_seg_entry *e = qp__seg_record(seg, ev->backend, fp, norm, nlen, db, strlen(db),
-                                   ev->duration_ns, ev->rows, ev->error, wall);
-  if (QP_UNLIKELY(e == NULL)) {
-    if (!g_full_said) {
-      g_full_said = true;
-      shim_log(QP_LOG_WARN, "segment full (QPROF_SEGMENT_MB=%lld): statements are counted as dropped",
-               (long long)(g_seg_size >> 20));
+  qp_seg_entry *e;
+  if (cache != NULL && cache->e != NULL && cache->gen == g_seg_gen && wall >= cache->lo_ns &&
+      wall < cache->hi_ns) {
+    e = cache->e;
+  } else {
+    int64_t bucket = qp__seg_bucket(seg->bucket_s, wall);
+    const char *db = ev->database != NULL ? ev->database : "";
+    e = qp__seg_find(seg, ev->backend, fp, bucket, norm, nlen, db, db_len);
+    if (cache != NULL) {
+      cache->e = e;
+      cache->gen = g_seg_gen;
+      cache->lo_ns = bucket * 1000000000;
+      cache->hi_ns = (bucket + seg->bucket_s) * 1000000000;
     }
+  }
+  if (e != NULL) e = qp__seg_add(seg, e, ev->duration_ns, ev->rows, ev->error, wall);
+  if (QP_UNLIKELY(e == NULL)) {
+    full_said();
   } else if (QP_UNLIKELY(g_sample) && ev->sql != NULL && qp__seg_wants_sample(e, ev->duration_ns)) {
     char *smp = qp__profile_redact(g_profile, ev->backend, ev->sql, ev->sql_len);
     if (smp != NULL) {
@@ -409,12 +437,12 @@ void shim_record(const qp_query_event *ev) {
       qp__free(qp__profile_hooks(g_profile), smp);
     }
   }
-  if (QP_UNLIKELY(ev->duration_ns >= g_slow_ns) && g_log_on && ev->error == NULL) {
-    char hex[QP_FINGERPRINT_HEX_SIZE];
-    qp_fingerprint_hex(fp, hex);
-    shim_log(QP_LOG_INFO, "slow query: %.3f ms %s %s: %.*s", (double)ev->duration_ns / 1e6,
-             ev->database ? ev->database : "?", hex, (int)(nlen > 500 ? 500 : nlen), norm);
-  }
+  if (QP_UNLIKELY(ev->duration_ns >= g_slow_ns) && g_log_on && ev->error == NULL)
+    slow_log(ev, fp, norm, nlen);
+}
+
+void shim_record(const qp_query_event *ev) {
+  shim_record_cached(ev, ev->database != NULL ? strlen(ev->database) : 0, NULL);
 }
 
 /* ---- fork ---------------------------------------------------------------- *

@@ -106,6 +106,22 @@ char *shim_scratch(void);
  * program's own queries on qprof's store are not recorded. */
 bool shim_is_store(const char *path);
 
+/* The segment entry a statement last recorded into, kept by callers that
+ * have per-statement state (a prepared statement): the next execution in
+ * the same time bucket skips the lookup. Zero-initialized means empty. */
+typedef struct shim_entry_cache {
+  uint64_t gen;            /* segment generation it belongs to */
+  int64_t lo_ns, hi_ns;    /* the bucket, wall-clock ns */
+  qp_seg_entry *e;
+} shim_entry_cache;
+
+/* Records one event, as shim_record, with the database's length known and
+ * an entry cache (NULL: none). ev->sql is only read for a sample. */
+void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cache *cache);
+
+/* True when QPROF_SAMPLE is on: only then do callers pass ev->sql. */
+extern bool shim_g_sample;
+
 /* Records one event into this process's segment (called with shim_t_inside
  * set); creates the segment on the first event of a process. */
 void shim_record(const qp_query_event *ev);

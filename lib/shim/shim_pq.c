@@ -87,6 +87,7 @@ typedef struct pq_prep {
   unsigned refs;
   uint64_t fp;
   size_t norm_len;
+  shim_entry_cache cache; /* executions are recorded by the connection's one thread */
   char *name;
   char *sql; /* as prepared, for the sample */
   char norm[];
@@ -119,6 +120,7 @@ typedef struct pq_conn {
   pq_entry *spare; /* see PQ_SPARE_MAX */
   uint64_t last_end_ns;
   char *dbname;
+  size_t dbname_len;
   pq_prep *preps[PREP_BUCKETS];
 } pq_conn;
 
@@ -165,6 +167,7 @@ static pq_conn *conn_get(PGconn *conn) {
   if (c == NULL) return NULL;
   const char *db = real_PQdb()(conn);
   c->dbname = qp__strdup(NULL, db != NULL ? db : "");
+  c->dbname_len = c->dbname != NULL ? strlen(c->dbname) : 0;
   bool stored;
   conn_free(shim_map_put(&shim_pq_conns, conn, c, &stored));
   if (!stored) {
@@ -198,6 +201,7 @@ static void prep_add(pq_conn *c, const char *name, const char *sql) {
     return;
   pq_prep *p = qp__malloc(NULL, sizeof *p + len + 1);
   if (p == NULL) return;
+  memset(&p->cache, 0, sizeof p->cache);
   p->refs = 1;
   p->fp = fp;
   p->norm_len = len;
@@ -293,9 +297,11 @@ static void end_statement(pq_conn *c, pq_entry *e, const PGresult *r, ExecStatus
       .rows = rows,
       .error = error,
   };
+  shim_entry_cache *cache = NULL;
   if (e->kind == PQK_EXECUTE && e->prep != NULL) {
-    ev.sql = e->prep->sql;
-    ev.sql_len = strlen(e->prep->sql);
+    cache = &e->prep->cache;
+    ev.sql = shim_g_sample ? e->prep->sql : NULL;
+    ev.sql_len = ev.sql != NULL ? strlen(ev.sql) : 0;
     ev.normalized = e->prep->norm;
     ev.normalized_len = e->prep->norm_len;
     ev.fingerprint = e->prep->fp;
@@ -324,7 +330,7 @@ static void end_statement(pq_conn *c, pq_entry *e, const PGresult *r, ExecStatus
     ev.sql = e->sql;
     ev.sql_len = e->sql_len;
   }
-  shim_record(&ev);
+  shim_record_cached(&ev, c->dbname_len, cache);
 }
 
 static void on_result(PGconn *conn, PGresult *r) {

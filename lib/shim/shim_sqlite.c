@@ -68,7 +68,8 @@ typedef struct sq_stmt {
   int changes0;  /* sqlite3_total_changes() before the first step */
   bool writes;   /* no result columns and not read-only: rows come from changes() */
   bool running;  /* stepped since prepare/reset, not yet done */
-  size_t norm_len;
+  size_t norm_len, db_len;
+  shim_entry_cache cache;
   const char *db_name; /* points into text[] */
   char text[];         /* normalized text, NUL, database name, NUL */
 } sq_stmt;
@@ -246,6 +247,7 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
     st->text[norm_len] = '\0';
     memcpy(st->text + norm_len + 1, dbn, dbn_len + 1);
     st->db_name = st->text + norm_len + 1;
+    st->db_len = dbn_len;
     st->writes = sqlite3_column_count(stmt) == 0 && !sqlite3_stmt_readonly(stmt);
     bool stored;
     sq_stmt *old = shim_map_put(&shim_sq_stmts, stmt, st, &stored);
@@ -369,12 +371,13 @@ static void finish(sq_stmt *st, sqlite3_stmt *stmt, int rc) {
     int ext = db != NULL ? sqlite3_extended_errcode(db) : rc;
     error = shim_sqlite_code_name((ext & 0xff) == (rc & 0xff) ? ext : rc);
   }
-  const char *sql = sqlite3_sql(stmt);
+  /* the text with its literals only for a sample */
+  const char *sql = shim_g_sample ? sqlite3_sql(stmt) : NULL;
   qp_query_event ev = {
       .backend = QP_BACKEND_SQLITE,
       .database = st->db_name,
-      .sql = sql != NULL ? sql : st->text,
-      .sql_len = sql != NULL ? strlen(sql) : st->norm_len,
+      .sql = sql,
+      .sql_len = sql != NULL ? strlen(sql) : 0,
       .normalized = st->text,
       .normalized_len = st->norm_len,
       .fingerprint = st->fp,
@@ -382,7 +385,7 @@ static void finish(sq_stmt *st, sqlite3_stmt *stmt, int rc) {
       .rows = rows,
       .error = error,
   };
-  shim_record(&ev);
+  shim_record_cached(&ev, st->db_len, &st->cache);
 }
 
 SHIM_EXPORT int sqlite3_step(sqlite3_stmt *stmt) {

@@ -1,15 +1,20 @@
 /*
  * What the LD_PRELOAD shim adds to one SQLite statement.
  *
- * A point-SELECT loop (bind, step to the row, step to DONE, reset) on a
- * prepared statement over a 10,000-row table in memory, run in child
- * processes alternately without and with libqprof_preload.so (interleaved,
- * so that machine noise hits both alike). Prints the median ns per
- * statement of each, and the difference: the shim's cost per statement.
+ * 1. A point-SELECT loop (bind, step to the row, step to DONE, reset) on a
+ *    prepared statement over a 10,000-row table in memory, run in child
+ *    processes alternately without and with libqprof_preload.so
+ *    (interleaved, so that machine noise hits both alike). Prints the median
+ *    ns per statement of each, and the difference: the shim's cost per
+ *    statement.
+ * 2. --distinct N statements that are all different (each its own
+ *    fingerprint: prepare, step, finalize), the worst case for the shim's
+ *    per-fingerprint state: the median time of the program without and with.
  *
- *   bench_shim_sqlite [--runs N] [--iterations N] [--shim PATH]
+ *   bench_shim_sqlite [--runs N] [--iterations N] [--distinct N] [--shim PATH]
  *
- * The shim records into a temporary store that is removed afterwards.
+ * The shim records into segments in a temporary run directory (QPROF_RUN_DIR),
+ * removed after each run: this measures the program, not the collector.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -70,8 +75,37 @@ static int worker(long iterations) {
   return found > 0 ? 0 : 1;
 }
 
+/* N distinct statements; prints ns per statement. */
+static int worker_distinct(long n) {
+  sqlite3 *db;
+  if (sqlite3_open(":memory:", &db) != SQLITE_OK) return 1;
+  char sql[64];
+  double t0 = now_ns();
+  for (long i = 0; i < n; i++) {
+    snprintf(sql, sizeof sql, "SELECT ? AS c%ld", i);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return 1;
+    sqlite3_bind_int(st, 1, (int)i);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+    }
+    sqlite3_finalize(st);
+  }
+  double t1 = now_ns();
+  printf("%.1f\n", (t1 - t0) / (double)n);
+  sqlite3_close(db);
+  return 0;
+}
+
+/* Removes the segments a run left in the run directory. */
+static void clear_dir(const char *dir) {
+  char cmd[4200];
+  snprintf(cmd, sizeof cmd, "rm -f '%s'/*.qpseg '%s'/.*.qpseg.new", dir, dir);
+  if (system(cmd) != 0) fprintf(stderr, "bench_shim_sqlite: could not clear %s\n", dir);
+}
+
 /* Runs this program as a worker, with or without the shim; returns ns/statement or -1. */
-static double run_child(const char *self, const char *shim, const char *store, long iterations) {
+static double run_child(const char *self, const char *shim, const char *run_dir, const char *mode,
+                        long iterations) {
   int fds[2];
   if (pipe(fds) != 0) return -1;
   pid_t pid = fork();
@@ -82,13 +116,13 @@ static double run_child(const char *self, const char *shim, const char *store, l
     close(fds[1]);
     if (shim != NULL) {
       setenv("LD_PRELOAD", shim, 1);
-      setenv("QPROF_STORE", store, 1);
+      setenv("QPROF_RUN_DIR", run_dir, 1);
     } else {
       unsetenv("LD_PRELOAD");
     }
     char iters[32];
     snprintf(iters, sizeof iters, "%ld", iterations);
-    execl(self, self, "--worker", iters, (char *)NULL);
+    execl(self, self, mode, iters, (char *)NULL);
     _exit(127);
   }
   close(fds[1]);
@@ -97,19 +131,22 @@ static double run_child(const char *self, const char *shim, const char *store, l
   close(fds[0]);
   int status;
   waitpid(pid, &status, 0);
+  clear_dir(run_dir);
   if (n <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
   return strtod(buf, NULL);
 }
 
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--worker") == 0) return worker(atol(argv[2]));
+  if (argc == 3 && strcmp(argv[1], "--worker-distinct") == 0) return worker_distinct(atol(argv[2]));
   static const struct option longopts[] = {{"runs", required_argument, NULL, 'r'},
                                            {"iterations", required_argument, NULL, 'i'},
                                            {"shim", required_argument, NULL, 's'},
+                                           {"distinct", required_argument, NULL, 'd'},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
   int runs = 7;
-  long iterations = 1000000;
+  long iterations = 1000000, distinct = 100000;
   const char *shim = QP_BUILD_DIR "/lib/shim/libqprof_preload.so";
   int c;
   while ((c = getopt_long(argc, argv, "r:i:s:h", longopts, NULL)) != -1) {
@@ -117,8 +154,9 @@ int main(int argc, char **argv) {
     case 'r': runs = atoi(optarg); break;
     case 'i': iterations = atol(optarg); break;
     case 's': shim = optarg; break;
+    case 'd': distinct = atol(optarg); break;
     case 'h':
-      printf("Usage: bench_shim_sqlite [--runs N] [--iterations N] [--shim PATH]\n");
+      printf("Usage: bench_shim_sqlite [--runs N] [--iterations N] [--distinct N] [--shim PATH]\n");
       return 0;
     default: return 2;
     }
@@ -137,8 +175,6 @@ int main(int argc, char **argv) {
   self[n] = '\0';
   char dir[] = "/tmp/qprof-bench-shim.XXXXXX";
   if (mkdtemp(dir) == NULL) return 1;
-  char store[sizeof dir + 16];
-  snprintf(store, sizeof store, "%s/bench.qp", dir);
 
   double *off = calloc((size_t)runs, sizeof *off), *on = calloc((size_t)runs, sizeof *on);
   if (off == NULL || on == NULL) return 1;
@@ -148,11 +184,11 @@ int main(int argc, char **argv) {
   for (int r = 0; r < runs; r++) {
     /* alternate which goes first, so neither always runs on a warmer machine */
     if (r % 2 == 0) {
-      off[r] = run_child(self, NULL, store, iterations);
-      on[r] = run_child(self, shim, store, iterations);
+      off[r] = run_child(self, NULL, dir, "--worker", iterations);
+      on[r] = run_child(self, shim, dir, "--worker", iterations);
     } else {
-      on[r] = run_child(self, shim, store, iterations);
-      off[r] = run_child(self, NULL, store, iterations);
+      on[r] = run_child(self, shim, dir, "--worker", iterations);
+      off[r] = run_child(self, NULL, dir, "--worker", iterations);
     }
     if (off[r] < 0 || on[r] < 0) {
       fprintf(stderr, "bench_shim_sqlite: a worker failed\n");
@@ -163,14 +199,29 @@ int main(int argc, char **argv) {
   double moff = bench_median(off, runs), mon = bench_median(on, runs);
   printf("median: without %.1f ns, with %.1f ns: the shim adds %.1f ns per statement (%.2fx)\n",
          moff, mon, mon - moff, mon / moff);
-  unlink(store);
-  char wal[sizeof store + 8];
-  snprintf(wal, sizeof wal, "%s-wal", store);
-  unlink(wal);
-  snprintf(wal, sizeof wal, "%s-shm", store);
-  unlink(wal);
-  snprintf(wal, sizeof wal, "%s-journal", store);
-  unlink(wal);
+  if (distinct > 0) {
+    printf("\n%ld distinct statements (prepare, bind, step, finalize; each its own fingerprint)\n",
+           distinct);
+    printf("%-4s %14s %14s\n", "run", "without ns/st", "with ns/st");
+    for (int r = 0; r < runs; r++) {
+      if (r % 2 == 0) {
+        off[r] = run_child(self, NULL, dir, "--worker-distinct", distinct);
+        on[r] = run_child(self, shim, dir, "--worker-distinct", distinct);
+      } else {
+        on[r] = run_child(self, shim, dir, "--worker-distinct", distinct);
+        off[r] = run_child(self, NULL, dir, "--worker-distinct", distinct);
+      }
+      if (off[r] < 0 || on[r] < 0) {
+        fprintf(stderr, "bench_shim_sqlite: a worker failed\n");
+        return 1;
+      }
+      printf("%-4d %14.1f %14.1f\n", r + 1, off[r], on[r]);
+    }
+    moff = bench_median(off, runs);
+    mon = bench_median(on, runs);
+    printf("median: without %.1f ns, with %.1f ns per distinct statement: %.2fx\n", moff, mon,
+           mon / moff);
+  }
   rmdir(dir);
   free(off);
   free(on);
