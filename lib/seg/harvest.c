@@ -114,21 +114,41 @@ static bool check_entry(const uint8_t *img, size_t end, const qp_seg_header *h, 
   CHECK(e->calls == 0 || (e->min_ns <= e->max_ns && e->first_ns <= e->last_ns),
         "entry at %u: min above max", off);
   uint64_t total = 0;
-  for (uint32_t c = 0; c < QP_SEG_NCHUNKS; c++) {
-    uint32_t co = e->chunks[c];
-    if (co == 0) continue;
-    CHECK(co % 8 == 0 && in(co, QP_SEG_CHUNK * 8, h->arena_off, end),
+  CHECK(e->inline_set <= 1, "entry at %u: bad histogram", off);
+  if (e->inline_set) {
+    CHECK(e->inline_base >= 0 && e->inline_base <= QP_HIST_MAX_INDEX,
+          "entry at %u: histogram base %d", off, e->inline_base);
+  }
+  for (uint32_t k = 0; k < QP_SEG_INLINE; k++) {
+    uint64_t v = e->inline_counts[k];
+    CHECK(v == 0 || (e->inline_set && e->inline_base + (int64_t)k <= QP_HIST_MAX_INDEX),
+          "entry at %u: histogram count out of range", off);
+    CHECK(total + v >= total, "entry at %u: histogram overflows", off);
+    total += v;
+  }
+  uint64_t seen = 0; /* bases met, one bit per chunk */
+  unsigned n = 0;
+  for (uint32_t co = e->chunks_off; co != 0; n++) {
+    CHECK(n < QP_SEG_NCHUNKS && co % 8 == 0 && in(co, sizeof(qp_seg_chunk), h->arena_off, end),
           "entry at %u: histogram chunk out of bounds", off);
-    const uint64_t *v = (const uint64_t *)(img + co);
+    const qp_seg_chunk *c = (const qp_seg_chunk *)(img + co);
+    CHECK(c->base >= 0 && c->base % (int32_t)QP_SEG_CHUNK == 0 && c->base <= QP_HIST_MAX_INDEX &&
+              (seen & (1ull << (c->base / (int32_t)QP_SEG_CHUNK))) == 0,
+          "entry at %u: bad histogram chunk", off);
+    seen |= 1ull << (c->base / (int32_t)QP_SEG_CHUNK);
     for (uint32_t k = 0; k < QP_SEG_CHUNK; k++) {
-      CHECK(total + v[k] >= total, "entry at %u: histogram overflows", off);
-      total += v[k];
+      uint64_t v = c->counts[k];
+      CHECK(v == 0 || c->base + (int64_t)k <= QP_HIST_MAX_INDEX,
+            "entry at %u: histogram count out of range", off);
+      CHECK(total + v >= total, "entry at %u: histogram overflows", off);
+      total += v;
     }
+    co = c->next;
   }
   CHECK(total == e->calls, "entry at %u: histogram holds %llu of %llu calls", off,
         (unsigned long long)total, (unsigned long long)e->calls);
   uint64_t errs = 0;
-  unsigned n = 0;
+  n = 0;
   for (uint32_t co = e->codes_off; co != 0; n++) {
     CHECK(n < QP_SEG_CODES_MAX && co % 8 == 0 && in(co, sizeof(qp_seg_code), h->arena_off, end),
           "entry at %u: error code record out of bounds", off);
@@ -189,13 +209,14 @@ static bool copy_entry(uint8_t *dst, const uint8_t *src, size_t end, const qp_se
       return false;
     memcpy(dst + e->sample_off, src + e->sample_off, e->sample_len);
   }
-  for (uint32_t c = 0; c < QP_SEG_NCHUNKS; c++) {
-    uint32_t co = e->chunks[c];
-    if (co == 0) continue;
-    if (co % 8 != 0 || !in(co, QP_SEG_CHUNK * 8, h->arena_off, end)) return false;
-    memcpy(dst + co, src + co, QP_SEG_CHUNK * 8);
-  }
   unsigned n = 0;
+  for (uint32_t co = e->chunks_off; co != 0; n++) {
+    if (n >= QP_SEG_NCHUNKS || co % 8 != 0 || !in(co, sizeof(qp_seg_chunk), h->arena_off, end))
+      return false;
+    memcpy(dst + co, src + co, sizeof(qp_seg_chunk));
+    co = ((const qp_seg_chunk *)(dst + co))->next;
+  }
+  n = 0;
   for (uint32_t co = e->codes_off; co != 0; n++) {
     if (n >= QP_SEG_CODES_MAX || co % 8 != 0 || !in(co, sizeof(qp_seg_code), h->arena_off, end))
       return false;
@@ -209,12 +230,15 @@ static bool copy_entry(uint8_t *dst, const uint8_t *src, size_t end, const qp_se
  * codes are each counted once per statement, so they decide. */
 static void repair(uint8_t *img, size_t end, const qp_seg_header *h, qp_seg_entry *e) {
   uint64_t total = 0, errs = 0;
-  for (uint32_t c = 0; c < QP_SEG_NCHUNKS; c++) {
-    uint32_t co = e->chunks[c];
-    if (co == 0 || co % 8 != 0 || !in(co, QP_SEG_CHUNK * 8, h->arena_off, end)) continue;
-    for (uint32_t k = 0; k < QP_SEG_CHUNK; k++) total += ((const uint64_t *)(img + co))[k];
-  }
+  for (uint32_t k = 0; k < QP_SEG_INLINE; k++) total += e->inline_counts[k];
   unsigned n = 0;
+  for (uint32_t co = e->chunks_off; co != 0 && n < QP_SEG_NCHUNKS; n++) {
+    if (co % 8 != 0 || !in(co, sizeof(qp_seg_chunk), h->arena_off, end)) break;
+    const qp_seg_chunk *c = (const qp_seg_chunk *)(img + co);
+    for (uint32_t k = 0; k < QP_SEG_CHUNK; k++) total += c->counts[k];
+    co = c->next;
+  }
+  n = 0;
   for (uint32_t co = e->codes_off; co != 0 && n < QP_SEG_CODES_MAX; n++) {
     if (co % 8 != 0 || !in(co, sizeof(qp_seg_code), h->arena_off, end)) break;
     errs += ((const qp_seg_code *)(img + co))->count;
@@ -301,6 +325,16 @@ static uint8_t *read_image(qp_harvester *hv, const uint8_t *map, size_t map_len,
 }
 
 /* ---- the gain of an image over its base ---------------------------------- */
+/* The chunk of `e` (in a checked image) that starts at `base`, or NULL. */
+static const qp_seg_chunk *chunk_at(const uint8_t *img, const qp_seg_entry *e, int32_t base) {
+  for (uint32_t co = e->chunks_off; co != 0;) {
+    const qp_seg_chunk *c = (const qp_seg_chunk *)(img + co);
+    if (c->base == base) return c;
+    co = c->next;
+  }
+  return NULL;
+}
+
 /* With `apply` false only checks that every entry grew from its base (so
  * that a refused segment gives the profile nothing); with `apply` true adds
  * the gains to the profile. */
@@ -336,30 +370,37 @@ static bool gain(qp_profile *prof, const qp_hooks *hooks, const uint8_t *img, si
     uint64_t calls = e->calls - o->calls;
     if (calls == 0) continue;
     if (!apply) {
-      for (uint32_t c = 0; c < QP_SEG_NCHUNKS; c++) {
-        CHECK(o->chunks[c] == 0 || o->chunks[c] == e->chunks[c], "entry at %u: chunk moved", off);
-        if (o->chunks[c] == 0) continue;
-        const uint64_t *v = (const uint64_t *)(img + e->chunks[c]);
-        const uint64_t *ov = (const uint64_t *)(old + o->chunks[c]);
+      CHECK(!o->inline_set || (e->inline_set && e->inline_base == o->inline_base),
+            "entry at %u: histogram moved", off);
+      for (uint32_t k = 0; k < QP_SEG_INLINE; k++)
+        CHECK(e->inline_counts[k] >= o->inline_counts[k],
+              "entry at %u: a histogram count went down", off);
+      for (uint32_t oo = o->chunks_off; oo != 0;) {
+        const qp_seg_chunk *oc = (const qp_seg_chunk *)(old + oo);
+        const qp_seg_chunk *nc = chunk_at(img, e, oc->base);
+        CHECK(nc != NULL, "entry at %u: a histogram chunk went away", off);
         for (uint32_t k = 0; k < QP_SEG_CHUNK; k++)
-          CHECK(v[k] >= ov[k], "entry at %u: a histogram count went down", off);
+          CHECK(nc->counts[k] >= oc->counts[k], "entry at %u: a histogram count went down", off);
+        oo = oc->next;
       }
       continue;
     }
     qp_stats st;
     qp__stats_init(&st);
     bool ok = true;
-    for (uint32_t c = 0; ok && c < QP_SEG_NCHUNKS; c++) {
-      if (e->chunks[c] == 0) continue;
-      const uint64_t *v = (const uint64_t *)(img + e->chunks[c]);
-      const uint64_t *ov = o->chunks[c] != 0 && in(o->chunks[c], QP_SEG_CHUNK * 8, 0, old_len)
-                               ? (const uint64_t *)(old + o->chunks[c])
-                               : NULL;
+    for (uint32_t k = 0; ok && k < QP_SEG_INLINE; k++) {
+      uint64_t v = e->inline_counts[k], was = o->inline_counts[k];
+      if (v > was) ok = qp__hist_add_index(&st.hist, hooks, e->inline_base + (int32_t)k, v - was);
+    }
+    for (uint32_t co = e->chunks_off; ok && co != 0;) {
+      const qp_seg_chunk *c = (const qp_seg_chunk *)(img + co);
+      const qp_seg_chunk *oc = o != &zero ? chunk_at(old, o, c->base) : NULL;
       for (uint32_t k = 0; ok && k < QP_SEG_CHUNK; k++) {
-        uint64_t was = ov != NULL ? ov[k] : 0;
-        if (v[k] > was)
-          ok = qp__hist_add_index(&st.hist, hooks, (int32_t)(c * QP_SEG_CHUNK + k), v[k] - was);
+        uint64_t was = oc != NULL ? oc->counts[k] : 0;
+        if (c->counts[k] > was)
+          ok = qp__hist_add_index(&st.hist, hooks, c->base + (int32_t)k, c->counts[k] - was);
       }
+      co = c->next;
     }
     for (uint32_t co = e->codes_off; ok && co != 0;) {
       const qp_seg_code *c = (const qp_seg_code *)(img + co);

@@ -39,9 +39,14 @@
 #define QP_SEG_HEADER_SIZE 4096u
 #define QP_SEG_MIN_SIZE (64u * 1024u)
 #define QP_SEG_MAX_SIZE (4095ull * 1024u * 1024u)
-/* Histogram indexes per chunk; chunks cover 0..QP_HIST_MAX_INDEX. */
+/* The latency histogram of an entry: QP_SEG_INLINE buckets inside the entry,
+ * from the bucket of its first execution minus QP_SEG_INLINE / 2 (a factor
+ * of 1.9 in latency: a statement run once, or steadily, needs nothing
+ * more), and chunks of QP_SEG_CHUNK buckets (aligned) in a list for the
+ * rest. Indexes are those of lib/stats (qp__hist_index), 0..QP_HIST_MAX_INDEX. */
+#define QP_SEG_INLINE 16u
 #define QP_SEG_CHUNK 32u
-#define QP_SEG_NCHUNKS 38u /* 38 * 32 = 1216 > QP_HIST_MAX_INDEX */
+#define QP_SEG_NCHUNKS 38u /* chunks per entry at most: 38 * 32 = 1216 > QP_HIST_MAX_INDEX */
 #define QP_SEG_CODE_MAX 40u
 #define QP_SEG_DB_MAX 4096u
 #define QP_SEG_SAMPLE_MAX 65536u
@@ -82,8 +87,18 @@ typedef struct qp_seg_entry {
   uint64_t total_ns, min_ns, max_ns;
   int64_t first_ns, last_ns;
   uint64_t sq_lo, sq_hi; /* sum of duration_ns^2, 128 bits */
-  uint32_t chunks[QP_SEG_NCHUNKS]; /* offsets of uint64_t[QP_SEG_CHUNK], or 0 */
+  uint32_t inline_set;   /* 1 once inline_base is set (at the first execution) */
+  int32_t inline_base;   /* index of inline[0] */
+  uint32_t chunks_off;   /* first qp_seg_chunk, or 0 */
+  uint32_t reserved2;
+  uint64_t inline_counts[QP_SEG_INLINE];
 } qp_seg_entry;
+
+typedef struct qp_seg_chunk {
+  uint32_t next; /* offset of the next chunk, or 0 */
+  int32_t base;  /* index of counts[0], a multiple of QP_SEG_CHUNK */
+  uint64_t counts[QP_SEG_CHUNK];
+} qp_seg_chunk;
 
 typedef struct qp_seg_code {
   uint32_t next; /* offset of the next record, or 0 */

@@ -281,15 +281,38 @@ qp_seg_entry *qp__seg_add(qp_seg *seg, qp_seg_entry *e, uint64_t duration_ns, in
   int32_t idx = qp__hist_index(duration_ns);
   if (idx < 0) idx = 0;
   if (idx > QP_HIST_MAX_INDEX) idx = QP_HIST_MAX_INDEX;
-  uint32_t ci = (uint32_t)idx / QP_SEG_CHUNK;
   lock(e);
-  if (QP_UNLIKELY(e->chunks[ci] == 0)) {
-    uint32_t off = arena_alloc(seg, QP_SEG_CHUNK * sizeof(uint64_t));
-    if (off == 0) {
-      unlock(e);
-      goto full;
+  if (QP_UNLIKELY(!e->inline_set)) {
+    e->inline_base = idx >= (int32_t)(QP_SEG_INLINE / 2) ? idx - (int32_t)(QP_SEG_INLINE / 2) : 0;
+    e->inline_set = 1;
+  }
+  uint64_t *count;
+  uint32_t rel = (uint32_t)(idx - e->inline_base);
+  if (QP_LIKELY(rel < QP_SEG_INLINE)) {
+    count = &e->inline_counts[rel];
+  } else {
+    int32_t base = idx - idx % (int32_t)QP_SEG_CHUNK;
+    qp_seg_chunk *c = NULL;
+    for (uint32_t off = e->chunks_off; off != 0;) {
+      qp_seg_chunk *x = at(seg, off);
+      if (x->base == base) {
+        c = x;
+        break;
+      }
+      off = x->next;
     }
-    e->chunks[ci] = off;
+    if (c == NULL) {
+      uint32_t off = arena_alloc(seg, sizeof(qp_seg_chunk));
+      if (off == 0) {
+        unlock(e);
+        goto full;
+      }
+      c = at(seg, off);
+      c->base = base;
+      c->next = e->chunks_off;
+      e->chunks_off = off;
+    }
+    count = &c->counts[idx - base];
   }
   if (QP_UNLIKELY(error != NULL)) {
     if (!add_code(seg, e, error)) {
@@ -298,7 +321,7 @@ qp_seg_entry *qp__seg_add(qp_seg *seg, qp_seg_entry *e, uint64_t duration_ns, in
     }
     e->errors++;
   }
-  ((uint64_t *)at(seg, e->chunks[ci]))[(uint32_t)idx % QP_SEG_CHUNK]++;
+  (*count)++;
   e->calls++;
   if (rows > 0) e->rows += rows;
   e->total_ns += duration_ns;
