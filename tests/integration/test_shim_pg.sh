@@ -98,4 +98,36 @@ if /usr/bin/python3 -c 'import psycopg2' 2>/dev/null; then
 else
   fail "/usr/bin/python3 has no psycopg2 (apt-get install python3-psycopg2)"
 fi
+# ---- the time rule for several statements in flight (docs/shim.md) -----------------
+# psql -c with pg_sleep first, in the middle and last: the statements' times add
+# up to the query's (nothing lost, nothing invented); with pg_sleep first its
+# results arrive first and it is charged the sleep. (Where the results arrive
+# together, the client cannot tell which statement slept.)
+ms_of() { sqlite3 "$1" "SELECT coalesce(sum(total_ms), 0) FROM qp_summary WHERE query = '$2'"; }
+for pos in first middle last; do
+  case $pos in
+  first) q="SELECT pg_sleep(0.3); SELECT 'a' AS t1; SELECT 'b' AS t2" ;;
+  middle) q="SELECT 'a' AS t1; SELECT pg_sleep(0.3); SELECT 'b' AS t2" ;;
+  last) q="SELECT 'a' AS t1; SELECT 'b' AS t2; SELECT pg_sleep(0.3)" ;;
+  esac
+  S=$T/time_$pos.qp
+  t0=$(date +%s%3N)
+  shim_env "$S" psql -X -q -c "$q" "$DB" >/dev/null
+  t1=$(date +%s%3N)
+  sum=$(sqlite3 "$S" "SELECT sum(total_ms) FROM qp_summary")
+  awk -v s="$sum" -v w=$((t1 - t0)) 'BEGIN {exit !(s >= 299 && s <= w)}' ||
+    fail "pg_sleep $pos: the statements' times add up to $sum ms (query wall $((t1 - t0)) ms)"
+  [ "$(sqlite3 "$S" "SELECT sum(calls) FROM qp_summary")" = 3 ] || fail "pg_sleep $pos: not 3 statements"
+  echo "ok: pg_sleep $pos in psql -c: sleep $(ms_of "$S" 'select pg_sleep(?)') ms, others $(ms_of "$S" 'select ? as t1') + $(ms_of "$S" 'select ? as t2') ms"
+done
+awk -v s="$(ms_of "$T/time_first.qp" 'select pg_sleep(?)')" 'BEGIN {exit !(s >= 299)}' ||
+  fail "pg_sleep first: charged $(ms_of "$T/time_first.qp" 'select pg_sleep(?)') ms"
+# a pgbench pipeline: the same rule
+printf '\\startpipeline\nSELECT pg_sleep(0.05);\nSELECT 1 AS after_sleep;\n\\endpipeline\n' >sleep.pgbench
+shim_env "$T/pipe_time.qp" pgbench -n -M extended -c 1 -t 5 -f sleep.pgbench "$DB" >/dev/null 2>&1 ||
+  fail "pgbench sleep pipeline"
+s=$(ms_of "$T/pipe_time.qp" 'select pg_sleep(?)')
+awk -v s="$s" 'BEGIN {exit !(s >= 249)}' || fail "pipeline, pg_sleep first: charged $s ms for 5 x 50 ms"
+echo "ok: pgbench pipeline, pg_sleep first: $s ms for 5 x 50 ms"
+
 echo "PASS"
