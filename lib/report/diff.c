@@ -1,9 +1,13 @@
 /* Two reports joined per query, with the regression gate (include/qprof/report.h). */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "report/report_int.h"
+
+/* The size of the first qp_diff_options (see QP_REPORT_OPTIONS_V1_SIZE in report.c). */
+#define QP_DIFF_OPTIONS_V1_SIZE (offsetof(qp_diff_options, hooks) + sizeof(const qp_hooks *))
 
 static const char *const status_names[] = {"unchanged", "changed", "new", "vanished"};
 
@@ -55,7 +59,7 @@ qp_status qp_diff_new(qp_diff **out, const qp_report *base, const qp_report *cur
   *out = NULL;
   if (base == NULL || cur == NULL || o == NULL)
     return qp__errbuf_set(errbuf, errlen, QP_INVALID, "a report or the options are NULL");
-  if (o->size < sizeof *o)
+  if (o->size < QP_DIFF_OPTIONS_V1_SIZE)
     return qp__errbuf_set(errbuf, errlen, QP_INVALID,
                           "options not set up with qp_diff_options_init (size %zu)", o->size);
   if (o->fail_above_pct < 0)

@@ -2,11 +2,17 @@
  * filtered, with totals and shares, ranked. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <math.h>
+#include <stddef.h>
 #include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "report/report_int.h"
+
+/* The size of the first qp_report_options: a caller compiled against it
+ * passes at least this much. A field added later is read only when o->size
+ * covers it, and defaulted otherwise (docs/api.md, "Structs that grow"). */
+#define QP_REPORT_OPTIONS_V1_SIZE (offsetof(qp_report_options, hooks) + sizeof(const qp_hooks *))
 
 static const char *const sort_names[] = {"total", "mean", "p95", "p99", "calls", "rows", "errors"};
 
@@ -77,7 +83,7 @@ static qp_status compile(filter *f, const char *what, const char *pat, bool case
 
 static qp_status check_opts(const qp_report_options *o, char *errbuf, size_t errlen) {
   if (o == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "options are NULL");
-  if (o->size < sizeof *o)
+  if (o->size < QP_REPORT_OPTIONS_V1_SIZE)
     return qp__errbuf_set(errbuf, errlen, QP_INVALID,
                           "options not set up with qp_report_options_init (size %zu)", o->size);
   if (o->since_ns >= o->until_ns)
