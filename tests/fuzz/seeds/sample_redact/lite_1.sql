@@ -1,0 +1,1 @@
+SELECT * FROM pay WHERE card = '4111 1111 1111 1111' AND password = 'hunter2' AND email = 'a.b@example.com'

@@ -1,0 +1,1 @@
+INSERT INTO users (id, name, password, api_key) VALUES (1, 'ann', 'pw1', 'k1'), (2, 'bob', crypt('pw2', 's'), DEFAULT)

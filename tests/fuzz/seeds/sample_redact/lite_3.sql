@@ -1,0 +1,1 @@
+UPDATE t SET "Secret" = E'x\'y', token = 42 WHERE 'x' = u.password_hash RETURNING id

@@ -1,0 +1,1 @@
+CREATE ROLE app LOGIN PASSWORD 'Tr0ub4dor&3'; SELECT 1 /* user=dave@corp.example.net */

@@ -1,0 +1,1 @@
+SELECT $$x@y.zz$$, 378282246310005 WHERE token IN ('a', 'b') OR pwd NOT LIKE 'z%'
