@@ -211,7 +211,7 @@ static void test_normalize_next_differential(void **state) {
       "select -; select - ;select 1 - - ; on null; release savepoint ; savepoint",
       "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; SELECT CASE WHEN 1 THEN 2 END; END; CREATE TABLE x(a); select 1",
       "/* c */ create function f() returns int language sql begin atomic select 1; end; -- x\n create",
-      "select 1; \xEF\xBB\xBF" "create trigger t begin select 1; end; select 2",
+      ("select 1; \xEF\xBB\xBF" "create trigger t begin select 1; end; select 2"),
       "x create trigger t begin select 1; end; select 2",
       "select 1;;; ; ;select 2;;",
       "; ; -- only\n /* comments */ ;",

@@ -113,7 +113,7 @@ const char *cli_find_shim(const char **message) {
   } else {
     /* The build's own bin-to-lib path first, then the usual lib directories
      * of a prefix, each once. */
-    const char *rel[] = {QPROF_BIN_TO_LIBDIR, "../lib/" QPROF_MULTIARCH, "../lib", "../lib64"};
+    const char *rel[] = {QPROF_BIN_TO_LIBDIR, ("../lib/" QPROF_MULTIARCH), "../lib", "../lib64"};
     for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
       bool seen = false;
       for (size_t j = 0; j < i; j++) seen = seen || strcmp(rel[i], rel[j]) == 0;
