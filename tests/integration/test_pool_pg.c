@@ -339,6 +339,56 @@ static void test_session_reset(void **state) {
   qp_pool_close(p);
 }
 
+/* The pool's reset decisions come from the classifier (changes_session):
+ * each case here was decided wrongly by the keyword scanner it replaced. */
+static void test_session_changes_from_classifier(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(g_dsn, 1, NULL);
+  qp_conn *c;
+  qp_result *r;
+  qp_pool_stats s = QP_POOL_STATS_INIT;
+  /* SELECT INTO TEMP creates a temporary table: reset (the scanner saw a SELECT) */
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT 1 AS x INTO TEMP leaked", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT * FROM leaked", NULL, 0, NULL), QP_QUERY);
+  assert_string_equal(qp_conn_sqlstate(c), "42P01");
+  qp_pool_release(c);
+  /* a DO block may change anything: reset (the scanner only looked for set_config) */
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  script(c, "DO $$ BEGIN EXECUTE 'SET work_mem = ''5MB'''; END $$");
+  qp_pool_release(c);
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SHOW work_mem", NULL, 0, &r), QP_OK);
+  assert_string_not_equal(qp_result_value(r, 0, 0, NULL), "5MB");
+  qp_result_free(r);
+  qp_pool_release(c);
+  assert_int_equal(qp_pool_stats_get(p, &s), QP_OK);
+  uint64_t resets = s.resets;
+  assert_int_equal(resets, 2);
+  /* the name of a session function in a string, or a transaction-scoped
+   * advisory lock, changes nothing: no reset (the scanner matched text) */
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT 'set_config, pg_advisory_lock'", NULL, 0, NULL), QP_OK);
+  script(c, "BEGIN; SELECT pg_advisory_xact_lock(7); COMMIT");
+  qp_pool_release(c);
+  assert_int_equal(qp_pool_stats_get(p, &s), QP_OK);
+  assert_int_equal(s.resets, resets);
+  /* a script that only names DISCARD in a string keeps the prepared
+   * statements (the scanner forgot them all, and the server kept the old ones) */
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT 42", NULL, 0, NULL), QP_OK);
+  script(c, "SELECT 'discard all, deallocate all'");
+  assert_int_equal(qp_conn_exec(c, "SELECT 42", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT count(*) FROM pg_prepared_statements "
+                                   "WHERE statement = 'SELECT 42'", NULL, 0, &r), QP_OK);
+  assert_string_equal(qp_result_value(r, 0, 0, NULL), "1");
+  qp_result_free(r);
+  qp_pool_release(c);
+  qp_pool_close(p);
+}
+
 static void test_reprepare_after_deallocate(void **state) {
   (void)state;
   qp_pool *p = open_pool(g_dsn, 1, NULL);
@@ -915,6 +965,7 @@ int main(void) {
       cmocka_unit_test(test_errors_with_sqlstate),
       cmocka_unit_test(test_transactions_rolled_back_on_release),
       cmocka_unit_test(test_session_reset),
+      cmocka_unit_test(test_session_changes_from_classifier),
       cmocka_unit_test(test_reprepare_after_deallocate),
       cmocka_unit_test(test_terminated_backend_recovers),
       cmocka_unit_test(test_validation_of_idle_connections),
