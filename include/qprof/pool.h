@@ -79,6 +79,9 @@ typedef struct qp_pool_options {
    * session state they set survives QP_RESET_AUTO but not a reset. */
   qp_status (*on_connect)(qp_conn *conn, void *ud);
   void *on_connect_ud;
+  /* The SELECT result cache (include/qprof/cache.h); borrowed, must outlive
+   * the pool; NULL (the default) = no caching. Several pools may share one. */
+  struct qp_cache *cache;
 } qp_pool_options;
 
 /* The smallest qp_pool_options.size qp_pool_open accepts (this first
@@ -304,7 +307,9 @@ QP_EXPORT const char *qp_conn_user(const qp_conn *conn);
   X(counter, leaks, "leak", "Leases held longer than the leak threshold")                          \
   X(counter, reprepares, "reprepare",                                                              \
     "Prepared statements prepared again after the server lost them")                               \
-  X(counter, fork_drops, "fork_drop", "Connections dropped in a child after fork")
+  X(counter, fork_drops, "fork_drop", "Connections dropped in a child after fork")                 \
+  X(counter, cache_hits, "cache_hit", "Statements answered from the result cache")                 \
+  X(counter, cache_misses, "cache_miss", "Cacheable statements the result cache did not hold")
 
 #define QP_POOL_METRIC_T_gauge int64_t
 #define QP_POOL_METRIC_T_counter uint64_t

@@ -4,7 +4,8 @@
  * Areas: status codes (status.h), hooks and versions (core.h), options
  * (config.h), SQL normalization (sql.h), profiles and stores (profile.h,
  * store.h), reports over a store (report.h), statement parameters and results
- * (result.h), the connection pool (pool.h).
+ * (result.h), the connection pool (pool.h), the SELECT result cache
+ * (cache.h).
  */
 #ifndef QPROF_QPROF_H
 #define QPROF_QPROF_H
@@ -21,5 +22,6 @@
 #include "segment.h"
 #include "result.h"
 #include "pool.h"
+#include "cache.h"
 
 #endif

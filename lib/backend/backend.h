@@ -48,6 +48,9 @@ typedef struct qp__result_ops {
   bool (*isnull)(const qp_result *r, size_t row, size_t col);
   const char *(*value)(const qp_result *r, size_t row, size_t col, size_t *len);
   const void *(*blob)(qp_result *r, size_t row, size_t col, size_t *len);
+  /* True when the column's text form is not its bytes (PostgreSQL bytea:
+   * blob decodes it); NULL = never. Lets the cache copy a result exactly. */
+  bool (*col_bytes)(const qp_result *r, size_t col);
 } qp__result_ops;
 
 struct qp_result {
@@ -118,6 +121,41 @@ enum {
   QP__CAP_SERVER_SESSION = 1u << 6,
 };
 
+/* A row change the connection saw (SQLite's update hook: triggers and
+ * cascades included): database ("main", "temp", an attached name), table. */
+typedef void (*qp__change_fn)(void *ud, const char *db, const char *table);
+
+/* What the result cache (lib/cache) asks a backend; each call runs on the
+ * lease holder's thread, is never recorded and never touches the session
+ * tracking or the statement cache. */
+typedef struct qp__cache_ops {
+  /* The server's identity (the same for every connection to one database)
+   * into server, and what else decides a result (role, search_path,
+   * output settings) into session. *strict_iso: new transactions are
+   * REPEATABLE READ or stricter; *refuse: nothing may be cached on this
+   * connection. One round trip. */
+  qp_status (*identity)(qp__bconn *b, qp_buf *server, qp_buf *session, bool *strict_iso,
+                        bool *refuse, qp__berr *err);
+  /* What a table name is on this server, over every schema: 1 plain, 2 wide
+   * (view, inheritance, partition, triggers, rules, foreign keys), 3 never
+   * cache (temporary, unlogged, sequence, catalog, unknown); 0 on failure. */
+  int (*table)(qp__bconn *b, const char *name);
+  /* A function name over every overload: 1 immutable/deterministic, 0 not,
+   * 2 may write tables (a volatile non-catalog function); -1 on failure or
+   * unknown. */
+  int (*func)(qp__bconn *b, const char *name);
+  /* Session values the server reports by itself (libpq ParameterStatus),
+   * concatenated into buf; no round trip. NULL: none. */
+  size_t (*reported)(const qp__bconn *b, char *buf, size_t cap);
+  /* Whether another connection committed since the previous call (SQLite
+   * PRAGMA data_version): 1 yes or first call, 0 no, -1 failure. NULL:
+   * cannot tell (PostgreSQL: bounded by the TTL). */
+  int (*changed)(qp__bconn *b);
+  /* Installs fn as the connection's row-change callback (kept across
+   * resets); NULL fn removes it. NULL: the backend cannot see row changes. */
+  void (*watch)(qp__bconn *b, qp__change_fn fn, void *ud);
+} qp__cache_ops;
+
 struct qp__backend_ops {
   const char *name;
   qp_backend kind;
@@ -176,10 +214,13 @@ struct qp__backend_ops {
   const char *(*server_version)(const qp__bconn *b);
   const char *(*database)(const qp__bconn *b);
   const char *(*user)(const qp__bconn *b);
+  const qp__cache_ops *cache; /* the result cache's questions */
 };
 
 extern const qp__backend_ops qp__backend_pg;
 extern const qp__backend_ops qp__backend_sqlite;
+extern const qp__cache_ops qp__pg_cache_ops;
+extern const qp__cache_ops qp__sqlite_cache_ops;
 
 /* The backend for a DSN: SQLite for "sqlite:..." and PostgreSQL otherwise. */
 const qp__backend_ops *qp__backend_for_dsn(const char *dsn);

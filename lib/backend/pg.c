@@ -191,8 +191,15 @@ static const void *pgr_blob(qp_result *r, size_t row, size_t col, size_t *len) {
   return b->data;
 }
 
-static const qp__result_ops pg_result_ops = {pgr_free,   pgr_affected,
-                                             pgr_colname, pgr_isnull, pgr_value, pgr_blob};
+static bool pgr_col_bytes(const qp_result *r, size_t col) {
+  return PQftype(((const pg_result *)r)->res, (int)col) == PG_BYTEA_OID;
+}
+
+static const qp__result_ops pg_result_ops = {pgr_free,   pgr_affected, pgr_colname,
+                                             pgr_isnull, pgr_value,    pgr_blob, pgr_col_bytes};
+
+PGconn *qp__pg_conn(qp__bconn *b);
+PGconn *qp__pg_conn(qp__bconn *b) { return b->pg; }
 
 /* ---- connections ------------------------------------------------------- */
 
@@ -871,4 +878,5 @@ const qp__backend_ops qp__backend_pg = {
     .server_version = pg_server_version,
     .database = pg_database,
     .user = pg_user,
+    .cache = &qp__pg_cache_ops,
 };

@@ -20,6 +20,10 @@ struct qp__bconn {
   bool memory;
   bool broken;
   qp__stmt_cache cache;
+  /* the result cache's row-change callback, installed on every open */
+  qp__change_fn watch_fn;
+  void *watch_ud;
+  int64_t data_version; /* last PRAGMA data_version seen; -1 none yet */
 };
 
 /* ---- results ------------------------------------------------------------ */
@@ -73,7 +77,7 @@ static const void *sqr_blob(qp_result *r, size_t row, size_t col, size_t *len) {
 }
 
 static const qp__result_ops sq_result_ops = {sqr_free,   sqr_affected,
-                                             sqr_colname, sqr_isnull, sqr_value, sqr_blob};
+                                             sqr_colname, sqr_isnull, sqr_value, sqr_blob, NULL};
 
 /* Grows a buffer that may still be the inline one. */
 static void *grow(const qp_hooks *h, void *cur, const void *inline_buf, size_t used, size_t cap) {
@@ -206,6 +210,16 @@ static void finalize_handle(void *handle, void *ud) {
   sqlite3_finalize(handle);
 }
 
+/* Every row change (triggers and cascades included) goes to the result
+ * cache's callback when one is set (qp__cache_ops.watch). */
+static void sq_update_hook(void *ud, int op, const char *db, const char *table,
+                           sqlite3_int64 rowid) {
+  (void)op;
+  (void)rowid;
+  qp__bconn *b = ud;
+  if (b->watch_fn != NULL) b->watch_fn(b->watch_ud, db, table);
+}
+
 static qp_status sq_open_db(qp__bconn *b, qp__berr *err) {
   int rc = sqlite3_open_v2(b->path, &b->db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -220,6 +234,8 @@ static qp_status sq_open_db(qp__bconn *b, qp__berr *err) {
   }
   sqlite3_extended_result_codes(b->db, 1);
   sqlite3_busy_timeout(b->db, SQ_BUSY_TIMEOUT_MS);
+  b->data_version = -1;
+  sqlite3_update_hook(b->db, sq_update_hook, b);
   /* WAL lets readers run beside one writer; NORMAL sync is WAL's usual
    * pairing (durable at checkpoints, never corrupt). Both are no-ops for
    * :memory:. */
@@ -615,4 +631,17 @@ const qp__backend_ops qp__backend_sqlite = {
     .server_version = sq_server_version,
     .database = sq_database,
     .user = sq_user,
+    .cache = &qp__sqlite_cache_ops,
 };
+
+sqlite3 *qp__sq_db(qp__bconn *b);
+sqlite3 *qp__sq_db(qp__bconn *b) { return b->db; }
+const char *qp__sq_path(const qp__bconn *b);
+const char *qp__sq_path(const qp__bconn *b) { return b->memory ? NULL : b->path; }
+int64_t *qp__sq_data_version(qp__bconn *b);
+int64_t *qp__sq_data_version(qp__bconn *b) { return &b->data_version; }
+void qp__sq_set_watch(qp__bconn *b, qp__change_fn fn, void *ud);
+void qp__sq_set_watch(qp__bconn *b, qp__change_fn fn, void *ud) {
+  b->watch_fn = fn;
+  b->watch_ud = ud;
+}

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cache/cache_lease.h"
 #include "lease.h"
 #include "pool_int.h"
 #include "stats/slowlog.h"
@@ -173,8 +174,36 @@ conn_exec(qp_conn *c, const char *sql, const qp_param *params, size_t nparams, q
   return QP_OK;
 }
 
+/* A statement on a pool with a result cache (lib/cache/cache_lease.h): a
+ * hit is answered without sending anything; otherwise the statement runs as
+ * usual and the cache sees what it did. Kept out of line so that pools
+ * without a cache pay one test. */
+static __attribute__((noinline)) qp_status conn_exec_cached(qp_conn *c, const char *sql,
+                                                            const qp_param *params,
+                                                            size_t nparams, qp_result **out) {
+  if (out) *out = NULL;
+  if (sql == NULL || (params == NULL && nparams > 0) || c->b == NULL)
+    return conn_exec(c, sql, params, nparams, out, false); /* reports the error */
+  qp__err_clear(&c->err);
+  c->sqlstate[0] = '\0';
+  if (c->fresh) {
+    qp_status st = ensure_alive(c);
+    if (st != QP_OK) return st;
+  }
+  qc_ticket t;
+  if (qp__cache_before(c, sql, params, nparams, out, &t)) {
+    c->cache_hits++;
+    return QP_OK;
+  }
+  c->cache_misses += t.mode == QC_FILL;
+  qp_status st = conn_exec(c, sql, params, nparams, out, false);
+  qp__cache_after(c, &t, st, out ? *out : NULL);
+  return st;
+}
+
 qp_status qp_conn_exec(qp_conn *c, const char *sql, const qp_param *params, size_t nparams,
                        qp_result **out) {
+  if (c != NULL && c->pool->o.cache != NULL) return conn_exec_cached(c, sql, params, nparams, out);
   return conn_exec(c, sql, params, nparams, out, false);
 }
 
@@ -290,6 +319,8 @@ qp_status qp_conn_exec_script(qp_conn *c, const char *sql) {
   }
   qp_pool *p = c->pool;
   size_t len = strlen(sql);
+  bool cached = p->o.cache != NULL;
+  if (cached) qp__cache_script(c, sql, false);
   /* a script may hold several statements: scan each */
   if (p->o.reset == QP_RESET_AUTO && !c->session_dirty) {
     size_t pos = 0, start, slen;
@@ -314,6 +345,7 @@ qp_status qp_conn_exec_script(qp_conn *c, const char *sql) {
     record_script(c, sql, len, t0, t1, &ends,
                   st == QP_OK ? NULL : (c->sqlstate[0] ? c->sqlstate : "ERROR"));
   if (ends.v != ends.small) qp__free(&p->hooks, ends.v);
+  if (cached) qp__cache_script(c, sql, true);
   return st;
 }
 

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache/cache_lease.h"
 #include "pool_int.h"
 
 #define BACKOFF_MIN_MS 50
@@ -318,6 +319,9 @@ static qp_status open_backend(qp_pool *p, qp_conn *c, int64_t timeout_ms, qp__be
   qp__bconn *b = NULL;
   qp_status st = p->ops->connect(p->dsn, &bo, &b, err);
   uint64_t t1 = qp__now_ns();
+  if (st == QP_OK && c->cache != NULL) {
+    qp__cache_conn_forget(c); /* a new connection: its session is read again */
+  }
   if (st == QP_OK && p->o.on_connect != NULL) {
     c->b = b;
     c->fresh = false;
@@ -685,6 +689,7 @@ void qp_pool_close(qp_pool *p) {
     qp_conn *c = &p->slots[i];
     if (c->b != NULL) p->ops->close(c->b);
     c->b = NULL;
+    qp__cache_conn_free(c);
   }
   pthread_cond_destroy(&p->maint_cond);
   pthread_mutex_destroy(&p->mu);
@@ -1020,6 +1025,7 @@ void qp_pool_release(qp_conn *c) {
   if (!ok && !broken && err.msg[0])
     qp__log(&p->hooks, QP_LOG_WARN, "pool %s: discarding a connection: %s", p->dsn_safe, err.msg);
   c->session_dirty = false;
+  if (c->cache != NULL && (rolled || reset || !ok)) qp__cache_conn_forget(c);
   bool expired = ok && c->retire_ns != 0 && now >= c->retire_ns;
   qp__bconn *to_close = NULL;
   pthread_mutex_lock(&p->mu);
@@ -1028,7 +1034,9 @@ void qp_pool_release(qp_conn *c) {
   p->c.total_query_time_us += c->q_time_ns / 1000;
   p->c.total_error_count += c->q_errors;
   p->c.reprepares += c->reprepares;
-  c->q_count = c->q_time_ns = c->q_errors = c->reprepares = 0;
+  p->c.cache_hits += c->cache_hits;
+  p->c.cache_misses += c->cache_misses;
+  c->q_count = c->q_time_ns = c->q_errors = c->reprepares = c->cache_hits = c->cache_misses = 0;
   p->c.hold_hist[qp__pool_bucket(qp__ns_since(now, c->acquired_ns))]++;
   if (rolled) p->c.rollbacks++;
   if (reset) p->c.resets++;

@@ -49,6 +49,8 @@ struct qp_conn {
   /* statement counters of the current lease, owned by its holder (no
    * atomics on the hot path); added to the pool's under its mutex on release */
   uint64_t q_count, q_time_ns, q_errors, reprepares;
+  uint64_t cache_hits, cache_misses; /* result cache (lib/cache), flushed like the above */
+  struct qc_conn *cache; /* the result cache's state for this slot (lib/cache/lease.c); owned */
   qp_err err;
   char sqlstate[40];
 };

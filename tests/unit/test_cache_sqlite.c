@@ -1,0 +1,383 @@
+/* The result cache over real SQLite files: options and patterns, a hit is
+ * the same result as a miss, every invalidation path (autocommit, COMMIT,
+ * ROLLBACK, triggers, cascades, views, DDL, another process), refusals,
+ * the byte budget, statistics and out of memory on a fill. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "failalloc.h"
+
+static char g_dsn[300];
+static char g_path[280];
+
+static const char *fresh_dsn(void) {
+  const char *dir = qpt_tempdir();
+  assert_non_null(dir);
+  snprintf(g_path, sizeof g_path, "%s/cache.db", dir);
+  snprintf(g_dsn, sizeof g_dsn, "sqlite://%s", g_path);
+  return g_dsn;
+}
+
+static qp_cache *open_cache(size_t max_bytes, const qp_hooks *h) {
+  qp_cache_options o;
+  qp_cache_options_init(&o);
+  if (max_bytes) {
+    o.max_bytes = max_bytes;
+    o.max_entry_bytes = max_bytes / QP_CACHE_SHARDS;
+  }
+  o.hooks = h;
+  qp_cache *c = NULL;
+  char err[256];
+  if (qp_cache_open(&c, &o, err, sizeof err) != QP_OK) fail_msg("qp_cache_open: %s", err);
+  return c;
+}
+
+static qp_pool *open_pool(qp_cache *cache, int max) {
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.dsn = g_dsn;
+  o.max_size = max;
+  o.cache = cache;
+  qp_pool *p = NULL;
+  char err[256];
+  if (qp_pool_open(&p, &o, err, sizeof err) != QP_OK) fail_msg("qp_pool_open: %s", err);
+  return p;
+}
+
+static void exec_ok(qp_conn *c, const char *sql) {
+  if (qp_conn_exec_script(c, sql) != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
+}
+
+/* The first column of the first row as an integer, through qp_conn_exec. */
+static int64_t one(qp_conn *c, const char *sql) {
+  qp_result *r = NULL;
+  if (qp_conn_exec(c, sql, NULL, 0, &r) != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
+  int64_t v = -999;
+  if (qp_result_rows(r) > 0 && !qp_result_isnull(r, 0, 0)) assert_int_equal(qp_result_int64(r, 0, 0, &v), QP_OK);
+  qp_result_free(r);
+  return v;
+}
+
+static qp_cache_stats stats(qp_cache *c) {
+  qp_cache_stats s = QP_CACHE_STATS_INIT;
+  assert_int_equal(qp_cache_stats_get(c, &s), QP_OK);
+  return s;
+}
+
+static void test_open_errors(void **state) {
+  (void)state;
+  qp_cache_options o;
+  qp_cache_options_init(&o);
+  const char *bad[] = {"users", "select (unclosed"};
+  o.statement_patterns = bad;
+  o.nstatement_patterns = 2;
+  qp_cache *c = (qp_cache *)1;
+  char err[256];
+  assert_int_equal(qp_cache_open(&c, &o, err, sizeof err), QP_PATTERN);
+  assert_null(c);
+  assert_non_null(strstr(err, "pattern 1 'select (unclosed'"));
+  assert_non_null(strstr(err, "offset"));
+  qp_cache_options_init(&o);
+  o.table_patterns = bad + 1;
+  o.ntable_patterns = 1;
+  assert_int_equal(qp_cache_open(&c, &o, err, sizeof err), QP_PATTERN);
+  assert_non_null(strstr(err, "table pattern 0"));
+  qp_cache_options_init(&o);
+  o.max_entry_bytes = 0;
+  assert_int_equal(qp_cache_open(&c, &o, err, sizeof err), QP_INVALID);
+  assert_non_null(strstr(err, "max_entry_bytes"));
+  qp_cache_options_init(&o);
+  o.ttl_ms = -1;
+  assert_int_equal(qp_cache_open(&c, &o, err, sizeof err), QP_INVALID);
+  qp_cache_options z;
+  memset(&z, 0, sizeof z);
+  assert_int_equal(qp_cache_open(&c, &z, err, sizeof err), QP_INVALID);
+  assert_non_null(strstr(err, "qp_cache_options_init"));
+  qp_cache_close(NULL);
+}
+
+/* A hit is the same result as the miss: rows, columns, names, NULLs, blobs,
+ * affected count, and it does not depend on the cache after return. */
+static void test_hit_equals_miss(void **state) {
+  (void)state;
+  fresh_dsn();
+  qp_cache *cache = open_cache(0, NULL);
+  qp_pool *p = open_pool(cache, 2);
+  qp_conn *c = NULL;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  exec_ok(c, "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, b BLOB, f REAL);"
+             "INSERT INTO t VALUES (1, 'one', x'00ff01', 1.5), (2, NULL, NULL, NULL), (3, '', x'', -0.25)");
+  const char *q = "SELECT id, name, b, f FROM t WHERE id >= ? ORDER BY id";
+  qp_param prm = qp_param_int(1);
+  qp_result *a = NULL, *b = NULL;
+  assert_int_equal(qp_conn_exec(c, q, &prm, 1, &a), QP_OK);
+  assert_int_equal(qp_conn_exec(c, q, &prm, 1, &b), QP_OK);
+  qp_cache_stats s = stats(cache);
+  assert_int_equal(s.hits, 1);
+  assert_int_equal(s.fills, 1);
+  qp_cache_flush(cache); /* the hit must not point into the cache */
+  assert_int_equal(qp_result_rows(a), qp_result_rows(b));
+  assert_int_equal(qp_result_cols(a), qp_result_cols(b));
+  assert_int_equal(qp_result_affected(a), qp_result_affected(b));
+  for (size_t col = 0; col < qp_result_cols(a); col++)
+    assert_string_equal(qp_result_colname(a, col), qp_result_colname(b, col));
+  for (size_t r = 0; r < qp_result_rows(a); r++)
+    for (size_t col = 0; col < qp_result_cols(a); col++) {
+      assert_int_equal(qp_result_isnull(a, r, col), qp_result_isnull(b, r, col));
+      size_t la, lb;
+      const void *va = qp_result_blob(a, r, col, &la), *vb = qp_result_blob(b, r, col, &lb);
+      assert_int_equal(la, lb);
+      if (la) assert_memory_equal(va, vb, la);
+    }
+  qp_result_free(a);
+  qp_result_free(b);
+  /* another parameter is another key */
+  prm = qp_param_int(3);
+  assert_int_equal(one(c, "SELECT count(*) FROM t"), 3);
+  qp_result *r3 = NULL;
+  assert_int_equal(qp_conn_exec(c, q, &prm, 1, &r3), QP_OK);
+  assert_int_equal(qp_result_rows(r3), 1);
+  qp_result_free(r3);
+  qp_pool_release(c);
+  qp_pool_close(p);
+  qp_cache_close(cache);
+}
+
+static void test_writes_invalidate(void **state) {
+  (void)state;
+  fresh_dsn();
+  qp_cache *cache = open_cache(0, NULL);
+  qp_pool *p = open_pool(cache, 2);
+  qp_conn *a = NULL, *b = NULL;
+  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
+  assert_int_equal(qp_pool_acquire(p, &b), QP_OK);
+  exec_ok(a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 10)");
+  const char *q = "SELECT v FROM t WHERE id = 1";
+  assert_int_equal(one(a, q), 10);
+  assert_int_equal(one(b, q), 10);
+  assert_int_equal(one(b, q), 10);
+  assert_true(stats(cache).hits >= 1);
+  /* autocommit */
+  qp_result *r = NULL;
+  assert_int_equal(qp_conn_exec(a, "UPDATE t SET v = 11 WHERE id = 1", NULL, 0, &r), QP_OK);
+  qp_result_free(r);
+  assert_int_equal(one(b, q), 11);
+  assert_int_equal(one(a, q), 11);
+  /* inside BEGIN/COMMIT: invisible before the commit, seen at once after */
+  assert_int_equal(qp_conn_exec(a, "BEGIN", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(a, "UPDATE t SET v = 12 WHERE id = 1", NULL, 0, NULL), QP_OK);
+  assert_int_equal(one(a, q), 12); /* the writer reads around the cache */
+  assert_int_equal(one(b, q), 11);
+  assert_int_equal(qp_conn_exec(a, "COMMIT", NULL, 0, NULL), QP_OK);
+  assert_int_equal(one(b, q), 12);
+  /* ROLLBACK */
+  assert_int_equal(qp_conn_exec(a, "BEGIN", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(a, "UPDATE t SET v = 13 WHERE id = 1", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(a, "ROLLBACK", NULL, 0, NULL), QP_OK);
+  assert_int_equal(one(b, q), 12);
+  assert_int_equal(one(a, q), 12);
+  /* savepoints */
+  assert_int_equal(qp_conn_exec(a, "BEGIN", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(a, "SAVEPOINT s", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(a, "UPDATE t SET v = 14 WHERE id = 1", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(a, "ROLLBACK TO s", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(a, "UPDATE t SET v = 15 WHERE id = 1", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(a, "RELEASE s", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(a, "COMMIT", NULL, 0, NULL), QP_OK);
+  assert_int_equal(one(b, q), 15);
+  /* a script */
+  exec_ok(a, "UPDATE t SET v = 16 WHERE id = 1");
+  assert_int_equal(one(b, q), 16);
+  /* DDL */
+  assert_int_equal(one(b, "SELECT count(*) FROM t"), 1);
+  exec_ok(a, "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, v INT)");
+  assert_int_equal(one(b, "SELECT count(*) FROM t"), 0);
+  qp_pool_release(a);
+  qp_pool_release(b);
+  qp_pool_close(p);
+  qp_cache_close(cache);
+}
+
+/* Writes the SQL does not show: a trigger writing another table, a
+ * cascading foreign key, a view over two tables (the update hook). */
+static void test_hidden_writes(void **state) {
+  (void)state;
+  fresh_dsn();
+  qp_cache *cache = open_cache(0, NULL);
+  qp_pool *p = open_pool(cache, 2);
+  qp_conn *a = NULL, *b = NULL;
+  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
+  assert_int_equal(qp_pool_acquire(p, &b), QP_OK);
+  exec_ok(a, "CREATE TABLE parent(id INTEGER PRIMARY KEY);"
+             "CREATE TABLE child(id INTEGER PRIMARY KEY, pid INT REFERENCES parent(id) ON DELETE CASCADE);"
+             "CREATE TABLE audit(n INT);"
+             "CREATE TRIGGER tr AFTER INSERT ON parent BEGIN INSERT INTO audit VALUES (new.id); END;"
+             "CREATE VIEW v AS SELECT (SELECT count(*) FROM parent) + (SELECT count(*) FROM child) AS n;"
+             "INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1, 1)");
+  assert_int_equal(one(b, "SELECT count(*) FROM audit"), 1);
+  assert_int_equal(one(b, "SELECT count(*) FROM child"), 1);
+  assert_int_equal(one(b, "SELECT n FROM v"), 2);
+  assert_int_equal(one(b, "SELECT n FROM v"), 2);
+  assert_int_equal(qp_conn_exec(a, "INSERT INTO parent VALUES (2)", NULL, 0, NULL), QP_OK);
+  assert_int_equal(one(b, "SELECT count(*) FROM audit"), 2);
+  assert_int_equal(one(b, "SELECT n FROM v"), 3);
+  assert_int_equal(qp_conn_exec(a, "DELETE FROM parent WHERE id = 1", NULL, 0, NULL), QP_OK);
+  assert_int_equal(one(b, "SELECT count(*) FROM child"), 0);
+  assert_int_equal(one(b, "SELECT n FROM v"), 1);
+  qp_pool_release(a);
+  qp_pool_release(b);
+  qp_pool_close(p);
+  qp_cache_close(cache);
+}
+
+/* Another process writes the file: PRAGMA data_version, checked before a
+ * hit is served, drops what it may have changed. */
+static void test_other_process(void **state) {
+  (void)state;
+  fresh_dsn();
+  qp_cache *cache = open_cache(0, NULL);
+  qp_pool *p = open_pool(cache, 1);
+  qp_conn *a = NULL;
+  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
+  exec_ok(a, "CREATE TABLE t(v INT); INSERT INTO t VALUES (1)");
+  assert_int_equal(one(a, "SELECT sum(v) FROM t"), 1);
+  assert_int_equal(one(a, "SELECT sum(v) FROM t"), 1);
+  assert_int_equal(qpt_system("sqlite3 '%s' 'INSERT INTO t VALUES (41)'", g_path), 0);
+  assert_int_equal(one(a, "SELECT sum(v) FROM t"), 42);
+  qp_pool_release(a);
+  qp_pool_close(p);
+  qp_cache_close(cache);
+}
+
+static void test_refusals(void **state) {
+  (void)state;
+  fresh_dsn();
+  qp_cache *cache = open_cache(0, NULL);
+  qp_pool *p = open_pool(cache, 1);
+  qp_conn *a = NULL;
+  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
+  exec_ok(a, "CREATE TABLE t(v INT); INSERT INTO t VALUES (1)");
+  const char *refused[] = {"SELECT random() FROM t", "SELECT changes() FROM t",
+                           "SELECT last_insert_rowid() FROM t", "SELECT date('now') FROM t",
+                           "SELECT count(*) FROM sqlite_master", "SELECT v FROM t LIMIT abs(random() % 1) + 1"};
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    for (int k = 0; k < 2; k++) {
+      qp_result *r = NULL;
+      assert_int_equal(qp_conn_exec(a, refused[i], NULL, 0, &r), QP_OK);
+      qp_result_free(r);
+    }
+  }
+  qp_cache_stats s = stats(cache);
+  assert_int_equal(s.hits, 0);
+  assert_true(s.refused[QP_CACHE_REFUSED_VOLATILE] >= 8);
+  assert_true(s.refused[QP_CACHE_REFUSED_CATALOG] >= 2);
+  /* a temporary table shadows: never cached */
+  exec_ok(a, "CREATE TEMP TABLE tt(v INT); INSERT INTO tt VALUES (5)");
+  assert_int_equal(one(a, "SELECT v FROM tt"), 5);
+  assert_int_equal(one(a, "SELECT v FROM tt"), 5);
+  assert_int_equal(stats(cache).hits, 0);
+  qp_pool_release(a);
+  qp_pool_close(p);
+  qp_cache_close(cache);
+}
+
+/* Over budget the cache evicts and never grows past it. */
+static void test_budget(void **state) {
+  (void)state;
+  fresh_dsn();
+  size_t budget = QP_CACHE_SHARDS * 4096;
+  qp_cache *cache = open_cache(budget, NULL);
+  qp_pool *p = open_pool(cache, 1);
+  qp_conn *a = NULL;
+  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
+  exec_ok(a, "CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT);"
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)"
+             " INSERT INTO t SELECT i, printf('%0100d', i) FROM n");
+  for (int i = 1; i <= 2000; i++) {
+    qp_param prm = qp_param_int(i);
+    qp_result *r = NULL;
+    assert_int_equal(qp_conn_exec(a, "SELECT s FROM t WHERE id = ?", &prm, 1, &r), QP_OK);
+    assert_int_equal(qp_result_rows(r), 1);
+    qp_result_free(r);
+    qp_cache_stats s = stats(cache);
+    assert_true((size_t)s.bytes <= budget);
+  }
+  qp_cache_stats s = stats(cache);
+  assert_true(s.evictions > 1000);
+  assert_true(s.entries > 0);
+  /* a result over the per-entry limit is returned, not stored */
+  qp_result *r = NULL;
+  assert_int_equal(qp_conn_exec(a, "SELECT s FROM t", NULL, 0, &r), QP_OK);
+  assert_int_equal(qp_result_rows(r), 2000);
+  qp_result_free(r);
+  assert_true(stats(cache).refused[QP_CACHE_REFUSED_TOO_BIG] >= 1);
+  char buf[8192];
+  size_t need = 0;
+  assert_int_equal(qp_cache_prometheus(cache, "app=\"x\"", buf, sizeof buf, &need), QP_OK);
+  assert_non_null(strstr(buf, "qprof_cache_eviction_total{app=\"x\"}"));
+  assert_non_null(strstr(buf, "qprof_cache_refused_total{app=\"x\",reason=\"too_big\"} 1"));
+  qp_pool_stats ps = QP_POOL_STATS_INIT;
+  assert_int_equal(qp_pool_stats_get(p, &ps), QP_OK);
+  qp_pool_release(a);
+  assert_int_equal(qp_pool_stats_get(p, &ps), QP_OK);
+  assert_int_equal(ps.cache_misses, 2001);
+  qp_pool_close(p);
+  qp_cache_close(cache);
+}
+
+/* Out of memory anywhere in the cache: the statement still succeeds with
+ * the right result (served uncached), nothing leaks. */
+static void test_oom(void **state) {
+  (void)state;
+  fresh_dsn();
+  {
+    qp_pool *p = open_pool(NULL, 1);
+    qp_conn *a = NULL;
+    assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
+    exec_ok(a, "CREATE TABLE t(v INT); INSERT INTO t VALUES (7)");
+    qp_pool_release(a);
+    qp_pool_close(p);
+  }
+  long failures_seen = 0;
+  for (long n = 1; n < 400; n++) {
+    qpt_failalloc fa = {.fail_at = n};
+    qp_hooks h = qpt_failalloc_hooks(&fa);
+    qp_cache_options o;
+    qp_cache_options_init(&o);
+    o.hooks = &h;
+    qp_cache *cache = NULL;
+    char err[256];
+    if (qp_cache_open(&cache, &o, err, sizeof err) != QP_OK) {
+      assert_null(cache);
+      assert_non_null(strstr(err, "out of memory"));
+      assert_int_equal(fa.live, 0);
+      continue;
+    }
+    qp_pool *p = open_pool(cache, 1);
+    qp_conn *a = NULL;
+    assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
+    for (int k = 0; k < 3; k++) assert_int_equal(one(a, "SELECT v FROM t"), 7);
+    assert_int_equal(qp_conn_exec(a, "UPDATE t SET v = 7", NULL, 0, NULL), QP_OK);
+    assert_int_equal(one(a, "SELECT v FROM t"), 7);
+    qp_pool_release(a);
+    qp_pool_close(p);
+    if (fa.count >= n) failures_seen++;
+    qp_cache_close(cache);
+    assert_int_equal(fa.live, 0);
+    if (fa.count < n) break; /* every allocation of the path has failed once */
+  }
+  assert_true(failures_seen > 10);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_open_errors),     cmocka_unit_test(test_hit_equals_miss),
+      cmocka_unit_test(test_writes_invalidate), cmocka_unit_test(test_hidden_writes),
+      cmocka_unit_test(test_other_process),   cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_budget),          cmocka_unit_test(test_oom),
+  };
+  return cmocka_run_group_tests(tests, NULL, qpt_tempdirs_remove);
+}
