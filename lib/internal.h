@@ -80,6 +80,9 @@ const char *qp__clock_source(void);
 struct timespec;
 void qp__timespec_after(struct timespec *ts, uint64_t delta_ns);
 int64_t qp__wall_ns(void);
+/* The wall clock at tick resolution (1-4 ms): enough for a time bucket and
+ * first/last seen, and several times cheaper than CLOCK_REALTIME. */
+int64_t qp__wall_coarse_ns(void);
 /* ISO 8601 UTC with milliseconds, "2026-11-22T00:30:42.123Z"; buf >= 32 bytes. */
 void qp__format_iso8601(int64_t wall_ns, char *buf, size_t len);
 /* Parses ISO 8601 ("2026-11-22", "2026-11-22T10:00", "...:00Z", "+01:00"),
@@ -127,6 +130,15 @@ const char *qp__config_string(const qp_config *cfg, qp__opt id);
   (QP__OPT_CHECK_(id, QP_OPT_INT), strtoll(qp__option(QP__OPT_##id)->default_value, NULL, 10))
 #define QP__OPT_DEFAULT_DOUBLE(id) \
   (QP__OPT_CHECK_(id, QP_OPT_DOUBLE), strtod(qp__option(QP__OPT_##id)->default_value, NULL))
+
+/* ---- bounded text output (lib/core/text.c) ---------------------------
+ * printf into buf[0..cap) that keeps counting past the end, so a caller
+ * learns the size it needs (as snprintf does); what fits is NUL-terminated. */
+typedef struct qp__outbuf {
+  char *buf;
+  size_t cap, len;
+} qp__outbuf;
+void qp__put(qp__outbuf *o, const char *fmt, ...) QP_PRINTF(2, 3);
 
 /* ---- arithmetic -------------------------------------------------------- */
 /* a / b rounded towards minus infinity (b > 0): time buckets of negative

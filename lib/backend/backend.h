@@ -92,6 +92,11 @@ typedef struct qp__plan {
 } qp__plan;
 
 void qp__plan_free(const qp_hooks *h, qp__plan *plan);
+/* Ends an explain call: on success (st == QP_OK) moves the text collected
+ * in `text` into out (an empty plan becomes ""), else frees it. Returns st,
+ * or QP_NOMEM (err set) when the empty string cannot be had. */
+qp_status qp__plan_take(const qp_hooks *h, qp_status st, qp_buf *text, qp__plan *out,
+                        qp__berr *err);
 
 /* Called by exec_script as each statement of a script ends, in order:
  * `end_ns` (qp__now_ns) when its result was complete, `rows` returned or

@@ -201,3 +201,15 @@ qp_status qp_result_int64(const qp_result *res, size_t row, size_t col, int64_t 
   *out = n;
   return QP_OK;
 }
+
+qp_status qp__plan_take(const qp_hooks *h, qp_status st, qp_buf *text, qp__plan *out,
+                        qp__berr *err) {
+  if (st != QP_OK) {
+    qp__buf_free(text);
+    return st;
+  }
+  out->len = text->len;
+  out->text = text->data != NULL ? text->data : qp__strdup(h, "");
+  if (out->text == NULL) return qp__berr_set(err, QP_NOMEM, "", "out of memory");
+  return QP_OK;
+}

@@ -536,14 +536,7 @@ static qp_status sq_explain(qp__bconn *b, const char *sql, const qp_param *param
   sqlite3_finalize(stmt);
   if (st == QP_OK && plan.failed) st = qp__berr_set(err, QP_NOMEM, "", "out of memory");
   if (st == QP_OK && o->analyze) st = sq_analyze(b, sql, params, nparams, out, err);
-  if (st != QP_OK) {
-    qp__buf_free(&plan);
-    return st;
-  }
-  out->len = plan.len;
-  out->text = plan.data != NULL ? plan.data : qp__strdup(b->hooks, "");
-  if (out->text == NULL) return qp__berr_set(err, QP_NOMEM, "", "out of memory");
-  return QP_OK;
+  return qp__plan_take(b->hooks, st, &plan, out, err);
 }
 
 static qp_status sq_prepare(qp__bconn *b, const char *sql, size_t len, qp__berr *err) {

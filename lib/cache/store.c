@@ -688,21 +688,6 @@ qp_status qp_cache_stats_get(qp_cache *c, qp_cache_stats *out) {
   return QP_OK;
 }
 
-typedef struct outbuf {
-  char *buf;
-  size_t cap, len;
-} outbuf;
-
-static void put(outbuf *o, const char *fmt, ...) QP_PRINTF(2, 3);
-static void put(outbuf *o, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  size_t room = o->len < o->cap ? o->cap - o->len : 0;
-  int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
-  va_end(ap);
-  if (n > 0) o->len += (size_t)n;
-}
-
 qp_status qp_cache_prometheus(qp_cache *c, const char *labels, char *buf, size_t cap,
                               size_t *needed) {
   if (c == NULL || (buf == NULL && cap > 0)) return QP_INVALID;
@@ -710,7 +695,7 @@ qp_status qp_cache_prometheus(qp_cache *c, const char *labels, char *buf, size_t
   qp_cache_stats_get(c, &s);
   if (labels != NULL && *labels == '\0') labels = NULL;
   const char *lb = labels ? "{" : "", *l = labels ? labels : "", *rb = labels ? "}" : "";
-  outbuf o = {buf, cap, 0};
+  qp__outbuf o = {buf, cap, 0};
   if (cap > 0) buf[0] = '\0';
   struct {
     const char *name, *help;
@@ -723,17 +708,18 @@ qp_status qp_cache_prometheus(qp_cache *c, const char *labels, char *buf, size_t
              {"flush", "Server-wide flushes", s.flushes},
              {"wait", "Misses that waited for another thread's fill", s.waits}};
   for (size_t i = 0; i < sizeof ctr / sizeof ctr[0]; i++)
-    put(&o,
+    qp__put(&o,
         "# HELP qprof_cache_%s_total %s\n# TYPE qprof_cache_%s_total counter\n"
         "qprof_cache_%s_total%s%s%s %" PRIu64 "\n",
         ctr[i].name, ctr[i].help, ctr[i].name, ctr[i].name, lb, l, rb, ctr[i].v);
-  put(&o, "# HELP qprof_cache_refused_total Statements not cached, by reason\n"
+  qp__put(&o, "# HELP qprof_cache_refused_total Statements not cached, by reason\n"
           "# TYPE qprof_cache_refused_total counter\n");
   for (int r = 0; r < QP_CACHE_REFUSED_COUNT_; r++)
-    put(&o, "qprof_cache_refused_total{%s%sreason=\"%s\"} %" PRIu64 "\n", l, labels ? "," : "",
+    qp__put(&o, "qprof_cache_refused_total{%s%sreason=\"%s\"} %" PRIu64 "\n", l,
+            labels ? "," : "",
         refusal_names[r], s.refused[r]);
   (void)refusal_help;
-  put(&o,
+  qp__put(&o,
       "# HELP qprof_cache_bytes Bytes held by entries\n# TYPE qprof_cache_bytes gauge\n"
       "qprof_cache_bytes%s%s%s %" PRId64 "\n"
       "# HELP qprof_cache_entries Entries held\n# TYPE qprof_cache_entries gauge\n"

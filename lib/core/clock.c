@@ -183,6 +183,15 @@ int64_t qp__wall_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t qp__wall_coarse_ns(void) {
+#ifdef CLOCK_REALTIME_COARSE
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0)
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#endif
+  return qp__wall_ns();
+}
+
 void qp__format_iso8601(int64_t wall_ns, char *buf, size_t len) {
   time_t secs = (time_t)(wall_ns / 1000000000);
   int ms = (int)((wall_ns % 1000000000) / 1000000);

@@ -215,3 +215,12 @@ size_t qp__fmt_i64(int64_t v, char *buf) {
   memcpy(buf + len, tmp + n, sizeof tmp - n);
   return len + sizeof tmp - n;
 }
+
+void qp__put(qp__outbuf *o, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  size_t room = o->len < o->cap ? o->cap - o->len : 0;
+  int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
+  va_end(ap);
+  if (n > 0) o->len += (size_t)n;
+}

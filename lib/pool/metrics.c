@@ -48,37 +48,25 @@ qp_status qp_pool_stats_get(qp_pool *p, qp_pool_stats *out) {
   return QP_OK;
 }
 
-typedef struct outbuf {
-  char *buf;
-  size_t cap, len;
-} outbuf;
-
-static void put(outbuf *o, const char *fmt, ...) QP_PRINTF(2, 3);
-static void put(outbuf *o, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  size_t room = o->len < o->cap ? o->cap - o->len : 0;
-  int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
-  va_end(ap);
-  if (n > 0) o->len += (size_t)n;
-}
-
-static void gauge(outbuf *o, const char *name, const char *help, const char *labels, int64_t v) {
-  put(o, "# HELP qprof_pool_%s %s\n# TYPE qprof_pool_%s gauge\nqprof_pool_%s%s%s%s %" PRId64 "\n",
+static void gauge(qp__outbuf *o, const char *name, const char *help, const char *labels,
+                  int64_t v) {
+  qp__put(o,
+          "# HELP qprof_pool_%s %s\n# TYPE qprof_pool_%s gauge\nqprof_pool_%s%s%s%s %" PRId64 "\n",
       name, help, name, name, labels ? "{" : "", labels ? labels : "", labels ? "}" : "", v);
 }
 
-static void counter(outbuf *o, const char *name, const char *help, const char *labels, uint64_t v) {
-  put(o,
+static void counter(qp__outbuf *o, const char *name, const char *help, const char *labels,
+                    uint64_t v) {
+  qp__put(o,
       "# HELP qprof_pool_%s_total %s\n# TYPE qprof_pool_%s_total counter\n"
       "qprof_pool_%s_total%s%s%s %" PRIu64 "\n",
       name, help, name, name, labels ? "{" : "", labels ? labels : "", labels ? "}" : "", v);
 }
 
-static void histogram(outbuf *o, const char *name, const char *help, const char *labels,
+static void histogram(qp__outbuf *o, const char *name, const char *help, const char *labels,
                       const uint64_t *h) {
-  put(o, "# HELP qprof_pool_%s_seconds %s\n# TYPE qprof_pool_%s_seconds histogram\n", name, help,
-      name);
+  qp__put(o, "# HELP qprof_pool_%s_seconds %s\n# TYPE qprof_pool_%s_seconds histogram\n", name,
+          help, name);
   uint64_t cum = 0;
   double sum = 0;
   for (int i = 0; i < QP_POOL_HIST_BUCKETS; i++) {
@@ -87,12 +75,13 @@ static void histogram(outbuf *o, const char *name, const char *help, const char 
     double lo = i == 0 ? 0 : (double)(1ull << (i - 1)), hi = (double)(1ull << i);
     sum += (double)h[i] * (lo + hi) / 2e6;
     if (i == QP_POOL_HIST_BUCKETS - 1) break;
-    put(o, "qprof_pool_%s_seconds_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name,
+    qp__put(o, "qprof_pool_%s_seconds_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name,
         labels ? labels : "", labels ? "," : "", hi / 1e6, cum);
   }
-  put(o, "qprof_pool_%s_seconds_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name,
+  qp__put(o, "qprof_pool_%s_seconds_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name,
       labels ? labels : "", labels ? "," : "", cum);
-  put(o, "qprof_pool_%s_seconds_sum%s%s%s %.6f\nqprof_pool_%s_seconds_count%s%s%s %" PRIu64 "\n",
+  qp__put(o,
+          "qprof_pool_%s_seconds_sum%s%s%s %.6f\nqprof_pool_%s_seconds_count%s%s%s %" PRIu64 "\n",
       name, labels ? "{" : "", labels ? labels : "", labels ? "}" : "", sum, name,
       labels ? "{" : "", labels ? labels : "", labels ? "}" : "", cum);
 }
@@ -101,7 +90,7 @@ static size_t render(qp_pool *p, const char *labels, char *buf, size_t cap) {
   qp_pool_stats s = QP_POOL_STATS_INIT;
   snapshot(p, &s);
   if (labels != NULL && *labels == '\0') labels = NULL;
-  outbuf o = {buf, cap, 0};
+  qp__outbuf o = {buf, cap, 0};
   if (cap > 0) buf[0] = '\0';
 #define QP_POOL_RENDER_(kind, field, metric, help) kind(&o, metric, help, labels, s.field);
   QP_POOL_METRICS(QP_POOL_RENDER_)

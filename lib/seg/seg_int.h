@@ -165,15 +165,8 @@ void qp__seg_sample(qp_seg *seg, qp_seg_entry *e, const char *sample, size_t len
 
 /* The time bucket (seconds) of a wall-clock time. */
 static inline int64_t qp__seg_bucket(int64_t bucket_s, int64_t wall_ns) {
-  int64_t s = wall_ns / 1000000000;
-  if (wall_ns < 0 && wall_ns % 1000000000 != 0) s--;
-  int64_t q = s / bucket_s;
-  if (s < 0 && s % bucket_s != 0) q--;
-  return q * bucket_s;
+  return qp__floor_div(qp__floor_div(wall_ns, 1000000000), bucket_s) * bucket_s;
 }
-
-/* The wall clock at tick resolution (1-4 ms): enough for a time bucket. */
-int64_t qp__seg_wall_ns(void);
 
 static inline uint64_t qp__seg_hash(uint64_t fp, int64_t bucket, unsigned backend) {
   uint64_t h = fp ^ ((uint64_t)backend << 61);

@@ -16,15 +16,6 @@
 #include "seg/seg_int.h"
 #include "stats/stats_int.h"
 
-int64_t qp__seg_wall_ns(void) {
-#ifdef CLOCK_REALTIME_COARSE
-  struct timespec ts;
-  if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0)
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-#endif
-  return qp__wall_ns();
-}
-
 /* Maps the pages of a region just given blocks, in one system call rather
  * than a page fault per page (Linux 5.14; best effort elsewhere). */
 #ifndef MADV_POPULATE_WRITE

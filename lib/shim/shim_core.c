@@ -411,7 +411,7 @@ void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cach
       return;
     norm = buf;
   }
-  int64_t wall = qp__seg_wall_ns();
+  int64_t wall = qp__wall_coarse_ns();
   qp_seg_entry *e;
   if (cache != NULL && cache->e != NULL && cache->gen == g_seg_gen && wall >= cache->lo_ns &&
       wall < cache->hi_ns) {

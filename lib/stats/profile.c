@@ -235,17 +235,6 @@ static uint64_t entry_hash(uint64_t fp, int64_t bucket, qp_backend be) {
   return h * 0xd6e8feb86659fd93ull;
 }
 
-/* The wall clock at tick resolution (1-4 ms): enough for a time bucket and
- * first/last seen, and several times cheaper than CLOCK_REALTIME. */
-static int64_t coarse_wall_ns(void) {
-#ifdef CLOCK_REALTIME_COARSE
-  struct timespec ts;
-  if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0)
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-#endif
-  return qp__wall_ns();
-}
-
 /* The start (in seconds) of the time bucket holding `wall`. Almost every
  * call falls in the bucket of the call before, which is checked with two
  * multiplications instead of two divisions. */
@@ -379,7 +368,7 @@ qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev) {
   const char *norm = ev->normalized;
   size_t nlen = ev->normalized_len;
   uint64_t fp = ev->fingerprint;
-  int64_t wall = ev->end_wall_ns != 0 ? ev->end_wall_ns : coarse_wall_ns();
+  int64_t wall = ev->end_wall_ns != 0 ? ev->end_wall_ns : qp__wall_coarse_ns();
   int64_t bucket = bucket_of(p, wall);
   const char *db = ev->database != NULL ? ev->database : "";
   uint64_t hash = entry_hash(fp, bucket, ev->backend);
