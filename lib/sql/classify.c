@@ -213,7 +213,10 @@ void qp__cls_finish(qp__cls *c) {
   qp_stmt_info *info = c->info;
   if (c->kind < 0) c->kind = QP_STMT_OTHER;
   info->kind = (qp_stmt_kind)c->kind;
-  if (c->explain == 1) info->nwrite = 0; /* EXPLAIN without ANALYZE runs nothing */
+  if (c->explain == 1) { /* EXPLAIN without ANALYZE runs nothing */
+    info->nwrite = 0;
+    info->select_into = false;
+  }
   if (c->ctes_truncated) info->tables_truncated = true;
   if (c->copy_named)
     qp__cls_record(c, c->copy_dir == QP__R_WRITE ? QP__R_WRITE : QP__R_READ, c->copy_name, true);
