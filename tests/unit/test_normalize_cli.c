@@ -214,6 +214,40 @@ static void test_json(void **state) {
   assert_int_equal(n, 3);
 }
 
+/* JSON lines are as safe to print as the text output: C1 controls (U+009B
+ * is CSI, U+0085 NEL) and the bidirectional overrides and isolates come out
+ * as \uXXXX escapes, never raw, and read back as the same characters (the
+ * lines used to carry them raw, as jansson writes them). */
+static void test_json_escapes_unsafe(void **state) {
+  (void)state;
+  static const struct {
+    const char *utf8, *escape;
+  } unsafe[] = {{"\xc2\x9b", "\\u009b"},     {"\xc2\x85", "\\u0085"},     {"\xc2\x80", "\\u0080"},
+                {"\xc2\x9f", "\\u009f"},     {"\xe2\x80\xaa", "\\u202a"}, {"\xe2\x80\xae", "\\u202e"},
+                {"\xe2\x81\xa6", "\\u2066"}, {"\xe2\x81\xa9", "\\u2069"}};
+  for (size_t i = 0; i < sizeof unsafe / sizeof unsafe[0]; i++) {
+    char sql[256], want[64];
+    /* a quoted identifier keeps its characters through the normalizer */
+    snprintf(sql, sizeof sql, "SELECT \"a%s[2Jb\" FROM t", unsafe[i].utf8);
+    snprintf(want, sizeof want, "select \"a%s[2Jb\" from t", unsafe[i].utf8);
+    run_result r;
+    run(&r, "--format json", sql);
+    assert_int_equal(r.status, 0);
+    if (strstr(r.out, unsafe[i].utf8) != NULL) fail_msg("raw %s in: %s", unsafe[i].escape, r.out);
+    if (strstr(r.out, unsafe[i].escape) == NULL) fail_msg("no %s in: %s", unsafe[i].escape, r.out);
+    json_error_t jerr;
+    json_t *o = json_loads(r.out, 0, &jerr);
+    if (o == NULL) fail_msg("not JSON: %s (%s)", r.out, jerr.text);
+    assert_string_equal(json_string_value(json_object_get(o, "query")), want);
+    json_decref(o);
+  }
+  /* ordinary non-ASCII text stays as it is */
+  run_result r;
+  run(&r, "--format json", "SELECT \"caf\xc3\xa9 \xe2\x98\x95\"");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "caf\xc3\xa9 \xe2\x98\x95"));
+}
+
 static void test_usage_errors(void **state) {
   (void)state;
   run_result r;
@@ -247,6 +281,7 @@ int main(void) {
       cmocka_unit_test(test_text_output), cmocka_unit_test(test_text_escapes),
       cmocka_unit_test(test_file_and_dialect),
       cmocka_unit_test(test_rules),       cmocka_unit_test(test_json),
+      cmocka_unit_test(test_json_escapes_unsafe),
       cmocka_unit_test(test_usage_errors),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "report_common.h"
 
 static const char *type_name(qp_opt_type t) {
   switch (t) {
@@ -38,16 +39,25 @@ static char *redacted(const char *text) {
   return out;
 }
 
+/* A JSON string through the CLI's one JSON string writer (report_json.c):
+ * invalid UTF-8, C0 and C1 controls and bidirectional overrides escaped. */
 static void json_string(const char *s) {
-  putchar('"');
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') printf("\\%c", c);
-    else if (c == '\n') printf("\\n");
-    else if (c < 0x20) printf("\\u%04x", c);
-    else putchar(c);
-  }
-  putchar('"');
+  static jw w;
+  jw_init(&w, stdout);
+  rq_json_string(&w, s);
+  jw_flush(&w);
+}
+
+/* A value for the terminal: controls shown, not sent, as `qprof report`
+ * shows stored text (rq_shorten without a width). Frees s; NULL when out of
+ * memory. */
+static char *for_terminal(char *s) {
+  if (s == NULL) return NULL;
+  size_t cap = strlen(s) * 8 + 8; /* at most "<U+XXXX>" per byte */
+  char *t = malloc(cap);
+  if (t != NULL) rq_shorten(s, 0, t, cap);
+  free(s);
+  return t;
 }
 
 int cmd_config(int argc, char **argv) {
@@ -101,6 +111,11 @@ int cmd_config(int argc, char **argv) {
       printf(",\"doc\":");
       json_string(o->doc);
       printf("}");
+    } else if ((def = for_terminal(def)) == NULL || (value = for_terminal(value)) == NULL) {
+      free(def);
+      free(value);
+      qp_config_free(cfg);
+      return cli_fail("config", "out of memory");
     } else {
       printf("%-26s %-6s default=%-10s value=%-10s %s\n    %s", o->name, type_name(o->type),
              def[0] ? def : "''", value[0] ? value : "''", o->env, o->doc);

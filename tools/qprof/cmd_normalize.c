@@ -11,9 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "cli.h"
+#include "report_common.h"
 
 static const char *const VERB = "normalize";
 
@@ -31,39 +30,6 @@ static void usage(FILE *f) {
           "                       with R, e.g. 'tmp_[0-9a-f]{6,}=tmp_?' (repeatable)\n"
           "  -f, --format FMT     text (default) or json (one JSON object per line)\n"
           "  -h, --help           this text\n");
-}
-
-/* Replaces bytes that are not valid UTF-8 with U+FFFD, for JSON output. */
-static char *utf8_clean(const char *s, size_t n) {
-  char *o = malloc(n * 3 + 1);
-  if (o == NULL) return NULL;
-  size_t j = 0;
-  for (size_t i = 0; i < n;) {
-    unsigned char c = (unsigned char)s[i];
-    size_t k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = k > 0 && i + k <= n && c != 0;
-    for (size_t m = 1; ok && m < k; m++) ok = ((unsigned char)s[i + m] & 0xC0) == 0x80;
-    if (ok && k == 2) ok = c >= 0xC2;
-    if (ok && k == 3) {
-      unsigned char c1 = (unsigned char)s[i + 1];
-      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
-    }
-    if (ok && k == 4) {
-      unsigned char c1 = (unsigned char)s[i + 1];
-      ok = c <= 0xF4 && !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
-    }
-    if (ok) {
-      memcpy(o + j, s + i, k);
-      j += k;
-      i += k;
-    } else {
-      memcpy(o + j, "\xEF\xBF\xBD", 3);
-      j += 3;
-      i++;
-    }
-  }
-  o[j] = '\0';
-  return o;
 }
 
 /* The script. A regular file is mapped rather than read: reading copies
@@ -116,6 +82,9 @@ static void script_close(script *sc) {
 /* Output lines are gathered here and written in large blocks. */
 static char g_obuf[1 << 16];
 static size_t g_on;
+
+/* JSON lines go through the report's writer (report_common.h). */
+static jw g_jw;
 
 static void out_flush(void) {
   fwrite(g_obuf, 1, g_on, stdout);
@@ -220,6 +189,7 @@ static int normalize_all(const qp_normalizer *nz, qp_dialect dialect, bool json,
   /* One pass per statement: the normalizer finds where it ends. */
   size_t pos = 0, start, slen, olen, line_from = 0, line = 1;
   uint64_t fp;
+  if (json) jw_init(&g_jw, stdout);
   while (qp_normalize_next(nz, sql, len, &pos, &start, &slen, out, QP_NORMALIZED_MAX, &olen, &fp)) {
     if (olen == 0) continue;
     char hex[QP_FINGERPRINT_HEX_SIZE];
@@ -235,24 +205,19 @@ static int normalize_all(const qp_normalizer *nz, qp_dialect dialect, bool json,
     qp_stmt_info info;
     info.size = sizeof info;
     qp_sql_classify(dialect, sql + start, slen, &info);
-    char *clean = utf8_clean(out, olen);
-    json_t *o = json_object();
-    if (clean == NULL || o == NULL) {
-      free(clean);
-      json_decref(o);
-      return cli_fail(VERB, "out of memory");
-    }
-    json_object_set_new(o, "fingerprint", json_string(hex));
-    json_object_set_new(o, "query", json_string(clean));
-    json_object_set_new(o, "kind", json_string(qp_stmt_kind_name(info.kind)));
-    json_object_set_new(o, "read_only", json_boolean(info.read_only));
-    json_object_set_new(o, "line", json_integer((json_int_t)line_of(sql, start, &line_from, &line)));
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (text != NULL) puts(text);
-    free(text);
-    json_decref(o);
-    free(clean);
+    /* one compact object per line, through the CLI's one JSON string
+     * writer: C1 controls and bidirectional overrides are escaped */
+    jw_puts(&g_jw, "{\"fingerprint\":");
+    rq_json_string(&g_jw, hex);
+    jw_puts(&g_jw, ",\"query\":");
+    rq_json_string_n(&g_jw, out, olen);
+    jw_puts(&g_jw, ",\"kind\":");
+    rq_json_string(&g_jw, qp_stmt_kind_name(info.kind));
+    jw_puts(&g_jw, info.read_only ? ",\"read_only\":true,\"line\":" : ",\"read_only\":false,\"line\":");
+    jw_putu64(&g_jw, line_of(sql, start, &line_from, &line));
+    jw_puts(&g_jw, "}\n");
   }
+  if (json) jw_flush(&g_jw);
   return QP_EXIT_OK;
 }
 
@@ -345,6 +310,7 @@ int cmd_normalize(int argc, char **argv) {
                   strcmp(path, "-") == 0 ? "stdin" : path);
   sigaction(SIGBUS, &old_sa, NULL);
   out_flush();
+  if (json) jw_flush(&g_jw);
   if (fflush(stdout) != 0 && rc == QP_EXIT_OK) rc = cli_fail(VERB, "cannot write output");
   free(out);
   script_close(&sc);

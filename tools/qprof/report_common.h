@@ -98,8 +98,15 @@ void jw_ms(jw *w, const char *key, uint64_t ns);
 const char *rq_ns_ms(uint64_t ns, bool fraction, char *buf, size_t len);
 /* `text` written as the value, unchanged (a number formatted elsewhere). */
 void jw_raw(jw *w, const char *key, const char *text);
-/* A JSON string literal of s; invalid UTF-8 becomes U+FFFD. */
+/* A JSON string literal of s; invalid UTF-8 becomes U+FFFD. Every C0
+ * control, DEL, C1 control (U+0080..U+009F) and bidirectional override or
+ * isolate (U+202A..U+202E, U+2066..U+2069) is written as an escape (\n or
+ * \uXXXX), never raw, so that the output is safe to print; every other
+ * character is written as it is. The one JSON string writer of the CLI. */
 void rq_json_string(jw *w, const char *s);
+/* The same for s[0..len), which may hold NUL bytes (written as \u0000);
+ * s[len] must be readable (a NUL-terminated buffer). */
+void rq_json_string_n(jw *w, const char *s, size_t len);
 /* A number as JSON: the shortest form that reads back as v, with a
  * fraction or an exponent ("22350.0"). */
 const char *rq_num(double v, char *buf, size_t len);

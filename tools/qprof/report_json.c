@@ -223,10 +223,12 @@ bool rq_is_unsafe(int32_t cp) {
          (cp >= 0x2066 && cp <= 0x2069);
 }
 
-void rq_json_string(jw *w, const char *s) {
+void rq_json_string(jw *w, const char *s) { rq_json_string_n(w, s, strlen(s)); }
+
+void rq_json_string_n(jw *w, const char *s, size_t len) {
   wc(w, '"');
-  const unsigned char *p = (const unsigned char *)s, *run = p;
-  while (*p) {
+  const unsigned char *p = (const unsigned char *)s, *run = p, *end = p + len;
+  while (p < end) {
     /* printable ASCII other than " and \ goes out in runs */
     if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
       p++;
@@ -234,6 +236,10 @@ void rq_json_string(jw *w, const char *s) {
     }
     size_t n;
     int32_t cp = rq_utf8_next(p, &n);
+    if (p + n > end) { /* a character cut by the end of the text */
+      cp = -1;
+      n = 1;
+    }
     if (cp >= 0x80 && !rq_is_unsafe(cp)) {
       p += n;
       continue;
