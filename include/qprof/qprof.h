@@ -5,7 +5,7 @@
  * (config.h), SQL normalization (sql.h), profiles and stores (profile.h,
  * store.h), reports over a store (report.h), statement parameters and results
  * (result.h), the connection pool (pool.h), the SELECT result cache
- * (cache.h).
+ * (cache.h), the index advisor (advise.h).
  */
 #ifndef QPROF_QPROF_H
 #define QPROF_QPROF_H
@@ -23,5 +23,6 @@
 #include "result.h"
 #include "pool.h"
 #include "cache.h"
+#include "advise.h"
 
 #endif

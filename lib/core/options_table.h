@@ -48,4 +48,10 @@
   X(POOL_LEAK_MS, "pool.leak_ms", QP_OPT_INT, "0", 0, 86400000, "ms",                              \
     "Log a connection held longer than this, naming its holder; 0 = off")                          \
   X(POOL_RESET, "pool.reset", QP_OPT_STRING, "auto", 0, 0, "",                                     \
-    "Session reset on release: auto (only what changed), always, or never")
+    "Session reset on release: auto (only what changed), always, or never") \
+  X(ADVISE_STATEMENT_TIMEOUT_MS, "advise.statement_timeout_ms", QP_OPT_INT, "10000", 1, 86400000, "ms", \
+    "statement_timeout of every transaction the index advisor opens")                              \
+  X(ADVISE_LOCK_TIMEOUT_MS, "advise.lock_timeout_ms", QP_OPT_INT, "1000", 1, 86400000, "ms",       \
+    "lock_timeout of every transaction the index advisor opens")                                   \
+  X(ADVISE_MIN_ROWS, "advise.min_rows", QP_OPT_INT, "10000", 0, 1000000000000, "",                 \
+    "Tables with fewer rows get no index advice (a scan of them is cheap)")

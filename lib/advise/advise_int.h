@@ -1,0 +1,111 @@
+/*
+ * The advisor's parts, shared between advise.c (the API, the transactions,
+ * the catalog, verification) and rules.c (the plan read into candidates and
+ * findings). Private to the library.
+ */
+#ifndef QPROF_ADVISE_INT_H
+#define QPROF_ADVISE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "advise/cond.h"
+#include "advise/plan.h"
+#include "internal.h"
+#include "qprof/advise.h"
+
+#define ADV_MAX_KEYS 3
+#define ADV_MAX_TABLES 16
+#define ADV_MAX_INDEXES 32
+#define ADV_MAX_CANDS 48
+#define ADV_NAME 128
+#define ADV_KEY 200
+
+/* An index that exists (pg_index), keys as pg_get_indexdef prints them. */
+typedef struct adv_index {
+  char name[ADV_NAME];
+  char am[16];
+  bool partial, unique;
+  int nkeys;
+  char keys[ADV_MAX_KEYS][ADV_KEY]; /* the first keys only */
+  char opc[ADV_MAX_KEYS][64];
+} adv_index;
+
+/* A table the plan reads, with what the catalog says. */
+typedef struct adv_table {
+  char relname[ADV_NAME];   /* as the plan names it */
+  char qual[2 * ADV_NAME + 8]; /* quoted where needed, "public.t" */
+  char oid[24];
+  bool found;
+  int64_t rows, writes, scans;
+  size_t nindexes;
+  adv_index idx[ADV_MAX_INDEXES];
+} adv_table;
+
+/* How big a cut a candidate must show (advise.md, "Verification"). */
+typedef enum adv_shape {
+  ADV_SHAPE_FILTER = 0, /* a scan's filter, LIKE prefix: cost <= 0.7 x before */
+  ADV_SHAPE_TOPN,       /* ORDER BY ... LIMIT: cost <= 0.5 x before */
+  ADV_SHAPE_JOIN,       /* a join key: cost <= 0.8 x before */
+  ADV_SHAPE_EXPR,       /* expression: used, any cut; marked unreliable */
+  ADV_SHAPE_FK          /* the RI lookup of a trigger: cost <= 0.5 x before */
+} adv_shape;
+
+/* One candidate index. Candidates of one group are alternatives for one
+ * finding (one-column ones and the full one): at most one is shown. */
+typedef struct adv_cand {
+  int table;              /* index into ctx tables */
+  int nkeys;
+  char keys[ADV_MAX_KEYS][ADV_KEY]; /* "a", "b DESC", "lower(email)" */
+  char opclass[32];       /* for every key, "" = default */
+  char rule[24];
+  char reason[512];
+  adv_shape shape;
+  int group;
+  bool expr;
+  double ms_before;       /* measured time of what it helps, -1 */
+  char verify_sql[1024];  /* what to plan instead of the statement (fk), "" = it */
+  /* results */
+  bool tested, used, accepted;
+  double cost_before, cost_after, ratio;
+  int64_t size_bytes;
+  double ms_after;
+  char why[256];          /* why it failed */
+} adv_cand;
+
+typedef struct adv_finding {
+  char rule[24], table[2 * ADV_NAME + 8], node[160], message[512], action[256];
+} adv_finding;
+
+/* What rules.c needs from the catalog, asked through advise.c. */
+typedef struct adv_ctx adv_ctx;
+
+/* The table of a plan node's relation (looked up once), or -1. */
+int qp__adv_table(adv_ctx *x, const char *relname);
+const adv_table *qp__adv_table_at(const adv_ctx *x, int i);
+/* Whether column `col` of table t compares under the C collation (a plain
+ * btree then serves LIKE 'prefix%'): 1 yes, 0 no, -1 unknown. */
+int qp__adv_column_c_collation(adv_ctx *x, int t, const char *col);
+/* The FK constraint `conname` whose referenced table is `parent`: fills the
+ * referencing table's name and its columns; false when not found. */
+bool qp__adv_fk(adv_ctx *x, const char *conname, char *child, size_t childlen,
+                char cols[ADV_MAX_KEYS][ADV_KEY], int *ncols);
+bool qp__adv_add_cand(adv_ctx *x, const adv_cand *c);
+void qp__adv_note(adv_ctx *x, const char *fmt, ...) QP_PRINTF(2, 3);
+void qp__adv_finding(adv_ctx *x, const adv_finding *f);
+int64_t qp__adv_min_rows(const adv_ctx *x);
+int qp__adv_next_group(adv_ctx *x);
+
+/* rules.c: reads the plan into candidates (qp__adv_add_cand), findings and
+ * notes. `analyzed`: the plan has actual rows. */
+void qp__adv_rules(adv_ctx *x, const qp__plan_tree *t);
+
+/* snprintf into a message buffer, cut to cap (messages are cut on purpose):
+ * returns what was written (never more than cap - 1). */
+size_t qp__adv_fmt(char *dst, size_t cap, const char *fmt, ...) QP_PRINTF(3, 4);
+
+/* Quotes an identifier when it needs it ("Foo" -> "\"Foo\""). */
+void qp__adv_ident(const char *name, char *out, size_t cap);
+
+#endif
