@@ -192,38 +192,59 @@ qp_status qp_segment_check(const void *data, size_t len, char *errbuf, size_t er
   return QP_OK;
 }
 
-/* ---- reading a live segment into an image --------------------------------- */
+/* ---- reading a live segment into an image --------------------------------- *
+ * The image is as long as the arena was used when the header was read. A
+ * live writer goes on meanwhile: an entry published, or a histogram chunk,
+ * sample or error-code record allocated after that read lies beyond the
+ * image's end although the writer did nothing wrong. Such an entry is taken
+ * at the next harvest (the arena's `used` is then past it), never refused:
+ * it is refused only if it lies beyond what the writer has allocated even
+ * now (re-read after the entry was seen), which no writer does. The
+ * allocation of an entry's parts happens before the release that publishes
+ * it (the index slot, or the unlock of its seqlock), so `used` read after an
+ * acquire of those covers it. */
+
 /* Copies one entry's bytes (struct, texts, chunks, codes) from `src` to
- * `dst`, both with the segment layout; bounds-checked against `end`. */
+ * `dst`, both with the segment layout; bounds-checked against `end`. With
+ * `dst` NULL only checks the bounds, in `src`. */
 static bool copy_entry(uint8_t *dst, const uint8_t *src, size_t end, const qp_seg_header *h,
                        uint32_t off, qp_seg_entry *e) {
   memcpy(e, src + off, sizeof *e);
-  memcpy(dst + off, e, sizeof *e);
+  if (dst != NULL) memcpy(dst + off, e, sizeof *e);
   if (!in(e->query_off, e->query_len, h->arena_off, end) ||
       !in(e->db_off, e->db_len, h->arena_off, end))
     return false;
-  memcpy(dst + e->query_off, src + e->query_off, e->query_len);
-  memcpy(dst + e->db_off, src + e->db_off, e->db_len);
+  if (dst != NULL) {
+    memcpy(dst + e->query_off, src + e->query_off, e->query_len);
+    memcpy(dst + e->db_off, src + e->db_off, e->db_len);
+  }
   if (e->sample_off != 0) {
     if (e->sample_len > QP_SEG_SAMPLE_MAX || !in(e->sample_off, e->sample_len, h->arena_off, end))
       return false;
-    memcpy(dst + e->sample_off, src + e->sample_off, e->sample_len);
+    if (dst != NULL) memcpy(dst + e->sample_off, src + e->sample_off, e->sample_len);
   }
+  const uint8_t *from = dst != NULL ? dst : src; /* where the copied links are read */
   unsigned n = 0;
   for (uint32_t co = e->chunks_off; co != 0; n++) {
     if (n >= QP_SEG_NCHUNKS || co % 8 != 0 || !in(co, sizeof(qp_seg_chunk), h->arena_off, end))
       return false;
-    memcpy(dst + co, src + co, sizeof(qp_seg_chunk));
-    co = ((const qp_seg_chunk *)(dst + co))->next;
+    if (dst != NULL) memcpy(dst + co, src + co, sizeof(qp_seg_chunk));
+    co = ((const qp_seg_chunk *)(from + co))->next;
   }
   n = 0;
   for (uint32_t co = e->codes_off; co != 0; n++) {
     if (n >= QP_SEG_CODES_MAX || co % 8 != 0 || !in(co, sizeof(qp_seg_code), h->arena_off, end))
       return false;
-    memcpy(dst + co, src + co, sizeof(qp_seg_code));
-    co = ((const qp_seg_code *)(dst + co))->next;
+    if (dst != NULL) memcpy(dst + co, src + co, sizeof(qp_seg_code));
+    co = ((const qp_seg_code *)(from + co))->next;
   }
   return true;
+}
+
+/* The end of the used arena of the mapped segment now. */
+static size_t used_end_now(const uint8_t *map, const qp_seg_header *h) {
+  const qp_seg_header *mh = (const qp_seg_header *)map;
+  return image_end(h, atomic_load_explicit(&mh->used, memory_order_acquire));
 }
 
 /* An entry a writer was updating when it died: the histogram and the error
@@ -262,7 +283,7 @@ static uint8_t *read_image(qp_harvester *hv, const uint8_t *map, size_t map_len,
              map_len);
     return NULL;
   }
-  size_t end = image_end(&h, atomic_load(&h.used));
+  size_t end = used_end_now(map, &h);
   uint8_t *img = qp__calloc(&hv->hooks, 1, end);
   if (img == NULL) {
     snprintf(why, whylen, "out of memory");
@@ -275,43 +296,63 @@ static uint8_t *read_image(qp_harvester *hv, const uint8_t *map, size_t map_len,
   for (uint32_t i = 0; i < h.nslots; i++) {
     uint32_t off = atomic_load_explicit(&slots[i], memory_order_acquire);
     if (off == 0) continue;
+    bool done = false, later = false;
     if (off % 8 != 0 || !in(off, sizeof(qp_seg_entry), h.arena_off, end)) {
-      snprintf(why, whylen, "entry offset %u out of bounds", off);
-      qp__free(&hv->hooks, img);
-      return NULL;
+      /* published after the header was read, or bad */
+      if (!alive || off % 8 != 0 ||
+          !in(off, sizeof(qp_seg_entry), h.arena_off, used_end_now(map, &h))) {
+        snprintf(why, whylen, "entry offset %u out of bounds", off);
+        qp__free(&hv->hooks, img);
+        return NULL;
+      }
+      later = true;
     }
     const _Atomic uint32_t *seq = (const _Atomic uint32_t *)(map + off);
-    bool done = false;
-    for (int attempt = 0; attempt < 200 && !done; attempt++) {
+    for (int attempt = 0; attempt < 200 && !done && !later; attempt++) {
       uint32_t s1 = atomic_load_explicit(seq, memory_order_acquire);
       if ((s1 & 1) != 0 && alive) {
         if (attempt > 20) sched_yield();
         continue;
       }
       qp_seg_entry e;
-      if (!copy_entry(img, map, end, &h, off, &e)) {
-        snprintf(why, whylen, "entry at %u: an offset out of bounds", off);
-        qp__free(&hv->hooks, img);
-        return NULL;
-      }
+      bool ok = copy_entry(img, map, end, &h, off, &e);
       atomic_thread_fence(memory_order_acquire);
       uint32_t s2 = atomic_load_explicit(seq, memory_order_relaxed);
-      if (s1 == s2 || !alive) done = true;
+      if (alive && s1 != s2) continue; /* torn: the writer was in it */
+      if (!ok) {
+        /* consistent, but a part of it lies beyond the image: allocated
+         * after the header was read (taken next time), or bad */
+        qp_seg_entry x;
+        if (!alive || !copy_entry(NULL, map, used_end_now(map, &h), &h, off, &x)) {
+          snprintf(why, whylen, "entry at %u: an offset out of bounds", off);
+          qp__free(&hv->hooks, img);
+          return NULL;
+        }
+        later = true;
+        break;
+      }
+      done = true;
     }
     if (done) {
       qp_seg_entry *e = (qp_seg_entry *)(img + off);
       if ((e->seq & 1) != 0) repair(img, end, &h, e); /* a writer killed mid-update */
       e->seq = 0;
-    } else if (old != NULL && in(off, sizeof(qp_seg_entry), 0, old_len) &&
+    } else if (old != NULL && in(off, sizeof(qp_seg_entry), 0, old_len < end ? old_len : end) &&
                ((const qp_seg_entry *)(old + off))->calls != 0) {
-      /* too busy to copy now: as it was at the last commit */
+      /* too busy to copy now, or grown past the image: as it was at the
+       * last commit */
       qp_seg_entry e;
       const qp_seg_header *oh = (const qp_seg_header *)old;
-      if (!copy_entry(img, old, old_len < end ? old_len : end, oh, off, &e)) islots[i] = 0;
-      else islots[i] = off;
+      if (!copy_entry(img, old, old_len < end ? old_len : end, oh, off, &e)) {
+        islots[i] = 0;
+        memset(img + off, 0, sizeof(qp_seg_entry));
+      } else {
+        islots[i] = off;
+      }
       continue;
     } else {
-      memset(img + off, 0, sizeof(qp_seg_entry));
+      if (in(off, sizeof(qp_seg_entry), h.arena_off, end))
+        memset(img + off, 0, sizeof(qp_seg_entry));
       continue; /* next time */
     }
     islots[i] = off;

@@ -18,6 +18,20 @@ for method in fork spawn; do
   [ "$n" -ge 1 ] && [ "$n" -le 8 ] || fail "multiprocessing $method: $n pool initializers"
 done
 
+# Many short-lived spawned processes, each publishing new segment entries
+# while a harvest every 10 ms may be reading its segment: a segment a
+# well-behaved shim is growing is never refused, and every statement counts.
+for round in 1 2; do
+  S=$T/stress_$round.qp
+  "$QPROF" run --flush-ms 10 --store "$S" -- /usr/bin/python3 "$DATA/py_mp_stress.py" spawn 32 400 \
+    >out.stress 2>err.stress || fail "stress $round: status $?: $(cat err.stress)"
+  [ "$(cat out.stress)" = "done [0, 0, 0, 0, 0, 0, 0, 0]" ] || fail "stress $round: $(cat out.stress)"
+  [ ! -s err.stress ] || fail "stress $round: qprof run said: $(cat err.stress)"
+  n=$(sqlite3 "$S" "SELECT coalesce(sum(calls), 0) FROM qp_summary WHERE query LIKE 'select ? as s\_%' ESCAPE '\'")
+  [ "$n" = 12800 ] || fail "stress $round: $n of 12800 statements in the store"
+  echo "ok: stress $round: 32 spawned processes, 12800 distinct-statement calls, nothing refused"
+done
+
 rm -f fork.db
 out=$(shim_env "$T/fx.qp" /usr/bin/python3 "$DATA/py_fork_exit.py" fork.db)
 [ "$out" = "child status 0" ] || fail "os._exit child: $out"
