@@ -256,6 +256,17 @@ static qp_status conn_fail(qp__bconn *b, const char *what, qp__berr *err) {
   return err->status;
 }
 
+/* A FATAL (or PANIC) from the server ends the session: its SQLSTATE is
+ * kept in b->fatal, so that the connection is known to be over and the
+ * error names the server's reason rather than libpq's 08006. */
+static void keep_fatal(qp__bconn *b, const PGresult *res) {
+  const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) {
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    snprintf(b->fatal, sizeof b->fatal, "%s", state && *state ? state : "08006");
+  }
+}
+
 /* libpq prints notices and errors that arrive while idle to stderr by
  * default; the library never prints, so they go to the log callback. An
  * error that arrives while no query runs (the server's goodbye: FATAL
@@ -264,11 +275,7 @@ static qp_status conn_fail(qp__bconn *b, const char *what, qp__berr *err) {
  * EOF arrives. */
 static void notice_to_log(void *arg, const PGresult *res) {
   qp__bconn *b = arg;
-  const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
-  if (sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) {
-    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    snprintf(b->fatal, sizeof b->fatal, "%s", state && *state ? state : "08006");
-  }
+  keep_fatal(b, res);
   if (!qp__log_enabled(b->hooks, QP_LOG_INFO)) return;
   char clean[QP_ERRMSG_MAX];
   scrub_copy(clean, sizeof clean, PQresultErrorMessage(res), b->password);
@@ -523,6 +530,43 @@ static void stmt_name(uint64_t id, char *buf, size_t len) {
   buf[3 + n] = '\0';
 }
 
+/* The rest of a synchronous call, as libpq's PQexecFinish: the results of
+ * a sent command until NULL (or COPY, or a lost connection), returning the
+ * last. Unlike PQexec*, a FATAL result before the last is not lost: a
+ * session ended while leased (pg_terminate_backend between two statements)
+ * gives the server's FATAL (57P01) and then libpq's "server closed the
+ * connection" without a SQLSTATE, and keep_fatal remembers the first so
+ * that the error says why. NULL when `sent` is false or out of memory. */
+static PGresult *take_results(qp__bconn *b, int sent);
+
+/* Before a send, as PQexec* do: a result nobody read is dropped (none in
+ * the usual case, where PQgetResult returns NULL at once); a connection left
+ * in COPY mode is left to the send, which then fails. Always true. */
+static bool settle(qp__bconn *b) {
+  PGresult *r;
+  while ((r = PQgetResult(b->pg)) != NULL) {
+    ExecStatusType rs = PQresultStatus(r);
+    PQclear(r);
+    if (rs == PGRES_COPY_IN || rs == PGRES_COPY_OUT || rs == PGRES_COPY_BOTH) break;
+  }
+  return true;
+}
+
+static PGresult *take_results(qp__bconn *b, int sent) {
+  if (!sent) return NULL;
+  PGresult *last = NULL, *r;
+  while ((r = PQgetResult(b->pg)) != NULL) {
+    ExecStatusType rs = PQresultStatus(r);
+    if (rs == PGRES_FATAL_ERROR) keep_fatal(b, r);
+    PQclear(last);
+    last = r;
+    if (rs == PGRES_COPY_IN || rs == PGRES_COPY_OUT || rs == PGRES_COPY_BOTH ||
+        PQstatus(b->pg) == CONNECTION_BAD)
+      break;
+  }
+  return last;
+}
+
 /* Prepares sql under a new name; *entry is the cache entry, or NULL when the
  * cache is full (the statement is then run unnamed). */
 static qp_status prepare_named(qp__bconn *b, const char *sql, const pg_params *pp,
@@ -532,7 +576,7 @@ static qp_status prepare_named(qp__bconn *b, const char *sql, const pg_params *p
   uint64_t id = ++b->next_stmt;
   char name[32];
   stmt_name(id, name, sizeof name);
-  PGresult *res = PQprepare(b->pg, name, sql, (int)pp->n, pp->t);
+  PGresult *res = take_results(b, settle(b) && PQsendPrepare(b->pg, name, sql, (int)pp->n, pp->t));
   if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
     qp_status st = result_fail(b, res, "prepare failed", err);
     PQclear(res);
@@ -573,9 +617,9 @@ static qp_status pg_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
     if (e != NULL) {
       char name[32];
       stmt_name((uint64_t)(uintptr_t)e->handle, name, sizeof name);
-      res = PQexecPrepared(b->pg, name, (int)nparams, pp.v, pp.l, pp.f, 0);
+      res = take_results(b, settle(b) && PQsendQueryPrepared(b->pg, name, (int)nparams, pp.v, pp.l, pp.f, 0));
     } else {
-      res = PQexecParams(b->pg, sql, (int)nparams, pp.t, pp.v, pp.l, pp.f, 0);
+      res = take_results(b, settle(b) && PQsendQueryParams(b->pg, sql, (int)nparams, pp.t, pp.v, pp.l, pp.f, 0));
     }
     ExecStatusType rs = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (rs == PGRES_TUPLES_OK || rs == PGRES_COMMAND_OK || rs == PGRES_EMPTY_QUERY) break;
@@ -798,6 +842,11 @@ static PGresult *wait_results(qp__bconn *b, uint64_t deadline, bool *timed_out) 
     }
     PGresult *r = PQgetResult(b->pg);
     if (r == NULL) return last;
+    /* A session ended while leased (pg_terminate_backend between two
+     * statements) gives two results: the server's FATAL (57P01), then
+     * libpq's "server closed the connection" without a SQLSTATE. The last
+     * is returned; the first is kept so that the error says why. */
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR) keep_fatal(b, r);
     PQclear(last);
     last = r;
     if (PQstatus(b->pg) != CONNECTION_OK) return last;

@@ -339,6 +339,76 @@ static void test_thread_gets_its_connection_back(void **state) {
   qp_pool_close(p);
 }
 
+/* ---- each failed acquire reads its own reason --------------------------- */
+
+typedef struct msg_worker {
+  qp_pool *pool;
+  int64_t timeout_ms; /* 0: try-acquire (QP_WOULDBLOCK); > 0: waits, then QP_EXHAUSTED */
+  int rounds, own, foreign; /* try-acquires go on while waiting workers run */
+  atomic_int *waiting;       /* waiting workers not done yet */
+  qp_status unexpected;
+  char bad[512];
+} msg_worker;
+
+static void *fail_acquires(void *arg) {
+  msg_worker *w = arg;
+  const char *mine = w->timeout_ms == 0 ? "no connection free right now" : "timed out after";
+  const char *theirs = w->timeout_ms == 0 ? "timed out after" : "no connection free right now";
+  const qp_status want = w->timeout_ms == 0 ? QP_WOULDBLOCK : QP_EXHAUSTED;
+  for (int i = 0; w->timeout_ms == 0 ? atomic_load(w->waiting) > 0 : i < w->rounds; i++) {
+    qp_conn *c = NULL;
+    char msg[512];
+    qp_status st = qp_pool_acquire_msg(w->pool, &c, w->timeout_ms, msg, sizeof msg);
+    if (st != want) {
+      w->unexpected = st;
+      if (c != NULL) qp_pool_release(c);
+      return NULL;
+    }
+    if (strstr(msg, mine) != NULL && strstr(msg, theirs) == NULL) {
+      w->own++;
+    } else {
+      w->foreign++;
+      snprintf(w->bad, sizeof w->bad, "%s", msg);
+    }
+  }
+  if (w->timeout_ms == 0) w->rounds = w->own + w->foreign;
+  else atomic_fetch_sub(w->waiting, 1);
+  return NULL;
+}
+
+/* Threads that fail at the same time for different reasons (a try-acquire
+ * that finds nothing free, a timed acquire that times out) each read their
+ * own reason from qp_pool_acquire_msg, while qp_pool_errmsg, the pool's
+ * latest, is any of them. */
+static void test_concurrent_failures_keep_their_own_message(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(1, 1000);
+  qp_conn *held;
+  assert_int_equal(qp_pool_acquire(p, &held), QP_OK);
+  atomic_int waiting;
+  atomic_init(&waiting, 2);
+  msg_worker w[4] = {{.pool = p, .timeout_ms = 0, .waiting = &waiting},
+                     {.pool = p, .timeout_ms = 3, .rounds = 40, .waiting = &waiting},
+                     {.pool = p, .timeout_ms = 0, .waiting = &waiting},
+                     {.pool = p, .timeout_ms = 5, .rounds = 30, .waiting = &waiting}};
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) assert_int_equal(pthread_create(&th[i], NULL, fail_acquires, &w[i]), 0);
+  for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < 4; i++) {
+    if (w[i].unexpected != QP_OK) fail_msg("worker %d: acquire returned %s", i, qp_errname(w[i].unexpected));
+    if (w[i].foreign != 0)
+      fail_msg("worker %d read another call's reason %d times: '%s'", i, w[i].foreign, w[i].bad);
+    assert_int_equal(w[i].own, w[i].rounds);
+    assert_true(w[i].rounds > 0);
+  }
+  char latest[512];
+  qp_pool_errmsg(p, latest, sizeof latest);
+  assert_true(strstr(latest, "no connection free right now") != NULL ||
+              strstr(latest, "timed out after") != NULL);
+  qp_pool_release(held);
+  qp_pool_close(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_threads_share_connections),
@@ -348,6 +418,7 @@ int main(void) {
       cmocka_unit_test(test_thread_gets_its_connection_back),
       cmocka_unit_test(test_release_hands_to_waiter),
       cmocka_unit_test(test_close_wakes_waiters),
+      cmocka_unit_test(test_concurrent_failures_keep_their_own_message),
   };
   return cmocka_run_group_tests(tests, NULL, qpt_tempdirs_remove);
 }
