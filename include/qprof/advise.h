@@ -131,10 +131,10 @@ typedef struct qp_advice_index {
   int64_t size_bytes;     /* estimated (HypoPG) or measured (real); -1 unknown */
   int64_t table_rows;     /* pg_class.reltuples; -1 unknown */
   /* Rows written to the table since the statistics reset (inserted +
-   * updated + deleted, pg_stat_user_tables) and scans (seq + index); -1
-   * unknown. */
-  int64_t table_writes, table_scans;
-  /* Set when the table is mostly written (more rows written than scans
+   * updated + deleted, pg_stat_user_tables) and rows read (seq_tup_read +
+   * idx_tup_fetch); -1 unknown. */
+  int64_t table_writes, table_reads;
+  /* Set when the table is mostly written (more rows written than read
    * since the reset): the index costs every write. NULL otherwise. */
   const char *write_warning;
 } qp_advice_index;

@@ -405,13 +405,13 @@ int qp__adv_table(adv_ctx *x, const char *relname) {
   adv_table *t = &x->tables[x->ntables++];
   memset(t, 0, sizeof *t);
   qp__adv_fmt(t->relname, sizeof t->relname, "%s", relname);
-  t->rows = t->writes = t->scans = -1;
+  t->rows = t->writes = t->reads = -1;
   qp_result *r = NULL;
   qp_param p = qp_param_text(relname);
   const char *sql =
       "SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
       "c.reltuples::bigint, coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, -1), "
-      "coalesce(s.seq_scan + coalesce(s.idx_scan, 0), -1) "
+      "coalesce(s.seq_tup_read + coalesce(s.idx_tup_fetch, 0), -1) "
       "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
       "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
       "WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'm') "
@@ -424,7 +424,7 @@ int qp__adv_table(adv_ctx *x, const char *relname) {
   rstr(r, 0, 1, t->qual, sizeof t->qual);
   t->rows = rint64(r, 0, 2);
   t->writes = rint64(r, 0, 3);
-  t->scans = rint64(r, 0, 4);
+  t->reads = rint64(r, 0, 4);
   qp_result_free(r);
   t->found = true;
   load_indexes(x, t);
@@ -549,7 +549,11 @@ bool qp__adv_add_cand(adv_ctx *x, const adv_cand *c) {
     if (same) return false;
   }
   if (x->ncands >= ADV_MAX_CANDS) return false;
-  x->cands[x->ncands++] = *c;
+  adv_cand *n = &x->cands[x->ncands++];
+  *n = *c;
+  n->ms_after = -1;
+  n->size_bytes = -1;
+  n->cost_before = n->cost_after = -1;
   return true;
 }
 
@@ -788,11 +792,11 @@ static void emit(adv_ctx *x, bool verified) {
     s->size_bytes = verified ? c->size_bytes : -1;
     s->table_rows = t->rows;
     s->table_writes = t->writes;
-    s->table_scans = t->scans;
-    if (t->writes > 0 && t->scans >= 0 && t->writes > t->scans) {
-      qp__adv_fmt(buf, sizeof buf, "%s is mostly written: %lld rows written and %lld scans since "
-               "the statistics reset; the index slows every write", t->qual,
-               (long long)t->writes, (long long)t->scans);
+    s->table_reads = t->reads;
+    if (t->writes > 0 && t->reads >= 0 && t->writes > t->reads) {
+      qp__adv_fmt(buf, sizeof buf, "%s is mostly written: %lld rows written and %lld rows read "
+               "since the statistics reset; the index slows every write", t->qual,
+               (long long)t->writes, (long long)t->reads);
       s->write_warning = astr(a, buf);
     }
   }

@@ -38,7 +38,7 @@ typedef struct adv_table {
   char qual[2 * ADV_NAME + 8]; /* quoted where needed, "public.t" */
   char oid[24];
   bool found;
-  int64_t rows, writes, scans;
+  int64_t rows, writes, reads;
   size_t nindexes;
   adv_index idx[ADV_MAX_INDEXES];
 } adv_table;

@@ -11,6 +11,7 @@ static const cli_verb verbs[] = {
     {"collect", cmd_collect, "harvest a run directory of the shim into a store, as a daemon (services)"},
     {"report", cmd_report, "rank the recorded queries of a profile store (text, JSON, CSV or HTML)"},
     {"diff", cmd_diff, "compare two profiles per query; exit 3 on a p95 regression (CI gate)"},
+    {"advise", cmd_advise, "index advice from EXPLAIN, each index proven on the database (HypoPG or rolled back)"},
     {"normalize", cmd_normalize, "fingerprint and normalized text of each statement of a SQL script"},
     {"config", cmd_config, "list options, their defaults, QPROF_* variables and current values"},
 };

@@ -1,0 +1,149 @@
+#!/bin/bash
+# qprof advise end to end on the fixture cluster, in a database of its own
+# with HypoPG and 200k generated rows: --query (text and JSON), --file (a
+# refused DDL among the statements), --store (a profile recorded by qprof
+# run around psql: ranked by time given back per day, fingerprints), the
+# safety rules (an UPDATE with --analyze-writes leaves every row as it was,
+# without it it never runs; pg_sleep stopped by the statement timeout; DDL
+# refused) and bad input (exit code, a message, nothing on stdout, no
+# password).
+set -euo pipefail
+QPROF=${QPROF_BIN:?QPROF_BIN not set}
+set -a
+. "${QP_TEST_PGENV:?}"
+set +a
+unset LD_PRELOAD QPROF_RUN_DIR QPROF_STORE QPROF_SAMPLE || true
+T=$(mktemp -d /tmp/qprof-advise.XXXXXX)
+DB="qp_advise_cli_$$"
+cleanup() {
+  dropdb --if-exists "$DB" >/dev/null 2>&1 || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+createdb "$DB"
+psql -X -q -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<'SQL'
+CREATE EXTENSION hypopg;
+CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL, note text NOT NULL, v int NOT NULL);
+INSERT INTO orders SELECT g, 1 + ((g::bigint * 7919) % 20000)::int, 'n' || g, g % 10
+  FROM generate_series(1, 200000) g;
+CREATE SEQUENCE s;
+ANALYZE;
+SQL
+DSN="host=$PGHOST port=$PGPORT user=postgres dbname=$DB"
+Q="SELECT * FROM orders WHERE customer_id = 4242"
+
+# ---- one statement, JSON ----------------------------------------------------
+"$QPROF" advise --dsn "$DSN" --query "$Q" --analyze --format json >"$T/q.json" 2>"$T/q.err" ||
+  fail "advise --query: exit $?: $(cat "$T/q.err")"
+python3 - "$T/q.json" <<'PY' || fail "advise --query JSON: $(cat "$T/q.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["qprof_advise"] == 1 and d["verify"] == "hypo" and d["analyze"] is True
+s = d["suggestions"]
+assert len(s) == 1, s
+s = s[0]
+assert s["statement"] == "CREATE INDEX CONCURRENTLY ON public.orders (customer_id)", s
+assert s["verified"] is True and s["how"] == "hypopg" and s["rule"] == "seq_scan_filter"
+assert s["cost_after"] < 0.7 * s["cost_before"] and s["size_bytes"] > 0
+assert s["saved_ms_per_day"] is None  # no profile: no calls per day
+st = d["statements"][0]
+assert st["status"] == "advised" and st["plan_source"] == "explain analyze" and st["executed"]
+assert "s3cret" not in d["database"]
+PY
+echo "ok: --query --format json"
+
+# ---- text ---------------------------------------------------------------------
+"$QPROF" advise --dsn "$DSN" --query "$Q" >"$T/q.txt" || fail "advise text: exit $?"
+grep -q "^1\. CREATE INDEX CONCURRENTLY ON public.orders (customer_id);" "$T/q.txt" ||
+  fail "advise text: $(cat "$T/q.txt")"
+grep -q "verified: HypoPG" "$T/q.txt" || fail "advise text does not say how: $(cat "$T/q.txt")"
+echo "ok: --query text"
+
+# ---- a script with a DDL statement among the others ---------------------------
+printf '%s;\nDROP TABLE orders;\nSELECT * FROM orders WHERE v < 5;\n' "$Q" >"$T/s.sql"
+"$QPROF" advise --dsn "$DSN" --file "$T/s.sql" --format json >"$T/f.json" 2>"$T/f.err" ||
+  fail "advise --file: exit $?: $(cat "$T/f.err")"
+grep -q "statement 2: advise: refused: a DDL statement" "$T/f.err" || fail "no refusal: $(cat "$T/f.err")"
+python3 - "$T/f.json" <<'PY' || fail "advise --file JSON: $(cat "$T/f.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+st = d["statements"]
+assert [x["status"] for x in st] == ["advised", "refused", "advised"], st
+assert "DDL" in st[1]["error"]
+assert len(d["suggestions"]) == 1
+assert any("does not help: 50% of rows match" in n for n in st[2]["notes"]), st[2]
+PY
+[ "$(psql -X -At -d "$DB" -c 'SELECT count(*) FROM orders')" = 200000 ] || fail "orders changed"
+echo "ok: --file (DDL refused, others advised)"
+
+# ---- a profile store: the top queries, time given back per day ----------------
+for i in 1 2 3 4 5; do
+  "$QPROF" run --store "$T/p.qp" -- psql -X -q -d "$DB" -c "SELECT * FROM orders WHERE customer_id = $((i * 100))" \
+    -c "SELECT count(*) FROM orders WHERE id = $i" -c "UPDATE orders SET v = v WHERE id = $i" >/dev/null ||
+    fail "qprof run psql"
+done
+"$QPROF" advise --dsn "$DSN" --store "$T/p.qp" --top 5 --format json >"$T/p.json" 2>"$T/p.err" ||
+  fail "advise --store: exit $?: $(cat "$T/p.err")"
+python3 - "$T/p.json" <<'PY' || fail "advise --store JSON: $(cat "$T/p.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["suggestions"]
+assert len(s) == 1 and s[0]["columns"] == "customer_id", s
+q = s[0]["queries"][0]
+assert len(q["fingerprint"]) == 16 and q["query"] == "select * from orders where customer_id = ?", q
+assert q["calls_per_day"] > 0 and q["saved_ms_per_day"] > 0 and s[0]["saved_basis"] == "cost", s
+# the UPDATE was recorded as often as the SELECT: writes per day from the profile
+assert abs(s[0]["table_writes_per_day"] - q["calls_per_day"]) < 1e-6 * q["calls_per_day"], s
+st = [x for x in d["statements"] if x["query"] == q["query"]][0]
+assert st["plan_source"] == "generic plan", st
+PY
+"$QPROF" advise --dsn "$DSN" --store "$T/p.qp" >"$T/p.txt" || fail "advise --store text"
+grep -q "saves: .* ms per day" "$T/p.txt" || fail "no time per day: $(cat "$T/p.txt")"
+grep -q "writes: .* write statements per day to public.orders (profile)" "$T/p.txt" ||
+  fail "no writes per day: $(cat "$T/p.txt")"
+cp "$T/p.txt" /tmp/advise-store-text.txt 2>/dev/null || true
+echo "ok: --store"
+
+# ---- safety -------------------------------------------------------------------
+U="UPDATE orders SET note = 'changed', v = nextval('s') WHERE customer_id = 77"
+"$QPROF" advise --dsn "$DSN" --query "$U" --analyze --format json >"$T/u1.json" || fail "advise UPDATE"
+[ "$(psql -X -At -d "$DB" -c 'SELECT is_called FROM s')" = f ] || fail "the UPDATE ran without --analyze-writes"
+"$QPROF" advise --dsn "$DSN" --query "$U" --analyze-writes --format json >"$T/u2.json" || fail "advise UPDATE --analyze-writes"
+[ "$(psql -X -At -d "$DB" -c 'SELECT is_called FROM s')" = t ] || fail "the UPDATE did not run with --analyze-writes"
+[ "$(psql -X -At -d "$DB" -c "SELECT count(*) FROM orders WHERE note = 'changed' OR v >= 10")" = 0 ] ||
+  fail "the UPDATE's rows were kept"
+python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2]));
+assert not a["statements"][0]["executed"] and b["statements"][0]["executed"]' "$T/u1.json" "$T/u2.json" ||
+  fail "executed flags"
+echo "ok: UPDATE not run without --analyze-writes, rolled back with it"
+
+expect_fail() { # WHAT EXPECTED_TEXT ARGS...: exit 1, the text on stderr, nothing on stdout
+  local what=$1 text=$2
+  shift 2
+  local rc=0
+  "$QPROF" advise "$@" >"$T/o" 2>"$T/e" || rc=$?
+  [ "$rc" = 1 ] || fail "$what: exit $rc, not 1 ($(cat "$T/e"))"
+  [ ! -s "$T/o" ] || fail "$what: printed on stdout: $(cat "$T/o")"
+  grep -q -- "$text" "$T/e" || fail "$what: stderr lacks '$text': $(cat "$T/e")"
+  echo "ok: $what"
+}
+expect_fail "DDL refused" "refused: a DDL statement" --dsn "$DSN" --query "DROP TABLE orders" --analyze-writes --format json
+[ "$(psql -X -At -d "$DB" -c 'SELECT count(*) FROM orders')" = 200000 ] || fail "DROP ran"
+expect_fail "pg_sleep stopped" "stopped by statement_timeout (300 ms)" --dsn "$DSN" --query "SELECT pg_sleep(20)" --analyze --statement-timeout 300 --format json
+expect_fail "syntax error" "42601" --dsn "$DSN" --query "SELECT * FROM orders WHERE" --format json
+expect_fail "unknown table" "42P01" --dsn "$DSN" --query "SELECT * FROM no_such WHERE a = 1" --format json
+expect_fail "unreachable DSN" "cannot connect" --dsn "postgresql://u:s3cret-pw@127.0.0.1:1/x" --query "$Q" --format json
+grep -q "s3cret-pw" "$T/e" && fail "the password was printed: $(cat "$T/e")"
+expect_fail "store without queries" "store" --dsn "$DSN" --store "$T/none.qp"
+printf '\n' >"$T/empty.sql"
+expect_fail "empty script" "no statement" --dsn "$DSN" --file "$T/empty.sql"
+
+rc=0; "$QPROF" advise --query "$Q" >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "no --dsn: exit $rc"
+rc=0; "$QPROF" advise --dsn "$DSN" --query "$Q" --file x >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "--query and --file: exit $rc"
+rc=0; "$QPROF" advise --dsn "$DSN" --query "$Q" --verify maybe >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "--verify maybe: exit $rc"
+echo "ok: usage errors exit 2"
