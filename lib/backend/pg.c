@@ -635,6 +635,21 @@ static qp_status pg_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
       *reprepared = true;
       continue;
     }
+    /* "cached plan must not change result type": a table under SELECT *
+     * changed (ALTER TABLE ... ADD COLUMN). Outside a transaction nothing
+     * ran, so the prepared statements go (every one may be stale) and this
+     * one is prepared again and retried; inside one, the error stands. */
+    if (attempt == 0 && e != NULL && was_idle && state && strcmp(state, "0A000") == 0 &&
+        strstr(PQresultErrorMessage(res), "cached plan") != NULL) {
+      PQclear(res);
+      res = PQexec(b->pg, "DEALLOCATE ALL");
+      PQclear(res);
+      res = NULL;
+      qp__stmt_cache_clear(&b->cache, NULL, NULL);
+      e = NULL;
+      *reprepared = true;
+      continue;
+    }
     st = result_fail(b, res, "statement failed", err);
     goto done;
   }

@@ -388,6 +388,10 @@ static qp_status sq_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
   if (s != QP_OK) return s;
   s = sq_bind(b, st, expected, params, nparams, err);
   sq_result *res = NULL;
+  /* The columns are read after the first step: a statement prepared before
+   * the schema changed (ALTER TABLE ... ADD COLUMN under SELECT *) is
+   * prepared again by that step, and only then has its new columns. */
+  int rc = s == QP_OK ? sqlite3_step(st) : SQLITE_OK;
   size_t ncols = (size_t)sqlite3_column_count(st);
   if (s == QP_OK && out != NULL) {
     res = sqr_new(b->hooks, ncols);
@@ -400,13 +404,12 @@ static qp_status sq_exec(qp__bconn *b, const char *sql, size_t len, const qp_par
     }
   }
   int64_t nrows = 0;
-  int rc = SQLITE_OK;
   while (s == QP_OK) {
-    rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
       nrows++;
       if (res != NULL && !sqr_add_row(res, st))
         s = qp__berr_set(err, QP_NOMEM, "", "out of memory");
+      rc = sqlite3_step(st);
       continue;
     }
     if (rc != SQLITE_DONE) s = sq_error(b, rc, err, "statement failed");

@@ -45,7 +45,7 @@ struct qc_table {
   qc_server *server;
   _Atomic uint64_t version;
   qc_table_kind kind;   /* under server->mu */
-  uint64_t kind_epoch;  /* server epoch when kind was resolved */
+  uint64_t kind_epoch;  /* server schema epoch when kind was resolved */
   uint64_t kind_until;  /* resolution expires (foreign DDL) */
   char name[QP_STMT_NAME_MAX];
 };
@@ -63,6 +63,11 @@ struct qc_server {
   qc_server *next;
   /* Moved by every flush: entries filled under an older epoch are dead. */
   _Atomic uint64_t epoch;
+  /* Moved by the flushes that may change what tables and functions are
+   * (DDL, statements the classifier cannot place...), not by a write that
+   * reached a wide table: table and function descriptions and a lease's
+   * resolved statements are kept while it stays. */
+  _Atomic uint64_t schema;
   /* Moved by every write: entries that read a WIDE relation check it. */
   _Atomic uint64_t any_write;
   pthread_mutex_t mu; /* tables and funcs */
@@ -108,8 +113,12 @@ qc_server *qc_server_get(qp_cache *c, const char *id, size_t len);
 qc_table *qc_table_get(qc_server *s, const char *name);
 /* A write to t: its version moves (and the server's any_write). */
 void qc_table_bump(qc_table *t);
-/* Everything cached for s is dead. */
+/* Everything cached for s is dead, and so are its table and function
+ * descriptions (DDL and anything that may have run DDL). */
 void qc_server_flush(qp_cache *c, qc_server *s);
+/* Everything cached for s is dead; the descriptions stay (a write reached
+ * a wide table: a view, a table with triggers, rules or RLS). */
+void qc_server_flush_data(qp_cache *c, qc_server *s);
 /* Interns a session text; NULL on OOM or too many sessions. */
 const qc_session *qc_session_get(qp_cache *c, qc_server *s, const char *text, size_t len,
                                  bool strict_iso, bool refuse);

@@ -27,13 +27,15 @@ typedef struct qc_stmt {
   size_t len;
   uint64_t h;
   qc_server *server;
-  uint64_t epoch, until;
+  uint64_t epoch, until; /* epoch: the server's schema epoch */
   qp_stmt_kind kind;
   qp_tcl tcl;
   qp_isolation iso;
   bool read;          /* a read-only SELECT */
   bool session;       /* changes session state */
   bool write_all;     /* a write whose reach is not its table list: flush the server */
+  bool write_wide;    /* a write to a wide table: flush the server's entries (not the
+                       * descriptions) */
   bool may_write_all; /* calls a volatile user function: may write anything */
   bool wide;          /* reads a relation that depends on other tables */
   int refuse;         /* -1 cacheable, else qp_cache_refusal */
@@ -50,7 +52,7 @@ typedef struct qc_conn {
   char reported[512];
   size_t reported_len;
   /* the transaction block */
-  bool txn_written, txn_strict, txn_session, pend_all;
+  bool txn_written, txn_strict, txn_session, pend_all, pend_wide;
   size_t npend;
   qc_table *pend[QC_PENDING];
   /* row changes reported by the backend during one statement */
@@ -71,7 +73,7 @@ static void memo_clear(qp_cache *cache, qc_conn *cc) {
 }
 
 static void txn_reset(qc_conn *cc) {
-  cc->txn_written = cc->txn_strict = cc->pend_all = false;
+  cc->txn_written = cc->txn_strict = cc->pend_all = cc->pend_wide = false;
   if (cc->txn_session) cc->sess = NULL;
   cc->txn_session = false;
   cc->npend = 0;
@@ -107,7 +109,7 @@ void qp__cache_conn_forget(qp_conn *c) {
   cc->server = NULL;
   cc->sess = NULL;
   cc->npend = 0;
-  cc->txn_written = cc->txn_strict = cc->pend_all = cc->txn_session = false;
+  cc->txn_written = cc->txn_strict = cc->pend_all = cc->pend_wide = cc->txn_session = false;
 }
 
 void qp__cache_conn_free(qp_conn *c) {
@@ -171,7 +173,7 @@ static bool ensure_identity(qp_conn *c, qc_conn *cc) {
 
 static int table_kind(qp_conn *c, qc_table *t) {
   qc_server *s = t->server;
-  uint64_t now = qp__now_ns(), epoch = atomic_load(&s->epoch);
+  uint64_t now = qp__now_ns(), epoch = atomic_load(&s->schema);
   pthread_mutex_lock(&s->mu);
   int k = t->kind;
   bool valid = k != QC_TABLE_UNRESOLVED && t->kind_epoch == epoch && now < t->kind_until;
@@ -190,7 +192,7 @@ static int table_kind(qp_conn *c, qc_table *t) {
 
 static int func_state(qp_conn *c, qc_server *s, const char *name) {
   qp_cache *cache = cache_of(c);
-  uint64_t now = qp__now_ns(), epoch = atomic_load(&s->epoch);
+  uint64_t now = qp__now_ns(), epoch = atomic_load(&s->schema);
   pthread_mutex_lock(&s->mu);
   qc_func *f = s->funcs;
   while (f != NULL && strcmp(f->name, name) != 0) f = f->next;
@@ -228,14 +230,14 @@ static void resolve(qp_conn *c, qc_conn *cc, const char *sql, size_t len, qc_stm
   qp_sql_classify(c->pool->ops->dialect, sql, len, &info);
   qc_server *s = cc->server;
   m->server = s;
-  m->epoch = atomic_load(&s->epoch);
+  m->epoch = atomic_load(&s->schema);
   m->until = qp__now_ns() + (cache->ttl_ns ? cache->ttl_ns : UINT64_MAX / 2);
   m->kind = info.kind;
   m->tcl = info.tcl;
   m->iso = info.isolation;
   m->session = info.changes_session || info.kind == QP_STMT_SESSION;
   m->read = info.kind == QP_STMT_SELECT && info.read_only;
-  m->write_all = m->may_write_all = m->wide = false;
+  m->write_all = m->write_wide = m->may_write_all = m->wide = false;
   m->refuse = -1;
   m->nread = m->nwrite = 0;
   bool writes = info.kind != QP_STMT_TCL && info.kind != QP_STMT_SESSION && !m->read;
@@ -259,7 +261,8 @@ static void resolve(qp_conn *c, qc_conn *cc, const char *sql, size_t len, qc_stm
     for (size_t i = 0; i < info.nwrite && !m->write_all; i++) {
       qc_table *t = qc_table_add(cache, s, info.write[i]);
       int k = t ? table_kind(c, t) : 0;
-      if (k == 0 || k == QC_TABLE_WIDE) m->write_all = true;
+      if (k == 0) m->write_all = true;
+      else if (k == QC_TABLE_WIDE) m->write_wide = true;
       else if (k == QC_TABLE_PLAIN) m->wr[m->nwrite++] = t;
       /* REFUSE (temporary, unlogged): never cached, nothing to bump */
     }
@@ -318,7 +321,7 @@ static const qc_stmt *stmt_for(qp_conn *c, qc_conn *cc, const char *sql, size_t 
   uint64_t h = XXH3_64bits(sql, len);
   qc_stmt *m = &cc->memo[h & (QC_MEMO - 1)];
   if (m->sql != NULL && m->h == h && m->len == len && memcmp(m->sql, sql, len) == 0 &&
-      m->server == cc->server && m->epoch == atomic_load(&cc->server->epoch) &&
+      m->server == cc->server && m->epoch == atomic_load(&cc->server->schema) &&
       qp__now_ns() < m->until)
     return m;
   qp_cache *cache = cache_of(c);
@@ -398,11 +401,13 @@ static void pend_add(qc_conn *cc, qc_table *t) {
 
 static void pend_bump(qp_cache *cache, qc_conn *cc) {
   if (cc->pend_all) qc_server_flush(cache, cc->server);
+  else if (cc->pend_wide) qc_server_flush_data(cache, cc->server);
   for (size_t i = 0; i < cc->npend; i++) qc_table_bump(cc->pend[i]);
 }
 
 static void ticket_bump(qp_cache *cache, qc_conn *cc, const qc_ticket *t) {
   if (t->write_all || t->may_write_all) qc_server_flush(cache, cc->server);
+  else if (t->write_wide) qc_server_flush_data(cache, cc->server);
   for (size_t i = 0; i < t->nwrite; i++) qc_table_bump(t->write[i]);
 }
 
@@ -441,6 +446,7 @@ bool qp__cache_before(qp_conn *c, const char *sql, const qp_param *params, size_
   t->session = m->session;
   t->tcl = m->tcl;
   t->write_all = m->write_all;
+  t->write_wide = m->write_wide;
   t->may_write_all = m->may_write_all;
   t->nwrite = m->nwrite;
   memcpy(t->write, m->wr, m->nwrite * sizeof m->wr[0]);
@@ -461,7 +467,7 @@ bool qp__cache_before(qp_conn *c, const char *sql, const qp_param *params, size_
     return false;
   }
   if (m->session && in_txn) cc->txn_session = true;
-  bool writes = m->write_all || m->may_write_all || m->nwrite > 0 ||
+  bool writes = m->write_all || m->write_wide || m->may_write_all || m->nwrite > 0 ||
                 (!m->read && m->kind != QP_STMT_SESSION);
   if (writes) {
     t->mode = QC_WRITE;
@@ -470,6 +476,7 @@ bool qp__cache_before(qp_conn *c, const char *sql, const qp_param *params, size_
     if (in_txn) {
       cc->txn_written = true;
       if (m->write_all || m->may_write_all) cc->pend_all = true;
+      if (m->write_wide) cc->pend_wide = true;
       for (size_t i = 0; i < m->nwrite; i++) pend_add(cc, m->wr[i]);
     } else {
       ticket_bump(cache, cc, t);

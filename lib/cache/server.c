@@ -73,7 +73,14 @@ void qc_table_bump(qc_table *t) {
   atomic_fetch_add_explicit(&t->server->any_write, 1, memory_order_acq_rel);
 }
 
+void qc_server_flush_data(qp_cache *c, qc_server *s) {
+  atomic_fetch_add_explicit(&s->epoch, 1, memory_order_acq_rel);
+  atomic_fetch_add_explicit(&s->any_write, 1, memory_order_acq_rel);
+  atomic_fetch_add_explicit(&c->flushes, 1, memory_order_relaxed);
+}
+
 void qc_server_flush(qp_cache *c, qc_server *s) {
+  atomic_fetch_add_explicit(&s->schema, 1, memory_order_acq_rel);
   atomic_fetch_add_explicit(&s->epoch, 1, memory_order_acq_rel);
   atomic_fetch_add_explicit(&s->any_write, 1, memory_order_acq_rel);
   atomic_fetch_add_explicit(&c->flushes, 1, memory_order_relaxed);

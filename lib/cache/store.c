@@ -632,8 +632,10 @@ void qp_cache_close(qp_cache *c) {
 void qp_cache_flush(qp_cache *c) {
   if (c == NULL) return;
   pthread_mutex_lock(&c->mu);
-  for (qc_server *s = c->servers; s; s = s->next)
+  for (qc_server *s = c->servers; s; s = s->next) {
+    atomic_fetch_add_explicit(&s->schema, 1, memory_order_acq_rel);
     atomic_fetch_add_explicit(&s->epoch, 1, memory_order_acq_rel);
+  }
   pthread_mutex_unlock(&c->mu);
   atomic_fetch_add_explicit(&c->flushes, 1, memory_order_relaxed);
   for (int i = 0; i < QP_CACHE_SHARDS; i++) {
