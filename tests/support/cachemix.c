@@ -1,4 +1,6 @@
 /* The randomized consistency driver: see cachemix.h. */
+#include "testutil.h"
+
 #include "cachemix.h"
 
 #include <errno.h>
@@ -237,7 +239,7 @@ typedef struct race {
   const cm_race_config *cfg;
   _Atomic int64_t *published; /* per key: the highest committed value */
   _Atomic uint64_t reads, writes, stale, errors;
-  _Atomic int printed;
+  _Atomic int printed, writers_done;
   pthread_barrier_t start;
 } race;
 
@@ -298,6 +300,7 @@ static void *race_writer(void *p) {
     atomic_fetch_add(&r->writes, 1);
     qp_pool_release(c);
   }
+  atomic_fetch_add(&r->writers_done, 1);
   return NULL;
 }
 
@@ -307,7 +310,11 @@ static void *race_reader(void *p) {
   const cm_race_config *cfg = r->cfg;
   pthread_barrier_wait(&r->start);
   qp_conn *c = NULL;
-  for (uint64_t i = 0; i < cfg->reads_per_reader; i++) {
+  /* as long as the writers write (hits are fast: paced, so that the reads
+   * spread over the whole run), and at least reads_per_reader */
+  for (uint64_t i = 0; i < cfg->reads_per_reader || atomic_load(&r->writers_done) < cfg->writers;
+       i++) {
+    if (i % 16 == 0) usleep(100);
     if (c == NULL && qp_pool_acquire(cfg->pool, &c) != QP_OK) {
       race_err(r, "acquire", NULL);
       continue;
@@ -364,4 +371,100 @@ void cm_race(const cm_race_config *cfg, cm_race_totals *out) {
   out->writes = r.writes;
   out->stale = r.stale;
   out->errors = r.errors;
+}
+
+/* ---- the shared checks ---------------------------------------------------- */
+
+static qp_cache_stats stats_of(qp_cache *cache) {
+  qp_cache_stats s = QP_CACHE_STATS_INIT;
+  assert_int_equal(qp_cache_stats_get(cache, &s), QP_OK);
+  return s;
+}
+
+void cm_check_mix(const char *name, qp_cache *cache, const cm_totals *tot, uint64_t min_ops,
+                  unsigned hit_pct) {
+  qp_cache_stats s = stats_of(cache);
+  print_message("%s: %" PRIu64 " ops, %" PRIu64 " compared reads, %" PRIu64 " stale, %" PRIu64
+                " foreign, %" PRIu64 " unverifiable, %" PRIu64 " errors; cache: %" PRIu64
+                " hits, %" PRIu64 " misses, %" PRIu64 " fills, %" PRIu64 " flushes, %" PRIu64
+                " raced, %" PRIu64 " pattern refusals\n",
+                name, tot->ops, tot->reads, tot->stale, tot->foreign, tot->unverifiable,
+                tot->errors, s.hits, s.misses, s.fills, s.flushes,
+                s.refused[QP_CACHE_REFUSED_RACED], s.refused[QP_CACHE_REFUSED_PATTERN]);
+  assert_true(tot->ops >= min_ops);
+  assert_int_equal(tot->stale, 0);
+  assert_int_equal(tot->foreign, 0);
+  assert_int_equal(tot->unverifiable, 0);
+  assert_int_equal(tot->errors, 0);
+  assert_true(s.refused[QP_CACHE_REFUSED_PATTERN] >= tot->reads);
+  assert_true(s.hits * 100 >= (uint64_t)hit_pct * tot->reads);
+}
+
+void cm_check_race(const char *name, qp_cache *cache, const cm_race_config *cfg) {
+  cm_race_totals tot;
+  cm_race(cfg, &tot);
+  qp_cache_stats s = stats_of(cache);
+  print_message("%s: %" PRIu64 " reads, %" PRIu64 " writes, %" PRIu64 " stale, %" PRIu64
+                " errors; %" PRIu64 " hits, %" PRIu64 " fills, %" PRIu64 " raced\n",
+                name, tot.reads, tot.writes, tot.stale, tot.errors, s.hits, s.fills,
+                s.refused[QP_CACHE_REFUSED_RACED]);
+  assert_int_equal(tot.errors, 0);
+  assert_int_equal(tot.stale, 0);
+  assert_true(s.hits > 0);
+}
+
+typedef struct sf {
+  qp_pool *p;
+  pthread_barrier_t b;
+  _Atomic int bad;
+  const char *sql;
+  int64_t param, expect;
+} sf;
+
+static void *sf_thread(void *arg) {
+  sf *x = arg;
+  qp_conn *c = NULL;
+  if (qp_pool_acquire(x->p, &c) != QP_OK) {
+    atomic_fetch_add(&x->bad, 1);
+    pthread_barrier_wait(&x->b);
+    return NULL;
+  }
+  pthread_barrier_wait(&x->b);
+  qp_param prm = qp_param_int(x->param);
+  qp_result *r = NULL;
+  int64_t n = -1;
+  if (qp_conn_exec(c, x->sql, &prm, 1, &r) != QP_OK || qp_result_int64(r, 0, 0, &n) != QP_OK ||
+      n != x->expect)
+    atomic_fetch_add(&x->bad, 1);
+  qp_result_free(r);
+  qp_pool_release(c);
+  return NULL;
+}
+
+void cm_check_single_flight(qp_pool *pool, qp_cache *cache, const char *warm_sql,
+                            const char *sql, int64_t param, int64_t expect) {
+  sf x = {.p = pool, .sql = sql, .param = param, .expect = expect};
+  qp_conn *warm[8];
+  for (int i = 0; i < 8; i++) {
+    assert_int_equal(qp_pool_acquire(pool, &warm[i]), QP_OK);
+    qp_result *r = NULL;
+    assert_int_equal(qp_conn_exec(warm[i], warm_sql, NULL, 0, &r), QP_OK);
+    qp_result_free(r);
+  }
+  for (int i = 0; i < 8; i++) qp_pool_release(warm[i]);
+  qp_cache_stats s0 = stats_of(cache);
+  pthread_barrier_init(&x.b, NULL, 8);
+  pthread_t th[8];
+  for (int i = 0; i < 8; i++) pthread_create(&th[i], NULL, sf_thread, &x);
+  for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
+  pthread_barrier_destroy(&x.b);
+  qp_cache_stats s = stats_of(cache);
+  print_message("single flight: %" PRIu64 " misses, %" PRIu64 " fills, %" PRIu64 " hits, %" PRIu64
+                " waits\n", s.misses - s0.misses, s.fills - s0.fills, s.hits - s0.hits,
+                s.waits - s0.waits);
+  assert_int_equal(x.bad, 0);
+  assert_int_equal(s.misses - s0.misses, 1); /* ran once */
+  assert_int_equal(s.fills - s0.fills, 1);
+  assert_int_equal(s.hits - s0.hits, 7); /* the others were served its result */
+  assert_true(s.waits - s0.waits >= 1);
 }

@@ -95,7 +95,7 @@ void cm_run_all(const cm_config *cfg, cm_totals *out);
 typedef struct cm_race_config {
   qp_pool *pool;
   int writers, readers, keys;
-  uint64_t reads_per_reader, writes_per_writer;
+  uint64_t reads_per_reader, writes_per_writer; /* readers read until the writers are done */
   const char *read_sql;   /* one parameter (the key); one row, one integer column */
   const char *update_sql; /* one parameter (the key); returns the new value (RETURNING) */
   const char *begin_sql;  /* NULL: "BEGIN" (SQLite wants BEGIN IMMEDIATE for a writer) */
@@ -106,5 +106,23 @@ typedef struct cm_race_totals {
 } cm_race_totals;
 
 void cm_race(const cm_race_config *cfg, cm_race_totals *out);
+
+/* The checks the backends' tests share (cmocka assertions):
+ * cm_check_mix: prints the run and the cache's stats under `name`; 0 stale,
+ * 0 foreign, 0 unverifiable, 0 errors, min_ops done, every wrapper refused
+ * (so compared with the database) and at least hit_pct % of the compared
+ * reads were hits (the cache was in play).
+ * cm_check_race: runs cm_race on cfg->pool (whose cache is `cache`): 0
+ * stale, 0 errors, some hits.
+ * cm_check_single_flight: on `pool` (cache `cache`, at least 8 connections),
+ * runs warm_sql on 8 connections (identities read, first PRAGMA
+ * data_version), then 8 threads run `sql` with the integer parameter
+ * `param` at once: each gets `expect`, the statement ran once (1 miss,
+ * 1 fill, 7 hits, at least one wait). */
+void cm_check_mix(const char *name, qp_cache *cache, const cm_totals *tot, uint64_t min_ops,
+                  unsigned hit_pct);
+void cm_check_race(const char *name, qp_cache *cache, const cm_race_config *cfg);
+void cm_check_single_flight(qp_pool *pool, qp_cache *cache, const char *warm_sql,
+                            const char *sql, int64_t param, int64_t expect);
 
 #endif
