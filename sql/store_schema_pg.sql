@@ -1,5 +1,5 @@
 -- qprof profile store on PostgreSQL (a central store for a fleet of hosts),
--- schema version 2: the same tables as the SQLite store (store_schema.sql
+-- schema version 3: the same tables as the SQLite store (store_schema.sql
 -- plus migrations), in their own schema "qprof". The library embeds this
 -- text (lib/store/schema.c); a unit test keeps them equal. Histograms and
 -- error-code lists are merged by the writing client inside its transaction,
@@ -12,7 +12,7 @@ CREATE TABLE qprof.qp_meta (
 );
 INSERT INTO qprof.qp_meta (key, value) VALUES
   ('magic', 'qprof profile store'),
-  ('schema_version', '2');
+  ('schema_version', '3');
 
 CREATE TABLE qprof.qp_query (
   fingerprint   bigint PRIMARY KEY,
@@ -61,3 +61,10 @@ SELECT lpad(to_hex(s.fingerprint), 16, '0') AS fingerprint,
   FROM qprof.qp_stats AS s
   JOIN qprof.qp_query AS q ON q.fingerprint = s.fingerprint
  WHERE s.level = 3;
+
+-- Version 3: statements the shim could not record (segment full), per
+-- minute of the harvest that found them (sql/migrations/003_dropped.sql).
+CREATE TABLE qprof.qp_dropped (
+  bucket  bigint PRIMARY KEY,
+  dropped bigint NOT NULL
+);

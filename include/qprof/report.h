@@ -132,6 +132,13 @@ typedef struct qp_report_totals {
   bool since_rounded, until_rounded;
   int64_t since_bucket_ns, until_bucket_ns;
   qp_report_sort sort; /* the ranking */
+  /* Statements that ran under the LD_PRELOAD shim but could not be
+   * recorded because its segment was full ("dropped, segment full";
+   * docs/shim.md), in the buckets that start in the window (a harvest's
+   * count goes to the minute it ran in). They have no text, so they belong
+   * to no query: the filters do not apply to them and they are not in
+   * `calls`. */
+  uint64_t dropped;
 } qp_report_totals;
 
 /* Never NULL for a non-NULL report. */

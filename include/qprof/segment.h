@@ -45,7 +45,8 @@ typedef struct qp_harvest_stats {
   uint64_t live;       /* of those, whose writing process still runs */
   uint64_t refused;    /* segments refused (damaged or not ours) this time */
   uint64_t statements; /* statements gained since the last commit */
-  uint64_t dropped;    /* statements the writers could not record (segment full) */
+  uint64_t dropped;    /* statements the writers could not record (segment full), gained since
+                        * the last commit */
 } qp_harvest_stats;
 
 /*
@@ -76,7 +77,9 @@ QP_EXPORT qp_status qp_harvester_collect(qp_harvester *h, qp_harvest_stats *stat
 
 /*
  * Writes what was collected to `store` (opened with QP_STORE_WRITE; it may
- * be NULL when the last collect found no statements), then records what was
+ * be NULL when the last collect found no statements and none dropped), with
+ * the statements dropped (segment full) added to the store's count of the
+ * minute of the commit, in the same transaction; then records what was
  * written beside each segment and removes the segments whose writer has
  * ended. On a store error nothing is marked as written: the next collect
  * gathers it again. Errors: those of the store (the message is here and in

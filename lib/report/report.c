@@ -339,6 +339,10 @@ qp_status qp_report_new(qp_report **out, qp_store *store, const qp_report_option
   filter_free(&f);
   if (rc == QP_OK) rc = finish(r);
   if (rc == QP_OK) rc = edges(r);
+  if (rc == QP_OK) {
+    rc = qp__store_dropped(store, o->since_ns, o->until_ns, &r->t.dropped);
+    if (rc != QP_OK) qp__err_set(&r->err, rc, "%s", qp_store_errmsg(store));
+  }
   if (rc != QP_OK) {
     qp__errbuf_set(errbuf, errlen, rc, "%s", r->err.msg);
     qp_report_free(r);

@@ -52,6 +52,7 @@ struct qp_harvester {
   seg_track *segs;
   size_t nsegs, cap;
   uint64_t pending_statements;
+  uint64_t pending_dropped; /* "dropped, segment full" gained since the last commit */
 };
 
 #define CHECK(cond, ...)                                   \
@@ -780,6 +781,7 @@ qp_status qp_harvester_collect(qp_harvester *hv, qp_harvest_stats *stats) {
     }
   }
   hv->pending_statements = stats->statements;
+  hv->pending_dropped = stats->dropped;
   return QP_OK;
 }
 
@@ -807,9 +809,12 @@ static bool save_base(qp_harvester *hv, seg_track *t) {
 qp_status qp_harvester_commit(qp_harvester *hv, qp_store *store) {
   if (hv == NULL) return QP_INVALID;
   qp__err_clear(&hv->err);
-  if (hv->pending_statements > 0) {
+  if (hv->pending_statements > 0 || hv->pending_dropped > 0) {
     if (store == NULL) return qp__err_set(&hv->err, QP_INVALID, "statements to write and no store");
-    qp_status rc = qp_profile_flush(hv->prof, store);
+    /* the dropped statements go to the minute of this harvest, in the same
+     * transaction as the statistics */
+    qp_status rc = qp__profile_flush_dropped(hv->prof, store, qp__seg_bucket(60, qp__wall_ns()),
+                                             hv->pending_dropped);
     if (rc != QP_OK) {
       for (size_t i = 0; i < hv->nsegs; i++) {
         qp__free(&hv->hooks, hv->segs[i].pend);
@@ -818,10 +823,12 @@ qp_status qp_harvester_commit(qp_harvester *hv, qp_store *store) {
       char errbuf[QP_ERRMSG_MAX];
       new_profile(hv, errbuf, sizeof errbuf);
       hv->pending_statements = 0;
+      hv->pending_dropped = 0;
       return qp__err_set(&hv->err, rc, "writing the store: %s", qp_store_errmsg(store));
     }
   }
   hv->pending_statements = 0;
+  hv->pending_dropped = 0;
   qp_status rc = QP_OK;
   for (size_t i = 0; i < hv->nsegs;) {
     seg_track *t = &hv->segs[i];

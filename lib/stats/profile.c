@@ -447,6 +447,11 @@ static void put_back(qp_profile *p, qp_entry *list) {
 }
 
 qp_status qp_profile_flush(qp_profile *p, qp_store *store) {
+  return qp__profile_flush_dropped(p, store, 0, 0);
+}
+
+qp_status qp__profile_flush_dropped(qp_profile *p, qp_store *store, int64_t drop_bucket,
+                                    uint64_t dropped) {
   if (p == NULL || store == NULL) return QP_INVALID;
   pthread_mutex_lock(&p->flush_mu);
   /* Fresh slot arrays first: if they cannot be had, nothing has moved. */
@@ -493,7 +498,8 @@ qp_status qp_profile_flush(qp_profile *p, qp_store *store) {
   }
   qp__free(&p->hooks, fresh);
   qp__free(&p->hooks, sizes);
-  rc = list != NULL ? qp__store_write(store, list) : QP_OK;
+  qp_drop drop = {.bucket = drop_bucket, .n = dropped};
+  rc = list != NULL || dropped > 0 ? qp__store_write(store, list, &drop) : QP_OK;
   if (rc == QP_OK) free_list(&p->hooks, list);
   else put_back(p, list);
   pthread_mutex_unlock(&p->flush_mu);

@@ -140,6 +140,12 @@ qp_status qp__profile_merge(qp_profile *p, uint64_t fp, int64_t bucket, qp_backe
                             const char *db, size_t db_len, const char *query, size_t query_len,
                             const qp_stats *st, const char *sample, size_t sample_len,
                             uint64_t sample_ns);
+/* qp_profile_flush, also adding `dropped` statements (recorded nowhere: a
+ * shim's full segment) to the store's row of the bucket starting at
+ * `drop_bucket` (s), in the same transaction as the entries. On error the
+ * entries stay in the profile and nothing of `dropped` is in the store. */
+qp_status qp__profile_flush_dropped(qp_profile *p, qp_store *store, int64_t drop_bucket,
+                                    uint64_t dropped);
 /* The redacted sample of a statement of backend `be` (the default set in
  * that dialect, then the profile's redaction rules), to be freed with
  * qp__free(qp__profile_hooks(p), ...); NULL on out of memory. */

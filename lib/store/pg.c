@@ -101,6 +101,7 @@ static bool pq_load(const char **why) {
 typedef struct pg_store {
   PGconn *conn;
   bool prepared; /* the write statements are prepared on this connection */
+  long version;  /* the store's schema version (an older one is read as it is) */
 } pg_store;
 
 /* The library never prints: server notices are dropped. */
@@ -175,7 +176,7 @@ static qp_status probe(qp_store *s, int *state) {
   return QP_OK;
 }
 
-static qp_status verify(qp_store *s) {
+static qp_status verify(qp_store *s, long *version) {
   PGresult *r = pg_run(s,
                        "SELECT (SELECT value FROM qprof.qp_meta WHERE key = 'magic'), "
                        "(SELECT value FROM qprof.qp_meta WHERE key = 'schema_version')",
@@ -193,11 +194,49 @@ static qp_status verify(qp_store *s) {
     return qp__err_set(&s->err, QP_SCHEMA,
                        "%s: store schema version %ld is newer than this qprof (%d); upgrade qprof",
                        s->display, ver, QP_STORE_SCHEMA_VERSION);
-  if (ver < QP_STORE_SCHEMA_VERSION)
-    return qp__err_set(&s->err, QP_SCHEMA,
-                       "%s: store schema version %ld has no PostgreSQL migration to %d", s->display,
-                       ver, QP_STORE_SCHEMA_VERSION);
+  *version = ver;
   return QP_OK;
+}
+
+/* Takes a store at version `ver` to QP_STORE_SCHEMA_VERSION with the
+ * migrations of sql/migrations_pg/, in one transaction under the creation
+ * lock, looking at the version again once the lock is held (another host
+ * may have migrated meanwhile). */
+static qp_status migrate(qp_store *s, long ver) {
+  pg_store *g = s->impl;
+  qp_status rc = pg_cmd(s, "BEGIN", "cannot begin a migration");
+  PGresult *r = NULL;
+  if (rc == QP_OK)
+    r = pg_run(s, "SELECT pg_advisory_xact_lock(1903194726)", 0, NULL, NULL, NULL,
+               PGRES_TUPLES_OK, "cannot lock");
+  if (rc == QP_OK && r == NULL) rc = s->err.code;
+  PQclear(r);
+  if (rc == QP_OK) rc = verify(s, &ver);
+  long from = ver;
+  for (long v = ver + 1; rc == QP_OK && v <= QP_STORE_SCHEMA_VERSION; v++) {
+    const char *sql = NULL;
+    for (int i = 0; i < qp__store_nmigrations_pg; i++)
+      if (qp__store_migrations_pg_version[i] == v) sql = qp__store_migrations_pg[i];
+    if (sql == NULL) {
+      rc = qp__err_set(&s->err, QP_SCHEMA,
+                       "%s: store schema version %ld has no PostgreSQL migration to %ld",
+                       s->display, v - 1, v);
+      break;
+    }
+    PGresult *c = PQexec(g->conn, sql);
+    if (c == NULL || PQresultStatus(c) != PGRES_COMMAND_OK)
+      rc = pg_fail(s, c, QP_IO, "cannot migrate the store");
+    PQclear(c);
+  }
+  if (rc == QP_OK) rc = pg_cmd(s, "COMMIT", "cannot commit the migration");
+  if (rc != QP_OK) {
+    PQclear(PQexec(g->conn, "ROLLBACK"));
+    return rc;
+  }
+  if (from < QP_STORE_SCHEMA_VERSION)
+    qp__log(&s->hooks, QP_LOG_INFO, "%s: migrated store schema from version %ld to %d",
+            s->display, from, QP_STORE_SCHEMA_VERSION);
+  return verify(s, &g->version);
 }
 
 static qp_status pg_open(qp_store *s, qp_store_mode mode) {
@@ -244,7 +283,9 @@ static qp_status pg_open(qp_store *s, qp_store_mode mode) {
     if (rc == QP_OK) rc = pg_cmd(s, "COMMIT", "cannot commit the schema");
     if (rc != QP_OK) PQclear(PQexec(g->conn, "ROLLBACK"));
   }
-  if (rc == QP_OK) rc = verify(s);
+  if (rc == QP_OK) rc = verify(s, &g->version);
+  if (rc == QP_OK && mode == QP_STORE_WRITE && g->version < QP_STORE_SCHEMA_VERSION)
+    rc = migrate(s, g->version);
   if (rc == QP_OK && mode == QP_STORE_READ)
     rc = pg_cmd(s, "SET default_transaction_read_only = on", "cannot set read-only");
   if (rc != QP_OK) pg_close(s);
@@ -431,7 +472,22 @@ static qp_status prepare_writes(qp_store *s) {
   return QP_OK;
 }
 
-static qp_status pg_write(qp_store *s, const qp_entry *list) {
+static qp_status write_drop(qp_store *s, const qp_drop *d) {
+  char b[32], n[32];
+  snprintf(b, sizeof b, "%lld", (long long)d->bucket);
+  snprintf(n, sizeof n, "%llu", (unsigned long long)d->n);
+  const char *vals[2] = {b, n};
+  PGresult *r = pg_run(s,
+                       "INSERT INTO qprof.qp_dropped (bucket, dropped) VALUES ($1, $2) "
+                       "ON CONFLICT (bucket) DO UPDATE SET dropped = "
+                       "qprof.qp_dropped.dropped + excluded.dropped",
+                       2, vals, NULL, NULL, PGRES_COMMAND_OK, "cannot write the dropped count");
+  if (r == NULL) return s->err.code;
+  PQclear(r);
+  return QP_OK;
+}
+
+static qp_status pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop) {
   if (s->mode != QP_STORE_WRITE)
     return qp__err_set(&s->err, QP_INVALID, "%s: store opened read-only", s->display);
   qp_status prc = prepare_writes(s);
@@ -439,8 +495,9 @@ static qp_status pg_write(qp_store *s, const qp_entry *list) {
   size_t n = 0;
   for (const qp_entry *e = list; e != NULL; e = e->next)
     if (!e->ignored && e->st.calls > 0) n++;
-  if (n == 0) return QP_OK;
-  const qp_entry **v = qp__calloc(&s->hooks, n, sizeof *v);
+  bool dropping = drop != NULL && drop->n > 0;
+  if (n == 0 && !dropping) return QP_OK;
+  const qp_entry **v = qp__calloc(&s->hooks, n ? n : 1, sizeof *v);
   if (v == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
   n = 0;
   for (const qp_entry *e = list; e != NULL; e = e->next)
@@ -450,6 +507,7 @@ static qp_status pg_write(qp_store *s, const qp_entry *list) {
   qp__buf_init(&codes, &s->hooks);
   qp__buf_init(&hist, &s->hooks);
   qp_status rc = pg_cmd(s, "BEGIN", "cannot begin a flush");
+  if (rc == QP_OK && dropping) rc = write_drop(s, drop);
   for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_query(s, v[i]);
   for (int level = 0; rc == QP_OK && level < QP_LEVELS; level++)
     for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_stats(s, level, v[i], &codes, &hist);
@@ -542,7 +600,25 @@ static qp_status pg_query_text(qp_store *s, uint64_t fingerprint, qp_buf *query,
   return rc;
 }
 
+static qp_status pg_dropped(qp_store *s, int64_t lo, int64_t hi, uint64_t *n) {
+  pg_store *g = s->impl;
+  if (g->version < 3) return QP_OK; /* an older store read as it is: no such table */
+  char a[32], b[32];
+  snprintf(a, sizeof a, "%lld", (long long)lo);
+  snprintf(b, sizeof b, "%lld", (long long)hi);
+  const char *vals[2] = {a, b};
+  PGresult *r = pg_run(s,
+                       "SELECT coalesce(sum(dropped), 0) FROM qprof.qp_dropped "
+                       "WHERE bucket >= $1 AND bucket < $2",
+                       2, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read the dropped count");
+  if (r == NULL) return s->err.code;
+  *n = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return QP_OK;
+}
+
 const qp_store_ops qp__pg_store_ops = {
+    .dropped = pg_dropped,
     .name = "postgres",
     .open = pg_open,
     .close = pg_close,

@@ -468,12 +468,27 @@ static qp_status write_entry(qp_store *s, sq_store *q, const qp_entry *e) {
   return rc;
 }
 
-static qp_status sq_write(qp_store *s, const qp_entry *list) {
+static qp_status write_drop(qp_store *s, sq_store *q, const qp_drop *d) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(q->db,
+                         "INSERT INTO qp_dropped (bucket, dropped) VALUES (?1, ?2) "
+                         "ON CONFLICT (bucket) DO UPDATE SET dropped = dropped + excluded.dropped",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(s, q->db, QP_IO, "cannot write the dropped count");
+  sqlite3_bind_int64(st, 1, d->bucket);
+  sqlite3_bind_int64(st, 2, (int64_t)d->n);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? QP_OK : sq_fail(s, q->db, QP_IO, "cannot write the dropped count");
+}
+
+static qp_status sq_write(qp_store *s, const qp_entry *list, const qp_drop *drop) {
   sq_store *q = s->impl;
   if (s->mode != QP_STORE_WRITE)
     return qp__err_set(&s->err, QP_INVALID, "%s: store opened read-only", s->display);
   qp_status rc = sq_exec(s, q->db, "BEGIN IMMEDIATE", "cannot begin a flush");
   if (rc != QP_OK) return rc;
+  if (drop != NULL && drop->n > 0) rc = write_drop(s, q, drop);
   for (const qp_entry *e = list; rc == QP_OK && e != NULL; e = e->next)
     if (!e->ignored && e->st.calls > 0) rc = write_entry(s, q, e);
   if (rc == QP_OK) rc = sq_exec(s, q->db, "COMMIT", "cannot commit a flush");
@@ -615,7 +630,27 @@ static qp_status sq_query_text(qp_store *s, uint64_t fingerprint, qp_buf *query,
   return rc;
 }
 
+static qp_status sq_dropped(qp_store *s, int64_t lo, int64_t hi, uint64_t *n) {
+  sq_store *q = s->impl;
+  int64_t ver = 0;
+  qp_status rc = pragma_int(s, q->db, "PRAGMA user_version", &ver);
+  if (rc != QP_OK || ver < 3) return rc; /* an older store read as it is: no such table */
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(q->db,
+                         "SELECT coalesce(sum(dropped), 0) FROM qp_dropped "
+                         "WHERE bucket >= ?1 AND bucket < ?2",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(s, q->db, QP_IO, "cannot read the dropped count");
+  sqlite3_bind_int64(st, 1, lo);
+  sqlite3_bind_int64(st, 2, hi);
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW) *n = (uint64_t)sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return r == SQLITE_ROW ? QP_OK : sq_fail(s, q->db, QP_IO, "cannot read the dropped count");
+}
+
 const qp_store_ops qp__sqlite_store_ops = {
+    .dropped = sq_dropped,
     .name = "sqlite",
     .open = sq_open,
     .close = sq_close,

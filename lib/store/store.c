@@ -94,9 +94,23 @@ const char *qp_store_errmsg(const qp_store *s) { return s == NULL ? "store is NU
 
 const char *qp_store_location(const qp_store *s) { return s == NULL ? "" : s->display; }
 
-qp_status qp__store_write(qp_store *s, const qp_entry *list) {
+qp_status qp__store_write(qp_store *s, const qp_entry *list, const qp_drop *drop) {
   qp__err_clear(&s->err);
-  return s->ops->write(s, list);
+  return s->ops->write(s, list, drop);
+}
+
+/* The first whole second at or after t_ns. */
+static int64_t ceil_s(int64_t t_ns) { return -qp__floor_div(-t_ns, 1000000000); }
+
+qp_status qp__store_dropped(qp_store *s, int64_t since_ns, int64_t until_ns, uint64_t *n) {
+  *n = 0;
+  qp__err_clear(&s->err);
+  if (s->ops->dropped == NULL) return QP_OK;
+  /* a bucket counts when its start b (s) is in the window: since <= b * 1e9 < until */
+  int64_t lo = since_ns == INT64_MIN ? INT64_MIN : ceil_s(since_ns);
+  int64_t hi = until_ns == INT64_MAX ? INT64_MAX : ceil_s(until_ns);
+  if (lo >= hi) return QP_OK;
+  return s->ops->dropped(s, lo, hi, n);
 }
 
 /* ---- summaries over a window -------------------------------------------- */

@@ -28,14 +28,26 @@ int64_t qp__level_bucket(int level, int64_t bucket);
  * `row->query` and `row->sample` are unused. Return QP_OK to go on. */
 typedef qp_status (*qp_row_fn)(void *ud, const qp_entry *row);
 
+/* Statements recorded nowhere (the shim's full segments: "dropped, segment
+ * full") that a write adds to the store with its entries, in the same
+ * transaction: `n` to the row of the bucket starting at `bucket` (s). */
+typedef struct qp_drop {
+  int64_t bucket;
+  uint64_t n;
+} qp_drop;
+
 typedef struct qp_store_ops {
   const char *name;
   /* Opens s->location; sets s->impl. On error sets s->err and cleans up. */
   qp_status (*open)(qp_store *s, qp_store_mode mode);
   void (*close)(qp_store *s);
   /* Writes a list of entries (linked by ->next; ignored ones skipped) at
-   * every level, in one transaction: all or nothing. */
-  qp_status (*write)(qp_store *s, const qp_entry *list);
+   * every level, and `drop` (NULL or n 0: none), in one transaction: all or
+   * nothing. */
+  qp_status (*write)(qp_store *s, const qp_entry *list, const qp_drop *drop);
+  /* The sum of the dropped statements of the buckets in [lo, hi) (s); 0 in
+   * a store older than schema version 3. */
+  qp_status (*dropped)(qp_store *s, int64_t lo, int64_t hi, uint64_t *n);
   /* First and last bucket start (seconds) of level 0; *empty when none. */
   qp_status (*bucket_range)(qp_store *s, int64_t *first, int64_t *last, bool *empty);
   /* Calls fn for every row of `level` with bucket in [lo, hi). */
@@ -100,8 +112,12 @@ qp_status qp__store_edge(qp_store *s, int64_t t_ns, int64_t *bucket_s, bool *str
 
 extern const qp_store_ops qp__pg_store_ops;
 
-/* Writes a list of entries (see qp_store_ops.write). Used by qp_profile_flush. */
-qp_status qp__store_write(qp_store *s, const qp_entry *list);
+/* Writes a list of entries and `drop` (see qp_store_ops.write). Used by
+ * qp_profile_flush. */
+qp_status qp__store_write(qp_store *s, const qp_entry *list, const qp_drop *drop);
+/* The statements dropped (segment full) in the buckets that start in
+ * [since_ns, until_ns) (INT64_MIN / INT64_MAX for no bound). */
+qp_status qp__store_dropped(qp_store *s, int64_t since_ns, int64_t until_ns, uint64_t *n);
 
 /* The SQL that creates schema version 1, and the migrations to each later
  * version: step i takes a store from version i+1 to i+2. Generated at build
@@ -110,10 +126,15 @@ extern const char qp__store_schema_v1[];
 extern const char *const qp__store_migrations[];
 extern const char *const qp__store_migration_files[];
 extern const int qp__store_nmigrations;
-#define QP_STORE_SCHEMA_VERSION 2
+#define QP_STORE_SCHEMA_VERSION 3
 /* The PostgreSQL store's schema (sql/store_schema_pg.sql), at
- * QP_STORE_SCHEMA_VERSION. */
+ * QP_STORE_SCHEMA_VERSION, and its migrations (sql/migrations_pg/): the
+ * i-th takes a store to version qp__store_migrations_pg_version[i] from the
+ * one before. */
 extern const char qp__store_schema_pg[];
+extern const char *const qp__store_migrations_pg[];
+extern const int qp__store_migrations_pg_version[];
+extern const int qp__store_nmigrations_pg;
 /* PRAGMA application_id of a qprof store: "qprf". */
 #define QP_STORE_APPLICATION_ID 0x71707266
 

@@ -230,6 +230,10 @@ static void test_json_golden_and_schema(void **state) {
   assert_true(share > 0.9999 && share < 1.0001);
   assert_int_equal(calls, 1000 + 200 + 5000 + 1200 + 12);
   assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "totals"), "calls")), calls);
+  /* the golden store was written by the pool: nothing dropped, said as 0 */
+  json_t *dropped = json_object_get(json_object_get(root, "totals"), "dropped");
+  assert_true(json_is_integer(dropped));
+  assert_int_equal(json_integer_value(dropped), 0);
   /* Sorted by total time: the 12 slow reports first. */
   assert_string_equal(json_string_value(json_object_get(json_array_get(qs, 0), "fingerprint")),
                       "5555555555555555");
@@ -254,15 +258,15 @@ static void test_csv_golden(void **state) {
   const char *header = "fingerprint,query,backend,database,calls,errors,errors_by_code,rows,"
                        "total_ms,share,mean_ms,min_ms,max_ms,stddev_ms,p50_ms,p90_ms,"
                        "p95_ms,p99_ms,p999_ms,first_seen,last_seen,sample,total_ns,min_ns,"
-                       "max_ns\r\n";
+                       "max_ns,dropped\r\n";
   assert_int_equal(strncmp(out, header, strlen(header)), 0);
   free(out);
-  /* Python's csv module reads it back: 6 rows of 25 fields. */
+  /* Python's csv module reads it back: 6 rows of 26 fields. */
   char args[1024];
   snprintf(args, sizeof args,
            "report --store golden.db --format csv | /usr/bin/python3 -c 'import csv,sys; "
            "r=list(csv.reader(sys.stdin)); assert len(r)==6, len(r); "
-           "assert all(len(x)==25 for x in r); print(\"ok\")'");
+           "assert all(len(x)==26 for x in r); print(\"ok\")'");
   assert_int_equal(run(NULL, args, &out, NULL), 0);
   assert_string_equal(out, "ok\n");
   free(out);

@@ -125,6 +125,43 @@ dropped=$(sed -n 's/^qprof run: \([0-9]*\) statements were not recorded: segment
 stored=$(total_calls "$T/f.qp")
 [ $((stored + dropped)) = 5000 ] || fail "full segment: $stored stored + $dropped dropped != 5000"
 echo "ok: full segment: $stored recorded, $dropped counted as dropped"
+# ... and the store keeps the count: the report shows it (text, JSON, CSV), and
+# what it has as calls plus what it says was dropped is what ran.
+[ "$dropped" -gt 0 ] && [ "$stored" -gt 0 ] || fail "full segment: $stored stored, $dropped dropped"
+json_dropped() { "$QPROF" report --store "$1" --format json | python3 -c '
+import json, sys; t = json.load(sys.stdin)["totals"]; print(t["calls"], t["dropped"])'; }
+read -r calls jd < <(json_dropped "$T/f.qp")
+[ "$jd" = "$dropped" ] || fail "full segment: the report says $jd dropped, qprof run said $dropped"
+[ $((calls + jd)) = 5000 ] || fail "full segment: report: $calls calls + $jd dropped != 5000"
+"$QPROF" report --store "$T/f.qp" >full.txt
+# (the text writes counts with thousands separators)
+td=$(sed -n 's/^Dropped: \([0-9,]*\) statements ran but were not recorded: .*/\1/p' full.txt | tr -d ,)
+[ "$td" = "$dropped" ] || fail "full segment: text report: $(head -8 full.txt)"
+csvd=$("$QPROF" report --store "$T/f.qp" --format csv | python3 -c '
+import csv, sys; r = list(csv.DictReader(sys.stdin)); print(set(x["dropped"] for x in r))')
+[ "$csvd" = "{'$dropped'}" ] || fail "full segment: CSV dropped column: $csvd"
+echo "ok: full segment: the report shows $jd dropped (text, JSON, CSV); $calls + $jd = 5000"
+# The same through many harvests (every 10 ms) of a program that fills its
+# segment slowly, then by 'qprof collect' from a run directory: exact sums.
+cat >slowfill.py <<'PY'
+import sqlite3, time
+db = sqlite3.connect(":memory:")
+for i in range(6000):
+    db.execute("select %d as g%d" % (i, i)).fetchall()
+    if i % 500 == 0:
+        time.sleep(0.03)
+PY
+"$QPROF" run --store "$T/g.qp" --segment-mb 1 --flush-ms 10 -- python3 slowfill.py 2>g.err
+gd=$(sed -n 's/^qprof run: \([0-9]*\) statements were not recorded: segment full.*/\1/p' g.err)
+read -r calls jd < <(json_dropped "$T/g.qp")
+[ -n "$gd" ] && [ "$jd" = "$gd" ] && [ $((calls + jd)) = 6000 ] ||
+  fail "many harvests: qprof run said '$gd' dropped, the report $calls calls + $jd dropped"
+R2=$T/run_full
+QPROF_SEGMENT_MB=1 preload_env "$R2" python3 slowfill.py
+collect "$R2" "$T/cf.qp" 2>c.err
+read -r calls jd < <(json_dropped "$T/cf.qp")
+[ "$jd" -gt 0 ] && [ $((calls + jd)) = 6000 ] || fail "qprof collect: $calls calls + $jd dropped != 6000"
+echo "ok: dropped through 10 ms harvests ($jd) and through qprof collect: calls + dropped = 6000"
 
 # ---- qprof run checks the settings before the command starts ------------------------
 for setting in "QPROF_IGNORE=(" "QPROF_REDACT=x" "QPROF_BUCKET_S=0" "QPROF_RULES=(=x" "QPROF_SEGMENT_MB=0"; do

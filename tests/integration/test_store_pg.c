@@ -1,6 +1,7 @@
 /* The PostgreSQL profile store against the real cluster: creation, exact
  * totals and windows, several processes flushing at once, refusal of a
- * foreign "qprof" schema and of a newer schema, and `qprof report` on it. */
+ * foreign "qprof" schema and of a newer schema, the migration of an older
+ * one, the count of dropped statements, and `qprof report` on it. */
 #include "testutil.h"
 
 #include <libpq-fe.h>
@@ -9,6 +10,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "stats/stats_int.h"
+#include "store/store_int.h"
 
 static char dbname[2][64];
 static char dsn[2][768];
@@ -188,7 +192,64 @@ static void test_refuses_foreign_and_newer(void **state) {
   on_db(0, "UPDATE qprof.qp_meta SET value = '99' WHERE key = 'schema_version'");
   assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_SCHEMA);
   assert_non_null(strstr(err, "newer"));
-  on_db(0, "UPDATE qprof.qp_meta SET value = '2' WHERE key = 'schema_version'");
+  char sql[128];
+  snprintf(sql, sizeof sql, "UPDATE qprof.qp_meta SET value = '%d' WHERE key = 'schema_version'",
+           QP_STORE_SCHEMA_VERSION);
+  on_db(0, sql);
+}
+
+static char *one_value(int k, const char *sql) {
+  PGconn *c = PQconnectdb(dsn[k]);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PGresult *r = PQexec(c, sql);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s: %s", sql, PQerrorMessage(c));
+  char *v = strdup(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  PQfinish(c);
+  return v;
+}
+
+/* A store of schema version 2 (before qp_dropped) is read as it is and
+ * migrated by the first writer; the dropped counts (the shim's full
+ * segments) add up per minute and are read per window. */
+static void test_migrates_and_counts_dropped(void **state) {
+  (void)state;
+  on_db(0, "DROP TABLE IF EXISTS qprof.qp_dropped; "
+           "UPDATE qprof.qp_meta SET value = '2' WHERE key = 'schema_version'");
+  qp_store *s;
+  char err[1024];
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  uint64_t n = 99;
+  assert_int_equal(qp__store_dropped(s, INT64_MIN, INT64_MAX, &n), QP_OK);
+  assert_int_equal(n, 0);
+  qp_store_close(s);
+  char *v = one_value(0, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'");
+  assert_string_equal(v, "2");
+  free(v);
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  v = one_value(0, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'");
+  assert_int_equal(atoi(v), QP_STORE_SCHEMA_VERSION);
+  free(v);
+  qp_profile *p;
+  assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
+  const int64_t m = 1763700000;
+  assert_int_equal(qp__profile_flush_dropped(p, s, m, 7), QP_OK);
+  assert_int_equal(qp__profile_flush_dropped(p, s, m, 5), QP_OK);
+  assert_int_equal(qp__profile_flush_dropped(p, s, m + 60, 1), QP_OK);
+  const int64_t ns = 1000000000;
+  assert_int_equal(qp__store_dropped(s, INT64_MIN, INT64_MAX, &n), QP_OK);
+  assert_int_equal(n, 13);
+  assert_int_equal(qp__store_dropped(s, m * ns, (m + 60) * ns, &n), QP_OK);
+  assert_int_equal(n, 12);
+  assert_int_equal(qp__store_dropped(s, m * ns + 1, INT64_MAX, &n), QP_OK);
+  assert_int_equal(n, 1); /* a bucket counts when it starts in the window */
+  assert_int_equal(qp__store_dropped(s, INT64_MIN, m * ns, &n), QP_OK);
+  assert_int_equal(n, 0);
+  qp_profile_free(p);
+  qp_store_close(s);
+  /* a second writer finds it migrated */
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  qp_store_close(s);
 }
 
 static void test_cli_report_on_pg(void **state) {
@@ -209,6 +270,7 @@ int main(void) {
       cmocka_unit_test(test_create_record_window),
       cmocka_unit_test(test_processes_flush_at_once),
       cmocka_unit_test(test_refuses_foreign_and_newer),
+      cmocka_unit_test(test_migrates_and_counts_dropped),
       cmocka_unit_test(test_cli_report_on_pg),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

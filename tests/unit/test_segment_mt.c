@@ -17,6 +17,7 @@
 #include "internal.h"
 #include "qprof/segment.h"
 #include "seg/seg_int.h"
+#include "store/store_int.h"
 
 #define NWRITERS 3
 #define NSTMT 6000 /* distinct statements per writer */
@@ -74,7 +75,7 @@ static void harvest(qp_harvester *hv, qp_store *s, uint64_t *dropped) {
   assert_int_equal(qp_harvester_collect(hv, &st), QP_OK);
   assert_int_equal(st.refused, 0);
   *dropped += st.dropped;
-  assert_int_equal(qp_harvester_commit(hv, st.statements > 0 ? s : NULL), QP_OK);
+  assert_int_equal(qp_harvester_commit(hv, st.statements > 0 || st.dropped > 0 ? s : NULL), QP_OK);
 }
 
 /* Several segments (one per writer thread, as processes would have) grown
@@ -129,6 +130,10 @@ static void test_harvest_while_growing(void **state) {
   assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, qpt_sum_add, &got), QP_OK);
   assert_int_equal(got.calls, recorded);
   assert_int_equal(got.errors, errors);
+  /* the dropped statements reached the store, exactly */
+  uint64_t stored_dropped = 0;
+  assert_int_equal(qp__store_dropped(s, INT64_MIN, INT64_MAX, &stored_dropped), QP_OK);
+  assert_int_equal(stored_dropped, dropped);
   qp_store_close(s);
   qp_harvester_free(hv);
   for (int i = 0; i < NWRITERS; i++) {

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "stats/stats_int.h"
 #include "store/store_int.h"
 
 /* Temporary directories of this run, removed at the end (qpt_tempdirs_remove). */
@@ -54,6 +55,15 @@ static void test_embedded_schema_matches_sql(void **state) {
   t = qpt_read_file(QP_TEST_SOURCE_DIR "/sql/store_schema_pg.sql", &len);
   assert_non_null(t);
   assert_string_equal(t, qp__store_schema_pg);
+  free(t);
+  /* PostgreSQL migrations: consecutive, up to the current version */
+  assert_true(qp__store_nmigrations_pg >= 1);
+  for (int i = 0; i < qp__store_nmigrations_pg; i++)
+    assert_int_equal(qp__store_migrations_pg_version[i],
+                     QP_STORE_SCHEMA_VERSION - qp__store_nmigrations_pg + 1 + i);
+  t = qpt_read_file(QP_TEST_SOURCE_DIR "/sql/migrations_pg/003_dropped.sql", &len);
+  assert_non_null(t);
+  assert_string_equal(t, qp__store_migrations_pg[0]);
   free(t);
 }
 
@@ -233,8 +243,11 @@ static void test_migration(void **state) {
   assert_int_equal(qp__sqlite_store_create_version(p, 1, err, sizeof err), QP_OK);
   assert_int_equal(user_version(p), 1);
   qp_store *s;
-  /* READ leaves it at version 1. */
+  /* READ leaves it at version 1 (and it has nothing dropped: no such table yet). */
   assert_int_equal(qp_store_open(&s, p, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  uint64_t n = 99;
+  assert_int_equal(qp__store_dropped(s, INT64_MIN, INT64_MAX, &n), QP_OK);
+  assert_int_equal(n, 0);
   qp_store_close(s);
   assert_int_equal(user_version(p), 1);
   /* WRITE migrates. */
@@ -244,7 +257,26 @@ static void test_migration(void **state) {
   sqlite3 *db;
   assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
   assert_int_equal(sqlite3_exec(db, "SELECT * FROM qp_summary", 0, 0, 0), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "SELECT * FROM qp_dropped", 0, 0, 0), SQLITE_OK);
   sqlite3_close(db);
+  /* dropped statements (the shim's full segments) add up per minute, read per window */
+  assert_int_equal(qp_store_open(&s, p, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  qp_profile *pr;
+  assert_int_equal(qp_profile_new(&pr, NULL, err, sizeof err), QP_OK);
+  const int64_t m = 1763700000, ns = 1000000000;
+  assert_int_equal(qp__profile_flush_dropped(pr, s, m, 7), QP_OK);
+  assert_int_equal(qp__profile_flush_dropped(pr, s, m, 5), QP_OK);
+  assert_int_equal(qp__profile_flush_dropped(pr, s, m + 60, 1), QP_OK);
+  assert_int_equal(qp__store_dropped(s, INT64_MIN, INT64_MAX, &n), QP_OK);
+  assert_int_equal(n, 13);
+  assert_int_equal(qp__store_dropped(s, m * ns, (m + 60) * ns, &n), QP_OK);
+  assert_int_equal(n, 12);
+  assert_int_equal(qp__store_dropped(s, m * ns + 1, INT64_MAX, &n), QP_OK);
+  assert_int_equal(n, 1);
+  assert_int_equal(qp__store_dropped(s, INT64_MIN, m * ns, &n), QP_OK);
+  assert_int_equal(n, 0);
+  qp_profile_free(pr);
+  qp_store_close(s);
 }
 
 /* A DSN goes to the PostgreSQL store; an unreachable server is

@@ -42,7 +42,7 @@ bool cli_collector_pass(cli_collector *c) {
   }
   c->refused += st.refused;
   c->live = st.live;
-  if (st.statements > 0 && c->store == NULL) {
+  if ((st.statements > 0 || st.dropped > 0) && c->store == NULL) {
     char err[512];
     rc = qp_store_open(&c->store, c->store_location, QP_STORE_WRITE, NULL, err, sizeof err);
     if (rc != QP_OK) {

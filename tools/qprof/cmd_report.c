@@ -57,6 +57,16 @@ static const char *db_label(const char *db) {
   return slash != NULL && slash[1] != '\0' ? slash + 1 : db;
 }
 
+/* Statements the shim could not record (its segment was full), said
+ * whenever there are any: they are in no query of the report. */
+static void print_dropped(const qp_report_totals *t, const char *bold, const char *reset) {
+  if (t->dropped == 0) return;
+  char c[40];
+  printf("%sDropped:%s %s statements ran but were not recorded: the shim's segment was full "
+         "(raise --segment-mb / QPROF_SEGMENT_MB); they are in no query below\n",
+         bold, reset, rq_count(t->dropped, c, sizeof c));
+}
+
 /* The header: the store, the window asked for (and how its edges were
  * rounded to whole buckets), the time the data covers, the totals. */
 static void print_header(const qp_report *r, size_t shown, const char *bold, const char *reset) {
@@ -82,6 +92,7 @@ static void print_header(const qp_report *r, size_t shown, const char *bold, con
          rq_dur((double)t->total_ns, c2, sizeof c2), rq_count(t->errors, c3, sizeof c3));
   if (n != before_filter) printf(" (%zu of %zu queries pass the filters)", n, before_filter);
   printf("\n");
+  print_dropped(t, bold, reset);
   if (shown < n)
     printf("Showing the top %zu by %s (--limit to change).\n", shown, qp_report_sort_name(t->sort));
   printf("\n");
@@ -229,6 +240,7 @@ static void print_json(const qp_report *r, size_t shown, qp_report_sort sort) {
   jw_uint(&w, "total_ns", t->total_ns);
   jw_string(&w, "first_seen", t->queries > 0 ? rq_iso(t->first_seen_ns, a, sizeof a) : NULL);
   jw_string(&w, "last_seen", t->queries > 0 ? rq_iso(t->last_seen_ns, a, sizeof a) : NULL);
+  jw_uint(&w, "dropped", t->dropped);
   jw_object_end(&w);
   jw_array(&w, "queries");
   for (size_t i = 0; i < shown; i++) entry_json(&w, qp_report_query(r, i), qp_report_share(r, i));
@@ -240,7 +252,7 @@ static const char *const csv_cols[] = {
     "fingerprint", "query",     "backend", "database", "calls",     "errors",     "errors_by_code",
     "rows",        "total_ms",  "share",   "mean_ms",  "min_ms",    "max_ms",     "stddev_ms",
     "p50_ms",      "p90_ms",    "p95_ms",  "p99_ms",   "p999_ms",   "first_seen", "last_seen",
-    "sample",      "total_ns",  "min_ns",  "max_ns"};
+    "sample",      "total_ns",  "min_ns",  "max_ns",   "dropped"};
 
 /* CSV goes through the JSON writer's buffer (jw_put*): no stdio call per field. */
 static void csv_ms(jw *w, uint64_t ns) {
@@ -266,6 +278,7 @@ static void csv_text(jw *w, const char *s) {
 }
 
 static void print_csv(const qp_report *r, size_t shown) {
+  uint64_t dropped = qp_report_totals_get(r)->dropped;
   jw w;
   jw_init(&w, stdout);
   for (size_t i = 0; i < ARRAY_LEN(csv_cols); i++) {
@@ -308,6 +321,7 @@ static void print_csv(const qp_report *r, size_t shown) {
     csv_u64(&w, s->total_ns);
     csv_u64(&w, s->min_ns);
     csv_u64(&w, s->max_ns);
+    csv_u64(&w, dropped); /* of the window, not of this query */
     jw_puts(&w, "\r\n");
   }
   jw_flush(&w);
@@ -400,6 +414,7 @@ int cmd_report(int argc, char **argv) {
               "No queries match the filters (%zu quer%s in the window).\n", before,
               before == 1 ? "y" : "ies");
     if (fmt == 0) {
+      print_dropped(t, "", "");
       rq_close(store, r);
       return QP_EXIT_OK;
     }

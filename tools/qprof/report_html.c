@@ -82,6 +82,11 @@ void rq_print_html(FILE *f, const qp_report *r, const char *window, size_t shown
   fprintf(f, "</dd>\n<dt>Totals</dt><dd>%zu quer%s, %s calls, %s total, %s errors</dd>\n", n,
           n == 1 ? "y" : "ies", rq_count(t->calls, c1, sizeof c1),
           rq_dur((double)t->total_ns, c2, sizeof c2), rq_count(t->errors, c3, sizeof c3));
+  if (t->dropped > 0)
+    fprintf(f,
+            "<dt>Dropped</dt><dd>%s statements ran but were not recorded: the shim's segment "
+            "was full (raise --segment-mb / QPROF_SEGMENT_MB); they are in no query below</dd>\n",
+            rq_count(t->dropped, c1, sizeof c1));
   fprintf(f, "<dt>Sorted by</dt><dd>%s", qp_report_sort_name(t->sort));
   if (shown < n) fprintf(f, " (top %zu of %zu)", shown, n);
   fputs("</dd>\n</dl>\n", f);
