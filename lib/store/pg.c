@@ -617,6 +617,35 @@ static qp_status pg_dropped(qp_store *s, int64_t lo, int64_t hi, uint64_t *n) {
   return QP_OK;
 }
 
+static qp_status pg_query_texts(qp_store *s, const uint64_t *fps, size_t n, qp_text_fn fn,
+                                void *ud) {
+  /* one statement for the whole window: the fingerprints as one bigint[]
+   * parameter, the rows in the caller's order */
+  qp_buf arr;
+  qp__buf_init(&arr, &s->hooks);
+  bool ok = qp__buf_puts(&arr, "{");
+  for (size_t i = 0; ok && i < n; i++)
+    ok = qp__buf_printf(&arr, i ? ",%lld" : "%lld", (long long)(int64_t)fps[i]);
+  ok = ok && qp__buf_puts(&arr, "}");
+  if (!ok) {
+    qp__buf_free(&arr);
+    return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  }
+  const char *vals[1] = {qp__buf_cstr(&arr)};
+  PGresult *r = pg_run(s,
+                       "SELECT fingerprint, query, sample FROM qprof.qp_query "
+                       "WHERE fingerprint = ANY($1::bigint[]) ORDER BY fingerprint",
+                       1, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read queries");
+  qp__buf_free(&arr);
+  if (r == NULL) return s->err.code;
+  qp_status rc = QP_OK;
+  for (int i = 0; rc == QP_OK && i < PQntuples(r); i++)
+    rc = fn(ud, (uint64_t)strtoll(PQgetvalue(r, i, 0), NULL, 10), PQgetvalue(r, i, 1),
+            PQgetisnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2));
+  PQclear(r);
+  return rc;
+}
+
 const qp_store_ops qp__pg_store_ops = {
     .dropped = pg_dropped,
     .name = "postgres",
@@ -627,4 +656,5 @@ const qp_store_ops qp__pg_store_ops = {
     .scan = pg_scan,
     .bucket_before = pg_bucket_before,
     .query_text = pg_query_text,
+    .query_texts = pg_query_texts,
 };

@@ -145,14 +145,15 @@ static bool agg_grow(agg_map *m) {
   return true;
 }
 
+static void entry_free(qp_entry *e, const qp_hooks *h) {
+  if (e == NULL) return;
+  qp__stats_free(&e->st, h);
+  qp__free(h, e->database);
+  qp__free(h, e);
+}
+
 static void agg_free(agg_map *m) {
-  for (size_t i = 0; i < m->cap; i++) {
-    qp_entry *e = m->slots[i];
-    if (e == NULL) continue;
-    qp__stats_free(&e->st, m->hooks);
-    qp__free(m->hooks, e->database);
-    qp__free(m->hooks, e);
-  }
+  for (size_t i = 0; i < m->cap; i++) entry_free(m->slots[i], m->hooks);
   qp__free(m->hooks, m->slots);
 }
 
@@ -233,6 +234,97 @@ static int plan_tiles(int64_t S, int64_t U, tile t[5]) {
   return n;
 }
 
+/* ---- texts -------------------------------------------------------------- */
+
+/* Each merged query is handed to the caller with its text and freed at once:
+ * a big window is not held twice while the caller copies. */
+
+/* One text per statement (a local store: a prepared lookup each). */
+static qp_status texts_each(qp_store *s, agg_map *m, qp_agg_fn fn, void *ud) {
+  qp_buf query, sample;
+  qp__buf_init(&query, &s->hooks);
+  qp__buf_init(&sample, &s->hooks);
+  qp_status rc = QP_OK;
+  for (size_t i = 0; rc == QP_OK && i < m->cap; i++) {
+    qp_entry *e = m->slots[i];
+    if (e == NULL) continue;
+    query.len = sample.len = 0;
+    bool has_sample, found;
+    rc = s->ops->query_text(s, e->fingerprint, &query, &sample, &has_sample, &found);
+    if (rc != QP_OK) break;
+    rc = fn(ud, e, qp__buf_cstr(&query), has_sample ? qp__buf_cstr(&sample) : NULL);
+    entry_free(e, &s->hooks);
+    m->slots[i] = NULL;
+  }
+  qp__buf_free(&query);
+  qp__buf_free(&sample);
+  return rc;
+}
+
+typedef struct texts_walk {
+  qp_store *s;
+  qp_entry **v; /* the window's queries by signed fingerprint; owned until handed over */
+  size_t n, next;
+  qp_agg_fn fn;
+  void *ud;
+} texts_walk;
+
+static int by_signed_fingerprint(const void *a, const void *b) {
+  int64_t x = (int64_t)(*(qp_entry *const *)a)->fingerprint;
+  int64_t y = (int64_t)(*(qp_entry *const *)b)->fingerprint;
+  return x < y ? -1 : x > y;
+}
+
+static qp_status hand_over(texts_walk *t, const char *query, const char *sample) {
+  qp_entry *e = t->v[t->next];
+  t->v[t->next++] = NULL;
+  qp_status rc = t->fn(t->ud, e, query, sample);
+  entry_free(e, &t->s->hooks);
+  return rc;
+}
+
+/* A stored text: the queries before it have none (""), those of its
+ * fingerprint (one per backend and database) get it. */
+static qp_status text_found(void *ud, uint64_t fp, const char *query, const char *sample) {
+  texts_walk *t = ud;
+  qp_status rc = QP_OK;
+  while (rc == QP_OK && t->next < t->n && (int64_t)t->v[t->next]->fingerprint < (int64_t)fp)
+    rc = hand_over(t, "", NULL);
+  while (rc == QP_OK && t->next < t->n && t->v[t->next]->fingerprint == fp)
+    rc = hand_over(t, query, sample);
+  return rc;
+}
+
+/* All texts of the window in one statement (a store across a network: one
+ * round trip, however many queries), merged with the queries in
+ * fingerprint order. */
+static qp_status texts_at_once(qp_store *s, agg_map *m, qp_agg_fn fn, void *ud) {
+  texts_walk t = {.s = s, .fn = fn, .ud = ud};
+  if (m->count == 0) return QP_OK;
+  t.v = qp__malloc(&s->hooks, m->count * sizeof *t.v);
+  uint64_t *fps = qp__malloc(&s->hooks, m->count * sizeof *fps);
+  if (t.v == NULL || fps == NULL) {
+    qp__free(&s->hooks, t.v);
+    qp__free(&s->hooks, fps);
+    return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < m->cap; i++)
+    if (m->slots[i] != NULL) {
+      t.v[t.n++] = m->slots[i];
+      m->slots[i] = NULL; /* t.v owns it now */
+    }
+  qsort(t.v, t.n, sizeof *t.v, by_signed_fingerprint);
+  size_t nf = 0;
+  for (size_t i = 0; i < t.n; i++)
+    if (nf == 0 || fps[nf - 1] != t.v[i]->fingerprint) fps[nf++] = t.v[i]->fingerprint;
+  qp_status rc = s->ops->query_texts(s, fps, nf, text_found, &t);
+  while (rc == QP_OK && t.next < t.n) rc = hand_over(&t, "", NULL);
+  for (size_t i = t.next; i < t.n; i++) entry_free(t.v[i], &s->hooks);
+  qp__free(&s->hooks, t.v);
+  qp__free(&s->hooks, fps);
+  return rc;
+}
+
 static qp_status aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_agg_fn fn,
                            void *ud, qp_window *w) {
   int64_t first, last;
@@ -257,26 +349,9 @@ static qp_status aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_a
     for (int i = 0; rc == QP_OK && i < nt; i++)
       if (t[i].lo < t[i].hi) rc = s->ops->scan(s, t[i].level, t[i].lo, t[i].hi, agg_row, &c);
   }
-  qp_buf query, sample;
-  qp__buf_init(&query, &s->hooks);
-  qp__buf_init(&sample, &s->hooks);
   w->queries = c.map.count;
-  for (size_t i = 0; rc == QP_OK && i < c.map.cap; i++) {
-    qp_entry *e = c.map.slots[i];
-    if (e == NULL) continue;
-    query.len = sample.len = 0;
-    bool has_sample, found;
-    rc = s->ops->query_text(s, e->fingerprint, &query, &sample, &has_sample, &found);
-    if (rc != QP_OK) break;
-    rc = fn(ud, e, qp__buf_cstr(&query), has_sample ? qp__buf_cstr(&sample) : NULL);
-    /* done with it: a big window is not held twice while the caller copies */
-    qp__stats_free(&e->st, &s->hooks);
-    qp__free(&s->hooks, e->database);
-    qp__free(&s->hooks, e);
-    c.map.slots[i] = NULL;
-  }
-  qp__buf_free(&query);
-  qp__buf_free(&sample);
+  if (rc == QP_OK)
+    rc = s->ops->query_texts != NULL ? texts_at_once(s, &c.map, fn, ud) : texts_each(s, &c.map, fn, ud);
   agg_free(&c.map);
   return rc;
 }

@@ -36,6 +36,11 @@ typedef struct qp_drop {
   uint64_t n;
 } qp_drop;
 
+/* Receives one stored text (see qp_store_ops.query_texts): valid during
+ * the call. Return QP_OK to go on. */
+typedef qp_status (*qp_text_fn)(void *ud, uint64_t fingerprint, const char *query,
+                                const char *sample);
+
 typedef struct qp_store_ops {
   const char *name;
   /* Opens s->location; sets s->impl. On error sets s->err and cleans up. */
@@ -63,6 +68,13 @@ typedef struct qp_store_ops {
    * left empty with *has_sample false when none); *found false when unknown. */
   qp_status (*query_text)(qp_store *s, uint64_t fingerprint, qp_buf *query, qp_buf *sample,
                           bool *has_sample, bool *found);
+  /* The texts of many fingerprints in one statement, for a store across a
+   * network (one round trip per window, not per query). May be NULL (then
+   * query_text is asked per fingerprint). fps[0..n) are distinct and in
+   * ascending order of their signed value ((int64_t)fp); fn is called for
+   * each that the store knows, in that order, with its text and sample
+   * (NULL when none). */
+  qp_status (*query_texts)(qp_store *s, const uint64_t *fps, size_t n, qp_text_fn fn, void *ud);
 } qp_store_ops;
 
 struct qp_store {

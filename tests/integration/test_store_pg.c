@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -265,6 +266,108 @@ static void test_cli_report_on_pg(void **state) {
   assert_int_equal(qpt_system("%s", cmd), 0);
 }
 
+/* Statements the server logged (log_statement = all, set for one database
+ * only) from byte `from` of its log on, that read query texts. */
+static int logged_text_reads(long from) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/server.log", getenv("QP_PG_DIR"));
+  FILE *f = fopen(path, "r");
+  if (f == NULL) fail_msg("cannot read the server's log %s", path);
+  assert_int_equal(fseek(f, from, SEEK_SET), 0);
+  char line[4096];
+  int n = 0;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (strstr(line, "FROM qprof.qp_query") != NULL) n++;
+  fclose(f);
+  return n;
+}
+
+static long server_log_size(void) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/server.log", getenv("QP_PG_DIR"));
+  struct stat st;
+  if (stat(path, &st) != 0) fail_msg("no server log at %s", path);
+  return (long)st.st_size;
+}
+
+typedef struct texts_seen {
+  int n, wrong;
+} texts_seen;
+
+static uint64_t nth_fingerprint(int i) { return 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1); }
+
+static int check_text(const qp_query_summary *q, void *ud) {
+  texts_seen *t = ud;
+  int i;
+  char want[64];
+  if (sscanf(q->query, "select c%d from t", &i) != 1) {
+    t->wrong++;
+    return 0;
+  }
+  snprintf(want, sizeof want, "select c%d from t", i);
+  if (strcmp(q->query, want) != 0 || q->fingerprint != nth_fingerprint(i)) t->wrong++;
+  t->n++;
+  return 0;
+}
+
+/* A store with `n` fingerprints, read back: returns how many statements
+ * reading query texts the server saw while the window was built. */
+static int text_reads_for(int n) {
+  char db[64], d[768], sql[256];
+  snprintf(db, sizeof db, "qprof_store_%d_rt%d", (int)getpid(), n);
+  snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+  admin(sql);
+  snprintf(sql, sizeof sql, "ALTER DATABASE %s SET log_statement = 'all'", db);
+  admin(sql);
+  snprintf(d, sizeof d, "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"), getenv("PGPORT"),
+           getenv("PGUSER"), db);
+  qp_profile *prof;
+  char err[1024];
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  for (int i = 0; i < n; i++) {
+    char text[64];
+    snprintf(text, sizeof text, "select c%d from t", i);
+    qp_query_event e = {0};
+    e.backend = QP_BACKEND_POSTGRES;
+    e.database = "app";
+    e.normalized = text;
+    e.normalized_len = strlen(text);
+    e.fingerprint = nth_fingerprint(i);
+    e.duration_ns = 1000 + (uint64_t)i;
+    e.rows = 1;
+    e.end_wall_ns = 1700000000LL * 1000000000;
+    assert_int_equal(qp_profile_record(prof, &e), QP_OK);
+  }
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, d, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_profile_flush(prof, s), QP_OK);
+  qp_store_close(s);
+  qp_profile_free(prof);
+
+  assert_int_equal(qp_store_open(&s, d, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  long from = server_log_size();
+  texts_seen t = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, check_text, &t), QP_OK);
+  qp_store_close(s);
+  int reads = logged_text_reads(from);
+  assert_int_equal(t.wrong, 0);
+  assert_int_equal(t.n, n);
+  snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", db);
+  admin(sql);
+  return reads;
+}
+
+/* Building a window reads the texts of all its queries in one statement,
+ * whatever their number: the server's own log of statements (not a count
+ * kept by the store) says so. It used to be one round trip per fingerprint
+ * (2,000 statements for 2,000 queries). */
+static void test_texts_read_in_one_statement(void **state) {
+  (void)state;
+  int few = text_reads_for(20), many = text_reads_for(2000);
+  if (few != 1 || many != 1)
+    fail_msg("statements reading query texts: %d for 20 queries, %d for 2,000", few, many);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_record_window),
@@ -272,6 +375,7 @@ int main(void) {
       cmocka_unit_test(test_refuses_foreign_and_newer),
       cmocka_unit_test(test_migrates_and_counts_dropped),
       cmocka_unit_test(test_cli_report_on_pg),
+      cmocka_unit_test(test_texts_read_in_one_statement),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
