@@ -21,7 +21,8 @@
     "Rules PATTERN=REPLACEMENT (PCRE2) applied to samples after the default redaction, one per "   \
     "line; a line '-defaults' turns the default redaction off")                                     \
   X(SLOW_MS, "slow_ms", QP_OPT_DOUBLE, "100", 0, 86400000, "ms",                                   \
-    "Queries slower than this are logged through the log callback with their fingerprint")         \
+    "Queries slower than this (strictly), failed ones too with their error code, are logged "    \
+    "through the log callback with their fingerprint; 0 turns the log off")                       \
   X(FLUSH_MS, "flush_ms", QP_OPT_INT, "1000", 10, 3600000, "ms",                                   \
     "How often recorded statistics are flushed to the store")                                      \
   X(BUCKET_S, "bucket_s", QP_OPT_INT, "60", 1, 86400, "s", "Width of one statistics time bucket")  \

@@ -34,6 +34,7 @@
 
 #include "qprof/config.h"
 #include "qprof/store.h"
+#include "stats/slowlog.h"
 #include "stats/stats_int.h"
 #include "shim_int.h"
 
@@ -94,7 +95,10 @@ static char **g_rules;
 static size_t g_nrules;
 static char **g_redact;
 static size_t g_nredact;
-static uint64_t g_slow_ns;
+static uint64_t g_slow_ns;  /* QPROF_SLOW_MS; 0: no slow-query log */
+/* The hot path's one compare: a duration above it may be slow (slow_log
+ * applies the rule); UINT64_MAX when there is no log or no threshold. */
+static uint64_t g_slow_cut = UINT64_MAX;
 static qp_hooks g_hooks; /* default allocator, log to QPROF_LOG */
 static char *g_store_path; /* absolute path of a file store, or NULL */
 
@@ -288,6 +292,7 @@ static void init_once(void) {
   }
   g_store_path = absolute_path(qp_config_string(g_cfg, "store"));
   g_slow_ns = (uint64_t)(qp_config_double(g_cfg, "slow_ms") * 1e6);
+  g_slow_cut = g_log_on && g_slow_ns > 0 ? g_slow_ns : UINT64_MAX;
   if (!split_lines(qp_config_string(g_cfg, "rules"), &g_rules, &g_nrules) ||
       !split_lines(qp_config_string(g_cfg, "redact"), &g_redact, &g_nredact)) {
     shim_log(QP_LOG_ERROR, "disabled: out of memory");
@@ -379,12 +384,19 @@ qp_status shim_normalize(qp_backend backend, const char *sql, size_t len, char *
   return qp_profile_normalize(g_profile, backend, sql, len, out, cap, out_len, fingerprint);
 }
 
+/* The slow-query line, by the library's one rule and builder
+ * (lib/stats/slowlog.h): slower than QPROF_SLOW_MS, strictly; failed
+ * statements too, with their code; 0 turns it off. */
 static QP_NOINLINE void slow_log(const qp_query_event *ev, uint64_t fp, const char *norm,
                                  size_t nlen) {
-  char hex[QP_FINGERPRINT_HEX_SIZE];
-  qp_fingerprint_hex(fp, hex);
-  shim_log(QP_LOG_INFO, "slow query: %.3f ms %s %s: %.*s", (double)ev->duration_ns / 1e6,
-           ev->database ? ev->database : "?", hex, (int)(nlen > 500 ? 500 : nlen), norm);
+  if (!qp__slow_is(ev->duration_ns, g_slow_ns)) return;
+  qp_query_event e = *ev;
+  e.normalized = norm;
+  e.normalized_len = nlen;
+  e.fingerprint = fp;
+  char line[QP__SLOW_TEXT_MAX + 256];
+  qp__slow_line(g_profile, &e, g_slow_ns, line, sizeof line);
+  shim_log(QP_LOG_WARN, "%s", line);
 }
 
 static QP_NOINLINE void full_said(void) {
@@ -437,8 +449,7 @@ void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cach
       qp__free(qp__profile_hooks(g_profile), smp);
     }
   }
-  if (QP_UNLIKELY(ev->duration_ns >= g_slow_ns) && g_log_on && ev->error == NULL)
-    slow_log(ev, fp, norm, nlen);
+  if (QP_UNLIKELY(ev->duration_ns > g_slow_cut)) slow_log(ev, fp, norm, nlen);
 }
 
 void shim_record(const qp_query_event *ev) {

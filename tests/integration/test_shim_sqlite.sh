@@ -132,7 +132,7 @@ echo "ok: unwritable store, foreign file, bad setting"
 
 # ---- QPROF_IGNORE, QPROF_RULES, QPROF_SAMPLE, QPROF_SLOW_MS + QPROF_LOG -------
 QPROF_IGNORE='as ignored' \
-  QPROF_RULES='tmp_[0-9]+=tmp_?' QPROF_SAMPLE=true QPROF_SLOW_MS=0 QPROF_LOG="$T/opts.log" \
+  QPROF_RULES='tmp_[0-9]+=tmp_?' QPROF_SAMPLE=true QPROF_SLOW_MS=0.0001 QPROF_LOG="$T/opts.log" \
   shim_env "$T/opts.qp" sqlite3 :memory: "CREATE TABLE tmp_123(a); CREATE TABLE tmp_456(a); SELECT a FROM tmp_123;
     SELECT a FROM tmp_456; SELECT 1 AS ignored; SELECT 'secret' AS kept" >/dev/null
 S=$T/opts.qp
@@ -140,8 +140,21 @@ expect_calls "$S" "select ? as ignored" 0 "QPROF_IGNORE"
 expect_calls "$S" "select a from tmp_?" 2 "QPROF_RULES"
 sample=$(sqlite3 "$S" "SELECT sample FROM qp_query WHERE query = 'select ? as kept'")
 case "$sample" in *secret*) ;; *) fail "QPROF_SAMPLE: sample '$sample'" ;; esac
-grep -q "slow query: .* select ? as kept" "$T/opts.log" || fail "QPROF_SLOW_MS=0: no slow-query line: $(cat "$T/opts.log")"
-echo "ok: options"
+# The slow-query log follows the pool's one rule (lib/stats/slowlog.h): slower than the
+# threshold (100 ns here: every statement), failed statements too with their code, the
+# line with threshold, fingerprint, rows and database; 0 turns it off.
+grep -q "slow query: [0-9.]* ms (threshold 0.000 ms) fingerprint [0-9a-f]\{16\} rows 1 database :memory:: select ? as kept" \
+  "$T/opts.log" || fail "QPROF_SLOW_MS=0.0001: no slow-query line: $(cat "$T/opts.log")"
+set +e
+QPROF_SLOW_MS=0.0001 QPROF_LOG="$T/slowerr.log" shim_env "$T/slowerr.qp" sqlite3 :memory: \
+  "CREATE TABLE u(a PRIMARY KEY); INSERT INTO u VALUES (1); INSERT INTO u VALUES (1)" >/dev/null 2>&1
+set -e
+grep -q "slow query: .* error SQLITE_CONSTRAINT_PRIMARYKEY database :memory:: insert into u values (?)" \
+  "$T/slowerr.log" || fail "slow-query log: the failed insert is not logged: $(cat "$T/slowerr.log")"
+QPROF_SLOW_MS=0 QPROF_LOG="$T/slowoff.log" shim_env "$T/slowoff.qp" sqlite3 :memory: "SELECT 1 AS off" >/dev/null
+expect_calls "$T/slowoff.qp" "select ? as off" 1 "QPROF_SLOW_MS=0"
+! grep -q "slow query" "$T/slowoff.log" 2>/dev/null || fail "QPROF_SLOW_MS=0 logged: $(cat "$T/slowoff.log")"
+echo "ok: options; slow-query log: every statement over 100 ns, a failed one with its code, 0 is off"
 
 # ---- kill -9 mid-run: every statement the program reported done is stored ---
 # py_loop.py prints (and flushes) the number of each tick after it ran.
