@@ -1,11 +1,13 @@
 #!/bin/sh
 # Installs what qprof needs to build, test, fuzz and benchmark on Debian 12.
 # Idempotent; does nothing when everything is already there. Run as root
-# (or with sudo available).
+# (or with sudo available). chromium is for tests only: test_report_html
+# loads the HTML report in it (docs/dependencies.md).
 set -eu
 PKGS="build-essential cmake pkg-config git
   libpq-dev libsqlite3-dev libpcre2-dev libxxhash-dev libjansson-dev libcmocka-dev
   clang libclang-rt-14-dev
+  chromium
   postgresql postgresql-contrib postgresql-15-hypopg pgbouncer
   sqlite3 python3 python3-psycopg2
   libpg-query-dev"

@@ -14,7 +14,8 @@
  *
  * Growth (docs/api.md, "Structs that grow"): structs the library hands out
  * by pointer (qp_query_summary, qp_report_totals, qp_report_point,
- * qp_report_bin, qp_diff_entry, qp_diff_counts) only ever gain fields at
+ * qp_report_bin, qp_report_group, qp_report_error_code, qp_diff_entry,
+ * qp_diff_counts) only ever gain fields at
  * their end; callers read them through the pointer and never allocate one.
  * Option structs the caller allocates (qp_report_options,
  * qp_diff_options) start with a `size` field set by their _init function,
@@ -24,10 +25,10 @@
  * Threads: a report or a diff is used by one thread at a time. Once built,
  * the accessors that only read it (qp_report_count, _query, _share,
  * _totals_get; qp_diff_count, _entry_at, _counts_get) may be called from
- * several threads at once. qp_report_histogram and qp_report_series set the
- * report's message, and qp_report_series reads the store the report was
- * built from, which it needs to itself (a store handle is used by one
- * thread at a time).
+ * several threads at once. qp_report_histogram, qp_report_series and the
+ * views (qp_report_rank, _groups, _errors) set the report's message, and
+ * qp_report_series reads the store the report was built from, which it
+ * needs to itself (a store handle is used by one thread at a time).
  */
 #ifndef QPROF_REPORT_H
 #define QPROF_REPORT_H
@@ -201,6 +202,71 @@ typedef int (*qp_report_point_fn)(const qp_report_point *p, void *ud);
  */
 QP_EXPORT qp_status qp_report_series(qp_report *r, size_t i, int64_t step_s,
                                      qp_report_point_fn fn, void *ud);
+
+/* ---- views of a report ------------------------------------------------------ */
+
+/*
+ * The report's queries ranked by another key, without building the report
+ * again: idx[0..*out_n) gets the indices (for qp_report_query) of the first
+ * min(n, count) queries in the order `key` would have ranked them (ties as
+ * in the ranking). idx is the caller's, n entries long. Errors: QP_INVALID
+ * (r, out_n NULL, idx NULL with n > 0, unknown key), QP_NOMEM; the message
+ * is on the report.
+ */
+QP_EXPORT qp_status qp_report_rank(qp_report *r, qp_report_sort key, size_t *idx, size_t n,
+                                   size_t *out_n);
+
+/* What queries can be grouped by. Only what the store records: user and
+ * application will be added here (as new values) once events carry them. */
+typedef enum qp_report_group_by {
+  QP_REPORT_BY_DATABASE = 0 /* key: the database (with its backend) */
+} qp_report_group_by;
+
+/* "database"; NULL for an unknown value. Thread-safe. */
+QP_EXPORT const char *qp_report_group_by_name(qp_report_group_by by);
+
+/* One group of queries: what its queries add up to over the window. */
+typedef struct qp_report_group {
+  const char *key;     /* the database ("" when not known) */
+  const char *backend; /* "postgres" or "sqlite" */
+  size_t queries;
+  uint64_t calls, errors;
+  int64_t rows;
+  uint64_t total_ns, min_ns, max_ns;
+  double share;        /* of the report's total time, 0..1 */
+  double mean_ns;
+  double p50_ns, p95_ns, p99_ns; /* of the merged histograms: within 2% */
+} qp_report_group;
+typedef int (*qp_report_group_fn)(const qp_report_group *g, void *ud);
+
+/*
+ * The report's queries grouped `by`, one call of `fn` per group, by total
+ * time descending (ties by backend, then key); `fn` returns non-zero to
+ * stop. The group and its strings are owned by the report and valid during
+ * the call. Errors: QP_INVALID (NULL r or fn, unknown grouping), QP_NOMEM;
+ * the message is on the report.
+ */
+QP_EXPORT qp_status qp_report_groups(qp_report *r, qp_report_group_by by, qp_report_group_fn fn,
+                                     void *ud);
+
+/* The errors of one code over the report's queries. */
+typedef struct qp_report_error_code {
+  const char *code;  /* SQLSTATE or SQLite result code name, as recorded */
+  uint64_t errors;   /* of this code */
+  double share;      /* of totals.errors, 0..1 */
+  size_t queries;    /* how many queries had it */
+  size_t top_query;  /* index (qp_report_query) of the query with the most of it; ties: the first */
+  uint64_t top_errors; /* how many that query had */
+} qp_report_error_code;
+typedef int (*qp_report_error_fn)(const qp_report_error_code *c, void *ud);
+
+/*
+ * The errors grouped by code: one call of `fn` per code, most errors first
+ * (ties by code); `fn` returns non-zero to stop. Owned by the report, valid
+ * during the call. Errors: QP_INVALID (NULL r or fn), QP_NOMEM; the message
+ * is on the report.
+ */
+QP_EXPORT qp_status qp_report_errors(qp_report *r, qp_report_error_fn fn, void *ud);
 
 /* ---- comparing two reports ----------------------------------------------- */
 

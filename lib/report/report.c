@@ -241,13 +241,15 @@ static double key_of(const qp_rentry *e, qp_report_sort k) {
   return 0;
 }
 
-static int cmp_rank(const void *a, const void *b, void *arg) {
-  const qp_rentry *x = a, *y = b;
-  qp_report_sort k = *(const qp_report_sort *)arg;
+int qp__report_rank_cmp(const qp_rentry *x, const qp_rentry *y, qp_report_sort k) {
   double kx = key_of(x, k), ky = key_of(y, k);
   if (kx != ky) return kx > ky ? -1 : 1;
   if (x->s.total_ns != y->s.total_ns) return x->s.total_ns > y->s.total_ns ? -1 : 1;
   return qp__report_key_cmp(x, y);
+}
+
+static int cmp_rank(const void *a, const void *b, void *arg) {
+  return qp__report_rank_cmp(a, b, *(const qp_report_sort *)arg);
 }
 
 static qp_status finish(qp_report *r) {

@@ -46,5 +46,8 @@ const qp_rentry *qp__report_find(const qp_report *r, uint64_t fp, qp_backend be,
                                  uint64_t hash);
 /* Orders two entries by key: fingerprint, backend name, database. */
 int qp__report_key_cmp(const qp_rentry *a, const qp_rentry *b);
+/* The ranking's order (report.h): `k` descending, then total time, then
+ * the key. */
+int qp__report_rank_cmp(const qp_rentry *a, const qp_rentry *b, qp_report_sort k);
 
 #endif

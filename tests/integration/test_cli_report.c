@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -272,26 +273,34 @@ static void test_csv_golden(void **state) {
   free(out);
 }
 
-/* Python's html.parser walks the page: every element closed in order, and
- * the table has `rows` body rows. */
+/* Python's html.parser walks the page: every element closed in order, the
+ * table of all queries has `rows` body rows, and nothing is loaded from
+ * anywhere (no src, no link, no url(), no @import, no http(s) address). */
 static void html_check(const char *store_args, int rows) {
-  char args[2048];
+  char args[4096];
   snprintf(args, sizeof args,
            "report %s --format html | /usr/bin/python3 -c '\n"
-           "import sys, html.parser\n"
+           "import sys, re, html.parser\n"
            "VOID = {\"meta\", \"br\"}\n"
            "class P(html.parser.HTMLParser):\n"
            "    def __init__(s):\n"
-           "        super().__init__(); s.stack = []; s.rows = 0; s.body = False\n"
+           "        super().__init__(); s.stack = []; s.rows = 0; s.body = False; s.table = None\n"
            "    def handle_starttag(s, t, a):\n"
+           "        d = dict(a)\n"
+           "        assert \"src\" not in d and t not in (\"link\", \"iframe\", \"object\", \"embed\", \"img\"), (t, a)\n"
+           "        assert not (d.get(\"href\") or \"#\").lstrip().lower().startswith((\"http\", \"//\", \"javascript\")), a\n"
+           "        if t == \"table\": s.table = d.get(\"id\")\n"
            "        if t == \"tbody\": s.body = True\n"
-           "        if t == \"tr\" and s.body: s.rows += 1\n"
+           "        if t == \"tr\" and s.body and s.table == \"query-table\": s.rows += 1\n"
            "        if t not in VOID: s.stack.append(t)\n"
            "    def handle_endtag(s, t):\n"
            "        assert s.stack and s.stack[-1] == t, (t, s.stack)\n"
            "        s.stack.pop()\n"
            "        if t == \"tbody\": s.body = False\n"
-           "p = P(); p.feed(sys.stdin.read()); p.close()\n"
+           "text = sys.stdin.read()\n"
+           "for bad in (\"url(\", \"@import\", \"http:\", \"https:\"):\n"
+           "    assert bad not in text.lower(), bad\n"
+           "p = P(); p.feed(text); p.close()\n"
            "assert p.stack == [], p.stack\n"
            "print(p.rows)'",
            store_args);
@@ -303,6 +312,18 @@ static void html_check(const char *store_args, int rows) {
   free(out);
 }
 
+/* The one script of the page is inline; no element loads one. */
+static void no_external_script(const char *page) {
+  const char *p = page;
+  int scripts = 0;
+  while ((p = strstr(p, "<script")) != NULL) {
+    assert_int_equal(strncmp(p, "<script>", 8), 0);
+    scripts++;
+    p += 7;
+  }
+  assert_true(scripts <= 1);
+}
+
 static void test_html_golden(void **state) {
   (void)state;
   char *out;
@@ -311,7 +332,16 @@ static void test_html_golden(void **state) {
   assert_int_equal(strncmp(out, "<!DOCTYPE html>\n", 16), 0);
   /* the quoted identifier is escaped, not markup */
   assert_non_null(strstr(out, "select &quot;weird, name&quot;, count(*)"));
-  assert_null(strstr(out, "<script"));
+  no_external_script(out);
+  /* the parts of the page: charts, a histogram per query, the lists */
+  static const char *const parts[] = {
+      "<svg class=\"chart stacked\" id=\"chart-calls\"", "<svg class=\"chart stacked\" id=\"chart-time\"",
+      "<svg class=\"chart lines\" id=\"chart-p95\"",     "<svg class=\"hist\" id=\"hist-5\"",
+      "<table class=\"top\" id=\"top-p99\">",              "<table class=\"sortable\" id=\"error-codes\">",
+      "<table class=\"sortable\" id=\"group-database\">",  "@media print",
+      "prefers-color-scheme:dark"};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+    if (strstr(out, parts[i]) == NULL) fail_msg("the page lacks %s", parts[i]);
   free(out);
   html_check("--store golden.db", 5);
   html_check("--store golden.db --limit 2", 2);
@@ -343,7 +373,8 @@ static void test_html_escapes_store_text(void **state) {
   qp_profile_free(prof);
   char *out;
   assert_int_equal(run(NULL, "report --store hostile.db --format html", &out, NULL), 0);
-  assert_null(strstr(out, "<script"));
+  no_external_script(out);
+  assert_null(strstr(out, "<script>alert"));
   assert_null(strstr(out, "<b>"));
   assert_null(strstr(out, "<err>"));
   assert_non_null(strstr(out, "&lt;/code&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
@@ -747,6 +778,99 @@ static void test_postgres_store_same_report(void **state) {
   pg_admin(sql);
 }
 
+static char *read_in_dir(const char *name) {
+  char p[700];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  return qpt_read_file(p, NULL);
+}
+
+static unsigned mode_of(const char *name) {
+  char p[700];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  struct stat st;
+  assert_int_equal(stat(p, &st), 0);
+  return (unsigned)(st.st_mode & 0777);
+}
+
+/* No temporary file of --output is left in `sub` (they are named .NAME.XXXXXX). */
+static void no_temp_left(const char *sub) {
+  char *out;
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "{ ls -A '%s' | grep -c '^\\.' || true; }", sub);
+  assert_int_equal(qpt_run_capture(dir, cmd, &out, NULL), 0);
+  if (strcmp(out, "0\n") != 0) fail_msg("temporary files left in %s: %s", sub, out);
+  free(out);
+}
+
+/* --output FILE: each format's bytes exactly as on stdout, nothing on
+ * stdout, the file replaced by a rename (a hard link to the old one keeps
+ * the old text), mode 0644 less the umask, 0600 when it holds a sample;
+ * failures exit 1 with the reason and leave no temporary file. */
+static void test_output_file(void **state) {
+  (void)state;
+  mode_t mask = umask(0);
+  umask(mask);
+  assert_int_equal(qpt_system("mkdir -p '%s/outdir'", dir), 0);
+  static const char *const formats[] = {"text", "json", "csv", "html"};
+  for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+    char args[600], name[64];
+    char *want, *got, *err;
+    snprintf(args, sizeof args, "report --store golden.db --format %s", formats[i]);
+    assert_int_equal(run("NO_COLOR=1 COLUMNS=120", args, &want, NULL), 0);
+    snprintf(name, sizeof name, "outdir/r.%s", formats[i]);
+    snprintf(args, sizeof args, "report --store golden.db --format %s --output %s", formats[i], name);
+    assert_int_equal(run("NO_COLOR=1 COLUMNS=120", args, &got, &err), 0);
+    assert_string_equal(got, "");
+    assert_string_equal(err, "");
+    free(got);
+    free(err);
+    got = read_in_dir(name);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    assert_int_equal(mode_of(name), 0644 & ~mask);
+    free(got);
+    free(want);
+  }
+  /* replaced, not rewritten in place */
+  assert_int_equal(qpt_system("cd '%s/outdir' && ln r.json old.json", dir), 0);
+  assert_int_equal(run(NULL, "report --store golden.db --format json --limit 1 --output outdir/r.json",
+                       NULL, NULL),
+                   0);
+  char *old = read_in_dir("outdir/old.json"), *cur = read_in_dir("outdir/r.json");
+  assert_non_null(strstr(old, "1111111111111111"));
+  assert_null(strstr(cur, "1111111111111111"));
+  free(old);
+  free(cur);
+  no_temp_left("outdir");
+  /* a sample makes the file private */
+  one_query_store("sampled_out.db", "select * from users where id = ?", "app.db", 3, 2000000, 0,
+                  "select * from users where id = 42");
+  assert_int_equal(run(NULL, "report --store sampled_out.db --format html --output outdir/s.html",
+                       NULL, NULL),
+                   0);
+  assert_int_equal(mode_of("outdir/s.html"), 0600 & ~mask);
+  /* failures: 1, the reason, nothing left */
+  char *err;
+  assert_int_equal(run(NULL, "report --store golden.db --output nosuchdir/r.txt", NULL, &err), 1);
+  if (strstr(err, "cannot create a file in nosuchdir") == NULL) fail_msg("message: %s", err);
+  free(err);
+  assert_int_equal(run(NULL, "report --store golden.db --output outdir", NULL, &err), 1);
+  assert_non_null(strstr(err, "outdir: it is a directory"));
+  free(err);
+  assert_int_equal(run(NULL, "report --store golden.db --output outdir/r.txt/x", NULL, &err), 1);
+  assert_non_null(strstr(err, "outdir/r.txt"));
+  free(err);
+  /* a store that cannot be read: no file at all */
+  assert_int_equal(run(NULL, "report --store nosuch.db --output outdir/none.txt", NULL, NULL), 1);
+  assert_int_equal(qpt_system("test ! -e '%s/outdir/none.txt'", dir), 0);
+  no_temp_left("outdir");
+  /* "-" is stdout */
+  char *out;
+  assert_int_equal(run(NULL, "report --store golden.db --format csv --output -", &out, NULL), 0);
+  assert_int_equal(strncmp(out, "fingerprint,", 12), 0);
+  free(out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_text_golden),       cmocka_unit_test(test_json_golden_and_schema),
@@ -759,6 +883,7 @@ int main(void) {
       cmocka_unit_test(test_header_time_range_and_rounding),
       cmocka_unit_test(test_terminal_and_page_safety),
       cmocka_unit_test(test_postgres_store_same_report),
+      cmocka_unit_test(test_output_file),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

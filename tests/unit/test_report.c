@@ -370,6 +370,128 @@ static int count_point(const qp_report_point *p, void *ud) {
   return 0;
 }
 
+typedef struct view_rows {
+  qp_report_group g[4];
+  char keys[4][16];
+  size_t ng;
+  qp_report_error_code c[4];
+  char codes[4][16];
+  size_t nc;
+} view_rows;
+
+static int on_group(const qp_report_group *g, void *ud) {
+  view_rows *v = ud;
+  assert_true(v->ng < 4);
+  v->g[v->ng] = *g;
+  snprintf(v->keys[v->ng], sizeof v->keys[0], "%s", g->key);
+  v->ng++;
+  return 0;
+}
+
+static int on_code(const qp_report_error_code *c, void *ud) {
+  view_rows *v = ud;
+  assert_true(v->nc < 4);
+  v->c[v->nc] = *c;
+  snprintf(v->codes[v->nc], sizeof v->codes[0], "%s", c->code);
+  v->nc++;
+  return 0;
+}
+
+/* Other rankings, groups per database and errors by code of a store with
+ * two databases and two codes, all known. */
+static void test_views(void **state) {
+  (void)state;
+  char p[600], err[512];
+  snprintf(p, sizeof p, "%s/views.db", dir);
+  qp_profile *prof;
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, p, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  static const struct {
+    uint64_t fp;
+    const char *db, *text;
+    int calls;
+    uint64_t dur;
+    const char *codes[4]; /* errors of the first calls */
+  } ev[] = {{1, "one", "select 1", 10, 1000000, {"E1", "E1"}},
+            {2, "two", "select 2", 5, 10000000, {"E1", "E2", "E2", "E2"}},
+            {3, "one", "select 3", 1, 100000000, {NULL}}};
+  for (size_t k = 0; k < 3; k++) {
+    for (int i = 0; i < ev[k].calls; i++) {
+      qp_query_event e = {0};
+      e.backend = QP_BACKEND_POSTGRES;
+      e.database = ev[k].db;
+      e.normalized = ev[k].text;
+      e.normalized_len = strlen(ev[k].text);
+      e.fingerprint = ev[k].fp;
+      e.duration_ns = ev[k].dur;
+      e.rows = 1;
+      e.error = i < 4 ? ev[k].codes[i] : NULL;
+      e.end_wall_ns = (T0 + i) * NS;
+      assert_int_equal(qp_profile_record(prof, &e), QP_OK);
+    }
+  }
+  assert_int_equal(qp_profile_flush(prof, s), QP_OK);
+  qp_profile_free(prof);
+  qp_report_options o;
+  qp_report_options_init(&o);
+  qp_report *r = build(s, &o);
+  /* by total: 3 (100 ms), 2 (50 ms), 1 (10 ms) */
+  assert_int_equal(qp_report_query(r, 0)->fingerprint, 3);
+  assert_int_equal(qp_report_query(r, 2)->fingerprint, 1);
+  size_t idx[8], k;
+  assert_int_equal(qp_report_rank(r, QP_REPORT_SORT_CALLS, idx, 8, &k), QP_OK);
+  assert_int_equal(k, 3);
+  assert_int_equal(idx[0], 2); /* query 1: 10 calls */
+  assert_int_equal(idx[1], 1);
+  assert_int_equal(idx[2], 0);
+  assert_int_equal(qp_report_rank(r, QP_REPORT_SORT_ERRORS, idx, 1, &k), QP_OK);
+  assert_int_equal(k, 1);
+  assert_int_equal(idx[0], 1); /* query 2: 4 errors */
+  assert_int_equal(qp_report_rank(r, QP_REPORT_SORT_TOTAL, idx, 8, &k), QP_OK);
+  assert_int_equal(idx[0] * 100 + idx[1] * 10 + idx[2], 12);
+  assert_int_equal(qp_report_rank(r, (qp_report_sort)42, idx, 8, &k), QP_INVALID);
+  assert_non_null(strstr(qp_report_errmsg(r), "unknown sort key"));
+  assert_int_equal(qp_report_rank(r, QP_REPORT_SORT_MEAN, NULL, 0, &k), QP_OK);
+  assert_int_equal(k, 0);
+
+  view_rows v = {0};
+  assert_int_equal(qp_report_groups(r, QP_REPORT_BY_DATABASE, on_group, &v), QP_OK);
+  assert_int_equal(v.ng, 2);
+  assert_string_equal(v.keys[0], "one");
+  assert_string_equal(v.g[0].backend, "postgres");
+  assert_int_equal(v.g[0].queries, 2);
+  assert_int_equal(v.g[0].calls, 11);
+  assert_int_equal(v.g[0].errors, 2);
+  assert_int_equal(v.g[0].total_ns, 110000000);
+  assert_true(fabs(v.g[0].share - 110.0 / 160.0) < 1e-12);
+  assert_true(fabs(v.g[0].mean_ns - 110000000.0 / 11) < 1e-6);
+  assert_int_equal(v.g[0].max_ns, 100000000);
+  assert_string_equal(v.keys[1], "two");
+  assert_int_equal(v.g[1].calls, 5);
+  assert_true(fabs(v.g[1].p95_ns - 10000000) <= 10000000 * 0.02);
+  assert_int_equal(qp_report_group_by_name(QP_REPORT_BY_DATABASE)[0], 'd');
+  assert_null(qp_report_group_by_name((qp_report_group_by)9));
+  assert_int_equal(qp_report_groups(r, (qp_report_group_by)9, on_group, &v), QP_INVALID);
+
+  assert_int_equal(qp_report_errors(r, on_code, &v), QP_OK);
+  assert_int_equal(v.nc, 2);
+  /* 3 each: by code */
+  assert_string_equal(v.codes[0], "E1");
+  assert_int_equal(v.c[0].errors, 3);
+  assert_int_equal(v.c[0].queries, 2);
+  assert_int_equal(v.c[0].top_query, 2); /* query 1 had 2 of them */
+  assert_int_equal(v.c[0].top_errors, 2);
+  assert_true(fabs(v.c[0].share - 0.5) < 1e-12);
+  assert_string_equal(v.codes[1], "E2");
+  assert_int_equal(v.c[1].errors, 3);
+  assert_int_equal(v.c[1].queries, 1);
+  assert_int_equal(v.c[1].top_query, 1);
+  assert_int_equal(qp_report_errors(r, NULL, NULL), QP_INVALID);
+  qp_report_free(r);
+  qp_store_close(s);
+}
+
 /* Every allocation of building, series, histogram and diff fails in turn:
  * each reports QP_NOMEM and leaks nothing. */
 static void test_out_of_memory(void **state) {
@@ -392,6 +514,11 @@ static void test_out_of_memory(void **state) {
     if (rc == QP_OK) rc = qp_report_series(r, QP_REPORT_ALL, 600, count_point, &np);
     bins b = {0};
     if (rc == QP_OK) rc = qp_report_histogram(r, QP_REPORT_ALL, on_bin, &b);
+    size_t idx[3], nk = 0;
+    if (rc == QP_OK) rc = qp_report_rank(r, QP_REPORT_SORT_CALLS, idx, 3, &nk);
+    view_rows v = {0};
+    if (rc == QP_OK) rc = qp_report_groups(r, QP_REPORT_BY_DATABASE, on_group, &v);
+    if (rc == QP_OK) rc = qp_report_errors(r, on_code, &v);
     qp_diff *d = NULL;
     qp_diff_options dop;
     qp_diff_options_init(&dop);
@@ -401,6 +528,11 @@ static void test_out_of_memory(void **state) {
       finished = true;
       assert_int_equal(np, 12);
       assert_int_equal(b.count, 1020);
+      assert_int_equal(nk, 3);
+      assert_int_equal(v.ng, 1);
+      assert_int_equal(v.g[0].calls, 1020);
+      assert_int_equal(v.nc, 1);
+      assert_int_equal(v.c[0].errors, 3);
     } else {
       assert_int_equal(rc, QP_NOMEM);
     }
@@ -432,6 +564,7 @@ int main(void) {
       cmocka_unit_test(test_window_and_rounding), cmocka_unit_test(test_series),
       cmocka_unit_test(test_histogram),          cmocka_unit_test(test_diff_and_gate),
       cmocka_unit_test(test_out_of_memory),      cmocka_unit_test(test_times),
+      cmocka_unit_test(test_views),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

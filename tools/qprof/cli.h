@@ -75,4 +75,27 @@ const char *cli_find_shim(const char **message);
  * NULL with errno set on failure. */
 char *cli_read_all(const char *path, size_t *len);
 
+
+/* Output a verb writes either to stdout or, with --output FILE, to FILE
+ * atomically (cli_output.c): the text goes to a temporary file in FILE's
+ * directory (so the rename cannot cross file systems), which is flushed,
+ * fsync'ed, given its mode and renamed over FILE, and the directory is
+ * fsync'ed. A reader sees the old FILE or the whole new one, never a part;
+ * a failure leaves FILE as it was and no temporary file behind. */
+typedef struct cli_output {
+  FILE *f;         /* where to write: stdout or the temporary file */
+  char *path;      /* FILE, or NULL for stdout */
+  char *tmp;       /* the temporary file's path while it exists */
+  char buf[1 << 16];
+} cli_output;
+/* Opens the output (path NULL or "-": stdout). QP_EXIT_OK, or QP_EXIT_FAIL
+ * after saying why ("qprof VERB: cannot create a file in DIR: reason"). */
+int cli_output_open(cli_output *o, const char *verb, const char *path);
+/* Finishes: stdout is flushed; a file gets `mode` (0644 or 0600, less the
+ * umask) and replaces FILE. QP_EXIT_OK, or QP_EXIT_FAIL after saying why
+ * (the temporary file removed). Frees what cli_output_open allocated. */
+int cli_output_commit(cli_output *o, const char *verb, unsigned mode);
+/* Gives up: the temporary file is removed and FILE left as it was. */
+void cli_output_abort(cli_output *o);
+
 #endif

@@ -13,14 +13,15 @@ static void usage(FILE *f) {
           "Usage: qprof report [--store PATH] [--format text|json|csv|html]\n"
           "                    [--sort total|mean|p95|p99|calls|rows|errors] [--limit N]\n"
           "                    [--since TIME] [--until TIME] [--match REGEX] [--exclude REGEX]\n"
-          "                    [--min-calls N] [--case-sensitive] [--wide]\n\n"
+          "                    [--min-calls N] [--case-sensitive] [--wide] [--output FILE]\n\n"
           "Ranks the queries recorded in a profile store: per normalized query, calls,\n"
           "errors, rows, total/mean/min/max/stddev and p50/p95/p99 latency (within 2%%).\n\n"
           "  --store PATH      the store (default: $QPROF_STORE, else ./qprof.db)\n"
           "  --format F        text (default), json, csv (docs/report-json.md) or html (one\n"
           "                    self-contained page)\n"
           "  --sort KEY        total (default), mean, p95, p99, calls, rows or errors\n"
-          "  --limit N         show the first N (default 20 for text, all otherwise; 0 = all)\n"
+          "  --limit N         show the first N (default 20 for text, 100 for html, all\n"
+          "                    otherwise; 0 = all)\n"
           "  --since TIME      only time buckets starting at or after TIME\n"
           "  --until TIME      only time buckets starting before TIME\n"
           "                    TIME: 2026-11-22, 2026-11-22T10:00Z, @UNIX, -15m, -2h, -1d, now\n"
@@ -30,7 +31,9 @@ static void usage(FILE *f) {
           "  --case-sensitive  --match and --exclude respect case\n"
           "  --min-calls N     only queries called at least N times\n"
           "  --wide            every column (rows, min, p50, max too), the whole query text,\n"
-          "                    errors by code, first/last seen and the sample\n");
+          "                    errors by code, first/last seen and the sample\n"
+          "  --output FILE     write to FILE (atomically: a temporary file renamed over it;\n"
+          "                    mode 0644, or 0600 when it holds samples) instead of stdout\n");
 }
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -59,65 +62,66 @@ static const char *db_label(const char *db) {
 
 /* Statements the shim could not record (its segment was full), said
  * whenever there are any: they are in no query of the report. */
-static void print_dropped(const qp_report_totals *t, const char *bold, const char *reset) {
+static void print_dropped(FILE *out, const qp_report_totals *t, const char *bold,
+                          const char *reset) {
   if (t->dropped == 0) return;
   char c[40];
-  printf("%sDropped:%s %s statements ran but were not recorded: the shim's segment was full "
+  fprintf(out, "%sDropped:%s %s statements ran but were not recorded: the shim's segment was full "
          "(raise --segment-mb / QPROF_SEGMENT_MB); they are in no query below\n",
          bold, reset, rq_count(t->dropped, c, sizeof c));
 }
 
 /* The header: the store, the window asked for (and how its edges were
  * rounded to whole buckets), the time the data covers, the totals. */
-static void print_header(const qp_report *r, size_t shown, const char *bold, const char *reset) {
+static void print_header(FILE *out, const qp_report *r, size_t shown, const char *bold, const char *reset) {
   const qp_report_totals *t = qp_report_totals_get(r);
   size_t n = qp_report_count(r), before_filter = t->queries_in_window;
   char w[128], c1[40], c2[40], c3[40];
   rq_window_text(t, w, sizeof w);
-  printf("%sStore:%s  %s\n%sWindow:%s %s\n", bold, reset, t->store, bold, reset, w);
+  fprintf(out, "%sStore:%s  %s\n%sWindow:%s %s\n", bold, reset, t->store, bold, reset, w);
   if (t->since_rounded || t->until_rounded) {
-    printf("        rounded to whole buckets (a bucket counts when it starts in the window):\n");
+    fprintf(out, "        rounded to whole buckets (a bucket counts when it starts in the window):\n");
     if (t->since_rounded)
-      printf("        --since falls inside the bucket of %s, which is left out\n",
+      fprintf(out, "        --since falls inside the bucket of %s, which is left out\n",
              rq_iso(t->since_bucket_ns, c1, sizeof c1));
     if (t->until_rounded)
-      printf("        --until falls inside the bucket of %s, which is counted whole\n",
+      fprintf(out, "        --until falls inside the bucket of %s, which is counted whole\n",
              rq_iso(t->until_bucket_ns, c1, sizeof c1));
   }
   if (n > 0)
-    printf("%sData:%s   %s .. %s\n", bold, reset, rq_iso(t->first_seen_ns, c1, sizeof c1),
+    fprintf(out, "%sData:%s   %s .. %s\n", bold, reset, rq_iso(t->first_seen_ns, c1, sizeof c1),
            rq_iso(t->last_seen_ns, c2, sizeof c2));
-  printf("%sTotals:%s %zu quer%s, %s calls, %s total, %s errors", bold, reset, n,
+  fprintf(out, "%sTotals:%s %zu quer%s, %s calls, %s total, %s errors", bold, reset, n,
          n == 1 ? "y" : "ies", rq_count(t->calls, c1, sizeof c1),
          rq_dur((double)t->total_ns, c2, sizeof c2), rq_count(t->errors, c3, sizeof c3));
-  if (n != before_filter) printf(" (%zu of %zu queries pass the filters)", n, before_filter);
-  printf("\n");
-  print_dropped(t, bold, reset);
+  if (n != before_filter) fprintf(out, " (%zu of %zu queries pass the filters)", n, before_filter);
+  fprintf(out, "\n");
+  print_dropped(out, t, bold, reset);
   if (shown < n)
-    printf("Showing the top %zu by %s (--limit to change).\n", shown, qp_report_sort_name(t->sort));
-  printf("\n");
+    fprintf(out, "Showing the top %zu by %s (--limit to change).\n", shown, qp_report_sort_name(t->sort));
+  fprintf(out, "\n");
 }
 
 /* --wide: what does not fit a column, on indented lines under the row. */
-static void print_details(const qp_query_summary *s, char *qbuf, size_t qlen) {
+static void print_details(FILE *out, const qp_query_summary *s, char *qbuf, size_t qlen) {
   char a[40], b[40];
-  if (s->errors > 0) printf("       errors by code: %s\n", rq_shorten(s->error_codes, 0, qbuf, qlen));
-  printf("       seen: %s .. %s\n", rq_iso(s->first_seen_ns, a, sizeof a),
+  if (s->errors > 0) fprintf(out, "       errors by code: %s\n", rq_shorten(s->error_codes, 0, qbuf, qlen));
+  fprintf(out, "       seen: %s .. %s\n", rq_iso(s->first_seen_ns, a, sizeof a),
          rq_iso(s->last_seen_ns, b, sizeof b));
-  if (s->sample != NULL) printf("       sample: %s\n", rq_shorten(s->sample, 0, qbuf, qlen));
+  if (s->sample != NULL) fprintf(out, "       sample: %s\n", rq_shorten(s->sample, 0, qbuf, qlen));
 }
 
-static void print_text(const qp_report *r, size_t shown, bool wide) {
+static void print_text(FILE *out, const qp_report *r, size_t shown, bool wide) {
   size_t n = qp_report_count(r);
-  bool color = cli_use_color(stdout);
+  bool color = cli_use_color(out);
   const char *bold = color ? "\033[1m" : "", *warn = color ? "\033[33m" : "",
              *reset = color ? "\033[0m" : "";
-  print_header(r, shown, bold, reset);
+  print_header(out, r, shown, bold, reset);
 
   /* Columns that fit: the query keeps at least 40 columns; optional ones
    * (fingerprint, p99, errors) go first when the terminal is narrow.
    * --wide shows every column and the whole text. */
-  int term = cli_term_width();
+  int term = out == stdout ? cli_term_width() : 0; /* a file: 120 columns */
   if (term <= 0) term = 120;
   bool on[C_NCOLS];
   int used = 0;
@@ -138,10 +142,10 @@ static void print_text(const qp_report *r, size_t shown, bool wide) {
     several_dbs = strcmp(qi->database, q0->database) != 0 || strcmp(qi->backend, q0->backend) != 0;
   }
 
-  printf("%s", bold);
+  fprintf(out, "%s", bold);
   for (int i = 0; i < C_NCOLS; i++)
-    if (on[i]) printf(i == C_FP ? "%-*s  " : "%*s  ", cols[i].width, cols[i].title);
-  printf("query%s\n", reset);
+    if (on[i]) fprintf(out, i == C_FP ? "%-*s  " : "%*s  ", cols[i].width, cols[i].title);
+  fprintf(out, "query%s\n", reset);
   size_t qlen = 65536;
   char *qbuf = malloc(qlen);
   if (qbuf == NULL) return;
@@ -164,9 +168,9 @@ static void print_text(const qp_report *r, size_t shown, bool wide) {
     rq_dur((double)s->max_ns, b[C_MAX], 40);
     rq_count(s->errors, b[C_ERR], 40);
     bool hot = share >= 0.2;
-    if (hot) printf("%s", warn);
+    if (hot) fprintf(out, "%s", warn);
     for (int c = 0; c < C_NCOLS; c++)
-      if (on[c]) printf(c == C_FP ? "%-*s  " : "%*s  ", cols[c].width, b[c]);
+      if (on[c]) fprintf(out, c == C_FP ? "%-*s  " : "%*s  ", cols[c].width, b[c]);
     /* the database when there are several, so that two rows of one query differ */
     char q[256];
     q[0] = '\0';
@@ -177,8 +181,8 @@ static void print_text(const qp_report *r, size_t shown, bool wide) {
     size_t ql = strlen(q);
     rq_shorten(s->query, qwidth > (int)ql + 10 ? (size_t)qwidth - ql : (qwidth ? 10 : 0), qbuf,
                qlen);
-    printf("%s%s%s\n", q, qbuf, hot ? reset : "");
-    if (wide) print_details(s, qbuf, qlen);
+    fprintf(out, "%s%s%s\n", q, qbuf, hot ? reset : "");
+    if (wide) print_details(out, s, qbuf, qlen);
   }
   free(qbuf);
 }
@@ -217,11 +221,11 @@ static void entry_json(jw *w, const qp_query_summary *s, double share) {
   jw_object_end(w);
 }
 
-static void print_json(const qp_report *r, size_t shown, qp_report_sort sort) {
+static void print_json(FILE *out, const qp_report *r, size_t shown, qp_report_sort sort) {
   const qp_report_totals *t = qp_report_totals_get(r);
   char a[40];
   jw w;
-  jw_init(&w, stdout);
+  jw_init(&w, out);
   jw_object(&w, NULL);
   jw_int(&w, "qprof_report", 1);
   jw_string(&w, "store", t->store);
@@ -277,10 +281,10 @@ static void csv_text(jw *w, const char *s) {
   rq_csv_field(w, s);
 }
 
-static void print_csv(const qp_report *r, size_t shown) {
+static void print_csv(FILE *out, const qp_report *r, size_t shown) {
   uint64_t dropped = qp_report_totals_get(r)->dropped;
   jw w;
-  jw_init(&w, stdout);
+  jw_init(&w, out);
   for (size_t i = 0; i < ARRAY_LEN(csv_cols); i++) {
     if (i > 0) jw_putc(&w, ',');
     jw_puts(&w, csv_cols[i]);
@@ -343,15 +347,15 @@ int cmd_report(int argc, char **argv) {
       {"since", required_argument, NULL, 'S'},   {"until", required_argument, NULL, 'U'},
       {"match", required_argument, NULL, 'm'},   {"exclude", required_argument, NULL, 'x'},
       {"min-calls", required_argument, NULL, 'c'}, {"wide", no_argument, NULL, 'w'},
-      {"case-sensitive", no_argument, NULL, 'C'},
+      {"case-sensitive", no_argument, NULL, 'C'}, {"output", required_argument, NULL, 'O'},
       {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-  const char *store_opt = NULL, *format = "text";
+  const char *store_opt = NULL, *format = "text", *output = NULL;
   qp_report_options ro;
   qp_report_options_init(&ro);
   uint64_t limit = 0;
   bool have_limit = false, wide = false;
   int c;
-  while ((c = getopt_long(argc, argv, "s:f:o:n:S:U:m:x:c:wCh", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "s:f:o:n:S:U:m:x:c:wCO:h", longopts, NULL)) != -1) {
     switch (c) {
     case 's': store_opt = optarg; break;
     case 'f': format = optarg; break;
@@ -379,6 +383,7 @@ int cmd_report(int argc, char **argv) {
         return cli_usage_error("report", "--min-calls needs a number >= 0, not '%s'", optarg);
       break;
     case 'w': wide = true; break;
+    case 'O': output = optarg; break;
     case 'h': usage(stdout); return QP_EXIT_OK;
     default: return cli_usage_error("report", "unknown option");
     }
@@ -394,40 +399,53 @@ int cmd_report(int argc, char **argv) {
   int rc = rq_check("report", &ro);
   if (rc != QP_EXIT_OK) return rc;
 
-  /* the report is written at once: a big buffer, few write(2) calls */
-  static char outbuf[1 << 16];
-  setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
   qp_store *store;
   qp_report *r;
   if (!rq_open("report", rq_store_path(store_opt), &ro, &store, &r)) return QP_EXIT_FAIL;
   const qp_report_totals *t = qp_report_totals_get(r);
   size_t n = qp_report_count(r), before = t->queries_in_window;
-  if (!have_limit) limit = fmt == 0 ? 20 : 0;
+  if (!have_limit) limit = fmt == 0 ? 20 : fmt == 3 ? RQ_HTML_DEFAULT_LIMIT : 0;
   size_t shown = limit == 0 || limit > n ? n : (size_t)limit;
+  cli_output o;
+  if (cli_output_open(&o, "report", output) != QP_EXIT_OK) {
+    rq_close(store, r);
+    return QP_EXIT_FAIL;
+  }
+  FILE *out = o.f;
 
   if (n == 0) {
     if (before == 0)
-      fprintf(fmt == 0 ? stdout : stderr, "No queries recorded in %s%s.\n", t->store,
+      fprintf(fmt == 0 ? out : stderr, "No queries recorded in %s%s.\n", t->store,
               ro.since_ns != INT64_MIN || ro.until_ns != INT64_MAX ? " in this window" : "");
     else
-      fprintf(fmt == 0 ? stdout : stderr,
+      fprintf(fmt == 0 ? out : stderr,
               "No queries match the filters (%zu quer%s in the window).\n", before,
               before == 1 ? "y" : "ies");
-    if (fmt == 0) {
-      print_dropped(t, "", "");
-      rq_close(store, r);
-      return QP_EXIT_OK;
-    }
+    if (fmt == 0) print_dropped(out, t, "", "");
   }
-  if (fmt == 0) print_text(r, shown, wide);
-  else if (fmt == 1) print_json(r, shown, ro.sort);
-  else if (fmt == 2) print_csv(r, shown);
-  else {
+  rc = QP_EXIT_OK;
+  if (fmt == 0) {
+    if (n > 0) print_text(out, r, shown, wide);
+  } else if (fmt == 1) {
+    print_json(out, r, shown, ro.sort);
+  } else if (fmt == 2) {
+    print_csv(out, r, shown);
+  } else {
     char w[128];
     rq_window_text(t, w, sizeof w);
-    rq_print_html(stdout, r, w, shown);
+    if (!rq_print_html(out, r, w, shown)) {
+      const char *m = qp_report_errmsg(r);
+      rc = cli_fail("report", "cannot write the page: %s", m[0] != '\0' ? m : "out of memory");
+    }
   }
+  /* Samples hold literal values (redacted, but from real statements): a
+   * file that holds one is readable by its owner only, like the store. */
+  bool samples = false;
+  for (size_t i = 0; i < shown && !samples; i++) samples = qp_report_query(r, i)->sample != NULL;
   rq_close(store, r);
-  if (fflush(stdout) != 0 || ferror(stdout)) return cli_fail("report", "cannot write the report");
-  return QP_EXIT_OK;
+  if (rc != QP_EXIT_OK) {
+    cli_output_abort(&o);
+    return rc;
+  }
+  return cli_output_commit(&o, "report", samples ? 0600 : 0644);
 }

@@ -120,8 +120,13 @@ void rq_json_codes(jw *w, const char *key, const char *codes);
  * controls and bidirectional overrides as a visible <U+XXXX>. */
 void rq_html_text(FILE *f, const char *s);
 
-/* The report as one self-contained HTML page (report_html.c): `window` is
- * the window as text; the first `shown` queries. */
-void rq_print_html(FILE *f, const qp_report *r, const char *window, size_t shown);
+/* How many queries the page shows unless --limit says otherwise. */
+#define RQ_HTML_DEFAULT_LIMIT 100
+
+/* The report as one self-contained HTML page (report_page.c, docs/report-html.md):
+ * `window` is the window as text; the first `shown` queries in detail.
+ * False when the model failed (out of memory, the store could not be read
+ * for a series): qp_report_errmsg(r) says why. */
+bool rq_print_html(FILE *f, qp_report *r, const char *window, size_t shown);
 
 #endif
