@@ -96,7 +96,7 @@ static void build_store(const char *path, double slow_b, bool drop_d, bool add_f
 
 /* Runs `qprof ARGS` in dir with env; captures stdout and stderr. */
 static int run(const char *env, const char *args, char **out, char **errout) {
-  char cmd[4096];
+  char cmd[8192];
   snprintf(cmd, sizeof cmd, "env -u QPROF_STORE %s '%s' %s", env ? env : "", qprof, args);
   return qpt_run_capture(dir, cmd, out, errout);
 }
