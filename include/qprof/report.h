@@ -25,10 +25,10 @@
  * Threads: a report or a diff is used by one thread at a time. Once built,
  * the accessors that only read it (qp_report_count, _query, _share,
  * _totals_get; qp_diff_count, _entry_at, _counts_get) may be called from
- * several threads at once. qp_report_histogram, qp_report_series and the
- * views (qp_report_rank, _groups, _errors) set the report's message, and
- * qp_report_series reads the store the report was built from, which it
- * needs to itself (a store handle is used by one thread at a time).
+ * several threads at once. qp_report_histogram, qp_report_series(_set) and
+ * the views (qp_report_rank, _groups, _errors) set the report's message,
+ * and the series read the store the report was built from, which they need
+ * to themselves (a store handle is used by one thread at a time).
  */
 #ifndef QPROF_REPORT_H
 #define QPROF_REPORT_H
@@ -202,6 +202,23 @@ typedef int (*qp_report_point_fn)(const qp_report_point *p, void *ud);
  */
 QP_EXPORT qp_status qp_report_series(qp_report *r, size_t i, int64_t step_s,
                                      qp_report_point_fn fn, void *ud);
+
+/* Called once per point by qp_report_series_set: `which` is the position in
+ * idx of the query the point belongs to, or n for every query of the report
+ * together. Returns non-zero to stop. */
+typedef int (*qp_report_set_fn)(const qp_report_point *p, size_t which, void *ud);
+
+/*
+ * The time series of several queries and of every query of the report
+ * together, from one scan of the store (qp_report_series reads the window
+ * once per call): the points of idx[0]'s series in time order, then those of
+ * idx[1], ..., then (which == n) those of all queries together; step_s as in
+ * qp_report_series. An index given twice has its series given twice.
+ * Errors: QP_INVALID (NULL r or fn, idx NULL with n > 0, an index out of
+ * range, step_s < 0), QP_IO, QP_NOMEM; the message is on the report.
+ */
+QP_EXPORT qp_status qp_report_series_set(qp_report *r, const size_t *idx, size_t n, int64_t step_s,
+                                         qp_report_set_fn fn, void *ud);
 
 /* ---- views of a report ------------------------------------------------------ */
 

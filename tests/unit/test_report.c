@@ -232,6 +232,20 @@ static int on_point(const qp_report_point *p, void *ud) {
   return 0;
 }
 
+typedef struct set_pts {
+  pts p[4];
+  size_t last_which;
+} set_pts;
+
+/* the series come one after the other, each in time order */
+static int on_set_point(const qp_report_point *p, size_t which, void *ud) {
+  set_pts *s = ud;
+  assert_true(which < 4);
+  assert_true(which >= s->last_which);
+  s->last_which = which;
+  return on_point(p, &s->p[which]);
+}
+
 static void test_series(void **state) {
   (void)state;
   qp_store *s;
@@ -261,6 +275,33 @@ static void test_series(void **state) {
   assert_int_equal(all.total, qp_report_totals_get(r)->total_ns);
   assert_int_equal(qp_report_series(r, 3, 60, on_point, &x), QP_INVALID);
   assert_int_equal(qp_report_series(r, 0, -1, on_point, &x), QP_INVALID);
+  /* several series in one scan: each the same as alone, in the order asked,
+   * every query together last */
+  size_t idx[] = {2, 0, 2};
+  set_pts sp = {0};
+  assert_int_equal(qp_report_series_set(r, idx, 3, 900, on_set_point, &sp), QP_OK);
+  for (size_t k = 0; k < 4; k++) {
+    pts one = {0};
+    assert_int_equal(qp_report_series(r, k < 3 ? idx[k] : QP_REPORT_ALL, 900, on_point, &one),
+                     QP_OK);
+    assert_int_equal(sp.p[k].n, one.n);
+    assert_int_equal(sp.p[k].calls, one.calls);
+    assert_int_equal(sp.p[k].errors, one.errors);
+    assert_int_equal(sp.p[k].total, one.total);
+    assert_int_equal(sp.p[k].first, one.first);
+    assert_true(sp.p[k].max_p95 == one.max_p95);
+  }
+  assert_int_equal(sp.p[3].calls, 1020);
+  assert_int_equal(sp.p[0].calls, 300); /* #3 by total: commit */
+  /* no query: every query together only */
+  set_pts none = {0};
+  assert_int_equal(qp_report_series_set(r, NULL, 0, 0, on_set_point, &none), QP_OK);
+  assert_int_equal(none.p[0].n, 120);
+  assert_int_equal(none.p[0].calls, 1020);
+  size_t bad = 3;
+  assert_int_equal(qp_report_series_set(r, &bad, 1, 60, on_set_point, &none), QP_INVALID);
+  assert_int_equal(qp_report_series_set(r, idx, 1, -1, on_set_point, &none), QP_INVALID);
+  assert_int_equal(qp_report_series_set(r, idx, 1, 60, NULL, NULL), QP_INVALID);
   qp_report_free(r);
   /* a filtered report's series is of its queries only */
   o.match = "commit";
@@ -512,6 +553,9 @@ static void test_out_of_memory(void **state) {
     qp_status rc = qp_report_new(&r, s, &o, err, sizeof err);
     int np = 0;
     if (rc == QP_OK) rc = qp_report_series(r, QP_REPORT_ALL, 600, count_point, &np);
+    size_t two[] = {0, 1};
+    set_pts sp = {0};
+    if (rc == QP_OK) rc = qp_report_series_set(r, two, 2, 600, on_set_point, &sp);
     bins b = {0};
     if (rc == QP_OK) rc = qp_report_histogram(r, QP_REPORT_ALL, on_bin, &b);
     size_t idx[3], nk = 0;
@@ -529,6 +573,7 @@ static void test_out_of_memory(void **state) {
       assert_int_equal(np, 12);
       assert_int_equal(b.count, 1020);
       assert_int_equal(nk, 3);
+      assert_int_equal(sp.p[2].calls, 1020);
       assert_int_equal(v.ng, 1);
       assert_int_equal(v.g[0].calls, 1020);
       assert_int_equal(v.nc, 1);

@@ -214,7 +214,7 @@ static void bench_big(const char *path, bool rebuild) {
   time_output(path, "qprof report --limit 0 (text, all 100,000)", "--limit 0");
   time_output(path, "qprof report --format json (all 100,000)", "--format json");
   time_output(path, "qprof report --format csv (all 100,000)", "--format csv");
-  time_output(path, "qprof report --format html (all 100,000)", "--format html");
+  time_output(path, "qprof report --format html (details of the top 100)", "--format html");
 }
 
 int main(int argc, char **argv) {

@@ -194,14 +194,17 @@ typedef struct chart_data {
 typedef struct point_list {
   qp_report_point *v;
   size_t n, cap;
+  bool short_; /* out of memory: the list ends short */
 } point_list;
 
-static int collect_point(const qp_report_point *pt, void *ud) {
-  point_list *l = ud;
+static int collect_point(const qp_report_point *pt, point_list *l) {
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 256;
     qp_report_point *v = realloc(l->v, cap * sizeof *v);
-    if (v == NULL) return 1; /* the list ends short; checked by the caller */
+    if (v == NULL) {
+      l->short_ = true;
+      return 1;
+    }
     l->v = v;
     l->cap = cap;
   }
@@ -223,29 +226,34 @@ static int64_t pick_step(int64_t span_s) {
   return (span_s / MAX_SLOTS / 86400 + 1) * 86400;
 }
 
-typedef struct fill_ctx {
-  const chart_data *d;
-  slot *out;
-} fill_ctx;
-
-static int fill_slot(const qp_report_point *pt, void *ud) {
-  fill_ctx *c = ud;
-  int64_t j = (floor_div(pt->start_ns, 1000000000) - c->d->x0_s) / c->d->step_s;
-  if (j < 0 || (size_t)j >= c->d->nslots) return 0;
-  slot *s = &c->out[j];
+static void fill_slot(const chart_data *d, slot *out, const qp_report_point *pt) {
+  int64_t j = (floor_div(pt->start_ns, 1000000000) - d->x0_s) / d->step_s;
+  if (j < 0 || (size_t)j >= d->nslots) return;
+  slot *s = &out[j];
   s->calls = pt->calls;
   s->total_ns = pt->total_ns;
   s->p95_ns = pt->p95_ns;
   s->has = true;
-  return 0;
 }
 
 static void chart_free(chart_data *d) {
   for (size_t i = 0; i < TOP_SERIES + 2; i++) free(d->s[i]);
 }
 
-/* The series of the charts: every query together first (its points fix the
- * time axis), then the top k, and the others as the difference. */
+/* the points of each series as they come: the top k, then all queries */
+typedef struct series_lists {
+  point_list l[TOP_SERIES + 1];
+  size_t k;
+} series_lists;
+
+static int collect_set(const qp_report_point *pt, size_t which, void *ud) {
+  series_lists *s = ud;
+  return collect_point(pt, &s->l[which < s->k ? which : TOP_SERIES]);
+}
+
+/* The series of the charts from one scan of the store: every query together
+ * (its points fix the time axis), the top k, and the others as the
+ * difference. */
 static bool chart_load(page *p, chart_data *d) {
   memset(d, 0, sizeof *d);
   const qp_report_totals *t = qp_report_totals_get(p->r);
@@ -255,50 +263,46 @@ static bool chart_load(page *p, chart_data *d) {
                                         : floor_div(t->last_seen_ns, 1000000000) + 1;
   if (hi <= lo) hi = lo + 1;
   d->step_s = pick_step(hi - lo);
-  point_list all = {0};
-  if (qp_report_series(p->r, QP_REPORT_ALL, d->step_s, collect_point, &all) != QP_OK) {
-    free(all.v);
-    return false;
-  }
-  /* a bucket may start before the first execution it holds */
-  if (all.n > 0 && floor_div(all.v[0].start_ns, 1000000000) < lo)
-    lo = floor_div(all.v[0].start_ns, 1000000000);
-  if (all.n > 0 && floor_div(all.v[all.n - 1].start_ns, 1000000000) + 1 > hi)
-    hi = floor_div(all.v[all.n - 1].start_ns, 1000000000) + 1;
-  d->x0_s = floor_div(lo, d->step_s) * d->step_s;
-  d->x1_s = (floor_div(hi - 1, d->step_s) + 1) * d->step_s;
-  d->nslots = (size_t)((d->x1_s - d->x0_s) / d->step_s);
   d->k = p->n < TOP_SERIES ? p->n : TOP_SERIES;
-  for (size_t i = 0; i < TOP_SERIES + 2; i++) {
-    if (i < TOP_SERIES && i >= d->k) continue;
-    d->s[i] = calloc(d->nslots, sizeof(slot));
-    if (d->s[i] == NULL) {
-      free(all.v);
-      chart_free(d);
-      return false;
+  size_t idx[TOP_SERIES];
+  for (size_t i = 0; i < d->k; i++) idx[i] = i;
+  series_lists sl = {.k = d->k};
+  bool ok = qp_report_series_set(p->r, idx, d->k, d->step_s, collect_set, &sl) == QP_OK;
+  point_list *all = &sl.l[TOP_SERIES];
+  /* a list that could not grow ended short: out of memory */
+  for (size_t i = 0; ok && i <= TOP_SERIES; i++) ok = !sl.l[i].short_;
+  if (ok) {
+    /* a bucket may start before the first execution it holds */
+    if (all->n > 0 && floor_div(all->v[0].start_ns, 1000000000) < lo)
+      lo = floor_div(all->v[0].start_ns, 1000000000);
+    if (all->n > 0 && floor_div(all->v[all->n - 1].start_ns, 1000000000) + 1 > hi)
+      hi = floor_div(all->v[all->n - 1].start_ns, 1000000000) + 1;
+    d->x0_s = floor_div(lo, d->step_s) * d->step_s;
+    d->x1_s = (floor_div(hi - 1, d->step_s) + 1) * d->step_s;
+    d->nslots = (size_t)((d->x1_s - d->x0_s) / d->step_s);
+    for (size_t i = 0; ok && i < TOP_SERIES + 2; i++) {
+      if (i < TOP_SERIES && i >= d->k) continue;
+      ok = (d->s[i] = calloc(d->nslots, sizeof(slot))) != NULL;
     }
   }
-  fill_ctx c = {.d = d, .out = d->s[ALL]};
-  for (size_t j = 0; j < all.n; j++) fill_slot(&all.v[j], &c);
-  free(all.v);
-  for (size_t i = 0; i < d->k; i++) {
-    c.out = d->s[i];
-    if (qp_report_series(p->r, i, d->step_s, fill_slot, &c) != QP_OK) {
-      chart_free(d);
-      return false;
+  if (ok) {
+    for (size_t j = 0; j < all->n; j++) fill_slot(d, d->s[ALL], &all->v[j]);
+    for (size_t i = 0; i < d->k; i++)
+      for (size_t j = 0; j < sl.l[i].n; j++) fill_slot(d, d->s[i], &sl.l[i].v[j]);
+    for (size_t j = 0; j < d->nslots; j++) {
+      slot *o = &d->s[OTHER][j], *a = &d->s[ALL][j];
+      o->calls = a->calls;
+      o->total_ns = a->total_ns;
+      for (size_t i = 0; i < d->k; i++) {
+        o->calls -= d->s[i][j].calls;
+        o->total_ns -= d->s[i][j].total_ns;
+      }
+      o->has = o->calls > 0;
     }
   }
-  for (size_t j = 0; j < d->nslots; j++) {
-    slot *o = &d->s[OTHER][j], *a = &d->s[ALL][j];
-    o->calls = a->calls;
-    o->total_ns = a->total_ns;
-    for (size_t i = 0; i < d->k; i++) {
-      o->calls -= d->s[i][j].calls;
-      o->total_ns -= d->s[i][j].total_ns;
-    }
-    o->has = o->calls > 0;
-  }
-  return true;
+  for (size_t i = 0; i <= TOP_SERIES; i++) free(sl.l[i].v);
+  if (!ok) chart_free(d);
+  return ok;
 }
 
 static const char *step_text(int64_t step_s, char *buf, size_t len) {
