@@ -262,12 +262,43 @@ static void test_match_ignores_case(void **state) {
   free(out);
 }
 
+/* --output FILE: the same bytes as stdout, nothing on stdout, the gate's
+ * exit status and stderr lines kept; a directory that does not exist: 1. */
+static void test_output_file(void **state) {
+  (void)state;
+  static const char *const fmts[] = {"text", "json"};
+  for (size_t i = 0; i < 2; i++) {
+    char args[256], p[700];
+    char *want, *got, *err;
+    snprintf(args, sizeof args, "diff base.db new.db --fail-above 20 --format %s", fmts[i]);
+    assert_int_equal(run(args, &want, NULL), 3);
+    snprintf(args, sizeof args, "diff base.db new.db --fail-above 20 --format %s --output d.%s",
+             fmts[i], fmts[i]);
+    assert_int_equal(run(args, &got, &err), 3);
+    assert_string_equal(got, "");
+    assert_non_null(strstr(err, "got slower at p95"));
+    snprintf(p, sizeof p, "%s/d.%s", dir, fmts[i]);
+    char *file = qpt_read_file(p, NULL);
+    assert_non_null(file);
+    assert_string_equal(file, want);
+    free(file);
+    free(want);
+    free(got);
+    free(err);
+  }
+  char *err;
+  assert_int_equal(run("diff base.db new.db --output nosuchdir/d.txt", NULL, &err), 1);
+  assert_non_null(strstr(err, "cannot create a file in nosuchdir"));
+  free(err);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_self_diff_no_change),
       cmocka_unit_test(test_regression_gate),
       cmocka_unit_test(test_two_windows_of_one_store),
       cmocka_unit_test(test_exit_codes),
+      cmocka_unit_test(test_output_file),
       cmocka_unit_test(test_table_fits_the_terminal),
       cmocka_unit_test(test_too_many_stores),
       cmocka_unit_test(test_match_ignores_case),

@@ -860,6 +860,22 @@ static void test_output_file(void **state) {
   assert_int_equal(run(NULL, "report --store golden.db --output outdir/r.txt/x", NULL, &err), 1);
   assert_non_null(strstr(err, "outdir/r.txt"));
   free(err);
+  /* a write that fails (a 128 KB file size limit for a 280 KB page, SIGXFSZ ignored: EFBIG):
+   * 1, the reason, the old file kept, no temporary file */
+  assert_int_equal(run(NULL, "report --store golden.db --format html --output outdir/r.html", NULL, NULL), 0);
+  char *before = read_in_dir("outdir/r.html");
+  assert_int_equal(qpt_run_capture(dir,
+                                   "trap '' XFSZ; ulimit -f 128; env -u QPROF_STORE \"$QPROF_BIN\" "
+                                   "report --store golden.db --format html --output outdir/r.html",
+                                   NULL, &err),
+                   1);
+  if (strstr(err, "cannot write outdir/r.html: File too large") == NULL) fail_msg("message: %s", err);
+  free(err);
+  char *after = read_in_dir("outdir/r.html");
+  assert_string_equal(after, before);
+  free(before);
+  free(after);
+  no_temp_left("outdir");
   /* a store that cannot be read: no file at all */
   assert_int_equal(run(NULL, "report --store nosuch.db --output outdir/none.txt", NULL, NULL), 1);
   assert_int_equal(qpt_system("test ! -e '%s/outdir/none.txt'", dir), 0);

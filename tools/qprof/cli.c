@@ -68,6 +68,12 @@ int cli_term_width(void) {
   return 80;
 }
 
+int cli_width_for(FILE *f) {
+  if (f == stdout) return cli_term_width();
+  const char *cols = getenv("COLUMNS");
+  return cols != NULL && atoi(cols) > 0 ? atoi(cols) : 0;
+}
+
 char *cli_read_all(const char *path, size_t *len) {
   FILE *f = (path == NULL || strcmp(path, "-") == 0) ? stdin : fopen(path, "rb");
   if (f == NULL) return NULL;

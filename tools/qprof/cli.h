@@ -64,6 +64,9 @@ int cli_fail(const char *verb, const char *fmt, ...) QP_PRINTF(2, 3);
 bool cli_use_color(FILE *f);
 /* Terminal width of stdout, or 0 when not a terminal (COLUMNS wins if set). */
 int cli_term_width(void);
+/* The width to lay text out for on `f`: stdout's as cli_term_width, and for
+ * a file (--output) COLUMNS when set, else 0 (the caller's default). */
+int cli_width_for(FILE *f);
 /* The LD_PRELOAD shim `qprof run` should use (tools/qprof/preload.c): the
  * readable path of $QPROF_PRELOAD when set, else the build tree's shim for a
  * qprof run from its build tree, else the shim installed beside this qprof

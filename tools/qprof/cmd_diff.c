@@ -14,7 +14,7 @@ static void usage(FILE *f) {
           "Usage: qprof diff BASE [NEW] [--fail-above PCT] [--min-calls N] [--format text|json]\n"
           "                 [--since T] [--until T] [--base-since T] [--base-until T]\n"
           "                 [--new-since T] [--new-until T] [--match REGEX] [--exclude REGEX]\n"
-          "                 [--limit N] [--wide]\n\n"
+          "                 [--limit N] [--wide] [--output FILE]\n\n"
           "Compares two profiles per query (fingerprint, backend, database): the change in\n"
           "calls, mean and p95, and the queries that are new or vanished. BASE and NEW are\n"
           "store files; give one store and --base-*/--new-* windows to compare two periods\n"
@@ -28,7 +28,8 @@ static void usage(FILE *f) {
           "  --match/--exclude PCRE2 filters on the normalized text (case-insensitive\n"
           "                    unless --case-sensitive)\n"
           "  --limit N         rows per table in text (default 20; 0 = all)\n"
-          "  --wide            full query text\n");
+          "  --wide            full query text\n"
+          "  --output FILE     write to FILE atomically instead of stdout (docs/cli.md)\n");
 }
 
 static void side_json(jw *w, const char *key, const qp_query_summary *s) {
@@ -71,11 +72,11 @@ static void side_head_json(jw *w, const char *key, const qp_report_totals *t) {
   jw_object_end(w);
 }
 
-static void print_json(const qp_report *a, const qp_report *b, const qp_diff *d,
+static void print_json(FILE *out, const qp_report *a, const qp_report *b, const qp_diff *d,
                        const qp_diff_options *o) {
   const qp_diff_counts *n = qp_diff_counts_get(d);
   jw w;
-  jw_init(&w, stdout);
+  jw_init(&w, out);
   jw_object(&w, NULL);
   jw_int(&w, "qprof_diff", 1);
   side_head_json(&w, "base", qp_report_totals_get(a));
@@ -125,11 +126,11 @@ enum { D_FP, D_STATUS, D_CALLS, D_MEAN, D_P95, D_NCOLS };
 
 /* One side's line of the header: the store, its window when not all time,
  * what it adds up to. */
-static void print_side(const char *label, const qp_report_totals *t) {
+static void print_side(FILE *out, const char *label, const qp_report_totals *t) {
   char w[128], c[32], d[32];
   rq_window_text(t, w, sizeof w);
   bool all = t->since_ns == INT64_MIN && t->until_ns == INT64_MAX;
-  printf("%s %s%s%s (%zu queries, %s calls, %s)\n", label, t->store, all ? "" : ", ", all ? "" : w,
+  fprintf(out, "%s %s%s%s (%zu queries, %s calls, %s)\n", label, t->store, all ? "" : ", ", all ? "" : w,
          t->queries, rq_count(t->calls, c, sizeof c), rq_dur((double)t->total_ns, d, sizeof d));
 }
 
@@ -146,17 +147,17 @@ static void change_cell(char *out, double base, double cur, bool have_base, bool
  * as the report's does: column widths from the rows shown, optional columns
  * (fingerprint, mean, calls) dropped in that order until the query keeps
  * 24 columns; --wide keeps them all and the whole text. */
-static void print_text(const qp_report *a, const qp_report *b, const qp_diff *d, uint64_t limit,
+static void print_text(FILE *out, const qp_report *a, const qp_report *b, const qp_diff *d, uint64_t limit,
                        bool wide) {
   const qp_diff_counts *n = qp_diff_counts_get(d);
-  print_side("Base:", qp_report_totals_get(a));
-  print_side("New: ", qp_report_totals_get(b));
+  print_side(out, "Base:", qp_report_totals_get(a));
+  print_side(out, "New: ", qp_report_totals_get(b));
   if (n->changed == 0 && n->added == 0 && n->vanished == 0) {
-    printf("No change: %zu quer%s with identical statistics.\n", n->unchanged,
+    fprintf(out, "No change: %zu quer%s with identical statistics.\n", n->unchanged,
            n->unchanged == 1 ? "y" : "ies");
     return;
   }
-  printf("%zu changed, %zu new, %zu vanished, %zu unchanged.\n\n", n->changed, n->added,
+  fprintf(out, "%zu changed, %zu new, %zu vanished, %zu unchanged.\n\n", n->changed, n->added,
          n->vanished, n->unchanged);
   static const char *const titles[D_NCOLS] = {"fingerprint", "status", "calls", "mean", "p95"};
   size_t rows = 0, cap = qp_diff_count(d);
@@ -186,7 +187,7 @@ static void print_text(const qp_report *a, const qp_report *b, const qp_diff *d,
       if ((int)strlen(cell[rows][c]) > width[c]) width[c] = (int)strlen(cell[rows][c]);
     ent[rows++] = p;
   }
-  int term = cli_term_width();
+  int term = cli_width_for(out);
   if (term <= 0) term = 120;
   bool on[D_NCOLS];
   int used = 0;
@@ -201,13 +202,13 @@ static void print_text(const qp_report *a, const qp_report *b, const qp_diff *d,
   }
   size_t qw = wide ? 0 : (term - used > 10 ? (size_t)(term - used) : 10);
   for (int c = 0; c < D_NCOLS; c++)
-    if (on[c]) printf(c <= D_STATUS ? "%-*s  " : "%*s  ", width[c], titles[c]);
-  printf("query\n");
+    if (on[c]) fprintf(out, c <= D_STATUS ? "%-*s  " : "%*s  ", width[c], titles[c]);
+  fprintf(out, "query\n");
   for (size_t k = 0; k < rows; k++) {
     for (int c = 0; c < D_NCOLS; c++)
-      if (on[c]) printf(c <= D_STATUS ? "%-*s  " : "%*s  ", width[c], cell[k][c]);
+      if (on[c]) fprintf(out, c <= D_STATUS ? "%-*s  " : "%*s  ", width[c], cell[k][c]);
     const qp_query_summary *r = ent[k]->cur ? ent[k]->cur : ent[k]->base;
-    printf("%s\n", rq_shorten(r->query, qw, qbuf, qlen));
+    fprintf(out, "%s\n", rq_shorten(r->query, qw, qbuf, qlen));
   }
 done:
   free(cell);
@@ -217,7 +218,7 @@ done:
 
 /* What the command line asks for. */
 typedef struct diff_args {
-  const char *format, *match, *exclude, *base_path, *new_path;
+  const char *format, *match, *exclude, *base_path, *new_path, *output;
   double fail_above;
   uint64_t min_calls, limit;
   bool wide, case_sensitive, json;
@@ -235,7 +236,7 @@ static int parse_args(int argc, char **argv, diff_args *a) {
       {"new-until", required_argument, NULL, 4},    {"match", required_argument, NULL, 'm'},
       {"exclude", required_argument, NULL, 'x'},    {"limit", required_argument, NULL, 'n'},
       {"wide", no_argument, NULL, 'w'},             {"help", no_argument, NULL, 'h'},
-      {"case-sensitive", no_argument, NULL, 'C'},
+      {"case-sensitive", no_argument, NULL, 'C'},   {"output", required_argument, NULL, 'O'},
       {NULL, 0, NULL, 0}};
   *a = (diff_args){.format = "text", .fail_above = NAN, .min_calls = 1, .limit = 20};
   bool windowed = false;
@@ -243,7 +244,7 @@ static int parse_args(int argc, char **argv, diff_args *a) {
   bool wset[4] = {false}; /* given explicitly */
   int c;
   char *end;
-  while ((c = getopt_long(argc, argv, "F:c:f:S:U:m:x:n:wCh", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "F:c:f:S:U:m:x:n:wCO:h", longopts, NULL)) != -1) {
     switch (c) {
     case 'F':
       a->fail_above = strtod(optarg, &end);
@@ -281,6 +282,7 @@ static int parse_args(int argc, char **argv, diff_args *a) {
     case 'x': a->exclude = optarg; break;
     case 'w': a->wide = true; break;
     case 'C': a->case_sensitive = true; break;
+    case 'O': a->output = optarg; break;
     case 'h': usage(stdout); return -1;
     default: return cli_usage_error("diff", "unknown option");
     }
@@ -356,8 +358,15 @@ int cmd_diff(int argc, char **argv) {
     rq_close(sb, rb);
     return cli_fail("diff", "%s", err);
   }
-  if (a.json) print_json(ra, rb, d, &dopt);
-  else print_text(ra, rb, d, a.limit, a.wide);
+  cli_output o;
+  if (cli_output_open(&o, "diff", a.output) != QP_EXIT_OK) {
+    qp_diff_free(d);
+    rq_close(sa, ra);
+    rq_close(sb, rb);
+    return QP_EXIT_FAIL;
+  }
+  if (a.json) print_json(o.f, ra, rb, d, &dopt);
+  else print_text(o.f, ra, rb, d, a.limit, a.wide);
   int exit_code = QP_EXIT_OK;
   if (qp_diff_counts_get(d)->regressions > 0) {
     name_regressions(d, a.fail_above);
@@ -366,6 +375,7 @@ int cmd_diff(int argc, char **argv) {
   qp_diff_free(d);
   rq_close(sa, ra);
   rq_close(sb, rb);
-  if (fflush(stdout) != 0 || ferror(stdout)) return cli_fail("diff", "cannot write the diff");
-  return exit_code;
+  /* the diff holds no sample */
+  int wrc = cli_output_commit(&o, "diff", 0644);
+  return wrc != QP_EXIT_OK ? wrc : exit_code;
 }

@@ -121,7 +121,7 @@ static void print_text(FILE *out, const qp_report *r, size_t shown, bool wide) {
   /* Columns that fit: the query keeps at least 40 columns; optional ones
    * (fingerprint, p99, errors) go first when the terminal is narrow.
    * --wide shows every column and the whole text. */
-  int term = out == stdout ? cli_term_width() : 0; /* a file: 120 columns */
+  int term = cli_width_for(out);
   if (term <= 0) term = 120;
   bool on[C_NCOLS];
   int used = 0;
