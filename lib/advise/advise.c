@@ -371,8 +371,10 @@ static void load_indexes(adv_ctx *x, adv_table *t) {
   qp_param p = qp_param_text(t->oid);
   const char *sql =
       "SELECT ic.relname, am.amname, x.indisunique, x.indpred IS NOT NULL, k, "
-      "pg_get_indexdef(x.indexrelid, k, true), coalesce(oc.opcname, '') "
+      "pg_get_indexdef(x.indexrelid, k, true), coalesce(oc.opcname, ''), x.indnkeyatts, "
+      "coalesce(su.idx_scan, -1), pg_relation_size(x.indexrelid), x.indisprimary "
       "FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid JOIN pg_am am ON am.oid = ic.relam "
+      "LEFT JOIN pg_stat_user_indexes su ON su.indexrelid = x.indexrelid "
       "CROSS JOIN LATERAL generate_series(1, least(x.indnkeyatts, 3)) k "
       "LEFT JOIN pg_opclass oc ON oc.oid = (x.indclass::oid[])[k - 1] "
       "WHERE x.indrelid = $1::oid AND x.indisvalid ORDER BY ic.relname, k";
@@ -388,6 +390,10 @@ static void load_indexes(adv_ctx *x, adv_table *t) {
       rstr(r, i, 1, ix->am, sizeof ix->am);
       ix->unique = strcmp(qp_result_value(r, i, 2, NULL), "t") == 0;
       ix->partial = strcmp(qp_result_value(r, i, 3, NULL), "t") == 0;
+      ix->total_keys = (int)rint64(r, i, 7);
+      ix->scans = rint64(r, i, 8);
+      ix->size = rint64(r, i, 9);
+      ix->primary = strcmp(qp_result_value(r, i, 10, NULL), "t") == 0;
     }
     if (ix->nkeys < ADV_MAX_KEYS) {
       rstr(r, i, 5, ix->keys[ix->nkeys], ADV_KEY);
@@ -555,6 +561,44 @@ bool qp__adv_add_cand(adv_ctx *x, const adv_cand *c) {
   n->size_bytes = -1;
   n->cost_before = n->cost_after = -1;
   return true;
+}
+
+/* "Consider dropping" notes from the catalog for every table the plan
+ * read: indexes never scanned since the statistics reset, and indexes
+ * whose keys are the first keys of another one. */
+static void catalog_notes(adv_ctx *x) {
+  for (size_t ti = 0; ti < x->ntables; ti++) {
+    const adv_table *t = &x->tables[ti];
+    if (!t->found) continue;
+    for (size_t i = 0; i < t->nindexes; i++) {
+      const adv_index *a = &t->idx[i];
+      if (a->scans == 0 && !a->unique && !a->primary)
+        qp__adv_note(x, "consider dropping %s on %s: not scanned since the statistics reset "
+                     "(%lld bytes, kept up to date by every write)", a->name, t->qual,
+                     (long long)a->size);
+      if (a->unique || a->partial || strcmp(a->am, "btree") != 0 || a->total_keys > ADV_MAX_KEYS)
+        continue;
+      for (size_t j = 0; j < t->nindexes; j++) {
+        const adv_index *b = &t->idx[j];
+        if (j == i || b->partial || strcmp(b->am, "btree") != 0 || b->total_keys < a->total_keys)
+          continue;
+        if (b->total_keys == a->total_keys && !b->unique && j < i) continue; /* said once */
+        bool prefix = true;
+        for (int k = 0; k < a->nkeys && prefix; k++) {
+          char ka[ADV_KEY], kb[ADV_KEY];
+          key_norm(a->keys[k], ka, sizeof ka);
+          key_norm(b->keys[k], kb, sizeof kb);
+          prefix = strcmp(ka, kb) == 0 && strcmp(a->opc[k], b->opc[k]) == 0;
+        }
+        if (!prefix) continue;
+        qp__adv_note(x, "consider dropping %s on %s: %s %s", a->name, t->qual,
+                     b->total_keys == a->total_keys ? "it has the same keys as"
+                                                    : "its keys are a prefix of",
+                     b->name);
+        break;
+      }
+    }
+  }
 }
 
 /* ---- verification -------------------------------------------------------- */
@@ -849,6 +893,7 @@ static void advise_run(adv_ctx *x) {
   qp_result_free(r);
   a->sum.hypopg = x->hypopg;
   qp__adv_rules(x, t);
+  catalog_notes(x);
   for (size_t i = 0; i < x->ncands; i++)
     if (x->cands[i].ms_before < 0 && !x->cands[i].verify_sql[0] && t->analyzed)
       x->cands[i].ms_before = t->execution_ms;

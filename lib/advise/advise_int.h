@@ -26,8 +26,9 @@
 typedef struct adv_index {
   char name[ADV_NAME];
   char am[16];
-  bool partial, unique;
-  int nkeys;
+  bool partial, unique, primary;
+  int nkeys, total_keys;        /* keys kept (<= ADV_MAX_KEYS), keys it has */
+  int64_t scans, size;          /* idx_scan since the reset (-1 unknown), bytes */
   char keys[ADV_MAX_KEYS][ADV_KEY]; /* the first keys only */
   char opc[ADV_MAX_KEYS][64];
 } adv_index;

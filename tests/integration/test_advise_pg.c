@@ -431,6 +431,21 @@ static void test_not_recorded(void **state) {
   assert_int_equal(qp_advise_dsn(g_dsn, "SELECT 1", &bad, &a, err, sizeof err), QP_INVALID);
 }
 
+static void test_catalog_notes(void **state) {
+  (void)state;
+  run("CREATE INDEX orders_ref_only ON orders (ref_code); "
+      "CREATE INDEX orders_ref_wide ON orders (ref_code, x)");
+  res r = advise("SELECT * FROM orders WHERE customer_id = 4242", false, false, QP_ADVISE_VERIFY_HYPO);
+  const qp_advice_index *s = only(&r, "seq_scan_filter");
+  assert_string_equal(s->columns, "customer_id");
+  assert_true(has_note(r.a, "consider dropping orders_ref_only on public.orders: its keys are a "
+                            "prefix of orders_ref_wide"));
+  assert_true(has_note(r.a, "consider dropping orders_ref_wide on public.orders: not scanned"));
+  assert_false(has_note(r.a, "consider dropping orders_pkey"));
+  qp_advice_free(r.a);
+  run("DROP INDEX orders_ref_only; DROP INDEX orders_ref_wide");
+}
+
 /* Last: without HypoPG the advice is unverified. */
 static void test_unverified(void **state) {
   (void)state;
@@ -452,7 +467,7 @@ int main(void) {
       cmocka_unit_test(test_findings),        cmocka_unit_test(test_no_advice),
       cmocka_unit_test(test_generic_plan),    cmocka_unit_test(test_safety_writes),
       cmocka_unit_test(test_safety_refused),  cmocka_unit_test(test_not_recorded),
-      cmocka_unit_test(test_unverified),
+      cmocka_unit_test(test_catalog_notes),   cmocka_unit_test(test_unverified),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
