@@ -7,8 +7,11 @@
  * docs/advise.md gives every rule, the verification margins and what the
  * advisor cannot know.
  *
- * PostgreSQL only so far: an SQLite DSN or lease is refused with
- * QP_UNSUPPORTED.
+ * SQLite: never on the live file. The lease's database is copied with
+ * VACUUM INTO into a private temporary directory; the plan (EXPLAIN QUERY
+ * PLAN), the measured runs (sqlite3_stmt_status counters) and each
+ * candidate (a real index inside a SAVEPOINT, ANALYZE, rolled back) are on
+ * the copy, which is removed before the call returns.
  *
  * Safety: nothing the advisor runs is recorded in a pool's profile; a
  * read-only statement is analyzed only inside BEGIN READ ONLY; a statement
@@ -90,10 +93,11 @@ typedef struct qp_advice qp_advice;
 typedef enum qp_advice_verified {
   QP_ADVICE_UNVERIFIED = 0, /* not proven: no HypoPG and not --verify real, or verify none */
   QP_ADVICE_HYPO = 1,       /* HypoPG: the planner used the hypothetical index */
-  QP_ADVICE_REAL = 2        /* a real index, built and rolled back */
+  QP_ADVICE_REAL = 2,       /* a real index, built and rolled back */
+  QP_ADVICE_COPY = 3        /* SQLite: a real index on a copy of the file, measured */
 } qp_advice_verified;
 
-/* "unverified", "hypopg", "real". Static. */
+/* "unverified", "hypopg", "real", "copy". Static. */
 QP_EXPORT const char *qp_advice_verified_name(qp_advice_verified v);
 
 /*

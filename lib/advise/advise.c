@@ -18,43 +18,9 @@
 #define ADV_PREPARED "qp_advise_stmt"
 #define ADV_PREPARED_FK "qp_advise_fk"
 
-struct qp_advice {
-  qp_hooks hooks;
-  qp_advice_summary sum;
-  qp_advice_index *idx;
-  size_t nidx;
-  qp_advice_finding *fnd;
-  size_t nfnd;
-  const char **notes;
-  size_t nnotes;
-  char **strs; /* every string above */
-  size_t nstrs, capstrs;
-  bool failed;  /* out of memory while filling */
-};
 
-struct adv_ctx {
-  qp_conn *c;
-  qp_advise_options o;
-  qp_advice *a;
-  const char *sql;        /* as given */
-  char *run;              /* what is planned: the statement, $n for '?' */
-  bool generic;           /* placeholders: planned through PREPARE */
-  int nparams;
-  bool write;             /* the statement writes */
-  bool write_txn;         /* it runs in BEGIN (analyze_writes) rather than READ ONLY */
-  bool analyze;           /* it is analyzed */
-  bool hypopg;
-  bool prepared, prepared_fk;
-  size_t ntables;
-  adv_table tables[ADV_MAX_TABLES];
-  size_t ncands;
-  adv_cand cands[ADV_MAX_CANDS];
-  int groups;
-  size_t nfindings;
-  adv_finding findings[16];
-  qp_status st;           /* first failure */
-  char msg[QP_ERRMSG_MAX];
-};
+
+
 
 /* ---- names and options --------------------------------------------------- */
 
@@ -79,6 +45,7 @@ const char *qp_advice_verified_name(qp_advice_verified v) {
   switch (v) {
   case QP_ADVICE_HYPO: return "hypopg";
   case QP_ADVICE_REAL: return "real";
+  case QP_ADVICE_COPY: return "copy";
   default: return "unverified";
   }
 }
@@ -195,7 +162,7 @@ static qp_status fail_conn(adv_ctx *x, const char *what) {
   return st;
 }
 
-static qp_status q(adv_ctx *x, const char *sql, const qp_param *p, size_t np, qp_result **out) {
+qp_status qp__adv_q(adv_ctx *x, const char *sql, const qp_param *p, size_t np, qp_result **out) {
   qp_status st = qp__conn_exec_quiet(x->c, sql, p, np, out);
   if (st == QP_NOMEM) {
     x->st = QP_NOMEM;
@@ -205,35 +172,35 @@ static qp_status q(adv_ctx *x, const char *sql, const qp_param *p, size_t np, qp
   return st;
 }
 
-static bool qok(adv_ctx *x, const char *sql, const char *what) {
-  if (q(x, sql, NULL, 0, NULL) == QP_OK) return true;
+bool qp__adv_qok(adv_ctx *x, const char *sql, const char *what) {
+  if (qp__adv_q(x, sql, NULL, 0, NULL) == QP_OK) return true;
   fail_conn(x, what);
   return false;
 }
 
-static int64_t rint64(qp_result *r, size_t row, size_t col) {
+int64_t qp__adv_rint64(qp_result *r, size_t row, size_t col) {
   const char *v = qp_result_value(r, row, col, NULL);
   return v ? strtoll(v, NULL, 10) : -1;
 }
 
-static void rstr(qp_result *r, size_t row, size_t col, char *out, size_t cap) {
+void qp__adv_rstr(qp_result *r, size_t row, size_t col, char *out, size_t cap) {
   const char *v = qp_result_value(r, row, col, NULL);
   qp__adv_fmt(out, cap, "%s", v ? v : "");
 }
 
 /* BEGIN [READ ONLY] with the advisor's local settings. */
 static bool begin(adv_ctx *x, bool write) {
-  if (!qok(x, write ? "BEGIN" : "BEGIN READ ONLY", "begin")) return false;
+  if (!qp__adv_qok(x, write ? "BEGIN" : "BEGIN READ ONLY", "begin")) return false;
   char set[160];
   qp__adv_fmt(set, sizeof set, "SET LOCAL statement_timeout = %" PRId64, x->o.statement_timeout_ms);
-  if (!qok(x, set, "statement_timeout")) return false;
+  if (!qp__adv_qok(x, set, "statement_timeout")) return false;
   qp__adv_fmt(set, sizeof set, "SET LOCAL lock_timeout = %" PRId64, x->o.lock_timeout_ms);
-  if (!qok(x, set, "lock_timeout")) return false;
-  return qok(x, "SET LOCAL plan_cache_mode = force_generic_plan", "plan_cache_mode");
+  if (!qp__adv_qok(x, set, "lock_timeout")) return false;
+  return qp__adv_qok(x, "SET LOCAL plan_cache_mode = force_generic_plan", "plan_cache_mode");
 }
 
 static void rollback(adv_ctx *x) {
-  if (qp_conn_txn_status(x->c) != QP_TXN_IDLE) (void)q(x, "ROLLBACK", NULL, 0, NULL);
+  if (qp_conn_txn_status(x->c) != QP_TXN_IDLE) (void)qp__adv_q(x, "ROLLBACK", NULL, 0, NULL);
 }
 
 /* The plan of `sql` (or of EXECUTE name(NULL...) when prepared), parsed. */
@@ -280,24 +247,24 @@ static bool prepare(adv_ctx *x, const char *name, const char *sql, int *np) {
     qp__adv_fmt(x->msg, sizeof x->msg, "out of memory");
     return false;
   }
-  bool ok = qok(x, qp__buf_cstr(&b), "prepare");
+  bool ok = qp__adv_qok(x, qp__buf_cstr(&b), "prepare");
   qp__buf_free(&b);
   if (!ok) return false;
   qp_result *r = NULL;
   qp_param p = qp_param_text(name);
-  if (q(x, "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = $1", &p, 1,
+  if (qp__adv_q(x, "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = $1", &p, 1,
         &r) != QP_OK) {
     fail_conn(x, "prepare");
     return false;
   }
-  *np = qp_result_rows(r) > 0 ? (int)rint64(r, 0, 0) : 0;
+  *np = qp_result_rows(r) > 0 ? (int)qp__adv_rint64(r, 0, 0) : 0;
   qp_result_free(r);
   return true;
 }
 
 static void deallocate(adv_ctx *x) {
-  if (x->prepared) (void)q(x, "DEALLOCATE " ADV_PREPARED, NULL, 0, NULL);
-  if (x->prepared_fk) (void)q(x, "DEALLOCATE " ADV_PREPARED_FK, NULL, 0, NULL);
+  if (x->prepared) (void)qp__adv_q(x, "DEALLOCATE " ADV_PREPARED, NULL, 0, NULL);
+  if (x->prepared_fk) (void)qp__adv_q(x, "DEALLOCATE " ADV_PREPARED_FK, NULL, 0, NULL);
   x->prepared = x->prepared_fk = false;
 }
 
@@ -378,7 +345,7 @@ static void load_indexes(adv_ctx *x, adv_table *t) {
       "CROSS JOIN LATERAL generate_series(1, least(x.indnkeyatts, 3)) k "
       "LEFT JOIN pg_opclass oc ON oc.oid = (x.indclass::oid[])[k - 1] "
       "WHERE x.indrelid = $1::oid AND x.indisvalid ORDER BY ic.relname, k";
-  if (q(x, sql, &p, 1, &r) != QP_OK) return;
+  if (qp__adv_q(x, sql, &p, 1, &r) != QP_OK) return;
   for (size_t i = 0; i < qp_result_rows(r); i++) {
     const char *name = qp_result_value(r, i, 0, NULL);
     adv_index *ix = t->nindexes > 0 ? &t->idx[t->nindexes - 1] : NULL;
@@ -387,17 +354,17 @@ static void load_indexes(adv_ctx *x, adv_table *t) {
       ix = &t->idx[t->nindexes++];
       memset(ix, 0, sizeof *ix);
       qp__adv_fmt(ix->name, sizeof ix->name, "%s", name);
-      rstr(r, i, 1, ix->am, sizeof ix->am);
+      qp__adv_rstr(r, i, 1, ix->am, sizeof ix->am);
       ix->unique = strcmp(qp_result_value(r, i, 2, NULL), "t") == 0;
       ix->partial = strcmp(qp_result_value(r, i, 3, NULL), "t") == 0;
-      ix->total_keys = (int)rint64(r, i, 7);
-      ix->scans = rint64(r, i, 8);
-      ix->size = rint64(r, i, 9);
+      ix->total_keys = (int)qp__adv_rint64(r, i, 7);
+      ix->scans = qp__adv_rint64(r, i, 8);
+      ix->size = qp__adv_rint64(r, i, 9);
       ix->primary = strcmp(qp_result_value(r, i, 10, NULL), "t") == 0;
     }
     if (ix->nkeys < ADV_MAX_KEYS) {
-      rstr(r, i, 5, ix->keys[ix->nkeys], ADV_KEY);
-      rstr(r, i, 6, ix->opc[ix->nkeys], sizeof ix->opc[0]);
+      qp__adv_rstr(r, i, 5, ix->keys[ix->nkeys], ADV_KEY);
+      qp__adv_rstr(r, i, 6, ix->opc[ix->nkeys], sizeof ix->opc[0]);
       ix->nkeys++;
     }
   }
@@ -422,15 +389,15 @@ int qp__adv_table(adv_ctx *x, const char *relname) {
       "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
       "WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'm') "
       "ORDER BY pg_table_is_visible(c.oid) DESC, n.nspname LIMIT 1";
-  if (q(x, sql, &p, 1, &r) != QP_OK || qp_result_rows(r) == 0) {
+  if (qp__adv_q(x, sql, &p, 1, &r) != QP_OK || qp_result_rows(r) == 0) {
     qp_result_free(r);
     return -1;
   }
-  rstr(r, 0, 0, t->oid, sizeof t->oid);
-  rstr(r, 0, 1, t->qual, sizeof t->qual);
-  t->rows = rint64(r, 0, 2);
-  t->writes = rint64(r, 0, 3);
-  t->reads = rint64(r, 0, 4);
+  qp__adv_rstr(r, 0, 0, t->oid, sizeof t->oid);
+  qp__adv_rstr(r, 0, 1, t->qual, sizeof t->qual);
+  t->rows = qp__adv_rint64(r, 0, 2);
+  t->writes = qp__adv_rint64(r, 0, 3);
+  t->reads = qp__adv_rint64(r, 0, 4);
   qp_result_free(r);
   t->found = true;
   load_indexes(x, t);
@@ -446,7 +413,7 @@ int qp__adv_column_c_collation(adv_ctx *x, int ti, const char *col) {
       "ELSE coalesce(co.collcollate, co.collname) END, coalesce(co.collprovider, 'd') "
       "FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation "
       "WHERE a.attrelid = $1::oid AND a.attname = $2";
-  if (q(x, sql, p, 2, &r) != QP_OK || qp_result_rows(r) == 0) {
+  if (qp__adv_q(x, sql, p, 2, &r) != QP_OK || qp_result_rows(r) == 0) {
     qp_result_free(r);
     return -1;
   }
@@ -467,14 +434,14 @@ bool qp__adv_fk(adv_ctx *x, const char *conname, char *child, size_t childlen,
       "JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.att "
       "WHERE k.conname = $1 AND k.contype = 'f' ORDER BY k.oid, u.ord";
   *ncols = 0;
-  if (q(x, sql, &p, 1, &r) != QP_OK || qp_result_rows(r) == 0) {
+  if (qp__adv_q(x, sql, &p, 1, &r) != QP_OK || qp_result_rows(r) == 0) {
     qp_result_free(r);
     return false;
   }
-  rstr(r, 0, 0, child, childlen);
+  qp__adv_rstr(r, 0, 0, child, childlen);
   for (size_t i = 0; i < qp_result_rows(r) && *ncols < ADV_MAX_KEYS; i++) {
     if (strcmp(qp_result_value(r, i, 0, NULL), child) != 0) break;
-    rstr(r, i, 1, cols[(*ncols)++], ADV_KEY);
+    qp__adv_rstr(r, i, 1, cols[(*ncols)++], ADV_KEY);
   }
   qp_result_free(r);
   return *ncols > 0;
@@ -482,7 +449,7 @@ bool qp__adv_fk(adv_ctx *x, const char *conname, char *child, size_t childlen,
 
 /* A key as compared: lower-case, no quotes, spaces, parentheses, casts
  * or direction. */
-static void key_norm(const char *k, char *out, size_t cap) {
+void qp__adv_key_norm(const char *k, char *out, size_t cap) {
   char tmp[ADV_KEY];
   qp__adv_fmt(tmp, sizeof tmp, "%s", k);
   char *d = strstr(tmp, " DESC");
@@ -511,15 +478,15 @@ static void key_norm(const char *k, char *out, size_t cap) {
 static bool pattern_key(const char *k) { return strstr(k, "text_pattern_ops") != NULL; }
 
 /* The existing index that already serves c (its keys begin with c's), or NULL. */
-static const adv_index *covered(const adv_table *t, const adv_cand *c) {
+const adv_index *qp__adv_covered(const adv_table *t, const adv_cand *c) {
   for (size_t i = 0; i < t->nindexes; i++) {
     const adv_index *ix = &t->idx[i];
     if (ix->partial || strcmp(ix->am, "btree") != 0 || ix->nkeys < c->nkeys) continue;
     bool same = true;
     for (int k = 0; k < c->nkeys && same; k++) {
       char a[ADV_KEY], b[ADV_KEY];
-      key_norm(c->keys[k], a, sizeof a);
-      key_norm(ix->keys[k], b, sizeof b);
+      qp__adv_key_norm(c->keys[k], a, sizeof a);
+      qp__adv_key_norm(ix->keys[k], b, sizeof b);
       same = strcmp(a, b) == 0;
       if (same && pattern_key(c->keys[k]) && strcmp(ix->opc[k], "text_pattern_ops") != 0 &&
           strcmp(ix->opc[k], "varchar_pattern_ops") != 0)
@@ -530,7 +497,7 @@ static const adv_index *covered(const adv_table *t, const adv_cand *c) {
   return NULL;
 }
 
-static void keys_join(const adv_cand *c, char *out, size_t cap) {
+void qp__adv_keys_join(const adv_cand *c, char *out, size_t cap) {
   size_t o = 0;
   out[0] = '\0';
   for (int i = 0; i < c->nkeys && o < cap; i++)
@@ -540,8 +507,8 @@ static void keys_join(const adv_cand *c, char *out, size_t cap) {
 bool qp__adv_add_cand(adv_ctx *x, const adv_cand *c) {
   const adv_table *t = &x->tables[c->table];
   char kt[700];
-  keys_join(c, kt, sizeof kt);
-  const adv_index *ix = covered(t, c);
+  qp__adv_keys_join(c, kt, sizeof kt);
+  const adv_index *ix = qp__adv_covered(t, c);
   if (ix != NULL) {
     qp__adv_note(x, "an index on %s (%s) is not suggested: %s already has it (%s)", t->qual, kt,
                  ix->name, ix->nkeys > c->nkeys ? "as the prefix of a wider index" : "same keys");
@@ -586,8 +553,8 @@ static void catalog_notes(adv_ctx *x) {
         bool prefix = true;
         for (int k = 0; k < a->nkeys && prefix; k++) {
           char ka[ADV_KEY], kb[ADV_KEY];
-          key_norm(a->keys[k], ka, sizeof ka);
-          key_norm(b->keys[k], kb, sizeof kb);
+          qp__adv_key_norm(a->keys[k], ka, sizeof ka);
+          qp__adv_key_norm(b->keys[k], kb, sizeof kb);
           prefix = strcmp(ka, kb) == 0 && strcmp(a->opc[k], b->opc[k]) == 0;
         }
         if (!prefix) continue;
@@ -603,12 +570,13 @@ static void catalog_notes(adv_ctx *x) {
 
 /* ---- verification -------------------------------------------------------- */
 
-static double shape_ratio(adv_shape s) {
+double qp__adv_shape_ratio(adv_shape s) {
   switch (s) {
   case ADV_SHAPE_TOPN: return 0.5;
   case ADV_SHAPE_JOIN: return 0.8;
   case ADV_SHAPE_FK: return 0.5;
   case ADV_SHAPE_EXPR: return 1.0;
+  case ADV_SHAPE_SQLITE: return 0.5;
   default: return 0.7;
   }
 }
@@ -624,7 +592,7 @@ static bool uses_index(qp__pnode *n, void *ud) {
 static void create_sql(const adv_ctx *x, const adv_cand *c, const char *name, bool concurrently,
                        char *out, size_t cap) {
   char kt[700];
-  keys_join(c, kt, sizeof kt);
+  qp__adv_keys_join(c, kt, sizeof kt);
   qp__adv_fmt(out, cap, "CREATE INDEX %s%s%sON %s (%s)", concurrently ? "CONCURRENTLY " : "",
            name ? name : "", name ? " " : "", x->tables[c->table].qual, kt);
 }
@@ -637,7 +605,7 @@ static bool reprepare(adv_ctx *x, const char *name, const char *sql, bool *flag)
   if (*flag) {
     char d[96];
     snprintf(d, sizeof d, "DEALLOCATE %s", name);
-    if (!qok(x, d, "deallocate")) return false;
+    if (!qp__adv_qok(x, d, "deallocate")) return false;
     *flag = false;
   }
   int np = 0;
@@ -674,16 +642,16 @@ static void test_hypo(adv_ctx *x, adv_cand *c, double main_cost) {
   create_sql(x, c, NULL, false, create, sizeof create);
   qp_param p = qp_param_text(create);
   qp_result *r = NULL;
-  if (q(x, "SELECT indexrelid, indexname, hypopg_relation_size(indexrelid) "
+  if (qp__adv_q(x, "SELECT indexrelid, indexname, hypopg_relation_size(indexrelid) "
            "FROM hypopg_create_index($1)", &p, 1, &r) != QP_OK || qp_result_rows(r) == 0) {
     qp__adv_fmt(c->why, sizeof c->why, "HypoPG refused it: %s", qp_conn_errmsg(x->c));
     qp_result_free(r);
     return;
   }
   char oid[24], name[ADV_NAME];
-  rstr(r, 0, 0, oid, sizeof oid);
-  rstr(r, 0, 1, name, sizeof name);
-  c->size_bytes = rint64(r, 0, 2);
+  qp__adv_rstr(r, 0, 0, oid, sizeof oid);
+  qp__adv_rstr(r, 0, 1, name, sizeof name);
+  c->size_bytes = qp__adv_rint64(r, 0, 2);
   qp_result_free(r);
   qp__plan_tree *t = target_plan(x, c, false);
   if (t != NULL) {
@@ -693,7 +661,7 @@ static void test_hypo(adv_ctx *x, adv_cand *c, double main_cost) {
     qp__plan_tree_free(t);
   }
   qp_param d = qp_param_text(oid);
-  (void)q(x, "SELECT hypopg_drop_index($1::oid)", &d, 1, NULL);
+  (void)qp__adv_q(x, "SELECT hypopg_drop_index($1::oid)", &d, 1, NULL);
 }
 
 static void test_real(adv_ctx *x, adv_cand *c, double main_cost) {
@@ -707,7 +675,7 @@ static void test_real(adv_ctx *x, adv_cand *c, double main_cost) {
   char create[1024], analyze[400];
   create_sql(x, c, "qp_advise_candidate", false, create, sizeof create);
   qp__adv_fmt(analyze, sizeof analyze, "ANALYZE %s", x->tables[c->table].qual);
-  if (c->cost_before >= 0 && qok(x, create, "create index") && qok(x, analyze, "analyze")) {
+  if (c->cost_before >= 0 && qp__adv_qok(x, create, "create index") && qp__adv_qok(x, analyze, "analyze")) {
     bool an = x->analyze && !c->verify_sql[0];
     qp__plan_tree *t = target_plan(x, c, an);
     if (t != NULL) {
@@ -718,9 +686,9 @@ static void test_real(adv_ctx *x, adv_cand *c, double main_cost) {
       qp__plan_tree_free(t);
     }
     qp_result *r = NULL;
-    if (q(x, "SELECT pg_relation_size('qp_advise_candidate')", NULL, 0, &r) == QP_OK &&
+    if (qp__adv_q(x, "SELECT pg_relation_size('qp_advise_candidate')", NULL, 0, &r) == QP_OK &&
         qp_result_rows(r) > 0)
-      c->size_bytes = rint64(r, 0, 0);
+      c->size_bytes = qp__adv_rint64(r, 0, 0);
     qp_result_free(r);
   }
   if (!c->tested) qp__adv_fmt(c->why, sizeof c->why, "the real index could not be tried: %s", x->msg);
@@ -730,14 +698,14 @@ static void test_real(adv_ctx *x, adv_cand *c, double main_cost) {
 
 static bool passes(const adv_cand *c) {
   if (!c->tested || !c->used) return false;
-  double r = shape_ratio(c->shape);
+  double r = qp__adv_shape_ratio(c->shape);
   if (c->shape == ADV_SHAPE_EXPR) return c->cost_after < c->cost_before;
   return c->cost_after <= r * c->cost_before;
 }
 
 static void cand_fail_note(adv_ctx *x, const adv_cand *c, const char *how) {
   char kt[700];
-  keys_join(c, kt, sizeof kt);
+  qp__adv_keys_join(c, kt, sizeof kt);
   const char *t = x->tables[c->table].qual;
   if (!c->tested)
     qp__adv_note(x, "an index on %s (%s) was not verified (%s): %s", t, kt, how,
@@ -748,12 +716,12 @@ static void cand_fail_note(adv_ctx *x, const adv_cand *c, const char *how) {
   else
     qp__adv_note(x, "an index on %s (%s) does not help enough: cost %.0f -> %.0f (%s), the rule "
                  "asks for <= %.0f", t, kt, c->cost_before, c->cost_after, how,
-                 c->cost_before * shape_ratio(c->shape));
+                 c->cost_before * qp__adv_shape_ratio(c->shape));
 }
 
 /* Judges every group: the full candidate against its base cost and the
  * best one-column one; at most one per group is accepted. */
-static void judge(adv_ctx *x, const char *how) {
+void qp__adv_judge(adv_ctx *x, const char *how) {
   for (int g = 1; g <= x->groups; g++) {
     adv_cand *full = NULL, *best1 = NULL;
     for (size_t i = 0; i < x->ncands; i++) {
@@ -768,14 +736,14 @@ static void judge(adv_ctx *x, const char *how) {
       if (passes(c) && (best1 == NULL || c->cost_after < best1->cost_after)) best1 = c;
     }
     char kt[700];
-    keys_join(full, kt, sizeof kt);
+    qp__adv_keys_join(full, kt, sizeof kt);
     if (passes(full) && (best1 == NULL || full->cost_after <= ADV_WIDER_RATIO * best1->cost_after)) {
       full->accepted = true;
-      full->ratio = shape_ratio(full->shape);
+      full->ratio = qp__adv_shape_ratio(full->shape);
       if (best1 != NULL) full->ratio = ADV_WIDER_RATIO * best1->cost_after / full->cost_before;
     } else if (best1 != NULL) {
       best1->accepted = true;
-      best1->ratio = shape_ratio(best1->shape);
+      best1->ratio = qp__adv_shape_ratio(best1->shape);
       if (passes(full))
         qp__adv_note(x, "the wider index on %s (%s) is not suggested: cost %.0f is not %.0f%% "
                      "below the one-column index's %.0f", x->tables[full->table].qual, kt,
@@ -797,7 +765,7 @@ static int cmp_gain(const void *pa, const void *pb) {
   return ga < gb ? 1 : ga > gb ? -1 : 0;
 }
 
-static void emit(adv_ctx *x, bool verified) {
+void qp__adv_emit(adv_ctx *x, bool verified) {
   qp_advice *a = x->a;
   size_t n = 0;
   for (size_t i = 0; i < x->ncands; i++)
@@ -815,18 +783,38 @@ static void emit(adv_ctx *x, bool verified) {
     qp_advice_index *s = &a->idx[a->nidx++];
     const adv_table *t = &x->tables[c->table];
     char buf[1024];
-    create_sql(x, c, NULL, true, buf, sizeof buf);
+    if (x->sqlite) {
+      /* SQLite needs a name and has no CONCURRENTLY: table_key_key_idx */
+      char name[ADV_NAME * 2];
+      size_t o = qp__adv_fmt(name, sizeof name, "%s", t->relname);
+      for (int k = 0; k < c->nkeys; k++) {
+        o += qp__adv_fmt(name + o, sizeof name - o, "_");
+        for (const char *p = c->keys[k]; *p && *p != ' ' && o + 1 < sizeof name; p++)
+          if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_')
+            name[o++] = *p;
+        name[o] = '\0';
+      }
+      qp__adv_fmt(name + o, sizeof name - o, "_idx");
+      char qn[ADV_NAME * 2 + 4];
+      qp__adv_ident(name, qn, sizeof qn);
+      create_sql(x, c, qn, false, buf, sizeof buf);
+    } else {
+      create_sql(x, c, NULL, true, buf, sizeof buf);
+    }
     s->statement = astr(a, buf);
     s->table = astr(a, t->qual);
-    keys_join(c, buf, sizeof buf);
+    qp__adv_keys_join(c, buf, sizeof buf);
     s->columns = astr(a, buf);
     s->method = astr(a, "btree");
     s->opclass = c->opclass[0] ? astr(a, c->opclass) : NULL;
     s->rule = astr(a, c->rule);
     s->reason = astr(a, c->reason);
     s->nkeys = c->nkeys;
-    s->verified = !verified ? QP_ADVICE_UNVERIFIED
-                  : x->o.verify == QP_ADVISE_VERIFY_REAL ? QP_ADVICE_REAL : QP_ADVICE_HYPO;
+    s->verified = !verified                              ? QP_ADVICE_UNVERIFIED
+                  : x->sqlite                            ? QP_ADVICE_COPY
+                  : x->o.verify == QP_ADVISE_VERIFY_REAL ? QP_ADVICE_REAL
+                                                         : QP_ADVICE_HYPO;
     s->cost_unreliable = c->expr && s->verified == QP_ADVICE_HYPO;
     s->cost_before = verified ? c->cost_before : -1;
     s->cost_after = verified ? c->cost_after : -1;
@@ -888,7 +876,7 @@ static void advise_run(adv_ctx *x) {
   double main_cost = t->root->total_cost;
   /* hypopg? */
   qp_result *r = NULL;
-  if (q(x, "SELECT 1 FROM pg_extension WHERE extname = 'hypopg'", NULL, 0, &r) == QP_OK)
+  if (qp__adv_q(x, "SELECT 1 FROM pg_extension WHERE extname = 'hypopg'", NULL, 0, &r) == QP_OK)
     x->hypopg = qp_result_rows(r) > 0;
   qp_result_free(r);
   a->sum.hypopg = x->hypopg;
@@ -902,15 +890,15 @@ static void advise_run(adv_ctx *x) {
   bool verified = false;
   if (x->o.verify == QP_ADVISE_VERIFY_HYPO && x->hypopg) {
     for (size_t i = 0; i < x->ncands && x->st == QP_OK; i++) test_hypo(x, &x->cands[i], main_cost);
-    (void)q(x, "SELECT hypopg_reset()", NULL, 0, NULL);
-    if (x->st == QP_OK) judge(x, "HypoPG");
+    (void)qp__adv_q(x, "SELECT hypopg_reset()", NULL, 0, NULL);
+    if (x->st == QP_OK) qp__adv_judge(x, "HypoPG");
     verified = true;
   }
   rollback(x);
   if (x->st != QP_OK) return;
   if (x->o.verify == QP_ADVISE_VERIFY_REAL) {
     for (size_t i = 0; i < x->ncands && x->st == QP_OK; i++) test_real(x, &x->cands[i], main_cost);
-    if (x->st == QP_OK) judge(x, "real index, rolled back");
+    if (x->st == QP_OK) qp__adv_judge(x, "real index, rolled back");
     verified = true;
   }
   if (!verified) {
@@ -934,11 +922,16 @@ static void advise_run(adv_ctx *x) {
       qp__adv_note(x, "hypothetical cost unreliable for the expression index on %s: the "
                    "expression has no statistics until a real index is ANALYZEd (verify real "
                    "measures it)", x->tables[x->cands[i].table].qual);
-  emit(x, verified);
+  qp__adv_emit(x, verified);
 }
 
 qp_status qp_advise_conn(qp_conn *conn, const char *sql, const qp_advise_options *o,
                          qp_advice **out, char *errbuf, size_t errlen) {
+  return qp__advise_conn_impl(conn, sql, o, out, errbuf, errlen, false);
+}
+
+qp_status qp__advise_conn_impl(qp_conn *conn, const char *sql, const qp_advise_options *o,
+                               qp_advice **out, char *errbuf, size_t errlen, bool on_copy) {
   if (out != NULL) *out = NULL;
   if (conn == NULL || sql == NULL || out == NULL)
     return qp__errbuf_set(errbuf, errlen, QP_INVALID, "advise: connection, sql and out are required");
@@ -955,15 +948,14 @@ qp_status qp_advise_conn(qp_conn *conn, const char *sql, const qp_advise_options
       (unsigned)opts.verify > QP_ADVISE_VERIFY_NONE)
     return qp__errbuf_set(errbuf, errlen, QP_INVALID,
                           "advise: timeouts must be >= 1 ms, min_rows >= 0, verify hypo|real|none");
-  if (qp_conn_backend(conn) != QP_BACKEND_POSTGRES)
-    return qp__errbuf_set(errbuf, errlen, QP_UNSUPPORTED,
-                          "advise: only PostgreSQL is supported so far (SQLite advice is not built)");
+  const bool is_sqlite = qp__conn_ops(conn)->dialect == QP_DIALECT_SQLITE;
+  const qp_dialect dialect = qp__conn_ops(conn)->dialect;
   if (qp_conn_txn_status(conn) != QP_TXN_IDLE)
     return qp__errbuf_set(errbuf, errlen, QP_STATE,
                           "advise: the lease is inside a transaction; advise needs its own");
   /* one statement */
   size_t len = strlen(sql), pos = 0, start = 0, slen = 0, n = 0, s0 = 0, l0 = 0;
-  while (qp_sql_split_next(QP_DIALECT_POSTGRES, sql, len, &pos, &start, &slen)) {
+  while (qp_sql_split_next(dialect, sql, len, &pos, &start, &slen)) {
     if (n++ == 0) s0 = start, l0 = slen;
   }
   if (n == 0) return refuse(errbuf, errlen, "advise: %s", "no statement");
@@ -971,7 +963,7 @@ qp_status qp_advise_conn(qp_conn *conn, const char *sql, const qp_advise_options
     return refuse(errbuf, errlen, "advise: refused: %s", "several statements (one per call)");
   qp_stmt_info info;
   info.size = sizeof info;
-  qp_sql_classify(QP_DIALECT_POSTGRES, sql + s0, l0, &info);
+  qp_sql_classify(dialect, sql + s0, l0, &info);
   const char *kind = qp_stmt_kind_name(info.kind);
   switch (info.kind) {
   case QP_STMT_SELECT:
@@ -1015,17 +1007,26 @@ qp_status qp_advise_conn(qp_conn *conn, const char *sql, const qp_advise_options
   x->a = a;
   x->sql = sql;
   char *stmt = qp__strndup(&a->hooks, sql + s0, l0);
-  x->run = stmt ? placeholders(x, stmt, &x->generic, &x->nparams) : NULL;
-  qp__free(&a->hooks, stmt);
+  if (is_sqlite) {
+    x->run = stmt; /* SQLite: placeholders are refused in sqlite.c */
+  } else {
+    x->run = stmt ? placeholders(x, stmt, &x->generic, &x->nparams) : NULL;
+    qp__free(&a->hooks, stmt);
+  }
   x->write = !info.read_only;
   x->write_txn = x->write && opts.analyze_writes;
-  x->analyze = !x->generic && (x->write ? opts.analyze_writes : opts.analyze);
+  /* SQLite runs on a copy: read-only statements are always measured there */
+  x->analyze = !x->generic && (x->write ? opts.analyze_writes : (opts.analyze || is_sqlite));
   a->sum.query = astr(a, sql);
   a->sum.kind = astr(a, kind);
   a->sum.read_only = info.read_only;
   a->sum.verify = opts.verify;
   a->sum.ms = -1;
-  a->sum.plan_source = astr(a, x->generic ? "generic plan" : x->analyze ? "explain analyze" : "explain");
+  a->sum.plan_source = astr(a, is_sqlite ? (x->analyze ? "copy: explain query plan, measured runs"
+                                                       : "copy: explain query plan")
+                               : x->generic ? "generic plan"
+                               : x->analyze ? "explain analyze"
+                                            : "explain");
   if (x->run == NULL || a->failed) {
     qp__free(&a->hooks, x->run);
     qp__free(&a->hooks, x);
@@ -1038,9 +1039,15 @@ qp_status qp_advise_conn(qp_conn *conn, const char *sql, const qp_advise_options
   if (x->generic)
     qp__adv_note(x, "the statement has placeholders: the advice rests on a generic plan "
                  "(PREPARE, plan_cache_mode = force_generic_plan, EXPLAIN EXECUTE), not on a run");
-  advise_run(x);
-  rollback(x);
-  deallocate(x);
+  x->sqlite = is_sqlite;
+  x->on_copy = on_copy;
+  if (is_sqlite) {
+    qp__adv_sqlite(x);
+  } else {
+    advise_run(x);
+    rollback(x);
+    deallocate(x);
+  }
   qp_status st = x->st;
   if (st == QP_OK && a->failed) {
     st = QP_NOMEM;
@@ -1066,6 +1073,8 @@ qp_status qp_advise_dsn(const char *dsn, const char *sql, const qp_advise_option
   if (out != NULL) *out = NULL;
   if (dsn == NULL || sql == NULL || out == NULL)
     return qp__errbuf_set(errbuf, errlen, QP_INVALID, "advise: dsn, sql and out are required");
+  if (qp__backend_for_dsn(dsn)->dialect == QP_DIALECT_SQLITE)
+    return qp__adv_sqlite_dsn(dsn, sql, o, out, errbuf, errlen);
   qp_pool_options po;
   qp_pool_options_init(&po);
   po.dsn = dsn;

@@ -13,6 +13,7 @@
 #include "advise/cond.h"
 #include "advise/plan.h"
 #include "internal.h"
+#include "pool/lease.h"
 #include "qprof/advise.h"
 
 #define ADV_MAX_KEYS 3
@@ -50,7 +51,8 @@ typedef enum adv_shape {
   ADV_SHAPE_TOPN,       /* ORDER BY ... LIMIT: cost <= 0.5 x before */
   ADV_SHAPE_JOIN,       /* a join key: cost <= 0.8 x before */
   ADV_SHAPE_EXPR,       /* expression: used, any cut; marked unreliable */
-  ADV_SHAPE_FK          /* the RI lookup of a trigger: cost <= 0.5 x before */
+  ADV_SHAPE_FK,         /* the RI lookup of a trigger: cost <= 0.5 x before */
+  ADV_SHAPE_SQLITE      /* SQLite, measured VM steps on the copy: <= 0.5 x before */
 } adv_shape;
 
 /* One candidate index. Candidates of one group are alternatives for one
@@ -79,8 +81,50 @@ typedef struct adv_finding {
   char rule[24], table[2 * ADV_NAME + 8], node[160], message[512], action[256];
 } adv_finding;
 
-/* What rules.c needs from the catalog, asked through advise.c. */
+struct adv_ctx {
+  qp_conn *c;
+  qp_advise_options o;
+  qp_advice *a;
+  const char *sql;        /* as given */
+  char *run;              /* what is planned: the statement, $n for '?' */
+  bool generic;           /* placeholders: planned through PREPARE */
+  int nparams;
+  bool write;             /* the statement writes */
+  bool write_txn;         /* it runs in BEGIN (analyze_writes) rather than READ ONLY */
+  bool analyze;           /* it is analyzed */
+  bool hypopg;
+  bool prepared, prepared_fk;
+  size_t ntables;
+  adv_table tables[ADV_MAX_TABLES];
+  size_t ncands;
+  adv_cand cands[ADV_MAX_CANDS];
+  int groups;
+  size_t nfindings;
+  adv_finding findings[16];
+  bool sqlite;            /* an SQLite lease: everything on a copy */
+  bool on_copy;           /* the lease is on that copy already */
+  qp_status st;           /* first failure */
+  char msg[QP_ERRMSG_MAX];
+};
+
+/* The advice handed out (advise.h): strings in `strs`. */
+struct qp_advice {
+  qp_hooks hooks;
+  qp_advice_summary sum;
+  qp_advice_index *idx;
+  size_t nidx;
+  qp_advice_finding *fnd;
+  size_t nfnd;
+  const char **notes;
+  size_t nnotes;
+  char **strs; /* every string above */
+  size_t nstrs, capstrs;
+  bool failed;  /* out of memory while filling */
+};
+
+/* One call's state. */
 typedef struct adv_ctx adv_ctx;
+
 
 /* The table of a plan node's relation (looked up once), or -1. */
 int qp__adv_table(adv_ctx *x, const char *relname);
@@ -105,6 +149,35 @@ void qp__adv_rules(adv_ctx *x, const qp__plan_tree *t);
 /* snprintf into a message buffer, cut to cap (messages are cut on purpose):
  * returns what was written (never more than cap - 1). */
 size_t qp__adv_fmt(char *dst, size_t cap, const char *fmt, ...) QP_PRINTF(3, 4);
+
+/* Shared by advise.c (PostgreSQL) and sqlite.c. */
+qp_status qp__adv_q(adv_ctx *x, const char *sql, const qp_param *p, size_t np, qp_result **out);
+bool qp__adv_qok(adv_ctx *x, const char *sql, const char *what);
+int64_t qp__adv_rint64(qp_result *r, size_t row, size_t col);
+void qp__adv_rstr(qp_result *r, size_t row, size_t col, char *out, size_t cap);
+void qp__adv_key_norm(const char *k, char *out, size_t cap);
+/* The existing index that already serves c (its keys begin with c's), or NULL. */
+const adv_index *qp__adv_covered(const adv_table *t, const adv_cand *c);
+void qp__adv_keys_join(const adv_cand *c, char *out, size_t cap);
+double qp__adv_shape_ratio(adv_shape s);
+/* Judges every group of candidates (advise.md, "Verification"). */
+void qp__adv_judge(adv_ctx *x, const char *how);
+/* Fills the advice from the accepted candidates and the findings. */
+void qp__adv_emit(adv_ctx *x, bool verified);
+/* The top-level WHERE clause of an SQLite statement into out, token by
+ * token with single spaces, LIKE as ~~ and parameters as $0, the form
+ * cond.c reads; returns its length (0: none, or longer than cap).
+ * Never fails; thread-safe. */
+size_t qp__adv_where(const char *sql, size_t len, char *out, size_t cap);
+/* SQLite: the whole advice on a copy of the lease's database (sqlite.c). */
+void qp__adv_sqlite(adv_ctx *x);
+/* qp_advise_dsn on an SQLite DSN: the live file opened read-only only to
+ * be copied (VACUUM INTO), the advice on a lease of the copy. */
+qp_status qp__adv_sqlite_dsn(const char *dsn, const char *sql, const qp_advise_options *o,
+                             qp_advice **out, char *errbuf, size_t errlen);
+/* qp_advise_conn; on_copy: the lease is on a copy already (SQLite). */
+qp_status qp__advise_conn_impl(qp_conn *conn, const char *sql, const qp_advise_options *o,
+                               qp_advice **out, char *errbuf, size_t errlen, bool on_copy);
 
 /* Quotes an identifier when it needs it ("Foo" -> "\"Foo\""). */
 void qp__adv_ident(const char *name, char *out, size_t cap);

@@ -227,6 +227,10 @@ extern const qp__backend_ops qp__backend_sqlite;
 extern const qp__cache_ops qp__pg_cache_ops;
 extern const qp__cache_ops qp__sqlite_cache_ops;
 
+/* The file name of a "sqlite:" DSN (":memory:" for an in-memory one), or
+ * NULL when it is not one or has none. Points into dsn. */
+const char *qp__sqlite_dsn_path(const char *dsn);
+
 /* The backend for a DSN: SQLite for "sqlite:..." and PostgreSQL otherwise. */
 const qp__backend_ops *qp__backend_for_dsn(const char *dsn);
 

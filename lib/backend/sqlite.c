@@ -181,13 +181,15 @@ static bool sqr_add_row(sq_result *s, sqlite3_stmt *st) {
 
 static bool sq_accepts(const char *dsn) { return dsn != NULL && strncmp(dsn, "sqlite:", 7) == 0; }
 
-/* The file name in a sqlite: DSN, or NULL when there is none. */
-static const char *sq_path(const char *dsn) {
+const char *qp__sqlite_dsn_path(const char *dsn) {
+  if (!sq_accepts(dsn)) return NULL;
   const char *p = dsn + 7;
   if (strcmp(p, ":memory:") == 0) return p;
   if (strncmp(p, "//", 2) == 0) p += 2;
   return *p ? p : NULL;
 }
+
+static const char *sq_path(const char *dsn) { return qp__sqlite_dsn_path(dsn); }
 
 static qp_status sq_check_dsn(const char *dsn, qp__berr *err) {
   if (!sq_accepts(dsn) || sq_path(dsn) == NULL)

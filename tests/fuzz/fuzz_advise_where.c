@@ -1,0 +1,29 @@
+/*
+ * libFuzzer target for the advisor's SQLite condition reader
+ * (qp__adv_where, lib/advise/sqlite.c) and cond.c on what it gives. Checks:
+ * never a crash; the result is NUL-terminated, its length is what was
+ * returned and fits the buffer; every predicate read from it names a
+ * column that fits its field.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "advise/advise_int.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  char out[512];
+  memset(out, 'x', sizeof out);
+  size_t n = qp__adv_where((const char *)data, size, out, sizeof out);
+  if (n >= sizeof out || strlen(out) != n) abort();
+  qp__cond conds[QP__COND_MAX];
+  size_t nc = qp__cond_read(out, conds, QP__COND_MAX);
+  if (nc > QP__COND_MAX) abort();
+  for (size_t k = 0; k < nc; k++)
+    if (strlen(conds[k].column) >= sizeof conds[k].column || conds[k].op == QP__COND_NONE) abort();
+  char tiny[8];
+  n = qp__adv_where((const char *)data, size, tiny, sizeof tiny);
+  if (n >= sizeof tiny || strlen(tiny) != n) abort();
+  return 0;
+}
