@@ -137,6 +137,9 @@ int qp__adv_column_c_collation(adv_ctx *x, int t, const char *col);
 bool qp__adv_fk(adv_ctx *x, const char *conname, char *child, size_t childlen,
                 char cols[ADV_MAX_KEYS][ADV_KEY], int *ncols);
 bool qp__adv_add_cand(adv_ctx *x, const adv_cand *c);
+/* Adds c (its group set) and, when it has several keys, each of its
+ * columns alone: the one-column alternatives it is judged against. */
+void qp__adv_add_group(adv_ctx *x, const adv_cand *c);
 void qp__adv_note(adv_ctx *x, const char *fmt, ...) QP_PRINTF(2, 3);
 void qp__adv_finding(adv_ctx *x, const adv_finding *f);
 int64_t qp__adv_min_rows(const adv_ctx *x);

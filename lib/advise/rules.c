@@ -102,6 +102,20 @@ static bool sort_key(const char *key, const char *alias, char *out, size_t cap) 
   return true;
 }
 
+void qp__adv_add_group(adv_ctx *x, const adv_cand *c) {
+  qp__adv_add_cand(x, c);
+  if (c->nkeys > 1) {
+    /* the one-column alternatives the wider one is judged against */
+    for (int i = 0; i < c->nkeys; i++) {
+      adv_cand s = *c;
+      s.nkeys = 1;
+      qp__adv_fmt(s.keys[0], ADV_KEY, "%s", c->keys[i]);
+      for (int k = 1; k < ADV_MAX_KEYS; k++) s.keys[k][0] = '\0';
+      qp__adv_add_cand(x, &s);
+    }
+  }
+}
+
 /* Adds the group "full key list, and each of its columns alone". */
 static void add_group(adv_ctx *x, int t, char keys[][ADV_KEY], int nkeys, const char *rule,
                       adv_shape shape, const char *reason, const char *opclass) {
@@ -119,17 +133,7 @@ static void add_group(adv_ctx *x, int t, char keys[][ADV_KEY], int nkeys, const 
   qp__adv_fmt(c.opclass, sizeof c.opclass, "%s", opclass ? opclass : "");
   c.nkeys = nkeys > ADV_MAX_KEYS ? ADV_MAX_KEYS : nkeys;
   for (int i = 0; i < c.nkeys; i++) qp__adv_fmt(c.keys[i], ADV_KEY, "%s", keys[i]);
-  qp__adv_add_cand(x, &c);
-  if (c.nkeys > 1) {
-    /* the one-column alternatives the wider one is judged against */
-    for (int i = 0; i < c.nkeys; i++) {
-      adv_cand s = c;
-      s.nkeys = 1;
-      qp__adv_fmt(s.keys[0], ADV_KEY, "%s", c.keys[i]);
-      for (int k = 1; k < ADV_MAX_KEYS; k++) s.keys[k][0] = '\0';
-      qp__adv_add_cand(x, &s);
-    }
-  }
+  qp__adv_add_group(x, &c);
 }
 
 static void keys_text(char keys[][ADV_KEY], int n, char *out, size_t cap) {

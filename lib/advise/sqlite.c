@@ -336,15 +336,7 @@ static void sq_line(adv_ctx *x, qp_conn *c, const char *detail, const qp__cond *
                 base->fullscan_steps >= 0 ? " full-scan steps" : "");
   }
   cand.group = qp__adv_next_group(x);
-  qp__adv_add_cand(x, &cand);
-  if (cand.nkeys > 1) {
-    for (int i = 0; i < cand.nkeys; i++) {
-      adv_cand s1 = cand;
-      s1.nkeys = 1;
-      qp__adv_fmt(s1.keys[0], ADV_KEY, "%s", cand.keys[i]);
-      qp__adv_add_cand(x, &s1);
-    }
-  }
+  qp__adv_add_group(x, &cand);
 }
 
 /* A real index on the copy inside a savepoint: used, and the measured work. */
