@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "failalloc.h"
+
 static char g_db[64], g_dsn[512], g_admin_dsn[512];
 
 static qp_pool *open_pool(const char *dsn, qp_profile *prof) {
@@ -290,6 +292,43 @@ static void test_findings(void **state) {
   qp_advice_free(r.a);
 }
 
+static void test_findings_vacuum_and_hash(void **state) {
+  (void)state;
+  /* never vacuumed: the visibility map is empty, an index-only scan visits
+   * the heap for every row */
+  run("CREATE TABLE vm (id int, a int, pad text) WITH (autovacuum_enabled = false);"
+      "INSERT INTO vm SELECT g, g, 'x' FROM generate_series(1, 200000) g;"
+      "CREATE INDEX vm_a ON vm (a); ANALYZE vm");
+  res r = advise("SELECT a FROM vm WHERE a < 5000", true, false, QP_ADVISE_VERIFY_NONE);
+  assert_int_equal(r.st, QP_OK);
+  dump(r.a);
+  bool vac = false;
+  for (size_t i = 0; i < qp_advice_finding_count(r.a); i++)
+    vac |= strcmp(qp_advice_finding_at(r.a, i)->rule, "heap_fetches") == 0 &&
+           strstr(qp_advice_finding_at(r.a, i)->action, "VACUUM public.vm") != NULL;
+  assert_true(vac);
+  qp_advice_free(r.a);
+  /* a hash join in a session with a small work_mem spills into batches */
+  qp_pool *p = open_pool(g_dsn, NULL);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SET work_mem = '64kB'", NULL, 0, NULL), QP_OK);
+  qp_advise_options o;
+  qp_advise_options_init(&o);
+  o.analyze = true;
+  o.verify = QP_ADVISE_VERIFY_NONE;
+  qp_advice *a = NULL;
+  char err[512];
+  assert_int_equal(qp_advise_conn(c, "SELECT count(*) FROM vm x JOIN vm y ON x.id = y.id", &o, &a,
+                                  err, sizeof err), QP_OK);
+  dump(a);
+  assert_true(has_finding(a, "hash_spill"));
+  qp_advice_free(a);
+  qp_pool_release(c);
+  qp_pool_close(p);
+  run("DROP TABLE vm");
+}
+
 static void test_no_advice(void **state) {
   (void)state;
   /* 95% of rows are paid */
@@ -446,6 +485,44 @@ static void test_catalog_notes(void **state) {
   run("DROP INDEX orders_ref_only; DROP INDEX orders_ref_wide");
 }
 
+/* Every allocation of the advisor fails in turn: each run ends with the
+ * advice or QP_NOMEM and a message, nothing leaks, the session is usable. */
+static void test_out_of_memory(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(g_dsn, NULL);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  int failed = 0;
+  for (long n = 1; n < 2000; n++) {
+    qpt_failalloc fa = {.fail_at = n};
+    qp_hooks h = qpt_failalloc_hooks(&fa);
+    qp_advise_options o;
+    qp_advise_options_init(&o);
+    o.hooks = &h;
+    o.analyze = true;
+    qp_advice *a = NULL;
+    char err[512];
+    qp_status st = qp_advise_conn(c, "SELECT * FROM orders WHERE customer_id = 4242", &o, &a, err,
+                                  sizeof err);
+    if (st == QP_OK) {
+      assert_int_equal(qp_advice_index_count(a), 1);
+    } else {
+      assert_int_equal(st, QP_NOMEM);
+      assert_null(a);
+      assert_non_null(strstr(err, "out of memory"));
+      failed++;
+    }
+    qp_advice_free(a);
+    assert_int_equal(fa.live, 0);
+    assert_int_equal(qp_conn_txn_status(c), QP_TXN_IDLE);
+    if (fa.count < n) break; /* every allocation of the path has failed once */
+  }
+  print_message("allocations failed in turn: %d\n", failed);
+  assert_true(failed > 10);
+  qp_pool_release(c);
+  qp_pool_close(p);
+}
+
 /* Last: without HypoPG the advice is unverified. */
 static void test_unverified(void **state) {
   (void)state;
@@ -464,10 +541,12 @@ int main(void) {
       cmocka_unit_test(test_seq_scan_filter), cmocka_unit_test(test_topn_two_columns),
       cmocka_unit_test(test_join_key),        cmocka_unit_test(test_expression),
       cmocka_unit_test(test_like_prefix),     cmocka_unit_test(test_fk_trigger),
-      cmocka_unit_test(test_findings),        cmocka_unit_test(test_no_advice),
+      cmocka_unit_test(test_findings),        cmocka_unit_test(test_findings_vacuum_and_hash),
+      cmocka_unit_test(test_no_advice),
       cmocka_unit_test(test_generic_plan),    cmocka_unit_test(test_safety_writes),
       cmocka_unit_test(test_safety_refused),  cmocka_unit_test(test_not_recorded),
-      cmocka_unit_test(test_catalog_notes),   cmocka_unit_test(test_unverified),
+      cmocka_unit_test(test_catalog_notes),   cmocka_unit_test(test_out_of_memory),
+      cmocka_unit_test(test_unverified),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
