@@ -517,7 +517,7 @@ bool qp__adv_add_cand(adv_ctx *x, const adv_cand *c) {
   for (size_t i = 0; i < x->ncands; i++) {
     const adv_cand *o = &x->cands[i];
     if (o->table != c->table || o->nkeys != c->nkeys) continue;
-    bool same = true;
+    bool same = strcmp(o->where, c->where) == 0;
     for (int k = 0; k < c->nkeys && same; k++) same = strcmp(o->keys[k], c->keys[k]) == 0;
     if (same) return false;
   }
@@ -593,8 +593,9 @@ static void create_sql(const adv_ctx *x, const adv_cand *c, const char *name, bo
                        char *out, size_t cap) {
   char kt[700];
   qp__adv_keys_join(c, kt, sizeof kt);
-  qp__adv_fmt(out, cap, "CREATE INDEX %s%s%sON %s (%s)", concurrently ? "CONCURRENTLY " : "",
-           name ? name : "", name ? " " : "", x->tables[c->table].qual, kt);
+  qp__adv_fmt(out, cap, "CREATE INDEX %s%s%sON %s (%s)%s%s", concurrently ? "CONCURRENTLY " : "",
+              name ? name : "", name ? " " : "", x->tables[c->table].qual, kt,
+              c->where[0] ? " WHERE " : "", c->where);
 }
 
 /* The plan the candidate is judged on: the statement's, or its own query
@@ -746,7 +747,7 @@ void qp__adv_judge(adv_ctx *x, const char *how) {
       best1->ratio = qp__adv_shape_ratio(best1->shape);
       if (passes(full))
         qp__adv_note(x, "the wider index on %s (%s) is not suggested: cost %.0f is not %.0f%% "
-                     "below the one-column index's %.0f", x->tables[full->table].qual, kt,
+                     "below the narrower index's %.0f", x->tables[full->table].qual, kt,
                      full->cost_after, (1 - ADV_WIDER_RATIO) * 100, best1->cost_after);
       else
         cand_fail_note(x, full, how);
@@ -808,6 +809,7 @@ void qp__adv_emit(adv_ctx *x, bool verified) {
     s->columns = astr(a, buf);
     s->method = astr(a, "btree");
     s->opclass = c->opclass[0] ? astr(a, c->opclass) : NULL;
+    s->where = c->where[0] ? astr(a, c->where) : NULL;
     s->rule = astr(a, c->rule);
     s->reason = astr(a, c->reason);
     s->nkeys = c->nkeys;

@@ -62,6 +62,7 @@ typedef struct adv_cand {
   int nkeys;
   char keys[ADV_MAX_KEYS][ADV_KEY]; /* "a", "b DESC", "lower(email)" */
   char opclass[32];       /* for every key, "" = default */
+  char where[256];        /* partial-index predicate, "" = none */
   char rule[24];
   char reason[512];
   adv_shape shape;

@@ -13,6 +13,9 @@
 /* A filter that keeps more than this share of the rows it reads is not
  * worth an index (an index scan then reads most pages anyway). */
 #define ADV_MAX_MATCH 0.30
+/* An equality constant that keeps at most this share of the rows is rare:
+ * top-N gets a partial index over its rows as an alternative. */
+#define ADV_RARE 0.01
 /* plan rows and actual rows this far apart is a misestimate */
 #define ADV_MISESTIMATE 10.0
 
@@ -158,6 +161,8 @@ static void rule_scan(adv_ctx *x, qp__pnode *n, bool analyzed) {
   qp__cond conds[QP__COND_MAX];
   size_t nc = n->filter ? qp__cond_read(n->filter, conds, QP__COND_MAX) : 0;
   char eq[ADV_MAX_KEYS][ADV_KEY], range[ADV_KEY] = "", like[ADV_KEY] = "";
+  char eq_text[256] = ""; /* the equality predicates as printed, for a partial index */
+  size_t etl = 0;
   int neq = 0;
   const qp__cond *expr = NULL;
   char names[512] = "";
@@ -177,7 +182,11 @@ static void rule_scan(adv_ctx *x, qp__pnode *n, bool analyzed) {
     if (c->op == QP__COND_EQ || c->op == QP__COND_BOOL || c->op == QP__COND_IS_NULL) {
       bool dup = false;
       for (int k = 0; k < neq; k++) dup |= strcmp(eq[k], q) == 0;
-      if (!dup && neq < ADV_MAX_KEYS) qp__adv_fmt(eq[neq++], ADV_KEY, "%s", q);
+      if (!dup && neq < ADV_MAX_KEYS) {
+        qp__adv_fmt(eq[neq++], ADV_KEY, "%s", q);
+        etl += qp__adv_fmt(eq_text + etl, sizeof eq_text - etl, "%s%s", etl ? " AND " : "",
+                           c->text);
+      }
     } else if (c->op == QP__COND_RANGE && range[0] == '\0') {
       qp__adv_fmt(range, sizeof range, "%s", q);
     } else if (c->op == QP__COND_LIKE_PREFIX && like[0] == '\0') {
@@ -207,6 +216,24 @@ static void rule_scan(adv_ctx *x, qp__pnode *n, bool analyzed) {
                analyzed && n->actual_rows >= 0 ? n->actual_rows * loops(n) : n->plan_rows,
                analyzed ? "" : ", estimated");
       add_group(x, t, keys, nk, "top_n", ADV_SHAPE_TOPN, reason, NULL);
+      if (neq > 0 && share >= 0 && share <= ADV_RARE && etl + 1 < sizeof eq_text) {
+        /* a rare constant: the sort keys over its rows only, as another
+         * one-column-or-so alternative of the same group */
+        adv_cand c;
+        memset(&c, 0, sizeof c);
+        c.table = t;
+        c.group = x->groups;
+        c.shape = ADV_SHAPE_TOPN;
+        c.ms_before = -1;
+        c.nkeys = nk - neq;
+        for (int k = 0; k < c.nkeys; k++) qp__adv_fmt(c.keys[k], ADV_KEY, "%s", keys[neq + k]);
+        qp__adv_fmt(c.where, sizeof c.where, "%s", eq_text);
+        qp__adv_fmt(c.rule, sizeof c.rule, "top_n");
+        qp__adv_fmt(c.reason, sizeof c.reason,
+                    "%s; %s keeps %.2g%% of the rows: a partial index holds only those", reason,
+                    eq_text, share * 100);
+        qp__adv_add_cand(x, &c);
+      }
       return;
     }
   }
