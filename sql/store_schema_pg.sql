@@ -1,5 +1,5 @@
 -- qprof profile store on PostgreSQL (a central store for a fleet of hosts),
--- schema version 3: the same tables as the SQLite store (store_schema.sql
+-- schema version 4: the same tables as the SQLite store (store_schema.sql
 -- plus migrations), in their own schema "qprof". The library embeds this
 -- text (lib/store/schema.c); a unit test keeps them equal. Histograms and
 -- error-code lists are merged by the writing client inside its transaction,
@@ -12,7 +12,7 @@ CREATE TABLE qprof.qp_meta (
 );
 INSERT INTO qprof.qp_meta (key, value) VALUES
   ('magic', 'qprof profile store'),
-  ('schema_version', '3');
+  ('schema_version', '4');
 
 CREATE TABLE qprof.qp_query (
   fingerprint   bigint PRIMARY KEY,
@@ -41,6 +41,8 @@ CREATE TABLE qprof.qp_stats (
   first_seen_ns bigint NOT NULL,
   last_seen_ns  bigint NOT NULL,
   hist          bytea NOT NULL,
+  cache_hits    bigint NOT NULL DEFAULT 0, -- answered by a result cache (version 4)
+  cache_hit_ns  bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (level, bucket, fingerprint, backend, database)
 );
 
@@ -53,7 +55,7 @@ SELECT lpad(to_hex(s.fingerprint), 16, '0') AS fingerprint,
        s.errors,
        s.rows,
        s.total_ns / 1e6 AS total_ms,
-       s.total_ns / 1e6 / s.calls AS mean_ms,
+       s.total_ns / 1e6 / NULLIF(s.calls, 0) AS mean_ms,
        s.min_ns / 1e6 AS min_ms,
        s.max_ns / 1e6 AS max_ms,
        s.first_seen_ns,

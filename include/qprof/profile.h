@@ -106,6 +106,13 @@ typedef struct qp_query_event {
    * result code name ("SQLITE_CONSTRAINT_UNIQUE"); borrowed. */
   const char *error;
   int64_t end_wall_ns;    /* wall-clock end time; 0 means now */
+  /* Appended (read only when `size` covers it): the statement was answered
+   * by a result cache (include/qprof/cache.h) without reaching the
+   * database. It counts as a cache hit of its fingerprint, with
+   * duration_ns the time the hit took; never as a call, so database
+   * latencies (calls, total, histogram, percentiles) hold only statements
+   * that ran. `rows` and `error` are ignored. */
+  bool cache_hit;
 } qp_query_event;
 
 /* The smallest non-zero qp_query_event.size qp_profile_record accepts. */

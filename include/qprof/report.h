@@ -156,6 +156,15 @@ QP_EXPORT const qp_query_summary *qp_report_query(const qp_report *r, size_t i);
  * or nothing took time). */
 QP_EXPORT double qp_report_share(const qp_report *r, size_t i);
 
+/* A query's cache hits over every time it was asked for: cache_hits /
+ * (cache_hits + calls), 0..1 (0 when it was never asked). Thread-safe. */
+QP_EXPORT double qp_query_cache_hit_rate(const qp_query_summary *q);
+/* Time the cache saved a query: each hit would have cost the mean of its
+ * calls on the database in the same window, less what serving the hits
+ * took: cache_hits * mean_ns - cache_hit_ns, at least 0; 0 when nothing
+ * ran on the database (no mean to go by). Thread-safe. */
+QP_EXPORT double qp_query_cache_saved_ns(const qp_query_summary *q);
+
 /* Every query of the report at once, where a call takes an index. */
 #define QP_REPORT_ALL SIZE_MAX
 

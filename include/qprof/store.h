@@ -84,6 +84,13 @@ typedef struct qp_query_summary {
    * exact value at rank floor(q * (calls - 1)) of the sorted durations. */
   double p50_ns, p90_ns, p95_ns, p99_ns, p999_ns;
   int64_t first_seen_ns, last_seen_ns;
+  /* Appended: statements a result cache answered (include/qprof/cache.h)
+   * and the time serving them took. They are not calls: everything above
+   * counts only statements that ran on the database, so a query answered
+   * only from the cache has calls 0 (and min_ns, the mean and percentiles
+   * 0). qp_query_cache_hit_rate and qp_query_cache_saved_ns (report.h)
+   * derive the rest. */
+  uint64_t cache_hits, cache_hit_ns;
 } qp_query_summary;
 
 /* Called once per query; return non-zero to stop (qp_store_summarize then

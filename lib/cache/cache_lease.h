@@ -37,6 +37,11 @@ typedef struct qc_ticket {
   qc_key key;
   qc_deps deps;
   char *heap; /* key bytes when they did not fit in buf */
+  /* a hit: the profile's normalized text and fingerprint (owned by the
+   * lease's memo, valid until its next statement), or NULL */
+  const char *norm;
+  size_t norm_len;
+  uint64_t fp;
   char buf[512];
 } qc_ticket;
 

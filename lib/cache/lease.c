@@ -26,6 +26,9 @@ typedef struct qc_stmt {
   char *sql; /* owned; NULL: free slot */
   size_t len;
   uint64_t h;
+  char *norm; /* owned: the profile's normalized text, made on the first hit recorded */
+  size_t norm_len;
+  uint64_t fp;
   qc_server *server;
   uint64_t epoch, until; /* epoch: the server's schema epoch */
   qp_stmt_kind kind;
@@ -68,7 +71,9 @@ static const qp__cache_ops *cops(const qp_conn *c) { return c->pool->ops->cache;
 static void memo_clear(qp_cache *cache, qc_conn *cc) {
   for (int i = 0; i < QC_MEMO; i++) {
     qp__free(&cache->hooks, cc->memo[i].sql);
+    qp__free(&cache->hooks, cc->memo[i].norm);
     cc->memo[i].sql = NULL;
+    cc->memo[i].norm = NULL;
   }
 }
 
@@ -316,7 +321,7 @@ static void resolve(qp_conn *c, qc_conn *cc, const char *sql, size_t len, qc_stm
 }
 
 /* The memoized statement, resolved again after a flush or when stale. */
-static const qc_stmt *stmt_for(qp_conn *c, qc_conn *cc, const char *sql, size_t len,
+static qc_stmt *stmt_for(qp_conn *c, qc_conn *cc, const char *sql, size_t len,
                                qc_stmt *tmp) {
   uint64_t h = XXH3_64bits(sql, len);
   qc_stmt *m = &cc->memo[h & (QC_MEMO - 1)];
@@ -328,8 +333,13 @@ static const qc_stmt *stmt_for(qp_conn *c, qc_conn *cc, const char *sql, size_t 
   char *copy = (m->sql != NULL && m->len == len && memcmp(m->sql, sql, len) == 0)
                    ? m->sql
                    : qp__strndup(&cache->hooks, sql, len);
-  if (copy == NULL) m = tmp; /* not memoized */
-  else if (copy != m->sql) qp__free(&cache->hooks, m->sql);
+  if (copy == NULL) {
+    m = tmp; /* not memoized */
+  } else if (copy != m->sql) {
+    qp__free(&cache->hooks, m->sql);
+    qp__free(&cache->hooks, m->norm);
+    m->norm = NULL;
+  }
   resolve(c, cc, sql, len, m);
   m->sql = copy;
   m->len = len;
@@ -440,7 +450,8 @@ bool qp__cache_before(qp_conn *c, const char *sql, const qp_param *params, size_
   }
   qc_stmt tmp;
   tmp.sql = NULL;
-  const qc_stmt *m = stmt_for(c, cc, sql, len, &tmp);
+  tmp.norm = NULL;
+  qc_stmt *m = stmt_for(c, cc, sql, len, &tmp);
   bool in_txn = txn == QP_TXN_INTRANS || txn == QP_TXN_INERROR;
   t->autocommit = !in_txn;
   t->session = m->session;
@@ -529,6 +540,26 @@ bool qp__cache_before(qp_conn *c, const char *sql, const qp_param *params, size_
     qp__free(&cache->hooks, t->heap);
     t->heap = NULL;
     t->mode = QC_NONE;
+    /* the hit is recorded under the profile's fingerprint: normalized once
+     * per memoized statement (not for a statement that could not be
+     * memoized: the profile normalizes it) */
+    t->norm = NULL;
+    if (m != &tmp && c->pool->o.profile != NULL && c->pool->names != NULL) {
+      if (m->norm == NULL) {
+        char buf[QP_NORMALIZED_MAX];
+        size_t n = 0;
+        uint64_t fp = 0;
+        if (qp_profile_normalize(c->pool->names, c->pool->ops->kind, sql, len, buf, sizeof buf,
+                                 &n, &fp) == QP_OK &&
+            (m->norm = qp__strndup(&cache->hooks, buf, n)) != NULL) {
+          m->norm_len = n;
+          m->fp = fp;
+        }
+      }
+      t->norm = m->norm;
+      t->norm_len = m->norm_len;
+      t->fp = m->fp;
+    }
     return true;
   }
   if (nomem) qc_refuse(cache, QP_CACHE_REFUSED_NOMEM);

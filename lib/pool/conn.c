@@ -174,6 +174,28 @@ conn_exec(qp_conn *c, const char *sql, const qp_param *params, size_t nparams, q
   return QP_OK;
 }
 
+/* Records a cache hit into the profile: a hit of its fingerprint, never a
+ * call (the profile keeps database latencies apart), never slow-logged. */
+static void record_hit(qp_conn *c, const char *sql, const qc_ticket *t, uint64_t dur_ns) {
+  qp_pool *p = c->pool;
+  qp_query_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.size = sizeof ev;
+  ev.backend = p->ops->kind;
+  ev.database = p->ops->database(c->b);
+  ev.sql = sql;
+  ev.sql_len = strlen(sql);
+  if (t->norm != NULL) {
+    ev.normalized = t->norm;
+    ev.normalized_len = t->norm_len;
+    ev.fingerprint = t->fp;
+  }
+  ev.duration_ns = dur_ns;
+  ev.rows = -1;
+  ev.cache_hit = true;
+  qp_profile_record(p->o.profile, &ev);
+}
+
 /* A statement on a pool with a result cache (lib/cache/cache_lease.h): a
  * hit is answered without sending anything; otherwise the statement runs as
  * usual and the cache sees what it did. Kept out of line so that pools
@@ -191,8 +213,11 @@ static __attribute__((noinline)) qp_status conn_exec_cached(qp_conn *c, const ch
     if (st != QP_OK) return st;
   }
   qc_ticket t;
+  qp_pool *p = c->pool;
+  uint64_t t0 = p->o.profile != NULL ? qp__now_ns() : 0;
   if (qp__cache_before(c, sql, params, nparams, out, &t)) {
     c->cache_hits++;
+    if (p->o.profile != NULL) record_hit(c, sql, &t, qp__ns_since(qp__now_ns(), t0));
     return QP_OK;
   }
   c->cache_misses += t.mode == QC_FILL;

@@ -391,3 +391,14 @@ const char *qp_report_format_time(int64_t wall_ns, char *buf, size_t len) {
   qp__format_iso8601(wall_ns, buf, len);
   return buf;
 }
+
+double qp_query_cache_hit_rate(const qp_query_summary *q) {
+  if (q == NULL || q->cache_hits + q->calls == 0) return 0;
+  return (double)q->cache_hits / (double)(q->cache_hits + q->calls);
+}
+
+double qp_query_cache_saved_ns(const qp_query_summary *q) {
+  if (q == NULL || q->calls == 0) return 0;
+  double saved = (double)q->cache_hits * q->mean_ns - (double)q->cache_hit_ns;
+  return saved > 0 ? saved : 0;
+}

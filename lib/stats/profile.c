@@ -405,8 +405,11 @@ qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev) {
     pthread_mutex_unlock(&s->mu);
     return QP_OK;
   }
-  if (ok) ok = qp__stats_add(&e->st, &p->hooks, ev->duration_ns, ev->rows, ev->error, wall);
-  if (ok && p->sample && ev->sql != NULL && (e->sample == NULL || ev->duration_ns > e->sample_ns)) {
+  bool hit = ev->size >= offsetof(qp_query_event, cache_hit) + sizeof ev->cache_hit &&
+             ev->cache_hit;
+  if (ok && hit) qp__stats_hit(&e->st, ev->duration_ns, wall);
+  else if (ok) ok = qp__stats_add(&e->st, &p->hooks, ev->duration_ns, ev->rows, ev->error, wall);
+  if (ok && !hit && p->sample && ev->sql != NULL && (e->sample == NULL || ev->duration_ns > e->sample_ns)) {
     /* Keep the slowest statement: rare after the first few events. */
     char *smp = make_sample(p, ev->backend, ev->sql, ev->sql_len);
     if (smp != NULL) {

@@ -193,8 +193,26 @@ double qp__stats_mean(const qp_stats *s) {
   return s->calls ? (double)s->shift + s->dmean : 0;
 }
 
+void qp__stats_hit(qp_stats *s, uint64_t duration_ns, int64_t wall_ns) {
+  s->cache_hits++;
+  s->cache_hit_ns += duration_ns;
+  if (wall_ns < s->first_ns) s->first_ns = wall_ns;
+  if (wall_ns > s->last_ns) s->last_ns = wall_ns;
+}
+
+static void hits_merge(qp_stats *dst, const qp_stats *src) {
+  dst->cache_hits += src->cache_hits;
+  dst->cache_hit_ns += src->cache_hit_ns;
+}
+
 bool qp__stats_merge(qp_stats *dst, const qp_stats *src, const qp_hooks *hooks) {
-  if (src->calls == 0) return true;
+  if (src->calls == 0) {
+    if (src->cache_hits == 0) return true;
+    hits_merge(dst, src);
+    if (src->first_ns < dst->first_ns) dst->first_ns = src->first_ns;
+    if (src->last_ns > dst->last_ns) dst->last_ns = src->last_ns;
+    return true;
+  }
   /* The steps that allocate come first; if the second fails, the first is
    * undone, so that dst is unchanged. */
   int32_t first = 0, last = -1;
@@ -216,6 +234,7 @@ bool qp__stats_merge(qp_stats *dst, const qp_stats *src, const qp_hooks *hooks) 
   if (src->max_ns > dst->max_ns) dst->max_ns = src->max_ns;
   if (src->first_ns < dst->first_ns) dst->first_ns = src->first_ns;
   if (src->last_ns > dst->last_ns) dst->last_ns = src->last_ns;
+  hits_merge(dst, src);
   return true;
 }
 

@@ -99,6 +99,11 @@ typedef struct qp_stats {
   int64_t first_ns, last_ns; /* wall-clock end times of the first and last event */
   qp_hist hist;
   qp_codes codes;
+  /* Statements a result cache answered (qp_query_event.cache_hit) and the
+   * time serving them took: apart from everything above, which counts only
+   * statements that ran on the database. A record may have hits and no
+   * calls (then min_ns is UINT64_MAX and the histogram empty). */
+  uint64_t cache_hits, cache_hit_ns;
 } qp_stats;
 
 void qp__stats_init(qp_stats *s);
@@ -107,6 +112,8 @@ void qp__stats_free(qp_stats *s, const qp_hooks *hooks);
  * false is returned. */
 bool qp__stats_add(qp_stats *s, const qp_hooks *hooks, uint64_t duration_ns, int64_t rows,
                    const char *error, int64_t wall_ns);
+/* Adds one cache hit (never fails). */
+void qp__stats_hit(qp_stats *s, uint64_t duration_ns, int64_t wall_ns);
 /* dst += src (Chan et al. for the variance). False on out-of-memory, dst unchanged. */
 bool qp__stats_merge(qp_stats *dst, const qp_stats *src, const qp_hooks *hooks);
 /* Sets shift and dmean from the exact totals (for rows read from a store). */

@@ -304,7 +304,7 @@ static int entry_order(const void *a, const void *b) {
 }
 
 typedef struct nums {
-  char v[16][32];
+  char v[18][32];
 } nums;
 
 /* Inserts the row, or, when it exists, locks it with a no-op update and
@@ -312,15 +312,17 @@ typedef struct nums {
  * new row, two (this and SQL_UPD) for a merge. */
 static const char SQL_INS[] =
     "INSERT INTO qprof.qp_stats (level, bucket, fingerprint, backend, database, calls, errors, "
-    "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
+    "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, "
+    "cache_hits, cache_hit_ns) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) "
     "ON CONFLICT (level, bucket, fingerprint, backend, database) DO UPDATE SET "
     "level = qp_stats.level RETURNING (xmax = 0), calls, errors, error_codes, rows, total_ns, "
-    "min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist";
+    "min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, cache_hits, cache_hit_ns";
 static const char SQL_UPD[] =
     "UPDATE qprof.qp_stats SET calls = $6, errors = $7, error_codes = $8, rows = $9, "
     "total_ns = $10, min_ns = $11, max_ns = $12, m2 = $13, first_seen_ns = $14, "
-    "last_seen_ns = $15, hist = $16 WHERE level = $1 AND bucket = $2 AND fingerprint = $3 AND "
+    "last_seen_ns = $15, hist = $16, cache_hits = $17, cache_hit_ns = $18 "
+    "WHERE level = $1 AND bucket = $2 AND fingerprint = $3 AND "
     "backend = $4 AND database = $5";
 static const char SQL_QUERY[] =
     "INSERT INTO qprof.qp_query (fingerprint, backend, query, sample, sample_ns, first_seen_ns, "
@@ -332,9 +334,9 @@ static const char SQL_QUERY[] =
     "sample_ns = CASE WHEN excluded.sample IS NOT NULL AND (qp_query.sample IS NULL OR "
     "excluded.sample_ns > qp_query.sample_ns) THEN excluded.sample_ns ELSE qp_query.sample_ns END";
 
-/* Fills the 16 parameters of SQL_INS / SQL_UPD for `st` at key (level, e). */
+/* Fills the 18 parameters of SQL_INS / SQL_UPD for `st` at key (level, e). */
 static bool stats_params(qp_store *s, int level, const qp_entry *e, const qp_stats *st, nums *n,
-                         const char *vals[16], int lens[16], int fmts[16], qp_buf *codes,
+                         const char *vals[18], int lens[18], int fmts[18], qp_buf *codes,
                          qp_buf *hist) {
   codes->len = hist->len = 0;
   codes->failed = hist->failed = false;
@@ -349,12 +351,15 @@ static bool stats_params(qp_store *s, int level, const qp_entry *e, const qp_sta
   snprintf(n->v[6], 32, "%lld", (long long)st->errors);
   snprintf(n->v[8], 32, "%lld", (long long)st->rows);
   snprintf(n->v[9], 32, "%lld", (long long)st->total_ns);
-  snprintf(n->v[10], 32, "%lld", (long long)st->min_ns);
-  snprintf(n->v[11], 32, "%lld", (long long)st->max_ns);
+  /* a row of cache hits alone has no minimum: the largest integer */
+  snprintf(n->v[10], 32, "%lld", st->calls ? (long long)st->min_ns : (long long)INT64_MAX);
+  snprintf(n->v[11], 32, "%lld", st->calls ? (long long)st->max_ns : 0LL);
   snprintf(n->v[12], 32, "%.17g", st->m2);
   snprintf(n->v[13], 32, "%lld", (long long)st->first_ns);
   snprintf(n->v[14], 32, "%lld", (long long)st->last_ns);
-  for (int i = 0; i < 16; i++) {
+  snprintf(n->v[16], 32, "%lld", (long long)st->cache_hits);
+  snprintf(n->v[17], 32, "%lld", (long long)st->cache_hit_ns);
+  for (int i = 0; i < 18; i++) {
     vals[i] = n->v[i];
     lens[i] = 0;
     fmts[i] = 0;
@@ -368,8 +373,11 @@ static bool stats_params(qp_store *s, int level, const qp_entry *e, const qp_sta
   return true;
 }
 
-/* Reads the stats columns of a row (from column `c0`) into *st. */
-static qp_status row_stats(qp_store *s, PGresult *r, int row, int c0, qp_stats *st) {
+/* Reads the stats columns of a row (from column `c0`; the cache hit columns
+ * from `hc`) into *st. */
+static qp_status row_stats(qp_store *s, PGresult *r, int row, int c0, int hc, qp_stats *st) {
+  st->cache_hits = strtoull(PQgetvalue(r, row, hc), NULL, 10);
+  st->cache_hit_ns = strtoull(PQgetvalue(r, row, hc + 1), NULL, 10);
   st->calls = strtoull(PQgetvalue(r, row, c0), NULL, 10);
   st->errors = strtoull(PQgetvalue(r, row, c0 + 1), NULL, 10);
   qp_status rc = qp__codes_decode_add(&st->codes, &s->hooks, PQgetvalue(r, row, c0 + 2),
@@ -399,10 +407,10 @@ static qp_status row_stats(qp_store *s, PGresult *r, int row, int c0, qp_stats *
 static qp_status write_stats(qp_store *s, int level, const qp_entry *e, qp_buf *codes,
                              qp_buf *hist) {
   nums n;
-  const char *vals[16];
-  int lens[16], fmts[16];
+  const char *vals[18];
+  int lens[18], fmts[18];
   if (!stats_params(s, level, e, &e->st, &n, vals, lens, fmts, codes, hist)) return s->err.code;
-  PGresult *r = pg_run_prepared(s, "qp_ins", 16, vals, lens, fmts, PGRES_TUPLES_OK,
+  PGresult *r = pg_run_prepared(s, "qp_ins", 18, vals, lens, fmts, PGRES_TUPLES_OK,
                                 "cannot write statistics");
   if (r == NULL) return s->err.code;
   if (PQntuples(r) != 1) {
@@ -416,14 +424,14 @@ static qp_status write_stats(qp_store *s, int level, const qp_entry *e, qp_buf *
   }
   qp_stats merged;
   qp__stats_init(&merged);
-  qp_status rc = row_stats(s, r, 0, 1, &merged);
+  qp_status rc = row_stats(s, r, 0, 1, 12, &merged);
   PQclear(r);
   if (rc == QP_OK && !qp__stats_merge(&merged, &e->st, &s->hooks))
     rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
   if (rc == QP_OK && !stats_params(s, level, e, &merged, &n, vals, lens, fmts, codes, hist))
     rc = s->err.code;
   if (rc == QP_OK) {
-    r = pg_run_prepared(s, "qp_upd", 16, vals, lens, fmts, PGRES_COMMAND_OK,
+    r = pg_run_prepared(s, "qp_upd", 18, vals, lens, fmts, PGRES_COMMAND_OK,
                         "cannot update statistics");
     if (r == NULL) rc = s->err.code;
     PQclear(r);
@@ -458,7 +466,7 @@ static qp_status prepare_writes(qp_store *s) {
   static const struct {
     const char *name, *sql;
     int n;
-  } st[] = {{"qp_ins", SQL_INS, 16}, {"qp_upd", SQL_UPD, 16}, {"qp_query", SQL_QUERY, 7}};
+  } st[] = {{"qp_ins", SQL_INS, 18}, {"qp_upd", SQL_UPD, 18}, {"qp_query", SQL_QUERY, 7}};
   for (size_t i = 0; i < QP_ARRAY_LEN(st); i++) {
     PGresult *r = PQprepare(g->conn, st[i].name, st[i].sql, st[i].n, NULL);
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -494,14 +502,14 @@ static qp_status pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop
   if (prc != QP_OK) return prc;
   size_t n = 0;
   for (const qp_entry *e = list; e != NULL; e = e->next)
-    if (!e->ignored && e->st.calls > 0) n++;
+    if (!e->ignored && (e->st.calls > 0 || e->st.cache_hits > 0)) n++;
   bool dropping = drop != NULL && drop->n > 0;
   if (n == 0 && !dropping) return QP_OK;
   const qp_entry **v = qp__calloc(&s->hooks, n ? n : 1, sizeof *v);
   if (v == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
   n = 0;
   for (const qp_entry *e = list; e != NULL; e = e->next)
-    if (!e->ignored && e->st.calls > 0) v[n++] = e;
+    if (!e->ignored && (e->st.calls > 0 || e->st.cache_hits > 0)) v[n++] = e;
   qsort(v, n, sizeof *v, entry_order);
   qp_buf codes, hist;
   qp__buf_init(&codes, &s->hooks);
@@ -540,10 +548,18 @@ static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
   snprintf(b, sizeof b, "%lld", (long long)lo);
   snprintf(c, sizeof c, "%lld", (long long)hi);
   const char *vals[3] = {a, b, c};
+  pg_store *g = s->impl;
+  /* a store older than version 4 read as it is: no cache hit columns */
   PGresult *r = pg_run(s,
-                       "SELECT fingerprint, backend, database, calls, errors, error_codes, rows, "
-                       "total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket "
-                       "FROM qprof.qp_stats WHERE level = $1 AND bucket >= $2 AND bucket < $3",
+                       g->version < 4
+                           ? "SELECT fingerprint, backend, database, calls, errors, error_codes, "
+                             "rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, "
+                             "hist, bucket, 0, 0 FROM qprof.qp_stats "
+                             "WHERE level = $1 AND bucket >= $2 AND bucket < $3"
+                           : "SELECT fingerprint, backend, database, calls, errors, error_codes, "
+                             "rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, "
+                             "hist, bucket, cache_hits, cache_hit_ns FROM qprof.qp_stats "
+                             "WHERE level = $1 AND bucket >= $2 AND bucket < $3",
                        3, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read statistics");
   if (r == NULL) return s->err.code;
   qp_status rc = QP_OK;
@@ -555,8 +571,8 @@ static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
     row.backend = strcmp(PQgetvalue(r, i, 1), "sqlite") == 0 ? QP_BACKEND_SQLITE : QP_BACKEND_POSTGRES;
     row.database = PQgetvalue(r, i, 2);
     row.bucket = strtoll(PQgetvalue(r, i, 14), NULL, 10);
-    rc = row_stats(s, r, i, 3, &row.st);
-    if (rc == QP_OK && row.st.calls > 0) rc = fn(ud, &row);
+    rc = row_stats(s, r, i, 3, 15, &row.st);
+    if (rc == QP_OK && (row.st.calls > 0 || row.st.cache_hits > 0)) rc = fn(ud, &row);
     qp__stats_free(&row.st, &s->hooks);
   }
   PQclear(r);

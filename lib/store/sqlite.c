@@ -30,6 +30,7 @@ typedef struct sq_store {
   sqlite3_stmt *before;
   qp_buf hist_buf, codes_buf;
   bool reading; /* inside a read transaction begun by sq_read_begin */
+  bool no_hits; /* a store older than version 4 read without migrating: no cache hit columns */
 } sq_store;
 
 static const char SQL_UP_QUERY[] =
@@ -47,13 +48,16 @@ static const char SQL_UP_QUERY[] =
  * every right-hand side sees the row as it was before the update. */
 static const char SQL_UP_STATS[] =
     "INSERT INTO qp_stats (level, bucket, fingerprint, backend, database, calls, errors, "
-    "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
+    "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, "
+    "cache_hits, cache_hit_ns) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) "
     "ON CONFLICT (level, bucket, fingerprint, backend, database) DO UPDATE SET "
-    "m2 = m2 + excluded.m2 + "
+    "m2 = CASE WHEN calls = 0 OR excluded.calls = 0 THEN m2 + excluded.m2 ELSE m2 + excluded.m2 + "
     "(CAST(excluded.total_ns AS REAL) / excluded.calls - CAST(total_ns AS REAL) / calls) * "
     "(CAST(excluded.total_ns AS REAL) / excluded.calls - CAST(total_ns AS REAL) / calls) * "
-    "(CAST(calls AS REAL) * excluded.calls / (calls + excluded.calls)), "
+    "(CAST(calls AS REAL) * excluded.calls / (calls + excluded.calls)) END, "
+    "cache_hits = cache_hits + excluded.cache_hits, "
+    "cache_hit_ns = cache_hit_ns + excluded.cache_hit_ns, "
     "calls = calls + excluded.calls, errors = errors + excluded.errors, "
     "error_codes = qp_codes_merge(error_codes, excluded.error_codes), "
     "rows = rows + excluded.rows, total_ns = total_ns + excluded.total_ns, "
@@ -64,8 +68,9 @@ static const char SQL_UP_STATS[] =
 
 static const char SQL_INS_STATS[] =
     "INSERT INTO qp_stats (level, bucket, fingerprint, backend, database, calls, errors, "
-    "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+    "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, "
+    "cache_hits, cache_hit_ns) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 static const char SQL_INS_QUERY[] =
     "INSERT OR IGNORE INTO qp_query (fingerprint, backend, query, first_seen_ns, last_seen_ns) "
@@ -73,7 +78,12 @@ static const char SQL_INS_QUERY[] =
 
 static const char SQL_SCAN[] =
     "SELECT fingerprint, backend, database, calls, errors, error_codes, rows, total_ns, min_ns, "
-    "max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket FROM qp_stats "
+    "max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, cache_hits, cache_hit_ns FROM qp_stats "
+    "WHERE level = ?1 AND bucket >= ?2 AND bucket < ?3";
+/* The same on a store older than schema version 4, read without migrating it. */
+static const char SQL_SCAN_V2[] =
+    "SELECT fingerprint, backend, database, calls, errors, error_codes, rows, total_ns, min_ns, "
+    "max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, 0, 0 FROM qp_stats "
     "WHERE level = ?1 AND bucket >= ?2 AND bucket < ?3";
 
 /* ---- SQL functions that merge the encoded columns ---------------------- */
@@ -340,6 +350,7 @@ static qp_status verify_and_migrate(qp_store *s, sqlite3 *db, qp_store_mode mode
   if (!magic || ver < 1)
     return qp__err_set(&s->err, QP_NOTSTORE, "%s: not a qprof store (no qprof magic); refusing "
                        "to touch it", s->display);
+  if (ver < 4 && mode == QP_STORE_READ) ((sq_store *)s->impl)->no_hits = true;
   if (ver == QP_STORE_SCHEMA_VERSION || mode == QP_STORE_READ) return QP_OK;
   rc = sq_exec(s, db, "BEGIN IMMEDIATE", "cannot lock for migration");
   if (rc != QP_OK) return rc;
@@ -430,12 +441,16 @@ static qp_status bind_stats(qp_store *s, sq_store *q, sqlite3_stmt *st, int leve
   sqlite3_bind_text(st, 8, qp__buf_cstr(&q->codes_buf), (int)q->codes_buf.len, SQLITE_STATIC);
   sqlite3_bind_int64(st, 9, e->st.rows);
   sqlite3_bind_int64(st, 10, (int64_t)e->st.total_ns);
-  sqlite3_bind_int64(st, 11, (int64_t)e->st.min_ns);
-  sqlite3_bind_int64(st, 12, (int64_t)e->st.max_ns);
+  /* a row of cache hits alone has no minimum: the largest integer, so
+   * that min() merges keep the other row's */
+  sqlite3_bind_int64(st, 11, e->st.calls ? (int64_t)e->st.min_ns : INT64_MAX);
+  sqlite3_bind_int64(st, 12, e->st.calls ? (int64_t)e->st.max_ns : 0);
   sqlite3_bind_double(st, 13, e->st.m2);
   sqlite3_bind_int64(st, 14, e->st.first_ns);
   sqlite3_bind_int64(st, 15, e->st.last_ns);
   sqlite3_bind_blob(st, 16, q->hist_buf.data, (int)q->hist_buf.len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 17, (int64_t)e->st.cache_hits);
+  sqlite3_bind_int64(st, 18, (int64_t)e->st.cache_hit_ns);
   return QP_OK;
 }
 
@@ -490,7 +505,7 @@ static qp_status sq_write(qp_store *s, const qp_entry *list, const qp_drop *drop
   if (rc != QP_OK) return rc;
   if (drop != NULL && drop->n > 0) rc = write_drop(s, q, drop);
   for (const qp_entry *e = list; rc == QP_OK && e != NULL; e = e->next)
-    if (!e->ignored && e->st.calls > 0) rc = write_entry(s, q, e);
+    if (!e->ignored && (e->st.calls > 0 || e->st.cache_hits > 0)) rc = write_entry(s, q, e);
   if (rc == QP_OK) rc = sq_exec(s, q->db, "COMMIT", "cannot commit a flush");
   if (rc != QP_OK) sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
@@ -522,7 +537,7 @@ static qp_status sq_bucket_range(qp_store *s, int64_t *first, int64_t *last, boo
 
 static qp_status sq_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud) {
   sq_store *q = s->impl;
-  qp_status rc = sq_prepare(s, q, &q->scan, SQL_SCAN);
+  qp_status rc = sq_prepare(s, q, &q->scan, q->no_hits ? SQL_SCAN_V2 : SQL_SCAN);
   if (rc != QP_OK) return rc;
   sqlite3_stmt *st = q->scan;
   sqlite3_bind_int(st, 1, level);
@@ -553,6 +568,8 @@ static qp_status sq_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
     row.st.first_ns = sqlite3_column_int64(st, 11);
     row.st.last_ns = sqlite3_column_int64(st, 12);
     row.bucket = sqlite3_column_int64(st, 14);
+    row.st.cache_hits = (uint64_t)sqlite3_column_int64(st, 15);
+    row.st.cache_hit_ns = (uint64_t)sqlite3_column_int64(st, 16);
     qp__stats_set_mean(&row.st);
     if (rc == QP_OK)
       rc = qp__hist_decode_add(&row.st.hist, &s->hooks, sqlite3_column_blob(st, 13),
@@ -562,7 +579,7 @@ static qp_status sq_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
                        s->display, (unsigned long long)row.fingerprint);
     else if (rc == QP_NOMEM)
       rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
-    if (rc == QP_OK && row.st.calls > 0) rc = fn(ud, &row);
+    if (rc == QP_OK && (row.st.calls > 0 || row.st.cache_hits > 0)) rc = fn(ud, &row);
   }
   if (rc == QP_OK && r != SQLITE_DONE) rc = sq_fail(s, q->db, QP_IO, "cannot read statistics");
   sqlite3_reset(st);

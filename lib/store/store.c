@@ -384,12 +384,14 @@ bool qp__summary_fill(qp_query_summary *q, const qp_entry *e, const char *query,
       .errors = st->errors,
       .rows = st->rows,
       .total_ns = st->total_ns,
-      .min_ns = st->min_ns,
+      .min_ns = st->calls ? st->min_ns : 0,
       .max_ns = st->max_ns,
       .mean_ns = st->calls ? (double)st->total_ns / (double)st->calls : 0,
       .stddev_ns = qp__stats_stddev(st),
       .first_seen_ns = st->first_ns,
       .last_seen_ns = st->last_ns,
+      .cache_hits = st->cache_hits,
+      .cache_hit_ns = st->cache_hit_ns,
   };
   double lo = (double)st->min_ns, hi = (double)st->max_ns;
   q->p50_ns = qp__hist_quantile(&st->hist, 0.50, lo, hi);

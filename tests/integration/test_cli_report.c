@@ -187,7 +187,8 @@ static void test_json_golden_and_schema(void **state) {
                 {"max_ms", 2},      {"stddev_ms", 2},  {"p50_ms", 2},         {"p90_ms", 2},
                 {"p95_ms", 2},      {"p99_ms", 2},     {"p999_ms", 2},        {"first_seen", 0},
                 {"last_seen", 0},   {"sample", 4},     {"total_ns", 1},       {"min_ns", 1},
-                {"max_ns", 1}};
+                {"max_ns", 1},      {"cache_hits", 1}, {"cache_hit_rate", 2}, {"cache_hit_ms", 2},
+                {"cache_saved_ms", 2}};
   regex_t iso;
   assert_int_equal(
       regcomp(&iso, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$", REG_EXTENDED),
@@ -259,15 +260,15 @@ static void test_csv_golden(void **state) {
   const char *header = "fingerprint,query,backend,database,calls,errors,errors_by_code,rows,"
                        "total_ms,share,mean_ms,min_ms,max_ms,stddev_ms,p50_ms,p90_ms,"
                        "p95_ms,p99_ms,p999_ms,first_seen,last_seen,sample,total_ns,min_ns,"
-                       "max_ns,dropped\r\n";
+                       "max_ns,dropped,cache_hits,cache_hit_rate,cache_hit_ms,cache_saved_ms\r\n";
   assert_int_equal(strncmp(out, header, strlen(header)), 0);
   free(out);
-  /* Python's csv module reads it back: 6 rows of 26 fields. */
+  /* Python's csv module reads it back: 6 rows of 30 fields. */
   char args[1024];
   snprintf(args, sizeof args,
            "report --store golden.db --format csv | /usr/bin/python3 -c 'import csv,sys; "
            "r=list(csv.reader(sys.stdin)); assert len(r)==6, len(r); "
-           "assert all(len(x)==26 for x in r); print(\"ok\")'");
+           "assert all(len(x)==30 for x in r); print(\"ok\")'");
   assert_int_equal(run(NULL, args, &out, NULL), 0);
   assert_string_equal(out, "ok\n");
   free(out);

@@ -251,6 +251,27 @@ static void test_migrates_and_counts_dropped(void **state) {
   /* a second writer finds it migrated */
   assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   qp_store_close(s);
+  /* a store of schema version 3 (before the cache hit columns): a reader
+   * reads it as it is, a writer migrates it */
+  on_db(0, "UPDATE qprof.qp_meta SET value = '3' WHERE key = 'schema_version'; "
+           "ALTER TABLE qprof.qp_stats DROP COLUMN cache_hits, DROP COLUMN cache_hit_ns");
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  qpt_sum before = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, qpt_sum_add, &before), QP_OK);
+  assert_true(before.calls > 0);
+  qp_store_close(s);
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  qp_store_close(s);
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  qp_store_close(s);
+  PGconn *mc = PQconnectdb(dsn[0]);
+  PGresult *r = PQexec(mc, "SELECT (SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'), "
+                "sum(cache_hits) FROM qprof.qp_stats");
+  assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+  assert_string_equal(PQgetvalue(r, 0, 0), "4");
+  assert_string_equal(PQgetvalue(r, 0, 1), "0");
+  PQclear(r);
+  PQfinish(mc);
 }
 
 static void test_cli_report_on_pg(void **state) {
@@ -368,6 +389,72 @@ static void test_texts_read_in_one_statement(void **state) {
     fail_msg("statements reading query texts: %d for 20 queries, %d for 2,000", few, many);
 }
 
+/* Cache hits on the PostgreSQL store: a bucket with hits alone, then one
+ * with calls and hits, merged in every roll-up (the client-side merge),
+ * never counted as calls. */
+typedef struct hit_sum {
+  uint64_t calls, hits, hit_ns, min_ns;
+  int n;
+} hit_sum;
+
+static int hit_add(const qp_query_summary *q, void *ud) {
+  hit_sum *h = ud;
+  if (q->fingerprint != 0x7800) return 0;
+  h->n++;
+  h->calls += q->calls;
+  h->hits += q->cache_hits;
+  h->hit_ns += q->cache_hit_ns;
+  h->min_ns = q->min_ns;
+  return 0;
+}
+
+static void test_cache_hits(void **state) {
+  (void)state;
+  qp_store *s;
+  char err[1024];
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  qp_profile *p;
+  assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
+  int64_t t0 = 1795132800;
+  qp_query_event e = {0};
+  e.size = sizeof e;
+  e.backend = QP_BACKEND_POSTGRES;
+  e.database = "app";
+  e.normalized = "select v from cached where id = ?";
+  e.normalized_len = strlen(e.normalized);
+  e.fingerprint = 0x7800;
+  e.rows = 1;
+  for (int i = 0; i < 4; i++) { /* first bucket: hits alone */
+    e.cache_hit = true;
+    e.duration_ns = 500;
+    e.end_wall_ns = (t0 + i) * 1000000000;
+    assert_int_equal(qp_profile_record(p, &e), QP_OK);
+  }
+  assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  for (int i = 0; i < 6; i++) { /* an hour later: 2 calls, 4 hits */
+    e.cache_hit = i >= 2;
+    e.duration_ns = e.cache_hit ? 500 : 2000000;
+    e.end_wall_ns = (t0 + 3600 + i) * 1000000000;
+    assert_int_equal(qp_profile_record(p, &e), QP_OK);
+    if (i == 3) assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  }
+  assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  hit_sum h = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, hit_add, &h), QP_OK);
+  assert_int_equal(h.n, 1);
+  assert_int_equal(h.calls, 2);
+  assert_int_equal(h.hits, 8);
+  assert_int_equal(h.hit_ns, 8 * 500);
+  assert_int_equal(h.min_ns, 2000000); /* hits alone leave no minimum behind */
+  hit_sum first = {0}; /* the first hour from the bucket and hour levels */
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, (t0 + 1800) * 1000000000, hit_add, &first),
+                   QP_OK);
+  assert_int_equal(first.calls, 0);
+  assert_int_equal(first.hits, 4);
+  qp_store_close(s);
+  qp_profile_free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_record_window),
@@ -376,6 +463,7 @@ int main(void) {
       cmocka_unit_test(test_migrates_and_counts_dropped),
       cmocka_unit_test(test_cli_report_on_pg),
       cmocka_unit_test(test_texts_read_in_one_statement),
+      cmocka_unit_test(test_cache_hits),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -372,12 +372,94 @@ static void test_oom(void **state) {
   assert_true(failures_seen > 10);
 }
 
+/* Hits are recorded as hits of their fingerprint, never as calls: stored
+ * (a bucket with hits alone too), merged in the roll-ups, and shown by the
+ * report model with the hit rate and the time saved. */
+typedef struct hits_seen {
+  int n;
+  uint64_t calls, hits, hit_ns, total_ns;
+  double rate, saved, mean;
+} hits_seen;
+
+static int collect_hits(const qp_query_summary *q, void *ud) {
+  hits_seen *h = ud;
+  if (strstr(q->query, "from t where id") == NULL) return 0;
+  h->n++;
+  h->calls = q->calls;
+  h->hits = q->cache_hits;
+  h->hit_ns = q->cache_hit_ns;
+  h->total_ns = q->total_ns;
+  h->mean = q->mean_ns;
+  h->rate = qp_query_cache_hit_rate(q);
+  h->saved = qp_query_cache_saved_ns(q);
+  return 0;
+}
+
+static void test_hits_in_profile(void **state) {
+  (void)state;
+  fresh_dsn();
+  char err[256], spath[512];
+  snprintf(spath, sizeof spath, "%s/hits-store.db", qpt_tempdir());
+  qp_profile *prof = NULL;
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  qp_cache *cache = open_cache(0, NULL);
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.dsn = g_dsn;
+  o.max_size = 1;
+  o.cache = cache;
+  o.profile = prof;
+  qp_pool *p = NULL;
+  assert_int_equal(qp_pool_open(&p, &o, err, sizeof err), QP_OK);
+  qp_conn *c = NULL;
+  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  exec_ok(c, "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER); INSERT INTO t VALUES (1, 10)");
+  const char *q = "SELECT v FROM t WHERE id = 1";
+  for (int i = 0; i < 5; i++) assert_int_equal(one(c, q), 10); /* 1 miss, 4 hits */
+  qp_store *st = NULL;
+  assert_int_equal(qp_store_open(&st, spath, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  /* a second flush holding hits alone (no call: nothing ran on the file) */
+  for (int i = 0; i < 3; i++) assert_int_equal(one(c, q), 10);
+  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  hits_seen h = {0};
+  assert_int_equal(qp_store_summarize(st, INT64_MIN, INT64_MAX, collect_hits, &h), QP_OK);
+  assert_int_equal(h.n, 1);
+  assert_int_equal(h.calls, 1); /* the miss: the only database latency */
+  assert_int_equal(h.hits, 7);
+  assert_true(h.hit_ns > 0);
+  assert_true(h.rate > 0.874 && h.rate < 0.876); /* 7 / 8 */
+  double want = 7 * h.mean - (double)h.hit_ns;
+  assert_true(h.saved == (want > 0 ? want : 0));
+  /* the report model reads the same */
+  qp_report_options ro;
+  qp_report_options_init(&ro);
+  qp_report *r = NULL;
+  assert_int_equal(qp_report_new(&r, st, &ro, err, sizeof err), QP_OK);
+  bool found = false;
+  for (size_t i = 0; i < qp_report_count(r); i++) {
+    const qp_query_summary *s = qp_report_query(r, i);
+    if (strstr(s->query, "from t where id") == NULL) continue;
+    found = true;
+    assert_int_equal(s->calls, 1);
+    assert_int_equal(s->cache_hits, 7);
+  }
+  assert_true(found);
+  qp_report_free(r);
+  qp_store_close(st);
+  qp_pool_release(c);
+  qp_pool_close(p);
+  qp_cache_close(cache);
+  qp_profile_free(prof);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_open_errors),     cmocka_unit_test(test_hit_equals_miss),
       cmocka_unit_test(test_writes_invalidate), cmocka_unit_test(test_hidden_writes),
       cmocka_unit_test(test_other_process),   cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_budget),          cmocka_unit_test(test_oom),
+      cmocka_unit_test(test_hits_in_profile),
   };
   return cmocka_run_group_tests(tests, NULL, qpt_tempdirs_remove);
 }

@@ -242,12 +242,27 @@ static void test_migration(void **state) {
   char err[512];
   assert_int_equal(qp__sqlite_store_create_version(p, 1, err, sizeof err), QP_OK);
   assert_int_equal(user_version(p), 1);
+  sqlite3 *db1;
+  assert_int_equal(sqlite3_open(p, &db1), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db1,
+                                "INSERT INTO qp_query VALUES (7, 'sqlite', 'select ?', NULL, NULL, 1, 2);"
+                                "INSERT INTO qp_stats VALUES (3, 0, 7, 'sqlite', '', 2, 0, '', 2, 10, 4, 6,"
+                                " 2.0, 1, 2, x'');"
+                                "INSERT INTO qp_stats VALUES (0, 60, 7, 'sqlite', '', 2, 0, '', 2, 10, 4, 6,"
+                                " 2.0, 1, 2, x'')",
+                                0, 0, 0),
+                   SQLITE_OK);
+  sqlite3_close(db1);
   qp_store *s;
   /* READ leaves it at version 1 (and it has nothing dropped: no such table yet). */
   assert_int_equal(qp_store_open(&s, p, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
   uint64_t n = 99;
   assert_int_equal(qp__store_dropped(s, INT64_MIN, INT64_MAX, &n), QP_OK);
   assert_int_equal(n, 0);
+  /* and summarized (no cache hit columns before version 4) */
+  qpt_sum none = {0};
+  assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, qpt_sum_add, &none), QP_OK);
+  assert_int_equal(none.calls, 2);
   qp_store_close(s);
   assert_int_equal(user_version(p), 1);
   /* WRITE migrates. */
@@ -258,6 +273,8 @@ static void test_migration(void **state) {
   assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
   assert_int_equal(sqlite3_exec(db, "SELECT * FROM qp_summary", 0, 0, 0), SQLITE_OK);
   assert_int_equal(sqlite3_exec(db, "SELECT * FROM qp_dropped", 0, 0, 0), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "SELECT cache_hits, cache_hit_ns FROM qp_stats", 0, 0, 0),
+                   SQLITE_OK);
   sqlite3_close(db);
   /* dropped statements (the shim's full segments) add up per minute, read per window */
   assert_int_equal(qp_store_open(&s, p, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);

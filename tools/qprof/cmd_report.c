@@ -42,7 +42,7 @@ static void usage(FILE *f) {
 
 enum {
   C_RANK, C_FP, C_CALLS, C_ROWS, C_TOTAL, C_SHARE, C_MEAN, C_MIN, C_P50, C_P95, C_P99, C_MAX,
-  C_ERR, C_NCOLS
+  C_ERR, C_HITS, C_HITRATE, C_SAVED, C_NCOLS
 };
 static const struct {
   const char *title;
@@ -52,7 +52,8 @@ static const struct {
                    {"rows", 9, true},   {"total", 8, false},        {"share", 6, false},
                    {"mean", 7, false},  {"min", 7, true},           {"p50", 7, true},
                    {"p95", 7, false},   {"p99", 7, false},          {"max", 7, true},
-                   {"errors", 6, false}};
+                   {"errors", 6, false},  {"hits", 9, false},         {"hit%", 6, false},
+                   {"saved", 8, false}};
 
 /* The database as shown in a row: the file name of an SQLite path. */
 static const char *db_label(const char *db) {
@@ -125,8 +126,11 @@ static void print_text(FILE *out, const qp_report *r, size_t shown, bool wide) {
   if (term <= 0) term = 120;
   bool on[C_NCOLS];
   int used = 0;
+  /* the cache's columns only when something was answered from a cache */
+  bool hits = false;
+  for (size_t i = 0; i < n && !hits; i++) hits = qp_report_query(r, i)->cache_hits > 0;
   for (int i = 0; i < C_NCOLS; i++) {
-    on[i] = wide || !cols[i].wide_only;
+    on[i] = (wide || !cols[i].wide_only) && (hits || i < C_HITS);
     if (on[i]) used += cols[i].width + 2;
   }
   static const int drop_order[] = {C_FP, C_P99, C_ERR};
@@ -167,6 +171,9 @@ static void print_text(FILE *out, const qp_report *r, size_t shown, bool wide) {
     rq_dur(s->p99_ns, b[C_P99], 40);
     rq_dur((double)s->max_ns, b[C_MAX], 40);
     rq_count(s->errors, b[C_ERR], 40);
+    rq_count(s->cache_hits, b[C_HITS], 40);
+    snprintf(b[C_HITRATE], 40, "%.1f%%", qp_query_cache_hit_rate(s) * 100);
+    rq_dur(qp_query_cache_saved_ns(s), b[C_SAVED], 40);
     bool hot = share >= 0.2;
     if (hot) fprintf(out, "%s", warn);
     for (int c = 0; c < C_NCOLS; c++)
@@ -218,6 +225,10 @@ static void entry_json(jw *w, const qp_query_summary *s, double share) {
   jw_uint(w, "total_ns", s->total_ns);
   jw_uint(w, "min_ns", s->min_ns);
   jw_uint(w, "max_ns", s->max_ns);
+  jw_uint(w, "cache_hits", s->cache_hits);
+  jw_number(w, "cache_hit_rate", qp_query_cache_hit_rate(s));
+  jw_ms(w, "cache_hit_ms", s->cache_hit_ns);
+  jw_ms(w, "cache_saved_ms", (uint64_t)qp_query_cache_saved_ns(s));
   jw_object_end(w);
 }
 
@@ -256,7 +267,8 @@ static const char *const csv_cols[] = {
     "fingerprint", "query",     "backend", "database", "calls",     "errors",     "errors_by_code",
     "rows",        "total_ms",  "share",   "mean_ms",  "min_ms",    "max_ms",     "stddev_ms",
     "p50_ms",      "p90_ms",    "p95_ms",  "p99_ms",   "p999_ms",   "first_seen", "last_seen",
-    "sample",      "total_ns",  "min_ns",  "max_ns",   "dropped"};
+    "sample",      "total_ns",  "min_ns",  "max_ns",   "dropped",    "cache_hits",
+    "cache_hit_rate", "cache_hit_ms", "cache_saved_ms"};
 
 /* CSV goes through the JSON writer's buffer (jw_put*): no stdio call per field. */
 static void csv_ms(jw *w, uint64_t ns) {
@@ -326,6 +338,10 @@ static void print_csv(FILE *out, const qp_report *r, size_t shown) {
     csv_u64(&w, s->min_ns);
     csv_u64(&w, s->max_ns);
     csv_u64(&w, dropped); /* of the window, not of this query */
+    csv_u64(&w, s->cache_hits);
+    csv_num(&w, qp_query_cache_hit_rate(s));
+    csv_ms(&w, s->cache_hit_ns);
+    csv_ms(&w, (uint64_t)qp_query_cache_saved_ns(s));
     jw_puts(&w, "\r\n");
   }
   jw_flush(&w);
