@@ -1,5 +1,7 @@
 /* The log-bucket latency histogram (see stats_int.h). */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "stats/stats_int.h"
@@ -8,12 +10,105 @@
  * latencies settles after a few widenings instead of one per new bucket. */
 #define HIST_SLACK 8
 
-int32_t qp__hist_index(uint64_t v_ns) {
+int32_t qp__hist_index_ref(uint64_t v_ns) {
   if (v_ns <= 1) return 0;
   /* 1/ln(1.04); ceil of log_gamma(v). */
   static const double inv_ln_gamma = 25.496731691028337;
   double idx = ceil(log((double)v_ns) * inv_ln_gamma);
   return (int32_t)idx;
+}
+
+/* ---- the same index without log() ------------------------------------------
+ * qp__hist_index_ref is the definition; this is its value read from tables
+ * (a log() is ~20 ns, a third of what the shim adds to an SQLite statement).
+ * Values below 64 are looked up directly. Above, a value's octave (its
+ * leading bit, b = 6..63) and the next 5 bits split the octave into 32
+ * sub-ranges of ratio at most 33/32 < gamma, so a sub-range holds at most one
+ * bucket boundary: index = base + (v >= cut), with base the index of the
+ * sub-range's first value and cut the first value of the next bucket (or
+ * UINT64_MAX). An octave's tables are built at its first use, by searching
+ * each boundary with qp__hist_index_ref itself (about 200 log() calls, a few
+ * microseconds), so they agree with the definition exactly; should a
+ * sub-range ever hold two boundaries, the octave falls back to the
+ * definition. Thread-safe: the builder holds a mutex, and readers see an
+ * octave's tables only after its flag is set (release/acquire). */
+#define HIST_SUB 32
+#define HIST_OCT_FIRST 6
+#define HIST_NOCT (64 - HIST_OCT_FIRST)
+static int16_t hist_small[64];
+static int16_t hist_base[HIST_NOCT][HIST_SUB];
+static uint64_t hist_cut[HIST_NOCT][HIST_SUB];
+/* 0: not built, 1: tables, 2: use the definition */
+static _Atomic uint8_t hist_ready[HIST_NOCT + 1];
+static pthread_mutex_t hist_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The first v in [lo, hi] with qp__hist_index_ref(v) > base, knowing that
+ * qp__hist_index_ref(hi) > base: the boundary is looked for near where
+ * exp() puts it, then in the whole range if it is not there. */
+static uint64_t hist_find_cut(uint64_t lo, uint64_t hi, int32_t base) {
+  static const double ln_gamma = 0.039220713153281296; /* ln(1.04) */
+  double e = exp((double)base * ln_gamma);
+  double w = e * 1e-9 + 4;
+  uint64_t a = lo, z = hi;
+  if (e - w > (double)lo && e + w < (double)hi) {
+    uint64_t wa = (uint64_t)(e - w), wz = (uint64_t)(e + w);
+    if (wa >= lo && wz <= hi && wa < wz && qp__hist_index_ref(wa) == base &&
+        qp__hist_index_ref(wz) > base) {
+      a = wa;
+      z = wz;
+    }
+  }
+  /* invariant: ref(a) == base (or a == lo), ref(z) > base */
+  if (qp__hist_index_ref(a) > base) return a;
+  while (z - a > 1) {
+    uint64_t m = a + (z - a) / 2;
+    if (qp__hist_index_ref(m) > base) z = m;
+    else a = m;
+  }
+  return z;
+}
+
+static void hist_build(unsigned oct) {
+  pthread_mutex_lock(&hist_mu);
+  if (atomic_load_explicit(&hist_ready[oct], memory_order_relaxed) == 0) {
+    uint8_t state = 1;
+    if (oct == HIST_NOCT) {
+      for (uint64_t v = 0; v < 64; v++) hist_small[v] = (int16_t)qp__hist_index_ref(v);
+    } else {
+      unsigned b = oct + HIST_OCT_FIRST, shift = b - 5;
+      for (uint64_t k = 0; k < HIST_SUB; k++) {
+        uint64_t lo = (32 + k) << shift, hi = lo + (((uint64_t)1 << shift) - 1);
+        int32_t base = qp__hist_index_ref(lo), top = qp__hist_index_ref(hi);
+        hist_base[oct][k] = (int16_t)base;
+        if (top == base) {
+          hist_cut[oct][k] = UINT64_MAX;
+        } else if (top == base + 1) {
+          hist_cut[oct][k] = hist_find_cut(lo, hi, base);
+        } else {
+          state = 2;
+        }
+      }
+    }
+    atomic_store_explicit(&hist_ready[oct], state, memory_order_release);
+  }
+  pthread_mutex_unlock(&hist_mu);
+}
+
+int32_t qp__hist_index(uint64_t v_ns) {
+  if (v_ns < 64) {
+    if (QP_UNLIKELY(atomic_load_explicit(&hist_ready[HIST_NOCT], memory_order_acquire) == 0))
+      hist_build(HIST_NOCT);
+    return hist_small[v_ns];
+  }
+  unsigned b = 63u - (unsigned)__builtin_clzll(v_ns), oct = b - HIST_OCT_FIRST;
+  uint8_t st = atomic_load_explicit(&hist_ready[oct], memory_order_acquire);
+  if (QP_UNLIKELY(st != 1)) {
+    if (st == 0) hist_build(oct);
+    if (atomic_load_explicit(&hist_ready[oct], memory_order_acquire) != 1)
+      return qp__hist_index_ref(v_ns);
+  }
+  unsigned k = (unsigned)(v_ns >> (b - 5)) & (HIST_SUB - 1);
+  return hist_base[oct][k] + (v_ns >= hist_cut[oct][k]);
 }
 
 double qp__hist_value(int32_t index) {

@@ -36,7 +36,11 @@ typedef struct qp_hist {
   uint64_t *counts; /* counts[k] is bucket lo + k; NULL when empty */
 } qp_hist;
 
+/* The bucket of a value: ceil(log_gamma(v)), 0 for v <= 1. qp__hist_index
+ * reads it from tables built from qp__hist_index_ref (the definition, with
+ * log()) and returns exactly the same. Thread-safe. */
 int32_t qp__hist_index(uint64_t v_ns);
+int32_t qp__hist_index_ref(uint64_t v_ns);
 /* The value bucket `index` stands for. */
 double qp__hist_value(int32_t index);
 void qp__hist_init(qp_hist *h);

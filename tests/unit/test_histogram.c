@@ -103,6 +103,52 @@ static void test_extremes(void **state) {
   assert_true(qp__hist_quantile(&e, 0.5, 0, 0) == 0);
 }
 
+/* qp__hist_index (tables) is qp__hist_index_ref (the definition, log())
+ * exactly: every value below 200,000, both sides of every bucket boundary
+ * (found by bisection on the definition), the edges of every power of two,
+ * and a million log-uniform values. */
+static uint64_t rnd64(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+static void test_index_is_the_definition(void **state) {
+  (void)state;
+  for (uint64_t v = 0; v < 200000; v++)
+    if (qp__hist_index(v) != qp__hist_index_ref(v))
+      fail_msg("index(%llu): %d, the definition says %d", (unsigned long long)v,
+               qp__hist_index(v), qp__hist_index_ref(v));
+  int32_t top = qp__hist_index_ref(UINT64_MAX);
+  for (int32_t i = 1; i <= top; i++) {
+    uint64_t a = 0, z = UINT64_MAX; /* ref(a) < i <= ref(z) */
+    while (z - a > 1) {
+      uint64_t m = a + (z - a) / 2;
+      if (qp__hist_index_ref(m) >= i) z = m;
+      else a = m;
+    }
+    for (uint64_t v = z > 2 ? z - 2 : 0; v <= z + 2 && v >= z - 2; v++)
+      if (qp__hist_index(v) != qp__hist_index_ref(v))
+        fail_msg("index(%llu) at the boundary of %d: %d, the definition says %d",
+                 (unsigned long long)v, i, qp__hist_index(v), qp__hist_index_ref(v));
+  }
+  for (int b = 1; b < 64; b++) {
+    uint64_t p = (uint64_t)1 << b;
+    for (uint64_t v = p - 3; v <= p + 3; v++)
+      assert_int_equal(qp__hist_index(v), qp__hist_index_ref(v));
+  }
+  assert_int_equal(qp__hist_index(UINT64_MAX), qp__hist_index_ref(UINT64_MAX));
+  uint64_t seed = 0x9e3779b97f4a7c15ull;
+  for (int n = 0; n < 1000000; n++) {
+    uint64_t r = rnd64(&seed);
+    uint64_t v = r >> (r % 64);
+    if (qp__hist_index(v) != qp__hist_index_ref(v))
+      fail_msg("index(%llu): %d, the definition says %d", (unsigned long long)v,
+               qp__hist_index(v), qp__hist_index_ref(v));
+  }
+}
+
 /* Few calls: the p95 of {9 us, 16 us} is the slower call, and every
  * percentile of one call is that call. */
 static void test_small_counts(void **state) {
@@ -254,6 +300,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_uniform),       cmocka_unit_test(test_lognormal),
       cmocka_unit_test(test_bimodal),       cmocka_unit_test(test_extremes),
+      cmocka_unit_test(test_index_is_the_definition),
       cmocka_unit_test(test_merge_halves),  cmocka_unit_test(test_encode_roundtrip),
       cmocka_unit_test(test_oom),           cmocka_unit_test(test_decode_garbage),
       cmocka_unit_test(test_small_counts),

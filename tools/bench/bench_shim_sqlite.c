@@ -30,11 +30,15 @@
 
 #define ROWS 10000
 
-static double now_ns(void) {
+static double clock_ns(clockid_t id) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(id, &ts);
   return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
+static double now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+/* CPU time of the process, user + system (the kernel zeroing new pages of a
+ * segment is system time of the program). */
+static double cpu_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
 
 /* The measured loop; prints ns per statement on stdout. */
 static int worker(long iterations) {
@@ -60,15 +64,15 @@ static int worker(long iterations) {
   /* warm-up, then the timed loop */
   for (long pass = 0; pass < 2; pass++) {
     long n = pass == 0 ? iterations / 10 : iterations;
-    double t0 = now_ns();
+    double t0 = now_ns(), c0 = cpu_ns();
     for (long i = 0; i < n; i++) {
       seed = seed * 1103515245u + 12345u;
       sqlite3_bind_int(sel, 1, (int)((seed >> 8) % ROWS));
       while (sqlite3_step(sel) == SQLITE_ROW) found++;
       sqlite3_reset(sel);
     }
-    double t1 = now_ns();
-    if (pass == 1) printf("%.1f\n", (t1 - t0) / (double)n);
+    double t1 = now_ns(), c1 = cpu_ns();
+    if (pass == 1) printf("%.1f %.1f\n", (t1 - t0) / (double)n, (c1 - c0) / (double)n);
   }
   sqlite3_finalize(sel);
   sqlite3_close(db);
@@ -80,7 +84,7 @@ static int worker_distinct(long n) {
   sqlite3 *db;
   if (sqlite3_open(":memory:", &db) != SQLITE_OK) return 1;
   char sql[64];
-  double t0 = now_ns();
+  double t0 = now_ns(), c0 = cpu_ns();
   for (long i = 0; i < n; i++) {
     snprintf(sql, sizeof sql, "SELECT ? AS c%ld", i);
     sqlite3_stmt *st;
@@ -90,8 +94,8 @@ static int worker_distinct(long n) {
     }
     sqlite3_finalize(st);
   }
-  double t1 = now_ns();
-  printf("%.1f\n", (t1 - t0) / (double)n);
+  double t1 = now_ns(), c1 = cpu_ns();
+  printf("%.1f %.1f\n", (t1 - t0) / (double)n, (c1 - c0) / (double)n);
   sqlite3_close(db);
   return 0;
 }
@@ -103,9 +107,10 @@ static void clear_dir(const char *dir) {
   if (system(cmd) != 0) fprintf(stderr, "bench_shim_sqlite: could not clear %s\n", dir);
 }
 
-/* Runs this program as a worker, with or without the shim; returns ns/statement or -1. */
+/* Runs this program as a worker, with or without the shim; returns wall ns/statement (and
+ * the worker's CPU ns/statement in *cpu) or -1. */
 static double run_child(const char *self, const char *shim, const char *run_dir, const char *mode,
-                        long iterations) {
+                        long iterations, double *cpu) {
   int fds[2];
   if (pipe(fds) != 0) return -1;
   pid_t pid = fork();
@@ -133,7 +138,10 @@ static double run_child(const char *self, const char *shim, const char *run_dir,
   waitpid(pid, &status, 0);
   clear_dir(run_dir);
   if (n <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
-  return strtod(buf, NULL);
+  char *end;
+  double wall = strtod(buf, &end);
+  *cpu = strtod(end, NULL);
+  return wall;
 }
 
 int main(int argc, char **argv) {
@@ -177,53 +185,63 @@ int main(int argc, char **argv) {
   if (mkdtemp(dir) == NULL) return 1;
 
   double *off = calloc((size_t)runs, sizeof *off), *on = calloc((size_t)runs, sizeof *on);
-  if (off == NULL || on == NULL) return 1;
+  double *coff = calloc((size_t)runs, sizeof *coff), *con = calloc((size_t)runs, sizeof *con);
+  if (off == NULL || on == NULL || coff == NULL || con == NULL) return 1;
   printf("SQLite point SELECT (prepared once; bind, step, step, reset), %ld statements per run\n",
          iterations);
-  printf("%-4s %14s %14s\n", "run", "without ns/st", "with ns/st");
+  printf("%-4s %14s %14s %14s %14s\n", "run", "without ns/st", "with ns/st", "without cpu", "with cpu");
   for (int r = 0; r < runs; r++) {
     /* alternate which goes first, so neither always runs on a warmer machine */
     if (r % 2 == 0) {
-      off[r] = run_child(self, NULL, dir, "--worker", iterations);
-      on[r] = run_child(self, shim, dir, "--worker", iterations);
+      off[r] = run_child(self, NULL, dir, "--worker", iterations, &coff[r]);
+      on[r] = run_child(self, shim, dir, "--worker", iterations, &con[r]);
     } else {
-      on[r] = run_child(self, shim, dir, "--worker", iterations);
-      off[r] = run_child(self, NULL, dir, "--worker", iterations);
+      on[r] = run_child(self, shim, dir, "--worker", iterations, &con[r]);
+      off[r] = run_child(self, NULL, dir, "--worker", iterations, &coff[r]);
     }
     if (off[r] < 0 || on[r] < 0) {
       fprintf(stderr, "bench_shim_sqlite: a worker failed\n");
       return 1;
     }
-    printf("%-4d %14.1f %14.1f\n", r + 1, off[r], on[r]);
+    printf("%-4d %14.1f %14.1f %14.1f %14.1f\n", r + 1, off[r], on[r], coff[r], con[r]);
   }
   double moff = bench_median(off, runs), mon = bench_median(on, runs);
   printf("median: without %.1f ns, with %.1f ns: the shim adds %.1f ns per statement (%.2fx)\n",
          moff, mon, mon - moff, mon / moff);
+  double mcoff = bench_median(coff, runs), mcon = bench_median(con, runs);
+  printf("median CPU: without %.1f ns, with %.1f ns: the shim adds %.1f ns per statement (%.2fx)\n",
+         mcoff, mcon, mcon - mcoff, mcon / mcoff);
   if (distinct > 0) {
     printf("\n%ld distinct statements (prepare, bind, step, finalize; each its own fingerprint)\n",
            distinct);
-    printf("%-4s %14s %14s\n", "run", "without ns/st", "with ns/st");
+    printf("%-4s %14s %14s %14s %14s\n", "run", "without ns/st", "with ns/st", "without cpu", "with cpu");
     for (int r = 0; r < runs; r++) {
       if (r % 2 == 0) {
-        off[r] = run_child(self, NULL, dir, "--worker-distinct", distinct);
-        on[r] = run_child(self, shim, dir, "--worker-distinct", distinct);
+        off[r] = run_child(self, NULL, dir, "--worker-distinct", distinct, &coff[r]);
+        on[r] = run_child(self, shim, dir, "--worker-distinct", distinct, &con[r]);
       } else {
-        on[r] = run_child(self, shim, dir, "--worker-distinct", distinct);
-        off[r] = run_child(self, NULL, dir, "--worker-distinct", distinct);
+        on[r] = run_child(self, shim, dir, "--worker-distinct", distinct, &con[r]);
+        off[r] = run_child(self, NULL, dir, "--worker-distinct", distinct, &coff[r]);
       }
       if (off[r] < 0 || on[r] < 0) {
         fprintf(stderr, "bench_shim_sqlite: a worker failed\n");
         return 1;
       }
-      printf("%-4d %14.1f %14.1f\n", r + 1, off[r], on[r]);
+      printf("%-4d %14.1f %14.1f %14.1f %14.1f\n", r + 1, off[r], on[r], coff[r], con[r]);
     }
     moff = bench_median(off, runs);
     mon = bench_median(on, runs);
     printf("median: without %.1f ns, with %.1f ns per distinct statement: %.2fx\n", moff, mon,
            mon / moff);
+    mcoff = bench_median(coff, runs);
+    mcon = bench_median(con, runs);
+    printf("median CPU: without %.1f ns, with %.1f ns per distinct statement: %.2fx\n", mcoff,
+           mcon, mcon / mcoff);
   }
   rmdir(dir);
   free(off);
   free(on);
+  free(coff);
+  free(con);
   return 0;
 }
