@@ -140,7 +140,10 @@ td=$(sed -n 's/^Dropped: \([0-9,]*\) statements ran but were not recorded: .*/\1
 csvd=$("$QPROF" report --store "$T/f.qp" --format csv | python3 -c '
 import csv, sys; r = list(csv.DictReader(sys.stdin)); print(set(x["dropped"] for x in r))')
 [ "$csvd" = "{'$dropped'}" ] || fail "full segment: CSV dropped column: $csvd"
-echo "ok: full segment: the report shows $jd dropped (text, JSON, CSV); $calls + $jd = 5000"
+hd=$("$QPROF" report --store "$T/f.qp" --format html |
+  sed -n 's|.*<dt>Dropped</dt><dd[^>]*>\([0-9,]*\) statements ran but were not recorded.*|\1|p' | tr -d ,)
+[ "$hd" = "$dropped" ] || fail "full segment: the HTML report's Dropped line says '$hd', not $dropped"
+echo "ok: full segment: the report shows $jd dropped (text, JSON, CSV, HTML); $calls + $jd = 5000"
 # The same through many harvests (every 10 ms) of a program that fills its
 # segment slowly, then by 'qprof collect' from a run directory: exact sums.
 cat >slowfill.py <<'PY'
