@@ -181,7 +181,6 @@ static int emit(ptab *t, size_t which, qp_report_set_fn fn, qp_report_point_fn o
   if (k > 1) qsort(t->v, k, sizeof *t->v, cmp_point);
   for (size_t j = 0; j < k; j++) {
     const qp_stats *st = &t->v[j].st;
-    double lo_ns = (double)st->min_ns, hi_ns = (double)st->max_ns;
     qp_report_point p = {
         .start_ns = t->v[j].start_s * 1000000000LL,
         .calls = st->calls,
@@ -191,9 +190,9 @@ static int emit(ptab *t, size_t which, qp_report_set_fn fn, qp_report_point_fn o
         .min_ns = st->min_ns,
         .max_ns = st->max_ns,
         .mean_ns = st->calls ? (double)st->total_ns / (double)st->calls : 0,
-        .p50_ns = qp__hist_quantile(&st->hist, 0.50, lo_ns, hi_ns),
-        .p95_ns = qp__hist_quantile(&st->hist, 0.95, lo_ns, hi_ns),
-        .p99_ns = qp__hist_quantile(&st->hist, 0.99, lo_ns, hi_ns),
+        .p50_ns = qp__stats_quantile(st, 0.50),
+        .p95_ns = qp__stats_quantile(st, 0.95),
+        .p99_ns = qp__stats_quantile(st, 0.99),
     };
     if ((fn != NULL ? fn(&p, which, ud) : one(&p, ud)) != 0) return 1;
   }

@@ -408,6 +408,22 @@ static inline __attribute__((always_inline)) uint64_t blk_check(const qp_sql_blk
   return bad;
 }
 
+/* Counts the element commas and row-closing ')' of the block at pos (bit
+ * masks, already cut to what is taken), as the scalar scan would. */
+static inline __attribute__((always_inline)) void take_separators(qp_list_scan *ls, size_t pos,
+                                                                   uint64_t commas, uint64_t rps) {
+  if (commas) {
+    if (ls->first_end == SIZE_MAX) ls->first_end = pos + (size_t)__builtin_ctzll(commas);
+    ls->nelems += (size_t)popcount64(commas);
+  }
+  if (rps) {
+    const size_t r = pos + 63u - (size_t)__builtin_clzll(rps);
+    ls->nrows += (size_t)popcount64(rps);
+    ls->row_close_start = r;
+    ls->row_close_end = r + 1;
+  }
+}
+
 /*
  * Skips whole literal elements from pos (where one is expected, outside a
  * row-value tuple) block by block, updating the element and row counts like
@@ -459,16 +475,7 @@ skip_blocks_impl(qp_dialect d, const char *s, size_t len, size_t pos, bool rows,
         const uint64_t before = ((uint64_t)1 << b) - 1;
         commas &= before;
         rps &= before;
-        if (commas) {
-          if (ls->first_end == SIZE_MAX) ls->first_end = pos + (size_t)__builtin_ctzll(commas);
-          ls->nelems += (size_t)popcount64(commas);
-        }
-        if (rps) {
-          const size_t r = pos + 63u - (size_t)__builtin_clzll(rps);
-          ls->nrows += (size_t)popcount64(rps);
-          ls->row_close_start = r;
-          ls->row_close_end = r + 1;
-        }
+        take_separators(ls, pos, commas, rps);
         *close_at = pos + b;
         *last_end = pos + b;
         return pos + b;
@@ -479,16 +486,7 @@ skip_blocks_impl(qp_dialect d, const char *s, size_t len, size_t pos, bool rows,
     const uint64_t upto = u == 63 ? ~(uint64_t)0 : ((uint64_t)1 << (u + 1)) - 1;
     commas &= upto;
     rps &= upto;
-    if (commas) {
-      if (ls->first_end == SIZE_MAX) ls->first_end = pos + (size_t)__builtin_ctzll(commas);
-      ls->nelems += (size_t)popcount64(commas);
-    }
-    if (rps) {
-      const size_t r = pos + 63u - (size_t)__builtin_clzll(rps);
-      ls->nrows += (size_t)popcount64(rps);
-      ls->row_close_start = r;
-      ls->row_close_end = r + 1;
-    }
+    take_separators(ls, pos, commas, rps);
     pos += u + 1;
     *last_end = pos;
     /* a broken rule before the last two bytes: the scalar scan reads it */

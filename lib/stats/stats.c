@@ -243,3 +243,7 @@ double qp__stats_stddev(const qp_stats *s) {
   if (s->calls < 2 || s->m2 <= 0) return 0;
   return sqrt(s->m2 / (double)s->calls);
 }
+
+double qp__stats_quantile(const qp_stats *s, double q) {
+  return qp__hist_quantile(&s->hist, q, (double)s->min_ns, (double)s->max_ns);
+}

@@ -124,6 +124,10 @@ bool qp__stats_merge(qp_stats *dst, const qp_stats *src, const qp_hooks *hooks);
 void qp__stats_set_mean(qp_stats *s);
 double qp__stats_mean(const qp_stats *s);
 double qp__stats_stddev(const qp_stats *s);
+/* The q-quantile of the durations, from the histogram bounded by the exact
+ * min and max: the one way every summary (qp_query_summary,
+ * qp_report_point) derives its percentiles. */
+double qp__stats_quantile(const qp_stats *s, double q);
 
 /* ---- profile entries (what a flush hands to the store) ------------------ */
 typedef struct qp_entry {

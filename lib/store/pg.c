@@ -198,19 +198,36 @@ static qp_status verify(qp_store *s, long *version) {
   return QP_OK;
 }
 
+/* BEGIN, then the store's creation lock: hosts that create or migrate the
+ * store at once wait for each other, and each looks again once it holds
+ * the lock. */
+static qp_status begin_locked(qp_store *s, const char *what) {
+  qp_status rc = pg_cmd(s, "BEGIN", what);
+  if (rc != QP_OK) return rc;
+  PGresult *r = pg_run(s, "SELECT pg_advisory_xact_lock(1903194726)", 0, NULL, NULL, NULL,
+                       PGRES_TUPLES_OK, "cannot lock");
+  if (r == NULL) return s->err.code;
+  PQclear(r);
+  return QP_OK;
+}
+
+/* Runs an embedded schema script (several statements) in the open
+ * transaction. */
+static qp_status run_script(qp_store *s, const char *sql, const char *what) {
+  PGresult *c = PQexec(((pg_store *)s->impl)->conn, sql);
+  qp_status rc = QP_OK;
+  if (c == NULL || PQresultStatus(c) != PGRES_COMMAND_OK) rc = pg_fail(s, c, QP_IO, what);
+  PQclear(c);
+  return rc;
+}
+
 /* Takes a store at version `ver` to QP_STORE_SCHEMA_VERSION with the
  * migrations of sql/migrations_pg/, in one transaction under the creation
  * lock, looking at the version again once the lock is held (another host
  * may have migrated meanwhile). */
 static qp_status migrate(qp_store *s, long ver) {
   pg_store *g = s->impl;
-  qp_status rc = pg_cmd(s, "BEGIN", "cannot begin a migration");
-  PGresult *r = NULL;
-  if (rc == QP_OK)
-    r = pg_run(s, "SELECT pg_advisory_xact_lock(1903194726)", 0, NULL, NULL, NULL,
-               PGRES_TUPLES_OK, "cannot lock");
-  if (rc == QP_OK && r == NULL) rc = s->err.code;
-  PQclear(r);
+  qp_status rc = begin_locked(s, "cannot begin a migration");
   if (rc == QP_OK) rc = verify(s, &ver);
   long from = ver;
   for (long v = ver + 1; rc == QP_OK && v <= QP_STORE_SCHEMA_VERSION; v++) {
@@ -223,10 +240,7 @@ static qp_status migrate(qp_store *s, long ver) {
                        s->display, v - 1, v);
       break;
     }
-    PGresult *c = PQexec(g->conn, sql);
-    if (c == NULL || PQresultStatus(c) != PGRES_COMMAND_OK)
-      rc = pg_fail(s, c, QP_IO, "cannot migrate the store");
-    PQclear(c);
+    rc = run_script(s, sql, "cannot migrate the store");
   }
   if (rc == QP_OK) rc = pg_cmd(s, "COMMIT", "cannot commit the migration");
   if (rc != QP_OK) {
@@ -266,20 +280,9 @@ static qp_status pg_open(qp_store *s, qp_store_mode mode) {
                      s->display);
   if (rc == QP_OK && state == 0) {
     /* Several hosts may create at once: one advisory lock, then look again. */
-    rc = pg_cmd(s, "BEGIN", "cannot begin");
-    PGresult *r = NULL;
-    if (rc == QP_OK)
-      r = pg_run(s, "SELECT pg_advisory_xact_lock(1903194726)", 0, NULL, NULL, NULL,
-                 PGRES_TUPLES_OK, "cannot lock");
-    if (rc == QP_OK && r == NULL) rc = s->err.code;
-    PQclear(r);
+    rc = begin_locked(s, "cannot begin");
     if (rc == QP_OK) rc = probe(s, &state);
-    if (rc == QP_OK && state == 0) {
-      PGresult *c = PQexec(g->conn, qp__store_schema_pg);
-      if (c == NULL || PQresultStatus(c) != PGRES_COMMAND_OK)
-        rc = pg_fail(s, c, QP_IO, "cannot create the store");
-      PQclear(c);
-    }
+    if (rc == QP_OK && state == 0) rc = run_script(s, qp__store_schema_pg, "cannot create the store");
     if (rc == QP_OK) rc = pg_cmd(s, "COMMIT", "cannot commit the schema");
     if (rc != QP_OK) PQclear(PQexec(g->conn, "ROLLBACK"));
   }

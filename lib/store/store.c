@@ -393,12 +393,11 @@ bool qp__summary_fill(qp_query_summary *q, const qp_entry *e, const char *query,
       .cache_hits = st->cache_hits,
       .cache_hit_ns = st->cache_hit_ns,
   };
-  double lo = (double)st->min_ns, hi = (double)st->max_ns;
-  q->p50_ns = qp__hist_quantile(&st->hist, 0.50, lo, hi);
-  q->p90_ns = qp__hist_quantile(&st->hist, 0.90, lo, hi);
-  q->p95_ns = qp__hist_quantile(&st->hist, 0.95, lo, hi);
-  q->p99_ns = qp__hist_quantile(&st->hist, 0.99, lo, hi);
-  q->p999_ns = qp__hist_quantile(&st->hist, 0.999, lo, hi);
+  q->p50_ns = qp__stats_quantile(st, 0.50);
+  q->p90_ns = qp__stats_quantile(st, 0.90);
+  q->p95_ns = qp__stats_quantile(st, 0.95);
+  q->p99_ns = qp__stats_quantile(st, 0.99);
+  q->p999_ns = qp__stats_quantile(st, 0.999);
   codes->len = 0;
   if (!qp__codes_encode(&st->codes, codes)) return false;
   q->error_codes = qp__buf_cstr(codes);
