@@ -533,7 +533,7 @@ bool qp__adv_add_cand(adv_ctx *x, const adv_cand *c) {
 /* "Consider dropping" notes from the catalog for every table the plan
  * read: indexes never scanned since the statistics reset, and indexes
  * whose keys are the first keys of another one. */
-static void catalog_notes(adv_ctx *x) {
+void qp__adv_catalog_notes(adv_ctx *x) {
   for (size_t ti = 0; ti < x->ntables; ti++) {
     const adv_table *t = &x->tables[ti];
     if (!t->found) continue;
@@ -883,7 +883,7 @@ static void advise_run(adv_ctx *x) {
   qp_result_free(r);
   a->sum.hypopg = x->hypopg;
   qp__adv_rules(x, t);
-  catalog_notes(x);
+  qp__adv_catalog_notes(x);
   for (size_t i = 0; i < x->ncands; i++)
     if (x->cands[i].ms_before < 0 && !x->cands[i].verify_sql[0] && t->analyzed)
       x->cands[i].ms_before = t->execution_ms;

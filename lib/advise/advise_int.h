@@ -164,6 +164,9 @@ void qp__adv_key_norm(const char *k, char *out, size_t cap);
 const adv_index *qp__adv_covered(const adv_table *t, const adv_cand *c);
 void qp__adv_keys_join(const adv_cand *c, char *out, size_t cap);
 double qp__adv_shape_ratio(adv_shape s);
+/* "Consider dropping" notes for every table read (unused when the catalog
+ * counts scans, prefixes of or the same keys as another index). */
+void qp__adv_catalog_notes(adv_ctx *x);
 /* Judges every group of candidates (advise.md, "Verification"). */
 void qp__adv_judge(adv_ctx *x, const char *how);
 /* Fills the advice from the accepted candidates and the findings. */

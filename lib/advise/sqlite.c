@@ -450,6 +450,7 @@ static void sq_advise_on(adv_ctx *x, qp_conn *c) {
       }
       l += ll + (e != NULL);
     }
+    qp__adv_catalog_notes(x);
     for (size_t i = 0; i < x->ncands && x->st == QP_OK; i++) sq_try(x, c, &x->cands[i], &base);
     if (x->st == QP_OK) {
       qp__adv_judge(x, x->analyze ? "a real index on the copy, measured" : "a real index on the copy, plan only");

@@ -36,6 +36,7 @@ static int setup(void **state) {
       " INSERT INTO orders SELECT n, 1 + (n * 7919) % 20000, n % 20 <> 0, 'User' || n || '@x.org',"
       " n % 1000, n % 100 FROM g;"
       "CREATE INDEX orders_weird_name ON orders (ref_code, x);"
+      "CREATE INDEX orders_ref ON orders (ref_code);"
       "CREATE TABLE items (order_id INT NOT NULL, qty INT NOT NULL);"
       "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 100000)"
       " INSERT INTO items SELECT 1 + (n * 13) % 200000, n % 7 FROM g;"
@@ -140,6 +141,9 @@ static void test_filter_on_copy(void **state) {
   const qp_advice_index *s = only(&r, "seq_scan_filter");
   assert_string_equal(s->columns, "customer_id");
   assert_string_equal(s->statement, "CREATE INDEX orders_customer_id_idx ON orders (customer_id)");
+  /* from the catalog: orders_ref is the prefix of orders_weird_name */
+  assert_true(has_note(r.a, "consider dropping orders_ref on orders: its keys are a prefix of "
+                            "orders_weird_name"));
   assert_true(s->cost_after * 2 <= s->cost_before); /* VM steps, measured on the copy */
   assert_true(s->ms_before >= 0 && s->ms_after >= 0);
   assert_true(qp_advice_summary_get(r.a)->executed);
