@@ -8,7 +8,7 @@ PKGS="build-essential cmake pkg-config git
   libpq-dev libsqlite3-dev libpcre2-dev libxxhash-dev libjansson-dev libcmocka-dev
   clang libclang-rt-14-dev
   chromium
-  postgresql postgresql-contrib postgresql-15-hypopg pgbouncer
+  postgresql postgresql-contrib postgresql-15-hypopg pgbouncer pgpool2
   sqlite3 python3 python3-psycopg2
   libpg-query-dev"
 missing=""

@@ -24,6 +24,9 @@ struct qp__bconn {
   qp__change_fn watch_fn;
   void *watch_ud;
   int64_t data_version; /* last PRAGMA data_version seen; -1 none yet */
+  /* PRAGMA data_version, prepared once: the result cache reads it before
+   * every hit (lib/backend/sqlite_cache.c); finalized before db closes */
+  sqlite3_stmt *dv;
 };
 
 /* ---- results ------------------------------------------------------------ */
@@ -285,6 +288,7 @@ static qp_status sq_connect(const char *dsn, const qp__bconnect_opts *o, qp__bco
 static void sq_close(qp__bconn *b) {
   if (b == NULL) return;
   qp__stmt_cache_free(&b->cache, finalize_handle, NULL);
+  sqlite3_finalize(b->dv);
   sqlite3_close_v2(b->db);
   qp__free(b->hooks, b->path);
   qp__free(b->hooks, b);
@@ -588,6 +592,8 @@ static qp_status sq_reset(qp__bconn *b, qp__berr *err) {
   if (st != QP_OK) return st;
   qp__stmt_cache_clear(&b->cache, finalize_handle, NULL);
   if (b->memory) return QP_OK;
+  sqlite3_finalize(b->dv);
+  b->dv = NULL;
   sqlite3_close_v2(b->db);
   b->db = NULL;
   st = sq_open_db(b, err);
@@ -638,6 +644,8 @@ const char *qp__sq_path(const qp__bconn *b);
 const char *qp__sq_path(const qp__bconn *b) { return b->memory ? NULL : b->path; }
 int64_t *qp__sq_data_version(qp__bconn *b);
 int64_t *qp__sq_data_version(qp__bconn *b) { return &b->data_version; }
+sqlite3_stmt **qp__sq_dv_stmt(qp__bconn *b);
+sqlite3_stmt **qp__sq_dv_stmt(qp__bconn *b) { return &b->dv; }
 void qp__sq_set_watch(qp__bconn *b, qp__change_fn fn, void *ud);
 void qp__sq_set_watch(qp__bconn *b, qp__change_fn fn, void *ud) {
   b->watch_fn = fn;

@@ -14,6 +14,7 @@
 sqlite3 *qp__sq_db(qp__bconn *b);
 const char *qp__sq_path(const qp__bconn *b);
 int64_t *qp__sq_data_version(qp__bconn *b);
+sqlite3_stmt **qp__sq_dv_stmt(qp__bconn *b);
 void qp__sq_set_watch(qp__bconn *b, qp__change_fn fn, void *ud);
 
 /* One query, one integer row; false on failure. */
@@ -84,9 +85,19 @@ static int sq_func(qp__bconn *b, const char *name) {
   return v[1] > 0 ? 0 : 1;
 }
 
+/* Before every hit: the statement is prepared once per connection (its
+ * read of the file's change counter is the cost that stays). */
 static int sq_changed(qp__bconn *b) {
-  int64_t v;
-  if (!ints(qp__sq_db(b), "PRAGMA data_version", NULL, &v, 1)) return -1;
+  sqlite3_stmt **st = qp__sq_dv_stmt(b);
+  if (*st == NULL && sqlite3_prepare_v3(qp__sq_db(b), "PRAGMA data_version", -1,
+                                        SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
+    *st = NULL;
+    return -1;
+  }
+  bool ok = sqlite3_step(*st) == SQLITE_ROW;
+  int64_t v = ok ? sqlite3_column_int64(*st, 0) : 0;
+  sqlite3_reset(*st);
+  if (!ok) return -1;
   int64_t *last = qp__sq_data_version(b);
   int changed = *last != v;
   *last = v;
