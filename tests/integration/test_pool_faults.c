@@ -251,12 +251,13 @@ static void test_starting_up_keeps_waiters_waiting(void **state) {
   /* a short acquire times out with the cause, not at once */
   qp_conn *c;
   uint64_t t0 = now_ms();
-  assert_int_equal(qp_pool_acquire_timeout(p, &c, 300), QP_UNAVAILABLE);
+  char msg[1024] = "";
+  /* 1 s: long enough for a connection attempt to come back with the
+   * server's answer on a loaded machine (at 300 ms it sometimes had not) */
+  assert_int_equal(qp_pool_acquire_msg(p, &c, 1000, msg, sizeof msg), QP_UNAVAILABLE);
   uint64_t took = now_ms() - t0;
-  assert_true(took >= 300 && took < 1300);
-  char msg[1024];
-  qp_pool_errmsg(p, msg, sizeof msg);
-  assert_non_null(strstr(msg, "57P03"));
+  if (took < 1000 || took >= 6000) fail_msg("the acquire took %llu ms", (unsigned long long)took);
+  if (strstr(msg, "57P03") == NULL) fail_msg("no 57P03 in '%s'", msg);
   enum { N = 4 };
   pthread_t th[N];
   waiter_arg w[N];
@@ -280,7 +281,9 @@ static void test_starting_up_keeps_waiters_waiting(void **state) {
   }
   print_message("waiters served %llu ms after promotion\n",
                 (unsigned long long)(now_ms() - promoted));
-  assert_true(now_ms() - promoted <= 1500);
+  /* served after promotion by the next retry, not after the acquire
+   * timeout: the bound is loose for loaded machines, the timeout is 8 s */
+  assert_true(now_ms() - promoted <= 5000);
   qp_pool_close(p);
 }
 
