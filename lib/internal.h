@@ -89,6 +89,9 @@ void qp__format_iso8601(int64_t wall_ns, char *buf, size_t len);
  * a Unix time ("@1700000000") or a relative time ("-15m", "-2h", "-1d", "now").
  * Returns false on anything else. */
 bool qp__parse_time(const char *text, int64_t now_wall_ns, int64_t *out_wall_ns);
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian), for readers of
+ * calendar times (lib/ingest/prefix.c). */
+int64_t qp__days_from_civil(int64_t y, int m, int d);
 
 /* ---- options by id (lib/core/options.c) --------------------------------
  * Every row of the options table has an id: QP__OPT_<id> indexes it and

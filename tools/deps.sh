@@ -5,10 +5,10 @@
 # loads the HTML report in it (docs/dependencies.md).
 set -eu
 PKGS="build-essential cmake pkg-config git
-  libpq-dev libsqlite3-dev libpcre2-dev libxxhash-dev libjansson-dev libcmocka-dev
+  libpq-dev libsqlite3-dev libpcre2-dev libxxhash-dev libjansson-dev libcmocka-dev zlib1g-dev
   clang libclang-rt-14-dev
   chromium
-  postgresql postgresql-contrib postgresql-15-hypopg pgbouncer pgpool2
+  postgresql postgresql-contrib postgresql-15-hypopg pgbouncer pgpool2 pgbadger
   sqlite3 python3 python3-psycopg2
   libpg-query-dev"
 missing=""

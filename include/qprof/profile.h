@@ -105,7 +105,10 @@ typedef struct qp_query_event {
   /* NULL on success; else the SQLSTATE ("23505") or the SQLite extended
    * result code name ("SQLITE_CONSTRAINT_UNIQUE"); borrowed. */
   const char *error;
-  int64_t end_wall_ns;    /* wall-clock end time; 0 means now */
+  /* Wall-clock end time (ns since the epoch); 0 means now. The event goes
+   * into the bucket of this time, whatever the time now: a recorder of past
+   * executions (the log reader, ingest.h) passes the time they ended. */
+  int64_t end_wall_ns;
   /* Appended (read only when `size` covers it): the statement was answered
    * by a result cache (include/qprof/cache.h) without reaching the
    * database. It counts as a cache hit of its fingerprint, with

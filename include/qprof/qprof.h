@@ -3,7 +3,8 @@
  *
  * Areas: status codes (status.h), hooks and versions (core.h), options
  * (config.h), SQL normalization (sql.h), profiles and stores (profile.h,
- * store.h), reports over a store (report.h), statement parameters and results
+ * store.h), PostgreSQL server logs into a profile (ingest.h), reports over a
+ * store (report.h), statement parameters and results
  * (result.h), the connection pool (pool.h), the SELECT result cache
  * (cache.h), the index advisor (advise.h).
  */
@@ -20,6 +21,7 @@
 #include "store.h"
 #include "report.h"
 #include "segment.h"
+#include "ingest.h"
 #include "result.h"
 #include "pool.h"
 #include "cache.h"

@@ -230,7 +230,7 @@ static bool parse_digits(const char **p, int n, int *out) {
 
 /* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
  * (Howard Hinnant's days_from_civil); avoids timegm's global TZ state. */
-static int64_t days_from_civil(int64_t y, int m, int d) {
+int64_t qp__days_from_civil(int64_t y, int m, int d) {
   y -= m <= 2;
   const int64_t era = (y >= 0 ? y : y - 399) / 400;
   const int64_t yoe = y - era * 400;
@@ -309,7 +309,7 @@ bool qp__parse_time(const char *text, int64_t now_wall_ns, int64_t *out) {
     offset_s = sign * (oh * 3600 + om * 60);
   }
   if (*p != '\0') return false;
-  int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset_s;
+  int64_t secs = qp__days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset_s;
   *out = secs * 1000000000 + frac_ns;
   return true;
 }

@@ -589,3 +589,5 @@ const qp_hooks *qp__profile_hooks(const qp_profile *p) { return p != NULL ? &p->
 bool qp__profile_ignores(qp_profile *p, const char *norm, size_t len) {
   return p != NULL && is_ignored(p, norm, len);
 }
+
+bool qp__profile_sampling(const qp_profile *p) { return p != NULL && p->sample; }

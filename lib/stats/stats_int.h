@@ -166,6 +166,9 @@ qp_status qp__profile_flush_dropped(qp_profile *p, qp_store *store, int64_t drop
  * qp__free(qp__profile_hooks(p), ...); NULL on out of memory. */
 char *qp__profile_redact(qp_profile *p, qp_backend be, const char *sql, size_t len);
 const qp_hooks *qp__profile_hooks(const qp_profile *p);
+/* Whether the profile keeps samples (so that a recorder builds the sample
+ * text only when it will be read: lib/ingest/events.c). */
+bool qp__profile_sampling(const qp_profile *p);
 /* Whether normalized text matches the profile's ignore pattern. */
 bool qp__profile_ignores(qp_profile *p, const char *norm, size_t len);
 

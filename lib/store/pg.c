@@ -498,6 +498,74 @@ static qp_status write_drop(qp_store *s, const qp_drop *d) {
   return QP_OK;
 }
 
+/* Inserts or updates the file mark (see qp_file_mark). */
+static qp_status write_mark(qp_store *s, qp_file_mark *m) {
+  char v[11][32];
+  snprintf(v[0], sizeof v[0], "%lld", (long long)m->id);
+  snprintf(v[1], sizeof v[1], "%lld", (long long)m->device);
+  snprintf(v[2], sizeof v[2], "%lld", (long long)m->inode);
+  snprintf(v[3], sizeof v[3], "%lld", (long long)m->size);
+  snprintf(v[4], sizeof v[4], "%lld", (long long)m->head_len);
+  snprintf(v[5], sizeof v[5], "%lld", (long long)(int64_t)m->head_hash);
+  snprintf(v[6], sizeof v[6], "%lld", (long long)m->read_to);
+  snprintf(v[7], sizeof v[7], "%lld", (long long)m->lines);
+  snprintf(v[8], sizeof v[8], "%d", m->gzip ? 1 : 0);
+  snprintf(v[9], sizeof v[9], "%lld", (long long)qp__wall_ns());
+  const char *vals[11] = {v[0], m->path ? m->path : "", v[1], v[2], v[3], v[4],
+                          v[5], v[6], v[7], v[8], v[9]};
+  PGresult *r;
+  if (m->id > 0) {
+    r = pg_run(s,
+               "UPDATE qprof.qp_ingest_file SET path = $2, device = $3, inode = $4, size = $5, "
+               "head_len = $6, head_hash = $7, read_to = $8, lines = $9, gzip = $10, "
+               "updated_ns = $11 WHERE id = $1",
+               11, vals, NULL, NULL, PGRES_COMMAND_OK, "cannot write a file position");
+  } else {
+    r = pg_run(s,
+               "INSERT INTO qprof.qp_ingest_file (path, device, inode, size, head_len, head_hash, "
+               "read_to, lines, gzip, updated_ns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+               "$10) RETURNING id",
+               10, vals + 1, NULL, NULL, PGRES_TUPLES_OK, "cannot write a file position");
+    if (r != NULL) m->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  }
+  if (r == NULL) return s->err.code;
+  PQclear(r);
+  return QP_OK;
+}
+
+static qp_status pg_marks_find(qp_store *s, int64_t device, int64_t inode, uint64_t head_hash,
+                               qp_file_mark *out, size_t cap, size_t *n) {
+  char v[4][32];
+  snprintf(v[0], sizeof v[0], "%lld", (long long)device);
+  snprintf(v[1], sizeof v[1], "%lld", (long long)inode);
+  snprintf(v[2], sizeof v[2], "%lld", (long long)(int64_t)head_hash);
+  snprintf(v[3], sizeof v[3], "%zu", cap);
+  const char *vals[4] = {v[0], v[1], v[2], v[3]};
+  PGresult *r = pg_run(s,
+                       "SELECT id, device, inode, size, head_len, head_hash, read_to, lines, gzip "
+                       "FROM qprof.qp_ingest_file WHERE (device = $1 AND inode = $2) OR "
+                       "head_hash = $3 ORDER BY updated_ns DESC, id DESC "
+                       "LIMIT $4",
+                       4, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read the file positions");
+  if (r == NULL) return s->err.code;
+  int rows = PQntuples(r);
+  for (int i = 0; i < rows && (size_t)i < cap; i++) {
+    qp_file_mark *m = &out[(*n)++];
+    memset(m, 0, sizeof *m);
+    m->id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+    m->device = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+    m->inode = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    m->size = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+    m->head_len = strtoll(PQgetvalue(r, i, 4), NULL, 10);
+    m->head_hash = (uint64_t)strtoll(PQgetvalue(r, i, 5), NULL, 10);
+    m->read_to = strtoll(PQgetvalue(r, i, 6), NULL, 10);
+    m->lines = strtoll(PQgetvalue(r, i, 7), NULL, 10);
+    m->gzip = PQgetvalue(r, i, 8)[0] == '1';
+  }
+  PQclear(r);
+  return QP_OK;
+}
+
 static qp_status pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop) {
   if (s->mode != QP_STORE_WRITE)
     return qp__err_set(&s->err, QP_INVALID, "%s: store opened read-only", s->display);
@@ -507,7 +575,7 @@ static qp_status pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop
   for (const qp_entry *e = list; e != NULL; e = e->next)
     if (!e->ignored && (e->st.calls > 0 || e->st.cache_hits > 0)) n++;
   bool dropping = drop != NULL && drop->n > 0;
-  if (n == 0 && !dropping) return QP_OK;
+  if (n == 0 && !dropping && s->mark == NULL) return QP_OK;
   const qp_entry **v = qp__calloc(&s->hooks, n ? n : 1, sizeof *v);
   if (v == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
   n = 0;
@@ -522,8 +590,12 @@ static qp_status pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop
   for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_query(s, v[i]);
   for (int level = 0; rc == QP_OK && level < QP_LEVELS; level++)
     for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_stats(s, level, v[i], &codes, &hist);
+  int64_t mark_id = s->mark ? s->mark->id : 0;
+  if (rc == QP_OK && s->mark != NULL) rc = write_mark(s, s->mark);
   if (rc == QP_OK) rc = pg_cmd(s, "COMMIT", "cannot commit a flush");
   if (rc != QP_OK) PQclear(PQexec(((pg_store *)s->impl)->conn, "ROLLBACK"));
+  if (rc == QP_OK && s->mark != NULL) s->mark_done = true;
+  else if (s->mark != NULL) s->mark->id = mark_id;
   qp__buf_free(&codes);
   qp__buf_free(&hist);
   qp__free(&s->hooks, v);
@@ -676,4 +748,5 @@ const qp_store_ops qp__pg_store_ops = {
     .bucket_before = pg_bucket_before,
     .query_text = pg_query_text,
     .query_texts = pg_query_texts,
+    .marks_find = pg_marks_find,
 };

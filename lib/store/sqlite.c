@@ -27,7 +27,7 @@
 typedef struct sq_store {
   sqlite3 *db;
   sqlite3_stmt *up_query, *up_stats, *scan, *first, *last, *text, *ins_stats, *ins_query;
-  sqlite3_stmt *before;
+  sqlite3_stmt *before, *mark_put, *mark_find;
   qp_buf hist_buf, codes_buf;
   bool reading; /* inside a read transaction begun by sq_read_begin */
   bool no_hits; /* a store older than version 4 read without migrating: no cache hit columns */
@@ -420,7 +420,8 @@ static void sq_close(qp_store *s) {
   sq_store *q = s->impl;
   if (q == NULL) return;
   sqlite3_stmt *all[] = {q->up_query, q->up_stats, q->scan,      q->first,
-                         q->last,     q->text,     q->ins_stats, q->ins_query, q->before};
+                         q->last,     q->text,     q->ins_stats, q->ins_query, q->before,
+                         q->mark_put, q->mark_find};
   for (size_t i = 0; i < QP_ARRAY_LEN(all); i++) sqlite3_finalize(all[i]);
   sqlite3_close(q->db);
   qp__buf_free(&q->hist_buf);
@@ -504,6 +505,68 @@ static qp_status write_drop(qp_store *s, sq_store *q, const qp_drop *d) {
   return rc == SQLITE_DONE ? QP_OK : sq_fail(s, q->db, QP_IO, "cannot write the dropped count");
 }
 
+/* Inserts or updates the file mark (see qp_file_mark). */
+static qp_status write_mark(qp_store *s, sq_store *q, qp_file_mark *m) {
+  qp_status rc = sq_prepare(s, q, &q->mark_put,
+                            "INSERT INTO qp_ingest_file (id, path, device, inode, size, head_len, "
+                            "head_hash, read_to, lines, gzip, updated_ns) VALUES (?1, ?2, ?3, ?4, "
+                            "?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO UPDATE SET "
+                            "path = excluded.path, device = excluded.device, inode = "
+                            "excluded.inode, size = excluded.size, head_len = excluded.head_len, "
+                            "head_hash = excluded.head_hash, read_to = excluded.read_to, lines = "
+                            "excluded.lines, gzip = excluded.gzip, updated_ns = "
+                            "excluded.updated_ns");
+  if (rc != QP_OK) return rc;
+  sqlite3_stmt *st = q->mark_put;
+  if (m->id > 0) sqlite3_bind_int64(st, 1, m->id);
+  sqlite3_bind_text(st, 2, m->path ? m->path : "", -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, m->device);
+  sqlite3_bind_int64(st, 4, m->inode);
+  sqlite3_bind_int64(st, 5, m->size);
+  sqlite3_bind_int64(st, 6, m->head_len);
+  sqlite3_bind_int64(st, 7, (int64_t)m->head_hash);
+  sqlite3_bind_int64(st, 8, m->read_to);
+  sqlite3_bind_int64(st, 9, m->lines);
+  sqlite3_bind_int(st, 10, m->gzip ? 1 : 0);
+  sqlite3_bind_int64(st, 11, qp__wall_ns());
+  rc = step_done(s, q, st, "cannot write a file position");
+  if (rc == QP_OK && m->id <= 0) m->id = sqlite3_last_insert_rowid(q->db);
+  return rc;
+}
+
+static qp_status sq_marks_find(qp_store *s, int64_t device, int64_t inode, uint64_t head_hash,
+                               qp_file_mark *out, size_t cap, size_t *n) {
+  sq_store *q = s->impl;
+  qp_status rc = sq_prepare(s, q, &q->mark_find,
+                            "SELECT id, device, inode, size, head_len, head_hash, read_to, lines, "
+                            "gzip FROM qp_ingest_file WHERE (device = ?1 AND inode = ?2) OR "
+                            "head_hash = ?3 ORDER BY updated_ns DESC, id "
+                            "DESC LIMIT ?4");
+  if (rc != QP_OK) return rc;
+  sqlite3_stmt *st = q->mark_find;
+  sqlite3_bind_int64(st, 1, device);
+  sqlite3_bind_int64(st, 2, inode);
+  sqlite3_bind_int64(st, 3, (int64_t)head_hash);
+  sqlite3_bind_int64(st, 4, (int64_t)cap);
+  int r;
+  while ((r = sqlite3_step(st)) == SQLITE_ROW && *n < cap) {
+    qp_file_mark *m = &out[(*n)++];
+    memset(m, 0, sizeof *m);
+    m->id = sqlite3_column_int64(st, 0);
+    m->device = sqlite3_column_int64(st, 1);
+    m->inode = sqlite3_column_int64(st, 2);
+    m->size = sqlite3_column_int64(st, 3);
+    m->head_len = sqlite3_column_int64(st, 4);
+    m->head_hash = (uint64_t)sqlite3_column_int64(st, 5);
+    m->read_to = sqlite3_column_int64(st, 6);
+    m->lines = sqlite3_column_int64(st, 7);
+    m->gzip = sqlite3_column_int(st, 8) != 0;
+  }
+  sqlite3_reset(st);
+  if (r != SQLITE_ROW && r != SQLITE_DONE) return sq_fail(s, q->db, QP_IO, "cannot read the file positions");
+  return QP_OK;
+}
+
 static qp_status sq_write(qp_store *s, const qp_entry *list, const qp_drop *drop) {
   sq_store *q = s->impl;
   if (s->mode != QP_STORE_WRITE)
@@ -513,8 +576,12 @@ static qp_status sq_write(qp_store *s, const qp_entry *list, const qp_drop *drop
   if (drop != NULL && drop->n > 0) rc = write_drop(s, q, drop);
   for (const qp_entry *e = list; rc == QP_OK && e != NULL; e = e->next)
     if (!e->ignored && (e->st.calls > 0 || e->st.cache_hits > 0)) rc = write_entry(s, q, e);
+  int64_t mark_id = s->mark ? s->mark->id : 0;
+  if (rc == QP_OK && s->mark != NULL) rc = write_mark(s, q, s->mark);
   if (rc == QP_OK) rc = sq_exec(s, q->db, "COMMIT", "cannot commit a flush");
   if (rc != QP_OK) sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+  if (rc == QP_OK && s->mark != NULL) s->mark_done = true;
+  else if (s->mark != NULL) s->mark->id = mark_id;
   return rc;
 }
 
@@ -678,6 +745,7 @@ const qp_store_ops qp__sqlite_store_ops = {
     .name = "sqlite",
     .open = sq_open,
     .close = sq_close,
+    .marks_find = sq_marks_find,
     .write = sq_write,
     .bucket_range = sq_bucket_range,
     .scan = sq_scan,

@@ -113,6 +113,23 @@ qp_status qp__store_dropped(qp_store *s, int64_t since_ns, int64_t until_ns, uin
   return s->ops->dropped(s, lo, hi, n);
 }
 
+qp_status qp__store_flush_marked(qp_store *s, qp_profile *p, qp_file_mark *mark) {
+  if (s == NULL || p == NULL || mark == NULL) return QP_INVALID;
+  s->mark = mark;
+  s->mark_done = false;
+  qp_status rc = qp_profile_flush(p, s);
+  if (rc == QP_OK && !s->mark_done) rc = qp__store_write(s, NULL, NULL);
+  s->mark = NULL;
+  return rc;
+}
+
+qp_status qp__store_marks_find(qp_store *s, int64_t device, int64_t inode, uint64_t head_hash,
+                               qp_file_mark *out, size_t cap, size_t *n) {
+  qp__err_clear(&s->err);
+  *n = 0;
+  return s->ops->marks_find(s, device, inode, head_hash, out, cap, n);
+}
+
 /* ---- summaries over a window -------------------------------------------- */
 
 typedef struct agg_map {

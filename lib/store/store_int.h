@@ -41,6 +41,24 @@ typedef struct qp_drop {
 typedef qp_status (*qp_text_fn)(void *ud, uint64_t fingerprint, const char *query,
                                 const char *sample);
 
+/* How far one log file was read by qp_ingest_file (lib/ingest/file.c). A
+ * store write with s->mark set writes it in the same transaction as the
+ * statistics, so that a file's position and what was read before it are
+ * stored together or not at all. */
+typedef struct qp_file_mark {
+  int64_t id;           /* row id; 0: not stored yet (the write that inserts it sets it) */
+  const char *path;     /* borrowed; NULL in rows found */
+  int64_t device, inode, size;
+  int64_t head_len;     /* bytes the hash covers: min(4096, text length) */
+  uint64_t head_hash;   /* XXH3 of the first head_len bytes of the (uncompressed) text */
+  int64_t read_to;      /* bytes of text read (whole messages) */
+  int64_t lines;        /* lines in those bytes */
+  bool gzip;
+} qp_file_mark;
+
+/* How many candidate rows qp__store_marks_find returns at most. */
+#define QP_MARKS_MAX 8
+
 typedef struct qp_store_ops {
   const char *name;
   /* Opens s->location; sets s->impl. On error sets s->err and cleans up. */
@@ -75,6 +93,10 @@ typedef struct qp_store_ops {
    * each that the store knows, in that order, with its text and sample
    * (NULL when none). */
   qp_status (*query_texts)(qp_store *s, const uint64_t *fps, size_t n, qp_text_fn fn, void *ud);
+  /* The file marks with this device and inode, or with this head hash,
+   * newest first, at most `cap`. */
+  qp_status (*marks_find)(qp_store *s, int64_t device, int64_t inode, uint64_t head_hash,
+                          qp_file_mark *out, size_t cap, size_t *n);
 } qp_store_ops;
 
 struct qp_store {
@@ -85,7 +107,17 @@ struct qp_store {
   char *location;   /* as given */
   char *display;    /* password removed */
   void *impl;
+  qp_file_mark *mark; /* written by the next write (see qp_file_mark); NULL none */
+  bool mark_done;     /* the write wrote it */
 };
+
+/* Flushes `p` into `s` with `mark` in the same transaction (a transaction
+ * with only the mark when the profile is empty); mark->id is set when the
+ * row was inserted. Errors as qp_profile_flush. */
+qp_status qp__store_flush_marked(qp_store *s, qp_profile *p, qp_file_mark *mark);
+/* See qp_store_ops.marks_find. */
+qp_status qp__store_marks_find(qp_store *s, int64_t device, int64_t inode, uint64_t head_hash,
+                               qp_file_mark *out, size_t cap, size_t *n);
 
 extern const qp_store_ops qp__sqlite_store_ops;
 
@@ -138,7 +170,7 @@ extern const char qp__store_schema_v1[];
 extern const char *const qp__store_migrations[];
 extern const char *const qp__store_migration_files[];
 extern const int qp__store_nmigrations;
-#define QP_STORE_SCHEMA_VERSION 4
+#define QP_STORE_SCHEMA_VERSION 5
 /* The PostgreSQL store's schema (sql/store_schema_pg.sql), at
  * QP_STORE_SCHEMA_VERSION, and its migrations (sql/migrations_pg/): the
  * i-th takes a store to version qp__store_migrations_pg_version[i] from the

@@ -215,7 +215,7 @@ static char *one_value(int k, const char *sql) {
  * segments) add up per minute and are read per window. */
 static void test_migrates_and_counts_dropped(void **state) {
   (void)state;
-  on_db(0, "DROP TABLE IF EXISTS qprof.qp_dropped; "
+  on_db(0, "DROP TABLE IF EXISTS qprof.qp_dropped; DROP TABLE IF EXISTS qprof.qp_ingest_file; "
            "UPDATE qprof.qp_meta SET value = '2' WHERE key = 'schema_version'");
   qp_store *s;
   char err[1024];

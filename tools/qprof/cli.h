@@ -28,6 +28,7 @@ int cmd_diff(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_collect(int argc, char **argv);
 int cmd_advise(int argc, char **argv);
+int cmd_ingest(int argc, char **argv);
 
 /* The collector both `qprof run` and `qprof collect` are (cmd_collect.c):
  * a harvester on a run directory and the store it writes, opened at the

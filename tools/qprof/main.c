@@ -9,6 +9,7 @@ static const cli_verb verbs[] = {
     /* VERBS: keep sorted by how often people use them. */
     {"run", cmd_run, "run a command with its libpq/sqlite3 queries profiled (LD_PRELOAD)"},
     {"collect", cmd_collect, "harvest a run directory of the shim into a store, as a daemon (services)"},
+    {"ingest", cmd_ingest, "read PostgreSQL server logs (stderr, csvlog, jsonlog; gzip) into a store"},
     {"report", cmd_report, "rank the recorded queries of a profile store (text, JSON, CSV or HTML)"},
     {"diff", cmd_diff, "compare two profiles per query; exit 3 on a p95 regression (CI gate)"},
     {"advise", cmd_advise, "index advice from EXPLAIN, each index proven on the database (HypoPG or rolled back)"},
