@@ -129,6 +129,9 @@ static int ingest_one(const char *path, qp_store *store, const qp_profile_option
   int code = QP_EXIT_OK;
   if (rc != QP_OK) {
     code = cli_fail(VERB, "%s", qp_ingest_errmsg(in));
+  } else if (res.start == QP_INGEST_UNCHANGED) {
+    printf("%s: unchanged since the last read (%llu bytes read before)\n", path,
+           (unsigned long long)res.to);
   } else {
     double s = since_s(&pg.start);
     printf("%s: %s%s, %s format%s%s%s: %llu lines, %llu statements recorded (%llu errors",
