@@ -395,8 +395,10 @@ static qp_status sq_open(qp_store *s, qp_store_mode mode) {
    * indexes; SQLite's default 2 MB page cache then re-reads and spills the
    * same pages thousands of times (100,000 distinct statements: 580,000
    * pwrite and 630,000 pread calls). The cache grows only as pages are
-   * used, so the bound costs nothing on small flushes. */
-  if (rc == QP_OK)
+   * used, so the bound costs nothing on small flushes. Writers only: a
+   * report reads each page about once, and would only grow its peak memory
+   * (100,000 queries: 78 MB with the default cache, 98 MB with this one). */
+  if (rc == QP_OK && mode == QP_STORE_WRITE)
     rc = sq_exec(s, q->db, "PRAGMA cache_size = -65536", "cannot set the page cache size");
   if (rc == QP_OK && mode == QP_STORE_WRITE) {
     /* Stores are created in WAL mode; one switched back by hand goes back
