@@ -49,16 +49,6 @@
 
 static int g_rounds = 5;
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-  char cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  int rc = system(cmd);
-  return rc == -1 ? -1 : WEXITSTATUS(rc);
-}
 
 static double now_ns(void) {
   struct timespec ts;
@@ -408,7 +398,7 @@ static bool read_env(void) {
 static bool pg_start(void) {
   g_port = 57000 + (int)(getpid() % 2000);
   snprintf(g_env, sizeof g_env, "/tmp/qprof-bench-cache-%d.env", (int)getpid());
-  if (sh("QP_PG_PORT=%d sh '%s/tests/support/pgcluster.sh' start '%s' >/dev/null", g_port,
+  if (bench_sh("QP_PG_PORT=%d sh '%s/tests/support/pgcluster.sh' start '%s' >/dev/null", g_port,
          QP_SOURCE_DIR, g_env) != 0 || !read_env())
     return false;
   snprintf(g_pg_dsn, sizeof g_pg_dsn, "host=%s port=%d user=postgres dbname=postgres", g_dir,
@@ -433,7 +423,7 @@ static bool pg_start(void) {
 static bool pgpool_start(void) {
   snprintf(g_pool_dir, sizeof g_pool_dir, "%s/pgpool", g_dir);
   g_pgpool_port = g_port + 1;
-  if (sh("mkdir -p '%s/oid' && chown -R postgres '%s' 2>/dev/null; true", g_pool_dir,
+  if (bench_sh("mkdir -p '%s/oid' && chown -R postgres '%s' 2>/dev/null; true", g_pool_dir,
          g_pool_dir) != 0)
     return false;
   char conf[512];
@@ -453,7 +443,7 @@ static bool pgpool_start(void) {
           g_pgpool_port, g_pool_dir, g_pgpool_port + 1, g_pool_dir, g_dir, g_port, g_pool_dir,
           g_pool_dir, g_pool_dir);
   fclose(f);
-  sh("touch '%s/pcp.conf' '%s/pool_hba.conf' && chown postgres '%s'/*", g_pool_dir, g_pool_dir,
+  bench_sh("touch '%s/pcp.conf' '%s/pool_hba.conf' && chown postgres '%s'/*", g_pool_dir, g_pool_dir,
      g_pool_dir);
   fflush(NULL); /* the child must not write our buffered output again */
   pid_t pid = fork();
@@ -491,7 +481,7 @@ static void pg_stop(void) {
     kill(g_pgpool_pid, SIGTERM);
     waitpid(g_pgpool_pid, NULL, 0);
   }
-  if (g_env[0]) sh("sh '%s/tests/support/pgcluster.sh' stop '%s' >/dev/null", QP_SOURCE_DIR, g_env);
+  if (g_env[0]) bench_sh("sh '%s/tests/support/pgcluster.sh' stop '%s' >/dev/null", QP_SOURCE_DIR, g_env);
 }
 
 /* Per-query median of `n` PK SELECTs on a hot set of 100 keys, one libpq

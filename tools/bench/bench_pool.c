@@ -56,16 +56,6 @@ static uint64_t xorshift(uint64_t *s) {
   return *s = x;
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-  char cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  int rc = system(cmd);
-  return rc == -1 ? -1 : WEXITSTATUS(rc);
-}
 
 /* ---- the cluster and pgbouncer ------------------------------------------ */
 
@@ -88,13 +78,13 @@ static const char *as_pg(void) { return getuid() == 0 ? "runuser -u postgres --"
 static bool start_cluster(void) {
   g_port = 56000 + (int)(getpid() % 3000);
   snprintf(g_env, sizeof g_env, "/tmp/qprof-bench-pool-%d.env", (int)getpid());
-  if (sh("QP_PG_PORT=%d sh '%s/tests/support/pgcluster.sh' start '%s' >/dev/null", g_port,
+  if (bench_sh("QP_PG_PORT=%d sh '%s/tests/support/pgcluster.sh' start '%s' >/dev/null", g_port,
          QP_SOURCE_DIR, g_env) != 0 || !read_env()) {
     fprintf(stderr, "bench_pool: cannot start a PostgreSQL cluster\n");
     return false;
   }
   snprintf(g_dsn, sizeof g_dsn, "host=%s port=%d user=postgres dbname=postgres", g_dir, g_port);
-  if (sh("pgbench -i -s 1 -q -h '%s' -p %d -U postgres postgres >/dev/null 2>&1", g_dir, g_port) !=
+  if (bench_sh("pgbench -i -s 1 -q -h '%s' -p %d -U postgres postgres >/dev/null 2>&1", g_dir, g_port) !=
       0) {
     fprintf(stderr, "bench_pool: pgbench -i failed\n");
     return false;
@@ -114,8 +104,8 @@ static bool start_cluster(void) {
           "pidfile = %s/pgbouncer.pid\n",
           g_dir, g_port, g_dir, g_bport, g_dir, g_dir, g_dir);
   fclose(f);
-  sh("echo '\"postgres\" \"\"' > '%s/userlist.txt'", g_dir);
-  if (sh("%s pgbouncer -d -q '%s' >/dev/null 2>&1", as_pg(), ini) == 0) {
+  bench_sh("echo '\"postgres\" \"\"' > '%s/userlist.txt'", g_dir);
+  if (bench_sh("%s pgbouncer -d -q '%s' >/dev/null 2>&1", as_pg(), ini) == 0) {
     snprintf(g_bouncer_dsn, sizeof g_bouncer_dsn, "host=%s port=%d user=postgres dbname=postgres",
              g_dir, g_bport);
     for (int i = 0; i < 50 && !g_bouncer; i++) {
@@ -130,9 +120,9 @@ static bool start_cluster(void) {
 }
 
 static void stop_cluster(void) {
-  if (g_dir[0]) sh("[ -f '%s/pgbouncer.pid' ] && kill -INT $(cat '%s/pgbouncer.pid') 2>/dev/null; "
+  if (g_dir[0]) bench_sh("[ -f '%s/pgbouncer.pid' ] && kill -INT $(cat '%s/pgbouncer.pid') 2>/dev/null; "
                    "sleep 0.2", g_dir, g_dir);
-  if (g_env[0]) sh("sh '%s/tests/support/pgcluster.sh' stop '%s' >/dev/null", QP_SOURCE_DIR, g_env);
+  if (g_env[0]) bench_sh("sh '%s/tests/support/pgcluster.sh' stop '%s' >/dev/null", QP_SOURCE_DIR, g_env);
 }
 
 /* ---- workers ------------------------------------------------------------- */
