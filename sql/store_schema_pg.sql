@@ -1,5 +1,5 @@
 -- qprof profile store on PostgreSQL (a central store for a fleet of hosts),
--- schema version 5: the same tables as the SQLite store (store_schema.sql
+-- schema version 6: the same tables as the SQLite store (store_schema.sql
 -- plus migrations), in their own schema "qprof". The library embeds this
 -- text (lib/store/schema.c); a unit test keeps them equal. Histograms and
 -- error-code lists are merged by the writing client inside its transaction,
@@ -12,7 +12,7 @@ CREATE TABLE qprof.qp_meta (
 );
 INSERT INTO qprof.qp_meta (key, value) VALUES
   ('magic', 'qprof profile store'),
-  ('schema_version', '5');
+  ('schema_version', '6');
 
 CREATE TABLE qprof.qp_query (
   fingerprint   bigint PRIMARY KEY,
@@ -30,6 +30,9 @@ CREATE TABLE qprof.qp_stats (
   fingerprint   bigint NOT NULL,
   backend       text NOT NULL,
   database      text NOT NULL,
+  user_name     text NOT NULL DEFAULT '', -- who ran it (version 6): PostgreSQL role or OS user
+  application   text NOT NULL DEFAULT '', -- application_name, else the program name
+  host          text NOT NULL DEFAULT '', -- the recording machine, or a log's client host
   calls         bigint NOT NULL,
   errors        bigint NOT NULL,
   error_codes   text NOT NULL,
@@ -43,13 +46,17 @@ CREATE TABLE qprof.qp_stats (
   hist          bytea NOT NULL,
   cache_hits    bigint NOT NULL DEFAULT 0, -- answered by a result cache (version 4)
   cache_hit_ns  bigint NOT NULL DEFAULT 0,
-  PRIMARY KEY (level, bucket, fingerprint, backend, database)
+  CONSTRAINT qp_stats_pkey
+    PRIMARY KEY (level, bucket, fingerprint, backend, database, user_name, application, host)
 );
 
 CREATE VIEW qprof.qp_summary AS
 SELECT lpad(to_hex(s.fingerprint), 16, '0') AS fingerprint,
        s.backend,
        s.database,
+       s.user_name,
+       s.application,
+       s.host,
        q.query,
        s.calls,
        s.errors,

@@ -116,7 +116,40 @@ typedef struct qp_query_event {
    * latencies (calls, total, histogram, percentiles) hold only statements
    * that ran. `rows` and `error` are ignored. */
   bool cache_hit;
+  /* Appended (read only when `size` covers them): who ran the statement,
+   * the dimensions a report can break down and filter by (qprof report
+   * --by user,application,host). NULL or "" when unknown; borrowed for the
+   * call. User, application and host are cut at 255 bytes. The pool and
+   * the shim fill them: the PostgreSQL role (the OS user for SQLite),
+   * application_name (else the program's name) and the machine's name
+   * (qp_default_host); the log reader fills them from log_line_prefix. */
+  const char *user;
+  const char *application;
+  const char *host;
 } qp_query_event;
+
+/*
+ * The name this machine records under: the option `host` (QPROF_HOST in
+ * the environment) when set and not empty, else gethostname(). Read once
+ * and kept (a container that sets QPROF_HOST sets it before starting).
+ * Static storage; never NULL (possibly "" when neither is known).
+ * Thread-safe.
+ */
+QP_EXPORT const char *qp_default_host(void);
+
+/*
+ * The default application name of this process: its program name (the
+ * last component of argv[0], as glibc keeps it). Static storage; never
+ * NULL. Thread-safe.
+ */
+QP_EXPORT const char *qp_default_application(void);
+
+/*
+ * The OS user this process runs as (its effective uid's name, else the
+ * uid in decimal): the user of SQLite statements. Static storage; never
+ * NULL. Thread-safe.
+ */
+QP_EXPORT const char *qp_default_os_user(void);
 
 /* The smallest non-zero qp_query_event.size qp_profile_record accepts. */
 #define QP_QUERY_EVENT_MIN_SIZE (offsetof(qp_query_event, end_wall_ns) + sizeof(int64_t))
@@ -126,7 +159,9 @@ typedef struct qp_query_event {
  * (no allocation once the fingerprint has been seen in the current bucket,
  * except to widen its latency histogram for a latency outside the range seen
  * so far). The key is (fingerprint, time bucket of end_wall_ns, backend,
- * database). `ev` and what it points to are only read during the call.
+ * database, user, application, host); each distinct dimension value is
+ * kept once per profile (interned), at most 4 MB of them: values beyond
+ * that are recorded as "(other)". `ev` and what it points to are only read during the call.
  * Events whose normalized text matches the ignore pattern return QP_OK and
  * are not counted. Errors: QP_NOMEM (the event is dropped whole and counted
  * as lost), QP_INVALID (NULL profile or event, sql NULL without normalized,

@@ -91,6 +91,10 @@ typedef struct qp_query_summary {
    * 0). qp_query_cache_hit_rate and qp_query_cache_saved_ns (report.h)
    * derive the rest. */
   uint64_t cache_hits, cache_hit_ns;
+  /* Appended: who ran it (see qp_query_event): the PostgreSQL role (the OS
+   * user for SQLite), the application and the recording host; "" when not
+   * recorded (a store older than schema version 6 has none). */
+  const char *user, *application, *host;
 } qp_query_summary;
 
 /* Called once per query; return non-zero to stop (qp_store_summarize then

@@ -486,9 +486,9 @@ static bool gain(qp_profile *prof, const qp_hooks *hooks, const uint8_t *img, si
     st.m2 = m2 > 0 ? m2 : 0;
     const char *sample = NULL;
     if (e->sample_off != 0 && e->sample_off != o->sample_off) sample = (const char *)img + e->sample_off;
+    qp_dims dims = {.db = (const char *)img + e->db_off, .db_len = e->db_len};
     qp_status rc = qp__profile_merge(prof, e->fingerprint, e->bucket, (qp_backend)e->backend,
-                                     (const char *)img + e->db_off, e->db_len,
-                                     (const char *)img + e->query_off, e->query_len, &st, sample,
+                                     &dims, (const char *)img + e->query_off, e->query_len, &st, sample,
                                      sample != NULL ? e->sample_len : 0, e->sample_ns);
     qp__stats_free(&st, hooks);
     CHECK(rc == QP_OK, "out of memory");

@@ -1,6 +1,6 @@
 /*
  * The in-memory profile: statistics per (fingerprint, time bucket, backend,
- * database), recorded by any number of threads and moved to a store by flush.
+ * database, user, application, host), recorded by any number of threads and moved to a store by flush.
  *
  * Recording is lock-striped by CPU: each stripe is a chained hash table with
  * its own mutex, and a thread records into the stripe of the CPU it runs on
@@ -33,6 +33,8 @@
 #include "store/store_int.h"
 
 #define STRIPES_MAX 64
+/* Dimension values a profile keeps (docs/profiles.md): beyond, "(other)". */
+#define INTERN_MAX_BYTES (4u << 20)
 #define SLOTS_INITIAL 64
 
 typedef struct stripe {
@@ -67,6 +69,8 @@ struct qp_profile {
   redact_rule *redact;
   size_t nredact;
   pthread_mutex_t flush_mu;
+  pthread_mutex_t intern_mu; /* taken inside a stripe lock, never the other way */
+  qp_intern intern;          /* the dimension values of every entry */
   uint32_t nstripes;
   void *stripes_mem;
   stripe_pad *stripes;
@@ -77,7 +81,6 @@ static void pcre_free(void *p, void *ud) { qp__free((const qp_hooks *)ud, p); }
 
 static void entry_free(const qp_hooks *h, qp_entry *e) {
   qp__stats_free(&e->st, h);
-  qp__free(h, e->database);
   qp__free(h, e->query);
   qp__free(h, e->sample);
   qp__free(h, e);
@@ -152,6 +155,8 @@ void qp_profile_free(qp_profile *p) {
   qp_normalizer_free(p->norm[0]);
   qp_normalizer_free(p->norm[1]);
   pthread_mutex_destroy(&p->flush_mu);
+  qp__intern_free(&p->intern);
+  pthread_mutex_destroy(&p->intern_mu);
   qp__free(&h, p);
 }
 
@@ -182,6 +187,8 @@ qp_status qp_profile_new(qp_profile **out, const qp_profile_options *opts, char 
   atomic_init(&p->last_bucket, INT64_MIN);
   p->sample = opts->sample;
   pthread_mutex_init(&p->flush_mu, NULL);
+  pthread_mutex_init(&p->intern_mu, NULL);
+  qp__intern_init(&p->intern, &p->hooks, INTERN_MAX_BYTES);
   qp_status rc = QP_OK;
   p->gctx = pcre2_general_context_create(pcre_alloc, pcre_free, &p->hooks);
   if (p->gctx == NULL) rc = qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
@@ -319,9 +326,38 @@ static bool is_ignored(qp_profile *p, const char *norm, size_t len) {
   return rc >= 0;
 }
 
+/* The interned dimensions of `d` into in[4] (database, user, application,
+ * host); false when out of memory. */
+static bool intern_dims(qp_profile *p, const qp_dims *d, char *in[4]) {
+  pthread_mutex_lock(&p->intern_mu);
+  const char *v[4] = {qp__intern(&p->intern, d->db, d->db_len),
+                      qp__intern(&p->intern, d->user, d->user_len),
+                      qp__intern(&p->intern, d->app, d->app_len),
+                      qp__intern(&p->intern, d->host, d->host_len)};
+  pthread_mutex_unlock(&p->intern_mu);
+  for (int i = 0; i < 4; i++) {
+    if (v[i] == NULL) return false;
+    in[i] = (char *)v[i]; /* owned by p->intern; entries never free them */
+  }
+  return true;
+}
+
+/* Whether the entry's key dimensions are `d`'s. */
+static bool dim_eq(const char *e, const char *x, size_t len) {
+  return strncmp(e, x, len) == 0 && e[len] == '\0';
+}
+static bool dims_eq(const qp_entry *e, const qp_dims *d) {
+  return dim_eq(e->database, d->db, d->db_len) && dim_eq(e->user, d->user, d->user_len) &&
+         dim_eq(e->application, d->app, d->app_len) && dim_eq(e->host, d->host, d->host_len);
+}
+/* The same, against already interned values (a value cut or turned into
+ * "(other)" by interning finds its entry here). */
+static bool dims_same(const qp_entry *e, char *const in[4]) {
+  return e->database == in[0] && e->user == in[1] && e->application == in[2] && e->host == in[3];
+}
+
 static qp_entry *entry_new(qp_profile *p, uint64_t hash, uint64_t fp, int64_t bucket,
-                           qp_backend be, const char *db, size_t dblen, const char *norm,
-                           size_t nlen) {
+                           qp_backend be, char *const in[4], const char *norm, size_t nlen) {
   qp_entry *e = qp__calloc(&p->hooks, 1, sizeof *e);
   if (e == NULL) return NULL;
   qp__stats_init(&e->st);
@@ -329,15 +365,52 @@ static qp_entry *entry_new(qp_profile *p, uint64_t hash, uint64_t fp, int64_t bu
   e->fingerprint = fp;
   e->bucket = bucket;
   e->backend = be;
-  e->database = qp__strndup(&p->hooks, db, dblen);
+  e->database = in[0];
+  e->user = in[1];
+  e->application = in[2];
+  e->host = in[3];
   e->query = qp__strndup(&p->hooks, norm, nlen);
-  if (e->database == NULL || e->query == NULL) {
+  if (e->query == NULL) {
     entry_free(&p->hooks, e);
     return NULL;
   }
   e->ignored = is_ignored(p, norm, nlen);
   return e;
 }
+
+/* The entry of a key in stripe `s` (locked), created when new; NULL when
+ * out of memory. */
+static qp_entry *entry_get(qp_profile *p, stripe *s, uint64_t hash, uint64_t fp, int64_t bucket,
+                           qp_backend be, const qp_dims *d, const char *norm, size_t nlen) {
+  qp_entry *e = NULL;
+  if (s->slots != NULL) {
+    for (e = s->slots[hash & (s->nslots - 1)]; e != NULL; e = e->next)
+      if (e->hash == hash && e->fingerprint == fp && e->bucket == bucket && e->backend == be &&
+          dims_eq(e, d))
+        return e;
+  }
+  if (s->slots == NULL) {
+    s->slots = qp__calloc(&p->hooks, SLOTS_INITIAL, sizeof *s->slots);
+    if (s->slots == NULL) return NULL;
+    s->nslots = SLOTS_INITIAL;
+  }
+  char *in[4];
+  if (!intern_dims(p, d, in)) return NULL;
+  for (e = s->slots[hash & (s->nslots - 1)]; e != NULL; e = e->next)
+    if (e->hash == hash && e->fingerprint == fp && e->bucket == bucket && e->backend == be &&
+        dims_same(e, in))
+      return e;
+  e = entry_new(p, hash, fp, bucket, be, in, norm, nlen);
+  if (e == NULL) return NULL;
+  if (s->count >= s->nslots * 2) stripe_grow(&p->hooks, s);
+  uint32_t j = (uint32_t)(hash & (s->nslots - 1));
+  e->next = s->slots[j];
+  s->slots[j] = e;
+  s->count++;
+  return e;
+}
+
+static size_t dim_len(const char *v) { return v != NULL ? strnlen(v, QP_DIM_MAX) : 0; }
 
 qp_status qp_profile_normalize(const qp_profile *p, qp_backend backend, const char *sql,
                                size_t len, char *out, size_t cap, size_t *out_len,
@@ -370,37 +443,23 @@ qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev) {
   uint64_t fp = ev->fingerprint;
   int64_t wall = ev->end_wall_ns != 0 ? ev->end_wall_ns : qp__wall_coarse_ns();
   int64_t bucket = bucket_of(p, wall);
-  const char *db = ev->database != NULL ? ev->database : "";
+  qp_dims d = {.db = ev->database != NULL ? ev->database : ""};
+  d.db_len = strlen(d.db);
+  if (ev->size >= offsetof(qp_query_event, host) + sizeof ev->host) {
+    d.user = ev->user, d.user_len = dim_len(ev->user);
+    d.app = ev->application, d.app_len = dim_len(ev->application);
+    d.host = ev->host, d.host_len = dim_len(ev->host);
+  }
+  if (d.user == NULL) d.user = "";
+  if (d.app == NULL) d.app = "";
+  if (d.host == NULL) d.host = "";
   uint64_t hash = entry_hash(fp, bucket, ev->backend);
   int cpu = sched_getcpu();
   stripe *s = &p->stripes[(uint32_t)(cpu < 0 ? 0 : cpu) & (p->nstripes - 1)].s;
 
   pthread_mutex_lock(&s->mu);
-  qp_entry *e = NULL;
-  if (s->slots != NULL) {
-    for (e = s->slots[hash & (s->nslots - 1)]; e != NULL; e = e->next)
-      if (e->hash == hash && e->fingerprint == fp && e->bucket == bucket &&
-          e->backend == ev->backend && strcmp(e->database, db) == 0)
-        break;
-  }
-  bool ok = true;
-  if (QP_UNLIKELY(e == NULL)) {
-    if (s->slots == NULL) {
-      s->slots = qp__calloc(&p->hooks, SLOTS_INITIAL, sizeof *s->slots);
-      if (s->slots != NULL) s->nslots = SLOTS_INITIAL;
-    }
-    if (s->slots != NULL)
-      e = entry_new(p, hash, fp, bucket, ev->backend, db, strlen(db), norm, nlen);
-    if (e != NULL) {
-      if (s->count >= s->nslots * 2) stripe_grow(&p->hooks, s);
-      uint32_t j = (uint32_t)(hash & (s->nslots - 1));
-      e->next = s->slots[j];
-      s->slots[j] = e;
-      s->count++;
-    } else {
-      ok = false;
-    }
-  }
+  qp_entry *e = entry_get(p, s, hash, fp, bucket, ev->backend, &d, norm, nlen);
+  bool ok = e != NULL;
   if (ok && e->ignored) {
     pthread_mutex_unlock(&s->mu);
     return QP_OK;
@@ -526,39 +585,26 @@ uint64_t qp_profile_lost(const qp_profile *p) {
 }
 
 qp_status qp__profile_merge(qp_profile *p, uint64_t fp, int64_t bucket, qp_backend be,
-                            const char *db, size_t db_len, const char *query, size_t query_len,
+                            const qp_dims *dims, const char *query, size_t query_len,
                             const qp_stats *st, const char *sample, size_t sample_len,
                             uint64_t sample_ns) {
-  if (p == NULL || st == NULL || (be != QP_BACKEND_POSTGRES && be != QP_BACKEND_SQLITE))
+  if (p == NULL || st == NULL || dims == NULL ||
+      (be != QP_BACKEND_POSTGRES && be != QP_BACKEND_SQLITE))
     return QP_INVALID;
   if (st->calls == 0) return QP_OK;
+  qp_dims d = *dims;
+  if (d.db == NULL) d.db = "", d.db_len = 0;
+  if (d.user == NULL) d.user = "", d.user_len = 0;
+  if (d.app == NULL) d.app = "", d.app_len = 0;
+  if (d.host == NULL) d.host = "", d.host_len = 0;
+  if (d.user_len > QP_DIM_MAX) d.user_len = QP_DIM_MAX;
+  if (d.app_len > QP_DIM_MAX) d.app_len = QP_DIM_MAX;
+  if (d.host_len > QP_DIM_MAX) d.host_len = QP_DIM_MAX;
   uint64_t hash = entry_hash(fp, bucket, be);
   stripe *s = &p->stripes[0].s;
   pthread_mutex_lock(&s->mu);
-  qp_entry *e = NULL;
-  if (s->slots != NULL) {
-    for (e = s->slots[hash & (s->nslots - 1)]; e != NULL; e = e->next)
-      if (e->hash == hash && e->fingerprint == fp && e->bucket == bucket && e->backend == be &&
-          strlen(e->database) == db_len && memcmp(e->database, db, db_len) == 0)
-        break;
-  }
-  qp_status rc = QP_OK;
-  if (e == NULL) {
-    if (s->slots == NULL) {
-      s->slots = qp__calloc(&p->hooks, SLOTS_INITIAL, sizeof *s->slots);
-      if (s->slots != NULL) s->nslots = SLOTS_INITIAL;
-    }
-    if (s->slots != NULL) e = entry_new(p, hash, fp, bucket, be, db, db_len, query, query_len);
-    if (e == NULL) {
-      rc = QP_NOMEM;
-    } else {
-      if (s->count >= s->nslots * 2) stripe_grow(&p->hooks, s);
-      uint32_t j = (uint32_t)(hash & (s->nslots - 1));
-      e->next = s->slots[j];
-      s->slots[j] = e;
-      s->count++;
-    }
-  }
+  qp_entry *e = entry_get(p, s, hash, fp, bucket, be, &d, query, query_len);
+  qp_status rc = e != NULL ? QP_OK : QP_NOMEM;
   if (rc == QP_OK && !e->ignored) {
     if (!qp__stats_merge(&e->st, st, &p->hooks)) rc = QP_NOMEM;
     if (rc == QP_OK && sample != NULL && (e->sample == NULL || sample_ns > e->sample_ns)) {

@@ -138,21 +138,52 @@ typedef struct qp_entry {
   qp_backend backend;
   bool ignored;      /* matched the ignore pattern: kept only to skip it fast */
   uint32_t stripe;   /* where it lives, to put it back after a failed flush */
-  char *database;    /* owned; "" when unknown */
+  /* The dimensions of the key: interned (qp_intern) by the profile and the
+   * store's aggregation, borrowed in rows a store hands out; "" when the
+   * recorder did not know them. Never NULL in an entry. */
+  char *database;    /* database name or SQLite file path */
+  char *user;        /* PostgreSQL role; the OS user for SQLite */
+  char *application; /* application_name, else the program name */
+  char *host;        /* the recording machine (option host / QPROF_HOST), or the client host of a log */
   char *query;       /* owned normalized text */
   char *sample;      /* owned redacted sample, or NULL */
   uint64_t sample_ns;
   qp_stats st;
 } qp_entry;
 
+/* ---- interned strings ------------------------------------------------------
+ * Each distinct value of a key dimension is kept once (lib/stats/intern.c).
+ * Not thread-safe: the owner locks. */
+#define QP_DIM_MAX 255u /* bytes of user, application and host kept (cut beyond) */
+typedef struct qp_intern {
+  const qp_hooks *hooks;
+  char **slots; /* power-of-two open addressing; NULL empty */
+  size_t cap, count, bytes;
+  size_t max_bytes; /* 0: no bound */
+} qp_intern;
+/* What qp__intern returns for a new value once max_bytes are held. */
+extern const char qp__intern_other[];
+void qp__intern_init(qp_intern *t, const qp_hooks *h, size_t max_bytes);
+/* The one copy of s[0..len) (NUL-terminated; "" for len 0, static), valid
+ * until qp__intern_free; qp__intern_other when the bound is reached; NULL
+ * when out of memory. */
+const char *qp__intern(qp_intern *t, const char *s, size_t len);
+void qp__intern_free(qp_intern *t);
+
+/* The dimensions of a key, as lengths and bytes (not NUL-terminated). */
+typedef struct qp_dims {
+  const char *db, *user, *app, *host;
+  size_t db_len, user_len, app_len, host_len;
+} qp_dims;
+
 /* ---- what the collector and the shim need of the profile ----------------- */
 /* Adds the statistics `st` (already aggregated: a harvested segment's gain)
- * to the key (fp, bucket, backend, database) with normalized text `query`,
+ * to the key (fp, bucket, backend, dims) with normalized text `query`,
  * as if each of its events had been recorded; `sample` (NULL: none) is an
  * already redacted sample of the execution that took sample_ns. The ignore
  * pattern applies. QP_NOMEM leaves the profile without it. Thread-safe. */
 qp_status qp__profile_merge(qp_profile *p, uint64_t fp, int64_t bucket, qp_backend be,
-                            const char *db, size_t db_len, const char *query, size_t query_len,
+                            const qp_dims *dims, const char *query, size_t query_len,
                             const qp_stats *st, const char *sample, size_t sample_len,
                             uint64_t sample_ns);
 /* qp_profile_flush, also adding `dropped` statements (recorded nowhere: a

@@ -302,12 +302,18 @@ static int entry_order(const void *a, const void *b) {
   if (x->fingerprint != y->fingerprint) return x->fingerprint < y->fingerprint ? -1 : 1;
   if (x->backend != y->backend) return x->backend < y->backend ? -1 : 1;
   int c = strcmp(x->database, y->database);
+  if (c == 0) c = strcmp(x->user, y->user);
+  if (c == 0) c = strcmp(x->application, y->application);
+  if (c == 0) c = strcmp(x->host, y->host);
   if (c != 0) return c;
   return x->bucket < y->bucket ? -1 : x->bucket > y->bucket;
 }
 
+/* Parameters of SQL_INS and SQL_UPD. */
+#define NPARAMS 21
+
 typedef struct nums {
-  char v[18][32];
+  char v[NPARAMS][32];
 } nums;
 
 /* Inserts the row, or, when it exists, locks it with a no-op update and
@@ -316,9 +322,11 @@ typedef struct nums {
 static const char SQL_INS[] =
     "INSERT INTO qprof.qp_stats (level, bucket, fingerprint, backend, database, calls, errors, "
     "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, "
-    "cache_hits, cache_hit_ns) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) "
-    "ON CONFLICT (level, bucket, fingerprint, backend, database) DO UPDATE SET "
+    "cache_hits, cache_hit_ns, user_name, application, host) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
+    "$19, $20, $21) "
+    "ON CONFLICT (level, bucket, fingerprint, backend, database, user_name, application, host) "
+    "DO UPDATE SET "
     "level = qp_stats.level RETURNING (xmax = 0), calls, errors, error_codes, rows, total_ns, "
     "min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, cache_hits, cache_hit_ns";
 static const char SQL_UPD[] =
@@ -326,7 +334,7 @@ static const char SQL_UPD[] =
     "total_ns = $10, min_ns = $11, max_ns = $12, m2 = $13, first_seen_ns = $14, "
     "last_seen_ns = $15, hist = $16, cache_hits = $17, cache_hit_ns = $18 "
     "WHERE level = $1 AND bucket = $2 AND fingerprint = $3 AND "
-    "backend = $4 AND database = $5";
+    "backend = $4 AND database = $5 AND user_name = $19 AND application = $20 AND host = $21";
 static const char SQL_QUERY[] =
     "INSERT INTO qprof.qp_query (fingerprint, backend, query, sample, sample_ns, first_seen_ns, "
     "last_seen_ns) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (fingerprint) DO UPDATE SET "
@@ -337,9 +345,9 @@ static const char SQL_QUERY[] =
     "sample_ns = CASE WHEN excluded.sample IS NOT NULL AND (qp_query.sample IS NULL OR "
     "excluded.sample_ns > qp_query.sample_ns) THEN excluded.sample_ns ELSE qp_query.sample_ns END";
 
-/* Fills the 18 parameters of SQL_INS / SQL_UPD for `st` at key (level, e). */
+/* Fills the NPARAMS parameters of SQL_INS / SQL_UPD for `st` at key (level, e). */
 static bool stats_params(qp_store *s, int level, const qp_entry *e, const qp_stats *st, nums *n,
-                         const char *vals[18], int lens[18], int fmts[18], qp_buf *codes,
+                         const char *vals[NPARAMS], int lens[NPARAMS], int fmts[NPARAMS], qp_buf *codes,
                          qp_buf *hist) {
   codes->len = hist->len = 0;
   codes->failed = hist->failed = false;
@@ -362,13 +370,16 @@ static bool stats_params(qp_store *s, int level, const qp_entry *e, const qp_sta
   snprintf(n->v[14], 32, "%lld", (long long)st->last_ns);
   snprintf(n->v[16], 32, "%lld", (long long)st->cache_hits);
   snprintf(n->v[17], 32, "%lld", (long long)st->cache_hit_ns);
-  for (int i = 0; i < 18; i++) {
+  for (int i = 0; i < NPARAMS; i++) {
     vals[i] = n->v[i];
     lens[i] = 0;
     fmts[i] = 0;
   }
   vals[3] = qp_backend_name(e->backend);
   vals[4] = e->database ? e->database : "";
+  vals[18] = e->user ? e->user : "";
+  vals[19] = e->application ? e->application : "";
+  vals[20] = e->host ? e->host : "";
   vals[7] = qp__buf_cstr(codes);
   vals[15] = hist->data;
   lens[15] = (int)hist->len;
@@ -410,10 +421,10 @@ static qp_status row_stats(qp_store *s, PGresult *r, int row, int c0, int hc, qp
 static qp_status write_stats(qp_store *s, int level, const qp_entry *e, qp_buf *codes,
                              qp_buf *hist) {
   nums n;
-  const char *vals[18];
-  int lens[18], fmts[18];
+  const char *vals[NPARAMS];
+  int lens[NPARAMS], fmts[NPARAMS];
   if (!stats_params(s, level, e, &e->st, &n, vals, lens, fmts, codes, hist)) return s->err.code;
-  PGresult *r = pg_run_prepared(s, "qp_ins", 18, vals, lens, fmts, PGRES_TUPLES_OK,
+  PGresult *r = pg_run_prepared(s, "qp_ins", NPARAMS, vals, lens, fmts, PGRES_TUPLES_OK,
                                 "cannot write statistics");
   if (r == NULL) return s->err.code;
   if (PQntuples(r) != 1) {
@@ -434,7 +445,7 @@ static qp_status write_stats(qp_store *s, int level, const qp_entry *e, qp_buf *
   if (rc == QP_OK && !stats_params(s, level, e, &merged, &n, vals, lens, fmts, codes, hist))
     rc = s->err.code;
   if (rc == QP_OK) {
-    r = pg_run_prepared(s, "qp_upd", 18, vals, lens, fmts, PGRES_COMMAND_OK,
+    r = pg_run_prepared(s, "qp_upd", NPARAMS, vals, lens, fmts, PGRES_COMMAND_OK,
                         "cannot update statistics");
     if (r == NULL) rc = s->err.code;
     PQclear(r);
@@ -469,7 +480,7 @@ static qp_status prepare_writes(qp_store *s) {
   static const struct {
     const char *name, *sql;
     int n;
-  } st[] = {{"qp_ins", SQL_INS, 18}, {"qp_upd", SQL_UPD, 18}, {"qp_query", SQL_QUERY, 7}};
+  } st[] = {{"qp_ins", SQL_INS, NPARAMS}, {"qp_upd", SQL_UPD, NPARAMS}, {"qp_query", SQL_QUERY, 7}};
   for (size_t i = 0; i < QP_ARRAY_LEN(st); i++) {
     PGresult *r = PQprepare(g->conn, st[i].name, st[i].sql, st[i].n, NULL);
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -629,11 +640,17 @@ static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
                        g->version < 4
                            ? "SELECT fingerprint, backend, database, calls, errors, error_codes, "
                              "rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, "
-                             "hist, bucket, 0, 0 FROM qprof.qp_stats "
+                             "hist, bucket, 0, 0, '', '', '' FROM qprof.qp_stats "
+                             "WHERE level = $1 AND bucket >= $2 AND bucket < $3"
+                       : g->version < 6
+                           ? "SELECT fingerprint, backend, database, calls, errors, error_codes, "
+                             "rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, "
+                             "hist, bucket, cache_hits, cache_hit_ns, '', '', '' FROM qprof.qp_stats "
                              "WHERE level = $1 AND bucket >= $2 AND bucket < $3"
                            : "SELECT fingerprint, backend, database, calls, errors, error_codes, "
                              "rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, "
-                             "hist, bucket, cache_hits, cache_hit_ns FROM qprof.qp_stats "
+                             "hist, bucket, cache_hits, cache_hit_ns, user_name, application, host "
+                             "FROM qprof.qp_stats "
                              "WHERE level = $1 AND bucket >= $2 AND bucket < $3",
                        3, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read statistics");
   if (r == NULL) return s->err.code;
@@ -645,6 +662,9 @@ static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
     row.fingerprint = (uint64_t)strtoll(PQgetvalue(r, i, 0), NULL, 10);
     row.backend = strcmp(PQgetvalue(r, i, 1), "sqlite") == 0 ? QP_BACKEND_SQLITE : QP_BACKEND_POSTGRES;
     row.database = PQgetvalue(r, i, 2);
+    row.user = PQgetvalue(r, i, 17);
+    row.application = PQgetvalue(r, i, 18);
+    row.host = PQgetvalue(r, i, 19);
     row.bucket = strtoll(PQgetvalue(r, i, 14), NULL, 10);
     rc = row_stats(s, r, i, 3, 15, &row.st);
     if (rc == QP_OK && (row.st.calls > 0 || row.st.cache_hits > 0)) rc = fn(ud, &row);

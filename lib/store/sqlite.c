@@ -31,6 +31,7 @@ typedef struct sq_store {
   qp_buf hist_buf, codes_buf;
   bool reading; /* inside a read transaction begun by sq_read_begin */
   bool no_hits; /* a store older than version 4 read without migrating: no cache hit columns */
+  bool no_dims; /* older than version 6 read without migrating: no user/application/host */
 } sq_store;
 
 static const char SQL_UP_QUERY[] =
@@ -49,9 +50,11 @@ static const char SQL_UP_QUERY[] =
 static const char SQL_UP_STATS[] =
     "INSERT INTO qp_stats (level, bucket, fingerprint, backend, database, calls, errors, "
     "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, "
-    "cache_hits, cache_hit_ns) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) "
-    "ON CONFLICT (level, bucket, fingerprint, backend, database) DO UPDATE SET "
+    "cache_hits, cache_hit_ns, user_name, application, host) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+    "?19, ?20, ?21) "
+    "ON CONFLICT (level, bucket, fingerprint, backend, database, user_name, application, host) "
+    "DO UPDATE SET "
     "m2 = CASE WHEN calls = 0 OR excluded.calls = 0 THEN m2 + excluded.m2 ELSE m2 + excluded.m2 + "
     "(CAST(excluded.total_ns AS REAL) / excluded.calls - CAST(total_ns AS REAL) / calls) * "
     "(CAST(excluded.total_ns AS REAL) / excluded.calls - CAST(total_ns AS REAL) / calls) * "
@@ -69,8 +72,9 @@ static const char SQL_UP_STATS[] =
 static const char SQL_INS_STATS[] =
     "INSERT INTO qp_stats (level, bucket, fingerprint, backend, database, calls, errors, "
     "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, "
-    "cache_hits, cache_hit_ns) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+    "cache_hits, cache_hit_ns, user_name, application, host) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+    "?19, ?20, ?21)";
 
 static const char SQL_INS_QUERY[] =
     "INSERT OR IGNORE INTO qp_query (fingerprint, backend, query, first_seen_ns, last_seen_ns) "
@@ -78,12 +82,19 @@ static const char SQL_INS_QUERY[] =
 
 static const char SQL_SCAN[] =
     "SELECT fingerprint, backend, database, calls, errors, error_codes, rows, total_ns, min_ns, "
-    "max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, cache_hits, cache_hit_ns FROM qp_stats "
+    "max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, cache_hits, cache_hit_ns, "
+    "user_name, application, host FROM qp_stats "
     "WHERE level = ?1 AND bucket >= ?2 AND bucket < ?3";
-/* The same on a store older than schema version 4, read without migrating it. */
+/* The same on stores older than schema versions 6 and 4, read without
+ * migrating them. */
+static const char SQL_SCAN_V4[] =
+    "SELECT fingerprint, backend, database, calls, errors, error_codes, rows, total_ns, min_ns, "
+    "max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, cache_hits, cache_hit_ns, "
+    "'', '', '' FROM qp_stats "
+    "WHERE level = ?1 AND bucket >= ?2 AND bucket < ?3";
 static const char SQL_SCAN_V2[] =
     "SELECT fingerprint, backend, database, calls, errors, error_codes, rows, total_ns, min_ns, "
-    "max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, 0, 0 FROM qp_stats "
+    "max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, 0, 0, '', '', '' FROM qp_stats "
     "WHERE level = ?1 AND bucket >= ?2 AND bucket < ?3";
 
 /* ---- SQL functions that merge the encoded columns ---------------------- */
@@ -351,6 +362,7 @@ static qp_status verify_and_migrate(qp_store *s, sqlite3 *db, qp_store_mode mode
     return qp__err_set(&s->err, QP_NOTSTORE, "%s: not a qprof store (no qprof magic); refusing "
                        "to touch it", s->display);
   if (ver < 4 && mode == QP_STORE_READ) ((sq_store *)s->impl)->no_hits = true;
+  if (ver < 6 && mode == QP_STORE_READ) ((sq_store *)s->impl)->no_dims = true;
   if (ver == QP_STORE_SCHEMA_VERSION || mode == QP_STORE_READ) return QP_OK;
   rc = sq_exec(s, db, "BEGIN IMMEDIATE", "cannot lock for migration");
   if (rc != QP_OK) return rc;
@@ -461,6 +473,9 @@ static qp_status bind_stats(qp_store *s, sq_store *q, sqlite3_stmt *st, int leve
   sqlite3_bind_blob(st, 16, q->hist_buf.data, (int)q->hist_buf.len, SQLITE_STATIC);
   sqlite3_bind_int64(st, 17, (int64_t)e->st.cache_hits);
   sqlite3_bind_int64(st, 18, (int64_t)e->st.cache_hit_ns);
+  sqlite3_bind_text(st, 19, e->user ? e->user : "", -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 20, e->application ? e->application : "", -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 21, e->host ? e->host : "", -1, SQLITE_STATIC);
   return QP_OK;
 }
 
@@ -613,7 +628,7 @@ static qp_status sq_bucket_range(qp_store *s, int64_t *first, int64_t *last, boo
 
 static qp_status sq_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud) {
   sq_store *q = s->impl;
-  qp_status rc = sq_prepare(s, q, &q->scan, q->no_hits ? SQL_SCAN_V2 : SQL_SCAN);
+  qp_status rc = sq_prepare(s, q, &q->scan, q->no_hits ? SQL_SCAN_V2 : q->no_dims ? SQL_SCAN_V4 : SQL_SCAN);
   if (rc != QP_OK) return rc;
   sqlite3_stmt *st = q->scan;
   sqlite3_bind_int(st, 1, level);
@@ -646,6 +661,12 @@ static qp_status sq_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
     row.bucket = sqlite3_column_int64(st, 14);
     row.st.cache_hits = (uint64_t)sqlite3_column_int64(st, 15);
     row.st.cache_hit_ns = (uint64_t)sqlite3_column_int64(st, 16);
+    row.user = (char *)sqlite3_column_text(st, 17);
+    row.application = (char *)sqlite3_column_text(st, 18);
+    row.host = (char *)sqlite3_column_text(st, 19);
+    if (row.user == NULL) row.user = "";
+    if (row.application == NULL) row.application = "";
+    if (row.host == NULL) row.host = "";
     qp__stats_set_mean(&row.st);
     if (rc == QP_OK)
       rc = qp__hist_decode_add(&row.st.hist, &s->hooks, sqlite3_column_blob(st, 13),

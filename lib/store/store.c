@@ -136,13 +136,25 @@ typedef struct agg_map {
   qp_entry **slots;
   size_t cap, count;
   const qp_hooks *hooks;
+  qp_intern intern; /* the dimension values of the entries */
 } agg_map;
 
-static uint64_t key_hash(uint64_t fp, qp_backend be, const char *db) {
-  uint64_t h = fp ^ ((uint64_t)be * 0x9e3779b97f4a7c15ull);
-  for (const unsigned char *p = (const unsigned char *)db; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+static uint64_t str_hash(uint64_t h, const char *v) {
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+  return h * 0x100000001b3ull;
+}
+
+static uint64_t key_hash(const qp_entry *r) {
+  uint64_t h = r->fingerprint ^ ((uint64_t)r->backend * 0x9e3779b97f4a7c15ull);
+  h = str_hash(str_hash(str_hash(str_hash(h, r->database), r->user), r->application), r->host);
   h ^= h >> 29;
   return h * 0xbf58476d1ce4e5b9ull;
+}
+
+static bool key_eq(const qp_entry *e, const qp_entry *r) {
+  return e->fingerprint == r->fingerprint && e->backend == r->backend &&
+         strcmp(e->database, r->database) == 0 && strcmp(e->user, r->user) == 0 &&
+         strcmp(e->application, r->application) == 0 && strcmp(e->host, r->host) == 0;
 }
 
 static bool agg_grow(agg_map *m) {
@@ -165,13 +177,13 @@ static bool agg_grow(agg_map *m) {
 static void entry_free(qp_entry *e, const qp_hooks *h) {
   if (e == NULL) return;
   qp__stats_free(&e->st, h);
-  qp__free(h, e->database);
   qp__free(h, e);
 }
 
 static void agg_free(agg_map *m) {
   for (size_t i = 0; i < m->cap; i++) entry_free(m->slots[i], m->hooks);
   qp__free(m->hooks, m->slots);
+  qp__intern_free(&m->intern);
 }
 
 typedef struct agg_ctx {
@@ -184,13 +196,12 @@ static qp_status agg_row(void *ud, const qp_entry *row) {
   agg_map *m = &c->map;
   if ((m->count + 1) * 2 > m->cap && !agg_grow(m))
     return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
-  uint64_t h = key_hash(row->fingerprint, row->backend, row->database);
+  uint64_t h = key_hash(row);
   size_t j = h & (m->cap - 1);
   for (;;) {
     qp_entry *e = m->slots[j];
     if (e == NULL) break;
-    if (e->hash == h && e->fingerprint == row->fingerprint && e->backend == row->backend &&
-        strcmp(e->database, row->database) == 0) {
+    if (e->hash == h && key_eq(e, row)) {
       if (!qp__stats_merge(&e->st, &row->st, m->hooks))
         return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
       return QP_OK;
@@ -200,9 +211,15 @@ static qp_status agg_row(void *ud, const qp_entry *row) {
   qp_entry *e = qp__calloc(m->hooks, 1, sizeof *e);
   if (e == NULL) return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
   qp__stats_init(&e->st);
-  e->database = qp__strdup(m->hooks, row->database);
-  if (e->database == NULL || !qp__stats_merge(&e->st, &row->st, m->hooks)) {
-    qp__free(m->hooks, e->database);
+  const char *v[4] = {qp__intern(&m->intern, row->database, strlen(row->database)),
+                      qp__intern(&m->intern, row->user, strlen(row->user)),
+                      qp__intern(&m->intern, row->application, strlen(row->application)),
+                      qp__intern(&m->intern, row->host, strlen(row->host))};
+  e->database = (char *)v[0];
+  e->user = (char *)v[1];
+  e->application = (char *)v[2];
+  e->host = (char *)v[3];
+  if (!v[0] || !v[1] || !v[2] || !v[3] || !qp__stats_merge(&e->st, &row->st, m->hooks)) {
     qp__stats_free(&e->st, m->hooks);
     qp__free(m->hooks, e);
     return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
@@ -358,6 +375,7 @@ static qp_status aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_a
   w->empty = false;
 
   agg_ctx c = {.s = s, .map = {.hooks = &s->hooks}};
+  qp__intern_init(&c.map.intern, &s->hooks, 0);
   if (S == first && U == last + 1) {
     rc = s->ops->scan(s, QP_LEVEL_ALL, 0, 1, agg_row, &c);
   } else {
@@ -395,6 +413,9 @@ bool qp__summary_fill(qp_query_summary *q, const qp_entry *e, const char *query,
       .fingerprint = e->fingerprint,
       .backend = qp_backend_name(e->backend),
       .database = e->database,
+      .user = e->user,
+      .application = e->application,
+      .host = e->host,
       .query = query,
       .sample = sample,
       .calls = st->calls,

@@ -170,7 +170,7 @@ extern const char qp__store_schema_v1[];
 extern const char *const qp__store_migrations[];
 extern const char *const qp__store_migration_files[];
 extern const int qp__store_nmigrations;
-#define QP_STORE_SCHEMA_VERSION 5
+#define QP_STORE_SCHEMA_VERSION 6
 /* The PostgreSQL store's schema (sql/store_schema_pg.sql), at
  * QP_STORE_SCHEMA_VERSION, and its migrations (sql/migrations_pg/): the
  * i-th takes a store to version qp__store_migrations_pg_version[i] from the

@@ -4,7 +4,10 @@
 -- with hits and no calls.
 ALTER TABLE qprof.qp_stats ADD COLUMN IF NOT EXISTS cache_hits bigint NOT NULL DEFAULT 0,
   ADD COLUMN IF NOT EXISTS cache_hit_ns bigint NOT NULL DEFAULT 0;
-CREATE OR REPLACE VIEW qprof.qp_summary AS
+-- (dropped and made again, not replaced: a store that a test set back to an
+-- older version may hold a later version's wider view)
+DROP VIEW IF EXISTS qprof.qp_summary;
+CREATE VIEW qprof.qp_summary AS
 SELECT lpad(to_hex(s.fingerprint), 16, '0') AS fingerprint,
        s.backend,
        s.database,

@@ -227,7 +227,8 @@ static void test_migrates_and_counts_dropped(void **state) {
   char *v = one_value(0, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'");
   assert_string_equal(v, "2");
   free(v);
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  qp_status orc = qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err);
+  if (orc != QP_OK) fail_msg("open: %s", err);
   v = one_value(0, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'");
   assert_int_equal(atoi(v), QP_STORE_SCHEMA_VERSION);
   free(v);
