@@ -113,6 +113,71 @@ typedef int (*qp_summary_fn)(const qp_query_summary *q, void *ud);
 QP_EXPORT qp_status qp_store_summarize(qp_store *s, int64_t since_ns, int64_t until_ns,
                                        qp_summary_fn fn, void *ud);
 
+/* ---- retention ------------------------------------------------------------ */
+
+/* The finest roll-up qp_store_prune deletes, with everything finer. */
+typedef enum qp_prune_level {
+  QP_PRUNE_MINUTE = 0, /* the buckets as recorded (a minute unless bucket_s says otherwise) */
+  QP_PRUNE_HOUR = 1,   /* those and the hourly roll-ups */
+  QP_PRUNE_DAY = 2     /* those and the daily roll-ups: only the all-time totals remain */
+} qp_prune_level;
+
+/* Flags of qp_store_prune. */
+enum {
+  QP_PRUNE_DRY_RUN = 1u << 0, /* count what would be deleted; change nothing */
+  QP_PRUNE_VACUUM = 1u << 1   /* afterwards give the freed space back: SQLite VACUUM (rewrites
+                               * the file; needs as much free disk again), PostgreSQL plain
+                               * VACUUM of the two tables */
+};
+
+/* What qp_store_prune deleted (or, with QP_PRUNE_DRY_RUN, would delete).
+ * Fields may be appended in later versions. */
+typedef struct qp_prune_result {
+  int64_t cutoff_ns;  /* rows of the pruned levels whose bucket starts before this went */
+  uint64_t rows[3];   /* statistics rows, indexed by qp_prune_level: recorded buckets,
+                       * hourly, daily roll-ups */
+  uint64_t texts;     /* query texts left with no statistics row at any level */
+  int64_t size_bytes; /* the store afterwards: SQLite the database file's pages,
+                       * PostgreSQL the tables with their indexes and TOAST; -1 unknown */
+  int64_t free_bytes; /* of which free pages (SQLite; reused by later flushes, returned to
+                       * the file system by a VACUUM); -1 unknown (PostgreSQL) */
+} qp_prune_result;
+
+/*
+ * Deletes old statistics so that a store kept for years stays small. With
+ * `level` QP_PRUNE_MINUTE the rows of the recorded buckets that start before
+ * `before_ns` rounded down to a whole hour (UTC) are deleted; with
+ * QP_PRUNE_HOUR those and the hourly rows, and with QP_PRUNE_DAY also the
+ * daily rows, before `before_ns` rounded down to a whole UTC day. So the
+ * deleted span is always covered by the level above it: every deleted row
+ * ends at or before `before_ns` (a recorded bucket ends at or before the
+ * hour when bucket_s divides 3600, as the default 60 does), and a window
+ * over that span is still answered, at the resolution left (hours, days),
+ * exactly where its edges fall on whole hours (days); a window edge inside
+ * an hour of the pruned span loses the part of that hour it cuts. The
+ * all-time totals are never deleted, nor the counts of dropped statements
+ * (they have no roll-up); the normalized text of a fingerprint is deleted
+ * only when no statistics row of it is left at all.
+ *
+ * Everything happens in one transaction (all or nothing); a store written
+ * at the same time is not disturbed (SQLite: the flushers wait for it;
+ * PostgreSQL: row locks). `flags` is a combination of QP_PRUNE_DRY_RUN and
+ * QP_PRUNE_VACUUM (ignored with QP_PRUNE_DRY_RUN). Without QP_PRUNE_VACUUM
+ * an SQLite store keeps its file size (the pages are free, reused by later
+ * flushes) unless it was made with PRAGMA auto_vacuum = INCREMENTAL, which
+ * is then run. `out` (not NULL) is filled on success; on an error its
+ * counts are zero, except when only the reclaiming of space after the commit failed
+ * (the message then says "pruned, but"): it holds what was deleted.
+ *
+ * Errors: QP_INVALID (NULL arguments, an unknown level or flag, a store
+ * opened with QP_STORE_READ without QP_PRUNE_DRY_RUN), QP_IO (the store
+ * cannot be written, e.g. a read-only file, or read), QP_UNAVAILABLE (the
+ * PostgreSQL store was lost), QP_NOMEM; `s` keeps the message.
+ * Thread-safety: as every call on a store handle, one thread at a time.
+ */
+QP_EXPORT qp_status qp_store_prune(qp_store *s, int64_t before_ns, qp_prune_level level,
+                                   unsigned flags, qp_prune_result *out);
+
 #ifdef __cplusplus
 }
 #endif

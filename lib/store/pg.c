@@ -615,9 +615,13 @@ static qp_status pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop
 
 /* ---- reading -------------------------------------------------------------- */
 
-static qp_status pg_bucket_range(qp_store *s, int64_t *first, int64_t *last, bool *empty) {
-  PGresult *r = pg_run(s, "SELECT min(bucket), max(bucket) FROM qprof.qp_stats WHERE level = 0", 0,
-                       NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot read");
+static qp_status pg_bucket_range(qp_store *s, int level, int64_t *first, int64_t *last,
+                                 bool *empty) {
+  char l[16];
+  snprintf(l, sizeof l, "%d", level);
+  const char *vals[1] = {l};
+  PGresult *r = pg_run(s, "SELECT min(bucket), max(bucket) FROM qprof.qp_stats WHERE level = $1",
+                       1, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read");
   if (r == NULL) return s->err.code;
   *empty = PQgetisnull(r, 0, 0);
   if (!*empty) {
@@ -757,7 +761,79 @@ static qp_status pg_query_texts(qp_store *s, const uint64_t *fps, size_t n, qp_t
   return rc;
 }
 
+/* ---- retention ------------------------------------------------------------ */
+
+static qp_status pg_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned flags,
+                          qp_prune_result *out) {
+  pg_store *g = s->impl;
+  bool dry = (flags & QP_PRUNE_DRY_RUN) != 0;
+  char a[16], b[32];
+  snprintf(a, sizeof a, "%d", max_level);
+  snprintf(b, sizeof b, "%lld", (long long)cutoff_s);
+  const char *vals[2] = {a, b};
+  /* The statistics per level in one statement, then the texts no row
+   * refers to (NOT EXISTS: an anti-join, one pass over qp_stats), in one
+   * transaction. A dry run counts the texts no row would refer to. */
+  static const char SQL_DEL[] =
+      "WITH d AS (DELETE FROM qprof.qp_stats WHERE level >= 0 AND level <= $1 AND bucket < $2 "
+      "RETURNING level) SELECT level, count(*) FROM d GROUP BY level";
+  static const char SQL_CNT[] =
+      "SELECT level, count(*) FROM qprof.qp_stats WHERE level >= 0 AND level <= $1 "
+      "AND bucket < $2 GROUP BY level";
+  static const char SQL_TEXTS_DEL[] =
+      "WITH d AS (DELETE FROM qprof.qp_query q WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats t "
+      "WHERE t.fingerprint = q.fingerprint) RETURNING 1) SELECT count(*) FROM d";
+  static const char SQL_TEXTS_CNT[] =
+      "SELECT count(*) FROM qprof.qp_query q WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats t "
+      "WHERE t.fingerprint = q.fingerprint AND NOT (t.level <= $1 AND t.bucket < $2))";
+  qp_status rc = pg_cmd(s, dry ? "BEGIN READ ONLY" : "BEGIN", "cannot begin the prune");
+  PGresult *r = NULL;
+  if (rc == QP_OK) {
+    r = pg_run(s, dry ? SQL_CNT : SQL_DEL, 2, vals, NULL, NULL, PGRES_TUPLES_OK,
+               dry ? "cannot count the rows to prune" : "cannot delete");
+    if (r == NULL) rc = s->err.code;
+  }
+  for (int i = 0; rc == QP_OK && i < PQntuples(r); i++) {
+    long level = strtol(PQgetvalue(r, i, 0), NULL, 10);
+    if (level >= 0 && level <= max_level)
+      out->rows[level] = strtoull(PQgetvalue(r, i, 1), NULL, 10);
+  }
+  PQclear(r);
+  r = NULL;
+  if (rc == QP_OK) {
+    r = dry ? pg_run(s, SQL_TEXTS_CNT, 2, vals, NULL, NULL, PGRES_TUPLES_OK,
+                     "cannot count the texts to prune")
+            : pg_run(s, SQL_TEXTS_DEL, 0, NULL, NULL, NULL, PGRES_TUPLES_OK,
+                     "cannot delete texts");
+    if (r == NULL) rc = s->err.code;
+    else out->texts = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+  }
+  if (rc == QP_OK) rc = pg_cmd(s, "COMMIT", "cannot commit the prune");
+  if (rc != QP_OK) {
+    PQclear(PQexec(g->conn, "ROLLBACK"));
+    memset(out, 0, sizeof *out);
+    return rc;
+  }
+  /* Outside the transaction: VACUUM cannot run inside one. */
+  if (!dry && (flags & QP_PRUNE_VACUUM))
+    rc = pg_cmd(s, "VACUUM qprof.qp_stats, qprof.qp_query", "pruned, but cannot VACUUM");
+  out->size_bytes = out->free_bytes = -1;
+  r = pg_run(s,
+             "SELECT pg_total_relation_size('qprof.qp_stats') + "
+             "pg_total_relation_size('qprof.qp_query')",
+             0, NULL, NULL, NULL, PGRES_TUPLES_OK, "pruned, but cannot read the size");
+  if (r != NULL) {
+    out->size_bytes = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+  } else if (rc == QP_OK) {
+    rc = s->err.code;
+  }
+  return rc;
+}
+
 const qp_store_ops qp__pg_store_ops = {
+    .prune = pg_prune,
     .dropped = pg_dropped,
     .name = "postgres",
     .open = pg_open,

@@ -604,15 +604,18 @@ static qp_status sq_write(qp_store *s, const qp_entry *list, const qp_drop *drop
 
 /* ---- reading ------------------------------------------------------------ */
 
-static qp_status sq_bucket_range(qp_store *s, int64_t *first, int64_t *last, bool *empty) {
+static qp_status sq_bucket_range(qp_store *s, int level, int64_t *first, int64_t *last,
+                                 bool *empty) {
   sq_store *q = s->impl;
   *empty = true;
   qp_status rc = sq_prepare(s, q, &q->first,
-                            "SELECT bucket FROM qp_stats WHERE level = 0 ORDER BY bucket LIMIT 1");
+                            "SELECT bucket FROM qp_stats WHERE level = ?1 ORDER BY bucket LIMIT 1");
   if (rc == QP_OK)
     rc = sq_prepare(s, q, &q->last,
-                    "SELECT bucket FROM qp_stats WHERE level = 0 ORDER BY bucket DESC LIMIT 1");
+                    "SELECT bucket FROM qp_stats WHERE level = ?1 ORDER BY bucket DESC LIMIT 1");
   if (rc != QP_OK) return rc;
+  sqlite3_bind_int(q->first, 1, level);
+  sqlite3_bind_int(q->last, 1, level);
   int r1 = sqlite3_step(q->first), r2 = sqlite3_step(q->last);
   if (r1 == SQLITE_ROW && r2 == SQLITE_ROW) {
     *first = sqlite3_column_int64(q->first, 0);
@@ -763,7 +766,94 @@ static qp_status sq_dropped(qp_store *s, int64_t lo, int64_t hi, uint64_t *n) {
   return r == SQLITE_ROW ? QP_OK : sq_fail(s, q->db, QP_IO, "cannot read the dropped count");
 }
 
+/* ---- retention ------------------------------------------------------------ */
+
+/* One number from `sql` with ?1 = max_level and ?2 = cutoff (when it has them). */
+static qp_status sq_count(qp_store *s, sq_store *q, const char *sql, int max_level,
+                          int64_t cutoff_s, uint64_t *n) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(s, q->db, QP_IO, "cannot prepare the prune");
+  if (sqlite3_bind_parameter_count(st) >= 1) sqlite3_bind_int(st, 1, max_level);
+  if (sqlite3_bind_parameter_count(st) >= 2) sqlite3_bind_int64(st, 2, cutoff_s);
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW) *n = (uint64_t)sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return r == SQLITE_ROW ? QP_OK : sq_fail(s, q->db, QP_IO, "cannot count the rows to prune");
+}
+
+/* Runs `sql` (?1 level, ?2 cutoff) and adds the rows it changed to *n. */
+static qp_status sq_delete(qp_store *s, sq_store *q, const char *sql, int level, int64_t cutoff_s,
+                           uint64_t *n) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(s, q->db, QP_IO, "cannot prepare the prune");
+  if (sqlite3_bind_parameter_count(st) >= 1) sqlite3_bind_int(st, 1, level);
+  if (sqlite3_bind_parameter_count(st) >= 2) sqlite3_bind_int64(st, 2, cutoff_s);
+  int r = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (r != SQLITE_DONE) return sq_fail(s, q->db, QP_IO, "cannot delete");
+  *n += (uint64_t)sqlite3_changes64(q->db);
+  return QP_OK;
+}
+
+/* Texts no statistics row refers to; with a level and cutoff, those none
+ * would refer to once the prune deleted its rows. NOT IN: SQLite reads the
+ * subquery once into a temporary index (NOT EXISTS would scan qp_stats,
+ * keyed by level first, once per text). */
+static const char SQL_ORPHANS_AFTER[] =
+    "SELECT count(*) FROM qp_query WHERE fingerprint NOT IN (SELECT fingerprint FROM qp_stats "
+    "WHERE NOT (level <= ?1 AND bucket < ?2))";
+
+static qp_status sq_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned flags,
+                          qp_prune_result *out) {
+  sq_store *q = s->impl;
+  bool dry = (flags & QP_PRUNE_DRY_RUN) != 0;
+  if (!dry && sqlite3_db_readonly(q->db, "main") == 1)
+    return qp__err_set(&s->err, QP_IO, "%s: the store file is read-only; cannot prune it",
+                       s->display);
+  /* A writer's lock at once (flushers wait for it, as for each other); a
+   * dry run reads one snapshot. */
+  qp_status rc = sq_exec(s, q->db, dry ? "BEGIN" : "BEGIN IMMEDIATE", "cannot begin the prune");
+  if (rc != QP_OK) return rc;
+  for (int level = 0; rc == QP_OK && level <= max_level; level++) {
+    if (dry)
+      rc = sq_count(s, q, "SELECT count(*) FROM qp_stats WHERE level = ?1 AND bucket < ?2", level,
+                    cutoff_s, &out->rows[level]);
+    else
+      rc = sq_delete(s, q, "DELETE FROM qp_stats WHERE level = ?1 AND bucket < ?2", level,
+                     cutoff_s, &out->rows[level]);
+  }
+  if (rc == QP_OK && dry) rc = sq_count(s, q, SQL_ORPHANS_AFTER, max_level, cutoff_s, &out->texts);
+  if (rc == QP_OK && !dry)
+    rc = sq_delete(s, q,
+                   "DELETE FROM qp_query WHERE fingerprint NOT IN "
+                   "(SELECT fingerprint FROM qp_stats)",
+                   0, 0, &out->texts);
+  if (rc == QP_OK) rc = sq_exec(s, q->db, "COMMIT", "cannot commit the prune");
+  if (rc != QP_OK) {
+    sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    memset(out, 0, sizeof *out);
+    return rc;
+  }
+  int64_t autovac = 0, pages = 0, page_size = 0, free_pages = 0;
+  rc = pragma_int(s, q->db, "PRAGMA auto_vacuum", &autovac);
+  /* Outside the transaction: VACUUM cannot run inside one. */
+  if (rc == QP_OK && !dry && (flags & QP_PRUNE_VACUUM))
+    rc = sq_exec(s, q->db, "VACUUM", "pruned, but cannot VACUUM");
+  else if (rc == QP_OK && !dry && autovac == 2)
+    rc = sq_exec(s, q->db, "PRAGMA incremental_vacuum", "pruned, but cannot vacuum");
+  if (rc == QP_OK) rc = pragma_int(s, q->db, "PRAGMA page_count", &pages);
+  if (rc == QP_OK) rc = pragma_int(s, q->db, "PRAGMA page_size", &page_size);
+  if (rc == QP_OK) rc = pragma_int(s, q->db, "PRAGMA freelist_count", &free_pages);
+  if (rc != QP_OK) return rc;
+  out->size_bytes = pages * page_size;
+  out->free_bytes = free_pages * page_size;
+  return QP_OK;
+}
+
 const qp_store_ops qp__sqlite_store_ops = {
+    .prune = sq_prune,
     .dropped = sq_dropped,
     .name = "sqlite",
     .open = sq_open,

@@ -359,11 +359,43 @@ static qp_status texts_at_once(qp_store *s, agg_map *m, qp_agg_fn fn, void *ud) 
   return rc;
 }
 
+/* The bucket starts the store holds statistics for: those of the recorded
+ * buckets, widened by the roll-ups that outlive them once pruned
+ * (qp_store_prune): an hour (day) row before the hour (day) of the first
+ * recorded bucket stands for the bucket starts from its own start, one
+ * after the hour (day) of the last for those up to its end. A store never
+ * pruned has no such row, so its range is that of its recorded buckets. */
+static qp_status data_range(qp_store *s, int64_t *first, int64_t *last, bool *empty) {
+  static const int64_t width[] = {[QP_LEVEL_HOUR] = 3600, [QP_LEVEL_DAY] = 86400};
+  qp_status rc = s->ops->bucket_range(s, QP_LEVEL_BUCKET, first, last, empty);
+  for (int level = QP_LEVEL_HOUR; rc == QP_OK && level <= QP_LEVEL_DAY; level++) {
+    int64_t f, l;
+    bool none;
+    rc = s->ops->bucket_range(s, level, &f, &l, &none);
+    if (rc != QP_OK || none) continue;
+    if (*empty) {
+      *first = f;
+      *last = l + width[level] - 1;
+      *empty = false;
+      continue;
+    }
+    if (f < qp__level_bucket(level, *first)) *first = f;
+    if (l > qp__level_bucket(level, *last)) *last = l + width[level] - 1;
+  }
+  return rc;
+}
+
 static qp_status aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_agg_fn fn,
                            void *ud, qp_window *w) {
   int64_t first, last;
   bool empty;
-  qp_status rc = s->ops->bucket_range(s, &first, &last, &empty);
+  qp_status rc = data_range(s, &first, &last, &empty);
+  if (rc == QP_OK && empty && since_ns == INT64_MIN && until_ns == INT64_MAX) {
+    /* Pruned down to the all-time totals (every day of it pruned): they
+     * still answer the window without bounds, as bucket 0. */
+    rc = s->ops->bucket_range(s, QP_LEVEL_ALL, &first, &last, &empty);
+    first = last = 0;
+  }
   if (rc != QP_OK || empty) return rc;
   int64_t S = since_ns == INT64_MIN ? first : ns_to_s_ceil(since_ns);
   int64_t U = until_ns == INT64_MAX ? last + 1 : ns_to_s_ceil(until_ns);
@@ -509,4 +541,38 @@ qp_status qp__store_edge(qp_store *s, int64_t t_ns, int64_t *bucket_s, bool *str
   *bucket_s = b;
   *straddles = c.max_last_ns >= t_ns;
   return QP_OK;
+}
+
+/* ---- retention ------------------------------------------------------------ */
+
+_Static_assert((int)QP_PRUNE_MINUTE == (int)QP_LEVEL_BUCKET &&
+                   (int)QP_PRUNE_HOUR == (int)QP_LEVEL_HOUR && (int)QP_PRUNE_DAY == (int)QP_LEVEL_DAY,
+               "prune levels are store levels");
+
+qp_status qp_store_prune(qp_store *s, int64_t before_ns, qp_prune_level level, unsigned flags,
+                         qp_prune_result *out) {
+  if (out != NULL) memset(out, 0, sizeof *out);
+  if (s == NULL) return QP_INVALID;
+  qp__err_clear(&s->err);
+  if (out == NULL) return qp__err_set(&s->err, QP_INVALID, "out is NULL");
+  if ((int)level < (int)QP_PRUNE_MINUTE || (int)level > (int)QP_PRUNE_DAY)
+    return qp__err_set(&s->err, QP_INVALID, "no prune level %d (minute 0, hour 1, day 2)",
+                       (int)level);
+  if ((flags & ~(unsigned)(QP_PRUNE_DRY_RUN | QP_PRUNE_VACUUM)) != 0)
+    return qp__err_set(&s->err, QP_INVALID, "unknown prune flags 0x%x", flags);
+  if (!(flags & QP_PRUNE_DRY_RUN) && s->mode != QP_STORE_WRITE)
+    return qp__err_set(&s->err, QP_INVALID,
+                       "%s: store opened read-only; open it for writing to prune", s->display);
+  if (s->ops->prune == NULL)
+    return qp__err_set(&s->err, QP_UNSUPPORTED, "%s: this store cannot be pruned", s->display);
+  /* Whole hours (days) only, so that what goes is exactly what the level
+   * above still holds (see store.h). */
+  int64_t t = qp__floor_div(before_ns, 1000000000);
+  int64_t unit = level == QP_PRUNE_MINUTE ? 3600 : 86400;
+  int64_t cutoff = qp__floor_div(t, unit) * unit;
+  /* On an error after the commit (the space could not be reclaimed) the
+   * counts stay: the rows are gone. */
+  qp_status rc = s->ops->prune(s, (int)level, cutoff, flags, out);
+  out->cutoff_ns = cutoff > INT64_MIN / 1000000000 ? cutoff * 1000000000 : INT64_MIN;
+  return rc;
 }

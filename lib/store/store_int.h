@@ -71,8 +71,8 @@ typedef struct qp_store_ops {
   /* The sum of the dropped statements of the buckets in [lo, hi) (s); 0 in
    * a store older than schema version 3. */
   qp_status (*dropped)(qp_store *s, int64_t lo, int64_t hi, uint64_t *n);
-  /* First and last bucket start (seconds) of level 0; *empty when none. */
-  qp_status (*bucket_range)(qp_store *s, int64_t *first, int64_t *last, bool *empty);
+  /* First and last bucket start (seconds) of `level`; *empty when none. */
+  qp_status (*bucket_range)(qp_store *s, int level, int64_t *first, int64_t *last, bool *empty);
   /* Calls fn for every row of `level` with bucket in [lo, hi). */
   qp_status (*scan)(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud);
   /* Brackets the reads of one window so that they see one snapshot and the
@@ -97,6 +97,12 @@ typedef struct qp_store_ops {
    * newest first, at most `cap`. */
   qp_status (*marks_find)(qp_store *s, int64_t device, int64_t inode, uint64_t head_hash,
                           qp_file_mark *out, size_t cap, size_t *n);
+  /* Deletes the rows of levels 0..max_level (at most QP_LEVEL_DAY) whose
+   * bucket starts before cutoff_s, then the texts left with no row, in one
+   * transaction; with QP_PRUNE_DRY_RUN counts them instead. Sets out->rows,
+   * texts, size_bytes and free_bytes (see qp_store_prune). */
+  qp_status (*prune)(qp_store *s, int max_level, int64_t cutoff_s, unsigned flags,
+                     qp_prune_result *out);
 } qp_store_ops;
 
 struct qp_store {

@@ -14,6 +14,7 @@ static const cli_verb verbs[] = {
     {"diff", cmd_diff, "compare two profiles per query; exit 3 on a p95 regression (CI gate)"},
     {"advise", cmd_advise, "index advice from EXPLAIN, each index proven on the database (HypoPG or rolled back)"},
     {"normalize", cmd_normalize, "fingerprint and normalized text of each statement of a SQL script"},
+    {"prune", cmd_prune, "delete old minute/hour/day rows of a store; the roll-ups above keep the totals"},
     {"config", cmd_config, "list options, their defaults, QPROF_* variables and current values"},
 };
 
