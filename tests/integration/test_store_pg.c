@@ -15,8 +15,8 @@
 #include "stats/stats_int.h"
 #include "store/store_int.h"
 
-static char dbname[2][64];
-static char dsn[2][768];
+static char dbname[3][64];
+static char dsn[3][768];
 
 static void admin(const char *sql) {
   PGconn *c = PQconnectdb(qpt_pg_dsn());
@@ -40,9 +40,9 @@ static void on_db(int k, const char *sql) {
 static int setup(void **state) {
   (void)state;
   if (qpt_pg_dsn() == NULL) return -1;
-  for (int k = 0; k < 2; k++) {
+  for (int k = 0; k < 3; k++) {
     snprintf(dbname[k], sizeof dbname[k], "qprof_store_%d_%d", (int)getpid(), k);
-    char sql[128];
+    char sql[256];
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", dbname[k]);
     admin(sql);
     snprintf(dsn[k], sizeof dsn[k], "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
@@ -53,8 +53,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  for (int k = 0; k < 2; k++) {
-    char sql[128];
+  for (int k = 0; k < 3; k++) {
+    char sql[256];
     snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname[k]);
     admin(sql);
   }
@@ -456,6 +456,95 @@ static void test_cache_hits(void **state) {
   qp_profile_free(p);
 }
 
+/* A real version 2 store (the tables as qprof wrote them then: no
+ * qp_dropped, no cache hit or dimension columns, the old key) with data:
+ * read as it is, then migrated by the first writer through every later
+ * version, with its totals unchanged; new rows carry their dimensions. */
+typedef struct v2_sum {
+  const char *host; /* NULL: any */
+  uint64_t calls, errors;
+  int64_t rows;
+  uint64_t total_ns;
+} v2_sum;
+
+static int v2_add(const qp_query_summary *q, void *ud) {
+  v2_sum *v = ud;
+  if (v->host != NULL && strcmp(q->host, v->host) != 0) return 0;
+  v->calls += q->calls;
+  v->errors += q->errors;
+  v->rows += q->rows;
+  v->total_ns += q->total_ns;
+  return 0;
+}
+
+static void test_migrates_v2_with_data(void **state) {
+  (void)state;
+  on_db(2,
+        "CREATE SCHEMA qprof;"
+        "CREATE TABLE qprof.qp_meta (key text PRIMARY KEY, value text NOT NULL);"
+        "INSERT INTO qprof.qp_meta VALUES ('magic', 'qprof profile store'), ('schema_version', '2');"
+        "CREATE TABLE qprof.qp_query (fingerprint bigint PRIMARY KEY, backend text NOT NULL,"
+        " query text NOT NULL, sample text, sample_ns bigint, first_seen_ns bigint NOT NULL,"
+        " last_seen_ns bigint NOT NULL);"
+        "CREATE TABLE qprof.qp_stats (level integer NOT NULL, bucket bigint NOT NULL,"
+        " fingerprint bigint NOT NULL, backend text NOT NULL, database text NOT NULL,"
+        " calls bigint NOT NULL, errors bigint NOT NULL, error_codes text NOT NULL,"
+        " rows bigint NOT NULL, total_ns bigint NOT NULL, min_ns bigint NOT NULL,"
+        " max_ns bigint NOT NULL, m2 double precision NOT NULL, first_seen_ns bigint NOT NULL,"
+        " last_seen_ns bigint NOT NULL, hist bytea NOT NULL,"
+        " PRIMARY KEY (level, bucket, fingerprint, backend, database));"
+        "CREATE VIEW qprof.qp_summary AS SELECT s.fingerprint, s.backend, s.database, q.query,"
+        " s.calls FROM qprof.qp_stats s JOIN qprof.qp_query q USING (fingerprint) WHERE s.level = 3;"
+        "INSERT INTO qprof.qp_query VALUES (7, 'postgres', 'select ?', NULL, NULL, 1, 2),"
+        " (8, 'postgres', 'update t set a = ?', NULL, NULL, 1, 2);"
+        "INSERT INTO qprof.qp_stats SELECT l, CASE WHEN l = 3 THEN 0 ELSE 1795132800 END, 7,"
+        " 'postgres', 'shop', 5, 0, '', 5, 50, 4, 16, 2.0, 1, 2, '' FROM generate_series(0, 3) l;"
+        "INSERT INTO qprof.qp_stats SELECT l, CASE WHEN l = 3 THEN 0 ELSE 1795132800 END, 8,"
+        " 'postgres', 'shop', 3, 1, '23505:1', 2, 30, 5, 20, 1.0, 1, 2, '' FROM generate_series(0, 3) l");
+  char err[1024];
+  qp_store *s;
+  for (int pass = 0; pass < 3; pass++) {
+    /* 0: read as version 2; 1: migrated by a writer; 2: after new rows */
+    qp_store_mode mode = pass == 1 ? QP_STORE_WRITE : QP_STORE_READ;
+    qp_status orc = qp_store_open(&s, dsn[2], mode, NULL, err, sizeof err);
+    if (orc != QP_OK) fail_msg("open (pass %d): %s", pass, err);
+    v2_sum all = {.host = ""}, day = {.host = ""};
+    assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, v2_add, &all), QP_OK);
+    assert_int_equal(qp_store_summarize(s, 1795132800LL * 1000000000, 1795219200LL * 1000000000,
+                                        v2_add, &day),
+                     QP_OK);
+    assert_int_equal(all.calls, 8);
+    assert_int_equal(all.errors, 1);
+    assert_int_equal(all.rows, 7);
+    assert_int_equal(all.total_ns, 80);
+    assert_int_equal(day.calls, 8);
+    char *v = one_value(2, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'");
+    assert_int_equal(atoi(v), pass == 0 ? 2 : QP_STORE_SCHEMA_VERSION);
+    free(v);
+    if (pass == 1) {
+      qp_profile *p;
+      assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
+      qp_query_event e = {.size = sizeof e, .backend = QP_BACKEND_POSTGRES, .database = "shop",
+                          .sql = "select 1", .sql_len = 8, .duration_ns = 9, .rows = 1,
+                          .end_wall_ns = (1795132800LL + 30) * 1000000000, .user = "carol",
+                          .application = "cron", .host = "h9"};
+      assert_int_equal(qp_profile_record(p, &e), QP_OK);
+      assert_int_equal(qp_profile_flush(p, s), QP_OK);
+      qp_profile_free(p);
+    }
+    if (pass == 2) {
+      v2_sum h9 = {.host = "h9"};
+      assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, v2_add, &h9), QP_OK);
+      assert_int_equal(h9.calls, 1);
+    }
+    qp_store_close(s);
+  }
+  char *v = one_value(2, "SELECT count(*) FROM qprof.qp_summary WHERE host = 'h9' AND "
+                         "user_name = 'carol' AND application = 'cron'");
+  assert_string_equal(v, "1");
+  free(v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_record_window),
@@ -465,6 +554,7 @@ int main(void) {
       cmocka_unit_test(test_cli_report_on_pg),
       cmocka_unit_test(test_texts_read_in_one_statement),
       cmocka_unit_test(test_cache_hits),
+      cmocka_unit_test(test_migrates_v2_with_data),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
