@@ -245,9 +245,15 @@ static bool parse_relative(const char *t, int64_t now, int64_t *out) {
     return true;
   }
   if (t[0] != '-') return false;
+  /* digits with at most one '.', nothing strtod also takes (nan, inf,
+   * hex, exponents, a sign): a NaN would slip past the range check below */
+  const char *q = t + 1;
+  int dots = 0, digits = 0;
+  for (; (*q >= '0' && *q <= '9') || *q == '.'; q++) *q == '.' ? dots++ : digits++;
+  if (digits == 0 || dots > 1) return false;
   char *end;
   double v = strtod(t + 1, &end);
-  if (end == t + 1 || v < 0) return false;
+  if (end != q || !(v >= 0)) return false;
   double unit;
   if (strcmp(end, "s") == 0) unit = 1;
   else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0) unit = 60;
