@@ -9,7 +9,9 @@
  * (fingerprint, backend, database) the merged statistics of the buckets
  * that start in the window (a qp_query_summary), its share of the time, the
  * totals, and on request a query's time series and merged latency
- * histogram. A qp_diff compares two reports (two stores, or two windows of
+ * histogram. The key can be other dimensions than the database
+ * (qp_report_options.by: who ran it, the user, application and host), and
+ * the rows can be filtered by those dimensions before they are merged. A qp_diff compares two reports (two stores, or two windows of
  * one) and applies the regression gate.
  *
  * Growth (docs/api.md, "Structs that grow"): structs the library hands out
@@ -65,6 +67,44 @@ QP_EXPORT const char *qp_report_sort_name(qp_report_sort sort);
 /* The key named `name` (as above). QP_INVALID for any other name. */
 QP_EXPORT qp_status qp_report_sort_parse(const char *name, qp_report_sort *out);
 
+/* The dimensions of a statistics row besides its fingerprint and backend
+ * (qp_query_summary: database, user, application, host): what a report's
+ * rows can be keyed by (qp_report_options.by) and what qp_report_groups
+ * groups by. */
+typedef enum qp_report_group_by {
+  QP_REPORT_BY_DATABASE = 0,    /* the database (with its backend) */
+  QP_REPORT_BY_USER = 1,        /* the PostgreSQL role; the OS user for SQLite */
+  QP_REPORT_BY_APPLICATION = 2, /* application_name, else the program's name */
+  QP_REPORT_BY_HOST = 3         /* the recording machine, or the client host of a log */
+} qp_report_group_by;
+
+/* The bit of a dimension in qp_report_options.by. */
+#define QP_REPORT_KEY(by) (1u << (unsigned)(by))
+/* Every dimension; the default key (the rows of earlier versions: per
+ * database); no dimension at all (fingerprint and backend only: a
+ * qp_report_options.by of 0 means the default, so "none" has a bit). */
+#define QP_REPORT_KEY_ALL 15u
+#define QP_REPORT_KEY_DEFAULT QP_REPORT_KEY(QP_REPORT_BY_DATABASE)
+#define QP_REPORT_KEY_NONE 16u
+
+/* "database", "user", "application", "host"; NULL for an unknown value.
+ * Thread-safe. */
+QP_EXPORT const char *qp_report_group_by_name(qp_report_group_by by);
+/* The dimension named `name` (as above). QP_INVALID for any other name or
+ * NULL arguments. Thread-safe. */
+QP_EXPORT qp_status qp_report_group_by_parse(const char *name, qp_report_group_by *out);
+
+/*
+ * Parses a key as a command line writes it: dimension names separated by
+ * commas ("host,application"; order and repeats do not matter), or "none"
+ * (fingerprint and backend only: QP_REPORT_KEY_NONE), into QP_REPORT_KEY
+ * bits (*out), for qp_report_options.by. Errors:
+ * QP_INVALID (an empty list or part, an unknown name: errbuf names it and
+ * the names there are; NULL list or out). errbuf may be NULL. Thread-safe.
+ */
+QP_EXPORT qp_status qp_report_by_parse(const char *list, unsigned *out, char *errbuf,
+                                       size_t errlen);
+
 typedef struct qp_report_options {
   size_t size;           /* sizeof(qp_report_options): set by qp_report_options_init */
   /* The window: buckets that start in [since_ns, until_ns) (wall clock, ns
@@ -79,17 +119,50 @@ typedef struct qp_report_options {
   uint64_t min_calls;    /* keep only queries called at least this often in the window */
   qp_report_sort sort;
   const qp_hooks *hooks; /* allocator for the report (copied; NULL: malloc) */
+  /* Appended (read only when `size` covers them; docs/api.md "Structs that
+   * grow"). The key of the report's rows besides fingerprint and backend:
+   * QP_REPORT_KEY bits; 0 (the default) is QP_REPORT_KEY_DEFAULT, the
+   * database; QP_REPORT_KEY_NONE: fingerprint and backend only (with other
+   * bits it adds nothing). Stored rows that differ only in
+   * dimensions not in the key are merged into one row (statistics and
+   * histograms merge exactly); in the report's summaries those dimensions
+   * are NULL. */
+  unsigned by;
+  /* Filters on the dimensions, or NULL for none; borrowed for the call
+   * (qp_report_new copies them). A stored row is kept when every filter
+   * given matches its value; the filters apply to the stored rows, before
+   * they are merged, so a filter on a dimension not in the key still
+   * selects exactly. Each is written as:
+   *   VALUE      exactly VALUE (case-sensitive); "" is "not recorded"
+   *   /REGEX/    PCRE2 search in the value (case-sensitive): /^web-/
+   *   /REGEX/i   the same, case-insensitive
+   *   =VALUE     exactly VALUE, for a value that itself looks like /.../
+   * (qp_report_dim_filter_parse says how a value reads). */
+  const char *database, *user, *application, *host;
 } qp_report_options;
 
-/* Defaults: all time, no filters, sorted by total time, malloc. Never fails. */
+/* Defaults: all time, no filters, sorted by total time, keyed by database,
+ * malloc. Never fails. */
 QP_EXPORT void qp_report_options_init(qp_report_options *o);
 
 /*
+ * How a dimension filter (qp_report_options.user, ...) reads: *regex true
+ * and the pattern in [*start, *start + *len) with *caseless for /REGEX/
+ * and /REGEX/i, else *regex false and the exact value there. `f` is not
+ * copied: the range points into it. QP_INVALID for NULL arguments.
+ * Thread-safe.
+ */
+QP_EXPORT qp_status qp_report_dim_filter_parse(const char *f, bool *regex, bool *caseless,
+                                               const char **start, size_t *len);
+
+/*
  * Checks options without reading a store (a CLI checks its arguments before
- * it opens anything). Errors: QP_PATTERN (match or exclude does not
- * compile: errbuf names the pattern, the offset and why), QP_INVALID
- * (since >= until, unknown sort, o NULL or o->size too small), QP_NOMEM.
- * errbuf may be NULL. Thread-safe.
+ * it opens anything). Errors: QP_PATTERN (match, exclude or a dimension
+ * filter's /REGEX/ does not compile: errbuf starts with the option's name,
+ * "match", "exclude", "user", "application", "host" or "database", and
+ * names the pattern, the offset and why), QP_INVALID (since >= until,
+ * unknown sort, bits in `by` that name no dimension, o NULL or o->size too
+ * small), QP_NOMEM. errbuf may be NULL. Thread-safe.
  */
 QP_EXPORT qp_status qp_report_check(const qp_report_options *o, char *errbuf, size_t errlen);
 
@@ -140,6 +213,14 @@ typedef struct qp_report_totals {
    * to no query: the filters do not apply to them and they are not in
    * `calls`. */
   uint64_t dropped;
+  /* Appended: the dimensions of the rows' key as QP_REPORT_KEY bits (0:
+   * none, fingerprint and backend only; QP_REPORT_KEY_DEFAULT without
+   * qp_report_options.by) and the dimension filters as given (NULL: none),
+   * owned by the report. queries_in_window
+   * counts the rows of this key before any filter, dimension filters
+   * included. */
+  unsigned by;
+  const char *filter_database, *filter_user, *filter_application, *filter_host;
 } qp_report_totals;
 
 /* Never NULL for a non-NULL report. */
@@ -149,7 +230,9 @@ QP_EXPORT const qp_report_totals *qp_report_totals_get(const qp_report *r);
 QP_EXPORT size_t qp_report_count(const qp_report *r);
 
 /* The i-th query of the ranking (0-based), or NULL when i is out of range.
- * Owned by the report (strings too), valid until it is freed. */
+ * Owned by the report (strings too), valid until it is freed. Its
+ * dimensions (database, user, application, host) are those of the report's
+ * key, never NULL ("" when not recorded); those not in the key are NULL. */
 QP_EXPORT const qp_query_summary *qp_report_query(const qp_report *r, size_t i);
 
 /* The i-th query's share of totals.total_ns, 0..1 (0 when i is out of range
@@ -242,20 +325,15 @@ QP_EXPORT qp_status qp_report_series_set(qp_report *r, const size_t *idx, size_t
 QP_EXPORT qp_status qp_report_rank(qp_report *r, qp_report_sort key, size_t *idx, size_t n,
                                    size_t *out_n);
 
-/* What queries can be grouped by. Only what the store records: user and
- * application will be added here (as new values) once events carry them. */
-typedef enum qp_report_group_by {
-  QP_REPORT_BY_DATABASE = 0 /* key: the database (with its backend) */
-} qp_report_group_by;
-
-/* "database"; NULL for an unknown value. Thread-safe. */
-QP_EXPORT const char *qp_report_group_by_name(qp_report_group_by by);
 
 /* One group of queries: what its queries add up to over the window. */
 typedef struct qp_report_group {
-  const char *key;     /* the database ("" when not known) */
-  const char *backend; /* "postgres" or "sqlite" */
-  size_t queries;
+  const char *key;     /* the database, user, application or host ("" when not recorded) */
+  /* "postgres" or "sqlite". Database groups are per backend and database;
+   * the other groupings are per value only: "" when the group holds
+   * queries of both backends. */
+  const char *backend;
+  size_t queries;      /* distinct queries (fingerprint, backend) in the group */
   uint64_t calls, errors;
   int64_t rows;
   uint64_t total_ns, min_ns, max_ns;
@@ -268,9 +346,11 @@ typedef int (*qp_report_group_fn)(const qp_report_group *g, void *ud);
 /*
  * The report's queries grouped `by`, one call of `fn` per group, by total
  * time descending (ties by backend, then key); `fn` returns non-zero to
- * stop. The group and its strings are owned by the report and valid during
- * the call. Errors: QP_INVALID (NULL r or fn, unknown grouping), QP_NOMEM;
- * the message is on the report.
+ * stop. The groups add up to the report's totals. The group and its
+ * strings are owned by the report and valid during the call. Errors:
+ * QP_INVALID (NULL r or fn, unknown grouping, or `by` not in the report's
+ * key, qp_report_options.by: its rows have merged that dimension away),
+ * QP_NOMEM; the message is on the report.
  */
 QP_EXPORT qp_status qp_report_groups(qp_report *r, qp_report_group_by by, qp_report_group_fn fn,
                                      void *ud);
@@ -334,13 +414,18 @@ typedef struct qp_diff_counts {
 } qp_diff_counts;
 
 /*
- * Joins two reports per query. Both reports are borrowed and must outlive
- * the diff. Entries are ordered: new queries, then by p95 change descending
- * (queries whose change is not defined count as 0), then vanished ones; ties
- * by fingerprint, backend and database. A report diffed with itself gives
- * every query unchanged with changes of exactly 0.
+ * Joins two reports per query: per row key (fingerprint, backend and the
+ * dimensions of qp_report_options.by, the same on both sides). Two reports
+ * of one store with different dimension filters compare, say, two hosts
+ * (base host=a, new host=b, keyed by database). Both reports are borrowed
+ * and must outlive the diff. Entries are ordered: new queries, then by p95
+ * change descending (queries whose change is not defined count as 0), then
+ * vanished ones; ties by fingerprint, backend and the key's dimensions. A
+ * report diffed with itself gives every query unchanged with changes of
+ * exactly 0.
  * Errors: QP_INVALID (NULL arguments, o->size too small, fail_above_pct
- * negative), QP_NOMEM; errbuf (may be NULL) says why.
+ * negative, reports keyed by different dimensions), QP_NOMEM; errbuf (may
+ * be NULL) says why.
  */
 QP_EXPORT qp_status qp_diff_new(qp_diff **out, const qp_report *base, const qp_report *cur,
                                 const qp_diff_options *o, char *errbuf, size_t errlen);

@@ -65,6 +65,11 @@ qp_status qp_diff_new(qp_diff **out, const qp_report *base, const qp_report *cur
   if (o->fail_above_pct < 0)
     return qp__errbuf_set(errbuf, errlen, QP_INVALID, "fail_above_pct %g is negative",
                           o->fail_above_pct);
+  if (base->by != cur->by)
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID,
+                          "the reports are keyed by different dimensions (by %#x and %#x): a "
+                          "diff joins rows of one key",
+                          base->by, cur->by);
   qp_hooks h;
   qp__hooks_init(&h, o->hooks);
   qp_diff *d = qp__calloc(&h, 1, sizeof *d);
@@ -80,7 +85,8 @@ qp_status qp_diff_new(qp_diff **out, const qp_report *base, const qp_report *cur
   /* every query of the new side, with its base if any */
   for (size_t i = 0; i < cur->n; i++) {
     const qp_rentry *c = &cur->v[i];
-    const qp_rentry *b = qp__report_find(base, c->s.fingerprint, c->backend, c->database, c->hash);
+    const char *cd[4] = {c->database, c->user, c->application, c->host};
+    const qp_rentry *b = qp__report_find(base, c->s.fingerprint, c->backend, cd, c->hash);
     dentry *x = &d->v[d->n++];
     x->key = c;
     x->e.cur = &c->s;
@@ -108,7 +114,8 @@ qp_status qp_diff_new(qp_diff **out, const qp_report *base, const qp_report *cur
   /* then the queries only the base has */
   for (size_t i = 0; i < base->n; i++) {
     const qp_rentry *b = &base->v[i];
-    if (qp__report_find(cur, b->s.fingerprint, b->backend, b->database, b->hash) != NULL) continue;
+    const char *bd[4] = {b->database, b->user, b->application, b->host};
+    if (qp__report_find(cur, b->s.fingerprint, b->backend, bd, b->hash) != NULL) continue;
     dentry *x = &d->v[d->n++];
     x->key = b;
     x->e.base = &b->s;

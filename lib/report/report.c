@@ -40,6 +40,94 @@ void qp_report_options_init(qp_report_options *o) {
   o->sort = QP_REPORT_SORT_TOTAL;
 }
 
+/* The caller's options with the fields its header did not have defaulted
+ * (o->size is at least QP_REPORT_OPTIONS_V1_SIZE, checked before). */
+static void opts_full(const qp_report_options *o, qp_report_options *x) {
+  qp_report_options_init(x);
+  memcpy(x, o, o->size < sizeof *x ? o->size : sizeof *x);
+  x->size = sizeof *x;
+}
+
+/* ---- dimensions ---------------------------------------------------------- */
+
+static const char *const dim_names[] = {"database", "user", "application", "host"};
+
+const char *qp_report_group_by_name(qp_report_group_by by) {
+  return (unsigned)by < QP_ARRAY_LEN(dim_names) ? dim_names[by] : NULL;
+}
+
+qp_status qp_report_group_by_parse(const char *name, qp_report_group_by *out) {
+  if (name == NULL || out == NULL) return QP_INVALID;
+  for (size_t i = 0; i < QP_ARRAY_LEN(dim_names); i++) {
+    if (strcmp(name, dim_names[i]) == 0) {
+      *out = (qp_report_group_by)i;
+      return QP_OK;
+    }
+  }
+  return QP_INVALID;
+}
+
+qp_status qp_report_by_parse(const char *list, unsigned *out, char *errbuf, size_t errlen) {
+  if (list == NULL || out == NULL)
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID, "the list or out is NULL");
+  if (strcmp(list, "none") == 0) {
+    *out = QP_REPORT_KEY_NONE;
+    return QP_OK;
+  }
+  unsigned bits = 0;
+  const char *p = list;
+  for (;;) {
+    const char *comma = strchr(p, ',');
+    size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+    bool found = false;
+    for (size_t i = 0; i < QP_ARRAY_LEN(dim_names) && !found; i++) {
+      if (strlen(dim_names[i]) == n && memcmp(p, dim_names[i], n) == 0) {
+        bits |= QP_REPORT_KEY(i);
+        found = true;
+      }
+    }
+    if (!found) {
+      if (n == 0)
+        return qp__errbuf_set(errbuf, errlen, QP_INVALID,
+                              "'%s' has an empty dimension: give user, application, host or "
+                              "database, separated by commas, or none",
+                              list);
+      return qp__errbuf_set(errbuf, errlen, QP_INVALID,
+                            "unknown dimension '%.*s': the dimensions are user, application, "
+                            "host and database (separated by commas), or none",
+                            (int)(n > 200 ? 200 : n), p);
+    }
+    if (comma == NULL) break;
+    p = comma + 1;
+  }
+  *out = bits;
+  return QP_OK;
+}
+
+qp_status qp_report_dim_filter_parse(const char *f, bool *regex, bool *caseless,
+                                     const char **start, size_t *len) {
+  if (f == NULL || regex == NULL || caseless == NULL || start == NULL || len == NULL)
+    return QP_INVALID;
+  size_t n = strlen(f);
+  *regex = *caseless = false;
+  if (n >= 2 && f[0] == '/' && f[n - 1] == '/') {
+    *regex = true;
+    *start = f + 1;
+    *len = n - 2;
+  } else if (n >= 3 && f[0] == '/' && f[n - 2] == '/' && f[n - 1] == 'i') {
+    *regex = *caseless = true;
+    *start = f + 1;
+    *len = n - 3;
+  } else if (f[0] == '=') {
+    *start = f + 1;
+    *len = n - 1;
+  } else {
+    *start = f;
+    *len = n;
+  }
+  return QP_OK;
+}
+
 /* ---- filters ------------------------------------------------------------- */
 
 static void *pcre_alloc(size_t n, void *ud) { return qp__malloc((const qp_hooks *)ud, n); }
@@ -60,14 +148,18 @@ static void filter_free(filter *f) {
   memset(f, 0, sizeof *f);
 }
 
-static qp_status compile(filter *f, const char *what, const char *pat, bool caseless,
-                         pcre2_code **out, char *errbuf, size_t errlen) {
+/* Compiles pat[0..len) (PCRE2_ZERO_TERMINATED: to its NUL); `shown` is
+ * how the message names it. */
+static qp_status compile_n(pcre2_general_context *gctx, const char *what, const char *pat,
+                           size_t len, const char *shown, bool caseless, pcre2_code **out,
+                           char *errbuf, size_t errlen) {
   int err;
   PCRE2_SIZE off;
   uint32_t flags = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (caseless ? PCRE2_CASELESS : 0);
-  pcre2_compile_context *cctx = pcre2_compile_context_create(f->gctx);
+  pcre2_compile_context *cctx = pcre2_compile_context_create(gctx);
   if (cctx == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
-  *out = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, flags, &err, &off, cctx);
+  *out = pcre2_compile((PCRE2_SPTR)pat, len, flags, &err, &off, cctx);
+  const char *pat_shown = shown;
   pcre2_compile_context_free(cctx);
   if (*out == NULL) {
     if (err == PCRE2_ERROR_NOMEMORY || err == PCRE2_ERROR_HEAP_FAILED)
@@ -75,10 +167,102 @@ static qp_status compile(filter *f, const char *what, const char *pat, bool case
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(err, msg, sizeof msg);
     return qp__errbuf_set(errbuf, errlen, QP_PATTERN, "%s pattern '%s' is invalid at offset %zu: %s",
-                          what, pat, (size_t)off, (const char *)msg);
+                          what, pat_shown, (size_t)off, (const char *)msg);
   }
   (void)pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE);
   return QP_OK;
+}
+
+static qp_status compile(filter *f, const char *what, const char *pat, bool caseless,
+                         pcre2_code **out, char *errbuf, size_t errlen) {
+  return compile_n(f->gctx, what, pat, PCRE2_ZERO_TERMINATED, pat, caseless, out, errbuf, errlen);
+}
+
+/* ---- dimension filters ----------------------------------------------------- */
+
+struct qp_rfilter {
+  pcre2_general_context *gctx;
+  pcre2_match_data *md;
+  struct {
+    bool on;
+    const char *exact; /* points into the filter's text; length len */
+    size_t len;
+    pcre2_code *re;    /* for /REGEX/ */
+  } d[4];
+};
+
+static void rfilter_free(const qp_hooks *h, qp_rfilter *f) {
+  if (f == NULL) return;
+  for (size_t i = 0; i < 4; i++) pcre2_code_free(f->d[i].re);
+  pcre2_match_data_free(f->md);
+  pcre2_general_context_free(f->gctx);
+  qp__free(h, f);
+}
+
+/* The filters of o (database, user, application, host) or NULL for none
+ * (*out NULL). The exact values point into the texts given, which must
+ * outlive the filter. */
+static qp_status rfilter_new(const qp_hooks *h, const char *const txt[4], qp_rfilter **out,
+                             char *errbuf, size_t errlen) {
+  *out = NULL;
+  if (txt[0] == NULL && txt[1] == NULL && txt[2] == NULL && txt[3] == NULL) return QP_OK;
+  qp_rfilter *f = qp__calloc(h, 1, sizeof *f);
+  if (f == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  qp_status rc = QP_OK;
+  bool any_re = false;
+  for (size_t i = 0; rc == QP_OK && i < 4; i++) {
+    if (txt[i] == NULL) continue;
+    bool re, caseless;
+    const char *start;
+    size_t len;
+    (void)qp_report_dim_filter_parse(txt[i], &re, &caseless, &start, &len);
+    f->d[i].on = true;
+    if (!re) {
+      f->d[i].exact = start;
+      f->d[i].len = len;
+      continue;
+    }
+    if (f->gctx == NULL) {
+      f->gctx = pcre2_general_context_create(pcre_alloc, pcre_free, (void *)h);
+      if (f->gctx == NULL) rc = qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+    }
+    if (rc == QP_OK)
+      rc = compile_n(f->gctx, dim_names[i], start, len, txt[i], caseless, &f->d[i].re, errbuf,
+                     errlen);
+    any_re = true;
+  }
+  if (rc == QP_OK && any_re) {
+    f->md = pcre2_match_data_create(1, f->gctx);
+    if (f->md == NULL) rc = qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  }
+  if (rc != QP_OK) {
+    rfilter_free(h, f);
+    return rc;
+  }
+  *out = f;
+  return QP_OK;
+}
+
+static int rfilter_keep(qp_rfilter *f, const qp_entry *row) {
+  const char *v[4] = {row->database, row->user, row->application, row->host};
+  for (size_t i = 0; i < 4; i++) {
+    if (!f->d[i].on) continue;
+    const char *x = v[i] != NULL ? v[i] : "";
+    if (f->d[i].re == NULL) {
+      if (strlen(x) != f->d[i].len || memcmp(x, f->d[i].exact, f->d[i].len) != 0) return 0;
+      continue;
+    }
+    int rc = pcre2_match(f->d[i].re, (PCRE2_SPTR)x, PCRE2_ZERO_TERMINATED, 0, 0, f->md, NULL);
+    if (rc == PCRE2_ERROR_NOMEMORY) return -1;
+    if (rc < 0) return 0;
+  }
+  return 1;
+}
+
+static int keep_row(void *ud, const qp_entry *row) { return rfilter_keep(ud, row); }
+
+int qp__report_keep_row(qp_report *r, const qp_entry *row) {
+  return r->filter != NULL ? rfilter_keep(r->filter, row) : 1;
 }
 
 static qp_status check_opts(const qp_report_options *o, char *errbuf, size_t errlen) {
@@ -90,6 +274,8 @@ static qp_status check_opts(const qp_report_options *o, char *errbuf, size_t err
     return qp__errbuf_set(errbuf, errlen, QP_INVALID, "the window ends before it starts");
   if (qp_report_sort_name(o->sort) == NULL)
     return qp__errbuf_set(errbuf, errlen, QP_INVALID, "unknown sort key %d", (int)o->sort);
+  if (o->size >= offsetof(qp_report_options, by) + sizeof o->by && (o->by & ~(QP_REPORT_KEY_ALL | QP_REPORT_KEY_NONE)) != 0)
+    return qp__errbuf_set(errbuf, errlen, QP_INVALID, "by %#x names no dimension", o->by);
   return QP_OK;
 }
 
@@ -122,19 +308,44 @@ static int matches(filter *f, pcre2_code *re, const char *s) {
 qp_status qp_report_check(const qp_report_options *o, char *errbuf, size_t errlen) {
   qp_status rc = check_opts(o, errbuf, errlen);
   if (rc != QP_OK) return rc;
+  qp_report_options x;
+  opts_full(o, &x);
   qp_hooks h;
-  qp__hooks_init(&h, o->hooks);
+  qp__hooks_init(&h, x.hooks);
   filter f;
-  rc = filter_init(&f, &h, o, errbuf, errlen);
+  rc = filter_init(&f, &h, &x, errbuf, errlen);
   if (rc == QP_OK) filter_free(&f);
+  const char *txt[4] = {x.database, x.user, x.application, x.host};
+  qp_rfilter *rf;
+  if (rc == QP_OK) rc = rfilter_new(&h, txt, &rf, errbuf, errlen);
+  if (rc == QP_OK) rfilter_free(&h, rf);
   return rc;
 }
 
 /* ---- entries ------------------------------------------------------------- */
 
-uint64_t qp__report_key_hash(uint64_t fp, qp_backend be, const char *db) {
+void qp__report_row_dims(const qp_entry *row, unsigned by, const char *d[4]) {
+  d[0] = by & QP_REPORT_KEY(QP_REPORT_BY_DATABASE) ? row->database : NULL;
+  d[1] = by & QP_REPORT_KEY(QP_REPORT_BY_USER) ? row->user : NULL;
+  d[2] = by & QP_REPORT_KEY(QP_REPORT_BY_APPLICATION) ? row->application : NULL;
+  d[3] = by & QP_REPORT_KEY(QP_REPORT_BY_HOST) ? row->host : NULL;
+}
+
+/* Dimensions not in the key are NULL on both sides of a comparison. */
+static int dim_cmp(const char *a, const char *b) {
+  if (a == b) return 0;
+  if (a == NULL || b == NULL) return a == NULL ? -1 : 1;
+  return strcmp(a, b);
+}
+
+uint64_t qp__report_key_hash(uint64_t fp, qp_backend be, const char *const d[4]) {
   uint64_t h = fp ^ ((uint64_t)be * 0x9e3779b97f4a7c15ull);
-  for (const unsigned char *p = (const unsigned char *)db; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+  for (size_t i = 0; i < 4; i++) {
+    if (d[i] == NULL) continue;
+    for (const unsigned char *p = (const unsigned char *)d[i]; *p; p++)
+      h = (h ^ *p) * 0x100000001b3ull;
+    h = (h ^ (0xf0u + i)) * 0x100000001b3ull; /* "a","" and "","a" differ */
+  }
   h ^= h >> 29;
   return h * 0xbf58476d1ce4e5b9ull;
 }
@@ -142,18 +353,22 @@ uint64_t qp__report_key_hash(uint64_t fp, qp_backend be, const char *db) {
 int qp__report_key_cmp(const qp_rentry *a, const qp_rentry *b) {
   if (a->s.fingerprint != b->s.fingerprint) return a->s.fingerprint < b->s.fingerprint ? -1 : 1;
   int c = strcmp(a->s.backend, b->s.backend);
-  return c != 0 ? c : strcmp(a->s.database, b->s.database);
+  if (c == 0) c = dim_cmp(a->database, b->database);
+  if (c == 0) c = dim_cmp(a->user, b->user);
+  if (c == 0) c = dim_cmp(a->application, b->application);
+  return c != 0 ? c : dim_cmp(a->host, b->host);
 }
 
-const qp_rentry *qp__report_find(const qp_report *r, uint64_t fp, qp_backend be, const char *db,
-                                 uint64_t hash) {
+const qp_rentry *qp__report_find(const qp_report *r, uint64_t fp, qp_backend be,
+                                 const char *const d[4], uint64_t hash) {
   if (r->nslots == 0) return NULL;
   for (size_t j = hash & (r->nslots - 1);; j = (j + 1) & (r->nslots - 1)) {
     size_t k = r->slots[j];
     if (k == 0) return NULL;
     const qp_rentry *e = &r->v[k - 1];
     if (e->hash == hash && e->s.fingerprint == fp && e->backend == be &&
-        strcmp(e->database, db) == 0)
+        dim_cmp(e->database, d[0]) == 0 && dim_cmp(e->user, d[1]) == 0 &&
+        dim_cmp(e->application, d[2]) == 0 && dim_cmp(e->host, d[3]) == 0)
       return e;
   }
 }
@@ -163,18 +378,49 @@ static void rentry_free(const qp_hooks *h, qp_rentry *e) {
   qp__free(h, e->query); /* the one block of all its strings */
 }
 
-/* Copies the four strings of an entry into one block: one allocation per
- * query, not four. */
+/* Copies the strings of an entry into one block: one allocation per query,
+ * not one per string. A NULL dimension (not in the key) stays NULL. */
 static bool copy_strings(const qp_hooks *h, qp_rentry *x, const char *query, const char *sample,
-                         const char *codes, const char *database) {
-  size_t lq = strlen(query) + 1, lc = strlen(codes) + 1, ld = strlen(database) + 1;
-  size_t ls = sample != NULL ? strlen(sample) + 1 : 0;
-  char *b = qp__malloc(h, lq + lc + ld + ls);
+                         const char *codes, const qp_entry *e) {
+  const char *d[4] = {e->database, e->user, e->application, e->host};
+  size_t lq = strlen(query) + 1, lc = strlen(codes) + 1, ld[4];
+  size_t ls = sample != NULL ? strlen(sample) + 1 : 0, total = lq + lc + ls;
+  for (size_t i = 0; i < 4; i++) total += ld[i] = d[i] != NULL ? strlen(d[i]) + 1 : 0;
+  char *b = qp__malloc(h, total);
   if (b == NULL) return false;
   x->query = memcpy(b, query, lq);
   x->codes = memcpy(b + lq, codes, lc);
-  x->database = memcpy(b + lq + lc, database, ld);
-  x->sample = sample != NULL ? memcpy(b + lq + lc + ld, sample, ls) : NULL;
+  char *p = b + lq + lc, *out[4];
+  for (size_t i = 0; i < 4; i++) {
+    out[i] = d[i] != NULL ? memcpy(p, d[i], ld[i]) : NULL;
+    p += ld[i];
+  }
+  x->database = out[0];
+  x->user = out[1];
+  x->application = out[2];
+  x->host = out[3];
+  x->sample = sample != NULL ? memcpy(p, sample, ls) : NULL;
+  return true;
+}
+
+/* The dimension filters' texts, copied into one block (the totals point
+ * into it). False when out of memory. */
+static bool copy_filters(qp_report *r, const qp_report_options *o) {
+  const char *txt[4] = {o->database, o->user, o->application, o->host};
+  size_t len[4], total = 0;
+  for (size_t i = 0; i < 4; i++) total += len[i] = txt[i] != NULL ? strlen(txt[i]) + 1 : 0;
+  if (total == 0) return true;
+  char *b = r->filters = qp__malloc(&r->hooks, total);
+  if (b == NULL) return false;
+  const char *out[4];
+  for (size_t i = 0; i < 4; i++) {
+    out[i] = txt[i] != NULL ? memcpy(b, txt[i], len[i]) : NULL;
+    b += len[i];
+  }
+  r->t.filter_database = out[0];
+  r->t.filter_user = out[1];
+  r->t.filter_application = out[2];
+  r->t.filter_host = out[3];
   return true;
 }
 
@@ -187,7 +433,6 @@ typedef struct build_ctx {
 static qp_status take(void *ud, qp_entry *e, const char *query, const char *sample) {
   build_ctx *c = ud;
   qp_report *r = c->r;
-  r->t.queries_in_window++;
   if (e->st.calls < c->f->min_calls) return QP_OK;
   int m = c->f->match != NULL ? matches(c->f, c->f->match, query) : 1;
   if (m == 1 && c->f->exclude != NULL) m = matches(c->f, c->f->exclude, query) == 1 ? 0 : m;
@@ -206,7 +451,7 @@ static qp_status take(void *ud, qp_entry *e, const char *query, const char *samp
   qp__hist_init(&x->hist);
   if (!qp__summary_fill(&x->s, e, query, sample, &c->codes))
     return qp__err_set(&r->err, QP_NOMEM, "out of memory");
-  if (!copy_strings(&r->hooks, x, query, sample, x->s.error_codes, e->database))
+  if (!copy_strings(&r->hooks, x, query, sample, x->s.error_codes, e))
     return qp__err_set(&r->err, QP_NOMEM, "out of memory");
   /* The merged histogram is taken when the store and the report allocate
    * alike, so that a big window is not held twice; else copied. */
@@ -219,8 +464,12 @@ static qp_status take(void *ud, qp_entry *e, const char *query, const char *samp
     return qp__err_set(&r->err, QP_NOMEM, "out of memory");
   }
   x->backend = e->backend;
-  x->hash = qp__report_key_hash(e->fingerprint, e->backend, x->database);
+  const char *d[4] = {x->database, x->user, x->application, x->host};
+  x->hash = qp__report_key_hash(e->fingerprint, e->backend, d);
   x->s.database = x->database;
+  x->s.user = x->user;
+  x->s.application = x->application;
+  x->s.host = x->host;
   x->s.query = x->query;
   x->s.sample = x->sample;
   x->s.error_codes = x->codes;
@@ -311,6 +560,9 @@ qp_status qp_report_new(qp_report **out, qp_store *store, const qp_report_option
   if (store == NULL) return qp__errbuf_set(errbuf, errlen, QP_INVALID, "store is NULL");
   qp_status rc = check_opts(o, errbuf, errlen);
   if (rc != QP_OK) return rc;
+  qp_report_options x;
+  opts_full(o, &x);
+  o = &x;
   qp_hooks h;
   qp__hooks_init(&h, o->hooks);
   qp_report *r = qp__calloc(&h, 1, sizeof *r);
@@ -318,15 +570,24 @@ qp_status qp_report_new(qp_report **out, qp_store *store, const qp_report_option
   r->hooks = h;
   r->store = store;
   r->sort = o->sort;
+  r->by = o->by == 0 ? QP_REPORT_KEY_DEFAULT : o->by & QP_REPORT_KEY_ALL;
   r->t.sort = o->sort;
+  r->t.by = r->by;
   r->t.since_ns = o->since_ns;
   r->t.until_ns = o->until_ns;
   r->location = qp__strdup(&r->hooks, qp_store_location(store));
-  if (r->location == NULL) {
+  if (r->location == NULL || !copy_filters(r, o)) {
     qp_report_free(r);
     return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
   }
   r->t.store = r->location;
+  const char *txt[4] = {r->t.filter_database, r->t.filter_user, r->t.filter_application,
+                        r->t.filter_host};
+  rc = rfilter_new(&r->hooks, txt, &r->filter, errbuf, errlen);
+  if (rc != QP_OK) {
+    qp_report_free(r);
+    return rc;
+  }
   filter f;
   rc = filter_init(&f, &r->hooks, o, errbuf, errlen);
   if (rc != QP_OK) {
@@ -335,8 +596,11 @@ qp_status qp_report_new(qp_report **out, qp_store *store, const qp_report_option
   }
   build_ctx c = {.r = r, .f = &f};
   qp__buf_init(&c.codes, &r->hooks);
-  rc = qp__store_aggregate(store, o->since_ns, o->until_ns, take, &c, &r->w);
+  qp_agg_key key = {.dims = r->by, .keep = r->filter != NULL ? keep_row : NULL,
+                    .keep_ud = r->filter};
+  rc = qp__store_aggregate_keyed(store, o->since_ns, o->until_ns, &key, take, &c, &r->w);
   if (rc != QP_OK && r->err.msg[0] == '\0') qp__err_set(&r->err, rc, "%s", qp_store_errmsg(store));
+  r->t.queries_in_window = r->w.keys_all;
   qp__buf_free(&c.codes);
   filter_free(&f);
   if (rc == QP_OK) rc = finish(r);
@@ -362,6 +626,8 @@ void qp_report_free(qp_report *r) {
   qp__free(&h, r->v);
   qp__free(&h, r->slots);
   qp__free(&h, r->location);
+  rfilter_free(&h, r->filter);
+  qp__free(&h, r->filters);
   qp__free(&h, r);
 }
 

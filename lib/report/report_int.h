@@ -21,10 +21,14 @@ typedef struct qp_rentry {
   qp_query_summary s;
   qp_hist hist;
   qp_backend backend;
-  uint64_t hash; /* of the key (fingerprint, backend, database) */
+  uint64_t hash; /* of the key (fingerprint, backend, the key's dimensions) */
   double share;
-  char *query, *codes, *database, *sample; /* one block, starting at query */
+  /* one block, starting at query; a dimension not in the key is NULL */
+  char *query, *codes, *database, *user, *application, *host, *sample;
 } qp_rentry;
+
+/* The dimension filters of a report (report.c), kept for the series. */
+typedef struct qp_rfilter qp_rfilter;
 
 struct qp_report {
   qp_hooks hooks;
@@ -38,13 +42,22 @@ struct qp_report {
   char *location;
   qp_window w;
   qp_report_sort sort;
+  unsigned by;         /* the key's dimensions (QP_REPORT_KEY bits) */
+  qp_rfilter *filter;  /* the dimension filters; NULL: none */
+  char *filters;       /* the filters' texts as given (totals point into it) */
 };
 
-uint64_t qp__report_key_hash(uint64_t fp, qp_backend be, const char *db);
+/* The key's dimensions of a stored row (NULL for those not in `by`):
+ * database, user, application, host. */
+void qp__report_row_dims(const qp_entry *row, unsigned by, const char *d[4]);
+uint64_t qp__report_key_hash(uint64_t fp, qp_backend be, const char *const d[4]);
 /* The entry of `r` with this key, or NULL. */
-const qp_rentry *qp__report_find(const qp_report *r, uint64_t fp, qp_backend be, const char *db,
-                                 uint64_t hash);
-/* Orders two entries by key: fingerprint, backend name, database. */
+const qp_rentry *qp__report_find(const qp_report *r, uint64_t fp, qp_backend be,
+                                 const char *const d[4], uint64_t hash);
+/* Whether the report's dimension filters keep a stored row: 1 yes, 0 no,
+ * -1 out of memory. */
+int qp__report_keep_row(qp_report *r, const qp_entry *row);
+/* Orders two entries by key: fingerprint, backend name, the dimensions. */
 int qp__report_key_cmp(const qp_rentry *a, const qp_rentry *b);
 /* The ranking's order (report.h): `k` descending, then total time, then
  * the key. */

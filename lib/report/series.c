@@ -124,15 +124,26 @@ static qp_status series_row(void *ud, const qp_entry *row) {
   series_ctx *c = ud;
   qp_report *r = c->r;
   int64_t start = c->step_s > 0 ? floor_div(row->bucket, c->step_s) * c->step_s : row->bucket;
+  if (c->only != NULL && (row->fingerprint != c->only->s.fingerprint ||
+                          row->backend != c->only->backend))
+    return QP_OK;
+  /* the rows the report's dimension filters kept, merged by its key */
+  int keep = qp__report_keep_row(r, row);
+  if (keep < 0) return qp__err_set(&r->err, QP_NOMEM, "out of memory");
+  if (keep == 0) return QP_OK;
+  const char *d[4];
+  qp__report_row_dims(row, r->by, d);
   if (c->only != NULL) {
-    if (row->fingerprint != c->only->s.fingerprint || row->backend != c->only->backend ||
-        strcmp(row->database, c->only->database) != 0)
+    const qp_rentry *o = c->only;
+    if (!((d[0] == NULL || strcmp(d[0], o->database) == 0) &&
+          (d[1] == NULL || strcmp(d[1], o->user) == 0) &&
+          (d[2] == NULL || strcmp(d[2], o->application) == 0) &&
+          (d[3] == NULL || strcmp(d[3], o->host) == 0)))
       return QP_OK;
     return add_to(c, &c->tabs[0], start, &row->st);
   }
-  const qp_rentry *e = qp__report_find(r, row->fingerprint, row->backend, row->database,
-                                       qp__report_key_hash(row->fingerprint, row->backend,
-                                                           row->database));
+  const qp_rentry *e = qp__report_find(r, row->fingerprint, row->backend, d,
+                                       qp__report_key_hash(row->fingerprint, row->backend, d));
   if (e == NULL) return QP_OK;
   if (c->npicks > 0) {
     /* the first pick of this entry, then every one after it */

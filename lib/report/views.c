@@ -48,15 +48,35 @@ qp_status qp_report_rank(qp_report *r, qp_report_sort key, size_t *idx, size_t n
 
 /* ---- groups ------------------------------------------------------------------ */
 
-const char *qp_report_group_by_name(qp_report_group_by by) {
-  return by == QP_REPORT_BY_DATABASE ? "database" : NULL;
+typedef struct group_arg {
+  const qp_report *r;
+  qp_report_group_by by;
+} group_arg;
+
+static const char *dim_of(const qp_rentry *e, qp_report_group_by by) {
+  switch (by) {
+  case QP_REPORT_BY_DATABASE: return e->database;
+  case QP_REPORT_BY_USER: return e->user;
+  case QP_REPORT_BY_APPLICATION: return e->application;
+  case QP_REPORT_BY_HOST: return e->host;
+  }
+  return "";
 }
 
-static int cmp_db(const void *a, const void *b, void *arg) {
-  const qp_report *r = arg;
-  const qp_rentry *x = &r->v[*(const size_t *)a], *y = &r->v[*(const size_t *)b];
-  int c = strcmp(x->s.backend, y->s.backend);
-  return c != 0 ? c : strcmp(x->database, y->database);
+/* The group of an entry: database groups are per backend too. */
+static int cmp_in_group(const group_arg *g, const qp_rentry *x, const qp_rentry *y) {
+  int c = g->by == QP_REPORT_BY_DATABASE ? strcmp(x->s.backend, y->s.backend) : 0;
+  return c != 0 ? c : strcmp(dim_of(x, g->by), dim_of(y, g->by));
+}
+
+/* By group, then by query (fingerprint, backend), to count distinct ones. */
+static int cmp_member(const void *a, const void *b, void *arg) {
+  const group_arg *g = arg;
+  const qp_rentry *x = &g->r->v[*(const size_t *)a], *y = &g->r->v[*(const size_t *)b];
+  int c = cmp_in_group(g, x, y);
+  if (c != 0) return c;
+  if (x->s.fingerprint != y->s.fingerprint) return x->s.fingerprint < y->s.fingerprint ? -1 : 1;
+  return x->backend < y->backend ? -1 : x->backend > y->backend;
 }
 
 typedef struct group_acc {
@@ -78,6 +98,11 @@ qp_status qp_report_groups(qp_report *r, qp_report_group_by by, qp_report_group_
   if (fn == NULL) return qp__err_set(&r->err, QP_INVALID, "fn is NULL");
   if (qp_report_group_by_name(by) == NULL)
     return qp__err_set(&r->err, QP_INVALID, "unknown grouping %d", (int)by);
+  if (!(r->by & QP_REPORT_KEY(by)))
+    return qp__err_set(&r->err, QP_INVALID,
+                       "the report is not broken down by %s: its rows merge it (add it to "
+                       "qp_report_options.by)",
+                       qp_report_group_by_name(by));
   if (r->n == 0) return QP_OK;
   size_t *ord = qp__malloc(&r->hooks, r->n * sizeof *ord);
   group_acc *g = qp__calloc(&r->hooks, r->n, sizeof *g);
@@ -88,19 +113,23 @@ qp_status qp_report_groups(qp_report *r, qp_report_group_by by, qp_report_group_
     goto done;
   }
   for (size_t i = 0; i < r->n; i++) ord[i] = i;
-  qsort_r(ord, r->n, sizeof *ord, cmp_db, r);
+  group_arg ga = {.r = r, .by = by};
+  qsort_r(ord, r->n, sizeof *ord, cmp_member, &ga);
   for (size_t i = 0; i < r->n; i++) {
-    const qp_rentry *e = &r->v[ord[i]];
-    if (ng == 0 || cmp_db(&ord[i], &ord[i - 1], r) != 0) {
+    const qp_rentry *e = &r->v[ord[i]], *prev = i > 0 ? &r->v[ord[i - 1]] : NULL;
+    bool fresh = ng == 0 || cmp_in_group(&ga, e, prev) != 0;
+    if (fresh) {
       group_acc *a = &g[ng++];
       qp__hist_init(&a->hist);
       a->g.backend = e->s.backend;
-      a->g.key = e->database;
+      a->g.key = dim_of(e, by);
       a->g.min_ns = e->s.min_ns;
       a->g.max_ns = e->s.max_ns;
     }
     group_acc *a = &g[ng - 1];
-    a->g.queries++;
+    if (a->g.backend[0] != '\0' && strcmp(a->g.backend, e->s.backend) != 0) a->g.backend = "";
+    if (fresh || e->s.fingerprint != prev->s.fingerprint || e->backend != prev->backend)
+      a->g.queries++;
     a->g.calls += e->s.calls;
     a->g.errors += e->s.errors;
     a->g.rows += e->s.rows;

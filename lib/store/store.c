@@ -137,24 +137,47 @@ typedef struct agg_map {
   size_t cap, count;
   const qp_hooks *hooks;
   qp_intern intern; /* the dimension values of the entries */
+  size_t rejected;  /* entries only the row filter's refused rows made (e->ignored) */
 } agg_map;
 
+/* A dimension not in the key is NULL: it hashes as a marker and is equal
+ * only to NULL. */
 static uint64_t str_hash(uint64_t h, const char *v) {
+  if (v == NULL) return (h ^ 0xffu) * 0x100000001b3ull;
   for (const unsigned char *p = (const unsigned char *)v; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
   return h * 0x100000001b3ull;
 }
 
-static uint64_t key_hash(const qp_entry *r) {
+/* The key's dimensions of a row: database, user, application, host. */
+static void key_dims(const qp_entry *r, unsigned dims, const char *d[4]) {
+  d[0] = dims & QP_AGG_DATABASE ? r->database : NULL;
+  d[1] = dims & QP_AGG_USER ? r->user : NULL;
+  d[2] = dims & QP_AGG_APPLICATION ? r->application : NULL;
+  d[3] = dims & QP_AGG_HOST ? r->host : NULL;
+}
+
+static uint64_t key_hash(const qp_entry *r, const char *const d[4]) {
   uint64_t h = r->fingerprint ^ ((uint64_t)r->backend * 0x9e3779b97f4a7c15ull);
-  h = str_hash(str_hash(str_hash(str_hash(h, r->database), r->user), r->application), r->host);
+  h = str_hash(str_hash(str_hash(str_hash(h, d[0]), d[1]), d[2]), d[3]);
   h ^= h >> 29;
   return h * 0xbf58476d1ce4e5b9ull;
 }
 
-static bool key_eq(const qp_entry *e, const qp_entry *r) {
+static bool dim_eq(const char *a, const char *b) {
+  return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool key_eq(const qp_entry *e, const qp_entry *r, const char *const d[4]) {
   return e->fingerprint == r->fingerprint && e->backend == r->backend &&
-         strcmp(e->database, r->database) == 0 && strcmp(e->user, r->user) == 0 &&
-         strcmp(e->application, r->application) == 0 && strcmp(e->host, r->host) == 0;
+         dim_eq(e->database, d[0]) && dim_eq(e->user, d[1]) && dim_eq(e->application, d[2]) &&
+         dim_eq(e->host, d[3]);
+}
+
+static const char *intern_dim(qp_intern *t, const char *v, bool *nomem) {
+  if (v == NULL) return NULL;
+  const char *x = qp__intern(t, v, strlen(v));
+  if (x == NULL) *nomem = true;
+  return x;
 }
 
 static bool agg_grow(agg_map *m) {
@@ -189,21 +212,31 @@ static void agg_free(agg_map *m) {
 typedef struct agg_ctx {
   qp_store *s;
   agg_map map;
+  qp_agg_key key;
 } agg_ctx;
 
 static qp_status agg_row(void *ud, const qp_entry *row) {
   agg_ctx *c = ud;
   agg_map *m = &c->map;
+  int keep = c->key.keep != NULL ? c->key.keep(c->key.keep_ud, row) : 1;
+  if (keep < 0) return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
   if ((m->count + 1) * 2 > m->cap && !agg_grow(m))
     return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
-  uint64_t h = key_hash(row);
+  const char *d[4];
+  key_dims(row, c->key.dims, d);
+  uint64_t h = key_hash(row, d);
   size_t j = h & (m->cap - 1);
   for (;;) {
     qp_entry *e = m->slots[j];
     if (e == NULL) break;
-    if (e->hash == h && key_eq(e, row)) {
+    if (e->hash == h && key_eq(e, row, d)) {
+      if (keep == 0) return QP_OK;
       if (!qp__stats_merge(&e->st, &row->st, m->hooks))
         return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
+      if (e->ignored) {
+        e->ignored = false;
+        m->rejected--;
+      }
       return QP_OK;
     }
     j = (j + 1) & (m->cap - 1);
@@ -211,18 +244,20 @@ static qp_status agg_row(void *ud, const qp_entry *row) {
   qp_entry *e = qp__calloc(m->hooks, 1, sizeof *e);
   if (e == NULL) return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
   qp__stats_init(&e->st);
-  const char *v[4] = {qp__intern(&m->intern, row->database, strlen(row->database)),
-                      qp__intern(&m->intern, row->user, strlen(row->user)),
-                      qp__intern(&m->intern, row->application, strlen(row->application)),
-                      qp__intern(&m->intern, row->host, strlen(row->host))};
-  e->database = (char *)v[0];
-  e->user = (char *)v[1];
-  e->application = (char *)v[2];
-  e->host = (char *)v[3];
-  if (!v[0] || !v[1] || !v[2] || !v[3] || !qp__stats_merge(&e->st, &row->st, m->hooks)) {
+  bool nomem = false;
+  e->database = (char *)intern_dim(&m->intern, d[0], &nomem);
+  e->user = (char *)intern_dim(&m->intern, d[1], &nomem);
+  e->application = (char *)intern_dim(&m->intern, d[2], &nomem);
+  e->host = (char *)intern_dim(&m->intern, d[3], &nomem);
+  /* a key only refused rows have is counted, not merged */
+  if (nomem || (keep == 1 && !qp__stats_merge(&e->st, &row->st, m->hooks))) {
     qp__stats_free(&e->st, m->hooks);
     qp__free(m->hooks, e);
     return qp__err_set(&c->s->err, QP_NOMEM, "out of memory");
+  }
+  if (keep == 0) {
+    e->ignored = true;
+    m->rejected++;
   }
   e->hash = h;
   e->fingerprint = row->fingerprint;
@@ -282,6 +317,11 @@ static qp_status texts_each(qp_store *s, agg_map *m, qp_agg_fn fn, void *ud) {
   for (size_t i = 0; rc == QP_OK && i < m->cap; i++) {
     qp_entry *e = m->slots[i];
     if (e == NULL) continue;
+    if (e->ignored) { /* only refused rows: not handed out */
+      entry_free(e, &s->hooks);
+      m->slots[i] = NULL;
+      continue;
+    }
     query.len = sample.len = 0;
     bool has_sample, found;
     rc = s->ops->query_text(s, e->fingerprint, &query, &sample, &has_sample, &found);
@@ -343,15 +383,16 @@ static qp_status texts_at_once(qp_store *s, agg_map *m, qp_agg_fn fn, void *ud) 
     return qp__err_set(&s->err, QP_NOMEM, "out of memory");
   }
   for (size_t i = 0; i < m->cap; i++)
-    if (m->slots[i] != NULL) {
+    if (m->slots[i] != NULL && !m->slots[i]->ignored) {
       t.v[t.n++] = m->slots[i];
       m->slots[i] = NULL; /* t.v owns it now */
     }
+  /* what is left in the map (keys of refused rows only) agg_free frees */
   qsort(t.v, t.n, sizeof *t.v, by_signed_fingerprint);
   size_t nf = 0;
   for (size_t i = 0; i < t.n; i++)
     if (nf == 0 || fps[nf - 1] != t.v[i]->fingerprint) fps[nf++] = t.v[i]->fingerprint;
-  qp_status rc = s->ops->query_texts(s, fps, nf, text_found, &t);
+  qp_status rc = nf > 0 ? s->ops->query_texts(s, fps, nf, text_found, &t) : QP_OK;
   while (rc == QP_OK && t.next < t.n) rc = hand_over(&t, "", NULL);
   for (size_t i = t.next; i < t.n; i++) entry_free(t.v[i], &s->hooks);
   qp__free(&s->hooks, t.v);
@@ -385,8 +426,8 @@ static qp_status data_range(qp_store *s, int64_t *first, int64_t *last, bool *em
   return rc;
 }
 
-static qp_status aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_agg_fn fn,
-                           void *ud, qp_window *w) {
+static qp_status aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, const qp_agg_key *key,
+                           qp_agg_fn fn, void *ud, qp_window *w) {
   int64_t first, last;
   bool empty;
   qp_status rc = data_range(s, &first, &last, &empty);
@@ -406,7 +447,7 @@ static qp_status aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_a
   w->hi_s = U;
   w->empty = false;
 
-  agg_ctx c = {.s = s, .map = {.hooks = &s->hooks}};
+  agg_ctx c = {.s = s, .map = {.hooks = &s->hooks}, .key = *key};
   qp__intern_init(&c.map.intern, &s->hooks, 0);
   if (S == first && U == last + 1) {
     rc = s->ops->scan(s, QP_LEVEL_ALL, 0, 1, agg_row, &c);
@@ -416,7 +457,8 @@ static qp_status aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_a
     for (int i = 0; rc == QP_OK && i < nt; i++)
       if (t[i].lo < t[i].hi) rc = s->ops->scan(s, t[i].level, t[i].lo, t[i].hi, agg_row, &c);
   }
-  w->queries = c.map.count;
+  w->queries = c.map.count - c.map.rejected;
+  w->keys_all = c.map.count;
   if (rc == QP_OK)
     rc = s->ops->query_texts != NULL ? texts_at_once(s, &c.map, fn, ud) : texts_each(s, &c.map, fn, ud);
   agg_free(&c.map);
@@ -425,15 +467,23 @@ static qp_status aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_a
 
 qp_status qp__store_aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_agg_fn fn,
                               void *ud, qp_window *w) {
+  return qp__store_aggregate_keyed(s, since_ns, until_ns, NULL, fn, ud, w);
+}
+
+qp_status qp__store_aggregate_keyed(qp_store *s, int64_t since_ns, int64_t until_ns,
+                                    const qp_agg_key *key, qp_agg_fn fn, void *ud, qp_window *w) {
+  static const qp_agg_key every = {.dims = QP_AGG_ALL};
+  if (key == NULL) key = &every;
   qp__err_clear(&s->err);
   w->lo_s = w->hi_s = 0;
   w->empty = true;
   w->queries = 0;
+  w->keys_all = 0;
   if (since_ns >= until_ns) return QP_OK;
   /* one snapshot (and one file lock) for the range, the rows and the texts */
   qp_status rc = s->ops->read_begin != NULL ? s->ops->read_begin(s) : QP_OK;
   if (rc != QP_OK) return rc;
-  rc = aggregate(s, since_ns, until_ns, fn, ud, w);
+  rc = aggregate(s, since_ns, until_ns, key, fn, ud, w);
   if (s->ops->read_end != NULL) s->ops->read_end(s);
   return rc;
 }

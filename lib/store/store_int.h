@@ -141,13 +141,42 @@ typedef struct qp_window {
   int64_t lo_s, hi_s;
   bool empty;
   size_t queries; /* how many calls of the qp_agg_fn follow; set before the first */
+  /* Appended: how many keys the window has before the row filter of a
+   * qp_agg_key (== queries without one); set before the first call too. */
+  size_t keys_all;
 } qp_window;
+
+/* The dimensions of a key besides fingerprint and backend, as bits (the
+ * same as QP_REPORT_KEY(QP_REPORT_BY_...) in qprof/report.h). */
+#define QP_AGG_DATABASE 1u
+#define QP_AGG_USER 2u
+#define QP_AGG_APPLICATION 4u
+#define QP_AGG_HOST 8u
+#define QP_AGG_ALL 15u
+
+/* A row filter of qp__store_aggregate_keyed: 1 keeps the stored row, 0
+ * leaves it out, -1 is out of memory (the walk stops with QP_NOMEM). */
+typedef int (*qp_agg_keep_fn)(void *ud, const qp_entry *row);
+
+/* How a window is merged: rows whose kept dimensions (`dims`, QP_AGG_*)
+ * are equal merge into one entry; a dimension not kept is NULL in the
+ * entries handed out. Rows `keep` refuses are not merged (their keys are
+ * counted in qp_window.keys_all only). */
+typedef struct qp_agg_key {
+  unsigned dims;
+  qp_agg_keep_fn keep; /* NULL: every row */
+  void *keep_ud;
+} qp_agg_key;
 
 /* Merges the rows of the buckets that start in [since_ns, until_ns) per
  * query (the one aggregation behind qp_store_summarize and the report
  * model) and calls fn for each, in no particular order. */
 qp_status qp__store_aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, qp_agg_fn fn,
                               void *ud, qp_window *w);
+/* The same, keyed and filtered as `key` says (NULL: every dimension, no
+ * filter, as qp__store_aggregate). */
+qp_status qp__store_aggregate_keyed(qp_store *s, int64_t since_ns, int64_t until_ns,
+                                    const qp_agg_key *key, qp_agg_fn fn, void *ud, qp_window *w);
 /* A summary of merged statistics; its error_codes text goes into `codes`
  * (reset first) and the strings are borrowed from e, query and sample.
  * False when out of memory. */

@@ -888,6 +888,269 @@ static void test_output_file(void **state) {
   free(out);
 }
 
+
+/* ---- who ran it: --by and the dimension filters ------------------------------ */
+
+static const char *const dhosts[] = {"web-1", "web-2"};
+static const char *const dapps[] = {"api", "cron"};
+static const char *const dusers[] = {"alice", "bob"};
+static const char *const dtexts[] = {"select * from items where id = ?", "delete from carts where id = ?"};
+
+/* calls of combination (host, application, user, query) */
+static int dcalls(int h, int a, int u, int k) { return 10 + 7 * h + 3 * a + 2 * u + k; }
+/* every call of host h takes this long (web-2 is twice as slow) */
+static uint64_t ddur(int h, int k) { return (uint64_t)(h + 1) * 1000000 + (uint64_t)k * 250000; }
+
+static void build_dims_store(const char *name) {
+  char path[700];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  qp_profile *p;
+  char err[512];
+  assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  for (int h = 0; h < 2; h++)
+    for (int a = 0; a < 2; a++)
+      for (int u = 0; u < 2; u++)
+        for (int k = 0; k < 2; k++)
+          for (int i = 0; i < dcalls(h, a, u, k); i++) {
+            qp_query_event ev = {0};
+            ev.size = sizeof ev;
+            ev.backend = QP_BACKEND_POSTGRES;
+            ev.database = "shop";
+            ev.user = dusers[u];
+            ev.application = dapps[a];
+            ev.host = dhosts[h];
+            ev.normalized = dtexts[k];
+            ev.normalized_len = strlen(dtexts[k]);
+            ev.fingerprint = 0x7100000000000000ull + (uint64_t)k;
+            ev.duration_ns = ddur(h, k);
+            ev.rows = 1;
+            ev.end_wall_ns = (T0 + i * 30) * 1000000000LL;
+            assert_int_equal(qp_profile_record(p, &ev), QP_OK);
+          }
+  assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  qp_store_close(s);
+  qp_profile_free(p);
+}
+
+/* calls of the events whose host, application and user are in the masks */
+static uint64_t dsum(int hmask, int amask, int umask, int kmask, bool time) {
+  uint64_t n = 0;
+  for (int h = 0; h < 2; h++)
+    for (int a = 0; a < 2; a++)
+      for (int u = 0; u < 2; u++)
+        for (int k = 0; k < 2; k++)
+          if ((hmask >> h & 1) && (amask >> a & 1) && (umask >> u & 1) && (kmask >> k & 1))
+            n += (uint64_t)dcalls(h, a, u, k) * (time ? ddur(h, k) : 1);
+  return n;
+}
+
+static json_t *run_json(const char *args) {
+  char *out, cmd[1024];
+  snprintf(cmd, sizeof cmd, "report --store dims.db --format json %s", args);
+  assert_int_equal(run(NULL, cmd, &out, NULL), 0);
+  json_error_t jerr;
+  json_t *root = json_loads(out, 0, &jerr);
+  if (root == NULL) fail_msg("invalid JSON: %s: %s", jerr.text, out);
+  free(out);
+  return root;
+}
+
+static uint64_t jtotal(json_t *root, const char *field) {
+  return (uint64_t)json_integer_value(json_object_get(json_object_get(root, "totals"), field));
+}
+
+static int dix(const char *const *v, const char *x) {
+  if (x != NULL && strcmp(v[0], x) == 0) return 0;
+  if (x != NULL && strcmp(v[1], x) == 0) return 1;
+  fail_msg("unexpected value %s", x ? x : "(none)");
+  return -1;
+}
+
+static void test_by_dimensions(void **state) {
+  (void)state;
+  build_dims_store("dims.db");
+  /* the default: per query and database, exactly as before */
+  json_t *root = run_json("");
+  assert_null(json_object_get(root, "by"));
+  json_t *qs = json_object_get(root, "queries"), *q;
+  size_t i;
+  assert_int_equal(json_array_size(qs), 2);
+  assert_int_equal(jtotal(root, "calls"), dsum(3, 3, 3, 3, false));
+  assert_int_equal(jtotal(root, "total_ns"), dsum(3, 3, 3, 3, true));
+  json_array_foreach(qs, i, q) {
+    assert_string_equal(json_string_value(json_object_get(q, "database")), "shop");
+    assert_null(json_object_get(q, "host"));
+  }
+  json_decref(root);
+
+  /* --by host: one row per query and host, each with its host's exact totals */
+  root = run_json("--by host");
+  json_t *by = json_object_get(root, "by");
+  assert_int_equal(json_array_size(by), 1);
+  assert_string_equal(json_string_value(json_array_get(by, 0)), "host");
+  qs = json_object_get(root, "queries");
+  assert_int_equal(json_array_size(qs), 4);
+  uint64_t per_host[2] = {0, 0};
+  json_array_foreach(qs, i, q) {
+    int h = dix(dhosts, json_string_value(json_object_get(q, "host")));
+    assert_null(json_object_get(q, "database"));
+    assert_null(json_object_get(q, "user"));
+    int k = strstr(json_string_value(json_object_get(q, "query")), "delete") != NULL;
+    assert_int_equal(json_integer_value(json_object_get(q, "calls")), dsum(1 << h, 3, 3, 1 << k, false));
+    assert_int_equal(json_integer_value(json_object_get(q, "total_ns")), dsum(1 << h, 3, 3, 1 << k, true));
+    per_host[h] += (uint64_t)json_integer_value(json_object_get(q, "calls"));
+  }
+  assert_int_equal(per_host[0], dsum(1, 3, 3, 3, false));
+  assert_int_equal(per_host[1], dsum(2, 3, 3, 3, false));
+  json_decref(root);
+
+  /* the report across hosts is the sum of the per-host reports */
+  uint64_t calls = 0, total = 0, all_calls, all_total;
+  root = run_json("");
+  all_calls = jtotal(root, "calls");
+  all_total = jtotal(root, "total_ns");
+  json_decref(root);
+  for (int h = 0; h < 2; h++) {
+    char args[64];
+    snprintf(args, sizeof args, "--host %s", dhosts[h]);
+    root = run_json(args);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(root, "filters"), "host")),
+                        dhosts[h]);
+    assert_true(json_is_null(json_object_get(json_object_get(root, "filters"), "user")));
+    assert_int_equal(jtotal(root, "calls"), dsum(1 << h, 3, 3, 3, false));
+    calls += jtotal(root, "calls");
+    total += jtotal(root, "total_ns");
+    json_decref(root);
+  }
+  assert_int_equal(calls, all_calls);
+  assert_int_equal(total, all_total);
+
+  /* --by host,application: four rows per query */
+  root = run_json("--by host,application --sort calls");
+  qs = json_object_get(root, "queries");
+  assert_int_equal(json_array_size(qs), 8);
+  json_array_foreach(qs, i, q) {
+    int h = dix(dhosts, json_string_value(json_object_get(q, "host")));
+    int a = dix(dapps, json_string_value(json_object_get(q, "application")));
+    int k = strstr(json_string_value(json_object_get(q, "query")), "delete") != NULL;
+    assert_int_equal(json_integer_value(json_object_get(q, "calls")), dsum(1 << h, 1 << a, 3, 1 << k, false));
+  }
+  json_decref(root);
+
+  /* filters: exact, /regex/, /regex/i, combined */
+  root = run_json("--user alice");
+  assert_int_equal(jtotal(root, "calls"), dsum(3, 3, 1, 3, false));
+  json_decref(root);
+  root = run_json("--user '/^b/' --application cron");
+  assert_int_equal(jtotal(root, "calls"), dsum(3, 2, 2, 3, false));
+  json_decref(root);
+  root = run_json("--host '/WEB-2/i' --by user");
+  assert_int_equal(jtotal(root, "calls"), dsum(2, 3, 3, 3, false));
+  json_array_foreach(json_object_get(root, "queries"), i, q)
+    dix(dusers, json_string_value(json_object_get(q, "user")));
+  json_decref(root);
+  root = run_json("--host '/WEB-2/'");
+  assert_int_equal(jtotal(root, "calls"), 0);
+  json_decref(root);
+  root = run_json("--database shop --by database");
+  assert_int_equal(jtotal(root, "calls"), dsum(3, 3, 3, 3, false));
+  json_decref(root);
+
+  /* CSV: the key's dimensions after backend */
+  char *out, *err;
+  assert_int_equal(run(NULL, "report --store dims.db --format csv --by host,application --sort calls", &out, NULL), 0);
+  assert_int_equal(strncmp(out, "fingerprint,query,backend,application,host,calls,", 49), 0);
+  char line[256];
+  snprintf(line, sizeof line, ",postgres,cron,web-2,%llu,", (unsigned long long)dsum(2, 2, 3, 2, false));
+  if (strstr(out, line) == NULL) fail_msg("no row %s in\n%s", line, out);
+  free(out);
+
+  /* text: the rows' key and the filters in the header, the dimension as a column */
+  assert_int_equal(run("NO_COLOR=1 COLUMNS=140", "report --store dims.db --by user --host web-1", &out, NULL), 0);
+  assert_non_null(strstr(out, "Rows:   per query and user\n"));
+  assert_non_null(strstr(out, "Filters: host=web-1\n"));
+  assert_non_null(strstr(out, "  user   query\n"));
+  assert_non_null(strstr(out, "  alice  select * from items"));
+  assert_non_null(strstr(out, "  bob    delete from carts"));
+  free(out);
+
+  /* a filter that matches nothing: an empty report that says so */
+  assert_int_equal(run(NULL, "report --store dims.db --host nosuch", &out, NULL), 0);
+  assert_non_null(strstr(out, "No queries match the filters (2 queries in the window)."));
+  free(out);
+  assert_int_equal(run(NULL, "report --store dims.db --format json --user ''", &out, &err), 0);
+  assert_non_null(strstr(err, "No queries match the filters"));
+  assert_non_null(strstr(out, "\"queries\": []"));
+  free(out);
+  free(err);
+
+  /* usage errors: exit 2 and why */
+  assert_int_equal(run(NULL, "report --store dims.db --by host,role", NULL, &err), 2);
+  if (strstr(err, "--by: unknown dimension 'role': the dimensions are user, application, host and "
+                  "database") == NULL)
+    fail_msg("message: %s", err);
+  free(err);
+  assert_int_equal(run(NULL, "report --store dims.db --by ''", NULL, NULL), 2);
+  assert_int_equal(run(NULL, "report --store dims.db --host '/web(/'", NULL, &err), 2);
+  if (strstr(err, "--host pattern '/web(/' is invalid at offset") == NULL) fail_msg("message: %s", err);
+  free(err);
+}
+
+static void test_diff_two_hosts(void **state) {
+  (void)state;
+  char *out, *err;
+  if (qpt_system("test -f '%s/dims.db'", dir) != 0) build_dims_store("dims.db");
+  assert_int_equal(run(NULL, "diff dims.db --host web-1 --against-host web-2 --format json", &out, NULL), 0);
+  json_error_t jerr;
+  json_t *root = json_loads(out, 0, &jerr);
+  if (root == NULL) fail_msg("invalid JSON: %s", out);
+  free(out);
+  json_t *counts = json_object_get(root, "counts");
+  assert_int_equal(json_integer_value(json_object_get(counts, "changed")), 2);
+  assert_int_equal(json_integer_value(json_object_get(counts, "new")), 0);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(root, "base"),
+                                                                        "filters"), "host")), "web-1");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(root, "new"),
+                                                                        "filters"), "host")), "web-2");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "base"), "calls")),
+                   dsum(1, 3, 3, 3, false));
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "new"), "calls")),
+                   dsum(2, 3, 3, 3, false));
+  json_t *q;
+  size_t i;
+  json_array_foreach(json_object_get(root, "queries"), i, q) {
+    /* web-2 takes twice as long, or nearly (the second query's +0.25 ms) */
+    double pct = json_number_value(json_object_get(q, "mean_change_pct"));
+    assert_true(pct > 70 && pct < 110);
+  }
+  json_decref(root);
+  /* the gate applies as with two stores */
+  assert_int_equal(run(NULL, "diff dims.db --host web-1 --against-host web-2 --fail-above 50", &out, &err), 3);
+  assert_non_null(strstr(out, "Base: dims.db, host=web-1"));
+  assert_non_null(strstr(out, "New:  dims.db, host=web-2"));
+  free(out);
+  free(err);
+  /* two applications, rows per user */
+  assert_int_equal(run(NULL, "diff dims.db --application api --against-application cron --by user --format json",
+                       &out, NULL), 0);
+  root = json_loads(out, 0, &jerr);
+  free(out);
+  assert_int_equal(json_array_size(json_object_get(root, "queries")), 4);
+  json_array_foreach(json_object_get(root, "queries"), i, q)
+    dix(dusers, json_string_value(json_object_get(q, "user")));
+  json_decref(root);
+  /* usage errors */
+  assert_int_equal(run(NULL, "diff dims.db --against-host web-2", NULL, &err), 2);
+  assert_non_null(strstr(err, "--against-host needs --host"));
+  free(err);
+  assert_int_equal(run(NULL, "diff dims.db --host web-1 --against-host web-2 --by host", NULL, &err), 2);
+  assert_non_null(strstr(err, "cannot be in --by"));
+  free(err);
+  assert_int_equal(run(NULL, "diff dims.db --host web-1 --against-host web-2 --by bogus", NULL, NULL), 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_text_golden),       cmocka_unit_test(test_json_golden_and_schema),
@@ -901,6 +1164,8 @@ int main(void) {
       cmocka_unit_test(test_terminal_and_page_safety),
       cmocka_unit_test(test_postgres_store_same_report),
       cmocka_unit_test(test_output_file),
+      cmocka_unit_test(test_by_dimensions),
+      cmocka_unit_test(test_diff_two_hosts),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

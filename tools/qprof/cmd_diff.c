@@ -14,11 +14,15 @@ static void usage(FILE *f) {
           "Usage: qprof diff BASE [NEW] [--fail-above PCT] [--min-calls N] [--format text|json]\n"
           "                 [--since T] [--until T] [--base-since T] [--base-until T]\n"
           "                 [--new-since T] [--new-until T] [--match REGEX] [--exclude REGEX]\n"
-          "                 [--limit N] [--wide] [--output FILE]\n\n"
+          "                 [--limit N] [--wide] [--output FILE] [--by DIMS]\n"
+          "                 [--user F] [--application F] [--host F] [--database F]\n"
+          "                 [--against-user F] [--against-application F]\n"
+          "                 [--against-host F] [--against-database F]\n\n"
           "Compares two profiles per query (fingerprint, backend, database): the change in\n"
           "calls, mean and p95, and the queries that are new or vanished. BASE and NEW are\n"
           "store files; give one store and --base-*/--new-* windows to compare two periods\n"
-          "of it.\n\n"
+          "of it, or --against-* to compare two hosts, applications, users or databases\n"
+          "of it (qprof diff S --host web-1 --against-host web-2).\n\n"
           "  --fail-above PCT  exit 3 when a query with at least --min-calls calls on both\n"
           "                    sides got slower at p95 by more than PCT percent (a CI gate;\n"
           "                    p95 is within 2%% on each side, so keep PCT above 5)\n"
@@ -27,6 +31,14 @@ static void usage(FILE *f) {
           "  --since/--until   window for both sides; --base-*/--new-* override per side\n"
           "  --match/--exclude PCRE2 filters on the normalized text (case-insensitive\n"
           "                    unless --case-sensitive)\n"
+          "  --by DIMS         rows per query and these dimensions (as qprof report --by;\n"
+          "                    default database; none: per query only)\n"
+          "  --user/--application/--host/--database F\n"
+          "                    only what matches F on both sides (exact, /REGEX/ or\n"
+          "                    /REGEX/i, as qprof report)\n"
+          "  --against-host F  the NEW side takes host F instead of --host's (which the\n"
+          "                    BASE side keeps); likewise --against-user,\n"
+          "                    --against-application and --against-database\n"
           "  --limit N         rows per table in text (default 20; 0 = all)\n"
           "  --wide            full query text\n"
           "  --output FILE     write to FILE atomically instead of stdout (docs/cli.md)\n");
@@ -65,6 +77,13 @@ static void side_head_json(jw *w, const char *key, const qp_report_totals *t) {
   jw_object(w, key);
   jw_string(w, "store", t->store);
   window_json(w, "window", t);
+  if (!rq_plain_key(t)) {
+    jw_object(w, "filters");
+    for (int d = 0; d < 4; d++)
+      jw_string(w, qp_report_group_by_name((qp_report_group_by)d),
+                rq_dim_filter(t, (qp_report_group_by)d));
+    jw_object_end(w);
+  }
   jw_uint(w, "queries", t->queries);
   jw_uint(w, "calls", t->calls);
   jw_ms(w, "total_ms", t->total_ns);
@@ -79,6 +98,13 @@ static void print_json(FILE *out, const qp_report *a, const qp_report *b, const 
   jw_init(&w, out);
   jw_object(&w, NULL);
   jw_int(&w, "qprof_diff", 1);
+  unsigned by = qp_report_totals_get(a)->by;
+  if (by != QP_REPORT_KEY_DEFAULT) {
+    jw_array(&w, "by");
+    for (int k = 0; k < 4; k++)
+      if (by & QP_REPORT_KEY(k)) jw_string(&w, NULL, qp_report_group_by_name((qp_report_group_by)k));
+    jw_array_end(&w);
+  }
   side_head_json(&w, "base", qp_report_totals_get(a));
   side_head_json(&w, "new", qp_report_totals_get(b));
   if (isnan(o->fail_above_pct)) jw_null(&w, "fail_above_pct");
@@ -101,7 +127,11 @@ static void print_json(FILE *out, const qp_report *a, const qp_report *b, const 
     jw_string(&w, "fingerprint", fp);
     jw_string(&w, "query", r->query);
     jw_string(&w, "backend", r->backend);
-    jw_string(&w, "database", r->database);
+    /* the dimensions of the key: the database by default */
+    for (int x = 0; x < 4; x++) {
+      const char *v = rq_dim(r, (qp_report_group_by)x);
+      if (v != NULL) jw_string(&w, qp_report_group_by_name((qp_report_group_by)x), v);
+    }
     jw_string(&w, "status", qp_diff_status_name(p->status));
     side_json(&w, "base", p->base);
     side_json(&w, "new", p->cur);
@@ -130,8 +160,12 @@ static void print_side(FILE *out, const char *label, const qp_report_totals *t) 
   char w[128], c[32], d[32];
   rq_window_text(t, w, sizeof w);
   bool all = t->since_ns == INT64_MIN && t->until_ns == INT64_MAX;
-  fprintf(out, "%s %s%s%s (%zu queries, %s calls, %s)\n", label, t->store, all ? "" : ", ", all ? "" : w,
-         t->queries, rq_count(t->calls, c, sizeof c), rq_dur((double)t->total_ns, d, sizeof d));
+  char f[2048], fs[4096];
+  rq_filters_text(t, f, sizeof f);
+  rq_shorten(f, 0, fs, sizeof fs);
+  fprintf(out, "%s %s%s%s%s%s (%zu queries, %s calls, %s)\n", label, t->store, all ? "" : ", ",
+          all ? "" : w, f[0] ? ", " : "", fs, t->queries, rq_count(t->calls, c, sizeof c),
+          rq_dur((double)t->total_ns, d, sizeof d));
 }
 
 static void change_cell(char *out, double base, double cur, bool have_base, bool have_cur,
@@ -152,6 +186,11 @@ static void print_text(FILE *out, const qp_report *a, const qp_report *b, const 
   const qp_diff_counts *n = qp_diff_counts_get(d);
   print_side(out, "Base:", qp_report_totals_get(a));
   print_side(out, "New: ", qp_report_totals_get(b));
+  unsigned by = qp_report_totals_get(a)->by;
+  if (by != QP_REPORT_KEY_DEFAULT) {
+    char bt[96];
+    fprintf(out, "Rows: per query and %s\n", rq_by_text(by, bt, sizeof bt));
+  }
   if (n->changed == 0 && n->added == 0 && n->vanished == 0) {
     fprintf(out, "No change: %zu quer%s with identical statistics.\n", n->unchanged,
            n->unchanged == 1 ? "y" : "ies");
@@ -208,7 +247,25 @@ static void print_text(FILE *out, const qp_report *a, const qp_report *b, const 
     for (int c = 0; c < D_NCOLS; c++)
       if (on[c]) fprintf(out, c <= D_STATUS ? "%-*s  " : "%*s  ", width[c], cell[k][c]);
     const qp_query_summary *r = ent[k]->cur ? ent[k]->cur : ent[k]->base;
-    fprintf(out, "%s\n", rq_shorten(r->query, qw, qbuf, qlen));
+    /* the key's user, application and host (--by), so that two rows of one query differ */
+    char pre[256];
+    size_t pl = 0;
+    pre[0] = '\0';
+    for (int x = QP_REPORT_BY_USER; x <= QP_REPORT_BY_HOST; x++) {
+      const char *v = rq_dim(r, (qp_report_group_by)x);
+      char sv[80];
+      if (v == NULL) continue;
+      int m = snprintf(pre + pl, sizeof pre - pl, "%s%s=%s", pl ? " " : "[",
+                       qp_report_group_by_name((qp_report_group_by)x),
+                       rq_shorten(v, 24, sv, sizeof sv));
+      if (m > 0 && (size_t)m < sizeof pre - pl) pl += (size_t)m;
+    }
+    if (pl > 0 && pl + 2 < sizeof pre) {
+      pre[pl++] = ']';
+      pre[pl++] = ' ';
+      pre[pl] = '\0';
+    }
+    fprintf(out, "%s%s\n", pre, rq_shorten(r->query, qw > pl + 10 ? qw - pl : (qw ? 10 : 0), qbuf, qlen));
   }
 done:
   free(cell);
@@ -219,6 +276,8 @@ done:
 /* What the command line asks for. */
 typedef struct diff_args {
   const char *format, *match, *exclude, *base_path, *new_path, *output;
+  const char *dims[4], *against[4]; /* dimension filters: both sides; the NEW side's instead */
+  unsigned by;
   double fail_above;
   uint64_t min_calls, limit;
   bool wide, case_sensitive, json;
@@ -237,14 +296,22 @@ static int parse_args(int argc, char **argv, diff_args *a) {
       {"exclude", required_argument, NULL, 'x'},    {"limit", required_argument, NULL, 'n'},
       {"wide", no_argument, NULL, 'w'},             {"help", no_argument, NULL, 'h'},
       {"case-sensitive", no_argument, NULL, 'C'},   {"output", required_argument, NULL, 'O'},
+      {"by", required_argument, NULL, 'b'},
+      {"database", required_argument, NULL, 10},     {"user", required_argument, NULL, 11},
+      {"application", required_argument, NULL, 12},  {"host", required_argument, NULL, 13},
+      {"against-database", required_argument, NULL, 20},
+      {"against-user", required_argument, NULL, 21},
+      {"against-application", required_argument, NULL, 22},
+      {"against-host", required_argument, NULL, 23},
       {NULL, 0, NULL, 0}};
-  *a = (diff_args){.format = "text", .fail_above = NAN, .min_calls = 1, .limit = 20};
+  *a = (diff_args){.format = "text", .fail_above = NAN, .min_calls = 1, .limit = 20,
+                   .by = QP_REPORT_KEY_DEFAULT};
   bool windowed = false;
   int64_t since = INT64_MIN, until = INT64_MAX;
   bool wset[4] = {false}; /* given explicitly */
   int c;
   char *end;
-  while ((c = getopt_long(argc, argv, "F:c:f:S:U:m:x:n:wCO:h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "F:c:f:S:U:m:x:n:wCO:hb:", longopts, NULL)) != -1) {
     switch (c) {
     case 'F':
       a->fail_above = strtod(optarg, &end);
@@ -283,20 +350,42 @@ static int parse_args(int argc, char **argv, diff_args *a) {
     case 'w': a->wide = true; break;
     case 'C': a->case_sensitive = true; break;
     case 'O': a->output = optarg; break;
+    case 'b':
+      if (rq_parse_by("diff", optarg, &a->by) != QP_EXIT_OK) return QP_EXIT_USAGE;
+      break;
+    case 10: case 11: case 12: case 13: a->dims[c - 10] = optarg; break;
+    case 20: case 21: case 22: case 23: a->against[c - 20] = optarg; break;
     case 'h': usage(stdout); return -1;
     default: return cli_usage_error("diff", "unknown option");
     }
   }
+  bool against = false;
+  for (int k = 0; k < 4; k++) {
+    if (a->against[k] == NULL) continue;
+    const char *name = qp_report_group_by_name((qp_report_group_by)k);
+    if (a->dims[k] == NULL)
+      return cli_usage_error("diff", "--against-%s needs --%s: the BASE side's %s", name, name,
+                             name);
+    if (a->by & QP_REPORT_KEY(k))
+      return cli_usage_error("diff",
+                             "--against-%s compares two values of %s: it cannot be in --by too "
+                             "(the rows of the two sides would never match)",
+                             name, name);
+    against = true;
+  }
+  windowed = windowed || against;
   int npos = argc - optind;
   if (npos < 1)
-    return cli_usage_error("diff", "needs a BASE store (and a NEW one, or --base-*/--new-* windows)");
+    return cli_usage_error("diff", "needs a BASE store (and a NEW one, --base-*/--new-* windows or "
+                                   "--against-*)");
   if (npos > 2)
     return cli_usage_error("diff",
                            "%d stores given ('%s' is one too many): diff compares two, BASE and "
                            "NEW, or two windows of one store",
                            npos, argv[optind + 2]);
   if (npos == 1 && !windowed)
-    return cli_usage_error("diff", "one store given: add NEW, or --base-*/--new-* windows");
+    return cli_usage_error("diff", "one store given: add NEW, --base-*/--new-* windows or "
+                                   "--against-host (-user, -application, -database)");
   a->json = strcmp(a->format, "json") == 0;
   if (!a->json && strcmp(a->format, "text") != 0)
     return cli_usage_error("diff", "--format must be text or json, not '%s'", a->format);
@@ -336,9 +425,19 @@ int cmd_diff(int argc, char **argv) {
     ro[k].case_sensitive = a.case_sensitive;
     ro[k].since_ns = a.w[2 * k];
     ro[k].until_ns = a.w[2 * k + 1];
+    ro[k].by = a.by;
+    const char *const *f = a.dims;
+    const char *dv[4];
+    for (int x = 0; x < 4; x++) dv[x] = k == 1 && a.against[x] != NULL ? a.against[x] : f[x];
+    ro[k].database = dv[0];
+    ro[k].user = dv[1];
+    ro[k].application = dv[2];
+    ro[k].host = dv[3];
   }
-  rc = rq_check("diff", &ro[0]);
-  if (rc != QP_EXIT_OK) return rc;
+  for (int k = 0; k < 2; k++) {
+    rc = rq_check("diff", &ro[k]);
+    if (rc != QP_EXIT_OK) return rc;
+  }
   qp_diff_options dopt;
   qp_diff_options_init(&dopt);
   dopt.fail_above_pct = a.fail_above;

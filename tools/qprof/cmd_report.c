@@ -13,7 +13,9 @@ static void usage(FILE *f) {
           "Usage: qprof report [--store PATH] [--format text|json|csv|html]\n"
           "                    [--sort total|mean|p95|p99|calls|rows|errors] [--limit N]\n"
           "                    [--since TIME] [--until TIME] [--match REGEX] [--exclude REGEX]\n"
-          "                    [--min-calls N] [--case-sensitive] [--wide] [--output FILE]\n\n"
+          "                    [--min-calls N] [--case-sensitive] [--wide] [--output FILE]\n"
+          "                    [--by DIMS] [--user F] [--application F] [--host F]\n"
+          "                    [--database F]\n\n"
           "Ranks the queries recorded in a profile store: per normalized query, calls,\n"
           "errors, rows, total/mean/min/max/stddev and p50/p95/p99 latency (within 2%%).\n\n"
           "  --store PATH      the store (default: $QPROF_STORE, else ./qprof.db)\n"
@@ -30,6 +32,13 @@ static void usage(FILE *f) {
           "  --exclude REGEX   leave out queries whose normalized text matches\n"
           "  --case-sensitive  --match and --exclude respect case\n"
           "  --min-calls N     only queries called at least N times\n"
+          "  --by DIMS         rows per query and these dimensions, the others merged:\n"
+          "                    user, application, host, database, comma-separated\n"
+          "                    (--by host,application), or none; default: database\n"
+          "  --user F, --application F, --host F, --database F\n"
+          "                    only what ran as that user / application / on that host /\n"
+          "                    database: F is an exact value ('' = not recorded), /REGEX/\n"
+          "                    (PCRE2, case-sensitive) or /REGEX/i; =VALUE is exact\n"
           "  --wide            every column (rows, min, p50, max too), the whole query text,\n"
           "                    errors by code, first/last seen and the sample\n"
           "  --output FILE     write to FILE (atomically: a temporary file renamed over it;\n"
@@ -80,6 +89,12 @@ static void print_header(FILE *out, const qp_report *r, size_t shown, const char
   char w[128], c1[40], c2[40], c3[40];
   rq_window_text(t, w, sizeof w);
   fprintf(out, "%sStore:%s  %s\n%sWindow:%s %s\n", bold, reset, t->store, bold, reset, w);
+  if (!rq_plain_key(t)) {
+    char by[96], f[2048], fs[4096];
+    fprintf(out, "%sRows:%s   per query and %s\n", bold, reset, rq_by_text(t->by, by, sizeof by));
+    if (rq_filters_text(t, f, sizeof f)[0] != '\0')
+      fprintf(out, "%sFilters:%s %s\n", bold, reset, rq_shorten(f, 0, fs, sizeof fs));
+  }
   if (t->since_rounded || t->until_rounded) {
     fprintf(out, "        rounded to whole buckets (a bucket counts when it starts in the window):\n");
     if (t->since_rounded)
@@ -138,17 +153,37 @@ static void print_text(FILE *out, const qp_report *r, size_t shown, bool wide) {
     on[drop_order[d]] = false;
     used -= cols[drop_order[d]].width + 2;
   }
+  /* the key's user, application and host (--by) as columns before the query */
+  static const qp_report_group_by dcols[] = {QP_REPORT_BY_USER, QP_REPORT_BY_APPLICATION,
+                                             QP_REPORT_BY_HOST};
+  int dwidth[3] = {0, 0, 0};
+  unsigned by = qp_report_totals_get(r)->by;
+  char cell[80];
+  for (size_t k = 0; k < 3; k++) {
+    if (!(by & QP_REPORT_KEY(dcols[k]))) continue;
+    dwidth[k] = (int)strlen(qp_report_group_by_name(dcols[k]));
+    for (size_t i = 0; i < shown; i++) {
+      rq_shorten(rq_dim(qp_report_query(r, i), dcols[k]), wide ? 0 : 24, cell, sizeof cell);
+      size_t ncol = 0;
+      for (const unsigned char *p = (const unsigned char *)cell; *p; p++) ncol += (*p & 0xc0) != 0x80;
+      if ((int)ncol > dwidth[k]) dwidth[k] = (int)ncol;
+    }
+    used += dwidth[k] + 2;
+  }
   int qwidth = wide ? 0 : (term - used > 10 ? term - used : 10);
   bool several_dbs = false;
   const qp_query_summary *q0 = qp_report_query(r, 0);
   for (size_t i = 1; i < n && !several_dbs; i++) {
     const qp_query_summary *qi = qp_report_query(r, i);
-    several_dbs = strcmp(qi->database, q0->database) != 0 || strcmp(qi->backend, q0->backend) != 0;
+    several_dbs = qi->database != NULL && (strcmp(qi->database, q0->database) != 0 ||
+                                           strcmp(qi->backend, q0->backend) != 0);
   }
 
   fprintf(out, "%s", bold);
   for (int i = 0; i < C_NCOLS; i++)
     if (on[i]) fprintf(out, i == C_FP ? "%-*s  " : "%*s  ", cols[i].width, cols[i].title);
+  for (size_t k = 0; k < 3; k++)
+    if (dwidth[k] > 0) fprintf(out, "%-*s  ", dwidth[k], qp_report_group_by_name(dcols[k]));
   fprintf(out, "query%s\n", reset);
   size_t qlen = 65536;
   char *qbuf = malloc(qlen);
@@ -178,6 +213,14 @@ static void print_text(FILE *out, const qp_report *r, size_t shown, bool wide) {
     if (hot) fprintf(out, "%s", warn);
     for (int c = 0; c < C_NCOLS; c++)
       if (on[c]) fprintf(out, c == C_FP ? "%-*s  " : "%*s  ", cols[c].width, b[c]);
+    for (size_t k = 0; k < 3; k++) {
+      if (dwidth[k] == 0) continue;
+      const char *v = rq_dim(s, dcols[k]);
+      rq_shorten(v[0] != '\0' ? v : "-", wide ? 0 : 24, cell, sizeof cell);
+      size_t ncol = 0;
+      for (const unsigned char *p = (const unsigned char *)cell; *p; p++) ncol += (*p & 0xc0) != 0x80;
+      fprintf(out, "%s%*s  ", cell, dwidth[k] - (int)ncol, "");
+    }
     /* the database when there are several, so that two rows of one query differ */
     char q[256];
     q[0] = '\0';
@@ -203,7 +246,11 @@ static void entry_json(jw *w, const qp_query_summary *s, double share) {
   jw_string(w, "fingerprint", fp);
   jw_string(w, "query", s->query);
   jw_string(w, "backend", s->backend);
-  jw_string(w, "database", s->database);
+  /* the dimensions of the key (--by): the database by default */
+  if (s->database != NULL) jw_string(w, "database", s->database);
+  if (s->user != NULL) jw_string(w, "user", s->user);
+  if (s->application != NULL) jw_string(w, "application", s->application);
+  if (s->host != NULL) jw_string(w, "host", s->host);
   jw_uint(w, "calls", s->calls);
   jw_uint(w, "errors", s->errors);
   rq_json_codes(w, "errors_by_code", s->error_codes);
@@ -247,8 +294,21 @@ static void print_json(FILE *out, const qp_report *r, size_t shown, qp_report_so
   jw_string(&w, "until_bucket", t->until_rounded ? rq_iso(t->until_bucket_ns, a, sizeof a) : NULL);
   jw_object_end(&w);
   jw_string(&w, "sort", qp_report_sort_name(sort));
+  if (!rq_plain_key(t)) {
+    /* with --by or a dimension filter: what the rows are per, and the filters */
+    jw_array(&w, "by");
+    for (int d = 0; d < 4; d++)
+      if (t->by & QP_REPORT_KEY(d)) jw_string(&w, NULL, qp_report_group_by_name((qp_report_group_by)d));
+    jw_array_end(&w);
+    jw_object(&w, "filters");
+    for (int d = 0; d < 4; d++)
+      jw_string(&w, qp_report_group_by_name((qp_report_group_by)d),
+                rq_dim_filter(t, (qp_report_group_by)d));
+    jw_object_end(&w);
+  }
   jw_object(&w, "totals");
   jw_uint(&w, "queries", t->queries);
+  if (!rq_plain_key(t)) jw_uint(&w, "queries_in_window", t->queries_in_window);
   jw_uint(&w, "calls", t->calls);
   jw_uint(&w, "errors", t->errors);
   jw_ms(&w, "total_ms", t->total_ns);
@@ -263,8 +323,10 @@ static void print_json(FILE *out, const qp_report *r, size_t shown, qp_report_so
   jw_object_end(&w);
 }
 
+/* After "backend": the dimensions of the key (--by), "database" by default. */
+#define CSV_DIMS_AT 3
 static const char *const csv_cols[] = {
-    "fingerprint", "query",     "backend", "database", "calls",     "errors",     "errors_by_code",
+    "fingerprint", "query",     "backend", "calls",     "errors",     "errors_by_code",
     "rows",        "total_ms",  "share",   "mean_ms",  "min_ms",    "max_ms",     "stddev_ms",
     "p50_ms",      "p90_ms",    "p95_ms",  "p99_ms",   "p999_ms",   "first_seen", "last_seen",
     "sample",      "total_ns",  "min_ns",  "max_ns",   "dropped",    "cache_hits",
@@ -297,7 +359,14 @@ static void print_csv(FILE *out, const qp_report *r, size_t shown) {
   uint64_t dropped = qp_report_totals_get(r)->dropped;
   jw w;
   jw_init(&w, out);
+  unsigned by = qp_report_totals_get(r)->by;
   for (size_t i = 0; i < ARRAY_LEN(csv_cols); i++) {
+    if (i == CSV_DIMS_AT)
+      for (int d = 0; d < 4; d++)
+        if (by & QP_REPORT_KEY(d)) {
+          jw_putc(&w, ',');
+          jw_puts(&w, qp_report_group_by_name((qp_report_group_by)d));
+        }
     if (i > 0) jw_putc(&w, ',');
     jw_puts(&w, csv_cols[i]);
   }
@@ -309,7 +378,8 @@ static void print_csv(FILE *out, const qp_report *r, size_t shown) {
     rq_csv_field(&w, fp);
     csv_text(&w, s->query);
     csv_text(&w, s->backend);
-    csv_text(&w, s->database);
+    for (int d = 0; d < 4; d++)
+      if (by & QP_REPORT_KEY(d)) csv_text(&w, rq_dim(s, (qp_report_group_by)d));
     csv_u64(&w, s->calls);
     csv_u64(&w, s->errors);
     csv_text(&w, s->error_codes);
@@ -364,14 +434,17 @@ int cmd_report(int argc, char **argv) {
       {"match", required_argument, NULL, 'm'},   {"exclude", required_argument, NULL, 'x'},
       {"min-calls", required_argument, NULL, 'c'}, {"wide", no_argument, NULL, 'w'},
       {"case-sensitive", no_argument, NULL, 'C'}, {"output", required_argument, NULL, 'O'},
-      {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+      {"help", no_argument, NULL, 'h'},          {"by", required_argument, NULL, 'b'},
+      {"user", required_argument, NULL, 1},      {"application", required_argument, NULL, 2},
+      {"host", required_argument, NULL, 3},      {"database", required_argument, NULL, 4},
+      {NULL, 0, NULL, 0}};
   const char *store_opt = NULL, *format = "text", *output = NULL;
   qp_report_options ro;
   qp_report_options_init(&ro);
   uint64_t limit = 0;
   bool have_limit = false, wide = false;
   int c;
-  while ((c = getopt_long(argc, argv, "s:f:o:n:S:U:m:x:c:wCO:h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "s:f:o:n:S:U:m:x:c:wCO:hb:", longopts, NULL)) != -1) {
     switch (c) {
     case 's': store_opt = optarg; break;
     case 'f': format = optarg; break;
@@ -400,6 +473,13 @@ int cmd_report(int argc, char **argv) {
       break;
     case 'w': wide = true; break;
     case 'O': output = optarg; break;
+    case 'b':
+      if (rq_parse_by("report", optarg, &ro.by) != QP_EXIT_OK) return QP_EXIT_USAGE;
+      break;
+    case 1: ro.user = optarg; break;
+    case 2: ro.application = optarg; break;
+    case 3: ro.host = optarg; break;
+    case 4: ro.database = optarg; break;
     case 'h': usage(stdout); return QP_EXIT_OK;
     default: return cli_usage_error("report", "unknown option");
     }

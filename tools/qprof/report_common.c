@@ -30,9 +30,11 @@ int rq_check(const char *verb, const qp_report_options *o) {
   qp_status rc = qp_report_check(o, err, sizeof err);
   if (rc == QP_OK) return QP_EXIT_OK;
   if (rc == QP_NOMEM) return cli_fail(verb, "%s", err);
-  /* the library names the pattern as "match"/"exclude": say which option */
-  if (strncmp(err, "match ", 6) == 0 || strncmp(err, "exclude ", 8) == 0)
-    return cli_usage_error(verb, "--%s", err);
+  /* the library names the pattern as "match", "exclude", "host", ...: say which option */
+  static const char *const opts[] = {"match ", "exclude ", "database ", "user ", "application ",
+                                     "host "};
+  for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+    if (strncmp(err, opts[i], strlen(opts[i])) == 0) return cli_usage_error(verb, "--%s", err);
   return cli_usage_error(verb, "%s", err);
 }
 
@@ -61,6 +63,66 @@ bool rq_open(const char *verb, const char *path, const qp_report_options *o, qp_
 void rq_close(qp_store *store, qp_report *report) {
   qp_report_free(report);
   qp_store_close(store);
+}
+
+const char *rq_by_text(unsigned by, char *buf, size_t len) {
+  size_t k = 0;
+  buf[0] = '\0';
+  for (int d = 0; d < 4; d++) {
+    if (!(by & QP_REPORT_KEY(d))) continue;
+    int n = snprintf(buf + k, len - k, "%s%s", k > 0 ? ", " : "",
+                     qp_report_group_by_name((qp_report_group_by)d));
+    if (n < 0 || (size_t)n >= len - k) break;
+    k += (size_t)n;
+  }
+  if (k == 0) snprintf(buf, len, "none");
+  return buf;
+}
+
+const char *rq_dim_filter(const qp_report_totals *t, qp_report_group_by by) {
+  switch (by) {
+  case QP_REPORT_BY_DATABASE: return t->filter_database;
+  case QP_REPORT_BY_USER: return t->filter_user;
+  case QP_REPORT_BY_APPLICATION: return t->filter_application;
+  case QP_REPORT_BY_HOST: return t->filter_host;
+  }
+  return NULL;
+}
+
+const char *rq_dim(const qp_query_summary *s, qp_report_group_by by) {
+  switch (by) {
+  case QP_REPORT_BY_DATABASE: return s->database;
+  case QP_REPORT_BY_USER: return s->user;
+  case QP_REPORT_BY_APPLICATION: return s->application;
+  case QP_REPORT_BY_HOST: return s->host;
+  }
+  return NULL;
+}
+
+const char *rq_filters_text(const qp_report_totals *t, char *buf, size_t len) {
+  size_t k = 0;
+  buf[0] = '\0';
+  for (int d = 0; d < 4; d++) {
+    const char *f = rq_dim_filter(t, (qp_report_group_by)d);
+    if (f == NULL) continue;
+    int n = snprintf(buf + k, len - k, "%s%s=%s", k > 0 ? ", " : "",
+                     qp_report_group_by_name((qp_report_group_by)d), f);
+    if (n < 0 || (size_t)n >= len - k) break;
+    k += (size_t)n;
+  }
+  return buf;
+}
+
+bool rq_plain_key(const qp_report_totals *t) {
+  return t->by == QP_REPORT_KEY_DEFAULT && t->filter_database == NULL && t->filter_user == NULL &&
+         t->filter_application == NULL && t->filter_host == NULL;
+}
+
+int rq_parse_by(const char *verb, const char *text, unsigned *out) {
+  char err[512];
+  if (qp_report_by_parse(text, out, err, sizeof err) != QP_OK)
+    return cli_usage_error(verb, "--by: %s", err);
+  return QP_EXIT_OK;
 }
 
 void rq_window_text(const qp_report_totals *t, char *buf, size_t len) {

@@ -32,6 +32,23 @@ bool rq_open(const char *verb, const char *path, const qp_report_options *o, qp_
              qp_report **report);
 void rq_close(qp_store *store, qp_report *report);
 
+/* The key dimensions of a report (QP_REPORT_KEY bits) as text, in the
+ * order database, user, application, host: "host, application"... "none"
+ * for none. */
+const char *rq_by_text(unsigned by, char *buf, size_t len);
+/* The dimension filters of a report as text ("host=web-1, user=/^app/");
+ * "" when there are none. */
+const char *rq_filters_text(const qp_report_totals *t, char *buf, size_t len);
+/* Whether a report is keyed and filtered as one without --by and dimension
+ * filters (its output is then exactly that of earlier versions). */
+bool rq_plain_key(const qp_report_totals *t);
+/* The value of dimension `by` of a summary (NULL when not in the key). */
+const char *rq_dim(const qp_query_summary *s, qp_report_group_by by);
+/* The filter given for dimension `by`, or NULL. */
+const char *rq_dim_filter(const qp_report_totals *t, qp_report_group_by by);
+/* Parses --by for `verb`: QP_EXIT_OK, or the usage error printed. */
+int rq_parse_by(const char *verb, const char *text, unsigned *out);
+
 /* The window of a report as text: "all recorded time", "since ...", ... */
 void rq_window_text(const qp_report_totals *t, char *buf, size_t len);
 
