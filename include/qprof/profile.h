@@ -174,14 +174,24 @@ QP_EXPORT qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev);
  * empties the profile. Recording may go on in other threads meanwhile: an
  * event is either in this flush or in a later one, never in both or none.
  * Flushes of one profile run one at a time. On error the statistics stay in
- * the profile for the next flush. `store` must be opened with QP_STORE_WRITE
+ * the profile for the next flush, at most 100,000 entries (time bucket x
+ * query x dimensions): beyond, the entries of the oldest buckets are dropped
+ * and their statements counted in qp_profile_lost (and logged at WARN). A
+ * PostgreSQL store retries a transaction that failed on a serialization
+ * failure or a deadlock, and reconnects a connection that broke. When the
+ * connection broke after COMMIT was sent, the entries are held apart and the
+ * next flush into the same store handle first asks the server whether that
+ * transaction committed (never written twice, never lost; flushing into
+ * another handle meanwhile counts them lost). `store` must be opened with QP_STORE_WRITE
  * and not be used by another thread during the call.
  * Errors: those of the store (qp_store_errmsg tells more), QP_NOMEM,
  * QP_INVALID (NULL argument; a read-only store).
  */
 QP_EXPORT qp_status qp_profile_flush(qp_profile *p, qp_store *store);
 
-/* Events recorded / dropped (out of memory) since creation. Thread-safe. */
+/* Events recorded / lost since creation: lost are those dropped out of
+ * memory, and those of entries dropped beyond the bound a failed flush
+ * keeps (see qp_profile_flush). Thread-safe. */
 QP_EXPORT uint64_t qp_profile_recorded(const qp_profile *p);
 QP_EXPORT uint64_t qp_profile_lost(const qp_profile *p);
 

@@ -36,6 +36,12 @@
 /* Dimension values a profile keeps (docs/profiles.md): beyond, "(other)". */
 #define INTERN_MAX_BYTES (4u << 20)
 #define SLOTS_INITIAL 64
+/* Entries a profile holds at most after a failed flush (docs/profiles.md,
+ * "When the store is down"): beyond, the entries of the oldest buckets are
+ * dropped, and their statements counted in qp_profile_lost. About 100 MB
+ * at 1 kB an entry, as many as a default shim segment holds. */
+#define HELD_MAX 100000u
+#define HELD_MAX_TEXT "100000"
 
 typedef struct stripe {
   pthread_mutex_t mu;
@@ -74,6 +80,13 @@ struct qp_profile {
   uint32_t nstripes;
   void *stripes_mem;
   stripe_pad *stripes;
+  /* A flush whose COMMIT went out without an answer (qp_store.in_doubt):
+   * held apart until the store it went to (doubt_serial) can tell whether
+   * it committed. Under flush_mu. */
+  qp_entry *doubt;
+  uint64_t doubt_serial;
+  _Atomic uint64_t shed; /* statements dropped to stay within HELD_MAX, or in doubt and
+                          * then flushed into another store */
 };
 
 static void *pcre_alloc(size_t n, void *ud) { return qp__malloc((const qp_hooks *)ud, n); }
@@ -145,6 +158,7 @@ void qp_profile_free(qp_profile *p) {
     pthread_mutex_destroy(&s->mu);
   }
   qp__free(&h, p->stripes_mem);
+  free_list(&h, p->doubt);
   for (size_t i = 0; i < p->nredact; i++) {
     pcre2_code_free(p->redact[i].re);
     qp__free(&h, p->redact[i].replacement);
@@ -491,8 +505,57 @@ qp_status qp_profile_record(qp_profile *p, const qp_query_event *ev) {
   return QP_OK;
 }
 
-/* Puts flushed entries back after a failed write: no allocation. */
+/* Statements an entry stands for, for qp_profile_lost. */
+static uint64_t entry_statements(const qp_entry *e) { return e->st.calls + e->st.cache_hits; }
+
+/* Frees a list whose statements will never be written: counted as lost. */
+static void lose_list(qp_profile *p, qp_entry *list, const char *why) {
+  uint64_t n = 0, k = 0;
+  for (const qp_entry *e = list; e != NULL; e = e->next, k++) n += entry_statements(e);
+  atomic_fetch_add_explicit(&p->shed, n, memory_order_relaxed);
+  free_list(&p->hooks, list);
+  qp__log(&p->hooks, QP_LOG_WARN, "profile: %llu statements (%llu entries) lost: %s",
+          (unsigned long long)n, (unsigned long long)k, why);
+}
+
+/* Drops `excess` entries of `list`, those of the oldest buckets first: no
+ * allocation (one pass per bucket dropped). Returns the rest. */
+static qp_entry *shed_oldest(qp_profile *p, qp_entry *list, size_t excess) {
+  qp_entry *gone = NULL;
+  while (excess > 0 && list != NULL) {
+    int64_t oldest = INT64_MAX;
+    for (const qp_entry *e = list; e != NULL; e = e->next)
+      if (e->bucket < oldest) oldest = e->bucket;
+    for (qp_entry **pp = &list; *pp != NULL && excess > 0;) {
+      qp_entry *e = *pp;
+      if (e->bucket != oldest) {
+        pp = &e->next;
+        continue;
+      }
+      *pp = e->next;
+      e->next = gone;
+      gone = e;
+      excess--;
+    }
+  }
+  lose_list(p, gone, "the store could not be written and the profile holds at most " HELD_MAX_TEXT
+                     " entries until it can (the oldest buckets go first)");
+  return list;
+}
+
+/* Puts flushed entries back after a failed write: no allocation. What the
+ * profile would hold beyond HELD_MAX is dropped first, oldest buckets first. */
 static void put_back(qp_profile *p, qp_entry *list) {
+  size_t held = 0, n = 0;
+  for (uint32_t i = 0; i < p->nstripes; i++) {
+    stripe *s = &p->stripes[i].s;
+    pthread_mutex_lock(&s->mu);
+    held += s->count;
+    pthread_mutex_unlock(&s->mu);
+  }
+  for (const qp_entry *e = list; e != NULL; e = e->next) n++;
+  size_t room = held < HELD_MAX ? HELD_MAX - held : 0;
+  if (n > room) list = shed_oldest(p, list, n - room);
   while (list != NULL) {
     qp_entry *e = list;
     list = e->next;
@@ -512,14 +575,45 @@ qp_status qp_profile_flush(qp_profile *p, qp_store *store) {
   return qp__profile_flush_dropped(p, store, 0, 0);
 }
 
+/* A flush left in doubt is settled before the next one: dropped when it
+ * committed, written again with this one when it did not. NULL and *rc
+ * QP_OK when there is nothing to write again. */
+static qp_entry *settle_doubt(qp_profile *p, qp_store *store, qp_status *rc) {
+  *rc = QP_OK;
+  if (p->doubt == NULL) return NULL;
+  if (store->serial != p->doubt_serial) {
+    /* Only the store it went to can tell; writing it here could count it twice. */
+    lose_list(p, p->doubt, "a flush whose outcome was unknown was not settled: the profile was "
+                           "flushed into another store handle");
+    p->doubt = NULL;
+    return NULL;
+  }
+  bool committed = false;
+  *rc = qp__store_resolve(store, &committed);
+  if (*rc != QP_OK) return NULL;
+  qp_entry *again = p->doubt;
+  p->doubt = NULL;
+  if (committed) {
+    free_list(&p->hooks, again);
+    return NULL;
+  }
+  return again;
+}
+
 qp_status qp__profile_flush_dropped(qp_profile *p, qp_store *store, int64_t drop_bucket,
                                     uint64_t dropped) {
   if (p == NULL || store == NULL) return QP_INVALID;
   pthread_mutex_lock(&p->flush_mu);
+  qp_status rc;
+  qp_entry *again = settle_doubt(p, store, &rc);
+  if (rc != QP_OK) {
+    pthread_mutex_unlock(&p->flush_mu);
+    return rc;
+  }
   /* Fresh slot arrays first: if they cannot be had, nothing has moved. */
   qp_entry ***fresh = qp__calloc(&p->hooks, p->nstripes, sizeof *fresh);
   uint32_t *sizes = qp__calloc(&p->hooks, p->nstripes, sizeof *sizes);
-  qp_status rc = fresh != NULL && sizes != NULL ? QP_OK : QP_NOMEM;
+  rc = fresh != NULL && sizes != NULL ? QP_OK : QP_NOMEM;
   for (uint32_t i = 0; rc == QP_OK && i < p->nstripes; i++) {
     stripe *s = &p->stripes[i].s;
     pthread_mutex_lock(&s->mu);
@@ -533,10 +627,11 @@ qp_status qp__profile_flush_dropped(qp_profile *p, qp_store *store, int64_t drop
     for (uint32_t i = 0; fresh != NULL && i < p->nstripes; i++) qp__free(&p->hooks, fresh[i]);
     qp__free(&p->hooks, fresh);
     qp__free(&p->hooks, sizes);
+    put_back(p, again);
     pthread_mutex_unlock(&p->flush_mu);
     return QP_NOMEM;
   }
-  qp_entry *list = NULL;
+  qp_entry *list = again; /* entries of a flush that did not commit keep their e->stripe */
   for (uint32_t i = 0; i < p->nstripes; i++) {
     stripe *s = &p->stripes[i].s;
     pthread_mutex_lock(&s->mu);
@@ -562,8 +657,14 @@ qp_status qp__profile_flush_dropped(qp_profile *p, qp_store *store, int64_t drop
   qp__free(&p->hooks, sizes);
   qp_drop drop = {.bucket = drop_bucket, .n = dropped};
   rc = list != NULL || dropped > 0 ? qp__store_write(store, list, &drop) : QP_OK;
-  if (rc == QP_OK) free_list(&p->hooks, list);
-  else put_back(p, list);
+  if (rc == QP_OK) {
+    free_list(&p->hooks, list);
+  } else if (store->write_in_doubt) {
+    p->doubt = list;
+    p->doubt_serial = store->serial;
+  } else {
+    put_back(p, list);
+  }
   pthread_mutex_unlock(&p->flush_mu);
   return rc;
 }
@@ -581,7 +682,7 @@ uint64_t qp_profile_lost(const qp_profile *p) {
   uint64_t n = 0;
   for (uint32_t i = 0; i < p->nstripes; i++)
     n += atomic_load_explicit(&p->stripes[i].s.lost, memory_order_relaxed);
-  return n;
+  return n + atomic_load_explicit(&p->shed, memory_order_relaxed);
 }
 
 qp_status qp__profile_merge(qp_profile *p, uint64_t fp, int64_t bucket, qp_backend be,

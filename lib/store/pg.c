@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/store_int.h"
 
@@ -30,7 +31,7 @@
  */
 #define QP_PQ_FUNCTIONS(X) \
   X(PQclear) \
-  X(PQconnectdb) \
+  X(PQconnectdbParams) \
   X(PQerrorMessage) \
   X(PQexec) \
   X(PQexecParams) \
@@ -42,6 +43,7 @@
   X(PQgetvalue) \
   X(PQntuples) \
   X(PQprepare) \
+  X(PQresultErrorField) \
   X(PQresultErrorMessage) \
   X(PQresultStatus) \
   X(PQsetNoticeProcessor) \
@@ -80,7 +82,7 @@ static bool pq_load(const char **why) {
 }
 
 #define PQclear (pq.PQclear)
-#define PQconnectdb (pq.PQconnectdb)
+#define PQconnectdbParams (pq.PQconnectdbParams)
 #define PQerrorMessage (pq.PQerrorMessage)
 #define PQexec (pq.PQexec)
 #define PQexecParams (pq.PQexecParams)
@@ -92,6 +94,7 @@ static bool pq_load(const char **why) {
 #define PQgetvalue (pq.PQgetvalue)
 #define PQntuples (pq.PQntuples)
 #define PQprepare (pq.PQprepare)
+#define PQresultErrorField (pq.PQresultErrorField)
 #define PQresultErrorMessage (pq.PQresultErrorMessage)
 #define PQresultStatus (pq.PQresultStatus)
 #define PQsetNoticeProcessor (pq.PQsetNoticeProcessor)
@@ -102,6 +105,8 @@ typedef struct pg_store {
   PGconn *conn;
   bool prepared; /* the write statements are prepared on this connection */
   long version;  /* the store's schema version (an older one is read as it is) */
+  char sqlstate[6]; /* of the last failed statement; "" when none came */
+  int64_t doubt_xid; /* the transaction whose COMMIT got no answer (s->in_doubt) */
 } pg_store;
 
 /* The library never prints: server notices are dropped. */
@@ -123,6 +128,8 @@ static qp_status pg_fail(qp_store *s, PGresult *r, qp_status code, const char *w
 static PGresult *pg_check(qp_store *s, PGresult *r, ExecStatusType want, const char *what) {
   if (r != NULL && PQresultStatus(r) == want) return r;
   pg_store *g = s->impl;
+  const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  snprintf(g->sqlstate, sizeof g->sqlstate, "%s", state != NULL ? state : "");
   pg_fail(s, r, PQstatus(g->conn) == CONNECTION_BAD ? QP_UNAVAILABLE : QP_IO, what);
   PQclear(r);
   return NULL;
@@ -216,7 +223,24 @@ static qp_status begin_locked(qp_store *s, const char *what) {
 static qp_status run_script(qp_store *s, const char *sql, const char *what) {
   PGresult *c = PQexec(((pg_store *)s->impl)->conn, sql);
   qp_status rc = QP_OK;
-  if (c == NULL || PQresultStatus(c) != PGRES_COMMAND_OK) rc = pg_fail(s, c, QP_IO, what);
+  if (c == NULL || PQresultStatus(c) != PGRES_COMMAND_OK) {
+    const char *state = c != NULL ? PQresultErrorField(c, PG_DIAG_SQLSTATE) : NULL;
+    if (state != NULL && strcmp(state, "42501") == 0) {
+      /* insufficient_privilege: a writer role (INSERT, SELECT, UPDATE) may
+       * write a store but neither create nor migrate one; the transaction
+       * is rolled back whole, so the store is left as it was. */
+      pg_fail(s, c, QP_REFUSED, what);
+      char msg[sizeof s->err.msg];
+      snprintf(msg, sizeof msg, "%s", s->err.msg);
+      rc = qp__err_set(&s->err, QP_REFUSED,
+                       "%s (creating or migrating the store to schema version %d needs the owner "
+                       "of schema \"qprof\", or CREATE on the database for a new store; run "
+                       "qprof once as that role; nothing was changed)",
+                       msg, QP_STORE_SCHEMA_VERSION);
+    } else {
+      rc = pg_fail(s, c, QP_IO, what);
+    }
+  }
   PQclear(c);
   return rc;
 }
@@ -253,23 +277,40 @@ static qp_status migrate(qp_store *s, long ver) {
   return verify(s, &g->version);
 }
 
+/* How long a connection attempt may take (s) when neither the location
+ * (connect_timeout) nor PGCONNECT_TIMEOUT says: a store that is down or
+ * unreachable never holds a collector for longer (docs/architecture.md,
+ * "The fleet store"). */
+#define QP_PG_CONNECT_TIMEOUT "5"
+
+/* Connects g->conn to s->location (TLS, passwords, .pgpass, service files:
+ * all as libpq does them). QP_UNAVAILABLE when the server cannot be reached. */
+static qp_status pg_connect(qp_store *s, const char *what) {
+  pg_store *g = s->impl;
+  const char *env = getenv("PGCONNECT_TIMEOUT");
+  /* The location comes after the default, so its own connect_timeout wins. */
+  const char *keys[] = {"connect_timeout", "dbname", NULL};
+  const char *vals[] = {env != NULL && env[0] != '\0' ? env : QP_PG_CONNECT_TIMEOUT, s->location,
+                        NULL};
+  g->conn = PQconnectdbParams(keys, vals, 1);
+  g->prepared = false;
+  if (g->conn == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  if (PQstatus(g->conn) != CONNECTION_OK) return pg_fail(s, NULL, QP_UNAVAILABLE, what);
+  PQsetNoticeProcessor(g->conn, pg_notice, NULL);
+  return QP_OK;
+}
+
 static qp_status pg_open(qp_store *s, qp_store_mode mode) {
   const char *why;
   if (!pq_load(&why)) return qp__err_set(&s->err, QP_UNAVAILABLE, "%s: %s", s->display, why);
   pg_store *g = qp__calloc(&s->hooks, 1, sizeof *g);
   if (g == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
   s->impl = g;
-  g->conn = PQconnectdb(s->location);
-  if (g->conn == NULL) {
+  qp_status crc = pg_connect(s, "cannot connect");
+  if (crc != QP_OK) {
     pg_close(s);
-    return qp__err_set(&s->err, QP_NOMEM, "out of memory");
+    return crc;
   }
-  if (PQstatus(g->conn) != CONNECTION_OK) {
-    qp_status rc = pg_fail(s, NULL, QP_UNAVAILABLE, "cannot connect");
-    pg_close(s);
-    return rc;
-  }
-  PQsetNoticeProcessor(g->conn, pg_notice, NULL);
   int state = 0;
   qp_status rc = probe(s, &state);
   if (rc == QP_OK && state == 0 && mode == QP_STORE_READ)
@@ -577,11 +618,99 @@ static qp_status pg_marks_find(qp_store *s, int64_t device, int64_t inode, uint6
   return QP_OK;
 }
 
+/* How often a flush transaction is tried at most: again after a
+ * serialization failure (40001) or a deadlock (40P01), or once on a fresh
+ * connection when the old one turned out to be broken before COMMIT was
+ * sent (the server rolled that transaction back). Between tries: 10, 20, 40,
+ * 80, 160 ms, plus up to as much again at random. */
+#define QP_PG_WRITE_TRIES 6
+
+static bool retryable_state(const char *state) {
+  return strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0;
+}
+
+static void retry_pause(int attempt) {
+  long ms = 10L << (attempt - 1 < 5 ? attempt - 1 : 4);
+  unsigned seed = (unsigned)qp__wall_ns() ^ (unsigned)(uintptr_t)&ms;
+  ms += (long)(rand_r(&seed) % (unsigned)(ms + 1));
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+/* A fresh connection after the old one broke: the write statements are
+ * prepared again and the store is looked at again (it may have been
+ * replaced while the server was away). */
+static qp_status pg_reconnect(qp_store *s) {
+  pg_store *g = s->impl;
+  PQfinish(g->conn);
+  g->conn = NULL;
+  qp_status rc = pg_connect(s, "cannot reconnect");
+  long ver = 0;
+  if (rc == QP_OK) rc = verify(s, &ver);
+  if (rc == QP_OK && ver != g->version)
+    rc = qp__err_set(&s->err, QP_SCHEMA,
+                     "%s: the store's schema version changed from %ld to %ld while the "
+                     "connection was away; open it again",
+                     s->display, g->version, ver);
+  return rc;
+}
+
+static bool conn_broken(qp_store *s) {
+  pg_store *g = s->impl;
+  return g->conn == NULL || PQstatus(g->conn) == CONNECTION_BAD;
+}
+
+/* What became of transaction `xid` (txid_status, PostgreSQL 10+): 1
+ * committed, 0 aborted (or unknown to the server: too old, which a
+ * transaction of seconds ago is not), -1 cannot tell yet. Reconnects first
+ * when the connection is broken. */
+static int tx_outcome(qp_store *s, int64_t xid) {
+  if (conn_broken(s) && pg_reconnect(s) != QP_OK) return -1;
+  char x[32];
+  snprintf(x, sizeof x, "%lld", (long long)xid);
+  const char *vals[1] = {x};
+  PGresult *r = pg_run(s, "SELECT txid_status($1::bigint)", 1, vals, NULL, NULL, PGRES_TUPLES_OK,
+                       "cannot ask what became of a flush");
+  if (r == NULL) return -1;
+  const char *v = PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0);
+  int out = strcmp(v, "committed") == 0 ? 1 : strcmp(v, "in progress") == 0 ? -1 : 0;
+  PQclear(r);
+  return out;
+}
+
+/* One try of the flush transaction. *xid is its transaction id once known,
+ * *commit_sent whether COMMIT went out (after that, a broken connection
+ * leaves the outcome unknown). */
+static qp_status write_once(qp_store *s, const qp_entry *const *v, size_t n, const qp_drop *drop,
+                            qp_buf *codes, qp_buf *hist, int64_t *xid, bool *commit_sent) {
+  *xid = 0;
+  *commit_sent = false;
+  qp_status rc = prepare_writes(s);
+  if (rc == QP_OK) rc = pg_cmd(s, "BEGIN", "cannot begin a flush");
+  if (rc == QP_OK) {
+    PGresult *r = pg_run(s, "SELECT txid_current()", 0, NULL, NULL, NULL, PGRES_TUPLES_OK,
+                         "cannot begin a flush");
+    if (r == NULL) rc = s->err.code;
+    else *xid = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+  }
+  if (rc == QP_OK && drop != NULL) rc = write_drop(s, drop);
+  for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_query(s, v[i]);
+  for (int level = 0; rc == QP_OK && level < QP_LEVELS; level++)
+    for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_stats(s, level, v[i], codes, hist);
+  if (rc == QP_OK && s->mark != NULL) rc = write_mark(s, s->mark);
+  if (rc == QP_OK) {
+    *commit_sent = true;
+    rc = pg_cmd(s, "COMMIT", "cannot commit a flush");
+  }
+  return rc;
+}
+
 static qp_status pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop) {
   if (s->mode != QP_STORE_WRITE)
     return qp__err_set(&s->err, QP_INVALID, "%s: store opened read-only", s->display);
-  qp_status prc = prepare_writes(s);
-  if (prc != QP_OK) return prc;
+  pg_store *g = s->impl;
   size_t n = 0;
   for (const qp_entry *e = list; e != NULL; e = e->next)
     if (!e->ignored && (e->st.calls > 0 || e->st.cache_hits > 0)) n++;
@@ -592,25 +721,87 @@ static qp_status pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop
   n = 0;
   for (const qp_entry *e = list; e != NULL; e = e->next)
     if (!e->ignored && (e->st.calls > 0 || e->st.cache_hits > 0)) v[n++] = e;
+  /* The one global order of the rows every flush takes locks on: qp_dropped
+   * (one row), qp_query by fingerprint, then qp_stats by level and then
+   * entry_order, the mark last. Two flushes so never wait on each other in
+   * a cycle; a deadlock (40P01) could only come from elsewhere (a trigger,
+   * a DBA's transaction) and is retried like a serialization failure. */
   qsort(v, n, sizeof *v, entry_order);
   qp_buf codes, hist;
   qp__buf_init(&codes, &s->hooks);
   qp__buf_init(&hist, &s->hooks);
-  qp_status rc = pg_cmd(s, "BEGIN", "cannot begin a flush");
-  if (rc == QP_OK && dropping) rc = write_drop(s, drop);
-  for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_query(s, v[i]);
-  for (int level = 0; rc == QP_OK && level < QP_LEVELS; level++)
-    for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_stats(s, level, v[i], &codes, &hist);
   int64_t mark_id = s->mark ? s->mark->id : 0;
-  if (rc == QP_OK && s->mark != NULL) rc = write_mark(s, s->mark);
-  if (rc == QP_OK) rc = pg_cmd(s, "COMMIT", "cannot commit a flush");
-  if (rc != QP_OK) PQclear(PQexec(((pg_store *)s->impl)->conn, "ROLLBACK"));
+  qp_status rc = QP_OK;
+  for (int attempt = 1;; attempt++) {
+    if (s->mark != NULL) s->mark->id = mark_id;
+    g->sqlstate[0] = '\0';
+    /* A connection that broke since the last write (the server restarted)
+     * is replaced before anything is sent on it. */
+    rc = conn_broken(s) ? pg_reconnect(s) : QP_OK;
+    if (rc != QP_OK) break;
+    int64_t xid = 0;
+    bool commit_sent = false;
+    rc = write_once(s, v, n, dropping ? drop : NULL, &codes, &hist, &xid, &commit_sent);
+    if (rc == QP_OK) break;
+    bool broken = conn_broken(s);
+    if (!broken) PQclear(PQexec(g->conn, "ROLLBACK"));
+    if (broken && commit_sent && xid != 0) {
+      /* COMMIT went out and no answer came back: it may have committed. */
+      qp_err err = s->err;
+      int outcome = tx_outcome(s, xid);
+      if (outcome == 1) {
+        rc = QP_OK;
+        break;
+      }
+      if (outcome < 0) {
+        g->doubt_xid = xid;
+        s->in_doubt = s->write_in_doubt = true;
+        rc = qp__err_set(&s->err, QP_UNAVAILABLE,
+                         "%s (whether the flush committed is not known yet: it is asked again "
+                         "before the next one)",
+                         err.msg);
+        break;
+      }
+      s->err = err;
+    }
+    bool again = broken || retryable_state(g->sqlstate);
+    if (!again || attempt >= QP_PG_WRITE_TRIES) break;
+    if (broken && attempt > 1 && !retryable_state(g->sqlstate)) break; /* one fresh connection */
+    if (!broken) retry_pause(attempt);
+  }
+  if (rc != QP_OK && strcmp(g->sqlstate, "42501") == 0) {
+    char msg[sizeof s->err.msg];
+    snprintf(msg, sizeof msg, "%s", s->err.msg);
+    rc = qp__err_set(&s->err, QP_REFUSED,
+                     "%s (a role that writes the store needs USAGE on schema qprof and SELECT, "
+                     "INSERT, UPDATE on its tables; nothing was written)",
+                     msg);
+  }
   if (rc == QP_OK && s->mark != NULL) s->mark_done = true;
   else if (s->mark != NULL) s->mark->id = mark_id;
   qp__buf_free(&codes);
   qp__buf_free(&hist);
   qp__free(&s->hooks, v);
   return rc;
+}
+
+/* Settles a flush whose COMMIT got no answer (s->in_doubt): *committed
+ * tells whether it is in the store. QP_UNAVAILABLE while the server cannot
+ * tell yet (then it stays in doubt). */
+static qp_status pg_resolve(qp_store *s, bool *committed) {
+  pg_store *g = s->impl;
+  qp__err_clear(&s->err);
+  int outcome = tx_outcome(s, g->doubt_xid);
+  if (outcome < 0) {
+    if (s->err.code == QP_OK)
+      qp__err_set(&s->err, QP_UNAVAILABLE, "%s: cannot tell yet whether the last flush committed",
+                  s->display);
+    return s->err.code;
+  }
+  *committed = outcome == 1;
+  s->in_doubt = false;
+  g->doubt_xid = 0;
+  return QP_OK;
 }
 
 /* ---- reading -------------------------------------------------------------- */
@@ -845,4 +1036,5 @@ const qp_store_ops qp__pg_store_ops = {
     .query_text = pg_query_text,
     .query_texts = pg_query_texts,
     .marks_find = pg_marks_find,
+    .resolve = pg_resolve,
 };

@@ -2,6 +2,7 @@
  * from the roll-up levels (see store_int.h). */
 #include <ctype.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,8 +57,10 @@ qp_status qp_store_open(qp_store **out, const char *location, qp_store_mode mode
   bool pg = qp_store_is_dsn(location);
   qp_store *s = qp__calloc(&h, 1, sizeof *s);
   if (s == NULL) return qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  static _Atomic uint64_t serials;
   s->hooks = h;
   s->mode = mode;
+  s->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
   s->ops = pg ? &qp__pg_store_ops : &qp__sqlite_store_ops;
   s->location = qp__strdup(&h, location);
   s->display = qp__malloc(&h, strlen(location) + 64);
@@ -96,7 +99,15 @@ const char *qp_store_location(const qp_store *s) { return s == NULL ? "" : s->di
 
 qp_status qp__store_write(qp_store *s, const qp_entry *list, const qp_drop *drop) {
   qp__err_clear(&s->err);
+  s->write_in_doubt = false;
   return s->ops->write(s, list, drop);
+}
+
+qp_status qp__store_resolve(qp_store *s, bool *committed) {
+  *committed = false;
+  qp__err_clear(&s->err);
+  if (!s->in_doubt || s->ops->resolve == NULL) return QP_OK;
+  return s->ops->resolve(s, committed);
 }
 
 /* The first whole second at or after t_ns. */

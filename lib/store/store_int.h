@@ -103,6 +103,12 @@ typedef struct qp_store_ops {
    * texts, size_bytes and free_bytes (see qp_store_prune). */
   qp_status (*prune)(qp_store *s, int max_level, int64_t cutoff_s, unsigned flags,
                      qp_prune_result *out);
+  /* Settles a write left in doubt (s->in_doubt: its COMMIT went out and the
+   * connection broke before the answer came): *committed tells whether it
+   * is in the store, and s->in_doubt is cleared. An error (QP_UNAVAILABLE:
+   * the server cannot be asked yet) leaves it in doubt. NULL for stores
+   * whose writes are never in doubt. */
+  qp_status (*resolve)(qp_store *s, bool *committed);
 } qp_store_ops;
 
 struct qp_store {
@@ -115,7 +121,16 @@ struct qp_store {
   void *impl;
   qp_file_mark *mark; /* written by the next write (see qp_file_mark); NULL none */
   bool mark_done;     /* the write wrote it */
+  bool in_doubt;      /* the last write failed without knowing whether it committed:
+                       * writes are refused (QP_STATE) until qp__store_resolve */
+  bool write_in_doubt; /* the last write is the one in doubt */
+  uint64_t serial;    /* unique per handle in the process: what a profile that holds
+                       * entries in doubt remembers of the store they went to */
 };
+
+/* Settles a write in doubt (see qp_store_ops.resolve); *committed false and
+ * QP_OK when nothing is in doubt. */
+qp_status qp__store_resolve(qp_store *s, bool *committed);
 
 /* Flushes `p` into `s` with `mark` in the same transaction (a transaction
  * with only the mark when the profile is empty); mark->id is set when the

@@ -61,6 +61,7 @@ bool cli_collector_pass(cli_collector *c) {
     c->store = NULL;
     return false;
   }
+  if (c->failed) fprintf(stderr, "qprof %s: the store is written again\n", c->verb);
   c->failed = false;
   c->statements += st.statements;
   c->dropped += st.dropped;

@@ -113,16 +113,28 @@ static struct timespec ms_ts(uint64_t ms) {
 }
 
 /* Removes the run directory when nothing is left in it. */
+/* Removes the run directory when nothing is left in it. What could not be
+ * written (the store was down at the end) stays in its segments, and the
+ * message says how to write it later; the store is named without its
+ * password. */
 static void remove_run_dir(const char *dir, const cli_collector *col, const char *store) {
   if (rmdir(dir) == 0) return;
+  char shown[1024];
+  qp_dsn_redact(store, shown, sizeof shown);
   if (col->live > 0)
     fprintf(stderr,
             "qprof run: %llu processes still record into %s; 'qprof collect --run-dir %s "
-            "--store %s' writes the rest\n",
-            (unsigned long long)col->live, dir, dir, store);
+            "--store \"%s\"' writes the rest\n",
+            (unsigned long long)col->live, dir, dir, shown);
   else
-    fprintf(stderr, "qprof run: %s is left behind (%s); 'qprof collect --run-dir %s --once' "
-                    "retries\n", dir, col->refused ? "refused segments" : "not all written", dir);
+    fprintf(stderr,
+            "qprof run: %s is left behind (%s); 'qprof collect --run-dir %s --store \"%s\" --once' "
+            "writes it\n",
+            dir,
+            col->refused  ? "refused segments"
+            : col->failed ? "the store could not be written; nothing recorded is lost, it stays in the segments there"
+                          : "not all written",
+            dir, shown);
 }
 
 int cmd_run(int argc, char **argv) {
