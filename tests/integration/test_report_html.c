@@ -337,12 +337,147 @@ static void test_page_in_browser(void **state) {
   printf("page: %s\nscreenshot: %s\n", page, shot);
 }
 
+
+/* ---- who ran it: the page of a report --by host,application with a filter ---- */
+
+static const char *const phosts[] = {"web-1", "web-2", "db-backup"};
+static const char *const papps[] = {"api", "cron"};
+static const char *const pusers[] = {"alice", "bob"};
+
+/* calls of (host, application, user); each call of host h takes (h + 1) ms */
+static int pcalls(int h, int a, int u) { return 4 + 3 * h + 2 * a + u; }
+
+static void build_dims_store(const char *path) {
+  qp_profile *p;
+  char err[512];
+  assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  for (int h = 0; h < 3; h++)
+    for (int a = 0; a < 2; a++)
+      for (int u = 0; u < 2; u++)
+        for (int i = 0; i < pcalls(h, a, u); i++) {
+          qp_query_event ev = {0};
+          ev.size = sizeof ev;
+          ev.backend = QP_BACKEND_POSTGRES;
+          ev.database = "app";
+          ev.user = pusers[u];
+          ev.application = papps[a];
+          ev.host = phosts[h];
+          const fq *q = i % 2 ? &qa : &qb;
+          ev.normalized = q->text;
+          ev.normalized_len = strlen(q->text);
+          ev.fingerprint = q->fp;
+          ev.duration_ns = (uint64_t)(h + 1) * MS;
+          ev.rows = 1;
+          ev.end_wall_ns = (T0 + i * 60 + 1) * NS;
+          assert_int_equal(qp_profile_record(p, &ev), QP_OK);
+        }
+  assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  qp_store_close(s);
+  qp_profile_free(p);
+}
+
+static json_t *load_page(const char *args, const char *name) {
+  char art[600], page[700], shot[700], cmd[4096];
+  snprintf(art, sizeof art, "%s/test-artifacts", QP_TEST_BUILD_DIR);
+  assert_int_equal(qpt_system("mkdir -p '%s'", art), 0);
+  snprintf(page, sizeof page, "%s/%s.html", art, name);
+  snprintf(shot, sizeof shot, "%s/%s.png", art, name);
+  char *out, *err;
+  snprintf(cmd, sizeof cmd, "'%s' report --store dims.db --format html %s --output '%s'", qprof, args,
+           page);
+  assert_int_equal(qpt_run_capture(dir, cmd, &out, &err), 0);
+  free(out);
+  free(err);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/support/cdp_page.py' '%s' '%s' '%s'",
+           QP_TEST_SOURCE_DIR, chromium, page, shot);
+  int rc = qpt_run_capture(dir, cmd, &out, &err);
+  if (rc != 0) fail_msg("cdp_page.py failed (%d): %s", rc, err);
+  free(err);
+  json_error_t jerr;
+  json_t *root = json_loads(out, 0, &jerr);
+  if (root == NULL) fail_msg("cdp_page.py printed no JSON (%s): %s", jerr.text, out);
+  free(out);
+  if (json_array_size(J(root, "console")) != 0)
+    fail_msg("console: %s", json_dumps(J(root, "console"), 0));
+  return root;
+}
+
+static void test_page_by_dimensions(void **state) {
+  (void)state;
+  char path[600];
+  snprintf(path, sizeof path, "%s/dims.db", dir);
+  build_dims_store(path);
+  /* every user but bob's... : /^a/ keeps alice only */
+  json_t *root = load_page("--by host,application --user '/^a/'", "report_dims");
+  assert_string_equal(S(root, "facts.rows_by"), "per query and application, host");
+  assert_string_equal(S(root, "facts.filters"), "user=/^a/");
+  /* no database breakdown (merged), one per dimension of the key */
+  assert_true(json_is_null(J(root, "facts.groups")));
+  json_t *gh = J(root, "facts.groups_host"), *ga = J(root, "facts.groups_application");
+  assert_true(json_is_null(J(root, "facts.groups_user")));
+  assert_int_equal(json_array_size(gh), 3);
+  assert_int_equal(json_array_size(ga), 2);
+  /* per host: alice's calls of both applications; total = calls x (h + 1) ms;
+   * ranked by total time */
+  long long sum = 0;
+  for (size_t i = 0; i < 3; i++) {
+    const char *host = cell(gh, i, 0);
+    int h = strcmp(host, "web-1") == 0 ? 0 : strcmp(host, "web-2") == 0 ? 1 : 2;
+    long long calls = pcalls(h, 0, 0) + pcalls(h, 1, 0);
+    char want[32];
+    snprintf(want, sizeof want, "%lld", calls);
+    assert_string_equal(cell(gh, i, 1), "postgres");
+    assert_string_equal(cell(gh, i, 2), "2"); /* two queries */
+    assert_string_equal(cell(gh, i, 3), want);
+    snprintf(want, sizeof want, "%.2fms", (double)(h + 1));
+    assert_string_equal(cell(gh, i, 7), want); /* mean */
+    sum += calls;
+  }
+  assert_string_equal(cell(gh, 0, 0), "db-backup");
+  assert_string_equal(cell(gh, 2, 0), "web-1");
+  /* per application over the three hosts */
+  for (size_t i = 0; i < 2; i++) {
+    int a = strcmp(cell(ga, i, 0), "api") == 0 ? 0 : 1;
+    long long calls = 0;
+    for (int h = 0; h < 3; h++) calls += pcalls(h, a, 0);
+    char want[32];
+    snprintf(want, sizeof want, "%lld", calls);
+    assert_string_equal(cell(ga, i, 3), want);
+  }
+  /* the header's total is the sum of the hosts' */
+  char want[96];
+  snprintf(want, sizeof want, "12 queries, %lld calls,", sum);
+  if (strncmp(S(root, "facts.totals"), want, strlen(want)) != 0)
+    fail_msg("totals '%s', want '%s...'", S(root, "facts.totals"), want);
+  /* 2 queries x 3 hosts x 2 applications rows, each naming its host and application */
+  json_t *q = J(root, "facts.queries");
+  assert_int_equal(json_array_size(q), 12);
+  assert_non_null(strstr(cell(q, 0, 1), "host db-backup"));
+  assert_non_null(strstr(cell(q, 0, 1), "application "));
+  json_t *nav = J(root, "facts.nav");
+  bool by_host = false;
+  for (size_t i = 0; i < json_array_size(nav); i++)
+    by_host = by_host || strcmp(json_string_value(json_array_get(nav, i)), "#by-host") == 0;
+  assert_true(by_host);
+  json_decref(root);
+
+  /* a filter that matches nothing: a page that says so */
+  char cmd[1024], *out;
+  snprintf(cmd, sizeof cmd, "'%s' report --store dims.db --format html --host nosuch", qprof);
+  assert_int_equal(qpt_run_capture(dir, cmd, &out, NULL), 0);
+  assert_non_null(strstr(out, "No queries match the filters (2 queries in the window)."));
+  free(out);
+}
+
 int main(void) {
   if (!find_chromium()) {
     printf("SKIPPED: test_report_html needs Chromium (/usr/bin/chromium or $QP_CHROMIUM); "
            "tools/deps.sh installs Debian's chromium\n");
     return 77;
   }
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_page_in_browser)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_page_in_browser),
+                                     cmocka_unit_test(test_page_by_dimensions)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

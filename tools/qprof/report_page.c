@@ -156,6 +156,17 @@ static void header(page *p, const char *window, int64_t step_s) {
   if (p->n != t->queries_in_window)
     fprintf(f, " (%zu of %zu queries pass the filters)", p->n, t->queries_in_window);
   fputs("</dd>\n", f);
+  if (!rq_plain_key(t)) {
+    /* --by and the dimension filters */
+    char by[96], fl[2048];
+    fprintf(f, "<dt>Rows</dt><dd id=\"rows-by\">per query and %s</dd>\n",
+            rq_by_text(t->by, by, sizeof by));
+    if (rq_filters_text(t, fl, sizeof fl)[0] != '\0') {
+      fputs("<dt>Filters</dt><dd id=\"filters\">", f);
+      rq_html_text(f, fl);
+      fputs("</dd>\n", f);
+    }
+  }
   if (t->dropped > 0)
     fprintf(f,
             "<dt>Dropped</dt><dd class=\"err\">%s statements ran but were not recorded: the "
@@ -167,11 +178,19 @@ static void header(page *p, const char *window, int64_t step_s) {
   fputs("</dd>\n", f);
   if (step_s > 0) fprintf(f, "<dt>Chart step</dt><dd>%lld s (times are UTC)</dd>\n", (long long)step_s);
   fputs("</dl>\n</header>\n", f);
-  if (p->n > 0)
+  if (p->n > 0) {
     fputs("<nav><a href=\"#time\">Over time</a><a href=\"#top\">Top queries</a>"
-          "<a href=\"#errors\">Errors</a><a href=\"#groups\">Per database</a>"
-          "<a href=\"#queries\">All queries</a><a href=\"#details\">Details</a></nav>\n",
+          "<a href=\"#errors\">Errors</a>",
           f);
+    /* one breakdown per dimension of the key (the database by default) */
+    for (int d = 0; d < 4; d++)
+      if (t->by & QP_REPORT_KEY(d)) {
+        const char *name = qp_report_group_by_name((qp_report_group_by)d);
+        bool plain = t->by == QP_REPORT_KEY_DEFAULT;
+        fprintf(f, "<a href=\"#%s%s\">Per %s</a>", plain ? "groups" : "by-", plain ? "" : name, name);
+      }
+    fputs("<a href=\"#queries\">All queries</a><a href=\"#details\">Details</a></nav>\n", f);
+  }
 }
 
 /* ---- charts over time ---------------------------------------------------------- */
@@ -555,7 +574,8 @@ static int group_row(const qp_report_group *g, void *ud) {
   if (g->key[0] != '\0') rq_html_text(f, g->key);
   else fputs("<span class=\"note\">(not recorded)</span>", f);
   fputs("</td><td class=\"t\">", f);
-  rq_html_text(f, g->backend);
+  if (g->backend[0] != '\0') rq_html_text(f, g->backend);
+  else fputs("<span class=\"note\">both</span>", f);
   fputs("</td>", f);
   snprintf(b, sizeof b, "%zu", g->queries);
   num_td(f, b, (double)g->queries);
@@ -571,17 +591,23 @@ static int group_row(const qp_report_group *g, void *ud) {
   return 0;
 }
 
-/* The groupings the model offers; user and application join this list
- * when the store records them (qp_report_group_by). */
+/* The groupings the model offers (qp_report_group_by): one table per
+ * dimension of the report's key (--by; the database by default). */
 static const struct {
   qp_report_group_by by;
   const char *title, *column;
-} groupings[] = {{QP_REPORT_BY_DATABASE, "Per database", "database"}};
+} groupings[] = {{QP_REPORT_BY_DATABASE, "Per database", "database"},
+                 {QP_REPORT_BY_USER, "Per user", "user"},
+                 {QP_REPORT_BY_APPLICATION, "Per application", "application"},
+                 {QP_REPORT_BY_HOST, "Per host", "host"}};
 
 static bool groups_section(page *p) {
   FILE *f = p->f;
+  unsigned by = qp_report_totals_get(p->r)->by;
+  if (by == 0) return true; /* --by none: no dimension to break down by */
   fputs("<section id=\"groups\">\n", f);
   for (size_t i = 0; i < sizeof groupings / sizeof groupings[0]; i++) {
+    if (!(by & QP_REPORT_KEY(groupings[i].by))) continue;
     fprintf(f, "<h2 id=\"by-%s\">%s</h2>\n<table class=\"sortable\" id=\"group-%s\">\n"
                "<thead><tr><th class=\"t\">%s</th><th class=\"t\">backend</th><th>queries</th>"
                "<th>calls</th><th>errors</th><th>total</th><th>share</th><th>mean</th>"
@@ -596,6 +622,23 @@ static bool groups_section(page *p) {
 }
 
 /* ---- all queries ----------------------------------------------------------------- */
+
+/* The rest of a row's key after its text: the backend, the database, and
+ * the user, application and host when the key has them (--by). */
+static void key_text(FILE *f, const qp_query_summary *s) {
+  rq_html_text(f, s->backend);
+  if (s->database != NULL && s->database[0] != '\0') {
+    fputs(" &middot; ", f);
+    rq_html_text(f, s->database);
+  }
+  for (int d = QP_REPORT_BY_USER; d <= QP_REPORT_BY_HOST; d++) {
+    const char *v = rq_dim(s, (qp_report_group_by)d);
+    if (v == NULL) continue;
+    fprintf(f, " &middot; %s ", qp_report_group_by_name((qp_report_group_by)d));
+    if (v[0] != '\0') rq_html_text(f, v);
+    else fputs("(not recorded)", f);
+  }
+}
 
 static void queries_table(page *p) {
   FILE *f = p->f;
@@ -614,11 +657,7 @@ static void queries_table(page *p) {
             share >= 0.2 ? " class=\"hot\"" : "", i + 1, i + 1, i + 1);
     rq_html_text(f, rq_shorten(s->query, 0, p->text, sizeof p->text));
     fputs("</code><div class=\"db\">", f);
-    rq_html_text(f, s->backend);
-    if (s->database[0] != '\0') {
-      fputs(" &middot; ", f);
-      rq_html_text(f, s->database);
-    }
+    key_text(f, s);
     fputs("</div></td>", f);
     num_td(f, rq_count(s->calls, b, sizeof b), (double)s->calls);
     if (s->errors > 0) {
@@ -749,11 +788,7 @@ static bool details(page *p) {
     qp_fingerprint_hex(s->fingerprint, fp);
     fprintf(f, "<article id=\"q%zu\">\n<h3>#%zu <span class=\"fp\">%s</span> <span class=\"db\">", i + 1,
             i + 1, fp);
-    rq_html_text(f, s->backend);
-    if (s->database[0] != '\0') {
-      fputs(" &middot; ", f);
-      rq_html_text(f, s->database);
-    }
+    key_text(f, s);
     fputs("</span></h3>\n<pre><code>", f);
     rq_html_text(f, s->query);
     fputs("</code></pre>\n<dl class=\"stats\">", f);
@@ -810,7 +845,13 @@ bool rq_print_html(FILE *f, qp_report *r, const char *window, size_t shown) {
   }
   header(p, window, p->n > 0 ? d.step_s : 0);
   if (p->n == 0) {
-    fputs("<p>No queries.</p>\n</body>\n</html>\n", f);
+    const qp_report_totals *t = qp_report_totals_get(r);
+    if (t->queries_in_window > 0 && !rq_plain_key(t))
+      fprintf(f, "<p id=\"empty\">No queries match the filters (%zu quer%s in the window).</p>\n"
+                 "</body>\n</html>\n",
+              t->queries_in_window, t->queries_in_window == 1 ? "y" : "ies");
+    else
+      fputs("<p>No queries.</p>\n</body>\n</html>\n", f);
     free(p);
     return true;
   }
