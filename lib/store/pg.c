@@ -823,32 +823,12 @@ static qp_status pg_bucket_range(qp_store *s, int level, int64_t *first, int64_t
   return QP_OK;
 }
 
-static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud) {
-  char a[32], b[32], c[32];
-  snprintf(a, sizeof a, "%d", level);
-  snprintf(b, sizeof b, "%lld", (long long)lo);
-  snprintf(c, sizeof c, "%lld", (long long)hi);
-  const char *vals[3] = {a, b, c};
-  pg_store *g = s->impl;
-  /* a store older than version 4 read as it is: no cache hit columns */
-  PGresult *r = pg_run(s,
-                       g->version < 4
-                           ? "SELECT fingerprint, backend, database, calls, errors, error_codes, "
-                             "rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, "
-                             "hist, bucket, 0, 0, '', '', '' FROM qprof.qp_stats "
-                             "WHERE level = $1 AND bucket >= $2 AND bucket < $3"
-                       : g->version < 6
-                           ? "SELECT fingerprint, backend, database, calls, errors, error_codes, "
-                             "rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, "
-                             "hist, bucket, cache_hits, cache_hit_ns, '', '', '' FROM qprof.qp_stats "
-                             "WHERE level = $1 AND bucket >= $2 AND bucket < $3"
-                           : "SELECT fingerprint, backend, database, calls, errors, error_codes, "
-                             "rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, "
-                             "hist, bucket, cache_hits, cache_hit_ns, user_name, application, host "
-                             "FROM qprof.qp_stats "
-                             "WHERE level = $1 AND bucket >= $2 AND bucket < $3",
-                       3, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read statistics");
-  if (r == NULL) return s->err.code;
+/* Rows are fetched through a cursor, SCAN_FETCH at a time: a window of
+ * 12 hours over 100,000 keys is 1.2M hour rows, which one PQexec would hold
+ * in the client's memory all at once (662 MB measured). */
+#define SCAN_FETCH 8192
+
+static qp_status scan_rows(qp_store *s, PGresult *r, qp_row_fn fn, void *ud) {
   qp_status rc = QP_OK;
   for (int i = 0; rc == QP_OK && i < PQntuples(r); i++) {
     qp_entry row;
@@ -865,7 +845,60 @@ static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
     if (rc == QP_OK && (row.st.calls > 0 || row.st.cache_hits > 0)) rc = fn(ud, &row);
     qp__stats_free(&row.st, &s->hooks);
   }
+  return rc;
+}
+
+static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud) {
+  char a[32], b[32], c[32];
+  snprintf(a, sizeof a, "%d", level);
+  snprintf(b, sizeof b, "%lld", (long long)lo);
+  snprintf(c, sizeof c, "%lld", (long long)hi);
+  const char *vals[3] = {a, b, c};
+  pg_store *g = s->impl;
+  /* a store older than versions 4 and 6 read as it is: no cache hit or
+   * dimension columns */
+  const char *cols =
+      g->version < 4   ? "fingerprint, backend, database, calls, errors, error_codes, rows, "
+                         "total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, "
+                         "0, 0, '', '', ''"
+      : g->version < 6 ? "fingerprint, backend, database, calls, errors, error_codes, rows, "
+                         "total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, "
+                         "cache_hits, cache_hit_ns, '', '', ''"
+                       : "fingerprint, backend, database, calls, errors, error_codes, rows, "
+                         "total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, "
+                         "cache_hits, cache_hit_ns, user_name, application, host";
+  char sql[1024];
+  snprintf(sql, sizeof sql,
+           "DECLARE qp_scan NO SCROLL CURSOR FOR SELECT %s FROM qprof.qp_stats "
+           "WHERE level = $1 AND bucket >= $2 AND bucket < $3",
+           cols);
+  /* a cursor lives in a transaction: its own, unless the caller has one */
+  bool own = PQtransactionStatus(g->conn) == PQTRANS_IDLE;
+  qp_status rc = own ? pg_cmd(s, "BEGIN READ ONLY", "cannot begin a read") : QP_OK;
+  if (rc != QP_OK) return rc;
+  PGresult *r = pg_run(s, sql, 3, vals, NULL, NULL, PGRES_COMMAND_OK, "cannot read statistics");
+  if (r == NULL) rc = s->err.code;
   PQclear(r);
+  char fetch[64];
+  snprintf(fetch, sizeof fetch, "FETCH %d FROM qp_scan", SCAN_FETCH);
+  while (rc == QP_OK) {
+    r = pg_run(s, fetch, 0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot read statistics");
+    if (r == NULL) {
+      rc = s->err.code;
+      break;
+    }
+    int n = PQntuples(r);
+    rc = scan_rows(s, r, fn, ud);
+    PQclear(r);
+    if (n < SCAN_FETCH) break;
+  }
+  if (own) {
+    /* the read changed nothing: a rollback ends it either way */
+    PGresult *e = PQexec(g->conn, "ROLLBACK");
+    PQclear(e);
+  } else if (rc == QP_OK) {
+    rc = pg_cmd(s, "CLOSE qp_scan", "cannot close a cursor");
+  }
   return rc;
 }
 
