@@ -82,6 +82,11 @@ typedef struct qp_pool_options {
   /* The SELECT result cache (include/qprof/cache.h); borrowed, must outlive
    * the pool; NULL (the default) = no caching. Several pools may share one. */
   struct qp_cache *cache;
+  /* The host statements are recorded under (the option `host`, QPROF_HOST);
+   * copied; NULL or "" (the default) = qp_default_host(), the machine's
+   * name. The user and application come from each connection
+   * (docs/pool.md, "Who ran it"). */
+  const char *host;
 } qp_pool_options;
 
 /* The smallest qp_pool_options.size qp_pool_open accepts (this first
@@ -96,8 +101,9 @@ QP_EXPORT void qp_pool_options_init(qp_pool_options *o);
 /*
  * Sets the pool.* fields of *o from `cfg` (pool.min_size, pool.max_size,
  * pool.acquire_timeout_ms, pool.connect_timeout_ms, pool.max_lifetime_ms,
- * pool.idle_timeout_ms, pool.validation_ms, pool.leak_ms, pool.reset, and
- * slow_ms). dsn, profile, hooks and on_connect are left alone.
+ * pool.idle_timeout_ms, pool.validation_ms, pool.leak_ms, pool.reset,
+ * slow_ms, and host: borrowed from cfg, which must outlive the
+ * qp_pool_open that copies it). dsn, profile, hooks and on_connect are left alone.
  * Errors: QP_INVALID when pool.reset is not auto|always|never (errbuf says so).
  */
 QP_EXPORT qp_status qp_pool_options_from_config(qp_pool_options *o, const qp_config *cfg,

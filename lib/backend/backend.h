@@ -219,6 +219,15 @@ struct qp__backend_ops {
   const char *(*server_version)(const qp__bconn *b);
   const char *(*database)(const qp__bconn *b);
   const char *(*user)(const qp__bconn *b);
+  /* The dimensions a statement is recorded under (docs/pool.md, "Who ran
+   * it"): the user (PostgreSQL: the current role when the server reports
+   * it, else session_authorization, else the login user; SQLite: the OS
+   * user) and the application (PostgreSQL: application_name; SQLite and an
+   * empty application_name: the program name). Kept by the connection,
+   * read again from the session when `refresh` (after a statement that
+   * changed session state), otherwise only at connect and reset: the
+   * record path only loads two pointers. Owned by the connection. */
+  void (*dims)(qp__bconn *b, bool refresh, const char **user, const char **app);
   const qp__cache_ops *cache; /* the result cache's questions */
 };
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "qprof/profile.h"
 
 #define PG_BYTEA_OID 17
 #define PG_STACK_PARAMS 16
@@ -33,6 +34,8 @@ struct qp__bconn {
    * (57P01 after pg_terminate_backend, 57P05 idle_session_timeout): the
    * session is over even while the socket is still open. "" when none. */
   char fatal[8];
+  /* the recorded dimensions (pg_dims), read at connect and reset */
+  char dim_user[256], dim_app[256];
 };
 
 /* ---- messages ----------------------------------------------------------- */
@@ -282,6 +285,8 @@ static void notice_to_log(void *arg, const PGresult *res) {
   qp__log(b->hooks, QP_LOG_INFO, "postgres: %s", clean);
 }
 
+static void pg_dims_read(qp__bconn *b);
+
 static qp_status pg_connect(const char *dsn, const qp__bconnect_opts *o, qp__bconn **out,
                             qp__berr *err) {
   *out = NULL;
@@ -296,7 +301,10 @@ static qp_status pg_connect(const char *dsn, const qp__bconnect_opts *o, qp__bco
   }
   uint64_t deadline = qp__now_ns() + (uint64_t)(o->timeout_ms > 0 ? o->timeout_ms : 1) * 1000000u;
   const char *const kw[] = {"dbname", "fallback_application_name", NULL};
-  const char *const val[] = {dsn, "qprof", NULL};
+  /* the program's name unless the DSN or PGAPPNAME names the application:
+   * what the server shows is what the profile records */
+  const char *app = qp_default_application();
+  const char *const val[] = {dsn, app[0] != '\0' ? app : "qprof", NULL};
   b->pg = PQconnectStartParams(kw, val, 1);
   if (b->pg != NULL) PQsetNoticeReceiver(b->pg, notice_to_log, b);
   if (b->pg == NULL || PQstatus(b->pg) == CONNECTION_BAD) {
@@ -334,6 +342,7 @@ static qp_status pg_connect(const char *dsn, const qp__bconnect_opts *o, qp__bco
   int v = PQserverVersion(b->pg);
   if (v >= 100000) snprintf(b->version, sizeof b->version, "%d.%d", v / 10000, v % 10000);
   else snprintf(b->version, sizeof b->version, "%d.%d.%d", v / 10000, v / 100 % 100, v % 100);
+  pg_dims_read(b);
   *out = b;
   return QP_OK;
 }
@@ -731,6 +740,7 @@ static qp_status pg_exec_script(qp__bconn *b, const char *sql, qp__script_fn eac
   }
   if (script_drops_statements(sql))
     qp__stmt_cache_clear(&b->cache, NULL, NULL);
+  pg_dims_read(b);
   return st;
 }
 
@@ -910,6 +920,32 @@ static const char *pg_server_version(const qp__bconn *b) { return b->version; }
 static const char *pg_database(const qp__bconn *b) { return PQdb(b->pg); }
 static const char *pg_user(const qp__bconn *b) { return PQuser(b->pg); }
 
+static void dim_copy(char *dst, size_t cap, const char *src) {
+  size_t n = strnlen(src, cap - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+/* Reads the session's role and application_name (ParameterStatus values
+ * libpq keeps: no round trip). "role" is reported by servers that mark it
+ * GUC_REPORT; session_authorization is reported by every supported one. */
+static void pg_dims_read(qp__bconn *b) {
+  const char *u = PQparameterStatus(b->pg, "role");
+  if (u == NULL || u[0] == '\0' || strcmp(u, "none") == 0)
+    u = PQparameterStatus(b->pg, "session_authorization");
+  if (u == NULL || u[0] == '\0') u = PQuser(b->pg);
+  dim_copy(b->dim_user, sizeof b->dim_user, u != NULL ? u : "");
+  const char *a = PQparameterStatus(b->pg, "application_name");
+  if (a == NULL || a[0] == '\0') a = qp_default_application();
+  dim_copy(b->dim_app, sizeof b->dim_app, a);
+}
+
+static void pg_dims(qp__bconn *b, bool refresh, const char **user, const char **app) {
+  if (refresh) pg_dims_read(b);
+  *user = b->dim_user;
+  *app = b->dim_app;
+}
+
 const qp__backend_ops qp__backend_pg = {
     .name = "postgres",
     .kind = QP_BACKEND_POSTGRES,
@@ -935,5 +971,6 @@ const qp__backend_ops qp__backend_pg = {
     .server_version = pg_server_version,
     .database = pg_database,
     .user = pg_user,
+    .dims = pg_dims,
     .cache = &qp__pg_cache_ops,
 };

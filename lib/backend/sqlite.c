@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "qprof/profile.h"
 #include "sqlite_codes.h"
 
 #define SQ_BUSY_TIMEOUT_MS 5000
@@ -611,6 +612,13 @@ static const char *sq_user(const qp__bconn *b) {
   return "";
 }
 
+static void sq_dims(qp__bconn *b, bool refresh, const char **user, const char **app) {
+  (void)b;
+  (void)refresh;
+  *user = qp_default_os_user();
+  *app = qp_default_application();
+}
+
 const qp__backend_ops qp__backend_sqlite = {
     .name = "sqlite",
     .kind = QP_BACKEND_SQLITE,
@@ -635,6 +643,7 @@ const qp__backend_ops qp__backend_sqlite = {
     .server_version = sq_server_version,
     .database = sq_database,
     .user = sq_user,
+    .dims = sq_dims,
     .cache = &qp__sqlite_cache_ops,
 };
 

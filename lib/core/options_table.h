@@ -55,4 +55,6 @@
   X(ADVISE_LOCK_TIMEOUT_MS, "advise.lock_timeout_ms", QP_OPT_INT, "1000", 1, 86400000, "ms",       \
     "lock_timeout of every transaction the index advisor opens")                                   \
   X(ADVISE_MIN_ROWS, "advise.min_rows", QP_OPT_INT, "10000", 0, 1000000000000, "",                 \
-    "Tables with fewer rows get no index advice (a scan of them is cheap)")
+    "Tables with fewer rows get no index advice (a scan of them is cheap)")                       \
+  X(HOST, "host", QP_OPT_STRING, "", 0, 0, "",                                                     \
+    "Host name statements are recorded under (containers); empty = the machine's name")

@@ -31,17 +31,30 @@ struct qp_pid_state {
   size_t sql_len;
   char *detail;          /* its DETAIL, for the parameters */
   size_t detail_len;
-  char *db;
+  char *who[4];          /* its database, user, application, client host (NULL: unknown) */
   int64_t time_ns;
 };
+
+/* Who ran a statement, from the log line (log_line_prefix %d %u %a %h, or
+ * the csvlog/jsonlog fields). */
+typedef struct who {
+  qp_span v[4]; /* database, user, application, host */
+} who;
+
+static who who_of(const qp_log_msg *m) {
+  return (who){{m->database, m->user, m->application, m->host}};
+}
 
 static bool pid_state_empty(const qp_pid_state *s) { return s->sql == NULL && s->extra_ns == 0; }
 
 static void pid_state_clear(qp_ingest *in, qp_pid_state *s) {
   qp__free(&in->hooks, s->sql);
   qp__free(&in->hooks, s->detail);
-  qp__free(&in->hooks, s->db);
-  s->sql = s->detail = s->db = NULL;
+  for (int i = 0; i < 4; i++) {
+    qp__free(&in->hooks, s->who[i]);
+    s->who[i] = NULL;
+  }
+  s->sql = s->detail = NULL;
   s->sql_len = s->detail_len = 0;
 }
 
@@ -231,8 +244,8 @@ static const qp_norm_slot *normalized(qp_ingest *in, const char *sql, size_t len
 }
 
 static bool record(qp_ingest *in, const char *sql, size_t len, const char *detail,
-                   size_t detail_len, const char *db, size_t db_len, int64_t time_ns,
-                   uint64_t dur_ns, const char *error) {
+                   size_t detail_len, const who *w, int64_t time_ns, uint64_t dur_ns,
+                   const char *error) {
   if ((in->since_ns != 0 && time_ns != 0 && time_ns < in->since_ns) ||
       (in->until_ns != 0 && time_ns != 0 && time_ns >= in->until_ns)) {
     in->st.outside++;
@@ -251,11 +264,19 @@ static bool record(qp_ingest *in, const char *sql, size_t len, const char *detai
                        .rows = -1,
                        .error = error,
                        .end_wall_ns = time_ns};
-  if (db_len > 0) {
-    in->ev_db.len = 0;
-    if (!qp__buf_append(&in->ev_db, db, db_len)) return nomem(in);
-    ev.database = qp__buf_cstr(&in->ev_db);
+  /* the dimensions, NUL-terminated for the event */
+  qp_buf *bufs[4] = {&in->ev_db, &in->ev_user, &in->ev_app, &in->ev_host};
+  const char *dims[4] = {NULL, NULL, NULL, NULL};
+  for (int i = 0; i < 4; i++) {
+    if (w->v[i].n == 0) continue;
+    bufs[i]->len = 0;
+    if (!qp__buf_append(bufs[i], w->v[i].p, w->v[i].n)) return nomem(in);
+    dims[i] = qp__buf_cstr(bufs[i]);
   }
+  ev.database = dims[0];
+  ev.user = dims[1];
+  ev.application = dims[2];
+  ev.host = dims[3];
   if (in->sampling && detail_len > 0) {
     qp_span v[MAX_PARAMS];
     memset(v, 0, sizeof v);
@@ -283,9 +304,11 @@ static bool flush_pending(qp_ingest *in, qp_pid_state *s, bool have_dur, uint64_
                           int64_t time_ns) {
   if (s->sql == NULL) return true;
   if (!have_dur) in->st.no_duration++;
-  bool ok = record(in, s->sql, s->sql_len, s->detail, s->detail_len, s->db,
-                   s->db ? strlen(s->db) : 0, have_dur ? time_ns : s->time_ns,
-                   have_dur ? dur_ns + s->extra_ns : 0, NULL);
+  who w;
+  for (int i = 0; i < 4; i++)
+    w.v[i] = (qp_span){s->who[i], s->who[i] != NULL ? strlen(s->who[i]) : 0};
+  bool ok = record(in, s->sql, s->sql_len, s->detail, s->detail_len, &w,
+                   have_dur ? time_ns : s->time_ns, have_dur ? dur_ns + s->extra_ns : 0, NULL);
   if (have_dur) s->extra_ns = 0;
   pid_state_clear(in, s);
   return ok;
@@ -333,9 +356,14 @@ static bool set_pending(qp_ingest *in, qp_pid_state *s, const qp_log_msg *m, con
   s->sql_len = len;
   s->detail = m->detail.n ? qp__strndup(&in->hooks, m->detail.p, m->detail.n) : NULL;
   s->detail_len = s->detail ? m->detail.n : 0;
-  s->db = m->database.n ? qp__strndup(&in->hooks, m->database.p, m->database.n) : NULL;
+  who w = who_of(m);
+  bool lost = false;
+  for (int i = 0; i < 4; i++) {
+    s->who[i] = w.v[i].n ? qp__strndup(&in->hooks, w.v[i].p, w.v[i].n) : NULL;
+    lost |= w.v[i].n && s->who[i] == NULL;
+  }
   s->time_ns = m->time_ns;
-  if (s->sql == NULL || (m->detail.n && s->detail == NULL) || (m->database.n && s->db == NULL)) {
+  if (s->sql == NULL || (m->detail.n && s->detail == NULL) || lost) {
     pid_state_clear(in, s);
     return nomem(in);
   }
@@ -366,8 +394,9 @@ static bool on_log(qp_ingest *in, const qp_log_msg *m) {
       if (!flush_pending(in, s, false, 0, 0)) return false;
       uint64_t extra = s->extra_ns;
       s->extra_ns = 0;
-      return record(in, r + j, rn - j, m->detail.p, m->detail.n, m->database.p, m->database.n,
-                    m->time_ns, dur + extra, NULL);
+      who w = who_of(m);
+      return record(in, r + j, rn - j, m->detail.p, m->detail.n, &w, m->time_ns, dur + extra,
+                    NULL);
     }
     if (starts(r, rn, "  parse ", &j) || starts(r, rn, "  bind ", &j)) {
       s->extra_ns += dur;
@@ -402,8 +431,8 @@ static bool on_error(qp_ingest *in, const qp_log_msg *m) {
     return true;
   }
   const char *code = m->sqlstate[0] != '\0' ? m->sqlstate : "ERROR";
-  return record(in, m->statement.p, m->statement.n, NULL, 0, m->database.p, m->database.n,
-                m->time_ns, 0, code);
+  who w = who_of(m);
+  return record(in, m->statement.p, m->statement.n, NULL, 0, &w, m->time_ns, 0, code);
 }
 
 bool qp__ingest_message(qp_ingest *in, const qp_log_msg *m) {

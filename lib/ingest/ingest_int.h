@@ -150,7 +150,7 @@ struct qp_ingest {
   size_t npids, pid_cap;
   /* normalization cache, and the buffers of one event */
   qp_norm_slot *norm;
-  qp_buf ev_db, ev_sample, ev_norm;
+  qp_buf ev_db, ev_user, ev_app, ev_host, ev_sample, ev_norm;
   bool sampling;
 };
 

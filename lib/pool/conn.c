@@ -67,6 +67,15 @@ static qp_status ensure_alive(qp_conn *c) {
   return QP_OK;
 }
 
+/* Who ran it (docs/pool.md): the connection's user and application, kept
+ * by the backend (read again after a statement changed the session), and
+ * the pool's host. */
+static inline void set_dims(qp_conn *c, qp_query_event *ev) {
+  c->pool->ops->dims(c->b, c->dims_stale, &ev->user, &ev->application);
+  c->dims_stale = false;
+  ev->host = c->pool->host;
+}
+
 /* Records one statement into the profile and, when it was slow, the
  * slow-query log. `e` (may be NULL) is its cache entry, whose normalized
  * text the profile made once (fill_norm). */
@@ -77,8 +86,10 @@ static void record(qp_conn *c, const char *sql, size_t len, const qp__stmt_entry
   if (p->o.profile == NULL && !slow) return;
   qp_query_event ev;
   memset(&ev, 0, sizeof ev);
+  ev.size = sizeof ev;
   ev.backend = p->ops->kind;
   ev.database = p->ops->database(c->b);
+  set_dims(c, &ev);
   ev.sql = sql;
   ev.sql_len = len;
   if (e != NULL && e->norm != NULL) {
@@ -157,6 +168,7 @@ conn_exec(qp_conn *c, const char *sql, const qp_param *params, size_t nparams, q
     } else {
       c->session_dirty = changes_session(c, sql, len);
     }
+    c->dims_stale = c->session_dirty; /* SET ROLE, SET application_name, ... */
   }
   bool recording = !quiet && p->names != NULL;
   if (st != QP_OK) {
@@ -183,6 +195,7 @@ static void record_hit(qp_conn *c, const char *sql, const qc_ticket *t, uint64_t
   ev.size = sizeof ev;
   ev.backend = p->ops->kind;
   ev.database = p->ops->database(c->b);
+  set_dims(c, &ev);
   ev.sql = sql;
   ev.sql_len = strlen(sql);
   if (t->norm != NULL) {
@@ -351,6 +364,7 @@ qp_status qp_conn_exec_script(qp_conn *c, const char *sql) {
     size_t pos = 0, start, slen;
     while (!c->session_dirty && qp_sql_split_next(p->ops->dialect, sql, len, &pos, &start, &slen))
       c->session_dirty = changes_session(c, sql + start, slen);
+    c->dims_stale = c->session_dirty;
   }
   bool recording = p->names != NULL;
   script_ends ends = {.hooks = &p->hooks, .cap = 16};

@@ -101,6 +101,7 @@ qp_status qp_pool_options_from_config(qp_pool_options *o, const qp_config *cfg, 
   o->leak_ms = QP__CFG_INT(cfg, POOL_LEAK_MS);
   o->slow_ms = QP__CFG_DOUBLE(cfg, SLOW_MS);
   o->reset = reset;
+  if (o->size >= offsetof(qp_pool_options, host) + sizeof o->host) o->host = QP__CFG_STRING(cfg, HOST);
   qp__errbuf_set(errbuf, errlen, QP_OK, "%s", "");
   return QP_OK;
 }
@@ -608,6 +609,11 @@ qp_status qp_pool_open(qp_pool **out, const qp_pool_options *user, char *errbuf,
   p->o = *opts;
   p->o.hooks = &p->hooks;
   memcpy(p->dsn_safe, safe, sizeof safe);
+  const char *host = opts->host != NULL && opts->host[0] != '\0' ? opts->host : qp_default_host();
+  size_t hn = strnlen(host, sizeof p->host - 1);
+  memcpy(p->host, host, hn);
+  p->host[hn] = '\0';
+  p->o.host = p->host;
   p->dsn = qp__strdup(&p->hooks, opts->dsn);
   p->slots = qp__calloc(&p->hooks, (size_t)opts->max_size, sizeof *p->slots);
   if (p->dsn == NULL || p->slots == NULL) goto nomem;

@@ -45,6 +45,7 @@ struct qp_conn {
   bool leak_reported;
   bool fresh;         /* no statement yet in this lease: precheck first */
   bool session_dirty; /* session state changed: reset before reuse (policy auto) */
+  bool dims_stale;    /* a statement changed the session: read user/application again */
   qp_conn *next_idle;
   /* statement counters of the current lease, owned by its holder (no
    * atomics on the hot path); added to the pool's under its mutex on release */
@@ -81,6 +82,7 @@ struct qp_pool {
   const qp__backend_ops *ops;
   char *dsn;           /* owned */
   char dsn_safe[256];  /* password removed, for messages */
+  char host[256];      /* recorded host: o.host, else qp_default_host() (o.host points here) */
   qp_pool_options o;   /* copy; o.dsn and o.hooks point into this pool */
   /* The profile that names statements (normalized text, fingerprint):
    * o.profile, or, when the pool records nothing but logs slow statements,

@@ -684,6 +684,89 @@ static void test_rules_and_scripts_per_statement(void **state) {
   qp_profile_free(prof);
 }
 
+typedef struct who_seen {
+  int n;
+  char user[8][64], app[8][64], host[8][64];
+  uint64_t calls[8];
+} who_seen;
+
+static int collect_who(const qp_query_summary *q, void *ud) {
+  who_seen *w = ud;
+  if (strcmp(q->query, "select ? as who") != 0) return 0;
+  if (w->n < 8) {
+    snprintf(w->user[w->n], sizeof w->user[0], "%s", q->user);
+    snprintf(w->app[w->n], sizeof w->app[0], "%s", q->application);
+    snprintf(w->host[w->n], sizeof w->host[0], "%s", q->host);
+    w->calls[w->n] = q->calls;
+  }
+  w->n++;
+  return 0;
+}
+
+static uint64_t who_calls(const who_seen *w, const char *user, const char *app, const char *host) {
+  for (int i = 0; i < w->n && i < 8; i++)
+    if (strcmp(w->user[i], user) == 0 && strcmp(w->app[i], app) == 0 &&
+        strcmp(w->host[i], host) == 0)
+      return w->calls[i];
+  return 0;
+}
+
+/* Who ran it: the session's role (followed through SET SESSION
+ * AUTHORIZATION, back after the reset on release), application_name (the
+ * program's name when the DSN names none) and the pool's host, read back
+ * from the store. */
+static void test_dims_role_application_host(void **state) {
+  (void)state;
+  char role[64], sql[256], dsn_a[600], dsn_b[600];
+  snprintf(role, sizeof role, "qp_who_%d", (int)getpid());
+  snprintf(sql, sizeof sql, "CREATE ROLE %s LOGIN", role);
+  assert_int_equal(admin(sql), QP_OK);
+  snprintf(dsn_a, sizeof dsn_a, "%s application_name=appA", g_dsn);
+  snprintf(dsn_b, sizeof dsn_b, "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
+           getenv("PGPORT"), role, g_db);
+  qp_profile *prof;
+  char err[256];
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.profile = prof;
+  o.host = "h1";
+  qp_pool *a = open_pool(dsn_a, 1, &o);
+  o.host = NULL;
+  qp_pool *b = open_pool(dsn_b, 1, &o);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(a, &c), QP_OK);
+  for (int i = 0; i < 3; i++) assert_int_equal(qp_conn_exec(c, "SELECT 7 AS who", NULL, 0, NULL), QP_OK);
+  snprintf(sql, sizeof sql, "SET SESSION AUTHORIZATION %s", role);
+  script(c, sql);
+  for (int i = 0; i < 2; i++) assert_int_equal(qp_conn_exec(c, "SELECT 7 AS who", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c); /* dirty: reset, back to postgres */
+  assert_int_equal(qp_pool_acquire(a, &c), QP_OK);
+  assert_int_equal(qp_conn_exec(c, "SELECT 7 AS who", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  assert_int_equal(qp_pool_acquire(b, &c), QP_OK);
+  for (int i = 0; i < 4; i++) assert_int_equal(qp_conn_exec(c, "SELECT 7 AS who", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  qp_pool_close(a);
+  qp_pool_close(b);
+  char path[512];
+  snprintf(path, sizeof path, "%s/who.db", qpt_tempdir());
+  qp_store *st = NULL;
+  assert_int_equal(qp_store_open(&st, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  who_seen w;
+  memset(&w, 0, sizeof w);
+  assert_int_equal(qp_store_summarize(st, INT64_MIN, INT64_MAX, collect_who, &w), QP_OK);
+  qp_store_close(st);
+  qp_profile_free(prof);
+  assert_int_equal(w.n, 3);
+  assert_int_equal(who_calls(&w, "postgres", "appA", "h1"), 4);
+  assert_int_equal(who_calls(&w, role, "appA", "h1"), 2);
+  assert_int_equal(who_calls(&w, role, "test_pool_pg", qp_default_host()), 4);
+  snprintf(sql, sizeof sql, "DROP ROLE %s", role);
+  assert_int_equal(admin(sql), QP_OK);
+}
+
 /* A server that refuses new connections (53300: here the role's connection
  * limit) while one lease is out: an acquire that times out while the pool
  * could still open connections says the database is the cause
@@ -979,6 +1062,7 @@ int main(void) {
       cmocka_unit_test(test_full_server_is_unavailable_not_exhausted),
       cmocka_unit_test(test_goodbye_noticed_before_eof),
       cmocka_unit_test(test_explain_and_quiet_statements),
+      cmocka_unit_test(test_dims_role_application_host),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

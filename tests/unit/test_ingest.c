@@ -21,6 +21,7 @@ typedef struct q_row {
   uint64_t fp, calls, errors, total_ns;
   int64_t first_ns;
   char query[256], sample[256], db[64], codes[64];
+  char user[64], app[64], host[64];
 } q_row;
 typedef struct q_rows {
   q_row v[64];
@@ -40,6 +41,9 @@ static int collect(const qp_query_summary *q, void *ud) {
   snprintf(x->sample, sizeof x->sample, "%s", q->sample ? q->sample : "");
   snprintf(x->db, sizeof x->db, "%s", q->database);
   snprintf(x->codes, sizeof x->codes, "%s", q->error_codes);
+  snprintf(x->user, sizeof x->user, "%s", q->user);
+  snprintf(x->app, sizeof x->app, "%s", q->application);
+  snprintf(x->host, sizeof x->host, "%s", q->host);
   return 0;
 }
 
@@ -329,6 +333,74 @@ static void test_csv_json(void **state) {
   same_rows(&c, &s);
 }
 
+/* Who ran it: the same statements of two users, applications and client
+ * hosts as csvlog, jsonlog and stderr (with %r and with %h) give the same
+ * profile per user, application and host. */
+static const char WHO_CSV[] =
+    "2026-12-02 13:32:06.927 UTC,\"alice\",\"shop\",100,\"10.0.0.5:54321\",6b101dd6.64,1,\"SELECT\",2026-12-02 13:32:06 UTC,3/2,0,LOG,00000,\"duration: 1.000 ms  statement: select 1\",,,,,,,,,\"web\",\"client backend\",,0\n"
+    "2026-12-02 13:32:06.928 UTC,\"alice\",\"shop\",100,\"10.0.0.5:54321\",6b101dd6.64,2,\"SELECT\",2026-12-02 13:32:06 UTC,3/3,0,LOG,00000,\"duration: 2.000 ms  statement: select 2\",,,,,,,,,\"web\",\"client backend\",,0\n"
+    "2026-12-02 13:32:06.929 UTC,\"bob\",\"shop\",101,\"[local]\",6b101dd6.65,1,\"SELECT\",2026-12-02 13:32:06 UTC,4/2,0,LOG,00000,\"duration: 4.000 ms  statement: select 3\",,,,,,,,,\"batch\",\"client backend\",,0\n"
+    "2026-12-02 13:32:06.930 UTC,\"bob\",\"shop\",101,\"[local]\",6b101dd6.65,2,\"SELECT\",2026-12-02 13:32:06 UTC,4/3,0,ERROR,42P01,\"relation \"\"nope\"\" does not exist\",,,,,,\"select * from nope\",15,,\"batch\",\"client backend\",,0\n";
+static const char WHO_JSON[] =
+    "{\"timestamp\":\"2026-12-02 13:32:06.927 UTC\",\"user\":\"alice\",\"dbname\":\"shop\",\"pid\":100,\"remote_host\":\"10.0.0.5\",\"remote_port\":54321,\"application_name\":\"web\",\"error_severity\":\"LOG\",\"message\":\"duration: 1.000 ms  statement: select 1\"}\n"
+    "{\"timestamp\":\"2026-12-02 13:32:06.928 UTC\",\"user\":\"alice\",\"dbname\":\"shop\",\"pid\":100,\"remote_host\":\"10.0.0.5\",\"remote_port\":54321,\"application_name\":\"web\",\"error_severity\":\"LOG\",\"message\":\"duration: 2.000 ms  statement: select 2\"}\n"
+    "{\"timestamp\":\"2026-12-02 13:32:06.929 UTC\",\"user\":\"bob\",\"dbname\":\"shop\",\"pid\":101,\"remote_host\":\"[local]\",\"application_name\":\"batch\",\"error_severity\":\"LOG\",\"message\":\"duration: 4.000 ms  statement: select 3\"}\n"
+    "{\"timestamp\":\"2026-12-02 13:32:06.930 UTC\",\"user\":\"bob\",\"dbname\":\"shop\",\"pid\":101,\"remote_host\":\"[local]\",\"application_name\":\"batch\",\"error_severity\":\"ERROR\",\"state_code\":\"42P01\",\"message\":\"relation \\\"nope\\\" does not exist\",\"statement\":\"select * from nope\"}\n";
+static const char WHO_STDERR_R[] =
+    "2026-12-02 13:32:06.927 UTC [100] alice@shop web 10.0.0.5(54321) 00000 LOG:  duration: 1.000 ms  statement: select 1\n"
+    "2026-12-02 13:32:06.928 UTC [100] alice@shop web 10.0.0.5(54321) 00000 LOG:  duration: 2.000 ms  statement: select 2\n"
+    "2026-12-02 13:32:06.929 UTC [101] bob@shop batch [local] 00000 LOG:  duration: 4.000 ms  statement: select 3\n"
+    "2026-12-02 13:32:06.930 UTC [101] bob@shop batch [local] 42P01 ERROR:  relation \"nope\" does not exist\n"
+    "2026-12-02 13:32:06.930 UTC [101] bob@shop batch [local] 42P01 STATEMENT:  select * from nope\n";
+static const char WHO_STDERR_H[] =
+    "2026-12-02 13:32:06.927 UTC [100]: user=alice,db=shop,app=web,client=10.0.0.5 LOG:  duration: 1.000 ms  statement: select 1\n"
+    "2026-12-02 13:32:06.928 UTC [100]: user=alice,db=shop,app=web,client=10.0.0.5 LOG:  duration: 2.000 ms  statement: select 2\n"
+    "2026-12-02 13:32:06.929 UTC [101]: user=bob,db=shop,app=batch,client=[local] LOG:  duration: 4.000 ms  statement: select 3\n"
+    "2026-12-02 13:32:06.930 UTC [101]: user=bob,db=shop,app=batch,client=[local] ERROR:  relation \"nope\" does not exist\n"
+    "2026-12-02 13:32:06.930 UTC [101]: user=bob,db=shop,app=batch,client=[local] STATEMENT:  select * from nope\n";
+
+static const q_row *who_row(const q_rows *r, const char *query, const char *user) {
+  for (size_t i = 0; i < r->n; i++)
+    if (strcmp(r->v[i].query, query) == 0 && strcmp(r->v[i].user, user) == 0) return &r->v[i];
+  fail_msg("no row %s / %s", query, user);
+  return NULL;
+}
+
+static void who_rows_check(const q_rows *r) {
+  assert_int_equal(r->n, 3);
+  const q_row *a = who_row(r, "select ?", "alice");
+  assert_int_equal(a->calls, 2);
+  assert_int_equal(a->total_ns, 3000000);
+  assert_string_equal(a->app, "web");
+  assert_string_equal(a->host, "10.0.0.5");
+  assert_string_equal(a->db, "shop");
+  const q_row *b = who_row(r, "select ?", "bob");
+  assert_int_equal(b->calls, 1);
+  assert_string_equal(b->app, "batch");
+  assert_string_equal(b->host, "[local]");
+  const q_row *e = who_row(r, "select * from nope", "bob");
+  assert_int_equal(e->errors, 1);
+  assert_string_equal(e->app, "batch");
+  assert_string_equal(e->host, "[local]");
+}
+
+static void test_dims_three_formats(void **state) {
+  (void)state;
+  qp_ingest_options o;
+  qp_ingest_options_init(&o);
+  q_rows c, j, r, h;
+  assert_int_equal(read_text(WHO_CSV, &o, 7, false, &c, NULL, NULL, 0), QP_OK);
+  who_rows_check(&c);
+  assert_int_equal(read_text(WHO_JSON, &o, 5, false, &j, NULL, NULL, 0), QP_OK);
+  who_rows_check(&j);
+  o.prefix = "%m [%p] %u@%d %a %r %e ";
+  assert_int_equal(read_text(WHO_STDERR_R, &o, 9, false, &r, NULL, NULL, 0), QP_OK);
+  who_rows_check(&r);
+  o.prefix = NULL; /* detected: one of the common prefixes, with %h */
+  assert_int_equal(read_text(WHO_STDERR_H, &o, 13, false, &h, NULL, NULL, 0), QP_OK);
+  who_rows_check(&h);
+}
+
 static void test_window(void **state) {
   (void)state;
   qp_ingest_options o;
@@ -497,7 +569,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stderr_statements), cmocka_unit_test(test_log_statement_and_duration),
       cmocka_unit_test(test_detection_and_garbage), cmocka_unit_test(test_csv_json),
-      cmocka_unit_test(test_window),            cmocka_unit_test(test_files_positions),
+      cmocka_unit_test(test_window),
+      cmocka_unit_test(test_dims_three_formats),
+      cmocka_unit_test(test_files_positions),
       cmocka_unit_test(test_oom),
   };
   return cmocka_run_group_tests(tests, NULL, qpt_tempdirs_remove);

@@ -128,6 +128,10 @@ static void test_options_from_config(void **state) {
   assert_int_equal(o.acquire_timeout_ms, 250);
   assert_int_equal(o.reset, QP_RESET_ALWAYS);
   assert_true(o.slow_ms == 12.5);
+  assert_string_equal(o.host, ""); /* empty: the machine's name */
+  assert_int_equal(qp_config_set(cfg, "host", "box-7"), QP_OK);
+  assert_int_equal(qp_pool_options_from_config(&o, cfg, err, sizeof err), QP_OK);
+  assert_string_equal(o.host, "box-7");
   assert_int_equal(qp_config_set(cfg, "pool.reset", "sometimes"), QP_OK);
   assert_int_equal(qp_pool_options_from_config(&o, cfg, err, sizeof err), QP_INVALID);
   assert_non_null(strstr(err, "sometimes"));
@@ -820,6 +824,73 @@ static void test_open_out_of_memory(void **state) {
   }
 }
 
+typedef struct who_seen {
+  int n;
+  char user[4][64], app[4][64], host[4][64];
+  uint64_t calls[4];
+} who_seen;
+
+static int collect_who(const qp_query_summary *q, void *ud) {
+  who_seen *w = ud;
+  if (strcmp(q->query, "select ? + ?") != 0) return 0;
+  if (w->n < 4) {
+    snprintf(w->user[w->n], sizeof w->user[0], "%s", q->user);
+    snprintf(w->app[w->n], sizeof w->app[0], "%s", q->application);
+    snprintf(w->host[w->n], sizeof w->host[0], "%s", q->host);
+    w->calls[w->n] = q->calls;
+  }
+  w->n++;
+  return 0;
+}
+
+/* Who ran it: SQLite statements are recorded under the OS user and the
+ * program's name, and under the pool's host (option host, else the
+ * machine's name); read back from the store per host. */
+static void test_dims_user_application_host(void **state) {
+  (void)state;
+  qp_profile *prof = NULL;
+  char err[256];
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.profile = prof;
+  o.host = "h1";
+  qp_pool *a = open_pool(1, &o);
+  o.host = NULL;
+  qp_pool *b = open_pool(1, &o);
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(a, &c), QP_OK);
+  for (int i = 0; i < 3; i++) assert_int_equal(qp_conn_exec(c, "SELECT 1 + 2", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  assert_int_equal(qp_pool_acquire(b, &c), QP_OK);
+  for (int i = 0; i < 2; i++) assert_int_equal(qp_conn_exec(c, "SELECT 1 + 2", NULL, 0, NULL), QP_OK);
+  qp_pool_release(c);
+  qp_pool_close(a);
+  qp_pool_close(b);
+  char path[512];
+  snprintf(path, sizeof path, "%s/who.db", qpt_tempdir());
+  qp_store *st = NULL;
+  assert_int_equal(qp_store_open(&st, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  who_seen w;
+  memset(&w, 0, sizeof w);
+  assert_int_equal(qp_store_summarize(st, INT64_MIN, INT64_MAX, collect_who, &w), QP_OK);
+  qp_store_close(st);
+  qp_profile_free(prof);
+  assert_int_equal(w.n, 2);
+  assert_true(qp_default_os_user()[0] != '\0');
+  assert_string_equal(qp_default_application(), "test_pool_sqlite");
+  assert_true(qp_default_host()[0] != '\0');
+  assert_string_not_equal(qp_default_host(), "h1");
+  for (int i = 0; i < 2; i++) {
+    assert_string_equal(w.user[i], qp_default_os_user());
+    assert_string_equal(w.app[i], "test_pool_sqlite");
+    bool h1 = strcmp(w.host[i], "h1") == 0;
+    if (!h1) assert_string_equal(w.host[i], qp_default_host());
+    assert_int_equal(w.calls[i], h1 ? 3 : 2);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_options),
@@ -840,6 +911,7 @@ int main(void) {
       cmocka_unit_test(test_fork_child_opens_its_own),
       cmocka_unit_test(test_on_connect_hook),
       cmocka_unit_test(test_open_out_of_memory),
+      cmocka_unit_test(test_dims_user_application_host),
   };
   return cmocka_run_group_tests(tests, NULL, qpt_tempdirs_remove);
 }
