@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -71,8 +72,12 @@ static inline bool in(size_t off, size_t n, size_t lo, size_t hi) {
 static bool check_header(const qp_seg_header *h, size_t len, char *why, size_t whylen) {
   CHECK(len >= QP_SEG_HEADER_SIZE, "shorter than a header (%zu bytes)", len);
   CHECK(memcmp(h->magic, QP_SEG_MAGIC, 8) == 0, "not a qprof segment (bad magic)");
-  CHECK(h->version == QP_SEG_VERSION, "segment version %u, this qprof reads %u", h->version,
+  CHECK(h->version == QP_SEG_VERSION || h->version == QP_SEG_VERSION_1,
+        "segment version %u, this qprof reads %u and %u", h->version, QP_SEG_VERSION_1,
         QP_SEG_VERSION);
+  if (h->version >= 2)
+    CHECK(h->host_len <= QP_SEG_DIM_MAX && memchr(h->host, '\0', h->host_len) == NULL,
+          "bad host name (%u bytes)", h->host_len);
   CHECK(h->header_size == QP_SEG_HEADER_SIZE, "header size %u", h->header_size);
   CHECK(h->size >= QP_SEG_MIN_SIZE && h->size <= QP_SEG_MAX_SIZE, "size %llu out of range",
         (unsigned long long)h->size);
@@ -100,11 +105,24 @@ static bool check_entry(const uint8_t *img, size_t end, const qp_seg_header *h, 
   CHECK(e->backend <= 1, "entry at %u: backend %u", off, e->backend);
   CHECK(e->query_len <= QP_NORMALIZED_MAX && in(e->query_off, e->query_len, h->arena_off, end),
         "entry at %u: query text out of bounds", off);
-  CHECK(e->db_len <= QP_SEG_DB_MAX && in(e->db_off, e->db_len, h->arena_off, end),
+  CHECK(e->db_len <= (h->version >= 2 ? QP_SEG_KEY_MAX : QP_SEG_DB_MAX) &&
+            in(e->db_off, e->db_len, h->arena_off, end),
         "entry at %u: database name out of bounds", off);
-  CHECK(memchr(img + e->query_off, '\0', e->query_len) == NULL &&
-            memchr(img + e->db_off, '\0', e->db_len) == NULL,
-        "entry at %u: NUL inside a text", off);
+  CHECK(memchr(img + e->query_off, '\0', e->query_len) == NULL, "entry at %u: NUL inside a text",
+        off);
+  if (h->version >= 2) {
+    /* "db\0user\0application": exactly two NULs, each part within its bound */
+    const uint8_t *k = img + e->db_off;
+    const uint8_t *n1 = memchr(k, '\0', e->db_len);
+    const uint8_t *n2 = n1 != NULL ? memchr(n1 + 1, '\0', e->db_len - (size_t)(n1 + 1 - k)) : NULL;
+    CHECK(n2 != NULL && memchr(n2 + 1, '\0', e->db_len - (size_t)(n2 + 1 - k)) == NULL,
+          "entry at %u: bad key (database, user, application)", off);
+    CHECK((size_t)(n1 - k) <= QP_SEG_DB_MAX && (size_t)(n2 - n1 - 1) <= QP_SEG_DIM_MAX &&
+              e->db_len - (size_t)(n2 + 1 - k) <= QP_SEG_DIM_MAX,
+          "entry at %u: key part too long", off);
+  } else {
+    CHECK(memchr(img + e->db_off, '\0', e->db_len) == NULL, "entry at %u: NUL inside a text", off);
+  }
   if (e->sample_off != 0) {
     CHECK(e->sample_len <= QP_SEG_SAMPLE_MAX && in(e->sample_off, e->sample_len, h->arena_off, end),
           "entry at %u: sample out of bounds", off);
@@ -377,6 +395,44 @@ static const qp_seg_chunk *chunk_at(const uint8_t *img, const qp_seg_entry *e, i
   return NULL;
 }
 
+/* The OS user of `uid`, the user of SQLite statements the shim recorded
+ * (the shim leaves it to the collector: looking a name up may load NSS
+ * modules, which a guest must not do in its host). */
+static void uid_name(uint32_t uid, char *out, size_t cap) {
+  struct passwd pw, *res = NULL;
+  char buf[1024];
+  if (getpwuid_r((uid_t)uid, &pw, buf, sizeof buf, &res) == 0 && res != NULL &&
+      res->pw_name != NULL)
+    snprintf(out, cap, "%s", res->pw_name);
+  else
+    snprintf(out, cap, "%lu", (unsigned long)uid);
+}
+
+/* The dimensions of a checked entry: its key blob split (version 2), the
+ * header's host, and for SQLite without a user the writer's OS user. */
+static void entry_dims(const qp_seg_header *h, const uint8_t *img, const qp_seg_entry *e,
+                       const char *os_user, qp_dims *d) {
+  const char *k = (const char *)img + e->db_off;
+  memset(d, 0, sizeof *d);
+  d->db = k;
+  d->db_len = e->db_len;
+  d->user = d->app = d->host = "";
+  if (h->version < 2) return;
+  const char *n1 = memchr(k, '\0', e->db_len);
+  const char *n2 = memchr(n1 + 1, '\0', e->db_len - (size_t)(n1 + 1 - k));
+  d->db_len = (size_t)(n1 - k);
+  d->user = n1 + 1;
+  d->user_len = (size_t)(n2 - n1 - 1);
+  d->app = n2 + 1;
+  d->app_len = e->db_len - (size_t)(n2 + 1 - k);
+  d->host = h->host;
+  d->host_len = h->host_len;
+  if (d->user_len == 0 && e->backend == QP_BACKEND_SQLITE) {
+    d->user = os_user;
+    d->user_len = strlen(os_user);
+  }
+}
+
 /* With `apply` false only checks that every entry grew from its base (so
  * that a refused segment gives the profile nothing); with `apply` true adds
  * the gains to the profile. */
@@ -391,6 +447,9 @@ static bool gain(qp_profile *prof, const qp_hooks *hooks, const uint8_t *img, si
   if (apply) *dropped += d - od;
   const uint32_t *slots = (const uint32_t *)(img + h->slots_off);
   static const qp_seg_entry zero = {.min_ns = 0};
+  char os_user[QP_SEG_DIM_MAX + 1];
+  os_user[0] = '\0';
+  if (apply) uid_name(h->uid, os_user, sizeof os_user);
   for (uint32_t i = 0; i < h->nslots; i++) {
     uint32_t off = slots[i];
     if (off == 0) continue;
@@ -486,7 +545,8 @@ static bool gain(qp_profile *prof, const qp_hooks *hooks, const uint8_t *img, si
     st.m2 = m2 > 0 ? m2 : 0;
     const char *sample = NULL;
     if (e->sample_off != 0 && e->sample_off != o->sample_off) sample = (const char *)img + e->sample_off;
-    qp_dims dims = {.db = (const char *)img + e->db_off, .db_len = e->db_len};
+    qp_dims dims;
+    entry_dims(h, img, e, os_user, &dims);
     qp_status rc = qp__profile_merge(prof, e->fingerprint, e->bucket, (qp_backend)e->backend,
                                      &dims, (const char *)img + e->query_off, e->query_len, &st, sample,
                                      sample != NULL ? e->sample_len : 0, e->sample_ns);

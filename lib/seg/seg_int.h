@@ -35,7 +35,11 @@
 #include "qprof/profile.h"
 
 #define QP_SEG_MAGIC "QPROFSG\x01"
-#define QP_SEG_VERSION 1u
+/* 2: entries are keyed by "db\0user\0application" and the header names the
+ * host (docs/shim.md, "Segments"); the harvester still reads version 1
+ * (database only). */
+#define QP_SEG_VERSION 2u
+#define QP_SEG_VERSION_1 1u
 #define QP_SEG_HEADER_SIZE 4096u
 #define QP_SEG_MIN_SIZE (64u * 1024u)
 #define QP_SEG_MAX_SIZE (4095ull * 1024u * 1024u)
@@ -49,6 +53,9 @@
 #define QP_SEG_NCHUNKS 38u /* chunks per entry at most: 38 * 32 = 1216 > QP_HIST_MAX_INDEX */
 #define QP_SEG_CODE_MAX 40u
 #define QP_SEG_DB_MAX 4096u
+#define QP_SEG_DIM_MAX 255u /* bytes of user, application and host (QP_DIM_MAX) */
+/* The key blob of an entry: database, NUL, user, NUL, application. */
+#define QP_SEG_KEY_MAX (QP_SEG_DB_MAX + 2u + 2u * QP_SEG_DIM_MAX)
 #define QP_SEG_SAMPLE_MAX 65536u
 #define QP_SEG_CODES_MAX 64u /* error-code records per entry */
 #define QP_SEG_SUFFIX ".qpseg"
@@ -68,7 +75,14 @@ typedef struct qp_seg_header {
   _Atomic uint64_t used;    /* arena bytes allocated */
   _Atomic uint64_t dropped; /* statements not recorded: the segment was full */
   _Atomic uint64_t entries; /* entries published */
+  /* Version 2: the host the writer records under (option host /
+   * QPROF_HOST, else gethostname), not NUL-terminated. */
+  uint32_t host_len; /* <= QP_SEG_DIM_MAX */
+  uint32_t reserved1;
+  char host[QP_SEG_DIM_MAX + 1];
 } qp_seg_header;
+
+_Static_assert(sizeof(qp_seg_header) <= QP_SEG_HEADER_SIZE, "the header fits its page");
 
 typedef struct qp_seg_entry {
   _Atomic uint32_t seq;
@@ -77,7 +91,7 @@ typedef struct qp_seg_entry {
   uint64_t fingerprint;
   int64_t bucket; /* start, seconds since the epoch */
   uint32_t query_off, query_len;
-  uint32_t db_off, db_len;
+  uint32_t db_off, db_len; /* the key blob "db\0user\0application" (version 1: db) */
   uint32_t codes_off; /* first qp_seg_code, or 0 */
   uint32_t sample_off, sample_len;
   uint32_t reserved1;
@@ -133,10 +147,12 @@ typedef struct qp_seg {
  * collector this process is alive (released by the kernel when it ends, and
  * not inherited by fork()). On error returns false with errno set and
  * nothing left behind. */
-bool qp__seg_create(qp_seg *seg, const char *path, size_t size, int64_t bucket_s);
+bool qp__seg_create(qp_seg *seg, const char *path, size_t size, int64_t bucket_s,
+                    const char *host);
 
 /* One statement. `norm` is the profile-normalized text (qp_profile_normalize);
- * `db` the database; `error` NULL or a code. Returns its entry, or NULL when
+ * `db` the key blob ("db\0user\0application", db_len bytes, at most
+ * QP_SEG_KEY_MAX); `error` NULL or a code. Returns its entry, or NULL when
  * the segment is full (counted in the header as dropped). No allocation, no
  * system call; thread-safe among the writer's threads; not reentrant (a
  * signal handler must not record while its thread is inside). */

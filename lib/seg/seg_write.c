@@ -27,7 +27,8 @@ static void populate(void *p, size_t len) {
   madvise((void *)a, len + ((uintptr_t)p - a), MADV_POPULATE_WRITE);
 }
 
-bool qp__seg_create(qp_seg *seg, const char *path, size_t size, int64_t bucket_s) {
+bool qp__seg_create(qp_seg *seg, const char *path, size_t size, int64_t bucket_s,
+                    const char *host) {
   memset(seg, 0, sizeof *seg);
   seg->fd = -1;
   long page = sysconf(_SC_PAGESIZE);
@@ -89,6 +90,9 @@ bool qp__seg_create(qp_seg *seg, const char *path, size_t size, int64_t bucket_s
   h->nslots = nslots;
   h->slots_off = QP_SEG_HEADER_SIZE;
   h->arena_off = (uint32_t)arena_off;
+  size_t hn = host != NULL ? strnlen(host, QP_SEG_DIM_MAX) : 0;
+  memcpy(h->host, host != NULL ? host : "", hn);
+  h->host_len = (uint32_t)hn;
   /* The magic last: a reader that sees it sees the rest of the header. */
   atomic_thread_fence(memory_order_release);
   memcpy(h->magic, QP_SEG_MAGIC, 8);
@@ -184,7 +188,7 @@ static qp_seg_entry *find(qp_seg *seg, unsigned be, uint64_t fp, int64_t bucket,
     if (off == 0) {
       if (mine == 0) {
         if (norm_len > QP_NORMALIZED_MAX) norm_len = QP_NORMALIZED_MAX;
-        if (db_len > QP_SEG_DB_MAX) return NULL;
+        if (db_len > QP_SEG_KEY_MAX) return NULL;
         mine = arena_alloc(seg, sizeof(qp_seg_entry) + norm_len + 1 + db_len + 1);
         if (mine == 0) return NULL;
         qp_seg_entry *e = at(seg, mine);

@@ -194,6 +194,45 @@ int shim_stub_misuse(void) {
   return 21; /* SQLITE_MISUSE */
 }
 
+/* ---- who runs it ---------------------------------------------------------- *
+ * The host, read once at init: the option host (QPROF_HOST), else
+ * gethostname(). Never getpwuid or anything else that may load NSS modules
+ * or open sockets in the host program: the OS user of SQLite statements is
+ * left to the collector (the segment header's uid). */
+static char g_host[QP_SEG_DIM_MAX + 1];
+
+static void read_host(const char *opt) {
+  int saved = errno;
+  if (opt != NULL && opt[0] != '\0') {
+    size_t n = strnlen(opt, QP_SEG_DIM_MAX);
+    memcpy(g_host, opt, n);
+    g_host[n] = '\0';
+  } else if (gethostname(g_host, sizeof g_host) != 0) {
+    g_host[0] = '\0';
+  }
+  g_host[sizeof g_host - 1] = '\0';
+  errno = saved;
+}
+
+static size_t put_part(char *out, size_t at, const char *s, size_t max) {
+  if (s == NULL) return at;
+  size_t n = strnlen(s, max);
+  memcpy(out + at, s, n);
+  return at + n;
+}
+
+size_t shim_key(char *out, const char *db, const char *user, const char *app) {
+  if (app == NULL || app[0] == '\0')
+    app = program_invocation_short_name != NULL ? program_invocation_short_name : "";
+  size_t n = put_part(out, 0, db, QP_SEG_DB_MAX);
+  out[n++] = '\0';
+  n = put_part(out, n, user, QP_SEG_DIM_MAX);
+  out[n++] = '\0';
+  n = put_part(out, n, app, QP_SEG_DIM_MAX);
+  out[n] = '\0';
+  return n;
+}
+
 /* ---- configuration ------------------------------------------------------- */
 /* Splits `text` at new lines into a NULL-terminated malloc'd array. */
 static bool split_lines(const char *text, char ***out, size_t *count) {
@@ -301,6 +340,7 @@ static void init_once(void) {
   g_bucket_s = qp_config_int(g_cfg, "bucket_s");
   g_sample = qp_config_bool(g_cfg, "sample");
   g_seg_size = (size_t)qp_config_int(g_cfg, "segment_mb") << 20;
+  read_host(qp_config_string(g_cfg, "host"));
   if (!check_run_dir(qp_config_string(g_cfg, "run_dir"))) goto fail;
   qp_profile_options o = {
       .hooks = &g_hooks,
@@ -356,7 +396,7 @@ static qp_seg *start_segment(void) {
   for (int attempt = 0; attempt < 100; attempt++) {
     snprintf(path, sizeof path, "%s/%ld-%u" QP_SEG_SUFFIX, g_run_dir, (long)getpid(),
              g_seg_serial++);
-    if (qp__seg_create(&g_seg_store, path, g_seg_size, g_bucket_s)) {
+    if (qp__seg_create(&g_seg_store, path, g_seg_size, g_bucket_s, g_host)) {
       err = 0;
       break;
     }
@@ -430,7 +470,11 @@ void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cach
     e = cache->e;
   } else {
     int64_t bucket = qp__seg_bucket(seg->bucket_s, wall);
-    const char *db = ev->database != NULL ? ev->database : "";
+    const char *db = ev->database;
+    if (db == NULL || db_len < 2) { /* no key (out of memory): all parts empty */
+      db = "\0";
+      db_len = 2;
+    }
     e = qp__seg_find(seg, ev->backend, fp, bucket, norm, nlen, db, db_len);
     if (cache != NULL) {
       cache->e = e;
@@ -453,7 +497,11 @@ void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cach
 }
 
 void shim_record(const qp_query_event *ev) {
-  shim_record_cached(ev, ev->database != NULL ? strlen(ev->database) : 0, NULL);
+  char key[QP_SEG_KEY_MAX + 1];
+  qp_query_event e = *ev;
+  size_t n = shim_key(key, ev->database, ev->user, ev->application);
+  e.database = key;
+  shim_record_cached(&e, n, NULL);
 }
 
 /* ---- fork ---------------------------------------------------------------- *

@@ -115,15 +115,24 @@ typedef struct shim_entry_cache {
   qp_seg_entry *e;
 } shim_entry_cache;
 
-/* Records one event, as shim_record, with the database's length known and
- * an entry cache (NULL: none). ev->sql is only read for a sample. */
+/* Writes the segment key of a statement into `out` (QP_SEG_KEY_MAX + 1
+ * bytes): "db\0user\0application\0", each part cut at its bound, the
+ * application the program's name when `app` is NULL or "" (docs/shim.md,
+ * "Segments"). Returns its length without the final NUL. No allocation, no
+ * system call. */
+size_t shim_key(char *out, const char *db, const char *user, const char *app);
+
+/* Records one event, as shim_record, with ev->database the key (shim_key,
+ * db_len its length) and an entry cache (NULL: none). ev->sql is only read
+ * for a sample. */
 void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cache *cache);
 
 /* True when QPROF_SAMPLE is on: only then do callers pass ev->sql. */
 extern bool shim_g_sample;
 
 /* Records one event into this process's segment (called with shim_t_inside
- * set); creates the segment on the first event of a process. */
+ * set); creates the segment on the first event of a process. The key is
+ * made of ev->database, ev->user and ev->application (shim_key). */
 void shim_record(const qp_query_event *ev);
 
 /* Diagnostics to QPROF_LOG; nothing when it is unset. errno is preserved. */

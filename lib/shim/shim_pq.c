@@ -69,6 +69,9 @@ SHIM_REAL_DECL(SHIM_SONAME_PQ, PGresult *, PQdescribePortal, (PGconn *, const ch
  * so that they come from the libpq the program uses even when that one was
  * dlopen'ed with RTLD_LOCAL. */
 SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQdb, (const PGconn *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQuser, (const PGconn *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, const char *, PQparameterStatus, (const PGconn *, const char *),
+               shim_stub_null)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, ExecStatusType, PQresultStatus, (const PGresult *), shim_stub_zero)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQntuples, (const PGresult *), shim_stub_zero)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQcmdTuples, (PGresult *), shim_stub_null)
@@ -119,7 +122,7 @@ typedef struct pq_conn {
   pq_entry *head, *tail;
   pq_entry *spare; /* see PQ_SPARE_MAX */
   uint64_t last_end_ns;
-  char *dbname;
+  char *dbname; /* the segment key: database, user, application (shim_key) */
   size_t dbname_len;
   pq_prep *preps[PREP_BUCKETS];
 } pq_conn;
@@ -165,9 +168,19 @@ static pq_conn *conn_get(PGconn *conn) {
   if (c != NULL) return c;
   c = qp__calloc(NULL, 1, sizeof *c);
   if (c == NULL) return NULL;
+  /* Who runs it, once per connection (a later SET application_name or SET
+   * ROLE is not followed): the login role, application_name (else the
+   * program's name). All three are libpq's local copies: no round trip. */
   const char *db = real_PQdb()(conn);
-  c->dbname = qp__strdup(NULL, db != NULL ? db : "");
-  c->dbname_len = c->dbname != NULL ? strlen(c->dbname) : 0;
+  const char *user = real_PQuser()(conn);
+  const char *sa = real_PQparameterStatus()(conn, "session_authorization");
+  if (sa != NULL && sa[0] != '\0') user = sa;
+  const char *app = real_PQparameterStatus()(conn, "application_name");
+  char key[QP_SEG_KEY_MAX + 1];
+  c->dbname_len = shim_key(key, db, user, app);
+  c->dbname = qp__malloc(NULL, c->dbname_len + 1);
+  if (c->dbname != NULL) memcpy(c->dbname, key, c->dbname_len + 1);
+  else c->dbname_len = 0;
   bool stored;
   conn_free(shim_map_put(&shim_pq_conns, conn, c, &stored));
   if (!stored) {

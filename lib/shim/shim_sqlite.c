@@ -71,7 +71,7 @@ typedef struct sq_stmt {
   size_t norm_len, db_len;
   shim_entry_cache cache;
   const char *db_name; /* points into text[] */
-  char text[];         /* normalized text, NUL, database name, NUL */
+  char text[];         /* normalized text, NUL, segment key (shim_key), NUL */
 } sq_stmt;
 
 const char *shim_sqlite_code_name(int code) { return qp__sqlite_code_name(code); }
@@ -237,7 +237,10 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
   if (shim_normalize(QP_BACKEND_SQLITE, text, text_len, norm, QP_NORMALIZED_MAX, &norm_len, &fp) !=
       QP_OK)
     goto out;
-  size_t dbn_len = strlen(dbn);
+  /* the segment key: database, no user (the collector names the OS user:
+   * no NSS lookup in the host), the program's name */
+  char key[QP_SEG_KEY_MAX + 1];
+  size_t dbn_len = shim_key(key, dbn, NULL, NULL);
   sq_stmt *st = qp__malloc(NULL, sizeof *st + norm_len + 1 + dbn_len + 1);
   if (st != NULL) {
     memset(st, 0, sizeof *st);
@@ -245,7 +248,7 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
     st->norm_len = norm_len;
     memcpy(st->text, norm, norm_len);
     st->text[norm_len] = '\0';
-    memcpy(st->text + norm_len + 1, dbn, dbn_len + 1);
+    memcpy(st->text + norm_len + 1, key, dbn_len + 1);
     st->db_name = st->text + norm_len + 1;
     st->db_len = dbn_len;
     st->writes = sqlite3_column_count(stmt) == 0 && !sqlite3_stmt_readonly(stmt);

@@ -49,7 +49,7 @@ static void *write_loop(void *arg) {
       uint64_t d = 100ull << ((i * 7 + r * 11) % 27);
       const char *err = (i + r) % 13 == 0 ? (r % 2 ? "SQLITE_BUSY" : "40P01") : NULL;
       w->attempted++;
-      if (qp__seg_record(w->seg, QP_BACKEND_SQLITE, fp, text, (size_t)n, "main", 4, d, 1, err,
+      if (qp__seg_record(w->seg, QP_BACKEND_SQLITE, fp, text, (size_t)n, "main\0\0t", 7, d, 1, err,
                          wall + i) != NULL) {
         w->recorded++;
         if (err != NULL) w->errors++;
@@ -94,7 +94,7 @@ static void test_harvest_while_growing(void **state) {
     char path[600];
     snprintf(path, sizeof path, "%s/%d-%d.qpseg", run, (int)getpid(), i);
     /* 2 MB: about 4,000 of the 6,000 statements fit */
-    assert_true(qp__seg_create(&segs[i], path, 2u << 20, 60));
+    assert_true(qp__seg_create(&segs[i], path, 2u << 20, 60, "h-mt"));
   }
   qp_hooks hooks = {.log_fn = log_fn, .log_min_level = QP_LOG_WARN};
   qp_harvester *hv;
