@@ -130,7 +130,11 @@ static PGresult *pg_check(qp_store *s, PGresult *r, ExecStatusType want, const c
   pg_store *g = s->impl;
   const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
   snprintf(g->sqlstate, sizeof g->sqlstate, "%s", state != NULL ? state : "");
-  pg_fail(s, r, PQstatus(g->conn) == CONNECTION_BAD ? QP_UNAVAILABLE : QP_IO, what);
+  /* the server going away says so with 57P01 (shutdown), 57P03
+   * (starting up) or class 08 before libpq sees the connection close */
+  bool away = PQstatus(g->conn) == CONNECTION_BAD || strncmp(g->sqlstate, "57P", 3) == 0 ||
+              strncmp(g->sqlstate, "08", 2) == 0;
+  pg_fail(s, r, away ? QP_UNAVAILABLE : QP_IO, what);
   PQclear(r);
   return NULL;
 }

@@ -327,8 +327,9 @@ int cmd_run(int argc, char **argv) {
             "qprof run: %llu statements were not recorded: segment full (--segment-mb, "
             "QPROF_SEGMENT_MB)\n",
             (unsigned long long)col.dropped);
+  cli_collector last = col; /* its counts, for remove_run_dir (close zeroes col) */
   cli_collector_close(&col);
-  remove_run_dir(run_dir, &col, abs_store);
+  remove_run_dir(run_dir, &last, abs_store);
   sigprocmask(SIG_SETMASK, &oldmask, NULL);
 
   if (report) {
