@@ -41,6 +41,7 @@
   X(PQgetisnull) \
   X(PQgetlength) \
   X(PQgetvalue) \
+  X(PQlibVersion) \
   X(PQntuples) \
   X(PQprepare) \
   X(PQresultErrorField) \
@@ -92,6 +93,7 @@ static bool pq_load(const char **why) {
 #define PQgetisnull (pq.PQgetisnull)
 #define PQgetlength (pq.PQgetlength)
 #define PQgetvalue (pq.PQgetvalue)
+#define PQlibVersion (pq.PQlibVersion)
 #define PQntuples (pq.PQntuples)
 #define PQprepare (pq.PQprepare)
 #define PQresultErrorField (pq.PQresultErrorField)
@@ -293,9 +295,21 @@ static qp_status pg_connect(qp_store *s, const char *what) {
   pg_store *g = s->impl;
   const char *env = getenv("PGCONNECT_TIMEOUT");
   /* The location comes after the default, so its own connect_timeout wins. */
-  const char *keys[] = {"connect_timeout", "dbname", NULL};
-  const char *vals[] = {env != NULL && env[0] != '\0' ? env : QP_PG_CONNECT_TIMEOUT, s->location,
-                        NULL};
+  /* A server that vanishes mid-statement (a network cut, not a stop):
+   * keepalives notice an idle wait, tcp_user_timeout (libpq 12 and later)
+   * data never acknowledged; a healthy server answering slowly trips
+   * neither. */
+  const char *keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
+                        "keepalives_count", "dbname", "tcp_user_timeout", NULL, NULL};
+  const char *vals[] = {env != NULL && env[0] != '\0' ? env : QP_PG_CONNECT_TIMEOUT,
+                        "30", "10", "3", s->location, NULL, NULL, NULL};
+  if (PQlibVersion() >= 120000) {
+    /* before the location, so that the location's own setting wins */
+    keys[4] = "tcp_user_timeout", vals[4] = "30000";
+    keys[5] = "dbname", vals[5] = s->location;
+  } else {
+    keys[5] = NULL;
+  }
   g->conn = PQconnectdbParams(keys, vals, 1);
   g->prepared = false;
   if (g->conn == NULL) return qp__err_set(&s->err, QP_NOMEM, "out of memory");
