@@ -85,7 +85,7 @@ qp_status qp_diff_new(qp_diff **out, const qp_report *base, const qp_report *cur
   /* every query of the new side, with its base if any */
   for (size_t i = 0; i < cur->n; i++) {
     const qp_rentry *c = &cur->v[i];
-    const char *cd[4] = {c->database, c->user, c->application, c->host};
+    const char *cd[4] = {c->database, c->s.user, c->s.application, c->s.host};
     const qp_rentry *b = qp__report_find(base, c->s.fingerprint, c->backend, cd, c->hash);
     dentry *x = &d->v[d->n++];
     x->key = c;
@@ -114,7 +114,7 @@ qp_status qp_diff_new(qp_diff **out, const qp_report *base, const qp_report *cur
   /* then the queries only the base has */
   for (size_t i = 0; i < base->n; i++) {
     const qp_rentry *b = &base->v[i];
-    const char *bd[4] = {b->database, b->user, b->application, b->host};
+    const char *bd[4] = {b->database, b->s.user, b->s.application, b->s.host};
     if (qp__report_find(cur, b->s.fingerprint, b->backend, bd, b->hash) != NULL) continue;
     dentry *x = &d->v[d->n++];
     x->key = b;

@@ -354,9 +354,9 @@ int qp__report_key_cmp(const qp_rentry *a, const qp_rentry *b) {
   if (a->s.fingerprint != b->s.fingerprint) return a->s.fingerprint < b->s.fingerprint ? -1 : 1;
   int c = strcmp(a->s.backend, b->s.backend);
   if (c == 0) c = dim_cmp(a->database, b->database);
-  if (c == 0) c = dim_cmp(a->user, b->user);
-  if (c == 0) c = dim_cmp(a->application, b->application);
-  return c != 0 ? c : dim_cmp(a->host, b->host);
+  if (c == 0) c = dim_cmp(a->s.user, b->s.user);
+  if (c == 0) c = dim_cmp(a->s.application, b->s.application);
+  return c != 0 ? c : dim_cmp(a->s.host, b->s.host);
 }
 
 const qp_rentry *qp__report_find(const qp_report *r, uint64_t fp, qp_backend be,
@@ -367,8 +367,8 @@ const qp_rentry *qp__report_find(const qp_report *r, uint64_t fp, qp_backend be,
     if (k == 0) return NULL;
     const qp_rentry *e = &r->v[k - 1];
     if (e->hash == hash && e->s.fingerprint == fp && e->backend == be &&
-        dim_cmp(e->database, d[0]) == 0 && dim_cmp(e->user, d[1]) == 0 &&
-        dim_cmp(e->application, d[2]) == 0 && dim_cmp(e->host, d[3]) == 0)
+        dim_cmp(e->database, d[0]) == 0 && dim_cmp(e->s.user, d[1]) == 0 &&
+        dim_cmp(e->s.application, d[2]) == 0 && dim_cmp(e->s.host, d[3]) == 0)
       return e;
   }
 }
@@ -396,9 +396,9 @@ static bool copy_strings(const qp_hooks *h, qp_rentry *x, const char *query, con
     p += ld[i];
   }
   x->database = out[0];
-  x->user = out[1];
-  x->application = out[2];
-  x->host = out[3];
+  x->s.user = out[1];
+  x->s.application = out[2];
+  x->s.host = out[3];
   x->sample = sample != NULL ? memcpy(p, sample, ls) : NULL;
   return true;
 }
@@ -464,12 +464,9 @@ static qp_status take(void *ud, qp_entry *e, const char *query, const char *samp
     return qp__err_set(&r->err, QP_NOMEM, "out of memory");
   }
   x->backend = e->backend;
-  const char *d[4] = {x->database, x->user, x->application, x->host};
+  const char *d[4] = {x->database, x->s.user, x->s.application, x->s.host};
   x->hash = qp__report_key_hash(e->fingerprint, e->backend, d);
   x->s.database = x->database;
-  x->s.user = x->user;
-  x->s.application = x->application;
-  x->s.host = x->host;
   x->s.query = x->query;
   x->s.sample = x->sample;
   x->s.error_codes = x->codes;

@@ -23,8 +23,9 @@ typedef struct qp_rentry {
   qp_backend backend;
   uint64_t hash; /* of the key (fingerprint, backend, the key's dimensions) */
   double share;
-  /* one block, starting at query; a dimension not in the key is NULL */
-  char *query, *codes, *database, *user, *application, *host, *sample;
+  /* one block, starting at query; a dimension not in the key is NULL
+   * (user, application and host are only in s, to keep entries small) */
+  char *query, *codes, *database, *sample;
 } qp_rentry;
 
 /* The dimension filters of a report (report.c), kept for the series. */

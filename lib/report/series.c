@@ -136,9 +136,9 @@ static qp_status series_row(void *ud, const qp_entry *row) {
   if (c->only != NULL) {
     const qp_rentry *o = c->only;
     if (!((d[0] == NULL || strcmp(d[0], o->database) == 0) &&
-          (d[1] == NULL || strcmp(d[1], o->user) == 0) &&
-          (d[2] == NULL || strcmp(d[2], o->application) == 0) &&
-          (d[3] == NULL || strcmp(d[3], o->host) == 0)))
+          (d[1] == NULL || strcmp(d[1], o->s.user) == 0) &&
+          (d[2] == NULL || strcmp(d[2], o->s.application) == 0) &&
+          (d[3] == NULL || strcmp(d[3], o->s.host) == 0)))
       return QP_OK;
     return add_to(c, &c->tabs[0], start, &row->st);
   }

@@ -56,9 +56,9 @@ typedef struct group_arg {
 static const char *dim_of(const qp_rentry *e, qp_report_group_by by) {
   switch (by) {
   case QP_REPORT_BY_DATABASE: return e->database;
-  case QP_REPORT_BY_USER: return e->user;
-  case QP_REPORT_BY_APPLICATION: return e->application;
-  case QP_REPORT_BY_HOST: return e->host;
+  case QP_REPORT_BY_USER: return e->s.user;
+  case QP_REPORT_BY_APPLICATION: return e->s.application;
+  case QP_REPORT_BY_HOST: return e->s.host;
   }
   return "";
 }
