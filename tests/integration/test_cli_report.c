@@ -1039,6 +1039,15 @@ static void test_by_dimensions(void **state) {
   }
   json_decref(root);
 
+  /* --by none: one row per query, every dimension merged */
+  root = run_json("--by none");
+  assert_int_equal(json_array_size(json_object_get(root, "by")), 0);
+  assert_int_equal(json_array_size(json_object_get(root, "queries")), 2);
+  json_array_foreach(json_object_get(root, "queries"), i, q)
+    assert_null(json_object_get(q, "database"));
+  assert_int_equal(jtotal(root, "calls"), dsum(3, 3, 3, 3, false));
+  json_decref(root);
+
   /* filters: exact, /regex/, /regex/i, combined */
   root = run_json("--user alice");
   assert_int_equal(jtotal(root, "calls"), dsum(3, 3, 1, 3, false));
@@ -1074,6 +1083,9 @@ static void test_by_dimensions(void **state) {
   assert_non_null(strstr(out, "  user   query\n"));
   assert_non_null(strstr(out, "  alice  select * from items"));
   assert_non_null(strstr(out, "  bob    delete from carts"));
+  free(out);
+  assert_int_equal(run("NO_COLOR=1", "report --store dims.db --by none", &out, NULL), 0);
+  assert_non_null(strstr(out, "Rows:   per query only (--by none)\n"));
   free(out);
 
   /* a filter that matches nothing: an empty report that says so */

@@ -188,8 +188,8 @@ static void print_text(FILE *out, const qp_report *a, const qp_report *b, const 
   print_side(out, "New: ", qp_report_totals_get(b));
   unsigned by = qp_report_totals_get(a)->by;
   if (by != QP_REPORT_KEY_DEFAULT) {
-    char bt[96];
-    fprintf(out, "Rows: per query and %s\n", rq_by_text(by, bt, sizeof bt));
+    char bt[128];
+    fprintf(out, "Rows: %s\n", rq_rows_text(by, bt, sizeof bt));
   }
   if (n->changed == 0 && n->added == 0 && n->vanished == 0) {
     fprintf(out, "No change: %zu quer%s with identical statistics.\n", n->unchanged,

@@ -90,8 +90,8 @@ static void print_header(FILE *out, const qp_report *r, size_t shown, const char
   rq_window_text(t, w, sizeof w);
   fprintf(out, "%sStore:%s  %s\n%sWindow:%s %s\n", bold, reset, t->store, bold, reset, w);
   if (!rq_plain_key(t)) {
-    char by[96], f[2048], fs[4096];
-    fprintf(out, "%sRows:%s   per query and %s\n", bold, reset, rq_by_text(t->by, by, sizeof by));
+    char by[128], f[2048], fs[4096];
+    fprintf(out, "%sRows:%s   %s\n", bold, reset, rq_rows_text(t->by, by, sizeof by));
     if (rq_filters_text(t, f, sizeof f)[0] != '\0')
       fprintf(out, "%sFilters:%s %s\n", bold, reset, rq_shorten(f, 0, fs, sizeof fs));
   }

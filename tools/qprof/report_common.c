@@ -79,6 +79,13 @@ const char *rq_by_text(unsigned by, char *buf, size_t len) {
   return buf;
 }
 
+const char *rq_rows_text(unsigned by, char *buf, size_t len) {
+  char b[96];
+  if (by == 0) snprintf(buf, len, "per query only (--by none)");
+  else snprintf(buf, len, "per query and %s", rq_by_text(by, b, sizeof b));
+  return buf;
+}
+
 const char *rq_dim_filter(const qp_report_totals *t, qp_report_group_by by) {
   switch (by) {
   case QP_REPORT_BY_DATABASE: return t->filter_database;

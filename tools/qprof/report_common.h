@@ -36,6 +36,9 @@ void rq_close(qp_store *store, qp_report *report);
  * order database, user, application, host: "host, application"... "none"
  * for none. */
 const char *rq_by_text(unsigned by, char *buf, size_t len);
+/* What a report's rows are per: "per query and host, application", or
+ * "per query only (--by none)". */
+const char *rq_rows_text(unsigned by, char *buf, size_t len);
 /* The dimension filters of a report as text ("host=web-1, user=/^app/");
  * "" when there are none. */
 const char *rq_filters_text(const qp_report_totals *t, char *buf, size_t len);

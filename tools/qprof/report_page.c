@@ -158,9 +158,8 @@ static void header(page *p, const char *window, int64_t step_s) {
   fputs("</dd>\n", f);
   if (!rq_plain_key(t)) {
     /* --by and the dimension filters */
-    char by[96], fl[2048];
-    fprintf(f, "<dt>Rows</dt><dd id=\"rows-by\">per query and %s</dd>\n",
-            rq_by_text(t->by, by, sizeof by));
+    char by[128], fl[2048];
+    fprintf(f, "<dt>Rows</dt><dd id=\"rows-by\">%s</dd>\n", rq_rows_text(t->by, by, sizeof by));
     if (rq_filters_text(t, fl, sizeof fl)[0] != '\0') {
       fputs("<dt>Filters</dt><dd id=\"filters\">", f);
       rq_html_text(f, fl);
