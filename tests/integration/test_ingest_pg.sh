@@ -62,6 +62,10 @@ SELECT count(*) FROM notes;
 SELECT count(*) FROM notes;
 EOF
 psql -X -q -d shop -f "$T/script.sql" >/dev/null 2>&1 || true
+# who ran it: an application name of its own, and a second role
+psql -X -q -d shop -c "CREATE ROLE qp_ingest_bob LOGIN" >/dev/null || fail "create role"
+PGAPPNAME=myapp psql -X -q -d shop -c "SELECT 42 AS tagged" -c "SELECT 43 AS tagged" >/dev/null || fail "psql myapp"
+psql -X -q -U qp_ingest_bob -d shop -c "SELECT 44 AS tagged" >/dev/null || fail "psql as qp_ingest_bob"
 # the same pgbench run under the shim, in a database of its own
 if [ -n "$SHIM" ] && [ -f "$SHIM" ]; then
   "$QPROF" run --store "$T/shim.db" -- pgbench -n -M extended -c 2 -t 25 -f "$T/bench.sql" shimdb \
@@ -110,12 +114,20 @@ e=$(sqlite3 "$S" "SELECT group_concat(error_codes) FROM qp_stats WHERE level = 3
 
 # the three formats: identical profiles (every number of every query)
 for f in log csv json; do
-  sqlite3 "$T/$f.db" "SELECT s.level, s.bucket, printf('%016x', s.fingerprint), s.database, s.calls, s.errors, s.error_codes, s.total_ns, s.min_ns, s.max_ns, s.first_seen_ns, s.last_seen_ns, hex(s.hist), q.query FROM qp_stats s JOIN qp_query q USING (fingerprint) ORDER BY 1, 2, 3, 4" >"$T/dump.$f"
+  sqlite3 "$T/$f.db" "SELECT s.level, s.bucket, printf('%016x', s.fingerprint), s.database, s.user_name, s.application, s.host, s.calls, s.errors, s.error_codes, s.total_ns, s.min_ns, s.max_ns, s.first_seen_ns, s.last_seen_ns, hex(s.hist), q.query FROM qp_stats s JOIN qp_query q USING (fingerprint) ORDER BY 1, 2, 3, 4, 5, 6, 7" >"$T/dump.$f"
 done
 [ -s "$T/dump.log" ] || fail "empty profile"
 cmp "$T/dump.log" "$T/dump.csv" || fail "stderr and csvlog give different profiles: $(diff "$T/dump.log" "$T/dump.csv" | head -5)"
 cmp "$T/dump.log" "$T/dump.json" || fail "stderr and jsonlog give different profiles: $(diff "$T/dump.log" "$T/dump.json" | head -5)"
 echo "ok: stderr, csvlog and jsonlog give identical profiles ($(wc -l <"$T/dump.log") rows)"
+for f in log csv json; do
+  got=$(sqlite3 "$T/$f.db" "SELECT user_name, application, host, sum(calls) FROM qp_summary WHERE query = 'select ? as tagged' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+  want=$(printf '%s\n' "qp_ingest_bob|psql|[local]|1" "$PGUSER|myapp|[local]|2" | LC_ALL=C sort)
+  [ "$got" = "$want" ] || fail "pg.$f: user/application/host: got '$got', want '$want'"
+  got=$(sqlite3 "$T/$f.db" "SELECT DISTINCT application FROM qp_summary WHERE query LIKE 'select abalance from pgbench_accounts%' AND database = 'shop'")
+  [ "$got" = pgbench ] || fail "pg.$f: pgbench's application recorded as '$got'"
+done
+echo "ok: user, application and client host per log format"
 
 # the shim's fingerprints and calls for the same statements
 if [ -f "$T/shim.db" ]; then
