@@ -139,7 +139,7 @@ echo "ok: per run: $want_bench pgbench and $want_py python statements from each 
 # Host, user and application are filled by the shim (QPROF_HOST, the
 # PostgreSQL role or OS user, application_name or the program's name);
 # QP_FLEET_DIMS=0 checks the totals per run alone.
-if [ "${QP_FLEET_DIMS:-0}" = 1 ]; then
+if [ "${QP_FLEET_DIMS:-1}" = 1 ]; then
   for h in $HOSTS; do
     got=$(q "SELECT coalesce(sum(s.calls), 0) $JOIN AND $TPCB AND s.host = '$h' \
              AND s.user_name = 'fleet_bench' AND s.application = 'pgbench'")
@@ -171,7 +171,7 @@ if [ "${QP_FLEET_DIMS:-0}" = 1 ]; then
   [ "$all" = "$sum" ] || fail "the report across hosts has $all calls, the three per host $sum"
   echo "ok: report across hosts ($all calls) = sum of the three per host"
 else
-  echo "fleet: host, user and application are not checked (QP_FLEET_DIMS=1 checks them)"
+  echo "fleet: QP_FLEET_DIMS=0: host, user and application are not checked"
 fi
 
 # ---- the store down at the end: qprof run exits at once, keeps the data ----
