@@ -901,9 +901,11 @@ static int dcalls(int h, int a, int u, int k) { return 10 + 7 * h + 3 * a + 2 * 
 /* every call of host h takes this long (web-2 is twice as slow) */
 static uint64_t ddur(int h, int k) { return (uint64_t)(h + 1) * 1000000 + (uint64_t)k * 250000; }
 
+/* `name`: a file in dir, or a PostgreSQL DSN (it has a '=') */
 static void build_dims_store(const char *name) {
-  char path[700];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
+  char path[900];
+  if (strchr(name, '=') != NULL) snprintf(path, sizeof path, "%s", name);
+  else snprintf(path, sizeof path, "%s/%s", dir, name);
   qp_profile *p;
   char err[512];
   assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
@@ -1163,6 +1165,43 @@ static void test_diff_two_hosts(void **state) {
   assert_int_equal(run(NULL, "diff dims.db --host web-1 --against-host web-2 --by bogus", NULL, NULL), 2);
 }
 
+/* The same events in a PostgreSQL store give the same reports by every
+ * key and filter (the dimensions are columns of its key too). */
+static void test_postgres_store_by_dimensions(void **state) {
+  (void)state;
+  if (qpt_pg_dsn() == NULL) fail_msg("no PostgreSQL test cluster (the pg fixture)");
+  char db[64], dsn[768], sql[128];
+  snprintf(db, sizeof db, "qprof_report_dims_%d", (int)getpid());
+  snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+  pg_admin(sql);
+  snprintf(dsn, sizeof dsn, "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
+           getenv("PGPORT"), getenv("PGUSER"), db);
+  build_dims_store(dsn);
+  if (qpt_system("test -f '%s/dims.db'", dir) != 0) build_dims_store("dims.db");
+  static const char *const variants[] = {"", "--by host", "--by host,application,user --sort calls",
+                                         "--user '/^b/' --by application", "--host web-2",
+                                         "--by none", "--host nosuch"};
+  for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+    char args[2048], *a, *b;
+    snprintf(args, sizeof args, "report --format json --store dims.db %s", variants[v]);
+    assert_int_equal(run(NULL, args, &a, NULL), 0);
+    snprintf(args, sizeof args, "report --format json --store '%s' %s", dsn, variants[v]);
+    assert_int_equal(run(NULL, args, &b, NULL), 0);
+    json_t *ja = json_loads(a, 0, NULL), *jb = json_loads(b, 0, NULL);
+    assert_non_null(ja);
+    assert_non_null(jb);
+    json_object_del(ja, "store");
+    json_object_del(jb, "store");
+    if (!json_equal(ja, jb)) fail_msg("'%s': SQLite\n%s\nPostgreSQL\n%s", variants[v], a, b);
+    json_decref(ja);
+    json_decref(jb);
+    free(a);
+    free(b);
+  }
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+  pg_admin(sql);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_text_golden),       cmocka_unit_test(test_json_golden_and_schema),
@@ -1178,6 +1217,7 @@ int main(void) {
       cmocka_unit_test(test_output_file),
       cmocka_unit_test(test_by_dimensions),
       cmocka_unit_test(test_diff_two_hosts),
+      cmocka_unit_test(test_postgres_store_by_dimensions),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
