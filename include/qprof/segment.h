@@ -82,10 +82,23 @@ QP_EXPORT qp_status qp_harvester_collect(qp_harvester *h, qp_harvest_stats *stat
  * minute of the commit, in the same transaction; then records what was
  * written beside each segment and removes the segments whose writer has
  * ended. On a store error nothing is marked as written: the next collect
- * gathers it again. Errors: those of the store (the message is here and in
- * qp_store_errmsg), QP_INVALID, QP_IO, QP_NOMEM.
+ * gathers it again. Except when the store cannot tell whether the write
+ * committed (a PostgreSQL COMMIT sent without an answer: see
+ * qp_harvester_in_doubt): then what this collect read is held by the
+ * harvester until the next commit into the same `store` handle settles it
+ * (written again only if it did not commit), and the next collect gathers
+ * only what came after. Errors: those of the store (the message is here
+ * and in qp_store_errmsg), QP_INVALID, QP_IO, QP_NOMEM.
  */
 QP_EXPORT qp_status qp_harvester_commit(qp_harvester *h, qp_store *store);
+
+/*
+ * Whether the last commit failed in doubt (see qp_harvester_commit): the
+ * caller must then commit again into the same store handle, not close it
+ * (into another handle the held statements would be counted lost rather
+ * than risk counting them twice). Thread-safety: as the harvester.
+ */
+QP_EXPORT bool qp_harvester_in_doubt(const qp_harvester *h);
 
 /* The message of the last failed call. Owned by the harvester; valid until
  * the next call on it. */

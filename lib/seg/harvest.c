@@ -41,6 +41,7 @@ typedef struct seg_track {
   size_t pend_len;
   bool finished; /* the writer had ended when `pend` was taken */
   bool seen;
+  bool unsaved; /* `base` is newer than the record beside the segment (a commit in doubt) */
 } seg_track;
 
 struct qp_harvester {
@@ -54,6 +55,11 @@ struct qp_harvester {
   size_t nsegs, cap;
   uint64_t pending_statements;
   uint64_t pending_dropped; /* "dropped, segment full" gained since the last commit */
+  /* The last commit failed in doubt, or failed after one: `prof` holds
+   * what it tried to write (a flush in doubt until the store can tell,
+   * then put back for the next flush), and the bases are the images it was
+   * read from. `doubt`: the store could not tell yet. */
+  bool holding, doubt;
 };
 
 #define CHECK(cond, ...)                                   \
@@ -816,7 +822,8 @@ qp_status qp_harvester_collect(qp_harvester *hv, qp_harvest_stats *stats) {
     hv->segs[i].seen = false;
   }
   char errbuf[QP_ERRMSG_MAX];
-  qp_status rc = new_profile(hv, errbuf, sizeof errbuf);
+  /* (a profile holding a commit in doubt is kept: the next commit settles it) */
+  qp_status rc = hv->holding ? QP_OK : new_profile(hv, errbuf, sizeof errbuf);
   if (rc != QP_OK) return qp__err_set(&hv->err, rc, "%s", errbuf);
   int dfd = dup(hv->dirfd);
   DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
@@ -869,12 +876,36 @@ static bool save_base(qp_harvester *hv, seg_track *t) {
 qp_status qp_harvester_commit(qp_harvester *hv, qp_store *store) {
   if (hv == NULL) return QP_INVALID;
   qp__err_clear(&hv->err);
-  if (hv->pending_statements > 0 || hv->pending_dropped > 0) {
+  if (hv->pending_statements > 0 || hv->pending_dropped > 0 || hv->holding) {
     if (store == NULL) return qp__err_set(&hv->err, QP_INVALID, "statements to write and no store");
     /* the dropped statements go to the minute of this harvest, in the same
      * transaction as the statistics */
     qp_status rc = qp__profile_flush_dropped(hv->prof, store, qp__seg_bucket(60, qp__wall_ns()),
                                              hv->pending_dropped);
+    hv->doubt = rc != QP_OK && qp__profile_in_doubt(hv->prof);
+    if (rc != QP_OK && (hv->doubt || hv->holding)) {
+      /* The store does not know yet whether that committed (or a flush
+       * that settled such a doubt failed: the profile put back what it
+       * holds). Gathering it again from the old bases could count it
+       * twice; the profile holds it until the next commit, so the images
+       * it was read from become the bases, in memory only (the records
+       * beside the segments are written once a commit succeeds). The
+       * dropped count of this harvest went with that transaction. */
+      for (size_t i = 0; i < hv->nsegs; i++) {
+        seg_track *t = &hv->segs[i];
+        if (t->pend == NULL) continue;
+        qp__free(&hv->hooks, t->base);
+        t->base = t->pend;
+        t->base_len = t->pend_len;
+        t->pend = NULL;
+        t->unsaved = true;
+      }
+      hv->holding = true;
+      hv->pending_statements = 0;
+      hv->pending_dropped = 0;
+      return qp__err_set(&hv->err, rc, "writing the store: %s", qp_store_errmsg(store));
+    }
+    hv->holding = false;
     if (rc != QP_OK) {
       for (size_t i = 0; i < hv->nsegs; i++) {
         qp__free(&hv->hooks, hv->segs[i].pend);
@@ -905,11 +936,12 @@ qp_status qp_harvester_commit(qp_harvester *hv, qp_store *store) {
       hv->segs[i] = hv->segs[--hv->nsegs];
       continue;
     }
-    bool changed = t->base == NULL || t->base_len != t->pend_len ||
+    bool changed = t->base == NULL || t->base_len != t->pend_len || t->unsaved ||
                    memcmp(t->base, t->pend, t->pend_len) != 0;
     if (changed && !save_base(hv, t))
       rc = qp__err_set(&hv->err, QP_IO, "saving the harvest record of %s/%s: %s", hv->dir,
                        t->name, strerror(errno));
+    else if (changed) t->unsaved = false;
     qp__free(&hv->hooks, t->base);
     t->base = t->pend;
     t->base_len = t->pend_len;
@@ -918,3 +950,5 @@ qp_status qp_harvester_commit(qp_harvester *hv, qp_store *store) {
   }
   return rc;
 }
+
+bool qp_harvester_in_doubt(const qp_harvester *hv) { return hv != NULL && hv->doubt; }

@@ -669,6 +669,14 @@ qp_status qp__profile_flush_dropped(qp_profile *p, qp_store *store, int64_t drop
   return rc;
 }
 
+bool qp__profile_in_doubt(qp_profile *p) {
+  if (p == NULL) return false;
+  pthread_mutex_lock(&p->flush_mu);
+  bool d = p->doubt != NULL;
+  pthread_mutex_unlock(&p->flush_mu);
+  return d;
+}
+
 uint64_t qp_profile_recorded(const qp_profile *p) {
   if (p == NULL) return 0;
   uint64_t n = 0;

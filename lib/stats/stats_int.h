@@ -197,6 +197,10 @@ qp_status qp__profile_flush_dropped(qp_profile *p, qp_store *store, int64_t drop
  * qp__free(qp__profile_hooks(p), ...); NULL on out of memory. */
 char *qp__profile_redact(qp_profile *p, qp_backend be, const char *sql, size_t len);
 const qp_hooks *qp__profile_hooks(const qp_profile *p);
+/* Whether a flush of `p` failed in doubt and holds its entries until the
+ * store it went to can tell whether they committed (the next flush into
+ * that store handle settles it). */
+bool qp__profile_in_doubt(qp_profile *p);
 /* Whether the profile keeps samples (so that a recorder builds the sample
  * text only when it will be read: lib/ingest/events.c). */
 bool qp__profile_sampling(const qp_profile *p);

@@ -17,6 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "qprof/segment.h"
+#include "seg/seg_int.h"
+
 #define WRITERS 16
 #define FPS 12
 #define DBS 2
@@ -369,9 +372,121 @@ static void test_commit_without_answer(void **state) {
   qp_profile_free(p);
 }
 
+/* The same for the collector (qprof run, qprof collect): a harvest whose
+ * COMMIT got no answer is held by the harvester, not gathered again from
+ * the segments, so that it is written once whether or not it committed,
+ * and the record beside the segment is written once it is settled. */
+typedef struct commit_job {
+  qp_harvester *hv;
+  qp_store *s;
+  qp_status rc;
+} commit_job;
+
+static void *commit_main(void *arg) {
+  commit_job *j = arg;
+  j->rc = qp_harvester_commit(j->hv, j->s);
+  return NULL;
+}
+
+static void seg_record_n(qp_seg *seg, int n) {
+  for (int i = 0; i < n; i++)
+    assert_non_null(qp__seg_record(seg, QP_BACKEND_POSTGRES, 0xD0B8, "select ?", 8, "app\0u\0a", 7,
+                                   1000, 1, NULL, (int64_t)time(NULL) * 1000000000));
+}
+
+static void wait_in_commit(void) {
+  PGconn *c = PQconnectdb(g_dsn);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  uint64_t t0 = now_ms();
+  for (;;) {
+    PGresult *r = query(c, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'doubt' "
+                           "AND wait_event = 'SyncRep'");
+    int n = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (n > 0) break;
+    if (now_ms() - t0 > 60000) fail_msg("the commit never waited in COMMIT");
+    sleep_ms(50);
+  }
+  PQfinish(c);
+}
+
+static long long harvested_calls(void) {
+  PGconn *c = PQconnectdb(g_doubt_dsn);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PGresult *r = query(c, "SELECT coalesce(sum(calls), 0) FROM qprof.qp_stats WHERE level = 3 "
+                         "AND fingerprint = 53432");
+  long long n = atoll(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  PQfinish(c);
+  return n;
+}
+
+static void test_harvest_commit_without_answer(void **state) {
+  (void)state;
+  const char *dir = qpt_tempdir();
+  assert_non_null(dir);
+  char run[512], path[600];
+  snprintf(run, sizeof run, "%s/run", dir);
+  assert_int_equal(qpt_system("mkdir -m 0700 '%s'", run), 0);
+  snprintf(path, sizeof path, "%s/%d-0.qpseg", run, (int)getpid());
+  qp_seg seg;
+  assert_true(qp__seg_create(&seg, path, 2u << 20, 60, "h-doubt"));
+  qp_harvester *hv;
+  char err[512];
+  assert_int_equal(qp_harvester_new(&hv, run, NULL, NULL, err, sizeof err), QP_OK);
+  qp_store *s = NULL;
+  assert_int_equal(qp_store_open(&s, g_doubt_dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  long long before = harvested_calls();
+
+  seg_record_n(&seg, 5);
+  qp_harvest_stats st;
+  assert_int_equal(qp_harvester_collect(hv, &st), QP_OK);
+  assert_int_equal(st.statements, 5);
+  admin(g_dsn, "ALTER SYSTEM SET synchronous_standby_names = 'nosuch'");
+  admin(g_dsn, "SELECT pg_reload_conf()");
+  sleep_ms(200);
+  commit_job j = {.hv = hv, .s = s};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, commit_main, &j), 0);
+  wait_in_commit();
+  assert_int_equal(cluster("serverstop"), 0);
+  pthread_join(th, NULL);
+  assert_int_equal(j.rc, QP_UNAVAILABLE);
+  assert_true(qp_harvester_in_doubt(hv));
+  printf("# harvest in doubt: %s\n", qp_harvester_errmsg(hv));
+
+  /* more statements while the server is away: gathered, not written */
+  seg_record_n(&seg, 2);
+  assert_int_equal(qp_harvester_collect(hv, &st), QP_OK);
+  assert_int_equal(st.statements, 2); /* only what came after the harvest in doubt */
+  assert_int_not_equal(qp_harvester_commit(hv, s), QP_OK);
+
+  assert_int_equal(cluster("serverstart"), 0);
+  no_standby();
+  seg_record_n(&seg, 3);
+  assert_int_equal(qp_harvester_collect(hv, &st), QP_OK);
+  assert_int_equal(st.statements, 3);
+  assert_int_equal(qp_harvester_commit(hv, s), QP_OK);
+  assert_false(qp_harvester_in_doubt(hv));
+  /* the first 5 committed before the server stopped: written once, not twice */
+  assert_int_equal(harvested_calls() - before, 5 + 2 + 3);
+  qp_harvester_free(hv);
+
+  /* what was written is recorded beside the segment: a new collector
+   * gathers nothing again */
+  assert_int_equal(qp_harvester_new(&hv, run, NULL, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_harvester_collect(hv, &st), QP_OK);
+  assert_int_equal(st.statements, 0);
+  assert_int_equal(qp_harvester_commit(hv, s), QP_OK);
+  assert_int_equal(harvested_calls() - before, 10);
+  qp_harvester_free(hv);
+  qp_store_close(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_commit_without_answer),
+      cmocka_unit_test(test_harvest_commit_without_answer),
       cmocka_unit_test(test_sixteen_writers_server_restart),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -56,9 +56,13 @@ bool cli_collector_pass(cli_collector *c) {
   if (rc != QP_OK) {
     if (!c->failed) cli_fail(c->verb, "%s", qp_harvester_errmsg(c->hv));
     c->failed = true;
-    /* A store that failed may work when opened again (a file replaced). */
-    qp_store_close(c->store);
-    c->store = NULL;
+    /* A store that failed may work when opened again (a file replaced);
+     * except one that could not tell whether the write committed: only
+     * that handle can ask, at the next commit. */
+    if (!qp_harvester_in_doubt(c->hv)) {
+      qp_store_close(c->store);
+      c->store = NULL;
+    }
     return false;
   }
   if (c->failed) fprintf(stderr, "qprof %s: the store is written again\n", c->verb);
