@@ -16,7 +16,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -401,19 +400,6 @@ static const qp_seg_chunk *chunk_at(const uint8_t *img, const qp_seg_entry *e, i
   return NULL;
 }
 
-/* The OS user of `uid`, the user of SQLite statements the shim recorded
- * (the shim leaves it to the collector: looking a name up may load NSS
- * modules, which a guest must not do in its host). */
-static void uid_name(uint32_t uid, char *out, size_t cap) {
-  struct passwd pw, *res = NULL;
-  char buf[1024];
-  if (getpwuid_r((uid_t)uid, &pw, buf, sizeof buf, &res) == 0 && res != NULL &&
-      res->pw_name != NULL)
-    snprintf(out, cap, "%s", res->pw_name);
-  else
-    snprintf(out, cap, "%lu", (unsigned long)uid);
-}
-
 /* The dimensions of a checked entry: its key blob split (version 2), the
  * header's host, and for SQLite without a user the writer's OS user. */
 static void entry_dims(const qp_seg_header *h, const uint8_t *img, const qp_seg_entry *e,
@@ -455,7 +441,9 @@ static bool gain(qp_profile *prof, const qp_hooks *hooks, const uint8_t *img, si
   static const qp_seg_entry zero = {.min_ns = 0};
   char os_user[QP_SEG_DIM_MAX + 1];
   os_user[0] = '\0';
-  if (apply) uid_name(h->uid, os_user, sizeof os_user);
+  /* (the shim leaves SQLite's user to the collector: a guest must not
+   * load NSS modules in its host) */
+  if (apply) qp__uid_name((uid_t)h->uid, os_user, sizeof os_user);
   for (uint32_t i = 0; i < h->nslots; i++) {
     uint32_t off = slots[i];
     if (off == 0) continue;

@@ -38,14 +38,17 @@ static void dims_init(void) {
     }
   }
   copy_dim(app_name, program_invocation_short_name != NULL ? program_invocation_short_name : "");
-  struct passwd pw, *res = NULL;
-  char pwbuf[1024];
-  if (getpwuid_r(geteuid(), &pw, pwbuf, sizeof pwbuf, &res) == 0 && res != NULL &&
-      res->pw_name != NULL)
-    copy_dim(os_user, res->pw_name);
-  else
-    snprintf(os_user, sizeof os_user, "%lu", (unsigned long)geteuid());
+  qp__uid_name(geteuid(), os_user, sizeof os_user);
   errno = saved;
+}
+
+void qp__uid_name(uid_t uid, char *out, size_t cap) {
+  struct passwd pw, *res = NULL;
+  char buf[1024];
+  if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res != NULL && res->pw_name != NULL)
+    snprintf(out, cap, "%.*s", (int)QP_DIM_MAX, res->pw_name);
+  else
+    snprintf(out, cap, "%lu", (unsigned long)uid);
 }
 
 const char *qp_default_host(void) {

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "internal.h"
 #include "qprof/profile.h"
@@ -169,6 +170,10 @@ void qp__intern_init(qp_intern *t, const qp_hooks *h, size_t max_bytes);
  * when out of memory. */
 const char *qp__intern(qp_intern *t, const char *s, size_t len);
 void qp__intern_free(qp_intern *t);
+
+/* The name of `uid` (getpwuid_r; may load NSS modules: never in the shim),
+ * else the uid in decimal, cut at QP_DIM_MAX bytes, into out[0..cap). */
+void qp__uid_name(uid_t uid, char *out, size_t cap);
 
 /* The dimensions of a key, as lengths and bytes (not NUL-terminated). */
 typedef struct qp_dims {

@@ -292,14 +292,16 @@ static void record_n(qp_profile *p, int n) {
   }
 }
 
-/* Starts a flush that hangs in COMMIT (waiting for a synchronous standby
- * that does not exist: the transaction has committed locally) and waits
- * until it does. */
-static void flush_hanging_in_commit(flush_job *j, pthread_t *th) {
+/* Makes every COMMIT in the database 'doubt' wait for a synchronous
+ * standby that does not exist (the transaction has committed locally). */
+static void standby_missing(void) {
   admin(g_dsn, "ALTER SYSTEM SET synchronous_standby_names = 'nosuch'");
   admin(g_dsn, "SELECT pg_reload_conf()");
   sleep_ms(200);
-  assert_int_equal(pthread_create(th, NULL, flush_main, j), 0);
+}
+
+/* Waits until a backend of 'doubt' waits in COMMIT. */
+static void wait_in_commit(void) {
   PGconn *c = PQconnectdb(g_dsn);
   assert_int_equal(PQstatus(c), CONNECTION_OK);
   uint64_t t0 = now_ms();
@@ -309,10 +311,17 @@ static void flush_hanging_in_commit(flush_job *j, pthread_t *th) {
     int n = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     if (n > 0) break;
-    if (now_ms() - t0 > 60000) fail_msg("the flush never waited in COMMIT");
+    if (now_ms() - t0 > 60000) fail_msg("nothing ever waited in COMMIT");
     sleep_ms(50);
   }
   PQfinish(c);
+}
+
+/* Starts a flush that hangs in COMMIT and waits until it does. */
+static void flush_hanging_in_commit(flush_job *j, pthread_t *th) {
+  standby_missing();
+  assert_int_equal(pthread_create(th, NULL, flush_main, j), 0);
+  wait_in_commit();
 }
 
 static void no_standby(void) {
@@ -394,22 +403,6 @@ static void seg_record_n(qp_seg *seg, int n) {
                                    1000, 1, NULL, (int64_t)time(NULL) * 1000000000));
 }
 
-static void wait_in_commit(void) {
-  PGconn *c = PQconnectdb(g_dsn);
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  uint64_t t0 = now_ms();
-  for (;;) {
-    PGresult *r = query(c, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'doubt' "
-                           "AND wait_event = 'SyncRep'");
-    int n = atoi(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    if (n > 0) break;
-    if (now_ms() - t0 > 60000) fail_msg("the commit never waited in COMMIT");
-    sleep_ms(50);
-  }
-  PQfinish(c);
-}
-
 static long long harvested_calls(void) {
   PGconn *c = PQconnectdb(g_doubt_dsn);
   assert_int_equal(PQstatus(c), CONNECTION_OK);
@@ -442,9 +435,7 @@ static void test_harvest_commit_without_answer(void **state) {
   qp_harvest_stats st;
   assert_int_equal(qp_harvester_collect(hv, &st), QP_OK);
   assert_int_equal(st.statements, 5);
-  admin(g_dsn, "ALTER SYSTEM SET synchronous_standby_names = 'nosuch'");
-  admin(g_dsn, "SELECT pg_reload_conf()");
-  sleep_ms(200);
+  standby_missing();
   commit_job j = {.hv = hv, .s = s};
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, commit_main, &j), 0);
