@@ -33,7 +33,8 @@ sh "$SRC/tests/support/pgcluster.sh" serverstop "$ENVF"
 sh "$SRC/tests/support/pgcluster.sh" serverstart "$ENVF" "-c log_min_duration_statement=0 \
   -c log_line_prefix='%m [%p] %q%u@%d %a %h %e ' -c logging_collector=on \
   -c log_destination=stderr,csvlog,jsonlog -c log_directory=$LOGDIR -c log_filename=pg.log \
-  -c log_rotation_size=0 -c log_rotation_age=0"
+  -c log_rotation_size=0 -c log_rotation_age=0 -c session_preload_libraries=auto_explain \
+  -c auto_explain.log_min_duration=0 -c auto_explain.log_analyze=on"
 . "$ENVF"
 
 createdb shop
@@ -66,6 +67,10 @@ psql -X -q -d shop -f "$T/script.sql" >/dev/null 2>&1 || true
 psql -X -q -d shop -c "CREATE ROLE qp_ingest_bob LOGIN" >/dev/null || fail "create role"
 PGAPPNAME=myapp psql -X -q -d shop -c "SELECT 42 AS tagged" -c "SELECT 43 AS tagged" >/dev/null || fail "psql myapp"
 psql -X -q -U qp_ingest_bob -d shop -c "SELECT 44 AS tagged" >/dev/null || fail "psql as qp_ingest_bob"
+# auto_explain's plans in its JSON format too (the text format is the server's default above):
+# a plan is not a call (the statement is logged on its own line)
+PGOPTIONS='-c auto_explain.log_format=json' psql -X -q -d shop -c "SELECT count(*) FROM notes" >/dev/null ||
+  fail "psql with JSON plans"
 # the same pgbench run under the shim, in a database of its own
 if [ -n "$SHIM" ] && [ -f "$SHIM" ]; then
   "$QPROF" run --store "$T/shim.db" -- pgbench -n -M extended -c 2 -t 25 -f "$T/bench.sql" shimdb \
@@ -79,6 +84,14 @@ for f in log csv json; do
   "$QPROF" ingest --store "$T/$f.db" "$T/pg.$f" >"$T/ingest.$f" 2>&1 || fail "ingest pg.$f: $(cat "$T/ingest.$f")"
 done
 cat "$T/ingest.log"
+# every statement above was also explained by auto_explain: each plan is recognized as one
+plans=$(sed -n 's/^ *\([0-9]*\) auto_explain plans skipped$/\1/p' "$T/ingest.log")
+nplan=$(grep -c 'plan:$' "$T/pg.log" || true)
+njson=$(grep -c '"Query Text": "SELECT count(\*) FROM notes"' "$T/pg.log" || true)
+[ "$njson" -ge 1 ] || fail "no JSON plan was logged"
+[ -n "$plans" ] && [ "$plans" -ge 300 ] && [ "$plans" = "$nplan" ] ||
+  fail "auto_explain: the summary says '$plans' plans, the log has $nplan: $(cat "$T/ingest.log")"
+echo "ok: $plans auto_explain plans (text and JSON) recognized, none counted as a call"
 grep -q "stderr format with prefix '%m \[%p\] %q%u@%d %a %h %e '" "$T/ingest.log" ||
   fail "the prefix was not recognized: $(cat "$T/ingest.log")"
 grep -q "csvlog format" "$T/ingest.csv" || fail "csvlog not recognized: $(cat "$T/ingest.csv")"
@@ -104,7 +117,7 @@ S=$T/log.db
 # 3 modes x 2 clients x 25 transactions; the literal and the $1 forms are one query
 expect "$S" shop "SELECT abalance FROM pgbench_accounts WHERE aid = 1" 150
 expect "$S" shop "UPDATE pgbench_tellers SET tbalance = tbalance + 1 WHERE tid = 1 % 10 + 1" 150
-expect "$S" shop "SELECT count(*) FROM notes" 3
+expect "$S" shop "SELECT count(*) FROM notes" 4
 expect "$S" shop "INSERT INTO notes VALUES (1, 'first
 line two')" 1
 e=$(sqlite3 "$S" "SELECT s.error_codes FROM qp_stats s JOIN qp_query q USING (fingerprint) WHERE s.level = 3 AND q.query = 'select ? / ?'")
@@ -140,6 +153,24 @@ if [ -f "$T/shim.db" ]; then
   cmp "$T/shim.calls" "$T/ing.calls" || fail "fingerprints or calls differ from the shim's: $(diff "$T/shim.calls" "$T/ing.calls" | head)"
   echo "ok: the shim's $(wc -l <"$T/shim.calls") queries have the same fingerprints and calls in the log"
 fi
+
+# the same log into a PostgreSQL store (a database of this cluster): the same profile, every
+# query's numbers as the SQLite store has them, and a second read adds nothing there either
+sh "$SRC/tests/support/pgcluster.sh" serverstart "$ENVF"
+. "$ENVF"
+createdb qpstore
+PS="postgresql:///qpstore?host=$PGHOST&port=$PGPORT&user=$PGUSER"
+"$QPROF" ingest --store "$PS" "$T/pg.log" >"$T/ingest.pgstore" 2>&1 || fail "ingest into a PostgreSQL store: $(cat "$T/ingest.pgstore")"
+"$QPROF" report --store "$S" --format csv --limit 0 --by database,user,application,host >"$T/rep.sqlite" || fail "report (SQLite store)"
+"$QPROF" report --store "$PS" --format csv --limit 0 --by database,user,application,host >"$T/rep.pg" || fail "report (PostgreSQL store)"
+[ "$(wc -l <"$T/rep.sqlite")" -gt 10 ] || fail "a short report: $(cat "$T/rep.sqlite")"
+cmp "$T/rep.sqlite" "$T/rep.pg" || fail "the PostgreSQL store's report differs: $(diff "$T/rep.sqlite" "$T/rep.pg" | head -6)"
+"$QPROF" ingest --store "$PS" "$T/pg.log" >"$T/again.pgstore" 2>&1 || fail "ingest again (PostgreSQL store): $(cat "$T/again.pgstore")"
+grep -q unchanged "$T/again.pgstore" || fail "second read into the PostgreSQL store: $(cat "$T/again.pgstore")"
+"$QPROF" report --store "$PS" --format csv --limit 0 --by database,user,application,host >"$T/rep.pg2" || fail "report again"
+cmp "$T/rep.pg" "$T/rep.pg2" || fail "a second read changed the PostgreSQL store"
+echo "ok: a PostgreSQL store gets the same profile ($(($(wc -l <"$T/rep.pg") - 1)) rows), and nothing twice"
+sh "$SRC/tests/support/pgcluster.sh" serverstop "$ENVF"
 
 # reading again counts nothing twice, from the file or a gzip copy of it
 before=$(sqlite3 "$S" "SELECT sum(calls) FROM qp_summary")
