@@ -120,7 +120,7 @@ typedef struct qp_ingest_stats {
   uint64_t no_duration;   /* of those, logged without a duration (log_statement alone) */
   uint64_t outside;       /* statements outside [since, until): not recorded */
   uint64_t errors_without_statement; /* ERROR messages with no STATEMENT logged */
-  uint64_t plans;         /* auto_explain plans (not statements: not recorded) */
+  uint64_t plans;         /* auto_explain plans read (text and JSON formats) */
   uint64_t other;         /* other messages (connections, checkpoints, ...) */
   uint64_t unparsed;      /* lines that are not part of any log message */
   uint64_t first_unparsed_line; /* 1-based line number of the first of those; 0 none */
@@ -132,6 +132,13 @@ typedef struct qp_ingest_stats {
   /* A time zone abbreviation the reader did not know (times in it were read
    * as UTC), or NULL; owned by the reader. */
   const char *unknown_zone;
+  /* Of `plans`: those recorded as calls (their statement's duration was not
+   * logged on a line of its own: auto_explain without
+   * log_min_duration_statement), and those whose Query Text could not be read
+   * (YAML, XML; not recorded). The rest are the plans of statements logged
+   * with their duration, which are counted once, from that line. */
+  uint64_t plan_calls;
+  uint64_t plans_unread;
 } qp_ingest_stats;
 
 /* Fills `st` (its `size` set by the caller; at most that many bytes are

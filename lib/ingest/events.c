@@ -12,12 +12,23 @@
  *    next statement, or the end of the log), a call of unknown (0) duration;
  *  - ERROR with a STATEMENT: an error call with the SQLSTATE (%e), of
  *    unknown duration; the process's waiting statement is that one.
- * "parse"/"bind" lines alone, auto_explain plans and every other message are
- * not calls. The fingerprint is the profile's (qp_profile_normalize); a
+ *  - an auto_explain plan ("duration: N ms  plan:" with its Query Text, text
+ *    or JSON format): the detail of the statement of the same text its
+ *    process logs with a duration (log_min_duration_statement) next (simple
+ *    protocol: the plan comes first) or just before (extended protocol: a
+ *    SELECT's plan comes after its execute line), which is the call; a plan
+ *    with no such line (auto_explain alone, or a statement under
+ *    log_min_duration_statement) is a call of N ms itself.
+ *    Plans of one multi-statement string (one per statement, each with the
+ *    whole string) are one execution once the log has shown statement
+ *    durations. With log_statement, a plan of the waiting statement's text
+ *    is its plan and gives it a duration when log_duration does not.
+ * "parse"/"bind" lines alone and every other message are not calls. The fingerprint is the profile's (qp_profile_normalize); a
  * statement's parameters (DETAIL: parameters: $1 = '...') are substituted
  * into the text handed over for the sample only, which the profile redacts
  * and keeps only when sampling is on.
  */
+#include <jansson.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -33,6 +44,18 @@ struct qp_pid_state {
   size_t detail_len;
   char *who[4];          /* its database, user, application, client host (NULL: unknown) */
   int64_t time_ns;
+  uint64_t sql_plan_ns;  /* an auto_explain plan's duration for the waiting statement */
+  bool sql_plan;
+  char *plan;            /* a plan's Query Text waiting for its statement's line; NULL none */
+  size_t plan_len;
+  uint64_t plan_ns;      /* its duration (the sum, for plans merged into one execution) */
+  int64_t plan_time_ns;
+  char *plan_who[4];
+  /* the last statement recorded with a duration, while its plan may still
+   * come (the extended protocol logs a SELECT's plan after its execute line) */
+  uint64_t recent_hash;
+  size_t recent_len;
+  bool recent_open;
 };
 
 /* Who ran a statement, from the log line (log_line_prefix %d %u %a %h, or
@@ -45,8 +68,11 @@ static who who_of(const qp_log_msg *m) {
   return (who){{m->database, m->user, m->application, m->host}};
 }
 
-static bool pid_state_empty(const qp_pid_state *s) { return s->sql == NULL && s->extra_ns == 0; }
+static bool pid_state_empty(const qp_pid_state *s) {
+  return s->sql == NULL && s->extra_ns == 0 && s->plan == NULL;
+}
 
+/* Forgets the waiting statement (not the waiting plan). */
 static void pid_state_clear(qp_ingest *in, qp_pid_state *s) {
   qp__free(&in->hooks, s->sql);
   qp__free(&in->hooks, s->detail);
@@ -56,6 +82,19 @@ static void pid_state_clear(qp_ingest *in, qp_pid_state *s) {
   }
   s->sql = s->detail = NULL;
   s->sql_len = s->detail_len = 0;
+  s->sql_plan = false;
+  s->sql_plan_ns = 0;
+}
+
+static void plan_clear(qp_ingest *in, qp_pid_state *s) {
+  qp__free(&in->hooks, s->plan);
+  for (int i = 0; i < 4; i++) {
+    qp__free(&in->hooks, s->plan_who[i]);
+    s->plan_who[i] = NULL;
+  }
+  s->plan = NULL;
+  s->plan_len = 0;
+  s->plan_ns = 0;
 }
 
 static size_t pid_slot(int64_t pid, size_t cap) {
@@ -71,7 +110,10 @@ static bool pids_rebuild(qp_ingest *in, size_t cap) {
   for (size_t i = 0; i < in->pid_cap; i++) {
     qp_pid_state *s = &in->pids[i];
     if (!s->used || pid_state_empty(s)) {
-      if (s->used) pid_state_clear(in, s);
+      if (s->used) {
+        pid_state_clear(in, s);
+        plan_clear(in, s);
+      }
       continue;
     }
     size_t j = pid_slot(s->pid, cap);
@@ -110,7 +152,10 @@ static qp_pid_state *pid_get(qp_ingest *in, int64_t pid) {
 
 void qp__ingest_events_free(qp_ingest *in) {
   for (size_t i = 0; i < in->pid_cap; i++)
-    if (in->pids[i].used) pid_state_clear(in, &in->pids[i]);
+    if (in->pids[i].used) {
+      pid_state_clear(in, &in->pids[i]);
+      plan_clear(in, &in->pids[i]);
+    }
   qp__free(&in->hooks, in->pids);
   in->pids = NULL;
   in->pid_cap = in->npids = 0;
@@ -298,17 +343,31 @@ static bool record(qp_ingest *in, const char *sql, size_t len, const char *detai
   return true;
 }
 
+/* Notes the statement just recorded: a plan of its text that comes next is
+ * its plan (`open`), not a call. */
+static void remember(qp_pid_state *s, const char *sql, size_t len, bool open) {
+  s->recent_hash = XXH3_64bits(sql, len);
+  s->recent_len = len;
+  s->recent_open = open;
+}
+
 /* Records the process's waiting statement with `dur_ns` (and its parse and
  * bind time), or as of unknown duration. */
 static bool flush_pending(qp_ingest *in, qp_pid_state *s, bool have_dur, uint64_t dur_ns,
                           int64_t time_ns) {
   if (s->sql == NULL) return true;
+  int64_t at = have_dur ? time_ns : s->time_ns;
+  if (!have_dur && s->sql_plan) { /* no log_duration: its plan's duration */
+    have_dur = true;
+    dur_ns = s->sql_plan_ns;
+  }
   if (!have_dur) in->st.no_duration++;
   who w;
   for (int i = 0; i < 4; i++)
     w.v[i] = (qp_span){s->who[i], s->who[i] != NULL ? strlen(s->who[i]) : 0};
-  bool ok = record(in, s->sql, s->sql_len, s->detail, s->detail_len, &w,
-                   have_dur ? time_ns : s->time_ns, have_dur ? dur_ns + s->extra_ns : 0, NULL);
+  bool ok = record(in, s->sql, s->sql_len, s->detail, s->detail_len, &w, at,
+                   have_dur ? dur_ns + s->extra_ns : 0, NULL);
+  remember(s, s->sql, s->sql_len, !s->sql_plan);
   if (have_dur) s->extra_ns = 0;
   pid_state_clear(in, s);
   return ok;
@@ -349,9 +408,135 @@ static bool after_name(const char *p, size_t n, size_t *sql_at) {
   return true;
 }
 
+/* ---- auto_explain plans ---------------------------------------------------- */
+
+/* Records the process's waiting plan as a call of its Query Text. */
+static bool plan_flush(qp_ingest *in, qp_pid_state *s) {
+  if (s->plan == NULL) return true;
+  who w;
+  for (int i = 0; i < 4; i++)
+    w.v[i] = (qp_span){s->plan_who[i], s->plan_who[i] != NULL ? strlen(s->plan_who[i]) : 0};
+  uint64_t before = in->st.statements;
+  bool ok = record(in, s->plan, s->plan_len, NULL, 0, &w, s->plan_time_ns, s->plan_ns, NULL);
+  if (in->st.statements > before) in->st.plan_calls++;
+  plan_clear(in, s);
+  return ok;
+}
+
+/* The statement logged with its duration: the waiting plan, when it is of
+ * the same text, was its plan (counted once, from the statement's line);
+ * else a call of its own. The statement is remembered for a plan that comes
+ * after it. */
+static bool plan_settle(qp_ingest *in, qp_pid_state *s, const char *sql, size_t len) {
+  bool matched = s->plan != NULL && s->plan_len == len && memcmp(s->plan, sql, len) == 0;
+  if (matched) plan_clear(in, s);
+  else if (!plan_flush(in, s)) return false;
+  remember(s, sql, len, !matched);
+  return true;
+}
+
+/* A line of the text format that starts the plan itself: "Node  (cost=". */
+static bool plan_node_line(const char *p, size_t n) {
+  return memmem(p, n, "  (cost=", 8) != NULL || memmem(p, n, "  (actual ", 10) != NULL;
+}
+
+/* The Query Text of a plan (`p`: what follows "plan:"), text or JSON format;
+ * false when it cannot be read. The text points into `p` or into
+ * in->plan_text. */
+static bool plan_query(qp_ingest *in, const char *p, size_t n, const char **q, size_t *qn) {
+  while (n > 0 && (*p == '\n' || *p == ' ' || *p == '\t')) p++, n--;
+  static const char head[] = "Query Text: ";
+  if (n >= sizeof head - 1 && memcmp(p, head, sizeof head - 1) == 0) {
+    const char *t = p + sizeof head - 1, *end = p + n;
+    /* the text runs to the first line of the plan (it may have lines of its own) */
+    const char *stop = NULL, *nl = t;
+    while ((nl = memchr(nl, '\n', (size_t)(end - nl))) != NULL) {
+      const char *ln = nl + 1, *le = memchr(ln, '\n', (size_t)(end - ln));
+      if (le == NULL) le = end;
+      if (plan_node_line(ln, (size_t)(le - ln))) {
+        stop = nl;
+        break;
+      }
+      nl = ln;
+    }
+    if (stop == NULL) return false;
+    /* PostgreSQL 16's "Query Parameters: ..." line is not the text */
+    static const char par[] = "\nQuery Parameters: ";
+    for (const char *k = t; k < stop; k++) {
+      k = memchr(k, '\n', (size_t)(stop - k));
+      if (k == NULL) break;
+      if ((size_t)(stop - k) >= sizeof par - 1 && memcmp(k, par, sizeof par - 1) == 0) {
+        stop = k;
+        break;
+      }
+    }
+    *q = t;
+    *qn = (size_t)(stop - t);
+    return *qn > 0;
+  }
+  if (n > 0 && *p == '{') {
+    json_error_t e;
+    json_t *root = json_loadb(p, n, JSON_DISABLE_EOF_CHECK, &e);
+    if (root == NULL) return false;
+    json_t *t = json_object_get(root, "Query Text");
+    bool ok = json_is_string(t) && json_string_length(t) > 0;
+    in->plan_text.len = 0;
+    if (ok && !qp__buf_append(&in->plan_text, json_string_value(t), json_string_length(t))) ok = false;
+    json_decref(root);
+    if (!ok) return false;
+    *q = in->plan_text.data;
+    *qn = in->plan_text.len;
+    return true;
+  }
+  return false;
+}
+
+/* "duration: N ms  plan:...": held until the process's next line tells
+ * whether its statement is logged with its duration (see the top). */
+static bool on_plan(qp_ingest *in, qp_pid_state *s, const qp_log_msg *m, uint64_t dur,
+                    const char *p, size_t n) {
+  in->st.plans++;
+  const char *q = NULL;
+  size_t qn = 0;
+  if (!plan_query(in, p, n, &q, &qn)) {
+    in->st.plans_unread++;
+    return true;
+  }
+  if (s->sql != NULL && s->sql_len == qn && memcmp(s->sql, q, qn) == 0) {
+    s->sql_plan = true; /* log_statement: the waiting statement's plan */
+    s->sql_plan_ns += dur;
+    return true;
+  }
+  if (s->recent_open && s->recent_len == qn && s->recent_hash == XXH3_64bits(q, qn)) {
+    s->recent_open = false; /* the plan of the statement logged just before */
+    return true;
+  }
+  if (s->plan != NULL && in->seen_statement_duration && s->plan_len == qn &&
+      memcmp(s->plan, q, qn) == 0) { /* one multi-statement string */
+    s->plan_ns += dur;
+    s->plan_time_ns = m->time_ns;
+    return true;
+  }
+  if (!plan_flush(in, s)) return false;
+  s->plan = qp__strndup(&in->hooks, q, qn);
+  if (s->plan == NULL) return nomem(in);
+  s->plan_len = qn;
+  s->plan_ns = dur;
+  s->plan_time_ns = m->time_ns;
+  who w = who_of(m);
+  for (int i = 0; i < 4; i++) {
+    s->plan_who[i] = w.v[i].n ? qp__strndup(&in->hooks, w.v[i].p, w.v[i].n) : NULL;
+    if (w.v[i].n && s->plan_who[i] == NULL) {
+      plan_clear(in, s);
+      return nomem(in);
+    }
+  }
+  return true;
+}
+
 static bool set_pending(qp_ingest *in, qp_pid_state *s, const qp_log_msg *m, const char *sql,
                         size_t len) {
-  if (!flush_pending(in, s, false, 0, 0)) return false;
+  if (!flush_pending(in, s, false, 0, 0) || !plan_flush(in, s)) return false;
   s->sql = qp__strndup(&in->hooks, sql, len);
   s->sql_len = len;
   s->detail = m->detail.n ? qp__strndup(&in->hooks, m->detail.p, m->detail.n) : NULL;
@@ -391,7 +576,8 @@ static bool on_log(qp_ingest *in, const qp_log_msg *m) {
     }
     if (starts(r, rn, "  statement: ", &j) ||
         (starts(r, rn, "  execute ", &j) && after_name(r + j, rn - j, &u) && (j += u, true))) {
-      if (!flush_pending(in, s, false, 0, 0)) return false;
+      in->seen_statement_duration = true;
+      if (!flush_pending(in, s, false, 0, 0) || !plan_settle(in, s, r + j, rn - j)) return false;
       uint64_t extra = s->extra_ns;
       s->extra_ns = 0;
       who w = who_of(m);
@@ -402,10 +588,7 @@ static bool on_log(qp_ingest *in, const qp_log_msg *m) {
       s->extra_ns += dur;
       return true;
     }
-    if (starts(r, rn, "  plan:", &j)) {
-      in->st.plans++;
-      return true;
-    }
+    if (starts(r, rn, "  plan:", &j)) return on_plan(in, s, m, dur, r + j, rn - j);
     in->st.other++;
     return true;
   }
@@ -423,6 +606,8 @@ static bool on_log(qp_ingest *in, const qp_log_msg *m) {
 static bool on_error(qp_ingest *in, const qp_log_msg *m) {
   qp_pid_state *s = pid_get(in, m->pid);
   if (s == NULL) return nomem(in);
+  /* a waiting plan's statement ended before this one failed */
+  if (!plan_flush(in, s)) return false;
   /* the waiting statement (log_statement) is the one that failed */
   pid_state_clear(in, s);
   s->extra_ns = 0;
@@ -451,7 +636,8 @@ bool qp__ingest_message(qp_ingest *in, const qp_log_msg *m) {
 bool qp__ingest_drain(qp_ingest *in) {
   for (size_t i = 0; i < in->pid_cap; i++) {
     qp_pid_state *s = &in->pids[i];
-    if (s->used && s->sql != NULL && !flush_pending(in, s, false, 0, 0)) return false;
+    if (s->used && ((s->sql != NULL && !flush_pending(in, s, false, 0, 0)) || !plan_flush(in, s)))
+      return false;
   }
   return true;
 }

@@ -72,7 +72,7 @@ qp_status qp_ingest_new(qp_ingest **out, qp_profile *prof, const qp_ingest_optio
   qp_buf *bufs[] = {&in->carry,     &in->f_user,    &in->f_db,       &in->f_app,
                     &in->f_host,    &in->f_message, &in->f_detail,   &in->f_statement,
                     &in->csv_rec,   &in->ev_db,     &in->ev_sample,  &in->ev_norm,
-                    &in->ev_user,   &in->ev_app,    &in->ev_host};
+                    &in->ev_user,   &in->ev_app,    &in->ev_host,   &in->plan_text};
   for (size_t i = 0; i < QP_ARRAY_LEN(bufs); i++) qp__buf_init(bufs[i], &in->hooks);
   in->name = qp__strdup(&in->hooks, o.name ? o.name : "-");
   qp_status rc = in->name ? QP_OK : QP_NOMEM;
@@ -94,7 +94,7 @@ void qp_ingest_free(qp_ingest *in) {
   qp_buf *bufs[] = {&in->carry,     &in->f_user,    &in->f_db,       &in->f_app,
                     &in->f_host,    &in->f_message, &in->f_detail,   &in->f_statement,
                     &in->csv_rec,   &in->ev_db,     &in->ev_sample,  &in->ev_norm,
-                    &in->ev_user,   &in->ev_app,    &in->ev_host};
+                    &in->ev_user,   &in->ev_app,    &in->ev_host,   &in->plan_text};
   for (size_t i = 0; i < QP_ARRAY_LEN(bufs); i++) qp__buf_free(bufs[i]);
   qp__prefix_free(&in->prefix, &in->hooks);
   qp__free(&in->hooks, in->prefix_text);

@@ -152,6 +152,10 @@ struct qp_ingest {
   qp_norm_slot *norm;
   qp_buf ev_db, ev_user, ev_app, ev_host, ev_sample, ev_norm;
   bool sampling;
+  /* an auto_explain plan's Query Text (JSON format: unescaped), and whether
+   * this input has logged a statement with its duration yet (events.c) */
+  qp_buf plan_text;
+  bool seen_statement_duration;
 };
 
 /* Handles one whole message (events.c). False with in->err set on a

@@ -238,6 +238,151 @@ static void test_log_statement_and_duration(void **state) {
   assert_int_equal(first, 1796202000102000000LL);
 }
 
+/* calls and total of the query of `sql` in `r` (0, 0 when absent) */
+static const q_row *row_of(const q_rows *r, const char *sql) {
+  uint64_t fp = fp_of(sql);
+  for (size_t i = 0; i < r->n; i++)
+    if (r->v[i].fp == fp) return &r->v[i];
+  return NULL;
+}
+
+static void test_auto_explain(void **state) {
+  (void)state;
+  qp_ingest_options o;
+  qp_ingest_options_init(&o);
+  o.prefix = "%m [%p] ";
+  q_rows r;
+  qp_ingest_stats st;
+  /* auto_explain alone (no log_min_duration_statement): each plan is a call
+   * of its Query Text, with its duration; text and JSON formats, a query of
+   * several lines, a plan that is neither (YAML: not read), an error after a
+   * plan (both count) */
+  static const char alone[] =
+      "2026-12-03 13:47:30.100 UTC [7] LOG:  duration: 1.000 ms  plan:\n"
+      "\tQuery Text: SELECT a FROM t WHERE b = 1\n"
+      "\tSeq Scan on t  (cost=0.00..41.88 rows=13 width=4) (actual time=0.010..0.900 rows=1 loops=1)\n"
+      "\t  Filter: (b = 1)\n"
+      "2026-12-03 13:47:30.200 UTC [7] LOG:  duration: 2.000 ms  plan:\n"
+      "\tQuery Text: SELECT a FROM t WHERE b = 2\n"
+      "\tSeq Scan on t  (cost=0.00..41.88 rows=13 width=4)\n"
+      "2026-12-03 13:47:30.300 UTC [8] LOG:  duration: 3.000 ms  plan:\n"
+      "\t{\n"
+      "\t  \"Query Text\": \"SELECT a FROM t WHERE b = 3\",\n"
+      "\t  \"Plan\": {\n"
+      "\t    \"Node Type\": \"Seq Scan\",\n"
+      "\t    \"Relation Name\": \"t\"\n"
+      "\t  }\n"
+      "\t}\n"
+      "2026-12-03 13:47:30.400 UTC [8] LOG:  duration: 4.000 ms  plan:\n"
+      "\tQuery Text: SELECT count(*)\n"
+      "\t  FROM t\n"
+      "\tAggregate  (cost=41.88..41.89 rows=1 width=8)\n"
+      "\t  ->  Seq Scan on t  (cost=0.00..35.50 rows=2550 width=0)\n"
+      "2026-12-03 13:47:30.500 UTC [9] LOG:  duration: 5.000 ms  plan:\n"
+      "\t- Query Text: \"SELECT 5\"\n"
+      "\t  Plan:\n"
+      "\t    Node Type: \"Result\"\n"
+      "2026-12-03 13:47:30.600 UTC [7] ERROR:  division by zero\n"
+      "2026-12-03 13:47:30.600 UTC [7] STATEMENT:  SELECT 1/0\n";
+  assert_int_equal(read_text(alone, &o, 9, false, &r, &st, NULL, 0), QP_OK);
+  assert_int_equal(st.plans, 5);
+  assert_int_equal(st.plan_calls, 4);
+  assert_int_equal(st.plans_unread, 1);
+  assert_int_equal(st.statements, 5);
+  const q_row *q = row_of(&r, "SELECT a FROM t WHERE b = 1");
+  assert_non_null(q);
+  assert_int_equal(q->calls, 3); /* b = 1, 2 and 3 are one query */
+  assert_int_equal(q->total_ns, 6000000);
+  q = row_of(&r, "SELECT count(*)\n  FROM t");
+  assert_non_null(q);
+  assert_int_equal(q->calls, 1);
+  assert_int_equal(q->total_ns, 4000000);
+  assert_int_equal(q->first_ns, 1796305650400000000LL);
+  q = row_of(&r, "SELECT 1/0");
+  assert_non_null(q);
+  assert_int_equal(q->errors, 1);
+  assert_null(row_of(&r, "SELECT 5"));
+
+  /* with log_min_duration_statement: a plan is the detail of the statement
+   * logged next with the same text (one call, its duration from the
+   * statement's line); the plans of one multi-statement string are one
+   * execution; a plan whose statement was under the threshold is a call */
+  static const char both[] =
+      "2026-12-03 13:47:31.000 UTC [7] LOG:  duration: 0.900 ms  plan:\n"
+      "\tQuery Text: SELECT a FROM t WHERE b = 1\n"
+      "\tSeq Scan on t  (cost=0.00..41.88 rows=13 width=4)\n"
+      "2026-12-03 13:47:31.001 UTC [7] LOG:  duration: 1.000 ms  statement: SELECT a FROM t WHERE b = 1\n"
+      "2026-12-03 13:47:31.100 UTC [7] LOG:  duration: 0.100 ms  plan:\n"
+      "\tQuery Text: SELECT 1; SELECT 2\n"
+      "\tResult  (cost=0.00..0.01 rows=1 width=4)\n"
+      "2026-12-03 13:47:31.101 UTC [7] LOG:  duration: 0.100 ms  plan:\n"
+      "\tQuery Text: SELECT 1; SELECT 2\n"
+      "\tResult  (cost=0.00..0.01 rows=1 width=4)\n"
+      "2026-12-03 13:47:31.102 UTC [7] LOG:  duration: 0.300 ms  statement: SELECT 1; SELECT 2\n"
+      "2026-12-03 13:47:31.200 UTC [8] LOG:  duration: 0.050 ms  plan:\n"
+      "\tQuery Text: SELECT a FROM t WHERE b = 7\n"
+      "\tIndex Scan using t_b on t  (cost=0.29..8.30 rows=1 width=4)\n"
+      "2026-12-03 13:47:31.300 UTC [8] LOG:  duration: 2.000 ms  execute P_1: SELECT a FROM t WHERE b = $1\n"
+      "2026-12-03 13:47:31.300 UTC [8] DETAIL:  parameters: $1 = '8'\n"
+      /* the extended protocol: a SELECT's plan after its execute line */
+      "2026-12-03 13:47:31.400 UTC [9] LOG:  duration: 0.500 ms  execute <unnamed>: SELECT a FROM t WHERE b = $1\n"
+      "2026-12-03 13:47:31.400 UTC [9] DETAIL:  parameters: $1 = '9'\n"
+      "2026-12-03 13:47:31.401 UTC [9] LOG:  duration: 0.066 ms  plan:\n"
+      "\tQuery Text: SELECT a FROM t WHERE b = $1\n"
+      "\tIndex Scan using t_b on t  (cost=0.29..8.30 rows=1 width=4)\n"
+      "2026-12-03 13:47:31.402 UTC [9] LOG:  duration: 0.033 ms  plan:\n"
+      "\tQuery Text: UPDATE t SET a = a + 1 WHERE b = $1\n"
+      "\tUpdate on t  (cost=0.29..8.31 rows=0 width=0)\n"
+      "2026-12-03 13:47:31.403 UTC [9] LOG:  duration: 0.121 ms  execute <unnamed>: UPDATE t SET a = a + 1 WHERE b = $1\n"
+      "2026-12-03 13:47:31.403 UTC [9] DETAIL:  parameters: $1 = '9'\n";
+  assert_int_equal(read_text(both, &o, 100000, false, &r, &st, NULL, 0), QP_OK);
+  assert_int_equal(st.plans, 6);
+  assert_int_equal(st.plan_calls, 1);
+  assert_int_equal(st.statements, 6);
+  q = row_of(&r, "SELECT a FROM t WHERE b = 1");
+  assert_non_null(q);
+  assert_int_equal(q->calls, 4);
+  assert_int_equal(q->total_ns, 1000000 + 50000 + 2000000 + 500000);
+  q = row_of(&r, "UPDATE t SET a = a + 1 WHERE b = 1");
+  assert_non_null(q);
+  assert_int_equal(q->calls, 1);
+  assert_int_equal(q->total_ns, 121000);
+  q = row_of(&r, "SELECT 1; SELECT 2");
+  assert_non_null(q);
+  assert_int_equal(q->calls, 1);
+  assert_int_equal(q->total_ns, 300000);
+
+  /* log_statement = all without log_duration: the plan gives the waiting
+   * statement its duration; log_statement = mod: a SELECT's plan is not the
+   * waiting UPDATE's */
+  static const char stmt[] =
+      "2026-12-03 13:47:32.000 UTC [7] LOG:  statement: SELECT a FROM t WHERE b = 1\n"
+      "2026-12-03 13:47:32.001 UTC [7] LOG:  duration: 0.700 ms  plan:\n"
+      "\tQuery Text: SELECT a FROM t WHERE b = 1\n"
+      "\tSeq Scan on t  (cost=0.00..41.88 rows=13 width=4)\n"
+      "2026-12-03 13:47:32.100 UTC [7] LOG:  statement: UPDATE t SET a = 1\n"
+      "2026-12-03 13:47:32.101 UTC [7] LOG:  duration: 0.400 ms  plan:\n"
+      "\tQuery Text: UPDATE t SET a = 1\n"
+      "\tUpdate on t  (cost=0.00..35.50 rows=0 width=0)\n"
+      "\t  ->  Seq Scan on t  (cost=0.00..35.50 rows=2550 width=10)\n"
+      "2026-12-03 13:47:32.200 UTC [7] LOG:  duration: 0.250 ms  plan:\n"
+      "\tQuery Text: SELECT a FROM t WHERE b = 2\n"
+      "\tSeq Scan on t  (cost=0.00..41.88 rows=13 width=4)\n";
+  assert_int_equal(read_text(stmt, &o, 5, false, &r, &st, NULL, 0), QP_OK);
+  assert_int_equal(st.plans, 3);
+  assert_int_equal(st.plan_calls, 1);
+  assert_int_equal(st.statements, 3);
+  assert_int_equal(st.no_duration, 0);
+  q = row_of(&r, "SELECT a FROM t WHERE b = 1");
+  assert_non_null(q);
+  assert_int_equal(q->calls, 2);
+  assert_int_equal(q->total_ns, 700000 + 250000);
+  q = row_of(&r, "UPDATE t SET a = 1");
+  assert_non_null(q);
+  assert_int_equal(q->calls, 1);
+  assert_int_equal(q->total_ns, 400000);
+}
+
 static void test_detection_and_garbage(void **state) {
   (void)state;
   qp_ingest_options o;
@@ -568,6 +713,7 @@ static void test_oom(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stderr_statements), cmocka_unit_test(test_log_statement_and_duration),
+      cmocka_unit_test(test_auto_explain),
       cmocka_unit_test(test_detection_and_garbage), cmocka_unit_test(test_csv_json),
       cmocka_unit_test(test_window),
       cmocka_unit_test(test_dims_three_formats),

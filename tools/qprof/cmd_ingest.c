@@ -147,7 +147,17 @@ static int ingest_one(const char *path, qp_store *store, const qp_profile_option
     if (st.errors_without_statement)
       printf("  %llu errors logged without their statement (log_min_error_statement)\n",
              (unsigned long long)st.errors_without_statement);
-    if (st.plans) printf("  %llu auto_explain plans skipped\n", (unsigned long long)st.plans);
+    if (st.plans) {
+      uint64_t detail = st.plans - st.plan_calls - st.plans_unread;
+      printf("  %llu auto_explain plans: %llu of statements logged with their duration (counted "
+             "once, from that line), %llu recorded as calls",
+             (unsigned long long)st.plans, (unsigned long long)detail,
+             (unsigned long long)st.plan_calls);
+      if (st.plans_unread)
+        printf(", %llu not read (a format other than text or JSON)",
+               (unsigned long long)st.plans_unread);
+      printf("\n");
+    }
     if (st.unknown_zone)
       printf("  time zone '%s' unknown: its times were read as UTC\n", st.unknown_zone);
     if (st.unparsed)
