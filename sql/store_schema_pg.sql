@@ -1,5 +1,5 @@
 -- qprof profile store on PostgreSQL (a central store for a fleet of hosts),
--- schema version 6: the same tables as the SQLite store (store_schema.sql
+-- schema version 7: the same tables as the SQLite store (store_schema.sql
 -- plus migrations), in their own schema "qprof". The library embeds this
 -- text (lib/store/schema.c); a unit test keeps them equal. Histograms and
 -- error-code lists are merged by the writing client inside its transaction,
@@ -12,7 +12,7 @@ CREATE TABLE qprof.qp_meta (
 );
 INSERT INTO qprof.qp_meta (key, value) VALUES
   ('magic', 'qprof profile store'),
-  ('schema_version', '6');
+  ('schema_version', '7');
 
 CREATE TABLE qprof.qp_query (
   fingerprint   bigint PRIMARY KEY,
@@ -50,27 +50,6 @@ CREATE TABLE qprof.qp_stats (
     PRIMARY KEY (level, bucket, fingerprint, backend, database, user_name, application, host)
 );
 
-CREATE VIEW qprof.qp_summary AS
-SELECT lpad(to_hex(s.fingerprint), 16, '0') AS fingerprint,
-       s.backend,
-       s.database,
-       s.user_name,
-       s.application,
-       s.host,
-       q.query,
-       s.calls,
-       s.errors,
-       s.rows,
-       s.total_ns / 1e6 AS total_ms,
-       s.total_ns / 1e6 / NULLIF(s.calls, 0) AS mean_ms,
-       s.min_ns / 1e6 AS min_ms,
-       s.max_ns / 1e6 AS max_ms,
-       s.first_seen_ns,
-       s.last_seen_ns
-  FROM qprof.qp_stats AS s
-  JOIN qprof.qp_query AS q ON q.fingerprint = s.fingerprint
- WHERE s.level = 3;
-
 -- Version 3: statements the shim could not record (segment full), per
 -- minute of the harvest that found them (sql/migrations/003_dropped.sql).
 CREATE TABLE qprof.qp_dropped (
@@ -95,3 +74,69 @@ CREATE TABLE qprof.qp_ingest_file (
 );
 CREATE INDEX qp_ingest_file_head ON qprof.qp_ingest_file (head_hash);
 CREATE INDEX qp_ingest_file_inode ON qprof.qp_ingest_file (device, inode);
+
+-- Version 7: append-only deltas of writers without UPDATE, folded in by a
+-- compaction (sql/migrations_pg/007_deltas.sql; docs/profiles.md, "The fleet store").
+CREATE TABLE qprof.qp_stats_delta (
+  id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  level         integer NOT NULL,
+  bucket        bigint NOT NULL,
+  fingerprint   bigint NOT NULL,
+  backend       text NOT NULL,
+  database      text NOT NULL,
+  user_name     text NOT NULL DEFAULT '',
+  application   text NOT NULL DEFAULT '',
+  host          text NOT NULL DEFAULT '',
+  calls         bigint NOT NULL,
+  errors        bigint NOT NULL,
+  error_codes   text NOT NULL,
+  rows          bigint NOT NULL,
+  total_ns      bigint NOT NULL,
+  min_ns        bigint NOT NULL,
+  max_ns        bigint NOT NULL,
+  m2            double precision NOT NULL,
+  first_seen_ns bigint NOT NULL,
+  last_seen_ns  bigint NOT NULL,
+  hist          bytea NOT NULL,
+  cache_hits    bigint NOT NULL DEFAULT 0,
+  cache_hit_ns  bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX qp_stats_delta_bucket ON qprof.qp_stats_delta (level, bucket);
+CREATE TABLE qprof.qp_dropped_delta (
+  id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  bucket  bigint NOT NULL,
+  dropped bigint NOT NULL
+);
+
+-- (version 7: the all-time rows summed with their deltas)
+CREATE VIEW qprof.qp_summary AS
+SELECT lpad(to_hex(s.fingerprint), 16, '0') AS fingerprint,
+       s.backend,
+       s.database,
+       s.user_name,
+       s.application,
+       s.host,
+       q.query,
+       s.calls,
+       s.errors,
+       s.rows,
+       s.total_ns / 1e6 AS total_ms,
+       s.total_ns / 1e6 / NULLIF(s.calls, 0) AS mean_ms,
+       s.min_ns / 1e6 AS min_ms,
+       s.max_ns / 1e6 AS max_ms,
+       s.first_seen_ns,
+       s.last_seen_ns
+  FROM (SELECT fingerprint, backend, database, user_name, application, host,
+               sum(calls)::bigint AS calls, sum(errors)::bigint AS errors,
+               sum(rows)::bigint AS rows, sum(total_ns) AS total_ns,
+               min(min_ns) AS min_ns, max(max_ns) AS max_ns,
+               min(first_seen_ns) AS first_seen_ns, max(last_seen_ns) AS last_seen_ns
+          FROM (SELECT fingerprint, backend, database, user_name, application, host, calls,
+                       errors, rows, total_ns, min_ns, max_ns, first_seen_ns, last_seen_ns
+                  FROM qprof.qp_stats WHERE level = 3
+                UNION ALL
+                SELECT fingerprint, backend, database, user_name, application, host, calls,
+                       errors, rows, total_ns, min_ns, max_ns, first_seen_ns, last_seen_ns
+                  FROM qprof.qp_stats_delta WHERE level = 3) AS u
+         GROUP BY fingerprint, backend, database, user_name, application, host) AS s
+  JOIN qprof.qp_query AS q ON q.fingerprint = s.fingerprint;

@@ -178,6 +178,34 @@ typedef struct qp_prune_result {
 QP_EXPORT qp_status qp_store_prune(qp_store *s, int64_t before_ns, qp_prune_level level,
                                    unsigned flags, qp_prune_result *out);
 
+/* What qp_store_compact folded. Fields may be appended in later versions. */
+typedef struct qp_compact_result {
+  uint64_t rows;    /* statistics delta rows folded into the compacted rows */
+  uint64_t dropped; /* delta rows of dropped-statement counts folded */
+  uint64_t left;    /* delta rows in the store afterwards (appended meanwhile, or beyond
+                     * max_rows) */
+} qp_compact_result;
+
+/*
+ * Folds the deltas that writers without UPDATE appended (the PostgreSQL
+ * store's append-only path, docs/profiles.md "The fleet store") into the
+ * compacted rows: the deltas present when the call starts, at most
+ * `max_rows` statistics deltas (0: all of them), in transactions of at most
+ * 5,000 deltas each. Each transaction takes its deltas out (DELETE ...
+ * RETURNING) and merges them in, so that a delta is counted once whether a
+ * reader looks before or after, and compactions running at once skip each
+ * other's deltas. Reports are the same before and after; reading gets
+ * cheaper. Writers may go on meanwhile. `out` (not NULL) gets the counts,
+ * also of the transactions that committed before an error.
+ *
+ * The role needs UPDATE on the statistics tables and DELETE on the delta
+ * tables (QP_REFUSED otherwise, nothing changed). An SQLite store has no
+ * deltas: QP_OK with nothing done. Errors: QP_INVALID (NULL, a store opened
+ * with QP_STORE_READ), QP_REFUSED, QP_IO, QP_UNAVAILABLE, QP_NOMEM; `s` keeps
+ * the message. Thread-safety: as every call on a store handle.
+ */
+QP_EXPORT qp_status qp_store_compact(qp_store *s, uint64_t max_rows, qp_compact_result *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,13 @@
  * keys in one global order (level, then fingerprint, backend, database,
  * bucket), so concurrent flushers wait for each other but never deadlock.
  * A database whose "qprof" schema is not a qprof store is refused untouched.
+ *
+ * A role without UPDATE (schema version 7) appends instead: its flush
+ * INSERTs its deltas into qp_stats_delta / qp_dropped_delta and its texts
+ * with ON CONFLICT DO NOTHING. Every read merges the deltas with the
+ * compacted rows; a compaction (a role with UPDATE and DELETE) takes deltas
+ * out with DELETE ... RETURNING and merges them in with the same upserts, in
+ * one transaction, so that each delta is counted once, before or after.
  */
 #include <dlfcn.h>
 #include <libpq-fe.h>
@@ -109,6 +116,8 @@ typedef struct pg_store {
   long version;  /* the store's schema version (an older one is read as it is) */
   char sqlstate[6]; /* of the last failed statement; "" when none came */
   int64_t doubt_xid; /* the transaction whose COMMIT got no answer (s->in_doubt) */
+  bool append_only;  /* the role lacks UPDATE: flushes append deltas (see top) */
+  bool compactor;    /* the role may fold deltas in (UPDATE, DELETE): it does after a flush */
 } pg_store;
 
 /* The library never prints: server notices are dropped. */
@@ -283,6 +292,31 @@ static qp_status migrate(qp_store *s, long ver) {
   return verify(s, &g->version);
 }
 
+/* Which write path this connection's role takes (schema version 7), asked
+ * once per connection: without UPDATE on a table a flush merges into, the
+ * flush appends deltas (INSERT and SELECT are then enough); with UPDATE
+ * there and DELETE on the delta tables, it merges and, after its flush,
+ * folds in a bounded batch of the deltas others appended. */
+static qp_status check_privileges(qp_store *s) {
+  pg_store *g = s->impl;
+  g->append_only = g->compactor = false;
+  if (s->mode != QP_STORE_WRITE || g->version < 7) return QP_OK;
+  PGresult *r = pg_run(s,
+                       "SELECT has_table_privilege('qprof.qp_stats', 'UPDATE') AND "
+                       "has_table_privilege('qprof.qp_query', 'UPDATE') AND "
+                       "has_table_privilege('qprof.qp_dropped', 'UPDATE') AND "
+                       "has_table_privilege('qprof.qp_ingest_file', 'UPDATE'), "
+                       "has_table_privilege('qprof.qp_stats_delta', 'DELETE') AND "
+                       "has_table_privilege('qprof.qp_dropped_delta', 'DELETE')",
+                       0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot read the role's privileges");
+  if (r == NULL) return s->err.code;
+  bool upd = PQgetvalue(r, 0, 0)[0] == 't', del = PQgetvalue(r, 0, 1)[0] == 't';
+  PQclear(r);
+  g->append_only = !upd;
+  g->compactor = upd && del;
+  return QP_OK;
+}
+
 /* How long a connection attempt may take (s) when neither the location
  * (connect_timeout) nor PGCONNECT_TIMEOUT says: a store that is down or
  * unreachable never holds a collector for longer (docs/architecture.md,
@@ -348,6 +382,7 @@ static qp_status pg_open(qp_store *s, qp_store_mode mode) {
   if (rc == QP_OK) rc = verify(s, &g->version);
   if (rc == QP_OK && mode == QP_STORE_WRITE && g->version < QP_STORE_SCHEMA_VERSION)
     rc = migrate(s, g->version);
+  if (rc == QP_OK) rc = check_privileges(s);
   if (rc == QP_OK && mode == QP_STORE_READ)
     rc = pg_cmd(s, "SET default_transaction_read_only = on", "cannot set read-only");
   /* The store's statements are simple index scans; JIT-compiling a big
@@ -407,6 +442,19 @@ static const char SQL_QUERY[] =
     "excluded.sample_ns > qp_query.sample_ns) THEN excluded.sample ELSE qp_query.sample END, "
     "sample_ns = CASE WHEN excluded.sample IS NOT NULL AND (qp_query.sample IS NULL OR "
     "excluded.sample_ns > qp_query.sample_ns) THEN excluded.sample_ns ELSE qp_query.sample_ns END";
+
+/* The append-only path (a role without UPDATE, see the top): one delta row
+ * per key and level, and a text only when the fingerprint has none yet
+ * (DO NOTHING needs INSERT alone; the first text and sample stay). */
+static const char SQL_DELTA[] =
+    "INSERT INTO qprof.qp_stats_delta (level, bucket, fingerprint, backend, database, calls, "
+    "errors, error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, "
+    "cache_hits, cache_hit_ns, user_name, application, host) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
+    "$19, $20, $21)";
+static const char SQL_QUERY_ONCE[] =
+    "INSERT INTO qprof.qp_query (fingerprint, backend, query, sample, sample_ns, first_seen_ns, "
+    "last_seen_ns) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (fingerprint) DO NOTHING";
 
 /* Fills the NPARAMS parameters of SQL_INS / SQL_UPD for `st` at key (level, e). */
 static bool stats_params(qp_store *s, int level, const qp_entry *e, const qp_stats *st, nums *n,
@@ -481,11 +529,54 @@ static qp_status row_stats(qp_store *s, PGresult *r, int row, int c0, int hc, qp
   return QP_OK;
 }
 
+/* Appends the delta of `e` at `level` (the append-only path). */
+/* Reads row i of a result with the columns of ROW_COLS into *row (the
+ * strings point into r; row->st is initialized here, the caller frees it). */
+#define ROW_COLS                                                                               \
+  "fingerprint, backend, database, calls, errors, error_codes, rows, total_ns, min_ns, "       \
+  "max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, cache_hits, cache_hit_ns, "          \
+  "user_name, application, host"
+#define ROW_KEY "bucket, fingerprint, backend, database, user_name, application, host"
+
+static qp_status parse_row(qp_store *s, PGresult *r, int i, qp_entry *row) {
+  memset(row, 0, sizeof *row);
+  qp__stats_init(&row->st);
+  row->fingerprint = (uint64_t)strtoll(PQgetvalue(r, i, 0), NULL, 10);
+  row->backend =
+      strcmp(PQgetvalue(r, i, 1), "sqlite") == 0 ? QP_BACKEND_SQLITE : QP_BACKEND_POSTGRES;
+  row->database = PQgetvalue(r, i, 2);
+  row->user = PQgetvalue(r, i, 17);
+  row->application = PQgetvalue(r, i, 18);
+  row->host = PQgetvalue(r, i, 19);
+  row->bucket = strtoll(PQgetvalue(r, i, 14), NULL, 10);
+  return row_stats(s, r, i, 3, 15, &row->st);
+}
+
+static bool same_key(const qp_entry *a, const qp_entry *b) {
+  return a->bucket == b->bucket && a->fingerprint == b->fingerprint && a->backend == b->backend &&
+         strcmp(a->database, b->database) == 0 && strcmp(a->user, b->user) == 0 &&
+         strcmp(a->application, b->application) == 0 && strcmp(a->host, b->host) == 0;
+}
+
+static qp_status write_delta(qp_store *s, int level, const qp_entry *e, qp_buf *codes,
+                             qp_buf *hist) {
+  nums n;
+  const char *vals[NPARAMS];
+  int lens[NPARAMS], fmts[NPARAMS];
+  if (!stats_params(s, level, e, &e->st, &n, vals, lens, fmts, codes, hist)) return s->err.code;
+  PGresult *r = pg_run_prepared(s, "qp_delta", NPARAMS, vals, lens, fmts, PGRES_COMMAND_OK,
+                                "cannot write statistics");
+  if (r == NULL) return s->err.code;
+  PQclear(r);
+  return QP_OK;
+}
+
 static qp_status write_stats(qp_store *s, int level, const qp_entry *e, qp_buf *codes,
                              qp_buf *hist) {
   nums n;
   const char *vals[NPARAMS];
   int lens[NPARAMS], fmts[NPARAMS];
+  if (((pg_store *)s->impl)->append_only) return write_delta(s, level, e, codes, hist);
   if (!stats_params(s, level, e, &e->st, &n, vals, lens, fmts, codes, hist)) return s->err.code;
   PGresult *r = pg_run_prepared(s, "qp_ins", NPARAMS, vals, lens, fmts, PGRES_TUPLES_OK,
                                 "cannot write statistics");
@@ -530,8 +621,8 @@ static qp_status write_query(qp_store *s, const qp_entry *e) {
                          e->sample ? sns : NULL,
                          first,
                          last};
-  PGresult *r = pg_run_prepared(s, "qp_query", 7, vals, NULL, NULL, PGRES_COMMAND_OK,
-                                "cannot write a query");
+  PGresult *r = pg_run_prepared(s, ((pg_store *)s->impl)->append_only ? "qp_query_once" : "qp_query",
+                                7, vals, NULL, NULL, PGRES_COMMAND_OK, "cannot write a query");
   if (r == NULL) return s->err.code;
   PQclear(r);
   return QP_OK;
@@ -543,8 +634,14 @@ static qp_status prepare_writes(qp_store *s) {
   static const struct {
     const char *name, *sql;
     int n;
-  } st[] = {{"qp_ins", SQL_INS, NPARAMS}, {"qp_upd", SQL_UPD, NPARAMS}, {"qp_query", SQL_QUERY, 7}};
+    bool append;
+  } st[] = {{"qp_ins", SQL_INS, NPARAMS, false},
+            {"qp_upd", SQL_UPD, NPARAMS, false},
+            {"qp_query", SQL_QUERY, 7, false},
+            {"qp_delta", SQL_DELTA, NPARAMS, true},
+            {"qp_query_once", SQL_QUERY_ONCE, 7, true}};
   for (size_t i = 0; i < QP_ARRAY_LEN(st); i++) {
+    if (st[i].append != g->append_only) continue; /* only the statements of this role's path */
     PGresult *r = PQprepare(g->conn, st[i].name, st[i].sql, st[i].n, NULL);
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
       qp_status rc = pg_fail(s, r, QP_IO, "cannot prepare a statement");
@@ -563,16 +660,20 @@ static qp_status write_drop(qp_store *s, const qp_drop *d) {
   snprintf(n, sizeof n, "%llu", (unsigned long long)d->n);
   const char *vals[2] = {b, n};
   PGresult *r = pg_run(s,
-                       "INSERT INTO qprof.qp_dropped (bucket, dropped) VALUES ($1, $2) "
-                       "ON CONFLICT (bucket) DO UPDATE SET dropped = "
-                       "qprof.qp_dropped.dropped + excluded.dropped",
+                       ((pg_store *)s->impl)->append_only
+                           ? "INSERT INTO qprof.qp_dropped_delta (bucket, dropped) VALUES ($1, $2)"
+                           : "INSERT INTO qprof.qp_dropped (bucket, dropped) VALUES ($1, $2) "
+                             "ON CONFLICT (bucket) DO UPDATE SET dropped = "
+                             "qprof.qp_dropped.dropped + excluded.dropped",
                        2, vals, NULL, NULL, PGRES_COMMAND_OK, "cannot write the dropped count");
   if (r == NULL) return s->err.code;
   PQclear(r);
   return QP_OK;
 }
 
-/* Inserts or updates the file mark (see qp_file_mark). */
+/* Inserts or updates the file mark (see qp_file_mark). The append-only
+ * path inserts a new row each time (a new id): the newest row is the one
+ * qp__store_marks_find hands out first. */
 static qp_status write_mark(qp_store *s, qp_file_mark *m) {
   char v[11][32];
   snprintf(v[0], sizeof v[0], "%lld", (long long)m->id);
@@ -588,7 +689,7 @@ static qp_status write_mark(qp_store *s, qp_file_mark *m) {
   const char *vals[11] = {v[0], m->path ? m->path : "", v[1], v[2], v[3], v[4],
                           v[5], v[6], v[7], v[8], v[9]};
   PGresult *r;
-  if (m->id > 0) {
+  if (m->id > 0 && !((pg_store *)s->impl)->append_only) {
     r = pg_run(s,
                "UPDATE qprof.qp_ingest_file SET path = $2, device = $3, inode = $4, size = $5, "
                "head_len = $6, head_hash = $7, read_to = $8, lines = $9, gzip = $10, "
@@ -675,6 +776,7 @@ static qp_status pg_reconnect(qp_store *s) {
                      "%s: the store's schema version changed from %ld to %ld while the "
                      "connection was away; open it again",
                      s->display, g->version, ver);
+  if (rc == QP_OK) rc = check_privileges(s);
   return rc;
 }
 
@@ -728,6 +830,8 @@ static qp_status write_once(qp_store *s, const qp_entry *const *v, size_t n, con
   }
   return rc;
 }
+
+static void compact_after_flush(qp_store *s);
 
 static qp_status pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop) {
   if (s->mode != QP_STORE_WRITE)
@@ -796,9 +900,11 @@ static qp_status pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop
     snprintf(msg, sizeof msg, "%s", s->err.msg);
     rc = qp__err_set(&s->err, QP_REFUSED,
                      "%s (a role that writes the store needs USAGE on schema qprof and SELECT, "
-                     "INSERT, UPDATE on its tables; nothing was written)",
+                     "INSERT on all its tables; with UPDATE as well it merges rows in place; "
+                     "nothing was written)",
                      msg);
   }
+  if (rc == QP_OK && g->compactor) compact_after_flush(s);
   if (rc == QP_OK && s->mark != NULL) s->mark_done = true;
   else if (s->mark != NULL) s->mark->id = mark_id;
   qp__buf_free(&codes);
@@ -826,6 +932,201 @@ static qp_status pg_resolve(qp_store *s, bool *committed) {
   return QP_OK;
 }
 
+/* ---- compaction ----------------------------------------------------------- */
+
+/* Delta rows one compaction transaction takes at most: the work and the
+ * locks of one transaction stay bounded, whatever the backlog. */
+#define QP_PG_COMPACT_BATCH 5000
+/* What an upsert-capable writer folds in after its own flush, at most (one
+ * transaction). */
+#define QP_PG_COMPACT_AFTER_FLUSH 2000
+
+typedef struct delta_row {
+  int level;
+  qp_entry e;
+} delta_row;
+
+/* The flush's global order (level, then entry_order), so that a compaction
+ * and the flushes lock rows of qp_stats in the same order. */
+static int delta_order(const void *a, const void *b) {
+  const delta_row *x = a, *y = b;
+  if (x->level != y->level) return x->level < y->level ? -1 : 1;
+  const qp_entry *pa = &x->e, *pb = &y->e;
+  return entry_order(&pa, &pb);
+}
+
+/* One compaction transaction: takes at most `limit` delta rows of each
+ * table with ids up to upto / upto_drop out (DELETE ... RETURNING; rows
+ * another compaction holds are skipped, it folds them), merges those of one
+ * key and level, and merges them into the compacted rows with the flush's
+ * upserts, in the flush's lock order (qp_dropped, then qp_stats by level
+ * and key). Committed whole or not at all, so that each delta is counted
+ * exactly once, before or after. *rows and *drops: delta rows folded. */
+static qp_status compact_once(qp_store *s, long limit, int64_t upto, int64_t upto_drop,
+                              uint64_t *rows, uint64_t *drops) {
+  pg_store *g = s->impl;
+  *rows = *drops = 0;
+  char lim[32], u[32], ud[32];
+  snprintf(lim, sizeof lim, "%ld", limit);
+  snprintf(u, sizeof u, "%lld", (long long)upto);
+  snprintf(ud, sizeof ud, "%lld", (long long)upto_drop);
+  qp_buf codes, hist;
+  qp__buf_init(&codes, &s->hooks);
+  qp__buf_init(&hist, &s->hooks);
+  PGresult *dr = NULL, *sr = NULL;
+  delta_row *v = NULL;
+  int nv = 0;
+  qp_status rc = prepare_writes(s);
+  if (rc == QP_OK) rc = pg_cmd(s, "BEGIN", "cannot begin a compaction");
+  if (rc == QP_OK) {
+    const char *vals[2] = {lim, ud};
+    dr = pg_run(s,
+                "WITH d AS (DELETE FROM qprof.qp_dropped_delta WHERE id IN (SELECT id FROM "
+                "qprof.qp_dropped_delta WHERE id <= $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP "
+                "LOCKED) RETURNING bucket, dropped) SELECT bucket, sum(dropped), count(*) FROM d "
+                "GROUP BY bucket ORDER BY bucket",
+                2, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot take the dropped deltas");
+    if (dr == NULL) rc = s->err.code;
+  }
+  for (int i = 0; rc == QP_OK && i < PQntuples(dr); i++) {
+    qp_drop d = {.bucket = strtoll(PQgetvalue(dr, i, 0), NULL, 10),
+                 .n = strtoull(PQgetvalue(dr, i, 1), NULL, 10)};
+    *drops += strtoull(PQgetvalue(dr, i, 2), NULL, 10);
+    rc = write_drop(s, &d);
+  }
+  if (rc == QP_OK) {
+    const char *vals[2] = {lim, u};
+    sr = pg_run(s,
+                "WITH d AS (DELETE FROM qprof.qp_stats_delta WHERE id IN (SELECT id FROM "
+                "qprof.qp_stats_delta WHERE id <= $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+                "RETURNING level, " ROW_COLS ") SELECT " ROW_COLS ", level FROM d",
+                2, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot take the deltas");
+    if (sr == NULL) rc = s->err.code;
+  }
+  int n = rc == QP_OK ? PQntuples(sr) : 0;
+  if (n > 0 && (v = qp__calloc(&s->hooks, (size_t)n, sizeof *v)) == NULL)
+    rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
+  for (int i = 0; rc == QP_OK && i < n; i++) {
+    nv = i + 1;
+    rc = parse_row(s, sr, i, &v[i].e);
+    v[i].level = atoi(PQgetvalue(sr, i, 20));
+  }
+  if (rc == QP_OK && nv > 1) qsort(v, (size_t)nv, sizeof *v, delta_order);
+  for (int i = 0; rc == QP_OK && i < nv;) {
+    int j = i + 1;
+    for (; rc == QP_OK && j < nv && v[j].level == v[i].level && same_key(&v[i].e, &v[j].e); j++)
+      if (!qp__stats_merge(&v[i].e.st, &v[j].e.st, &s->hooks))
+        rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
+    if (rc == QP_OK) rc = write_stats(s, v[i].level, &v[i].e, &codes, &hist);
+    i = j;
+  }
+  *rows = (uint64_t)n;
+  if (rc == QP_OK) rc = pg_cmd(s, "COMMIT", "cannot commit a compaction");
+  for (int i = 0; i < nv; i++) qp__stats_free(&v[i].e.st, &s->hooks);
+  qp__free(&s->hooks, v);
+  PQclear(dr);
+  PQclear(sr);
+  qp__buf_free(&codes);
+  qp__buf_free(&hist);
+  if (rc != QP_OK) {
+    /* nothing was folded: the deltas are still there (also when a COMMIT
+     * got no answer: committed or not, each delta is in one place) */
+    if (!conn_broken(s)) PQclear(PQexec(g->conn, "ROLLBACK"));
+    *rows = *drops = 0;
+  }
+  return rc;
+}
+
+/* compact_once, tried again after a serialization failure or a deadlock
+ * like a flush, on a fresh connection when the old one broke. */
+static qp_status compact_try(qp_store *s, long limit, int64_t upto, int64_t upto_drop,
+                             uint64_t *rows, uint64_t *drops) {
+  pg_store *g = s->impl;
+  qp_status rc = QP_OK;
+  for (int attempt = 1;; attempt++) {
+    g->sqlstate[0] = '\0';
+    rc = conn_broken(s) ? pg_reconnect(s) : QP_OK;
+    if (rc == QP_OK && !g->compactor) break;
+    if (rc == QP_OK) rc = compact_once(s, limit, upto, upto_drop, rows, drops);
+    if (rc == QP_OK || !retryable_state(g->sqlstate) || attempt >= QP_PG_WRITE_TRIES) break;
+    retry_pause(attempt);
+  }
+  return rc;
+}
+
+static qp_status refuse_compaction(qp_store *s) {
+  return qp__err_set(&s->err, QP_REFUSED,
+                     "%s: compacting the store needs SELECT, INSERT, UPDATE on qprof.qp_stats, "
+                     "qp_query, qp_dropped, qp_ingest_file and SELECT, DELETE on "
+                     "qprof.qp_stats_delta, qp_dropped_delta; this role lacks some; nothing was "
+                     "changed",
+                     s->display);
+}
+
+/* Folds the deltas present when it starts (at most max_rows of them; 0:
+ * all), batch by batch (see qp_store_ops.compact). */
+static qp_status pg_compact(qp_store *s, uint64_t max_rows, qp_compact_result *out) {
+  pg_store *g = s->impl;
+  if (s->mode != QP_STORE_WRITE)
+    return qp__err_set(&s->err, QP_INVALID, "%s: store opened read-only", s->display);
+  if (g->version < 7) return QP_OK; /* not reached: a writer migrates the store */
+  qp_status rc = conn_broken(s) ? pg_reconnect(s) : QP_OK;
+  if (rc == QP_OK && !g->compactor) return refuse_compaction(s);
+  PGresult *r = rc != QP_OK ? NULL
+                            : pg_run(s,
+                                     "SELECT coalesce((SELECT max(id) FROM qprof.qp_stats_delta), "
+                                     "0), coalesce((SELECT max(id) FROM qprof.qp_dropped_delta), 0)",
+                                     0, NULL, NULL, NULL, PGRES_TUPLES_OK,
+                                     "cannot read the deltas");
+  if (r == NULL) return s->err.code;
+  int64_t upto = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  int64_t upto_drop = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  PQclear(r);
+  for (;;) {
+    long lim = QP_PG_COMPACT_BATCH;
+    if (max_rows > 0 && max_rows - out->rows < (uint64_t)lim) lim = (long)(max_rows - out->rows);
+    if (lim <= 0) break;
+    uint64_t rows = 0, drops = 0;
+    rc = compact_try(s, lim, upto, upto_drop, &rows, &drops);
+    if (rc == QP_OK && !g->compactor) return refuse_compaction(s);
+    out->rows += rows;
+    out->dropped += drops;
+    if (rc != QP_OK || (rows < (uint64_t)lim && drops < (uint64_t)lim)) break;
+  }
+  if (rc != QP_OK) return rc;
+  r = pg_run(s,
+             "SELECT (SELECT count(*) FROM qprof.qp_stats_delta) + "
+             "(SELECT count(*) FROM qprof.qp_dropped_delta)",
+             0, NULL, NULL, NULL, PGRES_TUPLES_OK, "compacted, but cannot count the deltas left");
+  if (r == NULL) return s->err.code;
+  out->left = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return QP_OK;
+}
+
+/* After a flush by an upsert-capable role: one bounded batch of others'
+ * deltas folded in, when there are any. Its failure is not the flush's (the
+ * flush committed; the deltas stay for the next one): logged, not returned. */
+static void compact_after_flush(qp_store *s) {
+  pg_store *g = s->impl;
+  qp_err err = s->err;
+  PGresult *r = pg_run(s,
+                       "SELECT EXISTS (SELECT 1 FROM qprof.qp_stats_delta) OR "
+                       "EXISTS (SELECT 1 FROM qprof.qp_dropped_delta)",
+                       0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot look for deltas");
+  bool any = r != NULL && PQgetvalue(r, 0, 0)[0] == 't';
+  qp_status rc = r == NULL ? s->err.code : QP_OK;
+  PQclear(r);
+  uint64_t rows = 0, drops = 0;
+  if (any)
+    rc = compact_once(s, QP_PG_COMPACT_AFTER_FLUSH, INT64_MAX, INT64_MAX, &rows, &drops);
+  if (rc != QP_OK)
+    qp__log(&s->hooks, QP_LOG_INFO, "%s: flushed; folding in the deltas failed (left for later): %s",
+            s->display, s->err.msg);
+  s->err = err;
+  g->sqlstate[0] = '\0';
+}
+
 /* ---- reading -------------------------------------------------------------- */
 
 static qp_status pg_bucket_range(qp_store *s, int level, int64_t *first, int64_t *last,
@@ -833,7 +1134,14 @@ static qp_status pg_bucket_range(qp_store *s, int level, int64_t *first, int64_t
   char l[16];
   snprintf(l, sizeof l, "%d", level);
   const char *vals[1] = {l};
-  PGresult *r = pg_run(s, "SELECT min(bucket), max(bucket) FROM qprof.qp_stats WHERE level = $1",
+  /* least and greatest skip a NULL: the deltas widen the range */
+  PGresult *r = pg_run(s,
+                       ((pg_store *)s->impl)->version < 7
+                           ? "SELECT min(bucket), max(bucket) FROM qprof.qp_stats WHERE level = $1"
+                           : "SELECT least(a.lo, d.lo), greatest(a.hi, d.hi) FROM "
+                             "(SELECT min(bucket) AS lo, max(bucket) AS hi FROM qprof.qp_stats "
+                             "WHERE level = $1) AS a, (SELECT min(bucket) AS lo, max(bucket) AS hi "
+                             "FROM qprof.qp_stats_delta WHERE level = $1) AS d",
                        1, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read");
   if (r == NULL) return s->err.code;
   *empty = PQgetisnull(r, 0, 0);
@@ -854,18 +1162,70 @@ static qp_status scan_rows(qp_store *s, PGresult *r, qp_row_fn fn, void *ud) {
   qp_status rc = QP_OK;
   for (int i = 0; rc == QP_OK && i < PQntuples(r); i++) {
     qp_entry row;
-    memset(&row, 0, sizeof row);
-    qp__stats_init(&row.st);
-    row.fingerprint = (uint64_t)strtoll(PQgetvalue(r, i, 0), NULL, 10);
-    row.backend = strcmp(PQgetvalue(r, i, 1), "sqlite") == 0 ? QP_BACKEND_SQLITE : QP_BACKEND_POSTGRES;
-    row.database = PQgetvalue(r, i, 2);
-    row.user = PQgetvalue(r, i, 17);
-    row.application = PQgetvalue(r, i, 18);
-    row.host = PQgetvalue(r, i, 19);
-    row.bucket = strtoll(PQgetvalue(r, i, 14), NULL, 10);
-    rc = row_stats(s, r, i, 3, 15, &row.st);
+    rc = parse_row(s, r, i, &row);
     if (rc == QP_OK && (row.st.calls > 0 || row.st.cache_hits > 0)) rc = fn(ud, &row);
     qp__stats_free(&row.st, &s->hooks);
+  }
+  return rc;
+}
+
+/* A row of a merged scan (compacted rows and deltas in key order) waiting
+ * for the next one, which may have its key: its own copies of the strings,
+ * since it outlives the result it came from. */
+typedef struct scan_pend {
+  bool has;
+  qp_entry row;
+  qp_buf dims; /* database, user, application, host, each with its NUL */
+} scan_pend;
+
+static qp_status pend_emit(qp_store *s, scan_pend *p, qp_row_fn fn, void *ud) {
+  qp_status rc = QP_OK;
+  if (!p->has) return rc;
+  if (p->row.st.calls > 0 || p->row.st.cache_hits > 0) rc = fn(ud, &p->row);
+  qp__stats_free(&p->row.st, &s->hooks);
+  p->has = false;
+  return rc;
+}
+
+/* The rows of a merged scan: those of one key (compacted and deltas, next
+ * to each other) merge into one before fn sees it. */
+static qp_status scan_rows_merged(qp_store *s, PGresult *r, scan_pend *p, qp_row_fn fn, void *ud) {
+  qp_status rc = QP_OK;
+  for (int i = 0; rc == QP_OK && i < PQntuples(r); i++) {
+    qp_entry row;
+    rc = parse_row(s, r, i, &row);
+    if (rc == QP_OK && p->has && same_key(&p->row, &row)) {
+      if (!qp__stats_merge(&p->row.st, &row.st, &s->hooks))
+        rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
+      qp__stats_free(&row.st, &s->hooks);
+      continue;
+    }
+    if (rc == QP_OK) rc = pend_emit(s, p, fn, ud);
+    if (rc != QP_OK) {
+      qp__stats_free(&row.st, &s->hooks);
+      break;
+    }
+    qp_buf *d = &p->dims;
+    d->len = 0;
+    d->failed = false;
+    size_t at[4];
+    const char *v[4] = {row.database, row.user, row.application, row.host};
+    bool ok = true;
+    for (int k = 0; k < 4 && ok; k++) {
+      at[k] = d->len;
+      ok = qp__buf_append(d, v[k], strlen(v[k]) + 1);
+    }
+    if (!ok) {
+      qp__stats_free(&row.st, &s->hooks);
+      rc = qp__err_set(&s->err, QP_NOMEM, "out of memory");
+      break;
+    }
+    p->row = row; /* takes row.st */
+    p->row.database = d->data + at[0];
+    p->row.user = d->data + at[1];
+    p->row.application = d->data + at[2];
+    p->row.host = d->data + at[3];
+    p->has = true;
   }
   return rc;
 }
@@ -886,19 +1246,43 @@ static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
       : g->version < 6 ? "fingerprint, backend, database, calls, errors, error_codes, rows, "
                          "total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, "
                          "cache_hits, cache_hit_ns, '', '', ''"
-                       : "fingerprint, backend, database, calls, errors, error_codes, rows, "
-                         "total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist, bucket, "
-                         "cache_hits, cache_hit_ns, user_name, application, host";
-  char sql[1024];
-  snprintf(sql, sizeof sql,
-           "DECLARE qp_scan NO SCROLL CURSOR FOR SELECT %s FROM qprof.qp_stats "
-           "WHERE level = $1 AND bucket >= $2 AND bucket < $3",
-           cols);
+                       : ROW_COLS;
   /* a cursor lives in a transaction: its own, unless the caller has one */
   bool own = PQtransactionStatus(g->conn) == PQTRANS_IDLE;
   qp_status rc = own ? pg_cmd(s, "BEGIN READ ONLY", "cannot begin a read") : QP_OK;
   if (rc != QP_OK) return rc;
-  PGresult *r = pg_run(s, sql, 3, vals, NULL, NULL, PGRES_COMMAND_OK, "cannot read statistics");
+  /* Deltas in the range (version 7): the compacted rows and the deltas in
+   * one statement (one snapshot, so that a compaction committing meanwhile
+   * is seen whole or not at all), in key order, merged per key here.
+   * Without any, the plain scan, in no particular order (no sort). */
+  bool merged = false;
+  if (g->version >= 7) {
+    PGresult *e = pg_run(s,
+                         "SELECT EXISTS (SELECT 1 FROM qprof.qp_stats_delta WHERE level = $1 "
+                         "AND bucket >= $2 AND bucket < $3)",
+                         3, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read statistics");
+    if (e == NULL) rc = s->err.code;
+    else merged = PQgetvalue(e, 0, 0)[0] == 't';
+    PQclear(e);
+  }
+  char sql[1024];
+  if (merged)
+    snprintf(sql, sizeof sql,
+             "DECLARE qp_scan NO SCROLL CURSOR FOR SELECT %s FROM (SELECT %s FROM qprof.qp_stats "
+             "WHERE level = $1 AND bucket >= $2 AND bucket < $3 UNION ALL SELECT %s FROM "
+             "qprof.qp_stats_delta WHERE level = $1 AND bucket >= $2 AND bucket < $3) AS u "
+             "ORDER BY " ROW_KEY,
+             cols, cols, cols);
+  else
+    snprintf(sql, sizeof sql,
+             "DECLARE qp_scan NO SCROLL CURSOR FOR SELECT %s FROM qprof.qp_stats "
+             "WHERE level = $1 AND bucket >= $2 AND bucket < $3",
+             cols);
+  scan_pend pend = {.has = false};
+  qp__buf_init(&pend.dims, &s->hooks);
+  PGresult *r = rc != QP_OK ? NULL
+                            : pg_run(s, sql, 3, vals, NULL, NULL, PGRES_COMMAND_OK,
+                                     "cannot read statistics");
   if (r == NULL) rc = s->err.code;
   PQclear(r);
   char fetch[64];
@@ -910,10 +1294,13 @@ static qp_status pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_
       break;
     }
     int n = PQntuples(r);
-    rc = scan_rows(s, r, fn, ud);
+    rc = merged ? scan_rows_merged(s, r, &pend, fn, ud) : scan_rows(s, r, fn, ud);
     PQclear(r);
     if (n < SCAN_FETCH) break;
   }
+  if (rc == QP_OK) rc = pend_emit(s, &pend, fn, ud);
+  else if (pend.has) qp__stats_free(&pend.row.st, &s->hooks);
+  qp__buf_free(&pend.dims);
   if (own) {
     /* the read changed nothing: a rollback ends it either way */
     PGresult *e = PQexec(g->conn, "ROLLBACK");
@@ -928,8 +1315,14 @@ static qp_status pg_bucket_before(qp_store *s, int64_t t_s, int64_t *bucket, boo
   char t[32];
   snprintf(t, sizeof t, "%lld", (long long)t_s);
   const char *vals[1] = {t};
-  PGresult *r = pg_run(s, "SELECT max(bucket) FROM qprof.qp_stats WHERE level = 0 AND bucket < $1",
-                       1, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read");
+  PGresult *r = pg_run(
+      s,
+      ((pg_store *)s->impl)->version < 7
+          ? "SELECT max(bucket) FROM qprof.qp_stats WHERE level = 0 AND bucket < $1"
+          : "SELECT greatest((SELECT max(bucket) FROM qprof.qp_stats WHERE level = 0 AND "
+            "bucket < $1), (SELECT max(bucket) FROM qprof.qp_stats_delta WHERE level = 0 AND "
+            "bucket < $1))",
+      1, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read");
   if (r == NULL) return s->err.code;
   *found = !PQgetisnull(r, 0, 0);
   if (*found) *bucket = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -969,8 +1362,12 @@ static qp_status pg_dropped(qp_store *s, int64_t lo, int64_t hi, uint64_t *n) {
   snprintf(b, sizeof b, "%lld", (long long)hi);
   const char *vals[2] = {a, b};
   PGresult *r = pg_run(s,
-                       "SELECT coalesce(sum(dropped), 0) FROM qprof.qp_dropped "
-                       "WHERE bucket >= $1 AND bucket < $2",
+                       g->version < 7
+                           ? "SELECT coalesce(sum(dropped), 0) FROM qprof.qp_dropped "
+                             "WHERE bucket >= $1 AND bucket < $2"
+                           : "SELECT coalesce((SELECT sum(dropped) FROM qprof.qp_dropped WHERE "
+                             "bucket >= $1 AND bucket < $2), 0) + coalesce((SELECT sum(dropped) "
+                             "FROM qprof.qp_dropped_delta WHERE bucket >= $1 AND bucket < $2), 0)",
                        2, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read the dropped count");
   if (r == NULL) return s->err.code;
   *n = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
@@ -1032,11 +1429,52 @@ static qp_status pg_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned
   static const char SQL_TEXTS_CNT[] =
       "SELECT count(*) FROM qprof.qp_query q WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats t "
       "WHERE t.fingerprint = q.fingerprint AND NOT (t.level <= $1 AND t.bucket < $2))";
-  qp_status rc = pg_cmd(s, dry ? "BEGIN READ ONLY" : "BEGIN", "cannot begin the prune");
+  /* Version 7: the deltas too. A key counts once however many deltas it
+   * has: its deltas are counted only when it has no compacted row (the
+   * statement's one snapshot still shows the rows it deletes). Before the
+   * prune, the deltas are folded in (a role that can), so there are
+   * normally none to count. */
+  static const char SQL_DEL7[] =
+      "WITH dm AS (DELETE FROM qprof.qp_stats WHERE level >= 0 AND level <= $1 AND bucket < $2 "
+      "RETURNING level), dd AS (DELETE FROM qprof.qp_stats_delta WHERE level >= 0 AND level <= $1 "
+      "AND bucket < $2 RETURNING level, " ROW_KEY ") SELECT level, sum(n) FROM (SELECT level, "
+      "count(*) AS n FROM dm GROUP BY level UNION ALL SELECT level, count(*) FROM (SELECT DISTINCT "
+      "level, " ROW_KEY " FROM dd) AS k WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats m WHERE "
+      "m.level = k.level AND m.bucket = k.bucket AND m.fingerprint = k.fingerprint AND m.backend = "
+      "k.backend AND m.database = k.database AND m.user_name = k.user_name AND m.application = "
+      "k.application AND m.host = k.host) GROUP BY level) AS x GROUP BY level";
+  static const char SQL_CNT7[] =
+      "SELECT level, sum(n) FROM (SELECT level, count(*) AS n FROM qprof.qp_stats WHERE level >= 0 "
+      "AND level <= $1 AND bucket < $2 GROUP BY level UNION ALL SELECT level, count(*) FROM "
+      "(SELECT DISTINCT level, " ROW_KEY " FROM qprof.qp_stats_delta WHERE level >= 0 AND level "
+      "<= $1 AND bucket < $2) AS k WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats m WHERE "
+      "m.level = k.level AND m.bucket = k.bucket AND m.fingerprint = k.fingerprint AND m.backend = "
+      "k.backend AND m.database = k.database AND m.user_name = k.user_name AND m.application = "
+      "k.application AND m.host = k.host) GROUP BY level) AS x GROUP BY level";
+  static const char SQL_TEXTS_DEL7[] =
+      "WITH d AS (DELETE FROM qprof.qp_query q WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats t "
+      "WHERE t.fingerprint = q.fingerprint) AND NOT EXISTS (SELECT 1 FROM qprof.qp_stats_delta t "
+      "WHERE t.fingerprint = q.fingerprint) RETURNING 1) SELECT count(*) FROM d";
+  static const char SQL_TEXTS_CNT7[] =
+      "SELECT count(*) FROM qprof.qp_query q WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats t "
+      "WHERE t.fingerprint = q.fingerprint AND NOT (t.level <= $1 AND t.bucket < $2)) AND NOT "
+      "EXISTS (SELECT 1 FROM qprof.qp_stats_delta t WHERE t.fingerprint = q.fingerprint AND NOT "
+      "(t.level <= $1 AND t.bucket < $2))";
+  bool v7 = g->version >= 7;
+  qp_status rc = QP_OK;
+  if (!dry && v7 && g->compactor) {
+    qp_compact_result cr = {0};
+    rc = pg_compact(s, 0, &cr);
+    if (rc != QP_OK) {
+      memset(out, 0, sizeof *out);
+      return rc;
+    }
+  }
+  rc = pg_cmd(s, dry ? "BEGIN READ ONLY" : "BEGIN", "cannot begin the prune");
   PGresult *r = NULL;
   if (rc == QP_OK) {
-    r = pg_run(s, dry ? SQL_CNT : SQL_DEL, 2, vals, NULL, NULL, PGRES_TUPLES_OK,
-               dry ? "cannot count the rows to prune" : "cannot delete");
+    r = pg_run(s, dry ? (v7 ? SQL_CNT7 : SQL_CNT) : (v7 ? SQL_DEL7 : SQL_DEL), 2, vals, NULL, NULL,
+               PGRES_TUPLES_OK, dry ? "cannot count the rows to prune" : "cannot delete");
     if (r == NULL) rc = s->err.code;
   }
   for (int i = 0; rc == QP_OK && i < PQntuples(r); i++) {
@@ -1047,9 +1485,9 @@ static qp_status pg_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned
   PQclear(r);
   r = NULL;
   if (rc == QP_OK) {
-    r = dry ? pg_run(s, SQL_TEXTS_CNT, 2, vals, NULL, NULL, PGRES_TUPLES_OK,
+    r = dry ? pg_run(s, v7 ? SQL_TEXTS_CNT7 : SQL_TEXTS_CNT, 2, vals, NULL, NULL, PGRES_TUPLES_OK,
                      "cannot count the texts to prune")
-            : pg_run(s, SQL_TEXTS_DEL, 0, NULL, NULL, NULL, PGRES_TUPLES_OK,
+            : pg_run(s, v7 ? SQL_TEXTS_DEL7 : SQL_TEXTS_DEL, 0, NULL, NULL, NULL, PGRES_TUPLES_OK,
                      "cannot delete texts");
     if (r == NULL) rc = s->err.code;
     else out->texts = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
@@ -1063,11 +1501,17 @@ static qp_status pg_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned
   }
   /* Outside the transaction: VACUUM cannot run inside one. */
   if (!dry && (flags & QP_PRUNE_VACUUM))
-    rc = pg_cmd(s, "VACUUM qprof.qp_stats, qprof.qp_query", "pruned, but cannot VACUUM");
+    rc = pg_cmd(s,
+                v7 ? "VACUUM qprof.qp_stats, qprof.qp_query, qprof.qp_stats_delta"
+                   : "VACUUM qprof.qp_stats, qprof.qp_query",
+                "pruned, but cannot VACUUM");
   out->size_bytes = out->free_bytes = -1;
   r = pg_run(s,
-             "SELECT pg_total_relation_size('qprof.qp_stats') + "
-             "pg_total_relation_size('qprof.qp_query')",
+             v7 ? "SELECT pg_total_relation_size('qprof.qp_stats') + "
+                  "pg_total_relation_size('qprof.qp_query') + "
+                  "pg_total_relation_size('qprof.qp_stats_delta')"
+                : "SELECT pg_total_relation_size('qprof.qp_stats') + "
+                  "pg_total_relation_size('qprof.qp_query')",
              0, NULL, NULL, NULL, PGRES_TUPLES_OK, "pruned, but cannot read the size");
   if (r != NULL) {
     out->size_bytes = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -1092,4 +1536,5 @@ const qp_store_ops qp__pg_store_ops = {
     .query_texts = pg_query_texts,
     .marks_find = pg_marks_find,
     .resolve = pg_resolve,
+    .compact = pg_compact,
 };

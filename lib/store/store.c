@@ -637,3 +637,15 @@ qp_status qp_store_prune(qp_store *s, int64_t before_ns, qp_prune_level level, u
   out->cutoff_ns = cutoff > INT64_MIN / 1000000000 ? cutoff * 1000000000 : INT64_MIN;
   return rc;
 }
+
+qp_status qp_store_compact(qp_store *s, uint64_t max_rows, qp_compact_result *out) {
+  if (out != NULL) memset(out, 0, sizeof *out);
+  if (s == NULL) return QP_INVALID;
+  qp__err_clear(&s->err);
+  if (out == NULL) return qp__err_set(&s->err, QP_INVALID, "out is NULL");
+  if (s->mode != QP_STORE_WRITE)
+    return qp__err_set(&s->err, QP_INVALID,
+                       "%s: store opened read-only; open it for writing to compact", s->display);
+  if (s->ops->compact == NULL) return QP_OK; /* no deltas: nothing to fold */
+  return s->ops->compact(s, max_rows, out);
+}

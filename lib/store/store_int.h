@@ -109,6 +109,11 @@ typedef struct qp_store_ops {
    * the server cannot be asked yet) leaves it in doubt. NULL for stores
    * whose writes are never in doubt. */
   qp_status (*resolve)(qp_store *s, bool *committed);
+  /* Folds the append-only deltas present when it starts (at most max_rows
+   * delta rows; 0: all) into the compacted rows, in transactions of a
+   * bounded number each (see qp_store_compact). Adds to out's counts. NULL
+   * for stores that have no deltas. */
+  qp_status (*compact)(qp_store *s, uint64_t max_rows, qp_compact_result *out);
 } qp_store_ops;
 
 struct qp_store {
@@ -220,7 +225,7 @@ extern const char qp__store_schema_v1[];
 extern const char *const qp__store_migrations[];
 extern const char *const qp__store_migration_files[];
 extern const int qp__store_nmigrations;
-#define QP_STORE_SCHEMA_VERSION 6
+#define QP_STORE_SCHEMA_VERSION 7
 /* The PostgreSQL store's schema (sql/store_schema_pg.sql), at
  * QP_STORE_SCHEMA_VERSION, and its migrations (sql/migrations_pg/): the
  * i-th takes a store to version qp__store_migrations_pg_version[i] from the

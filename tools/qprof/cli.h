@@ -30,6 +30,7 @@ int cmd_collect(int argc, char **argv);
 int cmd_advise(int argc, char **argv);
 int cmd_ingest(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_compact(int argc, char **argv);
 
 /* The collector both `qprof run` and `qprof collect` are (cmd_collect.c):
  * a harvester on a run directory and the store it writes, opened at the

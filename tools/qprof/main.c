@@ -15,6 +15,7 @@ static const cli_verb verbs[] = {
     {"advise", cmd_advise, "index advice from EXPLAIN, each index proven on the database (HypoPG or rolled back)"},
     {"normalize", cmd_normalize, "fingerprint and normalized text of each statement of a SQL script"},
     {"prune", cmd_prune, "delete old minute/hour/day rows of a store; the roll-ups above keep the totals"},
+    {"compact", cmd_compact, "fold the deltas of append-only (INSERT-only) writers into a PostgreSQL store"},
     {"config", cmd_config, "list options, their defaults, QPROF_* variables and current values"},
 };
 

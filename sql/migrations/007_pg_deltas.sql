@@ -1,0 +1,4 @@
+-- SQLite store, schema version 6 to 7: nothing changes. Version 7 gives the
+-- PostgreSQL store its append-only delta tables (sql/migrations_pg/007_deltas.sql),
+-- for writers without UPDATE; the SQLite store has one writer at a time and
+-- no grants, and the version number is shared by both stores.
