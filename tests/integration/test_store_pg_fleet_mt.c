@@ -245,7 +245,8 @@ static void test_sixteen_writers_server_restart(void **state) {
 
 /* ---- a COMMIT that gets no answer --------------------------------------- */
 
-static char g_doubt_dsn[600];
+static char g_doubt_dsn[600];  /* the owner's, who made the store */
+static char g_doubt_store[700]; /* the role the store is written as */
 
 static void admin(const char *dsn, const char *sql) {
   PGconn *c = PQconnectdb(dsn);
@@ -257,14 +258,47 @@ static void admin(const char *dsn, const char *sql) {
   PQfinish(c);
 }
 
-static long long doubt_calls(void) {
+/* The all-time calls of a fingerprint in `table` (qp_stats, or the deltas
+ * of a writer without UPDATE in qp_stats_delta). */
+static long long calls_in(const char *table, int fp) {
   PGconn *c = PQconnectdb(g_doubt_dsn);
   assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = query(c, "SELECT coalesce(sum(calls), 0) FROM qprof.qp_stats WHERE level = 3");
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT coalesce(sum(calls), 0) FROM qprof.%s WHERE level = 3 AND fingerprint = %d",
+           table, fp);
+  PGresult *r = query(c, sql);
   long long n = atoll(PQgetvalue(r, 0, 0));
   PQclear(r);
   PQfinish(c);
   return n;
+}
+
+static long long doubt_calls(void) {
+  return calls_in("qp_stats", 0xD0B7) + calls_in("qp_stats_delta", 0xD0B7);
+}
+
+/* The doubt database, made by the first test that needs it, and the role
+ * the next tests write as: the owner, or (append) a role with USAGE,
+ * SELECT and INSERT only, whose flushes append deltas. */
+static void doubt_store(bool append) {
+  if (g_doubt_dsn[0] == '\0') {
+    admin(g_dsn, "CREATE DATABASE doubt");
+    admin(g_dsn, "ALTER DATABASE doubt SET synchronous_commit = on");
+    snprintf(g_doubt_dsn, sizeof g_doubt_dsn, "%s", g_dsn);
+    char *db = strstr(g_doubt_dsn, "dbname=postgres");
+    assert_non_null(db);
+    memcpy(db, "dbname=doubt\0", 13);
+    qp_store *s = NULL;
+    char err[512];
+    assert_int_equal(qp_store_open(&s, g_doubt_dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+    qp_store_close(s);
+    admin(g_dsn, "CREATE ROLE qp_doubt_appender LOGIN");
+    admin(g_doubt_dsn, "GRANT USAGE ON SCHEMA qprof TO qp_doubt_appender");
+    admin(g_doubt_dsn, "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA qprof TO qp_doubt_appender");
+  }
+  snprintf(g_doubt_store, sizeof g_doubt_store, "%s%s", g_doubt_dsn,
+           append ? " user=qp_doubt_appender" : "");
 }
 
 typedef struct flush_job {
@@ -334,19 +368,14 @@ static void no_standby(void) {
  * the store asks the server what became of the transaction (it committed)
  * and neither loses the statements nor writes them twice, also when the
  * server is away when it asks and the next flush has to settle it. */
-static void test_commit_without_answer(void **state) {
-  (void)state;
-  admin(g_dsn, "CREATE DATABASE doubt");
-  admin(g_dsn, "ALTER DATABASE doubt SET synchronous_commit = on");
-  snprintf(g_doubt_dsn, sizeof g_doubt_dsn, "%s", g_dsn);
-  char *db = strstr(g_doubt_dsn, "dbname=postgres");
-  assert_non_null(db);
-  memcpy(db, "dbname=doubt\0", 13);
+static void commit_without_answer(bool append) {
+  doubt_store(append);
+  long long before = doubt_calls(), deltas_before = calls_in("qp_stats_delta", 0xD0B7);
   qp_profile *p = NULL;
   char err[512];
   assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
   qp_store *s = NULL;
-  assert_int_equal(qp_store_open(&s, g_doubt_dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_doubt_store, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
 
   /* 1. the backend is terminated in COMMIT; the server is up to ask */
   record_n(p, 5);
@@ -358,7 +387,7 @@ static void test_commit_without_answer(void **state) {
   pthread_join(th, NULL);
   no_standby();
   if (j.rc != QP_OK) fail_msg("flush: %s: %s", qp_errname(j.rc), qp_store_errmsg(s));
-  assert_int_equal(doubt_calls(), 5);
+  assert_int_equal(doubt_calls() - before, 5);
 
   /* 2. the server stops while COMMIT waits: the flush fails in doubt; the
    * next one, once the server is back, finds it committed */
@@ -375,10 +404,24 @@ static void test_commit_without_answer(void **state) {
   assert_int_equal(cluster("serverstart"), 0);
   no_standby();
   assert_int_equal(qp_profile_flush(p, s), QP_OK);
-  assert_int_equal(doubt_calls(), 5 + 7 + 2);
+  assert_int_equal(doubt_calls() - before, 5 + 7 + 2);
+  /* the append-only role wrote deltas only; the owner merged in place */
+  assert_int_equal(calls_in("qp_stats_delta", 0xD0B7) - deltas_before, append ? 5 + 7 + 2 : 0);
   assert_int_equal(qp_profile_lost(p), 0);
   qp_store_close(s);
   qp_profile_free(p);
+}
+
+static void test_commit_without_answer(void **state) {
+  (void)state;
+  commit_without_answer(false);
+}
+
+/* The same on the append-only path (a role with SELECT and INSERT only):
+ * its deltas are settled by txid_status exactly as merged rows are. */
+static void test_commit_without_answer_append(void **state) {
+  (void)state;
+  commit_without_answer(true);
 }
 
 /* The same for the collector (qprof run, qprof collect): a harvest whose
@@ -404,18 +447,12 @@ static void seg_record_n(qp_seg *seg, int n) {
 }
 
 static long long harvested_calls(void) {
-  PGconn *c = PQconnectdb(g_doubt_dsn);
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = query(c, "SELECT coalesce(sum(calls), 0) FROM qprof.qp_stats WHERE level = 3 "
-                         "AND fingerprint = 53432");
-  long long n = atoll(PQgetvalue(r, 0, 0));
-  PQclear(r);
-  PQfinish(c);
-  return n;
+  return calls_in("qp_stats", 53432) + calls_in("qp_stats_delta", 53432);
 }
 
-static void test_harvest_commit_without_answer(void **state) {
-  (void)state;
+static void harvest_commit_without_answer(bool append) {
+  doubt_store(append);
+  long long deltas_before = calls_in("qp_stats_delta", 53432);
   const char *dir = qpt_tempdir();
   assert_non_null(dir);
   char run[512], path[600];
@@ -428,7 +465,7 @@ static void test_harvest_commit_without_answer(void **state) {
   char err[512];
   assert_int_equal(qp_harvester_new(&hv, run, NULL, NULL, err, sizeof err), QP_OK);
   qp_store *s = NULL;
-  assert_int_equal(qp_store_open(&s, g_doubt_dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_doubt_store, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   long long before = harvested_calls();
 
   seg_record_n(&seg, 5);
@@ -470,14 +507,28 @@ static void test_harvest_commit_without_answer(void **state) {
   assert_int_equal(st.statements, 0);
   assert_int_equal(qp_harvester_commit(hv, s), QP_OK);
   assert_int_equal(harvested_calls() - before, 10);
+  assert_int_equal(calls_in("qp_stats_delta", 53432) - deltas_before, append ? 10 : 0);
   qp_harvester_free(hv);
   qp_store_close(s);
+}
+
+static void test_harvest_commit_without_answer(void **state) {
+  (void)state;
+  harvest_commit_without_answer(false);
+}
+
+/* The harvester's hold on the append-only path. */
+static void test_harvest_commit_without_answer_append(void **state) {
+  (void)state;
+  harvest_commit_without_answer(true);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_commit_without_answer),
       cmocka_unit_test(test_harvest_commit_without_answer),
+      cmocka_unit_test(test_commit_without_answer_append),
+      cmocka_unit_test(test_harvest_commit_without_answer_append),
       cmocka_unit_test(test_sixteen_writers_server_restart),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
