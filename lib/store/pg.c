@@ -955,6 +955,32 @@ static int delta_order(const void *a, const void *b) {
   return entry_order(&pa, &pb);
 }
 
+/* Locks at most `limit` delta rows of `table` with ids up to `upto` that no
+ * other transaction holds (SKIP LOCKED: a concurrent compaction has them)
+ * and puts their ids into *ids as a bigint[] literal. Two statements (lock,
+ * then DELETE ... WHERE id = ANY) rather than DELETE ... WHERE id IN
+ * (SELECT ... FOR UPDATE SKIP LOCKED): that one once ran for minutes, busy
+ * on the CPU, not waiting for a lock, under concurrent compactions
+ * (test_append_only_with_upserts_and_compaction); the rows locked first
+ * leave the DELETE nothing to re-check. */
+static qp_status take_ids(qp_store *s, const char *table, const char *limit, const char *upto,
+                          qp_buf *ids) {
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT id FROM %s WHERE id <= $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", table);
+  const char *vals[2] = {limit, upto};
+  PGresult *r = pg_run(s, sql, 2, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot lock the deltas");
+  if (r == NULL) return s->err.code;
+  ids->len = 0;
+  ids->failed = false;
+  bool ok = qp__buf_puts(ids, "{");
+  for (int i = 0; ok && i < PQntuples(r); i++)
+    ok = qp__buf_printf(ids, i ? ",%s" : "%s", PQgetvalue(r, i, 0));
+  ok = ok && qp__buf_puts(ids, "}");
+  PQclear(r);
+  return ok ? QP_OK : qp__err_set(&s->err, QP_NOMEM, "out of memory");
+}
+
 /* One compaction transaction: takes at most `limit` delta rows of each
  * table with ids up to upto / upto_drop out (DELETE ... RETURNING; rows
  * another compaction holds are skipped, it folds them), merges those of one
@@ -970,22 +996,23 @@ static qp_status compact_once(qp_store *s, long limit, int64_t upto, int64_t upt
   snprintf(lim, sizeof lim, "%ld", limit);
   snprintf(u, sizeof u, "%lld", (long long)upto);
   snprintf(ud, sizeof ud, "%lld", (long long)upto_drop);
-  qp_buf codes, hist;
+  qp_buf codes, hist, ids;
   qp__buf_init(&codes, &s->hooks);
   qp__buf_init(&hist, &s->hooks);
+  qp__buf_init(&ids, &s->hooks);
   PGresult *dr = NULL, *sr = NULL;
   delta_row *v = NULL;
   int nv = 0;
   qp_status rc = prepare_writes(s);
   if (rc == QP_OK) rc = pg_cmd(s, "BEGIN", "cannot begin a compaction");
+  if (rc == QP_OK) rc = take_ids(s, "qprof.qp_dropped_delta", lim, ud, &ids);
   if (rc == QP_OK) {
-    const char *vals[2] = {lim, ud};
+    const char *vals[1] = {qp__buf_cstr(&ids)};
     dr = pg_run(s,
-                "WITH d AS (DELETE FROM qprof.qp_dropped_delta WHERE id IN (SELECT id FROM "
-                "qprof.qp_dropped_delta WHERE id <= $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP "
-                "LOCKED) RETURNING bucket, dropped) SELECT bucket, sum(dropped), count(*) FROM d "
+                "WITH d AS (DELETE FROM qprof.qp_dropped_delta WHERE id = ANY($1::bigint[]) "
+                "RETURNING bucket, dropped) SELECT bucket, sum(dropped), count(*) FROM d "
                 "GROUP BY bucket ORDER BY bucket",
-                2, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot take the dropped deltas");
+                1, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot take the dropped deltas");
     if (dr == NULL) rc = s->err.code;
   }
   for (int i = 0; rc == QP_OK && i < PQntuples(dr); i++) {
@@ -994,13 +1021,13 @@ static qp_status compact_once(qp_store *s, long limit, int64_t upto, int64_t upt
     *drops += strtoull(PQgetvalue(dr, i, 2), NULL, 10);
     rc = write_drop(s, &d);
   }
+  if (rc == QP_OK) rc = take_ids(s, "qprof.qp_stats_delta", lim, u, &ids);
   if (rc == QP_OK) {
-    const char *vals[2] = {lim, u};
+    const char *vals[1] = {qp__buf_cstr(&ids)};
     sr = pg_run(s,
-                "WITH d AS (DELETE FROM qprof.qp_stats_delta WHERE id IN (SELECT id FROM "
-                "qprof.qp_stats_delta WHERE id <= $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+                "WITH d AS (DELETE FROM qprof.qp_stats_delta WHERE id = ANY($1::bigint[]) "
                 "RETURNING level, " ROW_COLS ") SELECT " ROW_COLS ", level FROM d",
-                2, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot take the deltas");
+                1, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot take the deltas");
     if (sr == NULL) rc = s->err.code;
   }
   int n = rc == QP_OK ? PQntuples(sr) : 0;
@@ -1028,6 +1055,7 @@ static qp_status compact_once(qp_store *s, long limit, int64_t upto, int64_t upt
   PQclear(sr);
   qp__buf_free(&codes);
   qp__buf_free(&hist);
+  qp__buf_free(&ids);
   if (rc != QP_OK) {
     /* nothing was folded: the deltas are still there (also when a COMMIT
      * got no answer: committed or not, each delta is in one place) */

@@ -172,6 +172,12 @@ static void test_writer_grants(void **state) {
   assert_true(nfound == 2);
   assert_int_equal(found[0].read_to, 3);
   qp_profile_free(p);
+  /* statements the shim dropped (segment full): a delta too */
+  qp_drop drop = {.bucket = 120, .n = 4};
+  assert_int_equal(qp__store_write(s, NULL, &drop), QP_OK);
+  uint64_t dropped = 0;
+  assert_int_equal(qp__store_dropped(s, INT64_MIN, INT64_MAX, &dropped), QP_OK);
+  assert_int_equal(dropped, 4);
   qpt_sum sum = {0};
   assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, qpt_sum_add, &sum), QP_OK);
   assert_int_equal(sum.calls, 7 + 5 + 6 + 1);
@@ -195,7 +201,7 @@ static void test_writer_grants(void **state) {
   snprintf(cmd, sizeof cmd, "'%s' compact --store '%s'", getenv("QPROF_BIN"), g_owner_dsn);
   assert_int_equal(qpt_run_capture(qpt_tempdir(), cmd, &out, &cerr), 0);
   printf("# %s", out);
-  assert_non_null(strstr(out, "deltas folded: 12 statistics"));
+  assert_non_null(strstr(out, "deltas folded: 12 statistics, 1 dropped counts"));
   assert_non_null(strstr(out, "deltas left: 0"));
   free(out);
   free(cerr);
@@ -204,6 +210,7 @@ static void test_writer_grants(void **state) {
                              "WHERE level = 3"),
       "19/38");
   assert_string_equal(one_value(g_owner_dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "0");
+  assert_string_equal(one_value(g_owner_dsn, "SELECT dropped FROM qprof.qp_dropped"), "4");
   qp_status rc;
 
   /* no USAGE on the schema: refused at open, clearly */
