@@ -27,7 +27,7 @@
 typedef struct sq_store {
   sqlite3 *db;
   sqlite3_stmt *up_query, *up_stats, *scan, *first, *last, *text, *ins_stats, *ins_query;
-  sqlite3_stmt *before, *mark_put, *mark_find;
+  sqlite3_stmt *before, *mark_put, *mark_find, *texts;
   qp_buf hist_buf, codes_buf;
   bool reading; /* inside a read transaction begun by sq_read_begin */
   bool no_hits; /* a store older than version 4 read without migrating: no cache hit columns */
@@ -435,7 +435,7 @@ static void sq_close(qp_store *s) {
   if (q == NULL) return;
   sqlite3_stmt *all[] = {q->up_query, q->up_stats, q->scan,      q->first,
                          q->last,     q->text,     q->ins_stats, q->ins_query, q->before,
-                         q->mark_put, q->mark_find};
+                         q->mark_put, q->mark_find, q->texts};
   for (size_t i = 0; i < QP_ARRAY_LEN(all); i++) sqlite3_finalize(all[i]);
   sqlite3_close(q->db);
   qp__buf_free(&q->hist_buf);
@@ -747,6 +747,59 @@ static qp_status sq_query_text(qp_store *s, uint64_t fingerprint, qp_buf *query,
   return rc;
 }
 
+/* How many rows a walk of qp_query steps over to reach the next wanted
+ * fingerprint before it seeks instead: a window of most of the store's
+ * queries reads the table in one pass, a few queries of a big store seek. */
+#define SQ_TEXTS_STEPS 16
+
+/* The texts of fps[0..n) (ascending signed): qp_query is keyed by the
+ * fingerprint as its rowid, so one statement walks it in that order and
+ * the wanted rows are picked on the way. A point look-up per query costs
+ * some thousand instructions of statement overhead each (100,000 of them
+ * were a third of a report's time); a step to the next row costs little.
+ * Far gaps are crossed by seeking (the statement run again from fps[i]). */
+static qp_status sq_query_texts(qp_store *s, const uint64_t *fps, size_t n, qp_text_fn fn,
+                                void *ud) {
+  sq_store *q = s->impl;
+  qp_status rc = sq_prepare(s, q, &q->texts,
+                            "SELECT fingerprint, query, sample FROM qp_query "
+                            "WHERE fingerprint >= ?1 ORDER BY fingerprint");
+  if (rc != QP_OK) return rc;
+  sqlite3_stmt *st = q->texts;
+  bool on_row = false; /* st is on a row, whose fingerprint is cur */
+  int64_t cur = 0;
+  int r = SQLITE_DONE;
+  for (size_t i = 0; rc == QP_OK && i < n; i++) {
+    int64_t want = (int64_t)fps[i];
+    for (int k = 0; on_row && cur < want && k < SQ_TEXTS_STEPS; k++) {
+      r = sqlite3_step(st);
+      on_row = r == SQLITE_ROW;
+      if (on_row) cur = sqlite3_column_int64(st, 0);
+    }
+    if (!on_row && r != SQLITE_DONE) break;
+    if (!on_row || cur < want) {
+      sqlite3_reset(st);
+      sqlite3_bind_int64(st, 1, want);
+      r = sqlite3_step(st);
+      on_row = r == SQLITE_ROW;
+      if (!on_row) break; /* no text at or after want: none of the rest has one */
+      cur = sqlite3_column_int64(st, 0);
+    }
+    if (cur != want) continue;
+    const char *t = (const char *)sqlite3_column_text(st, 1);
+    const char *sample = (const char *)sqlite3_column_text(st, 2);
+    if (t == NULL && sqlite3_errcode(q->db) == SQLITE_NOMEM) {
+      r = SQLITE_NOMEM;
+      break;
+    }
+    rc = fn(ud, fps[i], t != NULL ? t : "", sample);
+  }
+  if (rc == QP_OK && r != SQLITE_ROW && r != SQLITE_DONE)
+    rc = sq_fail(s, q->db, QP_IO, "cannot read queries");
+  sqlite3_reset(st);
+  return rc;
+}
+
 static qp_status sq_dropped(qp_store *s, int64_t lo, int64_t hi, uint64_t *n) {
   sq_store *q = s->impl;
   int64_t ver = 0;
@@ -866,6 +919,7 @@ const qp_store_ops qp__sqlite_store_ops = {
     .read_begin = sq_read_begin,
     .read_end = sq_read_end,
     .query_text = sq_query_text,
+    .query_texts = sq_query_texts,
 };
 
 /* ---- for tests and benchmarks ------------------------------------------ */
