@@ -167,14 +167,30 @@ double rq_ms_full(double ns) { return ns / 1e6; }
 
 uint64_t rq_ns(double ns) { return ns > 0 ? (uint64_t)llround(ns) : 0; }
 
+/* "<fixed><unit>" (rq_fixed: printf's digits without printf). */
+static const char *dur_unit(double v, int dec, const char *unit, char *buf, size_t len) {
+  char t[48];
+  rq_fixed(v, dec, t, 40);
+  size_t a = strlen(t), b = strlen(unit);
+  memcpy(t + a, unit, b + 1);
+  if (len == 0) return buf;
+  if (a + b >= len) {
+    a = len - 1;
+    b = 0;
+    t[a] = '\0';
+  }
+  memcpy(buf, t, a + b + 1);
+  return buf;
+}
+
 const char *rq_dur(double ns, char *buf, size_t len) {
-  if (ns < 1e3) snprintf(buf, len, "%.0fns", ns);
-  else if (ns < 1e4) snprintf(buf, len, "%.2fus", ns / 1e3);
-  else if (ns < 1e5) snprintf(buf, len, "%.1fus", ns / 1e3);
-  else if (ns < 1e6) snprintf(buf, len, "%.0fus", ns / 1e3);
-  else if (ns < 1e7) snprintf(buf, len, "%.2fms", ns / 1e6);
-  else if (ns < 1e9) snprintf(buf, len, "%.1fms", ns / 1e6);
-  else if (ns < 6e10) snprintf(buf, len, "%.2fs", ns / 1e9);
+  if (ns < 1e3) return dur_unit(ns, 0, "ns", buf, len);
+  else if (ns < 1e4) return dur_unit(ns / 1e3, 2, "us", buf, len);
+  else if (ns < 1e5) return dur_unit(ns / 1e3, 1, "us", buf, len);
+  else if (ns < 1e6) return dur_unit(ns / 1e3, 0, "us", buf, len);
+  else if (ns < 1e7) return dur_unit(ns / 1e6, 2, "ms", buf, len);
+  else if (ns < 1e9) return dur_unit(ns / 1e6, 1, "ms", buf, len);
+  else if (ns < 6e10) return dur_unit(ns / 1e9, 2, "s", buf, len);
   else if (ns < 3.6e12) snprintf(buf, len, "%.0fm%02.0fs", floor(ns / 6e10), fmod(ns / 1e9, 60));
   else snprintf(buf, len, "%.0fh%02.0fm", floor(ns / 3.6e12), fmod(floor(ns / 6e10), 60));
   return buf;
@@ -182,10 +198,14 @@ const char *rq_dur(double ns, char *buf, size_t len) {
 
 const char *rq_count(uint64_t n, char *buf, size_t len) {
   char raw[32];
-  int d = snprintf(raw, sizeof raw, "%llu", (unsigned long long)n);
+  int d = 0;
+  do { /* digits, last first */
+    raw[d++] = (char)('0' + n % 10);
+    n /= 10;
+  } while (n != 0);
   size_t k = 0;
   for (int i = 0; i < d && k + 2 < len; i++) {
-    buf[k++] = raw[i];
+    buf[k++] = raw[d - 1 - i];
     int left = d - i - 1;
     if (left > 0 && left % 3 == 0) buf[k++] = ',';
   }
@@ -233,6 +253,25 @@ static size_t shown(const unsigned char *p, size_t *n, size_t *cols, char *out) 
 
 const char *rq_shorten(const char *s, size_t width, char *buf, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
+  /* printable ASCII, the usual text: one byte is one column, nothing to replace */
+  size_t ascii = 0;
+  while (p[ascii] >= 0x20 && p[ascii] < 0x7f) ascii++;
+  if (p[ascii] == '\0') {
+    bool cut = width > 0 && ascii > width;
+    size_t k = cut ? (width > 3 ? width - 3 : 0) : ascii;
+    size_t room = len > 5 ? len - 5 : 0; /* as below: a character fits when k + 1 + 4 < len */
+    if (k > room) {
+      k = room;
+      cut = true;
+    }
+    memcpy(buf, s, k);
+    if (cut) {
+      memcpy(buf + k, "...", 3);
+      k += 3;
+    }
+    buf[k] = '\0';
+    return buf;
+  }
   size_t total_cols = 0, n, c;
   char tmp[16];
   for (const unsigned char *q = p; *q; q += n) {

@@ -132,6 +132,9 @@ void rq_json_string_n(jw *w, const char *s, size_t len);
 const char *rq_num(double v, char *buf, size_t len);
 /* The same without the forced fraction ("22350"), for CSV. */
 const char *rq_num_plain(double v, char *buf, size_t len);
+/* v with `dec` decimals, exactly as printf's "%.*f" (without printf when
+ * it can: 0 <= v < 1e12, dec <= 6, len >= 32). */
+const char *rq_fixed(double v, int dec, char *buf, size_t len);
 /* {"CODE": count, ...} from "CODE:count,...". */
 void rq_json_codes(jw *w, const char *key, const char *codes);
 

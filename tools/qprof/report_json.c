@@ -158,7 +158,13 @@ const char *rq_ns_ms(uint64_t ns, bool fraction, char *buf, size_t len) {
     t[--i] = (char)('0' + ip % 10);
     ip /= 10;
   } while (ip != 0);
-  snprintf(buf, len, "%s", t + i);
+  size_t n = sizeof t - (size_t)i; /* with the NUL */
+  if (len == 0) return buf;
+  if (n > len) {
+    n = len;
+    t[i + (int)n - 1] = '\0';
+  }
+  memcpy(buf, t + i, n);
   return buf;
 }
 
@@ -167,15 +173,237 @@ void jw_ms(jw *w, const char *key, uint64_t ns) {
   jw_raw(w, key, rq_ns_ms(ns, true, b, sizeof b));
 }
 
+/* ---- numbers without printf ----------------------------------------------
+ * A report of 100,000 queries formats about a million numbers; printf of a
+ * double costs thousands of instructions each (glibc's exact multi-precision
+ * path). The formatters below give exactly what printf gives (the same
+ * digits, rounded half to even from the exact binary value) with 128-bit
+ * integer arithmetic, for the values reports have; anything else (huge,
+ * tiny, negative, not finite) still goes through printf. The unit test
+ * test_report_format compares them with printf on millions of values. */
+
+typedef unsigned __int128 u128;
+
+static const uint64_t pow10_u64[20] = {1ull,
+                                       10ull,
+                                       100ull,
+                                       1000ull,
+                                       10000ull,
+                                       100000ull,
+                                       1000000ull,
+                                       10000000ull,
+                                       100000000ull,
+                                       1000000000ull,
+                                       10000000000ull,
+                                       100000000000ull,
+                                       1000000000000ull,
+                                       10000000000000ull,
+                                       100000000000000ull,
+                                       1000000000000000ull,
+                                       10000000000000000ull,
+                                       100000000000000000ull,
+                                       1000000000000000000ull,
+                                       10000000000000000000ull};
+
+/* v = m * 2^e exactly (m < 2^53) for v finite and > 0. */
+static void dbl_parts(double v, uint64_t *m, int *e) {
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  int be = (int)((bits >> 52) & 0x7ff);
+  uint64_t frac = bits & ((1ull << 52) - 1);
+  if (be == 0) { /* subnormal */
+    *m = frac;
+    *e = -1074;
+  } else {
+    *m = frac | (1ull << 52);
+    *e = be - 1075;
+  }
+}
+
+/* floor(m * 2^e * 10^k) into *n, with the part below it compared with one
+ * half: *cmp_half -1 below, 0 exactly a half, 1 above (and *exact when
+ * nothing is below). False when it does not fit (the caller uses printf). */
+static bool scaled(uint64_t m, int e, int k, uint64_t *n, int *cmp_half) {
+  if (k < 0 || k > 27) return false;
+  /* 10^k = 5^k * 2^k: m * 5^k < 2^53 * 2^63 */
+  uint64_t p5 = 1;
+  for (int i = 0; i < k; i++) p5 *= 5;
+  u128 a = (u128)m * p5;
+  int s = e + k;
+  if (s >= 0) {
+    if (s > 63 || (a >> (127 - s)) != 0) return false;
+    u128 x = a << s;
+    if (x >> 64) return false;
+    *n = (uint64_t)x;
+    *cmp_half = -1;
+    return true;
+  }
+  int sh = -s;
+  if (sh >= 127) return false;
+  u128 x = a >> sh;
+  if (x >> 64) return false;
+  u128 rem = a & (((u128)1 << sh) - 1), half = (u128)1 << (sh - 1);
+  *n = (uint64_t)x;
+  *cmp_half = rem < half ? -1 : rem == half ? 0 : 1;
+  return true;
+}
+
+/* v (finite, > 0) rounded to `sig` (1..17) significant digits as printf
+ * rounds: *d in [10^(sig-1), 10^sig), v ~ *d * 10^(*x - sig + 1). */
+static bool round_sig(double v, int sig, uint64_t *d, int *x) {
+  uint64_t m;
+  int e;
+  dbl_parts(v, &m, &e);
+  /* an estimate of floor(log10 v), corrected below */
+  int X = (int)floor(log10(v));
+  for (int tries = 0; tries < 3; tries++) {
+    uint64_t n;
+    int c;
+    if (!scaled(m, e, sig - 1 - X, &n, &c)) return false;
+    if (n < pow10_u64[sig - 1]) {
+      X--;
+      continue;
+    }
+    if (n >= pow10_u64[sig]) {
+      X++;
+      continue;
+    }
+    if (c > 0 || (c == 0 && (n & 1))) n++;
+    if (n == pow10_u64[sig]) {
+      n = pow10_u64[sig - 1];
+      X++;
+    }
+    *d = n;
+    *x = X;
+    return true;
+  }
+  return false;
+}
+
+/* "%.{P}g" of d * 10^(x - P + 1) (d has P digits) into buf (at least 32). */
+static void put_g(uint64_t d, int x, int P, bool neg, char *buf) {
+  char dig[24];
+  for (int i = P - 1; i >= 0; i--, d /= 10) dig[i] = (char)('0' + d % 10);
+  int nd = P;
+  while (nd > 1 && dig[nd - 1] == '0') nd--; /* %g drops trailing zeros */
+  char *o = buf;
+  if (neg) *o++ = '-';
+  if (x < -4 || x >= P) {
+    *o++ = dig[0];
+    if (nd > 1) {
+      *o++ = '.';
+      memcpy(o, dig + 1, (size_t)nd - 1);
+      o += nd - 1;
+    }
+    *o++ = 'e';
+    *o++ = x < 0 ? '-' : '+';
+    unsigned ax = (unsigned)(x < 0 ? -x : x);
+    if (ax >= 100) *o++ = (char)('0' + ax / 100);
+    *o++ = (char)('0' + ax / 10 % 10);
+    *o++ = (char)('0' + ax % 10);
+  } else if (x >= 0) {
+    /* x + 1 digits before the point */
+    for (int i = 0; i <= x; i++) *o++ = i < nd ? dig[i] : '0';
+    if (nd > x + 1) {
+      *o++ = '.';
+      memcpy(o, dig + x + 1, (size_t)(nd - x - 1));
+      o += nd - x - 1;
+    }
+  } else {
+    *o++ = '0';
+    *o++ = '.';
+    for (int i = 0; i < -x - 1; i++) *o++ = '0';
+    memcpy(o, dig, (size_t)nd);
+    o += nd;
+  }
+  *o = '\0';
+}
+
+static const double pow10_dbl[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* rq_num_plain without printf when it can: false to use printf. */
+static bool num_plain_fast(double v, char *buf) {
+  if (v == 0) {
+    strcpy(buf, signbit(v) ? "-0" : "0");
+    return true;
+  }
+  bool neg = v < 0;
+  double a = neg ? -v : v;
+  uint64_t d;
+  int x;
+  if (!round_sig(a, 15, &d, &x)) return false;
+  /* does the 15-digit decimal read back as v? d < 2^53 and 10^|q| <= 10^22
+   * are exact doubles, so one multiplication or division rounds as strtod */
+  int q = x - 14;
+  if (q < -22 || q > 22) return false;
+  double back = q >= 0 ? (double)d * pow10_dbl[q] : (double)d / pow10_dbl[-q];
+  if (back == a) {
+    put_g(d, x, 15, neg, buf);
+    return true;
+  }
+  if (!round_sig(a, 17, &d, &x)) return false;
+  put_g(d, x, 17, neg, buf);
+  return true;
+}
+
 const char *rq_num_plain(double v, char *buf, size_t len) {
   if (!isfinite(v)) {
     snprintf(buf, len, "%s", "");
+    return buf;
+  }
+  char f[40];
+  if (len >= sizeof f && num_plain_fast(v, f)) {
+    strcpy(buf, f);
     return buf;
   }
   /* 15 significant digits when they read back as v (%g drops trailing
    * zeros: 22350, 0.00134), else 17, which always do */
   snprintf(buf, len, "%.15g", v);
   if (strtod(buf, NULL) != v) snprintf(buf, len, "%.17g", v);
+  return buf;
+}
+
+const char *rq_fixed(double v, int dec, char *buf, size_t len) {
+  if (dec >= 0 && dec <= 6 && len >= 32 && v >= 0 && !signbit(v) && v < 1e12) {
+    uint64_t m, n;
+    int e, c;
+    if (v == 0) {
+      m = 0;
+      e = 0;
+    } else {
+      dbl_parts(v, &m, &e);
+    }
+    /* v * 10^dec = m * 2^e * 10^dec */
+    u128 a = (u128)m * pow10_u64[dec];
+    if (e >= 0) {
+      n = (uint64_t)(a << e); /* v < 1e12: fits */
+      c = -1;
+    } else if (-e >= 127) {
+      n = 0;
+      c = -1; /* below 2^-74: far below a half */
+    } else {
+      int sh = -e;
+      u128 rem = a & (((u128)1 << sh) - 1), half = (u128)1 << (sh - 1);
+      n = (uint64_t)(a >> sh);
+      c = rem < half ? -1 : rem == half ? 0 : 1;
+    }
+    if (c > 0 || (c == 0 && (n & 1))) n++;
+    uint64_t ip = n / pow10_u64[dec], fp = n % pow10_u64[dec];
+    char t[32];
+    int i = (int)sizeof t;
+    t[--i] = '\0';
+    for (int k = 0; k < dec; k++, fp /= 10) t[--i] = (char)('0' + fp % 10);
+    if (dec > 0) t[--i] = '.';
+    do {
+      t[--i] = (char)('0' + ip % 10);
+      ip /= 10;
+    } while (ip != 0);
+    memcpy(buf, t + i, sizeof t - (size_t)i);
+    return buf;
+  }
+  snprintf(buf, len, "%.*f", dec, v);
   return buf;
 }
 
