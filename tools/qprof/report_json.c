@@ -40,19 +40,37 @@ void jw_write(jw *w, const void *p, size_t n) { wn(w, p, n); }
 void jw_puts(jw *w, const char *s) { ws(w, s); }
 void jw_putc(jw *w, char c) { wc(w, c); }
 
-static void indent(jw *w) {
-  wc(w, '\n');
-  for (int i = 0; i < w->depth; i++) wn(w, "  ", 2);
+/* Bytes a JSON string carries as they are: printable ASCII but " and \\. */
+static bool plain_byte(unsigned char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; }
+
+/* ",\n" and the indentation (2 * RQ_JSON_DEPTH spaces at most) in one write. */
+static void indent_sep(jw *w, bool comma) {
+  static const char nl[] = ",\n                                ";
+  _Static_assert(sizeof nl - 3 == 2 * RQ_JSON_DEPTH, "indentation for every depth");
+  wn(w, comma ? nl : nl + 1, (comma ? 2 : 1) + 2 * (size_t)w->depth);
 }
 
-/* Before a value: the separator, the line break and the key. */
+static void indent(jw *w) { indent_sep(w, false); }
+
+/* Before a value: the separator, the line break and the key (a key of
+ * plain bytes, as nearly all are, written in one piece). */
 static void pre(jw *w, const char *key) {
   if (w->depth > 0) {
-    if (w->count[w->depth] > 0) wc(w, ',');
+    indent_sep(w, w->count[w->depth] > 0);
     w->count[w->depth]++;
-    indent(w);
   }
   if (key != NULL) {
+    size_t n = 0;
+    while (plain_byte((unsigned char)key[n])) n++;
+    if (key[n] == '\0' && n + 4 <= sizeof w->buf) {
+      if (w->len + n + 4 > sizeof w->buf) jw_flush(w);
+      char *o = w->buf + w->len;
+      o[0] = '"';
+      memcpy(o + 1, key, n);
+      memcpy(o + 1 + n, "\": ", 3);
+      w->len += n + 4;
+      return;
+    }
     rq_json_string(w, key);
     wn(w, ": ", 2);
   }
@@ -458,7 +476,7 @@ void rq_json_string_n(jw *w, const char *s, size_t len) {
   const unsigned char *p = (const unsigned char *)s, *run = p, *end = p + len;
   while (p < end) {
     /* printable ASCII other than " and \ goes out in runs */
-    if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
+    if (plain_byte(*p)) {
       p++;
       continue;
     }
