@@ -112,7 +112,10 @@ typedef struct qp_advice_index {
   const char *method;     /* "btree" */
   const char *opclass;    /* "text_pattern_ops" or NULL */
   const char *where;      /* partial-index predicate or NULL */
-  const char *include;    /* INCLUDE columns or NULL */
+  /* INCLUDE columns, "amount, kind", or NULL: set when the planner reads
+   * the index with an Index Only Scan at most half as costly as the
+   * key-only index (docs/advise.md, "INCLUDE columns"); PostgreSQL only. */
+  const char *include;
   const char *rule;       /* "seq_scan_filter", "top_n", "join_key", "expression",
                            * "like_prefix", "fk_trigger" (docs/advise.md) */
   const char *reason;     /* one sentence: what the plan showed */

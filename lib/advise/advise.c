@@ -15,8 +15,6 @@
 #include "pool/lease.h"
 #include "qprof/sql.h"
 
-#define ADV_PREPARED "qp_advise_stmt"
-#define ADV_PREPARED_FK "qp_advise_fk"
 
 
 
@@ -140,7 +138,7 @@ const adv_table *qp__adv_table_at(const adv_ctx *x, int i) { return &x->tables[i
 
 /* ---- statements ---------------------------------------------------------- */
 
-static qp_status fail_conn(adv_ctx *x, const char *what) {
+qp_status qp__adv_fail_conn(adv_ctx *x, const char *what) {
   if (x->st != QP_OK) return x->st;
   const char *state = qp_conn_sqlstate(x->c);
   const char *m = qp_conn_errmsg(x->c);
@@ -174,7 +172,7 @@ qp_status qp__adv_q(adv_ctx *x, const char *sql, const qp_param *p, size_t np, q
 
 bool qp__adv_qok(adv_ctx *x, const char *sql, const char *what) {
   if (qp__adv_q(x, sql, NULL, 0, NULL) == QP_OK) return true;
-  fail_conn(x, what);
+  qp__adv_fail_conn(x, what);
   return false;
 }
 
@@ -189,7 +187,7 @@ void qp__adv_rstr(qp_result *r, size_t row, size_t col, char *out, size_t cap) {
 }
 
 /* BEGIN [READ ONLY] with the advisor's local settings. */
-static bool begin(adv_ctx *x, bool write) {
+bool qp__adv_begin(adv_ctx *x, bool write) {
   if (!qp__adv_qok(x, write ? "BEGIN" : "BEGIN READ ONLY", "begin")) return false;
   char set[160];
   qp__adv_fmt(set, sizeof set, "SET LOCAL statement_timeout = %" PRId64, x->o.statement_timeout_ms);
@@ -199,8 +197,15 @@ static bool begin(adv_ctx *x, bool write) {
   return qp__adv_qok(x, "SET LOCAL plan_cache_mode = force_generic_plan", "plan_cache_mode");
 }
 
-static void rollback(adv_ctx *x) {
+void qp__adv_rollback(adv_ctx *x) {
   if (qp_conn_txn_status(x->c) != QP_TXN_IDLE) (void)qp__adv_q(x, "ROLLBACK", NULL, 0, NULL);
+}
+
+void qp__adv_exec_text(const char *prepared, int nparams, char *out, size_t cap) {
+  size_t o = qp__adv_fmt(out, cap, "EXECUTE %s", prepared);
+  for (int i = 0; i < nparams && o < cap; i++)
+    o += qp__adv_fmt(out + o, cap - o, "%sNULL", i ? ", " : "(");
+  if (nparams > 0 && o < cap) qp__adv_fmt(out + o, cap - o, ")");
 }
 
 /* The plan of `sql` (or of EXECUTE name(NULL...) when prepared), parsed. */
@@ -208,10 +213,7 @@ static qp__plan_tree *plan_of(adv_ctx *x, const char *sql, const char *prepared,
                               bool analyze, const char *what) {
   char exec[256];
   if (prepared != NULL) {
-    size_t o = qp__adv_fmt(exec, sizeof exec, "EXECUTE %s", prepared);
-    for (int i = 0; i < nparams && o < sizeof exec; i++)
-      o += qp__adv_fmt(exec + o, sizeof exec - o, "%sNULL", i ? ", " : "(");
-    if (nparams > 0 && o < sizeof exec) qp__adv_fmt(exec + o, sizeof exec - o, ")");
+    qp__adv_exec_text(prepared, nparams, exec, sizeof exec);
     sql = exec;
   }
   qp__explain_opts eo;
@@ -221,7 +223,7 @@ static qp__plan_tree *plan_of(adv_ctx *x, const char *sql, const char *prepared,
   eo.json = true;
   qp__plan plan;
   if (qp__conn_explain(x->c, sql, NULL, 0, &eo, &plan) != QP_OK) {
-    fail_conn(x, what);
+    qp__adv_fail_conn(x, what);
     return NULL;
   }
   qp__plan_tree *t = NULL;
@@ -254,7 +256,7 @@ static bool prepare(adv_ctx *x, const char *name, const char *sql, int *np) {
   qp_param p = qp_param_text(name);
   if (qp__adv_q(x, "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = $1", &p, 1,
         &r) != QP_OK) {
-    fail_conn(x, "prepare");
+    qp__adv_fail_conn(x, "prepare");
     return false;
   }
   *np = qp_result_rows(r) > 0 ? (int)qp__adv_rint64(r, 0, 0) : 0;
@@ -525,6 +527,7 @@ bool qp__adv_add_cand(adv_ctx *x, const adv_cand *c) {
   adv_cand *n = &x->cands[x->ncands++];
   *n = *c;
   n->ms_after = -1;
+  n->base = -1;
   n->size_bytes = -1;
   n->cost_before = n->cost_after = -1;
   return true;
@@ -584,18 +587,36 @@ double qp__adv_shape_ratio(adv_shape s) {
 /* A wider index must beat the best one-column one by this factor. */
 #define ADV_WIDER_RATIO 0.9
 
-static bool uses_index(qp__pnode *n, void *ud) {
-  const char *name = ud;
-  return !(n->index_name != NULL && strcmp(n->index_name, name) == 0);
+typedef struct idx_use {
+  const char *name;
+  bool used, index_only;
+} idx_use;
+
+static bool find_use(qp__pnode *n, void *ud) {
+  idx_use *u = ud;
+  if (n->index_name != NULL && strcmp(n->index_name, u->name) == 0) {
+    u->used = true;
+    u->index_only |= n->node_type != NULL && strcmp(n->node_type, "Index Only Scan") == 0;
+  }
+  return true;
+}
+
+/* Whether the plan reads index `name`, and with an Index Only Scan. */
+static void index_use(const qp__plan_tree *t, const char *name, adv_cand *c) {
+  idx_use u = {name, false, false};
+  qp__plan_walk(t->root, find_use, &u);
+  c->used = u.used;
+  c->index_only = u.index_only;
 }
 
 static void create_sql(const adv_ctx *x, const adv_cand *c, const char *name, bool concurrently,
                        char *out, size_t cap) {
   char kt[700];
   qp__adv_keys_join(c, kt, sizeof kt);
-  qp__adv_fmt(out, cap, "CREATE INDEX %s%s%sON %s (%s)%s%s", concurrently ? "CONCURRENTLY " : "",
-              name ? name : "", name ? " " : "", x->tables[c->table].qual, kt,
-              c->where[0] ? " WHERE " : "", c->where);
+  qp__adv_fmt(out, cap, "CREATE INDEX %s%s%sON %s (%s)%s%s%s%s%s",
+              concurrently ? "CONCURRENTLY " : "", name ? name : "", name ? " " : "",
+              x->tables[c->table].qual, kt, c->include[0] ? " INCLUDE (" : "", c->include,
+              c->include[0] ? ")" : "", c->where[0] ? " WHERE " : "", c->where);
 }
 
 /* The plan the candidate is judged on: the statement's, or its own query
@@ -658,7 +679,7 @@ static void test_hypo(adv_ctx *x, adv_cand *c, double main_cost) {
   if (t != NULL) {
     c->tested = true;
     c->cost_after = t->root->total_cost;
-    c->used = !qp__plan_walk(t->root, uses_index, name);
+    index_use(t, name, c);
     qp__plan_tree_free(t);
   }
   qp_param d = qp_param_text(oid);
@@ -666,8 +687,8 @@ static void test_hypo(adv_ctx *x, adv_cand *c, double main_cost) {
 }
 
 static void test_real(adv_ctx *x, adv_cand *c, double main_cost) {
-  if (!begin(x, true)) {
-    rollback(x);
+  if (!qp__adv_begin(x, true)) {
+    qp__adv_rollback(x);
     x->st = QP_OK; /* a failed verification is a note, not an error */
     qp__adv_fmt(c->why, sizeof c->why, "could not start a transaction: %s", x->msg);
     return;
@@ -682,7 +703,7 @@ static void test_real(adv_ctx *x, adv_cand *c, double main_cost) {
     if (t != NULL) {
       c->tested = true;
       c->cost_after = t->root->total_cost;
-      c->used = !qp__plan_walk(t->root, uses_index, "qp_advise_candidate");
+      index_use(t, "qp_advise_candidate", c);
       c->ms_after = an ? t->execution_ms : -1;
       qp__plan_tree_free(t);
     }
@@ -693,7 +714,7 @@ static void test_real(adv_ctx *x, adv_cand *c, double main_cost) {
     qp_result_free(r);
   }
   if (!c->tested) qp__adv_fmt(c->why, sizeof c->why, "the real index could not be tried: %s", x->msg);
-  rollback(x);
+  qp__adv_rollback(x);
   if (x->st != QP_NOMEM) x->st = QP_OK;
 }
 
@@ -810,6 +831,7 @@ void qp__adv_emit(adv_ctx *x, bool verified) {
     s->method = astr(a, "btree");
     s->opclass = c->opclass[0] ? astr(a, c->opclass) : NULL;
     s->where = c->where[0] ? astr(a, c->where) : NULL;
+    s->include = c->include[0] ? astr(a, c->include) : NULL;
     s->rule = astr(a, c->rule);
     s->reason = astr(a, c->reason);
     s->nkeys = c->nkeys;
@@ -867,7 +889,7 @@ static void advise_run(adv_ctx *x) {
     if (!prepare(x, ADV_PREPARED, x->run, &x->nparams)) return;
     x->prepared = true;
   }
-  if (!begin(x, x->write_txn)) return;
+  if (!qp__adv_begin(x, x->write_txn)) return;
   qp__plan_tree *t = x->generic ? plan_of(x, NULL, ADV_PREPARED, x->nparams, false, "explain")
                                 : plan_of(x, x->run, NULL, 0, x->analyze, "explain");
   if (t == NULL) return;
@@ -884,6 +906,9 @@ static void advise_run(adv_ctx *x) {
   a->sum.hypopg = x->hypopg;
   qp__adv_rules(x, t);
   qp__adv_catalog_notes(x);
+  if (x->st == QP_OK && x->ncands > 0 && !x->write &&
+      (x->o.verify == QP_ADVISE_VERIFY_REAL || (x->o.verify == QP_ADVISE_VERIFY_HYPO && x->hypopg)))
+    qp__adv_need_columns(x);
   for (size_t i = 0; i < x->ncands; i++)
     if (x->cands[i].ms_before < 0 && !x->cands[i].verify_sql[0] && t->analyzed)
       x->cands[i].ms_before = t->execution_ms;
@@ -894,13 +919,15 @@ static void advise_run(adv_ctx *x) {
     for (size_t i = 0; i < x->ncands && x->st == QP_OK; i++) test_hypo(x, &x->cands[i], main_cost);
     (void)qp__adv_q(x, "SELECT hypopg_reset()", NULL, 0, NULL);
     if (x->st == QP_OK) qp__adv_judge(x, "HypoPG");
+    if (x->st == QP_OK) qp__adv_include(x, test_hypo, main_cost);
     verified = true;
   }
-  rollback(x);
+  qp__adv_rollback(x);
   if (x->st != QP_OK) return;
   if (x->o.verify == QP_ADVISE_VERIFY_REAL) {
     for (size_t i = 0; i < x->ncands && x->st == QP_OK; i++) test_real(x, &x->cands[i], main_cost);
     if (x->st == QP_OK) qp__adv_judge(x, "real index, rolled back");
+    if (x->st == QP_OK) qp__adv_include(x, test_real, main_cost);
     verified = true;
   }
   if (!verified) {
@@ -1047,7 +1074,7 @@ qp_status qp__advise_conn_impl(qp_conn *conn, const char *sql, const qp_advise_o
     qp__adv_sqlite(x);
   } else {
     advise_run(x);
-    rollback(x);
+    qp__adv_rollback(x);
     deallocate(x);
   }
   qp_status st = x->st;

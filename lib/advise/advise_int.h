@@ -22,6 +22,11 @@
 #define ADV_MAX_CANDS 48
 #define ADV_NAME 128
 #define ADV_KEY 200
+/* The names of the advisor's prepared statements (a generic plan, the
+ * foreign-key lookup). */
+#define ADV_PREPARED "qp_advise_stmt"
+#define ADV_PREPARED_FK "qp_advise_fk"
+#define ADV_MAX_NEED 16   /* columns of one table a statement reads, at most */
 
 /* An index that exists (pg_index), keys as pg_get_indexdef prints them. */
 typedef struct adv_index {
@@ -43,6 +48,14 @@ typedef struct adv_table {
   int64_t rows, writes, reads;
   size_t nindexes;
   adv_index idx[ADV_MAX_INDEXES];
+  /* The columns the statement reads from it (EXPLAIN VERBOSE: the scans'
+   * Output, Filter and conditions), for INCLUDE (include.c). need_known:
+   * read; need_all: a whole row or more than ADV_MAX_NEED columns. */
+  bool need_known, need_all;
+  int nneed, ncolumns;          /* columns read; columns the table has */
+  char need[ADV_MAX_NEED][ADV_NAME];
+  int need_width[ADV_MAX_NEED]; /* pg_stats avg_width, -1 unknown */
+  double all_visible;           /* relallvisible / relpages, -1 unknown */
 } adv_table;
 
 /* How big a cut a candidate must show (advise.md, "Verification"). */
@@ -63,6 +76,8 @@ typedef struct adv_cand {
   char keys[ADV_MAX_KEYS][ADV_KEY]; /* "a", "b DESC", "lower(email)" */
   char opclass[32];       /* for every key, "" = default */
   char where[256];        /* partial-index predicate, "" = none */
+  char include[256];      /* INCLUDE columns, "a, b"; "" = none */
+  int base;               /* an INCLUDE candidate: the key-only one it extends, else -1 */
   char rule[24];
   char reason[512];
   adv_shape shape;
@@ -72,6 +87,7 @@ typedef struct adv_cand {
   char verify_sql[1024];  /* what to plan instead of the statement (fk), "" = it */
   /* results */
   bool tested, used, accepted;
+  bool index_only;        /* the planner reads it with an Index Only Scan */
   double cost_before, cost_after, ratio;
   int64_t size_bytes;
   double ms_after;
@@ -185,6 +201,24 @@ qp_status qp__adv_sqlite_dsn(const char *dsn, const char *sql, const qp_advise_o
 /* qp_advise_conn; on_copy: the lease is on a copy already (SQLite). */
 qp_status qp__advise_conn_impl(qp_conn *conn, const char *sql, const qp_advise_options *o,
                                qp_advice **out, char *errbuf, size_t errlen, bool on_copy);
+
+/* The EXECUTE text of a prepared statement with nparams NULL arguments. */
+void qp__adv_exec_text(const char *prepared, int nparams, char *out, size_t cap);
+/* BEGIN [READ ONLY] with the advisor's local settings; ROLLBACK when in one. */
+bool qp__adv_begin(adv_ctx *x, bool write);
+void qp__adv_rollback(adv_ctx *x);
+/* Records the connection's error as the call's failure (timeouts named). */
+qp_status qp__adv_fail_conn(adv_ctx *x, const char *what);
+
+/* include.c: the columns the statement reads from each table with a
+ * candidate (one EXPLAIN VERBOSE inside the statement's transaction). */
+void qp__adv_need_columns(adv_ctx *x);
+/* include.c: for every accepted key-only candidate of a read-only
+ * statement, an INCLUDE variant when the rest of what it reads is few and
+ * narrow columns, tried with `try` and kept only when it pays (advise.md,
+ * "INCLUDE columns"). */
+void qp__adv_include(adv_ctx *x, void (*try)(adv_ctx *x, adv_cand *c, double main_cost),
+                     double main_cost);
 
 /* Quotes an identifier when it needs it ("Foo" -> "\"Foo\""). */
 void qp__adv_ident(const char *name, char *out, size_t cap);

@@ -55,6 +55,32 @@ static bool get_num(pctx *c, json_t *o, const char *key, double *dst, double def
   return true;
 }
 
+/* An array of strings ("Sort Key", "Output"): absent is fine. */
+static bool get_strs(pctx *c, json_t *o, const char *key, char ***dst, size_t *n,
+                     const char *where) {
+  json_t *arr = json_object_get(o, key);
+  if (arr == NULL) return true;
+  char m[128];
+  if (!json_is_array(arr)) {
+    snprintf(m, sizeof m, "\"%s\" is not an array", key);
+    return fail(c, QP_SYNTAX, m, where);
+  }
+  if (json_array_size(arr) == 0) return true;
+  *dst = qp__calloc(c->h, json_array_size(arr), sizeof **dst);
+  if (*dst == NULL) return fail(c, QP_NOMEM, "out of memory", NULL);
+  for (size_t i = 0; i < json_array_size(arr); i++) {
+    json_t *k = json_array_get(arr, i);
+    if (!json_is_string(k)) {
+      snprintf(m, sizeof m, "a \"%s\" is not a string", key);
+      return fail(c, QP_SYNTAX, m, where);
+    }
+    (*dst)[*n] = qp__strndup(c->h, json_string_value(k), json_string_length(k));
+    if ((*dst)[*n] == NULL) return fail(c, QP_NOMEM, "out of memory", NULL);
+    (*n)++;
+  }
+  return true;
+}
+
 static void node_free(const qp_hooks *h, qp__pnode *n) {
   if (n == NULL) return;
   for (size_t i = 0; i < n->nchildren; i++) node_free(h, n->children[i]);
@@ -66,6 +92,8 @@ static void node_free(const qp_hooks *h, qp__pnode *n) {
   for (size_t i = 0; i < QP_ARRAY_LEN(strs); i++) qp__free(h, *strs[i]);
   for (size_t i = 0; i < n->nsort_keys; i++) qp__free(h, n->sort_keys[i]);
   qp__free(h, n->sort_keys);
+  for (size_t i = 0; i < n->noutput; i++) qp__free(h, n->output[i]);
+  qp__free(h, n->output);
   qp__free(h, n);
 }
 
@@ -122,25 +150,8 @@ static qp__pnode *node_parse(pctx *c, json_t *o, qp__pnode *parent, int depth) {
        get_num(c, o, "Original Hash Batches", &n->original_hash_batches, -1, w) &&
        get_num(c, o, "Sort Space Used", &n->sort_space_kb, -1, w) &&
        get_num(c, o, "Temp Written Blocks", &n->temp_written_blocks, -1, w);
-  json_t *keys = ok ? json_object_get(o, "Sort Key") : NULL;
-  if (keys != NULL) {
-    if (!json_is_array(keys)) {
-      ok = fail(c, QP_SYNTAX, "\"Sort Key\" is not an array", w);
-    } else if (json_array_size(keys) > 0) {
-      n->sort_keys = qp__calloc(c->h, json_array_size(keys), sizeof *n->sort_keys);
-      if (n->sort_keys == NULL) ok = fail(c, QP_NOMEM, "out of memory", NULL);
-      for (size_t i = 0; ok && i < json_array_size(keys); i++) {
-        json_t *k = json_array_get(keys, i);
-        if (!json_is_string(k)) {
-          ok = fail(c, QP_SYNTAX, "a \"Sort Key\" is not a string", w);
-        } else {
-          n->sort_keys[i] = qp__strndup(c->h, json_string_value(k), json_string_length(k));
-          if (n->sort_keys[i] == NULL) ok = fail(c, QP_NOMEM, "out of memory", NULL);
-          else n->nsort_keys++;
-        }
-      }
-    }
-  }
+  ok = ok && get_strs(c, o, "Sort Key", &n->sort_keys, &n->nsort_keys, w) &&
+       get_strs(c, o, "Output", &n->output, &n->noutput, w);
   json_t *kids = ok ? json_object_get(o, "Plans") : NULL;
   if (kids != NULL) {
     if (!json_is_array(kids)) {
@@ -270,6 +281,7 @@ static bool dump_node(qp__pnode *n, void *ud) {
   dump_str(b, "sort_method", n->sort_method);
   dump_str(b, "sort_space", n->sort_space_type);
   for (size_t i = 0; i < n->nsort_keys; i++) dump_str(b, "sort_key", n->sort_keys[i]);
+  for (size_t i = 0; i < n->noutput; i++) dump_str(b, "output", n->output[i]);
   qp__buf_printf(b, " cost=%.17g plan_rows=%.17g", n->total_cost, n->plan_rows);
   dump_num(b, "rows", n->actual_rows);
   dump_num(b, "loops", n->actual_loops);

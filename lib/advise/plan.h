@@ -32,6 +32,8 @@ struct qp__pnode {
   char *sort_method, *sort_space_type; /* "external merge", "Disk" */
   char **sort_keys;
   size_t nsort_keys;
+  char **output;            /* EXPLAIN VERBOSE "Output": the columns the node returns */
+  size_t noutput;
   double startup_cost, total_cost, plan_rows;
   /* Measured (ANALYZE); -1 where EXPLAIN did not say. */
   double actual_rows, actual_loops, actual_total_ms;

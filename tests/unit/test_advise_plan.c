@@ -21,7 +21,7 @@
 #include "testutil.h"
 
 static const char *const k_goldens[] = {"seqscan_filter", "topn_limit", "join_nested", "hash_agg",
-                                        "sort_disk",      "fk_trigger", "plain_expr"};
+                                        "sort_disk",      "fk_trigger", "plain_expr", "verbose_output"};
 
 static void test_goldens(void **state) {
   (void)state;
