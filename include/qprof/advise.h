@@ -21,7 +21,10 @@
  * refused. Every transaction sets statement_timeout and lock_timeout
  * locally. A statement with placeholders ("?" of a normalized query, or
  * $n) is planned generically: PREPARE, plan_cache_mode =
- * force_generic_plan, EXPLAIN EXECUTE, DEALLOCATE (never analyzed).
+ * force_generic_plan, EXPLAIN EXECUTE, DEALLOCATE (never analyzed). On
+ * SQLite (no generic plan) placeholders get representative values read
+ * from the table on the copy (its most common value; docs/advise.md,
+ * "Placeholders on SQLite"), and a note says which.
  */
 #ifndef QPROF_ADVISE_H
 #define QPROF_ADVISE_H
@@ -188,7 +191,9 @@ typedef struct qp_advice_summary {
  *   QP_TIMEOUT     statement_timeout or lock_timeout stopped it;
  *   QP_QUERY       the server refused it (syntax error, unknown table: the
  *                  message has the SQLSTATE);
- *   QP_UNSUPPORTED not a PostgreSQL connection;
+ *   QP_UNSUPPORTED neither a PostgreSQL nor an SQLite connection, an SQLite
+ *                  database without a file, or an SQLite placeholder that
+ *                  is compared with no column (no value can be read for it);
  *   QP_STATE       the lease is inside a transaction;
  *   QP_SYNTAX      a plan the parser cannot read;
  *   QP_INVALID     NULL arguments, options without a size;

@@ -81,6 +81,8 @@ static const char *astr(qp_advice *a, const char *s) {
   return d;
 }
 
+const char *qp__adv_str(qp_advice *a, const char *s) { return astr(a, s); }
+
 void qp_advice_free(qp_advice *a) {
   if (a == NULL) return;
   qp_hooks h = a->hooks;
@@ -1037,7 +1039,7 @@ qp_status qp__advise_conn_impl(qp_conn *conn, const char *sql, const qp_advise_o
   x->sql = sql;
   char *stmt = qp__strndup(&a->hooks, sql + s0, l0);
   if (is_sqlite) {
-    x->run = stmt; /* SQLite: placeholders are refused in sqlite.c */
+    x->run = stmt; /* SQLite: placeholders get representative values in sqlite.c */
   } else {
     x->run = stmt ? placeholders(x, stmt, &x->generic, &x->nparams) : NULL;
     qp__free(&a->hooks, stmt);

@@ -220,6 +220,9 @@ void qp__adv_need_columns(adv_ctx *x);
 void qp__adv_include(adv_ctx *x, void (*try)(adv_ctx *x, adv_cand *c, double main_cost),
                      double main_cost);
 
+/* A copy of s owned by the advice (NULL when out of memory: a->failed). */
+const char *qp__adv_str(qp_advice *a, const char *s);
+
 /* Quotes an identifier when it needs it ("Foo" -> "\"Foo\""). */
 void qp__adv_ident(const char *name, char *out, size_t cap);
 

@@ -88,10 +88,26 @@ size_t qp__adv_where(const char *sql, size_t len, char *out, size_t cap) {
   return o;
 }
 
+static bool tok_word(const char *sql, const qp_tok *t, const char *w) {
+  size_t n = t->end - t->start;
+  return t->type == QP_T_WORD && n == strlen(w) && strncasecmp(sql + t->start, w, n) == 0;
+}
+
+static bool tok_name(const qp_tok *t) { return t->type == QP_T_WORD || t->type == QP_T_QIDENT; }
+
+/* The name a token spells, unquoted. */
+static void tok_text(const char *sql, const qp_tok *t, char *out, size_t cap) {
+  const char *p = sql + t->start;
+  size_t n = t->end - t->start;
+  if (t->type == QP_T_QIDENT && n >= 2) p++, n -= 2;
+  qp__adv_fmt(out, cap, "%.*s", (int)n, p);
+}
+
 /* The table an EXPLAIN QUERY PLAN name stands for: itself when it is a
  * table of the copy, else the table written before it as an alias
  * ("FROM orders o", "orders AS o"). */
-static bool alias_table(adv_ctx *x, qp_conn *c, const char *name, char *out, size_t cap) {
+/* The table of the copy called `name` (any case) into out. */
+static bool table_named(qp_conn *c, const char *name, char *out, size_t cap) {
   qp_param p = qp_param_text(name);
   qp_result *r = NULL;
   bool found = false;
@@ -101,7 +117,11 @@ static bool alias_table(adv_ctx *x, qp_conn *c, const char *name, char *out, siz
     found = true;
   }
   qp_result_free(r);
-  if (found) return true;
+  return found;
+}
+
+static bool alias_table(adv_ctx *x, qp_conn *c, const char *name, char *out, size_t cap) {
+  if (table_named(c, name, out, cap)) return true;
   const char *sql = x->run;
   size_t len = strlen(sql), pos = 0;
   qp_tok t, w1 = {QP_T_EOF, 0, 0}, w2 = {QP_T_EOF, 0, 0};
@@ -110,15 +130,16 @@ static bool alias_table(adv_ctx *x, qp_conn *c, const char *name, char *out, siz
     if (t.type == QP_T_EOF) break;
     size_t n = t.end - t.start;
     if (t.type == QP_T_WORD && n == strlen(name) && strncasecmp(sql + t.start, name, n) == 0) {
+      /* the declaration "table [AS] name", not a use "name.col" */
+      qp_tok nx;
+      (void)qp__sql_lex_sig(QP_DIALECT_SQLITE, sql, len, pos, &nx);
       qp_tok tab = w1;
       if (w1.type == QP_T_WORD && w1.end - w1.start == 2 && strncasecmp(sql + w1.start, "AS", 2) == 0)
         tab = w2;
-      if (tab.type == QP_T_WORD || tab.type == QP_T_QIDENT) {
-        size_t tn = tab.end - tab.start;
-        const char *tp = sql + tab.start;
-        if (tab.type == QP_T_QIDENT && tn >= 2) tp++, tn -= 2;
-        qp__adv_fmt(out, cap, "%.*s", (int)tn, tp);
-        return true;
+      if (nx.type != QP_T_DOT && tok_name(&tab)) {
+        char tn[ADV_NAME];
+        tok_text(sql, &tab, tn, sizeof tn);
+        if (table_named(c, tn, out, cap)) return true;
       }
     }
     w2 = w1;
@@ -222,9 +243,71 @@ static sq_run sq_measure(adv_ctx *x, qp_conn *c) {
 /* Work of a run: VM steps when measured, else nothing to compare (-1). */
 static double sq_work(const sq_run *m) { return m->vm_steps >= 0 ? (double)m->vm_steps : -1; }
 
+/* The top-level ORDER BY of a statement that also has a top-level LIMIT,
+ * when every term is a plain [qual.]column [ASC|DESC] (at most
+ * ADV_MAX_KEYS terms). */
+typedef struct sq_order {
+  int n;
+  char qual[ADV_MAX_KEYS][ADV_NAME], col[ADV_MAX_KEYS][ADV_NAME];
+  bool desc[ADV_MAX_KEYS];
+} sq_order;
+
+static bool sq_order_read(const char *sql, sq_order *o) {
+  memset(o, 0, sizeof *o);
+  size_t len = strlen(sql), pos = 0;
+  int depth = 0;
+  bool in_order = false, limit = false, ok = false, term = false;
+  qp_tok t, prev = {QP_T_EOF, 0, 0};
+  for (;;) {
+    pos = qp__sql_lex_sig(QP_DIALECT_SQLITE, sql, len, pos, &t);
+    if (t.type == QP_T_EOF || (depth == 0 && t.type == QP_T_SEMI)) break;
+    if (t.type == QP_T_LPAREN) depth++;
+    if (t.type == QP_T_RPAREN) depth--;
+    if (depth != 0 || t.type == QP_T_RPAREN) {
+      if (in_order) ok = false, in_order = false; /* an expression: not a plain column */
+      prev = t;
+      continue;
+    }
+    if (tok_word(sql, &t, "BY") && tok_word(sql, &prev, "ORDER")) {
+      memset(o, 0, sizeof *o);
+      in_order = ok = true;
+      term = false;
+      limit = false;
+    } else if (tok_word(sql, &t, "LIMIT")) {
+      limit = true;
+      in_order = false;
+    } else if (in_order) {
+      if (t.type == QP_T_COMMA) {
+        ok = ok && term;
+        term = false;
+      } else if (tok_word(sql, &t, "ASC") || tok_word(sql, &t, "DESC")) {
+        if (!term) ok = false;
+        else o->desc[o->n - 1] = tok_word(sql, &t, "DESC");
+      } else if (t.type == QP_T_DOT && term) {
+        /* qual.col: the name read was the qualifier */
+        memcpy(o->qual[o->n - 1], o->col[o->n - 1], ADV_NAME);
+        o->col[o->n - 1][0] = '\0';
+        term = false;
+        o->n--;
+      } else if (tok_name(&t) && !term && o->n < ADV_MAX_KEYS) {
+        char q[ADV_NAME];
+        memcpy(q, o->qual[o->n], ADV_NAME);
+        tok_text(sql, &t, o->col[o->n], ADV_NAME);
+        memcpy(o->qual[o->n], q, ADV_NAME);
+        o->n++;
+        term = true;
+      } else {
+        ok = false;
+      }
+    }
+    prev = t;
+  }
+  return ok && limit && o->n > 0;
+}
+
 /* Candidates from one plan line. */
 static void sq_line(adv_ctx *x, qp_conn *c, const char *detail, const qp__cond *conds, size_t nc,
-                    const sq_run *base, bool single) {
+                    const sq_run *base, bool single, const sq_order *ord) {
   char name[ADV_NAME], table[ADV_NAME];
   bool automatic = false;
   const char *cols = NULL;
@@ -240,6 +323,11 @@ static void sq_line(adv_ctx *x, qp_conn *c, const char *detail, const qp__cond *
     cols = strchr(detail, '(');
     automatic = cols != NULL;
     if (!automatic) return;
+  } else if (strncmp(detail, "SEARCH ", 7) == 0 && ord != NULL) {
+    /* an index serves the filter, the sort is still done on every match */
+    const char *p = detail + 7;
+    size_t n = strcspn(p, " ");
+    qp__adv_fmt(name, sizeof name, "%.*s", (int)n, p);
   } else {
     return;
   }
@@ -275,12 +363,17 @@ static void sq_line(adv_ctx *x, qp_conn *c, const char *detail, const qp__cond *
                 "SQLite builds an automatic index on %s %s for every run of the statement (%s)",
                 tb->qual, cols, detail);
   } else {
-    char like[ADV_KEY] = "", range[ADV_KEY] = "";
+    char like[ADV_KEY] = "", range[ADV_KEY] = "", expr[ADV_KEY] = "";
     for (size_t i = 0; i < nc; i++) {
       const qp__cond *k = &conds[i];
-      if (k->rhs_column[0] || k->expr[0]) continue;
+      if (k->rhs_column[0]) continue;
       if (k->qual[0] ? strcasecmp(k->qual, name) != 0 && strcasecmp(k->qual, table) != 0 : !single)
         continue;
+      if (k->expr[0]) { /* lower(email) = ...: the expression, without the qualifier */
+        if (expr[0] == '\0' && (k->op == QP__COND_EQ || k->op == QP__COND_RANGE))
+          qp__adv_fmt(expr, sizeof expr, "%s", k->expr);
+        continue;
+      }
       char q[ADV_NAME];
       qp__adv_ident(k->column, q, sizeof q);
       if ((k->op == QP__COND_EQ || k->op == QP__COND_IS_NULL || k->op == QP__COND_BOOL) &&
@@ -296,6 +389,35 @@ static void sq_line(adv_ctx *x, qp_conn *c, const char *detail, const qp__cond *
       }
     }
     const char *rule = "seq_scan_filter";
+    if (ord != NULL && single) {
+      /* ORDER BY ... LIMIT on this table: equality columns, then the sort
+       * keys, read in order and stopped at the LIMIT */
+      bool mine = true;
+      for (int k = 0; k < ord->n && mine; k++)
+        mine = !ord->qual[k][0] || strcasecmp(ord->qual[k], name) == 0 ||
+               strcasecmp(ord->qual[k], table) == 0;
+      if (mine && cand.nkeys + ord->n <= ADV_MAX_KEYS) {
+        for (int k = 0; k < ord->n; k++) {
+          char q[ADV_NAME];
+          qp__adv_ident(ord->col[k], q, sizeof q);
+          qp__adv_fmt(cand.keys[cand.nkeys++], ADV_KEY, "%s%s", q, ord->desc[k] ? " DESC" : "");
+        }
+        qp__adv_fmt(cand.rule, sizeof cand.rule, "top_n");
+        qp__adv_fmt(cand.reason, sizeof cand.reason,
+                    "ORDER BY ... LIMIT on %s sorts every row it reads into a temporary b-tree "
+                    "(%s, %lld sorts) to return the first few; an index in the sort order reads "
+                    "only those", tb->qual, detail, (long long)base->sorts);
+        cand.group = qp__adv_next_group(x);
+        qp__adv_add_group(x, &cand);
+        return;
+      }
+    }
+    if (strncmp(detail, "SEARCH ", 7) == 0) return; /* only top-N reads a SEARCH line */
+    if (cand.nkeys == 0 && range[0] == '\0' && like[0] == '\0' && expr[0] && single) {
+      /* f(column) op constant: only an index on the expression serves it */
+      qp__adv_fmt(cand.keys[cand.nkeys++], ADV_KEY, "%s", expr);
+      rule = "expression";
+    }
     if (cand.nkeys == 0 && range[0] == '\0' && like[0] == '\0' && !single) {
       /* a table read whole inside a join: its join column */
       for (size_t i = 0; i < nc && cand.nkeys == 0; i++) {
@@ -310,7 +432,9 @@ static void sq_line(adv_ctx *x, qp_conn *c, const char *detail, const qp__cond *
         rule = "join_key";
       }
     }
-    if (cand.nkeys < ADV_MAX_KEYS && range[0]) {
+    if (strcmp(rule, "expression") == 0) {
+      /* the key is the expression alone */
+    } else if (cand.nkeys < ADV_MAX_KEYS && range[0]) {
       qp__adv_fmt(cand.keys[cand.nkeys++], ADV_KEY, "%s", range);
     } else if (cand.nkeys < ADV_MAX_KEYS && like[0]) {
       qp__adv_fmt(cand.keys[cand.nkeys++], ADV_KEY, "%s", like);
@@ -403,11 +527,259 @@ static void sq_fail(adv_ctx *x, qp_status st, const char *what, qp_conn *c) {
   qp__adv_fmt(x->msg, sizeof x->msg, "%s: %s", what, c ? qp_conn_errmsg(c) : strerror(errno));
 }
 
+/* ---- placeholders: representative values -------------------------------- */
+
+/* SQLite has no generic plan: a statement with placeholders is planned and
+ * measured with values read from the table on the copy (docs/advise.md,
+ * "Placeholders on SQLite"). */
+#define SQ_MAX_TOKS 2048
+
+/* The table a column of the statement belongs to: the one its qualifier
+ * names, else the first table named in the statement that has it. */
+static bool column_table(adv_ctx *x, qp_conn *c, const char *qual, const char *col,
+                         const qp_tok *toks, size_t ntoks, char *out, size_t cap) {
+  if (qual[0]) return alias_table(x, c, qual, out, cap);
+  for (size_t i = 0; i < ntoks; i++) {
+    if (!tok_name(&toks[i])) continue;
+    char name[ADV_NAME];
+    tok_text(x->run, &toks[i], name, sizeof name);
+    qp_param p[2] = {qp_param_text(name), qp_param_text(col)};
+    qp_result *r = NULL;
+    bool found = qp__conn_exec_quiet(c, "SELECT m.name FROM sqlite_master m, "
+                                     "pragma_table_info(m.name) i WHERE m.type = 'table' AND "
+                                     "m.name = ?1 COLLATE NOCASE AND i.name = ?2 COLLATE NOCASE",
+                                     p, 2, &r) == QP_OK && qp_result_rows(r) > 0;
+    if (found) qp__adv_rstr(r, 0, 0, out, cap);
+    qp_result_free(r);
+    if (found) return true;
+  }
+  return false;
+}
+
+typedef enum sq_pick { SQ_MCV = 0, SQ_LOW_THIRD, SQ_HIGH_THIRD } sq_pick;
+
+/* One value of expression `e` (over table t, as alias q when given) as an
+ * SQL literal: the k-th most common non-NULL one, or the one a third of
+ * the rows lie below (SQ_LOW_THIRD) or above (SQ_HIGH_THIRD). *rows and
+ * *all: rows with that value (MCV) and the table's rows. */
+static bool sq_value(qp_conn *c, const char *e, const char *t, const char *q,
+                     sq_pick pick, int k, char *lit, size_t cap, int64_t *rows, int64_t *all) {
+  char qt[ADV_NAME + 4], qq[ADV_NAME + 4] = "", from[2 * ADV_NAME + 16], sql[1400];
+  qp__adv_ident(t, qt, sizeof qt);
+  if (q[0]) qp__adv_ident(q, qq, sizeof qq);
+  qp__adv_fmt(from, sizeof from, "%s%s%s", qt, q[0] ? " AS " : "", qq);
+  qp_result *r = NULL;
+  *rows = -1;
+  qp__adv_fmt(sql, sizeof sql, "SELECT count(*), count(%s) FROM %s", e, from);
+  if (qp__conn_exec_quiet(c, sql, NULL, 0, &r) != QP_OK || qp_result_rows(r) == 0) {
+    qp_result_free(r);
+    return false;
+  }
+  *all = qp__adv_rint64(r, 0, 0);
+  int64_t nonnull = qp__adv_rint64(r, 0, 1);
+  qp_result_free(r);
+  if (nonnull <= 0) {
+    qp__adv_fmt(lit, cap, "NULL");
+    return true;
+  }
+  if (pick == SQ_MCV)
+    qp__adv_fmt(sql, sizeof sql, "SELECT quote(%s), count(*) FROM %s WHERE %s IS NOT NULL "
+                "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1 OFFSET %d", e, from, e, k);
+  else
+    qp__adv_fmt(sql, sizeof sql, "SELECT quote(%s) FROM %s WHERE %s IS NOT NULL ORDER BY %s "
+                "LIMIT 1 OFFSET %lld", e, from, e, e,
+                (long long)(pick == SQ_LOW_THIRD ? nonnull / 3 : nonnull * 2 / 3));
+  bool ok = qp__conn_exec_quiet(c, sql, NULL, 0, &r) == QP_OK;
+  if (ok && qp_result_rows(r) > 0) {
+    qp__adv_rstr(r, 0, 0, lit, cap);
+    if (pick == SQ_MCV) *rows = qp__adv_rint64(r, 0, 1);
+  } else if (ok) {
+    qp__adv_fmt(lit, cap, "NULL"); /* fewer distinct values than an IN list */
+  }
+  qp_result_free(r);
+  return ok;
+}
+
+static void sq_unsupported(adv_ctx *x, int n, const char *what) {
+  x->st = QP_UNSUPPORTED;
+  qp__adv_fmt(x->msg, sizeof x->msg, "SQLite: placeholder %d %s: no representative value can be "
+              "read for it (give the statement with values)", n, what);
+}
+
+/* Replaces every placeholder of x->run by a representative value read
+ * from the copy, and says which in a note. */
+static void sq_bind(adv_ctx *x, qp_conn *c) {
+  const char *sql = x->run;
+  size_t len = strlen(sql), pos = 0, ntoks = 0, nparams = 0;
+  qp_tok *toks = qp__calloc(&x->a->hooks, SQ_MAX_TOKS, sizeof *toks);
+  if (toks == NULL) {
+    x->st = QP_NOMEM;
+    qp__adv_fmt(x->msg, sizeof x->msg, "out of memory");
+    return;
+  }
+  for (;;) {
+    qp_tok t;
+    pos = qp__sql_lex_sig(QP_DIALECT_SQLITE, sql, len, pos, &t);
+    if (t.type == QP_T_EOF) break;
+    if (ntoks == SQ_MAX_TOKS) {
+      sq_unsupported(x, 0, "(the statement is too long to read)");
+      qp__free(&x->a->hooks, toks);
+      return;
+    }
+    nparams += t.type == QP_T_PARAM;
+    toks[ntoks++] = t;
+  }
+  if (nparams == 0) {
+    qp__free(&x->a->hooks, toks);
+    return;
+  }
+  qp_buf out, said;
+  qp__buf_init(&out, &x->a->hooks);
+  qp__buf_init(&said, &x->a->hooks);
+  size_t copied = 0;
+  int n = 0;
+  for (size_t i = 0; i < ntoks && x->st == QP_OK; i++) {
+    if (toks[i].type != QP_T_PARAM) continue;
+    n++;
+    char lit[512] = "", what[700] = "";
+    const qp_tok *pv = i > 0 ? &toks[i - 1] : NULL;
+    size_t lhs = SIZE_MAX; /* the last token of the compared expression */
+    sq_pick pick = SQ_MCV;
+    int k = 0;
+    const char *how = "the most common value";
+    if (pv != NULL && tok_word(sql, pv, "LIMIT")) {
+      qp__adv_fmt(lit, sizeof lit, "10");
+      qp__adv_fmt(what, sizeof what, "LIMIT 10 (a typical page)");
+    } else if (pv != NULL && tok_word(sql, pv, "OFFSET")) {
+      qp__adv_fmt(lit, sizeof lit, "0");
+      qp__adv_fmt(what, sizeof what, "OFFSET 0 (the first page)");
+    } else if (pv != NULL && (pv->type == QP_T_OP || tok_word(sql, pv, "LIKE") ||
+                              tok_word(sql, pv, "GLOB") || tok_word(sql, pv, "IS"))) {
+      const char *op = sql + pv->start;
+      size_t ol = pv->end - pv->start;
+      if (pv->type == QP_T_OP && op[0] == '<' && (ol == 1 || op[1] == '='))
+        pick = SQ_LOW_THIRD, how = "a third of the rows below it, as a generic plan assumes";
+      else if (pv->type == QP_T_OP && op[0] == '>')
+        pick = SQ_HIGH_THIRD, how = "a third of the rows above it, as a generic plan assumes";
+      else if (pv->type == QP_T_OP && !(ol == 1 && op[0] == '=') && !(ol == 2 && op[0] == '=') &&
+               !(ol == 2 && (op[0] == '!' || op[0] == '<')))
+        pv = NULL; /* + - || ...: not a comparison */
+      if (pv != NULL && i >= 2) lhs = i - 2;
+    } else if (pv != NULL && tok_word(sql, pv, "BETWEEN") && i >= 2) {
+      pick = SQ_LOW_THIRD, how = "a third of the rows below it";
+      lhs = i - 2;
+    } else if (pv != NULL && tok_word(sql, pv, "AND") && i >= 4 &&
+               toks[i - 2].type == QP_T_PARAM && tok_word(sql, &toks[i - 3], "BETWEEN")) {
+      pick = SQ_HIGH_THIRD, how = "a third of the rows above it";
+      lhs = i - 4;
+    } else if (pv != NULL && (pv->type == QP_T_LPAREN || pv->type == QP_T_COMMA)) {
+      /* col IN (?, ?, ?): the k-th most common value */
+      size_t j = i - 1;
+      while (j > 0 && toks[j].type == QP_T_COMMA && toks[j - 1].type == QP_T_PARAM) j -= 2, k++;
+      if (toks[j].type == QP_T_LPAREN && j >= 2 && tok_word(sql, &toks[j - 1], "IN")) {
+        lhs = j - 2;
+        if (tok_word(sql, &toks[lhs], "NOT") && lhs > 0) lhs--;
+        how = "the most common values, in turn";
+      }
+    }
+    if (lit[0] == '\0') {
+      if (lhs == SIZE_MAX) {
+        char at[96];
+        qp__adv_fmt(at, sizeof at, "(at \"%.40s\") is not compared with a column, LIMIT or OFFSET",
+                    sql + (i >= 2 ? toks[i - 2].start : toks[i].start));
+        sq_unsupported(x, n, at);
+        break;
+      }
+      /* [q.]col, or f(... [q.]col ...) */
+      size_t start = lhs;
+      char qual[ADV_NAME] = "", col[ADV_NAME] = "";
+      if (tok_name(&toks[lhs])) {
+        tok_text(sql, &toks[lhs], col, sizeof col);
+        if (lhs >= 2 && toks[lhs - 1].type == QP_T_DOT && tok_name(&toks[lhs - 2])) {
+          tok_text(sql, &toks[lhs - 2], qual, sizeof qual);
+          start = lhs - 2;
+        }
+      } else if (toks[lhs].type == QP_T_RPAREN) {
+        int depth = 0;
+        size_t j = lhs;
+        for (;; j--) {
+          depth += toks[j].type == QP_T_RPAREN ? 1 : toks[j].type == QP_T_LPAREN ? -1 : 0;
+          if (depth == 0 || j == 0) break;
+        }
+        if (depth == 0 && j > 0 && toks[j - 1].type == QP_T_WORD) {
+          start = j - 1;
+          for (size_t m = j + 1; m < lhs && col[0] == '\0'; m++) {
+            if (!tok_name(&toks[m]) || toks[m + 1].type == QP_T_LPAREN) continue;
+            if (toks[m + 1].type == QP_T_DOT && m + 2 < lhs && tok_name(&toks[m + 2])) {
+              tok_text(sql, &toks[m], qual, sizeof qual);
+              tok_text(sql, &toks[m + 2], col, sizeof col);
+            } else {
+              tok_text(sql, &toks[m], col, sizeof col);
+            }
+          }
+        }
+      }
+      char table[ADV_NAME];
+      if (col[0] == '\0' ||
+          !column_table(x, c, qual, col, toks, ntoks, table, sizeof table)) {
+        char at[96];
+        qp__adv_fmt(at, sizeof at, "(at \"%.40s\") is not compared with a column of a table",
+                    sql + toks[start].start);
+        sq_unsupported(x, n, at);
+        break;
+      }
+      char e[400];
+      qp__adv_fmt(e, sizeof e, "%.*s", (int)(toks[lhs].end - toks[start].start),
+                  sql + toks[start].start);
+      int64_t rows = -1, all = -1;
+      if (!sq_value(c, e, table, qual, pick, k, lit, sizeof lit, &rows, &all)) {
+        sq_fail(x, QP_QUERY, "reading a representative value on the copy", c);
+        break;
+      }
+      if (rows >= 0)
+        qp__adv_fmt(what, sizeof what, "%s = %s (%s: %lld of %lld rows)", e, lit, how,
+                    (long long)rows, (long long)all);
+      else
+        qp__adv_fmt(what, sizeof what, "%s: %s (%s)", e, lit, how);
+    }
+    qp__buf_append(&out, sql + copied, toks[i].start - copied);
+    qp__buf_puts(&out, lit);
+    copied = toks[i].end;
+    qp__buf_printf(&said, "%s%s", said.len ? "; " : "", what);
+  }
+  qp__free(&x->a->hooks, toks);
+  if (x->st == QP_OK) {
+    qp__buf_append(&out, sql + copied, len - copied);
+    char *run = out.failed || said.failed ? NULL : qp__strdup(&x->a->hooks, qp__buf_cstr(&out));
+    if (run == NULL) {
+      x->st = QP_NOMEM;
+      qp__adv_fmt(x->msg, sizeof x->msg, "out of memory");
+    } else {
+      qp__free(&x->a->hooks, x->run);
+      x->run = run;
+      qp__adv_note(x, "placeholders bound to representative values read from the table on the "
+                   "copy (not from sqlite_stat4: %s): %s",
+                   sqlite3_compileoption_used("ENABLE_STAT4")
+                       ? "its samples cover indexed columns only"
+                       : "this SQLite is built without STAT4",
+                   qp__buf_cstr(&said));
+      x->a->sum.plan_source = qp__adv_str(x->a, x->analyze
+                                                    ? "copy: explain query plan, measured runs, "
+                                                      "representative values"
+                                                    : "copy: explain query plan, representative "
+                                                      "values");
+    }
+  }
+  qp__buf_free(&out);
+  qp__buf_free(&said);
+}
+
 /* The advice on the copy `c`: its plan and measured run, the candidates
  * from each plan line, each tried for real inside a savepoint. */
 static void sq_advise_on(adv_ctx *x, qp_conn *c) {
   if (qp__conn_exec_quiet(c, "ANALYZE", NULL, 0, NULL) != QP_OK)
     sq_fail(x, QP_QUERY, "ANALYZE on the copy", c);
+  if (x->st == QP_OK) sq_bind(x, c);
   sq_run base;
   memset(&base, 0, sizeof base);
   if (x->st == QP_OK) base = sq_measure(x, c);
@@ -421,6 +793,10 @@ static void sq_advise_on(adv_ctx *x, qp_conn *c) {
     size_t nc = 0;
     if (qp__adv_where(x->run, strlen(x->run), where, sizeof where) > 0)
       nc = qp__cond_read(where, conds, QP__COND_MAX);
+    /* ORDER BY ... LIMIT sorted into a temporary b-tree: top-N */
+    sq_order ord;
+    bool topn = strstr(base.plan, "USE TEMP B-TREE FOR") != NULL &&
+                strstr(base.plan, "ORDER BY") != NULL && sq_order_read(x->run, &ord);
     size_t nscan = 0;
     for (const char *l = base.plan; *l;) {
       const char *e = strchr(l, '\n');
@@ -436,7 +812,7 @@ static void sq_advise_on(adv_ctx *x, qp_conn *c) {
       /* "id parent detail" */
       char *d = strchr(line, ' ');
       d = d ? strchr(d + 1, ' ') : NULL;
-      if (d != NULL) sq_line(x, c, d + 1, conds, nc, &base, nscan <= 1);
+      if (d != NULL) sq_line(x, c, d + 1, conds, nc, &base, nscan <= 1, topn ? &ord : NULL);
       if (strstr(line, "USE TEMP B-TREE") != NULL && base.sorts > 0) {
         adv_finding f;
         memset(&f, 0, sizeof f);
@@ -445,7 +821,8 @@ static void sq_advise_on(adv_ctx *x, qp_conn *c) {
         qp__adv_fmt(f.message, sizeof f.message, "SQLite sorts into a temporary b-tree (%lld "
                     "sorts)", (long long)base.sorts);
         qp__adv_fmt(f.action, sizeof f.action, "an index in the ORDER BY / GROUP BY order "
-                    "would avoid it (not suggested by this version)");
+                    "would avoid it (suggested, rule top_n, for ORDER BY ... LIMIT on one "
+                    "table; not for GROUP BY or a join)");
         qp__adv_finding(x, &f);
       }
       l += ll + (e != NULL);
@@ -464,23 +841,6 @@ static void sq_advise_on(adv_ctx *x, qp_conn *c) {
 }
 
 void qp__adv_sqlite(adv_ctx *x) {
-  for (const char *p = x->run; *p; p++) {
-    if (*p == '?') { /* a rough check; the lexer below is exact */
-      qp_tok t;
-      size_t len = strlen(x->run), pos = 0;
-      for (;;) {
-        pos = qp__sql_lex_sig(QP_DIALECT_SQLITE, x->run, len, pos, &t);
-        if (t.type == QP_T_EOF) break;
-        if (t.type == QP_T_PARAM) {
-          x->st = QP_UNSUPPORTED;
-          qp__adv_fmt(x->msg, sizeof x->msg, "SQLite statements with placeholders need values "
-                      "(a sample); generic plans are PostgreSQL only");
-          return;
-        }
-      }
-      break;
-    }
-  }
   if (x->on_copy) { /* qp_advise_dsn made the copy: this lease is on it */
     sq_advise_on(x, x->c);
     return;

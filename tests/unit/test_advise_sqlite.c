@@ -221,8 +221,10 @@ static void test_refused(void **state) {
   assert_int_equal(r.st, QP_REFUSED);
   r = advise("PRAGMA journal_mode = WAL", true);
   assert_int_equal(r.st, QP_REFUSED);
-  r = advise("SELECT * FROM orders WHERE customer_id = ?", false);
+  /* a placeholder that compares with nothing has no representative value */
+  r = advise("SELECT ? + 1 FROM orders", false);
   assert_int_equal(r.st, QP_UNSUPPORTED);
+  assert_non_null(strstr(r.err, "placeholder 1"));
   r = advise("SELECT * FROM no_such WHERE a = 1", false);
   assert_int_equal(r.st, QP_QUERY);
   assert_non_null(strstr(r.err, "no such table"));
@@ -232,11 +234,105 @@ static void test_refused(void **state) {
   free(b.bytes);
 }
 
+/* A normalized query (placeholders, no sample): values read from the
+ * table on the copy, the most common one for an equality (a third of the
+ * rows beyond it for a range, LIMIT 10), said in a note. */
+static void test_placeholders(void **state) {
+  (void)state;
+  snap a = take();
+  res r = advise("SELECT * FROM orders WHERE customer_id = ?", false);
+  const qp_advice_index *s = only(&r, "seq_scan_filter");
+  assert_string_equal(s->columns, "customer_id");
+  assert_true(s->cost_after * 2 <= s->cost_before);
+  assert_true(has_note(r.a, "placeholders bound to representative values read from the table on "
+                            "the copy"));
+  /* 20000 values, 10 rows each: the smallest of the most common */
+  assert_true(has_note(r.a, "customer_id = 1 (the most common value: 10 of 200000 rows)"));
+  assert_non_null(strstr(qp_advice_summary_get(r.a)->plan_source, "representative values"));
+  assert_true(qp_advice_summary_get(r.a)->executed);
+  qp_advice_free(r.a);
+  /* a skewed column: its most common value matches 95% of rows, no index */
+  r = advise("SELECT * FROM orders WHERE is_paid = ?", false);
+  assert_int_equal(r.st, QP_OK);
+  dump(r.a);
+  assert_int_equal(qp_advice_index_count(r.a), 0);
+  assert_true(has_note(r.a, "is_paid = 1 (the most common value: 190000 of 200000 rows)"));
+  assert_true(has_note(r.a, "does not help: 95% of rows match"));
+  qp_advice_free(r.a);
+  /* IN lists take the most common values in turn; LIMIT a page of 10; a
+   * range a third of the rows */
+  r = advise("SELECT id FROM orders WHERE customer_id IN (?, ?) AND ref_code > ? LIMIT ?", false);
+  assert_int_equal(r.st, QP_OK);
+  dump(r.a);
+  assert_true(has_note(r.a, "customer_id = 1 (the most common values, in turn"));
+  assert_true(has_note(r.a, "customer_id = 10 (the most common values, in turn"));
+  assert_true(has_note(r.a, "ref_code: 666 (a third of the rows above it"));
+  assert_true(has_note(r.a, "LIMIT 10"));
+  qp_advice_free(r.a);
+  snap b = take();
+  same(&a, &b);
+  free(a.bytes);
+  free(b.bytes);
+}
+
+/* lower(email) = ...: an index on the expression (SQLite matches it with or
+ * without the table's alias). */
+static void test_expression(void **state) {
+  (void)state;
+  res r = advise("SELECT * FROM orders WHERE lower(email) = 'user4242@x.org'", false);
+  const qp_advice_index *s = only(&r, "expression");
+  assert_string_equal(s->columns, "lower(email)");
+  assert_string_equal(s->statement, "CREATE INDEX orders_loweremail_idx ON orders (lower(email))");
+  assert_true(s->cost_after * 2 <= s->cost_before);
+  qp_advice_free(r.a);
+  r = advise("SELECT o.id FROM orders o WHERE lower(o.email) = ?", false);
+  s = only(&r, "expression");
+  assert_string_equal(s->columns, "lower(email)");
+  qp_advice_free(r.a);
+  /* an expression most rows match: a note, no index */
+  r = advise("SELECT * FROM orders WHERE abs(is_paid) = 1", false);
+  assert_int_equal(r.st, QP_OK);
+  dump(r.a);
+  assert_int_equal(qp_advice_index_count(r.a), 0);
+  assert_true(has_note(r.a, "does not help: 95% of rows match"));
+  qp_advice_free(r.a);
+}
+
+/* ORDER BY ... LIMIT sorted into a temporary b-tree: equality columns, then
+ * the sort keys with their direction; without LIMIT the filter rule. */
+static void test_top_n(void **state) {
+  (void)state;
+  res r = advise("SELECT id, email FROM orders ORDER BY customer_id DESC LIMIT 10", false);
+  const qp_advice_index *s = only(&r, "top_n");
+  assert_string_equal(s->columns, "customer_id DESC");
+  assert_true(s->cost_after * 2 <= s->cost_before);
+  qp_advice_free(r.a);
+  /* x = 3 keeps 1%: both keys, and the two-column index beats each alone */
+  r = advise("SELECT id FROM orders WHERE x = 3 ORDER BY customer_id DESC LIMIT 5", false);
+  s = only(&r, "top_n");
+  assert_string_equal(s->columns, "x, customer_id DESC");
+  assert_int_equal(s->nkeys, 2);
+  assert_string_equal(s->statement,
+                      "CREATE INDEX orders_x_customer_id_idx ON orders (x, customer_id DESC)");
+  qp_advice_free(r.a);
+  /* the same from a normalized query */
+  r = advise("SELECT id FROM orders WHERE x = ? ORDER BY customer_id DESC LIMIT ?", false);
+  s = only(&r, "top_n");
+  assert_string_equal(s->columns, "x, customer_id DESC");
+  qp_advice_free(r.a);
+  /* no LIMIT: every matching row is returned, the filter decides */
+  r = advise("SELECT id FROM orders WHERE x = 3 ORDER BY customer_id DESC", false);
+  s = only(&r, "seq_scan_filter");
+  assert_string_equal(s->columns, "x");
+  qp_advice_free(r.a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_filter_on_copy), cmocka_unit_test(test_join_automatic_index),
       cmocka_unit_test(test_like_nocase),    cmocka_unit_test(test_no_advice),
-      cmocka_unit_test(test_refused),
+      cmocka_unit_test(test_refused),        cmocka_unit_test(test_placeholders),
+      cmocka_unit_test(test_expression),     cmocka_unit_test(test_top_n),
   };
   int rc = cmocka_run_group_tests(tests, setup, NULL);
   qpt_tempdirs_remove(NULL);
