@@ -1,7 +1,9 @@
 /*
- * The index advisor (include/qprof/advise.h): the statement's plan inside a
- * rolled-back transaction, the catalog, candidates from rules.c, and their
- * verification (HypoPG or a real index rolled back).
+ * The index advisor (include/qprof/advise.h): the API, the advice it hands
+ * out, and the call: the statement classified, its plan inside a
+ * rolled-back transaction, candidates from rules.c checked against the
+ * catalog (catalog.c), verified (verify.c), INCLUDE variants (include.c),
+ * SQLite on a copy (sqlite.c).
  */
 #include <inttypes.h>
 #include <math.h>
@@ -14,11 +16,6 @@
 #include "advise/advise_int.h"
 #include "pool/lease.h"
 #include "qprof/sql.h"
-
-
-
-
-
 
 /* ---- names and options --------------------------------------------------- */
 
@@ -211,8 +208,8 @@ void qp__adv_exec_text(const char *prepared, int nparams, char *out, size_t cap)
 }
 
 /* The plan of `sql` (or of EXECUTE name(NULL...) when prepared), parsed. */
-static qp__plan_tree *plan_of(adv_ctx *x, const char *sql, const char *prepared, int nparams,
-                              bool analyze, const char *what) {
+qp__plan_tree *qp__adv_plan_of(adv_ctx *x, const char *sql, const char *prepared, int nparams,
+                               bool analyze, const char *what) {
   char exec[256];
   if (prepared != NULL) {
     qp__adv_exec_text(prepared, nparams, exec, sizeof exec);
@@ -241,7 +238,7 @@ static qp__plan_tree *plan_of(adv_ctx *x, const char *sql, const char *prepared,
 }
 
 /* PREPARE name AS sql; the number of its parameters into *np. */
-static bool prepare(adv_ctx *x, const char *name, const char *sql, int *np) {
+bool qp__adv_prepare(adv_ctx *x, const char *name, const char *sql, int *np) {
   qp_buf b;
   qp__buf_init(&b, &x->a->hooks);
   qp__buf_printf(&b, "PREPARE %s AS %s", name, sql);
@@ -335,451 +332,6 @@ static char *placeholders(adv_ctx *x, const char *sql, bool *generic, int *npara
   return out;
 }
 
-/* ---- the catalog --------------------------------------------------------- */
-
-static void load_indexes(adv_ctx *x, adv_table *t) {
-  qp_result *r = NULL;
-  qp_param p = qp_param_text(t->oid);
-  const char *sql =
-      "SELECT ic.relname, am.amname, x.indisunique, x.indpred IS NOT NULL, k, "
-      "pg_get_indexdef(x.indexrelid, k, true), coalesce(oc.opcname, ''), x.indnkeyatts, "
-      "coalesce(su.idx_scan, -1), pg_relation_size(x.indexrelid), x.indisprimary "
-      "FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid JOIN pg_am am ON am.oid = ic.relam "
-      "LEFT JOIN pg_stat_user_indexes su ON su.indexrelid = x.indexrelid "
-      "CROSS JOIN LATERAL generate_series(1, least(x.indnkeyatts, 3)) k "
-      "LEFT JOIN pg_opclass oc ON oc.oid = (x.indclass::oid[])[k - 1] "
-      "WHERE x.indrelid = $1::oid AND x.indisvalid ORDER BY ic.relname, k";
-  if (qp__adv_q(x, sql, &p, 1, &r) != QP_OK) return;
-  for (size_t i = 0; i < qp_result_rows(r); i++) {
-    const char *name = qp_result_value(r, i, 0, NULL);
-    adv_index *ix = t->nindexes > 0 ? &t->idx[t->nindexes - 1] : NULL;
-    if (ix == NULL || strcmp(ix->name, name) != 0) {
-      if (t->nindexes >= ADV_MAX_INDEXES) break;
-      ix = &t->idx[t->nindexes++];
-      memset(ix, 0, sizeof *ix);
-      qp__adv_fmt(ix->name, sizeof ix->name, "%s", name);
-      qp__adv_rstr(r, i, 1, ix->am, sizeof ix->am);
-      ix->unique = strcmp(qp_result_value(r, i, 2, NULL), "t") == 0;
-      ix->partial = strcmp(qp_result_value(r, i, 3, NULL), "t") == 0;
-      ix->total_keys = (int)qp__adv_rint64(r, i, 7);
-      ix->scans = qp__adv_rint64(r, i, 8);
-      ix->size = qp__adv_rint64(r, i, 9);
-      ix->primary = strcmp(qp_result_value(r, i, 10, NULL), "t") == 0;
-    }
-    if (ix->nkeys < ADV_MAX_KEYS) {
-      qp__adv_rstr(r, i, 5, ix->keys[ix->nkeys], ADV_KEY);
-      qp__adv_rstr(r, i, 6, ix->opc[ix->nkeys], sizeof ix->opc[0]);
-      ix->nkeys++;
-    }
-  }
-  qp_result_free(r);
-}
-
-int qp__adv_table(adv_ctx *x, const char *relname) {
-  for (size_t i = 0; i < x->ntables; i++)
-    if (strcmp(x->tables[i].relname, relname) == 0) return x->tables[i].found ? (int)i : -1;
-  if (x->ntables >= ADV_MAX_TABLES) return -1;
-  adv_table *t = &x->tables[x->ntables++];
-  memset(t, 0, sizeof *t);
-  qp__adv_fmt(t->relname, sizeof t->relname, "%s", relname);
-  t->rows = t->writes = t->reads = -1;
-  qp_result *r = NULL;
-  qp_param p = qp_param_text(relname);
-  const char *sql =
-      "SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
-      "c.reltuples::bigint, coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, -1), "
-      "coalesce(s.seq_tup_read + coalesce(s.idx_tup_fetch, 0), -1) "
-      "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-      "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
-      "WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'm') "
-      "ORDER BY pg_table_is_visible(c.oid) DESC, n.nspname LIMIT 1";
-  if (qp__adv_q(x, sql, &p, 1, &r) != QP_OK || qp_result_rows(r) == 0) {
-    qp_result_free(r);
-    return -1;
-  }
-  qp__adv_rstr(r, 0, 0, t->oid, sizeof t->oid);
-  qp__adv_rstr(r, 0, 1, t->qual, sizeof t->qual);
-  t->rows = qp__adv_rint64(r, 0, 2);
-  t->writes = qp__adv_rint64(r, 0, 3);
-  t->reads = qp__adv_rint64(r, 0, 4);
-  qp_result_free(r);
-  t->found = true;
-  load_indexes(x, t);
-  return (int)(t - x->tables);
-}
-
-int qp__adv_column_c_collation(adv_ctx *x, int ti, const char *col) {
-  qp_result *r = NULL;
-  qp_param p[2] = {qp_param_text(x->tables[ti].oid), qp_param_text(col)};
-  const char *sql =
-      "SELECT CASE WHEN co.collname IS NULL OR co.collname = 'default' "
-      "THEN (SELECT datcollate FROM pg_database WHERE datname = current_database()) "
-      "ELSE coalesce(co.collcollate, co.collname) END, coalesce(co.collprovider, 'd') "
-      "FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation "
-      "WHERE a.attrelid = $1::oid AND a.attname = $2";
-  if (qp__adv_q(x, sql, p, 2, &r) != QP_OK || qp_result_rows(r) == 0) {
-    qp_result_free(r);
-    return -1;
-  }
-  const char *coll = qp_result_value(r, 0, 0, NULL);
-  const char *prov = qp_result_value(r, 0, 1, NULL);
-  int c = coll && (strcmp(coll, "C") == 0 || strcmp(coll, "POSIX") == 0) && prov && prov[0] != 'i';
-  qp_result_free(r);
-  return c;
-}
-
-bool qp__adv_fk(adv_ctx *x, const char *conname, char *child, size_t childlen,
-                char cols[ADV_MAX_KEYS][ADV_KEY], int *ncols) {
-  qp_result *r = NULL;
-  qp_param p = qp_param_text(conname);
-  const char *sql =
-      "SELECT c.relname, a.attname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
-      "CROSS JOIN LATERAL unnest(k.conkey) WITH ORDINALITY u(att, ord) "
-      "JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.att "
-      "WHERE k.conname = $1 AND k.contype = 'f' ORDER BY k.oid, u.ord";
-  *ncols = 0;
-  if (qp__adv_q(x, sql, &p, 1, &r) != QP_OK || qp_result_rows(r) == 0) {
-    qp_result_free(r);
-    return false;
-  }
-  qp__adv_rstr(r, 0, 0, child, childlen);
-  for (size_t i = 0; i < qp_result_rows(r) && *ncols < ADV_MAX_KEYS; i++) {
-    if (strcmp(qp_result_value(r, i, 0, NULL), child) != 0) break;
-    qp__adv_rstr(r, i, 1, cols[(*ncols)++], ADV_KEY);
-  }
-  qp_result_free(r);
-  return *ncols > 0;
-}
-
-/* A key as compared: lower-case, no quotes, spaces, parentheses, casts
- * or direction. */
-void qp__adv_key_norm(const char *k, char *out, size_t cap) {
-  char tmp[ADV_KEY];
-  qp__adv_fmt(tmp, sizeof tmp, "%s", k);
-  char *d = strstr(tmp, " DESC");
-  if (d) *d = '\0';
-  d = strstr(tmp, " ASC");
-  if (d) *d = '\0';
-  d = strstr(tmp, " text_pattern_ops");
-  if (d) *d = '\0';
-  size_t o = 0;
-  for (const char *p = tmp; *p && o + 1 < cap; p++) {
-    if (p[0] == ':' && p[1] == ':') {
-      p += 2;
-      while (*p && (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || *p == ' ' || *p == '[' || *p == ']'))
-        if (*p == ' ' && p[1] != '\0' && (p[1] < 'a' || p[1] > 'z')) break;
-        else p++;
-      p--;
-      continue;
-    }
-    if (*p == ' ' || *p == '"' || *p == '(' || *p == ')') continue;
-    out[o++] = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
-  }
-  out[o] = '\0';
-}
-
-static bool pattern_key(const char *k) { return strstr(k, "text_pattern_ops") != NULL; }
-
-/* The existing index that already serves c (its keys begin with c's), or NULL. */
-const adv_index *qp__adv_covered(const adv_table *t, const adv_cand *c) {
-  for (size_t i = 0; i < t->nindexes; i++) {
-    const adv_index *ix = &t->idx[i];
-    if (ix->partial || strcmp(ix->am, "btree") != 0 || ix->nkeys < c->nkeys) continue;
-    bool same = true;
-    for (int k = 0; k < c->nkeys && same; k++) {
-      char a[ADV_KEY], b[ADV_KEY];
-      qp__adv_key_norm(c->keys[k], a, sizeof a);
-      qp__adv_key_norm(ix->keys[k], b, sizeof b);
-      same = strcmp(a, b) == 0;
-      if (same && pattern_key(c->keys[k]) && strcmp(ix->opc[k], "text_pattern_ops") != 0 &&
-          strcmp(ix->opc[k], "varchar_pattern_ops") != 0)
-        same = false;
-    }
-    if (same) return ix;
-  }
-  return NULL;
-}
-
-void qp__adv_keys_join(const adv_cand *c, char *out, size_t cap) {
-  size_t o = 0;
-  out[0] = '\0';
-  for (int i = 0; i < c->nkeys && o < cap; i++)
-    o += qp__adv_fmt(out + o, cap - o, "%s%s", i ? ", " : "", c->keys[i]);
-}
-
-bool qp__adv_add_cand(adv_ctx *x, const adv_cand *c) {
-  const adv_table *t = &x->tables[c->table];
-  char kt[700];
-  qp__adv_keys_join(c, kt, sizeof kt);
-  const adv_index *ix = qp__adv_covered(t, c);
-  if (ix != NULL) {
-    qp__adv_note(x, "an index on %s (%s) is not suggested: %s already has it (%s)", t->qual, kt,
-                 ix->name, ix->nkeys > c->nkeys ? "as the prefix of a wider index" : "same keys");
-    return false;
-  }
-  for (size_t i = 0; i < x->ncands; i++) {
-    const adv_cand *o = &x->cands[i];
-    if (o->table != c->table || o->nkeys != c->nkeys) continue;
-    bool same = strcmp(o->where, c->where) == 0;
-    for (int k = 0; k < c->nkeys && same; k++) same = strcmp(o->keys[k], c->keys[k]) == 0;
-    if (same) return false;
-  }
-  if (x->ncands >= ADV_MAX_CANDS) return false;
-  adv_cand *n = &x->cands[x->ncands++];
-  *n = *c;
-  n->ms_after = -1;
-  n->base = -1;
-  n->size_bytes = -1;
-  n->cost_before = n->cost_after = -1;
-  return true;
-}
-
-/* "Consider dropping" notes from the catalog for every table the plan
- * read: indexes never scanned since the statistics reset, and indexes
- * whose keys are the first keys of another one. */
-void qp__adv_catalog_notes(adv_ctx *x) {
-  for (size_t ti = 0; ti < x->ntables; ti++) {
-    const adv_table *t = &x->tables[ti];
-    if (!t->found) continue;
-    for (size_t i = 0; i < t->nindexes; i++) {
-      const adv_index *a = &t->idx[i];
-      if (a->scans == 0 && !a->unique && !a->primary)
-        qp__adv_note(x, "consider dropping %s on %s: not scanned since the statistics reset "
-                     "(%lld bytes, kept up to date by every write)", a->name, t->qual,
-                     (long long)a->size);
-      if (a->unique || a->partial || strcmp(a->am, "btree") != 0 || a->total_keys > ADV_MAX_KEYS)
-        continue;
-      for (size_t j = 0; j < t->nindexes; j++) {
-        const adv_index *b = &t->idx[j];
-        if (j == i || b->partial || strcmp(b->am, "btree") != 0 || b->total_keys < a->total_keys)
-          continue;
-        if (b->total_keys == a->total_keys && !b->unique && j < i) continue; /* said once */
-        bool prefix = true;
-        for (int k = 0; k < a->nkeys && prefix; k++) {
-          char ka[ADV_KEY], kb[ADV_KEY];
-          qp__adv_key_norm(a->keys[k], ka, sizeof ka);
-          qp__adv_key_norm(b->keys[k], kb, sizeof kb);
-          prefix = strcmp(ka, kb) == 0 && strcmp(a->opc[k], b->opc[k]) == 0;
-        }
-        if (!prefix) continue;
-        qp__adv_note(x, "consider dropping %s on %s: %s %s", a->name, t->qual,
-                     b->total_keys == a->total_keys ? "it has the same keys as"
-                                                    : "its keys are a prefix of",
-                     b->name);
-        break;
-      }
-    }
-  }
-}
-
-/* ---- verification -------------------------------------------------------- */
-
-double qp__adv_shape_ratio(adv_shape s) {
-  switch (s) {
-  case ADV_SHAPE_TOPN: return 0.5;
-  case ADV_SHAPE_JOIN: return 0.8;
-  case ADV_SHAPE_FK: return 0.5;
-  case ADV_SHAPE_EXPR: return 1.0;
-  case ADV_SHAPE_SQLITE: return 0.5;
-  default: return 0.7;
-  }
-}
-
-/* A wider index must beat the best one-column one by this factor. */
-#define ADV_WIDER_RATIO 0.9
-
-typedef struct idx_use {
-  const char *name;
-  bool used, index_only;
-} idx_use;
-
-static bool find_use(qp__pnode *n, void *ud) {
-  idx_use *u = ud;
-  if (n->index_name != NULL && strcmp(n->index_name, u->name) == 0) {
-    u->used = true;
-    u->index_only |= n->node_type != NULL && strcmp(n->node_type, "Index Only Scan") == 0;
-  }
-  return true;
-}
-
-/* Whether the plan reads index `name`, and with an Index Only Scan. */
-static void index_use(const qp__plan_tree *t, const char *name, adv_cand *c) {
-  idx_use u = {name, false, false};
-  qp__plan_walk(t->root, find_use, &u);
-  c->used = u.used;
-  c->index_only = u.index_only;
-}
-
-static void create_sql(const adv_ctx *x, const adv_cand *c, const char *name, bool concurrently,
-                       char *out, size_t cap) {
-  char kt[700];
-  qp__adv_keys_join(c, kt, sizeof kt);
-  qp__adv_fmt(out, cap, "CREATE INDEX %s%s%sON %s (%s)%s%s%s%s%s",
-              concurrently ? "CONCURRENTLY " : "", name ? name : "", name ? " " : "",
-              x->tables[c->table].qual, kt, c->include[0] ? " INCLUDE (" : "", c->include,
-              c->include[0] ? ")" : "", c->where[0] ? " WHERE " : "", c->where);
-}
-
-/* The plan the candidate is judged on: the statement's, or its own query
- * (fk), generic. */
-/* A prepared statement keeps its generic plan: a new index (hypothetical
- * or real) is seen only by a statement prepared again. */
-static bool reprepare(adv_ctx *x, const char *name, const char *sql, bool *flag) {
-  if (*flag) {
-    char d[96];
-    snprintf(d, sizeof d, "DEALLOCATE %s", name);
-    if (!qp__adv_qok(x, d, "deallocate")) return false;
-    *flag = false;
-  }
-  int np = 0;
-  if (!prepare(x, name, sql, &np)) return false;
-  *flag = true;
-  return true;
-}
-
-static qp__plan_tree *target_plan(adv_ctx *x, const adv_cand *c, bool analyze) {
-  if (c->verify_sql[0]) {
-    if (!reprepare(x, ADV_PREPARED_FK, c->verify_sql, &x->prepared_fk)) return NULL;
-    return plan_of(x, NULL, ADV_PREPARED_FK, c->nkeys, false, "verify");
-  }
-  if (x->generic) {
-    if (!reprepare(x, ADV_PREPARED, x->run, &x->prepared)) return NULL;
-    return plan_of(x, NULL, ADV_PREPARED, x->nparams, false, "verify");
-  }
-  return plan_of(x, x->run, NULL, 0, analyze, "verify");
-}
-
-static double base_cost(adv_ctx *x, const adv_cand *c, double main_cost) {
-  if (!c->verify_sql[0]) return main_cost;
-  qp__plan_tree *t = target_plan(x, c, false);
-  if (t == NULL) return -1;
-  double cost = t->root->total_cost;
-  qp__plan_tree_free(t);
-  return cost;
-}
-
-static void test_hypo(adv_ctx *x, adv_cand *c, double main_cost) {
-  c->cost_before = base_cost(x, c, main_cost);
-  if (c->cost_before < 0) return;
-  char create[1024];
-  create_sql(x, c, NULL, false, create, sizeof create);
-  qp_param p = qp_param_text(create);
-  qp_result *r = NULL;
-  if (qp__adv_q(x, "SELECT indexrelid, indexname, hypopg_relation_size(indexrelid) "
-           "FROM hypopg_create_index($1)", &p, 1, &r) != QP_OK || qp_result_rows(r) == 0) {
-    qp__adv_fmt(c->why, sizeof c->why, "HypoPG refused it: %s", qp_conn_errmsg(x->c));
-    qp_result_free(r);
-    return;
-  }
-  char oid[24], name[ADV_NAME];
-  qp__adv_rstr(r, 0, 0, oid, sizeof oid);
-  qp__adv_rstr(r, 0, 1, name, sizeof name);
-  c->size_bytes = qp__adv_rint64(r, 0, 2);
-  qp_result_free(r);
-  qp__plan_tree *t = target_plan(x, c, false);
-  if (t != NULL) {
-    c->tested = true;
-    c->cost_after = t->root->total_cost;
-    index_use(t, name, c);
-    qp__plan_tree_free(t);
-  }
-  qp_param d = qp_param_text(oid);
-  (void)qp__adv_q(x, "SELECT hypopg_drop_index($1::oid)", &d, 1, NULL);
-}
-
-static void test_real(adv_ctx *x, adv_cand *c, double main_cost) {
-  if (!qp__adv_begin(x, true)) {
-    qp__adv_rollback(x);
-    x->st = QP_OK; /* a failed verification is a note, not an error */
-    qp__adv_fmt(c->why, sizeof c->why, "could not start a transaction: %s", x->msg);
-    return;
-  }
-  c->cost_before = base_cost(x, c, main_cost);
-  char create[1024], analyze[400];
-  create_sql(x, c, "qp_advise_candidate", false, create, sizeof create);
-  qp__adv_fmt(analyze, sizeof analyze, "ANALYZE %s", x->tables[c->table].qual);
-  if (c->cost_before >= 0 && qp__adv_qok(x, create, "create index") && qp__adv_qok(x, analyze, "analyze")) {
-    bool an = x->analyze && !c->verify_sql[0];
-    qp__plan_tree *t = target_plan(x, c, an);
-    if (t != NULL) {
-      c->tested = true;
-      c->cost_after = t->root->total_cost;
-      index_use(t, "qp_advise_candidate", c);
-      c->ms_after = an ? t->execution_ms : -1;
-      qp__plan_tree_free(t);
-    }
-    qp_result *r = NULL;
-    if (qp__adv_q(x, "SELECT pg_relation_size('qp_advise_candidate')", NULL, 0, &r) == QP_OK &&
-        qp_result_rows(r) > 0)
-      c->size_bytes = qp__adv_rint64(r, 0, 0);
-    qp_result_free(r);
-  }
-  if (!c->tested) qp__adv_fmt(c->why, sizeof c->why, "the real index could not be tried: %s", x->msg);
-  qp__adv_rollback(x);
-  if (x->st != QP_NOMEM) x->st = QP_OK;
-}
-
-static bool passes(const adv_cand *c) {
-  if (!c->tested || !c->used) return false;
-  double r = qp__adv_shape_ratio(c->shape);
-  if (c->shape == ADV_SHAPE_EXPR) return c->cost_after < c->cost_before;
-  return c->cost_after <= r * c->cost_before;
-}
-
-static void cand_fail_note(adv_ctx *x, const adv_cand *c, const char *how) {
-  char kt[700];
-  qp__adv_keys_join(c, kt, sizeof kt);
-  const char *t = x->tables[c->table].qual;
-  if (!c->tested)
-    qp__adv_note(x, "an index on %s (%s) was not verified (%s): %s", t, kt, how,
-                 c->why[0] ? c->why : "no plan");
-  else if (!c->used)
-    qp__adv_note(x, "an index on %s (%s) does not help: the planner does not use it (%s)", t, kt,
-                 how);
-  else
-    qp__adv_note(x, "an index on %s (%s) does not help enough: cost %.0f -> %.0f (%s), the rule "
-                 "asks for <= %.0f", t, kt, c->cost_before, c->cost_after, how,
-                 c->cost_before * qp__adv_shape_ratio(c->shape));
-}
-
-/* Judges every group: the full candidate against its base cost and the
- * best one-column one; at most one per group is accepted. */
-void qp__adv_judge(adv_ctx *x, const char *how) {
-  for (int g = 1; g <= x->groups; g++) {
-    adv_cand *full = NULL, *best1 = NULL;
-    for (size_t i = 0; i < x->ncands; i++) {
-      adv_cand *c = &x->cands[i];
-      if (c->group != g) continue;
-      if (full == NULL || c->nkeys > full->nkeys) full = c;
-    }
-    if (full == NULL) continue;
-    for (size_t i = 0; i < x->ncands; i++) {
-      adv_cand *c = &x->cands[i];
-      if (c->group != g || c == full || c->nkeys != 1) continue;
-      if (passes(c) && (best1 == NULL || c->cost_after < best1->cost_after)) best1 = c;
-    }
-    char kt[700];
-    qp__adv_keys_join(full, kt, sizeof kt);
-    if (passes(full) && (best1 == NULL || full->cost_after <= ADV_WIDER_RATIO * best1->cost_after)) {
-      full->accepted = true;
-      full->ratio = qp__adv_shape_ratio(full->shape);
-      if (best1 != NULL) full->ratio = ADV_WIDER_RATIO * best1->cost_after / full->cost_before;
-    } else if (best1 != NULL) {
-      best1->accepted = true;
-      best1->ratio = qp__adv_shape_ratio(best1->shape);
-      if (passes(full))
-        qp__adv_note(x, "the wider index on %s (%s) is not suggested: cost %.0f is not %.0f%% "
-                     "below the narrower index's %.0f", x->tables[full->table].qual, kt,
-                     full->cost_after, (1 - ADV_WIDER_RATIO) * 100, best1->cost_after);
-      else
-        cand_fail_note(x, full, how);
-    } else {
-      cand_fail_note(x, full, how);
-    }
-  }
-}
-
 /* ---- the result ---------------------------------------------------------- */
 
 static int cmp_gain(const void *pa, const void *pb) {
@@ -822,9 +374,9 @@ void qp__adv_emit(adv_ctx *x, bool verified) {
       qp__adv_fmt(name + o, sizeof name - o, "_idx");
       char qn[ADV_NAME * 2 + 4];
       qp__adv_ident(name, qn, sizeof qn);
-      create_sql(x, c, qn, false, buf, sizeof buf);
+      qp__adv_create_sql(x, c, qn, false, buf, sizeof buf);
     } else {
-      create_sql(x, c, NULL, true, buf, sizeof buf);
+      qp__adv_create_sql(x, c, NULL, true, buf, sizeof buf);
     }
     s->statement = astr(a, buf);
     s->table = astr(a, t->qual);
@@ -888,12 +440,12 @@ static void advise_run(adv_ctx *x) {
   (void)unused;
   /* the statement's plan */
   if (x->generic) {
-    if (!prepare(x, ADV_PREPARED, x->run, &x->nparams)) return;
+    if (!qp__adv_prepare(x, ADV_PREPARED, x->run, &x->nparams)) return;
     x->prepared = true;
   }
   if (!qp__adv_begin(x, x->write_txn)) return;
-  qp__plan_tree *t = x->generic ? plan_of(x, NULL, ADV_PREPARED, x->nparams, false, "explain")
-                                : plan_of(x, x->run, NULL, 0, x->analyze, "explain");
+  qp__plan_tree *t = x->generic ? qp__adv_plan_of(x, NULL, ADV_PREPARED, x->nparams, false, "explain")
+                                : qp__adv_plan_of(x, x->run, NULL, 0, x->analyze, "explain");
   if (t == NULL) return;
   qp_advice *a = x->a;
   a->sum.executed = x->analyze && t->analyzed;
@@ -918,18 +470,18 @@ static void advise_run(adv_ctx *x) {
   if (x->st != QP_OK) return;
   bool verified = false;
   if (x->o.verify == QP_ADVISE_VERIFY_HYPO && x->hypopg) {
-    for (size_t i = 0; i < x->ncands && x->st == QP_OK; i++) test_hypo(x, &x->cands[i], main_cost);
+    for (size_t i = 0; i < x->ncands && x->st == QP_OK; i++) qp__adv_try_hypo(x, &x->cands[i], main_cost);
     (void)qp__adv_q(x, "SELECT hypopg_reset()", NULL, 0, NULL);
     if (x->st == QP_OK) qp__adv_judge(x, "HypoPG");
-    if (x->st == QP_OK) qp__adv_include(x, test_hypo, main_cost);
+    if (x->st == QP_OK) qp__adv_include(x, qp__adv_try_hypo, main_cost);
     verified = true;
   }
   qp__adv_rollback(x);
   if (x->st != QP_OK) return;
   if (x->o.verify == QP_ADVISE_VERIFY_REAL) {
-    for (size_t i = 0; i < x->ncands && x->st == QP_OK; i++) test_real(x, &x->cands[i], main_cost);
+    for (size_t i = 0; i < x->ncands && x->st == QP_OK; i++) qp__adv_try_real(x, &x->cands[i], main_cost);
     if (x->st == QP_OK) qp__adv_judge(x, "real index, rolled back");
-    if (x->st == QP_OK) qp__adv_include(x, test_real, main_cost);
+    if (x->st == QP_OK) qp__adv_include(x, qp__adv_try_real, main_cost);
     verified = true;
   }
   if (!verified) {

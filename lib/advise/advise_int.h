@@ -1,7 +1,9 @@
 /*
- * The advisor's parts, shared between advise.c (the API, the transactions,
- * the catalog, verification) and rules.c (the plan read into candidates and
- * findings). Private to the library.
+ * The advisor's parts, shared between advise.c (the API, the advice, the
+ * call and its transactions), catalog.c (tables, indexes, deduplication),
+ * verify.c (HypoPG or real indexes, judging), include.c (INCLUDE
+ * variants), rules.c (the plan read into candidates and findings) and
+ * sqlite.c (everything on a copy). Private to the library.
  */
 #ifndef QPROF_ADVISE_INT_H
 #define QPROF_ADVISE_INT_H
@@ -202,6 +204,20 @@ qp_status qp__adv_sqlite_dsn(const char *dsn, const char *sql, const qp_advise_o
 qp_status qp__advise_conn_impl(qp_conn *conn, const char *sql, const qp_advise_options *o,
                                qp_advice **out, char *errbuf, size_t errlen, bool on_copy);
 
+/* The plan of `sql`, or of EXECUTE prepared(NULL, ...) when `prepared` is
+ * set, parsed (EXPLAIN ANALYZE when analyze); NULL on failure (x->st). */
+qp__plan_tree *qp__adv_plan_of(adv_ctx *x, const char *sql, const char *prepared, int nparams,
+                               bool analyze, const char *what);
+/* PREPARE name AS sql; the number of its parameters into *np. */
+bool qp__adv_prepare(adv_ctx *x, const char *name, const char *sql, int *np);
+/* verify.c: the CREATE INDEX text of c (named when name is set). */
+void qp__adv_create_sql(const adv_ctx *x, const adv_cand *c, const char *name, bool concurrently,
+                        char *out, size_t cap);
+/* verify.c: c tried as a HypoPG index inside the statement's transaction,
+ * or as a real index in a transaction of its own, rolled back; fills its
+ * results (tested, used, index_only, costs, size). */
+void qp__adv_try_hypo(adv_ctx *x, adv_cand *c, double main_cost);
+void qp__adv_try_real(adv_ctx *x, adv_cand *c, double main_cost);
 /* The EXECUTE text of a prepared statement with nparams NULL arguments. */
 void qp__adv_exec_text(const char *prepared, int nparams, char *out, size_t cap);
 /* BEGIN [READ ONLY] with the advisor's local settings; ROLLBACK when in one. */
