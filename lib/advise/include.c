@@ -170,23 +170,33 @@ void qp__adv_need_columns(adv_ctx *x) {
     if (!tb->found || !has) continue;
     qp_param p = qp_param_text(tb->oid);
     attrs a = {NULL, tb};
-    if (qp__adv_q(x,
-                  "SELECT a.attname, coalesce(s.avg_width, nullif(a.attlen, -1)), "
-                  "(SELECT CASE WHEN relpages > 0 THEN relallvisible::float8 / relpages END "
-                  "FROM pg_class WHERE oid = $1::oid) "
-                  "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                  "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                  "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
-                  "AND s.attname = a.attname "
-                  "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped "
-                  "ORDER BY a.attnum", &p, 1, &a.r) != QP_OK) {
+    /* the schema and name first: pg_stats is a view, read fast only with
+     * constants (100 ms joined to pg_class, 8 ms like this) */
+    qp_result *rel = NULL;
+    if (qp__adv_q(x, "SELECT n.nspname, c.relname, CASE WHEN c.relpages > 0 THEN "
+                  "c.relallvisible::float8 / c.relpages END FROM pg_class c JOIN pg_namespace n "
+                  "ON n.oid = c.relnamespace WHERE c.oid = $1::oid", &p, 1, &rel) != QP_OK ||
+        qp_result_rows(rel) == 0) {
+      qp_result_free(rel);
       qp__adv_fail_conn(x, "columns");
       break;
     }
-    tb->all_visible = -1;
+    qp_param q[3] = {p, qp_param_text(qp_result_value(rel, 0, 0, NULL)),
+                     qp_param_text(qp_result_value(rel, 0, 1, NULL))};
+    qp_status qs = qp__adv_q(x,
+                  "SELECT a.attname, coalesce(s.avg_width, nullif(a.attlen, -1)) "
+                  "FROM pg_attribute a LEFT JOIN (SELECT attname, avg_width FROM pg_stats "
+                  "WHERE schemaname = $2 AND tablename = $3) s ON s.attname = a.attname "
+                  "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped "
+                  "ORDER BY a.attnum", q, 3, &a.r);
+    const char *vis = qp_result_value(rel, 0, 2, NULL);
+    tb->all_visible = vis != NULL ? strtod(vis, NULL) : -1;
+    qp_result_free(rel);
+    if (qs != QP_OK) {
+      qp__adv_fail_conn(x, "columns");
+      break;
+    }
     tb->ncolumns = (int)qp_result_rows(a.r);
-    if (qp_result_rows(a.r) > 0 && qp_result_value(a.r, 0, 2, NULL) != NULL)
-      tb->all_visible = strtod(qp_result_value(a.r, 0, 2, NULL), NULL);
     qp__plan_walk(t->root, need_node, &a);
     /* in attribute order, whatever order the plan named them in */
     char need[ADV_MAX_NEED][ADV_NAME];

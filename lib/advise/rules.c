@@ -105,6 +105,20 @@ static bool sort_key(const char *key, const char *alias, char *out, size_t cap) 
   return true;
 }
 
+/* Whether a predicate as printed holds a parameter ($1) outside quotes. */
+static bool has_param(const char *s) {
+  for (const char *p = s; *p; p++) {
+    if (*p == '\'') {
+      for (p++; *p && *p != '\''; p++) {
+      }
+      if (*p == '\0') break;
+    } else if (p[0] == '$' && isdigit((unsigned char)p[1])) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void qp__adv_add_group(adv_ctx *x, const adv_cand *c) {
   qp__adv_add_cand(x, c);
   if (c->nkeys > 1) {
@@ -216,7 +230,9 @@ static void rule_scan(adv_ctx *x, qp__pnode *n, bool analyzed) {
                analyzed && n->actual_rows >= 0 ? n->actual_rows * loops(n) : n->plan_rows,
                analyzed ? "" : ", estimated");
       add_group(x, t, keys, nk, "top_n", ADV_SHAPE_TOPN, reason, NULL);
-      if (neq > 0 && share >= 0 && share <= ADV_RARE && etl + 1 < sizeof eq_text) {
+      /* not on a generic plan: "status = $1" is no predicate an index can have */
+      if (neq > 0 && share >= 0 && share <= ADV_RARE && etl + 1 < sizeof eq_text &&
+          !has_param(eq_text)) {
         /* a rare constant: the sort keys over its rows only, as another
          * one-column-or-so alternative of the same group */
         adv_cand c;

@@ -104,9 +104,17 @@ void qp__adv_try_hypo(adv_ctx *x, adv_cand *c, double main_cost) {
   qp__adv_create_sql(x, c, NULL, false, create, sizeof create);
   qp_param p = qp_param_text(create);
   qp_result *r = NULL;
+  /* a candidate HypoPG refuses must not abort the statement's transaction
+   * (the other candidates are tried in it) */
+  if (!qp__adv_qok(x, "SAVEPOINT qp_advise_hypo", "savepoint")) return;
   if (qp__adv_q(x, "SELECT indexrelid, indexname, hypopg_relation_size(indexrelid) "
            "FROM hypopg_create_index($1)", &p, 1, &r) != QP_OK || qp_result_rows(r) == 0) {
     qp__adv_fmt(c->why, sizeof c->why, "HypoPG refused it: %s", qp_conn_errmsg(x->c));
+    qp_result_free(r);
+    if (x->st == QP_OK) (void)qp__adv_qok(x, "ROLLBACK TO SAVEPOINT qp_advise_hypo", "savepoint");
+    return;
+  }
+  if (!qp__adv_qok(x, "RELEASE SAVEPOINT qp_advise_hypo", "savepoint")) {
     qp_result_free(r);
     return;
   }
