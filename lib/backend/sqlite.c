@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "qprof/profile.h"
+#include "sqlite_cache.h"
 #include "sqlite_codes.h"
 
 #define SQ_BUSY_TIMEOUT_MS 5000
@@ -28,6 +29,7 @@ struct qp__bconn {
   /* PRAGMA data_version, prepared once: the result cache reads it before
    * every hit (lib/backend/sqlite_cache.c); finalized before db closes */
   sqlite3_stmt *dv;
+  qp__sq_shm shm; /* the result cache's wal-index header check */
 };
 
 /* ---- results ------------------------------------------------------------ */
@@ -258,6 +260,8 @@ static qp_status sq_open_db(qp__bconn *b, qp__berr *err) {
     b->db = NULL;
     return err->status;
   }
+  memset(&b->shm, 0, sizeof b->shm);
+  sqlite3_set_authorizer(b->db, qp__sq_authorize, &b->shm);
   return QP_OK;
 }
 
@@ -655,6 +659,8 @@ int64_t *qp__sq_data_version(qp__bconn *b);
 int64_t *qp__sq_data_version(qp__bconn *b) { return &b->data_version; }
 sqlite3_stmt **qp__sq_dv_stmt(qp__bconn *b);
 sqlite3_stmt **qp__sq_dv_stmt(qp__bconn *b) { return &b->dv; }
+qp__sq_shm *qp__sq_shm_of(qp__bconn *b);
+qp__sq_shm *qp__sq_shm_of(qp__bconn *b) { return &b->shm; }
 void qp__sq_set_watch(qp__bconn *b, qp__change_fn fn, void *ud);
 void qp__sq_set_watch(qp__bconn *b, qp__change_fn fn, void *ud) {
   b->watch_fn = fn;

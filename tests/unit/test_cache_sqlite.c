@@ -9,6 +9,17 @@
 #include <string.h>
 
 #include "failalloc.h"
+#include "pool/pool_int.h" /* the lease's backend connection, for its check counters */
+
+/* lib/backend/sqlite_cache.c: checks answered by the wal-index header alone
+ * and by PRAGMA data_version on one connection. */
+void qp__sq_change_checks(qp__bconn *b, uint64_t *fast, uint64_t *full);
+
+static uint64_t fast_checks(qp_conn *c) {
+  uint64_t fast = 0, full = 0;
+  qp__sq_change_checks(c->b, &fast, &full);
+  return fast;
+}
 
 static char g_dsn[300];
 static char g_path[280];
@@ -252,6 +263,94 @@ static void test_other_process(void **state) {
   qp_cache_close(cache);
 }
 
+/* Another process commits between hits, many times: the hit path reads the
+ * wal-index header instead of a read transaction, and each commit, made and
+ * returned before the next statement starts, must turn that statement into
+ * a miss that sees it. The header must also be what answers the hits in
+ * between (otherwise this tests data_version again). */
+static void test_other_process_header(void **state) {
+  (void)state;
+  fresh_dsn();
+  qp_cache *cache = open_cache(0, NULL);
+  qp_pool *p = open_pool(cache, 1);
+  qp_conn *a = NULL;
+  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
+  exec_ok(a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 0), (2, 0)");
+  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 0);
+  for (int i = 0; i < 4; i++) assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 0);
+  uint64_t fast0 = fast_checks(a);
+  assert_true(fast0 >= 2); /* the header answered the later hits */
+  for (int round = 1; round <= 30; round++) {
+    /* odd rounds write the row read, even rounds another row of the table:
+     * both must miss (a foreign commit says nothing about what it wrote) */
+    assert_int_equal(qpt_system("sqlite3 '%s' 'UPDATE t SET v = %d WHERE id = %d'", g_path, round,
+                                round % 2 ? 1 : 2),
+                     0);
+    qp_cache_stats before = stats(cache);
+    int64_t want = round % 2 ? round : round - 1;
+    assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), want);
+    qp_cache_stats after = stats(cache);
+    assert_int_equal(after.hits, before.hits);
+    assert_int_equal(after.misses, before.misses + 1);
+    uint64_t f = fast_checks(a);
+    assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), want);
+    assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), want);
+    assert_int_equal(stats(cache).hits, after.hits + 2);
+    assert_true(fast_checks(a) >= f + 1);
+  }
+  /* this connection's own writes are not foreign: invalidated by table,
+   * and the header check is back at the next read but one */
+  exec_ok(a, "UPDATE t SET v = 100 WHERE id = 2");
+  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 29);
+  uint64_t f = fast_checks(a);
+  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 29);
+  assert_int_equal(fast_checks(a), f + 1);
+  /* a journal_mode PRAGMA on the connection turns the header check off for
+   * its life (SQLite unmaps the wal-index when it leaves WAL); data_version
+   * still sees the other process, in rollback-journal mode too */
+  exec_ok(a, "PRAGMA journal_mode=DELETE");
+  f = fast_checks(a);
+  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 29);
+  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 29);
+  assert_int_equal(qpt_system("sqlite3 '%s' 'UPDATE t SET v = 7 WHERE id = 1'", g_path), 0);
+  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 7);
+  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 7);
+  assert_int_equal(fast_checks(a), f);
+  qp_pool_release(a);
+  qp_pool_close(p);
+  qp_cache_close(cache);
+}
+
+/* A SQLite transaction reads one snapshot: a read inside BEGIN ... COMMIT
+ * that another process's commit has overtaken must not be stored, or another
+ * connection that has already seen the commit serves the old rows. */
+static void test_snapshot_in_transaction(void **state) {
+  (void)state;
+  fresh_dsn();
+  qp_cache *cache = open_cache(0, NULL);
+  qp_pool *p = open_pool(cache, 2);
+  qp_conn *a = NULL, *b = NULL;
+  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
+  assert_int_equal(qp_pool_acquire(p, &b), QP_OK);
+  exec_ok(a, "CREATE TABLE t(v INT); INSERT INTO t VALUES (1)");
+  assert_int_equal(one(b, "SELECT sum(v) FROM t"), 1);
+  assert_int_equal(one(a, "SELECT sum(v) FROM t"), 1);
+  /* (through qp_conn_exec: a script counts as a write) */
+  assert_int_equal(qp_conn_exec(a, "BEGIN", NULL, 0, NULL), QP_OK);
+  /* the snapshot starts here (a refused read of t runs on the file) */
+  assert_int_equal(one(a, "SELECT sum(v) + 0 * random() FROM t"), 1);
+  assert_int_equal(qpt_system("sqlite3 '%s' 'INSERT INTO t VALUES (41)'", g_path), 0);
+  assert_int_equal(one(b, "SELECT sum(v) FROM t"), 42); /* b sees the commit */
+  assert_int_equal(one(a, "SELECT max(v) FROM t"), 1);  /* a's snapshot: right for a */
+  assert_int_equal(qp_conn_exec(a, "COMMIT", NULL, 0, NULL), QP_OK);
+  assert_int_equal(one(b, "SELECT max(v) FROM t"), 41);
+  assert_int_equal(one(a, "SELECT max(v) FROM t"), 41);
+  qp_pool_release(a);
+  qp_pool_release(b);
+  qp_pool_close(p);
+  qp_cache_close(cache);
+}
+
 static void test_refusals(void **state) {
   (void)state;
   fresh_dsn();
@@ -457,7 +556,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_open_errors),     cmocka_unit_test(test_hit_equals_miss),
       cmocka_unit_test(test_writes_invalidate), cmocka_unit_test(test_hidden_writes),
-      cmocka_unit_test(test_other_process),   cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_other_process),   cmocka_unit_test(test_other_process_header),
+      cmocka_unit_test(test_snapshot_in_transaction), cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_budget),          cmocka_unit_test(test_oom),
       cmocka_unit_test(test_hits_in_profile),
   };

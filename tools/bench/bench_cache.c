@@ -24,7 +24,9 @@
  * Wall and CPU time (getrusage) are printed with the load average. Not part
  * of ctest.
  *
- * Usage: bench_cache [--rounds N] [--no-pg | --pg-only]
+ * --hit-only runs only the hit part (for callgrind: --toggle-collect=qp_conn_exec).
+ *
+ * Usage: bench_cache [--rounds N] [--no-pg | --pg-only] [--hit-only]
  */
 #include <getopt.h>
 #include <libpq-fe.h>
@@ -573,18 +575,20 @@ static void bench_pg(void) {
 }
 
 int main(int argc, char **argv) {
-  bool pg = true, sq = true;
+  bool pg = true, sq = true, hit_only = false;
   static const struct option longs[] = {{"rounds", required_argument, NULL, 'r'},
                                         {"no-pg", no_argument, NULL, 'n'},
                                         {"pg-only", no_argument, NULL, 'p'},
+                                        {"hit-only", no_argument, NULL, 'h'},
                                         {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     if (ch == 'r') g_rounds = atoi(optarg);
     else if (ch == 'n') pg = false;
     else if (ch == 'p') sq = false;
+    else if (ch == 'h') hit_only = true;
     else {
-      fprintf(stderr, "usage: bench_cache [--rounds N] [--no-pg | --pg-only]\n");
+      fprintf(stderr, "usage: bench_cache [--rounds N] [--no-pg | --pg-only] [--hit-only]\n");
       return 2;
     }
   }
@@ -601,6 +605,8 @@ int main(int argc, char **argv) {
   if (sq) {
     sqlite_setup();
     bench_hit("sqlite", g_sq_dsn, "SELECT id, name, v FROM grp WHERE g = ?");
+  }
+  if (sq && !hit_only) {
     bench_miss();
     bench_hot();
   /* a budget of a few hundred entries (eviction decides) and of a few
@@ -614,7 +620,7 @@ int main(int argc, char **argv) {
       pg_stop();
       return 1;
     }
-    if (!pgpool_start()) {
+    if (!hit_only && !pgpool_start()) {
       fprintf(stderr, "bench_cache: pgpool-II did not start (see %s/pgpool.log)\n", g_pool_dir);
       if (g_pgpool_pid > 0) {
         kill(g_pgpool_pid, SIGTERM);
@@ -623,7 +629,7 @@ int main(int argc, char **argv) {
       g_pgpool_pid = 0;
     }
     bench_hit("postgres", g_pg_dsn, "SELECT id, name, v FROM grp WHERE g = $1");
-    bench_pg();
+    if (!hit_only) bench_pg();
     pg_stop();
   }
   getloadavg(load, 3);
