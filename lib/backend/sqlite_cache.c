@@ -138,6 +138,18 @@ static bool wal_header(const volatile unsigned char *shm, unsigned char out[QP__
   return true;
 }
 
+/* Both copies of the header still equal `last` (a clean header read
+ * before): read as wal_header does, copy 1, a barrier, copy 2. */
+static bool wal_header_is(const volatile unsigned char *shm, const unsigned char *last) {
+  const volatile uint64_t *w = (const volatile uint64_t *)(const volatile void *)shm;
+  uint64_t ref[QP__SQ_WALHDR / 8], d = 0;
+  memcpy(ref, last, sizeof ref);
+  for (int i = 0; i < QP__SQ_WALHDR / 8; i++) d |= w[i] ^ ref[i];
+  atomic_thread_fence(memory_order_seq_cst);
+  for (int i = 0; i < QP__SQ_WALHDR / 8; i++) d |= w[QP__SQ_WALHDR / 8 + i] ^ ref[i];
+  return d == 0;
+}
+
 /* One text row of a PRAGMA query; false on failure. */
 static bool pragma_is(sqlite3 *db, const char *sql, const char *want) {
   sqlite3_stmt *st = NULL;
@@ -190,12 +202,12 @@ static void shm_setup(qp__bconn *b, qp__sq_shm *w) {
  * argument that this is exact is in docs/cache.md. */
 static int sq_changed(qp__bconn *b) {
   qp__sq_shm *w = qp__sq_shm_of(b);
-  unsigned char h[QP__SQ_WALHDR];
-  bool clean = w->state > 0 && wal_header(w->hdr, h);
-  if (clean && w->have_last && memcmp(h, w->last, sizeof h) == 0) {
+  if (w->state > 0 && w->have_last && wal_header_is(w->hdr, w->last)) {
     w->fast++;
     return 0;
   }
+  unsigned char h[QP__SQ_WALHDR];
+  bool clean = w->state > 0 && wal_header(w->hdr, h);
   int changed = dv_changed(b);
   if (changed < 0) return -1;
   w->full++;

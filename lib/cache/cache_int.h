@@ -153,7 +153,9 @@ typedef struct qc_key {
   uint64_t lo, hi;
 } qc_key;
 
-void qc_key_hash(qc_key *k);
+/* Sets k->lo, k->hi: the bytes after the first `head` (the SQL text and its
+ * NUL), seeded with head_hash (that text's XXH3_64) and the session. */
+void qc_key_hash(qc_key *k, uint64_t head_hash, size_t head);
 
 typedef enum qc_lookup { QC_HIT, QC_MISS, QC_FILLING } qc_lookup;
 

@@ -327,7 +327,7 @@ static qc_stmt *stmt_for(qp_conn *c, qc_conn *cc, const char *sql, size_t len,
   qc_stmt *m = &cc->memo[h & (QC_MEMO - 1)];
   if (m->sql != NULL && m->h == h && m->len == len && memcmp(m->sql, sql, len) == 0 &&
       m->server == cc->server && m->epoch == atomic_load(&cc->server->schema) &&
-      qp__now_ns() < m->until)
+      (cache_of(c)->ttl_ns == 0 || qp__now_ns() < m->until))
     return m;
   qp_cache *cache = cache_of(c);
   char *copy = (m->sql != NULL && m->len == len && memcmp(m->sql, sql, len) == 0)
@@ -384,7 +384,7 @@ static size_t key_write(char *buf, size_t cap, const char *sql, size_t len, cons
 }
 
 static bool key_build(qp_cache *cache, qc_ticket *t, const qc_session *sess, const char *sql,
-                      size_t len, const qp_param *ps, size_t np) {
+                      size_t len, uint64_t sql_hash, const qp_param *ps, size_t np) {
   size_t n = key_write(t->buf, sizeof t->buf, sql, len, ps, np);
   const char *bytes = t->buf;
   if (n > sizeof t->buf) {
@@ -396,7 +396,9 @@ static bool key_build(qp_cache *cache, qc_ticket *t, const qc_session *sess, con
   t->key.sess = sess;
   t->key.bytes = bytes;
   t->key.len = n;
-  qc_key_hash(&t->key);
+  /* the SQL's own hash (the memo's) seeds the hash of the parameters, so
+   * that the SQL text is hashed once per statement */
+  qc_key_hash(&t->key, sql_hash, len + 1);
   return true;
 }
 
@@ -460,7 +462,7 @@ bool qp__cache_before(qp_conn *c, const char *sql, const qp_param *params, size_
   t->write_wide = m->write_wide;
   t->may_write_all = m->may_write_all;
   t->nwrite = m->nwrite;
-  memcpy(t->write, m->wr, m->nwrite * sizeof m->wr[0]);
+  if (m->nwrite > 0) memcpy(t->write, m->wr, m->nwrite * sizeof m->wr[0]);
   if (m->iso >= QP_ISO_REPEATABLE_READ && in_txn) cc->txn_strict = true;
   if (m->kind == QP_STMT_TCL) {
     t->mode = QC_TCL;
@@ -523,7 +525,7 @@ bool qp__cache_before(qp_conn *c, const char *sql, const qp_param *params, size_
     }
     if (ch > 0) qc_server_flush(cache, cc->server);
   }
-  if (!key_build(cache, t, cc->sess, sql, len, params, nparams)) {
+  if (!key_build(cache, t, cc->sess, sql, len, m->h, params, nparams)) {
     qc_refuse(cache, QP_CACHE_REFUSED_NOMEM);
     return false;
   }

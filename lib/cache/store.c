@@ -264,8 +264,8 @@ static void evict_one(qp_cache *c, qc_shard *s) {
   s->evictions++;
 }
 
-static bool entry_current(const qc_entry *e, uint64_t now) {
-  if (e->expires_ns != 0 && now >= e->expires_ns) return false;
+static bool entry_current(const qc_entry *e) {
+  if (e->expires_ns != 0 && qp__now_ns() >= e->expires_ns) return false;
   if (atomic_load_explicit(&e->server->epoch, memory_order_acquire) != e->epoch) return false;
   if (e->wide && atomic_load_explicit(&e->server->any_write, memory_order_acquire) != e->any_write)
     return false;
@@ -287,8 +287,9 @@ static bool same_key(const qc_key *a, const qc_key *b) {
          memcmp(a->bytes, b->bytes, a->len) == 0;
 }
 
-void qc_key_hash(qc_key *k) {
-  XXH128_hash_t h = XXH3_128bits_withSeed(k->bytes, k->len, k->sess->id);
+void qc_key_hash(qc_key *k, uint64_t head_hash, size_t head) {
+  XXH128_hash_t h = XXH3_128bits_withSeed(k->bytes + head, k->len - head,
+                                          head_hash ^ (k->sess->id * 0x9E3779B97F4A7C15ull));
   k->lo = h.low64;
   k->hi = h.high64;
 }
@@ -304,7 +305,7 @@ qc_lookup qc_lookup_key(qp_cache *c, const qc_key *k, uint64_t wait_ns, qp_resul
   for (;;) {
     qc_entry *e = find(s, k);
     if (e != NULL) {
-      if (entry_current(e, qp__now_ns())) {
+      if (entry_current(e)) {
         *out = image_result(&c->hooks, &e->img, e->data);
         if (*out == NULL) {
           *nomem = true;
