@@ -113,14 +113,15 @@ static int dv_changed(qp__bconn *b) {
 }
 
 /* The wal-index header, read as SQLite's walIndexTryHdr does without a
- * lock: copy 1, a barrier, copy 2; clean when both are equal, initialized,
+ * lock: copy 1, a barrier (acquire: the loads of copy 1 come before those
+ * of copy 2), copy 2; clean when both are equal, initialized,
  * version 3007000 and their checksum holds. A writer writes copy 2, a
  * barrier, then copy 1, on every commit before the commit returns. */
 static bool wal_header(const volatile unsigned char *shm, unsigned char out[QP__SQ_WALHDR]) {
   uint32_t h1[QP__SQ_WALHDR / 4], h2[QP__SQ_WALHDR / 4];
   const volatile uint32_t *w = (const volatile uint32_t *)(const volatile void *)shm;
   for (int i = 0; i < QP__SQ_WALHDR / 4; i++) h1[i] = w[i];
-  atomic_thread_fence(memory_order_seq_cst);
+  atomic_thread_fence(memory_order_acquire);
   for (int i = 0; i < QP__SQ_WALHDR / 4; i++) h2[i] = w[QP__SQ_WALHDR / 4 + i];
   if (memcmp(h1, h2, sizeof h1) != 0) return false;
   /* iVersion, unused, iChange, (isInit, bigEndCksum, szPage), mxFrame,
@@ -142,11 +143,14 @@ static bool wal_header(const volatile unsigned char *shm, unsigned char out[QP__
  * before): read as wal_header does, copy 1, a barrier, copy 2. */
 static bool wal_header_is(const volatile unsigned char *shm, const unsigned char *last) {
   const volatile uint64_t *w = (const volatile uint64_t *)(const volatile void *)shm;
-  uint64_t ref[QP__SQ_WALHDR / 8], d = 0;
-  memcpy(ref, last, sizeof ref);
-  for (int i = 0; i < QP__SQ_WALHDR / 8; i++) d |= w[i] ^ ref[i];
-  atomic_thread_fence(memory_order_seq_cst);
-  for (int i = 0; i < QP__SQ_WALHDR / 8; i++) d |= w[QP__SQ_WALHDR / 8 + i] ^ ref[i];
+  uint64_t r[6];
+  _Static_assert(QP__SQ_WALHDR == sizeof r, "six words");
+  memcpy(r, last, sizeof r);
+  uint64_t d = (w[0] ^ r[0]) | (w[1] ^ r[1]) | (w[2] ^ r[2]) | (w[3] ^ r[3]) | (w[4] ^ r[4]) |
+               (w[5] ^ r[5]);
+  atomic_thread_fence(memory_order_acquire);
+  d |= (w[6] ^ r[0]) | (w[7] ^ r[1]) | (w[8] ^ r[2]) | (w[9] ^ r[3]) | (w[10] ^ r[4]) |
+       (w[11] ^ r[5]);
   return d == 0;
 }
 

@@ -62,6 +62,10 @@ typedef struct qc_conn {
   bool hook_all;
   size_t nhook;
   qc_table *hook[QC_PENDING];
+  /* the last statement resolved, by the caller's pointer: a program that
+   * runs one statement text again (a string constant) skips the hash */
+  const char *last_sql;
+  qc_stmt *last_m;
   qc_stmt memo[QC_MEMO];
 } qc_conn;
 
@@ -69,6 +73,8 @@ static qp_cache *cache_of(const qp_conn *c) { return c->pool->o.cache; }
 static const qp__cache_ops *cops(const qp_conn *c) { return c->pool->ops->cache; }
 
 static void memo_clear(qp_cache *cache, qc_conn *cc) {
+  cc->last_sql = NULL;
+  cc->last_m = NULL;
   for (int i = 0; i < QC_MEMO; i++) {
     qp__free(&cache->hooks, cc->memo[i].sql);
     qp__free(&cache->hooks, cc->memo[i].norm);
@@ -321,14 +327,25 @@ static void resolve(qp_conn *c, qc_conn *cc, const char *sql, size_t len, qc_stm
 }
 
 /* The memoized statement, resolved again after a flush or when stale. */
+static bool stmt_valid(qp_conn *c, qc_conn *cc, const qc_stmt *m) {
+  return m->server == cc->server && m->epoch == atomic_load(&cc->server->schema) &&
+         (cache_of(c)->ttl_ns == 0 || qp__now_ns() < m->until);
+}
+
 static qc_stmt *stmt_for(qp_conn *c, qc_conn *cc, const char *sql, size_t len,
                                qc_stmt *tmp) {
-  uint64_t h = XXH3_64bits(sql, len);
-  qc_stmt *m = &cc->memo[h & (QC_MEMO - 1)];
-  if (m->sql != NULL && m->h == h && m->len == len && memcmp(m->sql, sql, len) == 0 &&
-      m->server == cc->server && m->epoch == atomic_load(&cc->server->schema) &&
-      (cache_of(c)->ttl_ns == 0 || qp__now_ns() < m->until))
+  qc_stmt *m = cc->last_m;
+  if (m != NULL && sql == cc->last_sql && m->sql != NULL && m->len == len &&
+      memcmp(m->sql, sql, len) == 0 && stmt_valid(c, cc, m))
     return m;
+  uint64_t h = XXH3_64bits(sql, len);
+  m = &cc->memo[h & (QC_MEMO - 1)];
+  if (m->sql != NULL && m->h == h && m->len == len && memcmp(m->sql, sql, len) == 0 &&
+      stmt_valid(c, cc, m)) {
+    cc->last_sql = sql;
+    cc->last_m = m;
+    return m;
+  }
   qp_cache *cache = cache_of(c);
   char *copy = (m->sql != NULL && m->len == len && memcmp(m->sql, sql, len) == 0)
                    ? m->sql
@@ -344,6 +361,13 @@ static qc_stmt *stmt_for(qp_conn *c, qc_conn *cc, const char *sql, size_t len,
   m->sql = copy;
   m->len = len;
   m->h = h;
+  if (m != tmp) {
+    cc->last_sql = sql;
+    cc->last_m = m;
+  } else {
+    cc->last_sql = NULL;
+    cc->last_m = NULL;
+  }
   return m;
 }
 
@@ -529,10 +553,6 @@ bool qp__cache_before(qp_conn *c, const char *sql, const qp_param *params, size_
     qc_refuse(cache, QP_CACHE_REFUSED_NOMEM);
     return false;
   }
-  t->deps.server = cc->server;
-  t->deps.wide = m->wide;
-  t->deps.n = m->nread;
-  memcpy(t->deps.t, m->rd, m->nread * sizeof m->rd[0]);
   bool nomem = false;
   uint64_t wait_ns = c->pool->o.acquire_timeout_ms > 0
                          ? (uint64_t)c->pool->o.acquire_timeout_ms * 1000000u
@@ -566,6 +586,11 @@ bool qp__cache_before(qp_conn *c, const char *sql, const qp_param *params, size_
   }
   if (nomem) qc_refuse(cache, QP_CACHE_REFUSED_NOMEM);
   if (r == QC_MISS) {
+    /* what the fill reads (a hit needs none of it) */
+    t->deps.server = cc->server;
+    t->deps.wide = m->wide;
+    t->deps.n = m->nread;
+    memcpy(t->deps.t, m->rd, m->nread * sizeof m->rd[0]);
     qc_deps_snapshot(&t->deps);
     t->mode = QC_FILL;
   }
