@@ -121,6 +121,7 @@ typedef struct pq_entry {
 typedef struct pq_conn {
   pq_entry *head, *tail;
   pq_entry *spare; /* see PQ_SPARE_MAX */
+  pq_prep *last;   /* the statement executed last (borrowed from preps[]), or NULL */
   uint64_t last_end_ns;
   char *dbname; /* the segment key: database, user, application (shim_key) */
   size_t dbname_len;
@@ -128,6 +129,22 @@ typedef struct pq_conn {
 } pq_conn;
 
 static inline bool should_record(void) { return shim_t_inside == 0 && shim_active(); }
+
+/* A small per-thread cache of shim_pq_conns (direct-mapped: a thread often
+ * drives several connections, pgbench -j a few each), so that the calls of
+ * one query (its send, its result, the NULL after it) take no shard lock: in
+ * a program with threads each lookup costs a locked instruction pair, and 4
+ * of them were a quarter of the shim's instructions per pgbench -M prepared
+ * transaction. A slot is valid while no connection state was freed anywhere
+ * (g_conn_gen is bumped before every free, as shim_sqlite.c's statement
+ * cache is); a state that was only cleared (PQreset) stays the same object. */
+#define CONN_CACHE 8
+static _Atomic uint64_t g_conn_gen;
+static SHIM_TLS struct {
+  const PGconn *key;
+  struct pq_conn *val;
+  uint64_t gen;
+} t_conns[CONN_CACHE];
 
 static void prep_unref(pq_prep *p) {
   if (p != NULL && --p->refs == 0) {
@@ -153,18 +170,36 @@ static void conn_clear(pq_conn *c) {
     }
     c->preps[i] = NULL;
   }
+  c->last = NULL;
 }
 
 static void conn_free(pq_conn *c) {
   if (c == NULL) return;
+  atomic_fetch_add_explicit(&g_conn_gen, 1, memory_order_release);
   conn_clear(c);
   qp__free(NULL, c->dbname);
   qp__free(NULL, c);
 }
 
+/* The state of `conn`, or NULL when it has none (through the per-thread
+ * cache). */
+static pq_conn *conn_find(const PGconn *conn) {
+  uint64_t gen = atomic_load_explicit(&g_conn_gen, memory_order_acquire);
+  uintptr_t a = (uintptr_t)conn;
+  size_t k = (size_t)((a >> 4) ^ (a >> 10)) % CONN_CACHE;
+  if (t_conns[k].key == conn && t_conns[k].gen == gen && conn != NULL) return t_conns[k].val;
+  pq_conn *c = shim_map_get(&shim_pq_conns, conn);
+  if (c != NULL) {
+    t_conns[k].key = conn;
+    t_conns[k].val = c;
+    t_conns[k].gen = gen;
+  }
+  return c;
+}
+
 /* The state of `conn`, created on first use. NULL on out of memory. */
 static pq_conn *conn_get(PGconn *conn) {
-  pq_conn *c = shim_map_get(&shim_pq_conns, conn);
+  pq_conn *c = conn_find(conn);
   if (c != NULL) return c;
   c = qp__calloc(NULL, 1, sizeof *c);
   if (c == NULL) return NULL;
@@ -197,8 +232,10 @@ static size_t name_hash(const char *s) {
 }
 
 static pq_prep *prep_find(pq_conn *c, const char *name) {
+  /* a client mostly executes the statement it executed last */
+  if (c->last != NULL && strcmp(c->last->name, name) == 0) return c->last;
   for (pq_prep *p = c->preps[name_hash(name)]; p != NULL; p = p->next)
-    if (strcmp(p->name, name) == 0) return p;
+    if (strcmp(p->name, name) == 0) return c->last = p;
   return NULL;
 }
 
@@ -231,6 +268,7 @@ static void prep_add(pq_conn *c, const char *name, const char *sql) {
     if (strcmp((*pp)->name, name) == 0) {
       pq_prep *old = *pp;
       *pp = old->next;
+      if (c->last == old) c->last = NULL;
       prep_unref(old);
       break;
     }
@@ -239,9 +277,8 @@ static void prep_add(pq_conn *c, const char *name, const char *sql) {
   c->preps[b] = p;
 }
 
-/* Appends a FIFO entry after a successful send. */
-static void push(PGconn *conn, pq_kind kind, uint64_t start, const char *sql, pq_prep *prep) {
-  pq_conn *c = conn_get(conn);
+/* Appends a FIFO entry to `c` (NULL: out of memory, nothing) after a successful send. */
+static void push(pq_conn *c, pq_kind kind, uint64_t start, const char *sql, pq_prep *prep) {
   if (c == NULL) return;
   size_t len = sql != NULL ? strlen(sql) : 0;
   pq_entry *e = c->spare;
@@ -347,7 +384,7 @@ static void end_statement(pq_conn *c, pq_entry *e, const PGresult *r, ExecStatus
 }
 
 static void on_result(PGconn *conn, PGresult *r) {
-  pq_conn *c = shim_map_get(&shim_pq_conns, conn);
+  pq_conn *c = conn_find(conn);
   if (c == NULL || c->head == NULL) return;
   pq_entry *e = c->head;
   if (r == NULL) {
@@ -422,7 +459,7 @@ static void forget(PGconn *conn) {
   if (conn == NULL || atomic_load_explicit(&shim_state, memory_order_relaxed) == SHIM_UNINIT)
     return;
   int e = errno;
-  pq_conn *c = shim_map_get(&shim_pq_conns, conn);
+  pq_conn *c = conn_find(conn);
   if (c != NULL) conn_clear(c);
   errno = e;
 }
@@ -455,7 +492,7 @@ SHIM_EXPORT int PQsendQuery(PGconn *conn, const char *query) {
   if (!should_record()) return real_PQsendQuery()(conn, query);
   uint64_t t0 = shim_now_ns();
   int ok = real_PQsendQuery()(conn, query);
-  AFTER_SEND(ok, push(conn, PQK_QUERY, t0, query, NULL));
+  AFTER_SEND(ok, push(conn_get(conn), PQK_QUERY, t0, query, NULL));
   return ok;
 }
 
@@ -469,7 +506,7 @@ SHIM_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nParams
   uint64_t t0 = shim_now_ns();
   int ok = real_PQsendQueryParams()(conn, command, nParams, paramTypes, paramValues,
                                     paramLengths, paramFormats, resultFormat);
-  AFTER_SEND(ok, push(conn, PQK_PARAMS, t0, command, NULL));
+  AFTER_SEND(ok, push(conn_get(conn), PQK_PARAMS, t0, command, NULL));
   return ok;
 }
 
@@ -482,7 +519,7 @@ SHIM_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *qu
   AFTER_SEND(ok, {
     pq_conn *c = conn_get(conn);
     if (c != NULL) prep_add(c, stmtName, query);
-    push(conn, PQK_PREPARE, t0, NULL, NULL);
+    push(c, PQK_PREPARE, t0, NULL, NULL);
   });
   return ok;
 }
@@ -513,7 +550,7 @@ SHIM_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nPar
     pq_prep *p = c != NULL && stmtName != NULL ? prep_for_execute(c, stmtName) : NULL;
     /* Without a statement the entry is still queued, unrecorded, so that the
      * results that follow are attributed to the right queries. */
-    push(conn, p != NULL ? PQK_EXECUTE : PQK_DESCRIBE, t0, NULL, p);
+    push(c, p != NULL ? PQK_EXECUTE : PQK_DESCRIBE, t0, NULL, p);
   });
   return ok;
 }
@@ -521,14 +558,14 @@ SHIM_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nPar
 SHIM_EXPORT int PQsendDescribePrepared(PGconn *conn, const char *stmt) {
   if (!should_record()) return real_PQsendDescribePrepared()(conn, stmt);
   int ok = real_PQsendDescribePrepared()(conn, stmt);
-  AFTER_SEND(ok, push(conn, PQK_DESCRIBE, 0, NULL, NULL));
+  AFTER_SEND(ok, push(conn_get(conn), PQK_DESCRIBE, 0, NULL, NULL));
   return ok;
 }
 
 SHIM_EXPORT int PQsendDescribePortal(PGconn *conn, const char *portal) {
   if (!should_record()) return real_PQsendDescribePortal()(conn, portal);
   int ok = real_PQsendDescribePortal()(conn, portal);
-  AFTER_SEND(ok, push(conn, PQK_DESCRIBE, 0, NULL, NULL));
+  AFTER_SEND(ok, push(conn_get(conn), PQK_DESCRIBE, 0, NULL, NULL));
   return ok;
 }
 

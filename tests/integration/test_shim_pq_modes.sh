@@ -1,7 +1,9 @@
 #!/bin/bash
 # The libpq paths the real clients of test_shim_pg.sh do not take: single-row
 # mode, PQexecParams, PQprepare + PQdescribePrepared + PQexecPrepared, a
-# pipeline with a failing query, a multi-statement PQsendQuery. The client is
+# pipeline with a failing query, a multi-statement PQsendQuery, several
+# connections in turn and one opened after another was closed (the shim's
+# per-thread cache of connection states, shim_pq.c). The client is
 # tests/data/shim/pq_client.c, built here with the system compiler.
 . "$QP_TEST_SOURCE_DIR/tests/data/shim/lib.sh"
 cd "$T"
@@ -22,5 +24,9 @@ expect_calls "$S" "select ? as pipe_skipped" 0 "pipeline (aborted: never ran)"
 e=$(sqlite3 "$S" "SELECT DISTINCT error_codes FROM qp_stats WHERE errors > 0")
 [ "$e" = "22012:1" ] || fail "pipeline: error codes '$e'"
 for q in "select ? as m1" "select ? as m2" "select ? as m3"; do expect_calls "$S" "$q" 1 "multi-statement"; done
-[ "$(total_calls "$S")" = 17 ] || fail "17 statements ran, the store has $(total_calls "$S")"
+expect_calls "$S" "select ?::int + ? as on_first" 6 "first connection's s"
+expect_calls "$S" "select ?::int + ? as on_second" 6 "second connection's s"
+expect_calls "$S" "select ?::int + ? as other_name" 6 "first connection's t"
+expect_calls "$S" "select ?::int + ? as after_reconnect" 3 "s of a connection opened after one was closed"
+[ "$(total_calls "$S")" = 38 ] || fail "38 statements ran, the store has $(total_calls "$S")"
 echo "PASS"

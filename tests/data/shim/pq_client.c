@@ -6,13 +6,31 @@
  *   PQprepare/PQexecPrepared + PQdescribePrepared "stmt1"                   x5
  *   a pipeline where the 2nd query fails: 1 ok, 1 error, 1 aborted (not run)
  *   PQsendQuery with 3 statements                                           x1 each
- * 17 statements in all. Prints what it got, so that output can be compared with and without the shim.
+ *   two connections used in turn, each with its own statement "s", one with a
+ *   second statement "t" (x6 each); then the second closed and a third opened
+ *   (malloc often gives it the address of the second) with its own "s" (x3)
+ * 38 statements in all. Prints what it got, so that output can be compared with and without the shim.
  */
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 static PGconn *conn;
+
+static void prepare(PGconn *c, const char *name, const char *sql) {
+  PGresult *r = PQprepare(c, name, sql, 1, NULL);
+  printf("prepare %s: %s\n", name, PQresStatus(PQresultStatus(r)));
+  PQclear(r);
+}
+
+static void execute(PGconn *c, const char *name, int v) {
+  char s[16];
+  snprintf(s, sizeof s, "%d", v);
+  const char *vals[1] = {s};
+  PGresult *r = PQexecPrepared(c, name, 1, vals, NULL, NULL, 0);
+  printf("%s: %s\n", name, PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : PQresultErrorMessage(r));
+  PQclear(r);
+}
 
 static void drain(const char *what) {
   PGresult *r;
@@ -71,6 +89,22 @@ int main(int argc, char **argv) {
   PQexitPipelineMode(conn);
   if (!PQsendQuery(conn, "SELECT 1 AS m1; SELECT 2 AS m2; SELECT 3 AS m3")) return 1;
   drain("multi");
+  PGconn *c2 = PQconnectdb(argc > 1 ? argv[1] : "");
+  if (PQstatus(c2) != CONNECTION_OK) return 1;
+  prepare(conn, "s", "SELECT $1::int + 10 AS on_first");
+  prepare(c2, "s", "SELECT $1::int + 20 AS on_second");
+  prepare(conn, "t", "SELECT $1::int + 30 AS other_name");
+  for (int i = 0; i < 6; i++) {
+    execute(conn, "s", i);
+    execute(c2, "s", i);
+    execute(conn, "t", i);
+  }
+  PQfinish(c2);
+  PGconn *c3 = PQconnectdb(argc > 1 ? argv[1] : "");
+  if (PQstatus(c3) != CONNECTION_OK) return 1;
+  prepare(c3, "s", "SELECT $1::int + 40 AS after_reconnect");
+  for (int i = 0; i < 3; i++) execute(c3, "s", i);
+  PQfinish(c3);
   PQfinish(conn);
   return 0;
 }
