@@ -77,8 +77,9 @@ static inline bool in(size_t off, size_t n, size_t lo, size_t hi) {
 static bool check_header(const qp_seg_header *h, size_t len, char *why, size_t whylen) {
   CHECK(len >= QP_SEG_HEADER_SIZE, "shorter than a header (%zu bytes)", len);
   CHECK(memcmp(h->magic, QP_SEG_MAGIC, 8) == 0, "not a qprof segment (bad magic)");
-  CHECK(h->version == QP_SEG_VERSION || h->version == QP_SEG_VERSION_1,
-        "segment version %u, this qprof reads %u and %u", h->version, QP_SEG_VERSION_1,
+  CHECK(h->version == QP_SEG_VERSION || h->version == QP_SEG_VERSION_2 ||
+            h->version == QP_SEG_VERSION_1,
+        "segment version %u, this qprof reads %u to %u", h->version, QP_SEG_VERSION_1,
         QP_SEG_VERSION);
   if (h->version >= 2)
     CHECK(h->host_len <= QP_SEG_DIM_MAX && memchr(h->host, '\0', h->host_len) == NULL,
@@ -195,8 +196,20 @@ static bool check_image(const uint8_t *img, size_t len, char *why, size_t whylen
   size_t end = image_end(h, atomic_load(&((qp_seg_header *)h)->used));
   CHECK(end <= len, "used arena beyond the end");
   const uint32_t *slots = (const uint32_t *)(img + h->slots_off);
-  for (uint32_t i = 0; i < h->nslots; i++)
-    if (slots[i] != 0 && !check_entry(img, end, h, slots[i], why, whylen)) return false;
+  for (uint32_t i = 0; i < h->nslots; i++) {
+    if (slots[i] == 0) continue;
+    uint32_t off = qp__seg_slot_off(slots[i], h->version);
+    CHECK(off != 0, "index slot %u: a tag without an entry", i);
+    if (!check_entry(img, end, h, off, why, whylen)) return false;
+    if (h->version >= 3) {
+      /* the writer probes by the tag: one that is not its key's would hide
+       * the entry from it, and says the segment is not what it wrote */
+      const qp_seg_entry *e = (const qp_seg_entry *)(img + off);
+      CHECK((slots[i] & QP_SEG_TAG_MASK) ==
+                qp__seg_tag(qp__seg_hash(e->fingerprint, e->bucket, e->backend)),
+            "entry at %u: its index slot's tag is not its key's", off);
+    }
+  }
   return true;
 }
 
@@ -318,8 +331,14 @@ static uint8_t *read_image(qp_harvester *hv, const uint8_t *map, size_t map_len,
   const _Atomic uint32_t *slots = (const _Atomic uint32_t *)(map + h.slots_off);
   uint32_t *islots = (uint32_t *)(img + h.slots_off);
   for (uint32_t i = 0; i < h.nslots; i++) {
-    uint32_t off = atomic_load_explicit(&slots[i], memory_order_acquire);
-    if (off == 0) continue;
+    uint32_t slot = atomic_load_explicit(&slots[i], memory_order_acquire);
+    if (slot == 0) continue;
+    /* (a tag without an offset is refused by check_image) */
+    uint32_t off = qp__seg_slot_off(slot, h.version);
+    if (off == 0) {
+      islots[i] = slot;
+      continue;
+    }
     bool done = false, later = false;
     if (off % 8 != 0 || !in(off, sizeof(qp_seg_entry), h.arena_off, end)) {
       /* published after the header was read, or bad */
@@ -371,7 +390,7 @@ static uint8_t *read_image(qp_harvester *hv, const uint8_t *map, size_t map_len,
         islots[i] = 0;
         memset(img + off, 0, sizeof(qp_seg_entry));
       } else {
-        islots[i] = off;
+        islots[i] = slot;
       }
       continue;
     } else {
@@ -379,7 +398,7 @@ static uint8_t *read_image(qp_harvester *hv, const uint8_t *map, size_t map_len,
         memset(img + off, 0, sizeof(qp_seg_entry));
       continue; /* next time */
     }
-    islots[i] = off;
+    islots[i] = slot;
   }
   if (!check_image(img, end, why, whylen)) {
     qp__free(&hv->hooks, img);
@@ -445,7 +464,7 @@ static bool gain(qp_profile *prof, const qp_hooks *hooks, const uint8_t *img, si
    * load NSS modules in its host) */
   if (apply) qp__uid_name((uid_t)h->uid, os_user, sizeof os_user);
   for (uint32_t i = 0; i < h->nslots; i++) {
-    uint32_t off = slots[i];
+    uint32_t off = qp__seg_slot_off(slots[i], h->version);
     if (off == 0) continue;
     const qp_seg_entry *e = (const qp_seg_entry *)(img + off);
     const qp_seg_entry *o = &zero;

@@ -8,8 +8,13 @@
  * (the native order of the one machine both sides run on):
  *
  *   [0, 4096)                 qp_seg_header
- *   [slots_off, arena_off)    nslots uint32 offsets of entries (0: empty),
- *                             an open-addressing index, linear probing
+ *   [slots_off, arena_off)    nslots uint32 slots (0: empty), an
+ *                             open-addressing index, linear probing: an
+ *                             entry's offset (a multiple of 8) ORed with
+ *                             its tag, 3 bits of its key's hash
+ *                             (qp__seg_tag; version 3), so that a probe
+ *                             passes most other entries without reading
+ *                             them
  *   [arena_off, size)         the arena, bump-allocated: entries, their
  *                             texts, histogram chunks, error-code records
  *
@@ -36,9 +41,11 @@
 
 #define QP_SEG_MAGIC "QPROFSG\x01"
 /* 2: entries are keyed by "db\0user\0application" and the header names the
- * host (docs/shim.md, "Segments"); the harvester still reads version 1
- * (database only). */
-#define QP_SEG_VERSION 2u
+ * host (docs/shim.md, "Segments"); 3: index slots carry a tag in their low 3
+ * bits (qp__seg_slot_off, qp__seg_tag). The harvester still reads versions 1
+ * (database only) and 2 (slots are bare offsets). */
+#define QP_SEG_VERSION 3u
+#define QP_SEG_VERSION_2 2u
 #define QP_SEG_VERSION_1 1u
 #define QP_SEG_HEADER_SIZE 4096u
 #define QP_SEG_MIN_SIZE (64u * 1024u)
@@ -189,6 +196,16 @@ static inline uint64_t qp__seg_hash(uint64_t fp, int64_t bucket, unsigned backen
   h ^= (uint64_t)bucket * 0x9e3779b97f4a7c15ull;
   h ^= h >> 32;
   return h * 0xd6e8feb86659fd93ull;
+}
+
+/* The tag of a key in its index slot (version 3): the hash's top 3 bits
+ * (the slot's position takes its low bits). */
+#define QP_SEG_TAG_MASK 7u
+static inline uint32_t qp__seg_tag(uint64_t hash) { return (uint32_t)(hash >> 61); }
+
+/* The entry offset an index slot holds (0: empty), for a segment of `version`. */
+static inline uint32_t qp__seg_slot_off(uint32_t slot, uint32_t version) {
+  return version >= 3 ? slot & ~QP_SEG_TAG_MASK : slot;
 }
 
 /* ---- reader (harvest.c), for the fuzz target --------------------------------

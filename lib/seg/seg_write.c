@@ -175,17 +175,22 @@ static inline bool key_is(qp_seg *seg, const qp_seg_entry *e, uint64_t fp, int64
          memcmp(at(seg, e->db_off), db, db_len) == 0;
 }
 
-/* The entry of a key, created when new; NULL when the segment is full. */
+/* The entry of a key, created when new; NULL when the segment is full.
+ * A slot is the entry's offset with the key's tag in its low bits: an
+ * occupied slot whose tag differs is passed without reading its entry (in a
+ * large segment each such read was a cache miss). */
 static qp_seg_entry *find(qp_seg *seg, unsigned be, uint64_t fp, int64_t bucket, const char *norm,
                           size_t norm_len, const char *db, size_t db_len) {
   qp_seg_header *h = seg->base;
   _Atomic uint32_t *slots = (_Atomic uint32_t *)at(seg, h->slots_off);
   uint32_t mask = h->nslots - 1;
-  uint32_t i = (uint32_t)qp__seg_hash(fp, bucket, be) & mask;
+  uint64_t hash = qp__seg_hash(fp, bucket, be);
+  uint32_t tag = qp__seg_tag(hash);
+  uint32_t i = (uint32_t)hash & mask;
   uint32_t mine = 0;
   for (uint32_t probes = 0; probes <= mask; probes++, i = (i + 1) & mask) {
-    uint32_t off = atomic_load_explicit(&slots[i], memory_order_acquire);
-    if (off == 0) {
+    uint32_t slot = atomic_load_explicit(&slots[i], memory_order_acquire);
+    if (slot == 0) {
       if (mine == 0) {
         if (norm_len > QP_NORMALIZED_MAX) norm_len = QP_NORMALIZED_MAX;
         if (db_len > QP_SEG_KEY_MAX) return NULL;
@@ -207,14 +212,15 @@ static qp_seg_entry *find(qp_seg *seg, unsigned be, uint64_t fp, int64_t bucket,
         e->last_ns = INT64_MIN;
       }
       uint32_t expect = 0;
-      if (atomic_compare_exchange_strong_explicit(&slots[i], &expect, mine, memory_order_release,
-                                                  memory_order_acquire)) {
+      if (atomic_compare_exchange_strong_explicit(&slots[i], &expect, mine | tag,
+                                                  memory_order_release, memory_order_acquire)) {
         atomic_fetch_add_explicit(&h->entries, 1, memory_order_relaxed);
         return at(seg, mine);
       }
-      off = expect; /* another thread published here first */
+      slot = expect; /* another thread published here first */
     }
-    qp_seg_entry *e = at(seg, off);
+    if ((slot & QP_SEG_TAG_MASK) != tag) continue;
+    qp_seg_entry *e = at(seg, slot & ~QP_SEG_TAG_MASK);
     if (key_is(seg, e, fp, bucket, be, db, db_len)) return e; /* `mine`, if any, stays unused */
   }
   return NULL;

@@ -98,13 +98,26 @@ h = f.read(64)
 nslots, slots_off = struct.unpack_from("<II", h, 40)
 f.seek(slots_off)
 idx = f.read(nslots * 4)
-off = next(struct.unpack_from("<I", idx, 4 * k)[0] for k in range(nslots) if struct.unpack_from("<I", idx, 4 * k)[0] != 0)
+# (a slot is the entry's offset with its tag in the low 3 bits)
+off = next(struct.unpack_from("<I", idx, 4 * k)[0] for k in range(nslots) if struct.unpack_from("<I", idx, 4 * k)[0] != 0) & ~7
 f.seek(off + 64)  # calls
 calls = struct.unpack("<Q", f.read(8))[0]
 f.seek(off + 64)
 f.write(struct.pack("<Q", calls + 1000))
 PY
 refuse "calls that the histogram does not hold"
+put; python3 - "$R/x-1.qpseg" <<'PY'
+import struct, sys
+f = open(sys.argv[1], "r+b")
+h = f.read(64)
+nslots, slots_off = struct.unpack_from("<II", h, 40)
+f.seek(slots_off)
+idx = f.read(nslots * 4)
+i = next(k for k in range(nslots) if struct.unpack_from("<I", idx, 4 * k)[0] != 0)
+f.seek(slots_off + 4 * i)
+f.write(struct.pack("<I", struct.unpack_from("<I", idx, 4 * i)[0] ^ 1))
+PY
+refuse "an index slot whose tag is not its entry's"
 put; chmod 644 "$R/x-1.qpseg"; refuse "readable by others"
 put; chown nobody "$R/x-1.qpseg"; refuse "owned by another user"
 ln -s "$T/good.seg" "$R/x-1.qpseg"; refuse "a symbolic link"
