@@ -61,6 +61,25 @@ static SHIM_TLS const sqlite3_stmt *t_cache_stmt, *t_done;
 static SHIM_TLS struct sq_stmt *t_cache_st;
 static SHIM_TLS uint64_t t_cache_gen;
 
+/* The same for shim_sq_dbs (a connection's name, looked up at every prepare):
+ * valid while no name was taken out of the map anywhere (g_db_gen). */
+static _Atomic uint64_t g_db_gen;
+static SHIM_TLS const sqlite3 *t_db_key;
+static SHIM_TLS const char *t_db_name;
+static SHIM_TLS uint64_t t_db_gen;
+
+static const char *db_name(const sqlite3 *db) {
+  uint64_t gen = atomic_load_explicit(&g_db_gen, memory_order_acquire);
+  if (t_db_key == db && t_db_gen == gen && db != NULL) return t_db_name;
+  const char *name = shim_map_get(&shim_sq_dbs, db);
+  if (name != NULL) {
+    t_db_key = db;
+    t_db_name = name;
+    t_db_gen = gen;
+  }
+  return name;
+}
+
 typedef struct sq_stmt {
   uint64_t fp;
   uint64_t elapsed_ns;
@@ -140,7 +159,11 @@ static void after_open(int rc, sqlite3 **ppdb, const char *name8, const void *na
   }
   if (name != NULL) {
     bool stored;
-    qp__free(NULL, shim_map_put(&shim_sq_dbs, *ppdb, name, &stored));
+    char *old = shim_map_put(&shim_sq_dbs, *ppdb, name, &stored);
+    if (old != NULL) {
+      atomic_fetch_add_explicit(&g_db_gen, 1, memory_order_release);
+      qp__free(NULL, old);
+    }
     if (!stored) qp__free(NULL, name);
   }
   shim_t_inside--;
@@ -178,8 +201,10 @@ SHIM_EXPORT int sqlite3_open_v2(const char *filename, sqlite3 **ppdb, int flags,
 
 static int close_common(sqlite3 *db, bool v2) {
   char *name = NULL;
-  if (db != NULL && atomic_load_explicit(&shim_state, memory_order_relaxed) != SHIM_UNINIT)
+  if (db != NULL && atomic_load_explicit(&shim_state, memory_order_relaxed) != SHIM_UNINIT) {
     name = shim_map_take(&shim_sq_dbs, db);
+    if (name != NULL) atomic_fetch_add_explicit(&g_db_gen, 1, memory_order_release);
+  }
   int rc = v2 ? real_sqlite3_close_v2()(db) : real_sqlite3_close()(db);
   if (name != NULL) {
     int e = errno;
@@ -226,7 +251,7 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
   } else {
     return;
   }
-  const char *dbn = shim_map_get(&shim_sq_dbs, db);
+  const char *dbn = db_name(db);
   if (dbn == NULL) dbn = sqlite3_db_filename(db, "main");
   if (dbn == NULL) dbn = "";
   if (shim_is_store(dbn)) goto out; /* the program reads qprof's own store */
@@ -258,7 +283,14 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
       atomic_fetch_add_explicit(&g_stmt_gen, 1, memory_order_relaxed);
       qp__free(NULL, old);
     }
-    if (!stored) qp__free(NULL, st);
+    if (!stored) {
+      qp__free(NULL, st);
+    } else {
+      /* the thread that prepares a statement mostly steps it next: no lookup then */
+      t_cache_stmt = stmt;
+      t_cache_st = st;
+      t_cache_gen = atomic_load_explicit(&g_stmt_gen, memory_order_relaxed);
+    }
   }
 out:
   qp__free(NULL, converted);

@@ -65,6 +65,16 @@ for py in $pythons; do
     fail "$py: the failed prepare's SQLITE_ERROR is not in the store"
 done
 
+# ---- connections closed and opened in turn: each statement under its database
+# (the shim keeps the last connection's name per thread: shim_sqlite.c)
+mkdir -p reopen
+shim_env "$T/reopen.qp" /usr/bin/python3 "$DATA/py_reopen.py" "$T/reopen" >/dev/null
+for db in first second; do
+  expect_calls "$T/reopen.qp" "select ? as on_$db" 4 "reopened connections"
+  got=$(sqlite3 "$T/reopen.qp" "SELECT DISTINCT database FROM qp_summary WHERE query = 'select ? as on_$db'")
+  [ "$got" = "$(readlink -f "$T/reopen")/$db.db" ] || fail "reopened connections: select ? as on_$db recorded under '$got'"
+done
+
 # ---- fork without exec: the child records its own work, once ---------------
 for mode in plain flushed; do
   rm -f fork.db
