@@ -142,6 +142,10 @@ typedef struct qp_seg {
   int64_t bucket_s;
   _Atomic uint64_t backed; /* bytes from the start known to have blocks */
   _Atomic bool full;       /* giving it blocks failed: record nothing new */
+  /* The key blob written last (length << 32 | offset), shared by the next
+   * entries of the same key: a connection's statements all have the same
+   * database, user and application, so only the first carries them. */
+  _Atomic uint64_t last_key;
   pthread_mutex_t grow_mu;
   dev_t dev;
   ino_t ino;

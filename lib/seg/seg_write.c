@@ -111,6 +111,7 @@ bool qp__seg_create(qp_seg *seg, const char *path, size_t size, int64_t bucket_s
   seg->fd = fd;
   atomic_init(&seg->backed, backed);
   atomic_init(&seg->full, false);
+  atomic_init(&seg->last_key, 0);
   pthread_mutex_init(&seg->grow_mu, NULL);
   seg->dev = st.st_dev;
   seg->ino = st.st_ino;
@@ -194,18 +195,33 @@ static qp_seg_entry *find(qp_seg *seg, unsigned be, uint64_t fp, int64_t bucket,
       if (mine == 0) {
         if (norm_len > QP_NORMALIZED_MAX) norm_len = QP_NORMALIZED_MAX;
         if (db_len > QP_SEG_KEY_MAX) return NULL;
-        mine = arena_alloc(seg, sizeof(qp_seg_entry) + norm_len + 1 + db_len + 1);
+        /* the key blob of the entry made last, when it is this one: the
+         * blob never changes once written, so it can be shared (the reader
+         * bounds-checks each entry's blob on its own) */
+        uint64_t last = atomic_load_explicit(&seg->last_key, memory_order_acquire);
+        uint32_t key_off = 0;
+        if (db_len > 0 && (last >> 32) == db_len &&
+            memcmp(at(seg, (uint32_t)last), db, db_len) == 0)
+          key_off = (uint32_t)last;
+        mine = arena_alloc(seg, sizeof(qp_seg_entry) + norm_len + 1 +
+                                    (key_off != 0 ? 0 : db_len + 1));
         if (mine == 0) return NULL;
         qp_seg_entry *e = at(seg, mine);
         char *text = (char *)(e + 1);
         memcpy(text, norm, norm_len);
-        memcpy(text + norm_len + 1, db, db_len);
         e->backend = (uint16_t)be;
         e->fingerprint = fp;
         e->bucket = bucket;
         e->query_off = mine + (uint32_t)sizeof *e;
         e->query_len = (uint32_t)norm_len;
-        e->db_off = e->query_off + (uint32_t)norm_len + 1;
+        if (key_off == 0) {
+          memcpy(text + norm_len + 1, db, db_len);
+          key_off = e->query_off + (uint32_t)norm_len + 1;
+          if (db_len > 0)
+            atomic_store_explicit(&seg->last_key, (uint64_t)db_len << 32 | key_off,
+                                  memory_order_release);
+        }
+        e->db_off = key_off;
         e->db_len = (uint32_t)db_len;
         e->min_ns = UINT64_MAX;
         e->first_ns = INT64_MAX;

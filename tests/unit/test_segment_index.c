@@ -16,7 +16,7 @@
 #include "seg/seg_int.h"
 
 #define NKEYS 600 /* in a 1,024-slot index: long probe runs, every tag met */
-static const char key[] = "db\0user\0app";
+static const char key[] = "db\0user\0app", key2[] = "other\0\0app";
 
 static qp_seg make(const char *name) {
   const char *dir = qpt_tempdir();
@@ -51,12 +51,17 @@ static uint64_t fill(qp_seg *seg) {
       /* fingerprints chosen to collide in the index and share tags */
       uint64_t fp = 0x1000u + (uint64_t)i * 0x9e3779b97f4a7c15ull;
       int times = round == 0 ? 1 : i;
+      /* runs of keys: entries in a run share their key blob (seg_write.c) */
+      const char *k = i % 7 < 5 ? key : key2;
+      size_t klen = i % 7 < 5 ? sizeof key - 1 : sizeof key2 - 1;
       for (int t = 0; t < times; t++) {
-        qp_seg_entry *e = qp__seg_record(seg, QP_BACKEND_SQLITE, fp, text, (size_t)n, key,
-                                         sizeof key - 1, 1000, 1, NULL, wall);
+        qp_seg_entry *e = qp__seg_record(seg, QP_BACKEND_SQLITE, fp, text, (size_t)n, k, klen,
+                                         1000, 1, NULL, wall);
         assert_non_null(e);
         assert_int_equal(e->fingerprint, fp);
         assert_memory_equal((char *)seg->base + e->query_off, text, (size_t)n);
+        assert_int_equal(e->db_len, klen);
+        assert_memory_equal((char *)seg->base + e->db_off, k, klen);
         total++;
       }
     }
@@ -85,6 +90,18 @@ static void test_tags_and_counts(void **state) {
   }
   assert_int_equal(used, NKEYS);
   assert_int_equal(seen, 0xff);
+  /* one key blob per run of the same key (runs of 5 and 2), the arena walked entry by entry */
+  unsigned blobs = 0;
+  uint32_t last = 0;
+  for (uint32_t off = h->arena_off; off < h->arena_off + atomic_load(&((qp_seg_header *)h)->used);) {
+    const qp_seg_entry *e = (const qp_seg_entry *)((const char *)seg.base + off);
+    if (e->db_off != last) blobs++;
+    last = e->db_off;
+    off += (uint32_t)((sizeof *e + e->query_len + 1 + (e->db_off > off ? e->db_len + 1 : 0) + 7) & ~7u);
+  }
+  unsigned runs = 0;
+  for (int i = 0; i < NKEYS; i++) runs += i == 0 || (i % 7 < 5) != ((i - 1) % 7 < 5);
+  assert_int_equal(blobs, runs);
   /* the collector reads every call of every key */
   qp_profile *p;
   assert_int_equal(qp_profile_new(&p, NULL, NULL, 0), QP_OK);
