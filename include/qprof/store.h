@@ -159,7 +159,9 @@ typedef struct qp_prune_result {
  * (they have no roll-up); the normalized text of a fingerprint is deleted
  * only when no statistics row of it is left at all.
  *
- * Everything happens in one transaction (all or nothing); a store written
+ * Everything happens in one transaction (all or nothing; on PostgreSQL a
+ * role that may compact first folds in the deltas, as qp_store_compact
+ * does, in transactions of their own); a store written
  * at the same time is not disturbed (SQLite: the flushers wait for it;
  * PostgreSQL: row locks). `flags` is a combination of QP_PRUNE_DRY_RUN and
  * QP_PRUNE_VACUUM (ignored with QP_PRUNE_DRY_RUN). Without QP_PRUNE_VACUUM

@@ -211,6 +211,22 @@ static void test_writer_grants(void **state) {
       "19/38");
   assert_string_equal(one_value(g_owner_dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "0");
   assert_string_equal(one_value(g_owner_dsn, "SELECT dropped FROM qprof.qp_dropped"), "4");
+  /* more deltas; qprof prune as the owner folds them in before it prunes */
+  assert_int_equal(qp_store_open(&s, g_role_dsn[INSEL], QP_STORE_WRITE, NULL, err, sizeof err),
+                   QP_OK);
+  p = profile_with(2);
+  assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  qp_profile_free(p);
+  qp_store_close(s);
+  assert_string_equal(one_value(g_owner_dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "4");
+  snprintf(cmd, sizeof cmd, "'%s' prune --older-than 1d --store '%s'", getenv("QPROF_BIN"),
+           g_owner_dsn);
+  assert_int_equal(qpt_run_capture(qpt_tempdir(), cmd, &out, &cerr), 0);
+  free(out);
+  free(cerr);
+  assert_string_equal(one_value(g_owner_dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "0");
+  assert_string_equal(
+      one_value(g_owner_dsn, "SELECT sum(calls) FROM qprof.qp_stats WHERE level = 3"), "21");
   qp_status rc;
 
   /* no USAGE on the schema: refused at open, clearly */
