@@ -494,12 +494,54 @@ int qp__report_rank_cmp(const qp_rentry *x, const qp_rentry *y, qp_report_sort k
   return qp__report_key_cmp(x, y);
 }
 
+/* The ranking sorts (key, index) pairs, not the entries (a few hundred
+ * bytes each): the key is compared in place, the entries only on a tie. */
+typedef struct rank_item {
+  double key;
+  size_t i;
+} rank_item;
+
+typedef struct rank_ctx {
+  const qp_rentry *v;
+  qp_report_sort sort;
+} rank_ctx;
+
 static int cmp_rank(const void *a, const void *b, void *arg) {
-  return qp__report_rank_cmp(a, b, *(const qp_report_sort *)arg);
+  const rank_item *x = a, *y = b;
+  if (x->key != y->key) return x->key > y->key ? -1 : 1;
+  const rank_ctx *c = arg;
+  return qp__report_rank_cmp(&c->v[x->i], &c->v[y->i], c->sort);
+}
+
+/* Sorts r->v by rank; false when out of memory. */
+static bool rank(qp_report *r) {
+  if (r->n < 2) return true;
+  rank_item *it = qp__malloc(&r->hooks, r->n * sizeof *it);
+  if (it == NULL) return false;
+  for (size_t i = 0; i < r->n; i++) it[i] = (rank_item){key_of(&r->v[i], r->sort), i};
+  rank_ctx c = {r->v, r->sort};
+  qsort_r(it, r->n, sizeof *it, cmp_rank, &c);
+  /* position j takes entry it[j].i: follow each cycle of the permutation
+   * once, marking the positions done (i = SIZE_MAX) */
+  for (size_t j = 0; j < r->n; j++) {
+    if (it[j].i == SIZE_MAX || it[j].i == j) continue;
+    qp_rentry tmp = r->v[j];
+    size_t cur = j;
+    while (it[cur].i != j) {
+      size_t from = it[cur].i;
+      r->v[cur] = r->v[from];
+      it[cur].i = SIZE_MAX;
+      cur = from;
+    }
+    r->v[cur] = tmp;
+    it[cur].i = SIZE_MAX;
+  }
+  qp__free(&r->hooks, it);
+  return true;
 }
 
 static qp_status finish(qp_report *r) {
-  if (r->n > 1) qsort_r(r->v, r->n, sizeof *r->v, cmp_rank, &r->sort);
+  if (!rank(r)) return qp__err_set(&r->err, QP_NOMEM, "out of memory");
   qp_report_totals *t = &r->t;
   t->queries = r->n;
   for (size_t i = 0; i < r->n; i++) {

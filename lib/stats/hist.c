@@ -180,27 +180,47 @@ uint64_t qp__hist_total(const qp_hist *h) {
   return t;
 }
 
-double qp__hist_quantile(const qp_hist *h, double q, double min_ns, double max_ns) {
+void qp__hist_quantiles(const qp_hist *h, const double *q, size_t n, double min_ns,
+                        double max_ns, double *out) {
   uint64_t total = qp__hist_total(h);
-  if (total == 0) return 0;
-  if (q < 0) q = 0;
-  if (q > 1) q = 1;
+  if (total == 0) {
+    for (size_t k = 0; k < n; k++) out[k] = 0;
+    return;
+  }
   /* Nearest rank: the smallest value with at least q of the calls at or
    * below it (0-based rank ceil(q n) - 1), so that the p95 of two calls is
    * the slower one, as a reader expects, never the faster. */
-  double r = ceil(q * (double)total);
-  uint64_t rank = r < 1 ? 0 : (uint64_t)r - 1;
-  uint64_t cum = 0;
-  double v = 0;
-  for (uint32_t i = 0; i < h->n; i++) {
-    cum += h->counts[i];
-    if (cum > rank) {
-      v = qp__hist_value(h->lo + (int32_t)i);
-      break;
+  size_t k = 0;
+  while (k < n) {
+    /* the quantiles from k on whose ranks ascend: one walk of the counts */
+    uint64_t rank[16];
+    size_t m = 0;
+    for (; k + m < n && m < 16; m++) {
+      double qq = q[k + m] < 0 ? 0 : q[k + m] > 1 ? 1 : q[k + m];
+      double r = ceil(qq * (double)total);
+      rank[m] = r < 1 ? 0 : (uint64_t)r - 1;
+      if (m > 0 && rank[m] < rank[m - 1]) break;
     }
+    uint64_t cum = 0;
+    size_t j = 0;
+    for (uint32_t i = 0; i < h->n && j < m; i++) {
+      cum += h->counts[i];
+      if (cum <= rank[j]) continue;
+      double v = qp__hist_value(h->lo + (int32_t)i);
+      for (; j < m && cum > rank[j]; j++) out[k + j] = v;
+    }
+    for (; j < m; j++) out[k + j] = 0;
+    for (j = 0; j < m; j++) {
+      if (out[k + j] < min_ns) out[k + j] = min_ns;
+      if (out[k + j] > max_ns) out[k + j] = max_ns;
+    }
+    k += m;
   }
-  if (v < min_ns) v = min_ns;
-  if (v > max_ns) v = max_ns;
+}
+
+double qp__hist_quantile(const qp_hist *h, double q, double min_ns, double max_ns) {
+  double v;
+  qp__hist_quantiles(h, &q, 1, min_ns, max_ns, &v);
   return v;
 }
 

@@ -55,10 +55,14 @@ static inline bool qp__hist_add(qp_hist *h, const qp_hooks *hooks, uint64_t v_ns
 /* dst += src. On out-of-memory returns false and leaves dst unchanged. */
 bool qp__hist_merge(qp_hist *dst, const qp_hist *src, const qp_hooks *hooks);
 uint64_t qp__hist_total(const qp_hist *h);
-/* The q-quantile (0 <= q <= 1) of the observations, by the rank
- * floor(q * (N - 1)) (0-based) of the sorted values, within QP_HIST_ALPHA
+/* The q-quantile (0 <= q <= 1) of the observations, by the nearest rank
+ * ceil(q * N) - 1 (0-based) of the sorted values, within QP_HIST_ALPHA
  * relative error; clamped to [min_ns, max_ns]. 0 when empty. */
 double qp__hist_quantile(const qp_hist *h, double q, double min_ns, double max_ns);
+/* qp__hist_quantile for q[0..n) into out[0..n), in one walk of the counts
+ * while the q ascend (as p50, p90, ..., p999 do). */
+void qp__hist_quantiles(const qp_hist *h, const double *q, size_t n, double min_ns,
+                        double max_ns, double *out);
 /* Occupied range [first, last] of indexes; false when empty. */
 bool qp__hist_range(const qp_hist *h, int32_t *first, int32_t *last);
 /* Appends the compact encoding (version, occupied range, varint counts). */
