@@ -149,6 +149,59 @@ static void test_index_is_the_definition(void **state) {
   }
 }
 
+static int cmp_i32(const void *a, const void *b) {
+  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Several quantiles at once (qp__hist_quantiles, one walk while the q
+ * ascend) are each the nearest rank ceil(q N) - 1 of the sorted values'
+ * buckets, clamped to [min, max], however the q are ordered. */
+static void test_quantiles_at_once(void **state) {
+  (void)state;
+  static const double ql[][6] = {{0.5, 0.9, 0.95, 0.99, 0.999, 1},
+                                 {0.999, 0.5, 0.99, 0, 0.9, 0.95},
+                                 {0.5, 0.5, 0.2, 0.7, -1, 2}};
+  uint64_t seed = 42;
+  for (int round = 0; round < 300; round++) {
+    qp_hist h;
+    qp__hist_init(&h);
+    size_t n = 1 + (size_t)(round % 37) * (size_t)(1 + round % 5);
+    int32_t idx[200];
+    uint64_t mn = UINT64_MAX, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      uint64_t v = 1000 + (seed >> 33) % (round % 2 ? 5000000 : 3000);
+      assert_true(qp__hist_add(&h, NULL, v));
+      idx[i] = qp__hist_index(v);
+      if (v < mn) mn = v;
+      if (v > mx) mx = v;
+    }
+    qsort(idx, n, sizeof idx[0], cmp_i32);
+    double lo = (double)mn * (round % 3 == 0 ? 1.01 : 1), hi = (double)mx * (round % 3 == 1 ? 0.99 : 1);
+    for (size_t l = 0; l < QP_ARRAY_LEN(ql); l++) {
+      double out[6];
+      qp__hist_quantiles(&h, ql[l], 6, lo, hi, out);
+      for (size_t k = 0; k < 6; k++) {
+        double q = ql[l][k] < 0 ? 0 : ql[l][k] > 1 ? 1 : ql[l][k];
+        double r = ceil(q * (double)n);
+        size_t rank = r < 1 ? 0 : (size_t)r - 1;
+        double want = qp__hist_value(idx[rank]);
+        if (want < lo) want = lo;
+        if (want > hi) want = hi;
+        assert_true(out[k] == want);
+        assert_true(qp__hist_quantile(&h, ql[l][k], lo, hi) == want);
+      }
+    }
+    qp__hist_free(&h, NULL);
+  }
+  qp_hist e;
+  qp__hist_init(&e);
+  double out[6];
+  qp__hist_quantiles(&e, ql[0], 6, 5, 10, out);
+  for (size_t k = 0; k < 6; k++) assert_true(out[k] == 0);
+}
+
 /* Few calls: the p95 of {9 us, 16 us} is the slower call, and every
  * percentile of one call is that call. */
 static void test_small_counts(void **state) {
@@ -303,7 +356,7 @@ int main(void) {
       cmocka_unit_test(test_index_is_the_definition),
       cmocka_unit_test(test_merge_halves),  cmocka_unit_test(test_encode_roundtrip),
       cmocka_unit_test(test_oom),           cmocka_unit_test(test_decode_garbage),
-      cmocka_unit_test(test_small_counts),
+      cmocka_unit_test(test_small_counts),  cmocka_unit_test(test_quantiles_at_once),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
