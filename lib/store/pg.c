@@ -1550,6 +1550,41 @@ static qp_status pg_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned
   return rc;
 }
 
+/* ---- saved advice ------------------------------------------------------------ */
+
+static qp_status pg_advice_put(qp_store *s, const char *database, int64_t at_ns,
+                               const char *document) {
+  char at[32];
+  snprintf(at, sizeof at, "%lld", (long long)at_ns);
+  const char *vals[3] = {database, at, document};
+  /* one statement: one transaction */
+  PGresult *r = pg_run(s,
+                       "WITH gone AS (DELETE FROM qprof.qp_advice WHERE database = $1) "
+                       "INSERT INTO qprof.qp_advice (database, at_ns, document) "
+                       "VALUES ($1, $2, $3)",
+                       3, vals, NULL, NULL, PGRES_COMMAND_OK, "cannot save the advice");
+  if (r == NULL) return s->err.code;
+  PQclear(r);
+  return QP_OK;
+}
+
+static qp_status pg_advice_each(qp_store *s, qp_advice_fn fn, void *ud) {
+  pg_store *g = s->impl;
+  if (g->version < 8) return QP_OK; /* an older store read as it is: none */
+  PGresult *r = pg_run(s,
+                       "SELECT database, at_ns, document FROM qprof.qp_advice "
+                       "ORDER BY at_ns DESC, id DESC",
+                       0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot read the saved advice");
+  if (r == NULL) return s->err.code;
+  int rows = PQntuples(r);
+  for (int i = 0; i < rows; i++)
+    if (fn(ud, PQgetvalue(r, i, 0), strtoll(PQgetvalue(r, i, 1), NULL, 10),
+           PQgetvalue(r, i, 2)) != 0)
+      break;
+  PQclear(r);
+  return QP_OK;
+}
+
 const qp_store_ops qp__pg_store_ops = {
     .prune = pg_prune,
     .dropped = pg_dropped,
@@ -1565,4 +1600,6 @@ const qp_store_ops qp__pg_store_ops = {
     .marks_find = pg_marks_find,
     .resolve = pg_resolve,
     .compact = pg_compact,
+    .advice_put = pg_advice_put,
+    .advice_each = pg_advice_each,
 };

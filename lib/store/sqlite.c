@@ -819,6 +819,59 @@ static qp_status sq_dropped(qp_store *s, int64_t lo, int64_t hi, uint64_t *n) {
   return r == SQLITE_ROW ? QP_OK : sq_fail(s, q->db, QP_IO, "cannot read the dropped count");
 }
 
+/* ---- saved advice ------------------------------------------------------------ */
+
+static qp_status sq_advice_put(qp_store *s, const char *database, int64_t at_ns,
+                               const char *document) {
+  sq_store *q = s->impl;
+  qp_status rc = sq_exec(s, q->db, "BEGIN IMMEDIATE", "cannot begin saving the advice");
+  if (rc != QP_OK) return rc;
+  static const char *const sql[2] = {
+      "DELETE FROM qp_advice WHERE database = ?1",
+      "INSERT INTO qp_advice (database, at_ns, document) VALUES (?1, ?2, ?3)"};
+  for (int i = 0; rc == QP_OK && i < 2; i++) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(q->db, sql[i], -1, &st, NULL) != SQLITE_OK) {
+      rc = sq_fail(s, q->db, QP_IO, "cannot save the advice");
+      break;
+    }
+    sqlite3_bind_text(st, 1, database, -1, SQLITE_STATIC);
+    if (i == 1) {
+      sqlite3_bind_int64(st, 2, at_ns);
+      sqlite3_bind_text(st, 3, document, -1, SQLITE_STATIC);
+    }
+    if (sqlite3_step(st) != SQLITE_DONE) rc = sq_fail(s, q->db, QP_IO, "cannot save the advice");
+    sqlite3_finalize(st);
+  }
+  if (rc == QP_OK) rc = sq_exec(s, q->db, "COMMIT", "cannot commit the advice");
+  if (rc != QP_OK) sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+  return rc;
+}
+
+static qp_status sq_advice_each(qp_store *s, qp_advice_fn fn, void *ud) {
+  sq_store *q = s->impl;
+  int64_t ver = 0;
+  qp_status rc = pragma_int(s, q->db, "PRAGMA user_version", &ver);
+  if (rc != QP_OK || ver < 8) return rc; /* an older store read as it is: none */
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(q->db,
+                         "SELECT database, at_ns, document FROM qp_advice "
+                         "ORDER BY at_ns DESC, id DESC",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(s, q->db, QP_IO, "cannot read the saved advice");
+  int r;
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *db = (const char *)sqlite3_column_text(st, 0);
+    const char *doc = (const char *)sqlite3_column_text(st, 2);
+    if (fn(ud, db ? db : "", sqlite3_column_int64(st, 1), doc ? doc : "") != 0) {
+      r = SQLITE_DONE;
+      break;
+    }
+  }
+  sqlite3_finalize(st);
+  return r == SQLITE_DONE ? QP_OK : sq_fail(s, q->db, QP_IO, "cannot read the saved advice");
+}
+
 /* ---- retention ------------------------------------------------------------ */
 
 /* One number from `sql` with ?1 = max_level and ?2 = cutoff (when it has them). */
@@ -920,6 +973,8 @@ const qp_store_ops qp__sqlite_store_ops = {
     .read_end = sq_read_end,
     .query_text = sq_query_text,
     .query_texts = sq_query_texts,
+    .advice_put = sq_advice_put,
+    .advice_each = sq_advice_each,
 };
 
 /* ---- for tests and benchmarks ------------------------------------------ */

@@ -653,3 +653,26 @@ qp_status qp_store_compact(qp_store *s, uint64_t max_rows, qp_compact_result *ou
   if (s->ops->compact == NULL) return QP_OK; /* no deltas: nothing to fold */
   return s->ops->compact(s, max_rows, out);
 }
+
+qp_status qp_store_save_advice(qp_store *s, const char *database, int64_t at_ns,
+                               const char *document) {
+  if (s == NULL) return QP_INVALID;
+  qp__err_clear(&s->err);
+  if (database == NULL || document == NULL)
+    return qp__err_set(&s->err, QP_INVALID, "database or document is NULL");
+  if (s->mode != QP_STORE_WRITE)
+    return qp__err_set(&s->err, QP_INVALID,
+                       "%s: store opened read-only; open it for writing to save advice",
+                       s->display);
+  if (s->ops->advice_put == NULL)
+    return qp__err_set(&s->err, QP_UNSUPPORTED, "%s: this store cannot keep advice", s->display);
+  return s->ops->advice_put(s, database, at_ns, document);
+}
+
+qp_status qp_store_advice_each(qp_store *s, qp_advice_fn fn, void *ud) {
+  if (s == NULL) return QP_INVALID;
+  qp__err_clear(&s->err);
+  if (fn == NULL) return qp__err_set(&s->err, QP_INVALID, "fn is NULL");
+  if (s->ops->advice_each == NULL) return QP_OK;
+  return s->ops->advice_each(s, fn, ud);
+}

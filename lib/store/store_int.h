@@ -114,6 +114,12 @@ typedef struct qp_store_ops {
    * bounded number each (see qp_store_compact). Adds to out's counts. NULL
    * for stores that have no deltas. */
   qp_status (*compact)(qp_store *s, uint64_t max_rows, qp_compact_result *out);
+  /* Replaces the saved advice of `database` with `document`, in one
+   * transaction (see qp_store_save_advice). NULL: not supported. */
+  qp_status (*advice_put)(qp_store *s, const char *database, int64_t at_ns, const char *document);
+  /* Calls fn for every saved advice, newest first (none in a store older
+   * than schema version 8). */
+  qp_status (*advice_each)(qp_store *s, qp_advice_fn fn, void *ud);
 } qp_store_ops;
 
 struct qp_store {
@@ -225,7 +231,7 @@ extern const char qp__store_schema_v1[];
 extern const char *const qp__store_migrations[];
 extern const char *const qp__store_migration_files[];
 extern const int qp__store_nmigrations;
-#define QP_STORE_SCHEMA_VERSION 7
+#define QP_STORE_SCHEMA_VERSION 8
 /* The PostgreSQL store's schema (sql/store_schema_pg.sql), at
  * QP_STORE_SCHEMA_VERSION, and its migrations (sql/migrations_pg/): the
  * i-th takes a store to version qp__store_migrations_pg_version[i] from the

@@ -107,6 +107,37 @@ grep -q "writes: .* write statements per day to public.orders (profile)" "$T/p.t
 cp "$T/p.txt" /tmp/advise-store-text.txt 2>/dev/null || true
 echo "ok: --store"
 
+# ---- --save: the advice kept in the store, shown on the HTML page --------------
+"$QPROF" advise --dsn "$DSN password=s3cret-pw" --store "$T/p.qp" --top 5 --save >"$T/save.txt" 2>"$T/save.err" ||
+  fail "advise --save: $(cat "$T/save.err")"
+grep -q "^Saved in $T/p.qp" "$T/save.txt" || fail "advise --save: $(cat "$T/save.txt")"
+"$QPROF" advise --dsn "$DSN password=s3cret-pw" --store "$T/p.qp" --top 5 --save --format json >"$T/save.json" ||
+  fail "advise --save --format json"
+python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/save.json" || fail "--save --format json: not one JSON document"
+"$QPROF" report --store "$T/p.qp" --format html --output "$T/p.html" || fail "report --format html"
+grep -q "s3cret-pw" "$T/p.html" && fail "the password is on the page"
+python3 - "$T/p.html" "$T/p.json" <<'PY' || fail "the advice on the page"
+import html, json, re, sys
+page = open(sys.argv[1]).read()
+want = json.load(open(sys.argv[2]))["suggestions"][0]
+sec = re.search(r'<section id="advice">(.*?)</section>', page, re.S)
+assert sec, "no advice section"
+sec = sec.group(1)
+# the second --save replaced the first: one run for this database
+assert sec.count('<div class="advice">') == 1, sec
+assert html.escape(want["statement"], quote=False) in sec, sec
+assert "hypopg" in sec and "/day" in sec, sec
+# the query it helps is linked to its details, which name the index too
+m = re.search(r'<td><a href="#(q[0-9]+)">#[0-9]+</a></td><td>', sec)
+assert m, sec
+art = re.search(r'<article id="%s">(.*?)</article>' % m.group(1), page, re.S).group(1)
+assert "<h4>Advice</h4>" in art and html.escape(want["statement"], quote=False) in art, art
+assert 'href="#advice"' in page
+PY
+rc=0; "$QPROF" advise --dsn "$DSN" --query "$Q" --save >/dev/null 2>"$T/e" || rc=$?
+[ "$rc" = 2 ] && grep -q -- "--save needs --store" "$T/e" || fail "--save without --store: exit $rc: $(cat "$T/e")"
+echo "ok: --save keeps the advice in the store; the HTML report shows it beside the query"
+
 # ---- safety -------------------------------------------------------------------
 U="UPDATE orders SET note = 'changed', v = nextval('s') WHERE customer_id = 77"
 "$QPROF" advise --dsn "$DSN" --query "$U" --analyze --format json >"$T/u1.json" || fail "advise UPDATE"

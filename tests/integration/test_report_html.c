@@ -6,7 +6,9 @@
  * and their axis labels, each histogram has the store's bins and adds up to
  * the calls, the tables hold the right totals, errors by code and per
  * database, the sorting script works, dark mode and print media change the
- * page, no console message or exception, no request but the page itself.
+ * page, no console message or exception, no request but the page itself;
+ * a saved `qprof advise` run is shown (its index, the query it helps linked
+ * to its details, findings that are not indexes, markup as text).
  * The page is kept byte-identical by a golden file
  * (tests/data/report/report_browser.html; QP_UPDATE_GOLDEN=1 rewrites it),
  * and the page and a full-page screenshot are kept as test artifacts in
@@ -90,6 +92,23 @@ static void build_store(const char *path) {
   rec(p, &qe, 6, 0, 60000, NULL, NULL);
   rec(p, &qf, 7, 0, 70000, NULL, NULL);
   assert_int_equal(qp_profile_flush(p, s), QP_OK);
+  /* a saved `qprof advise` run: an index for query A (fingerprint a1), a
+   * finding that is not an index for B, and a statement it could not advise
+   * on; markup in the texts must come out as text */
+  static const char doc[] =
+      "{\"qprof_advise\": 1, \"database\": \"host=db1 dbname=app password=***\", \"verify\": "
+      "\"hypo\", \"suggestions\": [{\"statement\": \"CREATE INDEX CONCURRENTLY ON public.a "
+      "(id)\", \"how\": \"hypopg\", \"reason\": \"Seq Scan on a keeps 1 of <b>9</b> rows\", "
+      "\"saved_ms_per_day\": 1500, \"size_bytes\": 8192, \"write_warning\": null, "
+      "\"profile_warning\": null, \"queries\": [{\"fingerprint\": \"00000000000000a1\", "
+      "\"query\": \"select * from a where id = ?\", \"saved_ms_per_day\": 1500}]}], "
+      "\"statements\": [{\"query\": \"select * from a where id = ?\", \"fingerprint\": "
+      "\"00000000000000a1\", \"status\": \"advised\", \"findings\": []}, {\"query\": \"select "
+      "b\", \"fingerprint\": \"00000000000000b2\", \"status\": \"advised\", \"findings\": "
+      "[{\"rule\": \"misestimate\", \"message\": \"planned 1 row, got 500\", \"action\": "
+      "\"ANALYZE public.b\"}]}, {\"query\": \"select <i>c</i>\", \"fingerprint\": null, "
+      "\"status\": \"failed\", \"error\": \"42P01: relation c does not exist\"}]}";
+  assert_int_equal(qp_store_save_advice(s, "host=db1 dbname=app password=***", T0 * NS, doc), QP_OK);
   qp_store_close(s);
   qp_profile_free(p);
 }
@@ -328,6 +347,37 @@ static void test_page_in_browser(void **state) {
   assert_string_equal(S(root, "light.nav"), "block");
   /* the screenshot is a PNG of some size */
   assert_true(I(root, "screenshot_bytes") > 10000);
+  /* the saved advice: one index, its reason as text, the query it helps
+   * linked to details on the page, which name the index */
+  bool to_advice = false;
+  for (size_t i = 0; i < json_array_size(J(root, "facts.nav")); i++)
+    to_advice = to_advice || strcmp(json_string_value(json_array_get(J(root, "facts.nav"), i)),
+                                    "#advice") == 0;
+  assert_true(to_advice);
+  json_t *adv = J(root, "facts.advice");
+  assert_int_equal(json_array_size(adv), 1);
+  json_t *ix = json_array_get(adv, 0);
+  assert_int_equal(json_array_size(ix), 1);
+  assert_non_null(strstr(cell(ix, 0, 0), "CREATE INDEX CONCURRENTLY ON public.a (id)"));
+  assert_non_null(strstr(cell(ix, 0, 0), "keeps 1 of <b>9</b> rows"));
+  assert_string_equal(cell(ix, 0, 1), "hypopg");
+  assert_string_equal(cell(ix, 0, 2), "1.50s/day");
+  assert_string_equal(cell(ix, 0, 3), "8 kB");
+  json_t *links = J(root, "facts.advice_links");
+  assert_true(json_array_size(links) >= 2);
+  for (size_t i = 0; i < json_array_size(links); i++)
+    assert_true(json_is_true(json_object_get(json_array_get(links, i), "target")));
+  json_t *qa_ = J(root, "facts.query_advice");
+  assert_true(json_array_size(qa_) >= 1);
+  assert_non_null(strstr(json_string_value(json_array_get(qa_, 0)), "public.a (id)"));
+  json_t *fd = J(root, "facts.findings");
+  assert_int_equal(json_array_size(fd), 2);
+  assert_non_null(strstr(json_string_value(json_array_get(fd, 0)),
+                         "misestimate planned 1 row, got 500 ANALYZE public.b"));
+  assert_non_null(strstr(json_string_value(json_array_get(fd, 1)),
+                         "select <i>c</i>: not advised on: 42P01"));
+  assert_non_null(strstr(S(root, "facts.advice_from"), "password=***"));
+
   size_t len;
   char *png = qpt_read_file(shot, &len);
   assert_non_null(png);

@@ -545,6 +545,48 @@ static void test_migrates_v2_with_data(void **state) {
   free(v);
 }
 
+/* qprof advise --save: one saved run per database, newest first, replaced by the next */
+typedef struct advice_seen {
+  char db[4][64], doc[4][64];
+  int64_t at[4];
+  int n;
+} advice_seen;
+
+static int advice_add(void *ud, const char *database, int64_t at_ns, const char *document) {
+  advice_seen *a = ud;
+  if (a->n == 4) return 1;
+  snprintf(a->db[a->n], sizeof a->db[0], "%s", database);
+  snprintf(a->doc[a->n], sizeof a->doc[0], "%s", document);
+  a->at[a->n++] = at_ns;
+  return 0;
+}
+
+static void test_saved_advice(void **state) {
+  (void)state;
+  qp_store *s;
+  char err[1024];
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_save_advice(s, "host=a dbname=x", 1796305650000000000LL, "{\"a\": 1}"),
+                   QP_OK);
+  assert_int_equal(qp_store_save_advice(s, "sqlite:///tmp/y.db", 1796305651000000000LL,
+                                        "{\"b\": \"it's\"}"),
+                   QP_OK);
+  assert_int_equal(qp_store_save_advice(s, "host=a dbname=x", 1796305652000000000LL, "{\"c\": 3}"),
+                   QP_OK);
+  qp_store_close(s);
+  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  advice_seen a = {0};
+  assert_int_equal(qp_store_advice_each(s, advice_add, &a), QP_OK);
+  assert_int_equal(a.n, 2);
+  assert_string_equal(a.db[0], "host=a dbname=x");
+  assert_string_equal(a.doc[0], "{\"c\": 3}");
+  assert_int_equal(a.at[0], 1796305652000000000LL);
+  assert_string_equal(a.db[1], "sqlite:///tmp/y.db");
+  assert_string_equal(a.doc[1], "{\"b\": \"it's\"}");
+  assert_int_equal(qp_store_save_advice(s, "d", 1, "{}"), QP_INVALID); /* read-only */
+  qp_store_close(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_record_window),
@@ -555,6 +597,7 @@ int main(void) {
       cmocka_unit_test(test_texts_read_in_one_statement),
       cmocka_unit_test(test_cache_hits),
       cmocka_unit_test(test_migrates_v2_with_data),
+      cmocka_unit_test(test_saved_advice),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

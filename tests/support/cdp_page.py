@@ -72,6 +72,13 @@ FACTS_JS = r"""
     tops: all('table.top').map(t => ({id: t.id, rows: Array.from(t.tBodies[0].rows).length})),
     legend: all('ul.legend li').map(text),
     samples: all('pre.sample').map(text),
+    advice: all('table.advice-indexes').map(t =>
+      Array.from(t.tBodies[0].rows).map(r => Array.from(r.cells).map(text))),
+    advice_links: all('#advice a').map(a => ({href: a.getAttribute('href'),
+      target: !!document.getElementById(a.getAttribute('href').slice(1))})),
+    advice_from: text(document.querySelector('#advice p.note')),
+    query_advice: all('ul.query-advice li').map(text),
+    findings: all('ul.findings li').map(text),
     scripts: all('script').map(s => ({src: s.getAttribute('src'), inline: s.textContent.length})),
     external: all('[src],link[href],img,iframe,object,embed').length
   };

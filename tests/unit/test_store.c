@@ -235,6 +235,67 @@ static int64_t user_version(const char *p) {
   return v;
 }
 
+/* ---- saved advice (qprof advise --save) ------------------------------------ */
+typedef struct advice_seen {
+  char db[4][64], doc[4][64];
+  int64_t at[4];
+  int n, stop_after;
+} advice_seen;
+
+static int advice_add(void *ud, const char *database, int64_t at_ns, const char *document) {
+  advice_seen *a = ud;
+  if (a->n == 4) return 1;
+  snprintf(a->db[a->n], sizeof a->db[0], "%s", database);
+  snprintf(a->doc[a->n], sizeof a->doc[0], "%s", document);
+  a->at[a->n] = at_ns;
+  a->n++;
+  return a->stop_after != 0 && a->n == a->stop_after;
+}
+
+static void test_saved_advice(void **state) {
+  (void)state;
+  const char *dir = tmpdir();
+  char err[512];
+  /* an older store, read as it is, has none; written, it is migrated and keeps advice */
+  const char *p = path_in(dir, "advice.db");
+  assert_int_equal(qp__sqlite_store_create_version(p, QP_STORE_SCHEMA_VERSION - 1, err, sizeof err),
+                   QP_OK);
+  qp_store *s;
+  assert_int_equal(qp_store_open(&s, p, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  advice_seen a = {0};
+  assert_int_equal(qp_store_advice_each(s, advice_add, &a), QP_OK);
+  assert_int_equal(a.n, 0);
+  /* a read-only handle cannot save */
+  assert_int_equal(qp_store_save_advice(s, "db1", 1, "{}"), QP_INVALID);
+  assert_non_null(strstr(qp_store_errmsg(s), "read-only"));
+  qp_store_close(s);
+  assert_int_equal(qp_store_open(&s, p, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_save_advice(s, "db1", 100, "{\"a\": 1}"), QP_OK);
+  assert_int_equal(qp_store_save_advice(s, "db2", 200, "{\"b\": 2}"), QP_OK);
+  /* a new run for db1 replaces its last one */
+  assert_int_equal(qp_store_save_advice(s, "db1", 300, "{\"c\": 3}"), QP_OK);
+  assert_int_equal(qp_store_save_advice(s, NULL, 300, "{}"), QP_INVALID);
+  assert_int_equal(qp_store_save_advice(s, "x", 300, NULL), QP_INVALID);
+  assert_int_equal(qp_store_advice_each(s, NULL, NULL), QP_INVALID);
+  qp_store_close(s);
+  assert_int_equal(user_version(p), QP_STORE_SCHEMA_VERSION);
+  assert_int_equal(qp_store_open(&s, p, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  memset(&a, 0, sizeof a);
+  assert_int_equal(qp_store_advice_each(s, advice_add, &a), QP_OK);
+  assert_int_equal(a.n, 2); /* newest first */
+  assert_string_equal(a.db[0], "db1");
+  assert_string_equal(a.doc[0], "{\"c\": 3}");
+  assert_int_equal(a.at[0], 300);
+  assert_string_equal(a.db[1], "db2");
+  assert_string_equal(a.doc[1], "{\"b\": 2}");
+  /* fn stops the walk */
+  memset(&a, 0, sizeof a);
+  a.stop_after = 1;
+  assert_int_equal(qp_store_advice_each(s, advice_add, &a), QP_OK);
+  assert_int_equal(a.n, 1);
+  qp_store_close(s);
+}
+
 static void test_migration(void **state) {
   (void)state;
   const char *dir = tmpdir();
@@ -807,6 +868,7 @@ int main(void) {
       cmocka_unit_test(test_profile_options),
       cmocka_unit_test(test_corrupt_row),
       cmocka_unit_test(test_oom_paths),
+      cmocka_unit_test(test_saved_advice),
   };
   return cmocka_run_group_tests(tests, NULL, qpt_tempdirs_remove);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -20,7 +21,7 @@ static void usage(FILE *f) {
           "Usage: qprof advise --dsn DSN (--query SQL | --file FILE | --store PATH [--top N]\n"
           "                    [--since TIME]) [--analyze] [--analyze-writes]\n"
           "                    [--verify hypo|real|none] [--format text|json]\n"
-          "                    [--statement-timeout MS] [--lock-timeout MS]\n\n"
+          "                    [--statement-timeout MS] [--lock-timeout MS] [--save]\n\n"
           "Index advice from the plans of PostgreSQL and SQLite statements, each candidate\n"
           "proven on the database before it is shown (HypoPG, or a real index rolled back;\n"
           "SQLite: a real index on a copy of the file, measured), ranked by the time it\n"
@@ -41,7 +42,10 @@ static void usage(FILE *f) {
           "                         back: takes the table's lock for the build), or none\n"
           "  --format F             text (default) or json (docs/advise.md)\n"
           "  --statement-timeout MS statement_timeout of each transaction (default 10000)\n"
-          "  --lock-timeout MS      lock_timeout of each transaction (default 1000)\n\n"
+          "  --lock-timeout MS      lock_timeout of each transaction (default 1000)\n"
+          "  --save                 with --store: keep the advice in that store, replacing\n"
+          "                         the last saved for this database (qprof report --format\n"
+          "                         html shows it beside the queries)\n\n"
           "Exit: 0 advice given (possibly none), 1 a failure (the statement or the database;\n"
           "with --file or --store: when no statement could be advised on), 2 usage.\n");
 }
@@ -355,8 +359,9 @@ static json_t *statement_json(const item *it) {
   return o;
 }
 
-static int print_json(const char *dsn, const qp_advise_options *o, item *v, size_t n,
-                      const merged *m, size_t nm) {
+/* The run as a JSON document (docs/advise.md), malloc'd; NULL out of memory. */
+static char *advice_json(const char *dsn, const qp_advise_options *o, item *v, size_t n,
+                         const merged *m, size_t nm) {
   char red[1024];
   qp_dsn_redact(dsn, red, sizeof red);
   json_t *root = json_object();
@@ -373,11 +378,27 @@ static int print_json(const char *dsn, const qp_advise_options *o, item *v, size
   json_object_set_new(root, "statements", st);
   char *text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
   json_decref(root);
-  if (text == NULL) return cli_fail(VERB, "out of memory");
-  fputs(text, stdout);
-  fputc('\n', stdout);
-  free(text);
-  return QP_EXIT_OK;
+  return text;
+}
+
+/* Keeps the document in the profile store `store` as the advice for `dsn`. */
+static int save_advice(const char *store, const char *dsn, const char *doc, bool quiet) {
+  char red[1024], where[1024], msg[1024];
+  qp_dsn_redact(dsn, red, sizeof red);
+  qp_dsn_redact(store, where, sizeof where);
+  qp_store *s;
+  if (qp_store_open(&s, store, QP_STORE_WRITE, NULL, msg, sizeof msg) != QP_OK)
+    return cli_fail(VERB, "cannot save the advice: %s", msg);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+  int rc = QP_EXIT_OK;
+  if (qp_store_save_advice(s, red, now, doc) != QP_OK)
+    rc = cli_fail(VERB, "cannot save the advice: %s", qp_store_errmsg(s));
+  qp_store_close(s);
+  if (rc == QP_EXIT_OK && !quiet)
+    printf("\nSaved in %s (qprof report --format html shows it).\n", where);
+  return rc;
 }
 
 /* ---- text ------------------------------------------------------------------ */
@@ -473,13 +494,15 @@ int cmd_advise(int argc, char **argv) {
       {"verify", required_argument, NULL, 'v'},  {"format", required_argument, NULL, 'f'},
       {"statement-timeout", required_argument, NULL, 'T'},
       {"lock-timeout", required_argument, NULL, 'L'},
+      {"save", no_argument, NULL, 'W'},
       {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
   const char *dsn = NULL, *query = NULL, *file = NULL, *store = NULL, *format = "text";
   int64_t top = 20, since = INT64_MIN;
+  bool save = false;
   qp_advise_options o;
   qp_advise_options_init(&o);
   int c;
-  while ((c = getopt_long(argc, argv, "d:q:F:s:n:S:awv:f:T:L:h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "d:q:F:s:n:S:awv:f:T:L:Wh", longopts, NULL)) != -1) {
     switch (c) {
     case 'd': dsn = optarg; break;
     case 'q': query = optarg; break;
@@ -507,6 +530,7 @@ int cmd_advise(int argc, char **argv) {
       if (!parse_i64(optarg, 1, &o.lock_timeout_ms))
         return cli_usage_error(VERB, "--lock-timeout needs milliseconds >= 1, not '%s'", optarg);
       break;
+    case 'W': save = true; break;
     case 'h': usage(stdout); return QP_EXIT_OK;
     default: return cli_usage_error(VERB, "unknown option");
     }
@@ -515,6 +539,8 @@ int cmd_advise(int argc, char **argv) {
   if (dsn == NULL) return cli_usage_error(VERB, "--dsn is required");
   if ((query != NULL) + (file != NULL) + (store != NULL) != 1)
     return cli_usage_error(VERB, "give exactly one of --query, --file and --store");
+  if (save && store == NULL)
+    return cli_usage_error(VERB, "--save needs --store (the advice is kept in that store)");
   bool json = strcmp(format, "json") == 0;
   if (!json && strcmp(format, "text") != 0)
     return cli_usage_error(VERB, "--format must be text or json, not '%s'", format);
@@ -581,8 +607,19 @@ int cmd_advise(int argc, char **argv) {
   if (rc == QP_EXIT_OK) {
     size_t nm = 0;
     merged *m = merge(v, n, &nm);
-    if (json) rc = print_json(dsn, &o, v, n, m, nm);
-    else print_text(v, n, m, nm);
+    char *doc = json || save ? advice_json(dsn, &o, v, n, m, nm) : NULL;
+    if ((json || save) && doc == NULL) {
+      rc = cli_fail(VERB, "out of memory");
+    } else {
+      if (json) {
+        fputs(doc, stdout);
+        fputc('\n', stdout);
+      } else {
+        print_text(v, n, m, nm);
+      }
+      if (save) rc = save_advice(store, dsn, doc, json);
+    }
+    free(doc);
     for (size_t i = 0; i < nm; i++) free(m[i].items);
     free(m);
     if (rc == QP_EXIT_OK && (fflush(stdout) != 0 || ferror(stdout)))

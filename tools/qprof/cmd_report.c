@@ -580,7 +580,7 @@ int cmd_report(int argc, char **argv) {
   } else {
     char w[128];
     rq_window_text(t, w, sizeof w);
-    if (!rq_print_html(out, r, w, shown)) {
+    if (!rq_print_html(out, r, store, w, shown)) {
       const char *m = qp_report_errmsg(r);
       rc = cli_fail("report", "cannot write the page: %s", m[0] != '\0' ? m : "out of memory");
     }

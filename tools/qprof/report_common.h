@@ -147,9 +147,10 @@ void rq_html_text(FILE *f, const char *s);
 #define RQ_HTML_DEFAULT_LIMIT 100
 
 /* The report as one self-contained HTML page (report_page.c, docs/report-html.md):
- * `window` is the window as text; the first `shown` queries in detail.
+ * `window` is the window as text; the first `shown` queries in detail; the
+ * advice saved in `store` (qprof advise --save; NULL: none) beside them.
  * False when the model failed (out of memory, the store could not be read
  * for a series): qp_report_errmsg(r) says why. */
-bool rq_print_html(FILE *f, qp_report *r, const char *window, size_t shown);
+bool rq_print_html(FILE *f, qp_report *r, qp_store *store, const char *window, size_t shown);
 
 #endif
