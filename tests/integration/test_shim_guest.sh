@@ -30,9 +30,10 @@ check_guest() { # WHAT STORE
   cmp out.plain out.g || fail "$what: stdout differs under the shim: $(cat out.g)"
   cmp err.plain err.g || fail "$what: stderr differs under the shim: $(cat err.g)"
   [ "$rc" = "$rc_plain" ] || fail "$what: exit $rc under the shim, $rc_plain without"
-  # (generous for a shared machine: the old in-process flush waited 60 s on a
-  # locked store and forever on a full file system)
-  [ $((t1 - t0)) -lt $((plain_ms + 500)) ] || fail "$what: took $((t1 - t0)) ms, $plain_ms ms without the shim"
+  # (generous for a shared machine, where 500 ms was once exceeded at a load
+  # average of 15: the old in-process flush waited 60 s on a locked store and
+  # forever on a full file system; the locked case's lock is held 3 s)
+  [ $((t1 - t0)) -lt $((plain_ms + 2000)) ] || fail "$what: took $((t1 - t0)) ms, $plain_ms ms without the shim"
   # what it recorded is in its segment, for the collector
   ls "$T/run.$what"/*.qpseg >/dev/null 2>&1 || fail "$what: nothing recorded"
   echo "ok: $what: program unaffected ($((t1 - t0)) ms, $plain_ms ms without the shim)"
@@ -87,7 +88,7 @@ set -e
 wait "$locker"
 [ "$rc" = 0 ] || fail "locked store: qprof run exited $rc: $(cat err.r)"
 [ "$(cat out.r)" = 1 ] || fail "locked store: output '$(cat out.r)'"
-[ $(($(cat cmd.end) - t0)) -lt 1500 ] || fail "locked store: the command took $(($(cat cmd.end) - t0)) ms"
+[ $(($(cat cmd.end) - t0)) -lt 2000 ] || fail "locked store: the command took $(($(cat cmd.end) - t0)) ms"
 expect_calls "$T/locked.qp" "select ? as locked_case" 1 "locked store, written after the lock"
 echo "ok: locked store: command done after $(($(cat cmd.end) - t0)) ms, qprof run after $((t1 - t0)) ms"
 
