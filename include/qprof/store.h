@@ -211,30 +211,34 @@ QP_EXPORT qp_status qp_store_compact(qp_store *s, uint64_t max_rows, qp_compact_
 /*
  * Saved advice: the runs of `qprof advise --save`, kept in the store so that
  * `qprof report --format html` shows the advisor's findings beside the
- * queries they are about.
- *
- * qp_store_save_advice stores `document` (a `qprof advise --format json`
- * document, docs/advise.md; any text, not checked here) as the advice for
- * `database` (the advised database as the user should see it: a DSN with
- * its password removed, or a file path), made at `at_ns` (ns since the
- * epoch), replacing what was saved for that database before, in one
- * transaction. The strings are copied. Errors: QP_INVALID (NULL arguments,
- * a store opened with QP_STORE_READ), QP_IO (the store cannot be written),
- * QP_UNAVAILABLE (the PostgreSQL store was lost), QP_UNSUPPORTED; `s` keeps
- * the message. A store older than schema version 8 is migrated first, as by
- * any write.
- *
- * qp_store_advice_each calls fn for each saved advice, newest first, with
- * strings valid during the call; fn returns 0 to go on, anything else to
- * stop (qp_store_advice_each then returns QP_OK). A store older than schema
- * version 8, read as it is, has none. Errors: QP_INVALID, QP_IO,
- * QP_UNAVAILABLE, QP_NOMEM.
- *
- * Thread-safety: as every call on a store handle, one thread at a time.
+ * queries they are about. qp_store_advice_each hands each to a qp_advice_fn
+ * with strings valid during the call; it returns 0 to go on, anything else
+ * to stop.
  */
 typedef int (*qp_advice_fn)(void *ud, const char *database, int64_t at_ns, const char *document);
+
+/*
+ * Stores `document` (a `qprof advise --format json` document, docs/advise.md;
+ * any text, not checked here) as the advice for `database` (the advised
+ * database as the user should see it: a DSN with its password removed, or a
+ * file path), made at `at_ns` (ns since the epoch), replacing what was saved
+ * for that database before, in one transaction. The strings are copied. A
+ * store older than schema version 8 was migrated when opened for writing.
+ * Errors: QP_INVALID (NULL arguments, a store opened with QP_STORE_READ),
+ * QP_IO (the store cannot be written), QP_UNAVAILABLE (the PostgreSQL store
+ * was lost), QP_UNSUPPORTED; `s` keeps the message.
+ * Thread-safety: as every call on a store handle, one thread at a time.
+ */
 QP_EXPORT qp_status qp_store_save_advice(qp_store *s, const char *database, int64_t at_ns,
                                          const char *document);
+
+/*
+ * Calls fn for each saved advice, newest first (see qp_advice_fn); when fn
+ * stops the walk the call still returns QP_OK. A store older than schema
+ * version 8, read as it is, has none. Errors: QP_INVALID (NULL s or fn),
+ * QP_IO, QP_UNAVAILABLE, QP_NOMEM; `s` keeps the message.
+ * Thread-safety: as every call on a store handle, one thread at a time.
+ */
 QP_EXPORT qp_status qp_store_advice_each(qp_store *s, qp_advice_fn fn, void *ud);
 
 #ifdef __cplusplus
