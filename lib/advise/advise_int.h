@@ -194,6 +194,17 @@ void qp__adv_emit(adv_ctx *x, bool verified);
  * cond.c reads; returns its length (0: none, or longer than cap).
  * Never fails; thread-safe. */
 size_t qp__adv_where(const char *sql, size_t len, char *out, size_t cap);
+
+/* The top-level ORDER BY of a statement (NUL-terminated) that also has a
+ * top-level LIMIT, when every term is a plain [qual.]column [ASC|DESC] (at
+ * most ADV_MAX_KEYS terms): true with *o filled (names cut to ADV_NAME - 1
+ * bytes), else false (lib/advise/sqlite.c; fuzzed by fuzz_advise_where). */
+typedef struct qp__adv_order {
+  int n;
+  char qual[ADV_MAX_KEYS][ADV_NAME], col[ADV_MAX_KEYS][ADV_NAME];
+  bool desc[ADV_MAX_KEYS];
+} qp__adv_order;
+bool qp__adv_order_read(const char *sql, qp__adv_order *o);
 /* SQLite: the whole advice on a copy of the lease's database (sqlite.c). */
 void qp__adv_sqlite(adv_ctx *x);
 /* qp_advise_dsn on an SQLite DSN: the live file opened read-only only to

@@ -243,16 +243,7 @@ static sq_run sq_measure(adv_ctx *x, qp_conn *c) {
 /* Work of a run: VM steps when measured, else nothing to compare (-1). */
 static double sq_work(const sq_run *m) { return m->vm_steps >= 0 ? (double)m->vm_steps : -1; }
 
-/* The top-level ORDER BY of a statement that also has a top-level LIMIT,
- * when every term is a plain [qual.]column [ASC|DESC] (at most
- * ADV_MAX_KEYS terms). */
-typedef struct sq_order {
-  int n;
-  char qual[ADV_MAX_KEYS][ADV_NAME], col[ADV_MAX_KEYS][ADV_NAME];
-  bool desc[ADV_MAX_KEYS];
-} sq_order;
-
-static bool sq_order_read(const char *sql, sq_order *o) {
+bool qp__adv_order_read(const char *sql, qp__adv_order *o) {
   memset(o, 0, sizeof *o);
   size_t len = strlen(sql), pos = 0;
   int depth = 0;
@@ -307,7 +298,7 @@ static bool sq_order_read(const char *sql, sq_order *o) {
 
 /* Candidates from one plan line. */
 static void sq_line(adv_ctx *x, qp_conn *c, const char *detail, const qp__cond *conds, size_t nc,
-                    const sq_run *base, bool single, const sq_order *ord) {
+                    const sq_run *base, bool single, const qp__adv_order *ord) {
   char name[ADV_NAME], table[ADV_NAME];
   bool automatic = false;
   const char *cols = NULL;
@@ -794,9 +785,9 @@ static void sq_advise_on(adv_ctx *x, qp_conn *c) {
     if (qp__adv_where(x->run, strlen(x->run), where, sizeof where) > 0)
       nc = qp__cond_read(where, conds, QP__COND_MAX);
     /* ORDER BY ... LIMIT sorted into a temporary b-tree: top-N */
-    sq_order ord;
+    qp__adv_order ord;
     bool topn = strstr(base.plan, "USE TEMP B-TREE FOR") != NULL &&
-                strstr(base.plan, "ORDER BY") != NULL && sq_order_read(x->run, &ord);
+                strstr(base.plan, "ORDER BY") != NULL && qp__adv_order_read(x->run, &ord);
     size_t nscan = 0;
     for (const char *l = base.plan; *l;) {
       const char *e = strchr(l, '\n');

@@ -1,9 +1,11 @@
 /*
  * libFuzzer target for the advisor's SQLite condition reader
- * (qp__adv_where, lib/advise/sqlite.c) and cond.c on what it gives. Checks:
- * never a crash; the result is NUL-terminated, its length is what was
- * returned and fits the buffer; every predicate read from it names a
- * column that fits its field.
+ * (qp__adv_where, lib/advise/sqlite.c) and cond.c on what it gives, and its
+ * ORDER BY ... LIMIT reader (qp__adv_order_read). Checks: never a crash; the
+ * result is NUL-terminated, its length is what was returned and fits the
+ * buffer; every predicate read from it names a column that fits its field;
+ * an ORDER BY read has 1..ADV_MAX_KEYS terms, each a non-empty column name
+ * that fits its field.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,5 +27,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char tiny[8];
   n = qp__adv_where((const char *)data, size, tiny, sizeof tiny);
   if (n >= sizeof tiny || strlen(tiny) != n) abort();
+  char *sql = malloc(size + 1);
+  if (sql == NULL) return 0;
+  memcpy(sql, data, size);
+  sql[size] = '\0';
+  qp__adv_order o;
+  if (qp__adv_order_read(sql, &o)) {
+    if (o.n < 1 || o.n > ADV_MAX_KEYS) abort();
+    for (int k = 0; k < o.n; k++)
+      if (o.col[k][0] == '\0' || strnlen(o.col[k], ADV_NAME) >= ADV_NAME ||
+          strnlen(o.qual[k], ADV_NAME) >= ADV_NAME)
+        abort();
+  }
+  free(sql);
   return 0;
 }
