@@ -68,9 +68,8 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-  (void)state;
   cluster("stop");
-  return 0;
+  return qpt_tempdirs_remove(state);
 }
 
 static const char *const db_names[DBS] = {"app", "billing"};
