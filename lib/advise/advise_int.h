@@ -205,6 +205,16 @@ typedef struct qp__adv_order {
   bool desc[ADV_MAX_KEYS];
 } qp__adv_order;
 bool qp__adv_order_read(const char *sql, qp__adv_order *o);
+
+/* The column references of one condition or output expression as
+ * PostgreSQL prints it in a plan (NUL-terminated `s`; NULL: none):
+ * "alias.col", or "col" alone (a single-table Output); qualified by another
+ * alias, a function name or a type after :: they are not the table's. fn
+ * gets each (`bare`: unqualified; a name cut to ADV_NAME - 1 bytes), and
+ * "*" for a whole-row reference (alias.*). lib/advise/include.c; fuzzed by
+ * fuzz_plan (on the raw input and on every node's texts). */
+typedef void (*qp__adv_col_fn)(void *ud, const char *name, bool bare);
+void qp__adv_scan_columns(const char *s, const char *alias, qp__adv_col_fn fn, void *ud);
 /* SQLite: the whole advice on a copy of the lease's database (sqlite.c). */
 void qp__adv_sqlite(adv_ctx *x);
 /* qp_advise_dsn on an SQLite DSN: the live file opened read-only only to

@@ -25,6 +25,7 @@
 typedef struct attrs {
   qp_result *r; /* attname, avg_width (or the type's fixed length), NULL unknown */
   adv_table *t;
+  const char *alias; /* of the plan node being read */
 } attrs;
 
 static int attr_index(const attrs *a, const char *name) {
@@ -74,11 +75,7 @@ static const char *ident(const char *p, char *out, size_t cap) {
   return p;
 }
 
-/* The column references of one condition or output expression as
- * PostgreSQL prints it: "alias.col", or "col" alone (single-table Output);
- * qualified by another alias, a function name or a type after :: they are
- * not this table's. */
-static void scan_text(attrs *a, const char *s, const char *alias) {
+void qp__adv_scan_columns(const char *s, const char *alias, qp__adv_col_fn fn, void *ud) {
   if (s == NULL) return;
   bool after_cast = false;
   for (const char *p = s; *p;) {
@@ -99,16 +96,16 @@ static void scan_text(attrs *a, const char *s, const char *alias) {
       char w1[ADV_NAME], w2[ADV_NAME];
       p = ident(p, w1, sizeof w1);
       if (*p == '.' && p[1] == '*') { /* alias.* : the whole row */
-        if (alias == NULL || strcmp(w1, alias) == 0) a->t->need_all = true;
+        if (alias == NULL || strcmp(w1, alias) == 0) fn(ud, "*", false);
         p += 2;
         continue;
       }
       if (*p == '.' && (p[1] == '"' || isalpha((unsigned char)p[1]) || p[1] == '_')) {
         p = ident(p + 1, w2, sizeof w2);
-        if (*p != '(' && !after_cast && alias != NULL && strcmp(w1, alias) == 0)
-          need_add(a, w2, false, alias);
-      } else if (*p != '(' && !after_cast) {
-        need_add(a, w1, true, alias);
+        if (*p != '(' && !after_cast && alias != NULL && strcmp(w1, alias) == 0 && w2[0] != '\0')
+          fn(ud, w2, false);
+      } else if (*p != '(' && !after_cast && w1[0] != '\0') { /* "" names nothing */
+        fn(ud, w1, true);
       }
       after_cast = false;
       continue;
@@ -118,14 +115,21 @@ static void scan_text(attrs *a, const char *s, const char *alias) {
   }
 }
 
+/* A column the node's texts name ("*": its whole row). */
+static void need_col(void *ud, const char *name, bool bare) {
+  attrs *a = ud;
+  if (strcmp(name, "*") == 0) a->t->need_all = true;
+  else need_add(a, name, bare, a->alias);
+}
+
 static bool need_node(qp__pnode *n, void *ud) {
   attrs *a = ud;
   if (n->relation == NULL || strcmp(n->relation, a->t->relname) != 0) return true;
-  const char *alias = n->alias ? n->alias : n->relation;
-  for (size_t i = 0; i < n->noutput; i++) scan_text(a, n->output[i], alias);
-  scan_text(a, n->filter, alias);
-  scan_text(a, n->index_cond, alias);
-  scan_text(a, n->recheck_cond, alias);
+  a->alias = n->alias ? n->alias : n->relation;
+  for (size_t i = 0; i < n->noutput; i++) qp__adv_scan_columns(n->output[i], a->alias, need_col, a);
+  qp__adv_scan_columns(n->filter, a->alias, need_col, a);
+  qp__adv_scan_columns(n->index_cond, a->alias, need_col, a);
+  qp__adv_scan_columns(n->recheck_cond, a->alias, need_col, a);
   return true;
 }
 
@@ -169,7 +173,7 @@ void qp__adv_need_columns(adv_ctx *x) {
     for (size_t i = 0; i < x->ncands; i++) has |= x->cands[i].table == (int)ti;
     if (!tb->found || !has) continue;
     qp_param p = qp_param_text(tb->oid);
-    attrs a = {NULL, tb};
+    attrs a = {NULL, tb, NULL};
     /* the schema and name first: pg_stats is a view, read fast only with
      * constants (100 ms joined to pg_class, 8 ms like this) */
     qp_result *rel = NULL;

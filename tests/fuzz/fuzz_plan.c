@@ -4,20 +4,43 @@
  * (lib/advise/cond.c). Checks: a document is either a tree or QP_SYNTAX /
  * QP_NOMEM with a message, never a crash; every node's parent link and depth
  * agree; the dump of the tree is NUL-terminated; every condition read from a
- * node names columns inside the text it came from.
+ * node names columns inside the text it came from; the INCLUDE rule's column
+ * scanner (qp__adv_scan_columns, lib/advise/include.c) on every node's output
+ * and conditions, and on the raw input, gives names that fit and are not
+ * empty.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "advise/advise_int.h"
 #include "advise/cond.h"
 #include "advise/plan.h"
+
+static void check_col(void *ud, const char *name, bool bare) {
+  (void)bare;
+  size_t *n = ud;
+  size_t len = strlen(name);
+  if (len == 0 || len >= ADV_NAME) abort();
+  (*n)++;
+}
+
+static void scan(const char *s, const char *alias) {
+  size_t n = 0;
+  qp__adv_scan_columns(s, alias, check_col, &n);
+  qp__adv_scan_columns(s, NULL, check_col, &n);
+}
 
 static bool check_node(qp__pnode *n, void *ud) {
   (void)ud;
   for (size_t i = 0; i < n->nchildren; i++)
     if (n->children[i]->parent != n || n->children[i]->depth != n->depth + 1) abort();
   if (n->depth > QP__PLAN_MAX_DEPTH) abort();
+  const char *alias = n->alias ? n->alias : n->relation;
+  for (size_t i = 0; i < n->noutput; i++) scan(n->output[i], alias);
+  scan(n->filter, alias);
+  scan(n->index_cond, alias);
+  scan(n->recheck_cond, alias);
   const char *texts[] = {n->filter, n->index_cond, n->join_filter, n->hash_cond, n->merge_cond};
   for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
     if (texts[i] == NULL) continue;
@@ -33,6 +56,13 @@ static bool check_node(qp__pnode *n, void *ud) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  char *raw = malloc(size + 1);
+  if (raw != NULL) {
+    memcpy(raw, data, size);
+    raw[size] = '\0';
+    scan(raw, "t");
+    free(raw);
+  }
   qp__plan_tree *t;
   char err[256];
   err[0] = '\0';
