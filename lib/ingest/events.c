@@ -265,6 +265,7 @@ static const qp_norm_slot *normalized(qp_ingest *in, const char *sql, size_t len
     if (in->norm == NULL) return NULL;
   }
   uint64_t h = XXH3_64bits(sql, len);
+  in->sql_hash = h;
   qp_norm_slot *sl = &in->norm[h & (QP_NORM_SLOTS - 1)];
   if (sl->raw != NULL && sl->hash == h && sl->raw_len == len && memcmp(sl->raw, sql, len) == 0)
     return sl;
@@ -294,6 +295,7 @@ static bool record(qp_ingest *in, const char *sql, size_t len, const char *detai
   if ((in->since_ns != 0 && time_ns != 0 && time_ns < in->since_ns) ||
       (in->until_ns != 0 && time_ns != 0 && time_ns >= in->until_ns)) {
     in->st.outside++;
+    in->sql_hash = XXH3_64bits(sql, len);
     return true;
   }
   const qp_norm_slot *ns = normalized(in, sql, len);
@@ -343,10 +345,11 @@ static bool record(qp_ingest *in, const char *sql, size_t len, const char *detai
   return true;
 }
 
-/* Notes the statement just recorded: a plan of its text that comes next is
- * its plan (`open`), not a call. */
-static void remember(qp_pid_state *s, const char *sql, size_t len, bool open) {
-  s->recent_hash = XXH3_64bits(sql, len);
+/* Notes the statement just recorded (its text's hash is the one record()
+ * left in in->sql_hash): a plan of its text that comes next is its plan
+ * (`open`), not a call. */
+static void remember(qp_ingest *in, qp_pid_state *s, size_t len, bool open) {
+  s->recent_hash = in->sql_hash;
   s->recent_len = len;
   s->recent_open = open;
 }
@@ -367,7 +370,7 @@ static bool flush_pending(qp_ingest *in, qp_pid_state *s, bool have_dur, uint64_
     w.v[i] = (qp_span){s->who[i], s->who[i] != NULL ? strlen(s->who[i]) : 0};
   bool ok = record(in, s->sql, s->sql_len, s->detail, s->detail_len, &w, at,
                    have_dur ? dur_ns + s->extra_ns : 0, NULL);
-  remember(s, s->sql, s->sql_len, !s->sql_plan);
+  remember(in, s, s->sql_len, !s->sql_plan);
   if (have_dur) s->extra_ns = 0;
   pid_state_clear(in, s);
   return ok;
@@ -424,14 +427,13 @@ static bool plan_flush(qp_ingest *in, qp_pid_state *s) {
 }
 
 /* The statement logged with its duration: the waiting plan, when it is of
- * the same text, was its plan (counted once, from the statement's line);
- * else a call of its own. The statement is remembered for a plan that comes
- * after it. */
-static bool plan_settle(qp_ingest *in, qp_pid_state *s, const char *sql, size_t len) {
-  bool matched = s->plan != NULL && s->plan_len == len && memcmp(s->plan, sql, len) == 0;
-  if (matched) plan_clear(in, s);
+ * the same text, was its plan (counted once, from the statement's line:
+ * *matched); else a call of its own. */
+static bool plan_settle(qp_ingest *in, qp_pid_state *s, const char *sql, size_t len,
+                        bool *matched) {
+  *matched = s->plan != NULL && s->plan_len == len && memcmp(s->plan, sql, len) == 0;
+  if (*matched) plan_clear(in, s);
   else if (!plan_flush(in, s)) return false;
-  remember(s, sql, len, !matched);
   return true;
 }
 
@@ -577,12 +579,16 @@ static bool on_log(qp_ingest *in, const qp_log_msg *m) {
     if (starts(r, rn, "  statement: ", &j) ||
         (starts(r, rn, "  execute ", &j) && after_name(r + j, rn - j, &u) && (j += u, true))) {
       in->seen_statement_duration = true;
-      if (!flush_pending(in, s, false, 0, 0) || !plan_settle(in, s, r + j, rn - j)) return false;
+      bool had_plan;
+      if (!flush_pending(in, s, false, 0, 0) || !plan_settle(in, s, r + j, rn - j, &had_plan))
+        return false;
       uint64_t extra = s->extra_ns;
       s->extra_ns = 0;
       who w = who_of(m);
-      return record(in, r + j, rn - j, m->detail.p, m->detail.n, &w, m->time_ns, dur + extra,
-                    NULL);
+      if (!record(in, r + j, rn - j, m->detail.p, m->detail.n, &w, m->time_ns, dur + extra, NULL))
+        return false;
+      remember(in, s, rn - j, !had_plan); /* for a plan that comes after it */
+      return true;
     }
     if (starts(r, rn, "  parse ", &j) || starts(r, rn, "  bind ", &j)) {
       s->extra_ns += dur;

@@ -156,6 +156,9 @@ struct qp_ingest {
    * this input has logged a statement with its duration yet (events.c) */
   qp_buf plan_text;
   bool seen_statement_duration;
+  /* XXH3 of the text the last recorded statement was given (events.c: the
+   * normalization cache's key, kept for the plan that may follow) */
+  uint64_t sql_hash;
 };
 
 /* Handles one whole message (events.c). False with in->err set on a
