@@ -13,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
+#include "report_advice.h"
 #include "report_common.h"
 #include "report_svg.h"
 
@@ -96,21 +95,11 @@ static const char script[] =
     "h.addEventListener('keydown',function(e){if(e.key==='Enter'){go();}});"
     "});});})();";
 
-/* How many saved advice documents (one per advised database) the page shows. */
-#define MAX_ADVICE 8
-
-typedef struct advice_doc {
-  char *database;
-  int64_t at_ns;
-  json_t *doc; /* NULL: the document could not be read */
-} advice_doc;
-
 typedef struct page {
   FILE *f;
   qp_report *r;
   size_t n, shown;
-  advice_doc advice[MAX_ADVICE]; /* `qprof advise --save` runs in the store, newest first */
-  size_t nadvice;
+  rq_advice *advice; /* `qprof advise --save` runs in the store (report_advice.c) */
   char text[65536]; /* a query shortened or in full, before escaping */
 } page;
 
@@ -202,7 +191,7 @@ static void header(page *p, const char *window, int64_t step_s) {
         fprintf(f, "<a href=\"#%s%s\">Per %s</a>", plain ? "groups" : "by-", plain ? "" : name, name);
       }
     fputs("<a href=\"#queries\">All queries</a>", f);
-    if (p->nadvice > 0) fputs("<a href=\"#advice\">Advice</a>", f);
+    if (rq_advice_runs(p->advice) > 0) fputs("<a href=\"#advice\">Advice</a>", f);
     fputs("<a href=\"#details\">Details</a></nav>\n", f);
   }
 }
@@ -696,197 +685,6 @@ static void queries_table(page *p) {
   fputs("</tbody>\n</table>\n</section>\n", f);
 }
 
-/* ---- the advisor's findings (qprof advise --save) ------------------------------------- */
-
-static int advice_load_one(void *ud, const char *database, int64_t at_ns, const char *document) {
-  page *p = ud;
-  if (p->nadvice == MAX_ADVICE) return 1;
-  advice_doc *a = &p->advice[p->nadvice];
-  a->database = strdup(database);
-  if (a->database == NULL) return 1;
-  a->at_ns = at_ns;
-  json_error_t e;
-  a->doc = json_loads(document, 0, &e);
-  if (a->doc != NULL && !json_is_array(json_object_get(a->doc, "suggestions"))) {
-    json_decref(a->doc); /* not an advise document */
-    a->doc = NULL;
-  }
-  p->nadvice++;
-  return 0;
-}
-
-static void advice_free(page *p) {
-  for (size_t i = 0; i < p->nadvice; i++) {
-    free(p->advice[i].database);
-    json_decref(p->advice[i].doc);
-  }
-  p->nadvice = 0;
-}
-
-static const char *jtext(json_t *o, const char *key) {
-  const char *v = json_string_value(json_object_get(o, key));
-  return v != NULL ? v : "";
-}
-
-static double jnumber(json_t *o, const char *key) {
-  json_t *v = json_object_get(o, key);
-  return json_is_number(v) ? json_number_value(v) : -1;
-}
-
-/* The report's index of the query with this fingerprint (hex), or n. */
-static size_t query_index(page *p, const char *hex) {
-  uint64_t fp;
-  if (hex == NULL || !qp_fingerprint_parse(hex, &fp)) return p->n;
-  for (size_t i = 0; i < p->n; i++)
-    if (qp_report_query(p->r, i)->fingerprint == fp) return i;
-  return p->n;
-}
-
-/* A query an advice names: #N when it is in the report, else its text, shortened. */
-static void advice_query(page *p, json_t *q) {
-  size_t i = query_index(p, json_string_value(json_object_get(q, "fingerprint")));
-  if (i < p->n) {
-    qref(p, i);
-    return;
-  }
-  fputs("<code>", p->f);
-  rq_html_text(p->f, rq_shorten(jtext(q, "query"), SHORT_TEXT, p->text, sizeof p->text));
-  fputs("</code>", p->f);
-}
-
-static const char *per_day(double ms, char *buf, size_t len) {
-  if (ms < 0) return "unknown";
-  char t[40];
-  snprintf(buf, len, "%s/day", rq_dur(ms * 1e6, t, sizeof t));
-  return buf;
-}
-
-static void advice_section(page *p) {
-  if (p->nadvice == 0) return;
-  FILE *f = p->f;
-  char b[64], c[64];
-  fputs("<section id=\"advice\">\n<h2>Advisor findings</h2>\n", f);
-  for (size_t k = 0; k < p->nadvice; k++) {
-    advice_doc *a = &p->advice[k];
-    fputs("<div class=\"advice\">\n<p class=\"note\">From <code>qprof advise --save</code> on ", f);
-    rq_html_text(f, a->database);
-    fprintf(f, ", %s", rq_iso(a->at_ns, b, sizeof b));
-    if (a->doc == NULL) {
-      fputs(":</p>\n<p class=\"err\">the saved advice could not be read (not an advise "
-            "document)</p>\n</div>\n",
-            f);
-      continue;
-    }
-    fputs(" (verify: ", f);
-    rq_html_text(f, jtext(a->doc, "verify"));
-    fputs(").</p>\n", f);
-    json_t *sg = json_object_get(a->doc, "suggestions");
-    if (json_array_size(sg) == 0) {
-      fputs("<p class=\"none\">No index would help the advised queries.</p>\n", f);
-    } else {
-      fputs("<table class=\"advice-indexes\">\n<thead><tr><th>index</th><th>verified</th>"
-            "<th class=\"n\">time given back</th><th class=\"n\">size</th><th>queries</th>"
-            "<th>warning</th></tr></thead>\n<tbody>\n",
-            f);
-      size_t i;
-      json_t *x;
-      json_array_foreach(sg, i, x) {
-        fputs("<tr><td><code>", f);
-        rq_html_text(f, jtext(x, "statement"));
-        fputs("</code><br><span class=\"note\">", f);
-        rq_html_text(f, jtext(x, "reason"));
-        fputs("</span></td><td>", f);
-        rq_html_text(f, jtext(x, "how"));
-        fputs("</td>", f);
-        double saved = jnumber(x, "saved_ms_per_day");
-        num_td(f, per_day(saved, b, sizeof b), saved);
-        double size = jnumber(x, "size_bytes");
-        if (size >= 0) snprintf(c, sizeof c, "%.0f kB", size / 1024);
-        else snprintf(c, sizeof c, "unknown");
-        num_td(f, c, size);
-        fputs("<td>", f);
-        size_t j;
-        json_t *q;
-        json_array_foreach(json_object_get(x, "queries"), j, q) {
-          if (j > 0) fputs(", ", f);
-          advice_query(p, q);
-        }
-        fputs("</td><td>", f);
-        const char *w = jtext(x, "profile_warning");
-        rq_html_text(f, w[0] != '\0' ? w : jtext(x, "write_warning"));
-        fputs("</td></tr>\n", f);
-      }
-      fputs("</tbody>\n</table>\n", f);
-    }
-    /* findings that are not indexes, and statements that could not be advised on */
-    bool open = false;
-    size_t i;
-    json_t *st;
-    json_array_foreach(json_object_get(a->doc, "statements"), i, st) {
-      size_t j;
-      json_t *fd;
-      json_array_foreach(json_object_get(st, "findings"), j, fd) {
-        if (!open) fputs("<ul class=\"findings\">\n", f);
-        open = true;
-        fputs("<li>", f);
-        advice_query(p, st);
-        fputs(": <strong>", f);
-        rq_html_text(f, jtext(fd, "rule"));
-        fputs("</strong> ", f);
-        rq_html_text(f, jtext(fd, "message"));
-        const char *act = jtext(fd, "action");
-        if (act[0] != '\0') {
-          fputs(" <code>", f);
-          rq_html_text(f, act);
-          fputs("</code>", f);
-        }
-        fputs("</li>\n", f);
-      }
-      if (strcmp(jtext(st, "status"), "advised") != 0) {
-        if (!open) fputs("<ul class=\"findings\">\n", f);
-        open = true;
-        fputs("<li class=\"err\">", f);
-        advice_query(p, st);
-        fputs(": not advised on: ", f);
-        rq_html_text(f, jtext(st, "error"));
-        fputs("</li>\n", f);
-      }
-    }
-    if (open) fputs("</ul>\n", f);
-    fputs("</div>\n", f);
-  }
-  fputs("</section>\n", f);
-}
-
-/* In a query's details: the saved indexes that help it. */
-static void query_advice(page *p, uint64_t fingerprint) {
-  char hex[QP_FINGERPRINT_HEX_SIZE], b[64];
-  qp_fingerprint_hex(fingerprint, hex);
-  bool open = false;
-  for (size_t k = 0; k < p->nadvice; k++) {
-    size_t i;
-    json_t *x;
-    json_array_foreach(json_object_get(p->advice[k].doc, "suggestions"), i, x) {
-      size_t j;
-      json_t *q;
-      json_array_foreach(json_object_get(x, "queries"), j, q) {
-        uint64_t fp;
-        const char *h = json_string_value(json_object_get(q, "fingerprint"));
-        if (h == NULL || !qp_fingerprint_parse(h, &fp) || fp != fingerprint) continue;
-        if (!open) fputs("<h4>Advice</h4>\n<ul class=\"query-advice\">\n", p->f);
-        open = true;
-        fputs("<li><code>", p->f);
-        rq_html_text(p->f, jtext(x, "statement"));
-        fputs("</code> (", p->f);
-        rq_html_text(p->f, jtext(x, "how"));
-        fprintf(p->f, "): gives back %s</li>\n",
-                per_day(jnumber(q, "saved_ms_per_day"), b, sizeof b));
-      }
-    }
-  }
-  if (open) fputs("</ul>\n", p->f);
-}
-
 /* ---- details: statistics, histogram, sample ------------------------------------------ */
 
 typedef struct bin_list {
@@ -1023,7 +821,7 @@ static bool details(page *p) {
       fputs("</p>\n", f);
     }
     if (!histogram(p, i)) return false;
-    query_advice(p, s->fingerprint);
+    rq_advice_for_query(f, p->advice, s->fingerprint);
     if (s->sample != NULL) {
       fputs("<h4>Sample (the slowest execution, redacted)</h4>\n<pre class=\"sample\"><code>", f);
       rq_html_text(f, s->sample);
@@ -1042,15 +840,16 @@ bool rq_print_html(FILE *f, qp_report *r, qp_store *store, const char *window, s
   p->r = r;
   p->n = qp_report_count(r);
   p->shown = shown;
-  p->nadvice = 0;
-  /* the saved advice; a store that cannot give it only goes without (the page
-   * says nothing of advice then) */
-  if (store != NULL && p->n > 0) (void)qp_store_advice_each(store, advice_load_one, p);
+  p->advice = rq_advice_load(store, r, shown);
+  if (p->advice == NULL) {
+    free(p);
+    return false;
+  }
   chart_data d;
   bool ok = true;
   if (p->n > 0) ok = chart_load(p, &d);
   if (!ok) {
-    advice_free(p);
+    rq_advice_free(p->advice);
     free(p);
     return false;
   }
@@ -1063,7 +862,7 @@ bool rq_print_html(FILE *f, qp_report *r, qp_store *store, const char *window, s
               t->queries_in_window, t->queries_in_window == 1 ? "y" : "ies");
     else
       fputs("<p>No queries.</p>\n</body>\n</html>\n", f);
-    advice_free(p);
+    rq_advice_free(p->advice);
     free(p);
     return true;
   }
@@ -1082,14 +881,14 @@ bool rq_print_html(FILE *f, qp_report *r, qp_store *store, const char *window, s
   if (ok) fputs("</div>\n</section>\n", f);
   ok = ok && errors_section(p) && groups_section(p);
   if (ok) queries_table(p);
-  if (ok) advice_section(p);
+  if (ok) rq_advice_section(f, p->advice);
   ok = ok && details(p);
   if (ok)
     fprintf(f, "</main>\n<footer class=\"note\"><p>Written by qprof from the report model; "
                "times are UTC; percentiles are within 2%%.</p></footer>\n<script>%s</script>\n"
                "</body>\n</html>\n",
             script);
-  advice_free(p);
+  rq_advice_free(p->advice);
   free(p);
   return ok;
 }
