@@ -22,8 +22,9 @@
  * locally. A statement with placeholders ("?" of a normalized query, or
  * $n) is planned generically: PREPARE, plan_cache_mode =
  * force_generic_plan, EXPLAIN EXECUTE, DEALLOCATE (never analyzed). On
- * SQLite (no generic plan) placeholders get representative values read
- * from the table on the copy (its most common value; docs/advise.md,
+ * SQLite (no generic plan) placeholders get representative values: from
+ * the file's sqlite_stat4 samples when it has them for the column, else
+ * read from the table on the copy (its most common value; docs/advise.md,
  * "Placeholders on SQLite"), and a note says which.
  */
 #ifndef QPROF_ADVISE_H

@@ -206,6 +206,30 @@ typedef struct qp__adv_order {
 } qp__adv_order;
 bool qp__adv_order_read(const char *sql, qp__adv_order *o);
 
+/* What a representative value of a placeholder stands for (SQLite,
+ * docs/advise.md "Placeholders on SQLite"): the k-th most common value, or
+ * the one a third of the rows lie below / above. */
+typedef enum qp__adv_pick { QP__ADV_MCV = 0, QP__ADV_LOW_THIRD, QP__ADV_HIGH_THIRD } qp__adv_pick;
+
+/* The first field of an SQLite record (the file format's record: a header
+ * of serial types, then the values; a sqlite_stat4 sample is one) as an
+ * SQL literal into out: an integer, a real ("%.17g"), 'text' (quotes
+ * doubled) or X'hex'. False for NULL, a malformed or truncated record, a
+ * value that does not fit in cap, or a real that is not finite. Never
+ * reads past len; thread-safe (lib/advise/sqlite.c; fuzzed by
+ * fuzz_advise_where). */
+bool qp__adv_record_literal(const unsigned char *rec, size_t len, char *out, size_t cap);
+
+/* Of n sqlite_stat4 samples of one index, given the counts of their
+ * leading column (neq: rows equal to it, nlt: rows below it), the one a
+ * placeholder gets: for QP__ADV_MCV the k-th (0-based) most common
+ * distinct leading value (the largest neq; ties: the smallest value, the
+ * lower nlt), else the one whose nlt is nearest to rows / 3 (below) or
+ * 2 rows / 3 (above). -1 when there is none (fewer distinct values than
+ * k + 1, n == 0). */
+int qp__adv_stat4_pick(const int64_t *neq, const int64_t *nlt, size_t n, qp__adv_pick pick, int k,
+                       int64_t rows);
+
 /* The column references of one condition or output expression as
  * PostgreSQL prints it in a plan (NUL-terminated `s`; NULL: none):
  * "alias.col", or "col" alone (a single-table Output); qualified by another

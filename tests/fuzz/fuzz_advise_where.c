@@ -5,7 +5,10 @@
  * result is NUL-terminated, its length is what was returned and fits the
  * buffer; every predicate read from it names a column that fits its field;
  * an ORDER BY read has 1..ADV_MAX_KEYS terms, each a non-empty column name
- * that fits its field.
+ * that fits its field. The same input is also read as an SQLite record
+ * (qp__adv_record_literal, the sqlite_stat4 sample decoder): never past its
+ * end (the copy is exactly `size` bytes, so ASan catches a read beyond),
+ * and a literal it gives is NUL-terminated within its buffer, non-empty.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,5 +43,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
   }
   free(sql);
+  unsigned char *rec = malloc(size > 0 ? size : 1);
+  if (rec == NULL) return 0;
+  memcpy(rec, data, size);
+  char lit[64];
+  memset(lit, 'x', sizeof lit);
+  if (qp__adv_record_literal(rec, size, lit, sizeof lit) &&
+      (strnlen(lit, sizeof lit) >= sizeof lit || lit[0] == '\0'))
+    abort();
+  free(rec);
   return 0;
 }

@@ -17,6 +17,8 @@
 
 #include <sqlite3.h>
 
+#include "advise/advise_int.h"
+
 static char g_path[256], g_dsn[300];
 
 static int setup(void **state) {
@@ -245,7 +247,8 @@ static void test_placeholders(void **state) {
   assert_string_equal(s->columns, "customer_id");
   assert_true(s->cost_after * 2 <= s->cost_before);
   assert_true(has_note(r.a, "placeholders bound to representative values read from the table on "
-                            "the copy"));
+                            "the copy (the file has no sqlite_stat1 or sqlite_stat4: it was never "
+                            "ANALYZEd)"));
   /* 20000 values, 10 rows each: the smallest of the most common */
   assert_true(has_note(r.a, "customer_id = 1 (the most common value: 10 of 200000 rows)"));
   assert_non_null(strstr(qp_advice_summary_get(r.a)->plan_source, "representative values"));
@@ -273,6 +276,126 @@ static void test_placeholders(void **state) {
   same(&a, &b);
   free(a.bytes);
   free(b.bytes);
+}
+
+/* A file ANALYZEd by this machine's SQLite (Debian's libsqlite3 is built
+ * without STAT4: sqlite_stat1 only). Its values are still read from the
+ * table, and the note says why and what sqlite_stat1 says of the column's
+ * index; the copy's stat1 is read before the advisor's own ANALYZE. A
+ * file ANALYZEd by a STAT4 build could not be made here (no such build
+ * among Debian's packages): the samples' decoding and choice are tested
+ * on their own below. */
+static void test_placeholders_stat1(void **state) {
+  (void)state;
+  char path[300], dsn[320];
+  snprintf(path, sizeof path, "%s/stat1.db", qpt_tempdir());
+  snprintf(dsn, sizeof dsn, "sqlite://%s", path);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(g_path, &db), SQLITE_OK);
+  char sql[400];
+  snprintf(sql, sizeof sql, "VACUUM INTO '%s'", path);
+  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "ANALYZE", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = "
+                                          "'sqlite_stat4'", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  bool stat4 = sqlite3_column_int(st, 0) > 0;
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  if (stat4) { /* an SQLite with STAT4 after all: the test below is about stat1 only */
+    print_message("this SQLite writes sqlite_stat4: the stat1-only case is not this build's\n");
+    return;
+  }
+  qp_advise_options o;
+  qp_advise_options_init(&o);
+  qp_advice *a = NULL;
+  char err[512];
+  assert_int_equal(qp_advise_dsn(dsn, "SELECT id FROM orders WHERE ref_code = ? AND x = ?", &o, &a,
+                                 err, sizeof err), QP_OK);
+  dump(a);
+  assert_true(has_note(a, "placeholders bound to representative values read from the table on "
+                          "the copy (the file has sqlite_stat1 only, which holds no values; no "
+                          "sqlite_stat4"));
+  /* ref_code leads two indexes: the first sqlite_stat1 row of them is named */
+  assert_true(has_note(a, "ref_code = 0 (the most common value: 200 of 200000 rows) "
+                          "[sqlite_stat1 of index orders_"));
+  assert_true(has_note(a, ": 200000 rows, about 200 per value]"));
+  /* x leads no index: nothing from sqlite_stat1 */
+  assert_true(has_note(a, "x = 0 (the most common value: 2000 of 200000 rows)"));
+  assert_false(has_note(a, "x = 0 (the most common value: 2000 of 200000 rows) [sqlite_stat1"));
+  qp_advice_free(a);
+}
+
+/* The first field of a record, in the file format's encoding (records
+ * written here by hand from the documented format, not by SQLite). */
+static void test_record_literal(void **state) {
+  (void)state;
+  char out[128];
+  static const struct {
+    unsigned char rec[16];
+    size_t len;
+    const char *want; /* NULL: refused */
+  } cases[] = {
+      {{0x02, 0x01, 0x2A}, 3, "42"},
+      {{0x02, 0x02, 0xFF, 0x85}, 4, "-123"},
+      {{0x02, 0x03, 0x01, 0x00, 0x00}, 5, "65536"},
+      {{0x02, 0x04, 0x80, 0x00, 0x00, 0x00}, 6, "-2147483648"},
+      {{0x02, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00}, 8, "4294967296"},
+      {{0x02, 0x06, 0x80, 0, 0, 0, 0, 0, 0, 0}, 10, "-9223372036854775808"},
+      {{0x02, 0x08}, 2, "0"},
+      {{0x02, 0x09}, 2, "1"},
+      {{0x02, 0x07, 0x40, 0x04, 0, 0, 0, 0, 0, 0}, 10, "2.5"},
+      {{0x02, 0x07, 0x40, 0x00, 0, 0, 0, 0, 0, 0}, 10, "2.0"},
+      {{0x02, 0x07, 0x7F, 0xF0, 0, 0, 0, 0, 0, 0}, 10, NULL}, /* infinity */
+      {{0x02, 0x15, 'i', 't', '\'', 's'}, 6, "'it''s'"},
+      {{0x02, 0x10, 0xAB, 0xCD}, 4, "X'ABCD'"},
+      {{0x02, 0x0D}, 2, "''"},
+      {{0x03, 0x01, 0x09, 0x07}, 4, "7"},          /* an index key and its rowid */
+      {{0x02, 0x00}, 2, NULL},                     /* NULL */
+      {{0x02, 0x0A}, 2, NULL},                     /* reserved */
+      {{0x02, 0x15, 'a', 'b'}, 4, NULL},           /* text past the end */
+      {{0x02, 0x06, 0x01, 0x02}, 4, NULL},         /* integer past the end */
+      {{0x05, 0x01}, 2, NULL},                     /* header past the end */
+      {{0x00}, 1, NULL},
+      {{0x02, 0x81}, 2, NULL},                     /* a varint cut short */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    bool ok = qp__adv_record_literal(cases[i].rec, cases[i].len, out, sizeof out);
+    if (cases[i].want == NULL) {
+      if (ok) fail_msg("case %zu: read %s, should be refused", i, out);
+    } else {
+      if (!ok) fail_msg("case %zu: refused, want %s", i, cases[i].want);
+      assert_string_equal(out, cases[i].want);
+    }
+  }
+  /* a two-byte serial type: 60 characters of text */
+  unsigned char rec[64] = {0x03, 0x81, 0x05};
+  memset(rec + 3, 'a', 60);
+  assert_true(qp__adv_record_literal(rec, 63, out, sizeof out));
+  assert_int_equal(strlen(out), 62);
+  /* too long for the buffer: refused, not cut */
+  assert_false(qp__adv_record_literal(rec, 63, out, 40));
+}
+
+/* Which sample a placeholder gets, from the counts of the leading column. */
+static void test_stat4_pick(void **state) {
+  (void)state;
+  /* samples 1 and 2 share their leading value (same nlt and neq) */
+  const int64_t neq[] = {5, 10, 10, 3}, nlt[] = {0, 5, 5, 15};
+  assert_int_equal(qp__adv_stat4_pick(neq, nlt, 4, QP__ADV_MCV, 0, 20), 1);
+  assert_int_equal(qp__adv_stat4_pick(neq, nlt, 4, QP__ADV_MCV, 1, 20), 0);
+  assert_int_equal(qp__adv_stat4_pick(neq, nlt, 4, QP__ADV_MCV, 2, 20), 3);
+  assert_int_equal(qp__adv_stat4_pick(neq, nlt, 4, QP__ADV_MCV, 3, 20), -1);
+  assert_int_equal(qp__adv_stat4_pick(neq, nlt, 4, QP__ADV_LOW_THIRD, 0, 20), 1);
+  assert_int_equal(qp__adv_stat4_pick(neq, nlt, 4, QP__ADV_HIGH_THIRD, 0, 20), 3);
+  assert_int_equal(qp__adv_stat4_pick(neq, nlt, 0, QP__ADV_MCV, 0, 20), -1);
+  /* equal counts: the smaller value (the lower nlt) first */
+  const int64_t neq2[] = {4, 4}, nlt2[] = {8, 2};
+  assert_int_equal(qp__adv_stat4_pick(neq2, nlt2, 2, QP__ADV_MCV, 0, 20), 1);
+  assert_int_equal(qp__adv_stat4_pick(neq2, nlt2, 2, QP__ADV_MCV, 1, 20), 0);
 }
 
 /* lower(email) = ...: an index on the expression (SQLite matches it with or
@@ -333,6 +456,8 @@ int main(void) {
       cmocka_unit_test(test_like_nocase),    cmocka_unit_test(test_no_advice),
       cmocka_unit_test(test_refused),        cmocka_unit_test(test_placeholders),
       cmocka_unit_test(test_expression),     cmocka_unit_test(test_top_n),
+      cmocka_unit_test(test_placeholders_stat1), cmocka_unit_test(test_record_literal),
+      cmocka_unit_test(test_stat4_pick),
   };
   int rc = cmocka_run_group_tests(tests, setup, NULL);
   qpt_tempdirs_remove(NULL);
