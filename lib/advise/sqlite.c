@@ -297,9 +297,20 @@ bool qp__adv_order_read(const char *sql, qp__adv_order *o) {
   return ok && limit && o->n > 0;
 }
 
-/* Candidates from one plan line. */
+/* Whether table `table` of the copy has column `col`. */
+static bool table_has_column(qp_conn *c, const char *table, const char *col) {
+  qp_param p[2] = {qp_param_text(table), qp_param_text(col)};
+  qp_result *r = NULL;
+  bool found = qp__conn_exec_quiet(c, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 "
+                                   "COLLATE NOCASE", p, 2, &r) == QP_OK && qp_result_rows(r) > 0;
+  qp_result_free(r);
+  return found;
+}
+
+/* Candidates from one plan line. single: the statement reads one table;
+ * outer: this line is the plan's first (outermost) loop. */
 static void sq_line(adv_ctx *x, qp_conn *c, const char *detail, const qp__cond *conds, size_t nc,
-                    const sq_run *base, bool single, const qp__adv_order *ord) {
+                    const sq_run *base, bool single, bool outer, const qp__adv_order *ord) {
   char name[ADV_NAME], table[ADV_NAME];
   bool automatic = false;
   const char *cols = NULL;
@@ -381,13 +392,19 @@ static void sq_line(adv_ctx *x, qp_conn *c, const char *detail, const qp__cond *
       }
     }
     const char *rule = "seq_scan_filter";
-    if (ord != NULL && single) {
+    if (ord != NULL && (single || outer)) {
       /* ORDER BY ... LIMIT on this table: equality columns, then the sort
-       * keys, read in order and stopped at the LIMIT */
+       * keys, read in order and stopped at the LIMIT. In a join only on
+       * the outermost loop: SQLite's nested loops keep its order, so an
+       * index in the sort order lets it read that table in order and stop
+       * once the LIMIT has its joined rows (the measured run decides). An
+       * unqualified sort key in a join is this table's when it has that
+       * column (else SQLite would have called it ambiguous or another's). */
       bool mine = true;
       for (int k = 0; k < ord->n && mine; k++)
-        mine = !ord->qual[k][0] || strcasecmp(ord->qual[k], name) == 0 ||
-               strcasecmp(ord->qual[k], table) == 0;
+        mine = ord->qual[k][0] ? strcasecmp(ord->qual[k], name) == 0 ||
+                                     strcasecmp(ord->qual[k], table) == 0
+                               : single || table_has_column(c, table, ord->col[k]);
       if (mine && cand.nkeys + ord->n <= ADV_MAX_KEYS) {
         for (int k = 0; k < ord->n; k++) {
           char q[ADV_NAME];
@@ -395,10 +412,17 @@ static void sq_line(adv_ctx *x, qp_conn *c, const char *detail, const qp__cond *
           qp__adv_fmt(cand.keys[cand.nkeys++], ADV_KEY, "%s%s", q, ord->desc[k] ? " DESC" : "");
         }
         qp__adv_fmt(cand.rule, sizeof cand.rule, "top_n");
-        qp__adv_fmt(cand.reason, sizeof cand.reason,
-                    "ORDER BY ... LIMIT on %s sorts every row it reads into a temporary b-tree "
-                    "(%s, %lld sorts) to return the first few; an index in the sort order reads "
-                    "only those", tb->qual, detail, (long long)base->sorts);
+        if (single)
+          qp__adv_fmt(cand.reason, sizeof cand.reason,
+                      "ORDER BY ... LIMIT on %s sorts every row it reads into a temporary "
+                      "b-tree (%s, %lld sorts) to return the first few; an index in the sort "
+                      "order reads only those", tb->qual, detail, (long long)base->sorts);
+        else
+          qp__adv_fmt(cand.reason, sizeof cand.reason,
+                      "ORDER BY ... LIMIT on %s, the outer table of the join (%s), sorts every "
+                      "joined row into a temporary b-tree (%lld sorts) to return the first few; "
+                      "an index in the sort order reads %s in order and stops at the LIMIT",
+                      tb->qual, detail, (long long)base->sorts, tb->qual);
         cand.group = qp__adv_next_group(x);
         qp__adv_add_group(x, &cand);
         return;
@@ -1072,6 +1096,7 @@ static void sq_advise_on(adv_ctx *x, qp_conn *c) {
       if (memmem(l, ll, " SCAN ", 6) || memmem(l, ll, " SEARCH ", 8)) nscan++;
       l += ll + (e != NULL);
     }
+    bool seen_scan = false;
     for (const char *l = base.plan; *l;) {
       const char *e = strchr(l, '\n');
       size_t ll = e ? (size_t)(e - l) : strlen(l);
@@ -1080,7 +1105,10 @@ static void sq_advise_on(adv_ctx *x, qp_conn *c) {
       /* "id parent detail" */
       char *d = strchr(line, ' ');
       d = d ? strchr(d + 1, ' ') : NULL;
-      if (d != NULL) sq_line(x, c, d + 1, conds, nc, &base, nscan <= 1, topn ? &ord : NULL);
+      bool scan = memmem(l, ll, " SCAN ", 6) || memmem(l, ll, " SEARCH ", 8);
+      if (d != NULL)
+        sq_line(x, c, d + 1, conds, nc, &base, nscan <= 1, scan && !seen_scan, topn ? &ord : NULL);
+      seen_scan |= scan;
       if (strstr(line, "USE TEMP B-TREE") != NULL && base.sorts > 0) {
         adv_finding f;
         memset(&f, 0, sizeof f);
@@ -1090,7 +1118,7 @@ static void sq_advise_on(adv_ctx *x, qp_conn *c) {
                     "sorts)", (long long)base.sorts);
         qp__adv_fmt(f.action, sizeof f.action, "an index in the ORDER BY / GROUP BY order "
                     "would avoid it (suggested, rule top_n, for ORDER BY ... LIMIT on one "
-                    "table; not for GROUP BY or a join)");
+                    "table or on the outer table of a join; not for GROUP BY)");
         qp__adv_finding(x, &f);
       }
       l += ll + (e != NULL);

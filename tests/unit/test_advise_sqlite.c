@@ -422,7 +422,8 @@ static void test_expression(void **state) {
 }
 
 /* ORDER BY ... LIMIT sorted into a temporary b-tree: equality columns, then
- * the sort keys with their direction; without LIMIT the filter rule. */
+ * the sort keys with their direction, on one table or on the outer table
+ * of a join; without LIMIT the filter rule. */
 static void test_top_n(void **state) {
   (void)state;
   res r = advise("SELECT id, email FROM orders ORDER BY customer_id DESC LIMIT 10", false);
@@ -442,6 +443,32 @@ static void test_top_n(void **state) {
   r = advise("SELECT id FROM orders WHERE x = ? ORDER BY customer_id DESC LIMIT ?", false);
   s = only(&r, "top_n");
   assert_string_equal(s->columns, "x, customer_id DESC");
+  qp_advice_free(r.a);
+  /* a join: items is the outer loop (orders is searched by its rowid for
+   * each item) and the ORDER BY is on it: read items in qty order and stop
+   * at 10 joined rows */
+  r = advise("SELECT i.qty, o.email FROM items i JOIN orders o ON o.id = i.order_id "
+             "ORDER BY i.qty DESC LIMIT 10", false);
+  s = only(&r, "top_n");
+  assert_string_equal(s->table, "items");
+  assert_string_equal(s->columns, "qty DESC");
+  assert_non_null(strstr(s->reason, "the outer table of the join"));
+  assert_true(s->cost_after * 2 <= s->cost_before);
+  qp_advice_free(r.a);
+  /* unqualified, the same: qty is only items' */
+  r = advise("SELECT qty, email FROM items i JOIN orders o ON o.id = i.order_id "
+             "ORDER BY qty DESC LIMIT 10", false);
+  s = only(&r, "top_n");
+  assert_string_equal(s->columns, "qty DESC");
+  qp_advice_free(r.a);
+  /* the ORDER BY on the inner table (orders, searched per item): no order
+   * an index could give the join, no top_n */
+  r = advise("SELECT o.id, i.qty FROM orders o JOIN items i ON i.order_id = o.id "
+             "ORDER BY o.customer_id DESC LIMIT 10", false);
+  assert_int_equal(r.st, QP_OK);
+  dump(r.a);
+  for (size_t i = 0; i < qp_advice_index_count(r.a); i++)
+    assert_string_not_equal(qp_advice_index_at(r.a, i)->rule, "top_n");
   qp_advice_free(r.a);
   /* no LIMIT: every matching row is returned, the filter decides */
   r = advise("SELECT id FROM orders WHERE x = 3 ORDER BY customer_id DESC", false);
