@@ -584,6 +584,20 @@ static qp_status sq_marks_find(qp_store *s, int64_t device, int64_t inode, uint6
   return QP_OK;
 }
 
+/* The order of the statistics table's key: bucket, then the fingerprint as
+ * the signed integer the store keeps, then the dimensions. */
+static int entry_cmp(const void *pa, const void *pb) {
+  const qp_entry *a = *(const qp_entry *const *)pa, *b = *(const qp_entry *const *)pb;
+  if (a->bucket != b->bucket) return a->bucket < b->bucket ? -1 : 1;
+  int64_t fa = (int64_t)a->fingerprint, fb = (int64_t)b->fingerprint;
+  if (fa != fb) return fa < fb ? -1 : 1;
+  int c = strcmp(a->database, b->database);
+  if (c == 0) c = strcmp(a->user, b->user);
+  if (c == 0) c = strcmp(a->application, b->application);
+  if (c == 0) c = strcmp(a->host, b->host);
+  return c;
+}
+
 static qp_status sq_write(qp_store *s, const qp_entry *list, const qp_drop *drop) {
   sq_store *q = s->impl;
   if (s->mode != QP_STORE_WRITE)
@@ -591,8 +605,24 @@ static qp_status sq_write(qp_store *s, const qp_entry *list, const qp_drop *drop
   qp_status rc = sq_exec(s, q->db, "BEGIN IMMEDIATE", "cannot begin a flush");
   if (rc != QP_OK) return rc;
   if (drop != NULL && drop->n > 0) rc = write_drop(s, q, drop);
-  for (const qp_entry *e = list; rc == QP_OK && e != NULL; e = e->next)
-    if (!e->ignored && (e->st.calls > 0 || e->st.cache_hits > 0)) rc = write_entry(s, q, e);
+  /* In key order, so that each level's rows and the texts go into their
+   * B-trees one after another instead of at random pages; when the array
+   * cannot be had, in list order. */
+  size_t n = 0;
+  for (const qp_entry *e = list; e != NULL; e = e->next)
+    if (!e->ignored && (e->st.calls > 0 || e->st.cache_hits > 0)) n++;
+  const qp_entry **order = n > 1 ? qp__malloc(&s->hooks, n * sizeof *order) : NULL;
+  if (order != NULL) {
+    size_t i = 0;
+    for (const qp_entry *e = list; e != NULL; e = e->next)
+      if (!e->ignored && (e->st.calls > 0 || e->st.cache_hits > 0)) order[i++] = e;
+    qsort(order, n, sizeof *order, entry_cmp);
+    for (size_t k = 0; rc == QP_OK && k < n; k++) rc = write_entry(s, q, order[k]);
+    qp__free(&s->hooks, order);
+  } else {
+    for (const qp_entry *e = list; rc == QP_OK && e != NULL; e = e->next)
+      if (!e->ignored && (e->st.calls > 0 || e->st.cache_hits > 0)) rc = write_entry(s, q, e);
+  }
   int64_t mark_id = s->mark ? s->mark->id : 0;
   if (rc == QP_OK && s->mark != NULL) rc = write_mark(s, q, s->mark);
   if (rc == QP_OK) rc = sq_exec(s, q->db, "COMMIT", "cannot commit a flush");
