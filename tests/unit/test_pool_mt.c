@@ -211,8 +211,11 @@ static void test_timeouts_honoured_under_contention(void **state) {
     pthread_join(th[i], NULL);
     assert_int_equal(t[i].st, QP_EXHAUSTED);
     assert_true(t[i].took_ms >= (uint64_t)t[i].timeout_ms);
-    /* TSan slows everything down; still well within 50 ms without it */
-    assert_true(t[i].took_ms < (uint64_t)t[i].timeout_ms + 50);
+    /* Bounded by its own timeout, not by the held lease (never released
+     * here) nor the pool's 10 s connect timeout. The slack is for a loaded
+     * two-core machine (a 50 ms bound failed at load average 13) and TSan;
+     * quiet runs take under 5 ms beyond the timeout. */
+    assert_true(t[i].took_ms < (uint64_t)t[i].timeout_ms + 500);
   }
   qp_pool_stats s = QP_POOL_STATS_INIT;
   qp_pool_stats_get(p, &s);
