@@ -427,6 +427,7 @@ const qp_store_ops qp__pg_store_ops = {
     .bucket_range = qp__pg_bucket_range,
     .scan = qp__pg_scan,
     .bucket_before = qp__pg_bucket_before,
+    .bucket_last_seen = qp__pg_bucket_last_seen,
     .query_text = qp__pg_query_text,
     .query_texts = qp__pg_query_texts,
     .marks_find = qp__pg_marks_find,

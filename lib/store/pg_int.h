@@ -145,6 +145,7 @@ qp_status qp__pg_advice_put(qp_store *s, const char *database, int64_t at_ns, co
 qp_status qp__pg_bucket_range(qp_store *s, int level, int64_t *first, int64_t *last, bool *empty);
 qp_status qp__pg_scan(qp_store *s, int level, int64_t lo, int64_t hi, qp_row_fn fn, void *ud);
 qp_status qp__pg_bucket_before(qp_store *s, int64_t t_s, int64_t *bucket, bool *found);
+qp_status qp__pg_bucket_last_seen(qp_store *s, int64_t bucket, int64_t *last_ns, bool *found);
 qp_status qp__pg_query_text(qp_store *s, uint64_t fingerprint, qp_buf *query, qp_buf *sample,
                             bool *has_sample, bool *found);
 qp_status qp__pg_query_texts(qp_store *s, const uint64_t *fps, size_t n, qp_text_fn fn, void *ud);

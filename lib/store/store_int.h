@@ -82,6 +82,12 @@ typedef struct qp_store_ops {
   /* The start of the last level-0 bucket that starts before t_s; *found
    * false when none. May be NULL (then no rounding is detected). */
   qp_status (*bucket_before)(qp_store *s, int64_t t_s, int64_t *bucket, bool *found);
+  /* The latest last_seen_ns of the rows of level-0 bucket `bucket` that
+   * count (calls or cache hits), deltas included; *found false when it has
+   * none. What a scan of that bucket would find, without handing out its
+   * rows: a store across a network answers it in one statement. May be NULL
+   * (then the bucket is scanned). */
+  qp_status (*bucket_last_seen)(qp_store *s, int64_t bucket, int64_t *last_ns, bool *found);
   /* Normalized text and sample of a fingerprint into the buffers (sample
    * left empty with *has_sample false when none); *found false when unknown. */
   qp_status (*query_text)(qp_store *s, uint64_t fingerprint, qp_buf *query, qp_buf *sample,

@@ -290,6 +290,8 @@ int main(int argc, char **argv) {
   check_calls("--since 2026-11-20T06:17Z --until 2026-11-20T18:43Z", nbuckets >= 1140 ? 746 : 0);
   printf("store: PostgreSQL, %d fingerprints x %d one-minute buckets x %d hosts\n", nfp, nbuckets,
          nhosts);
+  fflush(stdout);
+  bench_sh("date -u '+%%Y-%%m-%%d %%H:%%M:%%S UTC'; uptime"); /* the machine's state, said */
   printf("%-52s %10s %10s %11s\n", "", "wall", "cpu", "peak RSS");
   time_cli("qprof report (all time, text, top 20)", "");
   time_cli("qprof report --format json (all time, all rows)", "--format json --limit 0");
@@ -300,6 +302,8 @@ int main(int argc, char **argv) {
            "--since 2026-11-20T06:00Z --until 2026-11-20T18:00Z");
   time_cli("qprof report --since 06:17 --until 18:43 (edges)",
            "--since 2026-11-20T06:17Z --until 2026-11-20T18:43Z");
+  fflush(stdout);
+  bench_sh("date -u '+%%Y-%%m-%%d %%H:%%M:%%S UTC'; uptime");
   if (g_env[0]) bench_sh("sh '%s/tests/support/pgcluster.sh' stop '%s' >/dev/null", QP_SOURCE_DIR, g_env);
   return 0;
 }
