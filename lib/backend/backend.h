@@ -130,6 +130,17 @@ enum {
  * cascades included): database ("main", "temp", an attached name), table. */
 typedef void (*qp__change_fn)(void *ud, const char *db, const char *table);
 
+/* What the reach of a table name is (qp__cache_ops.reach). */
+enum {
+  QP__REACH_WRITE = 1,     /* add(): a write to the name reaches this table */
+  QP__REACH_READ = 2,      /* add(): a read of the name depends on this table */
+  QP__REACH_WRITE_ALL = 4, /* result: a write may reach any table (flush) */
+  QP__REACH_READ_ALL = 8,  /* result: a read may depend on any table */
+  QP__REACH_READ_NEVER = 16 /* result: reads must not be cached (a view over a
+                             * temporary, unlogged, foreign or catalog relation) */
+};
+typedef void (*qp__reach_fn)(void *ud, int which, const char *table);
+
 /* What the result cache (lib/cache) asks a backend; each call runs on the
  * lease holder's thread, is never recorded and never touches the session
  * tracking or the statement cache. */
@@ -159,6 +170,15 @@ typedef struct qp__cache_ops {
   /* Installs fn as the connection's row-change callback (kept across
    * resets); NULL fn removes it. NULL: the backend cannot see row changes. */
   void (*watch)(qp__bconn *b, qp__change_fn fn, void *ud);
+  /* For a name `table` answered 2 (wide): the table names a write to it can
+   * reach (itself, cascading foreign keys, its triggers' writes, its
+   * inheritance family, a view's base tables) and those a read of it
+   * depends on (a view's base tables, the tables its row-level security
+   * policies read), each by add(ud, QP__REACH_WRITE or QP__REACH_READ,
+   * name), transitively; returns the QP__REACH_*_ALL/NEVER bits that hold
+   * (0: both lists are complete), or -1 on failure. NULL: a wide name stays
+   * wide (writes flush the server, reads depend on every write). */
+  int (*reach)(qp__bconn *b, const char *table, qp__reach_fn add, void *ud);
 } qp__cache_ops;
 
 struct qp__backend_ops {

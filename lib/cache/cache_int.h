@@ -32,10 +32,21 @@ typedef struct qc_session qc_session;
 typedef enum qc_table_kind {
   QC_TABLE_UNRESOLVED = 0,
   QC_TABLE_PLAIN = 1,  /* a plain table: its writes reach only itself */
-  QC_TABLE_WIDE = 2,   /* view, inheritance, triggers, rules, FKs: reads depend on any write,
-                        * writes flush the server */
+  QC_TABLE_WIDE = 2,   /* view, inheritance, triggers, rules, FKs, RLS: writes reach and
+                        * reads depend on more than itself: the reach below, or (without
+                        * one) reads depend on any write and writes flush the server */
   QC_TABLE_REFUSE = 3, /* temporary, unlogged, unknown: never cached */
 } qc_table_kind;
+
+/* The reach of a WIDE table name (backends with a reach question): the
+ * tables a write to it moves and those a read of it depends on, itself
+ * included. wall: a write flushes the server's entries instead; rall: a
+ * read depends on every write instead; rnever: reads are not cached. */
+typedef struct qc_reach {
+  bool known, wall, rall, rnever;
+  uint8_t nwr, nrd;
+  qc_table *wr[QP_STMT_MAX_TABLES], *rd[QP_STMT_MAX_TABLES];
+} qc_reach;
 
 /* One table name of one server (schema dropped, lower-cased: writes to
  * s1.t and s2.t move one counter, which over-invalidates but never misses).
@@ -47,6 +58,7 @@ struct qc_table {
   qc_table_kind kind;   /* under server->mu */
   uint64_t kind_epoch;  /* server schema epoch when kind was resolved */
   uint64_t kind_until;  /* resolution expires (foreign DDL) */
+  qc_reach reach;       /* of a WIDE name, resolved with kind (under server->mu) */
   char name[QP_STMT_NAME_MAX];
 };
 

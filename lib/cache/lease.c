@@ -182,23 +182,76 @@ static bool ensure_identity(qp_conn *c, qc_conn *cc) {
 
 /* ---- what a statement is on this server --------------------------------- */
 
-static int table_kind(qp_conn *c, qc_table *t) {
+typedef struct reach_acc {
+  qp_cache *cache;
+  qc_server *s;
+  qc_reach r;
+} reach_acc;
+
+/* a name the backend says a write reaches or a read depends on */
+static void reach_add(void *ud, int which, const char *name) {
+  reach_acc *a = ud;
+  bool w = which == QP__REACH_WRITE;
+  qc_table **v = w ? a->r.wr : a->r.rd;
+  uint8_t *n = w ? &a->r.nwr : &a->r.nrd;
+  qc_table *t = qc_table_add(a->cache, a->s, name);
+  if (t == NULL || *n == QP_STMT_MAX_TABLES) {
+    if (w) a->r.wall = true;
+    else a->r.rall = true;
+    return;
+  }
+  for (uint8_t i = 0; i < *n; i++)
+    if (v[i] == t) return;
+  v[(*n)++] = t;
+}
+
+/* What t is on its server, resolved once per schema epoch and TTL; *reach
+ * gets the reach of a WIDE name (known false: none, reads depend on every
+ * write and writes flush). */
+static int table_kind(qp_conn *c, qc_table *t, qc_reach *reach) {
   qc_server *s = t->server;
   uint64_t now = qp__now_ns(), epoch = atomic_load(&s->schema);
   pthread_mutex_lock(&s->mu);
   int k = t->kind;
   bool valid = k != QC_TABLE_UNRESOLVED && t->kind_epoch == epoch && now < t->kind_until;
+  if (valid) *reach = t->reach;
   pthread_mutex_unlock(&s->mu);
   if (valid) return k;
   k = cops(c)->table(c->b, t->name);
   if (k == 0) return 0; /* failure: not remembered */
   qp_cache *cache = cache_of(c);
+  reach_acc acc;
+  memset(&acc, 0, sizeof acc);
+  acc.cache = cache;
+  acc.s = s;
+  if (k == QC_TABLE_WIDE && cops(c)->reach != NULL) {
+    int fl = cops(c)->reach(c->b, t->name, reach_add, &acc);
+    if (fl >= 0) {
+      acc.r.known = true;
+      acc.r.wall |= (fl & QP__REACH_WRITE_ALL) != 0;
+      acc.r.rall |= (fl & QP__REACH_READ_ALL) != 0;
+      acc.r.rnever = (fl & QP__REACH_READ_NEVER) != 0;
+    } else {
+      memset(&acc.r, 0, sizeof acc.r); /* stays wide */
+    }
+  }
   pthread_mutex_lock(&s->mu);
   t->kind = (qc_table_kind)k;
+  t->reach = acc.r;
   t->kind_epoch = epoch;
   t->kind_until = now + (cache->ttl_ns ? cache->ttl_ns : UINT64_MAX / 2);
   pthread_mutex_unlock(&s->mu);
+  *reach = acc.r;
   return k;
+}
+
+/* Adds t to v[0..*n) once; false when full. */
+static bool tables_add(qc_table **v, size_t *n, qc_table *t) {
+  for (size_t i = 0; i < *n; i++)
+    if (v[i] == t) return true;
+  if (*n == QP_STMT_MAX_TABLES) return false;
+  v[(*n)++] = t;
+  return true;
 }
 
 static int func_state(qp_conn *c, qc_server *s, const char *name) {
@@ -271,10 +324,19 @@ static void resolve(qp_conn *c, qc_conn *cc, const char *sql, size_t len, qc_stm
                    info.creates_temp;
     for (size_t i = 0; i < info.nwrite && !m->write_all; i++) {
       qc_table *t = qc_table_add(cache, s, info.write[i]);
-      int k = t ? table_kind(c, t) : 0;
-      if (k == 0) m->write_all = true;
-      else if (k == QC_TABLE_WIDE) m->write_wide = true;
-      else if (k == QC_TABLE_PLAIN) m->wr[m->nwrite++] = t;
+      qc_reach r;
+      int k = t ? table_kind(c, t, &r) : 0;
+      if (k == 0) {
+        m->write_all = true;
+      } else if (k == QC_TABLE_WIDE) {
+        /* the tables its reach names, or (unknown, "all") the server's
+         * entries */
+        if (!r.known || r.wall) m->write_wide = true;
+        for (size_t j = 0; r.known && !r.wall && j < r.nwr; j++)
+          if (!tables_add(m->wr, &m->nwrite, r.wr[j])) m->write_wide = true;
+      } else if (k == QC_TABLE_PLAIN && !tables_add(m->wr, &m->nwrite, t)) {
+        m->write_wide = true;
+      }
       /* REFUSE (temporary, unlogged): never cached, nothing to bump */
     }
     if (m->write_all) m->nwrite = 0;
@@ -313,14 +375,19 @@ static void resolve(qp_conn *c, qc_conn *cc, const char *sql, size_t len, qc_stm
         break;
       }
       qc_table *t = qc_table_add(cache, s, info.read[i]);
-      int k = t ? table_kind(c, t) : 0;
+      qc_reach r;
+      int k = t ? table_kind(c, t, &r) : 0;
       if (k == 0) refuse_if(m, QP_CACHE_REFUSED_UNKNOWN);
-      else if (k == QC_TABLE_REFUSE) refuse_if(m, QP_CACHE_REFUSED_TEMP);
-      else {
+      else if (k == QC_TABLE_REFUSE || (k == QC_TABLE_WIDE && r.known && r.rnever))
+        refuse_if(m, QP_CACHE_REFUSED_TEMP);
+      else if (k == QC_TABLE_WIDE && r.known && !r.rall) {
+        /* a view's base tables, the tables its policies read: a write
+         * that reaches any of them moves its version */
+        for (size_t j = 0; j < r.nrd; j++)
+          if (!tables_add(m->rd, &m->nread, r.rd[j])) m->wide = true;
+      } else {
         if (k == QC_TABLE_WIDE) m->wide = true;
-        bool dup = false;
-        for (size_t j = 0; j < m->nread; j++) dup |= m->rd[j] == t;
-        if (!dup) m->rd[m->nread++] = t;
+        if (!tables_add(m->rd, &m->nread, t)) m->wide = true;
       }
     }
   }
