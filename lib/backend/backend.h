@@ -136,8 +136,10 @@ enum {
   QP__REACH_READ = 2,      /* add(): a read of the name depends on this table */
   QP__REACH_WRITE_ALL = 4, /* result: a write may reach any table (flush) */
   QP__REACH_READ_ALL = 8,  /* result: a read may depend on any table */
-  QP__REACH_READ_NEVER = 16 /* result: reads must not be cached (a view over a
-                             * temporary, unlogged, foreign or catalog relation) */
+  QP__REACH_READ_NEVER = 16,    /* result: reads must not be cached (a view over a
+                                 * temporary, unlogged or foreign relation, a sequence) */
+  QP__REACH_READ_VOLATILE = 32, /* result: a view calls a function that is not immutable */
+  QP__REACH_READ_CATALOG = 64   /* result: a view reads a system catalog */
 };
 typedef void (*qp__reach_fn)(void *ud, int which, const char *table);
 
@@ -175,7 +177,7 @@ typedef struct qp__cache_ops {
    * inheritance family, a view's base tables) and those a read of it
    * depends on (a view's base tables, the tables its row-level security
    * policies read), each by add(ud, QP__REACH_WRITE or QP__REACH_READ,
-   * name), transitively; returns the QP__REACH_*_ALL/NEVER bits that hold
+   * name), transitively; returns the other QP__REACH_* bits that hold
    * (0: both lists are complete), or -1 on failure. NULL: a wide name stays
    * wide (writes flush the server, reads depend on every write). */
   int (*reach)(qp__bconn *b, const char *table, qp__reach_fn add, void *ud);

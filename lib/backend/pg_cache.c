@@ -66,14 +66,23 @@ static void base_lower(const char *name, char *out, size_t cap) {
  * that name that is not a plain logged table makes the name wide (its reach
  * is resolved below) or never cached. relhastriggers covers foreign keys
  * (their checks are triggers on both tables) as well as user triggers; an
- * inheritance child (not a partition) is seen in pg_inherits only. */
+ * inheritance child (not a partition) is seen in pg_inherits only, and a
+ * default or check that calls a user function that is not immutable (it
+ * may write anything) in pg_depend. */
 static const char table_sql[] =
     "SELECT count(*), "
     "count(*) FILTER (WHERE c.relpersistence <> 'p' OR c.relkind IN ('S', 'f') "
     "OR n.nspname IN ('pg_catalog', 'information_schema') OR n.nspname LIKE 'pg_temp%'), "
     "count(*) FILTER (WHERE c.relkind <> 'r' OR c.relhastriggers OR c.relhasrules "
     "OR c.relhassubclass OR c.relispartition OR c.relrowsecurity "
-    "OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)) "
+    "OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid) "
+    "OR EXISTS (SELECT 1 FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid "
+    "WHERE d.refclassid = 'pg_proc'::regclass AND p.provolatile <> 'i' "
+    "AND p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace) "
+    "AND ((d.classid = 'pg_attrdef'::regclass AND d.objid IN "
+    "(SELECT a.oid FROM pg_attrdef a WHERE a.adrelid = c.oid)) "
+    "OR (d.classid = 'pg_constraint'::regclass AND d.objid IN "
+    "(SELECT k.oid FROM pg_constraint k WHERE k.conrelid = c.oid))))) "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE lower(c.relname) = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')";
 
@@ -177,7 +186,9 @@ static PGresult *run_rows(qp__bconn *b, const char *sql, const char *arg) {
 
 /* One row per edge from the relations named $1: f family (ancestors and
  * descendants), c a table a cascading foreign key writes, v a view's base
- * relation, p a relation a policy reads, r a rule that is not a view's
+ * relation, d a view's definition (pg_depend does not record what it
+ * reads of pg_catalog, nor its built-in functions), p a relation a policy
+ * reads, r a rule that is not a view's
  * _RETURN, x a user function that is not immutable called by a default,
  * check, trigger condition or policy (writes may reach anything), q one
  * called by a view or a policy (reads may depend on anything). The third
@@ -219,6 +230,7 @@ static const char edges_sql[] =
     "OR (d.classid = 'pg_trigger'::regclass AND d.objid IN (SELECT t.oid FROM pg_trigger t "
     "WHERE t.tgrelid IN (SELECT oid FROM r) AND t.tgfoid <> d.refobjid)) "
     "OR (d.classid = 'pg_policy'::regclass AND d.objid IN (SELECT oid FROM pol))) "
+    "UNION ALL SELECT 'd', pg_get_viewdef(r.oid), false FROM r WHERE r.relkind = 'v' "
     "UNION ALL SELECT 'q', '', false FROM pg_depend d WHERE d.refclassid = 'pg_proc'::regclass "
     "AND d.refobjid IN (SELECT oid FROM ufn) AND ("
     "(d.classid = 'pg_policy'::regclass AND d.objid IN (SELECT oid FROM pol)) "
@@ -238,6 +250,42 @@ static const char calls_sql[] =
     "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
     "WHERE lower(p.proname) = ANY (string_to_array($1, E'\\n')) AND p.provolatile <> 'i' "
     "AND n.nspname NOT IN ('pg_catalog', 'information_schema')";
+
+/* Whether any of the names ($1, one a line) is a function that is not
+ * immutable, in any schema. */
+static const char volatile_sql[] =
+    "SELECT count(*) FROM pg_proc p WHERE lower(p.proname) = ANY (string_to_array($1, E'\\n')) "
+    "AND p.provolatile <> 'i'";
+
+/* What a view's definition says about its reads (QP__REACH_READ_* bits, or
+ * -1 on failure): the classifier finds catalogs, volatile built-ins and
+ * the functions it calls, the server says which of those are not
+ * immutable. */
+static int view_reads(qp__bconn *b, const char *def) {
+  qp_stmt_info info;
+  info.size = sizeof info;
+  qp_sql_classify(QP_DIALECT_POSTGRES, def, strlen(def), &info);
+  if (info.kind != QP_STMT_SELECT || !info.read_only || info.volatile_fn || info.funcs_truncated)
+    return QP__REACH_READ_VOLATILE;
+  if (info.system_catalog) return QP__REACH_READ_CATALOG;
+  if (info.nfuncs == 0) return 0;
+  char calls[QP_STMT_MAX_FUNCS * QP_STMT_NAME_MAX + QP_STMT_MAX_FUNCS];
+  size_t n = 0;
+  for (size_t i = 0; i < info.nfuncs; i++) {
+    char base[QP_STMT_NAME_MAX];
+    base_lower(info.funcs[i], base, sizeof base);
+    size_t l = strlen(base);
+    if (n) calls[n++] = '\n';
+    memcpy(calls + n, base, l);
+    n += l;
+  }
+  calls[n] = '\0';
+  PGresult *r = run(b, volatile_sql, calls);
+  if (r == NULL) return -1;
+  long bad = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return bad > 0 ? QP__REACH_READ_VOLATILE : 0;
+}
 
 /* Built-in trigger functions: the foreign-key ones (whose writes are the
  * cascades read from pg_constraint) and those that write nothing but the
@@ -429,6 +477,14 @@ static int pg_reach(qp__bconn *b, const char *table, qp__reach_fn add, void *ud)
     for (int k = 0; k < PQntuples(r); k++) {
       char e = PQgetvalue(r, k, 0)[0];
       if (e == 'q') flags |= QP__REACH_READ_ALL;
+      if (e == 'd') {
+        int v = view_reads(b, PQgetvalue(r, k, 1));
+        if (v < 0) {
+          PQclear(r);
+          return -1;
+        }
+        flags |= v;
+      }
       if (e != 'v' && e != 'p') continue;
       if (PQgetvalue(r, k, 2)[0] == 't') flags |= QP__REACH_READ_NEVER;
       if (names_add(&rd, PQgetvalue(r, k, 1)) < 0) flags |= QP__REACH_READ_ALL;

@@ -41,9 +41,11 @@ typedef enum qc_table_kind {
 /* The reach of a WIDE table name (backends with a reach question): the
  * tables a write to it moves and those a read of it depends on, itself
  * included. wall: a write flushes the server's entries instead; rall: a
- * read depends on every write instead; rnever: reads are not cached. */
+ * read depends on every write instead; refuse: reads are not cached, for
+ * that qp_cache_refusal (-1: they may be). */
 typedef struct qc_reach {
-  bool known, wall, rall, rnever;
+  bool known, wall, rall;
+  int8_t refuse;
   uint8_t nwr, nrd;
   qc_table *wr[QP_STMT_MAX_TABLES], *rd[QP_STMT_MAX_TABLES];
 } qc_reach;

@@ -222,6 +222,7 @@ static int table_kind(qp_conn *c, qc_table *t, qc_reach *reach) {
   qp_cache *cache = cache_of(c);
   reach_acc acc;
   memset(&acc, 0, sizeof acc);
+  acc.r.refuse = -1;
   acc.cache = cache;
   acc.s = s;
   if (k == QC_TABLE_WIDE && cops(c)->reach != NULL) {
@@ -230,9 +231,13 @@ static int table_kind(qp_conn *c, qc_table *t, qc_reach *reach) {
       acc.r.known = true;
       acc.r.wall |= (fl & QP__REACH_WRITE_ALL) != 0;
       acc.r.rall |= (fl & QP__REACH_READ_ALL) != 0;
-      acc.r.rnever = (fl & QP__REACH_READ_NEVER) != 0;
+      acc.r.refuse = (fl & QP__REACH_READ_NEVER)      ? QP_CACHE_REFUSED_TEMP
+                     : (fl & QP__REACH_READ_CATALOG)  ? QP_CACHE_REFUSED_CATALOG
+                     : (fl & QP__REACH_READ_VOLATILE) ? QP_CACHE_REFUSED_VOLATILE
+                                                      : -1;
     } else {
       memset(&acc.r, 0, sizeof acc.r); /* stays wide */
+      acc.r.refuse = -1;
     }
   }
   pthread_mutex_lock(&s->mu);
@@ -378,8 +383,8 @@ static void resolve(qp_conn *c, qc_conn *cc, const char *sql, size_t len, qc_stm
       qc_reach r;
       int k = t ? table_kind(c, t, &r) : 0;
       if (k == 0) refuse_if(m, QP_CACHE_REFUSED_UNKNOWN);
-      else if (k == QC_TABLE_REFUSE || (k == QC_TABLE_WIDE && r.known && r.rnever))
-        refuse_if(m, QP_CACHE_REFUSED_TEMP);
+      else if (k == QC_TABLE_REFUSE) refuse_if(m, QP_CACHE_REFUSED_TEMP);
+      else if (k == QC_TABLE_WIDE && r.known && r.refuse >= 0) refuse_if(m, r.refuse);
       else if (k == QC_TABLE_WIDE && r.known && !r.rall) {
         /* a view's base tables, the tables its policies read: a write
          * that reaches any of them moves its version */

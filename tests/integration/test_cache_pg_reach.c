@@ -157,19 +157,27 @@ static void test_trigger_writes_other(void **state) {
   fx f;
   fx_open(&f, "CREATE TABLE unrelated(v int); INSERT INTO unrelated VALUES (1);"
               " CREATE TABLE src(id int); CREATE TABLE audit(n int, op text);"
+              " CREATE TABLE scratch(v int); INSERT INTO scratch VALUES (0); CREATE TABLE gone(v int);"
               " CREATE FUNCTION log_src() RETURNS trigger LANGUAGE plpgsql AS $$"
-              " DECLARE k int; BEGIN"
+              " DECLARE k int; k2 int; BEGIN"
               "   IF TG_OP = 'DELETE' THEN INSERT INTO public.audit VALUES (old.id, 'DELETE'); RETURN old;"
               "   END IF; k := abs(new.id);"
-              "   INSERT INTO audit(n, op) VALUES (k, lower(TG_OP)) ON CONFLICT DO NOTHING;"
+              "   INSERT INTO audit(n, op) VALUES (k, lower(TG_OP)) ON CONFLICT DO NOTHING RETURNING n INTO k2;"
+              "   WITH d AS (DELETE FROM gone RETURNING v) UPDATE \"scratch\" s SET v = s.v + 1"
+              "     FROM (SELECT count(*) AS c FROM d) x WHERE x.c >= 0;"
+              "   -- a comment: EXECUTE 'nothing'\n"
               "   PERFORM 1 FROM src WHERE id = k FOR UPDATE; RETURN new; END $$;"
               " CREATE TRIGGER tr AFTER INSERT OR UPDATE OR DELETE ON src FOR EACH ROW EXECUTE FUNCTION log_src()");
   const char *qa = "SELECT count(*) FROM audit", *qs = "SELECT count(*) FROM src";
   cached(&f, unrelated_sql, "1");
   cached(&f, qa, "0");
   cached(&f, qs, "0");
+  cached(&f, "SELECT v FROM scratch", "0");
+  cached(&f, "SELECT count(*) FROM gone", "0");
   write_exact(&f, "INSERT INTO src VALUES (1)");
   missed(&f, qa, "1");
+  missed(&f, "SELECT v FROM scratch", "1");
+  missed(&f, "SELECT count(*) FROM gone", "0");
   missed(&f, qs, "1");
   kept(&f, unrelated_sql, "1");
   cached(&f, qa, "1");
@@ -265,6 +273,26 @@ static void test_view_two_tables(void **state) {
   missed(&f, qv, "31");
   missed(&f, qt, "310");
   kept(&f, unrelated_sql, "1");
+  /* not cached: a view over an unlogged table, over a catalog, calling a
+   * function that is not immutable */
+  script(f.a, "CREATE UNLOGGED TABLE ul(v int); INSERT INTO ul VALUES (1);"
+              " CREATE VIEW vul AS SELECT v FROM ul; CREATE VIEW vcat AS SELECT count(*) AS n FROM pg_am;"
+              " CREATE VIEW vnow AS SELECT now() AS t; CREATE VIEW vstmt AS SELECT statement_timestamp() AS t");
+  qp_cache_stats before = stats(f.cache);
+  for (int i = 0; i < 2; i++) {
+    assert_string_equal(val(f.b, "SELECT v FROM vul"), "1");
+    (void)val(f.b, "SELECT n FROM vcat");
+    (void)val(f.b, "SELECT t FROM vnow");
+    (void)val(f.b, "SELECT t FROM vstmt");
+  }
+  qp_cache_stats after = stats(f.cache);
+  assert_int_equal(after.hits, before.hits);
+  assert_int_equal(after.refused[QP_CACHE_REFUSED_TEMP], before.refused[QP_CACHE_REFUSED_TEMP] + 2);
+  assert_int_equal(after.refused[QP_CACHE_REFUSED_CATALOG], before.refused[QP_CACHE_REFUSED_CATALOG] + 2);
+  assert_int_equal(after.refused[QP_CACHE_REFUSED_VOLATILE], before.refused[QP_CACHE_REFUSED_VOLATILE] + 4);
+  cached(&f, qv, "31");
+  cached(&f, qt, "310");
+  cached(&f, unrelated_sql, "1");
   /* a write to an unrelated table leaves the views' entries */
   write_exact(&f, "INSERT INTO unrelated VALUES (2)");
   kept(&f, qv, "31");
@@ -355,11 +383,16 @@ static void test_unknown_reach_flushes(void **state) {
               " BEGIN PERFORM put_hidden(); RETURN new; END $$;"
               " CREATE TRIGGER tr AFTER INSERT ON via FOR EACH ROW EXECUTE FUNCTION via_tr();"
               " CREATE TABLE ruled(v int);"
-              " CREATE RULE r AS ON INSERT TO ruled DO ALSO INSERT INTO hidden VALUES (3)");
+              " CREATE RULE r AS ON INSERT TO ruled DO ALSO INSERT INTO hidden VALUES (3);"
+              " CREATE FUNCTION next_hidden() RETURNS int VOLATILE LANGUAGE sql AS"
+              " 'INSERT INTO hidden VALUES (4) RETURNING 4';"
+              " CREATE TABLE defd(v int DEFAULT next_hidden(), w int)");
   const char *qh = "SELECT count(*) FROM hidden";
+  /* the last: a column default that writes (no trigger: the table looked
+   * plain, and that write went unseen before the default was asked about) */
   const char *writes[] = {"INSERT INTO dyn VALUES (1)", "INSERT INTO via VALUES (1)",
-                          "INSERT INTO ruled VALUES (1)"};
-  for (int i = 0; i < 3; i++) {
+                          "INSERT INTO ruled VALUES (1)", "INSERT INTO defd(w) VALUES (1)"};
+  for (int i = 0; i < 4; i++) {
     char want[8];
     snprintf(want, sizeof want, "%d", i);
     cached(&f, unrelated_sql, "1");
