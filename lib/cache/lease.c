@@ -236,8 +236,11 @@ static int table_kind(qp_conn *c, qc_table *t, qc_reach *reach) {
                      : (fl & QP__REACH_READ_VOLATILE) ? QP_CACHE_REFUSED_VOLATILE
                                                       : -1;
     } else {
-      memset(&acc.r, 0, sizeof acc.r); /* stays wide */
+      /* failure: wide ("all") this time, asked again next time */
+      memset(&acc.r, 0, sizeof acc.r);
       acc.r.refuse = -1;
+      *reach = acc.r;
+      return k;
     }
   }
   pthread_mutex_lock(&s->mu);
