@@ -4,13 +4,17 @@
 #
 #   bash tools/bench/bench_shim_pgcost.sh [BUILD_DIR]     (default: build)
 #
-# On a private throwaway PostgreSQL cluster (scale 10), for pgbench -S in
+# On a private throwaway PostgreSQL cluster (scale 10; tools/bench/lib.sh,
+# QP_PG_PORT picks its port), for pgbench -S in
 # MODES (default "prepared simple"), -c 4 -j 2, TX transactions per client
 # (default 5000):
 #   1. system calls per transaction of pgbench (strace -c -f), without and with
 #      the shim (LD_PRELOAD and a run directory: no collector);
 #   2. instructions per transaction of pgbench (valgrind --tool=callgrind, when
-#      valgrind is installed; CALLGRIND=0 skips it), without and with;
+#      valgrind is installed; CALLGRIND=0 skips it), without and with; and,
+#      when perf is installed (PERF=0 skips it), the CPU time per transaction
+#      spent in the shim's own code (perf record -e cpu-clock: samples in
+#      libqprof_preload.so), beside pgbench's;
 #   3. under `qprof run` (the shim plus its collector harvesting every second
 #      into a store): the CPU time of the collector itself (qprof run's own
 #      user + system time, its child's subtracted), against pgbench's.
@@ -18,29 +22,10 @@
 # and strace would measure instead).
 # Results go in docs/performance.md (section "LD_PRELOAD shim").
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-build=$(cd "${1:-$root/build}" && pwd)
-shim=$build/lib/shim/libqprof_preload.so
-qprof=$build/tools/qprof
-[ -f "$shim" ] || { echo "bench_shim_pgcost: no shim at $shim (build first)" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
+bench_init bench-pgcost "${1:-}"
 modes=${MODES:-prepared simple}
 tx=${TX:-5000}
-pgbench=$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n 1)
-[ -x "$pgbench" ] || pgbench=$(command -v pgbench)
-
-tmp=$(mktemp -d /tmp/qprof-bench-pgcost.XXXXXX)
-envfile=$tmp/pg.env
-cleanup() {
-  sh "$root/tests/support/pgcluster.sh" stop "$envfile" >/dev/null 2>&1 || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-sh "$root/tests/support/pgcluster.sh" start "$envfile" >/dev/null
-set -a
-. "$envfile"
-set +a
-createdb bench
-"$pgbench" -i -q -s 10 bench >/dev/null 2>&1
 mkdir -m 700 "$tmp/run"
 n=$((4 * tx))
 pgb() { "$pgbench" -n -S -c 4 -j 2 -t "$tx" -M "$@" bench; }
@@ -68,6 +53,16 @@ for mode in $modes; do
       sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
     rm -f "$tmp"/run/*
     awk -v a="$off" -v b="$on" -v n="$n" 'BEGIN {printf "instructions (callgrind): without %d, with %d: %.0f / %.0f per transaction, +%.0f\n", a, b, a / n, b / n, (b - a) / n}'
+  fi
+  if [ "${PERF:-1}" != 0 ] && command -v perf >/dev/null; then
+    # The shim's own CPU: perf's cpu-clock samples (the only event a VM may
+    # offer) that fall in libqprof_preload.so, per transaction, beside
+    # pgbench's samples in all (both in us: samples / frequency).
+    with_shim perf record -q -e cpu-clock -F 4000 -o "$tmp/perf.data" "$pgbench" -n -S -c 4 -j 2 -t "$tx" -M "$mode" bench >/dev/null 2>&1
+    rm -f "$tmp"/run/*
+    perf report -i "$tmp/perf.data" --no-children --sort dso -F sample,dso 2>/dev/null | grep -v '^#' | grep . |
+      awk -v n="$n" '{s += $1; if ($2 == "libqprof_preload.so") q = $1}
+        END {printf "CPU samples (perf, cpu-clock): pgbench %.2f us per transaction, of which the shim %.2f us (%.1f%%)\n", s * 250 / n, q * 250 / n, 100 * q / s}'
   fi
   rm -f "$tmp/s.qp"
   /usr/bin/time -o "$tmp/t.all" -f "%U %S %e" env QPROF_PRELOAD="$shim" "$qprof" run --store "$tmp/s.qp" -- \
