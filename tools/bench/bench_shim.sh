@@ -14,8 +14,10 @@
 #               collector (the shim's own cost)
 #      run      qprof run: the shim plus its collector harvesting into a
 #               store every second (what a user runs)
-#    (VARIANTS adds "loaded": the shim preloaded with no QPROF_RUN_DIR, which
-#    records nothing.) For each variant: the median TPS with its quartiles,
+#    (VARIANTS may add "loaded": the shim preloaded with no QPROF_RUN_DIR,
+#    which records nothing; and "run-once": qprof run --flush-ms 3600000, which
+#    harvests only after pgbench has ended, to tell the collector's harvests
+#    during the run from the rest of qprof run.) For each variant: the median TPS with its quartiles,
 #    and the CPU time per transaction of pgbench (user + system, from
 #    /usr/bin/time), of the server (its backends: /proc), and of the
 #    collector (qprof run's own time, its child's subtracted). For each
@@ -58,12 +60,16 @@ pg_run() { # variant mode clients jobs
     /usr/bin/time -o "$tmp/t.all" -f "%U %S" env QPROF_PRELOAD="$shim" "$qprof" run \
       --store "$tmp/bench.qp" -- "${tm[@]}" "${cmd[@]}" >"$tmp/out" 2>&1
     ;;
+  run-once) # qprof run that harvests only after pgbench has ended
+    /usr/bin/time -o "$tmp/t.all" -f "%U %S" env QPROF_PRELOAD="$shim" "$qprof" run --flush-ms 3600000 \
+      --store "$tmp/bench.qp" -- "${tm[@]}" "${cmd[@]}" >"$tmp/out" 2>&1
+    ;;
   *) echo "bench_shim: unknown variant $v" >&2; exit 2 ;;
   esac
   bench_server_settle "$nbase"
   s1=$(bench_server_ticks)
   read -r u s <"$tmp/t.cmd"
-  if [ "$v" = run ]; then
+  if [ "$v" = run ] || [ "$v" = run-once ]; then
     read -r au as <"$tmp/t.all"
     coll=$(awk -v a="$au" -v b="$as" -v u="$u" -v s="$s" 'BEGIN {print a + b - u - s}')
   fi
