@@ -218,10 +218,12 @@ static sq_run sq_measure(adv_ctx *x, qp_conn *c) {
   uint64_t t0 = qp__now_ns();
   if (qp__conn_explain(c, x->run, NULL, 0, &eo, &plan) != QP_OK) {
     if (x->st == QP_OK) {
+      /* the code once: the SQLite backend's message names it already */
+      const char *em = qp_conn_errmsg(c), *code = qp_conn_sqlstate(c);
+      bool named = code[0] == '\0' || strstr(em, code) != NULL;
       x->st = QP_QUERY;
-      qp__adv_fmt(x->msg, sizeof x->msg, "explain: %s%s%s%s", qp_conn_errmsg(c),
-                  qp_conn_sqlstate(c)[0] ? " (" : "", qp_conn_sqlstate(c),
-                  qp_conn_sqlstate(c)[0] ? ")" : "");
+      qp__adv_fmt(x->msg, sizeof x->msg, "explain: %s%s%s%s", em, named ? "" : " (",
+                  named ? "" : code, named ? "" : ")");
     }
     return m;
   }

@@ -230,6 +230,10 @@ static void test_refused(void **state) {
   r = advise("SELECT * FROM no_such WHERE a = 1", false);
   assert_int_equal(r.st, QP_QUERY);
   assert_non_null(strstr(r.err, "no such table"));
+  /* the error code once ("... (SQLITE_ERROR) (SQLITE_ERROR)" before) */
+  const char *code = strstr(r.err, "(SQLITE_ERROR)");
+  assert_non_null(code);
+  assert_null(strstr(code + 1, "(SQLITE_ERROR)"));
   snap b = take();
   same(&a, &b);
   free(a.bytes);
