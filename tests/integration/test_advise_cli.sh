@@ -2,11 +2,12 @@
 # qprof advise end to end on the fixture cluster, in a database of its own
 # with HypoPG and 200k generated rows: --query (text and JSON), --file (a
 # refused DDL among the statements), --store (a profile recorded by qprof
-# run around psql: ranked by time given back per day, fingerprints), the
-# safety rules (an UPDATE with --analyze-writes leaves every row as it was,
-# without it it never runs; pg_sleep stopped by the statement timeout; DDL
-# refused) and bad input (exit code, a message, nothing on stdout, no
-# password).
+# run around psql: ranked by time given back per day, fingerprints, the
+# profile's write warning, --since, a sampled query advised through its
+# sample), the progress line on a terminal, the safety rules (an UPDATE
+# with --analyze-writes leaves every row as it was, without it it never
+# runs; pg_sleep stopped by the statement timeout; DDL refused) and bad
+# input (exit code, a message, nothing on stdout, no password).
 set -euo pipefail
 QPROF=${QPROF_BIN:?QPROF_BIN not set}
 set -a
@@ -25,8 +26,9 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 createdb "$DB"
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<'SQL'
 CREATE EXTENSION hypopg;
-CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL, note text NOT NULL, v int NOT NULL);
-INSERT INTO orders SELECT g, 1 + ((g::bigint * 7919) % 20000)::int, 'n' || g, g % 10
+CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL, note text NOT NULL, v int NOT NULL,
+  w int NOT NULL);
+INSERT INTO orders SELECT g, 1 + ((g::bigint * 7919) % 20000)::int, 'n' || g, g % 10, (g * 13) % 4000
   FROM generate_series(1, 200000) g;
 CREATE SEQUENCE s;
 ANALYZE;
@@ -179,6 +181,86 @@ rc=0; "$QPROF" advise --dsn "$DSN" --query "$Q" --file x >/dev/null 2>&1 || rc=$
 rc=0; "$QPROF" advise --dsn "$DSN" --query "$Q" --verify maybe >/dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || fail "--verify maybe: exit $rc"
 echo "ok: usage errors exit 2"
+
+# ---- ranking: by time given back per day, then by the cost cut --------------
+# --file: no calls per day, so by the cost cut: the range over 2% of the rows
+# is first in the script, the equality on 1 row in 20000 first in the advice
+printf 'SELECT * FROM orders WHERE w < 80;\n%s;\n' "$Q" >"$T/r.sql"
+"$QPROF" advise --dsn "$DSN" --file "$T/r.sql" --format json >"$T/r.json" || fail "advise --file (ranking)"
+python3 - "$T/r.json" <<'PY' || fail "ranking by the cost cut: $(cat "$T/r.json")"
+import json, sys
+s = json.load(open(sys.argv[1]))["suggestions"]
+assert [x["columns"] for x in s] == ["customer_id", "w"], s
+cut = [1 - x["cost_after"] / x["cost_before"] for x in s]
+assert cut[0] > cut[1], cut
+assert all(x["saved_ms_per_day"] is None and x["saved_basis"] is None for x in s), s
+PY
+# a store: six calls of an equality on w (each with two UPDATEs of orders), one
+# of the equality: ranked by calls per day x time saved per call, each
+# suggestion's time the sum of its queries'; the table is written more often
+# than either query runs, which each suggestion says (profile_warning)
+for i in 1 2 3 4 5 6; do
+  "$QPROF" run --store "$T/r.qp" -- psql -X -q -d "$DB" -c "SELECT * FROM orders WHERE w = $((i * 7))" \
+    -c "UPDATE orders SET v = v WHERE id = $i" -c "UPDATE orders SET v = v WHERE id = $((i + 10))" >/dev/null ||
+    fail "qprof run psql (ranking)"
+done
+"$QPROF" run --store "$T/r.qp" -- psql -X -q -d "$DB" -c "$Q" >/dev/null || fail "qprof run psql"
+"$QPROF" advise --dsn "$DSN" --store "$T/r.qp" --format json >"$T/rs.json" 2>"$T/rs.err" ||
+  fail "advise --store (ranking): $(cat "$T/rs.err")"
+python3 - "$T/rs.json" <<'PY' || fail "ranking by time given back: $(cat "$T/rs.json")"
+import json, sys
+s = json.load(open(sys.argv[1]))["suggestions"]
+assert sorted(x["columns"] for x in s) == ["customer_id", "w"], s
+saved = [x["saved_ms_per_day"] for x in s]
+assert all(v is not None and v > 0 for v in saved), s
+assert saved == sorted(saved, reverse=True), saved
+for x in s:
+    assert abs(x["saved_ms_per_day"] - sum(q["saved_ms_per_day"] for q in x["queries"])) < 1e-6 * x["saved_ms_per_day"], x
+    assert x["saved_basis"] == "cost", x
+    calls = sum(q["calls_per_day"] for q in x["queries"])
+    assert x["table_writes_per_day"] > calls, x
+    assert x["profile_warning"] is not None and "writes per day to public.orders" in x["profile_warning"], x
+w = [x for x in s if x["columns"] == "w"][0]
+c = [x for x in s if x["columns"] == "customer_id"][0]
+assert abs(w["queries"][0]["calls_per_day"] / c["queries"][0]["calls_per_day"] - 6) < 1e-6, (w, c)
+assert abs(w["table_writes_per_day"] / c["queries"][0]["calls_per_day"] - 12) < 1e-6, (w, c)
+PY
+"$QPROF" advise --dsn "$DSN" --store "$T/r.qp" >"$T/rs.txt" || fail "advise --store text (ranking)"
+grep -q "warning:  the profile has .* writes per day to public.orders" "$T/rs.txt" ||
+  fail "no profile warning in the text: $(cat "$T/rs.txt")"
+echo "ok: ranking (time given back per day, then the cost cut), the profile's write warning"
+
+# ---- --since: the store's window ----------------------------------------------
+"$QPROF" advise --dsn "$DSN" --store "$T/r.qp" --since -1d --format json >"$T/since.json" || fail "--since -1d"
+python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2]));
+assert len(a["statements"]) == len(b["statements"]) == 3, (a, b)' "$T/since.json" "$T/rs.json" ||
+  fail "--since -1d: not the same statements"
+expect_fail "--since after the data" "no PostgreSQL queries in this window" --dsn "$DSN" --store "$T/r.qp" --since 2030-01-01 --format json
+rc=0; "$QPROF" advise --dsn "$DSN" --store "$T/r.qp" --since yesterday-ish >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "--since yesterday-ish: exit $rc"
+
+# ---- the opt-in sample: advised with its values (a plan, not a generic one) --
+"$QPROF" run --sample --store "$T/s.qp" -- psql -X -q -d "$DB" -c "$Q" >/dev/null || fail "qprof run --sample"
+"$QPROF" advise --dsn "$DSN" --store "$T/s.qp" --format json >"$T/s.json" || fail "advise --store (sample)"
+python3 - "$T/s.json" "$T/p.json" <<'PY' || fail "advise on the sample: $(cat "$T/s.json")"
+import json, sys
+st = json.load(open(sys.argv[1]))["statements"]
+assert len(st) == 1 and st[0]["query"] == "SELECT * FROM orders WHERE customer_id = 4242", st
+assert st[0]["plan_source"] == "explain", st
+# the fingerprint is the normalized query's, as without a sample
+fp = [q["fingerprint"] for s in json.load(open(sys.argv[2]))["suggestions"] for q in s["queries"]
+      if q["query"] == "select * from orders where customer_id = ?"]
+assert fp and st[0]["fingerprint"] == fp[0], (st, fp)
+PY
+echo "ok: --since; a sampled query is advised through its sample"
+
+# ---- a progress line on a terminal (and none when stderr is not one) ---------
+script -qec "'$QPROF' advise --dsn '$DSN' --store '$T/r.qp' >/dev/null" /dev/null >"$T/tty.out" ||
+  fail "advise under script"
+grep -q "qprof advise: 3/3 statements\.\.\." "$T/tty.out" || fail "no progress line: $(od -c "$T/tty.out" | head)"
+"$QPROF" advise --dsn "$DSN" --store "$T/r.qp" >/dev/null 2>"$T/notty.err" || fail "advise (no tty)"
+[ ! -s "$T/notty.err" ] || fail "progress written to a file: $(cat "$T/notty.err")"
+echo "ok: progress line on a terminal only"
 
 # ---- SQLite: on a copy, the live file untouched ------------------------------
 L="$T/live.db"

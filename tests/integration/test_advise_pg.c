@@ -371,6 +371,18 @@ static void test_findings(void **state) {
   assert_int_equal(r.st, QP_OK);
   dump(r.a);
   assert_true(has_finding(r.a, "misestimate"));
+  bool stats = false;
+  for (size_t i = 0; i < qp_advice_finding_count(r.a); i++)
+    stats |= strcmp(qp_advice_finding_at(r.a, i)->rule, "misestimate") == 0 &&
+             strstr(qp_advice_finding_at(r.a, i)->action, "CREATE STATISTICS") != NULL;
+  assert_true(stats); /* two filtered columns: extended statistics */
+  qp_advice_free(r.a);
+  /* the same scan under a Limit stops early: its actual rows say nothing */
+  r = advise("SELECT id FROM orders WHERE x = 7 AND y = 7 LIMIT 5", true, false,
+             QP_ADVISE_VERIFY_NONE);
+  assert_int_equal(r.st, QP_OK);
+  dump(r.a);
+  assert_false(has_finding(r.a, "misestimate"));
   qp_advice_free(r.a);
   r = advise("SELECT * FROM orders ORDER BY note", true, false, QP_ADVISE_VERIFY_NONE);
   assert_int_equal(r.st, QP_OK);
@@ -586,6 +598,65 @@ static void test_catalog_notes(void **state) {
   run("DROP INDEX orders_ref_only; DROP INDEX orders_ref_wide");
 }
 
+/* A table with more rows written than read since the statistics reset:
+ * the suggestion carries a write_warning (the index costs every write). */
+static void test_write_warning(void **state) {
+  (void)state;
+  run("CREATE TABLE wr (id int, a int, pad text);"
+      "INSERT INTO wr SELECT g, g % 5000, 'x' FROM generate_series(1, 60000) g;"
+      "UPDATE wr SET pad = 'y' WHERE id <= 30000; ANALYZE wr");
+  /* the writers' statistics reach pg_stat_user_tables when their session
+   * flushes them (at its end, here): wait for them */
+  for (int i = 0; i < 100 && strcmp(val("SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables "
+                                        "WHERE relname = 'wr'"), "90000") != 0; i++)
+    usleep(100 * 1000);
+  assert_string_equal(val("SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE relname = 'wr'"),
+                      "90000");
+  res r = advise("SELECT * FROM wr WHERE a = 42", false, false, QP_ADVISE_VERIFY_HYPO);
+  const qp_advice_index *s = only(&r, "seq_scan_filter");
+  assert_int_equal(s->table_writes, 90000);
+  assert_true(s->table_reads >= 0 && s->table_reads < 90000);
+  assert_non_null(s->write_warning);
+  assert_non_null(strstr(s->write_warning, "public.wr is mostly written: 90000 rows written"));
+  qp_advice_free(r.a);
+  /* orders is read far more than it is written: no warning */
+  r = advise("SELECT * FROM orders WHERE customer_id = 4242", false, false, QP_ADVISE_VERIFY_HYPO);
+  s = only(&r, "seq_scan_filter");
+  assert_null(s->write_warning);
+  qp_advice_free(r.a);
+  run("DROP TABLE wr");
+}
+
+/* A lock another session holds: lock_timeout stops the advisor's
+ * statement (even a plain EXPLAIN needs the table's ACCESS SHARE lock),
+ * reported as QP_TIMEOUT naming it; the holder is not disturbed. */
+static void test_lock_timeout(void **state) {
+  (void)state;
+  qp_pool *p = open_pool(g_dsn, NULL);
+  qp_conn *holder;
+  assert_int_equal(qp_pool_acquire(p, &holder), QP_OK);
+  assert_int_equal(qp_conn_exec_script(holder, "BEGIN; LOCK TABLE tiny IN ACCESS EXCLUSIVE MODE"),
+                   QP_OK);
+  qp_advise_options o;
+  qp_advise_options_init(&o);
+  o.lock_timeout_ms = 200;
+  qp_advice *a = NULL;
+  char err[512];
+  assert_int_equal(qp_advise_dsn(g_dsn, "SELECT * FROM tiny WHERE v = 3", &o, &a, err, sizeof err),
+                   QP_TIMEOUT);
+  assert_null(a);
+  print_message("  %s\n", err);
+  assert_non_null(strstr(err, "lock_timeout (200 ms)"));
+  assert_int_equal(qp_conn_txn_status(holder), QP_TXN_INTRANS);
+  assert_int_equal(qp_conn_exec(holder, "ROLLBACK", NULL, 0, NULL), QP_OK);
+  qp_pool_release(holder);
+  qp_pool_close(p);
+  /* the lock gone, the same advice goes through */
+  assert_int_equal(qp_advise_dsn(g_dsn, "SELECT * FROM tiny WHERE v = 3", &o, &a, err, sizeof err),
+                   QP_OK);
+  qp_advice_free(a);
+}
+
 /* Every allocation of the advisor fails in turn: each run ends with the
  * advice or QP_NOMEM and a message, nothing leaks, the session is usable. */
 static void test_out_of_memory(void **state) {
@@ -647,7 +718,8 @@ int main(void) {
       cmocka_unit_test(test_no_advice),
       cmocka_unit_test(test_generic_plan),    cmocka_unit_test(test_safety_writes),
       cmocka_unit_test(test_safety_refused),  cmocka_unit_test(test_not_recorded),
-      cmocka_unit_test(test_catalog_notes),   cmocka_unit_test(test_out_of_memory),
+      cmocka_unit_test(test_catalog_notes),   cmocka_unit_test(test_write_warning),
+      cmocka_unit_test(test_lock_timeout),    cmocka_unit_test(test_out_of_memory),
       cmocka_unit_test(test_unverified),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
