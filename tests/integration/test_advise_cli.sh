@@ -195,6 +195,17 @@ cut = [1 - x["cost_after"] / x["cost_before"] for x in s]
 assert cut[0] > cut[1], cut
 assert all(x["saved_ms_per_day"] is None and x["saved_basis"] is None for x in s), s
 PY
+# two statements that want the same index: one suggestion helping both
+printf '%s;\nSELECT * FROM orders WHERE customer_id = 17;\n' "$Q" >"$T/m.sql"
+"$QPROF" advise --dsn "$DSN" --file "$T/m.sql" --format json >"$T/m.json" || fail "advise --file (merge)"
+python3 - "$T/m.json" <<'PY' || fail "one suggestion for both: $(cat "$T/m.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["suggestions"]
+assert len(s) == 1 and s[0]["columns"] == "customer_id", s
+assert [q["query"] for q in s[0]["queries"]] == [x["query"] for x in d["statements"]], s
+assert [x["suggestions"] for x in d["statements"]] == [1, 1], d["statements"]
+PY
 # a store: six calls of an equality on w (each with two UPDATEs of orders), one
 # of the equality: ranked by calls per day x time saved per call, each
 # suggestion's time the sum of its queries'; the table is written more often
@@ -228,7 +239,7 @@ PY
 "$QPROF" advise --dsn "$DSN" --store "$T/r.qp" >"$T/rs.txt" || fail "advise --store text (ranking)"
 grep -q "warning:  the profile has .* writes per day to public.orders" "$T/rs.txt" ||
   fail "no profile warning in the text: $(cat "$T/rs.txt")"
-echo "ok: ranking (time given back per day, then the cost cut), the profile's write warning"
+echo "ok: ranking (time given back per day, then the cost cut), merged suggestions, the profile's write warning"
 
 # ---- --since: the store's window ----------------------------------------------
 "$QPROF" advise --dsn "$DSN" --store "$T/r.qp" --since -1d --format json >"$T/since.json" || fail "--since -1d"
