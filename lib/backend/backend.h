@@ -158,6 +158,12 @@ typedef struct qp__cache_ops {
    * (view, inheritance, partition, triggers, rules, foreign keys), 3 never
    * cache (temporary, unlogged, sequence, catalog, unknown); 0 on failure. */
   int (*table)(qp__bconn *b, const char *name);
+  /* The key of a table name as written when the backend has several
+   * databases on one connection (SQLite: "schema.name", with the schema the
+   * name resolves to): 1 written to out, 0 no such table (never cached), -1
+   * failure. table() is then asked about keys. NULL: names are keys, with
+   * the schema dropped (PostgreSQL). */
+  int (*qualify)(qp__bconn *b, const char *name, char *out, size_t cap);
   /* A function name over every overload: 1 immutable/deterministic, 0 not,
    * 2 may write tables (a volatile non-catalog function); -1 on failure or
    * unknown. */

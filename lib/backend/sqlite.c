@@ -25,11 +25,10 @@ struct qp__bconn {
   /* the result cache's row-change callback, installed on every open */
   qp__change_fn watch_fn;
   void *watch_ud;
-  int64_t data_version; /* last PRAGMA data_version seen; -1 none yet */
-  /* PRAGMA data_version, prepared once: the result cache reads it before
-   * every hit (lib/backend/sqlite_cache.c); finalized before db closes */
-  sqlite3_stmt *dv;
-  qp__sq_shm shm; /* the result cache's wal-index header check */
+  /* the result cache's check for other connections' commits, per file
+   * (lib/backend/sqlite_cache.c); its statements are finalized before db
+   * closes */
+  qp__sq_watch watch;
 };
 
 /* ---- results ------------------------------------------------------------ */
@@ -242,7 +241,6 @@ static qp_status sq_open_db(qp__bconn *b, qp__berr *err) {
   }
   sqlite3_extended_result_codes(b->db, 1);
   sqlite3_busy_timeout(b->db, SQ_BUSY_TIMEOUT_MS);
-  b->data_version = -1;
   sqlite3_update_hook(b->db, sq_update_hook, b);
   /* WAL lets readers run beside one writer; NORMAL sync is WAL's usual
    * pairing (durable at checkpoints, never corrupt). Both are no-ops for
@@ -260,8 +258,9 @@ static qp_status sq_open_db(qp__bconn *b, qp__berr *err) {
     b->db = NULL;
     return err->status;
   }
-  memset(&b->shm, 0, sizeof b->shm);
-  sqlite3_set_authorizer(b->db, qp__sq_authorize, &b->shm);
+  memset(&b->watch, 0, sizeof b->watch);
+  qp__sq_watch_reset(&b->watch);
+  sqlite3_set_authorizer(b->db, qp__sq_authorize, &b->watch);
   return QP_OK;
 }
 
@@ -293,7 +292,7 @@ static qp_status sq_connect(const char *dsn, const qp__bconnect_opts *o, qp__bco
 static void sq_close(qp__bconn *b) {
   if (b == NULL) return;
   qp__stmt_cache_free(&b->cache, finalize_handle, NULL);
-  sqlite3_finalize(b->dv);
+  qp__sq_watch_reset(&b->watch);
   sqlite3_close_v2(b->db);
   qp__free(b->hooks, b->path);
   qp__free(b->hooks, b);
@@ -597,8 +596,7 @@ static qp_status sq_reset(qp__bconn *b, qp__berr *err) {
   if (st != QP_OK) return st;
   qp__stmt_cache_clear(&b->cache, finalize_handle, NULL);
   if (b->memory) return QP_OK;
-  sqlite3_finalize(b->dv);
-  b->dv = NULL;
+  qp__sq_watch_reset(&b->watch);
   sqlite3_close_v2(b->db);
   b->db = NULL;
   st = sq_open_db(b, err);
@@ -655,12 +653,8 @@ sqlite3 *qp__sq_db(qp__bconn *b);
 sqlite3 *qp__sq_db(qp__bconn *b) { return b->db; }
 const char *qp__sq_path(const qp__bconn *b);
 const char *qp__sq_path(const qp__bconn *b) { return b->memory ? NULL : b->path; }
-int64_t *qp__sq_data_version(qp__bconn *b);
-int64_t *qp__sq_data_version(qp__bconn *b) { return &b->data_version; }
-sqlite3_stmt **qp__sq_dv_stmt(qp__bconn *b);
-sqlite3_stmt **qp__sq_dv_stmt(qp__bconn *b) { return &b->dv; }
-qp__sq_shm *qp__sq_shm_of(qp__bconn *b);
-qp__sq_shm *qp__sq_shm_of(qp__bconn *b) { return &b->shm; }
+qp__sq_watch *qp__sq_watch_of(qp__bconn *b);
+qp__sq_watch *qp__sq_watch_of(qp__bconn *b) { return &b->watch; }
 void qp__sq_set_watch(qp__bconn *b, qp__change_fn fn, void *ud);
 void qp__sq_set_watch(qp__bconn *b, qp__change_fn fn, void *ud) {
   b->watch_fn = fn;

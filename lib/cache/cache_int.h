@@ -51,8 +51,9 @@ typedef struct qc_reach {
 } qc_reach;
 
 /* One table name of one server (schema dropped, lower-cased: writes to
- * s1.t and s2.t move one counter, which over-invalidates but never misses).
- * Never freed before the cache. */
+ * s1.t and s2.t move one counter, which over-invalidates but never misses;
+ * on a server with qualified names, "schema.name" lower-cased). Never
+ * freed before the cache. */
 struct qc_table {
   qc_table *next;
   qc_server *server;
@@ -84,6 +85,7 @@ struct qc_server {
   _Atomic uint64_t schema;
   /* Moved by every write: entries that read a WIDE relation check it. */
   _Atomic uint64_t any_write;
+  bool qualified;     /* table names keep their schema (SQLite: main, aliases) */
   pthread_mutex_t mu; /* tables and funcs */
   qc_table *tables;
   qc_func *funcs;
@@ -98,7 +100,8 @@ struct qc_session {
   qc_server *server;
   uint64_t id;    /* seed of the key hash */
   bool strict_iso; /* default_transaction_isolation is repeatable read or stricter */
-  bool refuse;     /* nothing may be cached on it (in-memory or attached databases) */
+  bool refuse;     /* nothing may be cached on it (SQLite: an in-memory main file, too many
+                    * attached files, one file attached twice) */
   size_t len;
   char text[];
 };
@@ -121,9 +124,11 @@ struct qp_cache {
 
 /* ---- server.c ----------------------------------------------------------- */
 
-/* The server for an identity (created on first use); NULL on OOM. */
-qc_server *qc_server_get(qp_cache *c, const char *id, size_t len);
-/* The table `name` (schema dropped, lower-cased) of s; NULL on OOM. */
+/* The server for an identity (created on first use, with qualified table
+ * names or not); NULL on OOM. */
+qc_server *qc_server_get(qp_cache *c, const char *id, size_t len, bool qualified);
+/* The table `name` (schema dropped unless s is qualified, lower-cased) of
+ * s; NULL when not known yet. */
 qc_table *qc_table_get(qc_server *s, const char *name);
 /* A write to t: its version moves (and the server's any_write). */
 void qc_table_bump(qc_table *t);

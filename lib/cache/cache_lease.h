@@ -30,6 +30,7 @@ typedef struct qc_ticket {
   bool autocommit; /* the statement ran outside a transaction block */
   bool blind;      /* no lease state (out of memory): flush on writes */
   bool session;    /* changes session state: read the identity again */
+  bool attach;     /* ATTACH or DETACH (SQLite): the session stays shareable */
   bool write_all, write_wide, may_write_all;
   qp_tcl tcl;
   size_t nwrite;

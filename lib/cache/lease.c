@@ -36,6 +36,7 @@ typedef struct qc_stmt {
   qp_isolation iso;
   bool read;          /* a read-only SELECT */
   bool session;       /* changes session state */
+  bool attach;        /* ATTACH or DETACH: the identity says all it changes */
   bool write_all;     /* a write whose reach is not its table list: flush the server */
   bool write_wide;    /* a write to a wide table: flush the server's entries (not the
                        * descriptions) */
@@ -51,7 +52,7 @@ typedef struct qc_conn {
   qp__bconn *b; /* the backend connection the identity below is for */
   qc_server *server;
   const qc_session *sess; /* NULL: read the identity before the next read */
-  bool uniq;              /* the session is this connection's own (SQLite PRAGMA, ATTACH) */
+  bool uniq;              /* the session is this connection's own (SQLite PRAGMA) */
   char reported[512];
   size_t reported_len;
   /* the transaction block */
@@ -137,13 +138,24 @@ static void on_change(void *ud, const char *db, const char *table) {
   qp_conn *c = ud;
   qc_conn *cc = c->cache;
   if (cc == NULL || cc->server == NULL) return;
-  if (strcmp(db, "main") != 0 && strcmp(db, "temp") != 0) {
+  /* on a server with qualified names the key is "schema.table" (the
+   * database the row is in: main, temp or an attached alias) */
+  char key[QP_STMT_NAME_MAX];
+  const char *name = table;
+  if (cc->server->qualified) {
+    int n = snprintf(key, sizeof key, "%s.%s", db, table);
+    if (n < 0 || (size_t)n >= sizeof key) {
+      cc->hook_all = true;
+      return;
+    }
+    name = key;
+  } else if (strcmp(db, "main") != 0 && strcmp(db, "temp") != 0) {
     cc->hook_all = true;
     return;
   }
   for (size_t i = 0; i < cc->nhook; i++)
-    if (strcasecmp(cc->hook[i]->name, table) == 0) return;
-  qc_table *t = cc->nhook < QC_PENDING ? qc_table_add(cache_of(c), cc->server, table) : NULL;
+    if (strcasecmp(cc->hook[i]->name, name) == 0) return;
+  qc_table *t = cc->nhook < QC_PENDING ? qc_table_add(cache_of(c), cc->server, name) : NULL;
   if (t == NULL) cc->hook_all = true;
   else cc->hook[cc->nhook++] = t;
 }
@@ -161,12 +173,13 @@ static bool ensure_identity(qp_conn *c, qc_conn *cc) {
   qp__berr_clear(&err);
   qp_status st = cops(c)->identity(c->b, &server, &session, &strict, &refuse, &err);
   if (st == QP_OK && cc->uniq) {
-    /* a session the cache cannot read (SQLite PRAGMA, ATTACH, temp):
+    /* a session the cache cannot read (SQLite PRAGMA, temp):
      * its entries are its own */
     qp__buf_printf(&session, "\nconn:%p", (void *)cc);
   }
   if (st == QP_OK && !server.failed && !session.failed) {
-    cc->server = qc_server_get(cache, qp__buf_cstr(&server), server.len);
+    cc->server =
+        qc_server_get(cache, qp__buf_cstr(&server), server.len, cops(c)->qualify != NULL);
     if (cc->server != NULL)
       cc->sess = qc_session_get(cache, cc->server, qp__buf_cstr(&session), session.len, strict,
                                 refuse);
@@ -294,6 +307,25 @@ static void refuse_if(qc_stmt *m, int reason) {
   if (m->refuse < 0) m->refuse = reason;
 }
 
+/* The table a name as written stands for on this connection: *k its kind
+ * (0 failure, QC_TABLE_REFUSE for a name the backend cannot place). */
+static qc_table *table_for(qp_conn *c, qc_server *s, const char *name, int *k, qc_reach *r) {
+  char key[QP_STMT_NAME_MAX];
+  memset(r, 0, sizeof *r);
+  r->refuse = -1;
+  if (cops(c)->qualify != NULL) {
+    int q = cops(c)->qualify(c->b, name, key, sizeof key);
+    if (q <= 0) {
+      *k = q < 0 ? 0 : QC_TABLE_REFUSE;
+      return NULL;
+    }
+    name = key;
+  }
+  qc_table *t = qc_table_add(cache_of(c), s, name);
+  *k = t ? table_kind(c, t, r) : 0;
+  return t;
+}
+
 /* Classifies sql and resolves its tables and functions on cc's server. */
 static void resolve(qp_conn *c, qc_conn *cc, const char *sql, size_t len, qc_stmt *m) {
   qp_cache *cache = cache_of(c);
@@ -326,15 +358,21 @@ static void resolve(qp_conn *c, qc_conn *cc, const char *sql, size_t len, qc_stm
   while (w < len && (sql[w] == ' ' || sql[w] == '\t' || sql[w] == '\n' || sql[w] == '(')) w++;
   if (len - w >= 7 && strncasecmp(sql + w, "explain", 7) == 0)
     refuse_if(m, QP_CACHE_REFUSED_NOT_SELECT);
+  /* ATTACH and DETACH change only the databases, which the identity lists
+   * (anything else the classifier calls a session change, or one written
+   * with a comment first, makes the session the connection's own) */
+  m->attach = m->session && info.kind == QP_STMT_SESSION && len - w > 6 &&
+              (strncasecmp(sql + w, "attach", 6) == 0 || strncasecmp(sql + w, "detach", 6) == 0) &&
+              (sql[w + 6] == ' ' || sql[w + 6] == '\t' || sql[w + 6] == '\n' || sql[w + 6] == '\'');
   if (writes) {
     m->write_all = info.kind == QP_STMT_DDL || info.kind == QP_STMT_OTHER || info.flush_all ||
                    info.select_into || info.tables_truncated || info.nwrite == 0 ||
                    info.creates_temp;
     for (size_t i = 0; i < info.nwrite && !m->write_all; i++) {
-      qc_table *t = qc_table_add(cache, s, info.write[i]);
       qc_reach r;
-      int k = t ? table_kind(c, t, &r) : 0;
-      if (k == 0) {
+      int k;
+      qc_table *t = table_for(c, s, info.write[i], &k, &r);
+      if (k == 0 || t == NULL) {
         m->write_all = true;
       } else if (k == QC_TABLE_WIDE) {
         /* the tables its reach names, or (unknown, "all") the server's
@@ -382,9 +420,9 @@ static void resolve(qp_conn *c, qc_conn *cc, const char *sql, size_t len, qc_stm
         refuse_if(m, QP_CACHE_REFUSED_PATTERN);
         break;
       }
-      qc_table *t = qc_table_add(cache, s, info.read[i]);
       qc_reach r;
-      int k = t ? table_kind(c, t, &r) : 0;
+      int k;
+      qc_table *t = table_for(c, s, info.read[i], &k, &r);
       if (k == 0) refuse_if(m, QP_CACHE_REFUSED_UNKNOWN);
       else if (k == QC_TABLE_REFUSE) refuse_if(m, QP_CACHE_REFUSED_TEMP);
       else if (k == QC_TABLE_WIDE && r.known && r.refuse >= 0) refuse_if(m, r.refuse);
@@ -556,6 +594,7 @@ bool qp__cache_before(qp_conn *c, const char *sql, const qp_param *params, size_
   bool in_txn = txn == QP_TXN_INTRANS || txn == QP_TXN_INERROR;
   t->autocommit = !in_txn;
   t->session = m->session;
+  t->attach = m->attach;
   t->tcl = m->tcl;
   t->write_all = m->write_all;
   t->write_wide = m->write_wide;
@@ -619,6 +658,8 @@ bool qp__cache_before(qp_conn *c, const char *sql, const qp_param *params, size_
      * wrote is unknown here, so the server's entries go */
     int ch = cops(c)->changed(c->b);
     if (ch < 0) {
+      /* (SQLite: also an ATTACH or DETACH the pool did not see) */
+      cc->sess = NULL;
       qc_refuse(cache, QP_CACHE_REFUSED_UNKNOWN);
       return false;
     }
@@ -709,7 +750,7 @@ void qp__cache_after(qp_conn *c, qc_ticket *t, qp_status st, const qp_result *re
   }
   if (t->session) {
     cc->sess = NULL;
-    if (cops(c)->reported == NULL) cc->uniq = true;
+    if (cops(c)->reported == NULL && !t->attach) cc->uniq = true;
   } else if (cops(c)->reported != NULL && cc->sess != NULL) {
     /* a function may have SET something the server reports */
     char now[sizeof cc->reported];

@@ -12,7 +12,7 @@
  * past it nothing new is cached (sessions live as long as the cache). */
 #define QC_MAX_SESSIONS 4096
 
-qc_server *qc_server_get(qp_cache *c, const char *id, size_t len) {
+qc_server *qc_server_get(qp_cache *c, const char *id, size_t len, bool qualified) {
   pthread_mutex_lock(&c->mu);
   qc_server *s = c->servers;
   while (s != NULL && !(s->idlen == len && memcmp(s->id, id, len) == 0)) s = s->next;
@@ -21,6 +21,7 @@ qc_server *qc_server_get(qp_cache *c, const char *id, size_t len) {
     if (s != NULL) {
       memcpy(s->id, id, len);
       s->idlen = len;
+      s->qualified = qualified;
       pthread_mutex_init(&s->mu, NULL);
       s->next = c->servers;
       c->servers = s;
@@ -30,9 +31,10 @@ qc_server *qc_server_get(qp_cache *c, const char *id, size_t len) {
   return s;
 }
 
-/* "public.T" -> "t": the schema goes, case folds (see qc_table). */
-static void base_name(const char *name, char *out) {
-  const char *dot = strrchr(name, '.');
+/* "public.T" -> "t": the schema goes (unless the server's names are
+ * qualified), case folds (see qc_table). */
+static void base_name(const qc_server *s, const char *name, char *out) {
+  const char *dot = s->qualified ? NULL : strrchr(name, '.');
   const char *b = dot ? dot + 1 : name;
   size_t i = 0;
   for (; b[i] && i + 1 < QP_STMT_NAME_MAX; i++) out[i] = (char)tolower((unsigned char)b[i]);
@@ -41,7 +43,7 @@ static void base_name(const char *name, char *out) {
 
 qc_table *qc_table_get(qc_server *s, const char *name) {
   char key[QP_STMT_NAME_MAX];
-  base_name(name, key);
+  base_name(s, name, key);
   pthread_mutex_lock(&s->mu);
   qc_table *t = s->tables;
   while (t != NULL && strcmp(t->name, key) != 0) t = t->next;
@@ -54,7 +56,7 @@ qc_table *qc_table_add(qp_cache *c, qc_server *s, const char *name) {
   qc_table *t = qc_table_get(s, name);
   if (t != NULL) return t;
   char key[QP_STMT_NAME_MAX];
-  base_name(name, key);
+  base_name(s, name, key);
   pthread_mutex_lock(&s->mu);
   for (t = s->tables; t != NULL; t = t->next)
     if (strcmp(t->name, key) == 0) break;
