@@ -38,7 +38,6 @@ void qp__sq_watch_reset(qp__sq_watch *w) {
   snprintf(w->files[0].schema, sizeof w->files[0].schema, "main");
   w->files[0].data_version = -1;
   w->nfiles = 1;
-  w->ndb = 0;
 }
 
 /* Server: the device and inode of the main file, then of every attached
@@ -77,7 +76,7 @@ static qp_status sq_identity(qp__bconn *b, qp_buf *server, qp_buf *session, bool
     want[0].ino = (uintmax_t)sb.st_ino;
     qp__buf_printf(server, "sqlite:%ju:%ju", want[0].dev, want[0].ino);
   }
-  int n = 1, ndb = 2;
+  int n = 1;
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(db, "PRAGMA database_list", -1, &st, NULL);
   while (rc == SQLITE_OK || rc == SQLITE_ROW) {
@@ -85,7 +84,6 @@ static qp_status sq_identity(qp__bconn *b, qp_buf *server, qp_buf *session, bool
     const char *name = (const char *)sqlite3_column_text(st, 1);
     const char *file = (const char *)sqlite3_column_text(st, 2);
     if (name == NULL || strcmp(name, "main") == 0 || strcmp(name, "temp") == 0) continue;
-    ndb++;
     qp__buf_printf(server, "\n%s=", name);
     if (file == NULL || file[0] == '\0' || stat(file, &sb) != 0) {
       qp__buf_puts(server, "mem");
@@ -122,7 +120,7 @@ static qp_status sq_identity(qp__bconn *b, qp_buf *server, qp_buf *session, bool
     }
     w->nfiles = n;
   }
-  w->ndb = ndb;
+  w->attach_seen = false;
   qp__buf_puts(session, "");
   if (server->failed || session->failed) return qp__berr_set(err, QP_NOMEM, "", "out of memory");
   return QP_OK;
@@ -263,7 +261,8 @@ static bool wal_header(const volatile unsigned char *shm, unsigned char out[QP__
 
 /* Both copies of the header still equal `last` (a clean header read
  * before): read as wal_header does, copy 1, a barrier, copy 2. */
-static bool wal_header_is(const volatile unsigned char *shm, const unsigned char *last) {
+static inline __attribute__((always_inline)) bool wal_header_is(const volatile unsigned char *shm,
+                                                               const unsigned char *last) {
   const volatile uint64_t *w = (const volatile uint64_t *)(const volatile void *)shm;
   uint64_t r[6];
   _Static_assert(QP__SQ_WALHDR == sizeof r, "six words");
@@ -348,26 +347,30 @@ static int file_changed(sqlite3 *db, const qp__sq_watch *w, qp__sq_file *f) {
  * connection's own included, or a header that could not be read cleanly)
  * the file's data_version answers, and the header read before it becomes
  * the reference. The argument that this is exact is in docs/cache.md.
- * A schema count that is not the one the identity was read with (an
- * ATTACH or DETACH the pool did not see) is a failure: the read runs
- * uncached and the identity is read again. */
+ * An ATTACH or DETACH prepared on the connection since the identity was
+ * read (the pool reads it again after one; this is the authorizer's word,
+ * one load) is a failure: the read runs uncached and the identity is read
+ * again, before any header of a file that may be gone is looked at. */
 static int sq_changed(qp__bconn *b) {
   qp__sq_watch *w = qp__sq_watch_of(b);
+  if (w->attach_seen) return -1;
+  qp__sq_file *f = w->files, *end = w->files + w->nfiles;
+  while (f < end && f->shm.state > 0 && f->shm.have_last && wal_header_is(f->shm.hdr, f->shm.last))
+    f++;
+  if (f == end) {
+    w->fast++;
+    return 0;
+  }
+  /* the files before f answered by their headers: no commit there */
   sqlite3 *db = qp__sq_db(b);
-  if (w->ndb > 0 && (sqlite3_db_name(db, w->ndb - 1) == NULL || sqlite3_db_name(db, w->ndb) != NULL))
-    return -1;
   int changed = 0;
-  bool fast = true;
-  for (int i = 0; i < w->nfiles; i++) {
-    qp__sq_file *f = &w->files[i];
+  for (; f < end; f++) {
     if (f->shm.state > 0 && f->shm.have_last && wal_header_is(f->shm.hdr, f->shm.last)) continue;
-    fast = false;
     int c = file_changed(db, w, f);
     if (c < 0) return -1;
     changed |= c;
   }
-  if (fast) w->fast++;
-  else w->full++;
+  w->full++;
   return changed;
 }
 
@@ -376,6 +379,7 @@ int qp__sq_authorize(void *ud, int action, const char *a1, const char *a2, const
   (void)a3;
   (void)a4;
   qp__sq_watch *w = ud;
+  if (action == SQLITE_ATTACH || action == SQLITE_DETACH) w->attach_seen = true;
   if (action == SQLITE_PRAGMA && a1 != NULL && a2 != NULL &&
       (sqlite3_stricmp(a1, "journal_mode") == 0 || sqlite3_stricmp(a1, "locking_mode") == 0)) {
     /* unqualified, these set every file's mode: all checks go */

@@ -46,12 +46,13 @@ typedef struct qp__sq_watch {
   /* files[0] is main; then the attached files (not the in-memory or
    * temporary ones, which are never cached), in schema order */
   int nfiles;
-  /* sqlite3's schema count (main, temp, attached) when the list was read:
-   * a cheap check that no ATTACH or DETACH went by unseen */
-  int ndb;
   /* a journal_mode or locking_mode PRAGMA was prepared: the header check
    * is off for the connection's life */
   bool no_header;
+  /* an ATTACH or DETACH was prepared on the connection since the identity
+   * was read (the authorizer): a cheap check, beside the pool's, that none
+   * went by unseen */
+  bool attach_seen;
   uint64_t fast, full; /* checks answered by the headers alone / by data_version */
   qp__sq_file files[QP__SQ_FILES];
 } qp__sq_watch;

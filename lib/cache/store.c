@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "backend/backend.h"
