@@ -6,6 +6,7 @@
  * stream yet): the cache's TTL bounds them.
  */
 #include <libpq-fe.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "backend.h"
@@ -30,21 +31,60 @@ static const char identity_sql[] =
     "FROM pg_settings WHERE source NOT IN ('default', 'override')), ''), "
     "current_setting('default_transaction_isolation') IN ('repeatable read', 'serializable')";
 
-static PGresult *run(qp__bconn *b, const char *sql, const char *arg) {
+static bool command(PGconn *c, const char *sql) {
+  PGresult *r = PQexec(c, sql);
+  bool ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  return ok;
+}
+
+/* Every question below goes through here. Inside the user's transaction
+ * block (the cache reads in a block that has not written) it runs in a
+ * savepoint of its own, so that a question that fails (the user's
+ * lock_timeout or statement_timeout, a cancel) is rolled back alone and
+ * never aborts the user's transaction; outside a block it is a statement of
+ * its own. A failure's message is copied to why (may be NULL) before the
+ * savepoint's commands replace libpq's. NULL on failure. */
+static PGresult *lookup(qp__bconn *b, const char *sql, const char *arg, char *why, size_t cap) {
+  PGconn *c = qp__pg_conn(b);
+  bool guard = PQtransactionStatus(c) == PQTRANS_INTRANS;
+  if (guard && !command(c, "SAVEPOINT qp_cache_lookup")) {
+    if (why != NULL) snprintf(why, cap, "%s", PQerrorMessage(c));
+    return NULL;
+  }
   const char *vals[1] = {arg};
-  PGresult *r = PQexecParams(qp__pg_conn(b), sql, arg ? 1 : 0, NULL, arg ? vals : NULL, NULL,
-                             NULL, 0);
-  if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) return r;
+  PGresult *r = PQexecParams(c, sql, arg ? 1 : 0, NULL, arg ? vals : NULL, NULL, NULL, 0);
+  bool ok = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK;
+  if (!ok && why != NULL) snprintf(why, cap, "%s", r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(c));
+  if (!ok) {
+    PQclear(r);
+    r = NULL;
+  }
+  if (guard) {
+    if (!ok) command(c, "ROLLBACK TO SAVEPOINT qp_cache_lookup");
+    command(c, "RELEASE SAVEPOINT qp_cache_lookup");
+  }
+  return r;
+}
+
+static PGresult *run_why(qp__bconn *b, const char *sql, const char *arg, char *why, size_t cap) {
+  PGresult *r = lookup(b, sql, arg, why, cap);
+  if (r != NULL && PQntuples(r) == 1) return r;
+  if (r != NULL && why != NULL) snprintf(why, cap, "%d rows", PQntuples(r));
   PQclear(r);
   return NULL;
 }
 
+static PGresult *run(qp__bconn *b, const char *sql, const char *arg) {
+  return run_why(b, sql, arg, NULL, 0);
+}
+
 static qp_status pg_identity(qp__bconn *b, qp_buf *server, qp_buf *session, bool *strict_iso,
                              bool *refuse, qp__berr *err) {
-  PGresult *r = run(b, identity_sql, NULL);
+  char why[256] = "";
+  PGresult *r = run_why(b, identity_sql, NULL, why, sizeof why);
   if (r == NULL)
-    return qp__berr_set(err, QP_QUERY, "", "cache: cannot read the session's identity: %s",
-                        PQerrorMessage(qp__pg_conn(b)));
+    return qp__berr_set(err, QP_QUERY, "", "cache: cannot read the session's identity: %s", why);
   qp__buf_puts(server, PQgetvalue(r, 0, 0));
   qp__buf_append(session, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
   *strict_iso = PQgetvalue(r, 0, 2)[0] == 't';
@@ -177,11 +217,7 @@ static int names_add(names *s, const char *name) {
 }
 
 static PGresult *run_rows(qp__bconn *b, const char *sql, const char *arg) {
-  const char *vals[1] = {arg};
-  PGresult *r = PQexecParams(qp__pg_conn(b), sql, 1, NULL, vals, NULL, NULL, 0);
-  if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK) return r;
-  PQclear(r);
-  return NULL;
+  return lookup(b, sql, arg, NULL, 0);
 }
 
 /* One row per edge from the relations named $1: f family (ancestors and

@@ -439,12 +439,44 @@ static void test_policy_reads(void **state) {
   fx_close(&f);
 }
 
+/* A question the cache asks inside the user's transaction block that fails
+ * (here the user's own lock_timeout, while another session holds
+ * pg_namespace, which the cache's table lookup reads and the user's
+ * statement, its names already in the backend's caches, does not) is rolled
+ * back alone: the user's transaction goes on and commits. Before the
+ * lookups ran in a savepoint, the user's SELECT failed with "current
+ * transaction is aborted". */
+static void test_failed_lookup_keeps_transaction(void **state) {
+  (void)state;
+  fx f;
+  fx_open(&f, "CREATE TABLE u (x int); INSERT INTO u VALUES (7); "
+              "CREATE FUNCTION warm() RETURNS int LANGUAGE plpgsql AS "
+              "$$ BEGIN RETURN (SELECT x FROM u); END $$");
+  run(f.b, "SET lock_timeout = '300ms'");
+  assert_string_equal(val(f.b, "SELECT warm()"), "7"); /* u in b's caches; not cacheable */
+  qp_pool *lp = open_pool(g_dsn, 1, NULL); /* pg_namespace is per database */
+  qp_conn *lk;
+  assert_int_equal(qp_pool_acquire(lp, &lk), QP_OK);
+  run(lk, "BEGIN");
+  run(lk, "LOCK TABLE pg_catalog.pg_namespace IN ACCESS EXCLUSIVE MODE");
+  run(f.b, "BEGIN");
+  assert_string_equal(val(f.b, "SELECT x FROM u"), "7");
+  assert_string_equal(val(f.b, "SELECT x + 1 FROM u"), "8");
+  run(f.b, "COMMIT");
+  run(lk, "ROLLBACK");
+  qp_pool_release(lk);
+  qp_pool_close(lp);
+  assert_string_equal(val(f.b, "SELECT x FROM u"), "7");
+  fx_close(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_trigger_writes_other), cmocka_unit_test(test_fk_cascade),
       cmocka_unit_test(test_fk_set_null),          cmocka_unit_test(test_view_two_tables),
       cmocka_unit_test(test_updatable_view),       cmocka_unit_test(test_partitions),
       cmocka_unit_test(test_unknown_reach_flushes), cmocka_unit_test(test_policy_reads),
+      cmocka_unit_test(test_failed_lookup_keeps_transaction),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
