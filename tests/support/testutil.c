@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 bool qpt_pg_env_load(void) {
   const char *path = getenv("QP_TEST_PGENV");
@@ -43,10 +44,21 @@ int qpt_system(const char *fmt, ...) {
 
 static char made[64][64];
 static int nmade;
+static pid_t made_by;
+
+/* Directories a test made and did not remove itself go when its process
+ * exits (not a forked child's exit: only the process that made them). */
+static void tempdirs_at_exit(void) {
+  if (getpid() == made_by) qpt_tempdirs_remove(NULL);
+}
 
 const char *qpt_tempdir(void) {
   static char bufs[16][64];
   static int next;
+  if (made_by == 0) {
+    made_by = getpid();
+    atexit(tempdirs_at_exit);
+  }
   char *b = bufs[next++ % 16];
   snprintf(b, 64, "/tmp/qprof-test.XXXXXX");
   if (mkdtemp(b) == NULL) return NULL;
