@@ -117,10 +117,27 @@ static double pct(double *v, int n, double q) {
 /* ---- SQLite files ---------------------------------------------------------------- */
 
 static char g_sq_dsn[300];
+static char g_sq_dir[] = "/tmp/qprof-bench-cache.XXXXXX";
+static pid_t g_sq_owner;
+
+/* The benchmark's SQLite file and its directory go when it exits (only in
+ * the process that made them). */
+static void sqlite_remove(void) {
+  if (getpid() != g_sq_owner) return;
+  static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+  char f[400];
+  for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+    snprintf(f, sizeof f, "%s/bench.db%s", g_sq_dir, suffix[i]);
+    (void)unlink(f);
+  }
+  (void)rmdir(g_sq_dir);
+}
 
 static void sqlite_setup(void) {
-  char dir[] = "/tmp/qprof-bench-cache.XXXXXX";
+  char *dir = g_sq_dir;
   if (mkdtemp(dir) == NULL) die("mkdtemp", "failed");
+  g_sq_owner = getpid();
+  atexit(sqlite_remove);
   snprintf(g_sq_dsn, sizeof g_sq_dsn, "sqlite://%s/bench.db", dir);
   qp_pool *p = pool_new(g_sq_dsn, 1, NULL);
   qp_conn *c = NULL;
