@@ -178,4 +178,25 @@ size_t qp__fmt_i64(int64_t v, char *buf);
  * (include/qprof/core.h) says exactly what. */
 size_t qp__dsn_redact(const char *dsn, char *buf, size_t len);
 
+/* ---- statement prefilter ------------------------------------------------ */
+/* False when the statement sql[0..len) surely changes none of the settings
+ * qp_stmt_info.identity names (the role, the session user,
+ * application_name); true when it may (its first word is SET, RESET or
+ * DISCARD, or it starts with a comment): then ask qp_sql_classify. A few
+ * byte compares, for the recording hot paths of the shim and the pool. */
+static inline bool qp__sql_may_set_identity(const char *sql, size_t len) {
+  size_t i = 0;
+  while (i < len && (sql[i] == ' ' || sql[i] == '\n' || sql[i] == '\t' || sql[i] == '\r')) i++;
+  if (len - i < 3) return false;
+  const char *s = sql + i;
+  switch (s[0] | 0x20) {
+  case 's': return (s[1] | 0x20) == 'e' && (s[2] | 0x20) == 't'; /* not SELECT */
+  case 'r': return (s[1] | 0x20) == 'e' && (s[2] | 0x20) == 's'; /* not RELEASE, ROLLBACK */
+  case 'd': return (s[1] | 0x20) == 'i';                          /* not DELETE, DROP, DO */
+  case '/': return s[1] == '*'; /* a comment first: let the classifier skip it */
+  case '-': return s[1] == '-';
+  default: return false;
+  }
+}
+
 #endif

@@ -267,7 +267,35 @@ typedef struct qp_stmt_info {
    * varchar(10)), and in DDL every call before the statement's query (AS
    * SELECT ...). Entries past nfuncs are undefined. */
   char funcs[QP_STMT_MAX_FUNCS][QP_STMT_NAME_MAX];
+
+  /* ---- appended after the first growable version (QP_STMT_INFO_MIN_SIZE) ---- */
+  /* Which settings that say who runs the session's statements the statement
+   * sets or resets: QP_IDENT_* bits, 0 for none. Read from the head of the
+   * statement only: SET [SESSION|LOCAL] ROLE x (also SET role {TO|=} x),
+   * RESET ROLE, SET [SESSION|LOCAL] SESSION AUTHORIZATION x|DEFAULT (also
+   * session_authorization {TO|=} x; it resets the role as well: ROLE |
+   * SESSION_AUTH), RESET SESSION AUTHORIZATION, SET/RESET application_name,
+   * RESET ALL (application_name only: the server's RESET ALL leaves role and
+   * session authorization alone) and DISCARD ALL (all three). A set_config()
+   * call inside a query is not seen here (see `funcs`). PostgreSQL only. */
+  unsigned identity;
+  /* SET LOCAL: the change lasts until the end of the current transaction
+   * block (and has no effect outside one). */
+  bool identity_local;
+  /* The change is back to the session's default rather than to a name:
+   * RESET, SET ROLE NONE (or 'none'), DEFAULT, DISCARD ALL. */
+  bool identity_default;
+  /* For QP_IDENT_ROLE or QP_IDENT_SESSION_AUTH with a name: the role named,
+   * as the server reads it (unquoted lower-cased, a quoted identifier or a
+   * plain '...' string verbatim); "" when identity_default, or when the
+   * value is not a plain name (an E'' string, a parameter) or does not fit. */
+  char identity_name[QP_STMT_NAME_MAX];
 } qp_stmt_info;
+
+/* Bits of qp_stmt_info.identity. */
+#define QP_IDENT_ROLE 1u         /* the current role (current_user) */
+#define QP_IDENT_SESSION_AUTH 2u /* the session user (session_authorization) */
+#define QP_IDENT_APPLICATION 4u  /* application_name */
 
 /* Initializes a qp_stmt_info for qp_sql_classify: `qp_stmt_info info =
  * QP_STMT_INFO_INIT;` or, without zeroing 6 KB, `info.size = sizeof info;`. */

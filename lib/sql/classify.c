@@ -238,6 +238,8 @@ static void classify(qp_dialect dialect, const char *sql, size_t len, qp_stmt_in
   memset(info, 0, offsetof(qp_stmt_info, read));
   memset((char *)info + offsetof(qp_stmt_info, changes_session), 0,
          offsetof(qp_stmt_info, funcs) - offsetof(qp_stmt_info, changes_session));
+  memset((char *)info + offsetof(qp_stmt_info, identity), 0,
+         sizeof *info - offsetof(qp_stmt_info, identity));
   qp__cls c;
   memset(&c, 0, QP__CLS_ZERO_SIZE);
   memset(&c.fr[0], 0, sizeof c.fr[0]);

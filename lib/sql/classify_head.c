@@ -169,6 +169,113 @@ static void head_ddl_object(qp__cls *c, const qp_tok *t, size_t n) {
   c->ddl_obj = QP__OBJ_OTHER;
 }
 
+/* The value of SET ROLE or SET SESSION AUTHORIZATION: a name or the
+ * default (NONE, DEFAULT; for a role also the name 'none'). */
+static void ident_value(qp__cls *c, const qp_tok *v, bool role) {
+  qp_stmt_info *info = c->info;
+  const char *p = c->s + v->start;
+  size_t n = v->end - v->start;
+  if (v->type == QP_T_WORD || v->type == QP_T_QIDENT) {
+    if (v->type == QP_T_WORD && (qp__cls_word_is(c->s, v, "default") ||
+                                 qp__cls_word_is(c->s, v, "none"))) {
+      info->identity_default = true;
+      return;
+    }
+    if (!qp__cls_append_part(c->s, info->identity_name, v)) return;
+  } else if (v->type == QP_T_STRING && n >= 2 && p[0] == '\'' && p[n - 1] == '\'') {
+    /* a plain '...' string: '' is one quote */
+    size_t d = 0;
+    for (size_t i = 1; i + 1 < n; i++) {
+      if (d + 1 >= QP_STMT_NAME_MAX) {
+        info->identity_name[0] = '\0';
+        return;
+      }
+      info->identity_name[d++] = p[i];
+      if (p[i] == '\'' && i + 2 < n && p[i + 1] == '\'') i++;
+    }
+    info->identity_name[d] = '\0';
+  } else {
+    return;
+  }
+  /* the server reads the role named "none" as no role at all */
+  if (role && strcmp(info->identity_name, "none") == 0) {
+    info->identity_name[0] = '\0';
+    info->identity_default = true;
+  }
+}
+
+/* SET [SESSION|LOCAL] ROLE / SESSION AUTHORIZATION / application_name ...:
+ * qp_stmt_info.identity. */
+static void ident_set(qp__cls *c, const qp_tok *t, size_t n) {
+  qp_stmt_info *info = c->info;
+  size_t i = 1;
+  bool local = false;
+  if (i < n && qp__cls_word_is(c->s, &t[i], "local")) {
+    local = true;
+    i++;
+  } else if (i + 1 < n && qp__cls_word_is(c->s, &t[i], "session") &&
+             !qp__cls_word_is(c->s, &t[i + 1], "authorization")) {
+    i++;
+  }
+  if (i >= n) return;
+  unsigned what;
+  bool guc = false; /* the generic form: name {TO|=} value */
+  if (qp__cls_word_is(c->s, &t[i], "role")) {
+    what = QP_IDENT_ROLE;
+    i++;
+  } else if (i + 1 < n && qp__cls_word_is(c->s, &t[i], "session") &&
+             qp__cls_word_is(c->s, &t[i + 1], "authorization")) {
+    what = QP_IDENT_ROLE | QP_IDENT_SESSION_AUTH;
+    i += 2;
+  } else if (qp__cls_word_is(c->s, &t[i], "session_authorization")) {
+    what = QP_IDENT_ROLE | QP_IDENT_SESSION_AUTH;
+    guc = true;
+    i++;
+  } else if (qp__cls_word_is(c->s, &t[i], "application_name")) {
+    what = QP_IDENT_APPLICATION;
+    guc = true;
+    i++;
+  } else {
+    return;
+  }
+  if (i < n && (kw_of(c, &t[i]) == QP_KW_TO ||
+                (t[i].type == QP_T_OP && t[i].end - t[i].start == 1 && c->s[t[i].start] == '=')))
+    i++;
+  else if (guc)
+    return;
+  if (i >= n) return; /* no value: not a statement the server runs */
+  info->identity = what;
+  info->identity_local = local;
+  if (what == QP_IDENT_APPLICATION) {
+    info->identity_default = qp__cls_word_is(c->s, &t[i], "default");
+    return;
+  }
+  ident_value(c, &t[i], what == QP_IDENT_ROLE);
+}
+
+/* RESET x and DISCARD ALL: back to the session's defaults. */
+static void ident_reset(qp__cls *c, qp_kw k0, const qp_tok *t, size_t n) {
+  qp_stmt_info *info = c->info;
+  unsigned what = 0;
+  if (n < 2) return;
+  if (k0 == QP_KW_DISCARD) {
+    if (qp__cls_word_is(c->s, &t[1], "all"))
+      what = QP_IDENT_ROLE | QP_IDENT_SESSION_AUTH | QP_IDENT_APPLICATION;
+  } else if (qp__cls_word_is(c->s, &t[1], "role")) {
+    what = QP_IDENT_ROLE;
+  } else if (qp__cls_word_is(c->s, &t[1], "session_authorization") ||
+             (n > 2 && qp__cls_word_is(c->s, &t[1], "session") &&
+              qp__cls_word_is(c->s, &t[2], "authorization"))) {
+    what = QP_IDENT_ROLE | QP_IDENT_SESSION_AUTH;
+  } else if (qp__cls_word_is(c->s, &t[1], "application_name") ||
+             qp__cls_word_is(c->s, &t[1], "all")) {
+    what = QP_IDENT_APPLICATION;
+  }
+  if (what == 0) return;
+  info->identity = what;
+  info->identity_default = true;
+}
+
 /* SET ...: session state unless LOCAL, TRANSACTION or CONSTRAINTS. */
 static void head_set(qp__cls *c, const qp_tok *t, size_t n) {
   qp_stmt_info *info = c->info;
@@ -179,6 +286,7 @@ static void head_set(qp__cls *c, const qp_tok *t, size_t n) {
     return;
   }
   info->changes_session = !local;
+  if (c->d == QP_DIALECT_POSTGRES) ident_set(c, t, n);
   if (n > 2 && qp__cls_word_is(c->s, &t[1], "session") &&
       qp__cls_word_is(c->s, &t[2], "characteristics")) {
     info->isolation = iso_scan(c, t[2].end);
@@ -271,11 +379,19 @@ void qp__cls_head(qp__cls *c) {
     }
     break;
   case QP_KW_SET: head_set(c, t, n); break;
-  case QP_KW_RESET: case QP_KW_LISTEN: case QP_KW_LOAD: case QP_KW_DECLARE:
+  case QP_KW_RESET:
+    info->changes_session = true;
+    if (c->d == QP_DIALECT_POSTGRES) ident_reset(c, k0, t, n);
+    break;
+  case QP_KW_LISTEN: case QP_KW_LOAD: case QP_KW_DECLARE:
   case QP_KW_ATTACH: case QP_KW_DETACH: case QP_KW_PRAGMA:
     info->changes_session = true;
     break;
-  case QP_KW_DISCARD: case QP_KW_DEALLOCATE: info->drops_prepared = true; break;
+  case QP_KW_DISCARD:
+    info->drops_prepared = true;
+    if (c->d == QP_DIALECT_POSTGRES) ident_reset(c, k0, t, n);
+    break;
+  case QP_KW_DEALLOCATE: info->drops_prepared = true; break;
   case QP_KW_DO: head_do(c, t[0].end); break;
   case QP_KW_COPY: c->fr[0].expect = QP__R_READ; break; /* the direction comes later */
   case QP_KW_EXPLAIN: c->explain_head = 1, c->explain = 1; break;

@@ -309,6 +309,82 @@ static void test_growth(void **state) {
   for (size_t i = sizeof(qp_stmt_info); i < sizeof big; i++) assert_int_equal(big[i], 0);
 }
 
+/* qp_stmt_info.identity: the statements that change who runs the session's
+ * next statements (role, session authorization, application_name), whether
+ * they are LOCAL, back to the default, and the role they name, exactly as
+ * the server reads the name. */
+typedef struct icase {
+  const char *sql;
+  unsigned identity;
+  int local, dflt;
+  const char *name;
+} icase;
+
+static void test_identity(void **state) {
+  (void)state;
+  enum { R = QP_IDENT_ROLE, S = QP_IDENT_SESSION_AUTH, A = QP_IDENT_APPLICATION };
+  static const icase icases[] = {
+      {"SET ROLE r2", R, 0, 0, "r2"},
+      {"set role R2", R, 0, 0, "r2"},
+      {"SET ROLE \"R2\"", R, 0, 0, "R2"},
+      {"SET ROLE 'It''s'", R, 0, 0, "It's"},
+      {"SET SESSION ROLE r2", R, 0, 0, "r2"},
+      {"SET LOCAL ROLE r2", R, 1, 0, "r2"},
+      {"  /* c */ SET LOCAL ROLE r2;", R, 1, 0, "r2"},
+      {"SET role TO r3", R, 0, 0, "r3"},
+      {"SET role = 'r3'", R, 0, 0, "r3"},
+      {"SET ROLE NONE", R, 0, 1, ""},
+      {"SET ROLE 'none'", R, 0, 1, ""},
+      {"SET role TO DEFAULT", R, 0, 1, ""},
+      {"RESET ROLE", R, 0, 1, ""},
+      {"SET SESSION AUTHORIZATION alice", R | S, 0, 0, "alice"},
+      {"SET SESSION SESSION AUTHORIZATION 'Bob'", R | S, 0, 0, "Bob"},
+      {"SET LOCAL SESSION AUTHORIZATION alice", R | S, 1, 0, "alice"},
+      {"SET SESSION AUTHORIZATION DEFAULT", R | S, 0, 1, ""},
+      {"SET session_authorization = alice", R | S, 0, 0, "alice"},
+      {"RESET SESSION AUTHORIZATION", R | S, 0, 1, ""},
+      {"SET application_name = 'x'", A, 0, 0, ""},
+      {"SET LOCAL application_name TO x", A, 1, 0, ""},
+      {"SET application_name TO DEFAULT", A, 0, 1, ""},
+      {"RESET application_name", A, 0, 1, ""},
+      {"RESET ALL", A, 0, 1, ""}, /* role and session_authorization are GUC_NO_RESET_ALL */
+      {"DISCARD ALL", R | S | A, 0, 1, ""},
+      /* not identity changes */
+      {"DISCARD PLANS", 0, 0, 0, ""},
+      {"SET search_path = a", 0, 0, 0, ""},
+      {"SET rolex = 1", 0, 0, 0, ""},
+      {"SET ROLE", 0, 0, 0, ""},
+      {"SET application_name", 0, 0, 0, ""},
+      {"RESET search_path", 0, 0, 0, ""},
+      {"SELECT set_config('role', 'r2', false)", 0, 0, 0, ""},
+      {"SELECT 'SET ROLE r2'", 0, 0, 0, ""},
+      {"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", 0, 0, 0, ""},
+      {"ALTER ROLE r2 SET search_path = a", 0, 0, 0, ""},
+  };
+  for (size_t i = 0; i < sizeof icases / sizeof icases[0]; i++) {
+    const icase *k = &icases[i];
+    qp_stmt_info info;
+    memset(&info, 0x5a, sizeof info);
+    info.size = sizeof info;
+    assert_int_equal(qp_sql_classify(QP_DIALECT_POSTGRES, k->sql, strlen(k->sql), &info), QP_OK);
+    if (info.identity != k->identity || info.identity_local != (bool)k->local ||
+        info.identity_default != (bool)k->dflt || strcmp(info.identity_name, k->name) != 0)
+      fail_msg("%s: identity %u local %d default %d name '%s', want %u %d %d '%s'", k->sql,
+               info.identity, info.identity_local, info.identity_default, info.identity_name,
+               k->identity, k->local, k->dflt, k->name);
+  }
+  /* SQLite has no roles: PRAGMA and friends name none */
+  qp_stmt_info info = QP_STMT_INFO_INIT;
+  assert_int_equal(qp_sql_classify(QP_DIALECT_SQLITE, "SET ROLE r2", 11, &info), QP_OK);
+  assert_int_equal(info.identity, 0);
+  /* an older caller's struct ends before the new fields: they are not written */
+  static qp_stmt_info old;
+  memset(&old, 0x5a, sizeof old);
+  old.size = QP_STMT_INFO_MIN_SIZE;
+  assert_int_equal(qp_sql_classify(QP_DIALECT_POSTGRES, "SET ROLE r2", 11, &old), QP_OK);
+  assert_int_equal(((unsigned char *)&old)[offsetof(qp_stmt_info, identity)], 0x5a);
+}
+
 /* tests/data/classify/<dialect>.txt: "> SQL" lines, each followed by "= the
  * expected description" (describe() above); '#' lines are comments. Run
  * `test_classify --print postgres|sqlite < file-of-statements` to draft new
@@ -562,6 +638,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_kind_names),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_growth),
+      cmocka_unit_test(test_identity),
       cmocka_unit_test(test_golden_postgres),
       cmocka_unit_test(test_golden_sqlite),
       cmocka_unit_test(test_pg_share_corpus),
