@@ -252,12 +252,16 @@ struct qp__backend_ops {
    * it, else session_authorization, else the login user; SQLite: the OS
    * user) and the application (PostgreSQL: application_name; SQLite and an
    * empty application_name: the program name). Kept by the connection,
-   * read again from the session when `refresh` (after a statement that
-   * changed session state), otherwise only at connect and reset: the
-   * record path only loads two pointers. Owned by the connection. */
-  void (*dims)(qp__bconn *b, bool refresh, const char **user, const char **app);
+   * read again from the session when `refresh` says so (QP__DIMS_*, after
+   * a statement that changed them), otherwise only at connect and reset:
+   * the record path only loads two pointers. Owned by the connection. */
+  void (*dims)(qp__bconn *b, unsigned refresh, const char **user, const char **app);
   const qp__cache_ops *cache; /* the result cache's questions */
 };
+
+/* What qp__backend_ops.dims reads again. */
+#define QP__DIMS_PARAMS 1u /* the values the server reports (application_name, session_authorization) */
+#define QP__DIMS_ROLE 2u   /* the current role: PostgreSQL asks SELECT current_user */
 
 extern const qp__backend_ops qp__backend_pg;
 extern const qp__backend_ops qp__backend_sqlite;
@@ -292,10 +296,16 @@ struct qp__stmt_entry {
    * qp__stmt_entry_classify: 1/0, -1 not yet classified. */
   int8_t session;  /* changes session state (the pool resets after it) */
   int8_t drops;    /* drops the server's prepared statements */
+  int8_t ident;    /* qp_stmt_info.identity bits, | QP__IDENT_ROLLBACK_TO */
 };
 
+/* qp__stmt_entry.ident: the statement is ROLLBACK TO [SAVEPOINT] (a role set
+ * after the savepoint reverts). */
+#define QP__IDENT_ROLLBACK_TO 0x40
+
 /* Classifies e's statement (qp_sql_classify) the first time it is asked and
- * keeps what the pool and the backends need in e->session and e->drops. */
+ * keeps what the pool and the backends need in e->session, e->drops and
+ * e->ident. */
 void qp__stmt_entry_classify(qp__stmt_entry *e, qp_dialect dialect);
 
 /* Slots of the address memo (a power of two). */

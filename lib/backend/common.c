@@ -118,17 +118,19 @@ qp__stmt_entry *qp__stmt_cache_add(qp__stmt_cache *c, const char *sql, size_t le
   e->nparams = -1;
   e->session = -1;
   e->drops = -1;
+  e->ident = -1;
   c->count++;
   return e;
 }
 
 void qp__stmt_entry_classify(qp__stmt_entry *e, qp_dialect dialect) {
-  if (e->session >= 0 && e->drops >= 0) return;
+  if (e->session >= 0 && e->drops >= 0 && e->ident >= 0) return;
   qp_stmt_info info;
   info.size = sizeof info;
   qp_sql_classify(dialect, e->sql, e->len, &info);
   e->session = info.changes_session;
   e->drops = info.drops_prepared;
+  e->ident = (int8_t)(info.identity | (info.tcl == QP_TCL_ROLLBACK_TO ? QP__IDENT_ROLLBACK_TO : 0));
 }
 
 void qp__stmt_cache_clear(qp__stmt_cache *c, void (*fn)(void *handle, void *ud), void *ud) {

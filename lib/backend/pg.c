@@ -36,6 +36,10 @@ struct qp__bconn {
   char fatal[8];
   /* the recorded dimensions (pg_dims), read at connect and reset */
   char dim_user[256], dim_app[256];
+  /* The current role as SELECT current_user last said (or the server's
+   * "role" report); "" until asked, and after DISCARD ALL: then the user
+   * is session_authorization. */
+  char dim_role[256];
 };
 
 /* ---- messages ----------------------------------------------------------- */
@@ -911,6 +915,7 @@ static qp_status pg_rollback(qp__bconn *b, qp__berr *err) {
 static qp_status pg_reset(qp__bconn *b, qp__berr *err) {
   qp_status st = pg_rollback(b, err);
   if (st != QP_OK) return st;
+  b->dim_role[0] = '\0'; /* DISCARD ALL: SET SESSION AUTHORIZATION DEFAULT, RESET ROLE */
   st = pg_exec_script(b, "DISCARD ALL", NULL, NULL, err);
   qp__stmt_cache_clear(&b->cache, NULL, NULL);
   return st;
@@ -926,13 +931,17 @@ static void dim_copy(char *dst, size_t cap, const char *src) {
   dst[n] = '\0';
 }
 
-/* Reads the session's role and application_name (ParameterStatus values
- * libpq keeps: no round trip). "role" is reported by servers that mark it
- * GUC_REPORT; session_authorization is reported by every supported one. */
+/* Reads the session's user and application_name from the ParameterStatus
+ * values libpq keeps (no round trip): application_name and
+ * session_authorization are reported by every supported server. The role
+ * (SET ROLE) is not reported by PostgreSQL 15 to 17 (its GUC is not
+ * GUC_REPORT): pg_dims_role asks for it; a server that does report "role"
+ * is believed. */
 static void pg_dims_read(qp__bconn *b) {
-  const char *u = PQparameterStatus(b->pg, "role");
-  if (u == NULL || u[0] == '\0' || strcmp(u, "none") == 0)
-    u = PQparameterStatus(b->pg, "session_authorization");
+  const char *r = PQparameterStatus(b->pg, "role");
+  if (r != NULL) dim_copy(b->dim_role, sizeof b->dim_role, strcmp(r, "none") == 0 ? "" : r);
+  const char *u = b->dim_role;
+  if (u[0] == '\0') u = PQparameterStatus(b->pg, "session_authorization");
   if (u == NULL || u[0] == '\0') u = PQuser(b->pg);
   dim_copy(b->dim_user, sizeof b->dim_user, u != NULL ? u : "");
   const char *a = PQparameterStatus(b->pg, "application_name");
@@ -940,7 +949,23 @@ static void pg_dims_read(qp__bconn *b) {
   dim_copy(b->dim_app, sizeof b->dim_app, a);
 }
 
-static void pg_dims(qp__bconn *b, bool refresh, const char **user, const char **app) {
+/* The current role, asked of the server (SELECT current_user: the user
+ * pg_stat_statements keys by) on our own connection, between two of the
+ * lease's statements. Not in a failed transaction (it would fail): the
+ * caller asks again when the block is over. On failure the last value
+ * stays. */
+static void pg_dims_role(qp__bconn *b) {
+  if (PQparameterStatus(b->pg, "role") != NULL) return; /* reported: pg_dims_read has it */
+  PGTransactionStatusType t = PQtransactionStatus(b->pg);
+  if (t != PQTRANS_IDLE && t != PQTRANS_INTRANS) return;
+  PGresult *r = PQexec(b->pg, "SELECT current_user");
+  if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+    dim_copy(b->dim_role, sizeof b->dim_role, PQgetvalue(r, 0, 0));
+  PQclear(r);
+}
+
+static void pg_dims(qp__bconn *b, unsigned refresh, const char **user, const char **app) {
+  if (refresh & QP__DIMS_ROLE) pg_dims_role(b);
   if (refresh) pg_dims_read(b);
   *user = b->dim_user;
   *app = b->dim_app;

@@ -614,7 +614,7 @@ static const char *sq_user(const qp__bconn *b) {
   return "";
 }
 
-static void sq_dims(qp__bconn *b, bool refresh, const char **user, const char **app) {
+static void sq_dims(qp__bconn *b, unsigned refresh, const char **user, const char **app) {
   (void)b;
   (void)refresh;
   *user = qp_default_os_user();

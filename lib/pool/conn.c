@@ -13,14 +13,51 @@
 
 /* ---- session tracking --------------------------------------------------- */
 
-/* Whether a statement leaves session state behind that would leak into the
- * next lease: the classifier's changes_session (docs/classifier.md). A cached
- * statement is classified once, through its cache entry. */
-static bool changes_session(const qp_conn *c, const char *sql, size_t len) {
+/* What a statement does to the session, from the classifier
+ * (docs/classifier.md): whether it leaves state behind that would leak into
+ * the next lease (changes_session: sets c->session_dirty, asked only under
+ * the reset policy auto until the lease is dirty), and which of the
+ * recorded identity settings it changes (the returned qp_stmt_info.identity
+ * bits, | QP__IDENT_ROLLBACK_TO). A cached statement (e) is classified once,
+ * through its cache entry; another one only when it may matter (the
+ * prefilter, or a block is being watched). */
+static unsigned session_effects(qp_conn *c, qp__stmt_entry *e, const char *sql, size_t len) {
+  qp_pool *p = c->pool;
+  bool want_dirty = p->o.reset == QP_RESET_AUTO && !c->session_dirty;
+  if (e != NULL) {
+    qp__stmt_entry_classify(e, p->ops->dialect);
+    if (want_dirty) c->session_dirty = e->session > 0;
+    return e->ident > 0 ? (unsigned)e->ident : 0;
+  }
+  if (!want_dirty && c->dims_watch == 0 && !qp__sql_may_set_identity(sql, len)) return 0;
   qp_stmt_info info;
   info.size = sizeof info;
-  qp_sql_classify(c->pool->ops->dialect, sql, len, &info);
-  return info.changes_session;
+  qp_sql_classify(p->ops->dialect, sql, len, &info);
+  if (want_dirty) c->session_dirty = info.changes_session;
+  return info.identity | (info.tcl == QP_TCL_ROLLBACK_TO ? QP__IDENT_ROLLBACK_TO : 0u);
+}
+
+/* After a statement (recorded under the identity it ran under) that changed
+ * the role, the session user or application_name (`ident`), or while a
+ * transaction block that changed one is open: reads them again, so that
+ * the next statement is charged to what it runs under. application_name
+ * and session_authorization are reported by the server (no round trip);
+ * the role is asked on our own connection (SELECT current_user). A change
+ * inside a block is read again when the block ends (it reverts if the
+ * block rolls back; SET LOCAL always) and after ROLLBACK TO SAVEPOINT. */
+static void follow_identity(qp_conn *c, unsigned ident) {
+  unsigned refresh = 0;
+  if (ident & (QP_IDENT_APPLICATION | QP_IDENT_SESSION_AUTH)) refresh |= QP__DIMS_PARAMS;
+  if (ident & (QP_IDENT_ROLE | QP_IDENT_SESSION_AUTH)) refresh |= QP__DIMS_ROLE;
+  if (refresh == 0 && c->dims_watch == 0) return;
+  const qp__backend_ops *ops = c->pool->ops;
+  qp_txn_status t = ops->txn_status(c->b);
+  if (c->dims_watch != 0 && (t == QP_TXN_IDLE || (ident & QP__IDENT_ROLLBACK_TO)))
+    refresh |= c->dims_watch;
+  if (refresh == 0) return;
+  c->dims_watch = t == QP_TXN_IDLE ? 0 : c->dims_watch | refresh;
+  const char *u, *a;
+  ops->dims(c->b, refresh, &u, &a);
 }
 
 /* ---- statements --------------------------------------------------------- */
@@ -59,6 +96,7 @@ static qp_status ensure_alive(qp_conn *c) {
   p->ops->close(c->b);
   c->b = nb;
   c->session_dirty = false;
+  c->dims_watch = 0;
   if (p->o.on_connect != NULL) {
     st = p->o.on_connect(c, p->o.on_connect_ud);
     c->session_dirty = false;
@@ -68,11 +106,9 @@ static qp_status ensure_alive(qp_conn *c) {
 }
 
 /* Who ran it (docs/pool.md): the connection's user and application, kept
- * by the backend (read again after a statement changed the session), and
- * the pool's host. */
+ * by the backend (read again by follow_identity), and the pool's host. */
 static inline void set_dims(qp_conn *c, qp_query_event *ev) {
-  c->pool->ops->dims(c->b, c->dims_stale, &ev->user, &ev->application);
-  c->dims_stale = false;
+  c->pool->ops->dims(c->b, 0, &ev->user, &ev->application);
   ev->host = c->pool->host;
 }
 
@@ -159,17 +195,9 @@ conn_exec(qp_conn *c, const char *sql, const qp_param *params, size_t nparams, q
     c->q_count++;
     c->q_time_ns += dur;
   }
-  /* A cached statement is classified for session changes once; a failed
-   * one too (it may have half-happened). */
-  if (p->o.reset == QP_RESET_AUTO && !c->session_dirty) {
-    if (e != NULL) {
-      qp__stmt_entry_classify(e, p->ops->dialect);
-      c->session_dirty = e->session > 0;
-    } else {
-      c->session_dirty = changes_session(c, sql, len);
-    }
-    c->dims_stale = c->session_dirty; /* SET ROLE, SET application_name, ... */
-  }
+  /* Classified for session changes a failed statement too (it may have
+   * half-happened). */
+  unsigned ident = session_effects(c, e, sql, len);
   bool recording = !quiet && p->names != NULL;
   if (st != QP_OK) {
     c->q_errors += !quiet;
@@ -177,13 +205,14 @@ conn_exec(qp_conn *c, const char *sql, const qp_param *params, size_t nparams, q
     /* statements that never reached the server are not recorded */
     if (recording && (st == QP_QUERY || st == QP_UNAVAILABLE))
       record(c, sql, len, NULL, dur, -1, c->sqlstate[0] ? c->sqlstate : "ERROR");
-    return st;
-  }
-  if (recording) {
+  } else if (recording) {
     if (e != NULL && e->norm == NULL) fill_norm(p, e, sql, len);
     record(c, sql, len, e, dur, rows, NULL);
   }
-  return QP_OK;
+  /* after recording: a statement is charged to the identity it ran under */
+  if (QP_UNLIKELY(ident != 0 || c->dims_watch != 0) && c->b != NULL && st != QP_UNAVAILABLE)
+    follow_identity(c, ident);
+  return st;
 }
 
 /* Records a cache hit into the profile: a hit of its fingerprint, never a
@@ -360,12 +389,10 @@ qp_status qp_conn_exec_script(qp_conn *c, const char *sql) {
   bool cached = p->o.cache != NULL;
   if (cached) qp__cache_script(c, sql, false);
   /* a script may hold several statements: scan each */
-  if (p->o.reset == QP_RESET_AUTO && !c->session_dirty) {
-    size_t pos = 0, start, slen;
-    while (!c->session_dirty && qp_sql_split_next(p->ops->dialect, sql, len, &pos, &start, &slen))
-      c->session_dirty = changes_session(c, sql + start, slen);
-    c->dims_stale = c->session_dirty;
-  }
+  unsigned ident = 0;
+  size_t pos = 0, start, slen;
+  while (qp_sql_split_next(p->ops->dialect, sql, len, &pos, &start, &slen))
+    ident |= session_effects(c, NULL, sql + start, slen);
   bool recording = p->names != NULL;
   script_ends ends = {.hooks = &p->hooks, .cap = 16};
   ends.v = ends.small;
@@ -384,6 +411,9 @@ qp_status qp_conn_exec_script(qp_conn *c, const char *sql) {
     record_script(c, sql, len, t0, t1, &ends,
                   st == QP_OK ? NULL : (c->sqlstate[0] ? c->sqlstate : "ERROR"));
   if (ends.v != ends.small) qp__free(&p->hooks, ends.v);
+  /* the script's statements were all charged to the identity it started
+   * under; what it changed applies from the next call */
+  if ((ident != 0 || c->dims_watch != 0) && st != QP_UNAVAILABLE) follow_identity(c, ident);
   if (cached) qp__cache_script(c, sql, true);
   return st;
 }

@@ -339,6 +339,7 @@ static qp_status open_backend(qp_pool *p, qp_conn *c, int64_t timeout_ms, qp__be
       st = hs == QP_NOMEM ? QP_NOMEM : QP_UNAVAILABLE;
     }
     c->session_dirty = false; /* what the hook set is the baseline */
+    c->dims_watch = 0;
   }
   pthread_mutex_lock(&p->mu);
   if (st == QP_OK) {
@@ -1026,8 +1027,14 @@ void qp_pool_release(qp_conn *c) {
   }
   if (ok && (p->o.reset == QP_RESET_ALWAYS || (p->o.reset == QP_RESET_AUTO && c->session_dirty))) {
     reset = true;
-    ok = ops->reset(c->b, &err) == QP_OK;
+    ok = ops->reset(c->b, &err) == QP_OK; /* reads user and application again */
+  } else if (ok && rolled && c->dims_watch != 0) {
+    /* a role or application_name set in the block just rolled back is gone:
+     * the next lease must not be charged to it */
+    const char *u, *a;
+    ops->dims(c->b, c->dims_watch, &u, &a);
   }
+  c->dims_watch = 0;
   if (!ok && !broken && err.msg[0])
     qp__log(&p->hooks, QP_LOG_WARN, "pool %s: discarding a connection: %s", p->dsn_safe, err.msg);
   c->session_dirty = false;

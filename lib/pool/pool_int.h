@@ -45,7 +45,10 @@ struct qp_conn {
   bool leak_reported;
   bool fresh;         /* no statement yet in this lease: precheck first */
   bool session_dirty; /* session state changed: reset before reuse (policy auto) */
-  bool dims_stale;    /* a statement changed the session: read user/application again */
+  /* QP__DIMS_* to read again when the open transaction block ends: a role
+   * or application_name set inside it reverts if it rolls back (SET LOCAL:
+   * at its end either way). 0 outside a block. */
+  unsigned dims_watch;
   qp_conn *next_idle;
   /* statement counters of the current lease, owned by its holder (no
    * atomics on the hot path); added to the pool's under its mutex on release */

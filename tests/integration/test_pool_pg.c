@@ -767,6 +767,180 @@ static void test_dims_role_application_host(void **state) {
   assert_int_equal(admin(sql), QP_OK);
 }
 
+typedef struct rows_seen {
+  size_t n;
+  char line[64][256];
+} rows_seen;
+
+static int collect_rows(const qp_query_summary *q, void *ud) {
+  rows_seen *w = ud;
+  if (w->n < 64)
+    snprintf(w->line[w->n++], sizeof w->line[0], "%s|%s|%s|%llu|%llu", q->user, q->application,
+             q->query, (unsigned long long)q->calls, (unsigned long long)q->errors);
+  return 0;
+}
+
+static int cmp_line(const void *a, const void *b) { return strcmp(a, b); }
+
+static void ok_exec(qp_conn *c, const char *sql) {
+  if (qp_conn_exec(c, sql, NULL, 0, NULL) != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
+}
+
+/* Every statement through the pool is charged to the role and application
+ * it ran under, as they change during the lease: SET ROLE, SET
+ * application_name, RESET ROLE, SET LOCAL ROLE in a committed block, SET
+ * ROLE and application_name in a rolled-back block, SET ROLE in a block
+ * that fails (its COMMIT rolls back), a script (charged to what it started
+ * under), a block left open at release (rolled back), the next lease after
+ * the reset (DISCARD ALL: back to the login role and the DSN's
+ * application), and with the reset policy never, the committed role kept
+ * into the next lease while the rolled-back one is not. What a statement
+ * changes applies from the next statement. */
+static void test_dims_follow_set_role_and_application(void **state) {
+  (void)state;
+  char r2[64], r3[64], sql[256], dsn_a[600], dsn_b[600];
+  snprintf(r2, sizeof r2, "qp_fr2_%d", (int)getpid());
+  snprintf(r3, sizeof r3, "qp_fr3_%d", (int)getpid());
+  snprintf(sql, sizeof sql, "CREATE ROLE %s", r2);
+  assert_int_equal(admin(sql), QP_OK);
+  snprintf(sql, sizeof sql, "CREATE ROLE %s", r3);
+  assert_int_equal(admin(sql), QP_OK);
+  snprintf(dsn_a, sizeof dsn_a, "%s application_name=app0", g_dsn);
+  snprintf(dsn_b, sizeof dsn_b, "%s application_name=appB", g_dsn);
+  qp_profile *prof;
+  char err[256];
+  assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
+  qp_pool_options o;
+  qp_pool_options_init(&o);
+  o.profile = prof;
+  qp_pool *a = open_pool(dsn_a, 1, &o);
+  o.reset = QP_RESET_NEVER;
+  qp_pool *b = open_pool(dsn_b, 1, &o);
+  char set_r2[128], set_r3[128], local_r2[128];
+  snprintf(set_r2, sizeof set_r2, "SET ROLE %s", r2);
+  snprintf(set_r3, sizeof set_r3, "SET ROLE %s", r3);
+  snprintf(local_r2, sizeof local_r2, "SET LOCAL ROLE %s", r2);
+
+  qp_conn *c;
+  assert_int_equal(qp_pool_acquire(a, &c), QP_OK);
+  ok_exec(c, "SELECT 1 AS a");
+  ok_exec(c, set_r2);
+  ok_exec(c, "SELECT 1 AS a");
+  ok_exec(c, "SET application_name = 'x'");
+  ok_exec(c, "SELECT 1 AS a");
+  ok_exec(c, "RESET ROLE");
+  ok_exec(c, "SELECT 1 AS a");
+  ok_exec(c, "BEGIN");
+  ok_exec(c, local_r2);
+  ok_exec(c, "SELECT 1 AS a");
+  ok_exec(c, "COMMIT");
+  ok_exec(c, "SELECT 1 AS a");
+  ok_exec(c, "BEGIN");
+  ok_exec(c, set_r3);
+  ok_exec(c, "SET application_name = 'y'");
+  ok_exec(c, "SELECT 1 AS a");
+  ok_exec(c, "ROLLBACK");
+  ok_exec(c, "SELECT 1 AS a");
+  ok_exec(c, "BEGIN");
+  ok_exec(c, set_r3);
+  ok_exec(c, "COMMIT");
+  ok_exec(c, "SELECT 1 AS a");
+  ok_exec(c, "BEGIN");
+  ok_exec(c, set_r2);
+  assert_int_equal(qp_conn_exec(c, "SELECT 1/0 AS a", NULL, 0, NULL), QP_QUERY);
+  ok_exec(c, "COMMIT"); /* of a failed block: rolled back */
+  ok_exec(c, "SELECT 1 AS a");
+  snprintf(sql, sizeof sql, "SET ROLE %s; SELECT 2 AS w", r2);
+  script(c, sql);
+  ok_exec(c, "SELECT 1 AS a");
+  ok_exec(c, "BEGIN");
+  ok_exec(c, set_r3);
+  qp_pool_release(c); /* rolled back, then reset: DISCARD ALL */
+  assert_int_equal(qp_pool_acquire(a, &c), QP_OK);
+  ok_exec(c, "SELECT 1 AS a");
+  qp_pool_release(c);
+
+  assert_int_equal(qp_pool_acquire(b, &c), QP_OK);
+  ok_exec(c, set_r3);
+  ok_exec(c, "SELECT 1 AS b");
+  ok_exec(c, "BEGIN");
+  ok_exec(c, set_r2);
+  ok_exec(c, "SET application_name = 'z'");
+  ok_exec(c, "SELECT 1 AS b");
+  qp_pool_release(c); /* rolled back; policy never: no reset */
+  assert_int_equal(qp_pool_acquire(b, &c), QP_OK);
+  ok_exec(c, "SELECT 1 AS b");
+  ok_exec(c, "RESET ROLE");
+  ok_exec(c, "SELECT 1 AS b");
+  qp_pool_release(c);
+  qp_pool_close(a);
+  qp_pool_close(b);
+
+  char path[512];
+  snprintf(path, sizeof path, "%s/follow.db", qpt_tempdir());
+  qp_store *st = NULL;
+  assert_int_equal(qp_store_open(&st, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  static rows_seen w;
+  memset(&w, 0, sizeof w);
+  assert_int_equal(qp_store_summarize(st, INT64_MIN, INT64_MAX, collect_rows, &w), QP_OK);
+  qp_store_close(st);
+  qp_profile_free(prof);
+  const char *P = "postgres";
+  static char want[64][256];
+  size_t nw = 0;
+#define ROW(u, app, q, calls, errors) \
+  snprintf(want[nw++], sizeof want[0], "%s|%s|%s|%d|%d", u, app, q, calls, errors)
+  char q_r2[128], q_r3[128], q_local_r2[128];
+  snprintf(q_r2, sizeof q_r2, "set role %s", r2);
+  snprintf(q_r3, sizeof q_r3, "set role %s", r3);
+  snprintf(q_local_r2, sizeof q_local_r2, "set local role %s", r2);
+  ROW(P, "app0", "select ? as a", 2, 0);
+  ROW(P, "app0", q_r2, 1, 0);
+  ROW(r2, "app0", "select ? as a", 1, 0);
+  ROW(r2, "app0", "set application_name = ?", 1, 0);
+  ROW(r2, "x", "reset role", 1, 0);
+  ROW(r2, "x", "select ? as a", 3, 0);
+  ROW(r2, "x", "commit", 2, 0);
+  ROW(r2, "x", "select ? / ? as a", 1, 1);
+  ROW(r2, "x", "begin", 1, 0);
+  ROW(r2, "x", q_r3, 1, 0);
+  ROW(P, "x", "select ? as a", 3, 0);
+  ROW(P, "x", "begin", 3, 0);
+  ROW(P, "x", q_local_r2, 1, 0);
+  ROW(P, "x", q_r3, 2, 0);
+  ROW(r3, "x", "set application_name = ?", 1, 0);
+  ROW(r3, "x", "commit", 1, 0);
+  ROW(r3, "x", "select ? as a", 2, 0);
+  ROW(r3, "x", "begin", 1, 0);
+  ROW(r3, "x", q_r2, 2, 0);
+  ROW(r3, "x", "select ? as w", 1, 0);
+  ROW(r3, "y", "select ? as a", 1, 0);
+  ROW(r3, "y", "rollback", 1, 0);
+  ROW(P, "appB", q_r3, 1, 0);
+  ROW(P, "appB", "select ? as b", 1, 0);
+  ROW(r3, "appB", "select ? as b", 2, 0);
+  ROW(r3, "appB", "begin", 1, 0);
+  ROW(r3, "appB", q_r2, 1, 0);
+  ROW(r3, "appB", "reset role", 1, 0);
+  ROW(r2, "appB", "set application_name = ?", 1, 0);
+  ROW(r2, "z", "select ? as b", 1, 0);
+#undef ROW
+  qsort(w.line, w.n, sizeof w.line[0], cmp_line);
+  qsort(want, nw, sizeof want[0], cmp_line);
+  bool same = w.n == nw;
+  for (size_t i = 0; same && i < nw; i++) same = strcmp(w.line[i], want[i]) == 0;
+  if (!same) {
+    for (size_t i = 0; i < w.n; i++) printf("got  %s\n", w.line[i]);
+    for (size_t i = 0; i < nw; i++) printf("want %s\n", want[i]);
+    fail_msg("rows per user and application differ");
+  }
+  snprintf(sql, sizeof sql, "DROP ROLE %s", r2);
+  assert_int_equal(admin(sql), QP_OK);
+  snprintf(sql, sizeof sql, "DROP ROLE %s", r3);
+  assert_int_equal(admin(sql), QP_OK);
+}
+
 /* A server that refuses new connections (53300: here the role's connection
  * limit) while one lease is out: an acquire that times out while the pool
  * could still open connections says the database is the cause
@@ -1063,6 +1237,7 @@ int main(void) {
       cmocka_unit_test(test_goodbye_noticed_before_eof),
       cmocka_unit_test(test_explain_and_quiet_statements),
       cmocka_unit_test(test_dims_role_application_host),
+      cmocka_unit_test(test_dims_follow_set_role_and_application),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
