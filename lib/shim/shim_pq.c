@@ -75,6 +75,9 @@ SHIM_REAL_DECL(SHIM_SONAME_PQ, const char *, PQparameterStatus, (const PGconn *,
 SHIM_REAL_DECL(SHIM_SONAME_PQ, ExecStatusType, PQresultStatus, (const PGresult *), shim_stub_zero)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, int, PQntuples, (const PGresult *), shim_stub_zero)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQcmdTuples, (PGresult *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQcmdStatus, (PGresult *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGTransactionStatusType, PQtransactionStatus, (const PGconn *),
+               shim_stub_zero)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQresultErrorField, (const PGresult *, int), shim_stub_null)
 
 /* Depth of synchronous calls (PQexec & co.) on this thread, and whether an
@@ -90,6 +93,7 @@ typedef struct pq_prep {
   unsigned refs;
   uint64_t fp;
   size_t norm_len;
+  bool ident;             /* may change the role or application (qp__sql_may_set_identity) */
   shim_entry_cache cache; /* executions are recorded by the connection's one thread */
   char *name;
   char *sql; /* as prepared, for the sample */
@@ -126,6 +130,16 @@ typedef struct pq_conn {
   char *dbname; /* the segment key: database, user, application (shim_key) */
   size_t dbname_len;
   pq_prep *preps[PREP_BUCKETS];
+  /* Who runs it (docs/shim.md, "Who ran it"). The role is followed from
+   * the statements' text, since PostgreSQL does not report it; the session
+   * user and application_name from what the server reports. "" is no role
+   * (the user is then session_authorization). */
+  char role_now[QP_STMT_NAME_MAX];  /* in effect for the next statement */
+  char role_keep[QP_STMT_NAME_MAX]; /* the session's, kept if the open block commits */
+  char role_base[QP_STMT_NAME_MAX]; /* the session's before the open block */
+  bool reread;     /* read the reported values again when the entry ends */
+  bool role_watch; /* a role change awaits the end of its transaction block */
+  bool role_rb;    /* ... which rolls back: ROLLBACK, or an error (role_watch only) */
 } pq_conn;
 
 static inline bool should_record(void) { return shim_t_inside == 0 && shim_active(); }
@@ -197,25 +211,40 @@ static pq_conn *conn_find(const PGconn *conn) {
   return c;
 }
 
+/* Makes the connection's segment key again from who runs it now: the
+ * role in effect (else session_authorization, else the login user) and
+ * application_name (else the program's name), all libpq's local copies (no
+ * round trip). A server that reports "role" is believed. Entries cached by
+ * prepared statements belong to the old key: they are dropped. */
+static void rekey(pq_conn *c, PGconn *conn) {
+  const char *r = real_PQparameterStatus()(conn, "role");
+  if (r != NULL) {
+    snprintf(c->role_now, sizeof c->role_now, "%s", strcmp(r, "none") == 0 ? "" : r);
+    c->role_watch = false;
+  }
+  const char *user = c->role_now;
+  if (user[0] == '\0') user = real_PQparameterStatus()(conn, "session_authorization");
+  if (user == NULL || user[0] == '\0') user = real_PQuser()(conn);
+  const char *app = real_PQparameterStatus()(conn, "application_name");
+  char key[QP_SEG_KEY_MAX + 1];
+  size_t n = shim_key(key, real_PQdb()(conn), user, app);
+  if (c->dbname != NULL && n == c->dbname_len && memcmp(key, c->dbname, n) == 0) return;
+  char *k = qp__malloc(NULL, n + 1);
+  qp__free(NULL, c->dbname);
+  c->dbname = k;
+  c->dbname_len = k != NULL ? n : 0;
+  if (k != NULL) memcpy(k, key, n + 1);
+  for (size_t i = 0; i < PREP_BUCKETS; i++)
+    for (pq_prep *p = c->preps[i]; p != NULL; p = p->next) memset(&p->cache, 0, sizeof p->cache);
+}
+
 /* The state of `conn`, created on first use. NULL on out of memory. */
 static pq_conn *conn_get(PGconn *conn) {
   pq_conn *c = conn_find(conn);
   if (c != NULL) return c;
   c = qp__calloc(NULL, 1, sizeof *c);
   if (c == NULL) return NULL;
-  /* Who runs it, once per connection (a later SET application_name or SET
-   * ROLE is not followed): the login role, application_name (else the
-   * program's name). All three are libpq's local copies: no round trip. */
-  const char *db = real_PQdb()(conn);
-  const char *user = real_PQuser()(conn);
-  const char *sa = real_PQparameterStatus()(conn, "session_authorization");
-  if (sa != NULL && sa[0] != '\0') user = sa;
-  const char *app = real_PQparameterStatus()(conn, "application_name");
-  char key[QP_SEG_KEY_MAX + 1];
-  c->dbname_len = shim_key(key, db, user, app);
-  c->dbname = qp__malloc(NULL, c->dbname_len + 1);
-  if (c->dbname != NULL) memcpy(c->dbname, key, c->dbname_len + 1);
-  else c->dbname_len = 0;
+  rekey(c, conn);
   bool stored;
   conn_free(shim_map_put(&shim_pq_conns, conn, c, &stored));
   if (!stored) {
@@ -252,6 +281,7 @@ static void prep_add(pq_conn *c, const char *name, const char *sql) {
   pq_prep *p = qp__malloc(NULL, sizeof *p + len + 1);
   if (p == NULL) return;
   memset(&p->cache, 0, sizeof p->cache);
+  p->ident = qp__sql_may_set_identity(sql, strlen(sql));
   p->refs = 1;
   p->fp = fp;
   p->norm_len = len;
@@ -320,9 +350,79 @@ static void pop(pq_conn *c) {
   }
 }
 
+/* ---- who runs it ------------------------------------------------------------
+ * The statements that change the role, the session user or application_name
+ * are few; the hot path only asks qp__sql_may_set_identity (a few byte
+ * compares; a prepared statement asked once, at prepare) and tests
+ * role_watch and reread. A statement is charged to the identity it ran
+ * under: what it changes applies from the next statement. */
+
+/* After a statement's result `r`: follows a successful SET/RESET ROLE,
+ * SESSION AUTHORIZATION, application_name or DISCARD ALL (`sql`, may be
+ * NULL), and while a role change waits for its block to end, whether the
+ * block rolls back. The role comes from the text (the server does not
+ * report it); the reported values are read again when the entry ends
+ * (follow_end): the server sends them just before it is ready again. */
+static void follow_result(pq_conn *c, PGconn *conn, const char *sql, size_t len,
+                          const PGresult *r, ExecStatusType status) {
+  if (c->role_watch) {
+    if (status == PGRES_COMMAND_OK) {
+      const char *tag = real_PQcmdStatus()((PGresult *)r);
+      /* ROLLBACK, ROLLBACK TO, and COMMIT of a failed block all say ROLLBACK */
+      if (tag != NULL && strncmp(tag, "ROLLBACK", 8) == 0) c->role_rb = true;
+      else if (tag != NULL && strcmp(tag, "COMMIT") == 0) c->role_rb = false;
+    } else if (status == PGRES_FATAL_ERROR) {
+      c->role_rb = true; /* the block (explicit, or a multi-statement query's) fails */
+    }
+  }
+  if (sql == NULL || status != PGRES_COMMAND_OK || !qp__sql_may_set_identity(sql, len)) return;
+  qp_stmt_info info;
+  info.size = sizeof info;
+  qp_sql_classify(QP_DIALECT_POSTGRES, sql, len, &info);
+  if (info.identity == 0) return;
+  c->reread = true;
+  if (!(info.identity & QP_IDENT_ROLE)) return;
+  /* SET SESSION AUTHORIZATION x: no role, user x; DEFAULT: the login user */
+  const char *name = info.identity_default ? "" : info.identity_name;
+  if (!info.identity_default && name[0] == '\0') return; /* a value the text does not show */
+  if (!c->role_watch) {
+    memcpy(c->role_base, c->role_keep, sizeof c->role_base);
+    c->role_watch = true;
+    c->role_rb = false;
+  }
+  /* SET LOCAL lasts until the block ends; SET until then too if the block
+   * rolls back. Outside a block the query was one: follow_end settles it. */
+  snprintf(c->role_now, sizeof c->role_now, "%s", name);
+  if (!info.identity_local) snprintf(c->role_keep, sizeof c->role_keep, "%s", name);
+  rekey(c, conn);
+}
+
+/* When an entry (a query with all its results) ends: libpq has read the
+ * server's ParameterStatus and ReadyForQuery messages, so the reported
+ * values and PQtransactionStatus (local: no round trip) are current. A role
+ * change whose block is over is kept if the block committed, and SET LOCAL
+ * reverts either way. */
+static void follow_end(pq_conn *c, PGconn *conn) {
+  bool changed = c->reread;
+  c->reread = false;
+  if (c->role_watch) {
+    PGTransactionStatusType t = real_PQtransactionStatus()(conn);
+    if (t == PQTRANS_INERROR) {
+      c->role_rb = true;
+    } else if (t == PQTRANS_IDLE) {
+      if (c->role_rb) memcpy(c->role_keep, c->role_base, sizeof c->role_keep);
+      memcpy(c->role_now, c->role_keep, sizeof c->role_now);
+      memcpy(c->role_base, c->role_keep, sizeof c->role_base);
+      c->role_watch = c->role_rb = false;
+      changed = true;
+    }
+  }
+  if (changed) rekey(c, conn);
+}
+
 /* Records the statement of `e` that `r` ends. */
-static void end_statement(pq_conn *c, pq_entry *e, const PGresult *r, ExecStatusType status,
-                          uint64_t now) {
+static void end_statement(pq_conn *c, PGconn *conn, pq_entry *e, const PGresult *r,
+                          ExecStatusType status, uint64_t now) {
   int64_t rows = e->rows;
   e->rows = 0;
   uint64_t dur = qp__ns_since(now, e->mark_ns);
@@ -381,6 +481,12 @@ static void end_statement(pq_conn *c, pq_entry *e, const PGresult *r, ExecStatus
     ev.sql_len = e->sql_len;
   }
   shim_record_cached(&ev, c->dbname_len, cache);
+  if (e->kind == PQK_EXECUTE) {
+    if (QP_UNLIKELY(c->role_watch || e->prep->ident))
+      follow_result(c, conn, e->prep->sql, strlen(e->prep->sql), r, status);
+  } else if (QP_UNLIKELY(c->role_watch || qp__sql_may_set_identity(ev.sql, ev.sql_len))) {
+    follow_result(c, conn, ev.sql, ev.sql_len, r, status);
+  }
 }
 
 static void on_result(PGconn *conn, PGresult *r) {
@@ -388,7 +494,10 @@ static void on_result(PGconn *conn, PGresult *r) {
   if (c == NULL || c->head == NULL) return;
   pq_entry *e = c->head;
   if (r == NULL) {
-    if (e->has_result) pop(c);
+    if (e->has_result) {
+      if (QP_UNLIKELY(c->reread || c->role_watch)) follow_end(c, conn);
+      pop(c);
+    }
     return;
   }
   ExecStatusType status = real_PQresultStatus()(r);
@@ -411,7 +520,7 @@ static void on_result(PGconn *conn, PGresult *r) {
     e->rows++;
     return;
   default:
-    end_statement(c, e, r, status, now);
+    end_statement(c, conn, e, r, status, now);
   }
 }
 
@@ -460,7 +569,13 @@ static void forget(PGconn *conn) {
     return;
   int e = errno;
   pq_conn *c = conn_find(conn);
-  if (c != NULL) conn_clear(c);
+  if (c != NULL) {
+    conn_clear(c);
+    /* a new session: no role; the reported values are read at its first end */
+    c->role_now[0] = c->role_keep[0] = c->role_base[0] = '\0';
+    c->role_watch = c->role_rb = false;
+    c->reread = true;
+  }
   errno = e;
 }
 
@@ -610,7 +725,8 @@ static void sync_fallback(PGconn *conn, pq_kind kind, const char *sql, const cha
     ep = heap;
   }
   ExecStatusType status = r != NULL ? real_PQresultStatus()(r) : PGRES_FATAL_ERROR;
-  if (r != NULL) end_statement(c, ep, r, status, shim_now_ns());
+  if (r != NULL) end_statement(c, conn, ep, r, status, shim_now_ns());
+  if (c->reread || c->role_watch) follow_end(c, conn); /* the call is over: all read */
   prep_unref(e.prep);
   qp__free(NULL, heap);
 }
