@@ -77,8 +77,8 @@ static inline bool in(size_t off, size_t n, size_t lo, size_t hi) {
 static bool check_header(const qp_seg_header *h, size_t len, char *why, size_t whylen) {
   CHECK(len >= QP_SEG_HEADER_SIZE, "shorter than a header (%zu bytes)", len);
   CHECK(memcmp(h->magic, QP_SEG_MAGIC, 8) == 0, "not a qprof segment (bad magic)");
-  CHECK(h->version == QP_SEG_VERSION || h->version == QP_SEG_VERSION_2 ||
-            h->version == QP_SEG_VERSION_1,
+  CHECK(h->version == QP_SEG_VERSION || h->version == QP_SEG_VERSION_3 ||
+            h->version == QP_SEG_VERSION_2 || h->version == QP_SEG_VERSION_1,
         "segment version %u, this qprof reads %u to %u", h->version, QP_SEG_VERSION_1,
         QP_SEG_VERSION);
   if (h->version >= 2)
@@ -109,6 +109,8 @@ static bool check_entry(const uint8_t *img, size_t end, const qp_seg_header *h, 
         "entry offset %u out of bounds", off);
   const qp_seg_entry *e = (const qp_seg_entry *)(img + off);
   CHECK(e->backend <= 1, "entry at %u: backend %u", off, e->backend);
+  CHECK(h->version >= 4 ? e->lane < QP_SEG_LANES : e->lane == 0, "entry at %u: lane %u", off,
+        e->lane);
   CHECK(e->query_len <= QP_NORMALIZED_MAX && in(e->query_off, e->query_len, h->arena_off, end),
         "entry at %u: query text out of bounds", off);
   CHECK(e->db_len <= (h->version >= 2 ? QP_SEG_KEY_MAX : QP_SEG_DB_MAX) &&
@@ -206,7 +208,7 @@ static bool check_image(const uint8_t *img, size_t len, char *why, size_t whylen
        * the entry from it, and says the segment is not what it wrote */
       const qp_seg_entry *e = (const qp_seg_entry *)(img + off);
       CHECK((slots[i] & QP_SEG_TAG_MASK) ==
-                qp__seg_tag(qp__seg_hash(e->fingerprint, e->bucket, e->backend)),
+                qp__seg_tag(qp__seg_hash(e->fingerprint, e->bucket, e->backend, e->lane)),
             "entry at %u: its index slot's tag is not its key's", off);
     }
   }

@@ -42,9 +42,12 @@
 #define QP_SEG_MAGIC "QPROFSG\x01"
 /* 2: entries are keyed by "db\0user\0application" and the header names the
  * host (docs/shim.md, "Segments"); 3: index slots carry a tag in their low 3
- * bits (qp__seg_slot_off, qp__seg_tag). The harvester still reads versions 1
- * (database only) and 2 (slots are bare offsets). */
-#define QP_SEG_VERSION 3u
+ * bits (qp__seg_slot_off, qp__seg_tag); 4: entries carry a lane (the
+ * writing thread's, qp_seg_entry.lane), part of the key and of its hash, and
+ * are aligned to QP_SEG_ALIGN bytes. The harvester still reads versions 1
+ * (database only), 2 (slots are bare offsets) and 3 (no lanes). */
+#define QP_SEG_VERSION 4u
+#define QP_SEG_VERSION_3 3u
 #define QP_SEG_VERSION_2 2u
 #define QP_SEG_VERSION_1 1u
 #define QP_SEG_HEADER_SIZE 4096u
@@ -66,6 +69,17 @@
 #define QP_SEG_SAMPLE_MAX 65536u
 #define QP_SEG_CODES_MAX 64u /* error-code records per entry */
 #define QP_SEG_SUFFIX ".qpseg"
+/* Threads of one process that run the same statement in the same bucket
+ * record into entries of their own, one per lane (a thread's lane is fixed
+ * at its first statement, threads taking lanes in turn): a counter written
+ * by two CPUs in turn costs a cache-line transfer per statement, and a
+ * statement's record writes 3 to 4 lines. The harvester merges the lanes'
+ * entries of a key (they differ in nothing else). */
+#define QP_SEG_LANES 8u
+/* Entries and histogram chunks start on a cache line of their own, so that
+ * no line holds the counters of two entries (two threads' entries would
+ * share it otherwise). */
+#define QP_SEG_ALIGN 64u
 
 typedef struct qp_seg_header {
   char magic[8];
@@ -94,7 +108,7 @@ _Static_assert(sizeof(qp_seg_header) <= QP_SEG_HEADER_SIZE, "the header fits its
 typedef struct qp_seg_entry {
   _Atomic uint32_t seq;
   uint16_t backend;
-  uint16_t reserved0;
+  uint16_t lane; /* version 4: < QP_SEG_LANES (0 before) */
   uint64_t fingerprint;
   int64_t bucket; /* start, seconds since the epoch */
   uint32_t query_off, query_len;
@@ -171,14 +185,23 @@ qp_seg_entry *qp__seg_record(qp_seg *seg, qp_backend backend, uint64_t fingerpri
                              const char *norm, size_t norm_len, const char *db, size_t db_len,
                              uint64_t duration_ns, int64_t rows, const char *error,
                              int64_t wall_ns);
+/* qp__seg_record into lane `lane` (taken modulo QP_SEG_LANES; qp__seg_record
+ * is lane 0). */
+qp_seg_entry *qp__seg_record_lane(qp_seg *seg, unsigned lane, qp_backend backend,
+                                  uint64_t fingerprint, const char *norm, size_t norm_len,
+                                  const char *db, size_t db_len, uint64_t duration_ns,
+                                  int64_t rows, const char *error, int64_t wall_ns);
 
-/* The two halves of qp__seg_record, for callers that keep the entry of a
- * statement between executions (it never moves): the entry of a key
- * (created when new; NULL when full, counted as dropped), and recording one
- * execution into an entry (NULL when a histogram chunk or code record does
- * not fit, counted as dropped). */
-qp_seg_entry *qp__seg_find(qp_seg *seg, qp_backend backend, uint64_t fingerprint, int64_t bucket,
-                           const char *norm, size_t norm_len, const char *db, size_t db_len);
+/* The two halves of qp__seg_record_lane, for callers that keep the entry of
+ * a statement between executions (it never moves): the entry of a key in
+ * lane `lane` (modulo QP_SEG_LANES; created when new; NULL when full,
+ * counted as dropped), and recording one execution into an entry (NULL when
+ * a histogram chunk or code record does not fit, counted as dropped). Any
+ * thread may record into any lane (the entry's lock makes it safe); a
+ * thread that keeps to its own lane writes no line another thread writes. */
+qp_seg_entry *qp__seg_find(qp_seg *seg, unsigned lane, qp_backend backend, uint64_t fingerprint,
+                           int64_t bucket, const char *norm, size_t norm_len, const char *db,
+                           size_t db_len);
 qp_seg_entry *qp__seg_add(qp_seg *seg, qp_seg_entry *e, uint64_t duration_ns, int64_t rows,
                           const char *error, int64_t wall_ns);
 
@@ -195,8 +218,9 @@ static inline int64_t qp__seg_bucket(int64_t bucket_s, int64_t wall_ns) {
   return qp__floor_div(qp__floor_div(wall_ns, 1000000000), bucket_s) * bucket_s;
 }
 
-static inline uint64_t qp__seg_hash(uint64_t fp, int64_t bucket, unsigned backend) {
-  uint64_t h = fp ^ ((uint64_t)backend << 61);
+/* The hash of a key; `lane` is 0 for segments before version 4. */
+static inline uint64_t qp__seg_hash(uint64_t fp, int64_t bucket, unsigned backend, unsigned lane) {
+  uint64_t h = fp ^ ((uint64_t)backend << 61) ^ ((uint64_t)lane * 0xc2b2ae3d27d4eb4full);
   h ^= (uint64_t)bucket * 0x9e3779b97f4a7c15ull;
   h ^= h >> 32;
   return h * 0xd6e8feb86659fd93ull;

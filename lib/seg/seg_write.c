@@ -151,41 +151,47 @@ static QP_NOINLINE bool grow(qp_seg *seg, uint64_t end) {
   return ok;
 }
 
-/* `n` bytes (rounded to 8) of zeroed arena; its offset, or 0 when full. */
-static uint32_t arena_alloc(qp_seg *seg, size_t n) {
+/* `n` bytes (rounded to 8) of zeroed arena starting at a multiple of
+ * `align` (8 or QP_SEG_ALIGN; arena_off is a multiple of the page); its
+ * offset, or 0 when full. */
+static uint32_t arena_alloc_aligned(qp_seg *seg, size_t n, size_t align) {
   qp_seg_header *h = seg->base;
   n = (n + 7) & ~(size_t)7;
   uint64_t cap = seg->size - h->arena_off;
   uint64_t used = atomic_load_explicit(&h->used, memory_order_relaxed);
+  uint64_t start;
   do {
-    if (used + n > cap || atomic_load_explicit(&seg->full, memory_order_relaxed)) return 0;
-  } while (!atomic_compare_exchange_weak_explicit(&h->used, &used, used + n, memory_order_relaxed,
+    start = (used + align - 1) & ~(uint64_t)(align - 1);
+    if (start + n > cap || atomic_load_explicit(&seg->full, memory_order_relaxed)) return 0;
+  } while (!atomic_compare_exchange_weak_explicit(&h->used, &used, start + n, memory_order_relaxed,
                                                   memory_order_relaxed));
-  uint64_t end = h->arena_off + used + n;
+  uint64_t end = h->arena_off + start + n;
   if (QP_UNLIKELY(end > atomic_load_explicit(&seg->backed, memory_order_acquire)) &&
       !grow(seg, end))
     return 0; /* taken but never used: nothing points to it */
-  return (uint32_t)(h->arena_off + used);
+  return (uint32_t)(h->arena_off + start);
 }
+
+static uint32_t arena_alloc(qp_seg *seg, size_t n) { return arena_alloc_aligned(seg, n, 8); }
 
 static inline void *at(qp_seg *seg, uint32_t off) { return (char *)seg->base + off; }
 
 static inline bool key_is(qp_seg *seg, const qp_seg_entry *e, uint64_t fp, int64_t bucket,
-                          unsigned be, const char *db, size_t db_len) {
-  return e->fingerprint == fp && e->bucket == bucket && e->backend == be && e->db_len == db_len &&
-         memcmp(at(seg, e->db_off), db, db_len) == 0;
+                          unsigned be, unsigned lane, const char *db, size_t db_len) {
+  return e->fingerprint == fp && e->bucket == bucket && e->backend == be && e->lane == lane &&
+         e->db_len == db_len && memcmp(at(seg, e->db_off), db, db_len) == 0;
 }
 
 /* The entry of a key, created when new; NULL when the segment is full.
  * A slot is the entry's offset with the key's tag in its low bits: an
  * occupied slot whose tag differs is passed without reading its entry (in a
  * large segment each such read was a cache miss). */
-static qp_seg_entry *find(qp_seg *seg, unsigned be, uint64_t fp, int64_t bucket, const char *norm,
-                          size_t norm_len, const char *db, size_t db_len) {
+static qp_seg_entry *find(qp_seg *seg, unsigned lane, unsigned be, uint64_t fp, int64_t bucket,
+                          const char *norm, size_t norm_len, const char *db, size_t db_len) {
   qp_seg_header *h = seg->base;
   _Atomic uint32_t *slots = (_Atomic uint32_t *)at(seg, h->slots_off);
   uint32_t mask = h->nslots - 1;
-  uint64_t hash = qp__seg_hash(fp, bucket, be);
+  uint64_t hash = qp__seg_hash(fp, bucket, be, lane);
   uint32_t tag = qp__seg_tag(hash);
   uint32_t i = (uint32_t)hash & mask;
   uint32_t mine = 0;
@@ -203,13 +209,15 @@ static qp_seg_entry *find(qp_seg *seg, unsigned be, uint64_t fp, int64_t bucket,
         if (db_len > 0 && (last >> 32) == db_len &&
             memcmp(at(seg, (uint32_t)last), db, db_len) == 0)
           key_off = (uint32_t)last;
-        mine = arena_alloc(seg, sizeof(qp_seg_entry) + norm_len + 1 +
-                                    (key_off != 0 ? 0 : db_len + 1));
+        mine = arena_alloc_aligned(seg, sizeof(qp_seg_entry) + norm_len + 1 +
+                                            (key_off != 0 ? 0 : db_len + 1),
+                                   QP_SEG_ALIGN);
         if (mine == 0) return NULL;
         qp_seg_entry *e = at(seg, mine);
         char *text = (char *)(e + 1);
         memcpy(text, norm, norm_len);
         e->backend = (uint16_t)be;
+        e->lane = (uint16_t)lane;
         e->fingerprint = fp;
         e->bucket = bucket;
         e->query_off = mine + (uint32_t)sizeof *e;
@@ -237,7 +245,7 @@ static qp_seg_entry *find(qp_seg *seg, unsigned be, uint64_t fp, int64_t bucket,
     }
     if ((slot & QP_SEG_TAG_MASK) != tag) continue;
     qp_seg_entry *e = at(seg, slot & ~QP_SEG_TAG_MASK);
-    if (key_is(seg, e, fp, bucket, be, db, db_len)) return e; /* `mine`, if any, stays unused */
+    if (key_is(seg, e, fp, bucket, be, lane, db, db_len)) return e; /* `mine`, if any, stays unused */
   }
   return NULL;
 }
@@ -284,9 +292,11 @@ static bool add_code(qp_seg *seg, qp_seg_entry *e, const char *error) {
   return true;
 }
 
-qp_seg_entry *qp__seg_find(qp_seg *seg, qp_backend backend, uint64_t fingerprint, int64_t bucket,
-                           const char *norm, size_t norm_len, const char *db, size_t db_len) {
-  qp_seg_entry *e = find(seg, (unsigned)backend, fingerprint, bucket, norm, norm_len, db, db_len);
+qp_seg_entry *qp__seg_find(qp_seg *seg, unsigned lane, qp_backend backend, uint64_t fingerprint,
+                           int64_t bucket, const char *norm, size_t norm_len, const char *db,
+                           size_t db_len) {
+  qp_seg_entry *e = find(seg, lane % QP_SEG_LANES, (unsigned)backend, fingerprint, bucket, norm,
+                         norm_len, db, db_len);
   if (QP_UNLIKELY(e == NULL))
     atomic_fetch_add_explicit(&((qp_seg_header *)seg->base)->dropped, 1, memory_order_relaxed);
   return e;
@@ -319,7 +329,7 @@ qp_seg_entry *qp__seg_add(qp_seg *seg, qp_seg_entry *e, uint64_t duration_ns, in
       off = x->next;
     }
     if (c == NULL) {
-      uint32_t off = arena_alloc(seg, sizeof(qp_seg_chunk));
+      uint32_t off = arena_alloc_aligned(seg, sizeof(qp_seg_chunk), QP_SEG_ALIGN);
       if (off == 0) {
         unlock(e);
         goto full;
@@ -357,13 +367,22 @@ full:
   return NULL;
 }
 
+qp_seg_entry *qp__seg_record_lane(qp_seg *seg, unsigned lane, qp_backend backend,
+                                  uint64_t fingerprint, const char *norm, size_t norm_len,
+                                  const char *db, size_t db_len, uint64_t duration_ns,
+                                  int64_t rows, const char *error, int64_t wall_ns) {
+  int64_t bucket = qp__seg_bucket(seg->bucket_s, wall_ns);
+  qp_seg_entry *e =
+      qp__seg_find(seg, lane, backend, fingerprint, bucket, norm, norm_len, db, db_len);
+  return e != NULL ? qp__seg_add(seg, e, duration_ns, rows, error, wall_ns) : NULL;
+}
+
 qp_seg_entry *qp__seg_record(qp_seg *seg, qp_backend backend, uint64_t fingerprint,
                              const char *norm, size_t norm_len, const char *db, size_t db_len,
                              uint64_t duration_ns, int64_t rows, const char *error,
                              int64_t wall_ns) {
-  int64_t bucket = qp__seg_bucket(seg->bucket_s, wall_ns);
-  qp_seg_entry *e = qp__seg_find(seg, backend, fingerprint, bucket, norm, norm_len, db, db_len);
-  return e != NULL ? qp__seg_add(seg, e, duration_ns, rows, error, wall_ns) : NULL;
+  return qp__seg_record_lane(seg, 0, backend, fingerprint, norm, norm_len, db, db_len,
+                             duration_ns, rows, error, wall_ns);
 }
 
 bool qp__seg_wants_sample(const qp_seg_entry *e, uint64_t duration_ns) {

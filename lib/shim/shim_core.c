@@ -383,6 +383,18 @@ static _Atomic(qp_seg *) g_seg;
 static qp_seg g_seg_store;
 static unsigned g_seg_serial;
 static uint64_t g_seg_gen; /* bumped for every segment this process creates */
+
+/* This thread's lane in the segment (QP_SEG_LANES), plus one; 0 until its
+ * first statement. Threads take lanes in turn, so that two threads running
+ * the same statement write entries of their own (seg_int.h). */
+static SHIM_TLS unsigned t_lane1;
+static _Atomic unsigned g_lanes;
+
+static inline unsigned my_lane(void) {
+  if (QP_UNLIKELY(t_lane1 == 0))
+    t_lane1 = atomic_fetch_add_explicit(&g_lanes, 1, memory_order_relaxed) % QP_SEG_LANES + 1;
+  return t_lane1 - 1;
+}
 static bool g_seg_failed;
 
 /* Creates this process's segment in the run directory; NULL (and the shim
@@ -475,7 +487,7 @@ void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cach
       db = "\0";
       db_len = 2;
     }
-    e = qp__seg_find(seg, ev->backend, fp, bucket, norm, nlen, db, db_len);
+    e = qp__seg_find(seg, my_lane(), ev->backend, fp, bucket, norm, nlen, db, db_len);
     if (cache != NULL) {
       cache->e = e;
       cache->gen = g_seg_gen;

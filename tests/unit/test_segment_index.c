@@ -74,7 +74,7 @@ static void test_tags_and_counts(void **state) {
   qp_seg seg = make("a.qpseg");
   uint64_t total = fill(&seg);
   const qp_seg_header *h = seg.base;
-  assert_int_equal(h->version, 3);
+  assert_int_equal(h->version, QP_SEG_VERSION);
   assert_int_equal(atomic_load(&((qp_seg_header *)h)->entries), NKEYS);
   /* every slot holds its entry's tag, and each of the 8 tags occurs */
   const uint32_t *slots = (const uint32_t *)((const char *)seg.base + h->slots_off);
@@ -84,7 +84,7 @@ static void test_tags_and_counts(void **state) {
     used++;
     const qp_seg_entry *e =
         (const qp_seg_entry *)((const char *)seg.base + qp__seg_slot_off(slots[i], 3));
-    uint32_t tag = qp__seg_tag(qp__seg_hash(e->fingerprint, e->bucket, e->backend));
+    uint32_t tag = qp__seg_tag(qp__seg_hash(e->fingerprint, e->bucket, e->backend, e->lane));
     assert_int_equal(slots[i] & QP_SEG_TAG_MASK, tag);
     seen |= 1u << tag;
   }
@@ -97,7 +97,9 @@ static void test_tags_and_counts(void **state) {
     const qp_seg_entry *e = (const qp_seg_entry *)((const char *)seg.base + off);
     if (e->db_off != last) blobs++;
     last = e->db_off;
-    off += (uint32_t)((sizeof *e + e->query_len + 1 + (e->db_off > off ? e->db_len + 1 : 0) + 7) & ~7u);
+    assert_int_equal(off % QP_SEG_ALIGN, 0); /* version 4: each entry on a line of its own */
+    off += (uint32_t)((sizeof *e + e->query_len + 1 + (e->db_off > off ? e->db_len + 1 : 0) +
+                       QP_SEG_ALIGN - 1) & ~(QP_SEG_ALIGN - 1));
   }
   unsigned runs = 0;
   for (int i = 0; i < NKEYS; i++) runs += i == 0 || (i % 7 < 5) != ((i - 1) % 7 < 5);
@@ -167,11 +169,47 @@ static void test_version_2_read(void **state) {
   drop(&seg);
 }
 
+/* A version 3 segment (no lanes: every lane 0, so the same hashes) is read;
+ * a lane in one is refused, as is a lane beyond QP_SEG_LANES in version 4. */
+static void test_version_3_read_and_lanes_checked(void **state) {
+  (void)state;
+  qp_seg seg = make("d.qpseg");
+  uint64_t total = fill(&seg);
+  size_t len = image_len(&seg);
+  uint8_t *img = malloc(len);
+  assert_non_null(img);
+  memcpy(img, seg.base, len);
+  qp_seg_header *h = (qp_seg_header *)img;
+  h->version = 3;
+  char why[256] = "";
+  assert_int_equal(qp_segment_check(img, len, why, sizeof why), QP_OK);
+  qp_profile *p;
+  assert_int_equal(qp_profile_new(&p, NULL, NULL, 0), QP_OK);
+  uint64_t stmts = 0, dropped = 0;
+  assert_true(qp__seg_diff(p, img, len, NULL, 0, &stmts, &dropped, why, sizeof why));
+  assert_int_equal(stmts, total);
+  qp_profile_free(p);
+  uint32_t *slots = (uint32_t *)(img + h->slots_off);
+  uint32_t i = 0;
+  while (slots[i] == 0) i++;
+  qp_seg_entry *e = (qp_seg_entry *)(img + qp__seg_slot_off(slots[i], 3));
+  e->lane = 1;
+  assert_int_not_equal(qp_segment_check(img, len, why, sizeof why), QP_OK);
+  assert_non_null(strstr(why, "lane"));
+  h->version = QP_SEG_VERSION;
+  e->lane = QP_SEG_LANES;
+  assert_int_not_equal(qp_segment_check(img, len, why, sizeof why), QP_OK);
+  assert_non_null(strstr(why, "lane"));
+  free(img);
+  drop(&seg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tags_and_counts),
       cmocka_unit_test(test_wrong_tag_refused),
       cmocka_unit_test(test_version_2_read),
+      cmocka_unit_test(test_version_3_read_and_lanes_checked),
   };
   return cmocka_run_group_tests(tests, NULL, qpt_tempdirs_remove);
 }
