@@ -39,7 +39,7 @@
 #include "shim_int.h"
 
 SHIM_TLS unsigned shim_t_inside;
-_Atomic int shim_state;
+shim_hot shim_g_hot __attribute__((aligned(64))) = {.slow_cut = UINT64_MAX};
 
 /* ---- per-thread scratch buffer ------------------------------------------
  * A prepared statement is normalized into it, then copied at its length:
@@ -89,7 +89,6 @@ static char *g_run_dir;
 static size_t g_seg_size;
 static int64_t g_bucket_s;
 static bool g_full_said;
-bool shim_g_sample;
 #define g_sample shim_g_sample
 static char **g_rules;
 static size_t g_nrules;
@@ -98,7 +97,7 @@ static size_t g_nredact;
 static uint64_t g_slow_ns;  /* QPROF_SLOW_MS; 0: no slow-query log */
 /* The hot path's one compare: a duration above it may be slow (slow_log
  * applies the rule); UINT64_MAX when there is no log or no threshold. */
-static uint64_t g_slow_cut = UINT64_MAX;
+#define g_slow_cut shim_g_hot.slow_cut
 static qp_hooks g_hooks; /* default allocator, log to QPROF_LOG */
 static char *g_store_path; /* absolute path of a file store, or NULL */
 
@@ -379,10 +378,9 @@ bool shim_init_slow(void) {
  * g_seg_mu guards creating this process's segment. A forked child starts
  * without one (fork_child) and creates its own at its first statement. */
 static pthread_mutex_t g_seg_mu = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic(qp_seg *) g_seg;
+#define g_seg shim_g_hot.seg
 static qp_seg g_seg_store;
 static unsigned g_seg_serial;
-static uint64_t g_seg_gen; /* bumped for every segment this process creates */
 
 /* This thread's lane in the segment (QP_SEG_LANES), plus one; 0 until its
  * first statement. Threads take lanes in turn, so that two threads running
@@ -423,7 +421,7 @@ static qp_seg *start_segment(void) {
     goto out;
   }
   seg = &g_seg_store;
-  g_seg_gen++;
+  atomic_fetch_add_explicit(&shim_g_hot.seg_gen, 1, memory_order_relaxed);
   atomic_store_explicit(&g_seg, seg, memory_order_release);
   shim_log(QP_LOG_DEBUG, "recording to %s", path);
 out:
@@ -458,7 +456,10 @@ static QP_NOINLINE void full_said(void) {
            (long long)(g_seg_size >> 20));
 }
 
-void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cache *cache) {
+void shim_full(void) { full_said(); }
+
+void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cache *cache,
+                        uint64_t end_ns) {
   qp_seg *seg = atomic_load_explicit(&g_seg, memory_order_acquire);
   if (QP_UNLIKELY(seg == NULL)) {
     seg = start_segment();
@@ -475,12 +476,15 @@ void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cach
       return;
     norm = buf;
   }
-  int64_t wall = qp__wall_coarse_ns();
+  if (end_ns == 0) end_ns = shim_now_ns();
+  uint64_t gen = atomic_load_explicit(&shim_g_hot.seg_gen, memory_order_relaxed);
+  int64_t wall;
   qp_seg_entry *e;
-  if (cache != NULL && cache->e != NULL && cache->gen == g_seg_gen && wall >= cache->lo_ns &&
-      wall < cache->hi_ns) {
+  if (cache != NULL && cache->e != NULL && cache->gen == gen && end_ns - cache->lo_ns < cache->span_ns) {
     e = cache->e;
+    wall = (int64_t)end_ns + cache->wall_off;
   } else {
+    wall = qp__wall_coarse_ns();
     int64_t bucket = qp__seg_bucket(seg->bucket_s, wall);
     const char *db = ev->database;
     if (db == NULL || db_len < 2) { /* no key (out of memory): all parts empty */
@@ -489,10 +493,14 @@ void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cach
     }
     e = qp__seg_find(seg, my_lane(), ev->backend, fp, bucket, norm, nlen, db, db_len);
     if (cache != NULL) {
+      /* the bucket's bounds on the monotonic clock (modulo 2^64: a bucket
+       * that began before boot has a "negative" start, and end - lo is
+       * still the true difference) */
       cache->e = e;
-      cache->gen = g_seg_gen;
-      cache->lo_ns = bucket * 1000000000;
-      cache->hi_ns = (bucket + seg->bucket_s) * 1000000000;
+      cache->gen = gen;
+      cache->wall_off = wall - (int64_t)end_ns;
+      cache->lo_ns = (uint64_t)(bucket * 1000000000) - (uint64_t)cache->wall_off;
+      cache->span_ns = (uint64_t)seg->bucket_s * 1000000000u;
     }
   }
   if (e != NULL) e = qp__seg_add(seg, e, ev->duration_ns, ev->rows, ev->error, wall);
@@ -513,7 +521,7 @@ void shim_record(const qp_query_event *ev) {
   qp_query_event e = *ev;
   size_t n = shim_key(key, ev->database, ev->user, ev->application);
   e.database = key;
-  shim_record_cached(&e, n, NULL);
+  shim_record_cached(&e, n, NULL, 0);
 }
 
 /* ---- fork ---------------------------------------------------------------- *

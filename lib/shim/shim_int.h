@@ -74,9 +74,21 @@ int shim_stub_minus1(void);
 #define SHIM_SONAME_PQ "libpq.so.5"
 #define SHIM_SONAME_SQLITE "libsqlite3.so.0"
 
+/* What every recorded statement reads, on one cache line of its own:
+ * written at start-up, when a segment is made, and after fork. */
+typedef struct shim_hot {
+  _Atomic int state;        /* SHIM_UNINIT, SHIM_READY, SHIM_DISABLED */
+  bool sample;              /* QPROF_SAMPLE: only then do callers pass ev->sql */
+  _Atomic(qp_seg *) seg;    /* this process's segment, or NULL */
+  _Atomic uint64_t seg_gen; /* bumped for every segment this process creates */
+  uint64_t slow_cut;        /* statements slower than this go to slow_log */
+} shim_hot;
+extern shim_hot shim_g_hot;
+#define shim_state shim_g_hot.state
+#define shim_g_sample shim_g_hot.sample
+
 /* ---- activity ------------------------------------------------------------ */
 enum { SHIM_UNINIT = 0, SHIM_READY = 1, SHIM_DISABLED = 2 };
-extern _Atomic int shim_state;
 bool shim_init_slow(void);
 
 /* True when the shim records: configured without error and not disabled
@@ -108,12 +120,41 @@ bool shim_is_store(const char *path);
 
 /* The segment entry a statement last recorded into, kept by callers that
  * have per-statement state (a prepared statement): the next execution in
- * the same time bucket skips the lookup. Zero-initialized means empty. */
+ * the same time bucket skips the lookup. Its bounds are on the shim's
+ * monotonic clock (shim_now_ns), so that a hit reads no wall clock: the wall
+ * time of an execution is its end plus wall_off, the difference of the two
+ * clocks when the entry was looked up (a step of the wall clock shows from
+ * the next bucket on, at most QPROF_BUCKET_S later). Zero-initialized means
+ * empty. */
 typedef struct shim_entry_cache {
-  uint64_t gen;            /* segment generation it belongs to */
-  int64_t lo_ns, hi_ns;    /* the bucket, wall-clock ns */
+  uint64_t gen;              /* segment generation it belongs to */
+  uint64_t lo_ns, span_ns;   /* the bucket: [lo_ns, lo_ns + span_ns) on shim_now_ns */
+  int64_t wall_off;          /* wall clock - shim_now_ns, ns */
   qp_seg_entry *e;
 } shim_entry_cache;
+
+
+/* Says once that the segment is full (out of line). */
+void shim_full(void);
+
+/* The fast path of shim_record_cached: records one execution that
+ * succeeded, of `duration_ns` ending at `end_ns` (shim_now_ns), into the
+ * entry `c` holds, when it is still this segment's entry for the bucket of
+ * `end_ns`, and nothing else is wanted of the statement (no sample, not a
+ * slow one). False when it did not record: the caller goes the slow way. */
+static inline bool shim_record_hit(shim_entry_cache *c, uint64_t end_ns, uint64_t duration_ns,
+                                   int64_t rows) {
+  qp_seg *seg = atomic_load_explicit(&shim_g_hot.seg, memory_order_acquire);
+  if (QP_UNLIKELY(seg == NULL || c->e == NULL ||
+                  c->gen != atomic_load_explicit(&shim_g_hot.seg_gen, memory_order_relaxed) ||
+                  end_ns - c->lo_ns >= c->span_ns || duration_ns > shim_g_hot.slow_cut ||
+                  shim_g_hot.sample))
+    return false;
+  if (QP_UNLIKELY(qp__seg_add(seg, c->e, duration_ns, rows, NULL, (int64_t)end_ns + c->wall_off) ==
+                  NULL))
+    shim_full();
+  return true;
+}
 
 /* Writes the segment key of a statement into `out` (QP_SEG_KEY_MAX + 1
  * bytes): "db\0user\0application\0", each part cut at its bound, the
@@ -124,11 +165,9 @@ size_t shim_key(char *out, const char *db, const char *user, const char *app);
 
 /* Records one event, as shim_record, with ev->database the key (shim_key,
  * db_len its length) and an entry cache (NULL: none). ev->sql is only read
- * for a sample. */
-void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cache *cache);
-
-/* True when QPROF_SAMPLE is on: only then do callers pass ev->sql. */
-extern bool shim_g_sample;
+ * for a sample. `end_ns` is when it ended (shim_now_ns), 0 for now. */
+void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cache *cache,
+                        uint64_t end_ns);
 
 /* Records one event into this process's segment (called with shim_t_inside
  * set); creates the segment on the first event of a process. The key is

@@ -432,6 +432,11 @@ static void end_statement(pq_conn *c, PGconn *conn, pq_entry *e, const PGresult 
   const char *error = NULL;
   if (status == PGRES_TUPLES_OK) {
     rows += real_PQntuples()(r);
+    /* a prepared statement's execution, again in its bucket, with no
+     * change of who runs it to follow: straight into its entry */
+    if (e->kind == PQK_EXECUTE && e->prep != NULL && !c->role_watch && !e->prep->ident &&
+        shim_record_hit(&e->prep->cache, now, dur, rows))
+      return;
   } else if (status == PGRES_COMMAND_OK) {
     const char *ct = real_PQcmdTuples()((PGresult *)r);
     rows += ct != NULL && ct[0] != '\0' ? strtoll(ct, NULL, 10) : 0;
@@ -480,7 +485,7 @@ static void end_statement(pq_conn *c, PGconn *conn, pq_entry *e, const PGresult 
     ev.sql = e->sql;
     ev.sql_len = e->sql_len;
   }
-  shim_record_cached(&ev, c->dbname_len, cache);
+  shim_record_cached(&ev, c->dbname_len, cache, now);
   if (e->kind == PQK_EXECUTE) {
     if (QP_UNLIKELY(c->role_watch || e->prep->ident))
       follow_result(c, conn, e->prep->sql, strlen(e->prep->sql), r, status);

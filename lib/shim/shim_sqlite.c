@@ -395,7 +395,7 @@ SHIM_EXPORT int sqlite3_prepare16_v3(sqlite3 *db, const void *sql, int nbyte, un
 /* Ends one execution and records it. `rc` is the step's result: SQLITE_DONE
  * or SQLITE_OK (ended early by reset/finalize) is a success. Called with
  * shim_t_inside set. */
-static void finish(sq_stmt *st, sqlite3_stmt *stmt, int rc) {
+static void finish(sq_stmt *st, sqlite3_stmt *stmt, int rc, uint64_t end_ns) {
   st->running = false;
   sqlite3 *db = sqlite3_db_handle(stmt);
   int64_t rows = st->rows;
@@ -420,7 +420,7 @@ static void finish(sq_stmt *st, sqlite3_stmt *stmt, int rc) {
       .rows = rows,
       .error = error,
   };
-  shim_record_cached(&ev, st->db_len, &st->cache);
+  shim_record_cached(&ev, st->db_len, &st->cache, end_ns);
 }
 
 SHIM_EXPORT int sqlite3_step(sqlite3_stmt *stmt) {
@@ -456,9 +456,14 @@ SHIM_EXPORT int sqlite3_step(sqlite3_stmt *stmt) {
   if (rc == SQLITE_ROW) {
     st->rows++;
   } else {
-    shim_t_inside++;
-    finish(st, stmt, rc);
-    shim_t_inside--;
+    /* a read that ran to its end, again in its bucket: straight into its entry */
+    if (rc == SQLITE_DONE && !st->writes && shim_record_hit(&st->cache, t1, st->elapsed_ns, st->rows)) {
+      st->running = false;
+    } else {
+      shim_t_inside++;
+      finish(st, stmt, rc, t1);
+      shim_t_inside--;
+    }
     t_done = stmt;
   }
   errno = e;
@@ -471,7 +476,7 @@ SHIM_EXPORT int sqlite3_reset(sqlite3_stmt *stmt) {
     if (st != NULL && st->running) {
       int e = errno;
       shim_t_inside++;
-      finish(st, stmt, SQLITE_OK);
+      finish(st, stmt, SQLITE_OK, 0);
       shim_t_inside--;
       errno = e;
     }
@@ -490,7 +495,7 @@ SHIM_EXPORT int sqlite3_finalize(sqlite3_stmt *stmt) {
       atomic_fetch_add_explicit(&g_stmt_gen, 1, memory_order_relaxed);
       if (st->running && should_record()) {
         shim_t_inside++;
-        finish(st, stmt, SQLITE_OK);
+        finish(st, stmt, SQLITE_OK, 0);
         shim_t_inside--;
       }
       qp__free(NULL, st);
