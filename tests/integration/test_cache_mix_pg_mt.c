@@ -13,7 +13,7 @@
  * carry its tag) (0 foreign). Then the lock-free race of fills with
  * writes, and single flight: concurrent misses on one key run it once.
  */
-#include "testutil.h"
+#include "pgtest.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,7 +28,8 @@
 #define NPARENTS 10
 #define NPOOLS 3
 
-static char g_db[64], g_dsn[NPOOLS][512], g_admin_dsn[512];
+static qpt_pgdb g_db;
+static char g_dsn[NPOOLS][512];
 static char g_role[NPOOLS][64]; /* [0] postgres, [1] [2] the two roles */
 /* Statements that flush the server (TRUNCATE, ALTER, REVOKE, GRANT), and
  * writes whose other tables only the reach knows (the trigger, the
@@ -38,17 +39,11 @@ static _Atomic uint64_t g_flush_stmts, g_reach_writes;
 static qp_pool *open_pool(const char *dsn, int max, qp_cache *cache) {
   qp_pool_options o;
   qp_pool_options_init(&o);
-  o.dsn = dsn;
-  o.max_size = max;
   o.acquire_timeout_ms = 60000;
   /* the steps set search_path and the role themselves: no DISCARD ALL
    * (and no prepared statements lost) on every release */
   o.reset = QP_RESET_NEVER;
-  o.cache = cache;
-  qp_pool *p = NULL;
-  char err[512];
-  if (qp_pool_open(&p, &o, err, sizeof err) != QP_OK) fail_msg("open: %s", err);
-  return p;
+  return qpt_pool_open(dsn, max, cache, &o);
 }
 
 static qp_cache *open_cache(void) {
@@ -64,37 +59,18 @@ static qp_cache *open_cache(void) {
   return c;
 }
 
-static int admin(const char *dsn, const char *sql) {
-  qp_pool *p = open_pool(dsn, 1, NULL);
-  qp_conn *c;
-  qp_status st = qp_pool_acquire(p, &c);
-  if (st == QP_OK) {
-    st = qp_conn_exec_script(c, sql);
-    if (st != QP_OK) print_error("%s: %s\n", sql, qp_conn_errmsg(c));
-    qp_pool_release(c);
-  }
-  qp_pool_close(p);
-  return st;
-}
-
 static int setup(void **state) {
   (void)state;
-  const char *base = qpt_pg_dsn();
-  if (base == NULL) return -1;
-  snprintf(g_admin_dsn, sizeof g_admin_dsn, "%s", base);
   int pid = (int)getpid();
-  snprintf(g_db, sizeof g_db, "qp_cache_mix_%d", pid);
+  if (qpt_pgdb_create(&g_db, "qp_cache_mix_%d", pid) != 0) return -1;
   snprintf(g_role[0], sizeof g_role[0], "postgres");
   snprintf(g_role[1], sizeof g_role[1], "qp_mix_a_%d", pid);
   snprintf(g_role[2], sizeof g_role[2], "qp_mix_b_%d", pid);
   char sql[8192];
-  snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
-  if (admin(g_admin_dsn, sql) != QP_OK) return -1;
   snprintf(sql, sizeof sql, "CREATE ROLE %s LOGIN; CREATE ROLE %s LOGIN", g_role[1], g_role[2]);
-  if (admin(g_admin_dsn, sql) != QP_OK) return -1;
+  if (qpt_pg_try(qpt_pg_dsn(), sql) != 0) return -1;
   for (int i = 0; i < NPOOLS; i++)
-    snprintf(g_dsn[i], sizeof g_dsn[i], "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
-             getenv("PGPORT"), g_role[i], g_db);
+    qpt_pg_dsn_as(g_dsn[i], sizeof g_dsn[i], g_role[i], g_db.name);
   const char *a = g_role[1], *b = g_role[2];
   int n = snprintf(sql, sizeof sql,
       "CREATE SCHEMA s1; CREATE SCHEMA s2;"
@@ -134,16 +110,15 @@ static int setup(void **state) {
       "ANALYZE",
       NITEMS, NITEMS, a, b, a, a, b, a, b, NACCT, a, b, a, b, NPARENTS, a, b, a, b, a, b, a, b);
   if (n <= 0 || (size_t)n >= sizeof sql) return -1;
-  return admin(g_dsn[0], sql) == QP_OK ? 0 : -1;
+  return qpt_pg_try(g_dsn[0], sql);
 }
 
 static int teardown(void **state) {
   (void)state;
   char sql[512];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-  admin(g_admin_dsn, sql);
+  qpt_pgdb_drop(&g_db);
   snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS %s; DROP ROLE IF EXISTS %s", g_role[1], g_role[2]);
-  admin(g_admin_dsn, sql);
+  qpt_pg_try(qpt_pg_dsn(), sql);
   return 0;
 }
 

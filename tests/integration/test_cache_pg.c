@@ -3,7 +3,7 @@
  * (ANCHORS.md section 3) as its own regression test; writes the SQL does
  * not show (triggers, cascades, views, volatile functions); TRUNCATE and
  * DDL; settings in the key; out of memory never leaves a stale entry. */
-#include "testutil.h"
+#include "pgtest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,20 +12,7 @@
 
 #include "failalloc.h"
 
-static char g_db[64], g_dsn[512], g_admin_dsn[512];
-
-static qp_pool *open_pool(const char *dsn, int max, qp_cache *cache) {
-  qp_pool_options o;
-  qp_pool_options_init(&o);
-  o.dsn = dsn;
-  o.max_size = max;
-  o.acquire_timeout_ms = 5000;
-  o.cache = cache;
-  qp_pool *p = NULL;
-  char err[512];
-  if (qp_pool_open(&p, &o, err, sizeof err) != QP_OK) fail_msg("open: %s", err);
-  return p;
-}
+static qpt_pgdb g_db;
 
 static qp_cache *open_cache(const qp_hooks *h) {
   qp_cache_options o;
@@ -37,67 +24,21 @@ static qp_cache *open_cache(const qp_hooks *h) {
   return c;
 }
 
-static void script(qp_conn *c, const char *sql) {
-  if (qp_conn_exec_script(c, sql) != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
-}
-
-static void run(qp_conn *c, const char *sql) {
-  if (qp_conn_exec(c, sql, NULL, 0, NULL) != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
-}
-
-/* The first value of the first row as text ("<null>", "<none>"), in a
- * static buffer per call site slot. */
-static const char *val(qp_conn *c, const char *sql) {
-  static char buf[8][256];
-  static int k;
-  char *out = buf[k++ & 7];
-  qp_result *r = NULL;
-  if (qp_conn_exec(c, sql, NULL, 0, &r) != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
-  const char *v = qp_result_rows(r) == 0 ? "<none>" : qp_result_value(r, 0, 0, NULL);
-  snprintf(out, 256, "%s", v ? v : "<null>");
-  qp_result_free(r);
-  return out;
-}
-
 static qp_cache_stats stats(qp_cache *c) {
   qp_cache_stats s = QP_CACHE_STATS_INIT;
   assert_int_equal(qp_cache_stats_get(c, &s), QP_OK);
   return s;
 }
 
-static int admin(const char *sql) {
-  qp_pool *p = open_pool(g_admin_dsn, 1, NULL);
-  qp_conn *c;
-  qp_status st = qp_pool_acquire(p, &c);
-  if (st == QP_OK) {
-    st = qp_conn_exec_script(c, sql);
-    if (st != QP_OK) print_error("%s: %s\n", sql, qp_conn_errmsg(c));
-    qp_pool_release(c);
-  }
-  qp_pool_close(p);
-  return st;
-}
-
 static int setup(void **state) {
   (void)state;
-  const char *base = qpt_pg_dsn();
-  if (base == NULL) return -1;
-  snprintf(g_admin_dsn, sizeof g_admin_dsn, "%s", base);
-  snprintf(g_db, sizeof g_db, "qp_cache_pg_%d", (int)getpid());
-  char sql[256];
-  snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
-  if (admin(sql) != QP_OK) return -1;
-  snprintf(g_dsn, sizeof g_dsn, "host=%s port=%s user=postgres dbname=%s", getenv("PGHOST"),
-           getenv("PGPORT"), g_db);
-  return 0;
+  return qpt_pgdb_create(&g_db, "qp_cache_pg_%d", (int)getpid());
 }
 
 static int teardown(void **state) {
   (void)state;
-  char sql[256];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-  admin(sql);
-  admin("DROP ROLE IF EXISTS qp_cache_alice; DROP ROLE IF EXISTS qp_cache_bob");
+  qpt_pgdb_drop(&g_db);
+  qpt_pg_try(qpt_pg_dsn(), "DROP ROLE IF EXISTS qp_cache_alice; DROP ROLE IF EXISTS qp_cache_bob");
   return 0;
 }
 
@@ -110,7 +51,7 @@ typedef struct fx {
 
 static void fx_open(fx *f) {
   f->cache = open_cache(NULL);
-  f->p = open_pool(g_dsn, 2, f->cache);
+  f->p = qpt_pool_open(g_db.dsn, 2, f->cache, NULL);
   assert_int_equal(qp_pool_acquire(f->p, &f->a), QP_OK);
   assert_int_equal(qp_pool_acquire(f->p, &f->b), QP_OK);
 }
@@ -126,9 +67,9 @@ static void test_hit_equals_miss(void **state) {
   (void)state;
   fx f;
   fx_open(&f);
-  script(f.a, "DROP TABLE IF EXISTS h; CREATE TABLE h(id int PRIMARY KEY, t text, b bytea, n numeric, "
-              "ts timestamptz); INSERT INTO h VALUES (1, 'x', '\\x00ff'::bytea, 1.50, '2024-01-02 03:04:05+00'),"
-              " (2, NULL, NULL, NULL, NULL)");
+  qpt_script(f.a, "DROP TABLE IF EXISTS h; CREATE TABLE h(id int PRIMARY KEY, t text, b bytea, n numeric, "
+                  "ts timestamptz); INSERT INTO h VALUES (1, 'x', '\\x00ff'::bytea, 1.50, '2024-01-02 03:04:05+00'),"
+                  " (2, NULL, NULL, NULL, NULL)");
   const char *q = "SELECT id, t, b, n, ts FROM h WHERE id >= $1 ORDER BY id";
   qp_param prm = qp_param_int(1);
   qp_result *m = NULL, *h = NULL;
@@ -166,32 +107,32 @@ static void test_bug_write_in_transaction(void **state) {
   (void)state;
   fx f;
   fx_open(&f);
-  script(f.a, "DROP TABLE IF EXISTS w; CREATE TABLE w(id int PRIMARY KEY, v int); INSERT INTO w VALUES (1, 1)");
+  qpt_script(f.a, "DROP TABLE IF EXISTS w; CREATE TABLE w(id int PRIMARY KEY, v int); INSERT INTO w VALUES (1, 1)");
   const char *q = "SELECT v FROM w WHERE id = 1";
-  assert_string_equal(val(f.b, q), "1");
-  assert_string_equal(val(f.b, q), "1");
-  run(f.a, "BEGIN");
-  run(f.a, "UPDATE w SET v = 2 WHERE id = 1");
-  assert_string_equal(val(f.a, q), "2"); /* the writer reads around the cache */
-  assert_string_equal(val(f.b, q), "1"); /* not committed yet */
-  run(f.a, "COMMIT");
-  assert_string_equal(val(f.b, q), "2");
-  run(f.a, "BEGIN");
-  run(f.a, "UPDATE w SET v = 3 WHERE id = 1");
-  run(f.a, "ROLLBACK");
-  assert_string_equal(val(f.b, q), "2");
-  run(f.a, "BEGIN");
-  run(f.a, "SAVEPOINT s");
-  run(f.a, "UPDATE w SET v = 4 WHERE id = 1");
-  run(f.a, "ROLLBACK TO SAVEPOINT s");
-  run(f.a, "UPDATE w SET v = 5 WHERE id = 1");
-  run(f.a, "COMMIT");
-  assert_string_equal(val(f.b, q), "5");
+  assert_string_equal(qpt_value(f.b, q), "1");
+  assert_string_equal(qpt_value(f.b, q), "1");
+  qpt_exec(f.a, "BEGIN");
+  qpt_exec(f.a, "UPDATE w SET v = 2 WHERE id = 1");
+  assert_string_equal(qpt_value(f.a, q), "2"); /* the writer reads around the cache */
+  assert_string_equal(qpt_value(f.b, q), "1"); /* not committed yet */
+  qpt_exec(f.a, "COMMIT");
+  assert_string_equal(qpt_value(f.b, q), "2");
+  qpt_exec(f.a, "BEGIN");
+  qpt_exec(f.a, "UPDATE w SET v = 3 WHERE id = 1");
+  qpt_exec(f.a, "ROLLBACK");
+  assert_string_equal(qpt_value(f.b, q), "2");
+  qpt_exec(f.a, "BEGIN");
+  qpt_exec(f.a, "SAVEPOINT s");
+  qpt_exec(f.a, "UPDATE w SET v = 4 WHERE id = 1");
+  qpt_exec(f.a, "ROLLBACK TO SAVEPOINT s");
+  qpt_exec(f.a, "UPDATE w SET v = 5 WHERE id = 1");
+  qpt_exec(f.a, "COMMIT");
+  assert_string_equal(qpt_value(f.b, q), "5");
   /* a transaction left open is rolled back on release: nothing applies */
-  run(f.a, "BEGIN");
-  run(f.a, "UPDATE w SET v = 6 WHERE id = 1");
+  qpt_exec(f.a, "BEGIN");
+  qpt_exec(f.a, "UPDATE w SET v = 6 WHERE id = 1");
   qp_pool_release(f.a);
-  assert_string_equal(val(f.b, q), "5");
+  assert_string_equal(qpt_value(f.b, q), "5");
   assert_int_equal(qp_pool_acquire(f.p, &f.a), QP_OK);
   assert_true(stats(f.cache).refused[QP_CACHE_REFUSED_TXN_WRITTEN] >= 1);
   fx_close(&f);
@@ -202,16 +143,16 @@ static void test_bug_non_public_schema(void **state) {
   (void)state;
   fx f;
   fx_open(&f);
-  script(f.a, "DROP SCHEMA IF EXISTS app CASCADE; CREATE SCHEMA app; CREATE TABLE app.acct(v int);"
-              " INSERT INTO app.acct VALUES (1)");
+  qpt_script(f.a, "DROP SCHEMA IF EXISTS app CASCADE; CREATE SCHEMA app; CREATE TABLE app.acct(v int);"
+                  " INSERT INTO app.acct VALUES (1)");
   const char *q = "SELECT sum(v) FROM app.acct";
-  assert_string_equal(val(f.b, q), "1");
-  assert_string_equal(val(f.b, q), "1");
-  run(f.a, "INSERT INTO app.acct VALUES (2)");
-  assert_string_equal(val(f.b, q), "3");
-  run(f.a, "SET search_path = app");
-  run(f.a, "INSERT INTO acct VALUES (3)");
-  assert_string_equal(val(f.b, q), "6");
+  assert_string_equal(qpt_value(f.b, q), "1");
+  assert_string_equal(qpt_value(f.b, q), "1");
+  qpt_exec(f.a, "INSERT INTO app.acct VALUES (2)");
+  assert_string_equal(qpt_value(f.b, q), "3");
+  qpt_exec(f.a, "SET search_path = app");
+  qpt_exec(f.a, "INSERT INTO acct VALUES (3)");
+  assert_string_equal(qpt_value(f.b, q), "6");
   fx_close(&f);
 }
 
@@ -220,21 +161,21 @@ static void test_bug_same_name_two_schemas(void **state) {
   (void)state;
   fx f;
   fx_open(&f);
-  script(f.a, "DROP SCHEMA IF EXISTS s1 CASCADE; DROP SCHEMA IF EXISTS s2 CASCADE;"
-              " CREATE SCHEMA s1; CREATE SCHEMA s2; CREATE TABLE s1.item(v text); CREATE TABLE s2.item(v text);"
-              " INSERT INTO s1.item VALUES ('one'); INSERT INTO s2.item VALUES ('two')");
+  qpt_script(f.a, "DROP SCHEMA IF EXISTS s1 CASCADE; DROP SCHEMA IF EXISTS s2 CASCADE;"
+                  " CREATE SCHEMA s1; CREATE SCHEMA s2; CREATE TABLE s1.item(v text); CREATE TABLE s2.item(v text);"
+                  " INSERT INTO s1.item VALUES ('one'); INSERT INTO s2.item VALUES ('two')");
   const char *q = "SELECT v FROM item";
-  run(f.a, "SET search_path = s1");
-  run(f.b, "SET search_path = s2");
-  assert_string_equal(val(f.a, q), "one");
-  assert_string_equal(val(f.b, q), "two");
-  assert_string_equal(val(f.a, q), "one");
-  assert_string_equal(val(f.b, q), "two");
-  run(f.b, "SET search_path = s1");
-  assert_string_equal(val(f.b, q), "one");
-  run(f.a, "UPDATE s2.item SET v = 'deux'");
-  run(f.b, "SET search_path = s2");
-  assert_string_equal(val(f.b, q), "deux");
+  qpt_exec(f.a, "SET search_path = s1");
+  qpt_exec(f.b, "SET search_path = s2");
+  assert_string_equal(qpt_value(f.a, q), "one");
+  assert_string_equal(qpt_value(f.b, q), "two");
+  assert_string_equal(qpt_value(f.a, q), "one");
+  assert_string_equal(qpt_value(f.b, q), "two");
+  qpt_exec(f.b, "SET search_path = s1");
+  assert_string_equal(qpt_value(f.b, q), "one");
+  qpt_exec(f.a, "UPDATE s2.item SET v = 'deux'");
+  qpt_exec(f.b, "SET search_path = s2");
+  assert_string_equal(qpt_value(f.b, q), "deux");
   assert_true(stats(f.cache).hits >= 2);
   fx_close(&f);
 }
@@ -248,43 +189,41 @@ static void test_bug_across_users(void **state) {
            "DROP ROLE IF EXISTS qp_cache_alice; DROP ROLE IF EXISTS qp_cache_bob;"
            " CREATE ROLE qp_cache_alice LOGIN; CREATE ROLE qp_cache_bob LOGIN;"
            " GRANT CONNECT ON DATABASE %s TO qp_cache_alice, qp_cache_bob",
-           g_db);
-  assert_int_equal(admin(sql), QP_OK);
+           g_db.name);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
   fx f;
   fx_open(&f);
-  script(f.a, "DROP TABLE IF EXISTS doc; CREATE TABLE doc(owner text, body text);"
-              " INSERT INTO doc VALUES ('qp_cache_alice', 'a-secret'), ('qp_cache_bob', 'b-secret');"
-              " ALTER TABLE doc ENABLE ROW LEVEL SECURITY;"
-              " CREATE POLICY own ON doc USING (owner = current_user);"
-              " GRANT SELECT ON doc TO qp_cache_alice, qp_cache_bob;"
-              " DROP TABLE IF EXISTS secret; CREATE TABLE secret(v text); INSERT INTO secret VALUES ('s');"
-              " GRANT SELECT ON secret TO qp_cache_alice");
+  qpt_script(f.a, "DROP TABLE IF EXISTS doc; CREATE TABLE doc(owner text, body text);"
+                  " INSERT INTO doc VALUES ('qp_cache_alice', 'a-secret'), ('qp_cache_bob', 'b-secret');"
+                  " ALTER TABLE doc ENABLE ROW LEVEL SECURITY;"
+                  " CREATE POLICY own ON doc USING (owner = current_user);"
+                  " GRANT SELECT ON doc TO qp_cache_alice, qp_cache_bob;"
+                  " DROP TABLE IF EXISTS secret; CREATE TABLE secret(v text); INSERT INTO secret VALUES ('s');"
+                  " GRANT SELECT ON secret TO qp_cache_alice");
   char da[600], db[600];
-  snprintf(da, sizeof da, "host=%s port=%s user=qp_cache_alice dbname=%s", getenv("PGHOST"),
-           getenv("PGPORT"), g_db);
-  snprintf(db, sizeof db, "host=%s port=%s user=qp_cache_bob dbname=%s", getenv("PGHOST"),
-           getenv("PGPORT"), g_db);
-  qp_pool *pa = open_pool(da, 1, f.cache), *pb = open_pool(db, 1, f.cache);
+  qpt_pg_dsn_as(da, sizeof da, "qp_cache_alice", g_db.name);
+  qpt_pg_dsn_as(db, sizeof db, "qp_cache_bob", g_db.name);
+  qp_pool *pa = qpt_pool_open(da, 1, f.cache, NULL), *pb = qpt_pool_open(db, 1, f.cache, NULL);
   qp_conn *ca, *cb;
   assert_int_equal(qp_pool_acquire(pa, &ca), QP_OK);
   assert_int_equal(qp_pool_acquire(pb, &cb), QP_OK);
   const char *q = "SELECT string_agg(body, ',') FROM doc";
   for (int i = 0; i < 3; i++) {
-    assert_string_equal(val(ca, q), "a-secret");
-    assert_string_equal(val(cb, q), "b-secret");
+    assert_string_equal(qpt_value(ca, q), "a-secret");
+    assert_string_equal(qpt_value(cb, q), "b-secret");
   }
-  assert_string_equal(val(ca, "SELECT v FROM secret"), "s");
+  assert_string_equal(qpt_value(ca, "SELECT v FROM secret"), "s");
   qp_result *r = NULL;
   assert_int_equal(qp_conn_exec(cb, "SELECT v FROM secret", NULL, 0, &r), QP_QUERY);
   assert_string_equal(qp_conn_sqlstate(cb), "42501");
   /* SET ROLE on one connection changes its key */
-  run(f.a, "SET ROLE qp_cache_bob");
-  assert_string_equal(val(f.a, q), "b-secret");
-  run(f.a, "RESET ROLE");
-  assert_string_equal(val(f.a, q), "a-secret,b-secret");
+  qpt_exec(f.a, "SET ROLE qp_cache_bob");
+  assert_string_equal(qpt_value(f.a, q), "b-secret");
+  qpt_exec(f.a, "RESET ROLE");
+  assert_string_equal(qpt_value(f.a, q), "a-secret,b-secret");
   /* a write through another pool invalidates this one's entries */
-  run(f.b, "UPDATE doc SET body = 'a-new' WHERE owner = 'qp_cache_alice'");
-  assert_string_equal(val(ca, q), "a-new");
+  qpt_exec(f.b, "UPDATE doc SET body = 'a-new' WHERE owner = 'qp_cache_alice'");
+  assert_string_equal(qpt_value(ca, q), "a-new");
   qp_pool_release(ca);
   qp_pool_release(cb);
   qp_pool_close(pa);
@@ -297,17 +236,17 @@ static void test_bug_volatile_functions(void **state) {
   (void)state;
   fx f;
   fx_open(&f);
-  script(f.a, "CREATE OR REPLACE FUNCTION stable_count() RETURNS bigint STABLE LANGUAGE sql AS "
-              "'SELECT count(*) FROM pg_class';"
-              " CREATE OR REPLACE FUNCTION twice(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1 * 2'");
+  qpt_script(f.a, "CREATE OR REPLACE FUNCTION stable_count() RETURNS bigint STABLE LANGUAGE sql AS "
+                  "'SELECT count(*) FROM pg_class';"
+                  " CREATE OR REPLACE FUNCTION twice(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1 * 2'");
   const char *refused[] = {"SELECT now()", "SELECT random()", "SELECT clock_timestamp()",
                            "SELECT stable_count()", "SELECT current_timestamp",
                            "SELECT statement_timestamp()", "SELECT txid_current()"};
   for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
-    for (int k = 0; k < 2; k++) (void)val(f.a, refused[i]);
+    for (int k = 0; k < 2; k++) (void)qpt_value(f.a, refused[i]);
   assert_int_equal(stats(f.cache).hits, 0);
-  assert_string_equal(val(f.a, "SELECT twice(21)"), "42");
-  assert_string_equal(val(f.a, "SELECT twice(21)"), "42");
+  assert_string_equal(qpt_value(f.a, "SELECT twice(21)"), "42");
+  assert_string_equal(qpt_value(f.a, "SELECT twice(21)"), "42");
   assert_int_equal(stats(f.cache).hits, 1);
   fx_close(&f);
 }
@@ -319,40 +258,40 @@ static void test_hidden_writes(void **state) {
   (void)state;
   fx f;
   fx_open(&f);
-  script(f.a, "DROP TABLE IF EXISTS child, parent, audit CASCADE;"
-              " CREATE TABLE parent(id int PRIMARY KEY); CREATE TABLE audit(n int);"
-              " CREATE TABLE child(id int PRIMARY KEY, pid int REFERENCES parent ON DELETE CASCADE);"
-              " CREATE OR REPLACE FUNCTION log_it() RETURNS trigger LANGUAGE plpgsql AS"
-              " 'BEGIN INSERT INTO audit VALUES (new.id); RETURN new; END';"
-              " CREATE TRIGGER tr AFTER INSERT ON parent FOR EACH ROW EXECUTE FUNCTION log_it();"
-              " CREATE OR REPLACE VIEW both_n AS SELECT (SELECT count(*) FROM parent) + (SELECT count(*) FROM child) AS n;"
-              " CREATE OR REPLACE FUNCTION add_audit() RETURNS int VOLATILE LANGUAGE sql AS"
-              " 'INSERT INTO audit VALUES (100) RETURNING 1';"
-              " INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1, 1)");
+  qpt_script(f.a, "DROP TABLE IF EXISTS child, parent, audit CASCADE;"
+                  " CREATE TABLE parent(id int PRIMARY KEY); CREATE TABLE audit(n int);"
+                  " CREATE TABLE child(id int PRIMARY KEY, pid int REFERENCES parent ON DELETE CASCADE);"
+                  " CREATE OR REPLACE FUNCTION log_it() RETURNS trigger LANGUAGE plpgsql AS"
+                  " 'BEGIN INSERT INTO audit VALUES (new.id); RETURN new; END';"
+                  " CREATE TRIGGER tr AFTER INSERT ON parent FOR EACH ROW EXECUTE FUNCTION log_it();"
+                  " CREATE OR REPLACE VIEW both_n AS SELECT (SELECT count(*) FROM parent) + (SELECT count(*) FROM child) AS n;"
+                  " CREATE OR REPLACE FUNCTION add_audit() RETURNS int VOLATILE LANGUAGE sql AS"
+                  " 'INSERT INTO audit VALUES (100) RETURNING 1';"
+                  " INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1, 1)");
   const char *qa = "SELECT count(*) FROM audit", *qc = "SELECT count(*) FROM child",
              *qv = "SELECT n FROM both_n";
   for (int k = 0; k < 2; k++) {
-    assert_string_equal(val(f.b, qa), "1");
-    assert_string_equal(val(f.b, qc), "1");
-    assert_string_equal(val(f.b, qv), "2");
+    assert_string_equal(qpt_value(f.b, qa), "1");
+    assert_string_equal(qpt_value(f.b, qc), "1");
+    assert_string_equal(qpt_value(f.b, qv), "2");
   }
-  run(f.a, "INSERT INTO parent VALUES (2)");
-  assert_string_equal(val(f.b, qa), "2");
-  assert_string_equal(val(f.b, qv), "3");
-  run(f.a, "DELETE FROM parent WHERE id = 1");
-  assert_string_equal(val(f.b, qc), "0");
-  assert_string_equal(val(f.b, qv), "1");
-  (void)val(f.a, "SELECT add_audit()");
-  assert_string_equal(val(f.b, qa), "3");
-  run(f.a, "TRUNCATE audit");
-  assert_string_equal(val(f.b, qa), "0");
-  run(f.a, "ALTER TABLE audit ADD COLUMN m int DEFAULT 7");
-  assert_string_equal(val(f.b, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'audit'"), "2");
-  run(f.a, "INSERT INTO audit VALUES (1)");
-  assert_string_equal(val(f.b, "SELECT m FROM audit"), "7");
-  assert_string_equal(val(f.b, "SELECT m FROM audit"), "7");
-  script(f.a, "ALTER TABLE audit ALTER COLUMN m SET DEFAULT 8; UPDATE audit SET m = DEFAULT");
-  assert_string_equal(val(f.b, "SELECT m FROM audit"), "8");
+  qpt_exec(f.a, "INSERT INTO parent VALUES (2)");
+  assert_string_equal(qpt_value(f.b, qa), "2");
+  assert_string_equal(qpt_value(f.b, qv), "3");
+  qpt_exec(f.a, "DELETE FROM parent WHERE id = 1");
+  assert_string_equal(qpt_value(f.b, qc), "0");
+  assert_string_equal(qpt_value(f.b, qv), "1");
+  (void)qpt_value(f.a, "SELECT add_audit()");
+  assert_string_equal(qpt_value(f.b, qa), "3");
+  qpt_exec(f.a, "TRUNCATE audit");
+  assert_string_equal(qpt_value(f.b, qa), "0");
+  qpt_exec(f.a, "ALTER TABLE audit ADD COLUMN m int DEFAULT 7");
+  assert_string_equal(qpt_value(f.b, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'audit'"), "2");
+  qpt_exec(f.a, "INSERT INTO audit VALUES (1)");
+  assert_string_equal(qpt_value(f.b, "SELECT m FROM audit"), "7");
+  assert_string_equal(qpt_value(f.b, "SELECT m FROM audit"), "7");
+  qpt_script(f.a, "ALTER TABLE audit ALTER COLUMN m SET DEFAULT 8; UPDATE audit SET m = DEFAULT");
+  assert_string_equal(qpt_value(f.b, "SELECT m FROM audit"), "8");
   fx_close(&f);
 }
 
@@ -362,22 +301,22 @@ static void test_settings_in_key(void **state) {
   (void)state;
   fx f;
   fx_open(&f);
-  script(f.a, "DROP TABLE IF EXISTS tz; CREATE TABLE tz(t timestamptz); INSERT INTO tz VALUES ('2024-06-01 12:00:00+00')");
+  qpt_script(f.a, "DROP TABLE IF EXISTS tz; CREATE TABLE tz(t timestamptz); INSERT INTO tz VALUES ('2024-06-01 12:00:00+00')");
   const char *q = "SELECT t::text FROM tz";
-  run(f.a, "SET TimeZone = 'UTC'");
-  run(f.b, "SET TimeZone = 'Asia/Tokyo'");
-  assert_string_equal(val(f.a, q), "2024-06-01 12:00:00+00");
-  assert_string_equal(val(f.b, q), "2024-06-01 21:00:00+09");
-  assert_string_equal(val(f.a, q), "2024-06-01 12:00:00+00");
-  assert_string_equal(val(f.b, q), "2024-06-01 21:00:00+09");
-  run(f.b, "SET extra_float_digits = 0");
-  assert_string_equal(val(f.b, "SELECT 0.1::float8 * 3"), "0.3");
-  run(f.b, "SET extra_float_digits = 1");
-  assert_string_equal(val(f.b, "SELECT 0.1::float8 * 3"), "0.30000000000000004");
+  qpt_exec(f.a, "SET TimeZone = 'UTC'");
+  qpt_exec(f.b, "SET TimeZone = 'Asia/Tokyo'");
+  assert_string_equal(qpt_value(f.a, q), "2024-06-01 12:00:00+00");
+  assert_string_equal(qpt_value(f.b, q), "2024-06-01 21:00:00+09");
+  assert_string_equal(qpt_value(f.a, q), "2024-06-01 12:00:00+00");
+  assert_string_equal(qpt_value(f.b, q), "2024-06-01 21:00:00+09");
+  qpt_exec(f.b, "SET extra_float_digits = 0");
+  assert_string_equal(qpt_value(f.b, "SELECT 0.1::float8 * 3"), "0.3");
+  qpt_exec(f.b, "SET extra_float_digits = 1");
+  assert_string_equal(qpt_value(f.b, "SELECT 0.1::float8 * 3"), "0.30000000000000004");
   /* REPEATABLE READ reads around the cache */
-  run(f.a, "BEGIN ISOLATION LEVEL REPEATABLE READ");
-  (void)val(f.a, q);
-  run(f.a, "COMMIT");
+  qpt_exec(f.a, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+  (void)qpt_value(f.a, q);
+  qpt_exec(f.a, "COMMIT");
   assert_true(stats(f.cache).refused[QP_CACHE_REFUSED_ISOLATION] >= 1);
   fx_close(&f);
 }
@@ -387,12 +326,12 @@ static void test_settings_in_key(void **state) {
  * is never stale and every statement succeeds. */
 static void test_bug_failed_invalidation_oom(void **state) {
   (void)state;
-  assert_int_equal(admin("SELECT 1"), QP_OK);
+  qpt_pg_exec(qpt_pg_dsn(), "SELECT 1");
   {
-    qp_pool *p = open_pool(g_dsn, 1, NULL);
+    qp_pool *p = qpt_pool_open(g_db.dsn, 1, NULL, NULL);
     qp_conn *c;
     assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
-    script(c, "DROP TABLE IF EXISTS o; CREATE TABLE o(v int); INSERT INTO o VALUES (0)");
+    qpt_script(c, "DROP TABLE IF EXISTS o; CREATE TABLE o(v int); INSERT INTO o VALUES (0)");
     qp_pool_release(c);
     qp_pool_close(p);
   }
@@ -406,18 +345,18 @@ static void test_bug_failed_invalidation_oom(void **state) {
     qp_cache *cache = NULL;
     char err[256];
     if (qp_cache_open(&cache, &o, err, sizeof err) != QP_OK) continue;
-    qp_pool *p = open_pool(g_dsn, 2, cache);
+    qp_pool *p = qpt_pool_open(g_db.dsn, 2, cache, NULL);
     qp_conn *a, *b;
     assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
     assert_int_equal(qp_pool_acquire(p, &b), QP_OK);
     char want[32], upd[64];
     for (int k = 0; k < 3; k++) {
       snprintf(want, sizeof want, "%d", value);
-      assert_string_equal(val(b, "SELECT v FROM o"), want);
-      assert_string_equal(val(a, "SELECT v FROM o"), want);
+      assert_string_equal(qpt_value(b, "SELECT v FROM o"), want);
+      assert_string_equal(qpt_value(a, "SELECT v FROM o"), want);
       value++;
       snprintf(upd, sizeof upd, "UPDATE o SET v = %d", value);
-      run(a, upd);
+      qpt_exec(a, upd);
     }
     qp_pool_release(a);
     qp_pool_release(b);

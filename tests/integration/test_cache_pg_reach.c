@@ -8,82 +8,24 @@
  * tells the reach from the server-wide flush. What the reach cannot know
  * (dynamic SQL, a call of a volatile user function, a rule) still
  * flushes. */
-#include "testutil.h"
+#include "pgtest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static char g_db[64], g_dsn[512], g_admin_dsn[512];
-
-static qp_pool *open_pool(const char *dsn, int max, qp_cache *cache) {
-  qp_pool_options o;
-  qp_pool_options_init(&o);
-  o.dsn = dsn;
-  o.max_size = max;
-  o.acquire_timeout_ms = 5000;
-  o.cache = cache;
-  qp_pool *p = NULL;
-  char err[512];
-  if (qp_pool_open(&p, &o, err, sizeof err) != QP_OK) fail_msg("open: %s", err);
-  return p;
-}
-
-static void script(qp_conn *c, const char *sql) {
-  if (qp_conn_exec_script(c, sql) != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
-}
-
-static void run(qp_conn *c, const char *sql) {
-  if (qp_conn_exec(c, sql, NULL, 0, NULL) != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
-}
-
-/* The first value of the first row as text ("<null>", "<none>"). */
-static const char *val(qp_conn *c, const char *sql) {
-  static char buf[8][256];
-  static int k;
-  char *out = buf[k++ & 7];
-  qp_result *r = NULL;
-  if (qp_conn_exec(c, sql, NULL, 0, &r) != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
-  const char *v = qp_result_rows(r) == 0 ? "<none>" : qp_result_value(r, 0, 0, NULL);
-  snprintf(out, 256, "%s", v ? v : "<null>");
-  qp_result_free(r);
-  return out;
-}
-
-static int admin(const char *sql) {
-  qp_pool *p = open_pool(g_admin_dsn, 1, NULL);
-  qp_conn *c;
-  qp_status st = qp_pool_acquire(p, &c);
-  if (st == QP_OK) {
-    st = qp_conn_exec_script(c, sql);
-    if (st != QP_OK) print_error("%s: %s\n", sql, qp_conn_errmsg(c));
-    qp_pool_release(c);
-  }
-  qp_pool_close(p);
-  return st;
-}
+static qpt_pgdb g_db;
 
 static int setup(void **state) {
   (void)state;
-  const char *base = qpt_pg_dsn();
-  if (base == NULL) return -1;
-  snprintf(g_admin_dsn, sizeof g_admin_dsn, "%s", base);
-  snprintf(g_db, sizeof g_db, "qp_cache_reach_%d", (int)getpid());
-  char sql[256];
-  snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
-  if (admin(sql) != QP_OK) return -1;
-  snprintf(g_dsn, sizeof g_dsn, "host=%s port=%s user=postgres dbname=%s", getenv("PGHOST"),
-           getenv("PGPORT"), g_db);
-  return 0;
+  return qpt_pgdb_create(&g_db, "qp_cache_reach_%d", (int)getpid());
 }
 
 static int teardown(void **state) {
   (void)state;
-  char sql[256];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-  admin(sql);
-  admin("DROP ROLE IF EXISTS qp_reach_reader");
+  qpt_pgdb_drop(&g_db);
+  qpt_pg_try(qpt_pg_dsn(), "DROP ROLE IF EXISTS qp_reach_reader");
   return 0;
 }
 
@@ -99,11 +41,11 @@ static void fx_open(fx *f, const char *schema) {
   qp_cache_options_init(&o);
   char err[256];
   if (qp_cache_open(&f->cache, &o, err, sizeof err) != QP_OK) fail_msg("cache: %s", err);
-  f->p = open_pool(g_dsn, 2, f->cache);
+  f->p = qpt_pool_open(g_db.dsn, 2, f->cache, NULL);
   assert_int_equal(qp_pool_acquire(f->p, &f->a), QP_OK);
   assert_int_equal(qp_pool_acquire(f->p, &f->b), QP_OK);
-  script(f->a, "DROP SCHEMA public CASCADE; CREATE SCHEMA public; GRANT USAGE ON SCHEMA public TO PUBLIC");
-  script(f->a, schema);
+  qpt_script(f->a, "DROP SCHEMA public CASCADE; CREATE SCHEMA public; GRANT USAGE ON SCHEMA public TO PUBLIC");
+  qpt_script(f->a, schema);
 }
 
 static void fx_close(fx *f) {
@@ -121,30 +63,30 @@ static qp_cache_stats stats(qp_cache *c) {
 
 /* q read on the reader is want, then cached: the second read is a hit. */
 static void cached(fx *f, const char *q, const char *want) {
-  assert_string_equal(val(f->b, q), want);
+  assert_string_equal(qpt_value(f->b, q), want);
   uint64_t h = stats(f->cache).hits;
-  assert_string_equal(val(f->b, q), want);
+  assert_string_equal(qpt_value(f->b, q), want);
   if (stats(f->cache).hits != h + 1) fail_msg("not cached: %s", q);
 }
 
 /* The next read of q is a miss (invalidated) that returns want. */
 static void missed(fx *f, const char *q, const char *want) {
   uint64_t h = stats(f->cache).hits;
-  assert_string_equal(val(f->b, q), want);
+  assert_string_equal(qpt_value(f->b, q), want);
   if (stats(f->cache).hits != h) fail_msg("served from the cache after a write it reads: %s", q);
 }
 
 /* The next read of q is still a hit: the write did not reach it. */
 static void kept(fx *f, const char *q, const char *want) {
   uint64_t h = stats(f->cache).hits;
-  assert_string_equal(val(f->b, q), want);
+  assert_string_equal(qpt_value(f->b, q), want);
   if (stats(f->cache).hits != h + 1) fail_msg("invalidated by a write that cannot reach it: %s", q);
 }
 
 /* Runs a write on the writer and checks it did not flush the server. */
 static void write_exact(fx *f, const char *sql) {
   uint64_t fl = stats(f->cache).flushes;
-  run(f->a, sql);
+  qpt_exec(f->a, sql);
   if (stats(f->cache).flushes != fl) fail_msg("flushed instead of reaching: %s", sql);
 }
 
@@ -186,8 +128,8 @@ static void test_trigger_writes_other(void **state) {
   kept(&f, unrelated_sql, "1");
   /* inside a transaction: applied at COMMIT, still not a flush */
   cached(&f, qa, "2");
-  run(f.a, "BEGIN");
-  run(f.a, "INSERT INTO src VALUES (2)");
+  qpt_exec(f.a, "BEGIN");
+  qpt_exec(f.a, "INSERT INTO src VALUES (2)");
   write_exact(&f, "COMMIT");
   missed(&f, qa, "3");
   kept(&f, unrelated_sql, "1");
@@ -275,15 +217,15 @@ static void test_view_two_tables(void **state) {
   kept(&f, unrelated_sql, "1");
   /* not cached: a view over an unlogged table, over a catalog, calling a
    * function that is not immutable */
-  script(f.a, "CREATE UNLOGGED TABLE ul(v int); INSERT INTO ul VALUES (1);"
-              " CREATE VIEW vul AS SELECT v FROM ul; CREATE VIEW vcat AS SELECT count(*) AS n FROM pg_am;"
-              " CREATE VIEW vnow AS SELECT now() AS t; CREATE VIEW vstmt AS SELECT statement_timestamp() AS t");
+  qpt_script(f.a, "CREATE UNLOGGED TABLE ul(v int); INSERT INTO ul VALUES (1);"
+                  " CREATE VIEW vul AS SELECT v FROM ul; CREATE VIEW vcat AS SELECT count(*) AS n FROM pg_am;"
+                  " CREATE VIEW vnow AS SELECT now() AS t; CREATE VIEW vstmt AS SELECT statement_timestamp() AS t");
   qp_cache_stats before = stats(f.cache);
   for (int i = 0; i < 2; i++) {
-    assert_string_equal(val(f.b, "SELECT v FROM vul"), "1");
-    (void)val(f.b, "SELECT n FROM vcat");
-    (void)val(f.b, "SELECT t FROM vnow");
-    (void)val(f.b, "SELECT t FROM vstmt");
+    assert_string_equal(qpt_value(f.b, "SELECT v FROM vul"), "1");
+    (void)qpt_value(f.b, "SELECT n FROM vcat");
+    (void)qpt_value(f.b, "SELECT t FROM vnow");
+    (void)qpt_value(f.b, "SELECT t FROM vstmt");
   }
   qp_cache_stats after = stats(f.cache);
   assert_int_equal(after.hits, before.hits);
@@ -398,7 +340,7 @@ static void test_unknown_reach_flushes(void **state) {
     cached(&f, unrelated_sql, "1");
     cached(&f, qh, want);
     uint64_t fl = stats(f.cache).flushes;
-    run(f.a, writes[i]);
+    qpt_exec(f.a, writes[i]);
     assert_true(stats(f.cache).flushes > fl);
     snprintf(want, sizeof want, "%d", i + 1);
     missed(&f, qh, want);
@@ -414,8 +356,8 @@ static void test_policy_reads(void **state) {
   char sql[512];
   snprintf(sql, sizeof sql,
            "DROP ROLE IF EXISTS qp_reach_reader; CREATE ROLE qp_reach_reader;"
-           " GRANT CONNECT ON DATABASE %s TO qp_reach_reader", g_db);
-  assert_int_equal(admin(sql), QP_OK);
+           " GRANT CONNECT ON DATABASE %s TO qp_reach_reader", g_db.name);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
   fx f;
   fx_open(&f, "CREATE TABLE unrelated(v int); INSERT INTO unrelated VALUES (1);"
               " CREATE TABLE members(name text); CREATE TABLE doc(owner text, body text);"
@@ -423,7 +365,7 @@ static void test_policy_reads(void **state) {
               " ALTER TABLE doc ENABLE ROW LEVEL SECURITY;"
               " CREATE POLICY p ON doc USING (owner IN (SELECT name FROM members));"
               " GRANT SELECT ON doc, members, unrelated TO qp_reach_reader");
-  run(f.b, "SET ROLE qp_reach_reader");
+  qpt_exec(f.b, "SET ROLE qp_reach_reader");
   const char *q = "SELECT count(*) FROM doc";
   cached(&f, unrelated_sql, "1");
   cached(&f, q, "0");
@@ -435,7 +377,7 @@ static void test_policy_reads(void **state) {
   write_exact(&f, "INSERT INTO members VALUES ('other')");
   missed(&f, q, "2");
   kept(&f, unrelated_sql, "1");
-  run(f.b, "RESET ROLE");
+  qpt_exec(f.b, "RESET ROLE");
   fx_close(&f);
 }
 
@@ -452,21 +394,21 @@ static void test_failed_lookup_keeps_transaction(void **state) {
   fx_open(&f, "CREATE TABLE u (x int); INSERT INTO u VALUES (7); "
               "CREATE FUNCTION warm() RETURNS int LANGUAGE plpgsql AS "
               "$$ BEGIN RETURN (SELECT x FROM u); END $$");
-  run(f.b, "SET lock_timeout = '300ms'");
-  assert_string_equal(val(f.b, "SELECT warm()"), "7"); /* u in b's caches; not cacheable */
-  qp_pool *lp = open_pool(g_dsn, 1, NULL); /* pg_namespace is per database */
+  qpt_exec(f.b, "SET lock_timeout = '300ms'");
+  assert_string_equal(qpt_value(f.b, "SELECT warm()"), "7"); /* u in b's caches; not cacheable */
+  qp_pool *lp = qpt_pool_open(g_db.dsn, 1, NULL, NULL); /* pg_namespace is per database */
   qp_conn *lk;
   assert_int_equal(qp_pool_acquire(lp, &lk), QP_OK);
-  run(lk, "BEGIN");
-  run(lk, "LOCK TABLE pg_catalog.pg_namespace IN ACCESS EXCLUSIVE MODE");
-  run(f.b, "BEGIN");
-  assert_string_equal(val(f.b, "SELECT x FROM u"), "7");
-  assert_string_equal(val(f.b, "SELECT x + 1 FROM u"), "8");
-  run(f.b, "COMMIT");
-  run(lk, "ROLLBACK");
+  qpt_exec(lk, "BEGIN");
+  qpt_exec(lk, "LOCK TABLE pg_catalog.pg_namespace IN ACCESS EXCLUSIVE MODE");
+  qpt_exec(f.b, "BEGIN");
+  assert_string_equal(qpt_value(f.b, "SELECT x FROM u"), "7");
+  assert_string_equal(qpt_value(f.b, "SELECT x + 1 FROM u"), "8");
+  qpt_exec(f.b, "COMMIT");
+  qpt_exec(lk, "ROLLBACK");
   qp_pool_release(lk);
   qp_pool_close(lp);
-  assert_string_equal(val(f.b, "SELECT x FROM u"), "7");
+  assert_string_equal(qpt_value(f.b, "SELECT x FROM u"), "7");
   fx_close(&f);
 }
 

@@ -2,7 +2,7 @@
  * restarted): stop and restart under load from 8 threads, "the database
  * system is not accepting connections" (57P03) while waiters wait, and
  * fork() with open connections. */
-#include "testutil.h"
+#include "pgtest.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char g_env[512], g_script[512], g_dsn[512];
+static qpt_pgcluster g_pc;
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -22,27 +22,12 @@ static uint64_t now_ms(void) {
 }
 
 static int cluster(const char *action) {
-  return qpt_system("sh '%s' %s '%s' >/dev/null", g_script, action, g_env);
+  return qpt_pgcluster_do(&g_pc, action);
 }
 
 static int setup(void **state) {
   (void)state;
-  const char *src = getenv("QP_TEST_SOURCE_DIR");
-  const char *build = getenv("QP_TEST_BUILD_DIR");
-  if (src == NULL || build == NULL) return -1;
-  snprintf(g_script, sizeof g_script, "%s/tests/support/pgcluster.sh", src);
-  snprintf(g_env, sizeof g_env, "%s/pool_faults_%d.env", build, (int)getpid());
-  int port = 55000 + (int)(getpid() % 4000);
-  if (qpt_system("QP_PG_PORT=%d sh '%s' start '%s' >/dev/null", port, g_script, g_env) != 0)
-    return -1;
-  FILE *f = fopen(g_env, "r");
-  if (f == NULL) return -1;
-  char line[512], host[256] = "";
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, "PGHOST=", 7) == 0) sscanf(line + 7, "%255s", host);
-  fclose(f);
-  snprintf(g_dsn, sizeof g_dsn, "host=%s port=%d user=postgres dbname=postgres", host, port);
-  return 0;
+  return qpt_pgcluster_start(&g_pc, "pool_faults", 55000 + (int)(getpid() % 4000));
 }
 
 static int teardown(void **state) {
@@ -54,7 +39,7 @@ static int teardown(void **state) {
 static qp_pool *open_pool(int max, int64_t acquire_ms) {
   qp_pool_options o;
   qp_pool_options_init(&o);
-  o.dsn = g_dsn;
+  o.dsn = g_pc.dsn;
   o.max_size = max;
   o.acquire_timeout_ms = acquire_ms;
   o.connect_timeout_ms = 1000;

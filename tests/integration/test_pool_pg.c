@@ -2,7 +2,7 @@
  * its own: CRUD with parameters, NULLs, bytea, SQLSTATEs, transactions,
  * session reset, re-preparation, a terminated backend, cancel, DSN forms
  * and password redaction. */
-#include "testutil.h"
+#include "pgtest.h"
 
 #include "pool/lease.h"
 
@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char g_db[64], g_dsn[512], g_admin_dsn[512];
+static qpt_pgdb g_db;
 
 typedef struct logcap {
   pthread_mutex_t mu;
@@ -34,36 +34,6 @@ static void cap_log(qp_log_level level, const char *msg, void *ud) {
   pthread_mutex_unlock(&c->mu);
 }
 
-static qp_pool *open_pool(const char *dsn, int max, qp_pool_options *tweak) {
-  qp_pool_options o;
-  if (tweak) o = *tweak;
-  else qp_pool_options_init(&o);
-  o.dsn = dsn;
-  o.max_size = max;
-  if (o.acquire_timeout_ms > 5000) o.acquire_timeout_ms = 5000;
-  qp_pool *p = NULL;
-  char err[512];
-  if (qp_pool_open(&p, &o, err, sizeof err) != QP_OK) fail_msg("open: %s", err);
-  return p;
-}
-
-static void script(qp_conn *c, const char *sql) {
-  if (qp_conn_exec_script(c, sql) != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
-}
-
-static int admin(const char *sql) {
-  qp_pool *p = open_pool(g_admin_dsn, 1, NULL);
-  qp_conn *c;
-  qp_status st = qp_pool_acquire(p, &c);
-  if (st == QP_OK) {
-    st = qp_conn_exec_script(c, sql);
-    if (st != QP_OK) print_error("%s: %s\n", sql, qp_conn_errmsg(c));
-    qp_pool_release(c);
-  }
-  qp_pool_close(p);
-  return st;
-}
-
 /* The server process behind a lease. */
 static int64_t backend_pid(qp_conn *c) {
   qp_result *r;
@@ -78,28 +48,17 @@ static int64_t backend_pid(qp_conn *c) {
 static void terminate_backend(int64_t pid) {
   char sql[128];
   snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%lld)", (long long)pid);
-  assert_int_equal(admin(sql), QP_OK);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
 }
 
 static int setup(void **state) {
   (void)state;
-  const char *base = qpt_pg_dsn();
-  if (base == NULL) return -1;
-  snprintf(g_admin_dsn, sizeof g_admin_dsn, "%s", base);
-  snprintf(g_db, sizeof g_db, "qp_pool_pg_%d", (int)getpid());
-  char sql[128];
-  snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
-  if (admin(sql) != QP_OK) return -1;
-  snprintf(g_dsn, sizeof g_dsn, "host=%s port=%s user=postgres dbname=%s", getenv("PGHOST"),
-           getenv("PGPORT"), g_db);
-  return 0;
+  return qpt_pgdb_create(&g_db, "qp_pool_pg_%d", (int)getpid());
 }
 
 static int teardown(void **state) {
   (void)state;
-  char sql[128];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-  admin(sql);
+  qpt_pgdb_drop(&g_db);
   return 0;
 }
 
@@ -116,14 +75,14 @@ static void test_identity_and_uri_dsn(void **state) {
   }
   enc[k] = '\0';
   snprintf(uri, sizeof uri, "postgresql://postgres@%s:%s/%s?application_name=qp_test", enc,
-           getenv("PGPORT"), g_db);
-  const char *dsns[] = {g_dsn, uri};
+           getenv("PGPORT"), g_db.name);
+  const char *dsns[] = {g_db.dsn, uri};
   for (int i = 0; i < 2; i++) {
-    qp_pool *p = open_pool(dsns[i], 1, NULL);
+    qp_pool *p = qpt_pool_open(dsns[i], 1, NULL, NULL);
     qp_conn *c;
     assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
     assert_int_equal(qp_conn_backend(c), QP_BACKEND_POSTGRES);
-    assert_string_equal(qp_conn_database(c), g_db);
+    assert_string_equal(qp_conn_database(c), g_db.name);
     assert_string_equal(qp_conn_user(c), "postgres");
     assert_true(strncmp(qp_conn_server_version(c), "15.", 3) == 0);
     qp_pool_release(c);
@@ -133,11 +92,11 @@ static void test_identity_and_uri_dsn(void **state) {
 
 static void test_crud_nulls_bytea(void **state) {
   (void)state;
-  qp_pool *p = open_pool(g_dsn, 2, NULL);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 2, NULL, NULL);
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
-  script(c, "CREATE TABLE items(id int PRIMARY KEY, name text, price numeric, born date, "
-            "data bytea)");
+  qpt_script(c, "CREATE TABLE items(id int PRIMARY KEY, name text, price numeric, born date, "
+                "data bytea)");
   unsigned char blob[256];
   for (int i = 0; i < 256; i++) blob[i] = (unsigned char)(255 - i);
   qp_param date = qp_param_text("2026-11-22");
@@ -191,10 +150,10 @@ static void test_crud_nulls_bytea(void **state) {
 
 static void test_errors_with_sqlstate(void **state) {
   (void)state;
-  qp_pool *p = open_pool(g_dsn, 1, NULL);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 1, NULL, NULL);
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
-  script(c, "CREATE TABLE uniq(k int PRIMARY KEY)");
+  qpt_script(c, "CREATE TABLE uniq(k int PRIMARY KEY)");
   qp_param one = qp_param_int(1);
   assert_int_equal(qp_conn_exec(c, "INSERT INTO uniq VALUES ($1)", &one, 1, NULL), QP_OK);
   qp_result *r = (qp_result *)1;
@@ -233,11 +192,11 @@ static void test_errors_with_sqlstate(void **state) {
 
 static void test_transactions_rolled_back_on_release(void **state) {
   (void)state;
-  qp_pool *p = open_pool(g_dsn, 1, NULL);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 1, NULL, NULL);
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
-  script(c, "CREATE TABLE acct(id int, bal int)");
-  script(c, "BEGIN");
+  qpt_script(c, "CREATE TABLE acct(id int, bal int)");
+  qpt_script(c, "BEGIN");
   qp_param v[2] = {qp_param_int(1), qp_param_int(100)};
   assert_int_equal(qp_conn_exec(c, "INSERT INTO acct VALUES ($1, $2)", v, 2, NULL), QP_OK);
   assert_int_equal(qp_conn_txn_status(c), QP_TXN_INTRANS);
@@ -249,7 +208,7 @@ static void test_transactions_rolled_back_on_release(void **state) {
   assert_string_equal(qp_result_value(r, 0, 0, NULL), "0");
   qp_result_free(r);
   /* a failed transaction too */
-  script(c, "BEGIN");
+  qpt_script(c, "BEGIN");
   assert_int_equal(qp_conn_exec(c, "SELECT 1/0", NULL, 0, NULL), QP_QUERY);
   assert_string_equal(qp_conn_sqlstate(c), "22012");
   assert_int_equal(qp_conn_txn_status(c), QP_TXN_INERROR);
@@ -257,9 +216,9 @@ static void test_transactions_rolled_back_on_release(void **state) {
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT 1", NULL, 0, NULL), QP_OK);
   /* a committed one stays */
-  script(c, "BEGIN");
+  qpt_script(c, "BEGIN");
   assert_int_equal(qp_conn_exec(c, "INSERT INTO acct VALUES ($1, $2)", v, 2, NULL), QP_OK);
-  script(c, "COMMIT");
+  qpt_script(c, "COMMIT");
   qp_pool_release(c);
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT count(*) FROM acct", NULL, 0, &r), QP_OK);
@@ -275,7 +234,7 @@ static void test_transactions_rolled_back_on_release(void **state) {
 
 static void test_session_reset(void **state) {
   (void)state;
-  qp_pool *p = open_pool(g_dsn, 1, NULL);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 1, NULL, NULL);
   qp_conn *c;
   qp_result *r;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
@@ -283,8 +242,8 @@ static void test_session_reset(void **state) {
   char def[64];
   snprintf(def, sizeof def, "%s", qp_result_value(r, 0, 0, NULL));
   qp_result_free(r);
-  script(c, "SET work_mem = '7MB'");
-  script(c, "CREATE TEMP TABLE mine(x int)");
+  qpt_script(c, "SET work_mem = '7MB'");
+  qpt_script(c, "CREATE TEMP TABLE mine(x int)");
   assert_int_equal(qp_conn_exec(c, "SELECT pg_advisory_lock(4242)", NULL, 0, NULL), QP_OK);
   qp_pool_release(c);
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
@@ -305,9 +264,9 @@ static void test_session_reset(void **state) {
 
   /* policy always: DISCARD ALL after every lease, statements prepared again */
   qp_pool_options o;
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.reset = QP_RESET_ALWAYS;
-  p = open_pool(g_dsn, 1, &o);
+  p = qpt_pool_open(g_db.dsn, 1, NULL, &o);
   for (int i = 0; i < 3; i++) {
     assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
     qp_param x = qp_param_int(i);
@@ -325,11 +284,11 @@ static void test_session_reset(void **state) {
   qp_pool_close(p);
 
   /* policy never: the session is the application's */
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.reset = QP_RESET_NEVER;
-  p = open_pool(g_dsn, 1, &o);
+  p = qpt_pool_open(g_db.dsn, 1, NULL, &o);
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
-  script(c, "SET work_mem = '9MB'");
+  qpt_script(c, "SET work_mem = '9MB'");
   qp_pool_release(c);
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SHOW work_mem", NULL, 0, &r), QP_OK);
@@ -343,7 +302,7 @@ static void test_session_reset(void **state) {
  * each case here was decided wrongly by the keyword scanner it replaced. */
 static void test_session_changes_from_classifier(void **state) {
   (void)state;
-  qp_pool *p = open_pool(g_dsn, 1, NULL);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 1, NULL, NULL);
   qp_conn *c;
   qp_result *r;
   qp_pool_stats s = QP_POOL_STATS_INIT;
@@ -357,7 +316,7 @@ static void test_session_changes_from_classifier(void **state) {
   qp_pool_release(c);
   /* a DO block may change anything: reset (the scanner only looked for set_config) */
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
-  script(c, "DO $$ BEGIN EXECUTE 'SET work_mem = ''5MB'''; END $$");
+  qpt_script(c, "DO $$ BEGIN EXECUTE 'SET work_mem = ''5MB'''; END $$");
   qp_pool_release(c);
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SHOW work_mem", NULL, 0, &r), QP_OK);
@@ -371,7 +330,7 @@ static void test_session_changes_from_classifier(void **state) {
    * advisory lock, changes nothing: no reset (the scanner matched text) */
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT 'set_config, pg_advisory_lock'", NULL, 0, NULL), QP_OK);
-  script(c, "BEGIN; SELECT pg_advisory_xact_lock(7); COMMIT");
+  qpt_script(c, "BEGIN; SELECT pg_advisory_xact_lock(7); COMMIT");
   qp_pool_release(c);
   assert_int_equal(qp_pool_stats_get(p, &s), QP_OK);
   assert_int_equal(s.resets, resets);
@@ -379,7 +338,7 @@ static void test_session_changes_from_classifier(void **state) {
    * statements (the scanner forgot them all, and the server kept the old ones) */
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT 42", NULL, 0, NULL), QP_OK);
-  script(c, "SELECT 'discard all, deallocate all'");
+  qpt_script(c, "SELECT 'discard all, deallocate all'");
   assert_int_equal(qp_conn_exec(c, "SELECT 42", NULL, 0, NULL), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT count(*) FROM pg_prepared_statements "
                                    "WHERE statement = 'SELECT 42'", NULL, 0, &r), QP_OK);
@@ -391,13 +350,13 @@ static void test_session_changes_from_classifier(void **state) {
 
 static void test_reprepare_after_deallocate(void **state) {
   (void)state;
-  qp_pool *p = open_pool(g_dsn, 1, NULL);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 1, NULL, NULL);
   qp_conn *c;
   qp_result *r;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   /* (created first: a script that mentions DEALLOCATE drops the cache) */
-  script(c, "CREATE FUNCTION drop_all() RETURNS void LANGUAGE plpgsql AS "
-            "$$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$");
+  qpt_script(c, "CREATE FUNCTION drop_all() RETURNS void LANGUAGE plpgsql AS "
+                "$$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$");
   qp_param x = qp_param_int(20);
   assert_int_equal(qp_conn_exec(c, "SELECT $1::int + 1", &x, 1, NULL), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT count(*) FROM pg_prepared_statements", NULL, 0, &r),
@@ -405,7 +364,7 @@ static void test_reprepare_after_deallocate(void **state) {
   assert_string_equal(qp_result_value(r, 0, 0, NULL), "2");
   qp_result_free(r);
   /* seen by the pool: the cache is dropped at once */
-  script(c, "DEALLOCATE ALL");
+  qpt_script(c, "DEALLOCATE ALL");
   assert_int_equal(qp_conn_exec(c, "SELECT $1::int + 1", &x, 1, &r), QP_OK);
   assert_string_equal(qp_result_value(r, 0, 0, NULL), "21");
   qp_result_free(r);
@@ -422,7 +381,7 @@ static void test_reprepare_after_deallocate(void **state) {
      * script is the remaining path, covered below */
     print_message("DEALLOCATE inside a function refused: %s\n", qp_conn_errmsg(c));
   }
-  script(c, "DISCARD ALL");
+  qpt_script(c, "DISCARD ALL");
   assert_int_equal(qp_conn_exec(c, "SELECT $1::int + 1", &x, 1, &r), QP_OK);
   assert_string_equal(qp_result_value(r, 0, 0, NULL), "21");
   qp_result_free(r);
@@ -436,9 +395,9 @@ static void test_reprepare_after_deallocate(void **state) {
 static void test_terminated_backend_recovers(void **state) {
   (void)state;
   qp_pool_options o;
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.validation_ms = 0; /* prove that the pre-check alone catches it */
-  qp_pool *p = open_pool(g_dsn, 1, &o);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 1, NULL, &o);
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   int64_t pid = backend_pid(c);
@@ -474,9 +433,9 @@ static void test_terminated_backend_recovers(void **state) {
 static void test_validation_of_idle_connections(void **state) {
   (void)state;
   qp_pool_options o;
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.validation_ms = 50;
-  qp_pool *p = open_pool(g_dsn, 1, &o);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 1, NULL, &o);
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   int64_t pid = backend_pid(c);
@@ -514,7 +473,7 @@ static void *cancel_soon(void *arg) {
 
 static void test_cancel(void **state) {
   (void)state;
-  qp_pool *p = open_pool(g_dsn, 1, NULL);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 1, NULL, NULL);
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   canceller k = {c};
@@ -535,14 +494,14 @@ static void test_unavailable_and_password_redaction(void **state) {
   h.log_fn = cap_log;
   h.log_ud = &cap;
   qp_pool_options o;
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.hooks = &h;
   o.acquire_timeout_ms = 1000;
   char dsn[512];
   /* nothing listens on this port: database unavailable, immediately */
   snprintf(dsn, sizeof dsn, "host=%s port=1 user=postgres password=Sup3rS3cretPw dbname=x",
            getenv("PGHOST"));
-  qp_pool *p = open_pool(dsn, 2, &o);
+  qp_pool *p = qpt_pool_open(dsn, 2, NULL, &o);
   qp_conn *c;
   uint64_t t0 = (uint64_t)time(NULL);
   assert_int_equal(qp_pool_acquire(p, &c), QP_UNAVAILABLE);
@@ -559,14 +518,14 @@ static void test_unavailable_and_password_redaction(void **state) {
   /* an unknown database: 3D000; a URI password never shows either */
   snprintf(dsn, sizeof dsn, "postgresql://postgres:An0therS3cret@%%2Ftmp%%2Fnowhere:%s/x",
            getenv("PGPORT"));
-  p = open_pool(dsn, 1, &o);
+  p = qpt_pool_open(dsn, 1, NULL, &o);
   assert_int_equal(qp_pool_acquire(p, &c), QP_UNAVAILABLE);
   qp_pool_errmsg(p, msg, sizeof msg);
   assert_null(strstr(msg, "An0therS3cret"));
   qp_pool_close(p);
   snprintf(dsn, sizeof dsn, "host=%s port=%s user=postgres password=Th1rdS3cret dbname=no_such_db",
            getenv("PGHOST"), getenv("PGPORT"));
-  p = open_pool(dsn, 1, &o);
+  p = qpt_pool_open(dsn, 1, NULL, &o);
   assert_int_equal(qp_pool_acquire(p, &c), QP_UNAVAILABLE);
   qp_pool_errmsg(p, msg, sizeof msg);
   assert_non_null(strstr(msg, "3D000"));
@@ -585,9 +544,9 @@ static void test_records_into_profile(void **state) {
   char err[256];
   assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
   qp_pool_options o;
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.profile = prof;
-  qp_pool *p = open_pool(g_dsn, 2, &o);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 2, NULL, &o);
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   for (int i = 0; i < 5; i++) {
@@ -651,16 +610,16 @@ static void test_rules_and_scripts_per_statement(void **state) {
   char err[256];
   assert_int_equal(qp_profile_new(&prof, &po, err, sizeof err), QP_OK);
   qp_pool_options o;
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.profile = prof;
-  qp_pool *p = open_pool(g_dsn, 1, &o);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 1, NULL, &o);
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT 1 AS tmp_123", NULL, 0, NULL), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT 1 AS tmp_456", NULL, 0, NULL), QP_OK);
   assert_int_equal(qp_conn_exec(c, "SELECT 1 AS tmp_789", NULL, 0, NULL), QP_OK);
-  script(c, "SELECT pg_sleep(0.05) AS first; SELECT 2 AS second; "
-            "SELECT pg_sleep(0.1) AS third; COPY (SELECT 1) TO STDOUT");
+  qpt_script(c, "SELECT pg_sleep(0.05) AS first; SELECT 2 AS second; "
+                "SELECT pg_sleep(0.1) AS third; COPY (SELECT 1) TO STDOUT");
   assert_int_equal(qp_conn_exec_script(c, "SELECT 3 AS fourth; SELECT * FROM no_such_table; "
                                           "SELECT 5 AS never"),
                    QP_QUERY);
@@ -720,25 +679,24 @@ static void test_dims_role_application_host(void **state) {
   char role[64], sql[256], dsn_a[600], dsn_b[600];
   snprintf(role, sizeof role, "qp_who_%d", (int)getpid());
   snprintf(sql, sizeof sql, "CREATE ROLE %s LOGIN", role);
-  assert_int_equal(admin(sql), QP_OK);
-  snprintf(dsn_a, sizeof dsn_a, "%s application_name=appA", g_dsn);
-  snprintf(dsn_b, sizeof dsn_b, "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
-           getenv("PGPORT"), role, g_db);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
+  snprintf(dsn_a, sizeof dsn_a, "%s application_name=appA", g_db.dsn);
+  qpt_pg_dsn_as(dsn_b, sizeof dsn_b, role, g_db.name);
   qp_profile *prof;
   char err[256];
   assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
   qp_pool_options o;
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.profile = prof;
   o.host = "h1";
-  qp_pool *a = open_pool(dsn_a, 1, &o);
+  qp_pool *a = qpt_pool_open(dsn_a, 1, NULL, &o);
   o.host = NULL;
-  qp_pool *b = open_pool(dsn_b, 1, &o);
+  qp_pool *b = qpt_pool_open(dsn_b, 1, NULL, &o);
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(a, &c), QP_OK);
   for (int i = 0; i < 3; i++) assert_int_equal(qp_conn_exec(c, "SELECT 7 AS who", NULL, 0, NULL), QP_OK);
   snprintf(sql, sizeof sql, "SET SESSION AUTHORIZATION %s", role);
-  script(c, sql);
+  qpt_script(c, sql);
   for (int i = 0; i < 2; i++) assert_int_equal(qp_conn_exec(c, "SELECT 7 AS who", NULL, 0, NULL), QP_OK);
   qp_pool_release(c); /* dirty: reset, back to postgres */
   assert_int_equal(qp_pool_acquire(a, &c), QP_OK);
@@ -764,7 +722,7 @@ static void test_dims_role_application_host(void **state) {
   assert_int_equal(who_calls(&w, role, "appA", "h1"), 2);
   assert_int_equal(who_calls(&w, role, "test_pool_pg", qp_default_host()), 4);
   snprintf(sql, sizeof sql, "DROP ROLE %s", role);
-  assert_int_equal(admin(sql), QP_OK);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
 }
 
 typedef struct rows_seen {
@@ -782,10 +740,6 @@ static int collect_rows(const qp_query_summary *q, void *ud) {
 
 static int cmp_line(const void *a, const void *b) { return strcmp(a, b); }
 
-static void ok_exec(qp_conn *c, const char *sql) {
-  if (qp_conn_exec(c, sql, NULL, 0, NULL) != QP_OK) fail_msg("%s: %s", sql, qp_conn_errmsg(c));
-}
-
 /* Every statement through the pool is charged to the role and application
  * it ran under, as they change during the lease: SET ROLE, SET
  * application_name, RESET ROLE, SET LOCAL ROLE in a committed block, SET
@@ -802,20 +756,20 @@ static void test_dims_follow_set_role_and_application(void **state) {
   snprintf(r2, sizeof r2, "qp_fr2_%d", (int)getpid());
   snprintf(r3, sizeof r3, "qp_fr3_%d", (int)getpid());
   snprintf(sql, sizeof sql, "CREATE ROLE %s", r2);
-  assert_int_equal(admin(sql), QP_OK);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
   snprintf(sql, sizeof sql, "CREATE ROLE %s", r3);
-  assert_int_equal(admin(sql), QP_OK);
-  snprintf(dsn_a, sizeof dsn_a, "%s application_name=app0", g_dsn);
-  snprintf(dsn_b, sizeof dsn_b, "%s application_name=appB", g_dsn);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
+  snprintf(dsn_a, sizeof dsn_a, "%s application_name=app0", g_db.dsn);
+  snprintf(dsn_b, sizeof dsn_b, "%s application_name=appB", g_db.dsn);
   qp_profile *prof;
   char err[256];
   assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
   qp_pool_options o;
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.profile = prof;
-  qp_pool *a = open_pool(dsn_a, 1, &o);
+  qp_pool *a = qpt_pool_open(dsn_a, 1, NULL, &o);
   o.reset = QP_RESET_NEVER;
-  qp_pool *b = open_pool(dsn_b, 1, &o);
+  qp_pool *b = qpt_pool_open(dsn_b, 1, NULL, &o);
   char set_r2[128], set_r3[128], local_r2[128];
   snprintf(set_r2, sizeof set_r2, "SET ROLE %s", r2);
   snprintf(set_r3, sizeof set_r3, "SET ROLE %s", r3);
@@ -823,55 +777,55 @@ static void test_dims_follow_set_role_and_application(void **state) {
 
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(a, &c), QP_OK);
-  ok_exec(c, "SELECT 1 AS a");
-  ok_exec(c, set_r2);
-  ok_exec(c, "SELECT 1 AS a");
-  ok_exec(c, "SET application_name = 'x'");
-  ok_exec(c, "SELECT 1 AS a");
-  ok_exec(c, "RESET ROLE");
-  ok_exec(c, "SELECT 1 AS a");
-  ok_exec(c, "BEGIN");
-  ok_exec(c, local_r2);
-  ok_exec(c, "SELECT 1 AS a");
-  ok_exec(c, "COMMIT");
-  ok_exec(c, "SELECT 1 AS a");
-  ok_exec(c, "BEGIN");
-  ok_exec(c, set_r3);
-  ok_exec(c, "SET application_name = 'y'");
-  ok_exec(c, "SELECT 1 AS a");
-  ok_exec(c, "ROLLBACK");
-  ok_exec(c, "SELECT 1 AS a");
-  ok_exec(c, "BEGIN");
-  ok_exec(c, set_r3);
-  ok_exec(c, "COMMIT");
-  ok_exec(c, "SELECT 1 AS a");
-  ok_exec(c, "BEGIN");
-  ok_exec(c, set_r2);
+  qpt_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, set_r2);
+  qpt_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, "SET application_name = 'x'");
+  qpt_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, "RESET ROLE");
+  qpt_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, "BEGIN");
+  qpt_exec(c, local_r2);
+  qpt_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, "COMMIT");
+  qpt_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, "BEGIN");
+  qpt_exec(c, set_r3);
+  qpt_exec(c, "SET application_name = 'y'");
+  qpt_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, "ROLLBACK");
+  qpt_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, "BEGIN");
+  qpt_exec(c, set_r3);
+  qpt_exec(c, "COMMIT");
+  qpt_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, "BEGIN");
+  qpt_exec(c, set_r2);
   assert_int_equal(qp_conn_exec(c, "SELECT 1/0 AS a", NULL, 0, NULL), QP_QUERY);
-  ok_exec(c, "COMMIT"); /* of a failed block: rolled back */
-  ok_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, "COMMIT"); /* of a failed block: rolled back */
+  qpt_exec(c, "SELECT 1 AS a");
   snprintf(sql, sizeof sql, "SET ROLE %s; SELECT 2 AS w", r2);
-  script(c, sql);
-  ok_exec(c, "SELECT 1 AS a");
-  ok_exec(c, "BEGIN");
-  ok_exec(c, set_r3);
+  qpt_script(c, sql);
+  qpt_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, "BEGIN");
+  qpt_exec(c, set_r3);
   qp_pool_release(c); /* rolled back, then reset: DISCARD ALL */
   assert_int_equal(qp_pool_acquire(a, &c), QP_OK);
-  ok_exec(c, "SELECT 1 AS a");
+  qpt_exec(c, "SELECT 1 AS a");
   qp_pool_release(c);
 
   assert_int_equal(qp_pool_acquire(b, &c), QP_OK);
-  ok_exec(c, set_r3);
-  ok_exec(c, "SELECT 1 AS b");
-  ok_exec(c, "BEGIN");
-  ok_exec(c, set_r2);
-  ok_exec(c, "SET application_name = 'z'");
-  ok_exec(c, "SELECT 1 AS b");
+  qpt_exec(c, set_r3);
+  qpt_exec(c, "SELECT 1 AS b");
+  qpt_exec(c, "BEGIN");
+  qpt_exec(c, set_r2);
+  qpt_exec(c, "SET application_name = 'z'");
+  qpt_exec(c, "SELECT 1 AS b");
   qp_pool_release(c); /* rolled back; policy never: no reset */
   assert_int_equal(qp_pool_acquire(b, &c), QP_OK);
-  ok_exec(c, "SELECT 1 AS b");
-  ok_exec(c, "RESET ROLE");
-  ok_exec(c, "SELECT 1 AS b");
+  qpt_exec(c, "SELECT 1 AS b");
+  qpt_exec(c, "RESET ROLE");
+  qpt_exec(c, "SELECT 1 AS b");
   qp_pool_release(c);
   qp_pool_close(a);
   qp_pool_close(b);
@@ -936,9 +890,9 @@ static void test_dims_follow_set_role_and_application(void **state) {
     fail_msg("rows per user and application differ");
   }
   snprintf(sql, sizeof sql, "DROP ROLE %s", r2);
-  assert_int_equal(admin(sql), QP_OK);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
   snprintf(sql, sizeof sql, "DROP ROLE %s", r3);
-  assert_int_equal(admin(sql), QP_OK);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
 }
 
 /* A server that refuses new connections (53300: here the role's connection
@@ -951,18 +905,17 @@ static void test_full_server_is_unavailable_not_exhausted(void **state) {
   char role[64], sql[256], dsn[512];
   snprintf(role, sizeof role, "qp_lim_%d", (int)getpid());
   snprintf(sql, sizeof sql, "CREATE ROLE %s LOGIN CONNECTION LIMIT 1", role);
-  assert_int_equal(admin(sql), QP_OK);
-  snprintf(dsn, sizeof dsn, "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
-           getenv("PGPORT"), role, g_db);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
+  qpt_pg_dsn_as(dsn, sizeof dsn, role, g_db.name);
   logcap cap = {.mu = PTHREAD_MUTEX_INITIALIZER};
   qp_hooks h = {0};
   h.log_fn = cap_log;
   h.log_ud = &cap;
   qp_pool_options o;
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.hooks = &h;
   o.acquire_timeout_ms = 600;
-  qp_pool *p = open_pool(dsn, 3, &o);
+  qp_pool *p = qpt_pool_open(dsn, 3, NULL, &o);
   qp_conn *c1, *c2;
   assert_int_equal(qp_pool_acquire(p, &c1), QP_OK);
   struct timespec a, b;
@@ -992,7 +945,7 @@ static void test_full_server_is_unavailable_not_exhausted(void **state) {
   qp_pool_release(c2);
   qp_pool_close(p);
   snprintf(sql, sizeof sql, "DROP ROLE %s", role);
-  assert_int_equal(admin(sql), QP_OK);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
 }
 
 /* ---- a proxy that delays the server's EOF ---------------------------------
@@ -1098,16 +1051,16 @@ static void test_goodbye_noticed_before_eof(void **state) {
   proxy_start(&px, 1500);
   char dsn[512];
   snprintf(dsn, sizeof dsn, "host=%s port=%s user=postgres dbname=%s", px.dir, getenv("PGPORT"),
-           g_db);
+           g_db.name);
   logcap cap = {.mu = PTHREAD_MUTEX_INITIALIZER};
   qp_hooks h = {0};
   h.log_fn = cap_log;
   h.log_ud = &cap;
   qp_pool_options o;
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.hooks = &h;
   o.validation_ms = 0; /* only the precheck may notice */
-  qp_pool *p = open_pool(dsn, 1, &o);
+  qp_pool *p = qpt_pool_open(dsn, 1, NULL, &o);
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   int64_t pid = backend_pid(c);
@@ -1148,9 +1101,9 @@ static void test_explain_and_quiet_statements(void **state) {
   char err[256];
   assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
   qp_pool_options o;
-  qp_pool_options_init(&o);
+  qpt_pool_options_init(&o);
   o.profile = prof;
-  qp_pool *p = open_pool(g_dsn, 1, &o);
+  qp_pool *p = qpt_pool_open(g_db.dsn, 1, NULL, &o);
   qp_conn *c;
   assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
   const qp__backend_ops *ops = qp__conn_ops(c);

@@ -2,7 +2,7 @@
  * totals and windows, several processes flushing at once, refusal of a
  * foreign "qprof" schema and of a newer schema, the migration of an older
  * one, the count of dropped statements, and `qprof report` on it. */
-#include "testutil.h"
+#include "pgtest.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -15,49 +15,18 @@
 #include "stats/stats_int.h"
 #include "store/store_int.h"
 
-static char dbname[3][64];
-static char dsn[3][768];
-
-static void admin(const char *sql) {
-  PGconn *c = PQconnectdb(qpt_pg_dsn());
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = PQexec(c, sql);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK) fail_msg("%s: %s", sql, PQerrorMessage(c));
-  PQclear(r);
-  PQfinish(c);
-}
-
-static void on_db(int k, const char *sql) {
-  PGconn *c = PQconnectdb(dsn[k]);
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = PQexec(c, sql);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-    fail_msg("%s: %s", sql, PQerrorMessage(c));
-  PQclear(r);
-  PQfinish(c);
-}
+static qpt_pgdb g_db[3];
 
 static int setup(void **state) {
   (void)state;
-  if (qpt_pg_dsn() == NULL) return -1;
-  for (int k = 0; k < 3; k++) {
-    snprintf(dbname[k], sizeof dbname[k], "qprof_store_%d_%d", (int)getpid(), k);
-    char sql[256];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", dbname[k]);
-    admin(sql);
-    snprintf(dsn[k], sizeof dsn[k], "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
-             getenv("PGPORT"), getenv("PGUSER"), dbname[k]);
-  }
+  for (int k = 0; k < 3; k++)
+    if (qpt_pgdb_create(&g_db[k], "qprof_store_%d_%d", (int)getpid(), k) != 0) return -1;
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
-  for (int k = 0; k < 3; k++) {
-    char sql[256];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname[k]);
-    admin(sql);
-  }
+  for (int k = 0; k < 3; k++) qpt_pgdb_drop(&g_db[k]);
   return 0;
 }
 
@@ -81,8 +50,8 @@ static void test_create_record_window(void **state) {
   (void)state;
   qp_store *s;
   char err[1024];
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_NOTFOUND);
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_READ, NULL, err, sizeof err), QP_NOTFOUND);
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   qp_profile *p;
   assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
   int64_t t0 = 1795132800; /* 2026-11-20T00:00Z */
@@ -111,9 +80,9 @@ static void test_create_record_window(void **state) {
   qp_store_close(s);
   qp_profile_free(p);
   /* Reopening finds the store; READ works and cannot write. */
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   qp_store_close(s);
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
   assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
   qp_query_event e = ev(0, t0, 5, NULL);
   assert_int_equal(qp_profile_record(p, &e), QP_OK);
@@ -129,7 +98,7 @@ static int child(int id) {
   qp_store *s;
   qp_profile *p;
   char err[1024];
-  if (qp_store_open(&s, dsn[1], QP_STORE_WRITE, NULL, err, sizeof err) != QP_OK) {
+  if (qp_store_open(&s, g_db[1].dsn, QP_STORE_WRITE, NULL, err, sizeof err) != QP_OK) {
     fprintf(stderr, "child %d: %s\n", id, err);
     return 1;
   }
@@ -163,7 +132,7 @@ static void test_processes_flush_at_once(void **state) {
   }
   qp_store *s;
   char err[1024];
-  assert_int_equal(qp_store_open(&s, dsn[1], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db[1].dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
   qpt_sum all = {0};
   assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, qpt_sum_add, &all), QP_OK);
   assert_int_equal(all.calls, NPROC * PER);
@@ -176,13 +145,14 @@ static void test_processes_flush_at_once(void **state) {
 static void test_refuses_foreign_and_newer(void **state) {
   (void)state;
   /* a "qprof" schema that is someone else's */
-  on_db(1, "DROP SCHEMA qprof CASCADE");
-  on_db(1, "CREATE SCHEMA qprof; CREATE TABLE qprof.mine (x int); INSERT INTO qprof.mine VALUES (42)");
+  qpt_pg_exec(g_db[1].dsn, "DROP SCHEMA qprof CASCADE");
+  qpt_pg_exec(g_db[1].dsn,
+              "CREATE SCHEMA qprof; CREATE TABLE qprof.mine (x int); INSERT INTO qprof.mine VALUES (42)");
   qp_store *s;
   char err[1024];
-  assert_int_equal(qp_store_open(&s, dsn[1], QP_STORE_WRITE, NULL, err, sizeof err), QP_NOTSTORE);
-  assert_non_null(strstr(err, dbname[1]));
-  PGconn *c = PQconnectdb(dsn[1]);
+  assert_int_equal(qp_store_open(&s, g_db[1].dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_NOTSTORE);
+  assert_non_null(strstr(err, g_db[1].name));
+  PGconn *c = PQconnectdb(g_db[1].dsn);
   PGresult *r = PQexec(c, "SELECT x, to_regclass('qprof.qp_meta') IS NULL FROM qprof.mine");
   assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
   assert_string_equal(PQgetvalue(r, 0, 0), "42");
@@ -190,24 +160,13 @@ static void test_refuses_foreign_and_newer(void **state) {
   PQclear(r);
   PQfinish(c);
   /* a store from a newer qprof */
-  on_db(0, "UPDATE qprof.qp_meta SET value = '99' WHERE key = 'schema_version'");
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_SCHEMA);
+  qpt_pg_exec(g_db[0].dsn, "UPDATE qprof.qp_meta SET value = '99' WHERE key = 'schema_version'");
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_SCHEMA);
   assert_non_null(strstr(err, "newer"));
   char sql[128];
   snprintf(sql, sizeof sql, "UPDATE qprof.qp_meta SET value = '%d' WHERE key = 'schema_version'",
            QP_STORE_SCHEMA_VERSION);
-  on_db(0, sql);
-}
-
-static char *one_value(int k, const char *sql) {
-  PGconn *c = PQconnectdb(dsn[k]);
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = PQexec(c, sql);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s: %s", sql, PQerrorMessage(c));
-  char *v = strdup(PQgetvalue(r, 0, 0));
-  PQclear(r);
-  PQfinish(c);
-  return v;
+  qpt_pg_exec(g_db[0].dsn, sql);
 }
 
 /* A store of schema version 2 (before qp_dropped) is read as it is and
@@ -215,23 +174,22 @@ static char *one_value(int k, const char *sql) {
  * segments) add up per minute and are read per window. */
 static void test_migrates_and_counts_dropped(void **state) {
   (void)state;
-  on_db(0, "DROP TABLE IF EXISTS qprof.qp_dropped; DROP TABLE IF EXISTS qprof.qp_ingest_file; "
-           "UPDATE qprof.qp_meta SET value = '2' WHERE key = 'schema_version'");
+  qpt_pg_exec(g_db[0].dsn,
+              "DROP TABLE IF EXISTS qprof.qp_dropped; DROP TABLE IF EXISTS qprof.qp_ingest_file; "
+              "UPDATE qprof.qp_meta SET value = '2' WHERE key = 'schema_version'");
   qp_store *s;
   char err[1024];
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
   uint64_t n = 99;
   assert_int_equal(qp__store_dropped(s, INT64_MIN, INT64_MAX, &n), QP_OK);
   assert_int_equal(n, 0);
   qp_store_close(s);
-  char *v = one_value(0, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'");
+  const char *v = qpt_pg_value(g_db[0].dsn, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'");
   assert_string_equal(v, "2");
-  free(v);
-  qp_status orc = qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err);
+  qp_status orc = qp_store_open(&s, g_db[0].dsn, QP_STORE_WRITE, NULL, err, sizeof err);
   if (orc != QP_OK) fail_msg("open: %s", err);
-  v = one_value(0, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'");
+  v = qpt_pg_value(g_db[0].dsn, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'");
   assert_int_equal(atoi(v), QP_STORE_SCHEMA_VERSION);
-  free(v);
   qp_profile *p;
   assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
   const int64_t m = 1763700000;
@@ -250,22 +208,22 @@ static void test_migrates_and_counts_dropped(void **state) {
   qp_profile_free(p);
   qp_store_close(s);
   /* a second writer finds it migrated */
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   qp_store_close(s);
   /* a store of schema version 3 (before the cache hit columns): a reader
    * reads it as it is, a writer migrates it */
-  on_db(0, "UPDATE qprof.qp_meta SET value = '3' WHERE key = 'schema_version'; "
-           "ALTER TABLE qprof.qp_stats DROP COLUMN cache_hits, DROP COLUMN cache_hit_ns");
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  qpt_pg_exec(g_db[0].dsn, "UPDATE qprof.qp_meta SET value = '3' WHERE key = 'schema_version'; "
+                           "ALTER TABLE qprof.qp_stats DROP COLUMN cache_hits, DROP COLUMN cache_hit_ns");
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
   qpt_sum before = {0};
   assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, qpt_sum_add, &before), QP_OK);
   assert_true(before.calls > 0);
   qp_store_close(s);
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   qp_store_close(s);
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
   qp_store_close(s);
-  PGconn *mc = PQconnectdb(dsn[0]);
+  PGconn *mc = PQconnectdb(g_db[0].dsn);
   PGresult *r = PQexec(mc, "SELECT (SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'), "
                 "sum(cache_hits) FROM qprof.qp_stats");
   assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -284,7 +242,7 @@ static void test_cli_report_on_pg(void **state) {
            "'%s' report --store '%s' --format json | /usr/bin/python3 -c 'import json,sys; "
            "d=json.load(sys.stdin); assert d[\"totals\"][\"calls\"]==3000, d[\"totals\"]; "
            "assert len(d[\"queries\"])==3'",
-           bin, dsn[0]);
+           bin, g_db[0].dsn);
   assert_int_equal(qpt_system("%s", cmd), 0);
 }
 
@@ -338,11 +296,10 @@ static int text_reads_for(int n) {
   char db[64], d[768], sql[256];
   snprintf(db, sizeof db, "qprof_store_%d_rt%d", (int)getpid(), n);
   snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
-  admin(sql);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
   snprintf(sql, sizeof sql, "ALTER DATABASE %s SET log_statement = 'all'", db);
-  admin(sql);
-  snprintf(d, sizeof d, "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"), getenv("PGPORT"),
-           getenv("PGUSER"), db);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
+  qpt_pg_dsn_as(d, sizeof d, NULL, db);
   qp_profile *prof;
   char err[1024];
   assert_int_equal(qp_profile_new(&prof, NULL, err, sizeof err), QP_OK);
@@ -375,7 +332,7 @@ static int text_reads_for(int n) {
   assert_int_equal(t.wrong, 0);
   assert_int_equal(t.n, n);
   snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", db);
-  admin(sql);
+  qpt_pg_exec(qpt_pg_dsn(), sql);
   return reads;
 }
 
@@ -413,7 +370,7 @@ static void test_cache_hits(void **state) {
   (void)state;
   qp_store *s;
   char err[1024];
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   qp_profile *p;
   assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
   int64_t t0 = 1795132800;
@@ -479,34 +436,34 @@ static int v2_add(const qp_query_summary *q, void *ud) {
 
 static void test_migrates_v2_with_data(void **state) {
   (void)state;
-  on_db(2,
-        "CREATE SCHEMA qprof;"
-        "CREATE TABLE qprof.qp_meta (key text PRIMARY KEY, value text NOT NULL);"
-        "INSERT INTO qprof.qp_meta VALUES ('magic', 'qprof profile store'), ('schema_version', '2');"
-        "CREATE TABLE qprof.qp_query (fingerprint bigint PRIMARY KEY, backend text NOT NULL,"
-        " query text NOT NULL, sample text, sample_ns bigint, first_seen_ns bigint NOT NULL,"
-        " last_seen_ns bigint NOT NULL);"
-        "CREATE TABLE qprof.qp_stats (level integer NOT NULL, bucket bigint NOT NULL,"
-        " fingerprint bigint NOT NULL, backend text NOT NULL, database text NOT NULL,"
-        " calls bigint NOT NULL, errors bigint NOT NULL, error_codes text NOT NULL,"
-        " rows bigint NOT NULL, total_ns bigint NOT NULL, min_ns bigint NOT NULL,"
-        " max_ns bigint NOT NULL, m2 double precision NOT NULL, first_seen_ns bigint NOT NULL,"
-        " last_seen_ns bigint NOT NULL, hist bytea NOT NULL,"
-        " PRIMARY KEY (level, bucket, fingerprint, backend, database));"
-        "CREATE VIEW qprof.qp_summary AS SELECT s.fingerprint, s.backend, s.database, q.query,"
-        " s.calls FROM qprof.qp_stats s JOIN qprof.qp_query q USING (fingerprint) WHERE s.level = 3;"
-        "INSERT INTO qprof.qp_query VALUES (7, 'postgres', 'select ?', NULL, NULL, 1, 2),"
-        " (8, 'postgres', 'update t set a = ?', NULL, NULL, 1, 2);"
-        "INSERT INTO qprof.qp_stats SELECT l, CASE WHEN l = 3 THEN 0 ELSE 1795132800 END, 7,"
-        " 'postgres', 'shop', 5, 0, '', 5, 50, 4, 16, 2.0, 1, 2, '' FROM generate_series(0, 3) l;"
-        "INSERT INTO qprof.qp_stats SELECT l, CASE WHEN l = 3 THEN 0 ELSE 1795132800 END, 8,"
-        " 'postgres', 'shop', 3, 1, '23505:1', 2, 30, 5, 20, 1.0, 1, 2, '' FROM generate_series(0, 3) l");
+  qpt_pg_exec(g_db[2].dsn,
+              "CREATE SCHEMA qprof;"
+              "CREATE TABLE qprof.qp_meta (key text PRIMARY KEY, value text NOT NULL);"
+              "INSERT INTO qprof.qp_meta VALUES ('magic', 'qprof profile store'), ('schema_version', '2');"
+              "CREATE TABLE qprof.qp_query (fingerprint bigint PRIMARY KEY, backend text NOT NULL,"
+              " query text NOT NULL, sample text, sample_ns bigint, first_seen_ns bigint NOT NULL,"
+              " last_seen_ns bigint NOT NULL);"
+              "CREATE TABLE qprof.qp_stats (level integer NOT NULL, bucket bigint NOT NULL,"
+              " fingerprint bigint NOT NULL, backend text NOT NULL, database text NOT NULL,"
+              " calls bigint NOT NULL, errors bigint NOT NULL, error_codes text NOT NULL,"
+              " rows bigint NOT NULL, total_ns bigint NOT NULL, min_ns bigint NOT NULL,"
+              " max_ns bigint NOT NULL, m2 double precision NOT NULL, first_seen_ns bigint NOT NULL,"
+              " last_seen_ns bigint NOT NULL, hist bytea NOT NULL,"
+              " PRIMARY KEY (level, bucket, fingerprint, backend, database));"
+              "CREATE VIEW qprof.qp_summary AS SELECT s.fingerprint, s.backend, s.database, q.query,"
+              " s.calls FROM qprof.qp_stats s JOIN qprof.qp_query q USING (fingerprint) WHERE s.level = 3;"
+              "INSERT INTO qprof.qp_query VALUES (7, 'postgres', 'select ?', NULL, NULL, 1, 2),"
+              " (8, 'postgres', 'update t set a = ?', NULL, NULL, 1, 2);"
+              "INSERT INTO qprof.qp_stats SELECT l, CASE WHEN l = 3 THEN 0 ELSE 1795132800 END, 7,"
+              " 'postgres', 'shop', 5, 0, '', 5, 50, 4, 16, 2.0, 1, 2, '' FROM generate_series(0, 3) l;"
+              "INSERT INTO qprof.qp_stats SELECT l, CASE WHEN l = 3 THEN 0 ELSE 1795132800 END, 8,"
+              " 'postgres', 'shop', 3, 1, '23505:1', 2, 30, 5, 20, 1.0, 1, 2, '' FROM generate_series(0, 3) l");
   char err[1024];
   qp_store *s;
   for (int pass = 0; pass < 3; pass++) {
     /* 0: read as version 2; 1: migrated by a writer; 2: after new rows */
     qp_store_mode mode = pass == 1 ? QP_STORE_WRITE : QP_STORE_READ;
-    qp_status orc = qp_store_open(&s, dsn[2], mode, NULL, err, sizeof err);
+    qp_status orc = qp_store_open(&s, g_db[2].dsn, mode, NULL, err, sizeof err);
     if (orc != QP_OK) fail_msg("open (pass %d): %s", pass, err);
     v2_sum all = {.host = ""}, day = {.host = ""};
     assert_int_equal(qp_store_summarize(s, INT64_MIN, INT64_MAX, v2_add, &all), QP_OK);
@@ -518,9 +475,9 @@ static void test_migrates_v2_with_data(void **state) {
     assert_int_equal(all.rows, 7);
     assert_int_equal(all.total_ns, 80);
     assert_int_equal(day.calls, 8);
-    char *v = one_value(2, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'");
+    const char *v =
+        qpt_pg_value(g_db[2].dsn, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'");
     assert_int_equal(atoi(v), pass == 0 ? 2 : QP_STORE_SCHEMA_VERSION);
-    free(v);
     if (pass == 1) {
       qp_profile *p;
       assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
@@ -539,10 +496,10 @@ static void test_migrates_v2_with_data(void **state) {
     }
     qp_store_close(s);
   }
-  char *v = one_value(2, "SELECT count(*) FROM qprof.qp_summary WHERE host = 'h9' AND "
-                         "user_name = 'carol' AND application = 'cron'");
+  const char *v = qpt_pg_value(g_db[2].dsn, "SELECT count(*) FROM qprof.qp_summary WHERE "
+                                             "host = 'h9' AND user_name = 'carol' AND "
+                                             "application = 'cron'");
   assert_string_equal(v, "1");
-  free(v);
 }
 
 /* qprof advise --save: one saved run per database, newest first, replaced by the next */
@@ -565,7 +522,7 @@ static void test_saved_advice(void **state) {
   (void)state;
   qp_store *s;
   char err[1024];
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   assert_int_equal(qp_store_save_advice(s, "host=a dbname=x", 1796305650000000000LL, "{\"a\": 1}"),
                    QP_OK);
   assert_int_equal(qp_store_save_advice(s, "sqlite:///tmp/y.db", 1796305651000000000LL,
@@ -574,7 +531,7 @@ static void test_saved_advice(void **state) {
   assert_int_equal(qp_store_save_advice(s, "host=a dbname=x", 1796305652000000000LL, "{\"c\": 3}"),
                    QP_OK);
   qp_store_close(s);
-  assert_int_equal(qp_store_open(&s, dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db[0].dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
   advice_seen a = {0};
   assert_int_equal(qp_store_advice_each(s, advice_add, &a), QP_OK);
   assert_int_equal(a.n, 2);

@@ -6,7 +6,7 @@
  * writer recorded is in the store exactly once (calls and rows per key, at
  * every level), and no flush surfaced a deadlock or a serialization
  * failure. */
-#include "testutil.h"
+#include "pgtest.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -26,7 +26,7 @@
 #define USERS 3
 #define KEYS (FPS * DBS * USERS)
 
-static char g_env[512], g_script[512], g_dsn[512];
+static qpt_pgcluster g_pc;
 static atomic_bool g_stop;
 static atomic_int g_bad; /* flush errors that must not be: deadlock, serialization, other */
 static char g_bad_msg[512];
@@ -44,27 +44,12 @@ static void sleep_ms(long ms) {
 }
 
 static int cluster(const char *action) {
-  return qpt_system("sh '%s' %s '%s' >/dev/null", g_script, action, g_env);
+  return qpt_pgcluster_do(&g_pc, action);
 }
 
 static int setup(void **state) {
   (void)state;
-  const char *src = getenv("QP_TEST_SOURCE_DIR");
-  const char *build = getenv("QP_TEST_BUILD_DIR");
-  if (src == NULL || build == NULL) return -1;
-  snprintf(g_script, sizeof g_script, "%s/tests/support/pgcluster.sh", src);
-  snprintf(g_env, sizeof g_env, "%s/store_fleet_%d.env", build, (int)getpid());
-  int port = 51000 + (int)(getpid() % 4000);
-  if (qpt_system("QP_PG_PORT=%d sh '%s' start '%s' >/dev/null", port, g_script, g_env) != 0)
-    return -1;
-  FILE *f = fopen(g_env, "r");
-  if (f == NULL) return -1;
-  char line[512], host[256] = "";
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, "PGHOST=", 7) == 0) sscanf(line + 7, "%255s", host);
-  fclose(f);
-  snprintf(g_dsn, sizeof g_dsn, "host=%s port=%d user=postgres dbname=postgres", host, port);
-  return 0;
+  return qpt_pgcluster_start(&g_pc, "store_fleet", 51000 + (int)(getpid() % 4000));
 }
 
 static int teardown(void **state) {
@@ -107,7 +92,7 @@ static void *writer_main(void *arg) {
   }
   qp_store *s = NULL;
   while (s == NULL && !atomic_load(&g_stop)) {
-    if (qp_store_open(&s, g_dsn, QP_STORE_WRITE, NULL, err, sizeof err) != QP_OK) {
+    if (qp_store_open(&s, g_pc.dsn, QP_STORE_WRITE, NULL, err, sizeof err) != QP_OK) {
       s = NULL;
       sleep_ms(50);
     }
@@ -206,7 +191,7 @@ static void test_sixteen_writers_server_restart(void **state) {
       want_rows[k] += ws[i].rows[k];
       all += ws[i].calls[k];
     }
-  PGconn *c = PQconnectdb(g_dsn);
+  PGconn *c = PQconnectdb(g_pc.dsn);
   assert_int_equal(PQstatus(c), CONNECTION_OK);
   for (int level = 0; level < 4; level++) {
     char sql[512];
@@ -247,30 +232,14 @@ static void test_sixteen_writers_server_restart(void **state) {
 static char g_doubt_dsn[600];  /* the owner's, who made the store */
 static char g_doubt_store[700]; /* the role the store is written as */
 
-static void admin(const char *dsn, const char *sql) {
-  PGconn *c = PQconnectdb(dsn);
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = PQexec(c, sql);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-    fail_msg("%s: %s", sql, PQerrorMessage(c));
-  PQclear(r);
-  PQfinish(c);
-}
-
 /* The all-time calls of a fingerprint in `table` (qp_stats, or the deltas
  * of a writer without UPDATE in qp_stats_delta). */
 static long long calls_in(const char *table, int fp) {
-  PGconn *c = PQconnectdb(g_doubt_dsn);
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
   char sql[256];
   snprintf(sql, sizeof sql,
            "SELECT coalesce(sum(calls), 0) FROM qprof.%s WHERE level = 3 AND fingerprint = %d",
            table, fp);
-  PGresult *r = query(c, sql);
-  long long n = atoll(PQgetvalue(r, 0, 0));
-  PQclear(r);
-  PQfinish(c);
-  return n;
+  return atoll(qpt_pg_value(g_doubt_dsn, sql));
 }
 
 static long long doubt_calls(void) {
@@ -282,9 +251,9 @@ static long long doubt_calls(void) {
  * SELECT and INSERT only, whose flushes append deltas. */
 static void doubt_store(bool append) {
   if (g_doubt_dsn[0] == '\0') {
-    admin(g_dsn, "CREATE DATABASE doubt");
-    admin(g_dsn, "ALTER DATABASE doubt SET synchronous_commit = on");
-    snprintf(g_doubt_dsn, sizeof g_doubt_dsn, "%s", g_dsn);
+    qpt_pg_exec(g_pc.dsn, "CREATE DATABASE doubt");
+    qpt_pg_exec(g_pc.dsn, "ALTER DATABASE doubt SET synchronous_commit = on");
+    snprintf(g_doubt_dsn, sizeof g_doubt_dsn, "%s", g_pc.dsn);
     char *db = strstr(g_doubt_dsn, "dbname=postgres");
     assert_non_null(db);
     memcpy(db, "dbname=doubt\0", 13);
@@ -292,9 +261,10 @@ static void doubt_store(bool append) {
     char err[512];
     assert_int_equal(qp_store_open(&s, g_doubt_dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
     qp_store_close(s);
-    admin(g_dsn, "CREATE ROLE qp_doubt_appender LOGIN");
-    admin(g_doubt_dsn, "GRANT USAGE ON SCHEMA qprof TO qp_doubt_appender");
-    admin(g_doubt_dsn, "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA qprof TO qp_doubt_appender");
+    qpt_pg_exec(g_pc.dsn, "CREATE ROLE qp_doubt_appender LOGIN");
+    qpt_pg_exec(g_doubt_dsn, "GRANT USAGE ON SCHEMA qprof TO qp_doubt_appender");
+    qpt_pg_exec(g_doubt_dsn,
+                "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA qprof TO qp_doubt_appender");
   }
   snprintf(g_doubt_store, sizeof g_doubt_store, "%s%s", g_doubt_dsn,
            append ? " user=qp_doubt_appender" : "");
@@ -328,14 +298,14 @@ static void record_n(qp_profile *p, int n) {
 /* Makes every COMMIT in the database 'doubt' wait for a synchronous
  * standby that does not exist (the transaction has committed locally). */
 static void standby_missing(void) {
-  admin(g_dsn, "ALTER SYSTEM SET synchronous_standby_names = 'nosuch'");
-  admin(g_dsn, "SELECT pg_reload_conf()");
+  qpt_pg_exec(g_pc.dsn, "ALTER SYSTEM SET synchronous_standby_names = 'nosuch'");
+  qpt_pg_exec(g_pc.dsn, "SELECT pg_reload_conf()");
   sleep_ms(200);
 }
 
 /* Waits until a backend of 'doubt' waits in COMMIT. */
 static void wait_in_commit(void) {
-  PGconn *c = PQconnectdb(g_dsn);
+  PGconn *c = PQconnectdb(g_pc.dsn);
   assert_int_equal(PQstatus(c), CONNECTION_OK);
   uint64_t t0 = now_ms();
   for (;;) {
@@ -358,8 +328,8 @@ static void flush_hanging_in_commit(flush_job *j, pthread_t *th) {
 }
 
 static void no_standby(void) {
-  admin(g_dsn, "ALTER SYSTEM RESET synchronous_standby_names");
-  admin(g_dsn, "SELECT pg_reload_conf()");
+  qpt_pg_exec(g_pc.dsn, "ALTER SYSTEM RESET synchronous_standby_names");
+  qpt_pg_exec(g_pc.dsn, "SELECT pg_reload_conf()");
   sleep_ms(200);
 }
 
@@ -381,8 +351,8 @@ static void commit_without_answer(bool append) {
   flush_job j = {.p = p, .s = s};
   pthread_t th;
   flush_hanging_in_commit(&j, &th);
-  admin(g_dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'doubt' "
-               "AND wait_event = 'SyncRep'");
+  qpt_pg_exec(g_pc.dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = 'doubt' AND wait_event = 'SyncRep'");
   pthread_join(th, NULL);
   no_standby();
   if (j.rc != QP_OK) fail_msg("flush: %s: %s", qp_errname(j.rc), qp_store_errmsg(s));

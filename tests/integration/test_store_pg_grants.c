@@ -11,7 +11,7 @@
  * reference store that got the same events from one writer, before and
  * after the compaction. Roles are made per test process (unique names) and
  * dropped at the end. */
-#include "testutil.h"
+#include "pgtest.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -26,69 +26,38 @@
 
 #define ROLES 4
 enum { WRITER, INSEL, NOUSAGE, UPSERTDEL };
-static char g_db[64], g_owner_dsn[768], g_role[ROLES][64], g_role_dsn[ROLES][768];
+static qpt_pgdb g_db;
+static char g_role[ROLES][64], g_role_dsn[ROLES][768];
 /* the second database, for the concurrent test */
-static char g_db2[64], g_owner2_dsn[768], g_role2_dsn[ROLES][768];
-
-static void exec_on(const char *dsn, const char *sql) {
-  PGconn *c = PQconnectdb(dsn);
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = PQexec(c, sql);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-    fail_msg("%s: %s", sql, PQerrorMessage(c));
-  PQclear(r);
-  PQfinish(c);
-}
+static qpt_pgdb g_db2;
+static char g_role2_dsn[ROLES][768];
 
 static void execf(const char *dsn, const char *fmt, const char *a) {
   char sql[512];
   snprintf(sql, sizeof sql, fmt, a, a);
-  exec_on(dsn, sql);
-}
-
-static char *one_value(const char *dsn, const char *sql) {
-  static char v[256];
-  PGconn *c = PQconnectdb(dsn);
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = PQexec(c, sql);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s: %s", sql, PQerrorMessage(c));
-  snprintf(v, sizeof v, "%s", PQgetvalue(r, 0, 0));
-  PQclear(r);
-  PQfinish(c);
-  return v;
+  qpt_pg_exec(dsn, sql);
 }
 
 static int setup(void **state) {
   (void)state;
   if (qpt_pg_dsn() == NULL) return -1;
   int pid = (int)getpid();
-  snprintf(g_db, sizeof g_db, "qprof_grants_%d", pid);
-  execf(qpt_pg_dsn(), "CREATE DATABASE %s", g_db);
-  snprintf(g_owner_dsn, sizeof g_owner_dsn, "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
-           getenv("PGPORT"), getenv("PGUSER"), g_db);
-  snprintf(g_db2, sizeof g_db2, "qprof_grants2_%d", pid);
-  execf(qpt_pg_dsn(), "CREATE DATABASE %s", g_db2);
-  snprintf(g_owner2_dsn, sizeof g_owner2_dsn, "host=%s port=%s user=%s dbname=%s",
-           getenv("PGHOST"), getenv("PGPORT"), getenv("PGUSER"), g_db2);
+  if (qpt_pgdb_create(&g_db, "qprof_grants_%d", pid) != 0) return -1;
+  if (qpt_pgdb_create(&g_db2, "qprof_grants2_%d", pid) != 0) return -1;
   static const char *const kinds[ROLES] = {"writer", "insel", "nousage", "upsertdel"};
   for (int i = 0; i < ROLES; i++) {
     snprintf(g_role[i], sizeof g_role[i], "qp_%s_%d", kinds[i], pid);
     execf(qpt_pg_dsn(), "CREATE ROLE %s LOGIN", g_role[i]);
-    snprintf(g_role_dsn[i], sizeof g_role_dsn[i], "host=%s port=%s user=%s dbname=%s",
-             getenv("PGHOST"), getenv("PGPORT"), g_role[i], g_db);
-    snprintf(g_role2_dsn[i], sizeof g_role2_dsn[i], "host=%s port=%s user=%s dbname=%s",
-             getenv("PGHOST"), getenv("PGPORT"), g_role[i], g_db2);
+    qpt_pg_dsn_as(g_role_dsn[i], sizeof g_role_dsn[i], g_role[i], g_db.name);
+    qpt_pg_dsn_as(g_role2_dsn[i], sizeof g_role2_dsn[i], g_role[i], g_db2.name);
   }
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
-  char sql[256];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-  exec_on(qpt_pg_dsn(), sql);
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db2);
-  exec_on(qpt_pg_dsn(), sql);
+  qpt_pgdb_drop(&g_db);
+  qpt_pgdb_drop(&g_db2);
   for (int i = 0; i < ROLES; i++) execf(qpt_pg_dsn(), "DROP ROLE IF EXISTS %s", g_role[i]);
   return qpt_tempdirs_remove(state);
 }
@@ -117,13 +86,13 @@ static void test_writer_grants(void **state) {
   char err[512];
   /* the owner creates the store */
   qp_store *s = NULL;
-  assert_int_equal(qp_store_open(&s, g_owner_dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db.dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   qp_store_close(s);
   /* exactly the documented grants */
-  execf(g_owner_dsn, "GRANT USAGE ON SCHEMA qprof TO %s", g_role[0]);
-  execf(g_owner_dsn, "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA qprof TO %s", g_role[0]);
-  execf(g_owner_dsn, "GRANT USAGE ON SCHEMA qprof TO %s", g_role[1]);
-  execf(g_owner_dsn, "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA qprof TO %s", g_role[1]);
+  execf(g_db.dsn, "GRANT USAGE ON SCHEMA qprof TO %s", g_role[0]);
+  execf(g_db.dsn, "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA qprof TO %s", g_role[0]);
+  execf(g_db.dsn, "GRANT USAGE ON SCHEMA qprof TO %s", g_role[1]);
+  execf(g_db.dsn, "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA qprof TO %s", g_role[1]);
 
   /* the writer: a new row, then a merge into it, then a file position */
   assert_int_equal(qp_store_open(&s, g_role_dsn[0], QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
@@ -143,7 +112,7 @@ static void test_writer_grants(void **state) {
   qp_profile_free(p);
   qp_store_close(s);
   assert_string_equal(
-      one_value(g_owner_dsn, "SELECT sum(calls) || '/' || sum(rows) FROM qprof.qp_stats "
+      qpt_pg_value(g_db.dsn, "SELECT sum(calls) || '/' || sum(rows) FROM qprof.qp_stats "
                              "WHERE level = 3 AND user_name = 'alice'"),
       "7/14");
 
@@ -183,10 +152,10 @@ static void test_writer_grants(void **state) {
   assert_int_equal(sum.calls, 7 + 5 + 6 + 1);
   qp_store_close(s);
   assert_string_equal(
-      one_value(g_owner_dsn, "SELECT sum(calls) FROM qprof.qp_stats WHERE level = 3"), "7");
+      qpt_pg_value(g_db.dsn, "SELECT sum(calls) FROM qprof.qp_stats WHERE level = 3"), "7");
   assert_string_equal(
-      one_value(g_owner_dsn, "SELECT sum(calls) FROM qprof.qp_stats_delta WHERE level = 3"), "12");
-  assert_string_equal(one_value(g_owner_dsn, "SELECT calls FROM qprof.qp_summary"), "19");
+      qpt_pg_value(g_db.dsn, "SELECT sum(calls) FROM qprof.qp_stats_delta WHERE level = 3"), "12");
+  assert_string_equal(qpt_pg_value(g_db.dsn, "SELECT calls FROM qprof.qp_summary"), "19");
   /* the upsert writer without DELETE does not compact; `qprof compact` by
    * it is refused, nothing changed */
   char cmd[1200];
@@ -198,7 +167,7 @@ static void test_writer_grants(void **state) {
   free(out);
   free(cerr);
   /* the owner compacts: the deltas are folded in, the totals stay */
-  snprintf(cmd, sizeof cmd, "'%s' compact --store '%s'", getenv("QPROF_BIN"), g_owner_dsn);
+  snprintf(cmd, sizeof cmd, "'%s' compact --store '%s'", getenv("QPROF_BIN"), g_db.dsn);
   assert_int_equal(qpt_run_capture(qpt_tempdir(), cmd, &out, &cerr), 0);
   printf("# %s", out);
   assert_non_null(strstr(out, "deltas folded: 12 statistics, 1 dropped counts"));
@@ -206,11 +175,11 @@ static void test_writer_grants(void **state) {
   free(out);
   free(cerr);
   assert_string_equal(
-      one_value(g_owner_dsn, "SELECT sum(calls) || '/' || sum(rows) FROM qprof.qp_stats "
+      qpt_pg_value(g_db.dsn, "SELECT sum(calls) || '/' || sum(rows) FROM qprof.qp_stats "
                              "WHERE level = 3"),
       "19/38");
-  assert_string_equal(one_value(g_owner_dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "0");
-  assert_string_equal(one_value(g_owner_dsn, "SELECT dropped FROM qprof.qp_dropped"), "4");
+  assert_string_equal(qpt_pg_value(g_db.dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "0");
+  assert_string_equal(qpt_pg_value(g_db.dsn, "SELECT dropped FROM qprof.qp_dropped"), "4");
   /* more deltas; qprof prune as the owner folds them in before it prunes */
   assert_int_equal(qp_store_open(&s, g_role_dsn[INSEL], QP_STORE_WRITE, NULL, err, sizeof err),
                    QP_OK);
@@ -218,15 +187,15 @@ static void test_writer_grants(void **state) {
   assert_int_equal(qp_profile_flush(p, s), QP_OK);
   qp_profile_free(p);
   qp_store_close(s);
-  assert_string_equal(one_value(g_owner_dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "4");
+  assert_string_equal(qpt_pg_value(g_db.dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "4");
   snprintf(cmd, sizeof cmd, "'%s' prune --older-than 1d --store '%s'", getenv("QPROF_BIN"),
-           g_owner_dsn);
+           g_db.dsn);
   assert_int_equal(qpt_run_capture(qpt_tempdir(), cmd, &out, &cerr), 0);
   free(out);
   free(cerr);
-  assert_string_equal(one_value(g_owner_dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "0");
+  assert_string_equal(qpt_pg_value(g_db.dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "0");
   assert_string_equal(
-      one_value(g_owner_dsn, "SELECT sum(calls) FROM qprof.qp_stats WHERE level = 3"), "21");
+      qpt_pg_value(g_db.dsn, "SELECT sum(calls) FROM qprof.qp_stats WHERE level = 3"), "21");
   qp_status rc;
 
   /* no USAGE on the schema: refused at open, clearly */
@@ -236,14 +205,14 @@ static void test_writer_grants(void **state) {
   assert_non_null(strstr(err, "permission denied"));
 
   /* an older store: the writer may not migrate it, and it stays as it was */
-  exec_on(g_owner_dsn, "UPDATE qprof.qp_meta SET value = '5' WHERE key = 'schema_version'");
+  qpt_pg_exec(g_db.dsn, "UPDATE qprof.qp_meta SET value = '5' WHERE key = 'schema_version'");
   rc = qp_store_open(&s, g_role_dsn[0], QP_STORE_WRITE, NULL, err, sizeof err);
   printf("# migration by the writer: %s\n", err);
   assert_int_equal(rc, QP_REFUSED);
   assert_non_null(strstr(err, "needs the owner"));
   assert_non_null(strstr(err, "nothing was changed"));
   assert_string_equal(
-      one_value(g_owner_dsn, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'"), "5");
+      qpt_pg_value(g_db.dsn, "SELECT value FROM qprof.qp_meta WHERE key = 'schema_version'"), "5");
   /* a reader role reads it as it is */
   assert_int_equal(qp_store_open(&s, g_role_dsn[0], QP_STORE_READ, NULL, err, sizeof err), QP_OK);
   qp_store_close(s);
@@ -344,7 +313,7 @@ static void *compactor_main(void *arg) {
   (void)arg;
   char err[512];
   qp_store *s = NULL;
-  assert_int_equal(qp_store_open(&s, g_owner2_dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db2.dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   while (!atomic_load(&g_stop_compact)) {
     qp_compact_result r;
     /* small batches, so that compactions overlap each other and the flushes */
@@ -510,7 +479,7 @@ static void test_append_only_with_upserts_and_compaction(void **state) {
   g_t0 = time(NULL);
   assert_int_equal(qp_profile_new(&g_ref, NULL, err, sizeof err), QP_OK);
   qp_store *s = NULL;
-  assert_int_equal(qp_store_open(&s, g_owner2_dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db2.dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   qp_store_close(s);
   /* exactly the documented grants: appenders INSERT and SELECT (nothing on
    * sequences), an upsert writer with UPDATE, one with UPDATE and DELETE
@@ -523,9 +492,9 @@ static void test_append_only_with_upserts_and_compaction(void **state) {
     if (grants[r] == NULL) continue;
     char sql[512];
     snprintf(sql, sizeof sql, "GRANT USAGE ON SCHEMA qprof TO %s", g_role[r]);
-    exec_on(g_owner2_dsn, sql);
+    qpt_pg_exec(g_db2.dsn, sql);
     snprintf(sql, sizeof sql, "GRANT %s ON ALL TABLES IN SCHEMA qprof TO %s", grants[r], g_role[r]);
-    exec_on(g_owner2_dsn, sql);
+    qpt_pg_exec(g_db2.dsn, sql);
   }
 
   /* phase 1: four writers and two compactions at once */
@@ -553,7 +522,7 @@ static void test_append_only_with_upserts_and_compaction(void **state) {
   wjob last = {.writer = APPEND1, .dsn = g_role2_dsn[INSEL], .rounds = 1};
   writer_main(&last);
   if (last.rc != QP_OK) fail_msg("last flush: %s", last.msg);
-  long deltas = atol(one_value(g_owner2_dsn, "SELECT count(*) FROM qprof.qp_stats_delta"));
+  long deltas = atol(qpt_pg_value(g_db2.dsn, "SELECT count(*) FROM qprof.qp_stats_delta"));
   printf("# deltas before the compaction: %ld\n", deltas);
   assert_true(deltas > 0);
 
@@ -564,13 +533,13 @@ static void test_append_only_with_upserts_and_compaction(void **state) {
   assert_int_equal(qp_store_open(&ref, ref_path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   assert_int_equal(qp_profile_flush(g_ref, ref), QP_OK);
   qp_store *pg = NULL;
-  assert_int_equal(qp_store_open(&pg, g_owner2_dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&pg, g_db2.dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
   same_as_reference(pg, ref, "before the compaction");
-  char *before = json_report(g_owner2_dsn, qpt_tempdir());
+  char *before = json_report(g_db2.dsn, qpt_tempdir());
 
   /* compact everything as the owner; the reads do not change */
   qp_store *w = NULL;
-  assert_int_equal(qp_store_open(&w, g_owner2_dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&w, g_db2.dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   qp_compact_result cr;
   if (qp_store_compact(w, 0, &cr) != QP_OK) fail_msg("compact: %s", qp_store_errmsg(w));
   printf("# compacted %llu deltas, %llu left\n", (unsigned long long)cr.rows,
@@ -578,9 +547,9 @@ static void test_append_only_with_upserts_and_compaction(void **state) {
   assert_int_equal(cr.rows, (uint64_t)deltas);
   assert_int_equal(cr.left, 0);
   qp_store_close(w);
-  assert_string_equal(one_value(g_owner2_dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "0");
+  assert_string_equal(qpt_pg_value(g_db2.dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), "0");
   same_as_reference(pg, ref, "after the compaction");
-  char *after = json_report(g_owner2_dsn, qpt_tempdir());
+  char *after = json_report(g_db2.dsn, qpt_tempdir());
   assert_string_equal(before, after);
   free(before);
   free(after);

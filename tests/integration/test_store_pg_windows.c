@@ -7,9 +7,8 @@
  * window are also checked against a count of the events whose bucket starts
  * in it, so that an edge minute dropped or counted twice fails even where
  * both stores would share the mistake (the tiling is common code). */
-#include "testutil.h"
+#include "pgtest.h"
 
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,54 +18,31 @@
 #define NEVENTS 16000
 #define NCHUNKS 4
 
-static char g_db[64], g_role[64], g_owner_dsn[768], g_append_dsn[768], g_sqlite[512];
-
-static void exec_on(const char *dsn, const char *sql) {
-  PGconn *c = PQconnectdb(dsn);
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = PQexec(c, sql);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-    fail_msg("%s: %s", sql, PQerrorMessage(c));
-  PQclear(r);
-  PQfinish(c);
-}
+static qpt_pgdb g_db;
+static char g_role[64], g_append_dsn[768], g_sqlite[512];
 
 static long long count_on(const char *dsn, const char *sql) {
-  PGconn *c = PQconnectdb(dsn);
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = PQexec(c, sql);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s: %s", sql, PQerrorMessage(c));
-  long long n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-  PQclear(r);
-  PQfinish(c);
-  return n;
+  return strtoll(qpt_pg_value(dsn, sql), NULL, 10);
 }
 
 static int setup(void **state) {
   (void)state;
-  if (qpt_pg_dsn() == NULL) return -1;
   int pid = (int)getpid();
-  snprintf(g_db, sizeof g_db, "qprof_windows_%d", pid);
+  if (qpt_pgdb_create(&g_db, "qprof_windows_%d", pid) != 0) return -1;
   snprintf(g_role, sizeof g_role, "qp_append_%d", pid);
   char sql[256];
-  snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
-  exec_on(qpt_pg_dsn(), sql);
   snprintf(sql, sizeof sql, "CREATE ROLE %s LOGIN", g_role);
-  exec_on(qpt_pg_dsn(), sql);
-  snprintf(g_owner_dsn, sizeof g_owner_dsn, "host=%s port=%s user=%s dbname=%s", getenv("PGHOST"),
-           getenv("PGPORT"), getenv("PGUSER"), g_db);
-  snprintf(g_append_dsn, sizeof g_append_dsn, "host=%s port=%s user=%s dbname=%s",
-           getenv("PGHOST"), getenv("PGPORT"), g_role, g_db);
+  if (qpt_pg_try(qpt_pg_dsn(), sql) != 0) return -1;
+  qpt_pg_dsn_as(g_append_dsn, sizeof g_append_dsn, g_role, g_db.name);
   snprintf(g_sqlite, sizeof g_sqlite, "%s/windows.db", qpt_tempdir());
   return 0;
 }
 
 static int teardown(void **state) {
+  qpt_pgdb_drop(&g_db);
   char sql[256];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-  exec_on(qpt_pg_dsn(), sql);
   snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS %s", g_role);
-  exec_on(qpt_pg_dsn(), sql);
+  qpt_pg_try(qpt_pg_dsn(), sql);
   return qpt_tempdirs_remove(state);
 }
 
@@ -203,7 +179,7 @@ static void compare(int chunks, const char *when) {
   };
   char err[512];
   qp_store *pg = NULL;
-  assert_int_equal(qp_store_open(&pg, g_owner_dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&pg, g_db.dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
   for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
     uint64_t calls, hits;
     expect(chunks, w[i].since, w[i].until, &calls, &hits);
@@ -217,7 +193,7 @@ static void compare(int chunks, const char *when) {
                (unsigned long long)sum.calls, (unsigned long long)calls);
     static const char *const formats[] = {"json", "csv"};
     for (int f = 0; f < 2; f++) {
-      char *a = report(g_owner_dsn, w[i].args, formats[f]);
+      char *a = report(g_db.dsn, w[i].args, formats[f]);
       char *b = report(g_sqlite, w[i].args, formats[f]);
       assert_non_null(a);
       assert_non_null(b);
@@ -232,7 +208,7 @@ static void compare(int chunks, const char *when) {
   }
   /* broken down by host and application too */
   static const char by[] = "--since 2026-11-20T06:17Z --until 2026-11-20T18:43Z --by host,application";
-  char *a = report(g_owner_dsn, by, "json");
+  char *a = report(g_db.dsn, by, "json");
   char *b = report(g_sqlite, by, "json");
   assert_string_equal(a, b);
   free(a);
@@ -244,21 +220,21 @@ static void test_windows_equal_sqlite(void **state) {
   (void)state;
   char err[512];
   qp_store *s = NULL;
-  assert_int_equal(qp_store_open(&s, g_owner_dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  assert_int_equal(qp_store_open(&s, g_db.dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
   qp_store_close(s);
   char sql[512];
   snprintf(sql, sizeof sql,
            "GRANT USAGE ON SCHEMA qprof TO %s; GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA qprof "
            "TO %s",
            g_role, g_role);
-  exec_on(g_owner_dsn, sql);
+  qpt_pg_exec(g_db.dsn, sql);
   /* merged rows only: every tile read by the plain scan */
-  record(0, NCHUNKS / 2, g_owner_dsn);
-  assert_int_equal(count_on(g_owner_dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), 0);
+  record(0, NCHUNKS / 2, g_db.dsn);
+  assert_int_equal(count_on(g_db.dsn, "SELECT count(*) FROM qprof.qp_stats_delta"), 0);
   compare(NCHUNKS / 2, "rows merged in place");
   /* then deltas on top (read merged per key) */
   record(NCHUNKS / 2, NCHUNKS, g_append_dsn);
-  assert_true(count_on(g_owner_dsn, "SELECT count(*) FROM qprof.qp_stats_delta WHERE level = 0") >
+  assert_true(count_on(g_db.dsn, "SELECT count(*) FROM qprof.qp_stats_delta WHERE level = 0") >
               1000);
   compare(NCHUNKS, "with deltas");
 }
