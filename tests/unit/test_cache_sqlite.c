@@ -78,6 +78,31 @@ static qp_cache_stats stats(qp_cache *c) {
   return s;
 }
 
+/* A fresh file, a cache (max_bytes 0: the default budget) and a pool of
+ * `leases` connections on it, each leased: a, and b when there are two.
+ * fx_close releases the leases still held (not NULL). */
+typedef struct fx {
+  qp_cache *cache;
+  qp_pool *p;
+  qp_conn *a, *b;
+} fx;
+
+static void fx_open(fx *f, size_t max_bytes, int leases) {
+  fresh_dsn();
+  f->cache = open_cache(max_bytes, NULL);
+  f->p = open_pool(f->cache, leases);
+  f->a = f->b = NULL;
+  assert_int_equal(qp_pool_acquire(f->p, &f->a), QP_OK);
+  if (leases > 1) assert_int_equal(qp_pool_acquire(f->p, &f->b), QP_OK);
+}
+
+static void fx_close(fx *f) {
+  if (f->a != NULL) qp_pool_release(f->a);
+  if (f->b != NULL) qp_pool_release(f->b);
+  qp_pool_close(f->p);
+  qp_cache_close(f->cache);
+}
+
 static void test_open_errors(void **state) {
   (void)state;
   qp_cache_options o;
@@ -114,11 +139,9 @@ static void test_open_errors(void **state) {
  * affected count, and it does not depend on the cache after return. */
 static void test_hit_equals_miss(void **state) {
   (void)state;
-  fresh_dsn();
-  qp_cache *cache = open_cache(0, NULL);
-  qp_pool *p = open_pool(cache, 2);
-  qp_conn *c = NULL;
-  assert_int_equal(qp_pool_acquire(p, &c), QP_OK);
+  fx f;
+  fx_open(&f, 0, 1);
+  qp_conn *c = f.a;
   exec_ok(c, "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, b BLOB, f REAL);"
              "INSERT INTO t VALUES (1, 'one', x'00ff01', 1.5), (2, NULL, NULL, NULL), (3, '', x'', -0.25)");
   const char *q = "SELECT id, name, b, f FROM t WHERE id >= ? ORDER BY id";
@@ -126,10 +149,10 @@ static void test_hit_equals_miss(void **state) {
   qp_result *a = NULL, *b = NULL;
   assert_int_equal(qp_conn_exec(c, q, &prm, 1, &a), QP_OK);
   assert_int_equal(qp_conn_exec(c, q, &prm, 1, &b), QP_OK);
-  qp_cache_stats s = stats(cache);
+  qp_cache_stats s = stats(f.cache);
   assert_int_equal(s.hits, 1);
   assert_int_equal(s.fills, 1);
-  qp_cache_flush(cache); /* the hit must not point into the cache */
+  qp_cache_flush(f.cache); /* the hit must not point into the cache */
   assert_int_equal(qp_result_rows(a), qp_result_rows(b));
   assert_int_equal(qp_result_cols(a), qp_result_cols(b));
   assert_int_equal(qp_result_affected(a), qp_result_affected(b));
@@ -152,115 +175,101 @@ static void test_hit_equals_miss(void **state) {
   assert_int_equal(qp_conn_exec(c, q, &prm, 1, &r3), QP_OK);
   assert_int_equal(qp_result_rows(r3), 1);
   qp_result_free(r3);
-  qp_pool_release(c);
-  qp_pool_close(p);
-  qp_cache_close(cache);
+  fx_close(&f);
 }
+
+/* Every write path of lease a, in order: its statements, then the leases
+ * that read the row, in order, and what each reads. Inside a transaction
+ * the writer reads around the cache first: what it reads must not be
+ * stored for b. */
+typedef struct write_path {
+  const char *what;
+  bool script; /* qp_conn_exec_script; otherwise qp_conn_exec, one statement each */
+  const char *sql[8];
+  const char *readers; /* "ab": a, then b */
+  int64_t want[2];
+} write_path;
+
+static const write_path g_write_paths[] = {
+    {"autocommit", false, {"UPDATE t SET v = 11 WHERE id = 1"}, "ba", {11, 11}},
+    {"BEGIN: invisible to b before COMMIT", false,
+     {"BEGIN", "UPDATE t SET v = 12 WHERE id = 1"}, "ab", {12, 11}},
+    {"COMMIT: seen at once", false, {"COMMIT"}, "b", {12}},
+    {"ROLLBACK", false, {"BEGIN", "UPDATE t SET v = 13 WHERE id = 1", "ROLLBACK"}, "ba", {12, 12}},
+    {"savepoints", false,
+     {"BEGIN", "SAVEPOINT s", "UPDATE t SET v = 14 WHERE id = 1", "ROLLBACK TO s",
+      "UPDATE t SET v = 15 WHERE id = 1", "RELEASE s", "COMMIT"}, "b", {15}},
+    {"a script", true, {"UPDATE t SET v = 16 WHERE id = 1"}, "b", {16}},
+};
 
 static void test_writes_invalidate(void **state) {
   (void)state;
-  fresh_dsn();
-  qp_cache *cache = open_cache(0, NULL);
-  qp_pool *p = open_pool(cache, 2);
-  qp_conn *a = NULL, *b = NULL;
-  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
-  assert_int_equal(qp_pool_acquire(p, &b), QP_OK);
-  exec_ok(a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 10)");
+  fx f;
+  fx_open(&f, 0, 2);
+  exec_ok(f.a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 10)");
   const char *q = "SELECT v FROM t WHERE id = 1";
-  assert_int_equal(one(a, q), 10);
-  assert_int_equal(one(b, q), 10);
-  assert_int_equal(one(b, q), 10);
-  assert_true(stats(cache).hits >= 1);
-  /* autocommit */
-  qp_result *r = NULL;
-  assert_int_equal(qp_conn_exec(a, "UPDATE t SET v = 11 WHERE id = 1", NULL, 0, &r), QP_OK);
-  qp_result_free(r);
-  assert_int_equal(one(b, q), 11);
-  assert_int_equal(one(a, q), 11);
-  /* inside BEGIN/COMMIT: invisible before the commit, seen at once after */
-  assert_int_equal(qp_conn_exec(a, "BEGIN", NULL, 0, NULL), QP_OK);
-  assert_int_equal(qp_conn_exec(a, "UPDATE t SET v = 12 WHERE id = 1", NULL, 0, NULL), QP_OK);
-  assert_int_equal(one(a, q), 12); /* the writer reads around the cache */
-  assert_int_equal(one(b, q), 11);
-  assert_int_equal(qp_conn_exec(a, "COMMIT", NULL, 0, NULL), QP_OK);
-  assert_int_equal(one(b, q), 12);
-  /* ROLLBACK */
-  assert_int_equal(qp_conn_exec(a, "BEGIN", NULL, 0, NULL), QP_OK);
-  assert_int_equal(qp_conn_exec(a, "UPDATE t SET v = 13 WHERE id = 1", NULL, 0, NULL), QP_OK);
-  assert_int_equal(qp_conn_exec(a, "ROLLBACK", NULL, 0, NULL), QP_OK);
-  assert_int_equal(one(b, q), 12);
-  assert_int_equal(one(a, q), 12);
-  /* savepoints */
-  assert_int_equal(qp_conn_exec(a, "BEGIN", NULL, 0, NULL), QP_OK);
-  assert_int_equal(qp_conn_exec(a, "SAVEPOINT s", NULL, 0, NULL), QP_OK);
-  assert_int_equal(qp_conn_exec(a, "UPDATE t SET v = 14 WHERE id = 1", NULL, 0, NULL), QP_OK);
-  assert_int_equal(qp_conn_exec(a, "ROLLBACK TO s", NULL, 0, NULL), QP_OK);
-  assert_int_equal(qp_conn_exec(a, "UPDATE t SET v = 15 WHERE id = 1", NULL, 0, NULL), QP_OK);
-  assert_int_equal(qp_conn_exec(a, "RELEASE s", NULL, 0, NULL), QP_OK);
-  assert_int_equal(qp_conn_exec(a, "COMMIT", NULL, 0, NULL), QP_OK);
-  assert_int_equal(one(b, q), 15);
-  /* a script */
-  exec_ok(a, "UPDATE t SET v = 16 WHERE id = 1");
-  assert_int_equal(one(b, q), 16);
+  assert_int_equal(one(f.a, q), 10);
+  assert_int_equal(one(f.b, q), 10);
+  assert_int_equal(one(f.b, q), 10);
+  assert_true(stats(f.cache).hits >= 1);
+  for (size_t i = 0; i < sizeof g_write_paths / sizeof g_write_paths[0]; i++) {
+    const write_path *w = &g_write_paths[i];
+    for (int k = 0; k < 8 && w->sql[k] != NULL; k++) {
+      qp_status st = w->script ? qp_conn_exec_script(f.a, w->sql[k])
+                               : qp_conn_exec(f.a, w->sql[k], NULL, 0, NULL);
+      if (st != QP_OK) fail_msg("%s: %s: %s", w->what, w->sql[k], qp_conn_errmsg(f.a));
+    }
+    for (int k = 0; w->readers[k] != '\0'; k++) {
+      int64_t got = one(w->readers[k] == 'a' ? f.a : f.b, q);
+      if (got != w->want[k])
+        fail_msg("%s: %c read %lld, want %lld", w->what, w->readers[k], (long long)got,
+                 (long long)w->want[k]);
+    }
+  }
   /* DDL */
-  assert_int_equal(one(b, "SELECT count(*) FROM t"), 1);
-  exec_ok(a, "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, v INT)");
-  assert_int_equal(one(b, "SELECT count(*) FROM t"), 0);
-  qp_pool_release(a);
-  qp_pool_release(b);
-  qp_pool_close(p);
-  qp_cache_close(cache);
+  assert_int_equal(one(f.b, "SELECT count(*) FROM t"), 1);
+  exec_ok(f.a, "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, v INT)");
+  assert_int_equal(one(f.b, "SELECT count(*) FROM t"), 0);
+  fx_close(&f);
 }
 
 /* Writes the SQL does not show: a trigger writing another table, a
  * cascading foreign key, a view over two tables (the update hook). */
 static void test_hidden_writes(void **state) {
   (void)state;
-  fresh_dsn();
-  qp_cache *cache = open_cache(0, NULL);
-  qp_pool *p = open_pool(cache, 2);
-  qp_conn *a = NULL, *b = NULL;
-  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
-  assert_int_equal(qp_pool_acquire(p, &b), QP_OK);
-  exec_ok(a, "CREATE TABLE parent(id INTEGER PRIMARY KEY);"
-             "CREATE TABLE child(id INTEGER PRIMARY KEY, pid INT REFERENCES parent(id) ON DELETE CASCADE);"
-             "CREATE TABLE audit(n INT);"
-             "CREATE TRIGGER tr AFTER INSERT ON parent BEGIN INSERT INTO audit VALUES (new.id); END;"
-             "CREATE VIEW v AS SELECT (SELECT count(*) FROM parent) + (SELECT count(*) FROM child) AS n;"
-             "INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1, 1)");
-  assert_int_equal(one(b, "SELECT count(*) FROM audit"), 1);
-  assert_int_equal(one(b, "SELECT count(*) FROM child"), 1);
-  assert_int_equal(one(b, "SELECT n FROM v"), 2);
-  assert_int_equal(one(b, "SELECT n FROM v"), 2);
-  assert_int_equal(qp_conn_exec(a, "INSERT INTO parent VALUES (2)", NULL, 0, NULL), QP_OK);
-  assert_int_equal(one(b, "SELECT count(*) FROM audit"), 2);
-  assert_int_equal(one(b, "SELECT n FROM v"), 3);
-  assert_int_equal(qp_conn_exec(a, "DELETE FROM parent WHERE id = 1", NULL, 0, NULL), QP_OK);
-  assert_int_equal(one(b, "SELECT count(*) FROM child"), 0);
-  assert_int_equal(one(b, "SELECT n FROM v"), 1);
-  qp_pool_release(a);
-  qp_pool_release(b);
-  qp_pool_close(p);
-  qp_cache_close(cache);
+  fx f;
+  fx_open(&f, 0, 2);
+  exec_ok(f.a, "CREATE TABLE parent(id INTEGER PRIMARY KEY);"
+               "CREATE TABLE child(id INTEGER PRIMARY KEY, pid INT REFERENCES parent(id) ON DELETE CASCADE);"
+               "CREATE TABLE audit(n INT);"
+               "CREATE TRIGGER tr AFTER INSERT ON parent BEGIN INSERT INTO audit VALUES (new.id); END;"
+               "CREATE VIEW v AS SELECT (SELECT count(*) FROM parent) + (SELECT count(*) FROM child) AS n;"
+               "INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1, 1)");
+  assert_int_equal(one(f.b, "SELECT count(*) FROM audit"), 1);
+  assert_int_equal(one(f.b, "SELECT count(*) FROM child"), 1);
+  assert_int_equal(one(f.b, "SELECT n FROM v"), 2);
+  assert_int_equal(one(f.b, "SELECT n FROM v"), 2);
+  assert_int_equal(qp_conn_exec(f.a, "INSERT INTO parent VALUES (2)", NULL, 0, NULL), QP_OK);
+  assert_int_equal(one(f.b, "SELECT count(*) FROM audit"), 2);
+  assert_int_equal(one(f.b, "SELECT n FROM v"), 3);
+  assert_int_equal(qp_conn_exec(f.a, "DELETE FROM parent WHERE id = 1", NULL, 0, NULL), QP_OK);
+  assert_int_equal(one(f.b, "SELECT count(*) FROM child"), 0);
+  assert_int_equal(one(f.b, "SELECT n FROM v"), 1);
+  fx_close(&f);
 }
 
 /* Another process writes the file: PRAGMA data_version, checked before a
  * hit is served, drops what it may have changed. */
 static void test_other_process(void **state) {
   (void)state;
-  fresh_dsn();
-  qp_cache *cache = open_cache(0, NULL);
-  qp_pool *p = open_pool(cache, 1);
-  qp_conn *a = NULL;
-  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
-  exec_ok(a, "CREATE TABLE t(v INT); INSERT INTO t VALUES (1)");
-  assert_int_equal(one(a, "SELECT sum(v) FROM t"), 1);
-  assert_int_equal(one(a, "SELECT sum(v) FROM t"), 1);
+  fx f;
+  fx_open(&f, 0, 1);
+  exec_ok(f.a, "CREATE TABLE t(v INT); INSERT INTO t VALUES (1)");
+  assert_int_equal(one(f.a, "SELECT sum(v) FROM t"), 1);
+  assert_int_equal(one(f.a, "SELECT sum(v) FROM t"), 1);
   assert_int_equal(qpt_system("sqlite3 '%s' 'INSERT INTO t VALUES (41)'", g_path), 0);
-  assert_int_equal(one(a, "SELECT sum(v) FROM t"), 42);
-  qp_pool_release(a);
-  qp_pool_close(p);
-  qp_cache_close(cache);
+  assert_int_equal(one(f.a, "SELECT sum(v) FROM t"), 42);
+  fx_close(&f);
 }
 
 /* Another process commits between hits, many times: the hit path reads the
@@ -270,15 +279,12 @@ static void test_other_process(void **state) {
  * between (otherwise this tests data_version again). */
 static void test_other_process_header(void **state) {
   (void)state;
-  fresh_dsn();
-  qp_cache *cache = open_cache(0, NULL);
-  qp_pool *p = open_pool(cache, 1);
-  qp_conn *a = NULL;
-  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
-  exec_ok(a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 0), (2, 0)");
-  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 0);
-  for (int i = 0; i < 4; i++) assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 0);
-  uint64_t fast0 = fast_checks(a);
+  fx f;
+  fx_open(&f, 0, 1);
+  exec_ok(f.a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 0), (2, 0)");
+  assert_int_equal(one(f.a, "SELECT v FROM t WHERE id = 1"), 0);
+  for (int i = 0; i < 4; i++) assert_int_equal(one(f.a, "SELECT v FROM t WHERE id = 1"), 0);
+  uint64_t fast0 = fast_checks(f.a);
   assert_true(fast0 >= 2); /* the header answered the later hits */
   for (int round = 1; round <= 30; round++) {
     /* odd rounds write the row read, even rounds another row of the table:
@@ -286,39 +292,37 @@ static void test_other_process_header(void **state) {
     assert_int_equal(qpt_system("sqlite3 '%s' 'UPDATE t SET v = %d WHERE id = %d'", g_path, round,
                                 round % 2 ? 1 : 2),
                      0);
-    qp_cache_stats before = stats(cache);
+    qp_cache_stats before = stats(f.cache);
     int64_t want = round % 2 ? round : round - 1;
-    assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), want);
-    qp_cache_stats after = stats(cache);
+    assert_int_equal(one(f.a, "SELECT v FROM t WHERE id = 1"), want);
+    qp_cache_stats after = stats(f.cache);
     assert_int_equal(after.hits, before.hits);
     assert_int_equal(after.misses, before.misses + 1);
-    uint64_t f = fast_checks(a);
-    assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), want);
-    assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), want);
-    assert_int_equal(stats(cache).hits, after.hits + 2);
-    assert_true(fast_checks(a) >= f + 1);
+    uint64_t n = fast_checks(f.a);
+    assert_int_equal(one(f.a, "SELECT v FROM t WHERE id = 1"), want);
+    assert_int_equal(one(f.a, "SELECT v FROM t WHERE id = 1"), want);
+    assert_int_equal(stats(f.cache).hits, after.hits + 2);
+    assert_true(fast_checks(f.a) >= n + 1);
   }
   /* this connection's own writes are not foreign: invalidated by table,
    * and the header check is back at the next read but one */
-  exec_ok(a, "UPDATE t SET v = 100 WHERE id = 2");
-  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 29);
-  uint64_t f = fast_checks(a);
-  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 29);
-  assert_int_equal(fast_checks(a), f + 1);
+  exec_ok(f.a, "UPDATE t SET v = 100 WHERE id = 2");
+  assert_int_equal(one(f.a, "SELECT v FROM t WHERE id = 1"), 29);
+  uint64_t n = fast_checks(f.a);
+  assert_int_equal(one(f.a, "SELECT v FROM t WHERE id = 1"), 29);
+  assert_int_equal(fast_checks(f.a), n + 1);
   /* a journal_mode PRAGMA on the connection turns the header check off for
    * its life (SQLite unmaps the wal-index when it leaves WAL); data_version
    * still sees the other process, in rollback-journal mode too */
-  exec_ok(a, "PRAGMA journal_mode=DELETE");
-  f = fast_checks(a);
-  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 29);
-  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 29);
+  exec_ok(f.a, "PRAGMA journal_mode=DELETE");
+  n = fast_checks(f.a);
+  assert_int_equal(one(f.a, "SELECT v FROM t WHERE id = 1"), 29);
+  assert_int_equal(one(f.a, "SELECT v FROM t WHERE id = 1"), 29);
   assert_int_equal(qpt_system("sqlite3 '%s' 'UPDATE t SET v = 7 WHERE id = 1'", g_path), 0);
-  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 7);
-  assert_int_equal(one(a, "SELECT v FROM t WHERE id = 1"), 7);
-  assert_int_equal(fast_checks(a), f);
-  qp_pool_release(a);
-  qp_pool_close(p);
-  qp_cache_close(cache);
+  assert_int_equal(one(f.a, "SELECT v FROM t WHERE id = 1"), 7);
+  assert_int_equal(one(f.a, "SELECT v FROM t WHERE id = 1"), 7);
+  assert_int_equal(fast_checks(f.a), n);
+  fx_close(&f);
 }
 
 /* A SQLite transaction reads one snapshot: a read inside BEGIN ... COMMIT
@@ -326,105 +330,90 @@ static void test_other_process_header(void **state) {
  * connection that has already seen the commit serves the old rows. */
 static void test_snapshot_in_transaction(void **state) {
   (void)state;
-  fresh_dsn();
-  qp_cache *cache = open_cache(0, NULL);
-  qp_pool *p = open_pool(cache, 2);
-  qp_conn *a = NULL, *b = NULL;
-  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
-  assert_int_equal(qp_pool_acquire(p, &b), QP_OK);
-  exec_ok(a, "CREATE TABLE t(v INT); INSERT INTO t VALUES (1)");
-  assert_int_equal(one(b, "SELECT sum(v) FROM t"), 1);
-  assert_int_equal(one(a, "SELECT sum(v) FROM t"), 1);
+  fx f;
+  fx_open(&f, 0, 2);
+  exec_ok(f.a, "CREATE TABLE t(v INT); INSERT INTO t VALUES (1)");
+  assert_int_equal(one(f.b, "SELECT sum(v) FROM t"), 1);
+  assert_int_equal(one(f.a, "SELECT sum(v) FROM t"), 1);
   /* (through qp_conn_exec: a script counts as a write) */
-  assert_int_equal(qp_conn_exec(a, "BEGIN", NULL, 0, NULL), QP_OK);
+  assert_int_equal(qp_conn_exec(f.a, "BEGIN", NULL, 0, NULL), QP_OK);
   /* the snapshot starts here (a refused read of t runs on the file) */
-  assert_int_equal(one(a, "SELECT sum(v) + 0 * random() FROM t"), 1);
+  assert_int_equal(one(f.a, "SELECT sum(v) + 0 * random() FROM t"), 1);
   assert_int_equal(qpt_system("sqlite3 '%s' 'INSERT INTO t VALUES (41)'", g_path), 0);
-  assert_int_equal(one(b, "SELECT sum(v) FROM t"), 42); /* b sees the commit */
-  assert_int_equal(one(a, "SELECT max(v) FROM t"), 1);  /* a's snapshot: right for a */
-  assert_int_equal(qp_conn_exec(a, "COMMIT", NULL, 0, NULL), QP_OK);
-  assert_int_equal(one(b, "SELECT max(v) FROM t"), 41);
-  assert_int_equal(one(a, "SELECT max(v) FROM t"), 41);
-  qp_pool_release(a);
-  qp_pool_release(b);
-  qp_pool_close(p);
-  qp_cache_close(cache);
+  assert_int_equal(one(f.b, "SELECT sum(v) FROM t"), 42); /* b sees the commit */
+  assert_int_equal(one(f.a, "SELECT max(v) FROM t"), 1);  /* a's snapshot: right for a */
+  assert_int_equal(qp_conn_exec(f.a, "COMMIT", NULL, 0, NULL), QP_OK);
+  assert_int_equal(one(f.b, "SELECT max(v) FROM t"), 41);
+  assert_int_equal(one(f.a, "SELECT max(v) FROM t"), 41);
+  fx_close(&f);
 }
 
 static void test_refusals(void **state) {
   (void)state;
-  fresh_dsn();
-  qp_cache *cache = open_cache(0, NULL);
-  qp_pool *p = open_pool(cache, 1);
-  qp_conn *a = NULL;
-  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
-  exec_ok(a, "CREATE TABLE t(v INT); INSERT INTO t VALUES (1)");
+  fx f;
+  fx_open(&f, 0, 1);
+  exec_ok(f.a, "CREATE TABLE t(v INT); INSERT INTO t VALUES (1)");
   const char *refused[] = {"SELECT random() FROM t", "SELECT changes() FROM t",
                            "SELECT last_insert_rowid() FROM t", "SELECT date('now') FROM t",
                            "SELECT count(*) FROM sqlite_master", "SELECT v FROM t LIMIT abs(random() % 1) + 1"};
   for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
     for (int k = 0; k < 2; k++) {
       qp_result *r = NULL;
-      assert_int_equal(qp_conn_exec(a, refused[i], NULL, 0, &r), QP_OK);
+      assert_int_equal(qp_conn_exec(f.a, refused[i], NULL, 0, &r), QP_OK);
       qp_result_free(r);
     }
   }
-  qp_cache_stats s = stats(cache);
+  qp_cache_stats s = stats(f.cache);
   assert_int_equal(s.hits, 0);
   assert_true(s.refused[QP_CACHE_REFUSED_VOLATILE] >= 8);
   assert_true(s.refused[QP_CACHE_REFUSED_CATALOG] >= 2);
   /* a temporary table shadows: never cached */
-  exec_ok(a, "CREATE TEMP TABLE tt(v INT); INSERT INTO tt VALUES (5)");
-  assert_int_equal(one(a, "SELECT v FROM tt"), 5);
-  assert_int_equal(one(a, "SELECT v FROM tt"), 5);
-  assert_int_equal(stats(cache).hits, 0);
-  qp_pool_release(a);
-  qp_pool_close(p);
-  qp_cache_close(cache);
+  exec_ok(f.a, "CREATE TEMP TABLE tt(v INT); INSERT INTO tt VALUES (5)");
+  assert_int_equal(one(f.a, "SELECT v FROM tt"), 5);
+  assert_int_equal(one(f.a, "SELECT v FROM tt"), 5);
+  assert_int_equal(stats(f.cache).hits, 0);
+  fx_close(&f);
 }
 
 /* Over budget the cache evicts and never grows past it. */
 static void test_budget(void **state) {
   (void)state;
-  fresh_dsn();
   size_t budget = QP_CACHE_SHARDS * 4096;
-  qp_cache *cache = open_cache(budget, NULL);
-  qp_pool *p = open_pool(cache, 1);
-  qp_conn *a = NULL;
-  assert_int_equal(qp_pool_acquire(p, &a), QP_OK);
-  exec_ok(a, "CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT);"
-             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)"
-             " INSERT INTO t SELECT i, printf('%0100d', i) FROM n");
+  fx f;
+  fx_open(&f, budget, 1);
+  exec_ok(f.a, "CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT);"
+               "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)"
+               " INSERT INTO t SELECT i, printf('%0100d', i) FROM n");
   for (int i = 1; i <= 2000; i++) {
     qp_param prm = qp_param_int(i);
     qp_result *r = NULL;
-    assert_int_equal(qp_conn_exec(a, "SELECT s FROM t WHERE id = ?", &prm, 1, &r), QP_OK);
+    assert_int_equal(qp_conn_exec(f.a, "SELECT s FROM t WHERE id = ?", &prm, 1, &r), QP_OK);
     assert_int_equal(qp_result_rows(r), 1);
     qp_result_free(r);
-    qp_cache_stats s = stats(cache);
+    qp_cache_stats s = stats(f.cache);
     assert_true((size_t)s.bytes <= budget);
   }
-  qp_cache_stats s = stats(cache);
+  qp_cache_stats s = stats(f.cache);
   assert_true(s.evictions > 1000);
   assert_true(s.entries > 0);
   /* a result over the per-entry limit is returned, not stored */
   qp_result *r = NULL;
-  assert_int_equal(qp_conn_exec(a, "SELECT s FROM t", NULL, 0, &r), QP_OK);
+  assert_int_equal(qp_conn_exec(f.a, "SELECT s FROM t", NULL, 0, &r), QP_OK);
   assert_int_equal(qp_result_rows(r), 2000);
   qp_result_free(r);
-  assert_true(stats(cache).refused[QP_CACHE_REFUSED_TOO_BIG] >= 1);
+  assert_true(stats(f.cache).refused[QP_CACHE_REFUSED_TOO_BIG] >= 1);
   char buf[8192];
   size_t need = 0;
-  assert_int_equal(qp_cache_prometheus(cache, "app=\"x\"", buf, sizeof buf, &need), QP_OK);
+  assert_int_equal(qp_cache_prometheus(f.cache, "app=\"x\"", buf, sizeof buf, &need), QP_OK);
   assert_non_null(strstr(buf, "qprof_cache_eviction_total{app=\"x\"}"));
   assert_non_null(strstr(buf, "qprof_cache_refused_total{app=\"x\",reason=\"too_big\"} 1"));
   qp_pool_stats ps = QP_POOL_STATS_INIT;
-  assert_int_equal(qp_pool_stats_get(p, &ps), QP_OK);
-  qp_pool_release(a);
-  assert_int_equal(qp_pool_stats_get(p, &ps), QP_OK);
+  assert_int_equal(qp_pool_stats_get(f.p, &ps), QP_OK);
+  qp_pool_release(f.a);
+  f.a = NULL; /* released: fx_close has only the pool and the cache left */
+  assert_int_equal(qp_pool_stats_get(f.p, &ps), QP_OK);
   assert_int_equal(ps.cache_misses, 2001);
-  qp_pool_close(p);
-  qp_cache_close(cache);
+  fx_close(&f);
 }
 
 /* Out of memory anywhere in the cache: the statement still succeeds with
