@@ -9,6 +9,7 @@
  */
 #include "report_advice.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,23 +99,18 @@ static int cmp_ref(const void *pa, const void *pb) {
   return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* The first entry of the sorted report queries with fingerprint fp, or n. */
-static size_t fps_lower(const rq_advice *a, uint64_t fp) {
-  size_t lo = 0, hi = a->n;
+/* The first of the n entries at base (each `size` bytes, sorted by the
+ * uint64_t fingerprint at `offset` in each) whose fingerprint is not below
+ * fp, or n: the report's queries (fp_index) and the references
+ * (advice_ref) are both searched with it. */
+static size_t fp_lower(const void *base, size_t n, size_t size, size_t offset, uint64_t fp) {
+  const unsigned char *p = base;
+  size_t lo = 0, hi = n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (a->fps[mid].fp < fp) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/* The first of the sorted references to fingerprint fp, or nrefs. */
-static size_t refs_lower(const rq_advice *a, uint64_t fp) {
-  size_t lo = 0, hi = a->nrefs;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (a->refs[mid].fp < fp) lo = mid + 1;
+    uint64_t v;
+    memcpy(&v, p + mid * size + offset, sizeof v);
+    if (v < fp) lo = mid + 1;
     else hi = mid;
   }
   return lo;
@@ -128,7 +124,7 @@ static size_t resolve(const rq_advice *a, json_t *o, uint64_t *fp_out, bool *par
   *parsed = hex != NULL && qp_fingerprint_parse(hex, &fp);
   if (!*parsed) return a->n;
   *fp_out = fp;
-  size_t k = fps_lower(a, fp);
+  size_t k = fp_lower(a->fps, a->n, sizeof *a->fps, offsetof(fp_index, fp), fp);
   return k < a->n && a->fps[k].fp == fp ? a->fps[k].i : a->n;
 }
 
@@ -336,7 +332,7 @@ void rq_advice_section(FILE *f, rq_advice *a) {
 
 void rq_advice_for_query(FILE *f, rq_advice *a, uint64_t fingerprint) {
   if (rq_advice_runs(a) == 0) return;
-  size_t k = refs_lower(a, fingerprint);
+  size_t k = fp_lower(a->refs, a->nrefs, sizeof *a->refs, offsetof(advice_ref, fp), fingerprint);
   if (k == a->nrefs || a->refs[k].fp != fingerprint) return;
   char b[64];
   fputs("<h4>Advice</h4>\n<ul class=\"query-advice\">\n", f);
