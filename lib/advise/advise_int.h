@@ -3,7 +3,8 @@
  * call and its transactions), catalog.c (tables, indexes, deduplication),
  * verify.c (HypoPG or real indexes, judging), include.c (INCLUDE
  * variants), rules.c (the plan read into candidates and findings) and
- * sqlite.c (everything on a copy). Private to the library.
+ * sqlite.c with sqlite_values.c (everything on a copy; sqlite_int.h between
+ * them). Private to the library.
  */
 #ifndef QPROF_ADVISE_INT_H
 #define QPROF_ADVISE_INT_H
@@ -216,7 +217,7 @@ typedef enum qp__adv_pick { QP__ADV_MCV = 0, QP__ADV_LOW_THIRD, QP__ADV_HIGH_THI
  * SQL literal into out: an integer, a real ("%.17g"), 'text' (quotes
  * doubled) or X'hex'. False for NULL, a malformed or truncated record, a
  * value that does not fit in cap, or a real that is not finite. Never
- * reads past len; thread-safe (lib/advise/sqlite.c; fuzzed by
+ * reads past len; thread-safe (lib/advise/sqlite_values.c; fuzzed by
  * fuzz_advise_where). */
 bool qp__adv_record_literal(const unsigned char *rec, size_t len, char *out, size_t cap);
 
