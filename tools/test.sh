@@ -6,7 +6,8 @@
 #      against a throwaway PostgreSQL cluster, real clients under the shim)
 #   2. build with ASan+UBSan, run every test again
 #   3. build with TSan, run the concurrency tests
-#   4. build the libFuzzer targets with clang, run each for QP_FUZZ_SECONDS (60)
+#   4. build the libFuzzer targets with clang, run each for QP_FUZZ_SECONDS (60),
+#      as many at once as there are CPUs
 #   5. install to a temporary prefix and build the example service against it
 #      with pkg-config and with find_package(qprof)
 # QP_STAGES="1 2" limits the run to some stages.
@@ -76,23 +77,43 @@ if want 4; then
   banner "4/5 fuzz targets, ${fuzz_seconds}s each"
   QP_BUILD_TARGET=fuzz configure_build build/ci-fuzz -DCMAKE_C_COMPILER=clang \
     -DCMAKE_BUILD_TYPE=Debug -DQPROF_BUILD_FUZZ=ON -DQPROF_BUILD_BENCH=OFF -DBUILD_TESTING=ON
-  for f in build/ci-fuzz/tests/fuzz/fuzz_*; do
-    [ -x "$f" ] || continue
+  # Targets run $jobs at a time, each for its full time on a CPU of its own.
+  fuzz_one() { # target, log: the target's output in log, its status in log.rc
+    local f=$1 log=$2 name corpus seeds rc=0
     name=$(basename "$f")
     corpus=$(mktemp -d)
     seeds="$root/tests/fuzz/seeds/${name#fuzz_}"
-    echo "fuzzing $name"
-    log=$(mktemp)
-    if ! "$f" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -max_len=65536 \
+    "$f" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -max_len=65536 \
       -print_final_stats=1 -artifact_prefix="$root/build/ci-fuzz/" \
-      "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) >"$log" 2>&1; then
-      tail -n 60 "$log"
-      echo "$name failed; the crashing input is in build/ci-fuzz/" >&2
-      exit 1
-    fi
-    grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' "$log"
-    rm -rf "$corpus" "$log"
+      "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) >"$log" 2>&1 || rc=$?
+    rm -rf "$corpus"
+    echo "$rc" >"$log.rc"
+  }
+  names=() logs=()
+  for f in build/ci-fuzz/tests/fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    log=$(mktemp)
+    names+=("$(basename "$f")")
+    logs+=("$log")
+    echo "fuzzing $(basename "$f")"
+    fuzz_one "$f" "$log" &
   done
+  wait
+  failed=0
+  for i in "${!names[@]}"; do
+    log=${logs[$i]}
+    if [ "$(cat "$log.rc" 2>/dev/null)" = 0 ]; then
+      echo "${names[$i]}:"
+      grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' "$log" || true
+    else
+      tail -n 60 "$log"
+      echo "${names[$i]} failed; the crashing input is in build/ci-fuzz/" >&2
+      failed=1
+    fi
+    rm -f "$log" "$log.rc"
+  done
+  [ "$failed" = 0 ] || exit 1
 fi
 
 if want 5; then
@@ -106,5 +127,5 @@ fi
 
 banner "all stages passed: $stages"
 # One closing line over every ctest run above (each test counted once per run).
-total=$(grep -oE 'tests failed out of [0-9]+' "$ctest_log" | awk '{s += $5} END {print s + 0}')
+total=$( (grep -oE 'tests failed out of [0-9]+' "$ctest_log" || true) | awk '{s += $5} END {print s + 0}')
 echo "summary: $total passed, 0 failed"
