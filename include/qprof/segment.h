@@ -15,9 +15,12 @@
  * message through the hooks' log callback; it never crashes the harvester or
  * reaches the store. Counters in a segment only grow: the harvester keeps,
  * beside each segment, a copy of what it last wrote (`.<name>.done`), so a
- * harvester that stops and starts again neither loses nor doubles anything,
- * except if it is killed between a store commit and the write of that copy
- * (then that one harvest is written twice).
+ * harvester that stops and starts again neither loses nor doubles anything.
+ * Into a PostgreSQL store this holds also for a harvester killed while its
+ * COMMIT is in doubt: a harvest record (`.doubt`) written before the COMMIT
+ * lets the next harvester settle it with the store first (docs/shim.md).
+ * Into an SQLite store, one killed between the commit and the write of that
+ * copy writes that one harvest twice.
  *
  * Only one harvester works on a run directory at a time (an exclusive
  * flock() on the directory, taken by qp_harvester_new).
@@ -58,6 +61,10 @@ typedef struct qp_harvest_stats {
  * Errors (message in errbuf): QP_INVALID, QP_IO (the directory), QP_BUSY
  * (another harvester holds it), QP_PATTERN, QP_NOMEM. *out is NULL on error.
  */
+/* A harvest record an earlier harvester left in run_dir (docs/shim.md) is
+ * read here and settled by the first qp_harvester_commit, before anything
+ * is gathered (qp_harvester_in_doubt is true until then); a damaged one is
+ * QP_SYNTAX, and the harvester is not made. */
 QP_EXPORT qp_status qp_harvester_new(qp_harvester **out, const char *run_dir, const char *ignore,
                                      const qp_hooks *hooks, char *errbuf, size_t errlen);
 
@@ -87,13 +94,23 @@ QP_EXPORT qp_status qp_harvester_collect(qp_harvester *h, qp_harvest_stats *stat
  * qp_harvester_in_doubt): then what this collect read is held by the
  * harvester until the next commit into the same `store` handle settles it
  * (written again only if it did not commit), and the next collect gathers
- * only what came after. Errors: those of the store (the message is here
- * and in qp_store_errmsg), QP_INVALID, QP_IO, QP_NOMEM.
+ * only what came after. Into a PostgreSQL store, the harvest record is
+ * written (fsynced) before the COMMIT and removed once the outcome is known.
+ * A harvest record an earlier harvester left is settled first, and that
+ * commit writes nothing else: QP_UNAVAILABLE while the store cannot tell yet
+ * (unreachable, or the transaction still in progress after 5 s), QP_STATE
+ * when `store` is not the store it names or no longer knows the
+ * transaction, QP_SYNTAX when an image it names is not what was written.
+ * Errors: those of the store (the message is here and in qp_store_errmsg),
+ * QP_INVALID, QP_IO, QP_NOMEM.
  */
 QP_EXPORT qp_status qp_harvester_commit(qp_harvester *h, qp_store *store);
 
 /*
- * Whether the last commit failed in doubt (see qp_harvester_commit): the
+ * Whether the last commit failed in doubt (see qp_harvester_commit), or a
+ * harvest record of an earlier harvester waits to be settled by the next
+ * commit (into a handle of the PostgreSQL store it names; until then
+ * collect gathers nothing). In the first case the
  * caller must then commit again into the same store handle, not close it
  * (into another handle the held statements would be counted lost rather
  * than risk counting them twice). Thread-safety: as the harvester.

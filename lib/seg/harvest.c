@@ -24,11 +24,19 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "qprof/segment.h"
 #include "seg/seg_int.h"
 #include "stats/stats_int.h"
+#include "store/store_int.h"
+
+/* How long settling a harvest record waits for a transaction the store
+ * still shows in progress (its backend has not yet noticed that the
+ * collector that sent COMMIT is gone), polling every 100 ms; then the
+ * commit fails with QP_UNAVAILABLE and the next one asks again. */
+#define QP_REC_WAIT_NS (5 * 1000000000ull)
 
 typedef struct seg_track {
   char *name;
@@ -59,6 +67,15 @@ struct qp_harvester {
    * then put back for the next flush), and the bases are the images it was
    * read from. `doubt`: the store could not tell yet. */
   bool holding, doubt;
+  /* The harvest record (doubt.c) of the commit in doubt or under way:
+   * rec_on_disk when QP_REC_NAME holds it; rec_earlier when nothing in
+   * memory goes with it (an earlier harvester left it, or this one had to
+   * fall back on the disk): nothing is gathered until a commit settles it
+   * with the store, and the bases are then read from the disk again. */
+  qp_harvest_rec rec;
+  bool rec_on_disk, rec_earlier;
+  uint64_t doubt_dropped; /* the dropped count the commit in doubt carried */
+  uint64_t carry_dropped; /* ... and written again, it did not commit */
 };
 
 #define CHECK(cond, ...)                                   \
@@ -633,6 +650,22 @@ qp_status qp_harvester_new(qp_harvester **out, const char *run_dir, const char *
   qp_status rc = hv->dir != NULL && hv->ignore != NULL
                      ? new_profile(hv, errbuf, errlen)
                      : qp__errbuf_set(errbuf, errlen, QP_NOMEM, "out of memory");
+  if (rc == QP_OK) {
+    /* A record an earlier collector left: settled before anything is
+     * gathered (a damaged one is refused: guessing its outcome could count
+     * that harvest twice or lose it). */
+    char msg[QP_ERRMSG_MAX];
+    bool found = false;
+    rc = qp__rec_read(&hk, fd, &hv->rec, &found, msg, sizeof msg);
+    if (rc == QP_SYNTAX)
+      qp__errbuf_set(errbuf, errlen, rc,
+                     "refused harvest record %s/%s; nothing is harvested from %s until it is "
+                     "settled by hand: remove it to gather that harvest again from the segments "
+                     "(counted twice if it had committed; docs/shim.md)",
+                     run_dir, msg, run_dir);
+    else if (rc != QP_OK) qp__errbuf_set(errbuf, errlen, rc, "%s/%s", run_dir, msg);
+    hv->rec_on_disk = hv->rec_earlier = found && rc == QP_OK;
+  }
   if (rc != QP_OK) {
     qp_harvester_free(hv);
     return rc;
@@ -647,6 +680,7 @@ void qp_harvester_free(qp_harvester *hv) {
   for (size_t i = 0; i < hv->nsegs; i++) track_clear(hv, &hv->segs[i]);
   qp__free(&hk, hv->segs);
   qp_profile_free(hv->prof);
+  qp__rec_clear(&hk, &hv->rec);
   if (hv->dirfd >= 0) close(hv->dirfd);
   qp__free(&hk, hv->dir);
   qp__free(&hk, hv->ignore);
@@ -810,6 +844,16 @@ static void harvest_one(qp_harvester *hv, const char *name, qp_harvest_stats *st
  * killed before it was linked into place holds nothing recorded. */
 static void remove_stale(qp_harvester *hv, const char *name) {
   size_t len = strlen(name), sl = strlen(QP_SEG_SUFFIX ".new");
+  /* the image a commit that never got as far as its record would have
+   * advanced to (only a record names the .pend files that count) */
+  size_t pl = strlen(QP_SEG_SUFFIX ".pend");
+  if (!hv->rec_on_disk && name[0] == '.' &&
+      (strcmp(name, QP_REC_NAME ".tmp") == 0 ||
+       (len > pl && strcmp(name + len - pl, QP_SEG_SUFFIX ".pend") == 0) ||
+       (len > pl + 4 && strcmp(name + len - pl - 4, QP_SEG_SUFFIX ".pend.tmp") == 0))) {
+    unlinkat(hv->dirfd, name, 0);
+    return;
+  }
   if (name[0] != '.' || len <= sl + 1 || strcmp(name + len - sl, QP_SEG_SUFFIX ".new") != 0) return;
   char *end;
   long pid = strtol(name + 1, &end, 10);
@@ -824,6 +868,9 @@ qp_status qp_harvester_collect(qp_harvester *hv, qp_harvest_stats *stats) {
   memset(stats, 0, sizeof *stats);
   if (hv == NULL) return QP_INVALID;
   qp__err_clear(&hv->err);
+  /* Nothing is gathered before a record of an earlier collector is settled
+   * (qp_harvester_commit): the bases depend on its outcome. */
+  if (hv->rec_earlier) return QP_OK;
   /* Collecting again before a commit starts over from the bases. */
   for (size_t i = 0; i < hv->nsegs; i++) {
     qp__free(&hv->hooks, hv->segs[i].pend);
@@ -882,37 +929,229 @@ static bool save_base(qp_harvester *hv, seg_track *t) {
   return ok;
 }
 
+/* What the harvester holds in memory is dropped and the disk trusted: the
+ * records beside the segments, and a harvest record whose outcome decides
+ * them (settled before anything is gathered again). Exact whatever was
+ * held: the segments still have everything the disk does not say is in
+ * the store. */
+static void fall_back_on_disk(qp_harvester *hv) {
+  for (size_t i = 0; i < hv->nsegs; i++) track_clear(hv, &hv->segs[i]);
+  hv->nsegs = 0;
+  char errbuf[QP_ERRMSG_MAX];
+  new_profile(hv, errbuf, sizeof errbuf);
+  hv->holding = hv->doubt = false;
+  hv->pending_statements = hv->pending_dropped = 0;
+  hv->doubt_dropped = hv->carry_dropped = 0;
+  hv->rec_earlier = hv->rec_on_disk;
+}
+
+/* Applies (committed) or drops the record of this harvester's commit and
+ * forgets it; on failure falls back on the disk (the record stays there,
+ * and says the same at the next settling). */
+static qp_status rec_finish(qp_harvester *hv, bool committed) {
+  char msg[QP_ERRMSG_MAX];
+  qp_status rc = qp__rec_apply(&hv->hooks, hv->dirfd, &hv->rec, committed, false, msg, sizeof msg);
+  if (rc != QP_OK) {
+    hv->rec_on_disk = true;
+    fall_back_on_disk(hv);
+    return qp__err_set(&hv->err, rc, "%s/%s", hv->dir, msg);
+  }
+  qp__rec_clear(&hv->hooks, &hv->rec);
+  hv->rec_on_disk = false;
+  return QP_OK;
+}
+
+/* The transaction of a record an earlier collector left: asked of the
+ * store, waiting at most QP_REC_WAIT_NS while it is still in progress. */
+static qp_status ask_store(qp_harvester *hv, qp_store *store, qp_xact *x) {
+  uint64_t until = qp__now_ns() + QP_REC_WAIT_NS;
+  for (;;) {
+    qp_status rc = qp__store_xact_status(store, hv->rec.xid, hv->rec.store, x);
+    if (rc != QP_OK || *x != QP_XACT_RUNNING || qp__now_ns() >= until) return rc;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 100000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* Settles a record an earlier collector left (hv->rec_earlier). */
+static qp_status settle_earlier(qp_harvester *hv, qp_store *store) {
+  const char *what = "the harvest record %s/" QP_REC_NAME " (transaction %lld)";
+  char rec[600];
+  snprintf(rec, sizeof rec, what, hv->dir, (long long)hv->rec.xid);
+  if (store == NULL || !qp__store_has_xact(store))
+    return qp__err_set(&hv->err, QP_INVALID,
+                       "%s is to be settled first, with the PostgreSQL store it went to", rec);
+  qp_xact x = QP_XACT_UNKNOWN;
+  qp_status rc = ask_store(hv, store, &x);
+  if (rc != QP_OK)
+    return qp__err_set(&hv->err, rc, "cannot settle %s yet: %s", rec, qp_store_errmsg(store));
+  if (x == QP_XACT_RUNNING)
+    return qp__err_set(&hv->err, QP_UNAVAILABLE,
+                       "cannot settle %s yet: the transaction is still in progress in %s (asked "
+                       "again at the next harvest)",
+                       rec, qp_store_location(store));
+  if (x == QP_XACT_UNKNOWN)
+    return qp__err_set(&hv->err, QP_STATE,
+                       "cannot settle %s: %s no longer knows that transaction (too old); remove "
+                       "the record to gather that harvest again from the segments (counted "
+                       "twice if it had committed)",
+                       rec, qp_store_location(store));
+  char msg[QP_ERRMSG_MAX];
+  rc = qp__rec_apply(&hv->hooks, hv->dirfd, &hv->rec, x == QP_XACT_COMMITTED, true, msg,
+                     sizeof msg);
+  if (rc != QP_OK) return qp__err_set(&hv->err, rc, "cannot settle %s: %s", rec, msg);
+  qp__log(&hv->hooks, QP_LOG_WARN, "settled %s: %s", rec,
+          x == QP_XACT_COMMITTED ? "it committed; the harvest is not gathered again"
+                                 : "it did not commit; the harvest is gathered again");
+  qp__rec_clear(&hv->hooks, &hv->rec);
+  hv->rec_on_disk = hv->rec_earlier = false;
+  fall_back_on_disk(hv); /* the bases are read from the disk again */
+  return QP_OK;
+}
+
+/* Settles this harvester's commit in doubt (hv->doubt) with the store
+ * handle it went to: dropped when it committed, put back into the profile
+ * for the next write when it did not; its record applied or dropped. */
+static qp_status settle_held(qp_harvester *hv, qp_store *store) {
+  bool committed = false;
+  qp_status rc = QP_OK;
+  if (qp__profile_in_doubt(hv->prof)) {
+    rc = qp__profile_settle(hv->prof, store, &committed);
+  } else if (store->in_doubt) {
+    rc = qp__store_resolve(store, &committed); /* a dropped count alone */
+  } else if (hv->rec_on_disk) {
+    /* another handle than the one in doubt: only the record can tell */
+    fall_back_on_disk(hv);
+    return qp__err_set(&hv->err, QP_STATE, "the store handle the harvest in doubt went to is "
+                                           "not this one: settled from the record first");
+  }
+  if (rc != QP_OK) return qp__err_set(&hv->err, rc, "writing the store: %s", qp_store_errmsg(store));
+  if (!committed) hv->carry_dropped += hv->doubt_dropped;
+  hv->doubt_dropped = 0;
+  hv->doubt = false;
+  return hv->rec_on_disk ? rec_finish(hv, committed) : QP_OK;
+}
+
+/* The store calls this before the COMMIT of the harvest (qp_precommit_fn):
+ * the record goes to disk with the transaction's id. */
+static qp_status on_precommit(void *ud, int64_t xid, const char *store_id, char *msg,
+                              size_t msglen) {
+  qp_harvester *hv = ud;
+  hv->rec.xid = xid;
+  snprintf(hv->rec.store, sizeof hv->rec.store, "%s", store_id);
+  qp_status rc = qp__rec_write(&hv->hooks, hv->dirfd, &hv->rec, msg, msglen);
+  if (rc == QP_OK) hv->rec_on_disk = true;
+  return rc;
+}
+
+static bool track_changed(const seg_track *t) {
+  return t->base == NULL || t->base_len != t->pend_len || t->unsaved ||
+         memcmp(t->base, t->pend, t->pend_len) != 0;
+}
+
+/* The record of the commit about to be written: each changed segment's
+ * pending image as its .pend, and the segments of ended processes. */
+static qp_status rec_prepare(qp_harvester *hv) {
+  qp__rec_clear(&hv->hooks, &hv->rec);
+  char msg[QP_ERRMSG_MAX];
+  qp_status rc = QP_OK;
+  for (size_t i = 0; rc == QP_OK && i < hv->nsegs; i++) {
+    seg_track *t = &hv->segs[i];
+    if (t->pend == NULL) continue;
+    uint64_t hash = 0;
+    if (t->finished) {
+      if (!qp__rec_add(&hv->hooks, &hv->rec, t->name, (uint64_t)t->ino, QP_REC_GONE, 0, 0))
+        rc = qp__err_set(&hv->err, QP_NOMEM, "out of memory");
+      continue;
+    }
+    if (!track_changed(t)) continue;
+    rc = qp__rec_pend_write(hv->dirfd, t->name, t->pend, t->pend_len, &hash, msg, sizeof msg);
+    if (rc != QP_OK) {
+      qp__err_set(&hv->err, rc, "%s/%s", hv->dir, msg);
+    } else if (!qp__rec_add(&hv->hooks, &hv->rec, t->name, (uint64_t)t->ino, QP_REC_DONE,
+                            t->pend_len, hash)) {
+      char pend[512];
+      snprintf(pend, sizeof pend, ".%s.pend", t->name);
+      unlinkat(hv->dirfd, pend, 0);
+      rc = qp__err_set(&hv->err, QP_NOMEM, "out of memory");
+    }
+  }
+  if (rc != QP_OK) {
+    qp__rec_apply(&hv->hooks, hv->dirfd, &hv->rec, false, false, msg, sizeof msg);
+    qp__rec_clear(&hv->hooks, &hv->rec);
+  }
+  return rc;
+}
+
+/* After a failed commit that holds what it read: the images it was read
+ * from become the bases, in memory only. */
+static void hold_bases(qp_harvester *hv) {
+  for (size_t i = 0; i < hv->nsegs; i++) {
+    seg_track *t = &hv->segs[i];
+    if (t->pend == NULL) continue;
+    qp__free(&hv->hooks, t->base);
+    t->base = t->pend;
+    t->base_len = t->pend_len;
+    t->pend = NULL;
+    t->unsaved = true;
+  }
+  hv->holding = true;
+  hv->pending_statements = 0;
+  hv->pending_dropped = 0;
+}
+
 qp_status qp_harvester_commit(qp_harvester *hv, qp_store *store) {
   if (hv == NULL) return QP_INVALID;
   qp__err_clear(&hv->err);
+  if (hv->rec_earlier) return settle_earlier(hv, store);
+  /* With a store that can be asked later what became of a transaction, a
+   * record of the commit goes to disk before its COMMIT (doubt.c). */
+  bool recorded = false;
   if (hv->pending_statements > 0 || hv->pending_dropped > 0 || hv->holding) {
     if (store == NULL) return qp__err_set(&hv->err, QP_INVALID, "statements to write and no store");
-    /* the dropped statements go to the minute of this harvest, in the same
-     * transaction as the statistics */
-    qp_status rc = qp__profile_flush_dropped(hv->prof, store, qp__seg_bucket(60, qp__wall_ns()),
-                                             hv->pending_dropped);
-    hv->doubt = rc != QP_OK && qp__profile_in_doubt(hv->prof);
-    if (rc != QP_OK && (hv->doubt || hv->holding)) {
-      /* The store does not know yet whether that committed (or a flush
-       * that settled such a doubt failed: the profile put back what it
-       * holds). Gathering it again from the old bases could count it
-       * twice; the profile holds it until the next commit, so the images
-       * it was read from become the bases, in memory only (the records
-       * beside the segments are written once a commit succeeds). The
-       * dropped count of this harvest went with that transaction. */
-      for (size_t i = 0; i < hv->nsegs; i++) {
-        seg_track *t = &hv->segs[i];
-        if (t->pend == NULL) continue;
-        qp__free(&hv->hooks, t->base);
-        t->base = t->pend;
-        t->base_len = t->pend_len;
-        t->pend = NULL;
-        t->unsaved = true;
+    qp_status rc = hv->doubt ? settle_held(hv, store) : QP_OK;
+    if (rc != QP_OK && hv->rec_earlier) return rc; /* fell back on the disk */
+    recorded = rc == QP_OK && qp__store_has_xact(store);
+    if (recorded) rc = rec_prepare(hv);
+    if (rc != QP_OK && !hv->doubt) {
+      /* (a record that could not be written: as a failed write) */
+      recorded = false;
+    }
+    if (rc == QP_OK) {
+      /* the dropped statements go to the minute of this harvest, in the
+       * same transaction as the statistics */
+      uint64_t dropped = hv->pending_dropped + hv->carry_dropped;
+      store->precommit = recorded ? on_precommit : NULL;
+      store->precommit_ud = hv;
+      rc = qp__profile_flush_dropped(hv->prof, store, qp__seg_bucket(60, qp__wall_ns()), dropped);
+      store->precommit = NULL;
+      store->precommit_ud = NULL;
+      hv->doubt = rc != QP_OK && (qp__profile_in_doubt(hv->prof) ||
+                                  (store->in_doubt && store->write_in_doubt));
+      if (hv->doubt) {
+        hv->doubt_dropped = dropped;
+        hv->carry_dropped = 0;
       }
-      hv->holding = true;
-      hv->pending_statements = 0;
-      hv->pending_dropped = 0;
-      return qp__err_set(&hv->err, rc, "writing the store: %s", qp_store_errmsg(store));
+      if (rc != QP_OK)
+        rc = qp__err_set(&hv->err, rc, "writing the store: %s", qp_store_errmsg(store));
+    }
+    if (rc != QP_OK && !hv->doubt && hv->rec.n + (hv->rec_on_disk ? 1 : 0) > 0) {
+      /* nothing committed: the record and the images it names go */
+      qp_err e = hv->err;
+      rec_finish(hv, false);
+      if (hv->rec_earlier) return hv->err.code;
+      hv->err = e;
+    }
+    if (rc != QP_OK && (hv->doubt || hv->holding)) {
+      /* The store does not know yet whether that committed (or a write
+       * after such a doubt failed: the profile holds what it tried).
+       * Gathering it again from the old bases could count it twice; the
+       * profile holds it until the next commit, so the images it was read
+       * from become the bases, in memory only (the records beside the
+       * segments are written once a commit succeeds; the harvest record on
+       * disk says what they become if this process dies meanwhile). */
+      hold_bases(hv);
+      return rc;
     }
     hv->holding = false;
     if (rc != QP_OK) {
@@ -924,8 +1163,10 @@ qp_status qp_harvester_commit(qp_harvester *hv, qp_store *store) {
       new_profile(hv, errbuf, sizeof errbuf);
       hv->pending_statements = 0;
       hv->pending_dropped = 0;
-      return qp__err_set(&hv->err, rc, "writing the store: %s", qp_store_errmsg(store));
+      return rc;
     }
+    hv->carry_dropped = 0;
+    if (recorded && rec_finish(hv, true) != QP_OK) return hv->err.code;
   }
   hv->pending_statements = 0;
   hv->pending_dropped = 0;
@@ -939,15 +1180,16 @@ qp_status qp_harvester_commit(qp_harvester *hv, qp_store *store) {
     char done[512];
     snprintf(done, sizeof done, ".%s.done", t->name);
     if (t->finished) {
-      unlinkat(hv->dirfd, t->name, 0);
-      unlinkat(hv->dirfd, done, 0);
+      if (!recorded) { /* (the record removed it, if it was still that file) */
+        unlinkat(hv->dirfd, t->name, 0);
+        unlinkat(hv->dirfd, done, 0);
+      }
       track_clear(hv, t);
       hv->segs[i] = hv->segs[--hv->nsegs];
       continue;
     }
-    bool changed = t->base == NULL || t->base_len != t->pend_len || t->unsaved ||
-                   memcmp(t->base, t->pend, t->pend_len) != 0;
-    if (changed && !save_base(hv, t))
+    bool changed = track_changed(t);
+    if (changed && !recorded && !save_base(hv, t))
       rc = qp__err_set(&hv->err, QP_IO, "saving the harvest record of %s/%s: %s", hv->dir,
                        t->name, strerror(errno));
     else if (changed) t->unsaved = false;
@@ -960,4 +1202,6 @@ qp_status qp_harvester_commit(qp_harvester *hv, qp_store *store) {
   return rc;
 }
 
-bool qp_harvester_in_doubt(const qp_harvester *hv) { return hv != NULL && hv->doubt; }
+bool qp_harvester_in_doubt(const qp_harvester *hv) {
+  return hv != NULL && (hv->doubt || hv->rec_earlier);
+}

@@ -244,4 +244,54 @@ bool qp__seg_diff(qp_profile *prof, const uint8_t *img, size_t len, const uint8_
                   size_t base_len, uint64_t *statements, uint64_t *dropped, char *why,
                   size_t whylen);
 
+/* ---- the harvest record (doubt.c) ---------------------------------------- *
+ * What a harvest into a store whose COMMIT can be in doubt leaves in the run
+ * directory until its outcome is known (format and rule at the top of
+ * doubt.c; docs/shim.md). */
+#define QP_REC_NAME ".doubt"
+
+typedef enum qp_rec_kind {
+  QP_REC_DONE, /* committed: `.<name>.pend` becomes `.<name>.done` */
+  QP_REC_GONE  /* committed: the segment (of an ended process) and its records go */
+} qp_rec_kind;
+
+typedef struct qp_rec_seg {
+  char *name;
+  uint64_t ino;      /* of the segment, so that a new file under its name is left alone */
+  qp_rec_kind kind;
+  uint64_t len, hash; /* of the .pend (QP_REC_DONE): XXH3 */
+} qp_rec_seg;
+
+typedef struct qp_harvest_rec {
+  int64_t xid;     /* the store's transaction; 0: none yet */
+  char store[96];  /* the store's name (qp_precommit_fn) */
+  qp_rec_seg *segs;
+  size_t n, cap;
+} qp_harvest_rec;
+
+/* Appends a segment; false when out of memory. */
+bool qp__rec_add(const qp_hooks *h, qp_harvest_rec *r, const char *name, uint64_t ino,
+                 qp_rec_kind kind, uint64_t len, uint64_t hash);
+/* Frees the segments and zeroes the record. */
+void qp__rec_clear(const qp_hooks *h, qp_harvest_rec *r);
+/* Writes `img` as `.<seg>.pend` (0600, fsynced, renamed into place) and
+ * sets *hash. QP_IO with the message in msg. */
+qp_status qp__rec_pend_write(int dirfd, const char *seg, const uint8_t *img, size_t len,
+                             uint64_t *hash, char *msg, size_t msglen);
+/* Writes the record as QP_REC_NAME (0600, fsynced, renamed, the directory
+ * fsynced). */
+qp_status qp__rec_write(const qp_hooks *h, int dirfd, const qp_harvest_rec *r, char *msg,
+                        size_t msglen);
+/* Reads QP_REC_NAME into *r (*found false when there is none). A record
+ * that is not exactly what qp__rec_write writes (or not a regular file of
+ * ours, mode 0600) is QP_SYNTAX with the reason; QP_IO, QP_NOMEM. */
+qp_status qp__rec_read(const qp_hooks *h, int dirfd, qp_harvest_rec *r, bool *found, char *msg,
+                       size_t msglen);
+/* Applies the record as its transaction ended (committed or not), then
+ * removes it; idempotent. With `verify` each .pend is checked against its
+ * length and hash first (a record an earlier process left): one that is
+ * not what was written is QP_SYNTAX, and nothing more is done. */
+qp_status qp__rec_apply(const qp_hooks *h, int dirfd, const qp_harvest_rec *r, bool committed,
+                        bool verify, char *msg, size_t msglen);
+
 #endif

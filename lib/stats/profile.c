@@ -669,6 +669,19 @@ qp_status qp__profile_flush_dropped(qp_profile *p, qp_store *store, int64_t drop
   return rc;
 }
 
+qp_status qp__profile_settle(qp_profile *p, qp_store *store, bool *committed) {
+  *committed = false;
+  if (p == NULL || store == NULL) return QP_INVALID;
+  pthread_mutex_lock(&p->flush_mu);
+  bool had = p->doubt != NULL && store->serial == p->doubt_serial;
+  qp_status rc;
+  qp_entry *again = settle_doubt(p, store, &rc);
+  if (again != NULL) put_back(p, again);
+  *committed = had && rc == QP_OK && again == NULL;
+  pthread_mutex_unlock(&p->flush_mu);
+  return rc;
+}
+
 bool qp__profile_in_doubt(qp_profile *p) {
   if (p == NULL) return false;
   pthread_mutex_lock(&p->flush_mu);

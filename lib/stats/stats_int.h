@@ -210,6 +210,12 @@ const qp_hooks *qp__profile_hooks(const qp_profile *p);
  * store it went to can tell whether they committed (the next flush into
  * that store handle settles it). */
 bool qp__profile_in_doubt(qp_profile *p);
+/* Settles a flush of `p` left in doubt without writing anything else:
+ * the store tells whether it committed (*committed); if it did not, its
+ * entries go back into the profile for the next flush. QP_OK with
+ * *committed false when nothing was in doubt; an error (QP_UNAVAILABLE)
+ * leaves it in doubt. Errors as qp_profile_flush. */
+qp_status qp__profile_settle(qp_profile *p, qp_store *store, bool *committed);
 /* Whether the profile keeps samples (so that a recorder builds the sample
  * text only when it will be read: lib/ingest/events.c). */
 bool qp__profile_sampling(const qp_profile *p);

@@ -242,7 +242,9 @@ static qp_status check_privileges(qp_store *s) {
                  "has_table_privilege('qprof.qp_dropped', 'UPDATE') AND "
                  "has_table_privilege('qprof.qp_ingest_file', 'UPDATE'), "
                  "has_table_privilege('qprof.qp_stats_delta', 'DELETE') AND "
-                 "has_table_privilege('qprof.qp_dropped_delta', 'DELETE')",
+                 "has_table_privilege('qprof.qp_dropped_delta', 'DELETE') AND "
+                 "(to_regclass('qprof.qp_query_delta') IS NULL OR "
+                 "has_table_privilege('qprof.qp_query_delta', 'DELETE'))",
                  0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot read the role's privileges");
   if (r == NULL) return s->err.code;
   bool upd = PQgetvalue(r, 0, 0)[0] == 't', del = PQgetvalue(r, 0, 1)[0] == 't';
@@ -432,6 +434,7 @@ const qp_store_ops qp__pg_store_ops = {
     .query_texts = qp__pg_query_texts,
     .marks_find = qp__pg_marks_find,
     .resolve = qp__pg_resolve,
+    .xact_status = qp__pg_xact_status,
     .compact = qp__pg_compact,
     .advice_put = qp__pg_advice_put,
     .advice_each = qp__pg_advice_each,

@@ -100,6 +100,14 @@ typedef struct pg_store {
   "user_name, application, host"
 #define ROW_KEY "bucket, fingerprint, backend, database, user_name, application, host"
 
+/* An SQL expression naming the store a transaction id belongs to: the
+ * cluster's system identifier (xids are the cluster's) and the database's
+ * oid, "7715250300485433551/16384". pg_control_system() is open to every
+ * role. */
+#define PG_STORE_IDENT                                                                           \
+  "((SELECT system_identifier FROM pg_control_system())::text || '/' || "                       \
+  "(SELECT oid FROM pg_database WHERE datname = current_database())::text)"
+
 /* Sets the store's error from a failed result (or the connection's message
  * when r is NULL) and returns code. */
 qp_status qp__pg_fail(qp_store *s, PGresult *r, qp_status code, const char *what);
@@ -138,6 +146,7 @@ bool qp__pg_same_key(const qp_entry *a, const qp_entry *b);
 /* The store operations (qp_store_ops), pg_write.c. */
 qp_status qp__pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop);
 qp_status qp__pg_resolve(qp_store *s, bool *committed);
+qp_status qp__pg_xact_status(qp_store *s, int64_t xid, const char *store_id, qp_xact *out);
 qp_status qp__pg_compact(qp_store *s, uint64_t max_rows, qp_compact_result *out);
 qp_status qp__pg_advice_put(qp_store *s, const char *database, int64_t at_ns, const char *document);
 

@@ -247,14 +247,29 @@ qp_status qp__pg_bucket_last_seen(qp_store *s, int64_t bucket, int64_t *last_ns,
   return QP_OK;
 }
 
+/* The sample of a text row merged with its query deltas (schema version
+ * 9), as SQL_QUERY's upserts would have left it: the slowest, the stored
+ * one of equals, then the earliest delta. */
+#define SAMPLE_MERGED                                                                            \
+  "CASE WHEN d.sample IS NOT NULL AND (q.sample IS NULL OR d.sample_ns > q.sample_ns) THEN "     \
+  "d.sample ELSE q.sample END"
+#define SAMPLE_DELTA_JOIN                                                                        \
+  " LEFT JOIN LATERAL (SELECT x.sample, x.sample_ns FROM qprof.qp_query_delta x WHERE "         \
+  "x.fingerprint = q.fingerprint AND x.sample IS NOT NULL ORDER BY x.sample_ns DESC, x.id "     \
+  "LIMIT 1) AS d ON true"
+
 qp_status qp__pg_query_text(qp_store *s, uint64_t fingerprint, qp_buf *query, qp_buf *sample,
                             bool *has_sample, bool *found) {
   char fp[32];
   snprintf(fp, sizeof fp, "%lld", (long long)(int64_t)fingerprint);
   const char *vals[1] = {fp};
   *found = *has_sample = false;
-  PGresult *r = qp__pg_run(s, "SELECT query, sample FROM qprof.qp_query WHERE fingerprint = $1", 1,
-                           vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read queries");
+  PGresult *r = qp__pg_run(s,
+                           ((pg_store *)s->impl)->version < 9
+                               ? "SELECT query, sample FROM qprof.qp_query WHERE fingerprint = $1"
+                               : "SELECT q.query, " SAMPLE_MERGED " FROM qprof.qp_query q"
+                                 SAMPLE_DELTA_JOIN " WHERE q.fingerprint = $1",
+                           1, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read queries");
   if (r == NULL) return s->err.code;
   qp_status rc = QP_OK;
   if (PQntuples(r) == 1) {
@@ -307,8 +322,12 @@ qp_status qp__pg_query_texts(qp_store *s, const uint64_t *fps, size_t n, qp_text
   }
   const char *vals[1] = {qp__buf_cstr(&arr)};
   PGresult *r = qp__pg_run(s,
-                           "SELECT fingerprint, query, sample FROM qprof.qp_query "
-                           "WHERE fingerprint = ANY($1::bigint[]) ORDER BY fingerprint",
+                           ((pg_store *)s->impl)->version < 9
+                               ? "SELECT fingerprint, query, sample FROM qprof.qp_query "
+                                 "WHERE fingerprint = ANY($1::bigint[]) ORDER BY fingerprint"
+                               : "SELECT q.fingerprint, q.query, " SAMPLE_MERGED
+                                 " FROM qprof.qp_query q" SAMPLE_DELTA_JOIN
+                                 " WHERE q.fingerprint = ANY($1::bigint[]) ORDER BY q.fingerprint",
                            1, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot read queries");
   qp__buf_free(&arr);
   if (r == NULL) return s->err.code;
@@ -443,6 +462,12 @@ qp_status qp__pg_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned fl
     else out->texts = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
   }
+  /* (version 9: the query deltas of the texts that went, with them) */
+  if (rc == QP_OK && !dry && g->version >= 9)
+    rc = qp__pg_cmd(s,
+                    "DELETE FROM qprof.qp_query_delta x WHERE NOT EXISTS (SELECT 1 FROM "
+                    "qprof.qp_query q WHERE q.fingerprint = x.fingerprint)",
+                    "cannot delete texts");
   if (rc == QP_OK) rc = qp__pg_cmd(s, "COMMIT", "cannot commit the prune");
   if (rc != QP_OK) {
     PQclear(PQexec(g->conn, "ROLLBACK"));

@@ -60,6 +60,23 @@ static const char SQL_DELTA[] =
 static const char SQL_QUERY_ONCE[] =
     "INSERT INTO qprof.qp_query (fingerprint, backend, query, sample, sample_ns, first_seen_ns, "
     "last_seen_ns) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (fingerprint) DO NOTHING";
+/* The same from schema version 9: when the text was there already, what
+ * the merging writer would have folded into it (the sample, first and last
+ * seen) is appended to qp_query_delta instead, in the same statement. */
+static const char SQL_QUERY_DELTA[] =
+    "WITH q AS (INSERT INTO qprof.qp_query (fingerprint, backend, query, sample, sample_ns, "
+    "first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (fingerprint) "
+    "DO NOTHING RETURNING 1) INSERT INTO qprof.qp_query_delta (fingerprint, sample, sample_ns, "
+    "first_seen_ns, last_seen_ns) SELECT $1, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM q)";
+/* Folds one fingerprint's query deltas into its text row (a compaction),
+ * as SQL_QUERY would have. */
+static const char SQL_QUERY_FOLD[] =
+    "UPDATE qprof.qp_query SET first_seen_ns = LEAST(first_seen_ns, $2), "
+    "last_seen_ns = GREATEST(last_seen_ns, $3), "
+    "sample = CASE WHEN $4::text IS NOT NULL AND (sample IS NULL OR $5 > sample_ns) THEN $4 "
+    "ELSE sample END, "
+    "sample_ns = CASE WHEN $4::text IS NOT NULL AND (sample IS NULL OR $5 > sample_ns) THEN $5 "
+    "ELSE sample_ns END WHERE fingerprint = $1";
 
 /* Fills the NPARAMS parameters of SQL_INS / SQL_UPD for `st` at key (level, e). */
 static bool stats_params(qp_store *s, int level, const qp_entry *e, const qp_stats *st, nums *n,
@@ -154,22 +171,36 @@ static qp_status write_stats(qp_store *s, int level, const qp_entry *e, qp_buf *
   return rc;
 }
 
-static qp_status write_query(qp_store *s, const qp_entry *e) {
+/* The text row of the entries v[0..n) of one fingerprint: merged first
+ * (the earliest first seen, the latest last seen, the slowest sample, the
+ * first of equals), as the merging writer's one upsert per entry would
+ * leave it. */
+static qp_status write_query(qp_store *s, const qp_entry *const *v, size_t n) {
+  const qp_entry *e = v[0], *smp = NULL;
+  int64_t first_ns = e->st.first_ns, last_ns = e->st.last_ns;
+  for (size_t i = 0; i < n; i++) {
+    if (v[i]->st.first_ns < first_ns) first_ns = v[i]->st.first_ns;
+    if (v[i]->st.last_ns > last_ns) last_ns = v[i]->st.last_ns;
+    if (v[i]->sample != NULL && (smp == NULL || v[i]->sample_ns > smp->sample_ns)) smp = v[i];
+  }
   char fp[32], sns[32], first[32], last[32];
   snprintf(fp, sizeof fp, "%lld", (long long)(int64_t)e->fingerprint);
-  snprintf(sns, sizeof sns, "%lld", (long long)e->sample_ns);
-  snprintf(first, sizeof first, "%lld", (long long)e->st.first_ns);
-  snprintf(last, sizeof last, "%lld", (long long)e->st.last_ns);
+  snprintf(sns, sizeof sns, "%lld", smp ? (long long)smp->sample_ns : 0LL);
+  snprintf(first, sizeof first, "%lld", (long long)first_ns);
+  snprintf(last, sizeof last, "%lld", (long long)last_ns);
   const char *vals[7] = {fp,
                          qp_backend_name(e->backend),
                          e->query ? e->query : "",
-                         e->sample,
-                         e->sample ? sns : NULL,
+                         smp ? smp->sample : NULL,
+                         smp ? sns : NULL,
                          first,
                          last};
-  PGresult *r =
-      qp__pg_run_prepared(s, ((pg_store *)s->impl)->append_only ? "qp_query_once" : "qp_query", 7,
-                          vals, NULL, NULL, PGRES_COMMAND_OK, "cannot write a query");
+  pg_store *g = s->impl;
+  PGresult *r = qp__pg_run_prepared(s,
+                                    !g->append_only   ? "qp_query"
+                                    : g->version >= 9 ? "qp_query_delta"
+                                                      : "qp_query_once",
+                                    7, vals, NULL, NULL, PGRES_COMMAND_OK, "cannot write a query");
   if (r == NULL) return s->err.code;
   PQclear(r);
   return QP_OK;
@@ -186,9 +217,11 @@ static qp_status prepare_writes(qp_store *s) {
             {"qp_upd", SQL_UPD, NPARAMS, false},
             {"qp_query", SQL_QUERY, 7, false},
             {"qp_delta", SQL_DELTA, NPARAMS, true},
-            {"qp_query_once", SQL_QUERY_ONCE, 7, true}};
+            {"qp_query_once", SQL_QUERY_ONCE, 7, true},
+            {"qp_query_delta", SQL_QUERY_DELTA, 7, true}};
   for (size_t i = 0; i < QP_ARRAY_LEN(st); i++) {
     if (st[i].append != g->append_only) continue; /* only the statements of this role's path */
+    if (st[i].sql == SQL_QUERY_DELTA && g->version < 9) continue;
     PGresult *r = PQprepare(g->conn, st[i].name, st[i].sql, st[i].n, NULL);
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
       qp_status rc = qp__pg_fail(s, r, QP_IO, "cannot prepare a statement");
@@ -304,18 +337,35 @@ static qp_status write_once(qp_store *s, const qp_entry *const *v, size_t n, con
   *commit_sent = false;
   qp_status rc = prepare_writes(s);
   if (rc == QP_OK) rc = qp__pg_cmd(s, "BEGIN", "cannot begin a flush");
+  char ident[96] = "";
   if (rc == QP_OK) {
-    PGresult *r = qp__pg_run(s, "SELECT txid_current()", 0, NULL, NULL, NULL, PGRES_TUPLES_OK,
-                             "cannot begin a flush");
+    /* the store's name only when a hook wants it: the same one round trip */
+    PGresult *r = qp__pg_run(s,
+                             s->precommit != NULL ? "SELECT txid_current(), " PG_STORE_IDENT
+                                                  : "SELECT txid_current()",
+                             0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot begin a flush");
     if (r == NULL) rc = s->err.code;
     else *xid = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    if (r != NULL && s->precommit != NULL)
+      snprintf(ident, sizeof ident, "%s", PQgetvalue(r, 0, 1));
     PQclear(r);
   }
   if (rc == QP_OK && drop != NULL) rc = write_drop(s, drop);
-  for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_query(s, v[i]);
+  /* one text row per fingerprint (v is in fingerprint order) */
+  for (size_t i = 0, j; rc == QP_OK && i < n; i = j) {
+    for (j = i + 1; j < n && v[j]->fingerprint == v[i]->fingerprint; j++) {
+    }
+    rc = write_query(s, v + i, j - i);
+  }
   for (int level = 0; rc == QP_OK && level < QP_LEVELS; level++)
     for (size_t i = 0; rc == QP_OK && i < n; i++) rc = write_stats(s, level, v[i], codes, hist);
   if (rc == QP_OK && s->mark != NULL) rc = write_mark(s, s->mark);
+  if (rc == QP_OK && s->precommit != NULL) {
+    /* (a hook that fails is not a retryable state: the write fails) */
+    char msg[QP_ERRMSG_MAX];
+    rc = s->precommit(s->precommit_ud, *xid, ident, msg, sizeof msg);
+    if (rc != QP_OK) qp__err_set(&s->err, rc, "%s", msg);
+  }
   if (rc == QP_OK) {
     *commit_sent = true;
     rc = qp__pg_cmd(s, "COMMIT", "cannot commit a flush");
@@ -424,6 +474,37 @@ qp_status qp__pg_resolve(qp_store *s, bool *committed) {
   return QP_OK;
 }
 
+/* What became of transaction `xid` of store `store_id` (see
+ * qp_store_ops.xact_status): one statement that names this store and asks
+ * txid_status only when it is that one (CASE evaluates lazily; an xid of
+ * another cluster could be "in the future" here, an error). */
+qp_status qp__pg_xact_status(qp_store *s, int64_t xid, const char *store_id, qp_xact *out) {
+  if (qp__pg_conn_broken(s) && qp__pg_reconnect(s) != QP_OK) return s->err.code;
+  char x[32];
+  snprintf(x, sizeof x, "%lld", (long long)xid);
+  const char *vals[2] = {x, store_id};
+  PGresult *r = qp__pg_run(s,
+                           "SELECT i, CASE WHEN i = $2 THEN txid_status($1::bigint) END FROM "
+                           "(SELECT " PG_STORE_IDENT " AS i) AS t",
+                           2, vals, NULL, NULL, PGRES_TUPLES_OK,
+                           "cannot ask what became of a flush");
+  if (r == NULL) return s->err.code;
+  qp_status rc = QP_OK;
+  if (strcmp(PQgetvalue(r, 0, 0), store_id) != 0) {
+    rc = qp__err_set(&s->err, QP_STATE,
+                     "%s is store %s, not store %s that the flush in doubt went to",
+                     s->display, PQgetvalue(r, 0, 0), store_id);
+  } else {
+    const char *v = PQgetisnull(r, 0, 1) ? "" : PQgetvalue(r, 0, 1);
+    *out = strcmp(v, "committed") == 0     ? QP_XACT_COMMITTED
+           : strcmp(v, "aborted") == 0     ? QP_XACT_ABORTED
+           : strcmp(v, "in progress") == 0 ? QP_XACT_RUNNING
+                                           : QP_XACT_UNKNOWN;
+  }
+  PQclear(r);
+  return rc;
+}
+
 /* ---- compaction ----------------------------------------------------------- */
 
 /* Delta rows one compaction transaction takes at most: the work and the
@@ -473,6 +554,38 @@ static qp_status take_ids(qp_store *s, const char *table, const char *limit, con
   return ok ? QP_OK : qp__err_set(&s->err, QP_NOMEM, "out of memory");
 }
 
+/* Takes at most `limit` query deltas with ids up to `upto` out (schema
+ * version 9), merged per fingerprint (the earliest first seen, the latest
+ * last seen, the slowest sample, the earliest of equals), and folds them
+ * into the text rows in fingerprint order (the flush's order for
+ * qp_query). *n: deltas folded. */
+static qp_status fold_query_deltas(qp_store *s, const char *limit, const char *upto, qp_buf *ids,
+                                   uint64_t *n) {
+  qp_status rc = take_ids(s, "qprof.qp_query_delta", limit, upto, ids);
+  if (rc != QP_OK) return rc;
+  const char *vals[1] = {qp__buf_cstr(ids)};
+  PGresult *r = qp__pg_run(
+      s,
+      "WITH d AS (DELETE FROM qprof.qp_query_delta WHERE id = ANY($1::bigint[]) RETURNING id, "
+      "fingerprint, sample, sample_ns, first_seen_ns, last_seen_ns) SELECT fingerprint, "
+      "min(first_seen_ns), max(last_seen_ns), (array_agg(sample ORDER BY sample_ns DESC, id) "
+      "FILTER (WHERE sample IS NOT NULL))[1], max(sample_ns) FILTER (WHERE sample IS NOT NULL), "
+      "count(*) FROM d GROUP BY fingerprint ORDER BY fingerprint",
+      1, vals, NULL, NULL, PGRES_TUPLES_OK, "cannot take the query deltas");
+  if (r == NULL) return s->err.code;
+  for (int i = 0; rc == QP_OK && i < PQntuples(r); i++) {
+    const char *v[5];
+    for (int k = 0; k < 5; k++) v[k] = PQgetisnull(r, i, k) ? NULL : PQgetvalue(r, i, k);
+    *n += strtoull(PQgetvalue(r, i, 5), NULL, 10);
+    PGresult *u = qp__pg_run(s, SQL_QUERY_FOLD, 5, v, NULL, NULL, PGRES_COMMAND_OK,
+                             "cannot fold the query deltas");
+    if (u == NULL) rc = s->err.code;
+    PQclear(u);
+  }
+  PQclear(r);
+  return rc;
+}
+
 /* One compaction transaction: takes at most `limit` delta rows of each
  * table with ids up to upto / upto_drop out (DELETE ... RETURNING; rows
  * another compaction holds are skipped, it folds them), merges those of one
@@ -481,13 +594,15 @@ static qp_status take_ids(qp_store *s, const char *table, const char *limit, con
  * and key). Committed whole or not at all, so that each delta is counted
  * exactly once, before or after. *rows and *drops: delta rows folded. */
 static qp_status compact_once(qp_store *s, long limit, int64_t upto, int64_t upto_drop,
-                              uint64_t *rows, uint64_t *drops) {
+                              int64_t upto_query, uint64_t *rows, uint64_t *drops,
+                              uint64_t *queries) {
   pg_store *g = s->impl;
-  *rows = *drops = 0;
-  char lim[32], u[32], ud[32];
+  *rows = *drops = *queries = 0;
+  char lim[32], u[32], ud[32], uq[32];
   snprintf(lim, sizeof lim, "%ld", limit);
   snprintf(u, sizeof u, "%lld", (long long)upto);
   snprintf(ud, sizeof ud, "%lld", (long long)upto_drop);
+  snprintf(uq, sizeof uq, "%lld", (long long)upto_query);
   qp_buf codes, hist, ids;
   qp__buf_init(&codes, &s->hooks);
   qp__buf_init(&hist, &s->hooks);
@@ -513,6 +628,7 @@ static qp_status compact_once(qp_store *s, long limit, int64_t upto, int64_t upt
     *drops += strtoull(PQgetvalue(dr, i, 2), NULL, 10);
     rc = write_drop(s, &d);
   }
+  if (rc == QP_OK && g->version >= 9) rc = fold_query_deltas(s, lim, uq, &ids, queries);
   if (rc == QP_OK) rc = take_ids(s, "qprof.qp_stats_delta", lim, u, &ids);
   if (rc == QP_OK) {
     const char *vals[1] = {qp__buf_cstr(&ids)};
@@ -553,7 +669,7 @@ static qp_status compact_once(qp_store *s, long limit, int64_t upto, int64_t upt
     /* nothing was folded: the deltas are still there (also when a COMMIT
      * got no answer: committed or not, each delta is in one place) */
     if (!qp__pg_conn_broken(s)) PQclear(PQexec(g->conn, "ROLLBACK"));
-    *rows = *drops = 0;
+    *rows = *drops = *queries = 0;
   }
   return rc;
 }
@@ -561,14 +677,15 @@ static qp_status compact_once(qp_store *s, long limit, int64_t upto, int64_t upt
 /* compact_once, tried again after a serialization failure or a deadlock
  * like a flush, on a fresh connection when the old one broke. */
 static qp_status compact_try(qp_store *s, long limit, int64_t upto, int64_t upto_drop,
-                             uint64_t *rows, uint64_t *drops) {
+                             int64_t upto_query, uint64_t *rows, uint64_t *drops,
+                             uint64_t *queries) {
   pg_store *g = s->impl;
   qp_status rc = QP_OK;
   for (int attempt = 1;; attempt++) {
     g->sqlstate[0] = '\0';
     rc = qp__pg_conn_broken(s) ? qp__pg_reconnect(s) : QP_OK;
     if (rc == QP_OK && !g->compactor) break;
-    if (rc == QP_OK) rc = compact_once(s, limit, upto, upto_drop, rows, drops);
+    if (rc == QP_OK) rc = compact_once(s, limit, upto, upto_drop, upto_query, rows, drops, queries);
     if (rc == QP_OK || !retryable_state(g->sqlstate) || attempt >= QP_PG_WRITE_TRIES) break;
     retry_pause(attempt);
   }
@@ -596,28 +713,40 @@ qp_status qp__pg_compact(qp_store *s, uint64_t max_rows, qp_compact_result *out)
   PGresult *r = rc != QP_OK
                     ? NULL
                     : qp__pg_run(s,
-                                 "SELECT coalesce((SELECT max(id) FROM qprof.qp_stats_delta), "
-                                 "0), coalesce((SELECT max(id) FROM qprof.qp_dropped_delta), 0)",
+                                 g->version >= 9
+                                     ? "SELECT coalesce((SELECT max(id) FROM "
+                                       "qprof.qp_stats_delta), 0), coalesce((SELECT max(id) FROM "
+                                       "qprof.qp_dropped_delta), 0), coalesce((SELECT max(id) "
+                                       "FROM qprof.qp_query_delta), 0)"
+                                     : "SELECT coalesce((SELECT max(id) FROM "
+                                       "qprof.qp_stats_delta), 0), coalesce((SELECT max(id) FROM "
+                                       "qprof.qp_dropped_delta), 0), 0",
                                  0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot read the deltas");
   if (r == NULL) return s->err.code;
   int64_t upto = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
   int64_t upto_drop = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  int64_t upto_query = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
   PQclear(r);
   for (;;) {
     long lim = QP_PG_COMPACT_BATCH;
     if (max_rows > 0 && max_rows - out->rows < (uint64_t)lim) lim = (long)(max_rows - out->rows);
     if (lim <= 0) break;
-    uint64_t rows = 0, drops = 0;
-    rc = compact_try(s, lim, upto, upto_drop, &rows, &drops);
+    uint64_t rows = 0, drops = 0, queries = 0;
+    rc = compact_try(s, lim, upto, upto_drop, upto_query, &rows, &drops, &queries);
     if (rc == QP_OK && !g->compactor) return refuse_compaction(s);
     out->rows += rows;
     out->dropped += drops;
-    if (rc != QP_OK || (rows < (uint64_t)lim && drops < (uint64_t)lim)) break;
+    if (rc != QP_OK ||
+        (rows < (uint64_t)lim && drops < (uint64_t)lim && queries < (uint64_t)lim))
+      break;
   }
   if (rc != QP_OK) return rc;
   r = qp__pg_run(s,
-                 "SELECT (SELECT count(*) FROM qprof.qp_stats_delta) + "
-                 "(SELECT count(*) FROM qprof.qp_dropped_delta)",
+                 g->version >= 9 ? "SELECT (SELECT count(*) FROM qprof.qp_stats_delta) + "
+                                   "(SELECT count(*) FROM qprof.qp_dropped_delta) + "
+                                   "(SELECT count(*) FROM qprof.qp_query_delta)"
+                                 : "SELECT (SELECT count(*) FROM qprof.qp_stats_delta) + "
+                                   "(SELECT count(*) FROM qprof.qp_dropped_delta)",
                  0, NULL, NULL, NULL, PGRES_TUPLES_OK,
                  "compacted, but cannot count the deltas left");
   if (r == NULL) return s->err.code;
@@ -633,15 +762,20 @@ static void compact_after_flush(qp_store *s) {
   pg_store *g = s->impl;
   qp_err err = s->err;
   PGresult *r = qp__pg_run(s,
-                           "SELECT EXISTS (SELECT 1 FROM qprof.qp_stats_delta) OR "
-                           "EXISTS (SELECT 1 FROM qprof.qp_dropped_delta)",
+                           g->version >= 9
+                               ? "SELECT EXISTS (SELECT 1 FROM qprof.qp_stats_delta) OR "
+                                 "EXISTS (SELECT 1 FROM qprof.qp_dropped_delta) OR "
+                                 "EXISTS (SELECT 1 FROM qprof.qp_query_delta)"
+                               : "SELECT EXISTS (SELECT 1 FROM qprof.qp_stats_delta) OR "
+                                 "EXISTS (SELECT 1 FROM qprof.qp_dropped_delta)",
                            0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot look for deltas");
   bool any = r != NULL && PQgetvalue(r, 0, 0)[0] == 't';
   qp_status rc = r == NULL ? s->err.code : QP_OK;
   PQclear(r);
-  uint64_t rows = 0, drops = 0;
+  uint64_t rows = 0, drops = 0, queries = 0;
   if (any)
-    rc = compact_once(s, QP_PG_COMPACT_AFTER_FLUSH, INT64_MAX, INT64_MAX, &rows, &drops);
+    rc = compact_once(s, QP_PG_COMPACT_AFTER_FLUSH, INT64_MAX, INT64_MAX, INT64_MAX, &rows, &drops,
+                      &queries);
   if (rc != QP_OK)
     qp__log(&s->hooks, QP_LOG_INFO, "%s: flushed; folding in the deltas failed (left for later): %s",
             s->display, s->err.msg);

@@ -110,6 +110,16 @@ qp_status qp__store_resolve(qp_store *s, bool *committed) {
   return s->ops->resolve(s, committed);
 }
 
+bool qp__store_has_xact(const qp_store *s) { return s != NULL && s->ops->xact_status != NULL; }
+
+qp_status qp__store_xact_status(qp_store *s, int64_t xid, const char *store_id, qp_xact *out) {
+  qp__err_clear(&s->err);
+  if (s->ops->xact_status == NULL)
+    return qp__err_set(&s->err, QP_INVALID, "%s: this store cannot tell what became of a "
+                                            "transaction", s->display);
+  return s->ops->xact_status(s, xid, store_id, out);
+}
+
 /* The first whole second at or after t_ns. */
 static int64_t ceil_s(int64_t t_ns) { return -qp__floor_div(-t_ns, 1000000000); }
 

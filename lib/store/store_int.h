@@ -59,6 +59,22 @@ typedef struct qp_file_mark {
 /* How many candidate rows qp__store_marks_find returns at most. */
 #define QP_MARKS_MAX 8
 
+/* What became of a transaction (qp_store_ops.xact_status). */
+typedef enum qp_xact {
+  QP_XACT_COMMITTED,
+  QP_XACT_ABORTED,
+  QP_XACT_RUNNING, /* still in progress on the server: ask again */
+  QP_XACT_UNKNOWN  /* too old for the server to remember (txid_status NULL) */
+} qp_xact;
+
+/* Called by a write once its transaction has done everything but COMMIT,
+ * with that transaction's id and a name of the store (for PostgreSQL the
+ * cluster's system identifier and the database's oid) that a later
+ * qp_store_ops.xact_status checks. What it returns other than QP_OK (the
+ * message in msg) rolls the transaction back and fails the write. */
+typedef qp_status (*qp_precommit_fn)(void *ud, int64_t xid, const char *store_id, char *msg,
+                                     size_t msglen);
+
 typedef struct qp_store_ops {
   const char *name;
   /* Opens s->location; sets s->impl. On error sets s->err and cleans up. */
@@ -115,6 +131,13 @@ typedef struct qp_store_ops {
    * the server cannot be asked yet) leaves it in doubt. NULL for stores
    * whose writes are never in doubt. */
   qp_status (*resolve)(qp_store *s, bool *committed);
+  /* What became of transaction `xid` of the store named `store_id` (as a
+   * precommit hook was told; see qp_precommit_fn), for a flush whose
+   * outcome a process that has since died never learnt. QP_OK with *out
+   * set; QP_UNAVAILABLE when the server cannot be reached; QP_STATE when
+   * this is not that store. NULL for stores whose writes are never in
+   * doubt. */
+  qp_status (*xact_status)(qp_store *s, int64_t xid, const char *store_id, qp_xact *out);
   /* Folds the append-only deltas present when it starts (at most max_rows
    * delta rows; 0: all) into the compacted rows, in transactions of a
    * bounded number each (see qp_store_compact). Adds to out's counts. NULL
@@ -143,7 +166,16 @@ struct qp_store {
   bool write_in_doubt; /* the last write is the one in doubt */
   uint64_t serial;    /* unique per handle in the process: what a profile that holds
                        * entries in doubt remembers of the store they went to */
+  qp_precommit_fn precommit; /* NULL: none; see qp_precommit_fn */
+  void *precommit_ud;
 };
+
+/* Whether the store's writes can be in doubt, and so be settled later by
+ * their transaction id (qp_store_ops.xact_status): then a write calls
+ * s->precommit before its COMMIT. */
+bool qp__store_has_xact(const qp_store *s);
+/* See qp_store_ops.xact_status; QP_INVALID for a store without it. */
+qp_status qp__store_xact_status(qp_store *s, int64_t xid, const char *store_id, qp_xact *out);
 
 /* Settles a write in doubt (see qp_store_ops.resolve); *committed false and
  * QP_OK when nothing is in doubt. */
@@ -237,7 +269,7 @@ extern const char qp__store_schema_v1[];
 extern const char *const qp__store_migrations[];
 extern const char *const qp__store_migration_files[];
 extern const int qp__store_nmigrations;
-#define QP_STORE_SCHEMA_VERSION 8
+#define QP_STORE_SCHEMA_VERSION 9
 /* The PostgreSQL store's schema (sql/store_schema_pg.sql), at
  * QP_STORE_SCHEMA_VERSION, and its migrations (sql/migrations_pg/): the
  * i-th takes a store to version qp__store_migrations_pg_version[i] from the

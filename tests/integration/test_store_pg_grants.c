@@ -13,6 +13,7 @@
  * dropped at the end. */
 #include "pgtest.h"
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -31,6 +32,9 @@ static char g_role[ROLES][64], g_role_dsn[ROLES][768];
 /* the second database, for the concurrent test */
 static qpt_pgdb g_db2;
 static char g_role2_dsn[ROLES][768];
+/* the samples test: a store merged in place and one appended to */
+static qpt_pgdb g_db3[2];
+static char g_insel3_dsn[768];
 
 static void execf(const char *dsn, const char *fmt, const char *a) {
   char sql[512];
@@ -44,6 +48,8 @@ static int setup(void **state) {
   int pid = (int)getpid();
   if (qpt_pgdb_create(&g_db, "qprof_grants_%d", pid) != 0) return -1;
   if (qpt_pgdb_create(&g_db2, "qprof_grants2_%d", pid) != 0) return -1;
+  for (int k = 0; k < 2; k++)
+    if (qpt_pgdb_create(&g_db3[k], "qprof_samples%d_%d", k, pid) != 0) return -1;
   static const char *const kinds[ROLES] = {"writer", "insel", "nousage", "upsertdel"};
   for (int i = 0; i < ROLES; i++) {
     snprintf(g_role[i], sizeof g_role[i], "qp_%s_%d", kinds[i], pid);
@@ -51,6 +57,7 @@ static int setup(void **state) {
     qpt_pg_dsn_as(g_role_dsn[i], sizeof g_role_dsn[i], g_role[i], g_db.name);
     qpt_pg_dsn_as(g_role2_dsn[i], sizeof g_role2_dsn[i], g_role[i], g_db2.name);
   }
+  qpt_pg_dsn_as(g_insel3_dsn, sizeof g_insel3_dsn, g_role[INSEL], g_db3[1].name);
   return 0;
 }
 
@@ -58,6 +65,7 @@ static int teardown(void **state) {
   (void)state;
   qpt_pgdb_drop(&g_db);
   qpt_pgdb_drop(&g_db2);
+  for (int k = 0; k < 2; k++) qpt_pgdb_drop(&g_db3[k]);
   for (int i = 0; i < ROLES; i++) execf(qpt_pg_dsn(), "DROP ROLE IF EXISTS %s", g_role[i]);
   return qpt_tempdirs_remove(state);
 }
@@ -558,10 +566,136 @@ static void test_append_only_with_upserts_and_compaction(void **state) {
   qp_profile_free(g_ref);
 }
 
+/* One round of the samples test: three queries, each from two hosts, with
+ * the durations and times of round r (the slowest statement of query q
+ * comes in round (q + 1) % 4, the earliest and latest executions in the
+ * first and last rounds). Samples on. */
+static void samples_round(qp_store *s, int r) {
+  qp_profile *p = NULL;
+  char err[256];
+  qp_profile_options o = {.sample = true};
+  assert_int_equal(qp_profile_new(&p, &o, err, sizeof err), QP_OK);
+  static const char *const norm[3] = {"select ? from a", "select ? from b", "select ? from c"};
+  static const char *const hosts[2] = {"h1", "h2"};
+  for (int q = 0; q < 3; q++)
+    for (int h = 0; h < 2; h++)
+      for (int k = 0; k < 3; k++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SELECT round_%d_%d_%d FROM %c", r, h, k, 'a' + q);
+        qp_query_event e = {.size = sizeof e};
+        e.backend = QP_BACKEND_POSTGRES;
+        e.database = "app";
+        e.user = "alice";
+        e.host = hosts[h];
+        e.sql = sql;
+        e.sql_len = strlen(sql);
+        e.normalized = norm[q];
+        e.normalized_len = strlen(norm[q]);
+        e.fingerprint = 0x5A0 + (uint64_t)q;
+        e.duration_ns = 1000 + (uint64_t)(100 * k) + (r == (q + 1) % 4 ? 50000 : 0);
+        e.end_wall_ns = ((int64_t)g_t0 - 3600 + r * 600 + q * 7 + h) * 1000000000 + k;
+        e.rows = 1;
+        assert_int_equal(qp_profile_record(p, &e), QP_OK);
+      }
+  if (qp_profile_flush(p, s) != QP_OK) fail_msg("flush: %s", qp_store_errmsg(s));
+  qp_profile_free(p);
+}
+
+/* The report of a store as JSON, without the member naming the store. */
+static json_t *report_of(const char *dsn, const char *by) {
+  char cmd[1200];
+  char *out = NULL, *cerr = NULL;
+  snprintf(cmd, sizeof cmd, "'%s' report --store '%s' --format json --limit 0 %s",
+           getenv("QPROF_BIN"), dsn, by);
+  if (qpt_run_capture(qpt_tempdir(), cmd, &out, &cerr) != 0) fail_msg("%s: %s", cmd, cerr);
+  json_error_t je;
+  json_t *j = json_loads(out, 0, &je);
+  if (j == NULL) fail_msg("%s: not JSON: %s", cmd, je.text);
+  json_object_del(j, "store");
+  free(out);
+  free(cerr);
+  return j;
+}
+
+/* Whether the two stores' reports (all queries; by host too) are the same,
+ * and each query's sample is its slowest statement. */
+static void same_reports(const char *when) {
+  static const char *const bys[2] = {"", "--by host"};
+  for (int b = 0; b < 2; b++) {
+    json_t *up = report_of(g_db3[0].dsn, bys[b]), *ap = report_of(g_db3[1].dsn, bys[b]);
+    if (!json_equal(up, ap)) {
+      char *x = json_dumps(up, JSON_INDENT(1)), *y = json_dumps(ap, JSON_INDENT(1));
+      fail_msg("%s %s: the reports differ\n--- merged in place:\n%s\n--- appended:\n%s", when,
+               bys[b], x, y);
+    }
+    json_t *qs = json_object_get(ap, "queries");
+    assert_int_equal(json_array_size(qs), b == 0 ? 3 : 6);
+    size_t i;
+    json_t *q;
+    json_array_foreach(qs, i, q) {
+      const char *text = json_string_value(json_object_get(q, "query"));
+      const char *sample = json_string_value(json_object_get(q, "sample"));
+      assert_non_null(text);
+      assert_non_null(sample);
+      int n = text[strlen(text) - 1] - 'a';
+      char want[32];
+      snprintf(want, sizeof want, "round_%d_", (n + 1) % 4);
+      if (strstr(sample, want) == NULL) fail_msg("%s: %s: sample '%s'", when, text, sample);
+      assert_non_null(json_string_value(json_object_get(q, "first_seen")));
+    }
+    printf("# %s%s%s: the same report from both stores (%zu queries)\n", when, b ? ", " : "",
+           bys[b], json_array_size(qs));
+    json_decref(up);
+    json_decref(ap);
+  }
+}
+
+/* The same events through a writer that merges in place and one with
+ * SELECT, INSERT only (deltas): the same samples (the slowest statement,
+ * which comes in a later flush than the text's first) and first/last seen
+ * in the report, before and after a compaction. */
+static void test_append_only_samples_and_seen(void **state) {
+  (void)state;
+  char err[512];
+  g_t0 = time(NULL);
+  qp_store *s[2] = {NULL, NULL};
+  for (int k = 0; k < 2; k++)
+    assert_int_equal(qp_store_open(&s[k], g_db3[k].dsn, QP_STORE_WRITE, NULL, err, sizeof err),
+                     QP_OK);
+  qp_store_close(s[1]);
+  execf(g_db3[1].dsn, "GRANT USAGE ON SCHEMA qprof TO %s", g_role[INSEL]);
+  execf(g_db3[1].dsn, "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA qprof TO %s", g_role[INSEL]);
+  assert_int_equal(qp_store_open(&s[1], g_insel3_dsn, QP_STORE_WRITE, NULL, err, sizeof err),
+                   QP_OK);
+  for (int r = 0; r < 4; r++)
+    for (int k = 0; k < 2; k++) samples_round(s[k], r);
+  assert_string_equal(qpt_pg_value(g_db3[0].dsn, "SELECT count(*) FROM qprof.qp_query_delta"), "0");
+  long deltas = atol(qpt_pg_value(g_db3[1].dsn, "SELECT count(*) FROM qprof.qp_query_delta"));
+  printf("# query deltas appended: %ld\n", deltas);
+  assert_int_equal(deltas, 3 * 3); /* rounds 1..3, one per query (texts come in round 0) */
+  same_reports("appended");
+  /* compaction folds the query deltas into the texts: the same again */
+  qp_store *w = NULL;
+  assert_int_equal(qp_store_open(&w, g_db3[1].dsn, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
+  qp_compact_result cr;
+  if (qp_store_compact(w, 0, &cr) != QP_OK) fail_msg("compact: %s", qp_store_errmsg(w));
+  assert_int_equal(cr.left, 0);
+  qp_store_close(w);
+  assert_string_equal(qpt_pg_value(g_db3[1].dsn, "SELECT count(*) FROM qprof.qp_query_delta"), "0");
+  assert_string_equal(
+      qpt_pg_value(g_db3[1].dsn, "SELECT string_agg(sample || ' ' || first_seen_ns || ' ' || "
+                           "last_seen_ns, ',' ORDER BY fingerprint) FROM qprof.qp_query"),
+      qpt_pg_value(g_db3[0].dsn, "SELECT string_agg(sample || ' ' || first_seen_ns || ' ' || "
+                           "last_seen_ns, ',' ORDER BY fingerprint) FROM qprof.qp_query"));
+  same_reports("compacted");
+  for (int k = 0; k < 2; k++) qp_store_close(s[k]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_writer_grants),
       cmocka_unit_test(test_append_only_with_upserts_and_compaction),
+      cmocka_unit_test(test_append_only_samples_and_seen),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

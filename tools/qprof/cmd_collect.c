@@ -20,6 +20,8 @@ static void log_to_stderr(qp_log_level level, const char *message, void *ud) {
   fprintf(stderr, "qprof %s: %s\n", (const char *)ud, message);
 }
 
+static bool collector_round(cli_collector *c);
+
 int cli_collector_open(cli_collector *c, const char *verb, const char *run_dir,
                        const char *store_location, const char *ignore) {
   memset(c, 0, sizeof *c);
@@ -33,6 +35,16 @@ int cli_collector_open(cli_collector *c, const char *verb, const char *run_dir,
 }
 
 bool cli_collector_pass(cli_collector *c) {
+  /* A harvest record an earlier collector left is settled by the first
+   * commit, which gathers nothing: then this pass gathers and writes. */
+  for (int round = 0;; round++) {
+    bool earlier = qp_harvester_in_doubt(c->hv);
+    if (!collector_round(c)) return false;
+    if (!earlier || round > 0 || qp_harvester_in_doubt(c->hv)) return true;
+  }
+}
+
+static bool collector_round(cli_collector *c) {
   qp_harvest_stats st;
   qp_status rc = qp_harvester_collect(c->hv, &st);
   if (rc != QP_OK) {
@@ -42,7 +54,7 @@ bool cli_collector_pass(cli_collector *c) {
   }
   c->refused += st.refused;
   c->live = st.live;
-  if ((st.statements > 0 || st.dropped > 0) && c->store == NULL) {
+  if ((st.statements > 0 || st.dropped > 0 || qp_harvester_in_doubt(c->hv)) && c->store == NULL) {
     char err[512];
     rc = qp_store_open(&c->store, c->store_location, QP_STORE_WRITE, NULL, err, sizeof err);
     if (rc != QP_OK) {

@@ -1,0 +1,5 @@
+-- SQLite store, schema version 8 to 9: nothing changes. Version 9 gives the
+-- PostgreSQL store qp_query_delta (sql/migrations_pg/009_query_deltas.sql):
+-- the samples and first/last seen of writers without UPDATE; the SQLite store
+-- has one writer at a time and no grants, and the version number is shared
+-- by both stores.
