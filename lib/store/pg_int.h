@@ -47,6 +47,7 @@
   X(PQresultStatus) \
   X(PQsetNoticeProcessor) \
   X(PQstatus) \
+  X(PQtransactionStatus) \
   X(PQunescapeBytea)
 
 /* The libpq functions the store calls, filled once by pg.c (dlsym). */
@@ -77,6 +78,7 @@ extern qp__pq_table qp__pq;
 #define PQprepare(...) (qp__pq.PQprepare(__VA_ARGS__))
 #define PQresultErrorField(...) (qp__pq.PQresultErrorField(__VA_ARGS__))
 #define PQresultErrorMessage(...) (qp__pq.PQresultErrorMessage(__VA_ARGS__))
+#define PQtransactionStatus(...) (qp__pq.PQtransactionStatus(__VA_ARGS__))
 #define PQresultStatus(...) (qp__pq.PQresultStatus(__VA_ARGS__))
 #define PQsetNoticeProcessor(...) (qp__pq.PQsetNoticeProcessor(__VA_ARGS__))
 #define PQstatus(...) (qp__pq.PQstatus(__VA_ARGS__))

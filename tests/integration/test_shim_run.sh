@@ -42,6 +42,11 @@ out=$(LD_PRELOAD="$other" "$QPROF" run --store "$T/s.qp" -- sh -c 'echo "$LD_PRE
 maps=$(LD_PRELOAD="$other" "$QPROF" run --store "$T/s.qp" -- cat /proc/self/maps)
 printf '%s\n' "$maps" | grep -q "libqprof_preload.so" || fail "the shim is not mapped"
 printf '%s\n' "$maps" | grep -q "$(basename "$other")" || fail "the earlier preload is not mapped"
+# The shim never loads libpq (a guest: a program that does not use it must
+# not get it, with its TLS, Kerberos and LDAP libraries): not a dependency of
+# the shim, not mapped into a program that does not use it.
+if printf '%s\n' "$maps" | grep -q "libpq\.so"; then fail "the shim loaded libpq into cat"; fi
+if readelf -d "$SHIM" | grep -q "NEEDED.*libpq"; then fail "the shim depends on libpq: $(readelf -d "$SHIM" | grep NEEDED)"; fi
 out=$("$QPROF" run --store "$T/s.qp" -- sh -c 'echo "$LD_PRELOAD"')
 [ "$out" = "$SHIM" ] || fail "LD_PRELOAD without an earlier one: '$out'"
 # $QPROF_PRELOAD wins; a missing shim is a clear failure.
