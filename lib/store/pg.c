@@ -226,6 +226,20 @@ static qp_status migrate(qp_store *s, long ver) {
   return verify(s, &g->version);
 }
 
+/* s->levels_from from the store's meta row (see QP_META_LEVELS_FROM); none
+ * in a store older than version 10. */
+static qp_status read_levels_from(qp_store *s) {
+  s->levels_from = INT64_MAX;
+  if (((pg_store *)s->impl)->version < 10) return QP_OK;
+  PGresult *r = qp__pg_run(s,
+                           "SELECT value FROM qprof.qp_meta WHERE key = '" QP_META_LEVELS_FROM "'",
+                           0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot read the store's metadata");
+  if (r == NULL) return s->err.code;
+  if (PQntuples(r) == 1) s->levels_from = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return QP_OK;
+}
+
 /* Which write path this connection's role takes (schema version 7), asked
  * once per connection: without UPDATE on a table a flush merges into, the
  * flush appends deltas (INSERT and SELECT are then enough); with UPDATE
@@ -320,6 +334,7 @@ static qp_status pg_open(qp_store *s, qp_store_mode mode) {
   if (rc == QP_OK && mode == QP_STORE_WRITE && g->version < QP_STORE_SCHEMA_VERSION)
     rc = migrate(s, g->version);
   if (rc == QP_OK) rc = check_privileges(s);
+  if (rc == QP_OK) rc = read_levels_from(s);
   if (rc == QP_OK && mode == QP_STORE_READ)
     rc = qp__pg_cmd(s, "SET default_transaction_read_only = on", "cannot set read-only");
   /* The store's statements are simple index scans; JIT-compiling a big

@@ -379,33 +379,34 @@ qp_status qp__pg_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned fl
                        qp_prune_result *out) {
   pg_store *g = s->impl;
   bool dry = (flags & QP_PRUNE_DRY_RUN) != 0;
-  char a[16], b[32];
-  snprintf(a, sizeof a, "%d", max_level);
+  char a[32], b[32];
+  /* the levels it deletes, as an int[] literal */
+  snprintf(a, sizeof a, "{%s}", qp__prune_levels_sql(max_level));
   snprintf(b, sizeof b, "%lld", (long long)cutoff_s);
   const char *vals[2] = {a, b};
   /* The statistics per level in one statement, then the texts no row
    * refers to (NOT EXISTS: an anti-join, one pass over qp_stats), in one
    * transaction. A dry run counts the texts no row would refer to. */
   static const char SQL_DEL[] =
-      "WITH d AS (DELETE FROM qprof.qp_stats WHERE level >= 0 AND level <= $1 AND bucket < $2 "
+      "WITH d AS (DELETE FROM qprof.qp_stats WHERE level = ANY($1::int[]) AND bucket < $2 "
       "RETURNING level) SELECT level, count(*) FROM d GROUP BY level";
   static const char SQL_CNT[] =
-      "SELECT level, count(*) FROM qprof.qp_stats WHERE level >= 0 AND level <= $1 "
+      "SELECT level, count(*) FROM qprof.qp_stats WHERE level = ANY($1::int[]) "
       "AND bucket < $2 GROUP BY level";
   static const char SQL_TEXTS_DEL[] =
       "WITH d AS (DELETE FROM qprof.qp_query q WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats t "
       "WHERE t.fingerprint = q.fingerprint) RETURNING 1) SELECT count(*) FROM d";
   static const char SQL_TEXTS_CNT[] =
       "SELECT count(*) FROM qprof.qp_query q WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats t "
-      "WHERE t.fingerprint = q.fingerprint AND NOT (t.level <= $1 AND t.bucket < $2))";
+      "WHERE t.fingerprint = q.fingerprint AND NOT (t.level = ANY($1::int[]) AND t.bucket < $2))";
   /* Version 7: the deltas too. A key counts once however many deltas it
    * has: its deltas are counted only when it has no compacted row (the
    * statement's one snapshot still shows the rows it deletes). Before the
    * prune, the deltas are folded in (a role that can), so there are
    * normally none to count. */
   static const char SQL_DEL7[] =
-      "WITH dm AS (DELETE FROM qprof.qp_stats WHERE level >= 0 AND level <= $1 AND bucket < $2 "
-      "RETURNING level), dd AS (DELETE FROM qprof.qp_stats_delta WHERE level >= 0 AND level <= $1 "
+      "WITH dm AS (DELETE FROM qprof.qp_stats WHERE level = ANY($1::int[]) AND bucket < $2 "
+      "RETURNING level), dd AS (DELETE FROM qprof.qp_stats_delta WHERE level = ANY($1::int[]) "
       "AND bucket < $2 RETURNING level, " ROW_KEY ") SELECT level, sum(n) FROM (SELECT level, "
       "count(*) AS n FROM dm GROUP BY level UNION ALL SELECT level, count(*) FROM (SELECT DISTINCT "
       "level, " ROW_KEY " FROM dd) AS k WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats m WHERE "
@@ -413,10 +414,10 @@ qp_status qp__pg_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned fl
       "k.backend AND m.database = k.database AND m.user_name = k.user_name AND m.application = "
       "k.application AND m.host = k.host) GROUP BY level) AS x GROUP BY level";
   static const char SQL_CNT7[] =
-      "SELECT level, sum(n) FROM (SELECT level, count(*) AS n FROM qprof.qp_stats WHERE level >= 0 "
-      "AND level <= $1 AND bucket < $2 GROUP BY level UNION ALL SELECT level, count(*) FROM "
-      "(SELECT DISTINCT level, " ROW_KEY " FROM qprof.qp_stats_delta WHERE level >= 0 AND level "
-      "<= $1 AND bucket < $2) AS k WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats m WHERE "
+      "SELECT level, sum(n) FROM (SELECT level, count(*) AS n FROM qprof.qp_stats WHERE level = "
+      "ANY($1::int[]) AND bucket < $2 GROUP BY level UNION ALL SELECT level, count(*) FROM "
+      "(SELECT DISTINCT level, " ROW_KEY " FROM qprof.qp_stats_delta WHERE level = ANY($1::int[])"
+      " AND bucket < $2) AS k WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats m WHERE "
       "m.level = k.level AND m.bucket = k.bucket AND m.fingerprint = k.fingerprint AND m.backend = "
       "k.backend AND m.database = k.database AND m.user_name = k.user_name AND m.application = "
       "k.application AND m.host = k.host) GROUP BY level) AS x GROUP BY level";
@@ -426,9 +427,9 @@ qp_status qp__pg_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned fl
       "WHERE t.fingerprint = q.fingerprint) RETURNING 1) SELECT count(*) FROM d";
   static const char SQL_TEXTS_CNT7[] =
       "SELECT count(*) FROM qprof.qp_query q WHERE NOT EXISTS (SELECT 1 FROM qprof.qp_stats t "
-      "WHERE t.fingerprint = q.fingerprint AND NOT (t.level <= $1 AND t.bucket < $2)) AND NOT "
-      "EXISTS (SELECT 1 FROM qprof.qp_stats_delta t WHERE t.fingerprint = q.fingerprint AND NOT "
-      "(t.level <= $1 AND t.bucket < $2))";
+      "WHERE t.fingerprint = q.fingerprint AND NOT (t.level = ANY($1::int[]) AND t.bucket < $2)) "
+      "AND NOT EXISTS (SELECT 1 FROM qprof.qp_stats_delta t WHERE t.fingerprint = q.fingerprint "
+      "AND NOT (t.level = ANY($1::int[]) AND t.bucket < $2))";
   bool v7 = g->version >= 7;
   qp_status rc = QP_OK;
   if (!dry && v7 && g->compactor) {
@@ -447,9 +448,9 @@ qp_status qp__pg_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned fl
     if (r == NULL) rc = s->err.code;
   }
   for (int i = 0; rc == QP_OK && i < PQntuples(r); i++) {
-    long level = strtol(PQgetvalue(r, i, 0), NULL, 10);
-    if (level >= 0 && level <= max_level)
-      out->rows[level] = strtoull(PQgetvalue(r, i, 1), NULL, 10);
+    int level = (int)strtol(PQgetvalue(r, i, 0), NULL, 10);
+    if (qp__prune_deletes(max_level, level))
+      out->rows[qp__prune_slot(level)] += strtoull(PQgetvalue(r, i, 1), NULL, 10);
   }
   PQclear(r);
   r = NULL;

@@ -78,6 +78,13 @@ static const char SQL_QUERY_FOLD[] =
     "sample_ns = CASE WHEN $4::text IS NOT NULL AND (sample IS NULL OR $5 > sample_ns) THEN $5 "
     "ELSE sample_ns END WHERE fingerprint = $1";
 
+/* The first statement of a flush or compaction transaction: its id, and the
+ * setting that tells the store's trigger (schema version 10,
+ * sql/migrations_pg/010_levels.sql) that this writer writes all six levels;
+ * set_config(..., true) lasts until the transaction ends, so a connection
+ * pooler that resets sessions cannot lose it between flushes. */
+#define SQL_TX_START "SELECT txid_current(), set_config('qprof.levels', '6', true)"
+
 /* Fills the NPARAMS parameters of SQL_INS / SQL_UPD for `st` at key (level, e). */
 static bool stats_params(qp_store *s, int level, const qp_entry *e, const qp_stats *st, nums *n,
                          const char *vals[NPARAMS], int lens[NPARAMS], int fmts[NPARAMS], qp_buf *codes,
@@ -341,13 +348,13 @@ static qp_status write_once(qp_store *s, const qp_entry *const *v, size_t n, con
   if (rc == QP_OK) {
     /* the store's name only when a hook wants it: the same one round trip */
     PGresult *r = qp__pg_run(s,
-                             s->precommit != NULL ? "SELECT txid_current(), " PG_STORE_IDENT
-                                                  : "SELECT txid_current()",
+                             s->precommit != NULL ? SQL_TX_START ", " PG_STORE_IDENT
+                                                  : SQL_TX_START,
                              0, NULL, NULL, NULL, PGRES_TUPLES_OK, "cannot begin a flush");
     if (r == NULL) rc = s->err.code;
     else *xid = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     if (r != NULL && s->precommit != NULL)
-      snprintf(ident, sizeof ident, "%s", PQgetvalue(r, 0, 1));
+      snprintf(ident, sizeof ident, "%s", PQgetvalue(r, 0, 2));
     PQclear(r);
   }
   if (rc == QP_OK && drop != NULL) rc = write_drop(s, drop);
@@ -612,6 +619,12 @@ static qp_status compact_once(qp_store *s, long limit, int64_t upto, int64_t upt
   int nv = 0;
   qp_status rc = prepare_writes(s);
   if (rc == QP_OK) rc = qp__pg_cmd(s, "BEGIN", "cannot begin a compaction");
+  if (rc == QP_OK) {
+    PGresult *r = qp__pg_run(s, SQL_TX_START, 0, NULL, NULL, NULL, PGRES_TUPLES_OK,
+                             "cannot begin a compaction");
+    if (r == NULL) rc = s->err.code;
+    PQclear(r);
+  }
   if (rc == QP_OK) rc = take_ids(s, "qprof.qp_dropped_delta", lim, ud, &ids);
   if (rc == QP_OK) {
     const char *vals[1] = {qp__buf_cstr(&ids)};

@@ -234,7 +234,23 @@ static qp_status apply_schema(qp_store *s, sqlite3 *db, int from, int version) {
   return sq_exec(s, db, sql, "cannot set the schema version");
 }
 
+/* qp_writes_6_levels(): true. The trigger of schema version 10 refuses bucket
+ * rows from connections without it (an older qprof, which writes 4 levels,
+ * see sql/migrations/010_levels.sql). */
+static void fn_writes_6_levels(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  (void)argv;
+  sqlite3_result_int(ctx, 1);
+}
+
+#ifndef SQLITE_INNOCUOUS
+#define SQLITE_INNOCUOUS 0 /* before SQLite 3.31 every function may run in triggers */
+#endif
+
 static void register_functions(qp_store *s, sqlite3 *db) {
+  sqlite3_create_function(db, "qp_writes_6_levels", 0,
+                          SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+                          fn_writes_6_levels, NULL, NULL);
   sqlite3_create_function(db, "qp_hist_merge", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, s,
                           fn_hist_merge, NULL, NULL);
   sqlite3_create_function(db, "qp_codes_merge", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, s,
@@ -340,6 +356,22 @@ static qp_status init_empty(qp_store *s, sqlite3 *db, const char *path) {
   return rc;
 }
 
+/* s->levels_from from the store's meta row (see QP_META_LEVELS_FROM); none
+ * in a store older than version 10. */
+static qp_status read_levels_from(qp_store *s, sqlite3 *db) {
+  s->levels_from = INT64_MAX;
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db, "SELECT value FROM qp_meta WHERE key = '" QP_META_LEVELS_FROM "'",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(s, db, QP_IO, "cannot read the store's metadata");
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW) s->levels_from = strtoll((const char *)sqlite3_column_text(st, 0), NULL, 10);
+  sqlite3_finalize(st);
+  if (r != SQLITE_ROW && r != SQLITE_DONE)
+    return sq_fail(s, db, QP_IO, "cannot read the store's metadata");
+  return QP_OK;
+}
+
 /* Checks, once SQLite has the file, what the raw header suggested: the magic
  * row and the version; migrates an older store in WRITE mode. */
 static qp_status verify_and_migrate(qp_store *s, sqlite3 *db, qp_store_mode mode) {
@@ -363,7 +395,7 @@ static qp_status verify_and_migrate(qp_store *s, sqlite3 *db, qp_store_mode mode
                        "to touch it", s->display);
   if (ver < 4 && mode == QP_STORE_READ) ((sq_store *)s->impl)->no_hits = true;
   if (ver < 6 && mode == QP_STORE_READ) ((sq_store *)s->impl)->no_dims = true;
-  if (ver == QP_STORE_SCHEMA_VERSION || mode == QP_STORE_READ) return QP_OK;
+  if (ver == QP_STORE_SCHEMA_VERSION || mode == QP_STORE_READ) return read_levels_from(s, db);
   rc = sq_exec(s, db, "BEGIN IMMEDIATE", "cannot lock for migration");
   if (rc != QP_OK) return rc;
   rc = pragma_int(s, db, "PRAGMA user_version", &ver); /* another process may have migrated */
@@ -373,7 +405,7 @@ static qp_status verify_and_migrate(qp_store *s, sqlite3 *db, qp_store_mode mode
   if (rc != QP_OK) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   else qp__log(&s->hooks, QP_LOG_INFO, "%s: migrated store schema from version %lld to %d",
                s->display, (long long)ver, QP_STORE_SCHEMA_VERSION);
-  return rc;
+  return rc == QP_OK ? read_levels_from(s, db) : rc;
 }
 
 static qp_status sq_open(qp_store *s, qp_store_mode mode) {
@@ -904,16 +936,17 @@ static qp_status sq_advice_each(qp_store *s, qp_advice_fn fn, void *ud) {
 
 /* ---- retention ------------------------------------------------------------ */
 
-/* One number from `sql` with ?1 = max_level and ?2 = cutoff (when it has them). */
-static qp_status sq_count(qp_store *s, sq_store *q, const char *sql, int max_level,
+/* One number from `sql` with ?1 = level and ?2 = cutoff (when it has them),
+ * added to *n. */
+static qp_status sq_count(qp_store *s, sq_store *q, const char *sql, int level,
                           int64_t cutoff_s, uint64_t *n) {
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
     return sq_fail(s, q->db, QP_IO, "cannot prepare the prune");
-  if (sqlite3_bind_parameter_count(st) >= 1) sqlite3_bind_int(st, 1, max_level);
+  if (sqlite3_bind_parameter_count(st) >= 1) sqlite3_bind_int(st, 1, level);
   if (sqlite3_bind_parameter_count(st) >= 2) sqlite3_bind_int64(st, 2, cutoff_s);
   int r = sqlite3_step(st);
-  if (r == SQLITE_ROW) *n = (uint64_t)sqlite3_column_int64(st, 0);
+  if (r == SQLITE_ROW) *n += (uint64_t)sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
   return r == SQLITE_ROW ? QP_OK : sq_fail(s, q->db, QP_IO, "cannot count the rows to prune");
 }
@@ -934,12 +967,13 @@ static qp_status sq_delete(qp_store *s, sq_store *q, const char *sql, int level,
 }
 
 /* Texts no statistics row refers to; with a level and cutoff, those none
- * would refer to once the prune deleted its rows. NOT IN: SQLite reads the
- * subquery once into a temporary index (NOT EXISTS would scan qp_stats,
- * keyed by level first, once per text). */
+ * would refer to once the prune deleted its rows (%s: the levels it
+ * deletes, qp__prune_levels_sql). NOT IN: SQLite reads the subquery once
+ * into a temporary index (NOT EXISTS would scan qp_stats, keyed by level
+ * first, once per text). */
 static const char SQL_ORPHANS_AFTER[] =
     "SELECT count(*) FROM qp_query WHERE fingerprint NOT IN (SELECT fingerprint FROM qp_stats "
-    "WHERE NOT (level <= ?1 AND bucket < ?2))";
+    "WHERE NOT (level IN (%s) AND bucket < ?2))";
 
 static qp_status sq_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned flags,
                           qp_prune_result *out) {
@@ -952,15 +986,21 @@ static qp_status sq_prune(qp_store *s, int max_level, int64_t cutoff_s, unsigned
    * dry run reads one snapshot. */
   qp_status rc = sq_exec(s, q->db, dry ? "BEGIN" : "BEGIN IMMEDIATE", "cannot begin the prune");
   if (rc != QP_OK) return rc;
-  for (int level = 0; rc == QP_OK && level <= max_level; level++) {
+  for (int level = 0; rc == QP_OK && level < QP_LEVELS; level++) {
+    if (!qp__prune_deletes(max_level, level)) continue;
+    uint64_t *n = &out->rows[qp__prune_slot(level)];
     if (dry)
       rc = sq_count(s, q, "SELECT count(*) FROM qp_stats WHERE level = ?1 AND bucket < ?2", level,
-                    cutoff_s, &out->rows[level]);
+                    cutoff_s, n);
     else
       rc = sq_delete(s, q, "DELETE FROM qp_stats WHERE level = ?1 AND bucket < ?2", level,
-                     cutoff_s, &out->rows[level]);
+                     cutoff_s, n);
   }
-  if (rc == QP_OK && dry) rc = sq_count(s, q, SQL_ORPHANS_AFTER, max_level, cutoff_s, &out->texts);
+  if (rc == QP_OK && dry) {
+    char sql[sizeof SQL_ORPHANS_AFTER + 32];
+    snprintf(sql, sizeof sql, SQL_ORPHANS_AFTER, qp__prune_levels_sql(max_level));
+    rc = sq_count(s, q, sql, 0, cutoff_s, &out->texts);
+  }
   if (rc == QP_OK && !dry)
     rc = sq_delete(s, q,
                    "DELETE FROM qp_query WHERE fingerprint NOT IN "

@@ -14,13 +14,51 @@ const char *qp_backend_name(qp_backend backend) {
 
 int qp_store_schema_version(void) { return QP_STORE_SCHEMA_VERSION; }
 
-int64_t qp__level_bucket(int level, int64_t bucket) {
+int64_t qp__level_width(int level) {
   switch (level) {
-  case QP_LEVEL_HOUR: return qp__floor_div(bucket, 3600) * 3600;
-  case QP_LEVEL_DAY: return qp__floor_div(bucket, 86400) * 86400;
-  case QP_LEVEL_ALL: return 0;
-  default: return bucket;
+  case QP_LEVEL_10MIN: return 600;
+  case QP_LEVEL_HOUR: return 3600;
+  case QP_LEVEL_6HOUR: return 21600;
+  case QP_LEVEL_DAY: return 86400;
+  default: return 0;
   }
+}
+
+int qp__level_rank(int level) {
+  static const int rank[QP_LEVELS] = {[QP_LEVEL_BUCKET] = 0, [QP_LEVEL_10MIN] = 1,
+                                      [QP_LEVEL_HOUR] = 2,   [QP_LEVEL_6HOUR] = 3,
+                                      [QP_LEVEL_DAY] = 4,    [QP_LEVEL_ALL] = 5};
+  return level >= 0 && level < QP_LEVELS ? rank[level] : -1;
+}
+
+bool qp__prune_deletes(int prune_level, int level) {
+  int r = qp__level_rank(level);
+  return r >= 0 && r <= qp__level_rank(prune_level) && level != QP_LEVEL_ALL;
+}
+
+int qp__prune_slot(int level) {
+  switch (level) {
+  case QP_LEVEL_BUCKET: return QP_PRUNE_MINUTE;
+  case QP_LEVEL_10MIN:
+  case QP_LEVEL_HOUR: return QP_PRUNE_HOUR;
+  case QP_LEVEL_6HOUR:
+  case QP_LEVEL_DAY: return QP_PRUNE_DAY;
+  default: return -1;
+  }
+}
+
+const char *qp__prune_levels_sql(int prune_level) {
+  switch (prune_level) {
+  case QP_LEVEL_BUCKET: return "0";
+  case QP_LEVEL_HOUR: return "0, 1, 4";
+  default: return "0, 1, 2, 4, 5";
+  }
+}
+
+int64_t qp__level_bucket(int level, int64_t bucket) {
+  if (level == QP_LEVEL_ALL) return 0;
+  int64_t w = qp__level_width(level);
+  return w > 0 ? qp__floor_div(bucket, w) * w : bucket;
 }
 
 /* A libpq connection string: a URI, or keyword=value pairs starting with a
@@ -61,6 +99,7 @@ qp_status qp_store_open(qp_store **out, const char *location, qp_store_mode mode
   s->hooks = h;
   s->mode = mode;
   s->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
+  s->levels_from = INT64_MAX; /* the store's open reads it */
   s->ops = pg ? &qp__pg_store_ops : &qp__sqlite_store_ops;
   s->location = qp__strdup(&h, location);
   s->display = qp__malloc(&h, strlen(location) + 64);
@@ -302,26 +341,40 @@ typedef struct tile {
   int64_t lo, hi;
 } tile;
 
-/* Covers the bucket starts [S, U) with whole days, then whole hours, then
- * single buckets at the edges. Returns the number of tiles (at most 5). */
-static int plan_tiles(int64_t S, int64_t U, tile t[5]) {
-  int n = 0;
-  int64_t H0 = ceil_to(S, 3600), H1 = qp__floor_div(U, 3600) * 3600;
-  if (H0 >= H1) {
-    t[n++] = (tile){QP_LEVEL_BUCKET, S, U};
-    return n;
+/* Covers the bucket starts [lo, hi) with the coarsest of `levels` (finest
+ * first, each width a multiple of the one before) whose rows fit, then the
+ * finer ones at the edges: at most 2 n - 1 tiles, appended to t. */
+static int tile_span(int64_t lo, int64_t hi, const int *levels, int n, tile *t, int nt) {
+  if (lo >= hi) return nt;
+  for (int i = n - 1; i > 0; i--) {
+    int64_t w = qp__level_width(levels[i]);
+    int64_t a = ceil_to(lo, w), b = qp__floor_div(hi, w) * w;
+    if (a >= b) continue;
+    nt = tile_span(lo, a, levels, i, t, nt);
+    t[nt++] = (tile){levels[i], a, b};
+    return tile_span(b, hi, levels, i, t, nt);
   }
-  int64_t D0 = ceil_to(S, 86400), D1 = qp__floor_div(U, 86400) * 86400;
-  t[n++] = (tile){QP_LEVEL_BUCKET, S, H0};
-  if (D0 < D1) {
-    t[n++] = (tile){QP_LEVEL_HOUR, H0, D0};
-    t[n++] = (tile){QP_LEVEL_DAY, D0, D1};
-    t[n++] = (tile){QP_LEVEL_HOUR, D1, H1};
-  } else {
-    t[n++] = (tile){QP_LEVEL_HOUR, H0, H1};
-  }
-  t[n++] = (tile){QP_LEVEL_BUCKET, H1, U};
-  return n;
+  t[nt++] = (tile){levels[0], lo, hi};
+  return nt;
+}
+
+/* The most tiles plan_tiles makes: 5 before the completion point, 9 after. */
+#define QP_TILES_MAX 14
+
+/* Covers the bucket starts [S, U) with whole days, 6 hours, hours, 10
+ * minutes, then single buckets at the edges; before `from` (the first
+ * second for which the 10-minute and 6-hour levels are complete, see
+ * QP_META_LEVELS_FROM) with days, hours and buckets only. Returns the number
+ * of tiles. A 12-hour window at 6-hour boundaries is 2 rows per key; one
+ * with minute edges (06:17 to 18:43) 3 + 4 ten-minute, 5 hour, 1 six-hour,
+ * 4 ten-minute and 3 bucket rows. */
+static int plan_tiles(int64_t S, int64_t U, int64_t from, tile t[QP_TILES_MAX]) {
+  static const int old_levels[] = {QP_LEVEL_BUCKET, QP_LEVEL_HOUR, QP_LEVEL_DAY};
+  static const int all_levels[] = {QP_LEVEL_BUCKET, QP_LEVEL_10MIN, QP_LEVEL_HOUR,
+                                   QP_LEVEL_6HOUR, QP_LEVEL_DAY};
+  int64_t mid = from < S ? S : from > U ? U : from;
+  int n = tile_span(S, mid, old_levels, 3, t, 0);
+  return tile_span(mid, U, all_levels, 5, t, n);
 }
 
 /* ---- texts -------------------------------------------------------------- */
@@ -425,24 +478,29 @@ static qp_status texts_at_once(qp_store *s, agg_map *m, qp_agg_fn fn, void *ud) 
  * buckets, widened by the roll-ups that outlive them once pruned
  * (qp_store_prune): an hour (day) row before the hour (day) of the first
  * recorded bucket stands for the bucket starts from its own start, one
- * after the hour (day) of the last for those up to its end. A store never
- * pruned has no such row, so its range is that of its recorded buckets. */
+ * after the hour (day) of the last for those up to its end; the same for the
+ * 10-minute and 6-hour rows. A store never pruned has no such row, so its
+ * range is that of its recorded buckets. */
 static qp_status data_range(qp_store *s, int64_t *first, int64_t *last, bool *empty) {
-  static const int64_t width[] = {[QP_LEVEL_HOUR] = 3600, [QP_LEVEL_DAY] = 86400};
+  /* finest first; the 10-minute and 6-hour levels only in a store that has them */
+  static const int levels[] = {QP_LEVEL_10MIN, QP_LEVEL_HOUR, QP_LEVEL_6HOUR, QP_LEVEL_DAY};
   qp_status rc = s->ops->bucket_range(s, QP_LEVEL_BUCKET, first, last, empty);
-  for (int level = QP_LEVEL_HOUR; rc == QP_OK && level <= QP_LEVEL_DAY; level++) {
-    int64_t f, l;
+  for (size_t i = 0; rc == QP_OK && i < QP_ARRAY_LEN(levels); i++) {
+    int level = levels[i];
+    if ((level == QP_LEVEL_10MIN || level == QP_LEVEL_6HOUR) && s->levels_from == INT64_MAX)
+      continue;
+    int64_t f, l, width = qp__level_width(level);
     bool none;
     rc = s->ops->bucket_range(s, level, &f, &l, &none);
     if (rc != QP_OK || none) continue;
     if (*empty) {
       *first = f;
-      *last = l + width[level] - 1;
+      *last = l + width - 1;
       *empty = false;
       continue;
     }
     if (f < qp__level_bucket(level, *first)) *first = f;
-    if (l > qp__level_bucket(level, *last)) *last = l + width[level] - 1;
+    if (l > qp__level_bucket(level, *last)) *last = l + width - 1;
   }
   return rc;
 }
@@ -473,8 +531,8 @@ static qp_status aggregate(qp_store *s, int64_t since_ns, int64_t until_ns, cons
   if (S == first && U == last + 1) {
     rc = s->ops->scan(s, QP_LEVEL_ALL, 0, 1, agg_row, &c);
   } else {
-    tile t[5];
-    int nt = plan_tiles(S, U, t);
+    tile t[QP_TILES_MAX];
+    int nt = plan_tiles(S, U, s->levels_from, t);
     for (int i = 0; rc == QP_OK && i < nt; i++)
       if (t[i].lo < t[i].hi) rc = s->ops->scan(s, t[i].level, t[i].lo, t[i].hi, agg_row, &c);
   }

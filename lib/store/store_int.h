@@ -3,11 +3,16 @@
  * (SQLite file, later PostgreSQL), so that the profile and the reports never
  * ask which one they talk to.
  *
- * Stored rows are kept at four levels of time resolution, all written in the
- * flush's one transaction: the bucket as recorded, the hour, the UTC day and
- * all time. A window is answered from the coarsest levels that tile it plus
- * single buckets at its edges (store.c), so that a report over a day of
- * one-minute buckets reads hours, not minutes.
+ * Stored rows are kept at six levels of time resolution, all written in the
+ * flush's one transaction: the bucket as recorded, 10 minutes, the hour, 6
+ * hours, the UTC day and all time. A window is answered from the coarsest
+ * levels that tile it, finer ones only at its edges (store.c), so that a
+ * report over 12 hours of one-minute buckets reads 2 rows per key, and an
+ * edge at a minute at most 9 buckets and 5 ten-minute rows.
+ *
+ * The level numbers are stored, so they are never renumbered: the 10-minute
+ * and 6-hour levels (schema version 10) came after the others and have the
+ * numbers 4 and 5; qp__level_rank gives the order by width.
  */
 #ifndef QPROF_STORE_INT_H
 #define QPROF_STORE_INT_H
@@ -19,10 +24,44 @@
 #include "qprof/store.h"
 #include "stats/stats_int.h"
 
-enum { QP_LEVEL_BUCKET = 0, QP_LEVEL_HOUR = 1, QP_LEVEL_DAY = 2, QP_LEVEL_ALL = 3, QP_LEVELS = 4 };
+enum {
+  QP_LEVEL_BUCKET = 0,
+  QP_LEVEL_HOUR = 1,
+  QP_LEVEL_DAY = 2,
+  QP_LEVEL_ALL = 3,
+  QP_LEVEL_10MIN = 4, /* schema version 10 */
+  QP_LEVEL_6HOUR = 5, /* schema version 10: 00:00, 06:00, 12:00, 18:00 UTC */
+  QP_LEVELS = 6
+};
 
 /* Start (seconds) of the row of `level` that a bucket starting at `bucket` rolls up into. */
 int64_t qp__level_bucket(int level, int64_t bucket);
+/* The width (s) of the rows of `level`; 0 for QP_LEVEL_BUCKET (as recorded)
+ * and QP_LEVEL_ALL (all time). */
+int64_t qp__level_width(int level);
+/* The place of `level` in the order by width: bucket 0, 10 minutes 1, hour
+ * 2, 6 hours 3, day 4, all time 5. */
+int qp__level_rank(int level);
+
+/* Whether a prune at `prune_level` (qp_prune_level) deletes the rows of
+ * `level`: those of its own level and of every finer one, so that pruning
+ * the recorded buckets keeps the 10-minute rows and pruning hours keeps the
+ * 6-hour rows. */
+bool qp__prune_deletes(int prune_level, int level);
+/* The element of qp_prune_result.rows a deleted row of `level` is counted
+ * in: the coarsest prune level it goes with (10 minutes with the hours, 6
+ * hours with the days). */
+int qp__prune_slot(int level);
+/* The levels a prune at `prune_level` deletes, as SQL list items ("0, 1,
+ * 4"); static. */
+const char *qp__prune_levels_sql(int prune_level);
+
+/* The meta key (qp_meta) of the first second from which the 10-minute and
+ * 6-hour levels hold every statement (a multiple of 6 hours): a store
+ * migrated to version 10 has none of them for its past, and the reader
+ * answers a window before that from the other levels. Absent (a store older
+ * than version 10): never. */
+#define QP_META_LEVELS_FROM "levels_10m_6h_from"
 
 /* Receives one stored row (row->bucket is its start); `row->next`,
  * `row->query` and `row->sample` are unused. Return QP_OK to go on. */
@@ -119,10 +158,12 @@ typedef struct qp_store_ops {
    * newest first, at most `cap`. */
   qp_status (*marks_find)(qp_store *s, int64_t device, int64_t inode, uint64_t head_hash,
                           qp_file_mark *out, size_t cap, size_t *n);
-  /* Deletes the rows of levels 0..max_level (at most QP_LEVEL_DAY) whose
-   * bucket starts before cutoff_s, then the texts left with no row, in one
-   * transaction; with QP_PRUNE_DRY_RUN counts them instead. Sets out->rows,
-   * texts, size_bytes and free_bytes (see qp_store_prune). */
+  /* Deletes the rows of max_level (a qp_prune_level: QP_LEVEL_BUCKET, HOUR
+   * or DAY) and of every finer level (qp__prune_deletes) whose bucket
+   * starts before cutoff_s, then the texts left with no row, in one
+   * transaction; with QP_PRUNE_DRY_RUN counts them instead. Sets out->rows
+   * (each level's count in its qp__prune_slot), texts, size_bytes and
+   * free_bytes (see qp_store_prune). */
   qp_status (*prune)(qp_store *s, int max_level, int64_t cutoff_s, unsigned flags,
                      qp_prune_result *out);
   /* Settles a write left in doubt (s->in_doubt: its COMMIT went out and the
@@ -168,6 +209,9 @@ struct qp_store {
                        * entries in doubt remembers of the store they went to */
   qp_precommit_fn precommit; /* NULL: none; see qp_precommit_fn */
   void *precommit_ud;
+  int64_t levels_from; /* QP_META_LEVELS_FROM as read when opened; INT64_MAX: none (a
+                        * store older than version 10: the 10-minute and 6-hour levels
+                        * are never read) */
 };
 
 /* Whether the store's writes can be in doubt, and so be settled later by
@@ -269,7 +313,7 @@ extern const char qp__store_schema_v1[];
 extern const char *const qp__store_migrations[];
 extern const char *const qp__store_migration_files[];
 extern const int qp__store_nmigrations;
-#define QP_STORE_SCHEMA_VERSION 9
+#define QP_STORE_SCHEMA_VERSION 10
 /* The PostgreSQL store's schema (sql/store_schema_pg.sql), at
  * QP_STORE_SCHEMA_VERSION, and its migrations (sql/migrations_pg/): the
  * i-th takes a store to version qp__store_migrations_pg_version[i] from the

@@ -6,13 +6,24 @@
  * that only appends (deltas, which every read merges). The calls of each
  * window are also checked against a count of the events whose bucket starts
  * in it, so that an edge minute dropped or counted twice fails even where
- * both stores would share the mistake (the tiling is common code). */
+ * both stores would share the mistake (the tiling is common code), and
+ * windows of every shape against the merge of their recorded buckets
+ * (tests/support/window_check.h: the 10-minute and 6-hour roll-ups of
+ * schema version 10 exact). A store of version 9 with data, migrated, keeps
+ * its totals, uses the new levels only from the completion point on, and a
+ * writer of version 9 connected before the migration cannot write bucket
+ * rows after it. */
 #include "pgtest.h"
+
+#include <libpq-fe.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "window_check.h"
 
 #define DAY0 1795132800LL /* 2026-11-20T00:00:00Z */
 #define NEVENTS 16000
@@ -180,6 +191,7 @@ static void compare(int chunks, const char *when) {
   char err[512];
   qp_store *pg = NULL;
   assert_int_equal(qp_store_open(&pg, g_db.dsn, QP_STORE_READ, NULL, err, sizeof err), QP_OK);
+  assert_true(wc_check_all(pg, DAY0, when) > 0);
   for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
     uint64_t calls, hits;
     expect(chunks, w[i].since, w[i].until, &calls, &hits);
@@ -239,9 +251,149 @@ static void test_windows_equal_sqlite(void **state) {
   compare(NCHUNKS, "with deltas");
 }
 
+static qpt_sum totals(qp_store *s, int64_t lo_s, int64_t hi_s) {
+  qpt_sum sum = {0};
+  assert_int_equal(qp_store_summarize(s, lo_s == INT64_MIN ? INT64_MIN : lo_s * 1000000000LL,
+                                      hi_s == INT64_MAX ? INT64_MAX : hi_s * 1000000000LL,
+                                      qpt_sum_add, &sum),
+                   QP_OK);
+  return sum;
+}
+
+static qp_store *open_pg(const char *dsn, qp_store_mode mode) {
+  char err[512];
+  qp_store *s = NULL;
+  if (qp_store_open(&s, dsn, mode, NULL, err, sizeof err) != QP_OK) fail_msg("%s", err);
+  return s;
+}
+
+/* A bucket row as a writer of version 9 inserts it (its flush's first
+ * statement of qp_stats, without the setting of version 10). */
+static const char SQL_OLD_ROW[] =
+    "INSERT INTO qprof.qp_stats (level, bucket, fingerprint, backend, database, calls, errors, "
+    "error_codes, rows, total_ns, min_ns, max_ns, m2, first_seen_ns, last_seen_ns, hist) "
+    "VALUES (0, 60, 7, 'postgres', 'x', 1, 0, '', 0, 1, 1, 1, 0, 0, 0, '')";
+
+/* Runs after test_windows_equal_sqlite, on its store: taken back to version
+ * 9 (the same tables; no 10-minute or 6-hour rows, no trigger, no
+ * completion point), read, migrated, written. */
+static void test_migrates_v9(void **state) {
+  (void)state;
+  qpt_pg_exec(g_db.dsn,
+              "DELETE FROM qprof.qp_stats WHERE level IN (4, 5); "
+              "DELETE FROM qprof.qp_stats_delta WHERE level IN (4, 5); "
+              "DROP TRIGGER qp_stats_levels ON qprof.qp_stats; "
+              "DROP TRIGGER qp_stats_delta_levels ON qprof.qp_stats_delta; "
+              "DROP FUNCTION qprof.qp_levels_guard(); "
+              "DELETE FROM qprof.qp_meta WHERE key = 'levels_10m_6h_from'; "
+              "UPDATE qprof.qp_meta SET value = '9' WHERE key = 'schema_version'");
+  qp_store *s = open_pg(g_db.dsn, QP_STORE_READ);
+  assert_int_equal(s->levels_from, INT64_MAX);
+  wc_check_all(s, DAY0, "version 9, read as it is");
+  qpt_sum all8 = totals(s, INT64_MIN, INT64_MAX);
+  qp_store_close(s);
+
+  /* a writer of version 9, connected before the migration, mid-flush */
+  PGconn *old = PQconnectdb(g_db.dsn);
+  assert_int_equal(PQstatus(old), CONNECTION_OK);
+  PQclear(PQexec(old, "BEGIN"));
+  PGresult *r = PQexec(old, SQL_OLD_ROW);
+  assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+  PQclear(PQexec(old, "ROLLBACK"));
+
+  int64_t t0 = (int64_t)time(NULL);
+  s = open_pg(g_db.dsn, QP_STORE_WRITE); /* migrates */
+  int64_t t1 = (int64_t)time(NULL);
+  int64_t from = s->levels_from;
+  assert_true(from % 21600 == 0);
+  assert_true(from >= t0 + 3600 - 5 && from < t1 + 3600 + 21600 + 5);
+  assert_int_equal(count_on(g_db.dsn, "SELECT value::int FROM qprof.qp_meta "
+                                         "WHERE key = 'schema_version'"),
+                   10);
+
+  /* its next flush is refused whole (as the append-only path's) */
+  PQclear(PQexec(old, "BEGIN"));
+  r = PQexec(old, SQL_OLD_ROW);
+  assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+  assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "QPL09");
+  assert_non_null(strstr(PQresultErrorMessage(r), "upgrade"));
+  PQclear(r);
+  PQclear(PQexec(old, "ROLLBACK"));
+  r = PQexec(old, "INSERT INTO qprof.qp_stats_delta (level, bucket, fingerprint, backend, "
+                  "database, calls, errors, error_codes, rows, total_ns, min_ns, max_ns, m2, "
+                  "first_seen_ns, last_seen_ns, hist) VALUES (0, 60, 7, 'postgres', 'x', 1, 0, "
+                  "'', 0, 1, 1, 1, 0, 0, 0, '')");
+  assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+  PQclear(r);
+  /* with the setting of version 10 (what its flush says) the same row goes in */
+  PQclear(PQexec(old, "BEGIN"));
+  PQclear(PQexec(old, "SELECT set_config('qprof.levels', '6', true)"));
+  r = PQexec(old, SQL_OLD_ROW);
+  assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+  PQclear(PQexec(old, "ROLLBACK"));
+  PQfinish(old);
+  assert_int_equal(count_on(g_db.dsn, "SELECT count(*) FROM qprof.qp_stats WHERE "
+                                         "fingerprint = 7"),
+                   0);
+
+  /* totals unchanged, then new rows in the past (whose 10-minute and
+   * 6-hour rows hold only them: not to be read) and around the completion
+   * point, by the owner and by the role that appends */
+  assert_int_equal(totals(s, INT64_MIN, INT64_MAX).calls, all8.calls);
+  wc_check_all(s, DAY0, "migrated");
+  qp_store_close(s);
+  record(0, 1, g_db.dsn);
+  record(1, 2, g_append_dsn);
+  s = open_pg(g_db.dsn, QP_STORE_READ);
+  wc_check_all(s, DAY0, "migrated, new rows in the past");
+  qp_store_close(s);
+
+  /* rows after the completion point, 10 minutes of buckets deleted under a
+   * 6-hour row: the window of that 6 hours still has them (read from the
+   * roll-up), the 9 minutes of buckets alone do not */
+  int64_t q = from + 21600;
+  char err[512];
+  qp_store *w = open_pg(g_db.dsn, QP_STORE_WRITE);
+  qp_profile *p = NULL;
+  assert_int_equal(qp_profile_new(&p, NULL, err, sizeof err), QP_OK);
+  for (int i = 0; i < 600; i++) {
+    qp_query_event e = {.size = sizeof e, .backend = QP_BACKEND_POSTGRES, .database = "shop"};
+    e.normalized = texts[i % 6];
+    e.normalized_len = strlen(texts[i % 6]);
+    e.fingerprint = 0x5100 + (uint64_t)(i % 6);
+    e.host = hosts[i % 3];
+    e.user = "app";
+    e.application = "api";
+    e.duration_ns = 1000000 + (uint64_t)i * 7919;
+    e.end_wall_ns = (q - 3600 + (int64_t)i * 60) * 1000000000LL;
+    assert_int_equal(qp_profile_record(p, &e), QP_OK);
+  }
+  assert_int_equal(qp_profile_flush(p, w), QP_OK);
+  qp_profile_free(p);
+  qp_store_close(w);
+  s = open_pg(g_db.dsn, QP_STORE_READ);
+  wc_check_all(s, qp__floor_div(q, 86400) * 86400, "after the completion point");
+  qpt_sum six = totals(s, q, q + 21600), ten = totals(s, q + 600, q + 1200);
+  qp_store_close(s);
+  assert_int_equal(ten.calls, 10);
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "DELETE FROM qprof.qp_stats WHERE level = 0 AND bucket >= %lld AND bucket < %lld",
+           (long long)(q + 600), (long long)(q + 1200));
+  qpt_pg_exec(g_db.dsn, sql);
+  s = open_pg(g_db.dsn, QP_STORE_READ);
+  assert_int_equal(totals(s, q, q + 21600).calls, six.calls);
+  assert_int_equal(totals(s, q + 600, q + 1200).calls, 10);
+  assert_int_equal(totals(s, q + 600, q + 1140).calls, 0);
+  qp_store_close(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_windows_equal_sqlite),
+      cmocka_unit_test(test_migrates_v9),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -201,8 +201,12 @@ static void pc_run(qp_store *s, void (*orphan)(qp_store *s, uint64_t fp)) {
   assert_int_equal(qp_store_prune(s, before * 1000000000, QP_PRUNE_MINUTE, 0, &res), QP_OK);
   assert_int_equal(res.rows[0] + res.texts, 0);
 
-  /* Hours (and minutes) before the day: the days answer. */
-  uint64_t want1 = pc_rows_before(r, 3600, cut_d);
+  /* The 10-minute rows outlive the minutes (a prune of minutes keeps them). */
+  assert_int_equal(pc_rows_at(s, QP_LEVEL_10MIN, INT64_MIN, cut_h), pc_rows_before(r, 600, cut_h));
+
+  /* Hours, 10 minutes (and minutes) before the day: 6 hours and days
+   * answer. The 10-minute rows are counted with the hours. */
+  uint64_t want1 = pc_rows_before(r, 3600, cut_d) + pc_rows_before(r, 600, cut_d);
   assert_true(want1 > 100);
   assert_int_equal(qp_store_prune(s, before * 1000000000, QP_PRUNE_HOUR, 0, &res), QP_OK);
   assert_int_equal(res.cutoff_ns, cut_d * 1000000000);
@@ -213,9 +217,14 @@ static void pc_run(qp_store *s, void (*orphan)(qp_store *s, uint64_t fp)) {
   pc_check_window(s, r, w_days.lo, w_days.hi, INT64_MIN, "hours pruned, days");
   pc_check_window(s, r, w_to_now.lo, w_to_now.hi, INT64_MIN, "hours pruned, to now");
 
-  /* Days: the old span has only its all-time totals left. */
+  assert_int_equal(pc_rows_at(s, QP_LEVEL_10MIN, INT64_MIN, cut_d), 0);
+  assert_int_equal(pc_rows_at(s, QP_LEVEL_6HOUR, INT64_MIN, cut_d),
+                   pc_rows_before(r, 21600, cut_d));
+
+  /* Days (and 6 hours, counted with them): the old span has only its
+   * all-time totals left. */
   assert_int_equal(qp_store_prune(s, before * 1000000000, QP_PRUNE_DAY, 0, &res), QP_OK);
-  assert_int_equal(res.rows[2], pc_rows_before(r, 86400, cut_d));
+  assert_int_equal(res.rows[2], pc_rows_before(r, 86400, cut_d) + pc_rows_before(r, 21600, cut_d));
   assert_int_equal(res.texts, 0); /* the all-time rows keep every text */
   pc_check_window(s, r, w_all.lo, w_all.hi, INT64_MIN, "days pruned, all");
   pc_check_window(s, r, w_days.lo, w_days.hi, cut_d, "days pruned, days");

@@ -165,7 +165,7 @@ static void test_cli(void **state) {
   assert_int_equal(run(dir, &out, &err, args), 0);
   assert_non_null(strstr(out, "minute rows would be deleted: 90\n"));
   assert_non_null(strstr(out, "query texts would be deleted: 0\n"));
-  assert_null(strstr(out, "hour rows"));
+  assert_null(strstr(out, "hour and 10-minute rows"));
   assert_non_null(strstr(out, "nothing was deleted (--dry-run)"));
   free(out);
   free(err);
@@ -179,8 +179,9 @@ static void test_cli(void **state) {
   snprintf(cmd, sizeof cmd, "QPROF_STORE='%s' '%s' prune %s", p, getenv("QPROF_BIN"), args);
   assert_int_equal(qpt_run_capture(dir, cmd, &out, &err), 0);
   assert_non_null(strstr(out, "minute rows deleted: 90\n"));
-  assert_non_null(strstr(out, "hour rows deleted: 3\n")); /* one hour, three queries */
-  assert_null(strstr(out, "day rows"));
+  /* one hour and three 10-minute rows of each of three queries */
+  assert_non_null(strstr(out, "hour and 10-minute rows deleted: 12\n"));
+  assert_null(strstr(out, "day and 6-hour rows"));
   assert_non_null(strstr(out, "store size: "));
   free(out);
   free(err);
@@ -196,7 +197,7 @@ static void test_cli(void **state) {
   /* Every day: the all-time totals alone answer the report of all time. */
   snprintf(args, sizeof args, "--store '%s' --older-than 1d --level day", p);
   assert_int_equal(run(dir, &out, &err, args), 0);
-  assert_non_null(strstr(out, "day rows deleted: 3\n"));
+  assert_non_null(strstr(out, "day and 6-hour rows deleted: 6\n")); /* a day and a 6 hours each */
   free(out);
   free(err);
   s = open_store(p, QP_STORE_READ);

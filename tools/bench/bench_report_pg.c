@@ -1,7 +1,8 @@
 /*
  * `qprof report` on a fleet's PostgreSQL store: 10,000 fingerprints x 1,440
  * one-minute buckets (one UTC day) x 10 hosts, 144M bucket rows plus the
- * hourly, daily and all-time roll-ups a flush would have written, with the
+ * 10-minute, hourly, 6-hour, daily and all-time roll-ups a flush would have
+ * written (schema version 10), with the
  * statistics (histograms included) qprof itself computes for each level.
  * The rows are generated on the server (INSERT ... SELECT over
  * generate_series, the key added after the load) from per-fingerprint
@@ -90,8 +91,9 @@ static void put_template(PGconn *c, int k, int level, const qp_stats *st) {
 }
 
 /* The columns of a generated row from template t at `level`, bucket
- * expression `bucket` and host number h. */
-static void insert_level(PGconn *c, int level, const char *bucket, const char *from) {
+ * expression `bucket` and host number h; the template is the one stored as
+ * level `tpl` (a level, or TPL_6H_PART). */
+static void insert_tpl(PGconn *c, int level, int tpl, const char *bucket, const char *from) {
   char sql[2048];
   snprintf(sql, sizeof sql,
            "INSERT INTO qprof.qp_stats (level, bucket, fingerprint, backend, database, user_name, "
@@ -101,9 +103,17 @@ static void insert_level(PGconn *c, int level, const char *bucket, const char *f
            "'app_user', 'app-' || (h %% 3), 'host-' || h, t.calls, t.errors, t.error_codes, t.rows, "
            "t.total_ns, t.min_ns, t.max_ns, t.m2, %lld000000000, %lld000000000, t.hist "
            "FROM qp_bench_tpl t, %s WHERE t.level = %d",
-           level, bucket, DAY0, DAY0 + 86399, from, level);
+           level, bucket, DAY0, DAY0 + 86399, from, tpl);
   exec_ok(c, sql);
 }
+
+static void insert_level(PGconn *c, int level, const char *bucket, const char *from) {
+  insert_tpl(c, level, level, bucket, from);
+}
+
+/* The template of a last 6-hour row that holds fewer than 360 minutes
+ * (--buckets not a multiple of 360). */
+#define TPL_6H_PART 105
 
 static void build(void) {
   double t0 = bench_now_s();
@@ -120,21 +130,33 @@ static void build(void) {
   exec_ok(c, "CREATE UNLOGGED TABLE qp_bench_tpl (k int, level int, calls bigint, errors bigint, "
              "error_codes text, rows bigint, total_ns bigint, min_ns bigint, max_ns bigint, "
              "m2 float8, hist bytea)");
+  /* the store's trigger refuses bucket rows from writers that do not
+   * write all six levels (sql/migrations_pg/010_levels.sql); this one does */
+  exec_ok(c, "SET qprof.levels = '6'");
   exec_ok(c, "BEGIN");
+  int part = nbuckets % 360 / 60; /* hours in a last, partial 6-hour row */
   for (int k = 0; k < nfp; k++) {
-    qp_stats m, h, d;
+    qp_stats m, t, h, q, p, d;
     minute_stats(k, &m);
+    qp__stats_init(&t);
     qp__stats_init(&h);
+    qp__stats_init(&q);
+    qp__stats_init(&p);
     qp__stats_init(&d);
-    for (int i = 0; i < 60; i++) qp__stats_merge(&h, &m, NULL);
+    for (int i = 0; i < 10; i++) qp__stats_merge(&t, &m, NULL);
+    for (int i = 0; i < 6; i++) qp__stats_merge(&h, &t, NULL);
+    for (int i = 0; i < 6; i++) qp__stats_merge(&q, &h, NULL);
+    for (int i = 0; i < part; i++) qp__stats_merge(&p, &h, NULL);
     for (int i = 0; i < nbuckets / 60; i++) qp__stats_merge(&d, &h, NULL);
-    put_template(c, k, 0, &m);
-    put_template(c, k, 1, &h);
-    put_template(c, k, 2, &d);
-    put_template(c, k, 3, &d);
-    qp__stats_free(&m, NULL);
-    qp__stats_free(&h, NULL);
-    qp__stats_free(&d, NULL);
+    put_template(c, k, QP_LEVEL_BUCKET, &m);
+    put_template(c, k, QP_LEVEL_10MIN, &t);
+    put_template(c, k, QP_LEVEL_HOUR, &h);
+    put_template(c, k, QP_LEVEL_6HOUR, &q);
+    if (part > 0) put_template(c, k, TPL_6H_PART, &p);
+    put_template(c, k, QP_LEVEL_DAY, &d);
+    put_template(c, k, QP_LEVEL_ALL, &d);
+    qp_stats *all[] = {&m, &t, &h, &q, &p, &d};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) qp__stats_free(all[i], NULL);
   }
   exec_ok(c, "COMMIT");
   char sql[1024];
@@ -162,8 +184,21 @@ static void build(void) {
   char from[256];
   snprintf(from, sizeof from, "generate_series(0, %d) b, generate_series(0, %d) h",
            (nbuckets + 59) / 60 - 1, nhosts - 1);
-  insert_level(c, 1, "1795132800 + b * 3600", from);
+  insert_level(c, QP_LEVEL_HOUR, "1795132800 + b * 3600", from);
+  snprintf(from, sizeof from, "generate_series(0, %d) b, generate_series(0, %d) h",
+           nbuckets / 10 - 1, nhosts - 1);
+  insert_level(c, QP_LEVEL_10MIN, "1795132800 + b * 600", from);
+  if (nbuckets >= 360) {
+    snprintf(from, sizeof from, "generate_series(0, %d) b, generate_series(0, %d) h",
+             nbuckets / 360 - 1, nhosts - 1);
+    insert_level(c, QP_LEVEL_6HOUR, "1795132800 + b * 21600", from);
+  }
   snprintf(from, sizeof from, "generate_series(0, %d) h", nhosts - 1);
+  if (part > 0) {
+    char bucket[64];
+    snprintf(bucket, sizeof bucket, "%lld", DAY0 + nbuckets / 360 * 21600LL);
+    insert_tpl(c, QP_LEVEL_6HOUR, TPL_6H_PART, bucket, from);
+  }
   insert_level(c, 2, "1795132800", from);
   insert_level(c, 3, "0", from);
   fprintf(stderr, "\nadding the key...\n");
@@ -288,6 +323,8 @@ int main(int argc, char **argv) {
   check_calls("", nbuckets);
   check_calls("--since 2026-11-20T06:00Z --until 2026-11-20T18:00Z", nbuckets >= 1080 ? 720 : 0);
   check_calls("--since 2026-11-20T06:17Z --until 2026-11-20T18:43Z", nbuckets >= 1140 ? 746 : 0);
+  check_calls("--since 2026-11-20T06:10Z --until 2026-11-20T18:50Z", nbuckets >= 1140 ? 760 : 0);
+  check_calls("--since 2026-11-20T07:00Z --until 2026-11-20T19:00Z", nbuckets >= 1140 ? 720 : 0);
   printf("store: PostgreSQL, %d fingerprints x %d one-minute buckets x %d hosts\n", nfp, nbuckets,
          nhosts);
   fflush(stdout);
@@ -302,6 +339,10 @@ int main(int argc, char **argv) {
            "--since 2026-11-20T06:00Z --until 2026-11-20T18:00Z");
   time_cli("qprof report --since 06:17 --until 18:43 (edges)",
            "--since 2026-11-20T06:17Z --until 2026-11-20T18:43Z");
+  time_cli("qprof report --since 06:10 --until 18:50 (10-minute edges)",
+           "--since 2026-11-20T06:10Z --until 2026-11-20T18:50Z");
+  time_cli("qprof report --since 07:00 --until 19:00 (hour edges)",
+           "--since 2026-11-20T07:00Z --until 2026-11-20T19:00Z");
   fflush(stdout);
   bench_sh("date -u '+%%Y-%%m-%%d %%H:%%M:%%S UTC'; uptime");
   if (g_env[0]) bench_sh("sh '%s/tests/support/pgcluster.sh' stop '%s' >/dev/null", QP_SOURCE_DIR, g_env);

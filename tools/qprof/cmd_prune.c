@@ -15,17 +15,20 @@ static void usage(FILE *f) {
           "Usage: qprof prune --older-than DURATION [--level minute|hour|day]\n"
           "                   [--store PATH|DSN] [--dry-run] [--vacuum]\n\n"
           "Deletes old statistics so that a store kept for a year stays small. A store\n"
-          "keeps every query at four levels: the recorded buckets (a minute), hours, UTC\n"
-          "days and all time. Pruning a level deletes its rows (and those of the finer\n"
-          "levels) that start before now - DURATION, rounded down to a whole hour for\n"
-          "minute, to a whole UTC day for hour and day; the level above still holds them,\n"
-          "so reports over the pruned time stay exact at that resolution. The all-time\n"
-          "totals are never deleted. One transaction: all or nothing.\n\n"
+          "keeps every query at six levels: the recorded buckets (a minute), 10 minutes,\n"
+          "hours, 6 hours, UTC days and all time. Pruning a level deletes its rows (and\n"
+          "those of the finer levels) that start before now - DURATION, rounded down to a\n"
+          "whole hour for minute, to a whole UTC day for hour and day; the levels above\n"
+          "still hold them, so reports over the pruned time stay exact at their\n"
+          "resolution. Pruning minutes keeps the 10-minute rows, pruning hours keeps the\n"
+          "6-hour rows. The all-time totals are never deleted. One transaction: all or\n"
+          "nothing.\n\n"
           "Options:\n"
           "  --older-than D  what to delete: older than D, e.g. 30d, 12h, 90m, 3600s, 2w\n"
           "                  (s, m, h, d, w; a fraction like 1.5d too)\n"
-          "  --level L       minute (default): the recorded buckets; hour: those and the\n"
-          "                  hourly rows; day: those and the daily rows\n"
+          "  --level L       minute (default): the recorded buckets; hour: those, the\n"
+          "                  10-minute and the hourly rows; day: those, the 6-hour and\n"
+          "                  the daily rows\n"
           "  --store PATH    the store: an SQLite file or a PostgreSQL DSN (default:\n"
           "                  $QPROF_STORE, else ./qprof.db)\n"
           "  --dry-run       say how many rows would be deleted; delete nothing\n"
@@ -63,7 +66,8 @@ static const char *bytes_text(int64_t n, char *buf, size_t len) {
 
 static void print_result(const char *loc, bool dsn, qp_prune_level level, bool dry,
                          bool vacuum, const qp_prune_result *r) {
-  static const char *const names[] = {"minute", "hour", "day"};
+  /* the 10-minute rows go with the hours, the 6-hour rows with the days */
+  static const char *const names[] = {"minute", "hour and 10-minute", "day and 6-hour"};
   char when[40], a[32], b[32];
   printf("%s: rows of buckets starting before %s\n", loc, rq_iso(r->cutoff_ns, when, sizeof when));
   const char *verb = dry ? "would be deleted" : "deleted";
