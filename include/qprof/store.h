@@ -105,9 +105,11 @@ typedef int (*qp_summary_fn)(const qp_query_summary *q, void *ud);
  * Merges the statistics of the time buckets that start in [since_ns, until_ns)
  * (wall clock; INT64_MIN / INT64_MAX for no bound) per query and calls `fn`
  * for each, in no particular order. Histograms merge exactly, so percentiles
- * are those of the queries in the window. Windows are answered from hourly,
- * daily and all-time roll-ups kept at flush time, plus single buckets at the
- * edges. Errors: QP_INVALID, QP_IO (read failed), QP_NOMEM; `s` keeps the
+ * are those of the queries in the window. Windows are answered from 10-minute,
+ * hourly, 6-hour, daily and all-time roll-ups kept at flush time, plus single
+ * buckets at the edges (a store migrated from schema version 9 uses the
+ * 10-minute and 6-hour ones only from the point its migration recorded on).
+ * Errors: QP_INVALID, QP_IO (read failed), QP_NOMEM; `s` keeps the
  * message.
  */
 QP_EXPORT qp_status qp_store_summarize(qp_store *s, int64_t since_ns, int64_t until_ns,
@@ -118,8 +120,9 @@ QP_EXPORT qp_status qp_store_summarize(qp_store *s, int64_t since_ns, int64_t un
 /* The finest roll-up qp_store_prune deletes, with everything finer. */
 typedef enum qp_prune_level {
   QP_PRUNE_MINUTE = 0, /* the buckets as recorded (a minute unless bucket_s says otherwise) */
-  QP_PRUNE_HOUR = 1,   /* those and the hourly roll-ups */
-  QP_PRUNE_DAY = 2     /* those and the daily roll-ups: only the all-time totals remain */
+  QP_PRUNE_HOUR = 1,   /* those, the 10-minute and the hourly roll-ups */
+  QP_PRUNE_DAY = 2     /* those, the 6-hour and the daily roll-ups: only the all-time totals
+                        * remain */
 } qp_prune_level;
 
 /* Flags of qp_store_prune. */
@@ -134,8 +137,8 @@ enum {
  * Fields may be appended in later versions. */
 typedef struct qp_prune_result {
   int64_t cutoff_ns;  /* rows of the pruned levels whose bucket starts before this went */
-  uint64_t rows[3];   /* statistics rows, indexed by qp_prune_level: recorded buckets,
-                       * hourly, daily roll-ups */
+  uint64_t rows[3];   /* statistics rows, indexed by qp_prune_level: recorded buckets;
+                       * 10-minute and hourly; 6-hour and daily roll-ups */
   uint64_t texts;     /* query texts left with no statistics row at any level */
   int64_t size_bytes; /* the store afterwards: SQLite the database file's pages,
                        * PostgreSQL the tables with their indexes and TOAST; -1 unknown */
@@ -146,9 +149,10 @@ typedef struct qp_prune_result {
 /*
  * Deletes old statistics so that a store kept for years stays small. With
  * `level` QP_PRUNE_MINUTE the rows of the recorded buckets that start before
- * `before_ns` rounded down to a whole hour (UTC) are deleted; with
- * QP_PRUNE_HOUR those and the hourly rows, and with QP_PRUNE_DAY also the
- * daily rows, before `before_ns` rounded down to a whole UTC day. So the
+ * `before_ns` rounded down to a whole hour (UTC) are deleted (their 10-minute
+ * rows are kept); with QP_PRUNE_HOUR those, the 10-minute and the hourly rows
+ * (the 6-hour rows are kept), and with QP_PRUNE_DAY also the 6-hour and daily
+ * rows, before `before_ns` rounded down to a whole UTC day. So the
  * deleted span is always covered by the level above it: every deleted row
  * ends at or before `before_ns` (a recorded bucket ends at or before the
  * hour when bucket_s divides 3600, as the default 60 does), and a window
