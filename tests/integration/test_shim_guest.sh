@@ -13,30 +13,52 @@ shim_env "$T/good.qp" sqlite3 :memory: "CREATE TABLE t(a); INSERT INTO t VALUES 
 [ "$(total_calls "$T/good.qp")" = 3 ] || fail "setup: $(total_calls "$T/good.qp") calls"
 
 # The program alone under the shim (no collector), against the plain run:
-# byte-identical output and status, and no later exit.
+# byte-identical output and status, and no later exit. The delay is the
+# difference of the medians of N plain and N shimmed runs, interleaved so that
+# a burst of load on the machine falls on both: on a loaded 2-CPU machine one
+# run can take tens of ms longer than the next, a median of 7 hardly moves. The
+# bound, GUEST_MS, is what "a few milliseconds" can mean there: the shim adds
+# 0.5-0.8 ms on an idle 2-CPU VM (loading it and making the segment; the
+# medians are printed below) and 3-12 ms with three busy loops beside it,
+# where single runs took 2 to 55 ms; what it must never do again costs far
+# more (the old in-process flush at exit waited 60 s on a locked store and
+# forever on a full file system). A 60 ms sleep at exit fails it.
 prog=(sqlite3 :memory: "select 'hello';")
+N=7
+GUEST_MS=50
 set +e
-t0=$(ms); "${prog[@]}" >out.plain 2>err.plain; rc_plain=$?; t1=$(ms)
+"${prog[@]}" >out.plain 2>err.plain
+rc_plain=$?
 set -e
-plain_ms=$((t1 - t0))
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+msf() { awk -v us="$1" 'BEGIN { printf "%.1f ms", us / 1000 }'; } # US
 check_guest() { # WHAT STORE
-  local what=$1 store=$2 rc t0 t1
-  set +e
-  t0=$(ms)
-  QPROF_STORE="$store" preload_env "$T/run.$what" "${prog[@]}" >out.g 2>err.g
-  rc=$?
-  t1=$(ms)
-  set -e
-  cmp out.plain out.g || fail "$what: stdout differs under the shim: $(cat out.g)"
-  cmp err.plain err.g || fail "$what: stderr differs under the shim: $(cat err.g)"
-  [ "$rc" = "$rc_plain" ] || fail "$what: exit $rc under the shim, $rc_plain without"
-  # (generous for a shared machine, where 500 ms was once exceeded at a load
-  # average of 15: the old in-process flush waited 60 s on a locked store and
-  # forever on a full file system; the locked case's lock is held 3 s)
-  [ $((t1 - t0)) -lt $((plain_ms + 2000)) ] || fail "$what: took $((t1 - t0)) ms, $plain_ms ms without the shim"
-  # what it recorded is in its segment, for the collector
-  ls "$T/run.$what"/*.qpseg >/dev/null 2>&1 || fail "$what: nothing recorded"
-  echo "ok: $what: program unaffected ($((t1 - t0)) ms, $plain_ms ms without the shim)"
+  local what=$1 store=$2 rc t0 t1 plain="" shim="" mp ms
+  mkdir -m 0700 "$T/run.$what" # (as preload_env does; not timed)
+  for _ in $(seq 1 "$N"); do
+    t0=${EPOCHREALTIME/./}
+    "${prog[@]}" >out.p 2>err.p || true
+    t1=${EPOCHREALTIME/./}
+    plain+="$((t1 - t0))"$'\n'
+    set +e
+    t0=${EPOCHREALTIME/./}
+    QPROF_STORE="$store" LD_PRELOAD="$SHIM" QPROF_RUN_DIR="$T/run.$what" "${prog[@]}" >out.g 2>err.g
+    rc=$?
+    t1=${EPOCHREALTIME/./}
+    set -e
+    shim+="$((t1 - t0))"$'\n'
+    cmp out.plain out.g || fail "$what: stdout differs under the shim: $(cat out.g)"
+    cmp err.plain err.g || fail "$what: stderr differs under the shim: $(cat err.g)"
+    [ "$rc" = "$rc_plain" ] || fail "$what: exit $rc under the shim, $rc_plain without"
+  done
+  mp=$(printf '%s' "$plain" | median)
+  ms=$(printf '%s' "$shim" | median)
+  echo "$what: medians of $N runs: plain $(msf "$mp"), under the shim $(msf "$ms") (in us: plain ${plain//$'\n'/ }shim ${shim//$'\n'/ })"
+  [ $((ms - mp)) -lt $((GUEST_MS * 1000)) ] ||
+    fail "$what: under the shim the program takes $(msf "$((ms - mp))") longer (medians of $N runs; bound $GUEST_MS ms)"
+  # what it recorded is in its segments, for the collector
+  [ "$(find "$T/run.$what" -name '*.qpseg' | wc -l)" = "$N" ] || fail "$what: not $N segments recorded"
+  echo "ok: $what: program unaffected ($(msf "$((ms - mp))") longer under the shim, bound $GUEST_MS ms)"
 }
 # qprof run with that store: the command's output and status pass through,
 # the failure is said once on stderr with its cause.
@@ -77,6 +99,7 @@ PY
 locker=$!
 for _ in $(seq 1 100); do [ -e locked.qp.held ] && break; sleep 0.05; done
 check_guest "locked store" "$T/locked.qp"
+kill -0 "$locker" 2>/dev/null || fail "locked store: the lock was let go before the runs under the shim ended"
 # qprof run: the command ends at once; qprof run waits for the lock and then
 # writes everything (the store's busy timeout is longer than the lock).
 set +e
