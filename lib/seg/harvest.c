@@ -691,15 +691,33 @@ const char *qp_harvester_errmsg(const qp_harvester *hv) {
   return hv != NULL ? hv->err.msg : "harvester is NULL";
 }
 
+/* Whether process `pid` has ended but not been waited for (a zombie: kill()
+ * still finds it). Its parent may never wait: an orphan's new parent is PID 1,
+ * which in a container is often a program that reaps nothing. */
+static bool ended_unreaped(int32_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  /* "pid (comm) S ...": the name may hold ')', the state follows the last */
+  const char *p = strrchr(buf, ')');
+  return p != NULL && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
 /* Whether the process that writes the segment open as `fd` (header pid
  * `pid`) is still running: it holds a lock on the first byte while it lives;
  * a process that closed that descriptor (daemons close everything) is
- * still found by its pid. */
+ * still found by its pid, unless that is a zombie. */
 static bool writer_alive(int fd, int32_t pid) {
   struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
   if (fcntl(fd, F_GETLK, &lk) == 0 && lk.l_type != F_UNLCK) return true;
   if (pid <= 0) return false;
-  return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+  if (kill((pid_t)pid, 0) != 0 && errno != EPERM) return false;
+  return !ended_unreaped(pid);
 }
 
 static void refuse(qp_harvester *hv, const char *name, const char *why, qp_harvest_stats *stats) {

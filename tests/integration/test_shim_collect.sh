@@ -8,6 +8,12 @@
 cd "$T"
 
 wait_for() { for _ in $(seq 1 200); do [ -e "$1" ] && return 0; sleep 0.05; done; fail "timed out waiting for $1"; }
+# ended PID: the process has ended (gone, or a zombie no one has waited for)
+ended() {
+  local st
+  st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || true
+  [ -z "$st" ] || [ "$st" = Z ]
+}
 
 # ---- restarts: each 'collect --once' is a new collector --------------------
 R=$T/run1
@@ -213,6 +219,94 @@ sys.exit(1)" >sig.out 2>sig.err &
   [ "$(cat sig.out)" = "got SIG$sig" ] || fail "SIG$sig: the command said '$(cat sig.out)'"
 done
 echo "ok: SIGINT, SIGTERM, SIGHUP, SIGQUIT passed on to the command"
+
+# ---- a daemon the command started outlives qprof run (--wait-ms, default 2000) ---------
+# sh starts a python that records 10 statements, then one a tick (0.1 s) for
+# 4 s, and exits 3 once the first tick is recorded (a process that has not
+# recorded yet is not known to be waited for). qprof run waits 2000 ms for it,
+# harvests what it has done so far, says that it still records and returns
+# sh's status; qprof collect --once, after the python has ended, writes the rest.
+cat >daemon.py <<'PY'
+import os, sqlite3, sys, time
+db = sqlite3.connect(":memory:")
+for i in range(10):
+    db.execute("select ? as outlive_early", (i,)).fetchall()
+with open(sys.argv[1] + ".tmp", "w") as f:
+    for i in range(40):
+        db.execute("select ? as outlive_tick", (i,)).fetchall()
+        f.write("%d\n" % (i + 1))
+        f.flush()
+        if i == 0:
+            os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+        time.sleep(0.1)
+PY
+S=$T/outlive.qp
+set +e
+"$QPROF" run --store "$S" -- sh -c '
+  sqlite3 :memory: "select 1 as outlive_sh;" >/dev/null
+  /usr/bin/python3 daemon.py ticks </dev/null >/dev/null 2>&1 &
+  echo $! >daemon.pid
+  while [ ! -e ticks ]; do sleep 0.02; done
+  date +%s%3N >sh.end
+  exit 3' >outlive.out 2>outlive.err
+rc=$?
+t1=$(date +%s%3N)
+set -e
+done_then=$(wc -l <ticks)
+pid=$(cat daemon.pid)
+ended "$pid" && fail "outliving daemon: it ended before qprof run returned (after $done_then ticks)"
+[ "$rc" = 3 ] || fail "outliving daemon: qprof run exited $rc, the command 3: $(cat outlive.err)"
+waited=$((t1 - $(cat sh.end)))
+[ "$waited" -ge 1950 ] && [ "$waited" -lt 2500 ] ||
+  fail "outliving daemon: qprof run returned $waited ms after the command ended (--wait-ms 2000)"
+dir=$(sed -n 's/^qprof run: 1 processes still record into \([^;]*\); .*/\1/p' outlive.err)
+[ -n "$dir" ] && [ -d "$dir" ] || fail "outliving daemon: no run directory named: $(cat outlive.err)"
+[ "$(cat outlive.err)" = "qprof run: 1 processes still record into $dir; 'qprof collect --run-dir $dir --store \"$S\"' writes the rest" ] ||
+  fail "outliving daemon: qprof run said: $(cat outlive.err)"
+expect_calls "$S" "select ? as outlive_sh" 1 "outliving daemon, at qprof run's end"
+expect_calls "$S" "select ? as outlive_early" 10 "outliving daemon, at qprof run's end"
+got=$(calls "$S" "select ? as outlive_tick")
+[ "$got" -ge 1 ] && [ "$got" -le "$done_then" ] && [ "$got" -lt 40 ] ||
+  fail "outliving daemon: at qprof run's end the store has $got ticks, the daemon had done $done_then of 40"
+echo "ok: outliving daemon: qprof run returned after $waited ms with status 3, $got of 40 ticks harvested (done: $done_then)"
+for _ in $(seq 1 200); do ended "$pid" && break; sleep 0.05; done
+ended "$pid" || fail "outliving daemon: still running after 10 s"
+[ "$(wc -l <ticks)" = 40 ] || fail "outliving daemon: it did $(wc -l <ticks) of 40 ticks"
+"$QPROF" collect --run-dir "$dir" --store "$S" --once
+expect_calls "$S" "select ? as outlive_sh" 1 "outliving daemon, after qprof collect"
+expect_calls "$S" "select ? as outlive_early" 10 "outliving daemon, after qprof collect"
+expect_calls "$S" "select ? as outlive_tick" 40 "outliving daemon, after qprof collect"
+[ "$(total_calls "$S")" = 51 ] || fail "outliving daemon: 51 statements ran, the store has $(total_calls "$S")"
+rmdir "$dir" 2>/dev/null || fail "outliving daemon: qprof collect left $(ls -A "$dir")"
+echo "ok: outliving daemon: qprof collect --once wrote the rest, 51 statements in all"
+
+# ---- a writer that has ended but that no one waited for (a zombie) has ended ------------
+# Its lock is gone with it, and kill() still finds its pid: the collector
+# must not take it for a live process (an orphan's parent is PID 1, which in
+# a container often reaps nothing; qprof run would wait its whole --wait-ms
+# and no collector would remove the segment).
+R=$T/run_zombie
+mkdir -m 0700 "$R"
+LD_PRELOAD="$SHIM" QPROF_RUN_DIR="$R" /usr/bin/python3 -c '
+import os, sqlite3, time
+pid = os.fork()
+if pid == 0:
+    sqlite3.connect(":memory:").execute("select 1 as zombie_q").fetchall()
+    os._exit(0)
+with open("zombie.pid.tmp", "w") as f:
+    f.write(str(pid))
+os.rename("zombie.pid.tmp", "zombie.pid")
+time.sleep(30)' &
+zp=$!
+wait_for zombie.pid
+for _ in $(seq 1 200); do [ "$(awk '{ print $3 }' "/proc/$(cat zombie.pid)/stat")" = Z ] && break; sleep 0.05; done
+[ "$(awk '{ print $3 }' "/proc/$(cat zombie.pid)/stat")" = Z ] || fail "zombie writer: the child is not a zombie"
+collect "$R" "$T/z.qp"
+expect_calls "$T/z.qp" "select ? as zombie_q" 1 "zombie writer"
+[ -z "$(ls -A "$R")" ] || fail "zombie writer: its segment was kept, as if it were alive: $(ls -A "$R")"
+kill "$zp"
+wait "$zp" || true
+echo "ok: a zombie writer is taken for ended: harvested and its segment removed"
 
 # ---- no password in what the shim logs or qprof run prints ---------------------------
 for dsn in "postgresql://postgres:s3cr3tpw@127.0.0.1:1/x" "host=127.0.0.1 port=1 password=s3cr3tpw dbname=x"; do
