@@ -439,9 +439,20 @@ qp_status qp__pg_write(qp_store *s, const qp_entry *list, const qp_drop *drop) {
       }
       s->err = err;
     }
-    bool again = broken || retryable_state(g->sqlstate);
+    bool retryable = retryable_state(g->sqlstate);
+    bool again = broken || retryable;
+    if (retryable && attempt >= QP_PG_WRITE_TRIES) {
+      char msg[sizeof s->err.msg];
+      snprintf(msg, sizeof msg, "%s", s->err.msg);
+      rc = qp__err_set(&s->err, rc, "%s (SQLSTATE %s on each of %d tries: giving up)", msg,
+                       g->sqlstate, QP_PG_WRITE_TRIES);
+      qp__log(&s->hooks, QP_LOG_WARN, "%s", s->err.msg);
+    }
     if (!again || attempt >= QP_PG_WRITE_TRIES) break;
-    if (broken && attempt > 1 && !retryable_state(g->sqlstate)) break; /* one fresh connection */
+    if (broken && attempt > 1 && !retryable) break; /* one fresh connection */
+    if (retryable)
+      qp__log(&s->hooks, QP_LOG_INFO, "%s: flush rolled back, trying again (%s, try %d of %d): %s",
+              s->display, g->sqlstate, attempt + 1, QP_PG_WRITE_TRIES, s->err.msg);
     if (!broken) retry_pause(attempt);
   }
   if (rc != QP_OK && strcmp(g->sqlstate, "42501") == 0) {
