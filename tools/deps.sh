@@ -9,7 +9,7 @@ PKGS="build-essential cmake pkg-config git
   clang libclang-rt-14-dev
   chromium
   postgresql postgresql-contrib postgresql-15-hypopg pgbouncer pgpool2 pgbadger
-  sqlite3 python3 python3-psycopg2
+  sqlite3 python3 python3-psycopg2 openssl
   libpg-query-dev"
 missing=""
 for p in $PKGS; do
