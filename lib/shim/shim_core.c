@@ -480,7 +480,8 @@ void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cach
   uint64_t gen = atomic_load_explicit(&shim_g_hot.seg_gen, memory_order_relaxed);
   int64_t wall;
   qp_seg_entry *e;
-  if (cache != NULL && cache->e != NULL && cache->gen == gen && end_ns - cache->lo_ns < cache->span_ns) {
+  if (cache != NULL && cache->e != NULL && cache->gen == gen && cache->fp == fp &&
+      end_ns - cache->lo_ns < cache->span_ns) {
     e = cache->e;
     wall = (int64_t)end_ns + cache->wall_off;
   } else {
@@ -498,6 +499,7 @@ void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cach
        * still the true difference) */
       cache->e = e;
       cache->gen = gen;
+      cache->fp = fp;
       cache->wall_off = wall - (int64_t)end_ns;
       cache->lo_ns = (uint64_t)(bucket * 1000000000) - (uint64_t)cache->wall_off;
       cache->span_ns = (uint64_t)seg->bucket_s * 1000000000u;

@@ -128,6 +128,8 @@ bool shim_is_store(const char *path);
  * empty. */
 typedef struct shim_entry_cache {
   uint64_t gen;              /* segment generation it belongs to */
+  uint64_t fp;               /* the entry's fingerprint (a cache that statements share, as a
+                              * connection's simple queries do, holds the last one's) */
   uint64_t lo_ns, span_ns;   /* the bucket: [lo_ns, lo_ns + span_ns) on shim_now_ns */
   int64_t wall_off;          /* wall clock - shim_now_ns, ns */
   qp_seg_entry *e;

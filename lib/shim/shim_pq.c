@@ -130,6 +130,7 @@ typedef struct pq_conn {
   char *dbname; /* the segment key: database, user, application (shim_key) */
   size_t dbname_len;
   pq_prep *preps[PREP_BUCKETS];
+  shim_entry_cache qcache; /* the entry of the last simple or parameterized query */
   /* Who runs it (docs/shim.md, "Who ran it"). The role is followed from
    * the statements' text, since PostgreSQL does not report it; the session
    * user and application_name from what the server reports. "" is no role
@@ -236,6 +237,7 @@ static void rekey(pq_conn *c, PGconn *conn) {
   if (k != NULL) memcpy(k, key, n + 1);
   for (size_t i = 0; i < PREP_BUCKETS; i++)
     for (pq_prep *p = c->preps[i]; p != NULL; p = p->next) memset(&p->cache, 0, sizeof p->cache);
+  memset(&c->qcache, 0, sizeof c->qcache);
 }
 
 /* The state of `conn`, created on first use. NULL on out of memory. */
@@ -462,7 +464,10 @@ static void end_statement(pq_conn *c, PGconn *conn, pq_entry *e, const PGresult 
     ev.fingerprint = e->prep->fp;
   } else if (e->kind == PQK_QUERY) {
     /* The next statement of a (possibly multi-statement) simple query; text
-     * without a ';' is one statement and needs no splitting. */
+     * without a ';' is one statement and needs no splitting. A client that
+     * runs one statement again and again with other literals (pgbench -S)
+     * finds its entry in the connection's cache. */
+    cache = &c->qcache;
     size_t start, len;
     const char *semi = e->split_pos == 0 ? memchr(e->sql, ';', e->sql_len) : NULL;
     size_t rest = semi != NULL ? e->sql_len - (size_t)(semi - e->sql) - 1 : 0;
@@ -482,6 +487,7 @@ static void end_statement(pq_conn *c, PGconn *conn, pq_entry *e, const PGresult 
       ev.sql_len = e->sql_len;
     }
   } else {
+    if (e->kind == PQK_PARAMS) cache = &c->qcache;
     ev.sql = e->sql;
     ev.sql_len = e->sql_len;
   }
