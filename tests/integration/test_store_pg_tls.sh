@@ -81,6 +81,18 @@ printf '127.0.0.1:%s:qtls:u:%s\n' "$PGPORT" "$PW" >"$T/passfile"
 chmod 0600 "$T/passfile"
 write_read passfile "$BASE sslmode=require" PGPASSFILE="$T/passfile"
 write_read verify_full "$BASE sslmode=verify-full sslrootcert=$T/ca.crt" PGPASSFILE="$T/passfile"
+# qprof run with the password in --store: the command's environment has the
+# location without it (a program that prints its environment must not print
+# the password), and the collector still writes the store with it.
+"$QPROF" run --store "$BASE sslmode=require password=$PW" -- \
+  sh -c 'env; sqlite3 :memory: "select 1 as tls_run"' >"$O/run.out" 2>"$O/run.err" ||
+  fail "qprof run with a password in --store: $(cat "$O/run.err")"
+grep -q "^QPROF_STORE=.*password=\*\*\*" "$O/run.out" ||
+  fail "qprof run: the command's QPROF_STORE is not the location without its password: $(grep QPROF_STORE "$O/run.out")"
+got=$("$QPROF" report --store "$BASE sslmode=require password=$PW" --format json 2>"$O/run.report.err" |
+  python3 -c 'import json,sys; print(sum(q["calls"] for q in json.load(sys.stdin)["queries"] if q["query"] == "select ? as tls_run"))')
+[ "$got" = 1 ] || fail "qprof run with a password in --store: $got calls of select ? as tls_run in the store, not 1"
+echo "ok: qprof run: the store written with the password, the command's environment without it"
 # the server saw TLS and SCRAM for role u (log_connections)
 grep -q 'connection authenticated: identity="u" method=scram-sha-256' "$CL/server.log" ||
   fail "the server did not log a scram-sha-256 authentication of u"

@@ -254,6 +254,15 @@ int cmd_run(int argc, char **argv) {
     return cli_fail("run", "cannot set the environment: %s", strerror(errno));
   }
   free(preload);
+  /* The command gets the store's location without its password: the shim
+   * only needs it to leave the program's own queries on a store file
+   * unrecorded, and a program that prints its environment must not print
+   * the password (the collector has its own copy). */
+  if (qp_store_is_dsn(abs_store)) {
+    char red[8192];
+    if (qp_dsn_redact(abs_store, red, sizeof red) < sizeof red) setenv("QPROF_STORE", red, 1);
+    else unsetenv("QPROF_STORE");
+  }
 
   /* The signals qprof run handles are blocked and taken with sigtimedwait:
    * SIGCHLD ends the wait for CMD; SIGINT, SIGTERM, SIGHUP and SIGQUIT sent
