@@ -257,12 +257,14 @@ static void test_real_deadlock_retried(void **state) {
   flusher f = {.p = p, .s = s};
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, flush_main, &f), 0);
-  /* wait until the flush (holding FP1's row) waits for FP2's */
+  /* wait until the flush (holding FP1's row) waits for FP2's: a backend
+   * blocked by this session (not any lock of the cluster: other tests share
+   * it and wait for their own) */
   int waiting = 0;
   for (int i = 0; i < 500 && !waiting; i++) {
     PGresult *r = run(c,
-                      "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> "
-                      "pg_backend_pid()",
+                      "SELECT count(*) FROM pg_stat_activity "
+                      "WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))",
                       PGRES_TUPLES_OK);
     waiting = atoi(PQgetvalue(r, 0, 0)) > 0;
     PQclear(r);
