@@ -480,8 +480,7 @@ void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cach
   uint64_t gen = atomic_load_explicit(&shim_g_hot.seg_gen, memory_order_relaxed);
   int64_t wall;
   qp_seg_entry *e;
-  if (cache != NULL && cache->e != NULL && cache->gen == gen && cache->fp == fp &&
-      end_ns - cache->lo_ns < cache->span_ns) {
+  if (cache != NULL && shim_cache_holds(cache, gen, fp, end_ns)) {
     e = cache->e;
     wall = (int64_t)end_ns + cache->wall_off;
   } else {

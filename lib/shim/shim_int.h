@@ -139,6 +139,13 @@ typedef struct shim_entry_cache {
 /* Says once that the segment is full (out of line). */
 void shim_full(void);
 
+/* Whether `c` holds this segment's (generation `gen`) entry of fingerprint
+ * `fp` for the bucket of `end_ns`: the one test of a cache hit. */
+static inline bool shim_cache_holds(const shim_entry_cache *c, uint64_t gen, uint64_t fp,
+                                    uint64_t end_ns) {
+  return c->e != NULL && c->gen == gen && c->fp == fp && end_ns - c->lo_ns < c->span_ns;
+}
+
 /* The fast path of shim_record_cached: records one execution that
  * succeeded, of `duration_ns` ending at `end_ns` (shim_now_ns), into the
  * entry `c` holds, when it is still this segment's entry for the bucket of
@@ -147,10 +154,10 @@ void shim_full(void);
 static inline bool shim_record_hit(shim_entry_cache *c, uint64_t end_ns, uint64_t duration_ns,
                                    int64_t rows) {
   qp_seg *seg = atomic_load_explicit(&shim_g_hot.seg, memory_order_acquire);
-  if (QP_UNLIKELY(seg == NULL || c->e == NULL ||
-                  c->gen != atomic_load_explicit(&shim_g_hot.seg_gen, memory_order_relaxed) ||
-                  end_ns - c->lo_ns >= c->span_ns || duration_ns > shim_g_hot.slow_cut ||
-                  shim_g_hot.sample))
+  if (QP_UNLIKELY(seg == NULL ||
+                  !shim_cache_holds(c, atomic_load_explicit(&shim_g_hot.seg_gen, memory_order_relaxed),
+                                    c->fp, end_ns) ||
+                  duration_ns > shim_g_hot.slow_cut || shim_g_hot.sample))
     return false;
   if (QP_UNLIKELY(qp__seg_add(seg, c->e, duration_ns, rows, NULL, (int64_t)end_ns + c->wall_off) ==
                   NULL))
