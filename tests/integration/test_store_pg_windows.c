@@ -251,15 +251,6 @@ static void test_windows_equal_sqlite(void **state) {
   compare(NCHUNKS, "with deltas");
 }
 
-static qpt_sum totals(qp_store *s, int64_t lo_s, int64_t hi_s) {
-  qpt_sum sum = {0};
-  assert_int_equal(qp_store_summarize(s, lo_s == INT64_MIN ? INT64_MIN : lo_s * 1000000000LL,
-                                      hi_s == INT64_MAX ? INT64_MAX : hi_s * 1000000000LL,
-                                      qpt_sum_add, &sum),
-                   QP_OK);
-  return sum;
-}
-
 static qp_store *open_pg(const char *dsn, qp_store_mode mode) {
   char err[512];
   qp_store *s = NULL;
@@ -290,7 +281,7 @@ static void test_migrates_v9(void **state) {
   qp_store *s = open_pg(g_db.dsn, QP_STORE_READ);
   assert_int_equal(s->levels_from, INT64_MAX);
   wc_check_all(s, DAY0, "version 9, read as it is");
-  qpt_sum all8 = totals(s, INT64_MIN, INT64_MAX);
+  qpt_sum all8 = wc_totals(s, INT64_MIN, INT64_MAX);
   qp_store_close(s);
 
   /* a writer of version 9, connected before the migration, mid-flush */
@@ -341,7 +332,7 @@ static void test_migrates_v9(void **state) {
   /* totals unchanged, then new rows in the past (whose 10-minute and
    * 6-hour rows hold only them: not to be read) and around the completion
    * point, by the owner and by the role that appends */
-  assert_int_equal(totals(s, INT64_MIN, INT64_MAX).calls, all8.calls);
+  assert_int_equal(wc_totals(s, INT64_MIN, INT64_MAX).calls, all8.calls);
   wc_check_all(s, DAY0, "migrated");
   qp_store_close(s);
   record(0, 1, g_db.dsn);
@@ -375,7 +366,7 @@ static void test_migrates_v9(void **state) {
   qp_store_close(w);
   s = open_pg(g_db.dsn, QP_STORE_READ);
   wc_check_all(s, qp__floor_div(q, 86400) * 86400, "after the completion point");
-  qpt_sum six = totals(s, q, q + 21600), ten = totals(s, q + 600, q + 1200);
+  qpt_sum six = wc_totals(s, q, q + 21600), ten = wc_totals(s, q + 600, q + 1200);
   qp_store_close(s);
   assert_int_equal(ten.calls, 10);
   char sql[256];
@@ -384,9 +375,9 @@ static void test_migrates_v9(void **state) {
            (long long)(q + 600), (long long)(q + 1200));
   qpt_pg_exec(g_db.dsn, sql);
   s = open_pg(g_db.dsn, QP_STORE_READ);
-  assert_int_equal(totals(s, q, q + 21600).calls, six.calls);
-  assert_int_equal(totals(s, q + 600, q + 1200).calls, 10);
-  assert_int_equal(totals(s, q + 600, q + 1140).calls, 0);
+  assert_int_equal(wc_totals(s, q, q + 21600).calls, six.calls);
+  assert_int_equal(wc_totals(s, q + 600, q + 1200).calls, 10);
+  assert_int_equal(wc_totals(s, q + 600, q + 1140).calls, 0);
   qp_store_close(s);
 }
 

@@ -35,6 +35,18 @@ typedef struct wc_ref {
   size_t n;
 } wc_ref;
 
+/* The qpt_sum of the queries in the window [lo_s, hi_s) (seconds;
+ * INT64_MIN / INT64_MAX for open ends); fails the test when the store
+ * cannot say. */
+static qpt_sum wc_totals(qp_store *s, int64_t lo_s, int64_t hi_s) {
+  qpt_sum sum = {0};
+  assert_int_equal(qp_store_summarize(s, lo_s == INT64_MIN ? INT64_MIN : lo_s * 1000000000LL,
+                                      hi_s == INT64_MAX ? INT64_MAX : hi_s * 1000000000LL,
+                                      qpt_sum_add, &sum),
+                   QP_OK);
+  return sum;
+}
+
 static bool wc_same(const wc_key *k, const qp_entry *e) {
   return k->fp == e->fingerprint && k->backend == e->backend && strcmp(k->db, e->database) == 0 &&
          strcmp(k->user, e->user) == 0 && strcmp(k->app, e->application) == 0 &&

@@ -118,15 +118,6 @@ static void test_windows_equal_buckets(void **state) {
   qp_store_close(s);
 }
 
-static qpt_sum totals(qp_store *s, int64_t lo_s, int64_t hi_s) {
-  qpt_sum sum = {0};
-  assert_int_equal(qp_store_summarize(s, lo_s == INT64_MIN ? INT64_MIN : lo_s * 1000000000LL,
-                                      hi_s == INT64_MAX ? INT64_MAX : hi_s * 1000000000LL,
-                                      qpt_sum_add, &sum),
-                   QP_OK);
-  return sum;
-}
-
 /* A version 9 store with data: read as it is, migrated by a writer with
  * its totals unchanged; the new levels are used from the completion point
  * on, never before it (where they would miss the older rows). */
@@ -144,7 +135,7 @@ static void test_migrates_v9(void **state) {
   s = open_store(path, QP_STORE_READ);
   assert_int_equal(s->levels_from, INT64_MAX);
   wc_check_all(s, DAY0, "version 9, read as it is");
-  qpt_sum all8 = totals(s, INT64_MIN, INT64_MAX), day8 = totals(s, DAY0, DAY0 + 86400);
+  qpt_sum all8 = wc_totals(s, INT64_MIN, INT64_MAX), day8 = wc_totals(s, DAY0, DAY0 + 86400);
   qp_store_close(s);
 
   /* a writer of version 9, open before the migration, its insert prepared */
@@ -175,7 +166,7 @@ static void test_migrates_v9(void **state) {
   assert_int_equal(count_on(path, "SELECT count(*) FROM qp_stats WHERE fingerprint = 7"), 0);
 
   /* totals unchanged; the past read from the old levels */
-  qpt_sum all9 = totals(s, INT64_MIN, INT64_MAX), day9 = totals(s, DAY0, DAY0 + 86400);
+  qpt_sum all9 = wc_totals(s, INT64_MIN, INT64_MAX), day9 = wc_totals(s, DAY0, DAY0 + 86400);
   assert_int_equal(all9.calls, all8.calls);
   assert_int_equal(all9.total, all8.total);
   assert_int_equal(day9.calls, day8.calls);
@@ -199,7 +190,7 @@ static void test_migrates_v9(void **state) {
    * hour's buckets say the same only through the hour row. */
   s = open_store(path, QP_STORE_READ);
   int64_t q = from > dT + 6 * 3600 ? from : from + 21600;
-  qpt_sum six = totals(s, q, q + 21600), ten = totals(s, q + 600, q + 1200);
+  qpt_sum six = wc_totals(s, q, q + 21600), ten = wc_totals(s, q + 600, q + 1200);
   qp_store_close(s);
   if (ten.calls > 0) {
     char sql[256];
@@ -208,9 +199,9 @@ static void test_migrates_v9(void **state) {
              (long long)(q + 600), (long long)(q + 1200));
     sql_on(path, sql);
     s = open_store(path, QP_STORE_READ);
-    assert_int_equal(totals(s, q, q + 21600).calls, six.calls);
-    assert_int_equal(totals(s, q + 600, q + 1200).calls, ten.calls); /* the 10-minute row */
-    assert_int_equal(totals(s, q + 600, q + 1140).calls, 0);         /* buckets only */
+    assert_int_equal(wc_totals(s, q, q + 21600).calls, six.calls);
+    assert_int_equal(wc_totals(s, q + 600, q + 1200).calls, ten.calls); /* the 10-minute row */
+    assert_int_equal(wc_totals(s, q + 600, q + 1140).calls, 0);         /* buckets only */
     qp_store_close(s);
   }
 }
