@@ -585,12 +585,7 @@ static int find(const seen *f, const char *text) {
 }
 
 static void stored(qp_profile *prof, seen *out) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/store.db", qpt_tempdir());
-  qp_store *st = NULL;
-  char err[256];
-  assert_int_equal(qp_store_open(&st, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
-  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  qp_store *st = qpt_flushed_store(prof, "store.db");
   memset(out, 0, sizeof *out);
   assert_int_equal(qp_store_summarize(st, INT64_MIN, INT64_MAX, collect, out), QP_OK);
   qp_store_close(st);
@@ -707,11 +702,7 @@ static void test_dims_role_application_host(void **state) {
   qp_pool_release(c);
   qp_pool_close(a);
   qp_pool_close(b);
-  char path[512];
-  snprintf(path, sizeof path, "%s/who.db", qpt_tempdir());
-  qp_store *st = NULL;
-  assert_int_equal(qp_store_open(&st, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
-  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  qp_store *st = qpt_flushed_store(prof, "who.db");
   who_seen w;
   memset(&w, 0, sizeof w);
   assert_int_equal(qp_store_summarize(st, INT64_MIN, INT64_MAX, collect_who, &w), QP_OK);
@@ -830,11 +821,7 @@ static void test_dims_follow_set_role_and_application(void **state) {
   qp_pool_close(a);
   qp_pool_close(b);
 
-  char path[512];
-  snprintf(path, sizeof path, "%s/follow.db", qpt_tempdir());
-  qp_store *st = NULL;
-  assert_int_equal(qp_store_open(&st, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
-  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  qp_store *st = qpt_flushed_store(prof, "follow.db");
   static rows_seen w;
   memset(&w, 0, sizeof w);
   assert_int_equal(qp_store_summarize(st, INT64_MIN, INT64_MAX, collect_rows, &w), QP_OK);

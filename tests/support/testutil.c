@@ -66,6 +66,16 @@ const char *qpt_tempdir(void) {
   return b;
 }
 
+qp_store *qpt_flushed_store(qp_profile *prof, const char *name) {
+  char path[512], err[256];
+  snprintf(path, sizeof path, "%s/%s", qpt_tempdir(), name);
+  qp_store *st = NULL;
+  if (qp_store_open(&st, path, QP_STORE_WRITE, NULL, err, sizeof err) != QP_OK)
+    fail_msg("%s: %s", path, err);
+  if (qp_profile_flush(prof, st) != QP_OK) fail_msg("flush into %s: %s", path, qp_store_errmsg(st));
+  return st;
+}
+
 int qpt_tempdirs_remove(void **state) {
   (void)state;
   for (int i = 0; i < nmade; i++) qpt_system("rm -rf '%s'", made[i]);

@@ -24,6 +24,9 @@ const char *qpt_pg_dsn(void);
 int qpt_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A fresh temporary directory (mkdtemp under /tmp); static buffer per call index. */
 const char *qpt_tempdir(void);
+/* A new SQLite store `name` in a fresh qpt_tempdir() with `prof` flushed into
+ * it, open for writing; fails the test when either fails. The caller closes it. */
+qp_store *qpt_flushed_store(qp_profile *prof, const char *name);
 /* Runs the shell command `cmd` in `dir` with stdout and stderr sent to
  * dir/out.txt and dir/err.txt; returns its exit status and, when out/err are
  * not NULL, the two outputs (malloc'd; the caller frees). */

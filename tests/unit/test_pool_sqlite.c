@@ -488,12 +488,7 @@ static int collect_fp(const qp_query_summary *q, void *ud) {
 
 /* Flushes prof into a fresh store and collects what it holds. */
 static void stored(qp_profile *prof, fp_seen *out) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/store.db", qpt_tempdir());
-  qp_store *st = NULL;
-  char err[256];
-  assert_int_equal(qp_store_open(&st, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
-  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  qp_store *st = qpt_flushed_store(prof, "store.db");
   memset(out, 0, sizeof *out);
   assert_int_equal(qp_store_summarize(st, INT64_MIN, INT64_MAX, collect_fp, out), QP_OK);
   qp_store_close(st);
@@ -867,11 +862,7 @@ static void test_dims_user_application_host(void **state) {
   qp_pool_release(c);
   qp_pool_close(a);
   qp_pool_close(b);
-  char path[512];
-  snprintf(path, sizeof path, "%s/who.db", qpt_tempdir());
-  qp_store *st = NULL;
-  assert_int_equal(qp_store_open(&st, path, QP_STORE_WRITE, NULL, err, sizeof err), QP_OK);
-  assert_int_equal(qp_profile_flush(prof, st), QP_OK);
+  qp_store *st = qpt_flushed_store(prof, "who.db");
   who_seen w;
   memset(&w, 0, sizeof w);
   assert_int_equal(qp_store_summarize(st, INT64_MIN, INT64_MAX, collect_who, &w), QP_OK);
