@@ -57,4 +57,8 @@
   X(ADVISE_MIN_ROWS, "advise.min_rows", QP_OPT_INT, "10000", 0, 1000000000000, "",                 \
     "Tables with fewer rows get no index advice (a scan of them is cheap)")                       \
   X(HOST, "host", QP_OPT_STRING, "", 0, 0, "",                                                     \
-    "Host name statements are recorded under (containers); empty = the machine's name")
+    "Host name statements are recorded under (containers); empty = the machine's name")            \
+  X(PIPELINE_FLUSH, "pipeline_flush", QP_OPT_BOOL, "false", 0, 0, "",                              \
+    "Shim: after each query a program sends in libpq pipeline mode, ask the server for its "       \
+    "results at once (PQsendFlushRequest), so that each query is charged by the server's order "  \
+    "of work; costs the server a write per query")

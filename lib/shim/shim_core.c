@@ -12,9 +12,10 @@
  *     query never gets that far: no file.
  *   - every statement is recorded straight into the segment (seg_write.c):
  *     no allocation, no system call, no lock another process can hold. The
- *     shim never opens a store and never calls libpq or SQLite for itself;
- *     the collector (qprof run, qprof collect) reads the segment from
- *     outside. Nothing happens at exit or exec: what was recorded is in the
+ *     shim never opens a store and never calls libpq or SQLite for itself
+ *     (but for the flush request QPROF_PIPELINE_FLUSH asks for, after a
+ *     pipelined send: shim_pq.c); the collector (qprof run, qprof collect)
+ *     reads the segment from outside. Nothing happens at exit or exec: what was recorded is in the
  *     page cache, and survives _exit(), kill -9 and crashes.
  *   - fork(): the child forgets the parent's segment and creates its own at
  *     its first statement.
@@ -159,8 +160,8 @@ static void open_log(void) {
 }
 
 /* ---- real symbols -------------------------------------------------------- */
-void *shim_real(_Atomic(void *) *slot, const char *name, const char *soname) {
-  int saved = errno;
+/* dlsym(RTLD_NEXT), else the already-loaded library's own symbol. */
+static void *find_real(const char *name, const char *soname) {
   void *p = dlsym(RTLD_NEXT, name);
   if (p == NULL) {
     /* The library was dlopen'ed after us (python's _sqlite3, psycopg2):
@@ -170,8 +171,21 @@ void *shim_real(_Atomic(void *) *slot, const char *name, const char *soname) {
     void *h = dlopen(soname, RTLD_NOLOAD | RTLD_LAZY);
     if (h != NULL) p = dlsym(h, name);
   }
+  return p;
+}
+
+void *shim_real(_Atomic(void *) *slot, const char *name, const char *soname) {
+  int saved = errno;
+  void *p = find_real(name, soname);
   if (p != NULL) atomic_store_explicit(slot, p, memory_order_release);
   else shim_log(QP_LOG_ERROR, "cannot find the real %s in the process", name);
+  errno = saved;
+  return p;
+}
+
+void *shim_real_optional(const char *name, const char *soname) {
+  int saved = errno;
+  void *p = find_real(name, soname);
   errno = saved;
   return p;
 }
@@ -338,6 +352,7 @@ static void init_once(void) {
   }
   g_bucket_s = qp_config_int(g_cfg, "bucket_s");
   g_sample = qp_config_bool(g_cfg, "sample");
+  shim_g_pipeline_flush = qp_config_bool(g_cfg, "pipeline_flush");
   g_seg_size = (size_t)qp_config_int(g_cfg, "segment_mb") << 20;
   read_host(qp_config_string(g_cfg, "host"));
   if (!check_run_dir(qp_config_string(g_cfg, "run_dir"))) goto fail;

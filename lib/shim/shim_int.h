@@ -49,6 +49,12 @@ extern SHIM_TLS unsigned shim_t_inside;
  * program just called through it. */
 void *shim_real(_Atomic(void *) *slot, const char *name, const char *soname);
 
+/* The same lookup for a function the library may not have (one of a later
+ * version than the program's): its address or NULL, nothing logged, nothing
+ * cached (the caller looks it up once, when the library is known to be
+ * loaded). errno is preserved. */
+void *shim_real_optional(const char *name, const char *soname);
+
 /* Stand-ins returned when a real function cannot be found, so that nothing
  * ever calls a NULL pointer: they set errno to ENOSYS and return a failure
  * (NULL or 0, or SQLITE_MISUSE for sqlite3's int functions). They are called
@@ -79,6 +85,7 @@ int shim_stub_minus1(void);
 typedef struct shim_hot {
   _Atomic int state;        /* SHIM_UNINIT, SHIM_READY, SHIM_DISABLED */
   bool sample;              /* QPROF_SAMPLE: only then do callers pass ev->sql */
+  bool pipeline_flush;      /* QPROF_PIPELINE_FLUSH: a flush request after each pipelined send */
   _Atomic(qp_seg *) seg;    /* this process's segment, or NULL */
   _Atomic uint64_t seg_gen; /* bumped for every segment this process creates */
   uint64_t slow_cut;        /* statements slower than this go to slow_log */
@@ -86,6 +93,7 @@ typedef struct shim_hot {
 extern shim_hot shim_g_hot;
 #define shim_state shim_g_hot.state
 #define shim_g_sample shim_g_hot.sample
+#define shim_g_pipeline_flush shim_g_hot.pipeline_flush
 
 /* ---- activity ------------------------------------------------------------ */
 enum { SHIM_UNINIT = 0, SHIM_READY = 1, SHIM_DISABLED = 2 };

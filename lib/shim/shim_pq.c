@@ -79,6 +79,10 @@ SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQcmdStatus, (PGresult *), shim_stub_null
 SHIM_REAL_DECL(SHIM_SONAME_PQ, PGTransactionStatusType, PQtransactionStatus, (const PGconn *),
                shim_stub_zero)
 SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQresultErrorField, (const PGresult *, int), shim_stub_null)
+/* libpq 14's; only called once PQsendFlushRequest was found (flush_request),
+ * which is as new. */
+SHIM_REAL_DECL(SHIM_SONAME_PQ, PGpipelineStatus, PQpipelineStatus, (const PGconn *), shim_stub_zero)
+SHIM_REAL_DECL(SHIM_SONAME_PQ, char *, PQerrorMessage, (const PGconn *), shim_stub_null)
 
 /* Depth of synchronous calls (PQexec & co.) on this thread, and whether an
  * asynchronous call made inside the innermost one came through the shim. */
@@ -600,15 +604,52 @@ SHIM_EXPORT int PQresetStart(PGconn *conn) {
   return real_PQresetStart()(conn);
 }
 
+/* ---- QPROF_PIPELINE_FLUSH --------------------------------------------------
+ * PostgreSQL keeps a pipeline's results until the sync, so that they all
+ * reach the client together and the time rule charges the first query with
+ * everything (docs/shim.md). With the option on, every query sent in
+ * pipeline mode is followed by a flush request: the server then sends each
+ * query's results when it has them, and each query is charged by the
+ * server's order of work. The program gets the same results; the server
+ * pays a write per query. PQsendFlushRequest is libpq 14's: it is looked up
+ * once, at the first send after the shim started, when the program's libpq
+ * is loaded for sure; without it the option does nothing, said once. */
+typedef int (*flush_fn)(PGconn *);
+static pthread_once_t g_flush_once = PTHREAD_ONCE_INIT;
+static flush_fn g_flush;
+
+static void flush_lookup(void) {
+  g_flush = (flush_fn)(void (*)(void))shim_real_optional("PQsendFlushRequest", SHIM_SONAME_PQ);
+  if (g_flush == NULL)
+    shim_log(QP_LOG_WARN, "QPROF_PIPELINE_FLUSH is set, but this libpq has no PQsendFlushRequest "
+                          "(libpq < 14): pipelined queries are timed as their results arrive");
+}
+
+/* After a successful send on `conn`, with shim_t_inside set and errno kept
+ * by the caller. A failed request changes nothing the program relies on
+ * (its query was queued; the sync flushes the results) and is only logged:
+ * the program's call already returned success. Its message, if libpq made
+ * one, is in PQerrorMessage, where the write error or lack of memory that
+ * makes it fail would show at the program's next call anyway. */
+static QP_NOINLINE void flush_request(PGconn *conn) {
+  pthread_once(&g_flush_once, flush_lookup);
+  if (g_flush == NULL || real_PQpipelineStatus()(conn) == PQ_PIPELINE_OFF) return;
+  if (g_flush(conn) != 1) {
+    const char *msg = real_PQerrorMessage()(conn);
+    shim_log(QP_LOG_DEBUG, "PQsendFlushRequest failed: %s", msg != NULL ? msg : "");
+  }
+}
+
 /* ---- asynchronous primitives --------------------------------------------- */
-/* Bookkeeping after a send: `ok` is the real call's result. */
-#define AFTER_SEND(ok, ...)    \
+/* Bookkeeping after a send on `conn`: `ok` is the real call's result. */
+#define AFTER_SEND(conn, ok, ...) \
   do {                         \
     if (ok) {                  \
       int e_ = errno;          \
       shim_t_inside++;         \
       if (t_sync) t_sync_seen = true; \
       __VA_ARGS__;             \
+      if (QP_UNLIKELY(shim_g_pipeline_flush)) flush_request(conn); \
       shim_t_inside--;         \
       errno = e_;              \
     }                          \
@@ -618,7 +659,7 @@ SHIM_EXPORT int PQsendQuery(PGconn *conn, const char *query) {
   if (!should_record()) return real_PQsendQuery()(conn, query);
   uint64_t t0 = shim_now_ns();
   int ok = real_PQsendQuery()(conn, query);
-  AFTER_SEND(ok, push(conn_get(conn), PQK_QUERY, t0, query, NULL));
+  AFTER_SEND(conn, ok, push(conn_get(conn), PQK_QUERY, t0, query, NULL));
   return ok;
 }
 
@@ -632,7 +673,7 @@ SHIM_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nParams
   uint64_t t0 = shim_now_ns();
   int ok = real_PQsendQueryParams()(conn, command, nParams, paramTypes, paramValues,
                                     paramLengths, paramFormats, resultFormat);
-  AFTER_SEND(ok, push(conn_get(conn), PQK_PARAMS, t0, command, NULL));
+  AFTER_SEND(conn, ok, push(conn_get(conn), PQK_PARAMS, t0, command, NULL));
   return ok;
 }
 
@@ -642,7 +683,7 @@ SHIM_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *qu
     return real_PQsendPrepare()(conn, stmtName, query, nParams, paramTypes);
   uint64_t t0 = shim_now_ns();
   int ok = real_PQsendPrepare()(conn, stmtName, query, nParams, paramTypes);
-  AFTER_SEND(ok, {
+  AFTER_SEND(conn, ok, {
     pq_conn *c = conn_get(conn);
     if (c != NULL) prep_add(c, stmtName, query);
     push(c, PQK_PREPARE, t0, NULL, NULL);
@@ -671,7 +712,7 @@ SHIM_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nPar
   uint64_t t0 = shim_now_ns();
   int ok = real_PQsendQueryPrepared()(conn, stmtName, nParams, paramValues, paramLengths,
                                       paramFormats, resultFormat);
-  AFTER_SEND(ok, {
+  AFTER_SEND(conn, ok, {
     pq_conn *c = conn_get(conn);
     pq_prep *p = c != NULL && stmtName != NULL ? prep_for_execute(c, stmtName) : NULL;
     /* Without a statement the entry is still queued, unrecorded, so that the
@@ -684,14 +725,14 @@ SHIM_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nPar
 SHIM_EXPORT int PQsendDescribePrepared(PGconn *conn, const char *stmt) {
   if (!should_record()) return real_PQsendDescribePrepared()(conn, stmt);
   int ok = real_PQsendDescribePrepared()(conn, stmt);
-  AFTER_SEND(ok, push(conn_get(conn), PQK_DESCRIBE, 0, NULL, NULL));
+  AFTER_SEND(conn, ok, push(conn_get(conn), PQK_DESCRIBE, 0, NULL, NULL));
   return ok;
 }
 
 SHIM_EXPORT int PQsendDescribePortal(PGconn *conn, const char *portal) {
   if (!should_record()) return real_PQsendDescribePortal()(conn, portal);
   int ok = real_PQsendDescribePortal()(conn, portal);
-  AFTER_SEND(ok, push(conn_get(conn), PQK_DESCRIBE, 0, NULL, NULL));
+  AFTER_SEND(conn, ok, push(conn_get(conn), PQK_DESCRIBE, 0, NULL, NULL));
   return ok;
 }
 

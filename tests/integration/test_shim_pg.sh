@@ -28,14 +28,19 @@ q="SELECT rows FROM qp_summary WHERE query = 'select abalance from pgbench_accou
 db=$(sqlite3 "$T/pgbench_simple.qp" "SELECT DISTINCT database FROM qp_summary")
 [ "$db" = "$DB" ] || fail "pgbench: database recorded as '$db'"
 
-# Pipeline mode: results are matched to queries through the FIFO.
+# Pipeline mode: results are matched to queries through the FIFO; with
+# --pipeline-flush too (a flush request after each send, PQsendPrepare's
+# under -M prepared included).
 for mode in extended prepared; do
-  S=$T/pipeline_$mode.qp
-  shim_env "$S" pgbench -n -M "$mode" -c 2 -j 2 -t 20 -f "$DATA/pipeline.pgbench" "$DB" >/dev/null 2>&1 ||
-    fail "pgbench pipeline -M $mode"
-  expect_calls "$S" "select abalance from pgbench_accounts where aid = ?" 40 "pipeline -M $mode"
-  expect_calls "$S" "select ? as piped" 40 "pipeline -M $mode"
-  expect_calls "$S" "select ? as piped_too" 40 "pipeline -M $mode"
+  for flush in "" --pipeline-flush; do
+    S=$T/pipeline_$mode$flush.qp
+    "$QPROF" run $flush --store "$S" -- pgbench -n -M "$mode" -c 2 -j 2 -t 20 -f "$DATA/pipeline.pgbench" "$DB" >/dev/null 2>&1 ||
+      fail "pgbench pipeline -M $mode $flush"
+    expect_calls "$S" "select abalance from pgbench_accounts where aid = ?" 40 "pipeline -M $mode $flush"
+    expect_calls "$S" "select ? as piped" 40 "pipeline -M $mode $flush"
+    expect_calls "$S" "select ? as piped_too" 40 "pipeline -M $mode $flush"
+    [ "$(total_calls "$S")" = 120 ] || fail "pipeline -M $mode $flush: $(total_calls "$S") calls, not 120"
+  done
 done
 
 # ---- psql -f: output identical, every statement once, COPY, an error -------
@@ -110,7 +115,7 @@ fi
 # query (psql's \timing; pgbench's per-transaction latency, -l) within TOL_MS.
 TOL_MS=20
 ms_of() { sqlite3 "$1" "SELECT coalesce(sum(total_ms), 0) FROM qp_summary WHERE query = '$2'"; }
-check_rule() { # WHAT STORE SLEEP_MS WALL_MS FIRST OTHER OTHER (normalized texts)
+check_rule() { # WHAT STORE SLEEP_MS WALL_MS CHARGED OTHER OTHER (normalized texts)
   local what=$1 S=$2 sleep_ms=$3 wall=$4 first=$5 t sum
   shift 5
   [ "$(total_calls "$S")" = "$(sqlite3 "$S" "SELECT sum(calls) FROM qp_summary WHERE query IN ('$first', '$1', '$2')")" ] ||
@@ -118,14 +123,14 @@ check_rule() { # WHAT STORE SLEEP_MS WALL_MS FIRST OTHER OTHER (normalized texts
   sum=$(sqlite3 "$S" "SELECT sum(total_ms) FROM qp_summary")
   echo "$what: $first $(ms_of "$S" "$first") ms, $1 $(ms_of "$S" "$1") ms, $2 $(ms_of "$S" "$2") ms; sum $sum ms, the client's time $wall ms"
   awk -v t="$(ms_of "$S" "$first")" -v s="$sleep_ms" 'BEGIN {exit !(t >= s)}' ||
-    fail "$what: the first statement, $first, is charged $(ms_of "$S" "$first") ms, not the sleep ($sleep_ms ms)"
+    fail "$what: $first is charged $(ms_of "$S" "$first") ms, not the sleep ($sleep_ms ms)"
   for t in "$1" "$2"; do
     awk -v t="$(ms_of "$S" "$t")" -v tol="$TOL_MS" 'BEGIN {exit !(t < tol)}' ||
-      fail "$what: $t is charged $(ms_of "$S" "$t") ms; its results came with the first's"
+      fail "$what: $t is charged $(ms_of "$S" "$t") ms, not less than $TOL_MS ms"
   done
   awk -v s="$sum" -v w="$wall" -v tol="$TOL_MS" 'BEGIN {d = s - w; if (d < 0) d = -d; exit !(d <= tol)}' ||
     fail "$what: the statements' times add up to $sum ms, the client's time of the query is $wall ms"
-  echo "ok: $what: the first statement is charged the sleep, the times add up to the query's"
+  echo "ok: $what: $first is charged the sleep, the times add up to the query's"
 }
 # psql -c: one simple query of three statements
 for pos in first middle last; do
@@ -158,5 +163,65 @@ for pos in first middle last; do
   for q in "$first" "${others[@]}"; do expect_calls "$S" "$q" 5 "pipeline, pg_sleep $pos"; done
   check_rule "pipeline, pg_sleep $pos" "$S" 250 "$wall" "$first" "${others[@]}"
 done
+
+# ---- QPROF_PIPELINE_FLUSH: pipelined queries charged by the server's order ----------
+# With a flush request after each pipelined query the server sends each
+# query's results as soon as it has them, so the client sees them at the
+# server's pace: the pg_sleep query is charged at least its sleep wherever it
+# is, the others less than TOL_MS, and the three still add up to pgbench's
+# latencies. What pgbench prints (but its timing lines) and its status are
+# the same as without the shim.
+untimed() { grep -Ev '^(latency|initial connection time|tps) ' "$1"; }
+for pos in first middle last; do
+  case $pos in
+  first) body='SELECT pg_sleep(0.05);\nSELECT 1 AS p1;\nSELECT 2 AS p2;' others=('select ? as p1' 'select ? as p2') ;;
+  middle) body='SELECT 1 AS p1;\nSELECT pg_sleep(0.05);\nSELECT 2 AS p2;' others=('select ? as p1' 'select ? as p2') ;;
+  last) body='SELECT 1 AS p1;\nSELECT 2 AS p2;\nSELECT pg_sleep(0.05);' others=('select ? as p1' 'select ? as p2') ;;
+  esac
+  printf '\\startpipeline\n%b\n\\endpipeline\n' "$body" >sleep.pgbench
+  set +e
+  pgbench -n -M extended -c 1 -t 5 -f sleep.pgbench "$DB" >flush.plain 2>&1
+  rc_plain=$?
+  rm -f pgbench_log.*
+  S=$T/flush_$pos.qp
+  QPROF_PIPELINE_FLUSH=1 shim_env "$S" pgbench -n -M extended -c 1 -t 5 -l -f sleep.pgbench "$DB" >flush.shim 2>&1
+  rc_shim=$?
+  set -e
+  [ "$rc_plain" = 0 ] && [ "$rc_shim" = 0 ] || fail "pipeline flush, pg_sleep $pos: pgbench exited $rc_plain, $rc_shim under the shim: $(cat flush.shim)"
+  untimed flush.plain >u1
+  untimed flush.shim >u2
+  cmp u1 u2 || fail "pipeline flush, pg_sleep $pos: pgbench's output differs under the shim: $(diff u1 u2)"
+  wall=$(awk '{ s += $3; n++ } END { if (n == 5) printf "%.3f", s / 1000 }' pgbench_log.*)
+  [ -n "$wall" ] || fail "pipeline flush, pg_sleep $pos: pgbench's log: $(cat pgbench_log.*)"
+  for q in 'select pg_sleep(?)' "${others[@]}"; do expect_calls "$S" "$q" 5 "pipeline flush, pg_sleep $pos"; done
+  check_rule "pipeline flush, pg_sleep $pos" "$S" 250 "$wall" 'select pg_sleep(?)' "${others[@]}"
+done
+# A simple query of several statements is not split by it: the server
+# flushes only at the query's end, and the shim sends nothing else then.
+S=$T/flush_psqlc.qp
+QPROF_PIPELINE_FLUSH=1 shim_env "$S" psql -X -q -c '\timing on' -c "SELECT 'a' AS t1; SELECT pg_sleep(0.3); SELECT 'b' AS t2" "$DB" >time.out
+wall=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' time.out)
+[ -n "$wall" ] || fail "pipeline flush, psql -c: no time from psql: $(cat time.out)"
+check_rule "pipeline flush, pg_sleep middle in psql -c" "$S" 300 "$wall" 'select ? as t1' 'select pg_sleep(?)' 'select ? as t2'
+# A bad value disables the shim (said in its log), never the program: the
+# same output and status, nothing recorded; qprof run refuses it before the
+# command starts.
+set +e
+pgbench -n -M extended -c 1 -t 5 -f "$DATA/pipeline.pgbench" "$DB" >bad.plain 2>&1
+rc_plain=$?
+QPROF_PIPELINE_FLUSH=maybe QPROF_LOG=$T/bad.log preload_env "$T/bad_run" \
+  pgbench -n -M extended -c 1 -t 5 -f "$DATA/pipeline.pgbench" "$DB" >bad.shim 2>&1
+rc_shim=$?
+QPROF_PIPELINE_FLUSH=maybe "$QPROF" run --store "$T/bad.qp" -- sh -c 'echo ran' >bad.run 2>bad.run.err
+rc_run=$?
+set -e
+[ "$rc_plain" = 0 ] && [ "$rc_shim" = "$rc_plain" ] || fail "QPROF_PIPELINE_FLUSH=maybe: pgbench exited $rc_shim, $rc_plain without the shim"
+untimed bad.plain >u1
+untimed bad.shim >u2
+cmp u1 u2 || fail "QPROF_PIPELINE_FLUSH=maybe: pgbench's output differs: $(diff u1 u2)"
+[ -z "$(ls -A "$T/bad_run")" ] || fail "QPROF_PIPELINE_FLUSH=maybe: the shim recorded: $(ls "$T/bad_run")"
+grep -q 'disabled: QPROF_PIPELINE_FLUSH' "$T/bad.log" || fail "QPROF_PIPELINE_FLUSH=maybe: the log says '$(cat "$T/bad.log")'"
+[ "$rc_run" = 2 ] && [ ! -s bad.run ] || fail "QPROF_PIPELINE_FLUSH=maybe: qprof run exited $rc_run, output '$(cat bad.run)'"
+echo "ok: QPROF_PIPELINE_FLUSH=maybe: the program runs as without the shim ($(cat "$T/bad.log")); qprof run: $(head -n 1 bad.run.err)"
 
 echo "PASS"

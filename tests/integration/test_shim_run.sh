@@ -62,9 +62,11 @@ grep -q "missing.so" err || fail "a missing shim: message '$(cat err)'"
 echo "ok: LD_PRELOAD"
 
 # ---- options through the environment ------------------------------------------
-out=$("$QPROF" run --store rel.qp --slow-ms 5 --sample --flush-ms 250 -- \
-  sh -c 'echo "$QPROF_STORE|$QPROF_SLOW_MS|$QPROF_SAMPLE|$QPROF_FLUSH_MS"')
-[ "$out" = "$T/rel.qp|5|true|250" ] || fail "options: '$out'"
+out=$("$QPROF" run --store rel.qp --slow-ms 5 --sample --flush-ms 250 --pipeline-flush -- \
+  sh -c 'echo "$QPROF_STORE|$QPROF_SLOW_MS|$QPROF_SAMPLE|$QPROF_FLUSH_MS|$QPROF_PIPELINE_FLUSH"')
+[ "$out" = "$T/rel.qp|5|true|250|1" ] || fail "options: '$out'"
+out=$("$QPROF" run --store rel.qp -- sh -c 'echo "${QPROF_PIPELINE_FLUSH-unset}"')
+[ "$out" = unset ] || fail "QPROF_PIPELINE_FLUSH without --pipeline-flush: '$out'"
 
 # ---- recording, with a relative store and a command that changes directory -----
 mkdir sub

@@ -36,6 +36,9 @@ static void usage(FILE *f) {
           "  --store PATH     profile store (QPROF_STORE; default ./qprof.db)\n"
           "  --slow-ms N      log queries slower than N ms to QPROF_LOG (QPROF_SLOW_MS)\n"
           "  --sample         keep one sample statement with literals per query (QPROF_SAMPLE)\n"
+          "  --pipeline-flush ask the server for each pipelined query's results at once, so\n"
+          "                   that each is timed by the server's order of work; costs the\n"
+          "                   server a write per query (QPROF_PIPELINE_FLUSH; libpq >= 14)\n"
           "  --flush-ms N     write to the store every N ms (QPROF_FLUSH_MS; default 1000)\n"
           "  --segment-mb N   size of each process's segment (QPROF_SEGMENT_MB; default 64)\n"
           "  --wait-ms N      after CMD, wait up to N ms for processes that still record\n"
@@ -141,6 +144,7 @@ int cmd_run(int argc, char **argv) {
   static const struct option longopts[] = {{"store", required_argument, NULL, 's'},
                                            {"slow-ms", required_argument, NULL, 'w'},
                                            {"sample", no_argument, NULL, 'S'},
+                                           {"pipeline-flush", no_argument, NULL, 'P'},
                                            {"flush-ms", required_argument, NULL, 'f'},
                                            {"segment-mb", required_argument, NULL, 'm'},
                                            {"wait-ms", required_argument, NULL, 'W'},
@@ -149,7 +153,7 @@ int cmd_run(int argc, char **argv) {
                                            {NULL, 0, NULL, 0}};
   const char *store = NULL, *slow_ms = NULL, *flush_ms = NULL, *segment_mb = NULL;
   long wait_ms = 2000;
-  bool sample = false, report = false;
+  bool sample = false, pipeline_flush = false, report = false;
   int c;
   /* '+': stop at the first non-option, so CMD's own options are CMD's. */
   while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
@@ -161,6 +165,7 @@ int cmd_run(int argc, char **argv) {
       slow_ms = optarg;
       break;
     case 'S': sample = true; break;
+    case 'P': pipeline_flush = true; break;
     case 'f':
       if (!parse_number(optarg, true))
         return cli_usage_error("run", "--flush-ms needs a whole number of milliseconds, not '%s'",
@@ -198,6 +203,7 @@ int cmd_run(int argc, char **argv) {
   if (abs_store == NULL) return cli_fail("run", "out of memory");
   if ((slow_ms != NULL && setenv("QPROF_SLOW_MS", slow_ms, 1) != 0) ||
       (sample && setenv("QPROF_SAMPLE", "true", 1) != 0) ||
+      (pipeline_flush && setenv("QPROF_PIPELINE_FLUSH", "1", 1) != 0) ||
       (flush_ms != NULL && setenv("QPROF_FLUSH_MS", flush_ms, 1) != 0) ||
       (segment_mb != NULL && setenv("QPROF_SEGMENT_MB", segment_mb, 1) != 0) ||
       setenv("QPROF_STORE", abs_store, 1) != 0) {

@@ -19,7 +19,7 @@ trap cleanup EXIT
 # could not be written: the data waits there for qprof collect) goes with $T
 export TMPDIR=$T
 # The store is read with the system sqlite3: never under the shim.
-unset LD_PRELOAD QPROF_RUN_DIR QPROF_SEGMENT_MB QPROF_STORE QPROF_LOG QPROF_IGNORE QPROF_RULES QPROF_SAMPLE QPROF_FLUSH_MS \
+unset LD_PRELOAD QPROF_RUN_DIR QPROF_SEGMENT_MB QPROF_STORE QPROF_LOG QPROF_IGNORE QPROF_RULES QPROF_SAMPLE QPROF_FLUSH_MS QPROF_PIPELINE_FLUSH \
   QPROF_SLOW_MS QPROF_REDACT QPROF_BUCKET_S QPROF_PRELOAD || true
 
 fail() {
