@@ -473,8 +473,28 @@ static QP_NOINLINE void full_said(void) {
 
 void shim_full(void) { full_said(); }
 
+/* Normalizes ev's text into this thread's scratch buffer, and remembers it
+ * in `memo` (NULL: none) with its literals. False when it cannot be done. */
+static bool normalize_event(const qp_query_event *ev, qp_sql_memo *memo, const char **norm,
+                            size_t *nlen, uint64_t *fp) {
+  char *buf = shim_scratch();
+  if (buf == NULL || ev->sql == NULL) return false;
+  qp_lit_span spans[QP_SQL_MEMO_SPANS];
+  size_t n = 0;
+  if (qp__profile_normalize_spans(g_profile, ev->backend, ev->sql, ev->sql_len, buf,
+                                  QP_NORMALIZED_MAX, nlen, fp, memo != NULL ? spans : NULL,
+                                  QP_SQL_MEMO_SPANS, &n) != QP_OK)
+    return false;
+  if (memo != NULL)
+    qp__sql_memo_set(memo, ev->backend == QP_BACKEND_SQLITE ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES,
+                     ev->sql, ev->sql_len, *fp, spans,
+                     n < QP_SQL_MEMO_SPANS ? n : QP_SQL_MEMO_SPANS);
+  *norm = buf;
+  return true;
+}
+
 void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cache *cache,
-                        uint64_t end_ns) {
+                        qp_sql_memo *memo, uint64_t end_ns) {
   qp_seg *seg = atomic_load_explicit(&g_seg, memory_order_acquire);
   if (QP_UNLIKELY(seg == NULL)) {
     seg = start_segment();
@@ -483,16 +503,21 @@ void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cach
   const char *norm = ev->normalized;
   size_t nlen = ev->normalized_len;
   uint64_t fp = ev->fingerprint;
-  if (norm == NULL) {
-    char *buf = shim_scratch();
-    if (buf == NULL || ev->sql == NULL) return;
-    if (shim_normalize(ev->backend, ev->sql, ev->sql_len, buf, QP_NORMALIZED_MAX, &nlen, &fp) !=
-        QP_OK)
-      return;
-    norm = buf;
-  }
   if (end_ns == 0) end_ns = shim_now_ns();
   uint64_t gen = atomic_load_explicit(&shim_g_hot.seg_gen, memory_order_relaxed);
+  if (norm == NULL) {
+    /* The same statement as the memo's but for its literals, into the
+     * entry the cache holds, with nothing wanting the text: no normalizing. */
+    if (memo != NULL && cache != NULL && !g_sample && ev->duration_ns <= g_slow_cut &&
+        qp__sql_memo_match(memo, ev->sql, ev->sql_len) &&
+        shim_cache_holds(cache, gen, memo->fp, end_ns)) {
+      if (QP_UNLIKELY(qp__seg_add(seg, cache->e, ev->duration_ns, ev->rows, ev->error,
+                                  (int64_t)end_ns + cache->wall_off) == NULL))
+        full_said();
+      return;
+    }
+    if (!normalize_event(ev, memo, &norm, &nlen, &fp)) return;
+  }
   int64_t wall;
   qp_seg_entry *e;
   if (cache != NULL && shim_cache_holds(cache, gen, fp, end_ns)) {
@@ -537,7 +562,7 @@ void shim_record(const qp_query_event *ev) {
   qp_query_event e = *ev;
   size_t n = shim_key(key, ev->database, ev->user, ev->application);
   e.database = key;
-  shim_record_cached(&e, n, NULL, 0);
+  shim_record_cached(&e, n, NULL, NULL, 0);
 }
 
 /* ---- fork ---------------------------------------------------------------- *

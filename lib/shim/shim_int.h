@@ -24,6 +24,7 @@
 #include "qprof/profile.h"
 #include "qprof/sql.h"
 #include "seg/seg_int.h"
+#include "sql/memo.h"
 
 /* The interposed functions are the only symbols the shim exports (the
  * version script exports.map says the same thing to the linker). */
@@ -181,10 +182,14 @@ static inline bool shim_record_hit(shim_entry_cache *c, uint64_t end_ns, uint64_
 size_t shim_key(char *out, const char *db, const char *user, const char *app);
 
 /* Records one event, as shim_record, with ev->database the key (shim_key,
- * db_len its length) and an entry cache (NULL: none). ev->sql is only read
- * for a sample. `end_ns` is when it ended (shim_now_ns), 0 for now. */
+ * db_len its length), an entry cache (NULL: none) and a statement memo
+ * (sql/memo.h; NULL: none). An event without its normalized text is
+ * normalized, unless `memo` has its fingerprint and `cache` the entry of
+ * that fingerprint (and no sample or slow-query line wants the text); the
+ * memo is then set to it. ev->sql is read for that and for a sample.
+ * `end_ns` is when it ended (shim_now_ns), 0 for now. */
 void shim_record_cached(const qp_query_event *ev, size_t db_len, shim_entry_cache *cache,
-                        uint64_t end_ns);
+                        qp_sql_memo *memo, uint64_t end_ns);
 
 /* Records one event into this process's segment (called with shim_t_inside
  * set); creates the segment on the first event of a process. The key is

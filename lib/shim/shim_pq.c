@@ -135,6 +135,7 @@ typedef struct pq_conn {
   size_t dbname_len;
   pq_prep *preps[PREP_BUCKETS];
   shim_entry_cache qcache; /* the entry of the last simple or parameterized query */
+  qp_sql_memo memo;        /* its text and fingerprint (one-statement queries) */
   /* Who runs it (docs/shim.md, "Who ran it"). The role is followed from
    * the statements' text, since PostgreSQL does not report it; the session
    * user and application_name from what the server reports. "" is no role
@@ -459,6 +460,7 @@ static void end_statement(pq_conn *c, PGconn *conn, pq_entry *e, const PGresult 
       .error = error,
   };
   shim_entry_cache *cache = NULL;
+  qp_sql_memo *memo = NULL;
   if (e->kind == PQK_EXECUTE && e->prep != NULL) {
     cache = &e->prep->cache;
     ev.sql = shim_g_sample ? e->prep->sql : NULL;
@@ -483,6 +485,7 @@ static void end_statement(pq_conn *c, PGconn *conn, pq_entry *e, const PGresult 
       ev.sql = e->sql;
       ev.sql_len = semi != NULL ? (size_t)(semi - e->sql) : e->sql_len;
       e->split_pos = e->sql_len;
+      memo = &c->memo;
     } else if (qp_sql_split_next(QP_DIALECT_POSTGRES, e->sql, e->sql_len, &e->split_pos, &start, &len)) {
       ev.sql = e->sql + start;
       ev.sql_len = len;
@@ -491,11 +494,14 @@ static void end_statement(pq_conn *c, PGconn *conn, pq_entry *e, const PGresult 
       ev.sql_len = e->sql_len;
     }
   } else {
-    if (e->kind == PQK_PARAMS) cache = &c->qcache;
+    if (e->kind == PQK_PARAMS) {
+      cache = &c->qcache;
+      memo = &c->memo;
+    }
     ev.sql = e->sql;
     ev.sql_len = e->sql_len;
   }
-  shim_record_cached(&ev, c->dbname_len, cache, now);
+  shim_record_cached(&ev, c->dbname_len, cache, memo, now);
   if (e->kind == PQK_EXECUTE) {
     if (QP_UNLIKELY(c->role_watch || e->prep->ident))
       follow_result(c, conn, e->prep->sql, strlen(e->prep->sql), r, status);

@@ -420,7 +420,7 @@ static void finish(sq_stmt *st, sqlite3_stmt *stmt, int rc, uint64_t end_ns) {
       .rows = rows,
       .error = error,
   };
-  shim_record_cached(&ev, st->db_len, &st->cache, end_ns);
+  shim_record_cached(&ev, st->db_len, &st->cache, NULL, end_ns);
 }
 
 SHIM_EXPORT int sqlite3_step(sqlite3_stmt *stmt) {

@@ -35,6 +35,7 @@
 #include "lex_impl.h"
 #include "normalize_int.h"
 #include "sql_int.h"
+#include "sql/memo.h"
 
 /* Bump when the normalized form changes: fingerprints then change too. */
 #define QP_NORMALIZER_VERSION 3
@@ -557,6 +558,12 @@ typedef struct split_res {
   bool fallback;   /* out: it starts with CREATE or a byte order mark: the splitter's rules apply */
 } split_res;
 
+/* Where qp__normalize_spans collects the literals' spans (memo.h). */
+typedef struct lit_out {
+  qp_lit_span *v;
+  size_t max, n;
+} lit_out;
+
 /*
  * The normalizer's one pass. With `split` (a constant: two instances), it
  * also finds where the statement that starts at `pos` ends by the rules of
@@ -568,7 +575,7 @@ typedef struct split_res {
  */
 static inline __attribute__((always_inline)) void normalize_body(
     const qp_normalizer *nz, const char *s, size_t len, size_t pos, const bool split, char *out,
-    size_t cap, size_t *out_len, uint64_t *fingerprint, split_res *sr) {
+    size_t cap, size_t *out_len, uint64_t *fingerprint, split_res *sr, lit_out *lo) {
   const qp_dialect d = nz->dialect;
   emitter e;
   e.out = out;
@@ -759,6 +766,10 @@ static inline __attribute__((always_inline)) void normalize_body(
       /* fall through */
     case QP_T_STRING:
     case QP_T_PARAM:
+      if (lo != NULL) {
+        if (lo->n < lo->max) lo->v[lo->n] = (qp_lit_span){t.start, t.end};
+        lo->n++;
+      }
       put(&ns, "?", 1, false, OC_VALUE, QP_KW_NONE);
       break;
     case QP_T_OP:
@@ -874,8 +885,26 @@ qp_status qp_normalize(const qp_normalizer *nz, const char *sql, size_t len, cha
     if (out_len) *out_len = 0;
     return QP_INVALID;
   }
-  normalize_body(nz, sql != NULL ? sql : "", len, 0, false, out, cap, out_len, fingerprint, NULL);
+  normalize_body(nz, sql != NULL ? sql : "", len, 0, false, out, cap, out_len, fingerprint, NULL,
+                 NULL);
   return QP_OK;
+}
+
+qp_status qp__normalize_spans(const qp_normalizer *nz, const char *sql, size_t len, char *out,
+                              size_t cap, size_t *out_len, uint64_t *fingerprint,
+                              qp_lit_span *spans, size_t max, size_t *nspans) {
+  lit_out lo = {spans, spans != NULL ? max : 0, 0};
+  qp_status st = QP_INVALID;
+  if (nz != NULL && (sql != NULL || len == 0) && out != NULL && cap > 0) {
+    normalize_body(nz, sql != NULL ? sql : "", len, 0, false, out, cap, out_len, fingerprint,
+                   NULL, &lo);
+    st = QP_OK;
+  } else {
+    if (out != NULL && cap > 0) out[0] = '\0';
+    if (out_len) *out_len = 0;
+  }
+  if (nspans) *nspans = lo.n;
+  return st;
 }
 
 bool qp_normalize_next(const qp_normalizer *nz, const char *sql, size_t len, size_t *pos,
@@ -896,7 +925,7 @@ bool qp_normalize_next(const qp_normalizer *nz, const char *sql, size_t len, siz
   split_res sr = {p, 0, 0, false, false};
   size_t olen = 0;
   uint64_t fp = 0;
-  normalize_body(nz, s, len, p, true, out, cap, &olen, &fp, &sr);
+  normalize_body(nz, s, len, p, true, out, cap, &olen, &fp, &sr, NULL);
   if (sr.next == SIZE_MAX && !sr.fallback && qp__sql_cclass[(unsigned char)s[len - 1]] == QP_C_SPACE) {
     /* The script's last statement: the splitter trims the white space after
      * it (even inside an unterminated quoted name), so its text ends there.
@@ -904,7 +933,7 @@ bool qp_normalize_next(const qp_normalizer *nz, const char *sql, size_t len, siz
     size_t end = len;
     while (end > p && qp__sql_cclass[(unsigned char)s[end - 1]] == QP_C_SPACE) end--;
     sr = (split_res){p, 0, 0, false, false};
-    normalize_body(nz, s, end, p, true, out, cap, &olen, &fp, &sr);
+    normalize_body(nz, s, end, p, true, out, cap, &olen, &fp, &sr, NULL);
   }
   size_t first, last;
   if (QP_UNLIKELY(sr.fallback)) {
@@ -916,7 +945,7 @@ bool qp_normalize_next(const qp_normalizer *nz, const char *sql, size_t len, siz
       *pos = len;
       return false;
     }
-    normalize_body(nz, s, first + slen, first, false, out, cap, &olen, &fp, NULL);
+    normalize_body(nz, s, first + slen, first, false, out, cap, &olen, &fp, NULL, NULL);
     *pos = q;
     *start = first;
     *stmt_len = slen;

@@ -434,6 +434,17 @@ qp_status qp_profile_normalize(const qp_profile *p, qp_backend backend, const ch
   return qp_normalize(p->norm[backend], sql, len, out, cap, out_len, fingerprint);
 }
 
+qp_status qp__profile_normalize_spans(const qp_profile *p, qp_backend backend, const char *sql,
+                                      size_t len, char *out, size_t cap, size_t *out_len,
+                                      uint64_t *fingerprint, qp_lit_span *spans, size_t max,
+                                      size_t *nspans) {
+  if (nspans) *nspans = 0;
+  if (p == NULL || (backend != QP_BACKEND_POSTGRES && backend != QP_BACKEND_SQLITE))
+    return QP_INVALID;
+  return qp__normalize_spans(p->norm[backend], sql, len, out, cap, out_len, fingerprint, spans,
+                             max, nspans);
+}
+
 /* An event that comes without its normalized text: normalized here, into
  * a buffer the recording fast path should not carry in its frame. */
 static QP_NOINLINE qp_status record_normalizing(qp_profile *p, const qp_query_event *ev) {

@@ -19,6 +19,7 @@
 
 #include "internal.h"
 #include "qprof/profile.h"
+#include "sql/memo.h"
 
 /* ---- histogram -------------------------------------------------------------
  * DDSketch-style: a value v (nanoseconds, v >= 1) falls into bucket
@@ -206,6 +207,12 @@ qp_status qp__profile_flush_dropped(qp_profile *p, qp_store *store, int64_t drop
  * qp__free(qp__profile_hooks(p), ...); NULL on out of memory. */
 char *qp__profile_redact(qp_profile *p, qp_backend be, const char *sql, size_t len);
 const qp_hooks *qp__profile_hooks(const qp_profile *p);
+/* qp_profile_normalize with the spans of the literals it replaced
+ * (qp__normalize_spans, sql/memo.h). Same errors. */
+qp_status qp__profile_normalize_spans(const qp_profile *p, qp_backend backend, const char *sql,
+                                      size_t len, char *out, size_t cap, size_t *out_len,
+                                      uint64_t *fingerprint, qp_lit_span *spans, size_t max,
+                                      size_t *nspans);
 /* Whether a flush of `p` failed in doubt and holds its entries until the
  * store it went to can tell whether they committed (the next flush into
  * that store handle settles it). */

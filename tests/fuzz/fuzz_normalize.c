@@ -8,7 +8,8 @@
  * untruncated output and cut at a UTF-8 boundary; the fingerprint does not
  * depend on the buffer size; and, without rules and without a cut,
  * normalizing the output again changes neither text nor fingerprint; the
- * SIMD classifiers of list blocks agree with their scalar twin.
+ * SIMD classifiers of list blocks agree with their scalar twin; the
+ * statement memo never gives a text a fingerprint it does not have.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "qprof/qprof.h"
+#include "sql/memo.h"
 #include "sql/sql_int.h"
 
 static qp_normalizer *nz[2][2];
@@ -74,6 +76,57 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     qp__sql_blk_classes(sql + at, 0, &ref);
     for (int impl = 1; impl <= 2; impl++)
       if (qp__sql_blk_classes(sql + at, impl, &got) && memcmp(&ref, &got, sizeof ref) != 0) abort();
+  }
+
+  /* the statement memo (sql/memo.h): the spans' pass writes what
+   * qp_normalize writes, the text matches its own memo, and the text with
+   * every variable literal rewritten (digits from the input's bytes, strings
+   * emptied) matches it with the same fingerprint qp_normalize gives */
+  {
+    static char sp_out[QP_NORMALIZED_MAX];
+    qp_lit_span spans[QP_SQL_MEMO_SPANS];
+    size_t slen = 0, ns = 0;
+    uint64_t sfp = 0;
+    if (qp__normalize_spans(n, sql, len, sp_out, sizeof sp_out, &slen, &sfp, spans,
+                            QP_SQL_MEMO_SPANS, &ns) != QP_OK)
+      abort();
+    if (slen != flen || memcmp(sp_out, full, flen) != 0 || sfp != ffp) abort();
+    size_t kept = ns < QP_SQL_MEMO_SPANS ? ns : QP_SQL_MEMO_SPANS;
+    for (size_t i = 0; i < kept; i++)
+      if (spans[i].start >= spans[i].end || spans[i].end > len ||
+          (i > 0 && spans[i].start < spans[i - 1].end))
+        abort();
+    static qp_sql_memo m;
+    qp__sql_memo_set(&m, qp_normalizer_dialect(n), sql, len, ffp, spans, kept);
+    if (m.len != 0) {
+      if (!qp__sql_memo_match(&m, sql, len)) abort();
+      static char b[QP_SQL_MEMO_TEXT * 4];
+      size_t p = 0, o = 0;
+      for (unsigned i = 0; i < m.nspans; i++) {
+        memcpy(b + o, m.text + p, m.span[i][0] - p);
+        o += m.span[i][0] - p;
+        p = m.span[i][1];
+        if (m.str & (1u << i)) {
+          b[o++] = '\'';
+          b[o++] = '\'';
+        } else {
+          for (unsigned k = 1 + (unsigned)(data[(p + i) % size] % 9); k > 0; k--, o++)
+            b[o] = (char)('0' + (data[(o + k) % size] % 10));
+        }
+      }
+      memcpy(b + o, m.text + p, m.len - p);
+      o += m.len - p;
+      if (!qp__sql_memo_match(&m, b, o)) abort();
+      static char bn[QP_NORMALIZED_MAX];
+      size_t bl = 0;
+      uint64_t bfp = 0;
+      if (qp_normalize(n, b, o, bn, sizeof bn, &bl, &bfp) != QP_OK) abort();
+      if (bfp != ffp) {
+        fprintf(stderr, "memo: [%.*s] and [%.*s] match, fingerprints differ\n", (int)len, sql,
+                (int)o, b);
+        abort();
+      }
+    }
   }
 
   /* idempotence, where it must hold: no rules (their output is free text)
