@@ -45,6 +45,19 @@ SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_reset, (sqlite3_stmt *), shim_st
 SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_finalize, (sqlite3_stmt *), shim_stub_misuse)
 SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_exec,
                (sqlite3 *, const char *, int (*)(void *, int, char **, char **), void *, char **), shim_stub_misuse)
+/* The program's statements and connections are read through these too, not
+ * by direct calls: then the shim needs no libsqlite3 of its own (no DT_NEEDED
+ * entry), and a program that does not use SQLite never loads it. They are
+ * only called with a handle from the program's SQLite, so it is loaded. */
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, const char *, sqlite3_db_filename, (sqlite3 *, const char *),
+               shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, const char *, sqlite3_sql, (sqlite3_stmt *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, sqlite3 *, sqlite3_db_handle, (sqlite3_stmt *), shim_stub_null)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_column_count, (sqlite3_stmt *), shim_stub_zero)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_stmt_readonly, (sqlite3_stmt *), shim_stub_zero)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_extended_errcode, (sqlite3 *), shim_stub_misuse)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_changes, (sqlite3 *), shim_stub_zero)
+SHIM_REAL_DECL(SHIM_SONAME_SQLITE, int, sqlite3_total_changes, (sqlite3 *), shim_stub_zero)
 
 /* Inside a real sqlite3 call made for a recorded one: nested calls pass through. */
 static SHIM_TLS unsigned t_depth;
@@ -147,7 +160,7 @@ static void after_open(int rc, sqlite3 **ppdb, const char *name8, const void *na
   if (rc != SQLITE_OK || ppdb == NULL || *ppdb == NULL) return;
   if (!shim_active()) return;
   shim_t_inside++;
-  const char *f = sqlite3_db_filename(*ppdb, "main");
+  const char *f = real_sqlite3_db_filename()(*ppdb, "main");
   char *name = NULL;
   if (f != NULL && f[0] != '\0') {
     name = qp__strdup(NULL, f); /* the absolute path */
@@ -228,7 +241,7 @@ SHIM_EXPORT int sqlite3_close_v2(sqlite3 *db) { return close_common(db, true); }
  * `utf16`). Called with shim_t_inside set. */
 static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, const void *end,
                           int nbyte, bool utf16) {
-  const char *text = sqlite3_sql(stmt); /* UTF-8, kept by prepare_v2/v3 */
+  const char *text = real_sqlite3_sql()(stmt); /* UTF-8, kept by prepare_v2/v3 */
   size_t text_len = 0;
   char *converted = NULL;
   if (text != NULL) {
@@ -252,7 +265,7 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
     return;
   }
   const char *dbn = db_name(db);
-  if (dbn == NULL) dbn = sqlite3_db_filename(db, "main");
+  if (dbn == NULL) dbn = real_sqlite3_db_filename()(db, "main");
   if (dbn == NULL) dbn = "";
   if (shim_is_store(dbn)) goto out; /* the program reads qprof's own store */
   char *norm = shim_scratch();
@@ -276,7 +289,7 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
     memcpy(st->text + norm_len + 1, key, dbn_len + 1);
     st->db_name = st->text + norm_len + 1;
     st->db_len = dbn_len;
-    st->writes = sqlite3_column_count(stmt) == 0 && !sqlite3_stmt_readonly(stmt);
+    st->writes = real_sqlite3_column_count()(stmt) == 0 && !real_sqlite3_stmt_readonly()(stmt);
     bool stored;
     sq_stmt *old = shim_map_put(&shim_sq_stmts, stmt, st, &stored);
     if (old != NULL) {
@@ -317,10 +330,10 @@ static void record_prepare_error(int rc, sqlite3 *db, const void *sql, int nbyte
   size_t pos = 0, start, len;
   if (qp_sql_split_next(QP_DIALECT_SQLITE, text, bytes, &pos, &start, &len)) {
     const char *dbn = shim_map_get(&shim_sq_dbs, db);
-    if (dbn == NULL && db != NULL) dbn = sqlite3_db_filename(db, "main");
+    if (dbn == NULL && db != NULL) dbn = real_sqlite3_db_filename()(db, "main");
     if (dbn == NULL) dbn = "";
     if (!shim_is_store(dbn)) {
-      int ext = db != NULL ? sqlite3_extended_errcode(db) : rc;
+      int ext = db != NULL ? real_sqlite3_extended_errcode()(db) : rc;
       qp_query_event ev = {
           .backend = QP_BACKEND_SQLITE,
           .database = dbn,
@@ -397,17 +410,17 @@ SHIM_EXPORT int sqlite3_prepare16_v3(sqlite3 *db, const void *sql, int nbyte, un
  * shim_t_inside set. */
 static void finish(sq_stmt *st, sqlite3_stmt *stmt, int rc, uint64_t end_ns) {
   st->running = false;
-  sqlite3 *db = sqlite3_db_handle(stmt);
+  sqlite3 *db = real_sqlite3_db_handle()(stmt);
   int64_t rows = st->rows;
   if (st->writes && rows == 0 && db != NULL)
-    rows = sqlite3_total_changes(db) != st->changes0 ? sqlite3_changes(db) : 0;
+    rows = real_sqlite3_total_changes()(db) != st->changes0 ? real_sqlite3_changes()(db) : 0;
   const char *error = NULL;
   if (rc != SQLITE_DONE && rc != SQLITE_OK && rc != SQLITE_ROW) {
-    int ext = db != NULL ? sqlite3_extended_errcode(db) : rc;
+    int ext = db != NULL ? real_sqlite3_extended_errcode()(db) : rc;
     error = shim_sqlite_code_name((ext & 0xff) == (rc & 0xff) ? ext : rc);
   }
   /* the text with its literals only for a sample */
-  const char *sql = shim_g_sample ? sqlite3_sql(stmt) : NULL;
+  const char *sql = shim_g_sample ? real_sqlite3_sql()(stmt) : NULL;
   qp_query_event ev = {
       .backend = QP_BACKEND_SQLITE,
       .database = st->db_name,
@@ -443,7 +456,7 @@ SHIM_EXPORT int sqlite3_step(sqlite3_stmt *stmt) {
     st->running = true;
     st->rows = 0;
     st->elapsed_ns = 0;
-    if (st->writes) st->changes0 = sqlite3_total_changes(sqlite3_db_handle(stmt));
+    if (st->writes) st->changes0 = real_sqlite3_total_changes()(real_sqlite3_db_handle()(stmt));
   }
   uint64_t t0 = shim_now_ns();
   errno = e;
@@ -532,9 +545,9 @@ SHIM_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
         .sql = sql,
         .sql_len = strlen(sql),
         .duration_ns = qp__ns_since(t1, t0),
-        .rows = rc == SQLITE_OK ? sqlite3_changes(db) : 0,
+        .rows = rc == SQLITE_OK ? real_sqlite3_changes()(db) : 0,
         .error = rc == SQLITE_OK || rc == SQLITE_ABORT ? NULL
-                                                       : shim_sqlite_code_name(sqlite3_extended_errcode(db)),
+                                                       : shim_sqlite_code_name(real_sqlite3_extended_errcode()(db)),
     };
     shim_record(&ev);
     shim_t_inside--;

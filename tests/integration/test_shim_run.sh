@@ -42,11 +42,18 @@ out=$(LD_PRELOAD="$other" "$QPROF" run --store "$T/s.qp" -- sh -c 'echo "$LD_PRE
 maps=$(LD_PRELOAD="$other" "$QPROF" run --store "$T/s.qp" -- cat /proc/self/maps)
 printf '%s\n' "$maps" | grep -q "libqprof_preload.so" || fail "the shim is not mapped"
 printf '%s\n' "$maps" | grep -q "$(basename "$other")" || fail "the earlier preload is not mapped"
-# The shim never loads libpq (a guest: a program that does not use it must
-# not get it, with its TLS, Kerberos and LDAP libraries): not a dependency of
-# the shim, not mapped into a program that does not use it.
-if printf '%s\n' "$maps" | grep -q "libpq\.so"; then fail "the shim loaded libpq into cat"; fi
-if readelf -d "$SHIM" | grep -q "NEEDED.*libpq"; then fail "the shim depends on libpq: $(readelf -d "$SHIM" | grep NEEDED)"; fi
+# The shim never loads libpq or libsqlite3 (a guest: a program that does not
+# use them must not get them, libpq with its TLS, Kerberos and LDAP
+# libraries): neither is a dependency of the shim (it needs libc, libm and
+# PCRE2 only), nor mapped into a program that does not use it.
+for lib in libpq libsqlite3; do
+  if printf '%s\n' "$maps" | grep -q "$lib\.so"; then fail "the shim loaded $lib into cat"; fi
+done
+needed=$(readelf -d "$SHIM" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
+case $needed in
+"libc.so.6 libm.so.6 libpcre2-8.so.0 ") ;;
+*) fail "the shim needs more than libc, libm and PCRE2: $needed" ;;
+esac
 out=$("$QPROF" run --store "$T/s.qp" -- sh -c 'echo "$LD_PRELOAD"')
 [ "$out" = "$SHIM" ] || fail "LD_PRELOAD without an earlier one: '$out'"
 # $QPROF_PRELOAD wins; a missing shim is a clear failure.
