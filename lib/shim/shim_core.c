@@ -15,8 +15,9 @@
  *     shim never opens a store and never calls libpq or SQLite for itself
  *     (but for the flush request QPROF_PIPELINE_FLUSH asks for, after a
  *     pipelined send: shim_pq.c); the collector (qprof run, qprof collect)
- *     reads the segment from outside. Nothing happens at exit or exec: what was recorded is in the
- *     page cache, and survives _exit(), kill -9 and crashes.
+ *     reads the segment from outside. Nothing happens at exit or exec: what
+ *     was recorded is in the page cache, and survives _exit(), kill -9 and
+ *     crashes.
  *   - fork(): the child forgets the parent's segment and creates its own at
  *     its first statement.
  */
@@ -485,10 +486,11 @@ static bool normalize_event(const qp_query_event *ev, qp_sql_memo *memo, const c
                                   QP_NORMALIZED_MAX, nlen, fp, memo != NULL ? spans : NULL,
                                   QP_SQL_MEMO_SPANS, &n) != QP_OK)
     return false;
-  if (memo != NULL)
-    qp__sql_memo_set(memo, ev->backend == QP_BACKEND_SQLITE ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES,
-                     ev->sql, ev->sql_len, *fp, spans,
+  if (memo != NULL) {
+    qp_dialect d = ev->backend == QP_BACKEND_SQLITE ? QP_DIALECT_SQLITE : QP_DIALECT_POSTGRES;
+    qp__sql_memo_set(memo, d, ev->sql, ev->sql_len, *fp, spans,
                      n < QP_SQL_MEMO_SPANS ? n : QP_SQL_MEMO_SPANS);
+  }
   *norm = buf;
   return true;
 }

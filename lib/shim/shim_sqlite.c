@@ -546,8 +546,9 @@ SHIM_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
         .sql_len = strlen(sql),
         .duration_ns = qp__ns_since(t1, t0),
         .rows = rc == SQLITE_OK ? real_sqlite3_changes()(db) : 0,
-        .error = rc == SQLITE_OK || rc == SQLITE_ABORT ? NULL
-                                                       : shim_sqlite_code_name(real_sqlite3_extended_errcode()(db)),
+        .error = rc == SQLITE_OK || rc == SQLITE_ABORT
+                     ? NULL
+                     : shim_sqlite_code_name(real_sqlite3_extended_errcode()(db)),
     };
     shim_record(&ev);
     shim_t_inside--;
