@@ -286,8 +286,12 @@ bool qp__adv_order_read(const char *sql, qp__adv_order *o) {
         memcpy(q, o->qual[o->n], ADV_NAME);
         qp__adv_sq_text(sql, &t, o->col[o->n], ADV_NAME);
         memcpy(o->qual[o->n], q, ADV_NAME);
-        o->n++;
-        term = true;
+        if (o->col[o->n][0] == '\0') {
+          ok = false; /* an empty quoted name ("", [], ``): no column an index could hold */
+        } else {
+          o->n++;
+          term = true;
+        }
       } else {
         ok = false;
       }

@@ -89,7 +89,27 @@ static void test_covered(void **state) {
   assert_ptr_equal(qp__adv_covered(&t, &c), &t.idx[2]);
 }
 
+/* The ORDER BY ... LIMIT reader: plain column terms only, each named. */
+static void test_order(void **state) {
+  (void)state;
+  qp__adv_order o;
+  assert_true(qp__adv_order_read("SELECT * FROM t ORDER BY a, t.b DESC LIMIT 5", &o));
+  assert_int_equal(o.n, 2);
+  assert_string_equal(o.col[0], "a");
+  assert_false(o.desc[0]);
+  assert_string_equal(o.qual[1], "t");
+  assert_string_equal(o.col[1], "b");
+  assert_true(o.desc[1]);
+  assert_false(qp__adv_order_read("SELECT * FROM t ORDER BY a + 1 LIMIT 5", &o));
+  assert_false(qp__adv_order_read("SELECT * FROM t ORDER BY a", &o));
+  /* an empty quoted name is no column (fuzz_advise_where found it read as one) */
+  assert_false(qp__adv_order_read("SELECT * FROM t ORDER BY [] LIMIT 5", &o));
+  assert_false(qp__adv_order_read("SELECT * FROM t ORDER BY \"\", a LIMIT 5", &o));
+  assert_false(qp__adv_order_read("SELECT * FROM t ORDER BY a, `` LIMIT 5", &o));
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_where), cmocka_unit_test(test_covered)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_where), cmocka_unit_test(test_covered),
+                                     cmocka_unit_test(test_order)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
