@@ -31,6 +31,7 @@ typedef struct qp__berr {
   char code[40];            /* "23505", "SQLITE_BUSY", "" when none */
   char msg[QP_ERRMSG_MAX];  /* never holds a password */
   bool transient;           /* connect: worth retrying soon (57P03, 53300) */
+  bool timed_out;           /* connect: no answer within the timeout given */
 } qp__berr;
 
 void qp__berr_clear(qp__berr *e);

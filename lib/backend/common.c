@@ -12,6 +12,7 @@ void qp__berr_clear(qp__berr *e) {
   e->code[0] = '\0';
   e->msg[0] = '\0';
   e->transient = false;
+  e->timed_out = false;
 }
 
 qp_status qp__berr_set(qp__berr *e, qp_status st, const char *code, const char *fmt, ...) {

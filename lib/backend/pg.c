@@ -333,6 +333,7 @@ static qp_status pg_connect(const char *dsn, const qp__bconnect_opts *o, qp__bco
                    "cannot connect: timeout expired after %" PRId64 " ms (SQLSTATE 08001)",
                    o->timeout_ms);
       err->transient = true;
+      err->timed_out = true;
       pg_close(b);
       return QP_UNAVAILABLE;
     }

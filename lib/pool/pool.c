@@ -314,7 +314,10 @@ static inline __attribute__((always_inline)) void conn_return(qp_pool *p, qp_con
 }
 
 /* Opens a backend connection for a reserved slot (mutex NOT held). */
-static qp_status open_backend(qp_pool *p, qp_conn *c, int64_t timeout_ms, qp__berr *err) {
+/* Opens c's backend connection within `timeout_ms`. `clipped`: the timeout
+ * is what an acquire had left, shorter than connect_timeout_ms. */
+static qp_status open_backend(qp_pool *p, qp_conn *c, int64_t timeout_ms, bool clipped,
+                              qp__berr *err) {
   qp__bconnect_opts bo = {&p->hooks, timeout_ms, QP_POOL_STMT_CACHE_MAX};
   uint64_t t0 = qp__now_ns();
   qp__bconn *b = NULL;
@@ -358,8 +361,11 @@ static qp_status open_backend(qp_pool *p, qp_conn *c, int64_t timeout_ms, qp__be
     }
   } else {
     p->c.connect_failures++;
+    /* An attempt cut short by an acquire's own deadline tells nothing of
+     * the server: the cause of the failures before it is kept (a standby
+     * that answered 57P03 is still the reason, not "timeout after 4 ms"). */
+    if (!(clipped && err->timed_out && p->have_connect_err)) p->last_connect_err = *err;
     p->have_connect_err = true;
-    p->last_connect_err = *err;
     p->backoff_ms = p->backoff_ms == 0 ? BACKOFF_MIN_MS : p->backoff_ms * 2;
     if (p->backoff_ms > BACKOFF_MAX_MS) p->backoff_ms = BACKOFF_MAX_MS;
     /* full jitter on the upper half: [backoff/2, backoff] */
@@ -508,7 +514,7 @@ static void maint_fill(qp_pool *p, bool asked) {
     pthread_mutex_unlock(&p->mu);
     qp__berr err;
     qp__berr_clear(&err);
-    qp_status st = open_backend(p, c, p->o.connect_timeout_ms, &err);
+    qp_status st = open_backend(p, c, p->o.connect_timeout_ms, false, &err);
     pthread_mutex_lock(&p->mu);
     if (st != QP_OK) {
       conn_set_state(p, c, CS_FREE);
@@ -866,11 +872,12 @@ static step acq_open(acq *a, uint64_t now) {
   wake_head(p); /* the next waiter may open another slot */
   uint64_t left_ms = (a->deadline - now) / 1000000u;
   int64_t cto = p->o.connect_timeout_ms;
-  if ((uint64_t)cto > left_ms) cto = left_ms > 0 ? (int64_t)left_ms : 1;
+  bool clipped = (uint64_t)cto > left_ms;
+  if (clipped) cto = left_ms > 0 ? (int64_t)left_ms : 1;
   pthread_mutex_unlock(&p->mu);
   qp__berr err;
   qp__berr_clear(&err);
-  qp_status cs = open_backend(p, c, cto, &err);
+  qp_status cs = open_backend(p, c, cto, clipped, &err);
   pthread_mutex_lock(&p->mu);
   if (cs == QP_OK) return acq_lease(a, c, qp__now_ns());
   conn_set_state(p, c, CS_FREE);

@@ -32,6 +32,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
+  cluster("thaw"); /* a failed test may have left it frozen */
   cluster("stop");
   return 0;
 }
@@ -272,11 +273,51 @@ static void test_starting_up_keeps_waiters_waiting(void **state) {
   qp_pool_close(p);
 }
 
+/* An attempt cut short by the acquire's own deadline says nothing of the
+ * server: the cause seen before it stays the acquire's message. (On a loaded
+ * machine the last attempt of a 1 s acquire on a standby was sometimes left
+ * 4 ms, timed out, and the message said "timeout expired after 4 ms"
+ * instead of 57P03.) The postmaster is frozen so that the next attempt gets
+ * no answer until the deadline; the acquire (800 ms) is shorter than the
+ * connect timeout (1 s), so every attempt in it is cut short. An attempt
+ * given the whole connect timeout that gets no answer is the cause itself
+ * ("timeout expired after 1000 ms"). */
+static void test_cut_short_attempt_keeps_cause(void **state) {
+  (void)state;
+  assert_int_equal(cluster("standby"), 0);
+  qp_pool *p = open_pool(2, 8000);
+  qp_conn *c;
+  char msg[1024] = "";
+  assert_int_equal(qp_pool_acquire_msg(p, &c, 1000, msg, sizeof msg), QP_UNAVAILABLE);
+  if (strstr(msg, "57P03") == NULL) fail_msg("no 57P03 in '%s'", msg);
+  qp_pool_stats s0 = QP_POOL_STATS_INIT;
+  qp_pool_stats_get(p, &s0);
+  assert_int_equal(cluster("freeze"), 0);
+  uint64_t t0 = now_ms();
+  msg[0] = '\0';
+  qp_status st = qp_pool_acquire_msg(p, &c, 800, msg, sizeof msg);
+  uint64_t took = now_ms() - t0;
+  assert_int_equal(cluster("thaw"), 0);
+  assert_int_equal(st, QP_UNAVAILABLE);
+  if (took < 800 || took >= 6000) fail_msg("the acquire took %llu ms", (unsigned long long)took);
+  qp_pool_stats s1 = QP_POOL_STATS_INIT;
+  qp_pool_stats_get(p, &s1);
+  /* an attempt was made while frozen, and failed by the deadline */
+  if (s1.connect_failures <= s0.connect_failures) fail_msg("no attempt while frozen");
+  if (strstr(msg, "57P03") == NULL) fail_msg("no 57P03 in '%s'", msg);
+  if (strstr(msg, "timeout") != NULL) fail_msg("the cut-short attempt's timeout in '%s'", msg);
+  assert_int_equal(cluster("promote"), 0);
+  assert_int_equal(qp_pool_acquire_msg(p, &c, 8000, msg, sizeof msg), QP_OK);
+  qp_pool_release(c);
+  qp_pool_close(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fork_with_open_connections),
       cmocka_unit_test(test_restart_under_load),
       cmocka_unit_test(test_starting_up_keeps_waiters_waiting),
+      cmocka_unit_test(test_cut_short_attempt_keeps_cause),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -12,6 +12,9 @@
 #   pgcluster.sh standby ENVFILE             restart it as a standby without hot
 #                                            standby: connections get 57P03
 #   pgcluster.sh promote ENVFILE             promote it: connections succeed again
+#   pgcluster.sh freeze ENVFILE              SIGSTOP the postmaster: a connection is
+#                                            accepted by the kernel and never answered
+#   pgcluster.sh thaw ENVFILE                SIGCONT it
 # Tests run as root, so the server runs as the postgres user.
 set -eu
 action=$1
@@ -60,6 +63,14 @@ standby)
 promote)
   . "$envfile"
   as_pg "$QP_PG_BINDIR/pg_ctl" -D "$QP_PG_DIR/data" -w -t 60 promote >/dev/null
+  ;;
+freeze)
+  . "$envfile"
+  kill -STOP "$QP_PG_PID"
+  ;;
+thaw)
+  . "$envfile"
+  kill -CONT "$QP_PG_PID"
   ;;
 start)
   if [ -f "$envfile" ]; then sh "$0" stop "$envfile" || true; fi

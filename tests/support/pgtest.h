@@ -75,7 +75,7 @@ typedef struct qpt_pgcluster {
  * or -1 when it did not start. */
 int qpt_pgcluster_start(qpt_pgcluster *pc, const char *name, int port);
 /* Runs pgcluster.sh `action` (stop, serverstop, serverstart, standby,
- * promote) on it; returns the script's exit status. */
+ * promote, freeze, thaw) on it; returns the script's exit status. */
 int qpt_pgcluster_do(const qpt_pgcluster *pc, const char *action);
 
 #endif
