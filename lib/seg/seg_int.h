@@ -209,6 +209,14 @@ qp_seg_entry *qp__seg_find(qp_seg *seg, unsigned lane, qp_backend backend, uint6
 qp_seg_entry *qp__seg_add(qp_seg *seg, qp_seg_entry *e, uint64_t duration_ns, int64_t rows,
                           const char *error, int64_t wall_ns);
 
+/* A hint that qp__seg_find will soon be asked for this key: the cache lines
+ * of its index slot and of the arena's next free bytes (where a new entry
+ * would go) start loading now, while the statement runs, instead of being
+ * waited for at its end (each a miss to memory for a statement not seen
+ * before). Reads nothing it relies on and writes nothing. */
+void qp__seg_prefetch(qp_seg *seg, unsigned lane, qp_backend backend, uint64_t fingerprint,
+                      int64_t bucket);
+
 /* True when an execution of `duration_ns` would replace the sample of `e`
  * (it has none, or a faster one). */
 bool qp__seg_wants_sample(const qp_seg_entry *e, uint64_t duration_ns);

@@ -187,6 +187,19 @@ static inline bool key_is(qp_seg *seg, const qp_seg_entry *e, uint64_t fp, int64
          e->db_len == db_len && memcmp(at(seg, e->db_off), db, db_len) == 0;
 }
 
+void qp__seg_prefetch(qp_seg *seg, unsigned lane, qp_backend backend, uint64_t fp,
+                      int64_t bucket) {
+  qp_seg_header *h = seg->base;
+  uint32_t i = (uint32_t)qp__seg_hash(fp, bucket, backend, lane) & (h->nslots - 1);
+  __builtin_prefetch(at(seg, h->slots_off + i * 4), 0, 3);
+  uint64_t next = h->arena_off + atomic_load_explicit(&h->used, memory_order_relaxed);
+  next = (next + QP_SEG_ALIGN - 1) & ~(uint64_t)(QP_SEG_ALIGN - 1);
+  if (next + 2 * QP_SEG_ALIGN <= atomic_load_explicit(&seg->backed, memory_order_relaxed)) {
+    __builtin_prefetch((char *)seg->base + next, 1, 3);
+    __builtin_prefetch((char *)seg->base + next + QP_SEG_ALIGN, 1, 3);
+  }
+}
+
 /* The entry of a key, created when new; NULL when the segment is full.
  * A slot is the entry's offset with the key's tag in its low bits: an
  * occupied slot whose tag differs is passed without reading its entry (in a

@@ -411,6 +411,13 @@ static inline unsigned my_lane(void) {
 }
 static bool g_seg_failed;
 
+void shim_prefetch(qp_backend backend, uint64_t fp) {
+  qp_seg *seg = atomic_load_explicit(&g_seg, memory_order_acquire);
+  if (seg != NULL)
+    qp__seg_prefetch(seg, my_lane(), backend, fp,
+                     qp__seg_bucket(seg->bucket_s, qp__wall_coarse_ns()));
+}
+
 /* Creates this process's segment in the run directory; NULL (and the shim
  * disabled, said once) when that cannot be done. */
 static qp_seg *start_segment(void) {

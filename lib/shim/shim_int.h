@@ -116,6 +116,11 @@ static inline bool shim_active(void) {
 qp_status shim_normalize(qp_backend backend, const char *sql, size_t len, char *out, size_t cap,
                          size_t *out_len, uint64_t *fingerprint);
 
+/* A statement of fingerprint `fp` was just prepared and will be recorded
+ * when it has run: its segment entry's memory starts loading now
+ * (qp__seg_prefetch). Nothing when there is no segment yet. */
+void shim_prefetch(qp_backend backend, uint64_t fp);
+
 /* This thread's QP_NORMALIZED_MAX-byte buffer for normalizing into,
  * allocated on the thread's first use and freed when it exits; NULL when
  * it cannot be had (then the statement goes unrecorded, as on any failed

@@ -275,6 +275,7 @@ static void after_prepare(sqlite3 *db, sqlite3_stmt *stmt, const void *sql, cons
   if (shim_normalize(QP_BACKEND_SQLITE, text, text_len, norm, QP_NORMALIZED_MAX, &norm_len, &fp) !=
       QP_OK)
     goto out;
+  shim_prefetch(QP_BACKEND_SQLITE, fp);
   /* the segment key: database, no user (the collector names the OS user:
    * no NSS lookup in the host), the program's name */
   char key[QP_SEG_KEY_MAX + 1];
