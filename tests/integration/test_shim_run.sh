@@ -30,6 +30,44 @@ out=$("$QPROF" run --store "$T/s.qp" -- sh -c 'echo "$0" "$1"' --store -x)
 [ ! -e "$T/s.qp" ] || fail "commands that ran no query created the store"
 echo "ok: exit status"
 
+# ---- where the run directory goes ----------------------------------------------
+# $TMPDIR when set; else a memory file system with room for four segments of
+# the size asked for (at least 256 MB): $XDG_RUNTIME_DIR, then /dev/shm; else
+# /tmp. It is removed once all is written.
+rundir_of() { # env assignments...: the run directory qprof run gave its command
+  env "$@" "$QPROF" run --store "$T/rd.qp" -- sh -c 'echo "$QPROF_RUN_DIR"'
+}
+roomy_tmpfs() { # dir: true when it is a writable tmpfs with at least MB megabytes free
+  [ -d "$1" ] && [ -w "$1" ] && [ "$(stat -f -c %T "$1")" = tmpfs ] &&
+    [ $(($(stat -f -c '%a * %S' "$1") >> 20)) -ge "${2:-256}" ]
+}
+d=$(rundir_of TMPDIR="$T")
+case "$d" in "$T"/qprof-run-??????) ;; *) fail "with TMPDIR=$T the run directory was $d" ;; esac
+[ ! -e "$d" ] || fail "run directory $d left behind"
+if roomy_tmpfs /dev/shm; then shm=/dev/shm; else shm=/tmp; fi
+d=$(rundir_of -u TMPDIR -u XDG_RUNTIME_DIR)
+case "$d" in "$shm"/qprof-run-??????) ;; *) fail "without TMPDIR the run directory was $d, expected one in $shm" ;; esac
+[ ! -e "$d" ] || fail "run directory $d left behind"
+# an XDG_RUNTIME_DIR that is no tmpfs ($T, on the test's file system) is passed over
+if [ "$(stat -f -c %T "$T")" != tmpfs ]; then
+  d=$(rundir_of -u TMPDIR XDG_RUNTIME_DIR="$T")
+  case "$d" in "$shm"/qprof-run-??????) ;; *) fail "XDG_RUNTIME_DIR=$T (no tmpfs): the run directory was $d" ;; esac
+fi
+# a tmpfs XDG_RUNTIME_DIR with room is taken first (a 300 MB tmpfs: room for
+# four segments of 64 MB), and passed over for a segment size it has no room
+# for four of
+mkdir "$T/xdg"
+if mount -t tmpfs -o size=300m,mode=0700 tmpfs "$T/xdg" 2>/dev/null; then
+  d=$(rundir_of -u TMPDIR XDG_RUNTIME_DIR="$T/xdg")
+  case "$d" in "$T"/xdg/qprof-run-??????) ;; *) umount "$T/xdg"; fail "XDG_RUNTIME_DIR on a 300 MB tmpfs: the run directory was $d" ;; esac
+  d=$(rundir_of -u TMPDIR XDG_RUNTIME_DIR="$T/xdg" QPROF_SEGMENT_MB=100)
+  umount "$T/xdg"
+  case "$d" in "$shm"/qprof-run-??????) ;; *) fail "4 x 100 MB segments on a 300 MB tmpfs: the run directory was $d, expected one in $shm" ;; esac
+else
+  echo "SKIP: XDG_RUNTIME_DIR on a tmpfs (cannot mount a tmpfs here)"
+fi
+echo "ok: the run directory's place"
+
 # ---- the shim and LD_PRELOAD chaining ---------------------------------------
 other=$(/usr/bin/python3 -c 'import ctypes.util, sys; print(ctypes.util._findLib_ld("m") or "")' 2>/dev/null || true)
 [ -n "$other" ] && [ -f "$other" ] || other=$(ls /lib/x86_64-linux-gnu/libm.so.6 /usr/lib64/libm.so.6 2>/dev/null | head -n 1)

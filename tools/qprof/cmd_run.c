@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +49,36 @@ static void usage(FILE *f) {
           "Other QPROF_* variables (QPROF_IGNORE, QPROF_RULES, QPROF_LOG, ...) pass through\n"
           "from the environment; 'qprof config' lists them. The shim is $QPROF_PRELOAD when\n"
           "set, else the one of this build or installation.\n");
+}
+
+/* Where the run directory goes: $TMPDIR when set (the user's choice), else
+ * a memory file system with room ($XDG_RUNTIME_DIR, then /dev/shm), else
+ * /tmp. Segments are memory shared with a collector, not files to keep: on
+ * tmpfs a new page of a segment costs the program less than on a disk file
+ * system (no blocks to reserve), and nothing is ever written back to disk.
+ * "Room" is four segments of the size asked for, at least 256 MB, so that a
+ * small /dev/shm (a container's 64 MB) is not filled: a full segment counts
+ * statements as dropped. */
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+static const char *run_dir_base(void) {
+  const char *tmpdir = getenv("TMPDIR");
+  if (tmpdir != NULL && tmpdir[0] == '/') return tmpdir;
+  const char *seg = getenv("QPROF_SEGMENT_MB"); /* --segment-mb is in it by now */
+  long long mb = seg != NULL ? atoll(seg) : 0;
+  unsigned long long want = (unsigned long long)(mb > 64 ? mb : 64) * 4u << 20;
+  const char *xdg = getenv("XDG_RUNTIME_DIR");
+  const char *bases[] = {xdg != NULL && xdg[0] == '/' ? xdg : NULL, "/dev/shm"};
+  for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++) {
+    struct statfs fs;
+    if (bases[i] == NULL || access(bases[i], W_OK | X_OK) != 0 || statfs(bases[i], &fs) != 0)
+      continue;
+    if ((unsigned long)fs.f_type == TMPFS_MAGIC &&
+        (unsigned long long)fs.f_bavail * (unsigned long long)fs.f_bsize >= want)
+      return bases[i];
+  }
+  return "/tmp";
 }
 
 /* A file store given relative to here must mean the same file to a command
@@ -220,10 +251,8 @@ int cmd_run(int argc, char **argv) {
   if (flush < 10) flush = 10;
 
   /* The run directory: private to this run, removed when all is written. */
-  const char *tmpdir = getenv("TMPDIR");
   char run_dir[4096];
-  snprintf(run_dir, sizeof run_dir, "%s/qprof-run-XXXXXX",
-           tmpdir != NULL && tmpdir[0] == '/' ? tmpdir : "/tmp");
+  snprintf(run_dir, sizeof run_dir, "%s/qprof-run-XXXXXX", run_dir_base());
   if (mkdtemp(run_dir) == NULL) {
     int err = errno;
     free(abs_store);
