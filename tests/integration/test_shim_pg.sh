@@ -122,8 +122,8 @@ check_rule() { # WHAT STORE SLEEP_MS WALL_MS CHARGED OTHER OTHER (normalized tex
     fail "$what: statements other than the three recorded"
   sum=$(sqlite3 "$S" "SELECT sum(total_ms) FROM qp_summary")
   echo "$what: $first $(ms_of "$S" "$first") ms, $1 $(ms_of "$S" "$1") ms, $2 $(ms_of "$S" "$2") ms; sum $sum ms, the client's time $wall ms"
-  awk -v t="$(ms_of "$S" "$first")" -v s="$sleep_ms" 'BEGIN {exit !(t >= s)}' ||
-    fail "$what: $first is charged $(ms_of "$S" "$first") ms, not the sleep ($sleep_ms ms)"
+  awk -v t="$(ms_of "$S" "$first")" -v s="$sleep_ms" -v lo="${SLEEP_SLACK_MS:-0}" 'BEGIN {exit !(t >= s - lo)}' ||
+    fail "$what: $first is charged $(ms_of "$S" "$first") ms, not the sleep ($sleep_ms ms, less ${SLEEP_SLACK_MS:-0} ms)"
   for t in "$1" "$2"; do
     awk -v t="$(ms_of "$S" "$t")" -v tol="$TOL_MS" 'BEGIN {exit !(t < tol)}' ||
       fail "$what: $t is charged $(ms_of "$S" "$t") ms, not less than $TOL_MS ms"
@@ -170,7 +170,11 @@ done
 # server's pace: the pg_sleep query is charged at least its sleep wherever it
 # is, the others less than TOL_MS, and the three still add up to pgbench's
 # latencies. What pgbench prints (but its timing lines) and its status are
-# the same as without the shim.
+# the same as without the shim. In the middle or last, the sleep's time
+# starts when the client took the results of the query before it, which can
+# be later than when the server began to sleep by the client's wakeup delay
+# (0.6 ms a pipeline seen on a loaded 2-CPU machine): it may fall short of
+# the sleep by up to TOL_MS.
 untimed() { grep -Ev '^(latency|initial connection time|tps) ' "$1"; }
 for pos in first middle last; do
   case $pos in
@@ -194,7 +198,7 @@ for pos in first middle last; do
   wall=$(awk '{ s += $3; n++ } END { if (n == 5) printf "%.3f", s / 1000 }' pgbench_log.*)
   [ -n "$wall" ] || fail "pipeline flush, pg_sleep $pos: pgbench's log: $(cat pgbench_log.*)"
   for q in 'select pg_sleep(?)' "${others[@]}"; do expect_calls "$S" "$q" 5 "pipeline flush, pg_sleep $pos"; done
-  check_rule "pipeline flush, pg_sleep $pos" "$S" 250 "$wall" 'select pg_sleep(?)' "${others[@]}"
+  SLEEP_SLACK_MS=$TOL_MS check_rule "pipeline flush, pg_sleep $pos" "$S" 250 "$wall" 'select pg_sleep(?)' "${others[@]}"
 done
 # A simple query of several statements is not split by it: the server
 # flushes only at the query's end, and the shim sends nothing else then.
