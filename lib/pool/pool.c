@@ -313,9 +313,9 @@ static inline __attribute__((always_inline)) void conn_return(qp_pool *p, qp_con
   idle_push(p, c, now);
 }
 
-/* Opens a backend connection for a reserved slot (mutex NOT held). */
-/* Opens c's backend connection within `timeout_ms`. `clipped`: the timeout
- * is what an acquire had left, shorter than connect_timeout_ms. */
+/* Opens the backend connection of the reserved slot c within `timeout_ms`
+ * (mutex NOT held). `clipped`: the timeout is what an acquire had left,
+ * shorter than connect_timeout_ms. */
 static qp_status open_backend(qp_pool *p, qp_conn *c, int64_t timeout_ms, bool clipped,
                               qp__berr *err) {
   qp__bconnect_opts bo = {&p->hooks, timeout_ms, QP_POOL_STMT_CACHE_MAX};
