@@ -314,10 +314,9 @@ static inline __attribute__((always_inline)) void conn_return(qp_pool *p, qp_con
 }
 
 /* Opens the backend connection of the reserved slot c within `timeout_ms`
- * (mutex NOT held). `clipped`: the timeout is what an acquire had left,
- * shorter than connect_timeout_ms. */
-static qp_status open_backend(qp_pool *p, qp_conn *c, int64_t timeout_ms, bool clipped,
-                              qp__berr *err) {
+ * (mutex NOT held): connect_timeout_ms, or less when that is all an acquire
+ * has left. */
+static qp_status open_backend(qp_pool *p, qp_conn *c, int64_t timeout_ms, qp__berr *err) {
   qp__bconnect_opts bo = {&p->hooks, timeout_ms, QP_POOL_STMT_CACHE_MAX};
   uint64_t t0 = qp__now_ns();
   qp__bconn *b = NULL;
@@ -364,7 +363,8 @@ static qp_status open_backend(qp_pool *p, qp_conn *c, int64_t timeout_ms, bool c
     /* An attempt cut short by an acquire's own deadline tells nothing of
      * the server: the cause of the failures before it is kept (a standby
      * that answered 57P03 is still the reason, not "timeout after 4 ms"). */
-    if (!(clipped && err->timed_out && p->have_connect_err)) p->last_connect_err = *err;
+    bool cut_short = err->timed_out && timeout_ms < p->o.connect_timeout_ms;
+    if (!(cut_short && p->have_connect_err)) p->last_connect_err = *err;
     p->have_connect_err = true;
     p->backoff_ms = p->backoff_ms == 0 ? BACKOFF_MIN_MS : p->backoff_ms * 2;
     if (p->backoff_ms > BACKOFF_MAX_MS) p->backoff_ms = BACKOFF_MAX_MS;
@@ -514,7 +514,7 @@ static void maint_fill(qp_pool *p, bool asked) {
     pthread_mutex_unlock(&p->mu);
     qp__berr err;
     qp__berr_clear(&err);
-    qp_status st = open_backend(p, c, p->o.connect_timeout_ms, false, &err);
+    qp_status st = open_backend(p, c, p->o.connect_timeout_ms, &err);
     pthread_mutex_lock(&p->mu);
     if (st != QP_OK) {
       conn_set_state(p, c, CS_FREE);
@@ -872,12 +872,11 @@ static step acq_open(acq *a, uint64_t now) {
   wake_head(p); /* the next waiter may open another slot */
   uint64_t left_ms = (a->deadline - now) / 1000000u;
   int64_t cto = p->o.connect_timeout_ms;
-  bool clipped = (uint64_t)cto > left_ms;
-  if (clipped) cto = left_ms > 0 ? (int64_t)left_ms : 1;
+  if ((uint64_t)cto > left_ms) cto = left_ms > 0 ? (int64_t)left_ms : 1;
   pthread_mutex_unlock(&p->mu);
   qp__berr err;
   qp__berr_clear(&err);
-  qp_status cs = open_backend(p, c, cto, clipped, &err);
+  qp_status cs = open_backend(p, c, cto, &err);
   pthread_mutex_lock(&p->mu);
   if (cs == QP_OK) return acq_lease(a, c, qp__now_ns());
   conn_set_state(p, c, CS_FREE);

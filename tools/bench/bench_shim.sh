@@ -30,8 +30,9 @@
 # 2. bench_shim_sqlite: an SQLite point-SELECT loop in C, without and with,
 #    and 100,000 distinct statements (each its own fingerprint), the
 #    program's own time (bench_shim_sqlite's run directory is in /tmp); then
-#    the same under qprof run (its run directory where qprof run puts it, a
-#    tmpfs when there is one with room: docs/shim.md): the program's own time
+#    the same under qprof run (TMPDIR unset, so that its run directory is
+#    where qprof run puts it by default: a tmpfs when there is one with room,
+#    docs/shim.md): the program's own time
 #    as it reports it, the target's figure, and the wall time with the
 #    collector's writing of 100,000 rows included.
 # Results go in docs/performance.md (section "LD_PRELOAD shim").
